@@ -1,0 +1,134 @@
+// The only door: parses arguments, reads the environment, decides once whether the run is
+// interactive, builds the services, then renders the TUI or runs the plain path. Every error ends
+// here and becomes an exit code (CONTRACTS.md).
+import os from 'node:os';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
+import { ENV, FIELDS, type Field } from './installer/answers.js';
+import type { Output } from './installer/unattended.js';
+import { packageVersion } from './system/package.js';
+import { Root } from './system/root.js';
+
+const io: Output = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+function rootFrom(options: { root?: string }): Root {
+  return new Root(options.root ?? process.env.KNOCKNOC_ROOT ?? '/');
+}
+
+function isTerminal(): boolean {
+  return Boolean(process.stdin.isTTY && process.stdout.isTTY);
+}
+
+interface InstallOptions {
+  answers?: string;
+  nonInteractive?: boolean;
+  listen?: string;
+  trustedForwarders?: string;
+  databaseOption?: string;
+  databaseUrl?: string;
+  serverName?: string;
+  dryRun?: boolean;
+  json?: boolean;
+  printAnswers?: boolean;
+  explain?: boolean;
+  yes?: boolean;
+}
+
+async function install(options: InstallOptions, root: Root): Promise<number> {
+  const flags: Partial<Record<Field, string>> = {
+    listen: options.listen,
+    trustedForwarders: options.trustedForwarders,
+    databaseOption: options.databaseOption,
+    databaseUrl: options.databaseUrl,
+    serverName: options.serverName,
+  };
+  const env: Partial<Record<Field, string>> = {};
+  for (const field of FIELDS) env[field] = process.env[ENV[field]];
+  if (options.json && !options.dryRun && !options.printAnswers && !options.explain) {
+    throw new UsageError('--json goes with --dry-run, --print-answers or --explain');
+  }
+  const { openInstaller } = await import('./installer/index.js');
+  const readOnly = Boolean(options.dryRun || options.printAnswers || options.explain);
+  const session = await openInstaller({ root, flags, env, answersFile: options.answers, hostname: os.hostname() }, { dryRun: readOnly });
+  const unattended = await import('./installer/unattended.js');
+  if (options.printAnswers) {
+    unattended.printAnswers(session, { json: Boolean(options.json), explain: Boolean(options.explain) }, io);
+    return EXIT.ok;
+  }
+  if (options.dryRun) {
+    if (options.explain && !options.json) {
+      unattended.explainAnswers(session, false, io);
+      io.out('');
+    }
+    return unattended.dryRun(session, Boolean(options.json), io);
+  }
+  if (options.explain) {
+    unattended.explainAnswers(session, Boolean(options.json), io);
+    return EXIT.ok;
+  }
+  const interactive = isTerminal() && !options.nonInteractive;
+  if (!interactive) return unattended.runUnattended(session, io);
+  const { runInteractiveInstall } = await import('./app.js');
+  return runInteractiveInstall(session, { yes: Boolean(options.yes) });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('knocker')
+    .description('Install and operate self-hosted Knocknoc servers')
+    .version(packageVersion(), '-V, --version')
+    .option('--root <dir>', 'work on a sandbox root folder instead of the real system (env KNOCKNOC_ROOT)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('install')
+    .description('install or reconfigure Knocknoc on this host (interactive on a terminal, else unattended)')
+    .option('--answers <file>', 'answers file (YAML or JSON): pre-fills the questions, or drives an unattended run')
+    .option('--non-interactive', 'never prompt; every missing answer is reported at once (exit 2)')
+    .option('--listen <ip:port>', 'address and port to listen on (default 127.0.0.1:8756)')
+    .option('--trusted-forwarders <cidrs>', 'proxies trusted to set X-Forwarded-For, comma separated (default 127.0.0.1/32)')
+    .addOption(new Option('--database-option <n>', 'database: 1 local PostgreSQL, 2 new external PostgreSQL, 3 existing Knocknoc database').choices(['1', '2', '3']))
+    .option('--database-url <url>', 'connection string for options 2 and 3 (prefer KNOCKNOC_DATABASE_URL or database.urlFile: argv is visible to other users)')
+    .option('--server-name <name>', 'this server\'s name in the cluster (default: the host name)')
+    .option('--dry-run', 'check and print the plan (file diffs, SQL, commands, services); change nothing')
+    .option('--json', 'with --dry-run, --print-answers or --explain: machine-readable output')
+    .option('--print-answers', 'print the resolved answers as an answers file, password redacted; change nothing')
+    .option('--explain', 'show where each value came from (flag, environment, answers file, knocknoc.conf, default); change nothing')
+    .option('--yes', 'interactive: apply without the final confirmation')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Precedence of a value: flag > environment (KNOCKNOC_LISTEN, KNOCKNOC_TRUSTED_FORWARDERS,',
+        'KNOCKNOC_DATABASE_OPTION, KNOCKNOC_DATABASE_URL, KNOCKNOC_SERVER_NAME) > answers file >',
+        'existing knocknoc.conf > default.',
+        '',
+        'Exit codes: 0 done, 2 invalid input (nothing changed), 3 preflight failed (nothing changed),',
+        '4 applying failed and was rolled back, 5 rollback incomplete (what remains is printed).',
+      ].join('\n'),
+    )
+    .action(async (options: InstallOptions, command: Command) => {
+      process.exitCode = await install(options, rootFrom(command.optsWithGlobals()));
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    for (const line of formatError(error)) io.err(line);
+    return exitCodeOf(error);
+  }
+}

@@ -1,0 +1,491 @@
+// The installer's answers: the answers file (YAML or JSON, CONTRACTS.md), and resolving every
+// value from flags > environment > answers file > existing knocknoc.conf > default, remembering
+// where each came from (--explain). Every problem is collected and reported at once.
+import fs from 'node:fs';
+import path from 'node:path';
+import { isMap, isPair, isScalar, LineCounter, parseDocument, stringify, type Document, type Node } from 'yaml';
+import { z } from 'zod';
+import type { KnocknocConf } from '../config/knocknoc-conf.js';
+import {
+  DEFAULTS,
+  parseDatabaseOption,
+  parseListen,
+  parseServerName,
+  parseTrustedForwarders,
+  formatListen,
+  serverNameFromHostname,
+  type DatabaseOption,
+  type Parsed,
+} from '../config/values.js';
+import { parseDatabaseUrl, redactUrl, urlWithoutPassword } from '../postgres/url.js';
+
+export interface HaproxyAnswers {
+  bind: string;
+  nodes: string[];
+}
+
+export interface Answers {
+  listen: string;
+  trustedForwarders: string[];
+  serverName: string;
+  databaseOption: DatabaseOption;
+  /** Options 2 and 3 only. */
+  databaseUrl?: string;
+  haproxy?: HaproxyAnswers;
+}
+
+export type Field = 'listen' | 'trustedForwarders' | 'serverName' | 'databaseOption' | 'databaseUrl';
+export const FIELDS: Field[] = ['listen', 'trustedForwarders', 'databaseOption', 'databaseUrl', 'serverName'];
+
+/** The key an operator writes for a field in the answers file. */
+export const FILE_KEY: Record<Field, string> = {
+  listen: 'listen',
+  trustedForwarders: 'trustedForwarders',
+  serverName: 'serverName',
+  databaseOption: 'database.option',
+  databaseUrl: 'database.url',
+};
+export const FLAG: Record<Field, string> = {
+  listen: '--listen',
+  trustedForwarders: '--trusted-forwarders',
+  serverName: '--server-name',
+  databaseOption: '--database-option',
+  databaseUrl: '--database-url',
+};
+export const ENV: Record<Field, string> = {
+  listen: 'KNOCKNOC_LISTEN',
+  trustedForwarders: 'KNOCKNOC_TRUSTED_FORWARDERS',
+  serverName: 'KNOCKNOC_SERVER_NAME',
+  databaseOption: 'KNOCKNOC_DATABASE_OPTION',
+  databaseUrl: 'KNOCKNOC_DATABASE_URL',
+};
+const CONF_KEY: Record<Field, string> = {
+  listen: 'Listen',
+  trustedForwarders: 'TrustedForwarders',
+  serverName: 'ServerName',
+  databaseOption: 'DatabaseOption',
+  databaseUrl: 'DatabaseURL',
+};
+
+export type Source =
+  | { kind: 'flag'; name: string }
+  | { kind: 'env'; name: string }
+  | { kind: 'file'; file: string; line: number; col: number }
+  | { kind: 'conf'; file: string; line: number }
+  | { kind: 'default'; note?: string }
+  | { kind: 'answered' };
+
+export function describeSource(source: Source): string {
+  switch (source.kind) {
+    case 'flag':
+      return `flag ${source.name}`;
+    case 'env':
+      return `environment ${source.name}`;
+    case 'file':
+      return `answers file ${source.file}:${source.line}:${source.col}`;
+    case 'conf':
+      return `existing ${source.file}:${source.line}`;
+    case 'default':
+      return source.note ? `default (${source.note})` : 'default';
+    case 'answered':
+      return 'answered interactively';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The answers file
+
+const fileSchema = z.strictObject({
+  version: z.literal(1, { error: 'version must be 1' }),
+  listen: z.string().optional(),
+  trustedForwarders: z.union([z.string(), z.array(z.string())]).optional(),
+  serverName: z.string().optional(),
+  database: z
+    .strictObject({
+      option: z.union([z.number(), z.string()]),
+      url: z.string().optional(),
+      urlFile: z.string().optional(),
+    })
+    .optional(),
+  haproxy: z
+    .strictObject({
+      bind: z.string(),
+      nodes: z.array(z.string()).min(1, { error: 'list at least one node, NAME=HOST:PORT' }),
+    })
+    .optional(),
+});
+
+const KNOWN_KEYS: Record<string, string[]> = {
+  '': ['version', 'listen', 'trustedForwarders', 'serverName', 'database', 'haproxy'],
+  database: ['option', 'url', 'urlFile'],
+  haproxy: ['bind', 'nodes'],
+};
+
+export interface FileValue<T> {
+  value: T;
+  line: number;
+  col: number;
+}
+
+export interface LoadedAnswersFile {
+  file: string;
+  values: Partial<{ [F in Field]: FileValue<string | string[]> }>;
+  haproxy?: HaproxyAnswers;
+}
+
+function normaliseKey(key: string): string {
+  return key.toLowerCase().replace(/[-_\s]/g, '');
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i += 1) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j += 1) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known key an unknown one was probably meant to be. */
+export function didYouMean(key: string, known: string[]): string | undefined {
+  const wanted = normaliseKey(key);
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = normaliseKey(candidate) === wanted ? 0 : editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (!best || distance < best.distance) best = { key: candidate, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? best.key : undefined;
+}
+
+class Positions {
+  constructor(
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+  ) {}
+
+  private at(offset: number | undefined): { line: number; col: number } {
+    if (offset === undefined) return { line: 1, col: 1 };
+    const pos = this.lines.linePos(offset);
+    return { line: pos.line, col: pos.col };
+  }
+
+  /** Position of the value at `keys`, or of the nearest existing parent. */
+  ofValue(keys: (string | number)[]): { line: number; col: number } {
+    for (let n = keys.length; n >= 0; n -= 1) {
+      const node = this.doc.getIn(keys.slice(0, n), true) as Node | undefined;
+      if (node && typeof node === 'object' && 'range' in node && node.range) return this.at(node.range[0]);
+    }
+    return { line: 1, col: 1 };
+  }
+
+  /** Position of the key `key` inside the map at `parent`. */
+  ofKey(parent: (string | number)[], key: string): { line: number; col: number } {
+    const map = parent.length === 0 ? this.doc.contents : this.doc.getIn(parent, true);
+    if (isMap(map)) {
+      for (const item of map.items) {
+        if (isPair(item) && isScalar(item.key) && String(item.key.value) === key) return this.at(item.key.range?.[0]);
+      }
+    }
+    return this.ofValue(parent);
+  }
+}
+
+/** Problems in file order (line, then column). */
+function byPosition(problems: string[]): string[] {
+  const key = (p: string) => {
+    const match = /:(\d+):(\d+): /.exec(p);
+    return match ? Number(match[1]) * 100_000 + Number(match[2]) : 0;
+  };
+  return [...problems].sort((a, b) => key(a) - key(b));
+}
+
+/**
+ * Reads an answers file. Returns its values with positions, or throws a UsageError-ready list of
+ * every problem found (syntax, unknown keys with suggestions, wrong types, invalid values).
+ */
+export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; problems: string[] } {
+  const shown = file;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    return { problems: [`${shown}: cannot read the answers file: ${(error as Error).message}`] };
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const problems: string[] = [];
+  for (const error of doc.errors) {
+    const pos = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
+    problems.push(`${shown}:${pos.line}:${pos.col}: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+  }
+  if (problems.length > 0) return { problems };
+  const data: unknown = doc.toJS();
+  if (data === null || data === undefined) return { problems: [`${shown}:1:1: the answers file is empty (it needs at least "version: 1")`] };
+  const positions = new Positions(doc, lines);
+  const at = (pos: { line: number; col: number }) => `${shown}:${pos.line}:${pos.col}`;
+
+  const parsed = fileSchema.safeParse(data);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const keys = issue.path.filter((k): k is string | number => typeof k !== 'symbol');
+      if (issue.code === 'unrecognized_keys') {
+        const known = KNOWN_KEYS[keys.join('.')] ?? [];
+        for (const key of issue.keys) {
+          const suggestion = didYouMean(key, known);
+          const where = keys.length === 0 ? '' : ` in ${keys.join('.')}`;
+          problems.push(`${at(positions.ofKey(keys, key))}: unknown key "${key}"${where}${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`);
+        }
+        continue;
+      }
+      const name = keys.length === 0 ? 'the answers file' : keys.join('.');
+      const present = keys.reduce<unknown>((value, key) => (value === null || typeof value !== 'object' ? undefined : (value as Record<string | number, unknown>)[key]), data) !== undefined;
+      let message = issue.message;
+      if (!present) message = 'is required';
+      else if (issue.code === 'invalid_type') message = `must be ${issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}`;
+      else if (issue.code === 'invalid_union') message = name === 'trustedForwarders' ? 'must be a list of CIDRs or one comma-separated string' : 'must be 1, 2 or 3';
+      problems.push(`${at(positions.ofValue(keys))}: ${name} ${message}`.replace(`: ${name} ${name} `, `: ${name} `));
+    }
+    return { problems: byPosition(problems) };
+  }
+  const answers = parsed.data;
+  const values: LoadedAnswersFile['values'] = {};
+  const take = (field: Field, keys: string[], value: string | string[] | number | undefined) => {
+    if (value === undefined) return;
+    const pos = positions.ofValue(keys);
+    values[field] = { value: typeof value === 'number' ? String(value) : value, ...pos };
+  };
+  take('listen', ['listen'], answers.listen);
+  take('trustedForwarders', ['trustedForwarders'], answers.trustedForwarders);
+  take('serverName', ['serverName'], answers.serverName);
+  take('databaseOption', ['database', 'option'], answers.database?.option);
+  if (answers.database?.url !== undefined && answers.database.urlFile !== undefined) {
+    problems.push(`${at(positions.ofKey(['database'], 'urlFile'))}: give database.url or database.urlFile, not both`);
+  } else if (answers.database?.urlFile !== undefined) {
+    const urlFile = path.resolve(path.dirname(file), answers.database.urlFile);
+    try {
+      const url = fs.readFileSync(urlFile, 'utf8').trim();
+      values.databaseUrl = { value: url, ...positions.ofValue(['database', 'urlFile']) };
+    } catch (error) {
+      problems.push(`${at(positions.ofValue(['database', 'urlFile']))}: cannot read database.urlFile ${urlFile}: ${(error as Error).message}`);
+    }
+  } else {
+    take('databaseUrl', ['database', 'url'], answers.database?.url);
+  }
+  // Values are checked here too, so that every problem in the file is reported in one go.
+  for (const field of FIELDS) {
+    const entry = values[field];
+    if (!entry) continue;
+    const result = validateField(field, entry.value);
+    if (!result.ok) problems.push(`${shown}:${entry.line}:${entry.col}: ${FILE_KEY[field]}: ${result.error}`);
+  }
+  let haproxy: HaproxyAnswers | undefined;
+  if (answers.haproxy) {
+    const bind = parseListen(answers.haproxy.bind);
+    if (!bind.ok) problems.push(`${at(positions.ofValue(['haproxy', 'bind']))}: haproxy.bind: ${bind.error}`);
+    answers.haproxy.nodes.forEach((node, i) => {
+      const spec = parseNodeSpec(node);
+      if (!spec.ok) problems.push(`${at(positions.ofValue(['haproxy', 'nodes', i]))}: haproxy.nodes[${i}]: ${spec.error}`);
+    });
+    haproxy = { bind: answers.haproxy.bind, nodes: answers.haproxy.nodes };
+  }
+  if (problems.length > 0) return { problems: byPosition(problems) };
+  return { loaded: { file: shown, values, haproxy }, problems };
+}
+
+/** `NAME=HOST:PORT`, as HAProxy nodes are written. */
+export function parseNodeSpec(text: string): Parsed<{ name: string; host: string; port: number }> {
+  const eq = text.indexOf('=');
+  if (eq < 0) return { ok: false, error: `"${text}" is not NAME=HOST:PORT` };
+  const name = parseServerName(text.slice(0, eq));
+  if (!name.ok) return name;
+  const address = parseListen(text.slice(eq + 1));
+  if (!address.ok) return { ok: false, error: `"${text}": ${address.error}` };
+  return { ok: true, value: { name: name.value, host: address.value.host, port: address.value.port } };
+}
+
+/** Validates and normalises one field's raw value. */
+export function validateField(field: Field, raw: string | string[]): Parsed<string | string[] | number> {
+  const text = Array.isArray(raw) ? raw.join(',') : raw;
+  switch (field) {
+    case 'listen': {
+      const parsed = parseListen(text);
+      return parsed.ok ? { ok: true, value: formatListen(parsed.value) } : parsed;
+    }
+    case 'trustedForwarders':
+      return parseTrustedForwarders(raw);
+    case 'serverName':
+      return parseServerName(text);
+    case 'databaseOption':
+      return parseDatabaseOption(text);
+    case 'databaseUrl': {
+      const parsed = parseDatabaseUrl(text);
+      return parsed.ok ? { ok: true, value: text.trim() } : parsed;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolution
+
+export interface ResolveInputs {
+  flags: Partial<Record<Field, string>>;
+  env: Partial<Record<Field, string>>;
+  answersFile?: LoadedAnswersFile;
+  conf?: { conf: KnocknocConf; file: string };
+  hostname: string;
+}
+
+export interface Resolved<T> {
+  value: T;
+  source: Source;
+}
+
+export interface Resolution {
+  /** Every field that has a value, with where it came from. */
+  values: Partial<{ [F in Field]: Resolved<F extends 'trustedForwarders' ? string[] : F extends 'databaseOption' ? DatabaseOption : string> }>;
+  haproxy?: Resolved<HaproxyAnswers>;
+  /** Invalid values from flags, environment or knocknoc.conf. */
+  problems: string[];
+  /** Answers that are required and have no value. */
+  missing: string[];
+}
+
+function describeOrigin(field: Field, source: Source): string {
+  switch (source.kind) {
+    case 'flag':
+      return FLAG[field];
+    case 'env':
+      return ENV[field];
+    case 'conf':
+      return `${source.file}:${source.line} (${CONF_KEY[field]})`;
+    case 'file':
+      return `${source.file}:${source.line}:${source.col}`;
+    default:
+      return FILE_KEY[field];
+  }
+}
+
+/** Resolves every answer by precedence: flag > environment > answers file > knocknoc.conf > default. */
+export function resolveAnswers(inputs: ResolveInputs): Resolution {
+  const resolution: Resolution = { values: {}, problems: [], missing: [] };
+  const candidates = (field: Field): Array<{ raw: string | string[]; source: Source }> => {
+    const list: Array<{ raw: string | string[]; source: Source }> = [];
+    const flag = inputs.flags[field];
+    if (flag !== undefined) list.push({ raw: flag, source: { kind: 'flag', name: FLAG[field] } });
+    const env = inputs.env[field];
+    if (env !== undefined && env !== '') list.push({ raw: env, source: { kind: 'env', name: ENV[field] } });
+    const fromFile = inputs.answersFile?.values[field];
+    if (fromFile) list.push({ raw: fromFile.value, source: { kind: 'file', file: inputs.answersFile!.file, line: fromFile.line, col: fromFile.col } });
+    const conf = inputs.conf;
+    const confValue = conf?.conf.get(CONF_KEY[field]);
+    if (conf && confValue !== undefined && confValue !== '') {
+      list.push({ raw: confValue, source: { kind: 'conf', file: conf.file, line: conf.conf.lineOf(CONF_KEY[field]) ?? 0 } });
+    }
+    return list;
+  };
+  const set = (field: Field, value: unknown, source: Source) => {
+    (resolution.values as Record<string, Resolved<unknown>>)[field] = { value, source };
+  };
+  const resolveField = (field: Field, allowed: (source: Source) => boolean = () => true): boolean => {
+    const first = candidates(field).find((c) => allowed(c.source));
+    if (!first) return false;
+    const result = validateField(field, first.raw);
+    if (!result.ok) {
+      // Answers-file values were already checked with their positions.
+      if (first.source.kind !== 'file') resolution.problems.push(`${describeOrigin(field, first.source)}: ${result.error}`);
+      return true;
+    }
+    set(field, result.value, first.source);
+    return true;
+  };
+
+  if (!resolveField('listen')) set('listen', DEFAULTS.listen, { kind: 'default' });
+  if (!resolveField('trustedForwarders')) set('trustedForwarders', DEFAULTS.trustedForwarders, { kind: 'default' });
+  if (!resolveField('serverName')) set('serverName', serverNameFromHostname(inputs.hostname), { kind: 'default', note: 'the host name' });
+  if (!resolveField('databaseOption')) set('databaseOption', DEFAULTS.databaseOption, { kind: 'default' });
+
+  const option = resolution.values.databaseOption?.value;
+  const confOption = inputs.conf?.conf.get('DatabaseOption');
+  // knocknoc.conf's DatabaseURL only counts for the option it was written for.
+  const fromSameOption = (source: Source) => source.kind !== 'conf' || confOption === String(option);
+  if (option === 1) {
+    const given = candidates('databaseUrl').find((c) => c.source.kind !== 'conf');
+    if (given) {
+      resolution.problems.push(
+        `${describeOrigin('databaseUrl', given.source)}: a connection string was given, but option 1 creates its own local database; remove it or choose option 2 or 3`,
+      );
+    }
+  } else if (option !== undefined && !resolveField('databaseUrl', fromSameOption)) {
+    resolution.missing.push(
+      `database.url: the connection string for option ${option} (${FLAG.databaseUrl}, ${ENV.databaseUrl}, or database.url / database.urlFile in the answers file)`,
+    );
+  }
+  if (inputs.answersFile?.haproxy) {
+    resolution.haproxy = { value: inputs.answersFile.haproxy, source: { kind: 'file', file: inputs.answersFile.file, line: 0, col: 0 } };
+  }
+  return resolution;
+}
+
+/** The complete answers, once there are no problems and nothing is missing. */
+export function answersFrom(resolution: Resolution): Answers {
+  const v = resolution.values;
+  return {
+    listen: v.listen!.value,
+    trustedForwarders: v.trustedForwarders!.value,
+    serverName: v.serverName!.value,
+    databaseOption: v.databaseOption!.value,
+    ...(v.databaseUrl && v.databaseOption!.value !== 1 ? { databaseUrl: v.databaseUrl.value } : {}),
+    ...(resolution.haproxy ? { haproxy: resolution.haproxy.value } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Showing and saving answers
+
+export interface AnswersYamlOptions {
+  /** How the password of the connection string is shown: redacted (****) or left out. */
+  password: 'redact' | 'omit';
+  /** Comments naming where each value came from (--print-answers --explain). */
+  sources?: Partial<Record<Field, Source>>;
+  header?: string[];
+}
+
+/** The answers as an answers file (version 1), never with the database password. */
+export function answersToYaml(answers: Answers, options: AnswersYamlOptions): string {
+  const url = answers.databaseUrl === undefined ? undefined : options.password === 'redact' ? redactUrl(answers.databaseUrl) : urlWithoutPassword(answers.databaseUrl);
+  const data: Record<string, unknown> = {
+    version: 1,
+    listen: answers.listen,
+    trustedForwarders: answers.trustedForwarders,
+    serverName: answers.serverName,
+    database: { option: answers.databaseOption, ...(url !== undefined ? { url } : {}) },
+    ...(answers.haproxy ? { haproxy: answers.haproxy } : {}),
+  };
+  let text = stringify(data, { lineWidth: 0 });
+  if (options.sources) {
+    const comment = (field: Field) => (options.sources![field] ? `  # ${describeSource(options.sources![field]!)}` : '');
+    text = text
+      .split('\n')
+      .map((line) => {
+        const key = /^(\s*)(listen|trustedForwarders|serverName|option|url):/.exec(line)?.[2];
+        const field: Field | undefined =
+          key === 'option' ? 'databaseOption' : key === 'url' ? 'databaseUrl' : (key as Field | undefined);
+        return field ? line + comment(field) : line;
+      })
+      .join('\n');
+  }
+  const notes: string[] = [...(options.header ?? [])];
+  if (url !== undefined) {
+    notes.push(
+      options.password === 'redact'
+        ? 'The database password is shown as ****; give the real one with --database-url, KNOCKNOC_DATABASE_URL or database.urlFile.'
+        : 'The database password is not stored here; give it with --database-url, KNOCKNOC_DATABASE_URL or database.urlFile.',
+    );
+  }
+  return notes.map((n) => `# ${n}\n`).join('') + text;
+}

@@ -1,0 +1,134 @@
+// The installer's entry: an install session resolves the answers, runs preflight, builds the plan
+// and applies it. The interactive TUI (src/app.tsx) and the unattended run (src/installer/unattended.ts)
+// both drive the same session, so they cannot drift apart.
+import { KnocknocConf } from '../config/knocknoc-conf.js';
+import { errorMessage, KnockerError, PreflightError, UsageError } from '../errors.js';
+import { loadRelease, type Release } from '../schema/index.js';
+import { readIfExists } from '../system/files.js';
+import { acquireLock, type Lock } from '../system/lock.js';
+import { fileLogger, nullLogger, type Logger } from '../system/log.js';
+import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
+import { PATHS, type Root } from '../system/root.js';
+import { answersFrom, answersToYaml, loadAnswersFile, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
+import { planInstall, type InstallPlan } from './plan.js';
+import { preflight, type PreflightContext, type PreflightReport } from './preflight.js';
+
+export interface InstallInputs {
+  root: Root;
+  flags: Partial<Record<Field, string>>;
+  env: Partial<Record<Field, string>>;
+  answersFile?: string;
+  hostname: string;
+}
+
+export interface Prepared {
+  answers: Answers;
+  report: PreflightReport;
+  plan: InstallPlan;
+}
+
+export interface InstallSession {
+  readonly root: Root;
+  readonly release: Release;
+  /** The existing knocknoc.conf (its values are the defaults), if there is one. */
+  readonly existingConfFile: string | undefined;
+  readonly resolution: Resolution;
+  readonly confFile: string;
+  readonly answersFileOut: string;
+  /** The run log, once preparing has started (undefined for dry runs). */
+  readonly logFile: string | undefined;
+  /** Preflight and plan. With `saveAnswers`, the plan also saves the answers for reuse. */
+  prepare(answers: Answers, options?: { saveAnswers?: boolean }): Promise<Prepared>;
+  apply(prepared: Prepared, onEvent?: (event: ApplyEvent) => void): Promise<ApplyOutcome>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Nothing is written: no lock, no log. */
+  dryRun: boolean;
+}
+
+/** Reads knocknoc.conf and the answers file and resolves every answer; throws UsageError on bad input. */
+export async function openInstaller(inputs: InstallInputs, options: OpenOptions): Promise<InstallSession> {
+  const { root } = inputs;
+  const confFile = root.path(PATHS.conf);
+  const confText = await readIfExists(confFile);
+  const conf = confText === undefined ? undefined : KnocknocConf.parse(confText);
+  let loaded: LoadedAnswersFile | undefined;
+  if (inputs.answersFile) {
+    const result = loadAnswersFile(inputs.answersFile);
+    if (result.problems.length > 0) {
+      throw new UsageError(
+        `the answers file has ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}; nothing was changed`,
+        result.problems,
+      );
+    }
+    loaded = result.loaded;
+  }
+  const resolution = resolveAnswers({
+    flags: inputs.flags,
+    env: inputs.env,
+    answersFile: loaded,
+    conf: conf ? { conf, file: confFile } : undefined,
+    hostname: inputs.hostname,
+  });
+  if (resolution.problems.length > 0) {
+    throw new UsageError(`${resolution.problems.length} invalid answer${resolution.problems.length === 1 ? '' : 's'}; nothing was changed`, resolution.problems);
+  }
+  const release = loadRelease();
+  let log: Logger | undefined;
+  let lock: Lock | undefined;
+  const session: InstallSession = {
+    root,
+    release,
+    existingConfFile: conf ? confFile : undefined,
+    resolution,
+    confFile,
+    answersFileOut: root.path(PATHS.answers),
+    get logFile() {
+      return log?.file;
+    },
+    async prepare(answers, prepareOptions = {}) {
+      if (!log) log = options.dryRun ? nullLogger() : fileLogger(root.path(PATHS.installLog));
+      if (!options.dryRun && !lock) lock = await acquireLock(root.path(PATHS.installLock), 'knocker install');
+      log.addSecret(answers.databaseUrl);
+      log.info(`install: root ${root.dir}, answers ${JSON.stringify({ ...answers, databaseUrl: answers.databaseUrl ? '(given)' : undefined })}`);
+      const ctx: PreflightContext = { root, log, release, existingConf: conf };
+      const report = await preflight(answers, ctx);
+      let plan: InstallPlan;
+      try {
+        plan = await planInstall(answers, report, ctx);
+      } catch (error) {
+        if (error instanceof KnockerError) throw error;
+        // Inspecting the host failed (a file we cannot read, a cluster that does not answer).
+        log.error(`planning failed: ${errorMessage(error)}`);
+        throw new PreflightError(`could not inspect this host: ${log.scrub(errorMessage(error))}`);
+      }
+      if (prepareOptions.saveAnswers) {
+        const saved = answersToYaml(answers, { password: 'omit', header: ['Answers of an interactive knocker install, for reuse with: knocker install --answers FILE'] });
+        plan.steps.push(await fileStep({ file: session.answersFileOut, shownAs: session.answersFileOut, content: saved, mode: 0o600 }));
+      }
+      return { answers, report, plan };
+    },
+    async apply(prepared, onEvent) {
+      if (!log) throw new Error('prepare() must run before apply()');
+      return applyPlan(prepared.plan, { log, onEvent });
+    },
+    async close() {
+      await lock?.release();
+      lock = undefined;
+    },
+  };
+  return session;
+}
+
+/** The answers when nothing is missing; otherwise UsageError listing every missing answer. */
+export function completeAnswers(session: InstallSession): Answers {
+  if (session.resolution.missing.length > 0) {
+    throw new UsageError(
+      `${session.resolution.missing.length} required answer${session.resolution.missing.length === 1 ? ' is' : 's are'} missing; nothing was changed`,
+      session.resolution.missing,
+    );
+  }
+  return answersFrom(session.resolution);
+}

@@ -1,0 +1,249 @@
+// The install plan: from the answers and what preflight found, the steps that bring this host to
+// the wanted state (database, schema, knocknoc.conf). Steps already satisfied are kept as
+// "unchanged", so a re-run with the same answers changes nothing and says so.
+import fs from 'node:fs/promises';
+import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
+import type { ListenAddress } from '../config/values.js';
+import { withAdminSession, type ClusterAccess } from '../postgres/admin.js';
+import { findPgBinaries, initCluster, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import { describeConnectError, withClient } from '../postgres/connect.js';
+import { hbaErrors, readManagedBlock, reloadConfig, withManagedBlock } from '../postgres/hba.js';
+import { generatePassword } from '../postgres/scram.js';
+import {
+  accessOf,
+  createSystemCluster,
+  findSystemClusters,
+  pickCluster,
+  startSystemCluster,
+  stopSystemCluster,
+  type SystemCluster,
+} from '../postgres/system-cluster.js';
+import { buildDatabaseUrl, parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
+import { readIfExists, writeFileAtomic } from '../system/files.js';
+import { installPackages } from '../system/host.js';
+import { fileStep, type Plan, type Step } from '../system/plan.js';
+import { PATHS } from '../system/root.js';
+import type { Answers } from './answers.js';
+import { APP_DATABASE, APP_ROLE, inspectRole, roleAndDatabaseStep, schemaStep, schemaVersionAt } from './database.js';
+import { connectOptionsFor, type HostClusterFacts, type PreflightContext, type PreflightReport, type PrivateClusterFacts } from './preflight.js';
+
+export interface InstallPlan extends Plan {
+  /** The DatabaseURL knocknoc.conf will hold (with its password: never print it). */
+  databaseUrl: string;
+}
+
+/** The password of an existing option-1 DatabaseURL in knocknoc.conf: never regenerate a secret. */
+function existingLocalPassword(conf: KnocknocConf | undefined): string | undefined {
+  if (conf?.get('DatabaseOption') !== '1') return undefined;
+  const parsed = parseDatabaseUrl(conf.get('DatabaseURL') ?? '');
+  return parsed.ok && parsed.value.user === APP_ROLE ? parsed.value.password : undefined;
+}
+
+async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightContext): Promise<Step> {
+  const file = ctx.root.path(PATHS.conf);
+  const current = await readIfExists(file);
+  const base = current === undefined ? newConf() : KnocknocConf.parse(current);
+  const next = base.with({
+    Listen: answers.listen,
+    TrustedForwarders: answers.trustedForwarders.join(', '),
+    DatabaseOption: String(answers.databaseOption),
+    DatabaseURL: databaseUrl,
+    ServerName: answers.serverName,
+  });
+  return fileStep({ file, shownAs: file, content: next.toString(), mode: 0o600, redact: (t) => ctx.log.scrub(t) });
+}
+
+async function privateClusterSteps(facts: PrivateClusterFacts, password: string, listen: ListenAddress, ctx: PreflightContext): Promise<{ steps: Step[]; url: string }> {
+  const { root, log } = ctx;
+  const cluster: PrivateCluster = {
+    bin: facts.bin,
+    dataDir: root.path(PATHS.pgData),
+    socketDir: root.path(PATHS.pgSocketDir),
+    logFile: root.path(PATHS.pgLog),
+    host: facts.host,
+    port: facts.port,
+    osUser: facts.osUser,
+  };
+  const access: ClusterAccess = { socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser };
+  const url = buildDatabaseUrl({ host: facts.host, port: facts.port, user: APP_ROLE, password, database: APP_DATABASE });
+  const parsedUrl = (parseDatabaseUrl(url) as { ok: true; value: DatabaseUrl }).value;
+  const connectOptions = connectOptionsFor(listen, parsedUrl);
+  const steps: Step[] = [];
+  steps.push({
+    kind: 'database',
+    title: facts.exists
+      ? `PostgreSQL ${facts.bin.version}: private cluster in ${cluster.dataDir}`
+      : `PostgreSQL ${facts.bin.version}: create a private cluster in ${cluster.dataDir}, listening on ${facts.host}:${facts.port} only`,
+    details: [`initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 (as ${cluster.osUser})`],
+    changes: !facts.exists,
+    apply: () => initCluster(cluster, log),
+    async undo() {
+      await stopCluster(cluster, log, 'immediate').catch(() => {});
+      await fs.rm(cluster.dataDir, { recursive: true, force: true });
+      await fs.rmdir(cluster.socketDir).catch(() => {});
+    },
+  });
+  steps.push({
+    kind: 'service',
+    title: `PostgreSQL: start the private cluster (pg_ctl, ${facts.host}:${facts.port})`,
+    details: [`pg_ctl start -w -D ${cluster.dataDir} -l ${cluster.logFile}`],
+    changes: !facts.running,
+    apply: () => startCluster(cluster, log),
+    undo: () => stopCluster(cluster, log),
+  });
+  const roleState = facts.running ? await inspectRole(access, password, log) : undefined;
+  steps.push(roleAndDatabaseStep({ access, password, state: roleState, log }));
+  const current = roleState?.databaseExists && roleState.passwordMatches ? await schemaVersionAt(parsedUrl, connectOptions) : undefined;
+  steps.push(schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }));
+  return { steps, url };
+}
+
+const LOCAL_BLOCK = 'knocker local';
+
+/** pg_hba lines letting the app role log in with its password from this host only. */
+function localAccessRules(): string[] {
+  return [
+    `host    ${APP_DATABASE}  ${APP_ROLE}  127.0.0.1/32  scram-sha-256`,
+    `host    ${APP_DATABASE}  ${APP_ROLE}  ::1/128       scram-sha-256`,
+  ];
+}
+
+async function hostClusterSteps(facts: HostClusterFacts, password: string, listen: ListenAddress, ctx: PreflightContext): Promise<{ steps: Step[]; url: string }> {
+  const { log } = ctx;
+  const steps: Step[] = [];
+  // What is not there yet (package, cluster) is found again when the steps apply.
+  let cluster: SystemCluster | undefined = facts.cluster;
+  const findCluster = async (): Promise<SystemCluster> => {
+    cluster = pickCluster(await findSystemClusters(log));
+    if (!cluster) throw new Error('no PostgreSQL cluster found after installing PostgreSQL');
+    return cluster;
+  };
+  if (facts.install) {
+    const manager = facts.install;
+    const packages = manager === 'apt-get' ? ['postgresql'] : ['postgresql-server'];
+    steps.push({
+      kind: 'package',
+      title: `Install PostgreSQL with ${manager} (${packages.join(' ')})`,
+      details: [`${manager} install -y ${packages.join(' ')}`],
+      changes: true,
+      apply: () => installPackages(manager, packages, { log }),
+      // Removing packages on rollback could take other software with it; they stay installed.
+      undo: async () => log.info('rollback: PostgreSQL packages stay installed'),
+    });
+  }
+  if (!facts.cluster) {
+    steps.push({
+      kind: 'database',
+      title: 'PostgreSQL: create the default cluster',
+      details: [facts.layout === 'debian' ? 'pg_createcluster <version> main' : 'postgresql-setup --initdb'],
+      changes: true,
+      async apply() {
+        const existing = pickCluster(await findSystemClusters(log));
+        if (existing) return `cluster ${existing.label} already present`;
+        const bin = await findPgBinaries();
+        await createSystemCluster(facts.layout, bin?.version ?? '', log);
+        await findCluster();
+      },
+      undo: async () => log.info('rollback: the PostgreSQL cluster is kept (it may hold other data)'),
+    });
+  }
+  const port = facts.cluster?.port ?? 5432;
+  const url = buildDatabaseUrl({ host: '127.0.0.1', port, user: APP_ROLE, password, database: APP_DATABASE });
+  const parsedUrl = (parseDatabaseUrl(url) as { ok: true; value: DatabaseUrl }).value;
+  const connectOptions = connectOptionsFor(listen, parsedUrl);
+  const running = facts.cluster?.running ?? false;
+  steps.push({
+    kind: 'service',
+    title: `PostgreSQL: start cluster ${facts.cluster?.label ?? '(new)'}`,
+    details: [facts.layout === 'debian' ? 'pg_ctlcluster <version> <cluster> start' : 'systemctl start postgresql'],
+    changes: !running,
+    apply: async () => startSystemCluster(cluster ?? (await findCluster()), log),
+    // A host cluster that was stopped is stopped again.
+    undo: async () => {
+      if (cluster) await stopSystemCluster(cluster, log);
+    },
+  });
+  const access = (): ClusterAccess => {
+    if (!cluster) throw new Error('the PostgreSQL cluster is not known yet');
+    return accessOf(cluster);
+  };
+  const roleState = running && facts.cluster ? await inspectRole(accessOf(facts.cluster), password, log) : undefined;
+  steps.push(roleAndDatabaseStep({ access, password, state: roleState, log }));
+
+  let loginWorks = false;
+  if (roleState?.passwordMatches && roleState.databaseExists) {
+    loginWorks = await withClient(parsedUrl, connectOptions, async () => true).catch(() => false);
+  }
+  let hbaBefore: string | undefined;
+  steps.push({
+    kind: 'file',
+    title: `PostgreSQL: let ${APP_ROLE} log in with its password from this host (pg_hba.conf, if needed)`,
+    details: localAccessRules().map((r) => `+ ${r}`),
+    changes: !loginWorks,
+    async apply() {
+      const target = cluster ?? (await findCluster());
+      const works = await withClient(parsedUrl, connectOptions, async () => true).catch((error: unknown) => {
+        const problem = describeConnectError(error, parsedUrl);
+        if (problem.reason === 'not-allowed' || problem.reason === 'other') return false;
+        throw new Error(problem.message);
+      });
+      if (works) return 'already allowed';
+      const text = (await readIfExists(target.hbaFile)) ?? '';
+      if (readManagedBlock(text, LOCAL_BLOCK)) return 'rules already present';
+      hbaBefore = text;
+      await writeFileAtomic(target.hbaFile, withManagedBlock(text, LOCAL_BLOCK, localAccessRules()));
+      await withAdminSession(accessOf(target), log, async (session) => {
+        const errors = await hbaErrors(session);
+        if (errors.length > 0) {
+          await writeFileAtomic(target.hbaFile, text, { backup: false });
+          throw new Error(`pg_hba.conf would not load (${errors.map((e) => `line ${e.line}: ${e.error}`).join('; ')}); restored it`);
+        }
+        await reloadConfig(session);
+      });
+    },
+    async undo() {
+      if (hbaBefore === undefined || !cluster) return;
+      await writeFileAtomic(cluster.hbaFile, hbaBefore, { backup: false });
+      await withAdminSession(accessOf(cluster), log, (s) => reloadConfig(s));
+    },
+  });
+  const current = loginWorks ? await schemaVersionAt(parsedUrl, connectOptions) : undefined;
+  steps.push(schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }));
+  return { steps, url };
+}
+
+/** Builds the plan for these answers on this host. Read-only: it only inspects. */
+export async function planInstall(answers: Answers, report: PreflightReport, ctx: PreflightContext): Promise<InstallPlan> {
+  const steps: Step[] = [];
+  let databaseUrl: string;
+  const facts = report.database;
+  if (facts.kind === 'external') {
+    databaseUrl = answers.databaseUrl!;
+    if (answers.databaseOption === 2) {
+      steps.push(
+        schemaStep({
+          url: facts.url,
+          connect: connectOptionsFor(report.listen, facts.url),
+          release: ctx.release,
+          current: facts.schemaVersion,
+          appliedBy: 'knocker install',
+          log: ctx.log,
+        }),
+      );
+    }
+  } else {
+    const existing = existingLocalPassword(ctx.existingConf);
+    const password = existing ?? generatePassword();
+    ctx.log.addSecret(password);
+    const built =
+      facts.kind === 'private'
+        ? await privateClusterSteps(facts, password, report.listen, ctx)
+        : await hostClusterSteps(facts, password, report.listen, ctx);
+    steps.push(...built.steps);
+    databaseUrl = built.url;
+  }
+  const parsed = parseDatabaseUrl(databaseUrl);
+  if (parsed.ok) ctx.log.addSecret(parsed.value.password);
+  steps.push(await confStep(answers, databaseUrl, ctx));
+  return { title: 'Install Knocknoc', steps, warnings: report.warnings, databaseUrl };
+}

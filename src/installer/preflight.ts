@@ -1,0 +1,314 @@
+// Preflight: everything the install needs is checked before anything changes: the listen port is
+// free, PostgreSQL binaries are present (or installable on a real host), the database answers and
+// has the privileges the option needs. All failures are reported together (exit 3).
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type pg from 'pg';
+import type { KnocknocConf } from '../config/knocknoc-conf.js';
+import { parseListen, type ListenAddress } from '../config/values.js';
+import { PreflightError } from '../errors.js';
+import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
+import { connect, describeConnectError, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
+import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
+import { parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
+import { databaseSchemaVersion, type Release } from '../schema/index.js';
+import { freePort, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
+import type { Logger } from '../system/log.js';
+import { PATHS, type Root } from '../system/root.js';
+import { which } from '../system/run.js';
+import { isRoot, lookupUser } from '../system/users.js';
+import type { Answers } from './answers.js';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  hints?: string[];
+}
+
+/** Option 1 under a root: the private cluster in the root. */
+export interface PrivateClusterFacts {
+  kind: 'private';
+  bin: PgBinaries;
+  osUser: string;
+  exists: boolean;
+  running: boolean;
+  host: string;
+  port: number;
+}
+
+/** Option 1 on a real host: the host's PostgreSQL. */
+export interface HostClusterFacts {
+  kind: 'host';
+  /** Set when PostgreSQL must be installed first. */
+  install: PackageManager | undefined;
+  layout: 'debian' | 'rhel';
+  cluster: SystemCluster | undefined;
+}
+
+/** Options 2 and 3: the database behind the connection string. */
+export interface ExternalFacts {
+  kind: 'external';
+  url: DatabaseUrl;
+  serverVersion: string;
+  schemaVersion: number | undefined;
+}
+
+export interface PreflightReport {
+  checks: Check[];
+  listen: ListenAddress;
+  database: PrivateClusterFacts | HostClusterFacts | ExternalFacts;
+  warnings: string[];
+}
+
+export interface PreflightContext {
+  root: Root;
+  log: Logger;
+  release: Release;
+  existingConf: KnocknocConf | undefined;
+}
+
+/** The address the node's host has in a sandbox: its specific loopback listen address, else 127.0.0.1. */
+export function sandboxHostAddress(listen: ListenAddress): string {
+  return listen.family === 4 && listen.host.startsWith('127.') ? listen.host : '127.0.0.1';
+}
+
+export function connectOptionsFor(listen: ListenAddress, url: DatabaseUrl): ConnectOptions {
+  return { sourceAddress: sourceAddressFor(listen.host, url.host), connectTimeoutMs: 8_000 };
+}
+
+async function checkListen(answers: Answers, listen: ListenAddress, ctx: PreflightContext): Promise<Check> {
+  const name = `listen address ${answers.listen}`;
+  // The port of an existing installation with the same Listen belongs to it.
+  if (ctx.existingConf?.get('Listen') === answers.listen) return { name, ok: true, detail: 'kept from the existing installation' };
+  const probe = await probeListen(listen.host, listen.port);
+  if (probe.free) return { name, ok: true, detail: 'free' };
+  const why: Record<string, string> = {
+    EADDRINUSE: `port ${listen.port} is already in use on ${listen.host}`,
+    EADDRNOTAVAIL: `${listen.host} is not an address of this host`,
+    EACCES: `binding port ${listen.port} needs root`,
+  };
+  return {
+    name,
+    ok: false,
+    detail: why[probe.code] ?? `cannot listen there (${probe.code})`,
+    hints: probe.code === 'EADDRINUSE' ? ['choose another port, or stop what listens there (ss -ltnp shows it)'] : [],
+  };
+}
+
+/** The first existing folder on the way to `dir` that `osUser` may not enter, if any. */
+async function untraversableFolder(dir: string, osUser: string): Promise<string | undefined> {
+  const user = await lookupUser(osUser);
+  if (!user || user.uid === 0) return undefined;
+  const folders: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    folders.unshift(d);
+    if (d === path.dirname(d)) break;
+  }
+  for (const folder of folders) {
+    const stat = await fs.stat(folder).catch(() => undefined);
+    if (!stat) return undefined;
+    const allowed = stat.uid === user.uid ? stat.mode & 0o100 : stat.gid === user.gid ? stat.mode & 0o010 : stat.mode & 0o001;
+    if (!allowed) return folder;
+  }
+  return undefined;
+}
+
+async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext, checks: Check[]): Promise<PrivateClusterFacts | undefined> {
+  const bin = await findPgBinaries();
+  if (!bin) {
+    checks.push({
+      name: 'PostgreSQL server binaries',
+      ok: false,
+      detail: 'not found (initdb, pg_ctl)',
+      hints: ['install them with the package manager, e.g. apt-get install postgresql (a sandbox root never installs packages)'],
+    });
+    return undefined;
+  }
+  checks.push({ name: 'PostgreSQL server binaries', ok: true, detail: `PostgreSQL ${bin.version} in ${bin.dir}` });
+  const osUser = await clusterOwner();
+  if (isRoot() && !(await lookupUser(osUser))) {
+    checks.push({ name: `OS user ${osUser}`, ok: false, detail: 'missing; PostgreSQL must not run as root', hints: ['install the postgresql package, which creates it'] });
+    return undefined;
+  }
+  const blocked = await untraversableFolder(ctx.root.dir, osUser);
+  if (blocked) {
+    checks.push({
+      name: 'root folder permissions',
+      ok: false,
+      detail: `${blocked} cannot be entered by the ${osUser} user, which runs the private cluster`,
+      hints: [`allow it with: chmod o+x ${blocked}`, 'or choose a --root folder others can enter'],
+    });
+    return undefined;
+  }
+  const socketDir = ctx.root.path(PATHS.pgSocketDir);
+  if (socketDir.length > MAX_SOCKET_DIR_LENGTH) {
+    checks.push({ name: 'socket folder', ok: false, detail: `${socketDir} is too long for a Unix socket`, hints: ['use a shorter --root path'] });
+    return undefined;
+  }
+  const dataDir = ctx.root.path(PATHS.pgData);
+  const exists = await clusterExists(dataDir);
+  const settings = exists ? await readClusterSettings(dataDir) : undefined;
+  if (exists && !settings) {
+    checks.push({ name: 'private cluster', ok: false, detail: `${dataDir} holds a cluster knocker did not create`, hints: ['move it away, or use option 2 with a connection string'] });
+    return undefined;
+  }
+  const host = settings?.host ?? sandboxHostAddress(listen);
+  const running = exists ? await clusterRunning({ bin, dataDir, osUser }) : false;
+  let port = settings?.port;
+  if (port === undefined) {
+    port = await freePort(host);
+  } else if (!running) {
+    const probe = await probeListen(host, port);
+    if (!probe.free) {
+      checks.push({ name: 'private cluster port', ok: false, detail: `port ${port} on ${host} is taken by something else`, hints: ['free it, then run this again'] });
+      return undefined;
+    }
+  }
+  checks.push({
+    name: 'private cluster',
+    ok: true,
+    detail: exists ? `${dataDir} (${running ? 'running' : 'stopped'}, ${host}:${port})` : `will be created in ${dataDir} on ${host}:${port}`,
+  });
+  return { kind: 'private', bin, osUser, exists, running, host, port };
+}
+
+async function hostClusterFacts(checks: Check[], log: Logger): Promise<HostClusterFacts | undefined> {
+  if (!isRoot()) {
+    checks.push({ name: 'privileges', ok: false, detail: 'installing on this host needs root', hints: ['run it with sudo, or use --root DIR for a sandbox'] });
+    return undefined;
+  }
+  const osRelease = await readOsRelease();
+  const manager = packageManagerFor(osRelease);
+  const layout = (await which('pg_lsclusters')) || manager === 'apt-get' ? 'debian' : 'rhel';
+  const bin = await findPgBinaries();
+  if (!bin) {
+    if (!manager || !(await which(manager))) {
+      checks.push({
+        name: 'PostgreSQL',
+        ok: false,
+        detail: `not installed, and no supported package manager on ${osRelease?.prettyName ?? 'this host'}`,
+        hints: ['install PostgreSQL by hand, or use option 2 with an existing server'],
+      });
+      return undefined;
+    }
+    checks.push({ name: 'PostgreSQL', ok: true, detail: `not installed yet; will be installed with ${manager}` });
+    return { kind: 'host', install: manager, layout, cluster: undefined };
+  }
+  const cluster = pickCluster(await findSystemClusters(log));
+  checks.push({
+    name: 'PostgreSQL',
+    ok: true,
+    detail: cluster ? `cluster ${cluster.label} on port ${cluster.port} (${cluster.running ? 'running' : 'stopped'})` : `PostgreSQL ${bin.version} installed, no cluster yet (one will be created)`,
+  });
+  return { kind: 'host', install: undefined, layout, cluster };
+}
+
+async function externalFacts(answers: Answers, listen: ListenAddress, ctx: PreflightContext, checks: Check[], warnings: string[]): Promise<ExternalFacts | undefined> {
+  const parsed = parseDatabaseUrl(answers.databaseUrl ?? '');
+  if (!parsed.ok) {
+    checks.push({ name: 'connection string', ok: false, detail: parsed.error });
+    return undefined;
+  }
+  const url = parsed.value;
+  const target = `${url.host}:${url.port}/${url.database}`;
+  let client: pg.Client;
+  try {
+    client = await connect(url, connectOptionsFor(listen, url));
+  } catch (error) {
+    const problem = describeConnectError(error, url);
+    ctx.log.warn(`connect to ${target} failed: ${problem.reason}`);
+    checks.push({ name: `database ${target}`, ok: false, detail: problem.message, hints: problem.hints });
+    return undefined;
+  }
+  try {
+    const version = (await client.query<{ server_version: string; num: string }>(`SELECT current_setting('server_version') AS server_version, current_setting('server_version_num') AS num`)).rows[0]!;
+    checks.push({ name: `database ${target}`, ok: true, detail: `PostgreSQL ${version.server_version}, connected as ${url.user}` });
+    if (Number(version.num) < 120000) {
+      checks.push({ name: 'PostgreSQL version', ok: false, detail: `${version.server_version} is too old`, hints: ['Knocknoc needs PostgreSQL 12 or newer'] });
+      return undefined;
+    }
+    const schemaVersion = await databaseSchemaVersion(client);
+    const sameAsBefore = ctx.existingConf?.get('DatabaseOption') === String(answers.databaseOption) && ctx.existingConf?.get('DatabaseURL') === answers.databaseUrl;
+    if (answers.databaseOption === 2) {
+      if (schemaVersion !== undefined && !sameAsBefore) {
+        checks.push({
+          name: 'empty database',
+          ok: false,
+          detail: `${url.database} already holds a Knocknoc schema (version ${schemaVersion})`,
+          hints: ['to add this node to an existing Knocknoc deployment, choose option 3 (web node only)'],
+        });
+        return undefined;
+      }
+      try {
+        await client.query('BEGIN');
+        await client.query('CREATE TABLE knocker_preflight_probe (id integer)');
+        checks.push({ name: 'privileges', ok: true, detail: `${url.user} can create tables` });
+      } catch (error) {
+        checks.push({
+          name: 'privileges',
+          ok: false,
+          detail: `${url.user} cannot create tables in ${url.database}: ${(error as Error).message}`,
+          hints: [`grant it, e.g. ALTER DATABASE ${url.database} OWNER TO ${url.user}, or GRANT CREATE ON SCHEMA public TO ${url.user}`],
+        });
+        return undefined;
+      } finally {
+        await client.query('ROLLBACK').catch(() => {});
+      }
+    } else {
+      if (schemaVersion === undefined) {
+        checks.push({
+          name: 'Knocknoc database',
+          ok: false,
+          detail: `${url.database} holds no Knocknoc schema`,
+          hints: ['option 3 joins an existing Knocknoc database; for a new, empty database choose option 2'],
+        });
+        return undefined;
+      }
+      checks.push({ name: 'Knocknoc database', ok: true, detail: `schema version ${schemaVersion}` });
+      if (schemaVersion > ctx.release.schemaVersion) {
+        warnings.push(`the database's schema (version ${schemaVersion}) is newer than this release expects (${ctx.release.schemaVersion}): upgrade this node's Knocknoc to match`);
+      } else if (schemaVersion < ctx.release.schemaVersion) {
+        warnings.push(`the database's schema (version ${schemaVersion}) is older than this release (${ctx.release.schemaVersion}); the first upgraded server migrates it`);
+      }
+    }
+    return { kind: 'external', url, serverVersion: version.server_version, schemaVersion };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Runs every check; returns the facts the plan needs, or throws PreflightError listing every failure. */
+export async function preflight(answers: Answers, ctx: PreflightContext): Promise<PreflightReport> {
+  const checks: Check[] = [];
+  const warnings: string[] = [];
+  const listen = parseListen(answers.listen);
+  if (!listen.ok) throw new PreflightError(`listen address: ${listen.error}`);
+  const [listenCheck, database] = await Promise.all([
+    checkListen(answers, listen.value, ctx),
+    answers.databaseOption === 1
+      ? ctx.root.isSandbox
+        ? privateClusterFacts(listen.value, ctx, checks)
+        : hostClusterFacts(checks, ctx.log)
+      : externalFacts(answers, listen.value, ctx, checks, warnings),
+  ]);
+  checks.unshift(listenCheck);
+  for (const check of checks) ctx.log.info(`preflight: ${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length > 0 || !database) {
+    throw new PreflightFailed(checks);
+  }
+  return { checks, listen: listen.value, database, warnings };
+}
+
+export class PreflightFailed extends PreflightError {
+  readonly checks: Check[];
+  constructor(checks: Check[]) {
+    const failed = checks.filter((c) => !c.ok);
+    super(
+      failed.length === 1 ? `preflight failed: ${failed[0]!.name}: ${failed[0]!.detail}` : `preflight failed:\n${failed.map((c) => `  ✗ ${c.name}: ${c.detail}`).join('\n')}`,
+      failed.flatMap((c) => c.hints ?? []),
+    );
+    this.checks = checks;
+  }
+}

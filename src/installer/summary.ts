@@ -1,0 +1,22 @@
+// What an operator reads when the install is done: where things are and what to do next. Shared
+// by the TUI's last screen and the unattended run.
+import { redactUrl } from '../postgres/url.js';
+import type { InstallSession, Prepared } from './index.js';
+
+export function nextSteps(session: InstallSession, prepared: Prepared): string[] {
+  const { answers } = prepared;
+  const lines = [`Configuration: ${session.confFile}`];
+  if (session.logFile) lines.push(`Log: ${session.logFile}`);
+  if (prepared.plan.steps.some((s) => s.title.includes(session.answersFileOut))) {
+    lines.push(`Answers saved for reuse: ${session.answersFileOut} (without the database password)`);
+  }
+  lines.push(`Database: ${redactUrl(prepared.plan.databaseUrl)}`);
+  lines.push('Next:');
+  if (answers.databaseOption === 1) {
+    lines.push('  - to add more web nodes on this database, run `knocker exposedb --init` here, then `knocker exposedb --add <IP>/32` for each node');
+  } else if (answers.databaseOption === 3) {
+    lines.push('  - put this node behind your load balancer, health-checked on /_status (`knocker haproxy setup` sets up a local HAProxy)');
+  }
+  lines.push(`  - Knocknoc listens on ${answers.listen}; TrustedForwarders: ${answers.trustedForwarders.join(', ')}`);
+  return lines;
+}

@@ -1,0 +1,152 @@
+// The unattended install: plain lines as it goes, never a prompt. Also --dry-run (text or JSON),
+// --print-answers and --explain, which change nothing.
+import { redactUrl } from '../postgres/url.js';
+import { formatPlan, hasChanges, pendingSteps, planToJson, type ApplyEvent } from '../system/plan.js';
+import { answersFrom, answersToYaml, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
+import { completeAnswers, type InstallSession, type Prepared } from './index.js';
+import { PreflightFailed, type Check } from './preflight.js';
+import { nextSteps } from './summary.js';
+
+export interface Output {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+function shownValue(field: Field, value: unknown): string {
+  if (field === 'databaseUrl') return redactUrl(String(value));
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+/** Where each answer came from (--explain). */
+export function explainAnswers(session: InstallSession, json: boolean, io: Output): void {
+  const values = session.resolution.values;
+  if (json) {
+    const result: Record<string, { value: unknown; source: Source; from: string } | { missing: true }> = {};
+    for (const field of FIELDS) {
+      const entry = values[field];
+      if (entry) result[FILE_KEY[field]] = { value: field === 'databaseUrl' ? redactUrl(String(entry.value)) : entry.value, source: entry.source, from: describeSource(entry.source) };
+    }
+    for (const missing of session.resolution.missing) result[missing.split(':')[0]!] = { missing: true };
+    io.out(JSON.stringify(result, null, 2));
+    return;
+  }
+  const rows = FIELDS.filter((f) => values[f]).map((f) => [FILE_KEY[f], shownValue(f, values[f]!.value), describeSource(values[f]!.source)] as const);
+  const width = [Math.max(...rows.map((r) => r[0].length)), Math.max(...rows.map((r) => r[1].length))];
+  for (const [key, value, source] of rows) io.out(`${key.padEnd(width[0]!)}  ${value.padEnd(width[1]!)}  ${source}`);
+  for (const missing of session.resolution.missing) io.out(`${missing.split(':')[0]!.padEnd(width[0]!)}  (missing)`);
+}
+
+/** The resolved answers as an answers file, password redacted (--print-answers). */
+export function printAnswers(session: InstallSession, options: { json: boolean; explain: boolean }, io: Output): void {
+  const answers: Answers = answersFrom({ ...session.resolution, missing: [] });
+  if (options.json) {
+    io.out(JSON.stringify({ version: 1, ...answers, databaseUrl: answers.databaseUrl === undefined ? undefined : redactUrl(answers.databaseUrl) }, null, 2));
+    return;
+  }
+  const sources = options.explain
+    ? (Object.fromEntries(FIELDS.flatMap((f) => (session.resolution.values[f] ? [[f, session.resolution.values[f]!.source]] : []))) as Partial<Record<Field, Source>>)
+    : undefined;
+  io.out(answersToYaml(answers, { password: 'redact', sources }).trimEnd());
+}
+
+function checkLine(check: Check): string {
+  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** --dry-run: preflight and the plan, nothing changed. Returns the exit code. */
+export async function dryRun(session: InstallSession, json: boolean, io: Output): Promise<number> {
+  const answers = completeAnswers(session);
+  try {
+    const prepared = await session.prepare(answers);
+    if (json) {
+      io.out(
+        JSON.stringify(
+          {
+            dryRun: true,
+            root: session.root.dir,
+            answers: { ...answers, databaseUrl: answers.databaseUrl === undefined ? undefined : redactUrl(answers.databaseUrl) },
+            preflight: prepared.report.checks,
+            plan: planToJson(prepared.plan),
+          },
+          null,
+          2,
+        ),
+      );
+    } else {
+      io.out('Preflight:');
+      prepared.report.checks.forEach((c) => io.out(checkLine(c)));
+      formatPlan(prepared.plan).forEach((l) => io.out(l));
+      io.out('Dry run: nothing was changed.');
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof PreflightFailed && json) {
+      io.out(JSON.stringify({ dryRun: true, root: session.root.dir, preflight: error.checks, error: error.message }, null, 2));
+    }
+    throw error;
+  } finally {
+    await session.close();
+  }
+}
+
+/** Applies the install without asking anything. Returns the exit code (errors are thrown). */
+export async function runUnattended(session: InstallSession, io: Output): Promise<number> {
+  const answers = completeAnswers(session);
+  const started = Date.now();
+  io.out(`knocker install (unattended)${session.root.isSandbox ? ` on root ${session.root.dir}` : ''}`);
+  let prepared: Prepared;
+  try {
+    try {
+      prepared = await session.prepare(answers);
+    } catch (error) {
+      if (error instanceof PreflightFailed) {
+        io.out('Preflight:');
+        error.checks.forEach((c) => io.out(checkLine(c)));
+      }
+      throw error;
+    }
+    io.out('Preflight:');
+    prepared.report.checks.forEach((c) => io.out(checkLine(c)));
+    for (const warning of prepared.plan.warnings) io.out(`warning: ${warning}`);
+    if (!hasChanges(prepared.plan)) {
+      io.out('Nothing to change: this host already matches these answers.');
+      if (session.logFile) io.out(`Log: ${session.logFile}`);
+      return 0;
+    }
+    const total = pendingSteps(prepared.plan).length;
+    const order = new Map(pendingSteps(prepared.plan).map((s, i) => [s, i + 1]));
+    io.out(`Applying ${total} change${total === 1 ? '' : 's'}:`);
+    const onEvent = (event: ApplyEvent) => {
+      const n = `[${order.get(event.step)}/${total}]`;
+      switch (event.type) {
+        case 'step-start':
+          io.out(`  ${n} ${event.step.title} …`);
+          break;
+        case 'step-done':
+          io.out(`  ${n} ✔ done in ${seconds(event.ms)}${event.note ? ` (${event.note})` : ''}`);
+          break;
+        case 'step-failed':
+          io.out(`  ${n} ✗ failed after ${seconds(event.ms)}: ${event.error}`);
+          break;
+        case 'undo-done':
+          io.out(`  ${n} ↺ rolled back: ${event.step.title}`);
+          break;
+        case 'undo-failed':
+          io.out(`  ${n} ✗ rollback failed: ${event.step.title}: ${event.error}`);
+          break;
+        default:
+          break;
+      }
+    };
+    await session.apply(prepared, onEvent);
+    io.out(`Installed in ${seconds(Date.now() - started)}.`);
+    nextSteps(session, prepared).forEach((l) => io.out(l));
+    return 0;
+  } finally {
+    await session.close();
+  }
+}

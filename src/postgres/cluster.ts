@@ -1,0 +1,178 @@
+// A PostgreSQL cluster of our own in a folder (database option 1 under --root, and the test
+// harness): initdb, start, stop and status through the real PostgreSQL binaries, run as the
+// cluster's OS owner (initdb and pg_ctl refuse root).
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../system/log.js';
+import { run, which } from '../system/run.js';
+import { isRoot, lookupUser } from '../system/users.js';
+
+export interface PgBinaries {
+  /** Folder with initdb, pg_ctl, postgres. */
+  dir: string;
+  /** Major version, e.g. "15". */
+  version: string;
+}
+
+async function versionOf(dir: string): Promise<string | undefined> {
+  try {
+    const result = await run(path.join(dir, 'pg_ctl'), ['--version'], { allowFailure: true });
+    return /(\d+)(?:\.\d+)?/.exec(result.stdout)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Finds the newest PostgreSQL server binaries: Debian, PGDG and distro layouts, then PATH. */
+export async function findPgBinaries(): Promise<PgBinaries | undefined> {
+  const candidates: string[] = [];
+  const list = (dir: string) => fs.readdir(dir).catch(() => [] as string[]);
+  for (const version of await list('/usr/lib/postgresql')) candidates.push(`/usr/lib/postgresql/${version}/bin`);
+  for (const entry of await list('/usr')) if (/^pgsql-\d+$/.test(entry)) candidates.push(`/usr/${entry}/bin`);
+  const onPath = await which('initdb');
+  if (onPath) candidates.push(path.dirname(await fs.realpath(onPath)));
+  candidates.push('/usr/bin');
+  let best: PgBinaries | undefined;
+  for (const dir of candidates) {
+    try {
+      await fs.access(path.join(dir, 'initdb'));
+      await fs.access(path.join(dir, 'pg_ctl'));
+    } catch {
+      continue;
+    }
+    const version = await versionOf(dir);
+    if (version && (!best || Number(version) > Number(best.version))) best = { dir, version };
+  }
+  return best;
+}
+
+export interface PrivateCluster {
+  bin: PgBinaries;
+  dataDir: string;
+  socketDir: string;
+  logFile: string;
+  /** The one address it listens on (this host's address). */
+  host: string;
+  port: number;
+  /** OS user that owns and runs it: `postgres` when we are root, else ourselves. */
+  osUser: string;
+}
+
+/** Longest Unix socket path Linux accepts is 107 bytes; PostgreSQL appends "/.s.PGSQL.NNNNN". */
+export const MAX_SOCKET_DIR_LENGTH = 107 - '/.s.PGSQL.65535'.length;
+
+export const SETTINGS_MARKER = '# knocker: settings of this private cluster';
+
+/** The OS user that will own a private cluster created by this process. */
+export async function clusterOwner(): Promise<string> {
+  if (isRoot()) return 'postgres';
+  const { userInfo } = await import('node:os');
+  return userInfo().username;
+}
+
+async function chownTo(target: string, osUser: string): Promise<void> {
+  if (!isRoot()) return;
+  const user = await lookupUser(osUser);
+  if (!user) throw new Error(`there is no OS user "${osUser}"; install PostgreSQL's package (it creates it) or create the user`);
+  await fs.chown(target, user.uid, user.gid);
+}
+
+/** initdb with peer authentication on the socket and SCRAM on `host` only; listens on `host`. */
+export async function initCluster(cluster: PrivateCluster, log?: Logger, extraInitdbArgs: string[] = []): Promise<void> {
+  if (cluster.socketDir.length > MAX_SOCKET_DIR_LENGTH) {
+    throw new Error(`the socket folder ${cluster.socketDir} is too long for a Unix socket (max ${MAX_SOCKET_DIR_LENGTH} characters); use a shorter --root`);
+  }
+  await fs.mkdir(path.dirname(cluster.dataDir), { recursive: true, mode: 0o755 });
+  await fs.mkdir(cluster.dataDir, { mode: 0o700 });
+  await chownTo(cluster.dataDir, cluster.osUser);
+  await fs.mkdir(cluster.socketDir, { recursive: true, mode: 0o755 });
+  await chownTo(cluster.socketDir, cluster.osUser);
+  await fs.mkdir(path.dirname(cluster.logFile), { recursive: true, mode: 0o755 });
+  const handle = await fs.open(cluster.logFile, 'a', 0o640);
+  await handle.close();
+  await chownTo(cluster.logFile, cluster.osUser);
+  await run(
+    path.join(cluster.bin.dir, 'initdb'),
+    ['-D', cluster.dataDir, '--auth-local=peer', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-instructions', ...extraInitdbArgs],
+    { asUser: cluster.osUser, log, timeoutMs: 120_000 },
+  );
+  await writeClusterSettings(cluster);
+}
+
+/** Writes listen address, port and socket folder into postgresql.conf, and a local-only pg_hba.conf. */
+export async function writeClusterSettings(cluster: PrivateCluster): Promise<void> {
+  const confFile = path.join(cluster.dataDir, 'postgresql.conf');
+  const conf = await fs.readFile(confFile, 'utf8');
+  const base = conf.includes(SETTINGS_MARKER) ? conf.slice(0, conf.indexOf(SETTINGS_MARKER)) : conf;
+  const settings = [
+    SETTINGS_MARKER,
+    `listen_addresses = '${cluster.host}'`,
+    `port = ${cluster.port}`,
+    `unix_socket_directories = '${cluster.socketDir.replace(/'/g, "''")}'`,
+    '',
+  ].join('\n');
+  await fs.writeFile(confFile, `${base.trimEnd()}\n\n${settings}`);
+  const hba = [
+    '# TYPE  DATABASE  USER  ADDRESS  METHOD',
+    '# Written by knocker: this private cluster only accepts its own host.',
+    'local   all       all            peer',
+    `host    all       all   ${cluster.host.includes(':') ? `${cluster.host}/128` : `${cluster.host}/32`}  scram-sha-256`,
+    '',
+  ].join('\n');
+  await fs.writeFile(path.join(cluster.dataDir, 'pg_hba.conf'), hba);
+}
+
+/** Reads back the port and listen address knocker wrote into a private cluster's postgresql.conf. */
+export async function readClusterSettings(dataDir: string): Promise<{ port: number; host: string } | undefined> {
+  const conf = await fs.readFile(path.join(dataDir, 'postgresql.conf'), 'utf8').catch(() => undefined);
+  if (!conf || !conf.includes(SETTINGS_MARKER)) return undefined;
+  const block = conf.slice(conf.indexOf(SETTINGS_MARKER));
+  const port = /^port = (\d+)/m.exec(block)?.[1];
+  const host = /^listen_addresses = '([^']*)'/m.exec(block)?.[1];
+  return port && host ? { port: Number(port), host } : undefined;
+}
+
+export async function clusterExists(dataDir: string): Promise<boolean> {
+  return fs
+    .access(path.join(dataDir, 'PG_VERSION'))
+    .then(() => true)
+    .catch(() => false);
+}
+
+/** Whether the cluster's postmaster is running (pg_ctl status). */
+export async function clusterRunning(cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>): Promise<boolean> {
+  if (!(await clusterExists(cluster.dataDir))) return false;
+  const result = await run(path.join(cluster.bin.dir, 'pg_ctl'), ['status', '-D', cluster.dataDir], { asUser: cluster.osUser, allowFailure: true });
+  return result.exitCode === 0;
+}
+
+export async function startCluster(cluster: PrivateCluster, log?: Logger): Promise<void> {
+  await fs.mkdir(cluster.socketDir, { recursive: true, mode: 0o755 });
+  await chownTo(cluster.socketDir, cluster.osUser);
+  await run(path.join(cluster.bin.dir, 'pg_ctl'), ['start', '-w', '-t', '60', '-s', '-D', cluster.dataDir, '-l', cluster.logFile], {
+    asUser: cluster.osUser,
+    log,
+    timeoutMs: 90_000,
+  });
+}
+
+export async function stopCluster(
+  cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>,
+  log?: Logger,
+  mode: 'smart' | 'fast' | 'immediate' = 'fast',
+): Promise<void> {
+  if (!(await clusterRunning(cluster))) return;
+  await run(path.join(cluster.bin.dir, 'pg_ctl'), ['stop', '-w', '-t', '60', '-s', '-m', mode, '-D', cluster.dataDir], {
+    asUser: cluster.osUser,
+    log,
+    timeoutMs: 90_000,
+  });
+}
+
+export async function restartCluster(cluster: PrivateCluster, log?: Logger): Promise<void> {
+  await run(path.join(cluster.bin.dir, 'pg_ctl'), ['restart', '-w', '-t', '60', '-s', '-m', 'fast', '-D', cluster.dataDir, '-l', cluster.logFile], {
+    asUser: cluster.osUser,
+    log,
+    timeoutMs: 90_000,
+  });
+}

@@ -1,0 +1,69 @@
+// pg_hba.conf: knocker only ever edits its own managed blocks, delimited by BEGIN/END comment
+// lines, and leaves every other byte of the file as it was. A new block goes before the first rule
+// (first match wins). Candidate files are validated with pg_hba_file_rules before a reload.
+import type { AdminSession } from './admin.js';
+
+export function blockMarkers(name: string): { begin: string; end: string } {
+  return {
+    begin: `# BEGIN ${name} managed block (do not edit by hand)`,
+    end: `# END ${name} managed block`,
+  };
+}
+
+export interface ManagedBlock {
+  /** The rule lines inside the block (comments excluded). */
+  rules: string[];
+  /** The block's text exactly as in the file, markers included. */
+  text: string;
+}
+
+/** The managed block called `name`, if the file has one. Throws if its markers are damaged. */
+export function readManagedBlock(fileText: string, name: string): ManagedBlock | undefined {
+  const { begin, end } = blockMarkers(name);
+  const lines = fileText.split('\n');
+  const start = lines.indexOf(begin);
+  const stop = lines.indexOf(end);
+  if (start < 0 && stop < 0) return undefined;
+  if (start < 0 || stop < start || lines.indexOf(begin, start + 1) >= 0 || lines.indexOf(end, stop + 1) >= 0) {
+    throw new Error(`the ${name} managed block in pg_hba.conf is damaged (its BEGIN/END lines are missing or repeated); fix it by hand`);
+  }
+  const inner = lines.slice(start + 1, stop);
+  return {
+    rules: inner.filter((l) => l.trim() !== '' && !l.trim().startsWith('#')),
+    text: lines.slice(start, stop + 1).join('\n'),
+  };
+}
+
+export function renderManagedBlock(name: string, body: string[]): string {
+  const { begin, end } = blockMarkers(name);
+  return [begin, ...body, end].join('\n');
+}
+
+/** The file with the block replaced, or inserted before the first rule line when absent. */
+export function withManagedBlock(fileText: string, name: string, body: string[]): string {
+  const block = renderManagedBlock(name, body);
+  const existing = readManagedBlock(fileText, name);
+  if (existing) return fileText.replace(existing.text, block);
+  const lines = fileText.split('\n');
+  const firstRule = lines.findIndex((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+  const at = firstRule < 0 ? lines.length : firstRule;
+  return [...lines.slice(0, at), block, '', ...lines.slice(at)].join('\n');
+}
+
+export interface HbaError {
+  line: number;
+  error: string;
+}
+
+/** Errors PostgreSQL finds in the pg_hba.conf on disk now (superuser only). */
+export async function hbaErrors(session: AdminSession): Promise<HbaError[]> {
+  const result = await session.query<{ line_number: number; error: string }>(
+    'SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number',
+  );
+  return result.rows.map((r) => ({ line: r.line_number, error: r.error }));
+}
+
+/** Asks the server to re-read its configuration. (It returns true even for a broken file: validate first.) */
+export async function reloadConfig(session: AdminSession): Promise<void> {
+  await session.query('SELECT pg_reload_conf()');
+}

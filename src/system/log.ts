@@ -1,0 +1,76 @@
+// The run log: timestamped lines in a 0600 file, with every known secret scrubbed before it is
+// written. Secrets are registered as they become known (a generated password, a connection string).
+import fs from 'node:fs';
+import path from 'node:path';
+
+const URL_PASSWORD = /\b(postgres(?:ql)?:\/\/[^:/?#@\s]*:)[^@\s]*@/gi;
+const MASK = '****';
+
+/** Hides the password of any postgres:// URL in a text. */
+export function redactUrls(text: string): string {
+  return text.replace(URL_PASSWORD, `$1${MASK}@`);
+}
+
+export class Scrubber {
+  private readonly secrets = new Set<string>();
+
+  add(secret: string | undefined): void {
+    // Very short strings would mask ordinary words; real secrets are long.
+    if (secret && secret.length >= 6) {
+      this.secrets.add(secret);
+      this.secrets.add(encodeURIComponent(secret));
+    }
+  }
+
+  scrub(text: string): string {
+    let out = redactUrls(text);
+    for (const secret of this.secrets) out = out.split(secret).join(MASK);
+    return out;
+  }
+}
+
+export interface Logger {
+  readonly file: string | undefined;
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+  addSecret(secret: string | undefined): void;
+  scrub(text: string): string;
+}
+
+/** A logger appending to `file` (created 0600 with its folder). */
+export function fileLogger(file: string): Logger {
+  const scrubber = new Scrubber();
+  let fd: number | undefined;
+  const write = (level: string, message: string) => {
+    if (fd === undefined) {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+      fd = fs.openSync(file, 'a', 0o600);
+      fs.fchmodSync(fd, 0o600);
+    }
+    const lines = scrubber.scrub(message).split('\n');
+    const stamp = new Date().toISOString();
+    fs.writeSync(fd, lines.map((l) => `${stamp} ${level} ${l}\n`).join(''));
+  };
+  return {
+    file,
+    info: (m) => write('INFO ', m),
+    warn: (m) => write('WARN ', m),
+    error: (m) => write('ERROR', m),
+    addSecret: (s) => scrubber.add(s),
+    scrub: (t) => scrubber.scrub(t),
+  };
+}
+
+/** A logger that keeps nothing (dry runs), but still scrubs what callers ask it to. */
+export function nullLogger(): Logger {
+  const scrubber = new Scrubber();
+  return {
+    file: undefined,
+    info: () => {},
+    warn: () => {},
+    error: () => {},
+    addSecret: (s) => scrubber.add(s),
+    scrub: (t) => scrubber.scrub(t),
+  };
+}

@@ -1,0 +1,40 @@
+// The root every absolute path is taken under (CONTRACTS.md, "The root"). `/` is the real system;
+// any other folder is a sandbox: services run as plain daemons there and database option 1 uses a
+// private PostgreSQL cluster inside it.
+import path from 'node:path';
+
+/** Where things live, as absolute paths on the target system. `Root.path()` maps them under a root. */
+export const PATHS = {
+  etcDir: '/opt/knocknoc/etc',
+  conf: '/opt/knocknoc/etc/knocknoc.conf',
+  answers: '/opt/knocknoc/etc/install-answers.yaml',
+  logDir: '/var/log/knocknoc',
+  installLog: '/var/log/knocknoc/install.log',
+  runDir: '/run/knocknoc',
+  installLock: '/run/knocknoc/knocker.lock',
+  stateDir: '/var/lib/knocknoc',
+  pgData: '/var/lib/knocknoc/postgresql',
+  pgSocketDir: '/run/knocknoc/postgresql',
+  pgLog: '/var/log/knocknoc/postgresql.log',
+} as const;
+
+export class Root {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+  }
+
+  /** True when this is a sandbox folder rather than the real system. */
+  get isSandbox(): boolean {
+    return this.dir !== '/';
+  }
+
+  /** The real path of an absolute target path under this root. */
+  path(absolute: string): string {
+    if (!path.isAbsolute(absolute)) throw new Error(`not an absolute path: ${absolute}`);
+    return this.isSandbox ? path.join(this.dir, absolute) : absolute;
+  }
+}
+
+export const SYSTEM_ROOT = new Root('/');

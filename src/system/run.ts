@@ -1,0 +1,94 @@
+// Running commands: always a program and an argument array (never a shell string), secrets only
+// ever on stdin, and every command written to the log.
+import { execa } from 'execa';
+import { errorMessage } from '../errors.js';
+import type { Logger } from './log.js';
+
+export interface RunOptions {
+  /** Text written to the command's stdin (the only place a secret may travel). */
+  input?: string;
+  /** Run as this OS user (through runuser) when we are root and it is another user. */
+  asUser?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  timeoutMs?: number;
+  log?: Logger;
+  /** Do not throw on a non-zero exit; the caller reads `exitCode`. */
+  allowFailure?: boolean;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class CommandError extends Error {
+  readonly argv: string[];
+  readonly exitCode: number | undefined;
+  readonly stderr: string;
+  constructor(argv: string[], exitCode: number | undefined, stderr: string, reason: string) {
+    const detail = stderr.trim().split('\n').slice(-6).join('\n');
+    super(`${argv.join(' ')} ${reason}${detail ? `:\n${detail}` : ''}`);
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+/** The argv actually run: wrapped in runuser when switching user as root. */
+export function commandLine(file: string, args: string[], asUser?: string): string[] {
+  if (asUser && process.getuid?.() === 0 && asUser !== 'root') {
+    return ['runuser', '-u', asUser, '--', file, ...args];
+  }
+  return [file, ...args];
+}
+
+export async function run(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const argv = commandLine(file, args, options.asUser);
+  const [program, ...rest] = argv as [string, ...string[]];
+  options.log?.info(`run: ${argv.join(' ')}`);
+  const started = Date.now();
+  let result;
+  try {
+    result = await execa(program, rest, {
+      input: options.input ?? '',
+      env: options.env,
+      cwd: options.cwd,
+      timeout: options.timeoutMs,
+      reject: false,
+      stripFinalNewline: true,
+    });
+  } catch (error) {
+    throw new CommandError(argv, undefined, '', `could not start: ${errorMessage(error)}`);
+  }
+  const stdout = String(result.stdout ?? '');
+  const stderr = String(result.stderr ?? '');
+  const exitCode = result.exitCode ?? -1;
+  options.log?.info(`exit ${exitCode} after ${Date.now() - started} ms: ${argv[0]}${stderr ? `\n${stderr}` : ''}`);
+  if (result.failed && !options.allowFailure) {
+    const reason = result.timedOut
+      ? `timed out after ${options.timeoutMs} ms`
+      : result.exitCode === undefined
+        ? `could not start: ${result.shortMessage}`
+        : `failed with exit code ${exitCode}`;
+    throw new CommandError(argv, result.exitCode, stderr, reason);
+  }
+  return { exitCode, stdout, stderr };
+}
+
+/** The full path of `program` as the OS would find it on PATH, or undefined. */
+export async function which(program: string): Promise<string | undefined> {
+  const { access, constants } = await import('node:fs/promises');
+  const dirs = (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':');
+  for (const dir of dirs) {
+    const candidate = `${dir}/${program}`;
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}

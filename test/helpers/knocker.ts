@@ -1,0 +1,35 @@
+// Runs the real program (bin/knocker, bin/knocknoc-server) as a separate process, without a TTY,
+// as scripts and CI run it.
+import { execa } from 'execa';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const KNOCKER = path.join(REPO, 'bin', 'knocker');
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment of a run: KNOCKNOC_* from the test's own environment never leak in. */
+export function cleanEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith('KNOCKNOC_')) env[key] = value;
+  }
+  for (const [key, value] of Object.entries(extra)) if (value !== undefined) env[key] = value;
+  return env;
+}
+
+export async function knocker(args: string[], options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  const result = await execa(process.execPath, [KNOCKER, ...args], {
+    env: cleanEnv(options.env),
+    extendEnv: false,
+    input: options.input ?? '',
+    reject: false,
+    timeout: options.timeoutMs ?? 120_000,
+  });
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+}

@@ -1,0 +1,107 @@
+import { describe, expect, test } from 'vitest';
+import { parseCidr, parseDatabaseOption, parseListen, parseServerName, parseTrustedForwarders } from '../src/config/values.js';
+import { parseDatabaseUrl, redactUrl, buildDatabaseUrl, urlWithoutPassword } from '../src/postgres/url.js';
+
+describe('listen address', () => {
+  test.each([
+    ['127.0.0.1:8756', '127.0.0.1', 8756],
+    ['0.0.0.0:1', '0.0.0.0', 1],
+    ['[::]:8756', '::', 8756],
+    ['[2001:DB8::1]:65535', '2001:db8::1', 65535],
+    ['  10.0.0.5:443 ', '10.0.0.5', 443],
+  ])('%s is valid', (input, host, port) => {
+    expect(parseListen(input)).toEqual({ ok: true, value: expect.objectContaining({ host, port }) });
+  });
+
+  test.each([
+    ['', /enter an address/],
+    ['127.0.0.1', /no port/],
+    ['127.0.0.1:0', /out of range/],
+    ['127.0.0.1:65536', /out of range/],
+    ['127.0.0.1:http', /not a port/],
+    ['256.1.1.1:80', /not an IPv4 or IPv6/],
+    ['010.1.1.1:80', /not an IPv4 or IPv6/],
+    ['example.com:80', /not an IPv4 or IPv6/],
+    ['::1:8756', /brackets/],
+    ['[fe80::1%eth0]:80', /zone/],
+    ['[::ffff:10.0.0.1]:80', /IPv4-mapped/],
+  ])('%j is refused (%s)', (input, message) => {
+    const result = parseListen(input);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error).toMatch(message);
+  });
+});
+
+describe('CIDRs', () => {
+  test.each([
+    ['10.1.2.3/24', '10.1.2.0/24'],
+    ['10.1.2.3', '10.1.2.3/32'],
+    ['192.168.100.1/32', '192.168.100.1/32'],
+    ['2001:DB8:0:0::1/32', '2001:db8::/32'],
+    ['::1', '::1/128'],
+  ])('%s normalises to %s', (input, expected) => {
+    expect(parseCidr(input)).toEqual({ ok: true, value: expected });
+  });
+
+  test.each([['foo'], ['10.0.0.0/33'], ['10.0.0.0/-1'], ['10.0.0/8'], ['::ffff:10.0.0.1/128'], ['']])('%j is refused', (input) => {
+    expect(parseCidr(input).ok).toBe(false);
+  });
+
+  test('TrustedForwarders: a list or a comma-separated string, normalised, without duplicates, never /0', () => {
+    expect(parseTrustedForwarders('10.1.2.3/24, 192.168.100.1/32,10.1.2.9/24')).toEqual({ ok: true, value: ['10.1.2.0/24', '192.168.100.1/32'] });
+    expect(parseTrustedForwarders(['127.0.0.1/32', '::1'])).toEqual({ ok: true, value: ['127.0.0.1/32', '::1/128'] });
+    expect(parseTrustedForwarders('0.0.0.0/0')).toEqual({ ok: false, error: expect.stringMatching(/every address/) });
+    expect(parseTrustedForwarders(' ')).toEqual({ ok: false, error: expect.stringMatching(/at least one/) });
+    expect(parseTrustedForwarders('10.0.0.0/8,bogus').ok).toBe(false);
+  });
+});
+
+test('database option is 1, 2 or 3', () => {
+  expect(parseDatabaseOption('3')).toEqual({ ok: true, value: 3 });
+  expect(parseDatabaseOption(2)).toEqual({ ok: true, value: 2 });
+  for (const bad of ['0', '4', 'one', '', '1.0']) expect(parseDatabaseOption(bad).ok).toBe(false);
+});
+
+test('server names are usable as HAProxy server names', () => {
+  expect(parseServerName('web-2')).toEqual({ ok: true, value: 'web-2' });
+  for (const bad of ['', '-web', 'web 2', 'a'.repeat(64), 'wéb']) expect(parseServerName(bad).ok).toBe(false);
+});
+
+describe('connection strings', () => {
+  test('parses user, password, host, port and database, percent-decoded', () => {
+    const parsed = parseDatabaseUrl('postgres://knocknoc:p%40ss%3Aw%2Frd@192.0.2.10:5433/knock%20noc?sslmode=require');
+    expect(parsed).toEqual({
+      ok: true,
+      value: expect.objectContaining({ user: 'knocknoc', password: 'p@ss:w/rd', host: '192.0.2.10', port: 5433, database: 'knock noc', sslmode: 'require' }),
+    });
+  });
+
+  test('IPv6 hosts and the default port', () => {
+    expect(parseDatabaseUrl('postgresql://u:p@[2001:db8::5]/db')).toEqual({ ok: true, value: expect.objectContaining({ host: '2001:db8::5', port: 5432 }) });
+  });
+
+  test.each([
+    ['', /enter a connection string/],
+    ['mysql://u:p@h/db', /starts with postgres/],
+    ['postgres://u:p@h:70000/db', /not a valid|out of range/],
+    ['postgres://u:p@h:5432/', /no database/],
+    ['postgres://:p@h:5432/db', /no user/],
+    ['postgres://u:p@h/db?sslmode=sometimes', /sslmode/],
+    ['postgres://u:p@h/db?frobnicate=1', /unknown connection parameter "frobnicate"/],
+  ])('%j is refused', (input, message) => {
+    const result = parseDatabaseUrl(input);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error).toMatch(message);
+  });
+
+  test('building percent-encodes, and round-trips', () => {
+    const url = buildDatabaseUrl({ host: '::1', port: 5432, user: 'a@b', password: "p@ss:w/rd%?#&'\"\\ x", database: 'db/1' });
+    expect(parseDatabaseUrl(url)).toEqual({ ok: true, value: expect.objectContaining({ user: 'a@b', password: "p@ss:w/rd%?#&'\"\\ x", database: 'db/1', host: '::1' }) });
+  });
+
+  test('redaction hides the password, or leaves it out', () => {
+    expect(redactUrl('postgres://knocknoc:secret@192.0.2.10:5432/knocknoc')).toBe('postgres://knocknoc:****@192.0.2.10:5432/knocknoc');
+    expect(urlWithoutPassword('postgres://knocknoc:secret@192.0.2.10:5432/knocknoc')).toBe('postgres://knocknoc@192.0.2.10:5432/knocknoc');
+    expect(redactUrl('postgres://knocknoc@h/db')).toBe('postgres://knocknoc@h/db');
+  });
+});
