@@ -65,7 +65,9 @@ describe('answers file', () => {
     );
     const { problems } = loadAnswersFile(file);
     expect(problems).toEqual([
+      `${file}:2:9: listen: "0.0.0.0" has no port; write it as IP:port, e.g. 0.0.0.0:8756`,
       `${file}:3:1: unknown key "trusted_forwarders" (did you mean "trustedForwarders"?)`,
+      `${file}:5:11: database.option: "4" is not an option; choose 1, 2 or 3`,
       `${file}:6:3: unknown key "ulr" in database (did you mean "url"?)`,
       `${file}:7:1: unknown key "colour"`,
     ]);

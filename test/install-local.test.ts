@@ -2,24 +2,16 @@
 // bin/knocker as a script would run it.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
 import { withClient } from '../src/postgres/connect.js';
 import { parseDatabaseUrl, type DatabaseUrl } from '../src/postgres/url.js';
 import { databaseSchemaVersion } from '../src/schema/index.js';
 import { PATHS, type Root } from '../src/system/root.js';
 import { knocker } from './helpers/knocker.js';
-import { destroyRoot, makeRoot, snapshotTree } from './helpers/roots.js';
+import { snapshotTree, useRoots } from './helpers/roots.js';
 
-const roots: Root[] = [];
-async function newRoot(): Promise<Root> {
-  const root = await makeRoot();
-  roots.push(root);
-  return root;
-}
-afterEach(async () => {
-  await Promise.all(roots.splice(0).map(destroyRoot));
-});
+const newRoot = useRoots();
 
 async function readConf(root: Root): Promise<KnocknocConf> {
   return KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8'));

@@ -195,6 +195,38 @@ class Positions {
   }
 }
 
+type WellTyped = {
+  listen?: string;
+  trustedForwarders?: string | string[];
+  serverName?: string;
+  database?: { option?: string | number; url?: string; urlFile?: string };
+  haproxy?: { bind: string; nodes: string[] };
+};
+
+/** The parts of the parsed file that have the right types (the others are reported by the schema). */
+function wellTyped(data: unknown): WellTyped {
+  const record = (v: unknown) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const texts = (v: unknown) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined);
+  const root = record(data) ?? {};
+  const database = record(root.database);
+  const haproxy = record(root.haproxy);
+  const option = database?.option;
+  const bind = text(haproxy?.bind);
+  const nodes = texts(haproxy?.nodes);
+  return {
+    listen: text(root.listen),
+    trustedForwarders: text(root.trustedForwarders) ?? texts(root.trustedForwarders),
+    serverName: text(root.serverName),
+    database: database && {
+      option: typeof option === 'number' || typeof option === 'string' ? option : undefined,
+      url: text(database.url),
+      urlFile: text(database.urlFile),
+    },
+    haproxy: bind !== undefined && nodes !== undefined ? { bind, nodes } : undefined,
+  };
+}
+
 /** Problems in file order (line, then column). */
 function byPosition(problems: string[]): string[] {
   const key = (p: string) => {
@@ -250,9 +282,10 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
       else if (issue.code === 'invalid_union') message = name === 'trustedForwarders' ? 'must be a list of CIDRs or one comma-separated string' : 'must be 1, 2 or 3';
       problems.push(`${at(positions.ofValue(keys))}: ${name} ${message}`.replace(`: ${name} ${name} `, `: ${name} `));
     }
-    return { problems: byPosition(problems) };
   }
-  const answers = parsed.data;
+  // Values are checked even when the structure has problems (wherever their type is right), so
+  // that every problem in the file is reported in one go.
+  const answers = wellTyped(data);
   const values: LoadedAnswersFile['values'] = {};
   const take = (field: Field, keys: string[], value: string | string[] | number | undefined) => {
     if (value === undefined) return;
@@ -276,7 +309,6 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
   } else {
     take('databaseUrl', ['database', 'url'], answers.database?.url);
   }
-  // Values are checked here too, so that every problem in the file is reported in one go.
   for (const field of FIELDS) {
     const entry = values[field];
     if (!entry) continue;

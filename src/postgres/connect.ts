@@ -10,7 +10,7 @@ import { describeTarget, type DatabaseUrl } from './url.js';
 export interface ConnectOptions {
   /** Local address the connection leaves from (a loopback "host" in tests and sandboxes). */
   sourceAddress?: string;
-  /** Overrides the URL's connect_timeout; default 10 s. */
+  /** Used when the URL has no connect_timeout; default 10 s. */
   connectTimeoutMs?: number;
   applicationName?: string;
 }
@@ -44,7 +44,8 @@ function streamFrom(localAddress: string) {
 }
 
 export function clientConfig(url: DatabaseUrl, options: ConnectOptions, ssl: SslSetting): pg.ClientConfig {
-  const timeout = options.connectTimeoutMs ?? (url.connectTimeoutSeconds ? url.connectTimeoutSeconds * 1000 : 10_000);
+  // libpq: connect_timeout 0 (or absent) waits indefinitely; we keep a bound whatever the URL says.
+  const timeout = url.connectTimeoutSeconds ? url.connectTimeoutSeconds * 1000 : (options.connectTimeoutMs ?? 10_000);
   return {
     host: url.host,
     port: url.port,

@@ -23,11 +23,15 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
   return env;
 }
 
-export async function knocker(args: string[], options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export async function knocker(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number; keepStdinOpen?: boolean } = {},
+): Promise<RunResult> {
   const result = await execa(process.execPath, [KNOCKER, ...args], {
     env: cleanEnv(options.env),
     extendEnv: false,
-    input: options.input ?? '',
+    // An open stdin that never sends anything: a run that waited for a key would hang.
+    ...(options.keepStdinOpen ? { stdin: 'pipe' as const } : { input: options.input ?? '' }),
     reject: false,
     timeout: options.timeoutMs ?? 120_000,
   });

@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { afterEach } from 'vitest';
 import { clusterExists, clusterOwner, findPgBinaries, stopCluster } from '../../src/postgres/cluster.js';
 import { PATHS, Root } from '../../src/system/root.js';
 import { makeTempDir } from './temp.js';
@@ -60,4 +61,17 @@ export async function snapshotTree(dir: string): Promise<Map<string, TreeEntry>>
   };
   await walk(dir);
   return result;
+}
+
+/** A `newRoot()` for a test file: every root it makes is destroyed after each test. */
+export function useRoots(): () => Promise<Root> {
+  const roots: Root[] = [];
+  afterEach(async () => {
+    await Promise.all(roots.splice(0).map(destroyRoot));
+  });
+  return async () => {
+    const root = await makeRoot();
+    roots.push(root);
+    return root;
+  };
 }

@@ -1,0 +1,176 @@
+// The installer's questions, in the seed's words and order, and the pure state machine the TUI
+// drives: type, submit (empty = the default), go back one question. No React here: the screen
+// renders this state and sends these actions.
+import type { Field, Resolution } from './answers.js';
+import { validateField } from './answers.js';
+
+export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl';
+
+export interface Question {
+  id: QuestionId;
+  /** Lines shown above the prompt (the seed's explanations). */
+  intro: string[];
+  /** The prompt, with the current default in it. */
+  prompt: (defaultValue: string, values: Values) => string;
+  kind: 'text' | 'choice' | 'url';
+  /** Short label of the one-line summary once answered. */
+  label: string;
+  /** Whether the question is asked for these answers so far. */
+  applies: (values: Values) => boolean;
+  /** After-answer note (the seed's advice after the connection string). */
+  note?: (values: Values) => string | undefined;
+}
+
+export type Values = Record<QuestionId, string>;
+
+export const DATABASE_CHOICES = [
+  { value: '1', label: '1) Use a local PostgreSQL installation' },
+  { value: '2', label: '2) Use a new external or preconfigured PostgreSQL database' },
+  { value: '3', label: '3) This Server is a web node only, use pre-existing external Knocknoc database' },
+] as const;
+
+export const QUESTIONS: Question[] = [
+  {
+    id: 'listen',
+    intro: [],
+    prompt: (d) => `Enter IP and port to listen on (default: ${d}):`,
+    kind: 'text',
+    label: 'Listen',
+    applies: () => true,
+  },
+  {
+    id: 'trustedForwarders',
+    intro: [
+      "If you're running behind a reverse-proxy, set the trusted forwarders.",
+      'Default is safe if not. You can adjust this later, see Server Install on https://docs.knocknoc.io',
+    ],
+    prompt: (d) => `Enter TrustedForwarders (default: ${d}):`,
+    kind: 'text',
+    label: 'TrustedForwarders',
+    applies: () => true,
+  },
+  {
+    id: 'databaseOption',
+    intro: [
+      'Knocknoc stores its data in PostgreSQL, and you can choose how to configure the database.',
+      'You have three options:',
+    ],
+    prompt: (d) => `Option 1, 2, or 3? (default is ${d}):`,
+    kind: 'choice',
+    label: 'Database option',
+    applies: () => true,
+  },
+  {
+    id: 'databaseUrl',
+    intro: [],
+    prompt: (_d, values) =>
+      values.databaseOption === '3'
+        ? 'Enter pre-existing external Knocknoc database connection string:'
+        : 'Enter the new external PostgreSQL database connection string:',
+    kind: 'url',
+    label: 'Connection string',
+    applies: (values) => values.databaseOption === '2' || values.databaseOption === '3',
+    note: (values) =>
+      values.databaseOption === '3' ? 'If a node cannot reach the database, confirm its IP has been added with exposedb --add on the primary.' : undefined,
+  },
+];
+
+const FIELD_OF: Record<QuestionId, Field> = {
+  listen: 'listen',
+  trustedForwarders: 'trustedForwarders',
+  databaseOption: 'databaseOption',
+  databaseUrl: 'databaseUrl',
+};
+
+/** Validates what the operator typed for a question; returns the normalised text or the error. */
+export function validateAnswer(id: QuestionId, text: string): { ok: true; value: string } | { ok: false; error: string } {
+  const result = validateField(FIELD_OF[id], text);
+  if (!result.ok) return result;
+  return { ok: true, value: Array.isArray(result.value) ? result.value.join(', ') : String(result.value) };
+}
+
+export interface FlowState {
+  /** Index in QUESTIONS of the question being asked; QUESTIONS.length when all are answered. */
+  index: number;
+  /** The defaults (from flags, environment, answers file, knocknoc.conf or built-in). */
+  defaults: Values;
+  /** Answers given so far (normalised). */
+  values: Values;
+  /** What is typed in the current field. */
+  draft: string;
+  error: string | undefined;
+  /** Questions answered, in order (for the summary lines and for going back). */
+  answered: QuestionId[];
+}
+
+export type FlowAction =
+  | { type: 'type'; text: string }
+  | { type: 'append'; text: string }
+  | { type: 'erase' }
+  | { type: 'submit'; text?: string }
+  | { type: 'back' };
+
+export function initialFlow(defaults: Values): FlowState {
+  return { index: 0, defaults, values: { ...defaults }, draft: '', error: undefined, answered: [] };
+}
+
+/** The defaults a resolution gives the questions. */
+export function defaultsFrom(resolution: Resolution): Values {
+  const v = resolution.values;
+  return {
+    listen: v.listen?.value ?? '',
+    trustedForwarders: v.trustedForwarders?.value.join(', ') ?? '',
+    databaseOption: String(v.databaseOption?.value ?? 1),
+    databaseUrl: v.databaseUrl?.value ?? '',
+  };
+}
+
+function nextIndex(from: number, values: Values): number {
+  let i = from;
+  while (i < QUESTIONS.length && !QUESTIONS[i]!.applies(values)) i += 1;
+  return i;
+}
+
+export function flowReducer(state: FlowState, action: FlowAction): FlowState {
+  const question = QUESTIONS[state.index];
+  switch (action.type) {
+    case 'append':
+      return flowReducer(state, { type: 'type', text: state.draft + action.text });
+    case 'erase':
+      return flowReducer(state, { type: 'type', text: state.draft.slice(0, -1) });
+    case 'type': {
+      if (!question) return state;
+      const error = action.text.trim() === '' ? undefined : (() => {
+        const result = validateAnswer(question.id, action.text);
+        return result.ok ? undefined : result.error;
+      })();
+      return { ...state, draft: action.text, error };
+    }
+    case 'submit': {
+      if (!question) return state;
+      const typed = (action.text ?? state.draft).trim();
+      const text = typed === '' ? state.values[question.id] : typed;
+      if (text === '') return { ...state, error: 'this answer is required' };
+      const result = validateAnswer(question.id, text);
+      if (!result.ok) return { ...state, draft: typed, error: result.error };
+      const values = { ...state.values, [question.id]: result.value };
+      const index = nextIndex(state.index + 1, values);
+      return { ...state, values, index, draft: '', error: undefined, answered: [...state.answered, question.id] };
+    }
+    case 'back': {
+      const previous = state.answered[state.answered.length - 1];
+      if (!previous) return state;
+      return {
+        ...state,
+        index: QUESTIONS.findIndex((q) => q.id === previous),
+        answered: state.answered.slice(0, -1),
+        draft: '',
+        error: undefined,
+      };
+    }
+  }
+}
+
+export function isFinished(state: FlowState): boolean {
+  return state.index >= QUESTIONS.length;
+}
