@@ -50,9 +50,16 @@ async function install(options: InstallOptions, root: Root): Promise<number> {
   if (options.json && !options.dryRun && !options.printAnswers && !options.explain) {
     throw new UsageError('--json goes with --dry-run, --print-answers or --explain');
   }
-  const { openInstaller } = await import('./installer/index.js');
   const readOnly = Boolean(options.dryRun || options.printAnswers || options.explain);
+  const interactive = isTerminal() && !options.nonInteractive && !readOnly;
+  // The TUI's modules load while the answers are resolved: the first screen comes sooner.
+  const app = interactive ? import('./app.js') : undefined;
+  const { openInstaller } = await import('./installer/index.js');
   const session = await openInstaller({ root, flags, env, answersFile: options.answers, hostname: os.hostname() }, { dryRun: readOnly });
+  if (app) {
+    const { runInteractiveInstall } = await app;
+    return runInteractiveInstall(session, { yes: Boolean(options.yes) });
+  }
   const unattended = await import('./installer/unattended.js');
   if (options.printAnswers) {
     unattended.printAnswers(session, { json: Boolean(options.json), explain: Boolean(options.explain) }, io);
@@ -69,10 +76,7 @@ async function install(options: InstallOptions, root: Root): Promise<number> {
     unattended.explainAnswers(session, Boolean(options.json), io);
     return EXIT.ok;
   }
-  const interactive = isTerminal() && !options.nonInteractive;
-  if (!interactive) return unattended.runUnattended(session, io);
-  const { runInteractiveInstall } = await import('./app.js');
-  return runInteractiveInstall(session, { yes: Boolean(options.yes) });
+  return unattended.runUnattended(session, io);
 }
 
 export function buildProgram(): Command {

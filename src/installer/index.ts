@@ -9,9 +9,9 @@ import { acquireLock, type Lock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
-import { answersFrom, answersToYaml, loadAnswersFile, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
-import { planInstall, type InstallPlan } from './plan.js';
-import { preflight, type PreflightContext, type PreflightReport } from './preflight.js';
+import { answersFrom, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
+import type { InstallPlan } from './plan.js';
+import type { PreflightContext, PreflightReport } from './preflight.js';
 
 export interface InstallInputs {
   root: Root;
@@ -56,6 +56,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
   const conf = confText === undefined ? undefined : KnocknocConf.parse(confText);
   let loaded: LoadedAnswersFile | undefined;
   if (inputs.answersFile) {
+    const { loadAnswersFile } = await import('./answers-file.js');
     const result = loadAnswersFile(inputs.answersFile);
     if (result.problems.length > 0) {
       throw new UsageError(
@@ -93,6 +94,8 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
       if (!options.dryRun && !lock) lock = await acquireLock(root.path(PATHS.installLock), 'knocker install');
       log.addSecret(answers.databaseUrl);
       log.info(`install: root ${root.dir}, answers ${JSON.stringify({ ...answers, databaseUrl: answers.databaseUrl ? '(given)' : undefined })}`);
+      // The database driver and friends are loaded here, not at start: the first screen is faster.
+      const [{ preflight }, { planInstall }] = await Promise.all([import('./preflight.js'), import('./plan.js')]);
       const ctx: PreflightContext = { root, log, release, existingConf: conf };
       const report = await preflight(answers, ctx);
       let plan: InstallPlan;
@@ -105,6 +108,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
         throw new PreflightError(`could not inspect this host: ${log.scrub(errorMessage(error))}`);
       }
       if (prepareOptions.saveAnswers) {
+        const { answersToYaml } = await import('./answers-file.js');
         const saved = answersToYaml(answers, { password: 'omit', header: ['Answers of an interactive knocker install, for reuse with: knocker install --answers FILE'] });
         plan.steps.push(await fileStep({ file: session.answersFileOut, shownAs: session.answersFileOut, content: saved, mode: 0o600 }));
       }

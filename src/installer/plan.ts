@@ -155,7 +155,11 @@ async function hostClusterSteps(facts: HostClusterFacts, password: string, liste
   steps.push({
     kind: 'service',
     title: `PostgreSQL: start cluster ${facts.cluster?.label ?? '(new)'}`,
-    details: [facts.layout === 'debian' ? 'pg_ctlcluster <version> <cluster> start' : 'systemctl start postgresql'],
+    details: [
+      facts.layout === 'debian'
+        ? `pg_ctlcluster ${facts.cluster ? `${facts.cluster.version} ${facts.cluster.name}` : '<version> main'} start`
+        : 'systemctl start postgresql (pg_ctl start where systemd does not run)',
+    ],
     changes: !running,
     apply: async () => startSystemCluster(cluster ?? (await findCluster()), log),
     // A host cluster that was stopped is stopped again.

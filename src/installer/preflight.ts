@@ -18,13 +18,7 @@ import { PATHS, type Root } from '../system/root.js';
 import { which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
 import type { Answers } from './answers.js';
-
-export interface Check {
-  name: string;
-  ok: boolean;
-  detail: string;
-  hints?: string[];
-}
+import { PreflightFailed, type Check } from './checks.js';
 
 /** Option 1 under a root: the private cluster in the root. */
 export interface PrivateClusterFacts {
@@ -299,16 +293,4 @@ export async function preflight(answers: Answers, ctx: PreflightContext): Promis
     throw new PreflightFailed(checks);
   }
   return { checks, listen: listen.value, database, warnings };
-}
-
-export class PreflightFailed extends PreflightError {
-  readonly checks: Check[];
-  constructor(checks: Check[]) {
-    const failed = checks.filter((c) => !c.ok);
-    super(
-      failed.length === 1 ? `preflight failed: ${failed[0]!.name}: ${failed[0]!.detail}` : `preflight failed:\n${failed.map((c) => `  ✗ ${c.name}: ${c.detail}`).join('\n')}`,
-      failed.flatMap((c) => c.hints ?? []),
-    );
-    this.checks = checks;
-  }
 }

@@ -2,9 +2,10 @@
 // --print-answers and --explain, which change nothing.
 import { redactUrl } from '../postgres/url.js';
 import { formatPlan, hasChanges, pendingSteps, planToJson, type ApplyEvent } from '../system/plan.js';
-import { answersFrom, answersToYaml, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
+import { answersToYaml } from './answers-file.js';
+import { answersFrom, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
 import { completeAnswers, type InstallSession, type Prepared } from './index.js';
-import { PreflightFailed, type Check } from './preflight.js';
+import { PreflightFailed, type Check } from './checks.js';
 import { nextSteps } from './summary.js';
 
 export interface Output {

@@ -66,7 +66,7 @@ async function templateDir(): Promise<string> {
 }
 
 /** Starts a fresh cluster listening on `host` (a loopback address: one "host" of the test). */
-export async function startTestCluster(options: { host?: string; settings?: string[] } = {}): Promise<TestCluster> {
+export async function startTestCluster(options: { host?: string; settings?: string[]; ssl?: boolean } = {}): Promise<TestCluster & { caFile?: string }> {
   const host = options.host ?? '127.0.0.1';
   const bin = (await findPgBinaries())!;
   const osUser = await clusterOwner();
@@ -90,6 +90,25 @@ export async function startTestCluster(options: { host?: string; settings?: stri
   }
   await writeClusterSettings(cluster);
   await fs.appendFile(path.join(dataDir, 'postgresql.conf'), `\n${[...FAST_SETTINGS, ...(options.settings ?? [])].join('\n')}\n`);
+  let caFile: string | undefined;
+  if (options.ssl) {
+    // A self-signed certificate for localhost and 127.0.0.1; it is also its own CA file.
+    caFile = path.join(base, 'ca.crt');
+    await execa('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+      '-addext', `subjectAltName=DNS:localhost,IP:${host}`,
+      '-keyout', path.join(dataDir, 'server.key'), '-out', path.join(dataDir, 'server.crt'),
+    ]);
+    await fs.copyFile(path.join(dataDir, 'server.crt'), caFile);
+    await fs.chmod(path.join(dataDir, 'server.key'), 0o600);
+    if (isRoot()) {
+      const user = (await lookupUser(osUser))!;
+      for (const f of ['server.key', 'server.crt']) await fs.chown(path.join(dataDir, f), user.uid, user.gid);
+    }
+    await fs.appendFile(path.join(dataDir, 'postgresql.conf'), "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    // Password logins over TLS only, as a DBaaS would.
+    await fs.writeFile(path.join(dataDir, 'pg_hba.conf'), `local all all peer\nhostssl all all ${host}/32 scram-sha-256\nhost all all ${host}/32 scram-sha-256\n`);
+  }
   await fs.writeFile(cluster.logFile, '');
   if (isRoot()) {
     const user = (await lookupUser(osUser))!;
@@ -97,8 +116,9 @@ export async function startTestCluster(options: { host?: string; settings?: stri
   }
   await startCluster(cluster);
   const access = (database?: string) => ({ socketDir: cluster.socketDir, port: cluster.port, osUser, database });
-  const test: TestCluster = {
+  const test: TestCluster & { caFile?: string } = {
     ...cluster,
+    caFile,
     admin: async <T,>(sql: string, values?: unknown[], database?: string) =>
       withAdminSession(access(database), undefined, async (session) => (await session.query<T>(sql, values)).rows),
     url: (user, password, database) => buildDatabaseUrl({ host, port: cluster.port, user, password, database }),

@@ -1,0 +1,52 @@
+// A real terminal for the whole program: a private tmux server per test, keys sent as a person
+// types them, and the screen read back with capture-pane.
+import { execa } from 'execa';
+import crypto from 'node:crypto';
+
+export interface Terminal {
+  /** Types literal text. */
+  type(text: string): Promise<void>;
+  /** Sends named keys (Enter, Escape, Down, C-c, …). */
+  keys(...keys: string[]): Promise<void>;
+  screen(): Promise<string>;
+  waitFor(match: RegExp | string, timeoutMs?: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function openTerminal(command: string[], options: { width?: number; height?: number; env?: Record<string, string> } = {}): Promise<Terminal> {
+  const socket = `knocker-test-${crypto.randomBytes(4).toString('hex')}`;
+  const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { env: options.env });
+  // The shell command only reports the exit code and keeps the pane open for reading.
+  const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
+  await tmux('new-session', '-d', '-x', String(options.width ?? 100), '-y', String(options.height ?? 50), `${quoted}; echo "EXIT=$?"; sleep 600`);
+  const pause = () => new Promise((resolve) => setTimeout(resolve, 60));
+  const terminal: Terminal = {
+    async type(text) {
+      await tmux('send-keys', '-l', text);
+      await pause();
+    },
+    async keys(...keys) {
+      for (const key of keys) {
+        await tmux('send-keys', key);
+        await pause();
+      }
+    },
+    async screen() {
+      return String((await tmux('capture-pane', '-p', '-S', '-200')).stdout);
+    },
+    async waitFor(match, timeoutMs = 20_000) {
+      const started = Date.now();
+      for (;;) {
+        const screen = await terminal.screen();
+        // Strings are looked for in the running text, so a wrapped line still matches.
+        if (typeof match === 'string' ? screen.replace(/\s+/g, ' ').includes(match) : match.test(screen)) return screen;
+        if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${String(match)}; screen:\n${screen}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+    async close() {
+      await tmux('kill-server').catch(() => {});
+    },
+  };
+  return terminal;
+}
