@@ -110,3 +110,12 @@ test('--help tells the truth about the flags', async () => {
   }
   expect(help.stdout).toContain('flag > environment');
 });
+
+test('an answers file asking for HAProxy is refused rather than ignored, until the installer can do it', async () => {
+  const file = await answers('h.yaml', 'version: 1\nhaproxy:\n  bind: "127.0.0.1:8080"\n  nodes: ["web-1=127.0.0.2:8756"]\n');
+  const before = await snapshotTree(root.dir);
+  const result = await knocker(['install', '--root', root.dir, '--answers', file]);
+  expect(result.exitCode).toBe(2);
+  expect(result.stderr).toContain('cannot set up HAProxy yet');
+  expect(await snapshotTree(root.dir)).toEqual(before);
+});

@@ -76,6 +76,12 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
   if (resolution.problems.length > 0) {
     throw new UsageError(`${resolution.problems.length} invalid answer${resolution.problems.length === 1 ? '' : 's'}; nothing was changed`, resolution.problems);
   }
+  if (resolution.haproxy) {
+    // Not silently ignored: the local HAProxy is not part of this release's installer yet.
+    throw new UsageError('the answers file has a haproxy section, but this knocker cannot set up HAProxy yet; nothing was changed', [
+      'remove the haproxy section to install without it',
+    ]);
+  }
   const release = loadRelease();
   let log: Logger | undefined;
   let lock: Lock | undefined;
