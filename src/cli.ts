@@ -129,8 +129,8 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
-      return EXIT.usage;
+      // --help and --version exit 0; help shown because of a mistake (no command) is misuse.
+      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     for (const line of formatError(error)) io.err(line);
     return exitCodeOf(error);

@@ -119,3 +119,11 @@ test('an answers file asking for HAProxy is refused rather than ignored, until t
   expect(result.stderr).toContain('cannot set up HAProxy yet');
   expect(await snapshotTree(root.dir)).toEqual(before);
 });
+
+test('knocker without a command shows its usage and exits 2; --help and --version exit 0', async () => {
+  const bare = await knocker([]);
+  expect(bare.exitCode).toBe(2);
+  expect(bare.stderr).toContain('Usage: knocker');
+  expect((await knocker(['--help'])).exitCode).toBe(0);
+  expect((await knocker(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+});
