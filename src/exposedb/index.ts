@@ -18,7 +18,19 @@ import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import { readAllowList, sortCidrs, type AllowList, type AllowListTarget } from './allow-list.js';
 import { findLocalCluster, primaryAddress, type ClusterFinder, type LocalCluster } from './locate.js';
-import { allowListStep, endSessionsStep, grantsStep, listenStep, readServerFacts, remoteRoleName, remoteRoleStep, type Names, type ServerFacts } from './plan.js';
+import {
+  allowListStep,
+  endSessionsStep,
+  grantsStep,
+  listensExternally,
+  listenStep,
+  readServerFacts,
+  remoteRoleName,
+  remoteRoleStep,
+  startConfig,
+  type Names,
+  type ServerFacts,
+} from './plan.js';
 
 export type ExposeAction = 'init' | 'add' | 'remove' | 'list';
 
@@ -91,7 +103,7 @@ async function connectionString(root: Root, conn: string | undefined): Promise<C
 /** The facts, or a PreflightError saying what could not be inspected. */
 async function inspect(link: AdminLink, names: Names, cluster: LocalCluster, log: Logger): Promise<ServerFacts> {
   try {
-    return await readServerFacts(await link.session(), names);
+    return await readServerFacts(await link.session(), names, cluster.access.osUser);
   } catch (error) {
     if (error instanceof KnockerError) throw error;
     log.error(`inspecting ${cluster.label} failed: ${errorMessage(error)}`);
@@ -168,6 +180,20 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   const { root, io, log, cluster, link, names, facts, target } = ctx;
   const allow = allowListOf(facts, target);
   refuseHandEdits(allow, facts);
+  if (!listensExternally(facts.listen.setting)) {
+    if (facts.listen.source === 'command line') {
+      throw new PreflightError(`listen_addresses of ${cluster.label} is set on the server's command line ('${facts.listen.setting}'), which ALTER SYSTEM cannot override`, [
+        'remove -c listen_addresses (or -i/-h) from how the server is started (a service unit, Patroni, pg_ctl -o), or make it listen externally there, then run this again',
+      ]);
+    }
+    // The restart --init needs must not be the one that finds the configuration broken.
+    const config = await startConfig(facts.start, log);
+    if (!config.ok) {
+      throw new PreflightError(`PostgreSQL would not start again with its configuration files, so exposedb will not restart it: ${config.problem}`, [
+        `fix ${facts.start.configFile} (or the file named above), then run this again`,
+      ]);
+    }
+  }
   const stored = await storedConnection(root, names);
   const password = stored?.password ?? generatePassword();
   log.addSecret(password);

@@ -3,11 +3,13 @@
 // change that needs a restart), and the file keeping the connection string. Every step can undo
 // itself, so a failure leaves the server as it was (src/system/plan.ts).
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { executeQuoted, type AdminLink, type AdminSession } from '../postgres/admin.js';
 import { hbaErrors, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { scramMatches, scramVerifier } from '../postgres/scram.js';
 import { writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
+import { run } from '../system/run.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { allowListRules, EXPOSEDB_BLOCK, type AllowListTarget } from './allow-list.js';
 import type { LocalCluster } from './locate.js';
@@ -42,6 +44,14 @@ export interface RemoteRoleFacts {
   setRole: boolean;
 }
 
+/** Where the running server's files and binaries are, to ask `postgres -C` what a restart would read. */
+export interface StartFiles {
+  bindir: string;
+  configFile: string;
+  dataDirectory: string;
+  osUser: string;
+}
+
 export interface ListenFacts {
   setting: string;
   source: string;
@@ -61,6 +71,7 @@ export interface ServerFacts {
   appRole: { exists: boolean; superuser: boolean };
   remote: RemoteRoleFacts | undefined;
   listen: ListenFacts;
+  start: StartFiles;
 }
 
 export function listensExternally(setting: string): boolean {
@@ -82,10 +93,12 @@ async function readListen(session: AdminSession): Promise<ListenFacts> {
 }
 
 /** Everything the plan depends on, read in one admin session. */
-export async function readServerFacts(session: AdminSession, names: Names): Promise<ServerFacts> {
+export async function readServerFacts(session: AdminSession, names: Names, osUser: string): Promise<ServerFacts> {
   const server = (
-    await session.query<{ version: string; hba_file: string; ssl: string }>(
-      `SELECT current_setting('server_version') AS version, current_setting('hba_file') AS hba_file, current_setting('ssl') AS ssl`,
+    await session.query<{ version: string; hba_file: string; ssl: string; config_file: string; data_directory: string; bindir: string }>(
+      `SELECT current_setting('server_version') AS version, current_setting('hba_file') AS hba_file, current_setting('ssl') AS ssl,
+              current_setting('config_file') AS config_file, current_setting('data_directory') AS data_directory,
+              (SELECT setting FROM pg_config WHERE name = 'BINDIR') AS bindir`,
     )
   ).rows[0]!;
   const database = await session.query('SELECT 1 FROM pg_database WHERE datname = $1', [names.database]);
@@ -131,7 +144,27 @@ export async function readServerFacts(session: AdminSession, names: Names): Prom
     appRole: { exists: Boolean(app), superuser: Boolean(app?.rolsuper) },
     remote: remoteFacts,
     listen: await readListen(session),
+    start: { bindir: server.bindir, configFile: server.config_file, dataDirectory: server.data_directory, osUser },
   };
+}
+
+/**
+ * What a restart would read: `postgres -C` parses every configuration file as a start does (an
+ * invalid value that pg_file_settings only calls "could not be applied" stops it) and prints the
+ * resulting listen_addresses. A restart is only ever tried when this passes.
+ */
+export async function startConfig(start: StartFiles, log?: Logger): Promise<{ ok: true; listen: string } | { ok: false; problem: string }> {
+  const result = await run(
+    path.join(start.bindir, 'postgres'),
+    ['-C', 'listen_addresses', `--config-file=${start.configFile}`, '-D', start.dataDirectory],
+    { asUser: start.osUser, allowFailure: true, log, timeoutMs: 30_000 },
+  );
+  if (result.exitCode === 0) return { ok: true, listen: result.stdout.trim() };
+  const messages = result.stderr
+    .split('\n')
+    .map((line) => /\b(?:LOG|FATAL|ERROR):\s+(.*)$/.exec(line)?.[1])
+    .filter((m): m is string => Boolean(m));
+  return { ok: false, problem: messages.join('; ') || result.stderr.trim() || `postgres -C exited with ${result.exitCode}` };
 }
 
 const ROLE_ATTRIBUTES = 'LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS';
@@ -232,14 +265,6 @@ export async function allowListStep(link: AdminLink, facts: ServerFacts, target:
   };
 }
 
-/** Problems PostgreSQL finds in its configuration files now (which would stop a restart). */
-async function configErrors(session: AdminSession): Promise<string[]> {
-  const result = await session.query<{ sourcefile: string | null; sourceline: number | null; name: string | null; error: string }>(
-    `SELECT sourcefile, sourceline, name, error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'`,
-  );
-  return result.rows.map((r) => `${r.sourcefile ?? '?'}:${r.sourceline ?? '?'}${r.name ? ` (${r.name})` : ''}: ${r.error}`);
-}
-
 /** listen_addresses = '*' through ALTER SYSTEM (it wins over postgresql.conf), then a restart and a wait until it accepts connections. */
 export function listenStep(link: AdminLink, cluster: LocalCluster, facts: ServerFacts, log: Logger): Step {
   const { setting, autoConf, pendingOthers } = facts.listen;
@@ -263,9 +288,14 @@ export function listenStep(link: AdminLink, cluster: LocalCluster, facts: Server
         altered = true;
         await executeQuoted(session, 'ALTER SYSTEM SET listen_addresses = %L', [LISTEN_EVERYWHERE]);
       }
-      // A server does not start with a broken postgresql.conf or pg_hba.conf: check both first.
-      const problems = [...(await configErrors(session)), ...(await hbaErrors(session)).map((e) => `pg_hba.conf line ${e.line}: ${e.error}`)];
-      if (problems.length > 0) throw new Error(`PostgreSQL would not start again with its configuration files as they are (${problems.join('; ')}); fix them first`);
+      // A server does not start with a broken configuration or pg_hba.conf: check both first.
+      const config = await startConfig(facts.start, log);
+      if (!config.ok) throw new Error(`PostgreSQL would not start again with its configuration files (${config.problem}); it was not restarted`);
+      if (!listensExternally(config.listen)) {
+        throw new Error(`after ALTER SYSTEM the configuration files still give listen_addresses '${config.listen}'`);
+      }
+      const hba = await hbaErrors(session);
+      if (hba.length > 0) throw new Error(`PostgreSQL would not start again with pg_hba.conf (${hba.map((e) => `line ${e.line}: ${e.error}`).join('; ')}); it was not restarted`);
       restarted = true;
       await cluster.restart(log);
       const now = await readListen(await link.reopen());
