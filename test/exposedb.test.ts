@@ -51,8 +51,17 @@ describe('knocker exposedb on a primary', () => {
     const add = await exposedb('--add', '127.0.0.51/32');
     expect(add.exitCode).toBe(0);
     expect(add.stdout).toBe('Allowed 127.0.0.51/32: knocknoc_remote may log in to knocknoc from it (pg_hba.conf checked and reloaded, no restart).');
-    // Only that node: another source is still refused, even with the password.
-    await expect(withClient(remote, { sourceAddress: '127.0.0.52' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
+    // Only that node: another source is refused, even with the password and a broader rule of the
+    // operator's further down (the block's reject lines match first).
+    const hba = await fs.readFile(hbaFile(primary), 'utf8');
+    await fs.writeFile(hbaFile(primary), `${hba}host all all 127.0.0.0/8 scram-sha-256\n`);
+    await rootAdmin(primary, 'SELECT pg_reload_conf()');
+    await expect(withClient(remote, { sourceAddress: '127.0.0.52' }, async () => 'in')).rejects.toMatchObject({
+      code: '28000',
+      message: expect.stringContaining('pg_hba.conf rejects connection for host "127.0.0.52", user "knocknoc_remote"'),
+    });
+    await fs.writeFile(hbaFile(primary), hba);
+    await rootAdmin(primary, 'SELECT pg_reload_conf()');
 
     const node = await connect(remote, { sourceAddress: '127.0.0.51' });
     try {

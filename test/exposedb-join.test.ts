@@ -1,0 +1,82 @@
+// End to end, as the seed's "Setting up multiple web nodes" describes it: a primary (a sandbox root
+// with its own database, 127.0.0.60) runs exposedb --init and --add; a second node (another root,
+// 127.0.0.61) installs with database option 3 and the printed string, and works on the shared
+// database. A third "host" (127.0.0.62), never allowed, stays out.
+import fs from 'node:fs/promises';
+import { expect, test } from 'vitest';
+import { KnocknocConf } from '../src/config/knocknoc-conf.js';
+import { withClient } from '../src/postgres/connect.js';
+import { freePort } from '../src/system/host.js';
+import { PATHS, type Root } from '../src/system/root.js';
+import { appUrl, installPrimary, printedUrl, url } from './helpers/exposedb.js';
+import { knocker } from './helpers/knocker.js';
+import { useRoots } from './helpers/roots.js';
+
+const newRoot = useRoots();
+
+async function installNode(root: Root, address: string, databaseUrl: string) {
+  return knocker(['install', '--root', root.dir, '--listen', `${address}:${await freePort(address)}`, '--server-name', `node-${address}`, '--database-option', '3'], {
+    env: { KNOCKNOC_DATABASE_URL: databaseUrl },
+  });
+}
+
+test('a second node installed with option 3 and the printed string joins the primary\'s database once allowed', async () => {
+  const primary = await newRoot();
+  await installPrimary(primary, '127.0.0.60');
+  const exposedb = (...args: string[]) => knocker(['exposedb', '--root', primary.dir, ...args]);
+
+  // Before --init there is nothing to allow nodes into.
+  const early = await exposedb('--add', '127.0.0.61/32');
+  expect(early.exitCode).toBe(3);
+  expect(early.stderr).toContain('error: database knocknoc is not exposed yet: there is no role knocknoc_remote');
+  expect(early.stderr).toContain('hint: run knocker exposedb --init first');
+  const emptyList = await exposedb('--list');
+  expect(emptyList).toMatchObject({ exitCode: 0, stdout: '', stderr: 'note: database knocknoc is not exposed yet (knocker exposedb --init)' });
+
+  const init = await exposedb('--init');
+  expect(init.exitCode).toBe(0);
+  const printed = printedUrl(init.stdout);
+
+  // Not allowed yet: the installer's preflight says so, and what to run on the primary.
+  const node = await newRoot();
+  const refused = await installNode(node, '127.0.0.61', printed);
+  expect(refused.exitCode).toBe(3);
+  expect(refused.stdout).toMatch(/✗ FAIL database 127\.0\.0\.60:\d+\/knocknoc: the database server at 127\.0\.0\.60:\d+ does not allow connections from this host \(127\.0\.0\.61\)/);
+  expect(refused.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.61/32');
+  await expect(fs.access(node.path(PATHS.conf))).rejects.toThrow();
+
+  expect((await exposedb('--add', '127.0.0.61/32')).exitCode).toBe(0);
+  const joined = await installNode(node, '127.0.0.61', printed);
+  expect(joined.stderr).toBe('');
+  expect(joined.exitCode).toBe(0);
+  expect(joined.stdout).toMatch(/✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote\n.*✔ ok +Knocknoc database: schema version 1/);
+  const conf = KnocknocConf.parse(await fs.readFile(node.path(PATHS.conf), 'utf8'));
+  expect(conf.get('DatabaseOption')).toBe('3');
+  expect(conf.get('DatabaseURL')).toBe(printed);
+  // The node has no database of its own.
+  await expect(fs.access(node.path(PATHS.pgData))).rejects.toThrow();
+
+  // Served from the shared database: what the node writes through its DatabaseURL (leaving from
+  // its own address) the primary reads through its own, and the other way round.
+  const nodeUrl = url(conf.get('DatabaseURL'));
+  const primaryUrl = await appUrl(primary);
+  const installedAt = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) => {
+    await c.query(`INSERT INTO knocknoc_settings (key, value) VALUES ('written-by', 'web-1')`);
+    return (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'installed_at'`)).rows[0]!.value;
+  });
+  const seenByNode = await withClient(nodeUrl, { sourceAddress: '127.0.0.61' }, async (c) => {
+    await c.query(`INSERT INTO servers (name, listen, version, schema_version) VALUES ('node-127.0.0.61', '127.0.0.61:8756', '1.0.0', 1)`);
+    return (await c.query<{ key: string; value: string }>(`SELECT key, value FROM knocknoc_settings WHERE key IN ('installed_at', 'written-by') ORDER BY key`)).rows;
+  });
+  expect(seenByNode).toEqual([
+    { key: 'installed_at', value: installedAt },
+    { key: 'written-by', value: 'web-1' },
+  ]);
+  const servers = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) => (await c.query<{ name: string }>('SELECT name FROM servers')).rows);
+  expect(servers).toEqual([{ name: 'node-127.0.0.61' }]);
+
+  // A host never allowed cannot join with the same string.
+  const stranger = await installNode(await newRoot(), '127.0.0.62', printed);
+  expect(stranger.exitCode).toBe(3);
+  expect(stranger.stderr).toContain('knocker exposedb --add 127.0.0.62/32');
+});
