@@ -3,7 +3,6 @@
 // in-process; as root it runs in a child that drops to the owner (admin-helper.ts).
 import readline from 'node:readline';
 import { execa } from 'execa';
-import pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../system/log.js';
 import { builtFile } from '../system/package.js';
@@ -38,6 +37,8 @@ export class SqlError extends Error {
 }
 
 async function inProcessSession(access: ClusterAccess): Promise<AdminSession> {
+  // Loaded here: as root the driver runs in the helper, and a short command need not load it.
+  const { default: pg } = await import('pg');
   const client = new pg.Client({
     host: access.socketDir,
     port: access.port,
