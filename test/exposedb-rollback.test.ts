@@ -59,7 +59,7 @@ test('a failure in the last step rolls back every step, the restart included (ex
   expect(result.stderr).toMatch(/error: Update .*exposedb-url \(mode 0600\) failed: .*exposedb-url\.bak exists and is not a regular file/);
   expect(result.stderr).toContain('hint: every change made before the failure was rolled back');
   for (const step of ['create login role knocknoc_remote', 'knocknoc_remote acts as knocknoc', 'allow-list block', 'listen on every address']) {
-    expect(result.stdout).toMatch(new RegExp(`↺ rolled back: .*${step}`));
+    expect(result.stderr).toMatch(new RegExp(`↺ rolled back: .*${step}`));
   }
   // As it was: no role, the same files, listening on the node's own address again; up and serving.
   const after = await server();

@@ -176,6 +176,8 @@ async function storedConnection(root: Root, names: Names): Promise<{ password: s
   return { password: parsed.value.password, host: parsed.value.host };
 }
 
+const SSL_OFF = 'PostgreSQL has ssl off: the other nodes\' connections are not encrypted (pg_hba uses host lines); turn ssl on, then run --init again to require TLS';
+
 async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   const { root, io, log, cluster, link, names, facts, target } = ctx;
   const allow = allowListOf(facts, target);
@@ -233,22 +235,22 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
     ],
     warnings: [],
   };
-  if (!facts.ssl) {
-    plan.warnings.push('PostgreSQL has ssl off: the other nodes\' connections are not encrypted (pg_hba uses host lines); turn ssl on, then run --init again to require TLS');
-  }
+  if (!facts.ssl) plan.warnings.push(SSL_OFF);
+  // stdout carries the result alone, the connection string: `URL=$(knocker exposedb --init)`
+  // works, and a re-run prints exactly the same. Progress and notes go to stderr.
   if (hasChanges(plan)) {
-    io.out(`Exposing database ${names.database} of ${cluster.label} (PostgreSQL ${facts.serverVersion}) to other web nodes:`);
-    await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.out) });
+    io.err(`Exposing database ${names.database} of ${cluster.label} (PostgreSQL ${facts.serverVersion}) to other web nodes:`);
+    await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
   } else {
-    io.out(`Nothing to change: database ${names.database} of ${cluster.label} is already exposed.`);
+    io.err(`Nothing to change: database ${names.database} of ${cluster.label} is already exposed.`);
   }
   for (const warning of plan.warnings) io.err(`warning: ${warning}`);
-  io.out(
+  io.err(
     allow.cidrs.length === 0
       ? 'No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.'
       : `Allowed: ${allow.cidrs.join(', ')} (knocker exposedb --list).`,
   );
-  io.out(`Connection string for the other web nodes (kept in ${urlFile}); install them with database option 3:`);
+  io.err(`Connection string for the other web nodes (kept in ${urlFile}); install them with database option 3:`);
   io.out(printed);
   return EXIT.ok;
 }
@@ -300,6 +302,7 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   log.info(`exposedb ${option} ${cidr}: allow-list ${allow.cidrs.join(', ') || '(empty)'} -> ${next.join(', ') || '(empty)'}`);
   await applyPlan(plan, { log });
   if (action === 'add') {
+    if (!facts.ssl) io.err(`warning: ${SSL_OFF}`);
     io.out(`Allowed ${cidr}${normalised}: ${names.remoteRole} may log in to ${names.database} from it (pg_hba.conf checked and reloaded, no restart).`);
   } else {
     io.out(

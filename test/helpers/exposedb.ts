@@ -48,8 +48,3 @@ export async function exposedState(root: Root): Promise<{ opt: Map<string, TreeE
     autoConf: await fs.readFile(root.path(`${PATHS.pgData}/postgresql.auto.conf`), 'utf8'),
   };
 }
-
-/** The connection string --init printed: the last line of its output. */
-export function printedUrl(stdout: string): string {
-  return stdout.trimEnd().split('\n').at(-1)!;
-}
