@@ -132,6 +132,7 @@ describe('knocker exposedb on a primary', () => {
     expect(same.stdout).toBe('Unchanged: 10.1.2.0/24 is already allowed.');
     expect(await exposedState(primary)).toEqual(before);
 
+    expect((await exposedb('--remove', '10.1.2.9/32')).stdout).toBe('Unchanged: 10.1.2.9/32 is not on the allow-list (it lies within 10.1.2.0/24, which stays allowed).');
     expect((await exposedb('--remove', '10.1.2.77/24')).stdout).toMatch(/^Removed 10\.1\.2\.0\/24 \(normalised from 10\.1\.2\.77\/24\): .*ended 0 open sessions from it\.$/);
     const gone = await exposedb('--remove', '10.1.2.0/24');
     expect(gone.exitCode).toBe(0);
@@ -158,7 +159,7 @@ describe('knocker exposedb on a primary', () => {
       expect(warned.exitCode).toBe(0);
       expect(warned.stdout).toBe('127.0.0.53/32\n2001:db8::/32');
       expect(warned.stderr).toMatch(/warning: the exposedb block in .*pg_hba\.conf was edited by hand/);
-      expect(warned.stderr).toContain('not written by exposedb (not listed above): host knocknoc all 192.0.2.0/24 trust');
+      expect(warned.stderr).toContain('it holds rules exposedb did not write (not listed above):\n  host knocknoc all 192.0.2.0/24 trust\n');
       expect(warned.stderr).toMatch(/warning: .*pg_hba\.conf has errors, so PostgreSQL keeps its previous rules until they are fixed:\n {2}line \d+: invalid CIDR mask in address "10\.0\.0\.0\/33"/);
       // A block holding someone's own rule is never rewritten (the rule would be lost).
       const refused = await exposedb('--add', '127.0.0.54/32');

@@ -2,6 +2,7 @@
 // makes the local PostgreSQL listen externally and creates their login role; `--add`/`--remove`
 // edit the allow-list of their addresses in pg_hba.conf; `--list` shows it. Every change goes
 // through the plan model (src/system/plan.ts), under the host's lock, logged with secrets scrubbed.
+import ipaddr from 'ipaddr.js';
 import { KnocknocConf } from '../config/knocknoc-conf.js';
 import { parseIp, parseNarrowCidr } from '../config/values.js';
 import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
@@ -107,15 +108,16 @@ async function inspect(link: AdminLink, names: Names, cluster: LocalCluster, log
   } catch (error) {
     if (error instanceof KnockerError) throw error;
     log.error(`inspecting ${cluster.label} failed: ${errorMessage(error)}`);
+    // The admin session opens in the app's database, so a wrong name shows here.
+    if (error instanceof SqlError && error.code === '3D000') {
+      throw new PreflightError(`database "${names.database}" does not exist in ${cluster.label}`, ['check the database name in the connection string']);
+    }
     const hints = error instanceof SqlError && /needs root/.test(error.message) ? ['run it as root (sudo)'] : [];
     throw new PreflightError(`cannot administer ${cluster.label}: ${log.scrub(errorMessage(error))}`, hints);
   }
 }
 
 function checkTarget(names: Names, facts: ServerFacts, cluster: LocalCluster): void {
-  if (!facts.databaseExists) {
-    throw new PreflightError(`database "${names.database}" does not exist in ${cluster.label}`, ['check the database name in the connection string']);
-  }
   if (!facts.appRole.exists) {
     throw new PreflightError(`role "${names.appRole}" (the connection string's user) does not exist in ${cluster.label}`, ['use the application\'s connection string (knocknoc.conf\'s DatabaseURL)']);
   }
@@ -236,15 +238,19 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
     warnings: [],
   };
   if (!facts.ssl) plan.warnings.push(SSL_OFF);
+  if (!listensExternally(facts.listen.setting) && facts.listen.pendingOthers.length > 0) {
+    plan.warnings.push(`the restart also applies settings changed earlier that wait for one: ${facts.listen.pendingOthers.join(', ')}`);
+  }
   // stdout carries the result alone, the connection string: `URL=$(knocker exposedb --init)`
   // works, and a re-run prints exactly the same. Progress and notes go to stderr.
-  if (hasChanges(plan)) {
-    io.err(`Exposing database ${names.database} of ${cluster.label} (PostgreSQL ${facts.serverVersion}) to other web nodes:`);
-    await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
-  } else {
-    io.err(`Nothing to change: database ${names.database} of ${cluster.label} is already exposed.`);
-  }
+  const changing = hasChanges(plan);
+  io.err(
+    changing
+      ? `Exposing database ${names.database} of ${cluster.label} (PostgreSQL ${facts.serverVersion}) to other web nodes:`
+      : `Nothing to change: database ${names.database} of ${cluster.label} is already exposed.`,
+  );
   for (const warning of plan.warnings) io.err(`warning: ${warning}`);
+  if (changing) await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
   io.err(
     allow.cidrs.length === 0
       ? 'No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.'
@@ -271,6 +277,13 @@ function requireExposed(ctx: Context): void {
   }
 }
 
+/** Whether the range `outer` holds all of `inner` (both normalised CIDRs). */
+function contains(outer: string, inner: string): boolean {
+  const [outerAddress, outerBits] = ipaddr.parseCIDR(outer);
+  const [innerAddress, innerBits] = ipaddr.parseCIDR(inner);
+  return outerAddress.kind() === innerAddress.kind() && innerBits >= outerBits && innerAddress.match(outerAddress, outerBits);
+}
+
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
@@ -285,8 +298,13 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   // Say so when the typed range was not a network address (10.1.2.3/24 means 10.1.2.0/24).
   const normalised = typed.includes('/') && typed.trim() !== cidr ? ` (normalised from ${typed.trim()})` : '';
   const listed = allow.cidrs.includes(cidr);
-  if (action === 'add' ? listed : !listed) {
-    io.out(action === 'add' ? `Unchanged: ${cidr}${normalised} is already allowed.` : `Unchanged: ${cidr}${normalised} is not on the allow-list.`);
+  if (action === 'add' && listed) {
+    io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+    return EXIT.ok;
+  }
+  if (action === 'remove' && !listed) {
+    const within = allow.cidrs.find((c) => contains(c, cidr));
+    io.out(`Unchanged: ${cidr}${normalised} is not on the allow-list${within ? ` (it lies within ${within}, which stays allowed)` : ''}.`);
     return EXIT.ok;
   }
   const next = action === 'add' ? sortCidrs([...allow.cidrs, cidr]) : allow.cidrs.filter((c) => c !== cidr);
@@ -319,9 +337,12 @@ async function list(ctx: Context): Promise<number> {
   for (const cidr of allow.cidrs) io.out(cidr);
   if (!facts.remote) io.err(`note: database ${names.database} is not exposed yet (knocker exposedb --init)`);
   else if (allow.cidrs.length === 0) io.err('note: no address is allowed yet (knocker exposedb --add <CIDR>)');
-  if (allow.edited) {
-    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; knocker exposedb --add and --remove rewrite it`);
-    for (const line of allow.foreign) io.err(`  not written by exposedb (not listed above): ${line}`);
+  if (allow.foreign.length > 0) {
+    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; it holds rules exposedb did not write (not listed above):`);
+    for (const line of allow.foreign) io.err(`  ${line}`);
+    io.err('  --add and --remove will not change the block until they are moved out of it');
+  } else if (allow.edited) {
+    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; the next --add or --remove rewrites it in exposedb's own form`);
   }
   const errors = await hbaErrors(await link.session());
   if (errors.length > 0) {

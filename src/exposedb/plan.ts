@@ -67,7 +67,6 @@ export interface ServerFacts {
   hbaText: string;
   hbaMode: number;
   ssl: boolean;
-  databaseExists: boolean;
   appRole: { exists: boolean; superuser: boolean };
   remote: RemoteRoleFacts | undefined;
   listen: ListenFacts;
@@ -101,7 +100,6 @@ export async function readServerFacts(session: AdminSession, names: Names, osUse
               (SELECT setting FROM pg_config WHERE name = 'BINDIR') AS bindir`,
     )
   ).rows[0]!;
-  const database = await session.query('SELECT 1 FROM pg_database WHERE datname = $1', [names.database]);
   const roles = await session.query<{ rolname: string; rolsuper: boolean; plain: boolean; rolpassword: string | null; comment: string | null }>(
     `SELECT a.rolname, a.rolsuper, a.rolpassword, shobj_description(a.oid, 'pg_authid') AS comment,
             (a.rolcanlogin AND a.rolinherit AND NOT (a.rolsuper OR a.rolcreatedb OR a.rolcreaterole OR a.rolreplication OR a.rolbypassrls)) AS plain
@@ -140,7 +138,6 @@ export async function readServerFacts(session: AdminSession, names: Names, osUse
     hbaText,
     hbaMode,
     ssl: server.ssl === 'on',
-    databaseExists: database.rowCount > 0,
     appRole: { exists: Boolean(app), superuser: Boolean(app?.rolsuper) },
     remote: remoteFacts,
     listen: await readListen(session),
