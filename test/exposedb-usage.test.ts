@@ -1,12 +1,13 @@
 // knocker exposedb's help, misuse, and the hosts it must refuse to work on (no local cluster, a
 // connection string that leads nowhere): each a clear message, the right exit code, nothing changed.
+import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { EXPOSEDB_HELP } from '../src/exposedb/help.js';
 import { freePort } from '../src/system/host.js';
 import { PATHS, type Root } from '../src/system/root.js';
-import { knocker } from './helpers/knocker.js';
+import { cleanEnv, KNOCKER, knocker } from './helpers/knocker.js';
 import { snapshotTree, useRoots } from './helpers/roots.js';
 
 const newRoot = useRoots();
@@ -48,7 +49,15 @@ describe('help and misuse', () => {
   });
 });
 
-describe('no local database to expose: exit 3, nothing changed', () => {
+describe('refused before anything is touched (exit 3): not root, no local database to expose', () => {
+  test('a change to the host\'s own PostgreSQL by a user who is not root', async () => {
+    const result = await execa('runuser', ['-u', 'nobody', '--', process.execPath, KNOCKER, 'exposedb', '--add', '10.0.0.0/8'], { env: cleanEnv(), extendEnv: false, reject: false });
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr).toBe(
+      "error: knocker exposedb changes this host's PostgreSQL (its configuration, roles and pg_hba.conf): run it as root\nhint: sudo knocker exposedb --add 10.0.0.0/8",
+    );
+  });
+
   test('no knocknoc.conf and no --conn', async () => {
     const root = await newRoot();
     const result = await knocker(['exposedb', '--root', root.dir, '--init']);

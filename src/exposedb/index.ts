@@ -17,6 +17,7 @@ import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, hasChanges, type Plan } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
+import { isRoot } from '../system/users.js';
 import { readAllowList, sortCidrs, type AllowList, type AllowListTarget } from './allow-list.js';
 import { findLocalCluster, primaryAddress, type ClusterFinder, type LocalCluster } from './locate.js';
 import {
@@ -359,8 +360,13 @@ export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment
   const option = `--${request.action}`;
   const parsedCidr = request.cidr === undefined ? undefined : checkCidr(option, request.cidr);
   const host = request.host === undefined ? undefined : checkHost(request.host);
-  const { url, source, hints } = await connectionString(root, request.conn);
   const readOnly = request.action === 'list';
+  if (!readOnly && !root.isSandbox && !isRoot()) {
+    throw new PreflightError('knocker exposedb changes this host\'s PostgreSQL (its configuration, roles and pg_hba.conf): run it as root', [
+      `sudo knocker exposedb --${request.action}${request.cidr ? ` ${request.cidr}` : ''}`,
+    ]);
+  }
+  const { url, source, hints } = await connectionString(root, request.conn);
   const log = readOnly ? nullLogger() : fileLogger(root.path(PATHS.exposedbLog));
   log.addSecret(url.password);
   const lock = readOnly ? undefined : await acquireLock(root.path(PATHS.installLock), 'knocker exposedb');
