@@ -110,6 +110,27 @@ describe('knocker exposedb on a primary', () => {
     expect(await startedAt()).toBe(started);
   });
 
+  test('the kept string is what --init prints: a password changed behind its back is set back; without the file, a new one', async () => {
+    const first = await exposedb('--init');
+    await rootAdmin(primary, `ALTER ROLE knocknoc_remote PASSWORD 'changed by hand'`);
+    const again = await exposedb('--init');
+    expect(again.stderr).toContain('PostgreSQL: give role knocknoc_remote the password of the saved connection string, login only');
+    expect(again.stdout).toBe(first.stdout);
+    await exposedb('--add', '127.0.0.53/32');
+    try {
+      expect(await withClient(url(again.stdout), { sourceAddress: '127.0.0.53' }, async () => 'in')).toBe('in');
+      await fs.rm(primary.path(PATHS.exposedbUrl));
+      const fresh = await exposedb('--init');
+      expect(fresh.exitCode).toBe(0);
+      expect(fresh.stdout).not.toBe(first.stdout);
+      expect(url(fresh.stdout)).toMatchObject({ user: 'knocknoc_remote', host: '127.0.0.50', database: 'knocknoc' });
+      expect(await withClient(url(fresh.stdout), { sourceAddress: '127.0.0.53' }, async () => 'in')).toBe('in');
+      await expect(withClient(url(first.stdout), { sourceAddress: '127.0.0.53' }, async () => 'in')).rejects.toMatchObject({ code: '28P01' });
+    } finally {
+      await exposedb('--remove', '127.0.0.53/32');
+    }
+  });
+
   test('--add and --remove: CIDRs normalised, the same state again is "unchanged", no restart', async () => {
     await exposedb('--init');
     const started = await startedAt();

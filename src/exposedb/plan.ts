@@ -119,14 +119,13 @@ export async function readServerFacts(session: AdminSession, names: Names, osUse
         WHERE r.rolname = $1 AND d.datname = $2`,
       [names.remoteRole, names.database],
     );
-    // setconfig holds `role=knocknoc`, or `role="Odd Name"` for names that need quoting.
-    const wanted = new Set([`role=${names.appRole}`, `role="${names.appRole.replace(/"/g, '""')}"`]);
     remoteFacts = {
       verifier: remote.rolpassword,
       plainLogin: remote.plain,
       managed: remote.comment === ROLE_COMMENT,
       member: member.rowCount > 0,
-      setRole: (setting.rows[0]?.setconfig ?? []).some((c) => wanted.has(c)),
+      // setconfig holds `role=knocknoc` (the name as it is, even "Odd Name").
+      setRole: (setting.rows[0]?.setconfig ?? []).includes(`role=${names.appRole}`),
     };
   }
   const hbaText = await fs.readFile(server.hba_file, 'utf8');
