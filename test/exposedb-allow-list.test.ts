@@ -2,7 +2,7 @@
 // lines from hand edits. (Whether PostgreSQL accepts and applies them: exposedb.test.ts.)
 import { describe, expect, test } from 'vitest';
 import { allowListRules, readAllowList, sortCidrs, type AllowListTarget } from '../src/exposedb/allow-list.js';
-import { withManagedBlock } from '../src/postgres/hba.js';
+import { readManagedBlock, withManagedBlock } from '../src/postgres/hba.js';
 
 const target: AllowListTarget = { database: 'knocknoc', role: 'knocknoc_remote', ssl: true };
 const DEBIAN = ['# TYPE  DATABASE  USER  ADDRESS  METHOD', 'local   all   postgres   peer', 'host    all   all   127.0.0.1/32   scram-sha-256', ''].join('\n');
@@ -33,6 +33,19 @@ describe('the allow-list block', () => {
       edited: true,
     });
     expect(() => readAllowList(`${text}# END exposedb managed block\n`, target)).toThrow(/damaged/);
+  });
+
+  test('beside the installer\'s own managed block, each block stays whole, whichever came first', () => {
+    const local = ['host    knocknoc  knocknoc  127.0.0.1/32  scram-sha-256'];
+    const exposed = allowListRules(target, ['10.1.2.0/24']);
+    const addLocal = (t: string) => withManagedBlock(t, 'knocker local', local);
+    const addExposed = (t: string) => withManagedBlock(t, 'exposedb', exposed);
+    for (const text of [addExposed(addLocal(DEBIAN)), addLocal(addExposed(DEBIAN))]) {
+      expect(readManagedBlock(text, 'knocker local')?.rules).toEqual(local);
+      expect(readAllowList(text, target)).toMatchObject({ cidrs: ['10.1.2.0/24'], foreign: [], edited: false });
+      // Rewriting one leaves the other as it was.
+      expect(readManagedBlock(withManagedBlock(text, 'knocker local', local), 'exposedb')).toEqual(readManagedBlock(text, 'exposedb'));
+    }
   });
 
   test('names that are pg_hba keywords or unusual are quoted; order is IPv4, then IPv6, by address', () => {

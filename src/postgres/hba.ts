@@ -40,13 +40,18 @@ export function renderManagedBlock(name: string, body: string[]): string {
   return [begin, ...body, end].join('\n');
 }
 
-/** The file with the block replaced, or inserted before the first rule line when absent. */
+const ANY_BLOCK_BEGIN = /^# BEGIN .+ managed block \(do not edit by hand\)$/;
+
+/**
+ * The file with the block replaced, or inserted when absent before the first rule line, or before
+ * another managed block that comes first (never inside it: the installer and exposedb each have one).
+ */
 export function withManagedBlock(fileText: string, name: string, body: string[]): string {
   const block = renderManagedBlock(name, body);
   const existing = readManagedBlock(fileText, name);
   if (existing) return fileText.replace(existing.text, block);
   const lines = fileText.split('\n');
-  const firstRule = lines.findIndex((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+  const firstRule = lines.findIndex((l) => ANY_BLOCK_BEGIN.test(l) || (l.trim() !== '' && !l.trim().startsWith('#')));
   const at = firstRule < 0 ? lines.length : firstRule;
   return [...lines.slice(0, at), block, '', ...lines.slice(at)].join('\n');
 }
