@@ -206,11 +206,17 @@ export class DatabaseMonitor {
     this.backoffMs = 0;
   }
 
-  /** The next check without traffic: the next heartbeat, or the next reconnection attempt. */
+  /**
+   * The next check without traffic: the next heartbeat (never before the cached answer expires, so
+   * that with traffic the heartbeat rides on a check and there is still one query a second at most),
+   * or the next reconnection attempt.
+   */
   private schedule(): void {
     clearTimeout(this.timer);
     if (this.stopped) return;
-    const due = this.client ? this.lastBeatAt + this.timings.heartbeatMs : Math.max(this.nextAttemptAt, Date.now());
+    const due = this.client
+      ? Math.max(this.lastBeatAt + this.timings.heartbeatMs, this.checkedAt + this.timings.cacheMs)
+      : Math.max(this.nextAttemptAt, Date.now());
     this.timer = setTimeout(() => void this.check(), Math.max(0, due - Date.now()));
   }
 }
