@@ -4,7 +4,8 @@
 import fs from 'node:fs/promises';
 import { afterEach, expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
-import { PATHS, type Root } from '../src/system/root.js';
+import { unitText } from '../src/server/service.js';
+import { PATHS, SYSTEM_ROOT, type Root } from '../src/system/root.js';
 import { freePort } from '../src/system/host.js';
 import { knocker } from './helpers/knocker.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
@@ -124,4 +125,13 @@ test('a web node joining a database newer than its release: the start step fails
     await cluster.destroy();
     await next.destroy();
   }
+});
+
+test('on a systemd host the server is knocknoc.service, running this package with its knocknoc.conf', () => {
+  const text = unitText({ root: SYSTEM_ROOT, manager: 'systemd', confFile: '/opt/knocknoc/etc/knocknoc.conf', packageDir: '/opt/knocknoc/knocker 2' });
+  expect(text).toContain(`\nExecStart=${process.execPath} "/opt/knocknoc/knocker 2/bin/knocknoc-server" --config /opt/knocknoc/etc/knocknoc.conf\n`);
+  // A bad configuration (exit 2) is not restarted in a loop; a crash is.
+  expect(text).toContain('\nRestart=on-failure\n');
+  expect(text).toContain('\nRestartPreventExitStatus=2\n');
+  expect(text).toContain('\nWantedBy=multi-user.target\n');
 });

@@ -1,6 +1,8 @@
 // What an operator reads when the install is done: where things are and what to do next. Shared
 // by the TUI's last screen and the unattended run.
+import { parseListen } from '../config/values.js';
 import { redactUrl } from '../postgres/url.js';
+import { statusUrl } from '../server/probe.js';
 import type { InstallSession, Prepared } from './index.js';
 
 export function nextSteps(session: InstallSession, prepared: Prepared): string[] {
@@ -18,5 +20,8 @@ export function nextSteps(session: InstallSession, prepared: Prepared): string[]
     lines.push('  - put this node behind your load balancer, health-checked on /_status (`knocker haproxy setup` sets up a local HAProxy)');
   }
   lines.push(`  - Knocknoc listens on ${answers.listen}; TrustedForwarders: ${answers.trustedForwarders.join(', ')}`);
+  const listen = parseListen(answers.listen);
+  const root = session.root.isSandbox ? ` --root ${session.root.dir}` : '';
+  if (listen.ok) lines.push(`  - health check: curl ${statusUrl(listen.value)}; the server: knocker service status|stop|start|restart${root}`);
   return lines;
 }
