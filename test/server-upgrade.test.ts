@@ -3,7 +3,8 @@
 // fail /_status, so a load balancer pulls them.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { makeRelease, type TestRelease } from './helpers/release.js';
-import { request, sharedDatabase, startServer } from './helpers/server.js';
+import { freePort } from '../src/system/host.js';
+import { launchServer, request, sharedDatabase, startServer, writeServerConf } from './helpers/server.js';
 
 const db = sharedDatabase({ allow: ['127.0.0.2', '127.0.0.3', '127.0.0.4'] });
 let next: TestRelease;
@@ -43,4 +44,21 @@ test('the first upgraded node migrates; an older release against the newer schem
   const page = await request(upgraded.url('/'));
   expect(page.body).toMatch(/<td>web-1<\/td><td>[^<]+<\/td><td>1\.0\.0 \(expects schema 1\)<\/td><td>online<\/td>/);
   expect(page.body).toMatch(/<td>web-2 \(this node\)<\/td><td>[^<]+<\/td><td>1\.1\.0<\/td><td>online<\/td>/);
+});
+
+test('a migration that fails stops the start (exit 3) and leaves the database at its version', async () => {
+  const broken = await makeRelease({ version: '1.2.0', migrations: [{ name: 'broken', sql: 'ALTER TABLE no_such_table ADD COLUMN x integer;\n' }] });
+  try {
+    const databaseUrl = await db.cluster.createDatabase({ role: 'other', database: 'other' });
+    const running = await startServer({ host: '127.0.0.2', databaseUrl, name: 'web-1' });
+    const confFile = await writeServerConf([`Listen = 127.0.0.3:${await freePort('127.0.0.3')}`, `DatabaseURL = ${databaseUrl}`, 'ServerName = web-2']);
+    const node = launchServer({ confFile, bin: broken.serverBin, name: 'web-2' });
+    expect(await node.exited).toBe(3);
+    expect(node.stderr()).toContain('error: cannot bring the database schema to version 2: migration 002_broken.sql failed: relation "no_such_table" does not exist');
+    // Nothing half-done: the database is still at version 1 and the nodes running on it stay in step.
+    expect(await db.cluster.admin('SELECT max(version) AS version FROM knocknoc_schema_migrations', [], 'other')).toEqual([{ version: 1 }]);
+    expect((await running.status()).body).toMatchObject({ status: 'ok', versionMatch: true });
+  } finally {
+    await broken.destroy();
+  }
 });

@@ -88,8 +88,8 @@ export class DatabaseMonitor {
     clearTimeout(this.timer);
     const work = (async () => {
       await this.inflight?.catch(() => {});
-      const client = this.client ?? (await this.connect());
-      return markStopped(client, this.options.me);
+      this.client ??= await this.connect();
+      return markStopped(this.client, this.options.me);
     })();
     let timeout: NodeJS.Timeout | undefined;
     const bound = new Promise<never>((_, reject) => {

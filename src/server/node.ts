@@ -13,7 +13,7 @@ import type { ServerConfig } from './config.js';
 import { DatabaseMonitor, DEFAULT_TIMINGS, type MonitorTimings } from './database.js';
 import { requestHandler, type NodeFacts } from './http.js';
 import type { ServerLog } from './log.js';
-import { listServers, register, type Registration } from './registry.js';
+import { listServers, markStopped, register, type Registration } from './registry.js';
 
 /** A start that cannot go on: exit 2 (configuration) or 3 (listen address, database). */
 export class StartError extends Error {
@@ -86,6 +86,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const client = await openDatabase(config, connectOptions);
   let pool: pg.Pool;
   let databaseSchemaVersion: number;
+  let registered = false;
   try {
     let result;
     try {
@@ -105,9 +106,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       log.info(`database schema at version ${result.from}: nothing to migrate`);
     }
     const warning = await register(client, me);
+    registered = true;
     if (warning) log.warn(warning);
     pool = await openPool(config.databaseUrl, { ...connectOptions, statementTimeoutMs: 5_000, queryTimeoutMs: 8_000 }, { max: 4, idleTimeoutMs: 30_000 });
   } catch (error) {
+    // Not starting after all: do not stay listed as running.
+    if (registered) await markStopped(client, me).catch(() => {});
     if (error instanceof StartError) throw error;
     throw new StartError(`cannot use the database: ${log.scrub(describeConnectError(error, config.databaseUrl).message)}`, 3);
   } finally {

@@ -111,7 +111,9 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined): Promis
 /** What the installer set up here, in start order. */
 async function findServices(root: Root): Promise<Found[]> {
   const confFile = root.path(PATHS.conf);
-  const text = await readIfExists(confFile);
+  const text = await readIfExists(confFile).catch((error: NodeJS.ErrnoException) => {
+    throw new PreflightError(`cannot read ${confFile}: ${error.code === 'EACCES' ? 'permission denied' : error.message}`, ['run it as root (sudo), as knocker install was']);
+  });
   const conf = text === undefined ? undefined : KnocknocConf.parse(text);
   return [
     await postgresEntry(root, conf),
@@ -181,7 +183,8 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
   for (const f of found) if (!isManaged(f)) io.out(`${f.name}: not set up: ${f.notSetUp}`);
   const plan = planFor(action, managed, states);
   if (!hasChanges(plan)) {
-    io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${states[i]!.word}`).join(', ')}.`);
+    const already = (word: ServiceState['word']) => (word === 'failing' ? 'running, but failing (see `knocker service status`)' : word);
+    io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
     return 0;
   }
   await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progress(plan, io) }));
