@@ -2,11 +2,12 @@
 // interactive, builds the services, then renders the TUI or runs the plain path. Every error ends
 // here and becomes an exit code (CONTRACTS.md).
 import os from 'node:os';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
 import { EXPOSEDB_HELP } from './exposedb/help.js';
 import { ENV, FIELDS, type Field } from './installer/answers.js';
 import type { Output } from './installer/unattended.js';
+import type { ServiceAction, ServiceName } from './service/index.js';
 import { packageVersion } from './system/package.js';
 import { Root } from './system/root.js';
 
@@ -118,6 +119,27 @@ export function buildProgram(): Command {
     )
     .action(async (options: InstallOptions, command: Command) => {
       process.exitCode = await install(options, rootFrom(command.optsWithGlobals()));
+    });
+
+  program
+    .command('service')
+    .description('start, stop, restart or show what the installer set up: the Knocknoc server, its PostgreSQL, HAProxy')
+    .addArgument(new Argument('<action>', 'start, stop, restart or status').choices(['start', 'stop', 'restart', 'status']))
+    .addArgument(new Argument('[which]', 'server, postgres, haproxy or all').choices(['server', 'postgres', 'haproxy', 'all']).default('all'))
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Systemd units where PID 1 is systemd; otherwise, and always under --root, detached processes',
+        'with pid files under the root. Starting the server waits until its /_status answers 200.',
+        '',
+        'Exit codes: 0 done (status: everything set up is running), 1 status: something set up is',
+        'stopped or failing, 3 not set up here, 4 failed and undone, 5 failed and not fully undone.',
+      ].join('\n'),
+    )
+    .action(async (action: ServiceAction, which: ServiceName | 'all', _options: unknown, command: Command) => {
+      const { serviceCommand } = await import('./service/index.js');
+      process.exitCode = await serviceCommand(action, which, rootFrom(command.optsWithGlobals()), io);
     });
 
   program

@@ -2,7 +2,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
-import { answersToYaml, didYouMean, loadAnswersFile } from '../src/installer/answers-file.js';
+import { didYouMean } from '../src/config/suggest.js';
+import { answersToYaml, loadAnswersFile } from '../src/installer/answers-file.js';
 import { answersFrom, resolveAnswers } from '../src/installer/answers.js';
 import { makeTempDir } from './helpers/temp.js';
 

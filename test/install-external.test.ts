@@ -91,7 +91,11 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
     });
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toMatch(/✔ ok {3}Knocknoc database: schema version 1/);
-    expect(result.stdout).toMatch(/\[1\/1\] Create .*knocknoc\.conf/);
+    expect(result.stdout).toMatch(/\[1\/2\] Create .*knocknoc\.conf/);
+    // The node is served from the shared database.
+    const status = await fetch('http://127.0.0.1:18761/_status');
+    expect(status.status).toBe(200);
+    expect(await status.json()).toMatchObject({ status: 'ok', server: 'web-2', versionMatch: true, database: 'ok' });
     expect(await external.admin(`SELECT version, applied_at FROM knocknoc_schema_migrations`, [], 'shared')).toEqual(before);
     const conf = KnocknocConf.parse(await fs.readFile(node.path(PATHS.conf), 'utf8'));
     expect(conf.get('DatabaseOption')).toBe('3');

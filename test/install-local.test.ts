@@ -72,8 +72,8 @@ describe('option 1 on a sandbox root', () => {
     expect(result.exitCode).toBe(0);
     const report = JSON.parse(result.stdout) as { plan: { changes: number; steps: Array<{ kind: string; title: string }> }; preflight: Array<{ ok: boolean }> };
     expect(report.preflight.every((c) => c.ok)).toBe(true);
-    expect(report.plan.steps.map((s) => s.kind)).toEqual(['database', 'service', 'database', 'database', 'file']);
-    expect(report.plan.changes).toBe(5);
+    expect(report.plan.steps.map((s) => s.kind)).toEqual(['database', 'service', 'database', 'database', 'file', 'service']);
+    expect(report.plan.changes).toBe(6);
     expect(await fs.readdir(root.dir)).toEqual([]);
   });
 

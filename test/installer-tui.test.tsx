@@ -118,13 +118,14 @@ describe('the whole flow on a sandbox root', () => {
       await press(ui, KEYS.enter);
       await press(ui, KEYS.enter);
       await press(ui, '1');
-      const plan = await waitForFrame(ui, 'Apply these 6 changes?');
+      const plan = await waitForFrame(ui, 'Apply these 7 changes?');
       expect(plan).toContain('✔ ok   listen address 127.0.0.21:8756: free');
       expect(plan).toMatch(/\+ \[database\] PostgreSQL \d+: create a private cluster/);
       expect(plan).toMatch(/\+DatabaseURL = postgres:\/\/knocknoc:\*\*\*\*@127\.0\.0\.21:\d+\/knocknoc/);
       expect(plan).toContain('install-answers.yaml');
       await press(ui, 'y');
-      const done = await waitForFrame(ui, /Knocknoc is installed: 6 changes in/);
+      const done = await waitForFrame(ui, /Knocknoc is installed: 7 changes in/);
+      expect(done).toMatch(/✔ done\s+.*server.*127\.0\.0\.21:8756/);
       expect(done).toMatch(/✔ done\s+Knocknoc schema: create it/);
       expect(done).toContain(`Log: ${root.path(PATHS.installLog)}`);
       expect(done).toContain(`Answers saved for reuse: ${root.path(PATHS.answers)}`);

@@ -39,11 +39,11 @@ test('install on a sandbox root, answering the questions at the keyboard', async
   await t.keys('Enter');
   await t.waitFor('Option 1, 2, or 3?');
   await t.keys('1');
-  const plan = await t.waitFor('Apply these 6 changes?');
+  const plan = await t.waitFor('Apply these 7 changes?');
   expect(plan).toMatch(/\+DatabaseURL = postgres:\/\/knocknoc:\*\*\*\*@127\.0\.0\.25:\d+\/knocknoc/);
   await t.keys('y');
   const done = await t.waitFor('EXIT=0', 60_000);
-  expect(done).toMatch(/Knocknoc is installed: 6 changes in/);
+  expect(done).toMatch(/Knocknoc is installed: 7 changes in/);
   const conf = KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8'));
   expect(conf.get('Listen')).toBe('127.0.0.25:8756');
   expect(conf.get('TrustedForwarders')).toBe('10.9.0.0/16');

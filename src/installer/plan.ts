@@ -1,6 +1,6 @@
 // The install plan: from the answers and what preflight found, the steps that bring this host to
-// the wanted state (database, schema, knocknoc.conf). Steps already satisfied are kept as
-// "unchanged", so a re-run with the same answers changes nothing and says so.
+// the wanted state (database, schema, knocknoc.conf, the running server). Steps already satisfied
+// are kept as "unchanged", so a re-run with the same answers changes nothing and says so.
 import fs from 'node:fs/promises';
 import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
 import type { ListenAddress } from '../config/values.js';
@@ -9,6 +9,7 @@ import { findPgBinaries, initCluster, startCluster, stopCluster, type PrivateClu
 import { describeConnectError, withClient } from '../postgres/connect.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
+import { serverServiceSteps } from '../server/service.js';
 import {
   accessOf,
   createSystemCluster,
@@ -242,6 +243,16 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
   }
   const parsed = parseDatabaseUrl(databaseUrl);
   if (parsed.ok) ctx.log.addSecret(parsed.value.password);
-  steps.push(await confStep(answers, databaseUrl, ctx));
-  return { title: 'Install Knocknoc', steps, warnings: report.warnings, databaseUrl };
+  const conf = await confStep(answers, databaseUrl, ctx);
+  steps.push(conf);
+  // Last, the server itself: started (or restarted for this change) and serving /_status.
+  const service = await serverServiceSteps({
+    root: ctx.root,
+    release: ctx.release,
+    listen: report.listen,
+    runningListen: ctx.existingConf?.get('Listen'),
+    confChanges: conf.changes,
+    log: ctx.log,
+  });
+  return { title: 'Install Knocknoc', steps: [...service.before, ...steps, ...service.after], warnings: report.warnings, databaseUrl };
 }

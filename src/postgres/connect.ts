@@ -13,6 +13,10 @@ export interface ConnectOptions {
   /** Used when the URL has no connect_timeout; default 10 s. */
   connectTimeoutMs?: number;
   applicationName?: string;
+  /** Server-side bound on each statement (PostgreSQL's statement_timeout). */
+  statementTimeoutMs?: number;
+  /** Client-side bound on each query, for a server that stops answering (a network gone quiet). */
+  queryTimeoutMs?: number;
 }
 
 type SslSetting = false | ConnectionOptions;
@@ -55,6 +59,8 @@ export function clientConfig(url: DatabaseUrl, options: ConnectOptions, ssl: Ssl
     ssl,
     connectionTimeoutMillis: timeout,
     application_name: options.applicationName ?? url.applicationName ?? 'knocker',
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
     ...(options.sourceAddress ? { stream: streamFrom(options.sourceAddress) } : {}),
   };
 }
@@ -75,17 +81,18 @@ function attemptsFor(url: DatabaseUrl): Array<'plain' | 'encrypted'> {
   }
 }
 
-/** Opens a connected client, or throws node-postgres's error (see `describeConnectError`). */
-export async function connect(url: DatabaseUrl, options: ConnectOptions = {}): Promise<pg.Client> {
+/** A connected client and the configuration that worked (after libpq's TLS fallbacks). */
+async function connectWithConfig(url: DatabaseUrl, options: ConnectOptions): Promise<{ client: pg.Client; config: pg.ClientConfig }> {
   const attempts = attemptsFor(url);
   let lastError: unknown;
   for (const [i, mode] of attempts.entries()) {
-    const client = new pg.Client(clientConfig(url, options, sslFor(url, mode)));
+    const config = clientConfig(url, options, sslFor(url, mode));
+    const client = new pg.Client(config);
     // An idle client whose server goes away emits 'error'; without a listener that would crash.
     client.on('error', () => {});
     try {
       await client.connect();
-      return client;
+      return { client, config };
     } catch (error) {
       lastError = error;
       await client.end().catch(() => {});
@@ -97,6 +104,24 @@ export async function connect(url: DatabaseUrl, options: ConnectOptions = {}): P
     }
   }
   throw lastError;
+}
+
+/** Opens a connected client, or throws node-postgres's error (see `describeConnectError`). */
+export async function connect(url: DatabaseUrl, options: ConnectOptions = {}): Promise<pg.Client> {
+  return (await connectWithConfig(url, options)).client;
+}
+
+/**
+ * A pool of connections made the way `connect` made its one (same TLS choice, same source
+ * address). Connecting once first also surfaces a bad URL or password here, not on first use.
+ */
+export async function openPool(url: DatabaseUrl, options: ConnectOptions, pool: { max: number; idleTimeoutMs: number }): Promise<pg.Pool> {
+  const { client, config } = await connectWithConfig(url, options);
+  await client.end().catch(() => {});
+  const result = new pg.Pool({ ...config, max: pool.max, idleTimeoutMillis: pool.idleTimeoutMs });
+  // An idle pooled client whose server goes away emits 'error' on the pool.
+  result.on('error', () => {});
+  return result;
 }
 
 /** Runs `work` with a connected client and always closes it. */

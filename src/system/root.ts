@@ -20,6 +20,9 @@ export const PATHS = {
   pgData: '/var/lib/knocknoc/postgresql',
   pgSocketDir: '/run/knocknoc/postgresql',
   pgLog: '/var/log/knocknoc/postgresql.log',
+  serverPid: '/run/knocknoc/knocknoc.pid',
+  serverLog: '/var/log/knocknoc/knocknoc.log',
+  serverUnit: '/etc/systemd/system/knocknoc.service',
 } as const;
 
 export class Root {

@@ -1,0 +1,86 @@
+// knocknoc.conf as the server reads it: Listen and DatabaseURL are required, TrustedForwarders and
+// ServerName have the installer's defaults. Every problem is reported at once with its line; a key
+// the server does not know is only a warning (a newer knocker may have written it).
+import fs from 'node:fs/promises';
+import { CONF_KEYS, KnocknocConf } from '../config/knocknoc-conf.js';
+import { DEFAULTS, parseListen, parseServerName, parseTrustedForwarders, serverNameFromHostname, type ListenAddress } from '../config/values.js';
+import { didYouMean } from '../config/suggest.js';
+import { parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
+
+export interface ServerConfig {
+  file: string;
+  listen: ListenAddress;
+  /** Listen as written in the file, for messages and the registry. */
+  listenText: string;
+  trustedForwarders: string[];
+  databaseUrl: DatabaseUrl;
+  serverName: string;
+}
+
+export type ConfigResult =
+  | { ok: true; config: ServerConfig; warnings: string[] }
+  | { ok: false; problems: string[]; warnings: string[] };
+
+export async function loadServerConfig(file: string, hostname: string): Promise<ConfigResult> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : String(code);
+    return {
+      ok: false,
+      problems: [`cannot read the configuration ${file}: ${why} (run \`knocker install\` to write it, or give its path with --config FILE)`],
+      warnings: [],
+    };
+  }
+  const conf = KnocknocConf.parse(text);
+  const problems = conf.problems.map((p) => `${file}:${p.line}: ${p.message}`);
+  const warnings: string[] = [];
+  const seen = new Set<string>();
+  for (const key of conf.keys()) {
+    if (!(CONF_KEYS as readonly string[]).includes(key)) {
+      const hint = didYouMean(key, [...CONF_KEYS]);
+      warnings.push(`${file}:${conf.lineOf(key)}: unknown key "${key}" is ignored${hint ? ` (did you mean ${hint}?)` : ''}`);
+    } else if (seen.has(key)) {
+      warnings.push(`${file}:${conf.lineOf(key)}: ${key} is given more than once; this last one counts`);
+    }
+    seen.add(key);
+  }
+  const at = (key: string) => `${file}:${conf.lineOf(key) ?? '?'}`;
+  const required = (key: string): string | undefined => {
+    const value = conf.get(key);
+    if (value === undefined || value === '') problems.push(`${file}: ${key} is missing`);
+    return value || undefined;
+  };
+
+  const listenText = required('Listen');
+  const listen = listenText === undefined ? undefined : parseListen(listenText);
+  if (listen && !listen.ok) problems.push(`${at('Listen')}: Listen: ${listen.error}`);
+
+  const forwardersText = conf.get('TrustedForwarders');
+  const forwarders = parseTrustedForwarders(forwardersText ?? DEFAULTS.trustedForwarders);
+  if (!forwarders.ok) problems.push(`${at('TrustedForwarders')}: TrustedForwarders: ${forwarders.error}`);
+
+  const urlText = required('DatabaseURL');
+  const url = urlText === undefined ? undefined : parseDatabaseUrl(urlText);
+  if (url && !url.ok) problems.push(`${at('DatabaseURL')}: DatabaseURL: ${url.error}`);
+
+  const nameText = conf.get('ServerName');
+  const name = nameText === undefined ? { ok: true as const, value: serverNameFromHostname(hostname) } : parseServerName(nameText);
+  if (!name.ok) problems.push(`${at('ServerName')}: ServerName: ${name.error}`);
+
+  try {
+    const mode = (await fs.stat(file)).mode & 0o777;
+    if (mode & 0o077) warnings.push(`${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and holds the database password: chmod 600 ${file}`);
+  } catch {
+    // read above; a vanished file is reported on the next start
+  }
+
+  if (problems.length > 0 || !listen?.ok || !forwarders.ok || !url?.ok || !name.ok) return { ok: false, problems, warnings };
+  return {
+    ok: true,
+    config: { file, listen: listen.value, listenText: listenText!, trustedForwarders: forwarders.value, databaseUrl: url.value, serverName: name.value },
+    warnings,
+  };
+}

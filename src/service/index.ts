@@ -1,0 +1,192 @@
+// `knocker service start|stop|restart|status [server|postgres|haproxy|all]`: manages what the
+// installer set up on this host (or sandbox root), found from knocknoc.conf: the Knocknoc server
+// (systemd unit or daemon), the PostgreSQL of database option 1 (the private cluster under a root,
+// the host's cluster otherwise). Starting and stopping are plan steps like every change to a host:
+// shown, applied in order (PostgreSQL before the server, the server before HAProxy; stopping in
+// reverse), and undone if a later one fails.
+import { KnocknocConf } from '../config/knocknoc-conf.js';
+import { parseListen } from '../config/values.js';
+import { PreflightError } from '../errors.js';
+import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster } from '../postgres/system-cluster.js';
+import { describeStatus, fetchStatus, statusUrl } from '../server/probe.js';
+import { serverRunState, serverService, startServerService, stopServerService } from '../server/service.js';
+import { readIfExists } from '../system/files.js';
+import { withLock } from '../system/lock.js';
+import { packageRoot } from '../system/package.js';
+import { applyPlan, hasChanges, pendingSteps, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
+import { PATHS, type Root } from '../system/root.js';
+
+export type ServiceName = 'server' | 'postgres' | 'haproxy';
+export type ServiceAction = 'start' | 'stop' | 'restart' | 'status';
+
+export interface Output {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+interface ServiceState {
+  /** running, stopped, or failing: running but not serving (the server's /_status is not 200). */
+  word: 'running' | 'stopped' | 'failing';
+  detail: string;
+}
+
+interface Managed {
+  name: ServiceName;
+  label: string;
+  state(): Promise<ServiceState>;
+  start(): Promise<string | void>;
+  stop(): Promise<string | void>;
+}
+
+type Found = Managed | { name: ServiceName; notSetUp: string };
+
+const START_ORDER: ServiceName[] = ['postgres', 'server', 'haproxy'];
+
+async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile: string): Promise<Found> {
+  if (!conf) return { name: 'server', notSetUp: `no ${confFile} (run \`knocker install\`)` };
+  const listen = parseListen(conf.get('Listen') ?? '');
+  if (!listen.ok) return { name: 'server', notSetUp: `Listen in ${confFile} is not usable: ${listen.error}` };
+  const service = await serverService(root, packageRoot());
+  const log = root.path(PATHS.serverLog);
+  return {
+    name: 'server',
+    label: 'the Knocknoc server',
+    async state() {
+      const run = await serverRunState(service);
+      if (!run.running) return { word: 'stopped', detail: service.manager === 'daemon' ? `log ${log}` : run.where };
+      const reply = await fetchStatus(listen.value).catch((error: Error) => error);
+      const answer = reply instanceof Error ? `no answer (${reply.message})` : describeStatus(reply);
+      const serving = !(reply instanceof Error) && reply.http === 200;
+      return { word: serving ? 'running' : 'failing', detail: `${run.where}, ${statusUrl(listen.value)}: ${answer}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
+    },
+    start: () => startServerService(service, listen.value),
+    stop: () => stopServerService(service),
+  };
+}
+
+async function postgresEntry(root: Root, conf: KnocknocConf | undefined): Promise<Found> {
+  const option = conf?.get('DatabaseOption');
+  if (option !== '1') {
+    return { name: 'postgres', notSetUp: option ? `the database is external (DatabaseOption ${option}); knocker does not run it` : 'no local database was installed' };
+  }
+  if (root.isSandbox) {
+    const dataDir = root.path(PATHS.pgData);
+    const bin = await findPgBinaries();
+    const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
+    if (!bin || !settings) return { name: 'postgres', notSetUp: `no private cluster knocker made in ${dataDir}` };
+    const cluster: PrivateCluster = {
+      bin,
+      dataDir,
+      socketDir: root.path(PATHS.pgSocketDir),
+      logFile: root.path(PATHS.pgLog),
+      host: settings.host,
+      port: settings.port,
+      osUser: await clusterOwner(),
+    };
+    const where = `private cluster ${dataDir} on ${settings.host}:${settings.port}`;
+    return {
+      name: 'postgres',
+      label: `PostgreSQL (${where})`,
+      state: async () => ({ word: (await clusterRunning(cluster)) ? 'running' : 'stopped', detail: where }),
+      start: () => startCluster(cluster),
+      stop: () => stopCluster(cluster),
+    };
+  }
+  const found = pickCluster(await findSystemClusters());
+  if (!found) return { name: 'postgres', notSetUp: 'no PostgreSQL cluster found on this host' };
+  const where = `cluster ${found.label} on port ${found.port}`;
+  return {
+    name: 'postgres',
+    label: `PostgreSQL (${where})`,
+    state: async () => {
+      const now = pickCluster(await findSystemClusters());
+      return { word: now?.running ? 'running' : 'stopped', detail: where };
+    },
+    start: () => startSystemCluster(found),
+    stop: () => stopSystemCluster(found),
+  };
+}
+
+/** What the installer set up here, in start order. */
+async function findServices(root: Root): Promise<Found[]> {
+  const confFile = root.path(PATHS.conf);
+  const text = await readIfExists(confFile).catch((error: NodeJS.ErrnoException) => {
+    throw new PreflightError(`cannot read ${confFile}: ${error.code === 'EACCES' ? 'permission denied' : error.message}`, ['run it as root (sudo), as knocker install was']);
+  });
+  const conf = text === undefined ? undefined : KnocknocConf.parse(text);
+  return [
+    await postgresEntry(root, conf),
+    await serverEntry(root, conf, confFile),
+    { name: 'haproxy', notSetUp: 'knocker does not set up HAProxy yet; `knocker haproxy setup` is still to come' },
+  ];
+}
+
+function isManaged(found: Found): found is Managed {
+  return !('notSetUp' in found);
+}
+
+function stepFor(service: Managed, verb: 'start' | 'stop', state: ServiceState): Step {
+  const starting = verb === 'start';
+  return {
+    kind: 'service',
+    title: `${starting ? 'Start' : 'Stop'} ${service.label}`,
+    details: [`now: ${state.word}, ${state.detail}`],
+    changes: starting ? state.word === 'stopped' : state.word !== 'stopped',
+    apply: starting ? () => service.start() : () => service.stop(),
+    undo: async () => {
+      await (starting ? service.stop() : service.start());
+    },
+  };
+}
+
+function planFor(action: 'start' | 'stop' | 'restart', services: Managed[], states: ServiceState[]): Plan {
+  const inOrder = services.map((service, i) => ({ service, state: states[i]! }));
+  const stops = [...inOrder].reverse().map(({ service, state }) => stepFor(service, 'stop', state));
+  const starts = inOrder.map(({ service, state }) => stepFor(service, 'start', state));
+  // A restart starts everything again, including what it has just stopped.
+  const restartStarts = inOrder.map(({ service, state }) => ({ ...stepFor(service, 'start', state), changes: true }));
+  const steps = action === 'start' ? starts : action === 'stop' ? stops : [...stops, ...restartStarts];
+  return { title: `knocker service ${action}`, steps, warnings: [] };
+}
+
+function progress(plan: Plan, io: Output): (event: ApplyEvent) => void {
+  const pending = pendingSteps(plan);
+  const n = (step: Step) => `[${pending.indexOf(step) + 1}/${pending.length}]`;
+  return (event) => {
+    if (event.type === 'step-start') io.out(`${n(event.step)} ${event.step.title} …`);
+    if (event.type === 'step-done') io.out(`${n(event.step)} ✔ done in ${(event.ms / 1000).toFixed(2)} s${event.note ? ` (${event.note})` : ''}`);
+    if (event.type === 'step-failed') io.out(`${n(event.step)} ✗ failed: ${event.error}`);
+    if (event.type === 'undo-done') io.out(`${n(event.step)} ↺ undone: ${event.step.title}`);
+    if (event.type === 'undo-failed') io.out(`${n(event.step)} ✗ could not undo: ${event.step.title}: ${event.error}`);
+  };
+}
+
+/** Runs the command; returns the exit code (status: 0 everything set up runs, 1 something is stopped or failing). */
+export async function serviceCommand(action: ServiceAction, which: ServiceName | 'all', root: Root, io: Output): Promise<number> {
+  const found = (await findServices(root)).filter((f) => which === 'all' || f.name === which);
+  const target = found[0];
+  if (which !== 'all' && target && !isManaged(target)) {
+    throw new PreflightError(`${which}: not set up on this host: ${target.notSetUp}`);
+  }
+  const managed = found.filter(isManaged).sort((a, b) => START_ORDER.indexOf(a.name) - START_ORDER.indexOf(b.name));
+  const states = await Promise.all(managed.map((m) => m.state()));
+
+  if (action === 'status') {
+    for (const f of found) {
+      const state = isManaged(f) ? states[managed.indexOf(f)]! : undefined;
+      io.out(`${f.name.padEnd(9)} ${(state?.word ?? 'not set up').padEnd(11)} ${state?.detail ?? (f as { notSetUp: string }).notSetUp}`);
+    }
+    return states.every((s) => s.word === 'running') ? 0 : 1;
+  }
+  if (managed.length === 0) throw new PreflightError('nothing here was set up by knocker install', ['run `knocker install` first']);
+  for (const f of found) if (!isManaged(f)) io.out(`${f.name}: not set up: ${f.notSetUp}`);
+  const plan = planFor(action, managed, states);
+  if (!hasChanges(plan)) {
+    const already = (word: ServiceState['word']) => (word === 'failing' ? 'running, but failing (see `knocker service status`)' : word);
+    io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
+    return 0;
+  }
+  await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progress(plan, io) }));
+  return 0;
+}

@@ -1,0 +1,120 @@
+// Running a program as a service. Where PID 1 is systemd (and not under a sandbox root) it is a
+// unit driven with systemctl; otherwise a detached daemon: its own session, stdout and stderr
+// appended to a log file, and a pid file the program keeps itself (written when it starts, removed
+// when it exits). A pid file only counts while its process is alive and names that pid file on its
+// command line, so a stale file whose pid was reused by something else is never signalled.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { isAlive } from './lock.js';
+import type { Logger } from './log.js';
+import { run } from './run.js';
+
+export interface DaemonSpec {
+  /** Absolute path of the program (e.g. node) and its arguments; the arguments must include pidFile. */
+  program: string;
+  args: string[];
+  pidFile: string;
+  logFile: string;
+  cwd: string;
+}
+
+/** A fixed, small environment: a daemon inherits nothing from the shell that started it (no secrets). */
+const DAEMON_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
+
+async function isOurs(pid: number, pidFile: string): Promise<boolean> {
+  const [stat, cmdline] = await Promise.all([
+    fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined),
+    fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined),
+  ]);
+  if (stat === undefined || cmdline === undefined) return false;
+  // The state follows the command name in parentheses; Z is a zombie (it has exited).
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && cmdline.split('\0').includes(pidFile);
+}
+
+/** The daemon's pid while it runs, from its pid file. */
+export async function runningDaemon(pidFile: string): Promise<number | undefined> {
+  const text = await fs.readFile(pidFile, 'utf8').catch(() => undefined);
+  const pid = Number((text ?? '').trim());
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  return (await isOurs(pid, pidFile)) ? pid : undefined;
+}
+
+export interface StartedDaemon {
+  pid: number;
+  /** Resolves with the exit code if it exits while this process still runs. */
+  exited: Promise<number | null>;
+  /** Where this run's output begins in the log file. */
+  logOffset: number;
+}
+
+export async function startDaemon(spec: DaemonSpec, log?: Logger): Promise<StartedDaemon> {
+  await fs.mkdir(path.dirname(spec.pidFile), { recursive: true, mode: 0o755 });
+  await fs.mkdir(path.dirname(spec.logFile), { recursive: true, mode: 0o755 });
+  const output = await fs.open(spec.logFile, 'a', 0o640);
+  const logOffset = (await output.stat()).size;
+  log?.info(`start daemon: ${[spec.program, ...spec.args].join(' ')} (log ${spec.logFile})`);
+  try {
+    const child = spawn(spec.program, spec.args, { cwd: spec.cwd, env: DAEMON_ENV, detached: true, stdio: ['ignore', output.fd, output.fd] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('spawn', () => resolve(child.pid!));
+    });
+    child.unref();
+    return { pid, exited, logOffset };
+  } finally {
+    await output.close();
+  }
+}
+
+async function gone(pid: number, pidFile: string, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid) || !(await isOurs(pid, pidFile))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/**
+ * Stops the daemon with SIGTERM and waits for it to finish its graceful stop; SIGKILL only after
+ * `graceMs`. Returns what happened, for the operator.
+ */
+export async function stopDaemon(pidFile: string, graceMs: number, log?: Logger): Promise<'not running' | 'stopped' | 'killed'> {
+  const pid = await runningDaemon(pidFile);
+  if (pid === undefined) {
+    await fs.rm(pidFile, { force: true });
+    return 'not running';
+  }
+  log?.info(`stop daemon: SIGTERM to ${pid}`);
+  process.kill(pid, 'SIGTERM');
+  if (await gone(pid, pidFile, graceMs)) return 'stopped';
+  log?.warn(`daemon ${pid} still running after ${graceMs} ms: SIGKILL`);
+  process.kill(pid, 'SIGKILL');
+  await gone(pid, pidFile, 5_000);
+  await fs.rm(pidFile, { force: true });
+  return 'killed';
+}
+
+/** What the daemon wrote to its log since `offset` (its own start-up messages), last lines only. */
+export async function logSince(logFile: string, offset: number, lines = 12): Promise<string[]> {
+  const text = await fs.readFile(logFile, 'utf8').catch(() => '');
+  return text.slice(offset).split('\n').filter((l) => l.trim() !== '').slice(-lines);
+}
+
+export async function systemctl(args: string[], log?: Logger): Promise<void> {
+  await run('systemctl', args, { log, timeoutMs: 120_000 });
+}
+
+export async function unitActive(unit: string): Promise<boolean> {
+  const result = await run('systemctl', ['is-active', '--quiet', unit], { allowFailure: true });
+  return result.exitCode === 0;
+}
+
+/** The unit's recent journal lines (since a time), for an operator told that it failed. */
+export async function unitJournal(unit: string, sinceEpochSeconds: number, lines = 12): Promise<string[]> {
+  const result = await run('journalctl', ['-u', unit, '-n', String(lines), '--no-pager', '-o', 'cat', '--since', `@${sinceEpochSeconds}`], { allowFailure: true });
+  return result.stdout.split('\n').filter((l) => l.trim() !== '');
+}
