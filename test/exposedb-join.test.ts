@@ -1,7 +1,7 @@
 // End to end, as the seed's "Setting up multiple web nodes" describes it: a primary (a sandbox root
 // with its own database, 127.0.0.60) runs exposedb --init and --add; a second node (another root,
-// 127.0.0.61) installs with database option 3 and the printed string, and works on the shared
-// database. A third "host" (127.0.0.62), never allowed, stays out.
+// 127.0.0.61) installs with database option 3 and the printed string, and its knocknoc-server
+// serves from the shared database. A third "host" (127.0.0.62), never allowed, stays out.
 import fs from 'node:fs/promises';
 import { expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
@@ -15,9 +15,11 @@ import { useRoots } from './helpers/roots.js';
 const newRoot = useRoots();
 
 async function installNode(root: Root, address: string, databaseUrl: string) {
-  return knocker(['install', '--root', root.dir, '--listen', `${address}:${await freePort(address)}`, '--server-name', `node-${address}`, '--database-option', '3'], {
+  const listen = `${address}:${await freePort(address)}`;
+  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3'], {
     env: { KNOCKNOC_DATABASE_URL: databaseUrl },
   });
+  return { ...result, listen };
 }
 
 test('a second node installed with option 3 and the printed string joins the primary\'s database once allowed', async () => {
@@ -56,24 +58,28 @@ test('a second node installed with option 3 and the printed string joins the pri
   // The node has no database of its own.
   await expect(fs.access(node.path(PATHS.pgData))).rejects.toThrow();
 
-  // Served from the shared database: what the node writes through its DatabaseURL (leaving from
-  // its own address) the primary reads through its own, and the other way round.
-  const nodeUrl = url(conf.get('DatabaseURL'));
+  // Served from the shared database: the node's knocknoc-server is up, in step with the schema,
+  // and registered in the primary's database.
+  const status = await fetch(`http://${joined.listen}/_status`);
+  expect(status.status).toBe(200);
+  expect(await status.json()).toMatchObject({ status: 'ok', server: 'node-127.0.0.61', database: 'ok', versionMatch: true });
   const primaryUrl = await appUrl(primary);
-  const installedAt = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) => {
-    await c.query(`INSERT INTO knocknoc_settings (key, value) VALUES ('written-by', 'web-1')`);
-    return (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'installed_at'`)).rows[0]!.value;
-  });
+  const registered = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) =>
+    (await c.query<{ listen: string; state: string }>(`SELECT listen, state FROM servers WHERE name = 'node-127.0.0.61'`)).rows,
+  );
+  expect(registered).toEqual([{ listen: joined.listen, state: 'running' }]);
+  // And the node's DatabaseURL, from its own address, reads what the primary writes and the other way round.
+  const nodeUrl = url(conf.get('DatabaseURL'));
+  await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, (c) => c.query(`INSERT INTO knocknoc_settings (key, value) VALUES ('written-by', 'web-1')`));
   const seenByNode = await withClient(nodeUrl, { sourceAddress: '127.0.0.61' }, async (c) => {
-    await c.query(`INSERT INTO servers (name, listen, version, schema_version) VALUES ('node-127.0.0.61', '127.0.0.61:8756', '1.0.0', 1)`);
-    return (await c.query<{ key: string; value: string }>(`SELECT key, value FROM knocknoc_settings WHERE key IN ('installed_at', 'written-by') ORDER BY key`)).rows;
+    await c.query(`INSERT INTO knocknoc_settings (key, value) VALUES ('answered-by', 'node-127.0.0.61')`);
+    return (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'written-by'`)).rows[0]?.value;
   });
-  expect(seenByNode).toEqual([
-    { key: 'installed_at', value: installedAt },
-    { key: 'written-by', value: 'web-1' },
-  ]);
-  const servers = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) => (await c.query<{ name: string }>('SELECT name FROM servers')).rows);
-  expect(servers).toEqual([{ name: 'node-127.0.0.61' }]);
+  expect(seenByNode).toBe('web-1');
+  const seenByPrimary = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) =>
+    (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'answered-by'`)).rows[0]?.value,
+  );
+  expect(seenByPrimary).toBe('node-127.0.0.61');
 
   // A host never allowed cannot join with the same string.
   const stranger = await installNode(await newRoot(), '127.0.0.62', printed);

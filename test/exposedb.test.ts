@@ -71,7 +71,7 @@ describe('knocker exposedb on a primary', () => {
       expect(who).toEqual({ current_user: 'knocknoc', session_user: 'knocknoc_remote' });
       // Reads and writes Knocknoc's tables, and creates tables the app role owns and can use.
       expect((await node.query('SELECT key FROM knocknoc_settings')).rowCount).toBeGreaterThan(0);
-      await node.query(`INSERT INTO servers (name, listen, version, schema_version) VALUES ('web-2', '127.0.0.51:8756', '1.0.0', 1)`);
+      await node.query(`INSERT INTO knocknoc_settings (key, value) VALUES ('written-by', 'web-2')`);
       await node.query('CREATE TABLE made_by_web2 (id integer PRIMARY KEY)');
       await node.query('INSERT INTO made_by_web2 VALUES (1)');
       const app = await appUrl(primary);
@@ -80,10 +80,10 @@ describe('knocker exposedb on a primary', () => {
         await client.query(`UPDATE made_by_web2 SET note = 'from the app role'`);
         return {
           owner: (await client.query<{ o: string }>(`SELECT tableowner AS o FROM pg_tables WHERE tablename = 'made_by_web2'`)).rows[0]!.o,
-          server: (await client.query<{ listen: string }>(`SELECT listen FROM servers WHERE name = 'web-2'`)).rows[0]!.listen,
+          written: (await client.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'written-by'`)).rows[0]!.value,
         };
       });
-      expect(seen).toEqual({ owner: 'knocknoc', server: '127.0.0.51:8756' });
+      expect(seen).toEqual({ owner: 'knocknoc', written: 'web-2' });
 
       const remove = await exposedb('--remove', '127.0.0.51/32');
       expect(remove.exitCode).toBe(0);
