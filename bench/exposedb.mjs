@@ -1,6 +1,6 @@
 // Whole-process time of `knocker exposedb`: --add (and --remove, --list) on an exposed primary,
 // and --init on a freshly installed one (its private cluster is restarted to listen everywhere).
-// Each primary is a sandbox root installed with option 1 (not timed).
+// Each primary is a sandbox root installed with option 1, its knocknoc-server running (not timed).
 // Usage: node bench/exposedb.mjs [runs]   (needs `npm run build` first)
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,8 +25,10 @@ async function installPrimary(address) {
 }
 
 async function removeRoot(root) {
+  // The install started the root's knocknoc-server and its PostgreSQL: stop both, then remove it.
+  const { code } = await timeProcess([process.execPath, knocker, 'service', 'stop', '--root', root], env);
   const dataDir = path.join(root, 'var/lib/knocknoc/postgresql');
-  if (fs.existsSync(dataDir)) await stopCluster({ bin: await findPgBinaries(), dataDir, osUser: await clusterOwner() }, undefined, 'immediate');
+  if (code !== 0 && fs.existsSync(dataDir)) await stopCluster({ bin: await findPgBinaries(), dataDir, osUser: await clusterOwner() }, undefined, 'immediate');
   fs.rmSync(root, { recursive: true, force: true });
 }
 
