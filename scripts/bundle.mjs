@@ -4,7 +4,9 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: { cli: 'src/cli.ts' },
+  // The admin helper is a process of its own (started for every admin session as root): bundled,
+  // it starts sooner.
+  entryPoints: { cli: 'src/cli.ts', 'admin-helper': 'src/postgres/admin-helper.ts' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,

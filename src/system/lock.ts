@@ -24,7 +24,8 @@ export async function acquireLock(file: string, what: string): Promise<Lock> {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     try {
       const handle = await fs.open(file, 'wx', 0o600);
-      await handle.writeFile(`${process.pid}\n`);
+      // The pid, then what holds it: the installer and exposedb share the host's lock.
+      await handle.writeFile(`${process.pid} ${what}\n`);
       await handle.close();
       let released = false;
       return {
@@ -38,9 +39,11 @@ export async function acquireLock(file: string, what: string): Promise<Lock> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    const owner = Number.parseInt((await fs.readFile(file, 'utf8').catch(() => '')).trim(), 10);
+    const content = (await fs.readFile(file, 'utf8').catch(() => '')).trim();
+    const owner = Number.parseInt(content, 10);
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
-      throw new PreflightError(`another ${what} is running (pid ${owner}); wait for it to finish`, [
+      const holder = /^\d+\s+(\S.*)$/.exec(content)?.[1] ?? what;
+      throw new PreflightError(`another ${holder} is running (pid ${owner}); wait for it to finish`, [
         `if no such run exists, remove the lock file ${file}`,
       ]);
     }
