@@ -12,7 +12,7 @@ import { destroyRoot, makeRoot } from './helpers/roots.js';
 import { loadRelease, migrate } from '../src/schema/index.js';
 import { startTestCluster } from './helpers/pg.js';
 import { makeRelease } from './helpers/release.js';
-import { allowHosts, connectFrom, request } from './helpers/server.js';
+import { allowHosts, connectFrom, request, waitFor } from './helpers/server.js';
 
 const roots: Root[] = [];
 afterEach(async () => {
@@ -41,8 +41,11 @@ test('an install ends with a running node; a re-run changes nothing; a changed a
   expect(status.status).toBe(200);
   expect(JSON.parse(status.body)).toMatchObject({ status: 'ok', server: 'web-1', versionMatch: true });
   expect((await request(`${url}/`)).body).toContain('<strong id="server">web-1</strong>');
-  const log = await fs.readFile(root.path(PATHS.serverLog), 'utf8');
-  expect(log).toMatch(/HTTP  127\.0\.0\.1 "GET \/_status HTTP\/1\.1" 200/);
+  // The node writes its log in batches: wait for the line rather than read once.
+  const log = await waitFor('the request in the server log', async () => {
+    const text = await fs.readFile(root.path(PATHS.serverLog), 'utf8');
+    return /HTTP  127\.0\.0\.1 "GET \/_status HTTP\/1\.1" 200/.test(text) ? text : undefined;
+  });
   expect(log).not.toContain(new URL(KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8')).get('DatabaseURL')!).password);
   const pid = await pidOf(root);
 
