@@ -1,7 +1,11 @@
 // Bundles the knocker CLI into a few files (dist/bundle/): Node then reads and compiles a handful
 // of files instead of hundreds of modules, which is most of the start-up time. The heavy parts
 // (the TUI, the database driver) stay in chunks loaded only when needed.
+import fs from 'node:fs';
 import { build } from 'esbuild';
+
+// Chunk names change with their content: start from an empty folder so old ones do not pile up.
+fs.rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
   // The admin helper is a process of its own (started for every admin session as root): bundled,

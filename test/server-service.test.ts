@@ -72,7 +72,7 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const stopped = await service('stop');
   expect(stopped.exitCode).toBe(0);
-  expect(stopped.stdout).toMatch(/\[1\/2\] Stop the Knocknoc server …\n\[1\/2\] ✔ done in [\d.]+ s \(stopped\)\n\[2\/2\] Stop PostgreSQL/);
+  expect(stopped.stdout).toMatch(/\[1\/2\] Stop the Knocknoc server …\n {2}\[1\/2\] ✔ done in [\d.]+ s \(stopped\)\n {2}\[2\/2\] Stop PostgreSQL/);
   await expect(request(`${url}/_status`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   await expect(fs.access(root.path(PATHS.serverPid))).rejects.toThrow();
   expect(await fs.readFile(root.path(PATHS.serverLog), 'utf8')).toMatch(/marked "web-1" stopped in the registry/);
@@ -83,7 +83,7 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const started = await service('start');
   expect(started.exitCode).toBe(0);
-  expect(started.stdout).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n\[1\/2\] ✔ done[^\n]*\n\[2\/2\] Start the Knocknoc server …\n\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
+  expect(started.stdout).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n {2}\[1\/2\] ✔ done[^\n]*\n {2}\[2\/2\] Start the Knocknoc server …\n {2}\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
   expect((await request(`${url}/_status`)).status).toBe(200);
   expect((await service('start')).stdout).toContain('Nothing to do: postgres is already running, server is already running.');
 
@@ -93,7 +93,7 @@ test('knocker service: status, stop, start and restart of what the install set u
   await expect.poll(async () => (await service('status', 'server')).stdout).toMatch(/^server    stopped /m);
   const restarted = await service('restart', 'server');
   expect(restarted.exitCode).toBe(0);
-  expect(restarted.stdout).toMatch(/Start the Knocknoc server …\n\[1\/1\] ✔ done/);
+  expect(restarted.stdout).toMatch(/Start the Knocknoc server …\n {2}\[1\/1\] ✔ done/);
   expect(await pidOf(root)).not.toBe(pid);
   expect((await request(`${url}/_status`)).status).toBe(200);
 

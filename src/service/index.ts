@@ -14,7 +14,8 @@ import { serverRunState, serverService, startServerService, stopServerService } 
 import { readIfExists } from '../system/files.js';
 import { withLock } from '../system/lock.js';
 import { packageRoot } from '../system/package.js';
-import { applyPlan, hasChanges, pendingSteps, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
+import { applyPlan, hasChanges, type Plan, type Step } from '../system/plan.js';
+import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 
 export type ServiceName = 'server' | 'postgres' | 'haproxy';
@@ -150,18 +151,6 @@ function planFor(action: 'start' | 'stop' | 'restart', services: Managed[], stat
   return { title: `knocker service ${action}`, steps, warnings: [] };
 }
 
-function progress(plan: Plan, io: Output): (event: ApplyEvent) => void {
-  const pending = pendingSteps(plan);
-  const n = (step: Step) => `[${pending.indexOf(step) + 1}/${pending.length}]`;
-  return (event) => {
-    if (event.type === 'step-start') io.out(`${n(event.step)} ${event.step.title} …`);
-    if (event.type === 'step-done') io.out(`${n(event.step)} ✔ done in ${(event.ms / 1000).toFixed(2)} s${event.note ? ` (${event.note})` : ''}`);
-    if (event.type === 'step-failed') io.out(`${n(event.step)} ✗ failed: ${event.error}`);
-    if (event.type === 'undo-done') io.out(`${n(event.step)} ↺ undone: ${event.step.title}`);
-    if (event.type === 'undo-failed') io.out(`${n(event.step)} ✗ could not undo: ${event.step.title}: ${event.error}`);
-  };
-}
-
 /** Runs the command; returns the exit code (status: 0 everything set up runs, 1 something is stopped or failing). */
 export async function serviceCommand(action: ServiceAction, which: ServiceName | 'all', root: Root, io: Output): Promise<number> {
   const found = (await findServices(root)).filter((f) => which === 'all' || f.name === which);
@@ -187,6 +176,6 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
     io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
     return 0;
   }
-  await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progress(plan, io) }));
+  await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progressPrinter(plan, io.out) }));
   return 0;
 }
