@@ -1,11 +1,15 @@
 // `knocker service start|stop|restart|status [server|postgres|haproxy|all]`: manages what the
 // installer set up on this host (or sandbox root), found from knocknoc.conf: the Knocknoc server
 // (systemd unit or daemon), the PostgreSQL of database option 1 (the private cluster under a root,
-// the host's cluster otherwise). Starting and stopping are plan steps like every change to a host:
-// shown, applied in order (PostgreSQL before the server, the server before HAProxy; stopping in
-// reverse), and undone if a later one fails.
+// the host's cluster otherwise), and the HAProxy of `knocker haproxy setup`. Starting and stopping
+// are plan steps like every change to a host: shown, applied in order (PostgreSQL before the
+// server, the server before HAProxy; stopping in reverse), and undone if a later one fails.
 import { KnocknocConf } from '../config/knocknoc-conf.js';
-import { parseListen } from '../config/values.js';
+import { formatListen, parseListen } from '../config/values.js';
+import { BACKEND } from '../haproxy/config.js';
+import { inspectHaproxy } from '../haproxy/plan.js';
+import { inRotation, showStat } from '../haproxy/runtime.js';
+import { findHaproxy, haproxyRunState, startHaproxy, stopHaproxy } from '../haproxy/service.js';
 import { PreflightError } from '../errors.js';
 import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster } from '../postgres/system-cluster.js';
@@ -14,7 +18,7 @@ import { serverRunState, serverService, startServerService, stopServerService } 
 import { readIfExists } from '../system/files.js';
 import { withLock } from '../system/lock.js';
 import { packageRoot } from '../system/package.js';
-import { applyPlan, hasChanges, pendingSteps, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
+import { applyPlan, hasChanges, progressPrinter, type Plan, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 
 export type ServiceName = 'server' | 'postgres' | 'haproxy';
@@ -108,6 +112,37 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined): Promis
   };
 }
 
+async function haproxyEntry(root: Root): Promise<Found> {
+  const facts = await inspectHaproxy(root);
+  const { paths } = facts.service;
+  if (facts.existing.kind !== 'knocker') {
+    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`knocker haproxy setup\`)` };
+  }
+  const { bind, tls } = facts.existing.settings;
+  const frontend = `${tls ? 'https' : 'http'}://${formatListen(bind)}`;
+  const log = facts.service.manager === 'daemon' ? `; log ${paths.logFile}` : '';
+  return {
+    name: 'haproxy',
+    label: `HAProxy (${frontend})`,
+    async state() {
+      const run = await haproxyRunState(facts.service);
+      if (!run.running) return { word: 'stopped', detail: `${frontend}${log}` };
+      const stat = await showStat(paths.statusSocket).catch((error: Error) => error);
+      if (stat instanceof Error) return { word: 'failing', detail: `${run.where}, ${frontend}: ${stat.message}${log}` };
+      const servers = stat.servers.filter((s) => s.backend === BACKEND);
+      const up = servers.filter((s) => inRotation(s.status));
+      const nodes = `${up.length}/${servers.length} web nodes in rotation${up.length < servers.length ? ` (${servers.filter((s) => !inRotation(s.status)).map((s) => `${s.name} ${s.status.text}`).join(', ')})` : ''}`;
+      return { word: up.length > 0 ? 'running' : 'failing', detail: `${run.where}, ${frontend}: ${nodes}${log}` };
+    },
+    async start() {
+      const binary = facts.binary ?? (await findHaproxy());
+      if (!binary) throw new Error('haproxy is not installed');
+      return startHaproxy(facts.service, binary);
+    },
+    stop: () => stopHaproxy(facts.service),
+  };
+}
+
 /** What the installer set up here, in start order. */
 async function findServices(root: Root): Promise<Found[]> {
   const confFile = root.path(PATHS.conf);
@@ -118,7 +153,7 @@ async function findServices(root: Root): Promise<Found[]> {
   return [
     await postgresEntry(root, conf),
     await serverEntry(root, conf, confFile),
-    { name: 'haproxy', notSetUp: 'knocker does not set up HAProxy yet; `knocker haproxy setup` is still to come' },
+    await haproxyEntry(root),
   ];
 }
 
@@ -150,18 +185,6 @@ function planFor(action: 'start' | 'stop' | 'restart', services: Managed[], stat
   return { title: `knocker service ${action}`, steps, warnings: [] };
 }
 
-function progress(plan: Plan, io: Output): (event: ApplyEvent) => void {
-  const pending = pendingSteps(plan);
-  const n = (step: Step) => `[${pending.indexOf(step) + 1}/${pending.length}]`;
-  return (event) => {
-    if (event.type === 'step-start') io.out(`${n(event.step)} ${event.step.title} …`);
-    if (event.type === 'step-done') io.out(`${n(event.step)} ✔ done in ${(event.ms / 1000).toFixed(2)} s${event.note ? ` (${event.note})` : ''}`);
-    if (event.type === 'step-failed') io.out(`${n(event.step)} ✗ failed: ${event.error}`);
-    if (event.type === 'undo-done') io.out(`${n(event.step)} ↺ undone: ${event.step.title}`);
-    if (event.type === 'undo-failed') io.out(`${n(event.step)} ✗ could not undo: ${event.step.title}: ${event.error}`);
-  };
-}
-
 /** Runs the command; returns the exit code (status: 0 everything set up runs, 1 something is stopped or failing). */
 export async function serviceCommand(action: ServiceAction, which: ServiceName | 'all', root: Root, io: Output): Promise<number> {
   const found = (await findServices(root)).filter((f) => which === 'all' || f.name === which);
@@ -187,6 +210,6 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
     io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
     return 0;
   }
-  await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progress(plan, io) }));
+  await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progressPrinter(plan, io.out) }));
   return 0;
 }
