@@ -18,12 +18,12 @@ export async function adminStateOf(socket: string, name: string): Promise<AdminS
   return saved.adminState & 0x01 ? 'maint' : saved.adminState & 0x08 ? 'drain' : 'ready';
 }
 
-/** "UP, L7OK 200 in 2 ms" and the like. */
+/** "UP, check L7OK 200", "DOWN, check L4CON: Connection refused", "MAINT, checks paused". */
 export function describeServer(stat: ServerStat): string {
   const check = stat.check;
-  const result = check.status === '' ? 'checks paused' : [check.status, check.code, check.durationMs === undefined ? undefined : `in ${check.durationMs} ms`].filter((x) => x !== undefined).join(' ');
-  const why = check.status !== '' && !check.status.startsWith('L7OK') && check.detail ? ` (${check.detail})` : '';
-  return `${stat.status.text}, ${result}${why}`;
+  if (check.status === '') return `${stat.status.text}, checks paused`;
+  const failed = !check.status.startsWith('L7OK') && check.detail ? `: ${check.detail}` : '';
+  return `${stat.status.text}, check ${check.status}${check.code ? ` ${check.code}` : ''}${failed}`;
 }
 
 export function setAdminState(socket: string, name: string, state: AdminState): Promise<void> {
