@@ -106,11 +106,12 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
     return { plan, checks, settings };
   };
 
-  for (const note of change.notes ?? []) io.out(note);
+  const notes = change.notes ?? [];
+  if (!options.json) notes.forEach((note) => io.out(note));
   if (options.dryRun) {
     const { plan, checks, settings } = await prepare(nullLogger());
     if (options.json) {
-      io.out(JSON.stringify({ dryRun: true, root: root.dir, settings, preflight: checks, plan: planToJson(plan) }, null, 2));
+      io.out(JSON.stringify({ dryRun: true, root: root.dir, notes, settings, preflight: checks, plan: planToJson(plan) }, null, 2));
     } else {
       io.out('Preflight:');
       checks.forEach((c) => io.out(checkLine(c)));
