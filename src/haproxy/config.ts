@@ -167,8 +167,10 @@ export function renderConfig(template: string, settings: HaproxySettings, layout
     }
     out.push(
       line.replace(/\{\{(\w*)\}\}/g, (_all, name: string) => {
-        used.add(name);
-        if (name in inline) return inline[name]!;
+        if (name in inline) {
+          used.add(name);
+          return inline[name]!;
+        }
         unknown.add(name in blocks ? `{{${name}}} (it must stand alone on its line)` : `{{${name}}}`);
         return '';
       }),

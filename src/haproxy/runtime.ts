@@ -80,7 +80,7 @@ export interface ServerStat {
   backend: string;
   name: string;
   status: ServerStatus;
-  /** "10.0.0.11:8756", IPv6 in brackets. */
+  /** "10.0.0.11:8756", IPv6 in brackets; like `cookie`, empty on the read-only socket (HAProxy keeps both from level user). */
   address: string;
   cookie: string;
   backup: boolean;
