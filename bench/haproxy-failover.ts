@@ -19,6 +19,7 @@ import { PATHS, Root } from '../src/system/root.js';
 import { startTestCluster } from '../test/helpers/pg.js';
 import { allowHosts, launchServer, startServer, stopServers, untilListening, waitFor, type ServerNode } from '../test/helpers/server.js';
 import { makeTempDir } from '../test/helpers/temp.js';
+import { writeSection } from './results.js';
 
 const { values: args } = parseArgs({
   options: { kills: { type: 'string', default: '5' }, rate: { type: 'string', default: '300' }, connections: { type: 'string', default: '16' } },
@@ -184,18 +185,7 @@ async function writeResults(kills: Kill[]): Promise<void> {
     '(`fastinter 500ms fall 3`), so 1–3 s depending on where in the 2 s cycle the node died.',
     '',
   ].join('\n');
-  const file = path.join(REPO, 'bench', 'RESULTS.md');
-  const current = await fs.readFile(file, 'utf8');
-  const start = current.indexOf('## HAProxy');
-  let next: string;
-  if (start < 0) {
-    next = `${current.trimEnd()}\n\n${section}`;
-  } else {
-    const end = current.indexOf('\n## ', start + 1);
-    next = current.slice(0, start) + section + (end < 0 ? '' : `\n${current.slice(end + 1)}`);
-  }
-  await fs.writeFile(file, next);
-  console.log(`\n${section}\nwritten to ${file}`);
+  await writeSection(section);
 }
 
 await main();
