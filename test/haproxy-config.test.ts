@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test } from 'vitest';
+import { runtimeCommand } from '../src/haproxy/runtime.js';
 import { freePort } from '../src/system/host.js';
 import { PATHS, type Root } from '../src/system/root.js';
 import { Haproxy, nodesSeenByNewClients, setupHaproxy, spec } from './helpers/haproxy.js';
@@ -155,13 +156,18 @@ async function writeLocalConf(root: Root, node: ServerNode, trustedForwarders: s
   );
 }
 
-test("knocker service runs HAProxy; a local node not trusting HAProxy's address is warned about", async () => {
+test("knocker service runs HAProxy; its sockets; a local node not trusting HAProxy's address is warned about", async () => {
   const nodes = await startNodes(2);
   const root = await newRoot();
   await writeLocalConf(root, nodes[0]!, '10.9.9.9/32');
+  // The package's own configuration is replaced, and kept.
+  await fs.mkdir(root.path('/etc/haproxy'), { recursive: true });
+  await fs.writeFile(root.path(PATHS.haproxyConf), 'global\n    daemon\n');
   const bind = `${HAPROXY_HOST}:${await freePort(HAPROXY_HOST)}`;
   const setup = await knocker(['haproxy', 'setup', '--root', root.dir, '--bind', bind, ...nodes.map(spec)]);
   expect(setup.exitCode).toBe(0);
+  expect(setup.stdout).toContain(`warning: ${root.path(PATHS.haproxyConf)} was not written by knocker: it is replaced, and kept as ${root.path(PATHS.haproxyConf)}.bak`);
+  expect(await fs.readFile(root.path(`${PATHS.haproxyConf}.bak`), 'utf8')).toBe('global\n    daemon\n');
   expect(setup.stdout).toContain(
     `warning: web-1 (${nodes[0]!.host}:${nodes[0]!.port}) is this host's Knocknoc node, and HAProxy reaches it from 127.0.0.1, which its TrustedForwarders (10.9.9.9/32) do not include`,
   );
@@ -171,6 +177,11 @@ test("knocker service runs HAProxy; a local node not trusting HAProxy's address 
 
   const haproxy = new Haproxy(root, `http://${bind}`);
   await haproxy.waitFor('web-2', 'UP');
+  // knocker's socket is root's alone; the dashboard's can read but not change.
+  expect((await fs.stat(root.path(PATHS.haproxyAdminSocket))).mode & 0o777).toBe(0o600);
+  expect((await fs.stat(root.path(PATHS.haproxyStatusSocket))).mode & 0o777).toBe(0o660);
+  expect(await runtimeCommand(root.path(PATHS.haproxyStatusSocket), 'set server web_nodes/web-1 state maint')).toBe('Permission denied\n\n');
+  expect((await haproxy.statusOf('web-1')).status).toBe('UP');
   const service = (...args: string[]) => knocker(['service', ...args, '--root', root.dir]);
   const status = await service('status', 'haproxy');
   expect(status.exitCode).toBe(0);

@@ -63,8 +63,17 @@ test('drain: no new sessions, cookie holders stay; maint: no traffic at all, kep
   expect(redispatched.node).not.toBe('web-2');
   expect(redispatched.setCookie).toBe(`SRVID=${redispatched.node}`);
 
-  // A reload (adding web-4) keeps web-2 in maintenance.
+  // A reload (adding web-4) keeps web-2 in maintenance, and drops no request made meanwhile.
+  const during: number[] = [];
+  let reloading = true;
+  const requests = (async () => {
+    while (reloading) during.push((await haproxy.get()).status);
+  })();
   const added = await haproxy.run('add', spec(nodes[3]!));
+  reloading = false;
+  await requests;
+  expect(during.length).toBeGreaterThan(0);
+  expect(during.filter((status) => status !== 200)).toEqual([]);
   expect(added.stderr).toBe('');
   expect(added.stdout).toMatch(/Reload HAProxy \(pid \d+\) without dropping connections …\n\[2\/2\] ✔ done in [\d.]+ s \(new worker pid \d+/);
   await haproxy.waitFor('web-4', 'UP');

@@ -6,7 +6,12 @@ import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { parseListen } from '../src/config/values.js';
 import { nodeSetProblems, readSettings, readTemplate, renderConfig, TemplateError, type ConfigLayout, type HaproxySettings } from '../src/haproxy/config.js';
+import { haproxyChecks, haproxySteps, type HaproxyFacts } from '../src/haproxy/plan.js';
 import { parseServersState, parseServerStatus, parseShowProc, parseShowStat, serversStateText } from '../src/haproxy/runtime.js';
+import { haproxyService } from '../src/haproxy/service.js';
+import { readIfExists } from '../src/system/files.js';
+import { nullLogger } from '../src/system/log.js';
+import { Root, SYSTEM_ROOT } from '../src/system/root.js';
 import { defaultsFrom, flowReducer, haproxyAnswersFrom, initialFlow, QUESTIONS, type FlowState, type Values } from '../src/installer/questions.js';
 
 const fixture = (name: string) => fs.readFileSync(path.join(import.meta.dirname, 'fixtures', name), 'utf8');
@@ -76,6 +81,37 @@ describe('the configuration', () => {
     ]);
     expect(nodeSetProblems([node('web-1', '192.0.2.11'), node('web-2', '192.0.2.11')])).toEqual(['web-1 and web-2 are the same address, 192.0.2.11:8756']);
     expect(nodeSetProblems([node('web-1', '192.0.2.11', true)])).toEqual(['every node is a backup: at least one must be active']);
+  });
+});
+
+describe('where HAProxy comes from', () => {
+  const settings: HaproxySettings = { bind: listen('0.0.0.0:80'), nodes: SETTINGS.nodes.slice(0, 1) };
+
+  test('a real host without HAProxy: the plan installs the package first, and HAProxy runs chrooted as its user (plan only)', async () => {
+    const service = await haproxyService(SYSTEM_ROOT);
+    const existingText = await readIfExists(service.paths.conf);
+    const facts: HaproxyFacts = { service, binary: undefined, version: undefined, install: 'apt-get', existingText, existing: readSettings(existingText), run: { running: false, where: 'no process' } };
+    const { steps, content } = await haproxySteps(settings, facts, { root: SYSTEM_ROOT, log: nullLogger() });
+    expect(steps.map((s) => [s.kind, s.title.split(':')[0]])).toEqual([
+      ['package', 'Install HAProxy with apt-get'],
+      ['file', `${existingText === undefined ? 'Write' : 'Update'} /etc/haproxy/haproxy.cfg`],
+      ['service', expect.stringMatching(/^Start HAProxy \((daemon|haproxy\.service)\) and wait until its admin socket answers$/)],
+    ]);
+    expect(steps[0]!.details).toEqual(['apt-get install -y haproxy']);
+    expect(content).toContain('    chroot /var/lib/haproxy\n    user haproxy\n    group haproxy\n');
+    expect(content).toContain('    stats socket /run/haproxy/admin.sock mode 600 level admin\n');
+  });
+
+  test('a sandbox root never installs it: preflight fails', async () => {
+    const service = await haproxyService(new Root('/tmp/some-sandbox'));
+    const facts: HaproxyFacts = { service, binary: undefined, version: undefined, install: undefined, existingText: undefined, existing: { kind: 'none' }, run: { running: false, where: 'no process' } };
+    const checks = await haproxyChecks({ ...settings, bind: listen('127.0.0.109:1') }, facts);
+    expect(checks[0]).toEqual({
+      name: 'HAProxy',
+      ok: false,
+      detail: 'not installed (a sandbox root never installs packages)',
+      hints: ['install it with the package manager, e.g. apt-get install haproxy'],
+    });
   });
 });
 

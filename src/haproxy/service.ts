@@ -191,7 +191,8 @@ export async function stopHaproxy(service: HaproxyService, log?: Logger): Promis
  */
 export async function reloadHaproxy(service: HaproxyService, log?: Logger, keep?: (server: SavedServerState) => boolean): Promise<string> {
   const { paths } = service;
-  const before = await showInfo(paths.adminSocket);
+  // A configuration knocker did not write may have no admin socket: then the new one's answering is the sign.
+  const before = await answering(paths);
   const failedBefore = (await showProc(paths.masterSocket).catch(() => undefined))?.failedReloads;
   await saveServerState(paths, log, keep);
   const since = Math.floor(Date.now() / 1000);
@@ -208,13 +209,13 @@ export async function reloadHaproxy(service: HaproxyService, log?: Logger, keep?
   for (;;) {
     await sleep(100);
     const info = await answering(paths);
-    if (info && info.pid !== before.pid) return `new worker pid ${info.pid}; the old one (pid ${before.pid}) finishes its connections`;
+    if (info && info.pid !== before?.pid) return `new worker pid ${info.pid}${before ? `; the old one (pid ${before.pid}) finishes its connections` : ''}`;
     const failed = failedBefore === undefined ? undefined : (await showProc(paths.masterSocket).catch(() => undefined))?.failedReloads;
     if ((failed !== undefined && failedBefore !== undefined && failed > failedBefore) || Date.now() > deadline) {
       const said = service.manager === 'systemd' ? await unitJournal(HAPROXY_UNIT, since) : await logSince(paths.logFile, logOffset);
       const alerts = said.filter((l) => /ALERT|WARNING.*Loading failure/.test(l));
       throw new Error(
-        `HAProxy could not start the new configuration; the previous one keeps serving (worker pid ${before.pid}):\n${(alerts.length > 0 ? alerts : said).map((l) => `  ${l}`).join('\n')}`,
+        `HAProxy could not start the new configuration; the previous one keeps serving${before ? ` (worker pid ${before.pid})` : ''}:\n${(alerts.length > 0 ? alerts : said).map((l) => `  ${l}`).join('\n')}`,
       );
     }
   }
