@@ -178,11 +178,12 @@ async function writeResults(kills: Kill[]): Promise<void> {
     '|---|---|---|---|',
     ...summary,
     '',
-    'Aims: ≤ 3 s median under load, 0 failed requests. Under traffic the node is out as soon as 10 connections to it',
-    'have failed in a row (`observe layer4 error-limit 10 on-error mark-down`); the requests that met the dead node were',
-    'retried on another one (`retries 3`, `option redispatch 1`, `retry-on conn-failure empty-response`), so none failed.',
-    'Without traffic only the health checks notice: every 2 s (`inter 2s`), then twice 0.5 s apart once one fails',
-    '(`fastinter 500ms fall 3`), so 1–3 s depending on where in the 2 s cycle the node died.',
+    'Aims: ≤ 3 s median under load, 0 failed requests. The health checks run every 2 s (`inter 2s`), then 0.5 s apart',
+    'once one fails (`fastinter 500ms`), and 3 failures take the node out (`fall 3`): 1–3 s without traffic, depending on',
+    'where in the 2 s cycle the node died. Under traffic, 10 failed connections in a row bring the next check forward',
+    '(`observe layer4 error-limit 10 on-error fastinter`), so about 1–1.5 s; traffic alone never marks a node down (a lone',
+    'node restarting during an upgrade must stay in rotation). The requests that met the dead node meanwhile were retried',
+    'on another one (`retries 3`, `option redispatch 1`, `retry-on conn-failure empty-response`), so none failed.',
     '',
   ].join('\n');
   await writeSection(section);
