@@ -193,6 +193,12 @@ test("knocker service runs HAProxy; its sockets; a local node not trusting HAPro
   const unreachable = await haproxy.run('status');
   expect(unreachable.exitCode).toBe(3);
   expect(unreachable.stderr).toContain('is it running? knocker service status haproxy');
+  // A node removed meanwhile: the configuration changes, HAProxy stays stopped until it is started.
+  const removed = await haproxy.run('remove', 'web-2');
+  expect(removed.exitCode).toBe(0);
+  expect(removed.stdout).toContain(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy --root ${root.dir}).`);
+  await expect(request(`http://${bind}/`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   expect((await service('start', 'haproxy')).exitCode).toBe(0);
   expect((await request(`http://${bind}/`)).status).toBe(200);
+  expect((await haproxy.status()).map((s) => s.name)).toEqual(['web-1']);
 });

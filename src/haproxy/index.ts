@@ -80,6 +80,8 @@ function checkLine(check: Check): string {
 
 interface Change {
   title: string;
+  /** setup starts a stopped HAProxy; add and remove only change its configuration. */
+  startIfStopped: boolean;
   /** The settings wanted, from what is in place now. */
   settings(facts: HaproxyFacts): Promise<HaproxySettings> | HaproxySettings;
   /** Lines printed before anything else (where the nodes came from). */
@@ -101,9 +103,9 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
       local && { listen: local.listenText, trustedForwarders: local.trustedForwarders, confFile: local.file },
     );
     if (facts.existing.kind === 'foreign') warnings.push(`${facts.service.paths.conf} was not written by knocker: it is replaced, and kept as ${facts.service.paths.conf}.bak`);
-    const { steps } = await haproxySteps(settings, facts, { root, log });
+    const { steps } = await haproxySteps(settings, facts, { root, log, startIfStopped: change.startIfStopped });
     const plan: Plan = { title: change.title, steps, warnings };
-    return { plan, checks, settings };
+    return { plan, checks, settings, running: facts.run.running };
   };
 
   const notes = change.notes ?? [];
@@ -122,15 +124,17 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
   }
   return withLock(root.path(PATHS.installLock), LOCK_WHAT, async () => {
     const log = fileLogger(root.path(PATHS.opsLog));
-    const { plan, settings } = await prepare(log);
+    const { plan, settings, running } = await prepare(log);
     for (const warning of plan.warnings) io.out(`warning: ${warning}`);
+    const sandbox = root.isSandbox ? ` --root ${root.dir}` : '';
     if (!hasChanges(plan)) {
-      io.out('Nothing to change: HAProxy already runs this configuration.');
+      io.out(running ? 'Nothing to change: HAProxy already runs this configuration.' : 'Nothing to change in the configuration.');
     } else {
       await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.out) });
     }
+    if (!running && !change.startIfStopped) io.out(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy${sandbox}).`);
     describeSettings(settings).forEach((l) => io.out(l));
-    io.out(`Health of the nodes: knocker haproxy status${root.isSandbox ? ` --root ${root.dir}` : ''}`);
+    io.out(`Health of the nodes: knocker haproxy status${sandbox}`);
     return 0;
   });
 }
@@ -153,6 +157,7 @@ export async function haproxySetup(root: Root, options: SetupOptions, io: Output
     root,
     {
       title: 'knocker haproxy setup',
+      startIfStopped: true,
       notes,
       settings(facts) {
         const existing = facts.existing.kind === 'knocker' ? facts.existing.settings : undefined;
@@ -190,6 +195,7 @@ export async function haproxyAdd(root: Root, active: string[], backup: string[],
     root,
     {
       title: `knocker haproxy add ${added.map(nodeSpec).join(' ')}`,
+      startIfStopped: false,
       settings(facts) {
         const settings = knockerSettings(facts);
         const taken = added.filter((n) => settings.nodes.some((e) => e.name === n.name));
@@ -212,6 +218,7 @@ export async function haproxyRemove(root: Root, names: string[], options: Change
     root,
     {
       title: `knocker haproxy remove ${names.join(' ')}`,
+      startIfStopped: false,
       settings(facts) {
         const settings = knockerSettings(facts);
         const unknown = names.filter((name) => !settings.nodes.some((n) => n.name === name));

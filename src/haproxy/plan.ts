@@ -150,6 +150,11 @@ export interface HaproxyStepsOptions {
   log: Logger;
   /** The template to fill (default: assets/haproxy.cfg.template of this package). */
   template?: string;
+  /**
+   * Start HAProxy when it is stopped (setup and install). add and remove leave a HAProxy an
+   * operator stopped as it is: the configuration applies when it starts.
+   */
+  startIfStopped: boolean;
 }
 
 export interface HaproxySteps {
@@ -226,6 +231,15 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
         if (previous !== undefined) await writeFileAtomic(paths.conf, previous, { backup: false });
         await reloadHaproxy(service, log);
       },
+    });
+  } else if (!state.running && !options.startIfStopped) {
+    steps.push({
+      kind: 'service',
+      title: 'HAProxy is stopped: it uses this configuration when it starts',
+      details: [],
+      changes: false,
+      apply: async () => {},
+      undo: async () => {},
     });
   } else {
     steps.push({
