@@ -3,8 +3,9 @@
 // here and becomes an exit code (CONTRACTS.md).
 import os from 'node:os';
 import path from 'node:path';
-import { Argument, Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
+import { EXPOSEDB_HELP } from './exposedb/help.js';
 import { ENV, FIELDS, type Field } from './installer/answers.js';
 import type { Output } from './installer/unattended.js';
 import type { ServiceAction, ServiceName } from './service/index.js';
@@ -269,8 +270,52 @@ export function buildProgram(): Command {
       process.exitCode = await serviceCommand(action, which, rootFrom(command.optsWithGlobals()), io);
     });
 
+  program
+    .command('exposedb')
+    .description('share this primary\'s database with other web nodes, behind an allow-list of their addresses')
+    .addOption(new Option('--init').conflicts(['add', 'remove', 'list']))
+    .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list']))
+    .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list']))
+    .option('--list')
+    .addOption(new Option('--conn <URI>').argParser(once('--conn')))
+    .addOption(new Option('--host <ADDR>').argParser(once('--host')))
+    // The help is Knocknoc's own text for exposedb, shown for -h/--help and after every misuse.
+    .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
+    .showHelpAfterError(true)
+    .action(async (options: ExposeOptions, command: Command) => {
+      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : undefined;
+      if (!action) {
+        // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
+        if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR> or --list');
+        command.outputHelp({ error: true });
+        process.exitCode = EXIT.usage;
+        return;
+      }
+      if (options.host !== undefined && action !== 'init') command.error('error: --host goes with --init (it sets the host of the printed connection string)');
+      const { runExposeDb } = await import('./exposedb/index.js');
+      const request = { action, cidr: options.add ?? options.remove, conn: options.conn, host: options.host } as const;
+      process.exitCode = await runExposeDb(request, { root: rootFrom(command.optsWithGlobals()), io });
+    });
+
   addHaproxyCommands(program);
   return program;
+}
+
+interface ExposeOptions {
+  init?: boolean;
+  add?: string;
+  remove?: string;
+  list?: boolean;
+  conn?: string;
+  host?: string;
+}
+
+/** An option that may be given once: a repeat is a mistake, not "the last one wins". */
+function once(flag: string) {
+  return (value: string, previous: unknown): string => {
+    if (previous !== undefined) throw new InvalidArgumentError(`${flag} may be given only once`);
+    return value;
+  };
 }
 
 export async function main(argv: string[]): Promise<number> {

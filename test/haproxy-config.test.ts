@@ -63,7 +63,7 @@ test('a broken template or a bad node changes nothing: exit 4 or 2, and the old 
     await fs.writeFile(template, (await fs.readFile(template, 'utf8')).replace('    balance roundrobin\n', '    balance roundrobin\n    no-such-keyword on\n'));
     const refused = await knocker(['haproxy', 'add', spec(nodes[2]!), '--root', root.dir], { bin: broken.knockerBin });
     expect(refused.exitCode).toBe(4);
-    expect(refused.stdout).toMatch(/✗ failed: the new configuration does not pass haproxy -c; \S+\/etc\/haproxy\/haproxy\.cfg is left as it was/);
+    expect(refused.stdout).toMatch(/✗ failed after [\d.]+ s: the new configuration does not pass haproxy -c; \S+\/etc\/haproxy\/haproxy\.cfg is left as it was/);
     expect(refused.stdout).toMatch(/\[ALERT\].*haproxy\.cfg:\d+\] : unknown keyword 'no-such-keyword' in 'backend' section/);
     expect(refused.stdout).not.toContain('Reload HAProxy');
     await unchanged();
@@ -187,7 +187,7 @@ test("knocker service runs HAProxy; its sockets; a local node not trusting HAPro
   expect(status.exitCode).toBe(0);
   expect(status.stdout).toMatch(new RegExp(`^haproxy   running     pid \\d+, http://${bind}: 2/2 web nodes in rotation; log \\S+haproxy\\.log$`, 'm'));
   const stopped = await service('stop', 'haproxy');
-  expect(stopped.stdout).toMatch(/Stop HAProxy \(http:\/\/127\.0\.0\.108:\d+\) …\n\[1\/1\] ✔ done in [\d.]+ s \(stopped\)/);
+  expect(stopped.stdout).toMatch(/Stop HAProxy \(http:\/\/127\.0\.0\.108:\d+\) …\n  \[1\/1\] ✔ done in [\d.]+ s \(stopped\)/);
   await expect(request(`http://${bind}/`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   expect((await service('status', 'haproxy')).stdout).toMatch(/^haproxy   stopped /m);
   const unreachable = await haproxy.run('status');

@@ -49,7 +49,7 @@ test('drain: no new sessions, cookie holders stay; maint: no traffic at all, kep
 
   const drained = await haproxy.run('drain', 'web-2');
   expect(drained.exitCode).toBe(0);
-  expect(drained.stdout).toMatch(/Drain web-2: no new sessions; clients holding its cookie still reach it …\n\[1\/1\] ✔ done in [\d.]+ s \(now DRAIN/);
+  expect(drained.stdout).toMatch(/Drain web-2: no new sessions; clients holding its cookie still reach it …\n  \[1\/1\] ✔ done in [\d.]+ s \(now DRAIN/);
   expect((await haproxy.statusOf('web-2')).status).toBe('DRAIN');
   expect(await nodesSeenByNewClients(haproxy, 8)).not.toContain('web-2');
   expect((await haproxy.get({ cookie: holder })).node).toBe('web-2');
@@ -75,7 +75,7 @@ test('drain: no new sessions, cookie holders stay; maint: no traffic at all, kep
   expect(during.length).toBeGreaterThan(0);
   expect(during.filter((status) => status !== 200)).toEqual([]);
   expect(added.stderr).toBe('');
-  expect(added.stdout).toMatch(/Reload HAProxy \(pid \d+\) without dropping connections …\n\[2\/2\] ✔ done in [\d.]+ s \(new worker pid \d+/);
+  expect(added.stdout).toMatch(/Reload HAProxy \(pid \d+\) without dropping connections …\n  \[2\/2\] ✔ done in [\d.]+ s \(new worker pid \d+/);
   await haproxy.waitFor('web-4', 'UP');
   expect((await haproxy.statusOf('web-2')).status).toBe('MAINT');
   expect(await nodesSeenByNewClients(haproxy, 8)).not.toContain('web-2');
@@ -98,7 +98,7 @@ test('ready brings a node back only after it passes a health check', async () =>
   const refused = await haproxy.run('ready', 'web-2', '--timeout', '4');
   expect(refused.exitCode).toBe(4);
   expect(refused.stderr).toContain('web-2 did not pass its health check within 4 s (now DOWN, check L4CON: Connection refused); it stays out of rotation');
-  expect(refused.stdout).toContain('↺ undone: Bring web-2 back into rotation');
+  expect(refused.stdout).toContain('↺ rolled back: Bring web-2 back into rotation');
   expect((await haproxy.statusOf('web-2')).status).toBe('MAINT');
 
   // Serving again: ready goes through DRAIN (checks passed), then into rotation.
@@ -107,7 +107,7 @@ test('ready brings a node back only after it passes a health check', async () =>
   const ready = await haproxy.run('ready', 'web-2');
   expect(ready.stderr).toBe('');
   expect(ready.exitCode).toBe(0);
-  expect(ready.stdout).toMatch(/web-2: DRAIN, check L7OK 200\n\[1\/1\] ✔ done in [\d.]+ s \(now UP, check L7OK 200\)/);
+  expect(ready.stdout).toMatch(/web-2: DRAIN, check L7OK 200\n  \[1\/1\] ✔ done in [\d.]+ s \(now UP, check L7OK 200\)/);
   expect(ready.stdout.indexOf('web-2: DRAIN')).toBeGreaterThan(ready.stdout.indexOf('web-2: DOWN'));
   expect((await haproxy.statusOf('web-2')).status).toBe('UP');
   await waitFor('web-2 to serve new clients', async () => ((await haproxy.get()).node === 'web-2' ? true : undefined));

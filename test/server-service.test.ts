@@ -12,7 +12,7 @@ import { destroyRoot, makeRoot } from './helpers/roots.js';
 import { loadRelease, migrate } from '../src/schema/index.js';
 import { startTestCluster } from './helpers/pg.js';
 import { makeRelease } from './helpers/release.js';
-import { allowHosts, connectFrom, request } from './helpers/server.js';
+import { allowHosts, connectFrom, request, waitFor } from './helpers/server.js';
 
 const roots: Root[] = [];
 afterEach(async () => {
@@ -41,8 +41,11 @@ test('an install ends with a running node; a re-run changes nothing; a changed a
   expect(status.status).toBe(200);
   expect(JSON.parse(status.body)).toMatchObject({ status: 'ok', server: 'web-1', versionMatch: true });
   expect((await request(`${url}/`)).body).toContain('<strong id="server">web-1</strong>');
-  const log = await fs.readFile(root.path(PATHS.serverLog), 'utf8');
-  expect(log).toMatch(/HTTP  127\.0\.0\.1 "GET \/_status HTTP\/1\.1" 200/);
+  // The node writes its log in batches: wait for the line rather than read once.
+  const log = await waitFor('the request in the server log', async () => {
+    const text = await fs.readFile(root.path(PATHS.serverLog), 'utf8');
+    return /HTTP  127\.0\.0\.1 "GET \/_status HTTP\/1\.1" 200/.test(text) ? text : undefined;
+  });
   expect(log).not.toContain(new URL(KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8')).get('DatabaseURL')!).password);
   const pid = await pidOf(root);
 
@@ -69,7 +72,7 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const stopped = await service('stop');
   expect(stopped.exitCode).toBe(0);
-  expect(stopped.stdout).toMatch(/\[1\/2\] Stop the Knocknoc server …\n\[1\/2\] ✔ done in [\d.]+ s \(stopped\)\n\[2\/2\] Stop PostgreSQL/);
+  expect(stopped.stdout).toMatch(/\[1\/2\] Stop the Knocknoc server …\n {2}\[1\/2\] ✔ done in [\d.]+ s \(stopped\)\n {2}\[2\/2\] Stop PostgreSQL/);
   await expect(request(`${url}/_status`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   await expect(fs.access(root.path(PATHS.serverPid))).rejects.toThrow();
   expect(await fs.readFile(root.path(PATHS.serverLog), 'utf8')).toMatch(/marked "web-1" stopped in the registry/);
@@ -80,7 +83,7 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const started = await service('start');
   expect(started.exitCode).toBe(0);
-  expect(started.stdout).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n\[1\/2\] ✔ done[^\n]*\n\[2\/2\] Start the Knocknoc server …\n\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
+  expect(started.stdout).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n {2}\[1\/2\] ✔ done[^\n]*\n {2}\[2\/2\] Start the Knocknoc server …\n {2}\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
   expect((await request(`${url}/_status`)).status).toBe(200);
   expect((await service('start')).stdout).toContain('Nothing to do: postgres is already running, server is already running.');
 
@@ -90,7 +93,7 @@ test('knocker service: status, stop, start and restart of what the install set u
   await expect.poll(async () => (await service('status', 'server')).stdout).toMatch(/^server    stopped /m);
   const restarted = await service('restart', 'server');
   expect(restarted.exitCode).toBe(0);
-  expect(restarted.stdout).toMatch(/Start the Knocknoc server …\n\[1\/1\] ✔ done/);
+  expect(restarted.stdout).toMatch(/Start the Knocknoc server …\n {2}\[1\/1\] ✔ done/);
   expect(await pidOf(root)).not.toBe(pid);
   expect((await request(`${url}/_status`)).status).toBe(200);
 

@@ -10,7 +10,8 @@ import { PreflightFailed, type Check } from '../installer/checks.js';
 import type { Output } from '../installer/unattended.js';
 import { withLock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
-import { applyPlan, formatPlan, hasChanges, planToJson, progressPrinter, type Plan, type Step } from '../system/plan.js';
+import { applyPlan, formatPlan, hasChanges, planToJson, type Plan, type Step } from '../system/plan.js';
+import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import {
   addressOf,

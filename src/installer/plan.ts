@@ -8,7 +8,7 @@ import type { ListenAddress } from '../config/values.js';
 import { withAdminSession, type ClusterAccess } from '../postgres/admin.js';
 import { findPgBinaries, initCluster, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { describeConnectError, withClient } from '../postgres/connect.js';
-import { hbaErrors, readManagedBlock, reloadConfig, withManagedBlock } from '../postgres/hba.js';
+import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
 import { forwarderWarnings } from '../haproxy/nodes.js';
 import { haproxySteps } from '../haproxy/plan.js';
@@ -199,15 +199,9 @@ async function hostClusterSteps(facts: HostClusterFacts, password: string, liste
       const text = (await readIfExists(target.hbaFile)) ?? '';
       if (readManagedBlock(text, LOCAL_BLOCK)) return 'rules already present';
       hbaBefore = text;
-      await writeFileAtomic(target.hbaFile, withManagedBlock(text, LOCAL_BLOCK, localAccessRules()));
-      await withAdminSession(accessOf(target), log, async (session) => {
-        const errors = await hbaErrors(session);
-        if (errors.length > 0) {
-          await writeFileAtomic(target.hbaFile, text, { backup: false });
-          throw new Error(`pg_hba.conf would not load (${errors.map((e) => `line ${e.line}: ${e.error}`).join('; ')}); restored it`);
-        }
-        await reloadConfig(session);
-      });
+      await withAdminSession(accessOf(target), log, (session) =>
+        replaceHbaFile(session, target.hbaFile, text, withManagedBlock(text, LOCAL_BLOCK, localAccessRules())),
+      );
     },
     async undo() {
       if (hbaBefore === undefined || !cluster) return;

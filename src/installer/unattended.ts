@@ -1,7 +1,8 @@
 // The unattended install: plain lines as it goes, never a prompt. Also --dry-run (text or JSON),
 // --print-answers and --explain, which change nothing.
 import { redactUrl } from '../postgres/url.js';
-import { formatPlan, hasChanges, pendingSteps, planToJson, type ApplyEvent } from '../system/plan.js';
+import { formatPlan, hasChanges, pendingSteps, planToJson } from '../system/plan.js';
+import { progressPrinter, seconds } from '../system/progress.js';
 import { answersToYaml } from './answers-file.js';
 import { answersFrom, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
 import { completeAnswers, type InstallSession, type Prepared } from './index.js';
@@ -52,10 +53,6 @@ export function printAnswers(session: InstallSession, options: { json: boolean; 
 
 function checkLine(check: Check): string {
   return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(2)} s`;
 }
 
 /** --dry-run: preflight and the plan, nothing changed. Returns the exit code. */
@@ -119,30 +116,8 @@ export async function runUnattended(session: InstallSession, io: Output): Promis
       return 0;
     }
     const total = pendingSteps(prepared.plan).length;
-    const order = new Map(pendingSteps(prepared.plan).map((s, i) => [s, i + 1]));
     io.out(`Applying ${total} change${total === 1 ? '' : 's'}:`);
-    const onEvent = (event: ApplyEvent) => {
-      const n = `[${order.get(event.step)}/${total}]`;
-      switch (event.type) {
-        case 'step-start':
-          io.out(`  ${n} ${event.step.title} …`);
-          break;
-        case 'step-done':
-          io.out(`  ${n} ✔ done in ${seconds(event.ms)}${event.note ? ` (${event.note})` : ''}`);
-          break;
-        case 'step-failed':
-          io.out(`  ${n} ✗ failed after ${seconds(event.ms)}: ${event.error}`);
-          break;
-        case 'undo-done':
-          io.out(`  ${n} ↺ rolled back: ${event.step.title}`);
-          break;
-        case 'undo-failed':
-          io.out(`  ${n} ✗ rollback failed: ${event.step.title}: ${event.error}`);
-          break;
-        default:
-          break;
-      }
-    };
+    const onEvent = progressPrinter(prepared.plan, io.out);
     await session.apply(prepared, onEvent);
     io.out(`Installed in ${seconds(Date.now() - started)}.`);
     nextSteps(session, prepared).forEach((l) => io.out(l));

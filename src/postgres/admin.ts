@@ -3,11 +3,10 @@
 // in-process; as root it runs in a child that drops to the owner (admin-helper.ts).
 import readline from 'node:readline';
 import { execa } from 'execa';
-import pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../system/log.js';
 import { builtFile } from '../system/package.js';
-import { lookupUser } from '../system/users.js';
+import { lookupUser, type OsUser } from '../system/users.js';
 
 export interface ClusterAccess {
   /** Folder of the cluster's Unix socket. */
@@ -38,6 +37,8 @@ export class SqlError extends Error {
 }
 
 async function inProcessSession(access: ClusterAccess): Promise<AdminSession> {
+  // Loaded here: as root the driver runs in the helper, and a short command need not load it.
+  const { default: pg } = await import('pg');
   const client = new pg.Client({
     host: access.socketDir,
     port: access.port,
@@ -60,14 +61,17 @@ async function inProcessSession(access: ClusterAccess): Promise<AdminSession> {
   };
 }
 
-async function helperSession(access: ClusterAccess, uid: number, gid: number): Promise<AdminSession> {
-  const child = execa(process.execPath, [builtFile('postgres/admin-helper.js')], {
+function startHelper() {
+  return execa(process.execPath, [builtFile('bundle/admin-helper.js')], {
     stdin: 'pipe',
     stdout: 'pipe',
     stderr: 'pipe',
     reject: false,
     buffer: false,
   });
+}
+
+async function helperSession(access: ClusterAccess, child: ReturnType<typeof startHelper>, owner: Promise<OsUser | undefined>): Promise<AdminSession> {
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -83,10 +87,16 @@ async function helperSession(access: ClusterAccess, uid: number, gid: number): P
       waiting.push(resolve);
       child.stdin!.write(JSON.stringify(message) + '\n');
     });
+  const user = await owner.catch(() => undefined);
+  if (!user) {
+    child.stdin!.end();
+    await child;
+    throw new SqlError(`there is no OS user "${access.osUser}" to own the PostgreSQL cluster`, undefined);
+  }
   const hello = await exchange({
     osUser: access.osUser,
-    uid,
-    gid,
+    uid: user.uid,
+    gid: user.gid,
     socketDir: access.socketDir,
     port: access.port,
     user: access.osUser,
@@ -123,14 +133,14 @@ async function helperSession(access: ClusterAccess, uid: number, gid: number): P
 
 /** Opens an administrator session on a local cluster. */
 export async function openAdminSession(access: ClusterAccess, log?: Logger): Promise<AdminSession> {
-  const owner = await lookupUser(access.osUser);
-  if (!owner) throw new SqlError(`there is no OS user "${access.osUser}" to own the PostgreSQL cluster`, undefined);
   log?.info(`admin session as ${access.osUser} on ${access.socketDir}:${access.port}/${access.database ?? 'postgres'}`);
-  if (process.getuid?.() === owner.uid) return inProcessSession(access);
-  if (process.getuid?.() !== 0) {
-    throw new SqlError(`administering this cluster needs root or the "${access.osUser}" user`, undefined);
-  }
-  return helperSession(access, owner.uid, owner.gid);
+  const owner = lookupUser(access.osUser);
+  // As root, the helper process starts while the owner is looked up: its start-up is most of the cost.
+  if (process.getuid?.() === 0 && access.osUser !== 'root') return helperSession(access, startHelper(), owner);
+  const user = await owner;
+  if (!user) throw new SqlError(`there is no OS user "${access.osUser}" to own the PostgreSQL cluster`, undefined);
+  if (process.getuid?.() === user.uid) return inProcessSession(access);
+  throw new SqlError(`administering this cluster needs root or the "${access.osUser}" user`, undefined);
 }
 
 export async function withAdminSession<T>(access: ClusterAccess, log: Logger | undefined, work: (session: AdminSession) => Promise<T>): Promise<T> {
@@ -151,4 +161,50 @@ export async function executeQuoted(session: AdminSession, template: string, arg
   const placeholders = args.map((_, i) => `$${i + 1}::text`).join(', ');
   const result = await session.query<{ statement: string }>(`SELECT format($${args.length + 1}::text, ${placeholders}) AS statement`, [...args, template]);
   await session.query(result.rows[0]!.statement);
+}
+
+/** An administrator session that is opened when first needed and opened again after a restart. */
+export interface AdminLink {
+  session(): Promise<AdminSession>;
+  /** Drops the current session (the server restarted) and waits until a new one opens. */
+  reopen(timeoutMs?: number): Promise<AdminSession>;
+  close(): Promise<void>;
+}
+
+export function adminLink(access: ClusterAccess, log?: Logger): AdminLink {
+  let current: Promise<AdminSession> | undefined;
+  const drop = async () => {
+    const previous = current;
+    current = undefined;
+    await previous?.then((s) => s.close()).catch(() => {});
+  };
+  return {
+    session() {
+      if (!current) {
+        const opening = openAdminSession(access, log);
+        // A failed open is not kept: the next call tries again.
+        opening.catch(() => {
+          if (current === opening) current = undefined;
+        });
+        current = opening;
+      }
+      return current;
+    },
+    async reopen(timeoutMs = 60_000) {
+      await drop();
+      const started = Date.now();
+      for (;;) {
+        try {
+          const session = await openAdminSession(access, log);
+          current = Promise.resolve(session);
+          return session;
+        } catch (error) {
+          // 57P03: the database system is starting up; a missing socket: not listening yet.
+          if (Date.now() - started > timeoutMs) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    },
+    close: drop,
+  };
 }

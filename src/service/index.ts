@@ -18,7 +18,8 @@ import { serverRunState, serverService, startServerService, stopServerService } 
 import { readIfExists } from '../system/files.js';
 import { withLock } from '../system/lock.js';
 import { packageRoot } from '../system/package.js';
-import { applyPlan, hasChanges, progressPrinter, type Plan, type Step } from '../system/plan.js';
+import { applyPlan, hasChanges, type Plan, type Step } from '../system/plan.js';
+import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 
 export type ServiceName = 'server' | 'postgres' | 'haproxy';

@@ -1,5 +1,6 @@
 // A lock file so two knocker runs never change the same host at once. The file holds the owner's
 // pid; a lock left by a process that no longer exists is taken over.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
@@ -22,10 +23,13 @@ export function isAlive(pid: number): boolean {
 export async function acquireLock(file: string, what: string): Promise<Lock> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
   for (let attempt = 0; attempt < 3; attempt += 1) {
+    // The lock appears with its content already in it (link of a written file), so nobody can
+    // read an empty lock and take it for a stale one. The pid, then what holds it: the installer,
+    // exposedb and the service commands share the host's lock.
+    const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    await fs.writeFile(temp, `${process.pid} ${what}\n`, { mode: 0o600 });
     try {
-      const handle = await fs.open(file, 'wx', 0o600);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
+      await fs.link(temp, file);
       let released = false;
       return {
         file,
@@ -37,15 +41,21 @@ export async function acquireLock(file: string, what: string): Promise<Lock> {
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      await fs.rm(temp, { force: true });
     }
-    const owner = Number.parseInt((await fs.readFile(file, 'utf8').catch(() => '')).trim(), 10);
+    const seen = await fs.stat(file).catch(() => undefined);
+    const content = (await fs.readFile(file, 'utf8').catch(() => '')).trim();
+    const owner = Number.parseInt(content, 10);
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
-      throw new PreflightError(`another ${what} is running (pid ${owner}); wait for it to finish`, [
+      const holder = /^\d+\s+(\S.*)$/.exec(content)?.[1] ?? what;
+      throw new PreflightError(`another ${holder} is running (pid ${owner}); wait for it to finish`, [
         `if no such run exists, remove the lock file ${file}`,
       ]);
     }
-    // Stale: its owner is gone. Remove it and try again.
-    await fs.rm(file, { force: true });
+    // Stale: its owner is gone. Remove that file only, not a new lock taken meanwhile.
+    const now = await fs.stat(file).catch(() => undefined);
+    if (seen && now && now.ino === seen.ino) await fs.rm(file, { force: true });
   }
   throw new PreflightError(`could not take the lock ${file}`);
 }

@@ -114,19 +114,6 @@ async function rollback(touched: Array<{ index: number; step: Step }>, options: 
   return remaining;
 }
 
-/** Prints each event of an apply as a plain line ("[1/2] Start … ", "[1/2] ✔ done in 0.12 s"). */
-export function progressPrinter(plan: Plan, out: (line: string) => void, indent = ''): (event: ApplyEvent) => void {
-  const pending = pendingSteps(plan);
-  const n = (step: Step) => `${indent}[${pending.indexOf(step) + 1}/${pending.length}]`;
-  return (event) => {
-    if (event.type === 'step-start') out(`${n(event.step)} ${event.step.title} …`);
-    if (event.type === 'step-done') out(`${n(event.step)} ✔ done in ${(event.ms / 1000).toFixed(2)} s${event.note ? ` (${event.note})` : ''}`);
-    if (event.type === 'step-failed') out(`${n(event.step)} ✗ failed: ${event.error}`);
-    if (event.type === 'undo-done') out(`${n(event.step)} ↺ undone: ${event.step.title}`);
-    if (event.type === 'undo-failed') out(`${n(event.step)} ✗ could not undo: ${event.step.title}: ${event.error}`);
-  };
-}
-
 /** The plan as plain text lines, for --dry-run and the non-interactive run. */
 export function formatPlan(plan: Plan): string[] {
   const lines: string[] = [];

@@ -8,9 +8,13 @@ export const PATHS = {
   etcDir: '/opt/knocknoc/etc',
   conf: '/opt/knocknoc/etc/knocknoc.conf',
   answers: '/opt/knocknoc/etc/install-answers.yaml',
+  /** The connection string `knocker exposedb --init` printed for the other web nodes (0600, root). */
+  exposedbUrl: '/opt/knocknoc/etc/exposedb-url',
   logDir: '/var/log/knocknoc',
   installLog: '/var/log/knocknoc/install.log',
+  exposedbLog: '/var/log/knocknoc/exposedb.log',
   runDir: '/run/knocknoc',
+  /** One lock for every run that changes the host (install, exposedb). */
   installLock: '/run/knocknoc/knocker.lock',
   stateDir: '/var/lib/knocknoc',
   pgData: '/var/lib/knocknoc/postgresql',

@@ -1,0 +1,92 @@
+// The allow-list of other web nodes: exposedb's managed block in pg_hba.conf. One line per allowed
+// CIDR, limited to the app's database and the remote role, with SCRAM only (never trust); then
+// reject lines for the role, so no broader rule later in the file lets it in from elsewhere.
+// The block sits before every other rule (first match wins) and is the only part exposedb edits.
+import ipaddr from 'ipaddr.js';
+import { parseCidr } from '../config/values.js';
+import { hbaFields, hbaName, readManagedBlock } from '../postgres/hba.js';
+
+export const EXPOSEDB_BLOCK = 'exposedb';
+
+export interface AllowListTarget {
+  database: string;
+  /** The login role of the other nodes. */
+  role: string;
+  /** `hostssl` lines when the server has SSL on, else `host`. */
+  ssl: boolean;
+}
+
+export type HbaType = 'host' | 'hostssl';
+
+function sortKey(cidr: string): [number, number[], number] {
+  const [address, bits] = ipaddr.parseCIDR(cidr);
+  return [address.kind() === 'ipv4' ? 4 : 6, address.toByteArray(), bits];
+}
+
+/** IPv4 before IPv6, then by address, then by prefix length: a stable order for a stable file. */
+export function sortCidrs(cidrs: Iterable<string>): string[] {
+  return [...new Set(cidrs)].sort((a, b) => {
+    const [fa, ba, la] = sortKey(a);
+    const [fb, bb, lb] = sortKey(b);
+    if (fa !== fb) return fa - fb;
+    for (let i = 0; i < ba.length; i += 1) if (ba[i] !== bb[i]) return ba[i]! - bb[i]!;
+    return la - lb;
+  });
+}
+
+function typeFor(ssl: boolean): HbaType {
+  return ssl ? 'hostssl' : 'host';
+}
+
+/** The block's lines (without its BEGIN/END markers). */
+export function allowListRules(target: AllowListTarget, cidrs: Iterable<string>, type: HbaType = typeFor(target.ssl)): string[] {
+  const database = hbaName(target.database);
+  const role = hbaName(target.role);
+  return [
+    `# Other Knocknoc web nodes: ${role} may use ${database} from these addresses (knocker exposedb --add/--remove).`,
+    ...sortCidrs(cidrs).map((cidr) => `${type.padEnd(7)}  ${database}  ${role}  ${cidr}  scram-sha-256`),
+    `# ${role} is refused from anywhere else, whatever the rules below say.`,
+    `host     all  ${role}  0.0.0.0/0  reject`,
+    `host     all  ${role}  ::/0  reject`,
+  ];
+}
+
+export interface AllowList {
+  /** Whether pg_hba.conf has the block at all. */
+  present: boolean;
+  /** The allowed CIDRs, normalised and sorted. */
+  cidrs: string[];
+  /** Rule lines in the block that exposedb does not write (hand edits). */
+  foreign: string[];
+  /** The block differs from what exposedb would write for these CIDRs (hand edits, order, spacing). */
+  edited: boolean;
+  /** The connection type its allow lines use, if it has any. */
+  type: HbaType | undefined;
+}
+
+/** Reads the allow-list from pg_hba.conf's text. Throws when the block's markers are damaged. */
+export function readAllowList(fileText: string, target: AllowListTarget): AllowList {
+  const block = readManagedBlock(fileText, EXPOSEDB_BLOCK);
+  if (!block) return { present: false, cidrs: [], foreign: [], edited: false, type: undefined };
+  const database = hbaName(target.database);
+  const role = hbaName(target.role);
+  const cidrs: string[] = [];
+  const foreign: string[] = [];
+  let type: HbaType | undefined;
+  for (const line of block.rules) {
+    const fields = hbaFields(line);
+    const [kind, db, user, address, method, ...rest] = fields;
+    const cidr = address === undefined ? undefined : parseCidr(address);
+    if (fields.length === 5 && kind === 'host' && db === 'all' && user === role && method === 'reject' && (address === '0.0.0.0/0' || address === '::/0')) continue;
+    if (rest.length === 0 && (kind === 'host' || kind === 'hostssl') && db === database && user === role && method === 'scram-sha-256' && cidr?.ok) {
+      cidrs.push(cidr.value);
+      type ??= kind;
+      continue;
+    }
+    foreign.push(line.trim());
+  }
+  const sorted = sortCidrs(cidrs);
+  const canonical = allowListRules(target, sorted, type).join('\n');
+  const inner = block.text.split('\n').slice(1, -1).join('\n');
+  return { present: true, cidrs: sorted, foreign, edited: foreign.length > 0 || inner !== canonical, type };
+}

@@ -1,0 +1,33 @@
+// The help text of `knocker exposedb`, as Knocknoc documents it (the seed's "High availability"
+// page). The page's copy is garbled where two revisions were merged; this is the consistent
+// reading of its usage, options and examples. Printed for -h/--help and on misuse.
+export const EXPOSEDB_HELP = `This script "externalizes" your local database, allowing you to run multiple Knocknoc web-app servers utilizing this database.
+Running --init re-configures your local Postgres database service to listen externally, creates a user login/password, and
+adds (or removes) IP addresses to the trusted Postgres list - allowing external webapps to connect to the Knocknoc database.
+
+Usage:
+  sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
+
+Options:
+  --init            Initialize/expose the database for external access
+  --add <CIDR>      Add access rule to pg_hba.conf for the specified CIDR (e.g., 192.168.1.0/24)
+  --remove <CIDR>   Remove access rule from pg_hba.conf for the specified CIDR
+  --list            List all IP addresses currently allowed to access the database
+  --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
+  -h, --help        Show this help text
+
+Examples:
+  # Initialize/expose database for external access
+  sudo /opt/knocknoc/knocker/knocker exposedb --init
+
+  # Add/remove access rules for a CIDR
+  sudo /opt/knocknoc/knocker/knocker exposedb --add "203.0.113.7/32"
+  sudo /opt/knocknoc/knocker/knocker exposedb --remove "203.0.113.7/32"
+
+  # List all allowed IP addresses
+  sudo /opt/knocknoc/knocker/knocker exposedb --list
+
+  # If using a non-default connection string/config
+  sudo /opt/knocknoc/knocker/knocker exposedb --init --conn "postgres://user:pass@host:5432/dbname"
+  sudo /opt/knocknoc/knocker/knocker exposedb --add "1.2.3.4/32" --conn "postgres://user:pass@host:5432/dbname"
+`;

@@ -1,0 +1,393 @@
+// knocker exposedb: turns a single-node install into the database of other web nodes. `--init`
+// makes the local PostgreSQL listen externally and creates their login role; `--add`/`--remove`
+// edit the allow-list of their addresses in pg_hba.conf; `--list` shows it. Every change goes
+// through the plan model (src/system/plan.ts), under the host's lock, logged with secrets scrubbed.
+import ipaddr from 'ipaddr.js';
+import { KnocknocConf } from '../config/knocknoc-conf.js';
+import { parseIp, parseNarrowCidr } from '../config/values.js';
+import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
+import type { Output } from '../installer/unattended.js';
+import { adminLink, SqlError, type AdminLink } from '../postgres/admin.js';
+import { hbaErrors, hbaName } from '../postgres/hba.js';
+import { generatePassword } from '../postgres/scram.js';
+import { buildDatabaseUrl, parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
+import { readIfExists } from '../system/files.js';
+import { acquireLock } from '../system/lock.js';
+import { fileLogger, nullLogger, type Logger } from '../system/log.js';
+import { applyPlan, fileStep, hasChanges, type Plan } from '../system/plan.js';
+import { progressPrinter } from '../system/progress.js';
+import { PATHS, type Root } from '../system/root.js';
+import { isRoot } from '../system/users.js';
+import { readAllowList, sortCidrs, type AllowList, type AllowListTarget } from './allow-list.js';
+import { findLocalCluster, primaryAddress, type ClusterFinder, type LocalCluster } from './locate.js';
+import {
+  allowListStep,
+  endSessionsStep,
+  grantsStep,
+  listensExternally,
+  listenStep,
+  readServerFacts,
+  remoteRoleName,
+  remoteRoleStep,
+  startConfig,
+  type Names,
+  type ServerFacts,
+} from './plan.js';
+
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list';
+
+export interface ExposeRequest {
+  action: ExposeAction;
+  /** The CIDR of --add / --remove, as typed. */
+  cidr?: string;
+  /** --conn: instead of knocknoc.conf's DatabaseURL. */
+  conn?: string;
+  /** --host: the host written into the printed connection string. */
+  host?: string;
+}
+
+export interface ExposeEnvironment {
+  root: Root;
+  io: Output;
+  /** How the local cluster is found; default: the root's private cluster, or the host's own. */
+  findCluster?: ClusterFinder;
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+function checkCidr(option: string, text: string): string {
+  const parsed = parseNarrowCidr(text, 'that would let the role in from anywhere; allow each web node, or its subnet, instead');
+  if (!parsed.ok) throw new UsageError(`${option}: ${parsed.error}; nothing was changed`, [], ['write an address range as ADDRESS/PREFIX, e.g. 192.168.1.0/24, or 203.0.113.7/32 for one node']);
+  return parsed.value;
+}
+
+function checkHost(text: string): string {
+  const value = text.trim();
+  const ip = parseIp(value);
+  if (ip.ok) return ip.value.toString();
+  if (HOST_NAME.test(value)) return value;
+  throw new UsageError(`--host: "${text}" is neither an IP address nor a host name; nothing was changed`);
+}
+
+interface ConnectionSource {
+  url: DatabaseUrl;
+  /** For messages: where the string came from. */
+  source: string;
+  hints: string[];
+}
+
+async function connectionString(root: Root, conn: string | undefined): Promise<ConnectionSource> {
+  if (conn !== undefined) {
+    const parsed = parseDatabaseUrl(conn);
+    if (!parsed.ok) throw new UsageError(`--conn: ${parsed.error}; nothing was changed`);
+    return { url: parsed.value, source: 'the --conn connection string', hints: [] };
+  }
+  const file = root.path(PATHS.conf);
+  const text = await readIfExists(file);
+  if (text === undefined) {
+    throw new PreflightError(`no connection string: ${file} does not exist`, ['install Knocknoc on this host first (knocker install), or give the connection string with --conn URI']);
+  }
+  const conf = KnocknocConf.parse(text);
+  const value = conf.get('DatabaseURL');
+  if (!value) throw new PreflightError(`${file} has no DatabaseURL`, ['give the connection string with --conn URI']);
+  const parsed = parseDatabaseUrl(value);
+  if (!parsed.ok) throw new PreflightError(`DatabaseURL in ${file}: ${parsed.error}`);
+  const option = conf.get('DatabaseOption');
+  const hints =
+    option === '3'
+      ? ['this node uses a database elsewhere (DatabaseOption = 3): run knocker exposedb on the primary instead']
+      : option === '2'
+        ? ['this node uses an external database (DatabaseOption = 2): allow the other nodes on that database server instead']
+        : [];
+  return { url: parsed.value, source: `DatabaseURL in ${file}`, hints };
+}
+
+/** The facts, or a PreflightError saying what could not be inspected. */
+async function inspect(link: AdminLink, names: Names, cluster: LocalCluster, log: Logger): Promise<ServerFacts> {
+  try {
+    return await readServerFacts(await link.session(), names, cluster.access.osUser);
+  } catch (error) {
+    if (error instanceof KnockerError) throw error;
+    log.error(`inspecting ${cluster.label} failed: ${errorMessage(error)}`);
+    // The admin session opens in the app's database, so a wrong name shows here.
+    if (error instanceof SqlError && error.code === '3D000') {
+      throw new PreflightError(`database "${names.database}" does not exist in ${cluster.label}`, ['check the database name in the connection string']);
+    }
+    const hints = error instanceof SqlError && /needs root/.test(error.message) ? ['run it as root (sudo)'] : [];
+    throw new PreflightError(`cannot administer ${cluster.label}: ${log.scrub(errorMessage(error))}`, hints);
+  }
+}
+
+function checkTarget(names: Names, facts: ServerFacts, cluster: LocalCluster): void {
+  if (!facts.appRole.exists) {
+    throw new PreflightError(`role "${names.appRole}" (the connection string's user) does not exist in ${cluster.label}`, ['use the application\'s connection string (knocknoc.conf\'s DatabaseURL)']);
+  }
+  if (facts.appRole.superuser) {
+    throw new PreflightError(`role "${names.appRole}" is a superuser: the other nodes would get superuser rights through it`, [
+      'use the application\'s own connection string (knocknoc.conf\'s DatabaseURL), whose role owns the Knocknoc database',
+    ]);
+  }
+  if (names.appRole === names.remoteRole) {
+    throw new PreflightError(`the connection string's user is ${names.remoteRole}, the other nodes' own role`, ['use the application\'s connection string (knocknoc.conf\'s DatabaseURL)']);
+  }
+  try {
+    hbaName(names.database);
+  } catch (error) {
+    throw new PreflightError(`database "${names.database}" cannot be named in pg_hba.conf: ${errorMessage(error)}`);
+  }
+  if (facts.remote && !facts.remote.managed) {
+    throw new PreflightError(`a role named ${names.remoteRole} already exists, and knocker exposedb did not create it`, [
+      `rename or drop that role, then run this again (exposedb never takes over a role it did not make)`,
+    ]);
+  }
+}
+
+function allowListOf(facts: ServerFacts, target: AllowListTarget): AllowList {
+  try {
+    return readAllowList(facts.hbaText, target);
+  } catch (error) {
+    throw new PreflightError(`${facts.hbaFile}: ${errorMessage(error)}`);
+  }
+}
+
+/** Lines in the block that exposedb did not write are never dropped silently. */
+function refuseHandEdits(allow: AllowList, facts: ServerFacts): void {
+  if (allow.foreign.length === 0) return;
+  throw new PreflightError(`the exposedb block in ${facts.hbaFile} holds rules exposedb did not write: ${allow.foreign.join(' | ')}`, [
+    'move your own rules out of the block (between its BEGIN and END lines), then run this again',
+  ]);
+}
+
+interface Context {
+  root: Root;
+  io: Output;
+  log: Logger;
+  cluster: LocalCluster;
+  link: AdminLink;
+  names: Names;
+  facts: ServerFacts;
+  target: AllowListTarget;
+  url: DatabaseUrl;
+}
+
+/** The connection string kept by an earlier --init: its password (and host) are reused. */
+async function storedConnection(root: Root, names: Names): Promise<{ password: string; host: string } | undefined> {
+  const text = await readIfExists(root.path(PATHS.exposedbUrl));
+  const line = text?.split('\n').find((l) => /^postgres(ql)?:\/\//.test(l.trim()));
+  const parsed = line ? parseDatabaseUrl(line) : undefined;
+  if (!parsed?.ok || parsed.value.user !== names.remoteRole || parsed.value.database !== names.database || !parsed.value.password) return undefined;
+  return { password: parsed.value.password, host: parsed.value.host };
+}
+
+const SSL_OFF = 'PostgreSQL has ssl off: the other nodes\' connections are not encrypted (pg_hba uses host lines); turn ssl on, then run --init again to require TLS';
+
+async function init(ctx: Context, request: ExposeRequest): Promise<number> {
+  const { root, io, log, cluster, link, names, facts, target } = ctx;
+  const allow = allowListOf(facts, target);
+  refuseHandEdits(allow, facts);
+  if (!listensExternally(facts.listen.setting)) {
+    if (facts.listen.source === 'command line') {
+      throw new PreflightError(`listen_addresses of ${cluster.label} is set on the server's command line ('${facts.listen.setting}'), which ALTER SYSTEM cannot override`, [
+        'remove -c listen_addresses (or -i/-h) from how the server is started (a service unit, Patroni, pg_ctl -o), or make it listen externally there, then run this again',
+      ]);
+    }
+    // The restart --init needs must not be the one that finds the configuration broken.
+    const config = await startConfig(facts.start, log);
+    if (!config.ok) {
+      throw new PreflightError(`PostgreSQL would not start again with its configuration files, so exposedb will not restart it: ${config.problem}`, [
+        `fix ${facts.start.configFile} (or the file named above), then run this again`,
+      ]);
+    }
+  }
+  const stored = await storedConnection(root, names);
+  const password = stored?.password ?? generatePassword();
+  log.addSecret(password);
+  const host = request.host ?? stored?.host ?? cluster.address ?? primaryAddress();
+  if (!host) {
+    throw new PreflightError('cannot tell the address the other nodes reach this host at (it has no address but loopback)', ['give it with --host ADDR']);
+  }
+  const printed = buildDatabaseUrl({
+    host,
+    port: ctx.url.port,
+    user: names.remoteRole,
+    password,
+    database: names.database,
+    // libpq's `require`: encrypted, as the hostssl lines demand.
+    params: facts.ssl ? { sslmode: 'require' } : undefined,
+  });
+  const urlFile = root.path(PATHS.exposedbUrl);
+  const plan: Plan = {
+    title: `Expose database ${names.database}`,
+    steps: [
+      remoteRoleStep(link, names, facts, password),
+      grantsStep(link, names, facts),
+      await allowListStep(link, facts, target, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (SCRAM only, refused from unlisted addresses)`),
+      listenStep(link, cluster, facts, log),
+      await fileStep({
+        file: urlFile,
+        shownAs: urlFile,
+        content: [
+          '# The connection string of the other Knocknoc web nodes, written by knocker exposedb --init.',
+          `# It holds the password of role ${names.remoteRole}: keep this file secret (root only, mode 0600).`,
+          printed,
+          '',
+        ].join('\n'),
+        mode: 0o600,
+        redact: (t) => log.scrub(t),
+      }),
+    ],
+    warnings: [],
+  };
+  if (!facts.ssl) plan.warnings.push(SSL_OFF);
+  if (!listensExternally(facts.listen.setting) && facts.listen.pendingOthers.length > 0) {
+    plan.warnings.push(`the restart also applies settings changed earlier that wait for one: ${facts.listen.pendingOthers.join(', ')}`);
+  }
+  // stdout carries the result alone, the connection string: `URL=$(knocker exposedb --init)`
+  // works, and a re-run prints exactly the same. Progress and notes go to stderr.
+  const changing = hasChanges(plan);
+  io.err(
+    changing
+      ? `Exposing database ${names.database} of ${cluster.label} (PostgreSQL ${facts.serverVersion}) to other web nodes:`
+      : `Nothing to change: database ${names.database} of ${cluster.label} is already exposed.`,
+  );
+  for (const warning of plan.warnings) io.err(`warning: ${warning}`);
+  if (changing) await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
+  io.err(
+    allow.cidrs.length === 0
+      ? 'No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.'
+      : `Allowed: ${allow.cidrs.join(', ')} (knocker exposedb --list).`,
+  );
+  io.err(`Connection string for the other web nodes (kept in ${urlFile}); install them with database option 3:`);
+  io.out(printed);
+  return EXIT.ok;
+}
+
+/** The CIDR as PostgreSQL itself normalises it (network()), which is what pg_hba.conf will hold. */
+async function normaliseCidr(link: AdminLink, option: string, typed: string, parsed: string): Promise<string> {
+  try {
+    const result = await (await link.session()).query<{ cidr: string }>('SELECT network($1::inet)::text AS cidr', [parsed]);
+    return result.rows[0]!.cidr;
+  } catch (error) {
+    throw new UsageError(`${option}: PostgreSQL does not accept "${typed}": ${errorMessage(error)}; nothing was changed`);
+  }
+}
+
+function requireExposed(ctx: Context): void {
+  if (!ctx.facts.remote) {
+    throw new PreflightError(`database ${ctx.names.database} is not exposed yet: there is no role ${ctx.names.remoteRole}`, ['run knocker exposedb --init first']);
+  }
+}
+
+/** Whether the range `outer` holds all of `inner` (both normalised CIDRs). */
+function contains(outer: string, inner: string): boolean {
+  const [outerAddress, outerBits] = ipaddr.parseCIDR(outer);
+  const [innerAddress, innerBits] = ipaddr.parseCIDR(inner);
+  return outerAddress.kind() === innerAddress.kind() && innerBits >= outerBits && innerAddress.match(outerAddress, outerBits);
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+async function change(ctx: Context, action: 'add' | 'remove', typed: string, parsed: string): Promise<number> {
+  const { io, log, link, names, facts, target } = ctx;
+  requireExposed(ctx);
+  const option = `--${action}`;
+  const cidr = await normaliseCidr(link, option, typed, parsed);
+  const allow = allowListOf(facts, target);
+  refuseHandEdits(allow, facts);
+  // Say so when the typed range was not a network address (10.1.2.3/24 means 10.1.2.0/24).
+  const normalised = typed.includes('/') && typed.trim() !== cidr ? ` (normalised from ${typed.trim()})` : '';
+  const listed = allow.cidrs.includes(cidr);
+  if (action === 'add' && listed) {
+    io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+    return EXIT.ok;
+  }
+  if (action === 'remove' && !listed) {
+    const within = allow.cidrs.find((c) => contains(c, cidr));
+    io.out(`Unchanged: ${cidr}${normalised} is not on the allow-list${within ? ` (it lies within ${within}, which stays allowed)` : ''}.`);
+    return EXIT.ok;
+  }
+  const next = action === 'add' ? sortCidrs([...allow.cidrs, cidr]) : allow.cidrs.filter((c) => c !== cidr);
+  let ended = 0;
+  const plan: Plan = {
+    title: `${action === 'add' ? 'Allow' : 'Disallow'} ${cidr}`,
+    steps: [
+      await allowListStep(link, facts, target, next, `pg_hba.conf: ${action === 'add' ? 'allow' : 'stop allowing'} ${names.remoteRole} from ${cidr}`),
+      ...(action === 'remove' ? [endSessionsStep(link, names.remoteRole, cidr, next, (n) => (ended = n))] : []),
+    ],
+    warnings: [],
+  };
+  log.info(`exposedb ${option} ${cidr}: allow-list ${allow.cidrs.join(', ') || '(empty)'} -> ${next.join(', ') || '(empty)'}`);
+  await applyPlan(plan, { log });
+  if (action === 'add') {
+    if (!facts.ssl) io.err(`warning: ${SSL_OFF}`);
+    io.out(`Allowed ${cidr}${normalised}: ${names.remoteRole} may log in to ${names.database} from it (pg_hba.conf checked and reloaded, no restart).`);
+  } else {
+    io.out(
+      `Removed ${cidr}${normalised}: ${names.remoteRole} can no longer log in from it (pg_hba.conf checked and reloaded, no restart); ` +
+        `ended ${plural(ended, 'open session')} from it.`,
+    );
+  }
+  return EXIT.ok;
+}
+
+async function list(ctx: Context): Promise<number> {
+  const { io, link, facts, target, names } = ctx;
+  const allow = allowListOf(facts, target);
+  for (const cidr of allow.cidrs) io.out(cidr);
+  if (!facts.remote) io.err(`note: database ${names.database} is not exposed yet (knocker exposedb --init)`);
+  else if (allow.cidrs.length === 0) io.err('note: no address is allowed yet (knocker exposedb --add <CIDR>)');
+  if (allow.foreign.length > 0) {
+    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; it holds rules exposedb did not write (not listed above):`);
+    for (const line of allow.foreign) io.err(`  ${line}`);
+    io.err('  --add and --remove will not change the block until they are moved out of it');
+  } else if (allow.edited) {
+    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; the next --add or --remove rewrites it in exposedb's own form`);
+  }
+  const errors = await hbaErrors(await link.session());
+  if (errors.length > 0) {
+    io.err(`warning: ${facts.hbaFile} has errors, so PostgreSQL keeps its previous rules until they are fixed:`);
+    for (const e of errors) io.err(`  line ${e.line}: ${e.error}`);
+  }
+  return EXIT.ok;
+}
+
+/** Runs one exposedb action; returns the exit code (errors are thrown as KnockerErrors). */
+export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment): Promise<number> {
+  const { root, io } = env;
+  // Input first: a mistake is reported before anything is read, locked or changed.
+  const option = `--${request.action}`;
+  const parsedCidr = request.cidr === undefined ? undefined : checkCidr(option, request.cidr);
+  const host = request.host === undefined ? undefined : checkHost(request.host);
+  const readOnly = request.action === 'list';
+  if (!readOnly && !root.isSandbox && !isRoot()) {
+    throw new PreflightError('knocker exposedb changes this host\'s PostgreSQL (its configuration, roles and pg_hba.conf): run it as root', [
+      `sudo knocker exposedb --${request.action}${request.cidr ? ` ${request.cidr}` : ''}`,
+    ]);
+  }
+  const { url, source, hints } = await connectionString(root, request.conn);
+  const log = readOnly ? nullLogger() : fileLogger(root.path(PATHS.exposedbLog));
+  log.addSecret(url.password);
+  const lock = readOnly ? undefined : await acquireLock(root.path(PATHS.installLock), 'knocker exposedb');
+  let link: AdminLink | undefined;
+  try {
+    log.info(`exposedb ${option}${parsedCidr ? ` ${parsedCidr}` : ''}: root ${root.dir}, database ${url.host}:${url.port}/${url.database} (${source})`);
+    const cluster = await (env.findCluster ?? findLocalCluster)(root, url, log, { source, hints });
+    link = adminLink(cluster.access, log);
+    const names: Names = { database: url.database, appRole: url.user, remoteRole: remoteRoleName(url.database) };
+    const facts = await inspect(link, names, cluster, log);
+    checkTarget(names, facts, cluster);
+    const target: AllowListTarget = { database: names.database, role: names.remoteRole, ssl: facts.ssl };
+    const ctx: Context = { root, io, log, cluster, link, names, facts, target, url };
+    if (request.action === 'init') return await init(ctx, { ...request, host });
+    if (request.action === 'list') return await list(ctx);
+    return await change(ctx, request.action, request.cidr!, parsedCidr!);
+  } catch (error) {
+    log.error(`exposedb ${option} failed: ${errorMessage(error)}`);
+    throw error;
+  } finally {
+    await link?.close();
+    await lock?.release();
+  }
+}

@@ -1,0 +1,71 @@
+// exposedb --init when something is wrong: a configuration PostgreSQL would not start with stops it
+// before any change (a restart must never be what finds it broken), and a failure in the last
+// step rolls every step back, the restart included.
+import fs from 'node:fs/promises';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { withClient } from '../src/postgres/connect.js';
+import { PATHS, type Root } from '../src/system/root.js';
+import { appUrl, exposedState, installPrimary, rootAdmin } from './helpers/exposedb.js';
+import { knocker } from './helpers/knocker.js';
+import { destroyRoot, makeRoot } from './helpers/roots.js';
+
+let primary: Root;
+beforeAll(async () => {
+  primary = await makeRoot();
+  await installPrimary(primary, '127.0.0.57');
+});
+afterAll(async () => {
+  if (primary) await destroyRoot(primary);
+});
+
+const exposedb = (...args: string[]) => knocker(['exposedb', '--root', primary.dir, ...args]);
+
+async function server(): Promise<{ startedAt: string; listen: string; remoteRoles: number }> {
+  const [row] = await rootAdmin<{ started_at: string; listen: string; remote_roles: number }>(
+    primary,
+    `SELECT pg_postmaster_start_time()::text AS started_at, current_setting('listen_addresses') AS listen,
+            (SELECT count(*)::int FROM pg_roles WHERE rolname = 'knocknoc_remote') AS remote_roles`,
+  );
+  return { startedAt: row!.started_at, listen: row!.listen, remoteRoles: row!.remote_roles };
+}
+
+test('a postgresql.conf PostgreSQL would not start with: exit 3 before any change, no restart', async () => {
+  const confFile = primary.path(`${PATHS.pgData}/postgresql.conf`);
+  const conf = await fs.readFile(confFile, 'utf8');
+  // Accepted by a reload (it only "could not be applied"), fatal at the next start.
+  await fs.writeFile(confFile, `${conf}shared_buffers = 'lots'\n`);
+  try {
+    const before = { state: await exposedState(primary), server: await server() };
+    const result = await exposedb('--init');
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr).toContain('error: PostgreSQL would not start again with its configuration files, so exposedb will not restart it: invalid value for parameter "shared_buffers": "lots"');
+    expect(result.stdout).toBe('');
+    expect({ state: await exposedState(primary), server: await server() }).toEqual(before);
+  } finally {
+    await fs.writeFile(confFile, conf);
+  }
+});
+
+test('a failure in the last step rolls back every step, the restart included (exit 4)', async () => {
+  // The saved connection string cannot be replaced: its backup's name is taken by a folder.
+  const urlFile = primary.path(PATHS.exposedbUrl);
+  await fs.writeFile(urlFile, '# left by hand\n', { mode: 0o600 });
+  await fs.mkdir(`${urlFile}.bak`);
+  const before = { state: await exposedState(primary), server: await server() };
+  expect(before.server).toMatchObject({ listen: '127.0.0.57', remoteRoles: 0 });
+
+  const result = await exposedb('--init');
+  expect(result.exitCode).toBe(4);
+  expect(result.stderr).toMatch(/error: Update .*exposedb-url \(mode 0600\) failed: .*exposedb-url\.bak exists and is not a regular file/);
+  expect(result.stderr).toContain('hint: every change made before the failure was rolled back');
+  for (const step of ['create login role knocknoc_remote', 'knocknoc_remote acts as knocknoc', 'allow-list block', 'listen on every address']) {
+    expect(result.stderr).toMatch(new RegExp(`↺ rolled back: .*${step}`));
+  }
+  // As it was: no role, the same files, listening on the node's own address again; up and serving.
+  const after = await server();
+  expect(after).toMatchObject({ listen: '127.0.0.57', remoteRoles: 0 });
+  expect(after.startedAt).not.toBe(before.server.startedAt);
+  expect(await exposedState(primary)).toEqual(before.state);
+  expect(await withClient(await appUrl(primary), { sourceAddress: '127.0.0.57' }, async () => 'up')).toBe('up');
+  await fs.rmdir(`${urlFile}.bak`);
+});

@@ -1,0 +1,41 @@
+// The host's lock: one holder at a time, a stale lock taken over, never an empty lock seen.
+import { execa } from 'execa';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { acquireLock } from '../src/system/lock.js';
+import { REPO } from './helpers/knocker.js';
+import { makeTempDir } from './helpers/temp.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await makeTempDir('knocker-lock-');
+});
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+test('many processes at once: exactly one gets the lock, the others are told who holds it', async () => {
+  const file = path.join(dir, 'run', 'knocker.lock');
+  const lockModule = path.join(REPO, 'dist', 'system', 'lock.js');
+  // Each taker holds the lock for a moment, so they all overlap.
+  const script = `const { acquireLock } = await import(${JSON.stringify(lockModule)});
+    try { const lock = await acquireLock(${JSON.stringify(file)}, 'knocker install'); console.log('got'); await new Promise((r) => setTimeout(r, 1500)); await lock.release(); }
+    catch (e) { console.log('refused: ' + e.message); }`;
+  const runs = await Promise.all(Array.from({ length: 8 }, () => execa(process.execPath, ['--input-type=module', '-e', script])));
+  const outputs = runs.map((r) => String(r.stdout));
+  expect(outputs.filter((o) => o === 'got')).toHaveLength(1);
+  for (const o of outputs.filter((x) => x !== 'got')) expect(o).toMatch(/^refused: another knocker install is running \(pid \d+\)/);
+  await expect(fs.access(file)).rejects.toThrow();
+  expect(await fs.readdir(path.dirname(file))).toEqual([]);
+});
+
+test('a lock held by a live process stops the taker; a lock of a dead one is taken over', async () => {
+  const file = path.join(dir, 'knocker.lock');
+  await fs.writeFile(file, `${process.ppid} knocker exposedb\n`);
+  await expect(acquireLock(file, 'knocker install')).rejects.toThrow(`another knocker exposedb is running (pid ${process.ppid})`);
+  await fs.writeFile(file, '999999999 knocker install\n');
+  const lock = await acquireLock(file, 'knocker install');
+  expect(await fs.readFile(file, 'utf8')).toBe(`${process.pid} knocker install\n`);
+  await lock.release();
+});
