@@ -91,7 +91,7 @@ describe('where HAProxy comes from', () => {
     const service = await haproxyService(SYSTEM_ROOT);
     const existingText = await readIfExists(service.paths.conf);
     const facts: HaproxyFacts = { service, binary: undefined, version: undefined, install: 'apt-get', existingText, existing: readSettings(existingText), run: { running: false, where: 'no process' } };
-    const { steps, content } = await haproxySteps(settings, facts, { root: SYSTEM_ROOT, log: nullLogger(), startIfStopped: true });
+    const { steps, content } = await haproxySteps(settings, facts, { log: nullLogger(), startIfStopped: true });
     expect(steps.map((s) => [s.kind, s.title.split(':')[0]])).toEqual([
       ['package', 'Install HAProxy with apt-get'],
       ['file', `${existingText === undefined ? 'Write' : 'Update'} /etc/haproxy/haproxy.cfg`],

@@ -104,7 +104,7 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
       local && { listen: local.listenText, trustedForwarders: local.trustedForwarders, confFile: local.file },
     );
     if (facts.existing.kind === 'foreign') warnings.push(`${facts.service.paths.conf} was not written by knocker: it is replaced, and kept as ${facts.service.paths.conf}.bak`);
-    const { steps } = await haproxySteps(settings, facts, { root, log, startIfStopped: change.startIfStopped });
+    const { steps } = await haproxySteps(settings, facts, { log, startIfStopped: change.startIfStopped });
     const plan: Plan = { title: change.title, steps, warnings };
     return { plan, checks, settings, running: facts.run.running };
   };

@@ -146,10 +146,7 @@ function validateWith(binary: () => Promise<string>, shownAs: string): (temp: st
 }
 
 export interface HaproxyStepsOptions {
-  root: Root;
   log: Logger;
-  /** The template to fill (default: assets/haproxy.cfg.template of this package). */
-  template?: string;
   /**
    * Start HAProxy when it is stopped (setup and install). add and remove leave a HAProxy an
    * operator stopped as it is: the configuration applies when it starts.
@@ -194,7 +191,7 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
   }
   let content: string;
   try {
-    content = renderConfig(options.template ?? (await readTemplate()), settings, layout);
+    content = renderConfig(await readTemplate(), settings, layout);
   } catch (error) {
     if (!(error instanceof TemplateError)) throw error;
     throw new ApplyFailedError(`cannot fill the HAProxy template: ${error.message}`, [], ['nothing was changed; HAProxy keeps its configuration']);
@@ -205,7 +202,10 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
   steps.push({
     ...write,
     title: `${facts.existingText === undefined ? 'Write' : 'Update'} ${shownAs}: ${nodes} behind ${settings.tls ? 'https' : 'http'}://${formatListen(settings.bind)} (checked with haproxy -c first)`,
-    details: [...write.details, `checked with haproxy -c -f <a temporary file beside it>; the old file stays in place if it fails, and is kept as ${shownAs}.bak`],
+    details: [
+      ...write.details,
+      `checked with haproxy -c -f <a temporary file beside it> first${facts.existingText === undefined ? '' : `; if it fails the old file stays in place, else it is kept as ${shownAs}.bak`}`,
+    ],
   });
   if (facts.existing.kind === 'foreign' && write.changes) {
     log.info(`${shownAs} was not written by knocker; it is replaced and kept as ${shownAs}.bak`);

@@ -262,7 +262,7 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
   const warnings = [...report.warnings];
   if (report.haproxy) {
     const { settings, facts } = report.haproxy;
-    haproxy.push(...(await haproxySteps(settings, facts, { root: ctx.root, log: ctx.log, startIfStopped: true })).steps);
+    haproxy.push(...(await haproxySteps(settings, facts, { log: ctx.log, startIfStopped: true })).steps);
     const local = { listen: answers.listen, trustedForwarders: answers.trustedForwarders, confFile: ctx.root.path(PATHS.conf) };
     warnings.push(...(await forwarderWarnings(settings.nodes, local)));
   }
