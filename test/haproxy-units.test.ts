@@ -1,9 +1,10 @@
-// The pure parts of knocker haproxy: the configuration written and read back, the template's
-// placeholders, the runtime API's answers as HAProxy 2.6 gives them (fixtures captured from a
-// real one), and the installer's HAProxy questions.
+// The parts of knocker haproxy that need no running HAProxy: the configuration written and read
+// back, the template's placeholders, the plan on a real host, the runtime API's answers as HAProxy
+// 2.6 gives them (fixtures captured from a real one), the installer's questions, and --help.
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { knocker } from './helpers/knocker.js';
 import { parseListen } from '../src/config/values.js';
 import { nodeSetProblems, readSettings, readTemplate, renderConfig, TemplateError, type ConfigLayout, type HaproxySettings } from '../src/haproxy/config.js';
 import { haproxyChecks, haproxySteps, type HaproxyFacts } from '../src/haproxy/plan.js';
@@ -206,4 +207,18 @@ describe("the installer's HAProxy questions", () => {
     expect(defaults).toMatchObject({ haproxy: 'yes', haproxyNodes: 'web-1=192.0.2.11:8756, web-2=192.0.2.12:8756' });
     expect(answer(initialFlow(defaults), '192.0.2.99:8756').values.haproxyNodes).toBe(defaults.haproxyNodes);
   });
+});
+
+test('knocker haproxy --help tells the truth about its commands and flags', async () => {
+  const help = await knocker(['haproxy', '--help']);
+  expect(help.exitCode).toBe(0);
+  for (const command of ['setup', 'add', 'remove', 'list', 'drain', 'maint', 'ready', 'status']) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+  const setup = await knocker(['haproxy', 'setup', '--help']);
+  for (const flag of ['--backup <node>', '--from-registry', '--conn <uri>', '--bind <ip:port>', '--cert <pem>', '--no-cert', '--http-bind <ip:port>', '--dry-run', '--json']) {
+    expect(setup.stdout).toContain(flag);
+  }
+  expect((await knocker(['haproxy', 'ready', '--help'])).stdout).toContain('--timeout <seconds>');
+  const misuse = await knocker(['haproxy', 'drain']);
+  expect(misuse.exitCode).toBe(2);
+  expect(misuse.stderr).toContain("error: missing required argument 'name'");
 });
