@@ -16,6 +16,7 @@ import { packageRoot } from '../src/system/package.js';
 import { startTestCluster } from '../test/helpers/pg.js';
 import { allowHosts, request, waitFor } from '../test/helpers/server.js';
 import { makeTempDir } from '../test/helpers/temp.js';
+import { writeSection } from './results.js';
 
 const { values: args } = parseArgs({
   options: { runs: { type: 'string', default: '5' }, seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '16' } },
@@ -158,18 +159,7 @@ async function writeResults(results: Array<{ name: string; runs: Run[] }>, logLi
     'and PostgreSQL at once: runs vary by ±20 %, hence the medians and the bare node:http reference beside them.',
     '',
   ].join('\n');
-  const file = path.join(REPO, 'bench', 'RESULTS.md');
-  const current = await fs.readFile(file, 'utf8').catch(() => '# Benchmarks\n\nMeasured figures; the scripts that make them are beside this file.\n\n');
-  const start = current.indexOf('## knocknoc-server /_status');
-  let next: string;
-  if (start < 0) {
-    next = `${current.trimEnd()}\n\n${section}`;
-  } else {
-    const end = current.indexOf('\n## ', start + 1);
-    next = current.slice(0, start) + section + (end < 0 ? '' : `\n${current.slice(end + 1)}`);
-  }
-  await fs.writeFile(file, next);
-  console.log(`\n${section}\nwritten to ${file}`);
+  await writeSection(section);
 }
 
 await main();

@@ -8,7 +8,7 @@ import { Box, Text, useApp, useInput } from 'ink';
 import { formatError, KnockerError } from './errors.js';
 import type { InstallSession, Prepared } from './installer/index.js';
 import { PreflightFailed, type Check } from './installer/checks.js';
-import { defaultsFrom, flowReducer, initialFlow, isFinished, type Values } from './installer/questions.js';
+import { defaultsFrom, flowReducer, haproxyAnswersFrom, initialFlow, isFinished, type Values } from './installer/questions.js';
 import { nextSteps } from './installer/summary.js';
 import { PlanScreen, PreflightFailedScreen } from './screens/plan-screen.js';
 import { ProgressScreen, ResultScreen, type ProgressItem } from './screens/progress-screen.js';
@@ -240,20 +240,22 @@ export function installerServices(session: InstallSession, options: { skipConfir
   return {
     bannerArt: options.bannerArt,
     existingConf: session.existingConfFile,
-    defaults: defaultsFrom(session.resolution),
+    defaults: defaultsFrom(session.resolution, session.existingHaproxy),
     skipConfirmation: options.skipConfirmation,
-    prepare: (values) =>
-      session.prepare(
+    prepare: (values) => {
+      const haproxy = haproxyAnswersFrom(values);
+      return session.prepare(
         {
           listen: values.listen,
           trustedForwarders: values.trustedForwarders.split(/,\s*/).filter(Boolean),
           databaseOption: Number(values.databaseOption) as 1 | 2 | 3,
           ...(values.databaseOption === '1' ? {} : { databaseUrl: values.databaseUrl }),
           serverName: resolved.serverName!.value,
-          ...(session.resolution.haproxy ? { haproxy: session.resolution.haproxy.value } : {}),
+          ...(haproxy ? { haproxy } : {}),
         },
         { saveAnswers: true },
-      ),
+      );
+    },
     apply: (prepared, onEvent) => session.apply(prepared, onEvent),
     summary: (prepared) => nextSteps(session, prepared),
   };

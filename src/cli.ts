@@ -2,6 +2,7 @@
 // interactive, builds the services, then renders the TUI or runs the plain path. Every error ends
 // here and becomes an exit code (CONTRACTS.md).
 import os from 'node:os';
+import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
 import { EXPOSEDB_HELP } from './exposedb/help.js';
@@ -79,6 +80,133 @@ async function install(options: InstallOptions, root: Root): Promise<number> {
     return EXIT.ok;
   }
   return unattended.runUnattended(session, io);
+}
+
+/** `knocker haproxy …` (CONTRACTS.md); the work is in src/haproxy/, loaded when one runs. */
+function addHaproxyCommands(program: Command): void {
+  const haproxy = program
+    .command('haproxy')
+    .description('a local HAProxy in front of the web nodes, health-checked on /_status')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Nodes are written NAME=HOST:PORT (NAME is also the persistence cookie). setup, add and remove',
+        'rewrite /etc/haproxy/haproxy.cfg: checked with haproxy -c before it replaces the old one (kept as',
+        '.bak), then HAProxy is reloaded without dropping connections, keeping DRAIN and MAINT. A change',
+        'that fails is undone and the old configuration keeps serving.',
+        '',
+        'Exit codes: 0 done (status: every node UP), 1 status: a node is not UP, 2 invalid input (nothing',
+        'changed), 3 preflight failed or HAProxy not set up or not answering, 4 failed and undone, 5 failed',
+        'and not fully undone.',
+      ].join('\n'),
+    );
+  const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+  const rootOf = (command: Command) => rootFrom(command.optsWithGlobals());
+  const haproxyModule = () => import('./haproxy/index.js');
+
+  haproxy
+    .command('setup')
+    .description('write the configuration for these web nodes and start (or reload) HAProxy')
+    .argument('[nodes...]', 'web nodes, NAME=HOST:PORT (default: the nodes of the configuration in place)')
+    .option('--backup <node>', 'a hot/cold standby NAME=HOST:PORT: serves only while every active node is down (repeatable)', collect)
+    .option('--from-registry', 'every server registered in the shared database (its servers table)')
+    .option('--conn <uri>', 'with --from-registry: the database connection string (default: DatabaseURL in knocknoc.conf)')
+    .option('--bind <ip:port>', 'where HAProxy listens (default: the address in place, else 0.0.0.0:80, or 0.0.0.0:443 with --cert)')
+    .option('--cert <pem>', 'serve HTTPS with this PEM file (certificate chain and private key); plain HTTP redirects to it')
+    .option('--no-cert', 'serve plain HTTP again (drops the certificate in place)')
+    .option('--http-bind <ip:port>', 'with --cert: where plain HTTP is redirected to HTTPS (default: the --bind address, port 80)')
+    .option('--dry-run', 'check and print the plan (the configuration diff, the reload); change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Examples:',
+        '  knocker haproxy setup web-1=192.0.2.11:8756 web-2=192.0.2.12:8756 --bind 0.0.0.0:80',
+        '  knocker haproxy setup --from-registry --backup web-3=192.0.2.13:8756',
+        '  knocker haproxy setup web-1=192.0.2.11:8756 --cert /etc/haproxy/knocknoc.pem',
+      ].join('\n'),
+    )
+    .action(async (nodes: string[], options: { backup?: string[]; fromRegistry?: boolean; conn?: string; bind?: string; cert?: string | false; httpBind?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
+      if (options.json && !options.dryRun) throw new UsageError('--json goes with --dry-run');
+      const { haproxySetup } = await haproxyModule();
+      process.exitCode = await haproxySetup(
+        rootOf(command),
+        {
+          nodes,
+          backup: options.backup ?? [],
+          fromRegistry: Boolean(options.fromRegistry),
+          conn: options.conn,
+          bind: options.bind,
+          cert: typeof options.cert === 'string' ? path.resolve(options.cert) : options.cert,
+          httpBind: options.httpBind,
+          dryRun: Boolean(options.dryRun),
+          json: Boolean(options.json),
+        },
+        io,
+      );
+    });
+
+  haproxy
+    .command('add')
+    .description('add web nodes to the configuration and reload HAProxy')
+    .argument('[nodes...]', 'web nodes, NAME=HOST:PORT')
+    .option('--backup <node>', 'a hot/cold standby NAME=HOST:PORT (repeatable)', collect)
+    .option('--dry-run', 'print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (nodes: string[], options: { backup?: string[]; dryRun?: boolean; json?: boolean }, command: Command) => {
+      if (options.json && !options.dryRun) throw new UsageError('--json goes with --dry-run');
+      const { haproxyAdd } = await haproxyModule();
+      process.exitCode = await haproxyAdd(rootOf(command), nodes, options.backup ?? [], { dryRun: Boolean(options.dryRun), json: Boolean(options.json) }, io);
+    });
+
+  haproxy
+    .command('remove')
+    .description('remove web nodes from the configuration and reload HAProxy')
+    .argument('<names...>', 'node names')
+    .option('--dry-run', 'print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (names: string[], options: { dryRun?: boolean; json?: boolean }, command: Command) => {
+      if (options.json && !options.dryRun) throw new UsageError('--json goes with --dry-run');
+      const { haproxyRemove } = await haproxyModule();
+      process.exitCode = await haproxyRemove(rootOf(command), names, { dryRun: Boolean(options.dryRun), json: Boolean(options.json) }, io);
+    });
+
+  haproxy
+    .command('list')
+    .description('the web nodes and listen addresses of the configuration')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const { haproxyList } = await haproxyModule();
+      process.exitCode = await haproxyList(rootOf(command), { json: Boolean(options.json) }, io);
+    });
+
+  const rotation: Array<['drain' | 'maint' | 'ready', string]> = [
+    ['drain', 'take a node out of load balancing: no new sessions, clients holding its cookie still reach it'],
+    ['maint', 'put a node in maintenance: no traffic at all, health checks paused (kept across reloads)'],
+    ['ready', 'bring a node back into rotation, only after it passes a health check'],
+  ];
+  for (const [action, description] of rotation) {
+    const sub = haproxy.command(action).description(description).argument('<name>', 'node name');
+    if (action === 'ready') sub.option('--timeout <seconds>', 'how long to wait for a passing check; it stays out of rotation if none passes', '30');
+    sub.action(async (name: string, options: { timeout?: string }, command: Command) => {
+      const timeoutSeconds = Number(options.timeout ?? 30);
+      if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new UsageError(`--timeout: "${options.timeout}" is not a number of seconds`);
+      const { haproxyRotation } = await haproxyModule();
+      process.exitCode = await haproxyRotation(rootOf(command), action, name, { timeoutSeconds }, io);
+    });
+  }
+
+  haproxy
+    .command('status')
+    .description("the nodes as HAProxy sees them (show stat on its read-only socket): UP, DOWN, DRAIN, MAINT, last check, sessions")
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const { haproxyStatus } = await haproxyModule();
+      process.exitCode = await haproxyStatus(rootOf(command), { json: Boolean(options.json) }, io);
+    });
+
 }
 
 export function buildProgram(): Command {
@@ -169,6 +297,7 @@ export function buildProgram(): Command {
       process.exitCode = await runExposeDb(request, { root: rootFrom(command.optsWithGlobals()), io });
     });
 
+  addHaproxyCommands(program);
   return program;
 }
 

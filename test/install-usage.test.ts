@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Root } from '../src/system/root.js';
 import { PATHS } from '../src/system/root.js';
+import { freePort } from '../src/system/host.js';
 import { knocker } from './helpers/knocker.js';
 import { destroyRoot, makeRoot, snapshotTree } from './helpers/roots.js';
 
@@ -111,12 +112,28 @@ test('--help tells the truth about the flags', async () => {
   expect(help.stdout).toContain('flag > environment');
 });
 
-test('an answers file asking for HAProxy is refused rather than ignored, until the installer can do it', async () => {
-  const file = await answers('h.yaml', 'version: 1\nhaproxy:\n  bind: "127.0.0.1:8080"\n  nodes: ["web-1=127.0.0.2:8756"]\n');
+test("an answers file's haproxy section is planned after the server: HAProxy's checks and steps (dry run: nothing changed)", async () => {
+  const bind = `127.0.0.119:${await freePort('127.0.0.119')}`;
+  const file = await answers('h.yaml', `version: 1\nhaproxy:\n  bind: "${bind}"\n  nodes: ["web-1=127.0.0.2:8756", "web-2=127.0.0.3:8756"]\n`);
+  const clash = await answers('clash.yaml', 'version: 1\nhaproxy:\n  bind: "127.0.0.1:8756"\n  nodes: ["web-1=127.0.0.2:8756"]\n');
   const before = await snapshotTree(root.dir);
-  const result = await knocker(['install', '--root', root.dir, '--answers', file]);
-  expect(result.exitCode).toBe(2);
-  expect(result.stderr).toContain('cannot set up HAProxy yet');
+  const result = await knocker(['install', '--root', root.dir, '--answers', file, '--dry-run']);
+  expect(result.stderr).toBe('');
+  expect(result.exitCode).toBe(0);
+  expect(result.stdout).toMatch(/✔ ok   HAProxy: \S*haproxy \(version \d+\.\d+/);
+  expect(result.stdout).toContain(`✔ ok   HAProxy listen address ${bind}: free`);
+  const server = result.stdout.indexOf('[service] Knocknoc server: start it');
+  const config = result.stdout.search(/\+ \[file\] Write \S+\/etc\/haproxy\/haproxy\.cfg: 2 web nodes behind http:\/\/127\.0\.0\.119:\d+ \(checked with haproxy -c first\)/);
+  const start = result.stdout.indexOf('+ [service] Start HAProxy (daemon) and wait until its admin socket answers');
+  expect(server).toBeGreaterThan(0);
+  expect(config).toBeGreaterThan(server);
+  expect(start).toBeGreaterThan(config);
+  expect(result.stdout).toContain('+    server web-2 127.0.0.3:8756 cookie web-2 check');
+  expect(await snapshotTree(root.dir)).toEqual(before);
+
+  const refused = await knocker(['install', '--root', root.dir, '--answers', clash, '--dry-run']);
+  expect(refused.exitCode).toBe(3);
+  expect(refused.stderr).toContain('HAProxy settings: HAProxy and Knocknoc cannot both listen on 127.0.0.1:8756');
   expect(await snapshotTree(root.dir)).toEqual(before);
 });
 

@@ -14,7 +14,15 @@ import { PATHS, type Root } from '../src/system/root.js';
 import { frame, KEYS, press, text, type, waitForFrame } from './helpers/ink.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
 
-const DEFAULTS: Values = { listen: '127.0.0.1:8756', trustedForwarders: '127.0.0.1/32', databaseOption: '1', databaseUrl: '' };
+const DEFAULTS: Values = {
+  listen: '127.0.0.1:8756',
+  trustedForwarders: '127.0.0.1/32',
+  databaseOption: '1',
+  databaseUrl: '',
+  haproxy: 'no',
+  haproxyBind: '0.0.0.0:80',
+  haproxyNodes: 'web-1=127.0.0.1:8756',
+};
 
 function Questions({ defaults = DEFAULTS, existingConf }: { defaults?: Values; existingConf?: string }) {
   const [flow, dispatch] = useReducer(flowReducer, defaults, initialFlow);
@@ -118,6 +126,8 @@ describe('the whole flow on a sandbox root', () => {
       await press(ui, KEYS.enter);
       await press(ui, KEYS.enter);
       await press(ui, '1');
+      expect(text(ui)).toContain('Set up HAProxy on this host? (default: no):');
+      await press(ui, KEYS.enter);
       const plan = await waitForFrame(ui, 'Apply these 7 changes?');
       expect(plan).toContain('✔ ok   listen address 127.0.0.21:8756: free');
       expect(plan).toMatch(/\+ \[database\] PostgreSQL \d+: create a private cluster/);
@@ -155,9 +165,12 @@ describe('the whole flow on a sandbox root', () => {
       await press(ui, KEYS.enter);
       await press(ui, KEYS.enter);
       await press(ui, '1');
+      await press(ui, KEYS.enter);
       const failed = await waitForFrame(ui, 'Preflight failed: nothing was changed.');
       expect(failed).toContain(`✗ FAIL listen address 127.0.0.22:${port}: port ${port} is already in use on 127.0.0.22`);
       expect(failed).toContain('hint: choose another port');
+      await press(ui, KEYS.escape);
+      expect(text(ui)).toContain('Set up HAProxy on this host?');
       await press(ui, KEYS.escape);
       expect(text(ui)).toContain('Option 1, 2, or 3?');
       await press(ui, KEYS.escape);
@@ -178,6 +191,7 @@ describe('the whole flow on a sandbox root', () => {
     await press(first.ui, KEYS.enter);
     await press(first.ui, KEYS.enter);
     await press(first.ui, '1');
+    await press(first.ui, KEYS.enter);
     await waitForFrame(first.ui, /Knocknoc is installed/);
     await first.session.close();
     first.ui.unmount();
@@ -185,6 +199,7 @@ describe('the whole flow on a sandbox root', () => {
     const second = await app(root, false);
     expect(text(second.ui)).toContain(`(Existing configuration found in ${root.path(PATHS.conf)}: its values are the defaults)`);
     expect(text(second.ui)).toContain('(default: 127.0.0.23:8756)');
+    await press(second.ui, KEYS.enter);
     await press(second.ui, KEYS.enter);
     await press(second.ui, KEYS.enter);
     await press(second.ui, KEYS.enter);

@@ -9,7 +9,9 @@ import { acquireLock, type Lock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
-import { answersFrom, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
+import { readSettings } from '../haproxy/config.js';
+import { answersFromSettings } from '../haproxy/plan.js';
+import { answersFrom, resolveAnswers, type Answers, type Field, type HaproxyAnswers, type LoadedAnswersFile, type Resolution } from './answers.js';
 import type { InstallPlan } from './plan.js';
 import type { PreflightContext, PreflightReport } from './preflight.js';
 
@@ -32,6 +34,8 @@ export interface InstallSession {
   readonly release: Release;
   /** The existing knocknoc.conf (its values are the defaults), if there is one. */
   readonly existingConfFile: string | undefined;
+  /** The HAProxy knocker set up on this host, as answers (the TUI's defaults), if there is one. */
+  readonly existingHaproxy: HaproxyAnswers | undefined;
   readonly resolution: Resolution;
   readonly confFile: string;
   readonly answersFileOut: string;
@@ -76,19 +80,15 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
   if (resolution.problems.length > 0) {
     throw new UsageError(`${resolution.problems.length} invalid answer${resolution.problems.length === 1 ? '' : 's'}; nothing was changed`, resolution.problems);
   }
-  if (resolution.haproxy) {
-    // Not silently ignored: the local HAProxy is not part of this release's installer yet.
-    throw new UsageError('the answers file has a haproxy section, but this knocker cannot set up HAProxy yet; nothing was changed', [
-      'remove the haproxy section to install without it',
-    ]);
-  }
   const release = loadRelease();
+  const existingHaproxy = answersFromSettings(readSettings(await readIfExists(root.path(PATHS.haproxyConf))));
   let log: Logger | undefined;
   let lock: Lock | undefined;
   const session: InstallSession = {
     root,
     release,
     existingConfFile: conf ? confFile : undefined,
+    existingHaproxy,
     resolution,
     confFile,
     answersFileOut: root.path(PATHS.answers),

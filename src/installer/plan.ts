@@ -1,6 +1,7 @@
 // The install plan: from the answers and what preflight found, the steps that bring this host to
-// the wanted state (database, schema, knocknoc.conf, the running server). Steps already satisfied
-// are kept as "unchanged", so a re-run with the same answers changes nothing and says so.
+// the wanted state (database, schema, knocknoc.conf, the running server, and HAProxy when the
+// answers have a haproxy section). Steps already satisfied are kept as "unchanged", so a re-run
+// with the same answers changes nothing and says so.
 import fs from 'node:fs/promises';
 import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
 import type { ListenAddress } from '../config/values.js';
@@ -9,6 +10,8 @@ import { findPgBinaries, initCluster, startCluster, stopCluster, type PrivateClu
 import { describeConnectError, withClient } from '../postgres/connect.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
+import { forwarderWarnings } from '../haproxy/nodes.js';
+import { haproxySteps } from '../haproxy/plan.js';
 import { serverServiceSteps } from '../server/service.js';
 import {
   accessOf,
@@ -254,5 +257,14 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
     confChanges: conf.changes,
     log: ctx.log,
   });
-  return { title: 'Install Knocknoc', steps: [...service.before, ...steps, ...service.after], warnings: report.warnings, databaseUrl };
+  // Then HAProxy in front of the nodes, once this one serves.
+  const haproxy: Step[] = [];
+  const warnings = [...report.warnings];
+  if (report.haproxy) {
+    const { settings, facts } = report.haproxy;
+    haproxy.push(...(await haproxySteps(settings, facts, { log: ctx.log, startIfStopped: true })).steps);
+    const local = { listen: answers.listen, trustedForwarders: answers.trustedForwarders, confFile: ctx.root.path(PATHS.conf) };
+    warnings.push(...(await forwarderWarnings(settings.nodes, local)));
+  }
+  return { title: 'Install Knocknoc', steps: [...service.before, ...steps, ...service.after, ...haproxy], warnings, databaseUrl };
 }

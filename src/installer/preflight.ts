@@ -5,7 +5,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import type { KnocknocConf } from '../config/knocknoc-conf.js';
-import { parseListen, type ListenAddress } from '../config/values.js';
+import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
+import type { HaproxySettings } from '../haproxy/config.js';
+import { haproxyChecks, inspectHaproxy, settingsFromAnswers, type HaproxyFacts } from '../haproxy/plan.js';
 import { PreflightError } from '../errors.js';
 import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
 import { connect, describeConnectError, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
@@ -17,7 +19,7 @@ import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
 import { which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
-import type { Answers } from './answers.js';
+import type { Answers, HaproxyAnswers } from './answers.js';
 import { PreflightFailed, type Check } from './checks.js';
 
 /** Option 1 under a root: the private cluster in the root. */
@@ -52,6 +54,8 @@ export interface PreflightReport {
   checks: Check[];
   listen: ListenAddress;
   database: PrivateClusterFacts | HostClusterFacts | ExternalFacts;
+  /** The answers' haproxy section: what HAProxy is to become, and how it is now. */
+  haproxy?: { settings: HaproxySettings; facts: HaproxyFacts };
   warnings: string[];
 }
 
@@ -287,10 +291,25 @@ export async function preflight(answers: Answers, ctx: PreflightContext): Promis
       : externalFacts(answers, listen.value, ctx, checks, warnings),
   ]);
   checks.unshift(listenCheck);
+  const haproxy = answers.haproxy ? await haproxyFacts(answers.haproxy, listen.value, ctx, checks) : undefined;
   for (const check of checks) ctx.log.info(`preflight: ${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);
   const failed = checks.filter((c) => !c.ok);
   if (failed.length > 0 || !database) {
     throw new PreflightFailed(checks);
   }
-  return { checks, listen: listen.value, database, warnings };
+  return { checks, listen: listen.value, database, ...(haproxy ? { haproxy } : {}), warnings };
+}
+
+async function haproxyFacts(answers: HaproxyAnswers, listen: ListenAddress, ctx: PreflightContext, checks: Check[]): Promise<PreflightReport['haproxy']> {
+  const facts = await inspectHaproxy(ctx.root);
+  const { settings, problems } = settingsFromAnswers(answers, facts.existing);
+  if (settings && formatListen(settings.bind) === formatListen(listen)) {
+    problems.push(`HAProxy and Knocknoc cannot both listen on ${formatListen(listen)}: give HAProxy another address (haproxy.bind)`);
+  }
+  if (!settings || problems.length > 0) {
+    checks.push({ name: 'HAProxy settings', ok: false, detail: problems.join('; ') });
+    return undefined;
+  }
+  checks.push(...(await haproxyChecks(settings, facts)).map((c) => ({ ...c, name: c.name.startsWith('HAProxy') ? c.name : `HAProxy ${c.name}` })));
+  return { settings, facts };
 }

@@ -1,10 +1,13 @@
 // The installer's questions, in the seed's words and order, and the pure state machine the TUI
 // drives: type, submit (empty = the default), go back one question. No React here: the screen
 // renders this state and sends these actions.
-import type { Field, Resolution } from './answers.js';
+import { formatListen, parseListen } from '../config/values.js';
+import { nodeSetProblems, nodeSpec, parseNodes } from '../haproxy/config.js';
+import { reachableAddress } from '../haproxy/nodes.js';
+import type { Field, HaproxyAnswers, Resolution } from './answers.js';
 import { validateField } from './answers.js';
 
-export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl';
+export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';
 
 export interface Question {
   id: QuestionId;
@@ -73,20 +76,82 @@ export const QUESTIONS: Question[] = [
     note: (values) =>
       values.databaseOption === '3' ? 'If a node cannot reach the database, confirm its IP has been added with exposedb --add on the primary.' : undefined,
   },
+  {
+    id: 'haproxy',
+    intro: [
+      'HAProxy can spread web traffic over several Knocknoc web nodes, health-checked on /_status, with',
+      'cookie persistence. You can also set it up later with knocker haproxy setup, or use your own load balancer.',
+    ],
+    prompt: (d) => `Set up HAProxy on this host? (default: ${d}):`,
+    kind: 'text',
+    label: 'HAProxy',
+    applies: () => true,
+  },
+  {
+    id: 'haproxyBind',
+    intro: [],
+    prompt: (d) => `Enter IP and port for HAProxy to listen on (default: ${d}):`,
+    kind: 'text',
+    label: 'HAProxy listens on',
+    applies: (values) => values.haproxy === 'yes',
+  },
+  {
+    id: 'haproxyNodes',
+    intro: ['The web nodes behind it, as NAME=HOST:PORT, comma separated (this node too, if it serves).'],
+    prompt: (d) => `Enter the web nodes (default: ${d}):`,
+    kind: 'text',
+    label: 'HAProxy web nodes',
+    applies: (values) => values.haproxy === 'yes',
+  },
 ];
 
-const FIELD_OF: Record<QuestionId, Field> = {
-  listen: 'listen',
-  trustedForwarders: 'trustedForwarders',
-  databaseOption: 'databaseOption',
-  databaseUrl: 'databaseUrl',
+type Validated = { ok: true; value: string } | { ok: false; error: string };
+
+function validateFieldAnswer(field: Field): (text: string) => Validated {
+  return (text) => {
+    const result = validateField(field, text);
+    if (!result.ok) return result;
+    return { ok: true, value: Array.isArray(result.value) ? result.value.join(', ') : String(result.value) };
+  };
+}
+
+const VALIDATE: Record<QuestionId, (text: string) => Validated> = {
+  listen: validateFieldAnswer('listen'),
+  trustedForwarders: validateFieldAnswer('trustedForwarders'),
+  databaseOption: validateFieldAnswer('databaseOption'),
+  databaseUrl: validateFieldAnswer('databaseUrl'),
+  haproxy: (text) => {
+    const word = text.trim().toLowerCase();
+    if (word === 'y' || word === 'yes') return { ok: true, value: 'yes' };
+    if (word === 'n' || word === 'no') return { ok: true, value: 'no' };
+    return { ok: false, error: 'answer yes or no' };
+  },
+  haproxyBind: (text) => {
+    const parsed = parseListen(text);
+    return parsed.ok ? { ok: true, value: formatListen(parsed.value) } : parsed;
+  },
+  haproxyNodes: (text) => {
+    const { nodes, problems } = parseNodes(text.split(/[,\s]+/).filter(Boolean), false);
+    const all = [...problems, ...(problems.length === 0 ? nodeSetProblems(nodes) : [])];
+    return all.length > 0 ? { ok: false, error: all[0]! } : { ok: true, value: nodes.map(nodeSpec).join(', ') };
+  },
 };
 
 /** Validates what the operator typed for a question; returns the normalised text or the error. */
-export function validateAnswer(id: QuestionId, text: string): { ok: true; value: string } | { ok: false; error: string } {
-  const result = validateField(FIELD_OF[id], text);
-  if (!result.ok) return result;
-  return { ok: true, value: Array.isArray(result.value) ? result.value.join(', ') : String(result.value) };
+export function validateAnswer(id: QuestionId, text: string): Validated {
+  return VALIDATE[id](text);
+}
+
+/** This node, as HAProxy would reach it: the default node list. */
+export function thisNode(serverName: string, listen: string): string {
+  const parsed = parseListen(listen);
+  return parsed.ok ? `${serverName}=${formatListen({ ...parsed.value, host: reachableAddress(parsed.value) })}` : '';
+}
+
+/** The haproxy answers of a finished flow (undefined when HAProxy is not wanted). */
+export function haproxyAnswersFrom(values: Values): HaproxyAnswers | undefined {
+  if (values.haproxy !== 'yes') return undefined;
+  return { bind: values.haproxyBind, nodes: values.haproxyNodes.split(/,\s*/).filter(Boolean) };
 }
 
 export interface FlowState {
@@ -114,14 +179,25 @@ export function initialFlow(defaults: Values): FlowState {
   return { index: 0, defaults, values: { ...defaults }, draft: '', error: undefined, answered: [] };
 }
 
-/** The defaults a resolution gives the questions. */
-export function defaultsFrom(resolution: Resolution): Values {
+/** HAProxy's default listen address when it is set up. */
+export const DEFAULT_HAPROXY_BIND = '0.0.0.0:80';
+
+/**
+ * The defaults a resolution gives the questions. HAProxy's come from the answers file, else from
+ * the configuration knocker wrote on this host (`inPlace`); its nodes default to this node.
+ */
+export function defaultsFrom(resolution: Resolution, inPlace?: HaproxyAnswers): Values {
   const v = resolution.values;
+  const haproxy = resolution.haproxy?.value ?? inPlace;
+  const listen = v.listen?.value ?? '';
   return {
-    listen: v.listen?.value ?? '',
+    listen,
     trustedForwarders: v.trustedForwarders?.value.join(', ') ?? '',
     databaseOption: String(v.databaseOption?.value ?? 1),
     databaseUrl: v.databaseUrl?.value ?? '',
+    haproxy: haproxy ? 'yes' : 'no',
+    haproxyBind: haproxy?.bind ?? DEFAULT_HAPROXY_BIND,
+    haproxyNodes: haproxy?.nodes.join(', ') ?? (v.serverName ? thisNode(v.serverName.value, listen) : ''),
   };
 }
 
@@ -129,6 +205,12 @@ function nextIndex(from: number, values: Values): number {
   let i = from;
   while (i < QUESTIONS.length && !QUESTIONS[i]!.applies(values)) i += 1;
   return i;
+}
+
+/** The name in a node list that holds only this node at `listen` (the default list), else undefined. */
+function defaultNodeName(nodes: string, listen: string): string | undefined {
+  const name = /^([^=,\s]+)=\S+$/.exec(nodes)?.[1];
+  return name !== undefined && nodes === thisNode(name, listen) ? name : undefined;
 }
 
 export function flowReducer(state: FlowState, action: FlowAction): FlowState {
@@ -154,6 +236,9 @@ export function flowReducer(state: FlowState, action: FlowAction): FlowState {
       const result = validateAnswer(question.id, text);
       if (!result.ok) return { ...state, draft: typed, error: result.error };
       const values = { ...state.values, [question.id]: result.value };
+      // The default node list names this node: it follows a changed listen address.
+      const thisNodeName = question.id === 'listen' ? defaultNodeName(state.values.haproxyNodes, state.values.listen) : undefined;
+      if (thisNodeName) values.haproxyNodes = thisNode(thisNodeName, result.value);
       const index = nextIndex(state.index + 1, values);
       return { ...state, values, index, draft: '', error: undefined, answered: [...state.answered, question.id] };
     }

@@ -1,6 +1,6 @@
 // What an operator reads when the install is done: where things are and what to do next. Shared
 // by the TUI's last screen and the unattended run.
-import { parseListen } from '../config/values.js';
+import { formatListen, parseListen } from '../config/values.js';
 import { redactUrl } from '../postgres/url.js';
 import { statusUrl } from '../server/probe.js';
 import type { InstallSession, Prepared } from './index.js';
@@ -16,12 +16,16 @@ export function nextSteps(session: InstallSession, prepared: Prepared): string[]
   lines.push('Next:');
   if (answers.databaseOption === 1) {
     lines.push('  - to add more web nodes on this database, run `knocker exposedb --init` here, then `knocker exposedb --add <IP>/32` for each node');
-  } else if (answers.databaseOption === 3) {
+  } else if (answers.databaseOption === 3 && !answers.haproxy) {
     lines.push('  - put this node behind your load balancer, health-checked on /_status');
   }
   lines.push(`  - Knocknoc listens on ${answers.listen}; TrustedForwarders: ${answers.trustedForwarders.join(', ')}`);
   const listen = parseListen(answers.listen);
   const root = session.root.isSandbox ? ` --root ${session.root.dir}` : '';
   if (listen.ok) lines.push(`  - health check: curl ${statusUrl(listen.value)}; the server: knocker service status|stop|start|restart${root}`);
+  const haproxy = prepared.report.haproxy?.settings;
+  if (haproxy) {
+    lines.push(`  - HAProxy on ${haproxy.tls ? 'https' : 'http'}://${formatListen(haproxy.bind)} spreads requests over ${haproxy.nodes.map((n) => n.name).join(', ')}; see them with knocker haproxy status${root}`);
+  }
   return lines;
 }

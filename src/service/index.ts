@@ -1,11 +1,15 @@
 // `knocker service start|stop|restart|status [server|postgres|haproxy|all]`: manages what the
 // installer set up on this host (or sandbox root), found from knocknoc.conf: the Knocknoc server
 // (systemd unit or daemon), the PostgreSQL of database option 1 (the private cluster under a root,
-// the host's cluster otherwise). Starting and stopping are plan steps like every change to a host:
-// shown, applied in order (PostgreSQL before the server, the server before HAProxy; stopping in
-// reverse), and undone if a later one fails.
+// the host's cluster otherwise), and the HAProxy of `knocker haproxy setup`. Starting and stopping
+// are plan steps like every change to a host: shown, applied in order (PostgreSQL before the
+// server, the server before HAProxy; stopping in reverse), and undone if a later one fails.
 import { KnocknocConf } from '../config/knocknoc-conf.js';
-import { parseListen } from '../config/values.js';
+import { formatListen, parseListen } from '../config/values.js';
+import { BACKEND } from '../haproxy/config.js';
+import { inspectHaproxy } from '../haproxy/plan.js';
+import { inRotation, showStat } from '../haproxy/runtime.js';
+import { findHaproxy, haproxyRunState, startHaproxy, stopHaproxy } from '../haproxy/service.js';
 import { PreflightError } from '../errors.js';
 import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster } from '../postgres/system-cluster.js';
@@ -109,6 +113,37 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined): Promis
   };
 }
 
+async function haproxyEntry(root: Root): Promise<Found> {
+  const facts = await inspectHaproxy(root);
+  const { paths } = facts.service;
+  if (facts.existing.kind !== 'knocker') {
+    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`knocker haproxy setup\`)` };
+  }
+  const { bind, tls } = facts.existing.settings;
+  const frontend = `${tls ? 'https' : 'http'}://${formatListen(bind)}`;
+  const log = facts.service.manager === 'daemon' ? `; log ${paths.logFile}` : '';
+  return {
+    name: 'haproxy',
+    label: `HAProxy (${frontend})`,
+    async state() {
+      const run = await haproxyRunState(facts.service);
+      if (!run.running) return { word: 'stopped', detail: `${frontend}${log}` };
+      const stat = await showStat(paths.statusSocket).catch((error: Error) => error);
+      if (stat instanceof Error) return { word: 'failing', detail: `${run.where}, ${frontend}: ${stat.message}${log}` };
+      const servers = stat.servers.filter((s) => s.backend === BACKEND);
+      const up = servers.filter((s) => inRotation(s.status));
+      const nodes = `${up.length}/${servers.length} web nodes in rotation${up.length < servers.length ? ` (${servers.filter((s) => !inRotation(s.status)).map((s) => `${s.name} ${s.status.text}`).join(', ')})` : ''}`;
+      return { word: up.length > 0 ? 'running' : 'failing', detail: `${run.where}, ${frontend}: ${nodes}${log}` };
+    },
+    async start() {
+      const binary = facts.binary ?? (await findHaproxy());
+      if (!binary) throw new Error('haproxy is not installed');
+      return startHaproxy(facts.service, binary);
+    },
+    stop: () => stopHaproxy(facts.service),
+  };
+}
+
 /** What the installer set up here, in start order. */
 async function findServices(root: Root): Promise<Found[]> {
   const confFile = root.path(PATHS.conf);
@@ -119,7 +154,7 @@ async function findServices(root: Root): Promise<Found[]> {
   return [
     await postgresEntry(root, conf),
     await serverEntry(root, conf, confFile),
-    { name: 'haproxy', notSetUp: 'knocker does not set up HAProxy yet; `knocker haproxy setup` is still to come' },
+    await haproxyEntry(root),
   ];
 }
 

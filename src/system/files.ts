@@ -13,6 +13,12 @@ export interface WriteOptions {
   gid?: number;
   /** Keep the previous content as `<file>.bak` (default true). */
   backup?: boolean;
+  /**
+   * Checks the new content in its temporary file (same folder, final mode) before anything else
+   * happens; when it throws, the temporary file is removed and the target and its backup are left
+   * as they were.
+   */
+  validate?: (tempFile: string) => Promise<void>;
 }
 
 export async function readIfExists(file: string): Promise<string | undefined> {
@@ -57,12 +63,6 @@ export async function writeFileAtomic(file: string, content: string, options: Wr
   const uid = options.uid ?? (existing && isRoot ? existing.uid : undefined);
   const gid = options.gid ?? (existing && isRoot ? existing.gid : undefined);
 
-  let backup: string | undefined;
-  if (existing && options.backup !== false) {
-    backup = backupPath(file);
-    await writeFileAtomic(backup, await fs.readFile(file, 'utf8'), { mode: existing.mode & 0o7777, uid, gid, backup: false });
-  }
-
   const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await fs.open(temp, 'wx', mode);
   try {
@@ -76,7 +76,13 @@ export async function writeFileAtomic(file: string, content: string, options: Wr
     throw error;
   }
   await handle.close();
+  let backup: string | undefined;
   try {
+    await options.validate?.(temp);
+    if (existing && options.backup !== false) {
+      backup = backupPath(file);
+      await writeFileAtomic(backup, await fs.readFile(file, 'utf8'), { mode: existing.mode & 0o7777, uid, gid, backup: false });
+    }
     await fs.rename(temp, file);
   } catch (error) {
     await fs.rm(temp, { force: true });

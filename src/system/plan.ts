@@ -145,6 +145,8 @@ export interface FileStepOptions {
   mode: number;
   /** Masks secrets in the diff shown. */
   redact?: (text: string) => string;
+  /** Checks the new content before it replaces the file (see WriteOptions.validate). */
+  validate?: (tempFile: string) => Promise<void>;
 }
 
 /** A step that writes one file atomically with a backup, showing a diff; undo restores the old file. */
@@ -169,7 +171,7 @@ export async function fileStep(options: FileStepOptions): Promise<Step> {
     details,
     changes,
     async apply() {
-      const backup = await writeFileAtomic(file, content, { mode });
+      const backup = await writeFileAtomic(file, content, { mode, validate: options.validate });
       return backup ? `previous version kept as ${backup}` : undefined;
     },
     async undo() {

@@ -23,6 +23,20 @@ export const PATHS = {
   serverPid: '/run/knocknoc/knocknoc.pid',
   serverLog: '/var/log/knocknoc/knocknoc.log',
   serverUnit: '/etc/systemd/system/knocknoc.service',
+  /** What knocker's operations commands (haproxy) did, and the runtime commands they sent. */
+  opsLog: '/var/log/knocknoc/knocker.log',
+  haproxyConf: '/etc/haproxy/haproxy.cfg',
+  haproxyRunDir: '/run/haproxy',
+  /** knocker's runtime API socket (level admin, mode 0600). */
+  haproxyAdminSocket: '/run/haproxy/admin.sock',
+  /** The dashboard's runtime API socket (level user: read-only). */
+  haproxyStatusSocket: '/run/haproxy/status.sock',
+  /** The master CLI (the same path as Debian's unit gives it). */
+  haproxyMasterSocket: '/run/haproxy-master.sock',
+  haproxyPid: '/run/haproxy.pid',
+  haproxyStateDir: '/var/lib/haproxy',
+  haproxyStateFile: '/var/lib/haproxy/server-state',
+  haproxyLog: '/var/log/knocknoc/haproxy.log',
 } as const;
 
 export class Root {

@@ -79,17 +79,17 @@ async function gone(pid: number, pidFile: string, withinMs: number): Promise<boo
 }
 
 /**
- * Stops the daemon with SIGTERM and waits for it to finish its graceful stop; SIGKILL only after
- * `graceMs`. Returns what happened, for the operator.
+ * Stops the daemon with `signal` (its graceful stop: SIGTERM for most) and waits for it to finish;
+ * SIGKILL only after `graceMs`. Returns what happened, for the operator.
  */
-export async function stopDaemon(pidFile: string, graceMs: number, log?: Logger): Promise<'not running' | 'stopped' | 'killed'> {
+export async function stopDaemon(pidFile: string, graceMs: number, log?: Logger, signal: NodeJS.Signals = 'SIGTERM'): Promise<'not running' | 'stopped' | 'killed'> {
   const pid = await runningDaemon(pidFile);
   if (pid === undefined) {
     await fs.rm(pidFile, { force: true });
     return 'not running';
   }
-  log?.info(`stop daemon: SIGTERM to ${pid}`);
-  process.kill(pid, 'SIGTERM');
+  log?.info(`stop daemon: ${signal} to ${pid}`);
+  process.kill(pid, signal);
   if (await gone(pid, pidFile, graceMs)) return 'stopped';
   log?.warn(`daemon ${pid} still running after ${graceMs} ms: SIGKILL`);
   process.kill(pid, 'SIGKILL');

@@ -25,9 +25,10 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
 
 export async function knocker(
   args: string[],
-  options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number; keepStdinOpen?: boolean } = {},
+  options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number; keepStdinOpen?: boolean; bin?: string } = {},
 ): Promise<RunResult> {
-  const result = await execa(process.execPath, [KNOCKER, ...args], {
+  // `bin`: another release's bin/knocker (test/helpers/release.ts).
+  const result = await execa(process.execPath, [options.bin ?? KNOCKER, ...args], {
     env: cleanEnv(options.env),
     extendEnv: false,
     // An open stdin that never sends anything: a run that waited for a key would hang.

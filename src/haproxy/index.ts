@@ -1,0 +1,405 @@
+// `knocker haproxy setup|add|remove|list|drain|maint|ready|status`: a local HAProxy in front of
+// the Knocknoc web nodes, health-checked on /_status (seed, "Setting up multiple web nodes", step
+// 4). setup, add and remove rewrite the configuration as a plan (checked with `haproxy -c`,
+// replaced atomically with a backup, then a reload that keeps DRAIN/MAINT and drops no
+// connection); drain, maint and ready go through the runtime API; list reads the configuration
+// and status reads HAProxy's read-only socket.
+import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
+import { PreflightError, UsageError } from '../errors.js';
+import { PreflightFailed, type Check } from '../installer/checks.js';
+import type { Output } from '../installer/unattended.js';
+import { withLock } from '../system/lock.js';
+import { fileLogger, nullLogger, type Logger } from '../system/log.js';
+import { applyPlan, formatPlan, hasChanges, planToJson, type Plan, type Step } from '../system/plan.js';
+import { progressPrinter } from '../system/progress.js';
+import { PATHS, type Root } from '../system/root.js';
+import {
+  addressOf,
+  BACKEND,
+  DEFAULT_HTTP_PORT,
+  DEFAULT_HTTPS_PORT,
+  nodeAddress,
+  nodeSpec,
+  parseNodes,
+  settingsProblems,
+  type HaproxyNode,
+  type HaproxySettings,
+} from './config.js';
+import { forwarderWarnings, localNode, nodesFromRegistry } from './nodes.js';
+import { describeSettings, haproxyChecks, haproxySteps, inspectHaproxy, type HaproxyFacts } from './plan.js';
+import { adminStateOf, CheckTimeout, describeServer, readyAfterCheck, serverStat, setAdminState } from './rotation.js';
+import { RuntimeApiError, showInfo, showStat, type AdminState, type ServerStat } from './runtime.js';
+import { haproxyPaths, saveServerState } from './service.js';
+
+const LOCK_WHAT = 'knocker command changing this host';
+
+export interface SetupOptions {
+  nodes: string[];
+  backup: string[];
+  fromRegistry: boolean;
+  conn?: string;
+  bind?: string;
+  /** An absolute path; false: back to plain HTTP. */
+  cert?: string | false;
+  httpBind?: string;
+  dryRun: boolean;
+  json: boolean;
+}
+
+export interface ChangeOptions {
+  dryRun: boolean;
+  json: boolean;
+}
+
+function listenOption(flag: string, text: string): ListenAddress {
+  const parsed = parseListen(text);
+  if (!parsed.ok) throw new UsageError(`${flag}: ${parsed.error}; nothing was changed`);
+  return parsed.value;
+}
+
+function nodesOption(active: string[], backup: string[]): HaproxyNode[] {
+  const a = parseNodes(active, false);
+  const b = parseNodes(backup, true);
+  const problems = [...a.problems, ...b.problems.map((p) => `--backup ${p}`)];
+  if (problems.length > 0) throw new UsageError(`invalid node${problems.length === 1 ? '' : 's'} (write them NAME=HOST:PORT); nothing was changed`, problems);
+  return [...a.nodes, ...b.nodes];
+}
+
+function knockerSettings(facts: HaproxyFacts): HaproxySettings {
+  const { existing } = facts;
+  const conf = facts.service.paths.conf;
+  if (existing.kind === 'knocker') return existing.settings;
+  if (existing.kind === 'unreadable') throw new PreflightError(`${conf} was written by knocker but cannot be read back: ${existing.problem}`, ['run knocker haproxy setup with the nodes to write it again']);
+  throw new PreflightError(`HAProxy is not set up by knocker on this host (${existing.kind === 'none' ? `no ${conf}` : `${conf} was not written by knocker`})`, [
+    'set it up first: knocker haproxy setup NAME=HOST:PORT …',
+  ]);
+}
+
+function checkLine(check: Check): string {
+  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
+}
+
+interface Change {
+  title: string;
+  /** setup starts a stopped HAProxy; add and remove only change its configuration. */
+  startIfStopped: boolean;
+  /** The settings wanted, from what is in place now. */
+  settings(facts: HaproxyFacts): Promise<HaproxySettings> | HaproxySettings;
+  /** Lines printed before anything else (where the nodes came from). */
+  notes?: string[];
+}
+
+/** Inspects, checks, plans and (unless a dry run) applies one change of the configuration. */
+async function applyChange(root: Root, change: Change, options: ChangeOptions, io: Output): Promise<number> {
+  const prepare = async (log: Logger) => {
+    const facts = await inspectHaproxy(root);
+    const settings = await change.settings(facts);
+    const problems = settingsProblems(settings);
+    if (problems.length > 0) throw new UsageError(`these nodes cannot be set up as they are; nothing was changed`, problems);
+    const checks = await haproxyChecks(settings, facts);
+    if (checks.some((c) => !c.ok)) throw new PreflightFailed(checks);
+    const local = await localNode(root);
+    const warnings = await forwarderWarnings(
+      settings.nodes,
+      local && { listen: local.listenText, trustedForwarders: local.trustedForwarders, confFile: local.file },
+    );
+    if (facts.existing.kind === 'foreign') warnings.push(`${facts.service.paths.conf} was not written by knocker: it is replaced, and kept as ${facts.service.paths.conf}.bak`);
+    const { steps } = await haproxySteps(settings, facts, { log, startIfStopped: change.startIfStopped });
+    const plan: Plan = { title: change.title, steps, warnings };
+    return { plan, checks, settings, running: facts.run.running };
+  };
+
+  const notes = change.notes ?? [];
+  if (!options.json) notes.forEach((note) => io.out(note));
+  if (options.dryRun) {
+    const { plan, checks, settings } = await prepare(nullLogger());
+    if (options.json) {
+      io.out(JSON.stringify({ dryRun: true, root: root.dir, notes, settings, preflight: checks, plan: planToJson(plan) }, null, 2));
+    } else {
+      io.out('Preflight:');
+      checks.forEach((c) => io.out(checkLine(c)));
+      formatPlan(plan).forEach((l) => io.out(l));
+      io.out('Dry run: nothing was changed.');
+    }
+    return 0;
+  }
+  return withLock(root.path(PATHS.installLock), LOCK_WHAT, async () => {
+    const log = fileLogger(root.path(PATHS.opsLog));
+    const { plan, settings, running } = await prepare(log);
+    for (const warning of plan.warnings) io.out(`warning: ${warning}`);
+    const sandbox = root.isSandbox ? ` --root ${root.dir}` : '';
+    if (!hasChanges(plan)) {
+      io.out(running ? 'Nothing to change: HAProxy already runs this configuration.' : 'Nothing to change in the configuration.');
+    } else {
+      await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.out) });
+    }
+    if (!running && !change.startIfStopped) io.out(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy${sandbox}).`);
+    describeSettings(settings).forEach((l) => io.out(l));
+    io.out(`Health of the nodes: knocker haproxy status${sandbox}`);
+    return 0;
+  });
+}
+
+export async function haproxySetup(root: Root, options: SetupOptions, io: Output): Promise<number> {
+  const given = nodesOption(options.nodes, options.backup);
+  const bind = options.bind === undefined ? undefined : listenOption('--bind', options.bind);
+  const httpBind = options.httpBind === undefined ? undefined : listenOption('--http-bind', options.httpBind);
+  let registry: HaproxyNode[] = [];
+  const notes: string[] = [];
+  if (options.fromRegistry) {
+    const found = await nodesFromRegistry(root, options.conn);
+    // A node also given on the command line is taken as given there (its address, or as a backup).
+    registry = found.nodes.filter((n) => !given.some((g) => g.name === n.name));
+    notes.push(`From the servers registry: ${found.notes.join(', ')}`);
+  } else if (options.conn !== undefined) {
+    throw new UsageError('--conn goes with --from-registry');
+  }
+  return applyChange(
+    root,
+    {
+      title: 'knocker haproxy setup',
+      startIfStopped: true,
+      notes,
+      settings(facts) {
+        const existing = facts.existing.kind === 'knocker' ? facts.existing.settings : undefined;
+        let nodes = [...registry, ...given];
+        if (nodes.length === 0 && !options.fromRegistry) {
+          if (!existing) throw new UsageError('which web nodes? Give them as NAME=HOST:PORT (or --from-registry); nothing was changed');
+          nodes = existing.nodes;
+        }
+        const cert = options.cert === false ? undefined : (options.cert ?? existing?.tls?.cert);
+        if (httpBind && !cert) throw new UsageError('--http-bind goes with --cert: without TLS there is nothing to redirect to');
+        let listenOn: ListenAddress;
+        if (bind) listenOn = bind;
+        else if (existing && Boolean(existing.tls) === Boolean(cert)) listenOn = existing.bind;
+        // TLS dropped: plain HTTP is served where the redirect was.
+        else if (existing?.tls && !cert) listenOn = existing.tls.httpBind;
+        else listenOn = addressOf(existing?.bind.host ?? '0.0.0.0', cert ? DEFAULT_HTTPS_PORT : DEFAULT_HTTP_PORT);
+        // TLS added: the redirect takes over where plain HTTP was served.
+        const redirectFrom = httpBind ?? existing?.tls?.httpBind ?? (existing && !existing.tls ? existing.bind : addressOf(listenOn.host, DEFAULT_HTTP_PORT));
+        return {
+          bind: listenOn,
+          ...(cert ? { tls: { cert, httpBind: redirectFrom } } : {}),
+          nodes,
+        };
+      },
+    },
+    options,
+    io,
+  );
+}
+
+export async function haproxyAdd(root: Root, active: string[], backup: string[], options: ChangeOptions, io: Output): Promise<number> {
+  const added = nodesOption(active, backup);
+  if (added.length === 0) throw new UsageError('which nodes? Give them as NAME=HOST:PORT (--backup NAME=HOST:PORT for a standby)');
+  return applyChange(
+    root,
+    {
+      title: `knocker haproxy add ${added.map(nodeSpec).join(' ')}`,
+      startIfStopped: false,
+      settings(facts) {
+        const settings = knockerSettings(facts);
+        const taken = added.filter((n) => settings.nodes.some((e) => e.name === n.name));
+        if (taken.length > 0) {
+          throw new UsageError(
+            'already nodes of this HAProxy; nothing was changed',
+            taken.map((n) => `${n.name} is ${nodeSpec(settings.nodes.find((e) => e.name === n.name)!)}: remove it first to change it`),
+          );
+        }
+        return { ...settings, nodes: [...settings.nodes, ...added] };
+      },
+    },
+    options,
+    io,
+  );
+}
+
+export async function haproxyRemove(root: Root, names: string[], options: ChangeOptions, io: Output): Promise<number> {
+  return applyChange(
+    root,
+    {
+      title: `knocker haproxy remove ${names.join(' ')}`,
+      startIfStopped: false,
+      settings(facts) {
+        const settings = knockerSettings(facts);
+        const unknown = names.filter((name) => !settings.nodes.some((n) => n.name === name));
+        if (unknown.length > 0) {
+          throw new UsageError(`no such node${unknown.length === 1 ? '' : 's'}: ${unknown.join(', ')}; nothing was changed`, [
+            `the nodes are: ${settings.nodes.map((n) => n.name).join(', ')}`,
+          ]);
+        }
+        return { ...settings, nodes: settings.nodes.filter((n) => !names.includes(n.name)) };
+      },
+    },
+    options,
+    io,
+  );
+}
+
+export async function haproxyList(root: Root, options: { json: boolean }, io: Output): Promise<number> {
+  const settings = knockerSettings(await inspectHaproxy(root));
+  if (options.json) {
+    io.out(
+      JSON.stringify(
+        {
+          bind: formatListen(settings.bind),
+          tls: settings.tls ? { cert: settings.tls.cert, httpBind: formatListen(settings.tls.httpBind) } : null,
+          nodes: settings.nodes.map((n) => ({ name: n.name, address: nodeAddress(n), role: n.backup ? 'backup' : 'active' })),
+        },
+        null,
+        2,
+      ),
+    );
+  } else {
+    describeSettings(settings).forEach((l) => io.out(l));
+  }
+  return 0;
+}
+
+function unreachable(error: unknown, root: Root): never {
+  if (error instanceof RuntimeApiError && error.unreachable) {
+    throw new PreflightError(`HAProxy does not answer: ${error.message}`, [`is it running? knocker service status haproxy${root.isSandbox ? ` --root ${root.dir}` : ''}`]);
+  }
+  throw error;
+}
+
+function duration(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(seconds / 86_400)}d${String(Math.floor((seconds % 86_400) / 3600)).padStart(2, '0')}h`;
+}
+
+/** The backend's servers as `show stat` reports them, from the read-only socket. Exit 0 when every node is UP, else 1. */
+export async function haproxyStatus(root: Root, options: { json: boolean }, io: Output): Promise<number> {
+  const settings = knockerSettings(await inspectHaproxy(root));
+  const socket = haproxyPaths(root).statusSocket;
+  const [info, stat] = await Promise.all([showInfo(socket), showStat(socket)]).catch((error: unknown) => unreachable(error, root));
+  const servers = settings.nodes.map((node) => ({ node, stat: stat.servers.find((s) => s.name === node.name && s.backend === BACKEND) }));
+  const healthy = servers.every((s) => s.stat?.status.state === 'UP');
+  if (options.json) {
+    io.out(
+      JSON.stringify(
+        {
+          haproxy: { version: info.version, pid: info.pid, uptimeSeconds: info.uptimeSeconds },
+          healthy,
+          servers: servers.map(({ node, stat: s }) => ({
+            name: node.name,
+            address: nodeAddress(node),
+            role: node.backup ? 'backup' : 'active',
+            ...(s
+              ? {
+                  status: s.status.state,
+                  statusText: s.status.text,
+                  check: { status: s.check.status, code: s.check.code ?? null, durationMs: s.check.durationMs ?? null, detail: s.check.detail },
+                  sessions: s.sessions,
+                  totalSessions: s.totalSessions,
+                  secondsInState: s.secondsInState,
+                }
+              : { status: 'NOT LOADED', statusText: 'not in the running configuration' }),
+          })),
+        },
+        null,
+        2,
+      ),
+    );
+    return healthy ? 0 : 1;
+  }
+  const up = servers.filter((s) => s.stat?.status.state === 'UP');
+  io.out(
+    `HAProxy ${info.version}, worker pid ${info.pid}, up ${duration(info.uptimeSeconds)}; ${settings.tls ? 'https' : 'http'}://${formatListen(settings.bind)}: ` +
+      `${up.filter((s) => !s.node.backup).length}/${servers.filter((s) => !s.node.backup).length} active nodes UP` +
+      (servers.some((s) => s.node.backup) ? `, ${up.filter((s) => s.node.backup).length}/${servers.filter((s) => s.node.backup).length} backup` : ''),
+  );
+  const rows = [
+    ['NAME', 'ADDRESS', 'ROLE', 'STATUS', 'LAST CHECK', 'SESSIONS', 'TOTAL', 'IN STATE'],
+    ...servers.map(({ node, stat: s }) => [
+      node.name,
+      nodeAddress(node),
+      node.backup ? 'backup' : 'active',
+      s ? s.status.text : 'NOT LOADED',
+      s ? checkText(s) : 'not in the running configuration (reload: knocker haproxy setup)',
+      s ? String(s.sessions) : '',
+      s ? String(s.totalSessions) : '',
+      s ? duration(s.secondsInState) : '',
+    ]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows) io.out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  return healthy ? 0 : 1;
+}
+
+function checkText(stat: ServerStat): string {
+  const c = stat.check;
+  if (c.status === '') return 'paused (MAINT)';
+  const parts = [c.status, c.code === undefined ? undefined : String(c.code), c.durationMs === undefined ? undefined : `${c.durationMs}ms`].filter(Boolean);
+  const detail = !c.status.startsWith('L7OK') && c.detail ? ` ${c.detail}` : '';
+  return `${parts.join(' ')}${detail}`;
+}
+
+export type RotationAction = 'drain' | 'maint' | 'ready';
+
+const ACTION_STATE: Record<RotationAction, AdminState> = { drain: 'drain', maint: 'maint', ready: 'ready' };
+
+/** drain, maint and ready through the admin socket, each a one-step plan that undoes itself on failure. */
+export async function haproxyRotation(root: Root, action: RotationAction, name: string, options: { timeoutSeconds: number }, io: Output): Promise<number> {
+  const facts = await inspectHaproxy(root);
+  const settings = knockerSettings(facts);
+  if (!settings.nodes.some((n) => n.name === name)) {
+    throw new UsageError(`no such node: ${name}`, [`the nodes are: ${settings.nodes.map((n) => n.name).join(', ')}`]);
+  }
+  const { paths } = facts.service;
+  const socket = paths.adminSocket;
+  return withLock(root.path(PATHS.installLock), LOCK_WHAT, async () => {
+    const log = fileLogger(root.path(PATHS.opsLog));
+    const before = await serverStat(socket, name).catch((error: unknown) => unreachable(error, root));
+    if (!before) throw new PreflightError(`the running HAProxy has no node ${name}: it runs an older configuration`, ['reload it: knocker haproxy setup']);
+    const previous = (await adminStateOf(socket, name)) ?? 'ready';
+    const wanted = ACTION_STATE[action];
+    const already = action === 'ready' ? previous === 'ready' && before.status.state === 'UP' : previous === wanted;
+    const restore = async () => {
+      await setAdminState(socket, name, previous);
+      await saveServerState(paths, log);
+      log.info(`${name}: admin state back to ${previous}`);
+    };
+    const titles: Record<RotationAction, string> = {
+      drain: `Drain ${name}: no new sessions; clients holding its cookie still reach it`,
+      maint: `Put ${name} in maintenance: no traffic at all, health checks paused`,
+      ready: `Bring ${name} back into rotation once a health check passes (at most ${options.timeoutSeconds} s)`,
+    };
+    const step: Step = {
+      kind: 'command',
+      title: titles[action],
+      details: [`now: ${describeServer(before)}`],
+      changes: !already,
+      async apply() {
+        log.info(`${action} ${name}: was ${describeServer(before)} (admin state ${previous})`);
+        if (action === 'ready') {
+          try {
+            const now = await readyAfterCheck(socket, name, {
+              timeoutMs: options.timeoutSeconds * 1000,
+              onStatus: (stat) => io.out(`    ${name}: ${describeServer(stat)}`),
+            });
+            await saveServerState(paths, log);
+            return `now ${describeServer(now)}`;
+          } catch (error) {
+            if (error instanceof CheckTimeout) throw new Error(`${error.message}; it stays out of rotation`);
+            throw error;
+          }
+        }
+        await setAdminState(socket, name, wanted);
+        await saveServerState(paths, log);
+        const now = await serverStat(socket, name);
+        return now ? `now ${describeServer(now)}, ${now.sessions} session${now.sessions === 1 ? '' : 's'}` : undefined;
+      },
+      undo: restore,
+    };
+    const plan: Plan = { title: `knocker haproxy ${action} ${name}`, steps: [step], warnings: [] };
+    if (!hasChanges(plan)) {
+      io.out(`Nothing to change: ${name} is already ${action === 'ready' ? 'in rotation' : action === 'drain' ? 'drained' : 'in maintenance'} (${describeServer(before)}).`);
+      return 0;
+    }
+    await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.out) });
+    return 0;
+  });
+}
