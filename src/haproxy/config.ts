@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
-import { parseNodeSpec } from '../installer/answers.js';
+import { parseNodeSpec, type HaproxyAnswers } from '../installer/answers.js';
 import { packageRoot } from '../system/package.js';
 
 /** The names the runtime API knows them by: `set server web_nodes/web-1 state drain`. */
@@ -256,4 +256,15 @@ export function readSettings(text: string | undefined): ExistingConfig {
     settings.tls = { cert: secure.cert!, httpBind: plain.address };
   }
   return { kind: 'knocker', settings };
+}
+
+/** Where a node's host reaches a node listening on `listen`: a wildcard means loopback. */
+export function reachableAddress(listen: ListenAddress): string {
+  return listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
+}
+
+/** The haproxy answers that give back the settings knocker wrote on this host. */
+export function answersFromSettings(existing: ExistingConfig): HaproxyAnswers | undefined {
+  if (existing.kind !== 'knocker') return undefined;
+  return { bind: formatListen(existing.settings.bind), nodes: existing.settings.nodes.map(nodeSpec) };
 }

@@ -13,7 +13,7 @@ import { TrustedForwarders } from '../server/client-address.js';
 import { loadServerConfig, type ServerConfig } from '../server/config.js';
 import { listServers } from '../server/registry.js';
 import { PATHS, type Root } from '../system/root.js';
-import { nodeAddress, type HaproxyNode } from './config.js';
+import { nodeAddress, reachableAddress, type HaproxyNode } from './config.js';
 
 /** This host's own Knocknoc node, from its knocknoc.conf (undefined when there is none, or it does not load). */
 export async function localNode(root: Root): Promise<ServerConfig | undefined> {
@@ -30,11 +30,6 @@ function isLocalAddress(host: string): boolean {
   if (!ipaddr.isValid(host)) return false;
   if (ipaddr.process(host).range() === 'loopback') return true;
   return Object.values(os.networkInterfaces()).some((list) => list?.some((i) => ipaddr.process(i.address).toString() === ipaddr.process(host).toString()));
-}
-
-/** Where a node's host reaches a node listening on `listen`: a wildcard means loopback. */
-export function reachableAddress(listen: ListenAddress): string {
-  return listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
 }
 
 /**

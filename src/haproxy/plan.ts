@@ -284,12 +284,6 @@ export function settingsFromAnswers(answers: HaproxyAnswers, existing: ExistingC
   return { settings, problems: settingsProblems(settings) };
 }
 
-/** The haproxy answers that give back the settings knocker wrote on this host. */
-export function answersFromSettings(existing: ExistingConfig): HaproxyAnswers | undefined {
-  if (existing.kind !== 'knocker') return undefined;
-  return { bind: formatListen(existing.settings.bind), nodes: existing.settings.nodes.map(nodeSpec) };
-}
-
 /** The lines that describe the settings, after a change or for `list`. */
 export function describeSettings(settings: HaproxySettings): string[] {
   const lines = [

@@ -2,8 +2,7 @@
 // drives: type, submit (empty = the default), go back one question. No React here: the screen
 // renders this state and sends these actions.
 import { formatListen, parseListen } from '../config/values.js';
-import { nodeSetProblems, nodeSpec, parseNodes } from '../haproxy/config.js';
-import { reachableAddress } from '../haproxy/nodes.js';
+import { nodeSetProblems, nodeSpec, parseNodes, reachableAddress } from '../haproxy/config.js';
 import type { Field, HaproxyAnswers, Resolution } from './answers.js';
 import { validateField } from './answers.js';
 
