@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.{ts,tsx}'],
-    setupFiles: ['test/setup.ts'],
+    setupFiles: ['test/setup-env.ts', 'test/setup.ts'],
     pool: 'forks',
     // Two cores: two test files at a time, each starting real PostgreSQL and HAProxy processes.
     maxWorkers: 2,

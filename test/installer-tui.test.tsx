@@ -61,6 +61,17 @@ describe('questions', () => {
     expect(text(ui)).toContain('Option 1, 2, or 3? (default is 1):');
   });
 
+  test('keys that arrive before the screen re-renders are all kept (fast typing, a paste in pieces)', async () => {
+    const ui = render(<Questions />);
+    // Three chunks in one tick: no render happens between them.
+    ui.stdin.write('127.0.0.25:87');
+    ui.stdin.write('x');
+    ui.stdin.write('\u007F56');
+    await waitForFrame(ui, '127.0.0.25:8756', 2000);
+    ui.stdin.write('\r');
+    await waitForFrame(ui, /✔ Listen\s+127\.0\.0\.25:8756/, 2000);
+  });
+
   test('Esc goes back one question, with the answer given as the new default', async () => {
     const ui = render(<Questions />);
     await press(ui, KEYS.enter);

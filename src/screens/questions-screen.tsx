@@ -3,12 +3,11 @@
 // the field as it is typed. Esc goes back one question.
 import { Box, Text, useInput } from 'ink';
 import SelectInput from 'ink-select-input';
-import TextInput from 'ink-text-input';
 import { DATABASE_CHOICES, QUESTIONS, type FlowAction, type FlowState } from '../installer/questions.js';
 import { redactUrl } from '../postgres/url.js';
 import { Banner } from './banner.js';
 import { bindings } from './keys.js';
-import { MaskedUrlInput } from './masked-url-input.js';
+import { LineInput, maskPassword } from './line-input.js';
 import { symbols, theme } from './theme.js';
 
 export interface IntroProps {
@@ -86,22 +85,15 @@ export function QuestionsScreen({ flow, dispatch, isActive, ...intro }: Question
           <Text>
             <Text color={theme.accent}>{question.kind === 'choice' ? '  ' : `${symbols.pointer} `}</Text>
             {question.prompt(flow.values[question.id], flow.values)}{' '}
-            {question.kind === 'text' && (
-              <TextInput
+            {question.kind !== 'choice' && (
+              <LineInput
                 value={flow.draft}
-                focus={isActive}
-                onChange={(text) => {
-                  // A paste or a fast typist can bring Enter inside the chunk: treat it as Enter.
-                  if (/[\r\n]/.test(text)) dispatch({ type: 'submit', text: text.replace(/[\r\n]+/g, '') });
-                  else dispatch({ type: 'type', text });
-                }}
-                onSubmit={(text) => dispatch({ type: 'submit', text })}
-              />
-            )}
-            {question.kind === 'url' && (
-              <MaskedUrlInput
-                value={flow.draft}
-                placeholder={flow.values.databaseUrl ? `Enter keeps ${redactUrl(flow.values.databaseUrl)}` : 'postgres://USER:PASSWORD@HOST:5432/DATABASE'}
+                {...(question.kind === 'url'
+                  ? {
+                      mask: maskPassword,
+                      placeholder: flow.values.databaseUrl ? `Enter keeps ${redactUrl(flow.values.databaseUrl)}` : 'postgres://USER:PASSWORD@HOST:5432/DATABASE',
+                    }
+                  : {})}
                 isActive={isActive}
                 onAppend={(text) => dispatch({ type: 'append', text })}
                 onErase={() => dispatch({ type: 'erase' })}
