@@ -297,6 +297,48 @@ export function buildProgram(): Command {
       process.exitCode = await runExposeDb(request, { root: rootFrom(command.optsWithGlobals()), io });
     });
 
+  program
+    .command('status')
+    .description('the live cluster dashboard: every server sharing the database, its /_status, HAProxy and PostgreSQL')
+    .option('--once', 'print one plain-text snapshot and exit (what it does without a terminal)')
+    .option('--json', 'print one JSON snapshot and exit (fields: README, "knocker status --json")')
+    .addOption(new Option('--interval <seconds>', 'refresh every SECONDS, 0.5 to 60 (keys + and - change it live)').default(2).argParser(intervalSeconds))
+    .option('--admin', 'let the screen drain, maint or ready the selected server through HAProxy (each asks first); read-only without it')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Reads the shared database named by DatabaseURL in knocknoc.conf (its servers registry, role,',
+        'replication and connections), asks every server for its /_status, and reads HAProxy\'s read-only',
+        'socket when knocker set HAProxy up on this host. A source that fails keeps its last data, shown',
+        'as stale with its age and error, and is retried at every refresh.',
+        '',
+        'Keys: ↑/↓ select · / filter (! in front inverts) · p pause · +/- interval · r refresh · ? help · q quit',
+        '      with --admin: d drain · m maint · R ready (back in rotation once a check passes)',
+        '',
+        'Exit codes of --once and --json: 0 every server healthy, 1 degraded (a server offline, failing',
+        '/_status, out of step or out of rotation), 3 the database could not be reached.',
+      ].join('\n'),
+    )
+    .action(async (options: { once?: boolean; json?: boolean; interval: number; admin?: boolean }, command: Command) => {
+      const root = rootFrom(command.optsWithGlobals());
+      const intervalMs = options.interval * 1000;
+      const live = !options.once && !options.json && isTerminal();
+      if (options.admin && (options.once || options.json)) throw new UsageError('--admin is for the live screen: it cannot go with --once or --json');
+      const status = await import('./status/index.js');
+      if (!live) {
+        process.exitCode = await status.printStatus(root, { intervalMs, json: Boolean(options.json) }, io);
+        return;
+      }
+      const monitor = await status.openMonitor(root, { intervalMs });
+      const [{ runDashboard }, actions] = await Promise.all([import('./status-app.js'), options.admin ? import('./status/actions.js') : undefined]);
+      process.exitCode = await runDashboard({
+        monitor,
+        staleAfterMs: () => status.staleAfterMs(monitor),
+        ...(actions ? { rotate: (name, action, onStatus) => actions.rotateServer(root, name, action, onStatus) } : {}),
+      });
+    });
+
   addHaproxyCommands(program);
   return program;
 }
@@ -308,6 +350,12 @@ interface ExposeOptions {
   list?: boolean;
   conn?: string;
   host?: string;
+}
+
+function intervalSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || seconds < 0.5 || seconds > 60) throw new InvalidArgumentError('give a number of seconds from 0.5 to 60');
+  return seconds;
 }
 
 /** An option that may be given once: a repeat is a mistake, not "the last one wins". */

@@ -1,0 +1,208 @@
+// The live dashboard: owns the keys, the filter, the selection, the confirmation of an admin
+// action and the exit. The cluster's data comes from a StatusMonitor (src/status/), the changes
+// (with --admin) from the services it is given; the screen only draws.
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { useApp, useInput, useStdout, type Key } from 'ink';
+import { errorMessage } from './errors.js';
+import { StatusScreen } from './screens/status-screen.js';
+import { useNow } from './screens/use-now.js';
+import { ACTION_TITLE, type AdminAction } from './status/actions.js';
+import { matchesFilter } from './status/model.js';
+import { nextInterval, type StatusMonitor } from './status/monitor.js';
+import type { ServerStat } from './haproxy/runtime.js';
+
+export interface DashboardServices {
+  monitor: StatusMonitor;
+  /** Set with --admin: drain, maint or ready one server through HAProxy. */
+  rotate?: (name: string, action: AdminAction, onStatus: (stat: ServerStat) => void) => Promise<string>;
+  staleAfterMs: () => number;
+}
+
+interface UiState {
+  filter: string;
+  filterDraft: string | undefined;
+  selected: string | undefined;
+  help: boolean;
+  confirm: { action: AdminAction; name: string; question: string } | undefined;
+}
+
+type UiAction =
+  | { type: 'filter-start' }
+  | { type: 'filter-type'; text: string }
+  | { type: 'filter-erase' }
+  | { type: 'filter-apply' }
+  | { type: 'filter-cancel' }
+  | { type: 'filter-clear' }
+  | { type: 'select'; name: string | undefined }
+  | { type: 'help'; open: boolean }
+  | { type: 'confirm'; action: AdminAction; name: string }
+  | { type: 'confirm-close' };
+
+function uiReducer(state: UiState, action: UiAction): UiState {
+  switch (action.type) {
+    case 'filter-start':
+      return { ...state, filterDraft: state.filter };
+    case 'filter-type':
+      return state.filterDraft === undefined ? state : { ...state, filterDraft: state.filterDraft + action.text };
+    case 'filter-erase':
+      return state.filterDraft === undefined ? state : { ...state, filterDraft: state.filterDraft.slice(0, -1) };
+    case 'filter-apply':
+      return { ...state, filter: (state.filterDraft ?? state.filter).trim(), filterDraft: undefined };
+    case 'filter-cancel':
+      return { ...state, filterDraft: undefined };
+    case 'filter-clear':
+      return { ...state, filter: '' };
+    case 'select':
+      return { ...state, selected: action.name };
+    case 'help':
+      return { ...state, help: action.open };
+    case 'confirm':
+      return { ...state, confirm: { action: action.action, name: action.name, question: ACTION_TITLE[action.action](action.name) } };
+    case 'confirm-close':
+      return { ...state, confirm: undefined };
+  }
+}
+
+/**
+ * A reducer whose latest state the key handler can read at once: two keys that arrive before a
+ * re-render ("R" then "y") must see each other's effect, which a state captured by the handler's
+ * closure would not.
+ */
+function useLatestReducer<S, A>(reducer: (state: S, action: A) => S, initial: S): [{ readonly current: S }, (action: A) => void] {
+  const ref = useRef(initial);
+  const [, rerender] = useState(0);
+  const dispatch = useCallback(
+    (action: A) => {
+      ref.current = reducer(ref.current, action);
+      rerender((n) => n + 1);
+    },
+    [reducer],
+  );
+  return [ref, dispatch];
+}
+
+/** Re-renders whenever the monitor has news. */
+function useMonitor(monitor: StatusMonitor): number {
+  const [version, setVersion] = useState(0);
+  useEffect(() => monitor.subscribe(() => setVersion((v) => v + 1)), [monitor]);
+  return version;
+}
+
+export function Dashboard({ services }: { services: DashboardServices }) {
+  const { monitor, rotate } = services;
+  const { exit } = useApp();
+  const { stdout } = useStdout();
+  useMonitor(monitor);
+  const now = useNow(true, 1_000);
+  const [uiRef, dispatch] = useLatestReducer(uiReducer, { filter: '', filterDraft: undefined, selected: undefined, help: false, confirm: undefined } as UiState);
+  const ui = uiRef.current;
+  const snapshot = monitor.current();
+  const filter = ui.filterDraft ?? ui.filter;
+  const rows = snapshot.servers.filter((row) => matchesFilter(row, filter));
+  const selected = rows.some((r) => r.name === ui.selected) ? ui.selected : rows[0]?.name;
+
+  // The key handler reads the latest state and data, never the render's.
+  const visible = () => monitor.current().servers.filter((row) => matchesFilter(row, uiRef.current.filterDraft ?? uiRef.current.filter));
+  const selectedOf = (list: typeof rows) => (list.some((r) => r.name === uiRef.current.selected) ? uiRef.current.selected : list[0]?.name);
+  const move = (by: number) => {
+    const list = visible();
+    if (list.length === 0) return;
+    const at = Math.max(0, list.findIndex((r) => r.name === selectedOf(list)));
+    dispatch({ type: 'select', name: list[Math.min(list.length - 1, Math.max(0, at + by))]!.name });
+  };
+
+  const act = (action: AdminAction, name: string) => {
+    if (!rotate) return;
+    monitor.note({ at: Date.now(), level: 'warn', text: `${action} ${name}: requested through HAProxy` });
+    rotate(name, action, (stat) => monitor.note({ at: Date.now(), level: 'warn', text: `${name}: HAProxy ${stat.status.text} (waiting for a passing check)` })).then(
+      (result) => {
+        monitor.note({ at: Date.now(), level: 'ok', text: `${action} ${name}: done, now ${result}` });
+        monitor.refreshNow();
+      },
+      (error: unknown) => monitor.note({ at: Date.now(), level: 'fail', text: `${action} ${name} failed: ${errorMessage(error)}` }),
+    );
+  };
+
+  const handleKey = (input: string, key: Key) => {
+    const ui = uiRef.current;
+    if (key.ctrl && input === 'c') return exit();
+    if (ui.confirm) {
+      if (input === 'y' || input === 'Y') act(ui.confirm.action, ui.confirm.name);
+      else monitor.note({ at: Date.now(), level: 'ok', text: `${ui.confirm.action} ${ui.confirm.name}: cancelled` });
+      dispatch({ type: 'confirm-close' });
+      return;
+    }
+    if (ui.filterDraft !== undefined) {
+      if (key.return) dispatch({ type: 'filter-apply' });
+      else if (key.escape) dispatch({ type: 'filter-cancel' });
+      else if (key.backspace || key.delete) dispatch({ type: 'filter-erase' });
+      else if (!key.ctrl && !key.meta && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && !key.tab && input) {
+        dispatch({ type: 'filter-type', text: input.replace(/[\r\n]/g, '') });
+      }
+      return;
+    }
+    if (ui.help) {
+      dispatch({ type: 'help', open: false });
+      if (input !== 'q') return;
+    }
+    if (input === 'q') return exit();
+    if (input === '?') return dispatch({ type: 'help', open: true });
+    if (input === '/') return dispatch({ type: 'filter-start' });
+    if (key.escape && ui.filter) return dispatch({ type: 'filter-clear' });
+    if (input === 'p' || input === ' ') return monitor.setPaused(!monitor.paused);
+    if (input === '+') return monitor.setInterval(nextInterval(monitor.intervalMs, 1));
+    if (input === '-') return monitor.setInterval(nextInterval(monitor.intervalMs, -1));
+    if (input === 'r') return monitor.refreshNow();
+    if (key.upArrow || input === 'k') return move(-1);
+    if (key.downArrow || input === 'j') return move(1);
+    const target = selectedOf(visible());
+    if (rotate && target) {
+      const action: AdminAction | undefined = input === 'd' ? 'drain' : input === 'm' ? 'maint' : input === 'R' ? 'ready' : undefined;
+      if (action) dispatch({ type: 'confirm', action, name: target });
+    }
+  };
+
+  useInput((input: string, key: Key) => {
+    // Keys typed faster than a render arrive as one chunk ("Ry"): each is a key of its own.
+    const plain = !key.ctrl && !key.meta && !key.escape && !key.return && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && !key.tab;
+    if (plain && input.length > 1) {
+      for (const char of input) handleKey(char === '\r' || char === '\n' ? '' : char, { ...key, return: char === '\r' || char === '\n', shift: char !== char.toLowerCase() });
+    } else handleKey(input, key);
+  });
+
+  const width = Math.max(60, stdout.columns ?? 80);
+  // The events pane takes what is left of the terminal's height, at least three lines.
+  const eventLines = Math.max(3, (stdout.rows ?? 40) - rows.length - 16);
+  return (
+    <StatusScreen
+      snapshot={snapshot}
+      rows={rows}
+      events={monitor.history()}
+      now={Math.max(now, snapshot.at)}
+      intervalMs={monitor.intervalMs}
+      staleAfterMs={services.staleAfterMs()}
+      paused={monitor.paused}
+      filter={ui.filter}
+      filterDraft={ui.filterDraft}
+      selected={selected}
+      admin={Boolean(rotate)}
+      confirm={ui.confirm}
+      help={ui.help}
+      width={width}
+      eventLines={eventLines}
+    />
+  );
+}
+
+/** Runs the dashboard until q or Ctrl+C; returns the exit code. */
+export async function runDashboard(services: DashboardServices): Promise<number> {
+  const { render } = await import('ink');
+  services.monitor.start();
+  try {
+    const app = render(<Dashboard services={services} />, { exitOnCtrlC: false });
+    await app.waitUntilExit();
+  } finally {
+    await services.monitor.stop();
+  }
+  return 0;
+}

@@ -1,0 +1,65 @@
+// `knocker status`: the cluster as the shared database, every server's /_status, HAProxy and
+// PostgreSQL tell it. This file opens the monitor for a root (the database from knocknoc.conf,
+// HAProxy from knocker's configuration) and prints one snapshot for `--once` and `--json`; the
+// live screen is src/status-app.tsx, over the same monitor.
+import os from 'node:os';
+import { PreflightError } from '../errors.js';
+import type { Output } from '../installer/unattended.js';
+import { haproxyPaths } from '../haproxy/service.js';
+import { sourceAddressFor } from '../postgres/connect.js';
+import { loadServerConfig } from '../server/config.js';
+import { PATHS, type Root } from '../system/root.js';
+import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
+import { StatusMonitor } from './monitor.js';
+
+export interface StatusOptions {
+  intervalMs: number;
+}
+
+/** The monitor of the cluster this root's knocknoc.conf belongs to. */
+export async function openMonitor(root: Root, options: StatusOptions): Promise<StatusMonitor> {
+  const file = root.path(PATHS.conf);
+  const loaded = await loadServerConfig(file, os.hostname());
+  if (!loaded.ok) {
+    throw new PreflightError(`cannot tell which database to watch: ${loaded.problems[0] ?? `${file} does not load`}`, [
+      `knocker status reads the shared database from DatabaseURL in ${file}: run it on a web node (or point --root at one)`,
+    ]);
+  }
+  const config = loaded.config;
+  const paths = haproxyPaths(root);
+  return new StatusMonitor({
+    database: {
+      url: config.databaseUrl,
+      root,
+      connect: {
+        // From this node's own address, as the node itself connects (pg_hba.conf allows it).
+        sourceAddress: sourceAddressFor(config.listen.host, config.databaseUrl.host),
+        connectTimeoutMs: 3_000,
+        queryTimeoutMs: 3_000,
+        statementTimeoutMs: 2_500,
+        applicationName: 'knocker status',
+      },
+    },
+    haproxy: { statusSocket: paths.statusSocket, confFile: paths.conf },
+    localName: config.serverName,
+    intervalMs: options.intervalMs,
+  });
+}
+
+/** Data older than this is shown as stale: two polls missed, plus a timeout. */
+export function staleAfterMs(monitor: StatusMonitor): number {
+  return 2 * monitor.intervalMs + monitor.timeoutMs();
+}
+
+/** `--once` and `--json` (and a run without a terminal): one snapshot, exit 0 healthy, 1 degraded, 3 database unreachable. */
+export async function printStatus(root: Root, options: StatusOptions & { json: boolean }, io: Output): Promise<number> {
+  const monitor = await openMonitor(root, options);
+  try {
+    const snapshot = await monitor.refreshFully();
+    if (options.json) io.out(JSON.stringify(jsonSnapshot(snapshot), null, 2));
+    else for (const line of plainSnapshot(snapshot, staleAfterMs(monitor))) io.out(line);
+    return outcomeOf(snapshot).exitCode;
+  } finally {
+    await monitor.stop();
+  }
+}

@@ -1,0 +1,242 @@
+// What the dashboard knows, as plain data: each source's last answer (kept when a poll fails, with
+// its age and the error), the servers joined by name across the registry, their /_status and
+// HAProxy, each server's health in words, and the events (state changes) between two snapshots.
+import type { RegisteredServer } from '../server/registry.js';
+import type { StatusBody } from '../server/http.js';
+import type { ServerStat } from '../haproxy/runtime.js';
+
+export type SourceName = 'registry' | 'probes' | 'haproxy' | 'database';
+
+/** One source's last answer and how it is doing. */
+export interface SourceState<T> {
+  name: SourceName;
+  /** The last data it gave (kept, and shown dimmed, while it fails). */
+  data: T | undefined;
+  /** When `data` was read (ms since the epoch). */
+  updatedAt: number | undefined;
+  /** Set while the last poll failed. */
+  error: string | undefined;
+  /** A poll is under way. */
+  busy: boolean;
+  /** Set when the source does not apply here (HAProxy not set up on this host); not an error. */
+  absent?: string;
+}
+
+export interface Probe {
+  /** host:port it was asked on. */
+  address: string;
+  at: number;
+  /** HTTP status, or undefined when nothing answered. */
+  http: number | undefined;
+  latencyMs: number | undefined;
+  body: StatusBody | undefined;
+  error: string | undefined;
+}
+
+export interface HaproxyData {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  /** HAProxy's worker pid changed since the previous poll: it was reloaded. */
+  servers: ServerStat[];
+  /** Nodes in knocker's haproxy.cfg (addresses are not given on the read-only socket). */
+  configured: Array<{ name: string; address: string; backup: boolean }>;
+  bind: string;
+}
+
+export interface StandbyInfo {
+  name: string;
+  clientAddress: string | null;
+  state: string | null;
+  syncState: string | null;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+}
+
+export interface DatabaseData {
+  target: string;
+  serverVersion: string;
+  role: 'primary' | 'standby';
+  connections: { used: number; max: number };
+  /** Standbys streaming from this primary (pg_stat_replication). */
+  standbys: StandbyInfo[];
+  /** On a standby: how far behind its primary it is, when known. */
+  upstream?: { connected: boolean; lagBytes: number | null; lagSeconds: number | null };
+  /** The exposedb allow-list, when the cluster is on this host (undefined: not readable here). */
+  allowList?: { cidrs: string[]; exposed: boolean } | { error: string };
+  /** The migrations the database is at. */
+  schemaVersion: number | null;
+  /** Some columns were hidden from this login (pg_stat_replication needs pg_monitor). */
+  limited: boolean;
+}
+
+export type Health = 'ok' | 'warn' | 'fail';
+
+export interface ServerRow {
+  name: string;
+  address: string | undefined;
+  registry: RegisteredServer | undefined;
+  probe: Probe | undefined;
+  haproxy: ServerStat | undefined;
+  /** Backup node in HAProxy. */
+  backup: boolean;
+  health: Health;
+  /** One word: ok, offline, stopped, down, out-of-step, draining, maint, … */
+  word: string;
+  /** Why it is not ok, in words. */
+  problems: string[];
+}
+
+export interface Snapshot {
+  at: number;
+  sources: {
+    registry: SourceState<RegisteredServer[]>;
+    probes: SourceState<Map<string, Probe>>;
+    haproxy: SourceState<HaproxyData>;
+    database: SourceState<DatabaseData>;
+  };
+  servers: ServerRow[];
+  summary: {
+    total: number;
+    healthy: number;
+    /** The database could not be read at all (no registry either). */
+    databaseUnreachable: boolean;
+  };
+}
+
+export interface StatusEvent {
+  at: number;
+  level: Health;
+  text: string;
+}
+
+const HEALTH_ORDER: Record<Health, number> = { fail: 0, warn: 1, ok: 2 };
+
+/** The HAProxy state that keeps a server from new requests, in one word; undefined when in rotation. */
+function haproxyProblem(stat: ServerStat): { word: string; health: Health; text: string } | undefined {
+  const s = stat.status;
+  if (s.state === 'DOWN') return { word: 'down', health: 'fail', text: `HAProxy: ${s.text}${stat.check.status ? ` (${stat.check.status}${stat.check.detail ? `: ${stat.check.detail}` : ''})` : ''}` };
+  if (s.state === 'MAINT') return { word: 'maint', health: 'warn', text: `HAProxy: ${s.text} (out of rotation)` };
+  if (s.state === 'DRAIN') return { word: 'draining', health: 'warn', text: `HAProxy: ${s.text} (no new sessions)` };
+  if (s.state === 'NOLB') return { word: 'nolb', health: 'warn', text: `HAProxy: ${s.text}` };
+  if (s.state === 'UNKNOWN') return { word: 'unknown', health: 'warn', text: `HAProxy: ${s.text}` };
+  if (s.state === 'UP' && s.transition) return { word: 'failing', health: 'warn', text: `HAProxy: ${s.text} (checks failing)` };
+  return undefined;
+}
+
+/** A server's health from what each source says of it. */
+export function judge(row: Omit<ServerRow, 'health' | 'word' | 'problems'>, haproxyKnown: boolean): Pick<ServerRow, 'health' | 'word' | 'problems'> {
+  const problems: Array<{ word: string; health: Health; text: string }> = [];
+  const r = row.registry;
+  if (!r) problems.push({ word: 'unregistered', health: 'fail', text: 'not in the servers registry of this database' });
+  else if (r.state === 'stopped') problems.push({ word: 'stopped', health: 'fail', text: 'stopped (marked stopped in the registry)' });
+  else if (!r.online) problems.push({ word: 'offline', health: 'fail', text: 'offline (no heartbeat)' });
+  const p = row.probe;
+  if (p) {
+    if (p.http === undefined) problems.push({ word: 'no-answer', health: 'fail', text: `/_status: ${p.error ?? 'no answer'}` });
+    else if (p.body?.status === 'out-of-step') {
+      problems.push({ word: 'out-of-step', health: 'fail', text: `out of step: release expects schema ${p.body.schemaVersion}, the database has ${p.body.databaseSchemaVersion}` });
+    } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
+    else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
+  } else if (!row.address) {
+    problems.push({ word: 'no-address', health: 'warn', text: 'no address to probe (registered with a wildcard Listen)' });
+  } else {
+    problems.push({ word: 'checking', health: 'warn', text: '/_status not asked yet' });
+  }
+  if (row.haproxy) {
+    const h = haproxyProblem(row.haproxy);
+    if (h) problems.push(h);
+  } else if (haproxyKnown && !row.backup) {
+    problems.push({ word: 'not-in-lb', health: 'warn', text: 'not in HAProxy (knocker haproxy add)' });
+  }
+  if (problems.length === 0) return { health: 'ok', word: row.haproxy && row.backup ? 'standby' : 'ok', problems: [] };
+  problems.sort((a, b) => HEALTH_ORDER[a.health] - HEALTH_ORDER[b.health]);
+  return { health: problems[0]!.health, word: problems[0]!.word, problems: problems.map((x) => x.text) };
+}
+
+/** Problems first (fail, then warn), then by name. */
+export function sortRows(rows: ServerRow[]): ServerRow[] {
+  return [...rows].sort((a, b) => HEALTH_ORDER[a.health] - HEALTH_ORDER[b.health] || a.name.localeCompare(b.name, 'en', { numeric: true }));
+}
+
+/** A filter as typed after `/`: a case-insensitive substring of a row's text, `!` in front inverts it. */
+export function matchesFilter(row: ServerRow, filter: string): boolean {
+  const invert = filter.startsWith('!');
+  const needle = (invert ? filter.slice(1) : filter).trim().toLowerCase();
+  if (needle === '') return true;
+  const haystack = [row.name, row.address ?? '', row.word, row.registry?.version ?? '', row.probe?.body?.version ?? '', row.haproxy?.status.text ?? '', ...row.problems]
+    .join(' ')
+    .toLowerCase();
+  return haystack.includes(needle) !== invert;
+}
+
+function describeServerState(row: ServerRow): string {
+  return row.health === 'ok' ? row.word : `${row.word}: ${row.problems[0] ?? ''}`;
+}
+
+/** The state changes from one snapshot to the next, as an operator would note them. */
+export function eventsBetween(before: Snapshot | undefined, after: Snapshot): StatusEvent[] {
+  const events: StatusEvent[] = [];
+  const at = after.at;
+  if (!before) return events;
+  for (const name of ['registry', 'probes', 'haproxy', 'database'] as const) {
+    const was = before.sources[name];
+    const now = after.sources[name];
+    if (!was.error && now.error) events.push({ at, level: 'fail', text: `${name}: ${now.error}` });
+    else if (was.error && !now.error && now.updatedAt !== undefined) events.push({ at, level: 'ok', text: `${name}: answering again` });
+  }
+  const h0 = before.sources.haproxy.data;
+  const h1 = after.sources.haproxy.data;
+  if (h0 && h1 && h0.pid !== h1.pid) events.push({ at, level: 'warn', text: `HAProxy reloaded (worker pid ${h0.pid} → ${h1.pid})` });
+  const d0 = before.sources.database.data;
+  const d1 = after.sources.database.data;
+  if (d0 && d1 && d0.role !== d1.role) events.push({ at, level: 'warn', text: `database is now ${d1.role} (was ${d0.role})` });
+  if (d0 && d1 && d0.schemaVersion !== d1.schemaVersion) events.push({ at, level: 'warn', text: `database schema ${d0.schemaVersion ?? 'none'} → ${d1.schemaVersion ?? 'none'} (migrated)` });
+  const old = new Map(before.servers.map((r) => [r.name, r]));
+  for (const row of after.servers) {
+    const prev = old.get(row.name);
+    old.delete(row.name);
+    if (!prev) {
+      events.push({ at, level: row.health, text: `${row.name} appeared: ${describeServerState(row)}` });
+      continue;
+    }
+    if (prev.word !== row.word || prev.health !== row.health) {
+      events.push({ at, level: row.health, text: `${row.name}: ${prev.word} → ${describeServerState(row)}` });
+    }
+    const v0 = prev.probe?.body?.version ?? prev.registry?.version;
+    const v1 = row.probe?.body?.version ?? row.registry?.version;
+    if (v0 && v1 && v0 !== v1) events.push({ at, level: 'ok', text: `${row.name}: version ${v0} → ${v1}` });
+    const s0 = prev.haproxy?.status.text;
+    const s1 = row.haproxy?.status.text;
+    if (s0 && s1 && s0 !== s1 && prev.word === row.word) events.push({ at, level: row.health, text: `${row.name}: HAProxy ${s0} → ${s1}` });
+  }
+  for (const gone of old.values()) events.push({ at, level: 'warn', text: `${gone.name} is no longer listed` });
+  return events;
+}
+
+/** Every source has answered (or failed, or is absent) at least once. */
+export function settled(snapshot: Snapshot): boolean {
+  return Object.values(snapshot.sources).every((s) => s.updatedAt !== undefined || s.error !== undefined || s.absent !== undefined);
+}
+
+/** "4s", "3m05s", "2h10m", "5d03h". */
+export function age(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
+}
+
+/** "0 B", "12 kB", "3.4 MB". */
+export function bytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let value = n;
+  let unit = -1;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value >= 10 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
+}

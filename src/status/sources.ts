@@ -1,0 +1,298 @@
+// The dashboard's sources, each polled on its own: the servers registry and the database's health
+// (through a small pool to the shared database), every server's /_status (one probe per server in
+// flight, a short timeout), and HAProxy's read-only runtime socket (a fresh connection per poll,
+// so a reload is seen at once). A source that fails keeps its last data and says why; a source
+// that hangs holds up nobody but itself.
+import fs from 'node:fs/promises';
+import type pg from 'pg';
+import { parseListen } from '../config/values.js';
+import { findLocalCluster, isThisHost } from '../exposedb/locate.js';
+import { readAllowList } from '../exposedb/allow-list.js';
+import { remoteRoleName } from '../exposedb/plan.js';
+import { nodeAddress, readSettings, reachableAddress } from '../haproxy/config.js';
+import { showInfo, showStat } from '../haproxy/runtime.js';
+import { openAdminSession } from '../postgres/admin.js';
+import { describeConnectError, openPool, type ConnectOptions } from '../postgres/connect.js';
+import { describeTarget, type DatabaseUrl } from '../postgres/url.js';
+import { MIGRATIONS_TABLE } from '../schema/index.js';
+import { fetchStatus } from '../server/probe.js';
+import { listServers, type RegisteredServer } from '../server/registry.js';
+import { nullLogger } from '../system/log.js';
+import type { Root } from '../system/root.js';
+import { isRoot } from '../system/users.js';
+import type { DatabaseData, HaproxyData, Probe, SourceName, SourceState, StandbyInfo } from './model.js';
+
+/** One source: a poll that either gives data or fails with a message; never two polls at once. */
+export class Source<T> {
+  readonly state: SourceState<T>;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    name: SourceName,
+    private readonly read: () => Promise<T>,
+    private readonly onChange: () => void,
+  ) {
+    this.state = { name, data: undefined, updatedAt: undefined, error: undefined, busy: false };
+  }
+
+  /** Starts a poll unless one is under way; resolves when the poll under way ends. */
+  poll(): Promise<void> {
+    if (this.running) return this.running;
+    this.state.busy = true;
+    this.running = this.read().then(
+      (data) => {
+        Object.assign(this.state, { data, updatedAt: Date.now(), error: undefined, absent: undefined });
+      },
+      (error: unknown) => {
+        if (error instanceof SourceAbsent) Object.assign(this.state, { absent: error.message, error: undefined, data: undefined });
+        else this.state.error = error instanceof Error ? error.message : String(error);
+      },
+    ).finally(() => {
+      this.state.busy = false;
+      this.running = undefined;
+      this.onChange();
+    });
+    return this.running;
+  }
+}
+
+/** The source does not apply on this host (not an error: e.g. HAProxy is not set up here). */
+export class SourceAbsent extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// The shared database: registry and health
+
+export interface DatabaseSourceOptions {
+  url: DatabaseUrl;
+  connect: ConnectOptions;
+  root: Root;
+}
+
+/** A pool of two connections (registry and health never wait for each other), made on first use and again after a failure. */
+export class DatabaseLink {
+  private pool: Promise<pg.Pool> | undefined;
+  constructor(private readonly options: DatabaseSourceOptions) {}
+
+  async query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    if (!this.pool) {
+      const opening = openPool(this.options.url, this.options.connect, { max: 2, idleTimeoutMs: 60_000 });
+      opening.catch(() => {
+        if (this.pool === opening) this.pool = undefined;
+      });
+      this.pool = opening;
+    }
+    let pool: pg.Pool;
+    try {
+      pool = await this.pool;
+    } catch (error) {
+      throw new Error(describeConnectError(error, this.options.url).message);
+    }
+    try {
+      return await pool.query<R>(text, values);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      // A lost server: describe it as a connection problem, as at the start.
+      if (!code || /^(08|57P)/.test(code)) throw new Error(describeConnectError(error, this.options.url).message);
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.then((p) => p.end()).catch(() => {});
+  }
+}
+
+export function readRegistry(link: DatabaseLink): () => Promise<RegisteredServer[]> {
+  const client = { query: (text: string, values?: unknown[]) => link.query(text, values) } as unknown as Parameters<typeof listServers>[0];
+  return () => listServers(client);
+}
+
+interface Basics {
+  server_version: string;
+  in_recovery: boolean;
+  used: number;
+  max: number;
+  ssl: string;
+}
+
+/** The database's role, connections, replication and (when it is this host's) exposedb allow-list. */
+export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions): () => Promise<DatabaseData> {
+  const { url, root } = options;
+  let hbaFile: Promise<string | undefined> | undefined;
+  const local = isThisHost(url.host);
+  return async () => {
+    const basics = (
+      await link.query<Basics>(
+        `SELECT current_setting('server_version') AS server_version, pg_is_in_recovery() AS in_recovery,
+                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used,
+                current_setting('max_connections')::int AS max, current_setting('ssl') AS ssl`,
+      )
+    ).rows[0]!;
+    const schema = await link
+      .query<{ version: number | null }>(`SELECT max(version) AS version FROM ${MIGRATIONS_TABLE}`)
+      .then((r) => r.rows[0]?.version ?? null, () => null);
+    let standbys: StandbyInfo[] = [];
+    let upstream: DatabaseData['upstream'];
+    let limited = false;
+    if (!basics.in_recovery) {
+      const rows = await link.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null }>(
+        `SELECT application_name AS name, client_addr::text AS client_addr, state, sync_state,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,
+                extract(epoch FROM replay_lag)::float8 AS lag_seconds
+           FROM pg_stat_replication ORDER BY application_name`,
+      );
+      standbys = rows.rows.map((r) => ({
+        name: r.name,
+        clientAddress: r.client_addr,
+        state: r.state,
+        syncState: r.sync_state,
+        lagBytes: r.lag_bytes === null ? null : Number(r.lag_bytes),
+        lagSeconds: r.lag_seconds,
+      }));
+      // Without pg_monitor a login sees the rows but not their state or positions.
+      limited = standbys.some((s) => s.state === null);
+    } else {
+      const row = (
+        await link.query<{ lag_bytes: string | null; lag_seconds: number | null; receivers: number }>(
+          `SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint AS lag_bytes,
+                  CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                       ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END AS lag_seconds,
+                  (SELECT count(*) FROM pg_stat_wal_receiver)::int AS receivers`,
+        )
+      ).rows[0]!;
+      upstream = { connected: row.receivers > 0, lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes), lagSeconds: row.lag_seconds };
+    }
+    let allowList: DatabaseData['allowList'];
+    if (await local) {
+      hbaFile ??= findHbaFile(root, url);
+      const file = await hbaFile;
+      if (file) {
+        try {
+          const allow = readAllowList(await fs.readFile(file, 'utf8'), { database: url.database, role: remoteRoleName(url.database), ssl: basics.ssl === 'on' });
+          allowList = { cidrs: allow.cidrs, exposed: allow.present };
+        } catch (error) {
+          allowList = { error: `cannot read ${file}: ${(error as Error).message}` };
+        }
+      }
+    }
+    return {
+      target: describeTarget(url),
+      serverVersion: basics.server_version.split(' ')[0]!,
+      role: basics.in_recovery ? 'standby' : 'primary',
+      connections: { used: basics.used, max: basics.max },
+      standbys,
+      ...(upstream ? { upstream } : {}),
+      ...(allowList ? { allowList } : {}),
+      schemaVersion: schema,
+      limited,
+    };
+  };
+}
+
+/** pg_hba.conf of this host's cluster behind `url`, asked once of the cluster itself as its owner (root only). */
+async function findHbaFile(root: Root, url: DatabaseUrl): Promise<string | undefined> {
+  if (!root.isSandbox && !isRoot()) return undefined;
+  try {
+    const cluster = await findLocalCluster(root, url, nullLogger(), { source: "knocknoc.conf's DatabaseURL", hints: [] });
+    const session = await openAdminSession(cluster.access);
+    try {
+      return (await session.query<{ hba_file: string }>(`SELECT current_setting('hba_file') AS hba_file`)).rows[0]?.hba_file;
+    } finally {
+      await session.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /_status of every server
+
+/** One GET /_status on a fresh connection (as a load balancer asks), timed; never rejects. */
+export async function probeStatus(address: string, timeoutMs: number): Promise<Probe> {
+  const at = Date.now();
+  const listen = parseListen(address);
+  if (!listen.ok) return { address, at, http: undefined, latencyMs: undefined, body: undefined, error: listen.error };
+  const started = performance.now();
+  try {
+    const reply = await fetchStatus(listen.value, timeoutMs);
+    return { address, at, http: reply.http, latencyMs: performance.now() - started, body: reply.body, error: reply.body ? undefined : 'not a Knocknoc /_status answer' };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'EHOSTUNREACH' ? 'host unreachable' : (error as Error).message;
+    return { address, at, http: undefined, latencyMs: undefined, body: undefined, error: why };
+  }
+}
+
+/** Where a registered server is asked for its /_status; undefined for a wildcard Listen of another host. */
+export function probeAddress(listen: string, isLocalNode: boolean): string | undefined {
+  const parsed = parseListen(listen);
+  if (!parsed.ok) return undefined;
+  const wildcard = parsed.value.host === '0.0.0.0' || parsed.value.host === '::';
+  if (wildcard && !isLocalNode) return undefined;
+  return nodeAddress({ host: reachableAddress(parsed.value), port: parsed.value.port });
+}
+
+/**
+ * Probes every target at once, at most one probe per server in flight: a server whose last probe
+ * still hangs keeps its previous answer until that probe times out.
+ */
+export class Prober {
+  private readonly results = new Map<string, Probe>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  constructor(private readonly timeoutMs: () => number) {}
+
+  async probeAll(targets: Map<string, string>): Promise<Map<string, Probe>> {
+    for (const name of this.results.keys()) if (!targets.has(name)) this.results.delete(name);
+    const waits: Promise<void>[] = [];
+    for (const [name, address] of targets) {
+      let running = this.inFlight.get(name);
+      if (!running) {
+        running = probeStatus(address, this.timeoutMs()).then((probe) => {
+          if (targets.has(name)) this.results.set(name, probe);
+          this.inFlight.delete(name);
+        });
+        this.inFlight.set(name, running);
+      }
+      waits.push(running);
+    }
+    await Promise.all(waits);
+    return new Map(this.results);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HAProxy
+
+export interface HaproxySourceOptions {
+  statusSocket: string;
+  confFile: string;
+  timeoutMs: () => number;
+}
+
+export function readHaproxy(options: HaproxySourceOptions): () => Promise<HaproxyData> {
+  return async () => {
+    const text = await fs.readFile(options.confFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
+    const existing = readSettings(text);
+    if (existing.kind === 'none') throw new SourceAbsent(`HAProxy is not set up on this host (no ${options.confFile})`);
+    if (existing.kind === 'foreign') throw new SourceAbsent(`${options.confFile} was not written by knocker`);
+    if (existing.kind === 'unreadable') throw new Error(`${options.confFile}: ${existing.problem}`);
+    const settings = existing.settings;
+    // A fresh connection for each command: one kept open would stay with the old worker after a reload.
+    const [info, stat] = await Promise.all([showInfo(options.statusSocket, options.timeoutMs()), showStat(options.statusSocket)]);
+    return {
+      version: info.version,
+      pid: info.pid,
+      uptimeSeconds: info.uptimeSeconds,
+      servers: stat.servers,
+      configured: settings.nodes.map((n) => ({ name: n.name, address: nodeAddress(n), backup: n.backup })),
+      bind: `${settings.tls ? 'https' : 'http'}://${nodeAddress({ host: settings.bind.host, port: settings.bind.port })}`,
+    };
+  };
+}
