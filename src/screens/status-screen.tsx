@@ -4,7 +4,7 @@
 // Health is always a word and a symbol as well as a colour. It only displays.
 import { Box, Text } from 'ink';
 import type { AdminAction } from '../status/actions.js';
-import { checkCell, databaseLines, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
+import { checkCell, databaseLines, inStateCell, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
 import { age, settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { symbols, theme } from './theme.js';
 
@@ -47,10 +47,11 @@ function fit(text: string, width: number): string {
 function columns(rows: ServerRow[], width: number): { name: number; list: Column[] } {
   const all: Column[] = [
     { title: 'HEALTH', width: 12, source: 'registry', cell: (r) => r.word, drop: 0 },
-    { title: 'VERSION', width: 9, source: 'registry', cell: (r) => versionCell(r), drop: 3 },
+    { title: 'VERSION', width: 9, source: 'registry', cell: (r) => versionCell(r), drop: 0 },
     { title: '/_STATUS', width: 9, source: 'probes', cell: (r) => probeCell(r.probe), drop: 0 },
     { title: 'HAPROXY', width: 10, source: 'haproxy', cell: (r) => haproxyCell(r.haproxy, r.backup), drop: 0 },
-    { title: 'CHECK', width: 13, source: 'haproxy', cell: (r) => checkCell(r.haproxy), drop: 2 },
+    { title: 'FOR', width: 6, source: 'haproxy', cell: (r) => inStateCell(r.haproxy), drop: 2 },
+    { title: 'CHECK', width: 13, source: 'haproxy', cell: (r) => checkCell(r.haproxy), drop: 3 },
     { title: 'SESS', width: 5, source: 'haproxy', cell: (r) => (r.haproxy ? String(r.haproxy.sessions) : '-'), drop: 4 },
     { title: 'SEEN', width: 6, source: 'registry', cell: (r, now) => seenCell(r, now), drop: 1 },
   ];
