@@ -6,6 +6,7 @@ import type { RegisteredServer } from '../src/server/registry.js';
 import { outcomeOf, probeCell } from '../src/status/format.js';
 import { age, bytes, eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
 import { nextInterval } from '../src/status/monitor.js';
+import { visibleWindow } from '../src/screens/status-screen.js';
 
 const registered = (over: Partial<RegisteredServer> = {}): RegisteredServer => ({
   name: 'web-1', listen: '10.0.0.11:8756', version: '1.0.0', schemaVersion: 1, state: 'running', online: true, lastSeen: new Date(), startedAt: new Date(), ...over,
@@ -106,4 +107,12 @@ test('cells and units', () => {
   expect([age(4), age(185), age(7800), age(443_000)]).toEqual(['4s', '3m05s', '2h10m', '5d03h']);
   expect([bytes(0), bytes(12_345), bytes(3_400_000)]).toEqual(['0 B', '12 kB', '3.4 MB']);
   expect([nextInterval(2000, 1), nextInterval(2000, -1), nextInterval(500, -1), nextInterval(60_000, 1), nextInterval(1500, 1)]).toEqual([3000, 1000, 500, 60_000, 2000]);
+});
+
+test('a long table shows the rows that fit, the selected one always among them', () => {
+  expect(visibleWindow(3, 0, 10)).toEqual({ start: 0, end: 3 });
+  // 200 rows in 12 lines: 10 rows and the two "more above/below" lines.
+  expect(visibleWindow(200, 0, 12)).toEqual({ start: 0, end: 10 });
+  expect(visibleWindow(200, 57, 12)).toEqual({ start: 52, end: 62 });
+  expect(visibleWindow(200, 199, 12)).toEqual({ start: 190, end: 200 });
 });

@@ -25,7 +25,8 @@ export interface StatusScreenProps {
   confirm: { action: AdminAction; name: string; question: string } | undefined;
   help: boolean;
   width: number;
-  /** Room for the events pane, in lines. */
+  /** Room for the servers table's rows and for the events pane, in lines. */
+  tableLines: number;
   eventLines: number;
 }
 
@@ -81,15 +82,27 @@ function SourcesLine({ snapshot, now, staleAfterMs, intervalMs, paused }: Pick<S
   );
 }
 
-function ServersTable({ snapshot, rows, now, staleAfterMs, selected, width }: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width'>) {
-  const { name, list } = columns(rows, width);
+/** The rows that fit, keeping the selected one in view. */
+export function visibleWindow(count: number, selectedIndex: number, room: number): { start: number; end: number } {
+  if (count <= room) return { start: 0, end: count };
+  const lines = Math.max(1, room - 2);
+  const start = Math.min(Math.max(0, selectedIndex - Math.floor(lines / 2)), count - lines);
+  return { start, end: start + lines };
+}
+
+function ServersTable({ snapshot, rows: all, now, staleAfterMs, selected, width, tableLines }: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'tableLines'>) {
+  const { name, list } = columns(all, width);
   const stale = (source: SourceName) => sourceAge(snapshot.sources[source], now, staleAfterMs).stale;
+  const window = visibleWindow(all.length, Math.max(0, all.findIndex((r) => r.name === selected)), tableLines);
+  const rows = all.slice(window.start, window.end);
+  const scrolled = window.end - window.start < all.length;
   return (
     <Box flexDirection="column">
       <Text bold>
         {'    '}
         {fit('SERVER', name)} {list.map((c) => fit(c.title, c.width)).join(' ')}
       </Text>
+      {scrolled && <Text color={theme.muted}>{window.start > 0 ? `  ↑ ${window.start} more above` : ' '}</Text>}
       {rows.map((row) => {
         const isSelected = row.name === selected;
         return (
@@ -104,6 +117,7 @@ function ServersTable({ snapshot, rows, now, staleAfterMs, selected, width }: Pi
           </Text>
         );
       })}
+      {scrolled && <Text color={theme.muted}>{window.end < all.length ? `  ↓ ${all.length - window.end} more below` : ' '}</Text>}
     </Box>
   );
 }
