@@ -150,7 +150,7 @@ function Footer({ admin, filterDraft, filter, confirm }: Pick<StatusScreenProps,
 }
 
 const HELP: Array<[string, string]> = [
-  ['↑/↓ j/k', 'select a server'],
+  ['↑/↓ j/k', 'select a server (PgUp/PgDn: a page)'],
   ['/', 'filter the servers (text anywhere in the row; start with ! to show the rows NOT matching); Esc clears'],
   ['p', 'pause or resume refreshing'],
   ['+ / -', 'refresh less or more often (0.5 s to 60 s)'],
