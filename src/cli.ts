@@ -313,7 +313,7 @@ export function buildProgram(): Command {
         'socket when knocker set HAProxy up on this host. A source that fails keeps its last data, shown',
         'as stale with its age and error, and is retried at every refresh.',
         '',
-        'Keys: ↑/↓ select · / filter (! in front inverts) · p pause · +/- interval · r refresh · ? help · q quit',
+        'Keys: ↑/↓ PgUp/PgDn select · / filter (! in front inverts) · p pause · +/- interval · r refresh · ? help · q quit',
         '      with --admin: d drain · m maint · R ready (back in rotation once a check passes)',
         '',
         'Exit codes of --once and --json: 0 every server healthy, 1 degraded (a server offline, failing',

@@ -92,6 +92,9 @@ export function Dashboard({ services }: { services: DashboardServices }) {
   const { monitor, rotate } = services;
   const { exit } = useApp();
   const { stdout } = useStdout();
+  // The table takes up to two thirds of what the fixed lines leave; the events pane the rest, at least three lines.
+  const room = () => Math.max(8, (stdout.rows ?? 40) - 15);
+  const tableLinesFor = (count: number) => Math.max(5, Math.min(count, Math.floor((room() * 2) / 3)));
   useMonitor(monitor);
   const now = useNow(true, 1_000);
   const [uiRef, dispatch] = useLatestReducer(uiReducer, { filter: '', filterDraft: undefined, selected: undefined, help: false, confirm: undefined } as UiState);
@@ -123,6 +126,7 @@ export function Dashboard({ services }: { services: DashboardServices }) {
     );
   };
 
+  const page = () => Math.max(1, tableLinesFor(visible().length) - 3);
   const handleKey = (input: string, key: Key) => {
     const ui = uiRef.current;
     if (key.ctrl && input === 'c') return exit();
@@ -155,6 +159,8 @@ export function Dashboard({ services }: { services: DashboardServices }) {
     if (input === 'r') return monitor.refreshNow();
     if (key.upArrow || input === 'k') return move(-1);
     if (key.downArrow || input === 'j') return move(1);
+    if (key.pageUp) return move(-page());
+    if (key.pageDown) return move(page());
     const target = selectedOf(visible());
     if (rotate && target) {
       const action: AdminAction | undefined = input === 'd' ? 'drain' : input === 'm' ? 'maint' : input === 'R' ? 'ready' : undefined;
@@ -171,8 +177,8 @@ export function Dashboard({ services }: { services: DashboardServices }) {
   });
 
   const width = Math.max(60, stdout.columns ?? 80);
-  // The events pane takes what is left of the terminal's height, at least three lines.
-  const eventLines = Math.max(3, (stdout.rows ?? 40) - rows.length - 16);
+  const tableLines = tableLinesFor(rows.length);
+  const eventLines = Math.max(3, room() - Math.min(rows.length, tableLines));
   return (
     <StatusScreen
       snapshot={snapshot}
@@ -189,6 +195,7 @@ export function Dashboard({ services }: { services: DashboardServices }) {
       confirm={ui.confirm}
       help={ui.help}
       width={width}
+      tableLines={tableLines}
       eventLines={eventLines}
     />
   );

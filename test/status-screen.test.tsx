@@ -62,7 +62,7 @@ test('three healthy nodes; a node that stops is shown stopped, refusing and DOWN
   const { root, nodes } = await startStatusCluster({ root: await newRoot(), hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: db.url });
   const ui = await dashboard(root);
   const healthy = await waitForFrame(ui, '3 of 3 servers healthy');
-  for (const name of ['web-1', 'web-2', 'web-3']) expect(rowOf(healthy, name)).toMatch(new RegExp(`✔ ${name}\\s+ok\\s+1\\.0\\.0\\s+200 [\\d.]+ms\\s+UP\\s+L7OK 200`));
+  for (const name of ['web-1', 'web-2', 'web-3']) expect(rowOf(healthy, name)).toMatch(new RegExp(`✔ ${name}\\s+ok\\s+1\\.0\\.0\\s+200 [\\d.]+ms\\s+UP\\s+\\d+s\\s+L7OK 200`));
   expect(healthy).toMatch(/database primary, no standby/);
   expect(healthy).toMatch(/127\.0\.0\.120:\d+\/knocknoc as knocknoc: PostgreSQL \d+\.\d+, primary/);
   expect(healthy).toContain('none yet: state changes appear here');
@@ -77,12 +77,17 @@ test('three healthy nodes; a node that stops is shown stopped, refusing and DOWN
 });
 
 test('HAProxy stopped: its source fails and keeps its last data, the others keep refreshing; back, it says so', async () => {
-  const { root } = await startStatusCluster({ root: await newRoot(), hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: db.url });
+  const { root, haproxy } = await startStatusCluster({ root: await newRoot(), hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: db.url });
   const ui = await dashboard(root);
   await waitForFrame(ui, '3 of 3 servers healthy');
+  // A reload (a node taken out of the configuration) is noticed: a new worker answers.
+  expect((await haproxy.run('remove', 'web-3')).exitCode).toBe(0);
+  const reloaded = await waitForFrame(ui, /HAProxy reloaded \(worker pid \d+ → \d+\)/);
+  expect(rowOf(reloaded, 'web-3')).toMatch(/! web-3\s+not-in-lb\s+1\.0\.0\s+200 [\d.]+ms\s+-/);
   expect((await knocker(['service', 'stop', 'haproxy', '--root', root.dir])).exitCode).toBe(0);
   const failing = await waitForFrame(ui, /haproxy ✗ FAILING \d+s old/);
   expect(failing).toContain('HAProxy not answering');
+  expect(failing).toContain('2 of 3 servers healthy');
   expect(failing.replace(/\s+/g, ' ')).toMatch(/✗ haproxy: cannot reach HAProxy's runtime API on \S+status\.sock: (no such socket|nothing listens there)/);
   // Its last data is still there (drawn dimmed), and the other sources go on.
   expect(rowOf(failing, 'web-1')).toMatch(/✔ web-1\s+ok\s+1\.0\.0\s+200 [\d.]+ms\s+UP/);

@@ -4,7 +4,7 @@
 // Health is always a word and a symbol as well as a colour. It only displays.
 import { Box, Text } from 'ink';
 import type { AdminAction } from '../status/actions.js';
-import { checkCell, databaseLines, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
+import { checkCell, databaseLines, inStateCell, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
 import { age, settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { symbols, theme } from './theme.js';
 
@@ -25,7 +25,8 @@ export interface StatusScreenProps {
   confirm: { action: AdminAction; name: string; question: string } | undefined;
   help: boolean;
   width: number;
-  /** Room for the events pane, in lines. */
+  /** Room for the servers table's rows and for the events pane, in lines. */
+  tableLines: number;
   eventLines: number;
 }
 
@@ -47,10 +48,11 @@ function fit(text: string, width: number): string {
 function columns(rows: ServerRow[], width: number): { name: number; list: Column[] } {
   const all: Column[] = [
     { title: 'HEALTH', width: 12, source: 'registry', cell: (r) => r.word, drop: 0 },
-    { title: 'VERSION', width: 9, source: 'registry', cell: (r) => versionCell(r), drop: 3 },
+    { title: 'VERSION', width: 9, source: 'registry', cell: (r) => versionCell(r), drop: 0 },
     { title: '/_STATUS', width: 9, source: 'probes', cell: (r) => probeCell(r.probe), drop: 0 },
     { title: 'HAPROXY', width: 10, source: 'haproxy', cell: (r) => haproxyCell(r.haproxy, r.backup), drop: 0 },
-    { title: 'CHECK', width: 13, source: 'haproxy', cell: (r) => checkCell(r.haproxy), drop: 2 },
+    { title: 'FOR', width: 6, source: 'haproxy', cell: (r) => inStateCell(r.haproxy), drop: 2 },
+    { title: 'CHECK', width: 13, source: 'haproxy', cell: (r) => checkCell(r.haproxy), drop: 3 },
     { title: 'SESS', width: 5, source: 'haproxy', cell: (r) => (r.haproxy ? String(r.haproxy.sessions) : '-'), drop: 4 },
     { title: 'SEEN', width: 6, source: 'registry', cell: (r, now) => seenCell(r, now), drop: 1 },
   ];
@@ -80,15 +82,27 @@ function SourcesLine({ snapshot, now, staleAfterMs, intervalMs, paused }: Pick<S
   );
 }
 
-function ServersTable({ snapshot, rows, now, staleAfterMs, selected, width }: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width'>) {
-  const { name, list } = columns(rows, width);
+/** The rows that fit, keeping the selected one in view. */
+export function visibleWindow(count: number, selectedIndex: number, room: number): { start: number; end: number } {
+  if (count <= room) return { start: 0, end: count };
+  const lines = Math.max(1, room - 2);
+  const start = Math.min(Math.max(0, selectedIndex - Math.floor(lines / 2)), count - lines);
+  return { start, end: start + lines };
+}
+
+function ServersTable({ snapshot, rows: all, now, staleAfterMs, selected, width, tableLines }: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'tableLines'>) {
+  const { name, list } = columns(all, width);
   const stale = (source: SourceName) => sourceAge(snapshot.sources[source], now, staleAfterMs).stale;
+  const window = visibleWindow(all.length, Math.max(0, all.findIndex((r) => r.name === selected)), tableLines);
+  const rows = all.slice(window.start, window.end);
+  const scrolled = window.end - window.start < all.length;
   return (
     <Box flexDirection="column">
       <Text bold>
         {'    '}
         {fit('SERVER', name)} {list.map((c) => fit(c.title, c.width)).join(' ')}
       </Text>
+      {scrolled && <Text color={theme.muted}>{window.start > 0 ? `  ↑ ${window.start} more above` : ' '}</Text>}
       {rows.map((row) => {
         const isSelected = row.name === selected;
         return (
@@ -103,6 +117,7 @@ function ServersTable({ snapshot, rows, now, staleAfterMs, selected, width }: Pi
           </Text>
         );
       })}
+      {scrolled && <Text color={theme.muted}>{window.end < all.length ? `  ↓ ${all.length - window.end} more below` : ' '}</Text>}
     </Box>
   );
 }
@@ -135,7 +150,7 @@ function Footer({ admin, filterDraft, filter, confirm }: Pick<StatusScreenProps,
 }
 
 const HELP: Array<[string, string]> = [
-  ['↑/↓ j/k', 'select a server'],
+  ['↑/↓ j/k', 'select a server (PgUp/PgDn: a page)'],
   ['/', 'filter the servers (text anywhere in the row; start with ! to show the rows NOT matching); Esc clears'],
   ['p', 'pause or resume refreshing'],
   ['+ / -', 'refresh less or more often (0.5 s to 60 s)'],

@@ -30,6 +30,11 @@ export function checkCell(stat: ServerStat | undefined): string {
   return [c.status, c.code === undefined ? undefined : String(c.code), c.durationMs === undefined ? undefined : `${c.durationMs}ms`].filter(Boolean).join(' ');
 }
 
+/** How long HAProxy has had it in its current state. */
+export function inStateCell(stat: ServerStat | undefined): string {
+  return stat ? age(stat.secondsInState) : '-';
+}
+
 export function seenCell(row: ServerRow, now: number): string {
   const r = row.registry;
   if (!r) return '-';
@@ -116,7 +121,7 @@ export function plainSnapshot(snapshot: Snapshot, staleAfterMs: number): string[
   if (snapshot.servers.length > 0) {
     lines.push(
       ...table([
-        ['', 'SERVER', 'HEALTH', 'VERSION', '/_STATUS', 'HAPROXY', 'CHECK', 'SESS', 'SEEN'],
+        ['', 'SERVER', 'HEALTH', 'VERSION', '/_STATUS', 'HAPROXY', 'FOR', 'CHECK', 'SESS', 'SEEN'],
         ...snapshot.servers.map((row) => [
           HEALTH_SYMBOL[row.health],
           row.name,
@@ -124,6 +129,7 @@ export function plainSnapshot(snapshot: Snapshot, staleAfterMs: number): string[
           versionCell(row),
           probeCell(row.probe),
           haproxyCell(row.haproxy, row.backup),
+          inStateCell(row.haproxy),
           checkCell(row.haproxy),
           row.haproxy ? String(row.haproxy.sessions) : '-',
           seenCell(row, now),
