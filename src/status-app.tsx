@@ -96,7 +96,8 @@ export function Dashboard({ services }: { services: DashboardServices }) {
   const room = () => Math.max(8, (stdout.rows ?? 40) - 15);
   const tableLinesFor = (count: number) => Math.max(5, Math.min(count, Math.floor((room() * 2) / 3)));
   useMonitor(monitor);
-  const now = useNow(true, 1_000);
+  // Ages move with each refresh; a clock of its own is needed only when refreshes are rarer than a second.
+  const now = useNow(monitor.paused || monitor.intervalMs > 1_000, 1_000);
   const [uiRef, dispatch] = useLatestReducer(uiReducer, { filter: '', filterDraft: undefined, selected: undefined, help: false, confirm: undefined } as UiState);
   const ui = uiRef.current;
   const snapshot = monitor.current();

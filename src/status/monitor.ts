@@ -32,6 +32,9 @@ export class StatusMonitor {
   private notifyQueued = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Refresh rounds under way, and whether news waits for the end of one. */
+  private rounds = 0;
+  private heldBack = false;
   intervalMs: number;
   paused = false;
 
@@ -78,11 +81,22 @@ export class StatusMonitor {
    */
   async refresh(): Promise<void> {
     const bound = <T>(work: Promise<T>) => Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, this.timeoutMs()).unref())]);
-    const registry = this.registry.poll();
-    const haproxy = this.haproxy.poll();
-    const database = this.database.poll();
-    await Promise.all([bound(registry), bound(haproxy)]);
-    await Promise.all([this.probes.poll(), bound(database)]);
+    // One frame per round: what answers within the round is shown together at its end; a source
+    // answering later (one that stalled) is shown when it answers.
+    this.rounds += 1;
+    try {
+      const registry = this.registry.poll();
+      const haproxy = this.haproxy.poll();
+      const database = this.database.poll();
+      await Promise.all([bound(registry), bound(haproxy)]);
+      await Promise.all([this.probes.poll(), bound(database)]);
+    } finally {
+      this.rounds -= 1;
+      if (this.rounds === 0 && this.heldBack) {
+        this.heldBack = false;
+        this.queueNotify();
+      }
+    }
   }
 
   /** Every source once, waiting for each to answer or fail (for --once and --json). */
@@ -183,7 +197,8 @@ export class StatusMonitor {
     const events = settled(this.snapshot) ? eventsBetween(this.snapshot, next) : [];
     this.snapshot = next;
     if (events.length > 0) this.events = [...this.events, ...events].slice(-MAX_EVENTS);
-    this.queueNotify();
+    if (this.rounds > 0) this.heldBack = true;
+    else this.queueNotify();
   }
 
   private queueNotify(): void {
