@@ -428,7 +428,11 @@ function slopeMbPerMinute(rss: Array<[number, number]>): number {
 // ---------------------------------------------------------------------------------------------
 // 4. Death to screen
 
+/** SIGKILL: the port refuses at once. SIGSTOP: a hung node, whose kernel still accepts connections that nothing answers. */
+type Failure = 'SIGKILL' | 'SIGSTOP';
+
 interface Death {
+  failure: Failure;
   intervalSeconds: number;
   node: string;
   shownMs: number;
@@ -436,7 +440,7 @@ interface Death {
   haproxyDownMs: number;
 }
 
-async function measureDeaths(cluster: Cluster, intervalSeconds: number): Promise<Death[]> {
+async function measureDeaths(cluster: Cluster, intervalSeconds: number, failure: Failure): Promise<Death[]> {
   const socket = cluster.root.path(PATHS.haproxyAdminSocket);
   const haproxyState = async (name: string) => (await showStat(socket)).servers.find((s) => s.name === name)?.status.text;
   const dashboard = await openDashboard(cluster.root, intervalSeconds);
@@ -450,7 +454,7 @@ async function measureDeaths(cluster: Cluster, intervalSeconds: number): Promise
       await sleep(1_000 + Math.random() * 2_000);
       const before = new Set((await dashboard.screen()).split('\n'));
       const killedAt = performance.now();
-      victim.child.kill('SIGKILL');
+      victim.child.kill(failure);
       const haproxyDown = (async () => {
         for (;;) {
           if ((await haproxyState(victim.name)) === 'DOWN') return performance.now() - killedAt;
@@ -468,14 +472,18 @@ async function measureDeaths(cluster: Cluster, intervalSeconds: number): Promise
         if (shownMs > 30_000) throw new Error(`${victim.name} not shown failing 30 s after it was killed:\n${await dashboard.screen()}`);
         await sleep(50);
       }
-      const death: Death = { intervalSeconds, node: victim.name, shownMs, how: shown.how, haproxyDownMs: await haproxyDown };
+      const death: Death = { failure, intervalSeconds, node: victim.name, shownMs, how: shown.how, haproxyDownMs: await haproxyDown };
       deaths.push(death);
-      console.log(`--interval ${intervalSeconds}, kill ${i + 1}: ${victim.name} on screen after ${ms(shownMs)} (${shown.how}: ${shown.line.trim()}); HAProxy DOWN after ${ms(death.haproxyDownMs)}`);
-      // Back for the next round: the same node, address and port, until HAProxy and the screen have it ok again.
+      console.log(`--interval ${intervalSeconds}, ${failure} ${i + 1}: ${victim.name} on screen after ${ms(shownMs)} (${shown.how}: ${shown.line.trim()}); HAProxy DOWN after ${ms(death.haproxyDownMs)}`);
+      // Back for the next round (resumed, or started again on the same address and port), until HAProxy and the screen have it ok again.
       const beforeRestart = new Set((await dashboard.screen()).split('\n'));
-      const again = launchServer({ confFile: victim.confFile, bin: SERVER, name: victim.name, host: victim.host, port: victim.port });
-      await untilListening(again);
-      cluster.nodes[index] = again;
+      if (failure === 'SIGSTOP') {
+        victim.child.kill('SIGCONT');
+      } else {
+        const again = launchServer({ confFile: victim.confFile, bin: SERVER, name: victim.name, host: victim.host, port: victim.port });
+        await untilListening(again);
+        cluster.nodes[index] = again;
+      }
       await waitFor(`${victim.name} UP in HAProxy`, async () => ((await haproxyState(victim.name)) === 'UP' ? true : undefined), 60_000);
       const back = new RegExp(`(^[❯ ] ✔ ${victim.name} )|(^\\s+\\d\\d:\\d\\d:\\d\\d ✔ ${victim.name}: .*→ ok)`);
       await waitFor(`${victim.name} ok on the screen`, async () => ((await dashboard.screen()).split('\n').some((line) => !beforeRestart.has(line) && back.test(line)) ? true : undefined), 30_000);
@@ -495,7 +503,8 @@ async function main(): Promise<void> {
     const refresh = await measureRefresh(cluster.root);
     const memory = await liveRun(cluster.root, { label: `--interval 1, ${MEMORY_MINUTES} min`, intervalSeconds: 1, seconds: MEMORY_MINUTES * 60, sampleSeconds: 10, heap: true });
     const atTwo = await liveRun(cluster.root, { label: '--interval 2 (the default)', intervalSeconds: 2, seconds: CPU_SECONDS, sampleSeconds: 10 });
-    const deaths = [...(await measureDeaths(cluster, 1)), ...(await measureDeaths(cluster, 2))];
+    const deaths: Death[] = [];
+    for (const failure of ['SIGKILL', 'SIGSTOP'] as const) for (const interval of [1, 2]) deaths.push(...(await measureDeaths(cluster, interval, failure)));
     await writeResults({ refresh, memory, others: [atTwo], deaths });
   } finally {
     await cleanUp();
@@ -520,36 +529,41 @@ const verdict = (value: number, aim: number, unit: (v: number) => string, excess
   value <= aim ? `met (${unit(value)})` : `**missed** by ${excess(value - aim)} (${unit(value)}, ${(value / aim).toFixed(1)} × the aim)`;
 
 /**
- * Why the figures are what they are, from a one-off look (not re-taken by this script): heap snapshots
- * and CPU profiles of the dashboard, and the product code. Update it when the product changes.
+ * How the product's changes of the day moved the figures, and what is left: from earlier runs of this
+ * script, heap snapshots and CPU profiles of the dashboard (not re-taken here). Update it when the
+ * product changes.
  */
 const DIAGNOSIS = [
-  '### Why (diagnosis, 2026-11-27)',
+  '### How the figures came about (2026-11-27)',
   '',
-  'Memory. The live heap grows with RSS, so the growth is memory kept, not a lazy collector. The strings that pile up are',
-  "the screen's own lines (table rows, summary and sources lines): following their retainers in a heap snapshot leads to",
-  "Ink 6.8's module-level text-measurement cache, node_modules/ink/build/measure-text.js `const cache = new Map()`, keyed",
-  'by every distinct text Yoga measures and never evicted (wrap-text.js keeps a second one the same way, fed only by text',
-  'that has to wrap). The table changes at every refresh (the probe latency in /_STATUS, the ages in FOR and SEEN), so',
-  'each frame adds new keys for as long as the dashboard runs (see the heap limit above). Known upstream',
-  '(vadimdemedes/ink#986); Ink 7 and 8 bound both caches (QuickLRU, 4096 entries) but need Node ≥ 22. Tried by hand on',
-  'a copy of the bundle with that Map capped at 4096 entries, running beside the unchanged dashboard on the same cluster',
-  'for 4 min 51 s: live heap +1.2 MB (JIT code and the cache filling up to its cap) against +7.0 MB unchanged.',
+  'Earlier runs of this script, 10 min at --interval 1 with the same 200 servers, on the product as it was:',
   '',
-  'CPU. Before the table scrolled (main at f8ea87b, this script at 701b2f5) it drew all 200 rows, about 220 lines, into',
-  'the 50-line terminal: Ink then cleared the terminal and wrote all of it again on every frame (4.8 full repaints a',
-  'second, 101 kB/s) and the dashboard took 40.8 % of a core at --interval 1 (median of ten 60 s windows 40.1 %), with the',
-  'summary and the failing rows (sorted first) scrolled off the screen. A profile then put about 70 % of its busy time in',
-  'React and Ink drawing. Drawing only the rows that fit (14063a3) brought it to the figure above. What is left: the',
-  'monitor tells the screen once per source that answers (src/status/monitor.ts: every `Source` calls `rebuild()`, and',
-  '`queueNotify()` coalesces only within one turn of the event loop), so one refresh is up to four renders, plus one',
-  "for the screen's 1 s clock; rendering once per round would cut that. Collecting the data costs the share given above.",
-  'The figure is near the aim and moves with what else this shared machine does: a run of this script earlier the same',
-  'day on the same code, with the machine otherwise idle, gave 13.6 % (60 s windows 13.1–15.1 %).',
+  '| main at | CPU at --interval 1 (60 s windows) | written to the terminal | memory over 10 min |',
+  '|---|---|---|---|',
+  '| f8ea87b, first dashboard | 40.8 % (39.0–44.7 %) | 4.8 frames/s, every one a full repaint, 101 kB/s | RSS 157 → 344 MB, 17 MB/min |',
+  '| 14063a3, the table scrolls | 13.6 % (13.1–15.1 %), and 15.8 % (14.0–17.5 %) in a busier hour | 2.8 frames/s, 9 kB/s | live heap 31.2 → 44.2 MB, +1.24 MB/min |',
+  '| e8fd816, one frame a round, Ink caches bounded | the figures above | | |',
   '',
-  "Probe latency. The /_STATUS column shows 40–60 ms for every server while HAProxy's checks of the same servers take",
-  '0–4 ms: the 200 probes start at once (src/status/sources.ts `Prober.probeAll`) and each is timed from before its',
+  '- Every row drawn (f8ea87b): 200 rows, about 220 lines, into a 50-line terminal. Ink then cleared the terminal and',
+  '  its scrollback and wrote everything again on every frame, and the summary line and the failing rows (sorted first)',
+  "  were scrolled off the screen: a dead node showed only as an event. A CPU profile put about 70 % of the dashboard's",
+  '  busy time in React and Ink drawing.',
+  '- Memory (until e8fd816): the live heap grew with RSS, so it was memory kept, not a lazy collector. Following the',
+  "  retainers of the strings that piled up in a heap snapshot leads to Ink 6.8's module-level caches,",
+  '  node_modules/ink/build/measure-text.js `const cache = new Map()` (and wrap-text.js `const cache = {}`), keyed by',
+  '  every distinct text laid out and never emptied (vadimdemedes/ink#986; Ink 7 and 8 bound them but need Node ≥ 22).',
+  '  The table changes at every refresh (probe latency, the FOR and SEEN ages), so every frame added keys: at 1.24 MB a',
+  "  minute the 4 GB heap limit is about 2.3 days away. A copy of the bundle with that Map capped at 4096 entries, run",
+  '  beside the unchanged dashboard for 4 min 51 s, grew its live heap by 1.2 MB (JIT code, the cache filling to its cap)',
+  "  against 7.0 MB. scripts/bundle.mjs now caps both caches at 4096 entries.",
+  '- Frames (until acfe058): the monitor told the screen once per source that answered (every `Source` calls',
+  '  `rebuild()`, and `queueNotify()` coalesced only within one turn of the event loop), so a refresh was up to four',
+  "  renders, plus one for the screen's own 1 s clock. Now one frame a round, and the clock only for intervals over 1 s.",
+  '',
+  "Still there: the /_STATUS column shows 40–60 ms for every server while HAProxy's checks of the same servers take",
+  '0–4 ms. The 200 probes start at once (src/status/sources.ts `Prober.probeAll`) and each is timed from before its',
   "connection is opened (`probeStatus`), so the figure is mostly the dashboard's own queue of connections, not the node.",
+  'The CPU figure moves by a point or two with what else this shared machine does (see the 14063a3 runs).',
   '',
 ];
 
@@ -574,16 +588,19 @@ async function writeResults({ refresh, memory, others, deaths }: Results): Promi
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const slope = slopeMbPerMinute(memory.rss);
   const perMinute = memory.rss.filter(([s]) => s % 60 === 0).map(([, kb]) => (kb / 1024).toFixed(0)).join(', ');
-  const intervals = [...new Set(deaths.map((d) => d.intervalSeconds))];
-  const deathRows = intervals.map((interval) => {
-    const of = deaths.filter((d) => d.intervalSeconds === interval);
+  const cases = [...new Map(deaths.map((d) => [`${d.failure} ${d.intervalSeconds}`, d])).values()];
+  const deathRows = cases.map(({ failure, intervalSeconds: interval }) => {
+    const of = deaths.filter((d) => d.failure === failure && d.intervalSeconds === interval);
     const aim = interval * 1000 + Math.min(1_500, Math.max(400, interval * 1000));
     const hows = [...new Set(of.map((d) => d.how))].join(', ');
+    const shown = of.map((d) => d.shownMs);
     return {
       aim,
-      median: median(of.map((d) => d.shownMs)),
-      row: `| ${interval} s | ${seconds(aim)} | ${seconds(median(of.map((d) => d.shownMs)))} | ${of.map((d) => seconds(d.shownMs)).join(', ')} | ${hows} | ${seconds(median(of.map((d) => d.haproxyDownMs)))} (${of.map((d) => seconds(d.haproxyDownMs)).join(', ')}) |`,
+      median: median(shown),
+      max: Math.max(...shown),
+      row: `| ${failure} | ${interval} s | ${seconds(aim)} | ${seconds(median(shown))} | ${shown.map(seconds).join(', ')} | ${hows} | ${seconds(median(of.map((d) => d.haproxyDownMs)))} (${of.map((d) => seconds(d.haproxyDownMs)).join(', ')}) |`,
       interval,
+      failure,
     };
   });
   const growth = mean(lastStart) - mean(firstEnd);
@@ -644,21 +661,23 @@ async function writeResults({ refresh, memory, others, deaths }: Results): Promi
     ...(heap
       ? [
           `${heap.start.mb.toFixed(1)} MB (${heap.start.strings} strings) 30 s before the first sample to ${heap.end.mb.toFixed(1)} MB (${heap.end.strings} strings) after the last:`,
-          `${heapRate.toFixed(2)} MB and ${Math.round((heap.end.strings - heap.start.strings) / (MEMORY_MINUTES + 0.5))} strings a minute that no collection frees. At that rate the`,
-          `dashboard reaches Node's heap limit here (${(heapLimitMb / 1024).toFixed(1)} GB) after about ${heapRate > 0 ? ((heapLimitMb - heap.end.mb) / heapRate / 60 / 24).toFixed(1) : '∞'} days and dies out of memory.`,
+          `${heapRate.toFixed(2)} MB and ${Math.round((heap.end.strings - heap.start.strings) / (MEMORY_MINUTES + 0.5))} strings a minute that no collection frees.` +
+            (flat || heapRate <= 0 ? '' : ` At that rate the dashboard reaches Node's heap limit here (${(heapLimitMb / 1024).toFixed(1)} GB) after about ${((heapLimitMb - heap.end.mb) / heapRate / 60 / 24).toFixed(1)} days and dies out of memory.`),
         ]
       : []),
     '',
     '### Death to screen',
     '',
-    `A real node (web-1, 2, 3 in turn) is SIGKILLed ${KILLS} times per interval, 1–3 s after the previous one was back (so kills land`,
-    'anywhere in the refresh cycle); the visible screen (`tmux capture-pane -p`) is read every 50 ms until a new line shows the node',
+    `A real node (web-1, 2, 3 in turn) fails ${KILLS} times per interval and kind, 1–3 s after the previous one was back (so failures`,
+    'land anywhere in the refresh cycle): SIGKILL (its port then refuses at once; started again after) or SIGSTOP (a hung node:',
+    'its kernel still accepts connections, nothing answers, so only the probe timeout tells; SIGCONT after). The visible',
+    'screen (`tmux capture-pane -p`) is read every 50 ms until a new line shows the node',
     'failing: its row (`✗ web-N`) or, when the row is off screen, the event the dashboard logs for it (`HH:MM:SS ✗ web-N: ok →',
     'no-answer: …`; row and event come from the same snapshot). HAProxy DOWN: `show stat` on the admin socket every 50 ms.',
     'Aim: interval + probe timeout (StatusMonitor.timeoutMs() = min(1.5 s, max(0.4 s, interval))).',
     '',
-    '| --interval | aim | on screen (median) | each kill | shown by | HAProxy DOWN: median (each) |',
-    '|---|---|---|---|---|---|',
+    '| failure | --interval | aim | on screen (median) | each | shown by | HAProxy DOWN: median (each) |',
+    '|---|---|---|---|---|---|---|',
     ...deathRows.map((d) => d.row),
     '',
     '### Against the aims',
@@ -667,7 +686,7 @@ async function writeResults({ refresh, memory, others, deaths }: Results): Promi
     `- CPU ≤ 15 % of a core at --interval 1: ${verdict(liveCpu, 15, pct, points)}.`,
     `- Memory flat over ${MEMORY_MINUTES} min (taken here as: RSS slope ≤ 1 MB/min and live heap growth ≤ 10 %): ${flat ? 'met' : '**missed**'}; RSS`,
     `  ${mb(kbs[0]!)} → ${mb(kbs.at(-1)!)}, slope ${slope.toFixed(2)} MB/min${heap ? `, live heap ${heap.start.mb.toFixed(1)} → ${heap.end.mb.toFixed(1)} MB (${heapGrowth >= 0 ? '+' : ''}${heapGrowth.toFixed(0)} %)` : ''}.`,
-    ...deathRows.map((d) => `- Death to screen at --interval ${d.interval}: ${verdict(d.median, d.aim, seconds)}.`),
+    ...deathRows.map((d) => `- Death to screen, ${d.failure} at --interval ${d.interval}: ${verdict(d.median, d.aim, seconds)}; slowest ${seconds(d.max)}.`),
     '',
     ...DIAGNOSIS,
   ];
