@@ -242,8 +242,25 @@ export function probeAddress(listen: string, isLocalNode: boolean): string | und
 export class Prober {
   private readonly results = new Map<string, Probe>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Probes under way, and those waiting for a slot: 200 started at once timed mostly this process's own queue. */
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
 
-  constructor(private readonly timeoutMs: () => number) {}
+  constructor(
+    private readonly timeoutMs: () => number,
+    private readonly maxConcurrent = 32,
+  ) {}
+
+  private async slot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.active >= this.maxConcurrent) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active += 1;
+    try {
+      return await work();
+    } finally {
+      this.active -= 1;
+      this.waiting.shift()?.();
+    }
+  }
 
   async probeAll(targets: Map<string, string>): Promise<Map<string, Probe>> {
     for (const name of this.results.keys()) if (!targets.has(name)) this.results.delete(name);
@@ -251,7 +268,7 @@ export class Prober {
     for (const [name, address] of targets) {
       let running = this.inFlight.get(name);
       if (!running) {
-        running = probeStatus(address, this.timeoutMs()).then((probe) => {
+        running = this.slot(() => probeStatus(address, this.timeoutMs())).then((probe) => {
           if (targets.has(name)) this.results.set(name, probe);
           this.inFlight.delete(name);
         });
