@@ -4,6 +4,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useApp, useInput, useStdout, type Key } from 'ink';
 import { errorMessage } from './errors.js';
+import { eachKey } from './screens/keys.js';
 import { StatusScreen } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
 import { ACTION_TITLE, type AdminAction } from './status/actions.js';
@@ -169,13 +170,7 @@ export function Dashboard({ services }: { services: DashboardServices }) {
     }
   };
 
-  useInput((input: string, key: Key) => {
-    // Keys typed faster than a render arrive as one chunk ("Ry"): each is a key of its own.
-    const plain = !key.ctrl && !key.meta && !key.escape && !key.return && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && !key.tab;
-    if (plain && input.length > 1) {
-      for (const char of input) handleKey(char === '\r' || char === '\n' ? '' : char, { ...key, return: char === '\r' || char === '\n', shift: char !== char.toLowerCase() });
-    } else handleKey(input, key);
-  });
+  useInput((input: string, key: Key) => eachKey(input, key, handleKey));
 
   const width = Math.max(60, stdout.columns ?? 80);
   const tableLines = tableLinesFor(rows.length);

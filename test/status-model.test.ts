@@ -4,7 +4,8 @@ import { describe, expect, test } from 'vitest';
 import { parseServerStatus, type ServerStat } from '../src/haproxy/runtime.js';
 import type { RegisteredServer } from '../src/server/registry.js';
 import { outcomeOf, probeCell } from '../src/status/format.js';
-import { age, bytes, eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
+import { age, bytes } from '../src/system/units.js';
+import { eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
 import { nextInterval } from '../src/status/monitor.js';
 import { visibleWindow } from '../src/screens/status-screen.js';
 

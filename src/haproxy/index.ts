@@ -10,9 +10,10 @@ import { PreflightFailed, type Check } from '../installer/checks.js';
 import type { Output } from '../installer/unattended.js';
 import { withLock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
-import { applyPlan, formatPlan, hasChanges, planToJson, type Plan, type Step } from '../system/plan.js';
+import { applyPlan, formatPlan, hasChanges, planToJson, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
+import { age } from '../system/units.js';
 import {
   addressOf,
   BACKEND,
@@ -263,13 +264,6 @@ function unreachable(error: unknown, root: Root): never {
   throw error;
 }
 
-function duration(seconds: number): string {
-  if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
-  if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
-  return `${Math.floor(seconds / 86_400)}d${String(Math.floor((seconds % 86_400) / 3600)).padStart(2, '0')}h`;
-}
-
 /** The backend's servers as `show stat` reports them, from the read-only socket. Exit 0 when every node is UP, else 1. */
 export async function haproxyStatus(root: Root, options: { json: boolean }, io: Output): Promise<number> {
   const settings = knockerSettings(await inspectHaproxy(root));
@@ -307,7 +301,7 @@ export async function haproxyStatus(root: Root, options: { json: boolean }, io: 
   }
   const up = servers.filter((s) => s.stat?.status.state === 'UP');
   io.out(
-    `HAProxy ${info.version}, worker pid ${info.pid}, up ${duration(info.uptimeSeconds)}; ${settings.tls ? 'https' : 'http'}://${formatListen(settings.bind)}: ` +
+    `HAProxy ${info.version}, worker pid ${info.pid}, up ${age(info.uptimeSeconds)}; ${settings.tls ? 'https' : 'http'}://${formatListen(settings.bind)}: ` +
       `${up.filter((s) => !s.node.backup).length}/${servers.filter((s) => !s.node.backup).length} active nodes UP` +
       (servers.some((s) => s.node.backup) ? `, ${up.filter((s) => s.node.backup).length}/${servers.filter((s) => s.node.backup).length} backup` : ''),
   );
@@ -321,7 +315,7 @@ export async function haproxyStatus(root: Root, options: { json: boolean }, io: 
       s ? checkText(s) : 'not in the running configuration (reload: knocker haproxy setup)',
       s ? String(s.sessions) : '',
       s ? String(s.totalSessions) : '',
-      s ? duration(s.secondsInState) : '',
+      s ? age(s.secondsInState) : '',
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -341,8 +335,29 @@ export type RotationAction = 'drain' | 'maint' | 'ready';
 
 const ACTION_STATE: Record<RotationAction, AdminState> = { drain: 'drain', maint: 'maint', ready: 'ready' };
 
-/** drain, maint and ready through the admin socket, each a one-step plan that undoes itself on failure. */
-export async function haproxyRotation(root: Root, action: RotationAction, name: string, options: { timeoutSeconds: number }, io: Output): Promise<number> {
+export interface RotationOptions {
+  /** How long `ready` waits for a passing check. */
+  timeoutSeconds: number;
+  /** Who holds the host's lock meanwhile ("knocker command changing this host", "knocker status --admin"). */
+  holder?: string;
+  /** Each status HAProxy reports while `ready` waits for its check. */
+  onStatus?: (stat: ServerStat) => void;
+  /** Told before anything changes, as a plan of one step (not called when there is nothing to change). */
+  onPlan?: (plan: Plan) => ((event: ApplyEvent) => void) | undefined;
+}
+
+export interface RotationResult {
+  changed: boolean;
+  /** What HAProxy says of the node now ("DRAIN, check L7OK 200"), or was already saying. */
+  now: string;
+}
+
+/**
+ * drain, maint and ready through the admin socket, as a one-step plan that undoes itself on
+ * failure, under the host's lock; the state is saved for the next reload. `knocker haproxy
+ * drain|maint|ready` and the dashboard's --admin keys both change rotation through this.
+ */
+export async function rotateNode(root: Root, action: RotationAction, name: string, options: RotationOptions): Promise<RotationResult> {
   const facts = await inspectHaproxy(root);
   const settings = knockerSettings(facts);
   if (!settings.nodes.some((n) => n.name === name)) {
@@ -350,38 +365,33 @@ export async function haproxyRotation(root: Root, action: RotationAction, name: 
   }
   const { paths } = facts.service;
   const socket = paths.adminSocket;
-  return withLock(root.path(PATHS.installLock), LOCK_WHAT, async () => {
+  return withLock(root.path(PATHS.installLock), options.holder ?? LOCK_WHAT, async () => {
     const log = fileLogger(root.path(PATHS.opsLog));
     const before = await serverStat(socket, name).catch((error: unknown) => unreachable(error, root));
     if (!before) throw new PreflightError(`the running HAProxy has no node ${name}: it runs an older configuration`, ['reload it: knocker haproxy setup']);
     const previous = (await adminStateOf(socket, name)) ?? 'ready';
     const wanted = ACTION_STATE[action];
     const already = action === 'ready' ? previous === 'ready' && before.status.state === 'UP' : previous === wanted;
-    const restore = async () => {
-      await setAdminState(socket, name, previous);
-      await saveServerState(paths, log);
-      log.info(`${name}: admin state back to ${previous}`);
-    };
+    if (already) return { changed: false, now: describeServer(before) };
     const titles: Record<RotationAction, string> = {
       drain: `Drain ${name}: no new sessions; clients holding its cookie still reach it`,
       maint: `Put ${name} in maintenance: no traffic at all, health checks paused`,
       ready: `Bring ${name} back into rotation once a health check passes (at most ${options.timeoutSeconds} s)`,
     };
+    let now = describeServer(before);
     const step: Step = {
       kind: 'command',
       title: titles[action],
       details: [`now: ${describeServer(before)}`],
-      changes: !already,
+      changes: true,
       async apply() {
         log.info(`${action} ${name}: was ${describeServer(before)} (admin state ${previous})`);
         if (action === 'ready') {
           try {
-            const now = await readyAfterCheck(socket, name, {
-              timeoutMs: options.timeoutSeconds * 1000,
-              onStatus: (stat) => io.out(`    ${name}: ${describeServer(stat)}`),
-            });
+            const stat = await readyAfterCheck(socket, name, { timeoutMs: options.timeoutSeconds * 1000, onStatus: options.onStatus });
             await saveServerState(paths, log);
-            return `now ${describeServer(now)}`;
+            now = describeServer(stat);
+            return `now ${now}`;
           } catch (error) {
             if (error instanceof CheckTimeout) throw new Error(`${error.message}; it stays out of rotation`);
             throw error;
@@ -389,17 +399,32 @@ export async function haproxyRotation(root: Root, action: RotationAction, name: 
         }
         await setAdminState(socket, name, wanted);
         await saveServerState(paths, log);
-        const now = await serverStat(socket, name);
-        return now ? `now ${describeServer(now)}, ${now.sessions} session${now.sessions === 1 ? '' : 's'}` : undefined;
+        const stat = await serverStat(socket, name);
+        if (!stat) return undefined;
+        now = describeServer(stat);
+        return `now ${now}, ${stat.sessions} session${stat.sessions === 1 ? '' : 's'}`;
       },
-      undo: restore,
+      async undo() {
+        await setAdminState(socket, name, previous);
+        await saveServerState(paths, log);
+        log.info(`${name}: admin state back to ${previous}`);
+      },
     };
     const plan: Plan = { title: `knocker haproxy ${action} ${name}`, steps: [step], warnings: [] };
-    if (!hasChanges(plan)) {
-      io.out(`Nothing to change: ${name} is already ${action === 'ready' ? 'in rotation' : action === 'drain' ? 'drained' : 'in maintenance'} (${describeServer(before)}).`);
-      return 0;
-    }
-    await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.out) });
-    return 0;
+    await applyPlan(plan, { log, onEvent: options.onPlan?.(plan) });
+    return { changed: true, now };
   });
+}
+
+/** `knocker haproxy drain|maint|ready NAME`: the change with its progress printed. */
+export async function haproxyRotation(root: Root, action: RotationAction, name: string, options: { timeoutSeconds: number }, io: Output): Promise<number> {
+  const result = await rotateNode(root, action, name, {
+    timeoutSeconds: options.timeoutSeconds,
+    onStatus: (stat) => io.out(`    ${name}: ${describeServer(stat)}`),
+    onPlan: (plan) => progressPrinter(plan, io.out),
+  });
+  if (!result.changed) {
+    io.out(`Nothing to change: ${name} is already ${action === 'ready' ? 'in rotation' : action === 'drain' ? 'drained' : 'in maintenance'} (${result.now}).`);
+  }
+  return 0;
 }

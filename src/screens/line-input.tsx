@@ -4,7 +4,7 @@
 // computes `value + input` from its last render, and loses the first chunk in that case.
 // A connection string never shows its password: `mask` draws it as asterisks as it is typed.
 import { Text, useInput } from 'ink';
-import { bindings } from './keys.js';
+import { bindings, eachKey } from './keys.js';
 
 export function maskPassword(text: string): string {
   return text.replace(/^(postgres(?:ql)?:\/\/[^:/?#@]*:)([^@]*)(@|$)/i, (_m, head: string, password: string, at: string) => `${head}${'*'.repeat(password.length)}${at}`);
@@ -24,23 +24,18 @@ export interface LineInputProps {
 
 export function LineInput({ value, placeholder, mask, onAppend, onErase, onClear, onSubmit, isActive }: LineInputProps) {
   useInput(
-    (input, key) => {
-      if (bindings.submit(input, key)) {
-        onSubmit();
-      } else if (bindings.erase(input, key)) {
-        onErase();
-      } else if (bindings.clearLine(input, key)) {
-        onClear();
-      } else if (!key.ctrl && !key.meta && !key.escape && !key.tab && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && input) {
-        // A paste (or fast typing) can bring Enter or Backspace inside the chunk: each is applied
-        // in order, and what precedes Enter is the answer.
-        for (const part of input.split(/([\r\n\u007F\b])/)) {
-          if (part === '\r' || part === '\n') return onSubmit();
-          if (part === '\u007F' || part === '\b') onErase();
-          else if (part) onAppend(part);
+    (chunk, chunkKey) =>
+      eachKey(chunk, chunkKey, (input, key) => {
+        if (bindings.submit(input, key)) {
+          onSubmit();
+          // What follows Enter in a paste is not this answer's.
+          return false;
         }
-      }
-    },
+        if (bindings.erase(input, key)) onErase();
+        else if (bindings.clearLine(input, key)) onClear();
+        else if (!key.ctrl && !key.meta && !key.escape && !key.tab && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && input) onAppend(input);
+        return true;
+      }),
     { isActive },
   );
   if (value === '' && placeholder) {

@@ -5,7 +5,8 @@
 import { Box, Text } from 'ink';
 import type { AdminAction } from '../status/actions.js';
 import { checkCell, databaseLines, inStateCell, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
-import { age, settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
+import { age } from '../system/units.js';
+import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { symbols, theme } from './theme.js';
 
 export interface StatusScreenProps {

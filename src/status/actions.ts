@@ -1,15 +1,11 @@
 // The dashboard's only changes, with --admin: drain, maint or ready one server through HAProxy's
-// admin socket, as `knocker haproxy drain|maint|ready` does (the host's lock held, the state saved
-// for the next reload, each command written to knocker's log). Ready waits for a passing check.
-import { errorMessage } from '../errors.js';
-import { adminStateOf, describeServer, readyAfterCheck, serverStat, setAdminState } from '../haproxy/rotation.js';
+// admin socket, exactly as `knocker haproxy drain|maint|ready` does it (src/haproxy rotateNode: a
+// one-step plan under the host's lock, undone on failure, the state saved for the next reload).
+import type { RotationAction } from '../haproxy/index.js';
 import type { ServerStat } from '../haproxy/runtime.js';
-import { haproxyPaths, saveServerState } from '../haproxy/service.js';
-import { withLock } from '../system/lock.js';
-import { fileLogger } from '../system/log.js';
-import { PATHS, type Root } from '../system/root.js';
+import type { Root } from '../system/root.js';
 
-export type AdminAction = 'drain' | 'maint' | 'ready';
+export type AdminAction = RotationAction;
 
 export const ACTION_TITLE: Record<AdminAction, (name: string) => string> = {
   drain: (name) => `Drain ${name}? No new sessions; clients holding its cookie still reach it.`,
@@ -17,33 +13,12 @@ export const ACTION_TITLE: Record<AdminAction, (name: string) => string> = {
   ready: (name) => `Bring ${name} back into rotation? Only once a health check passes.`,
 };
 
-const READY_TIMEOUT_MS = 60_000;
+const READY_TIMEOUT_SECONDS = 60;
 
 /** Applies one action; resolves with what HAProxy now says of the server. */
 export async function rotateServer(root: Root, name: string, action: AdminAction, onStatus?: (stat: ServerStat) => void): Promise<string> {
-  const paths = haproxyPaths(root);
-  const socket = paths.adminSocket;
-  const log = fileLogger(root.path(PATHS.opsLog));
-  return withLock(root.path(PATHS.installLock), 'knocker status --admin', async () => {
-    const before = await serverStat(socket, name);
-    if (!before) throw new Error(`HAProxy has no server ${name}`);
-    const previous = (await adminStateOf(socket, name)) ?? 'ready';
-    log.info(`status --admin: ${action} ${name}: was ${describeServer(before)} (admin state ${previous})`);
-    try {
-      if (action === 'ready') {
-        const now = await readyAfterCheck(socket, name, { timeoutMs: READY_TIMEOUT_MS, onStatus });
-        await saveServerState(paths, log);
-        return describeServer(now);
-      }
-      await setAdminState(socket, name, action);
-      await saveServerState(paths, log);
-      const now = await serverStat(socket, name);
-      return now ? describeServer(now) : 'done';
-    } catch (error) {
-      // As the haproxy commands do: a failed change leaves the server as it was.
-      await setAdminState(socket, name, previous).catch(() => {});
-      log.error(`status --admin: ${action} ${name} failed: ${errorMessage(error)}; admin state back to ${previous}`);
-      throw error;
-    }
-  });
+  // Loaded on the first action: the screen starts without HAProxy's configuration code.
+  const { rotateNode } = await import('../haproxy/index.js');
+  const result = await rotateNode(root, action, name, { timeoutSeconds: READY_TIMEOUT_SECONDS, holder: 'knocker status --admin', onStatus });
+  return result.changed ? result.now : `unchanged, already ${result.now}`;
 }

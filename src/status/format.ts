@@ -1,7 +1,8 @@
 // The words and cells the dashboard shows, shared by the screen, `--once` (plain text) and
 // `--json`: one place decides how a server, a source or the database is described.
 import type { ServerStat } from '../haproxy/runtime.js';
-import { age, bytes, type DatabaseData, type Health, type Probe, type ServerRow, type Snapshot, type SourceState } from './model.js';
+import { age, bytes } from '../system/units.js';
+import { type DatabaseData, type Health, type Probe, type ServerRow, type Snapshot, type SourceState } from './model.js';
 
 export const HEALTH_SYMBOL: Record<Health, string> = { ok: '✔', warn: '!', fail: '✗' };
 

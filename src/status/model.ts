@@ -35,9 +35,9 @@ export interface Probe {
 
 export interface HaproxyData {
   version: string;
+  /** The worker's pid: a new one after a reload (eventsBetween notes it). */
   pid: number;
   uptimeSeconds: number;
-  /** HAProxy's worker pid changed since the previous poll: it was reloaded. */
   servers: ServerStat[];
   /** Nodes in knocker's haproxy.cfg (addresses are not given on the read-only socket). */
   configured: Array<{ name: string; address: string; backup: boolean }>;
@@ -217,26 +217,4 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
 /** Every source has answered (or failed, or is absent) at least once. */
 export function settled(snapshot: Snapshot): boolean {
   return Object.values(snapshot.sources).every((s) => s.updatedAt !== undefined || s.error !== undefined || s.absent !== undefined);
-}
-
-/** "4s", "3m05s", "2h10m", "5d03h". */
-export function age(seconds: number): string {
-  const s = Math.max(0, Math.floor(seconds));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-  return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
-}
-
-/** "0 B", "12 kB", "3.4 MB". */
-export function bytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = n;
-  let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  return `${value >= 10 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
 }

@@ -7,7 +7,6 @@ import { DatabaseLink, Prober, probeAddress, readDatabase, readHaproxy, readRegi
 
 export const MIN_INTERVAL_MS = 500;
 export const MAX_INTERVAL_MS = 60_000;
-export const DEFAULT_INTERVAL_MS = 2_000;
 /** The events kept for the events pane. */
 const MAX_EVENTS = 200;
 

@@ -9,7 +9,7 @@ import { parseListen } from '../config/values.js';
 import { findLocalCluster, isThisHost } from '../exposedb/locate.js';
 import { readAllowList } from '../exposedb/allow-list.js';
 import { remoteRoleName } from '../exposedb/plan.js';
-import { nodeAddress, readSettings, reachableAddress } from '../haproxy/config.js';
+import { nodeAddress, readSettings, reachableAddress, type ExistingConfig } from '../haproxy/config.js';
 import { showInfo, showStat } from '../haproxy/runtime.js';
 import { openAdminSession } from '../postgres/admin.js';
 import { describeConnectError, openPool, type ConnectOptions } from '../postgres/connect.js';
@@ -291,12 +291,20 @@ export interface HaproxySourceOptions {
 }
 
 export function readHaproxy(options: HaproxySourceOptions): () => Promise<HaproxyData> {
-  return async () => {
-    const text = await fs.readFile(options.confFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
+  // The configuration is read again only when it changed (a setup, add or remove rewrote it).
+  let read: { stamp: string; existing: ExistingConfig } | undefined;
+  const settingsNow = async (): Promise<ExistingConfig> => {
+    const stat = await fs.stat(options.confFile).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined;
       throw error;
     });
-    const existing = readSettings(text);
+    if (!stat) return readSettings(undefined);
+    const stamp = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+    if (read?.stamp !== stamp) read = { stamp, existing: readSettings(await fs.readFile(options.confFile, 'utf8')) };
+    return read.existing;
+  };
+  return async () => {
+    const existing = await settingsNow();
     if (existing.kind === 'none') throw new SourceAbsent(`HAProxy is not set up on this host (no ${options.confFile})`);
     if (existing.kind === 'foreign') throw new SourceAbsent(`${options.confFile} was not written by knocker`);
     if (existing.kind === 'unreadable') throw new Error(`${options.confFile}: ${existing.problem}`);
