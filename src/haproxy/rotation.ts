@@ -4,7 +4,7 @@
 // passed since the request — never straight from MAINT, which HAProxy would put in rotation
 // before any check.
 import { BACKEND } from './config.js';
-import { drainUntilChecked, inRotation, setServerState, showServersState, showStat, type AdminState, type ServerStat } from './runtime.js';
+import { drainUntilChecked, inRotation, readyWhenChecked, setServerState, showServersState, showStat, type AdminState, type ServerStat } from './runtime.js';
 
 /** The server's row in `show stat`, or undefined if HAProxy has no such server. */
 export async function serverStat(socket: string, name: string): Promise<ServerStat | undefined> {
@@ -70,4 +70,16 @@ export async function readyAfterCheck(socket: string, name: string, options: Rea
   const now = await serverStat(socket, name);
   if (!now || !inRotation(now.status)) throw new Error(`${name} was set ready but HAProxy shows it ${now ? describeServer(now) : 'gone'}`);
   return now;
+}
+
+/**
+ * Puts a server back to an admin state it had before (a rollback). Back to ready, its health is
+ * forced down in the same command: HAProxy gives it no traffic until `rise` checks pass, and then
+ * brings it into rotation by itself — a server that cannot pass (out of step) stays out.
+ */
+export async function restoreRotation(socket: string, name: string, state: AdminState): Promise<string> {
+  if (state === 'ready') await readyWhenChecked(socket, BACKEND, name);
+  else await setServerState(socket, BACKEND, name, state);
+  const stat = await serverStat(socket, name);
+  return stat ? describeServer(stat) : 'not in HAProxy';
 }

@@ -301,6 +301,14 @@ export function drainUntilChecked(socketPath: string, backend: string, server: s
   return runtimeChange(socketPath, `set server ${backend}/${server} state drain; set server ${backend}/${server} health down`);
 }
 
+/**
+ * Ready again, but marked down until `rise` checks pass: HAProxy brings it back into rotation by
+ * itself once they do, and never before.
+ */
+export function readyWhenChecked(socketPath: string, backend: string, server: string): Promise<void> {
+  return runtimeChange(socketPath, `set server ${backend}/${server} health down; set server ${backend}/${server} state ready`);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The master CLI
 
@@ -337,4 +345,13 @@ export function parseShowProc(text: string): MasterProcesses {
 
 export async function showProc(masterSocket: string): Promise<MasterProcesses> {
   return parseShowProc(await runtimeCommand(masterSocket, 'show proc'));
+}
+
+/**
+ * Turns a server's health checks off or on. Off, HAProxy keeps the state it had (UP) whatever the
+ * node does: while the only server in rotation restarts, requests wait through the retries
+ * instead of meeting a server marked DOWN (HAProxy answers 503 at once when no server is usable).
+ */
+export function setHealthChecks(socketPath: string, backend: string, server: string, enabled: boolean): Promise<void> {
+  return runtimeChange(socketPath, `${enabled ? 'enable' : 'disable'} health ${backend}/${server}`);
 }

@@ -58,6 +58,11 @@ export class StatusMonitor {
     return this.snapshot;
   }
 
+  /** This host's own node (ServerName of its knocknoc.conf). */
+  get localName(): string | undefined {
+    return this.options.localName;
+  }
+
   /** The events so far, newest last. */
   history(): StatusEvent[] {
     return this.events;

@@ -1,0 +1,205 @@
+// The upgrade's screen: asks before it starts (unless --yes), runs the upgrade of src/upgrade/ and
+// shows its progress, and ends with the result. Ctrl-C stops after the current step and puts
+// rotation back; a second Ctrl-C leaves at once (the journal lets --resume or --rollback finish).
+import { useEffect, useReducer, useRef } from 'react';
+import { useApp, useInput } from 'ink';
+import { ApplyFailedError, exitCodeOf, formatError } from './errors.js';
+import { bindings, eachKey } from './screens/keys.js';
+import type { ProgressItem } from './screens/progress-screen.js';
+import { UpgradeScreen, type UpgradeStage } from './screens/upgrade-screen.js';
+import { seconds } from './system/progress.js';
+import type { ApplyEvent, Plan } from './system/plan.js';
+import type { Journal } from './upgrade/journal.js';
+import type { UpgradeEvent, UpgradeOutcome, UpgradeSession } from './upgrade/index.js';
+
+/** What the screen needs of an upgrade: the session prepared, and how to run it. */
+export interface UpgradeServices {
+  session: Pick<UpgradeSession, 'checks' | 'journal' | 'preview' | 'root'>;
+  apply(hooks: { onPlan: (plan: Plan) => void; onEvent: (event: UpgradeEvent) => void; stopRequested: () => boolean }): Promise<UpgradeOutcome>;
+  skipConfirmation: boolean;
+}
+
+interface State {
+  stage: UpgradeStage;
+  title: string;
+  plan: Plan;
+  items: ProgressItem[];
+  journal: Journal;
+  output: Array<{ server: string; line: string }>;
+  notice?: string;
+  result?: { ok: boolean; headline: string; lines: string[]; exitCode: number };
+}
+
+type Action =
+  | { type: 'start' }
+  | { type: 'plan'; plan: Plan }
+  | { type: 'event'; event: UpgradeEvent }
+  | { type: 'notice'; text: string }
+  | { type: 'finish'; ok: boolean; headline: string; lines: string[]; exitCode: number };
+
+const OUTPUT_LINES = 6;
+
+function itemsOf(plan: Plan): ProgressItem[] {
+  return plan.steps.map((s) => ({ title: s.title, status: s.changes ? 'pending' : 'done', note: s.changes ? undefined : 'already done' }));
+}
+
+function applyEvent(items: ProgressItem[], plan: Plan, event: ApplyEvent): ProgressItem[] {
+  const index = plan.steps.indexOf(event.step);
+  if (index < 0) return items;
+  const next = [...items];
+  const item = { ...next[index]! };
+  switch (event.type) {
+    case 'step-start':
+      Object.assign(item, { status: 'running', startedAt: Date.now() });
+      break;
+    case 'step-done':
+      Object.assign(item, { status: 'done', ms: event.ms, note: event.note });
+      break;
+    case 'step-failed':
+      Object.assign(item, { status: 'failed', ms: event.ms, error: event.error });
+      break;
+    case 'undo-done':
+      if (item.status !== 'failed') item.status = 'undone';
+      break;
+    case 'undo-failed':
+      Object.assign(item, { status: 'undo-failed', error: event.error });
+      break;
+    default:
+      break;
+  }
+  next[index] = item;
+  return next;
+}
+
+function reducer(state: State, action: Action): State {
+  switch (action.type) {
+    case 'start':
+      return { ...state, stage: 'running' };
+    case 'plan':
+      return { ...state, plan: action.plan, items: itemsOf(action.plan), title: action.plan.title };
+    case 'event': {
+      const e = action.event;
+      if (e.type === 'journal') return { ...state, journal: e.journal };
+      if (e.type === 'output') return { ...state, output: [...state.output, { server: e.server, line: e.line }].slice(-OUTPUT_LINES) };
+      return { ...state, items: applyEvent(state.items, state.plan, e.event), output: e.event.type === 'step-start' ? [] : state.output };
+    }
+    case 'notice':
+      return { ...state, notice: action.text };
+    case 'finish':
+      return { ...state, stage: 'finished', result: { ok: action.ok, headline: action.headline, lines: action.lines, exitCode: action.exitCode } };
+  }
+}
+
+export function UpgradeApp({ services, onExit }: { services: UpgradeServices; onExit: (code: number) => void }) {
+  const { exit } = useApp();
+  const { session } = services;
+  const [state, dispatch] = useReducer(reducer, undefined, () => ({
+    stage: 'confirm' as UpgradeStage,
+    title: session.preview.title,
+    plan: session.preview,
+    items: itemsOf(session.preview),
+    journal: session.journal,
+    output: [],
+  }));
+  const stop = useRef(false);
+  const started = useRef(false);
+  const sandbox = session.root.isSandbox ? ` --root ${session.root.dir}` : '';
+
+  const start = () => {
+    if (started.current) return;
+    started.current = true;
+    dispatch({ type: 'start' });
+    services
+      .apply({
+        onPlan: (plan) => dispatch({ type: 'plan', plan }),
+        onEvent: (event) => dispatch({ type: 'event', event }),
+        stopRequested: () => stop.current,
+      })
+      .then((outcome) =>
+        dispatch({
+          type: 'finish',
+          ok: true,
+          headline: `Done: every server on ${outcome.journal.target ?? 'the new version'} and in rotation, in ${seconds(outcome.ms)} (${seconds(outcome.commandMs)} in the upgrade commands).`,
+          lines: [`Watch the cluster: knocker status${sandbox}`],
+          exitCode: 0,
+        }),
+      )
+      .catch((error: unknown) => {
+        const [first, ...rest] = formatError(error);
+        dispatch({
+          type: 'finish',
+          ok: false,
+          headline: (first ?? 'the upgrade failed').replace(/^error: /, 'Stopped: '),
+          lines: error instanceof ApplyFailedError ? rest : rest.slice(0, 8),
+          exitCode: exitCodeOf(error),
+        });
+      });
+  };
+
+  useEffect(() => {
+    if (services.skipConfirmation) start();
+    // Started once, on the first render.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
+  useEffect(() => {
+    if (state.stage !== 'finished' || !state.result) return;
+    onExit(state.result.exitCode);
+    // Let the last frame reach the terminal first.
+    const timer = setTimeout(() => exit(), 20);
+    return () => clearTimeout(timer);
+  }, [state.stage, state.result, exit, onExit]);
+
+  useInput((input, key) => {
+    if (state.stage === 'running') {
+      if (bindings.interrupt(input, key)) {
+        if (stop.current) {
+          onExit(130);
+          exit();
+          return;
+        }
+        stop.current = true;
+        dispatch({ type: 'notice', text: 'Stopping after the current step, then putting rotation back (Ctrl-C again to leave at once; --resume or --rollback then)' });
+      }
+      return;
+    }
+    if (state.stage !== 'confirm') return;
+    eachKey(input, key, (i, k) => {
+      if (bindings.confirm(i, k)) {
+        start();
+        return false;
+      }
+      if (bindings.quit(i) || bindings.decline(i, k) || bindings.interrupt(i, k)) {
+        dispatch({ type: 'finish', ok: true, headline: 'Nothing was changed.', lines: [], exitCode: 0 });
+        return false;
+      }
+      return true;
+    });
+  });
+
+  return (
+    <UpgradeScreen
+      stage={state.stage}
+      title={state.title}
+      checks={session.checks}
+      warnings={state.plan.warnings}
+      servers={state.journal.servers}
+      first={state.journal.first}
+      target={state.journal.target ?? state.journal.toVersion}
+      items={state.items}
+      output={state.output}
+      notice={state.notice}
+      result={state.result}
+    />
+  );
+}
+
+/** Renders the upgrade screen until it finishes; returns the exit code. */
+export async function runUpgradeScreen(session: UpgradeSession, options: { yes: boolean }): Promise<number> {
+  const [{ render }, { applyUpgrade }] = await Promise.all([import('ink'), import('./upgrade/index.js')]);
+  let exitCode = 0;
+  const services: UpgradeServices = { session, apply: (hooks) => applyUpgrade(session, hooks), skipConfirmation: options.yes };
+  const app = render(<UpgradeApp services={services} onExit={(code) => (exitCode = code)} />, { exitOnCtrlC: false });
+  await app.waitUntilExit();
+  return exitCode;
+}

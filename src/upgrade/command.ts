@@ -1,0 +1,155 @@
+// The organisation's upgrade command (`--upgrade-command`), run once per server. It is split into
+// words the way a shell would split it (quotes group, a backslash escapes), but no shell ever runs
+// it: no variables, globs, pipes or redirections, and `{name}`, `{host}` and `{port}` are filled in
+// inside each word, so a server's name can never become part of another argument or a command.
+// Wanting a shell is explicit: `--upgrade-command "sh -c '…'"`.
+import { execa } from 'execa';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../system/log.js';
+
+export const PLACEHOLDERS = ['name', 'host', 'port'] as const;
+export type Placeholder = (typeof PLACEHOLDERS)[number];
+
+/** Splits a command line into words: '…' literal, "…" with \" and \\ escapes, \x outside quotes. */
+export function splitWords(text: string): { ok: true; words: string[] } | { ok: false; error: string } {
+  const words: string[] = [];
+  let word: string | undefined;
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+      i += 1;
+    } else if (c === "'") {
+      const end = text.indexOf("'", i + 1);
+      if (end < 0) return { ok: false, error: `an unclosed ' at column ${i + 1}` };
+      word = (word ?? '') + text.slice(i + 1, end);
+      i = end + 1;
+    } else if (c === '"') {
+      let j = i + 1;
+      let part = '';
+      while (j < text.length && text[j] !== '"') {
+        if (text[j] === '\\' && (text[j + 1] === '"' || text[j + 1] === '\\')) {
+          part += text[j + 1];
+          j += 2;
+        } else {
+          part += text[j];
+          j += 1;
+        }
+      }
+      if (j >= text.length) return { ok: false, error: `an unclosed " at column ${i + 1}` };
+      word = (word ?? '') + part;
+      i = j + 1;
+    } else if (c === '\\') {
+      if (i + 1 >= text.length) return { ok: false, error: 'a \\ at the end escapes nothing' };
+      word = (word ?? '') + text[i + 1];
+      i += 2;
+    } else {
+      word = (word ?? '') + c;
+      i += 1;
+    }
+  }
+  if (word !== undefined) words.push(word);
+  return { ok: true, words };
+}
+
+export interface UpgradeCommand {
+  /** As the operator wrote it. */
+  text: string;
+  words: string[];
+}
+
+/** Checks the template: words, a program, only known placeholders. Throws UsageError. */
+export function parseUpgradeCommand(text: string): UpgradeCommand {
+  const split = splitWords(text);
+  if (!split.ok) throw new UsageError(`--upgrade-command: ${split.error}; nothing was changed`);
+  if (split.words.length === 0) throw new UsageError('--upgrade-command is empty: give the command that upgrades one server, e.g. "ssh root@{host} apt-get install -y knocknoc"');
+  const unknown = new Set<string>();
+  for (const word of split.words) {
+    for (const match of word.matchAll(/\{(\w*)\}/g)) if (!(PLACEHOLDERS as readonly string[]).includes(match[1]!)) unknown.add(match[0]);
+  }
+  if (unknown.size > 0) {
+    throw new UsageError(`--upgrade-command: unknown placeholder${unknown.size === 1 ? '' : 's'} ${[...unknown].join(', ')}; nothing was changed`, [
+      `the command may use ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
+    ]);
+  }
+  return { text, words: split.words };
+}
+
+export interface Target {
+  name: string;
+  host: string;
+  port: number;
+}
+
+/** The argv for one server. */
+export function commandFor(command: UpgradeCommand, target: Target): string[] {
+  const values: Record<Placeholder, string> = { name: target.name, host: target.host, port: String(target.port) };
+  return command.words.map((w) => w.replace(/\{(name|host|port)\}/g, (_all, key: Placeholder) => values[key]));
+}
+
+/** An argv shown to the operator: words quoted where a shell would need it. */
+export function showArgv(argv: string[]): string {
+  return argv.map((a) => (/^[A-Za-z0-9_./:=@+,%-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export class UpgradeCommandFailed extends Error {}
+
+export interface RunCommandOptions {
+  log: Logger;
+  /** Each line the command prints (stdout and stderr), as it comes. */
+  onLine?: (line: string) => void;
+  timeoutMs: number;
+  /** Environment added for the command: KNOCKNOC_UPGRADE_SERVER and _HOST. */
+  target: Target;
+}
+
+/** Runs the command for one server; resolves with its last lines, throws UpgradeCommandFailed. */
+export async function runUpgradeCommand(argv: string[], options: RunCommandOptions): Promise<string[]> {
+  const [program, ...args] = argv as [string, ...string[]];
+  const { log } = options;
+  log.info(`upgrade command for ${options.target.name}: ${showArgv(argv)}`);
+  const tail: string[] = [];
+  const started = Date.now();
+  const child = execa(program, args, {
+    stdin: 'ignore',
+    all: true,
+    reject: false,
+    timeout: options.timeoutMs,
+    env: {
+      KNOCKNOC_UPGRADE_SERVER: options.target.name,
+      KNOCKNOC_UPGRADE_HOST: options.target.host,
+      KNOCKNOC_UPGRADE_PORT: String(options.target.port),
+    },
+  });
+  let pending = '';
+  const take = (line: string) => {
+    const clean = log.scrub(line.replace(/\r$/, ''));
+    log.info(`  ${options.target.name}| ${clean}`);
+    tail.push(clean);
+    if (tail.length > 20) tail.shift();
+    options.onLine?.(clean);
+  };
+  child.all?.setEncoding('utf8');
+  child.all?.on('data', (chunk: string) => {
+    pending += chunk;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) take(line);
+  });
+  const result = await child;
+  if (pending !== '') take(pending);
+  const ms = Date.now() - started;
+  log.info(`upgrade command for ${options.target.name}: exit ${result.exitCode ?? 'none'} after ${ms} ms`);
+  if (result.failed) {
+    const why = result.timedOut
+      ? `did not finish within ${Math.round(options.timeoutMs / 1000)} s (stopped)`
+      : result.exitCode === undefined
+        ? `could not start: ${result.shortMessage}`
+        : `failed with exit code ${result.exitCode}`;
+    const last = tail.slice(-6);
+    throw new UpgradeCommandFailed(`the upgrade command for ${options.target.name} ${why}${last.length > 0 ? `; its last output:\n${last.map((l) => `    ${l}`).join('\n')}` : ''}`);
+  }
+  return tail;
+}

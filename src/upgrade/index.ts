@@ -1,0 +1,388 @@
+// `knocker upgrade`: the seed's "Upgrading servers in an HA deployment", automated. Check the
+// cluster (every server listed, online, healthy, in HAProxy's rotation); take all but one server out
+// of rotation (drain, sessions end, maintenance, confirmed from HAProxy's counters); upgrade the one
+// left with the organisation's command while HAProxy holds its requests; wait until it answers on
+// the new version in step with the migrated database; then upgrade each other server and bring it
+// back only after a passing check. Progress is journalled: a stopped or cut-off run resumes, or is
+// rolled back (rotation restored). The screen (src/upgrade-app.tsx) and the plain run share this.
+import { ApplyFailedError, PreflightError, UsageError } from '../errors.js';
+import { PreflightFailed, type Check } from '../installer/checks.js';
+import type { Output } from '../installer/unattended.js';
+import { describeServer, restoreRotation, serverStat } from '../haproxy/rotation.js';
+import { setHealthChecks } from '../haproxy/runtime.js';
+import { BACKEND } from '../haproxy/config.js';
+import { saveServerState } from '../haproxy/service.js';
+import { acquireLock } from '../system/lock.js';
+import { fileLogger, nullLogger } from '../system/log.js';
+import { applyPlan, formatPlan, planToJson, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
+import { progressPrinter, seconds } from '../system/progress.js';
+import { PATHS, type Root } from '../system/root.js';
+import { chooseFirst, preflightChecks, readCluster, resumeChecks, rowsByName, type ClusterFacts } from './cluster.js';
+import { parseUpgradeCommand, type UpgradeCommand } from './command.js';
+import { JOURNAL_VERSION, journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
+import { checksOnStep, confirmStep, holdStep, needsTakingOut, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
+
+export const UPGRADE_JOURNAL = '/var/lib/knocknoc/upgrade.json';
+export const UPGRADE_LOCK = '/run/knocknoc/upgrade.lock';
+
+export interface UpgradeOptions {
+  /** The command template; on --resume, the recorded one unless given again. */
+  command?: string;
+  first?: string;
+  toVersion?: string;
+  resume: boolean;
+  drainTimeoutSeconds: number;
+  timeoutSeconds: number;
+  commandTimeoutSeconds: number;
+}
+
+
+export interface UpgradeSession {
+  root: Root;
+  facts: ClusterFacts;
+  checks: Check[];
+  journal: Journal;
+  resumed: boolean;
+  command: UpgradeCommand;
+  options: UpgradeOptions;
+  journalFile: string;
+  /** The steps, built for a log and journal given at apply time. */
+  build(ctx: Omit<StepContext, 'command' | 'drainTimeoutMs' | 'timeoutMs' | 'commandTimeoutMs'>): Promise<Plan>;
+  /** The same plan, for showing (--dry-run, the screen before it starts). */
+  preview: Plan;
+}
+
+function hintFor(root: Root): string {
+  return root.isSandbox ? ` --root ${root.dir}` : '';
+}
+
+/** Reads the cluster and the journal, runs the checks, and builds the plan. Changes nothing. */
+export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promise<UpgradeSession> {
+  const journalFile = root.path(UPGRADE_JOURNAL);
+  const recorded = await readJournal(journalFile).catch((error: Error) => {
+    throw new PreflightError(error.message);
+  });
+  const open = recorded && (recorded.state === 'running' || recorded.state === 'stopped') ? recorded : undefined;
+  if (open && journalOwnerAlive(open)) throw new PreflightError(`another knocker upgrade is running (pid ${open.pid}); wait for it to finish`);
+  if (options.resume && !open) {
+    throw new UsageError(`there is no upgrade to resume${recorded ? ` (the last one ${recorded.state === 'done' ? 'finished' : 'was rolled back'} at ${recorded.updatedAt})` : ''}`);
+  }
+  if (!options.resume && open) {
+    throw new PreflightError(
+      `an upgrade${open.target ? ` to ${open.target}` : ''} ${open.state === 'stopped' ? `stopped${open.reason ? `: ${open.reason.split('\n')[0]}` : ''}` : 'was cut off before it finished'}`,
+      [`go on with it: knocker upgrade --resume${hintFor(root)}`, `or put rotation back as it was and forget it: knocker upgrade --rollback${hintFor(root)}`],
+    );
+  }
+  const text = options.command ?? open?.command;
+  if (text === undefined) throw new UsageError('--upgrade-command is required: the command that upgrades one server, with {name}, {host} and {port} filled in', [], ['e.g. --upgrade-command "ssh root@{host} apt-get install -y knocknoc"']);
+  const command = parseUpgradeCommand(text);
+  const facts = await readCluster(root);
+  let journal: Journal;
+  let checks: Check[];
+  if (open) {
+    checks = resumeChecks(facts, open);
+    journal = structuredClone(open);
+    journal.command = text;
+    if (options.toVersion !== undefined && journal.target !== undefined && options.toVersion !== journal.target) {
+      throw new UsageError(`--to-version ${options.toVersion}: this upgrade is to ${journal.target} (the first server came back on it)`);
+    }
+  } else {
+    checks = preflightChecks(facts);
+    if (checks.some((c) => !c.ok)) throw new PreflightFailed(checks);
+    const first = chooseFirst(facts, options.first);
+    const rows = rowsByName(facts);
+    // The first server first, then the others by name, backups last.
+    const nodes = [...facts.settings.nodes].sort(
+      (a, b) => Number(b.name === first) - Number(a.name === first) || Number(a.backup) - Number(b.backup) || a.name.localeCompare(b.name, 'en', { numeric: true }),
+    );
+    const now = new Date().toISOString();
+    journal = {
+      version: JOURNAL_VERSION,
+      state: 'running',
+      pid: process.pid,
+      startedAt: now,
+      updatedAt: now,
+      command: text,
+      first,
+      ...(options.toVersion !== undefined ? { toVersion: options.toVersion } : {}),
+      servers: nodes.map((n) => ({
+        name: n.name,
+        host: n.host,
+        port: n.port,
+        backup: n.backup,
+        fromVersion: rows.get(n.name)!.probe!.body!.version,
+        adminState: facts.adminStates.get(n.name) ?? 'ready',
+        phase: 'waiting',
+      })),
+      history: [],
+    };
+    if (options.toVersion !== undefined && journal.servers.every((s) => s.fromVersion === options.toVersion)) {
+      throw new UsageError(`every server already runs ${options.toVersion}: nothing to upgrade`);
+    }
+  }
+  if (checks.some((c) => !c.ok)) throw new PreflightFailed(checks);
+  const session: Omit<UpgradeSession, 'preview'> = {
+    root,
+    facts,
+    checks,
+    journal,
+    resumed: Boolean(open),
+    command,
+    options,
+    journalFile,
+    build: (ctx) => buildPlan(session, { ...ctx, command, drainTimeoutMs: options.drainTimeoutSeconds * 1000, timeoutMs: options.timeoutSeconds * 1000, commandTimeoutMs: options.commandTimeoutSeconds * 1000 }),
+  };
+  const preview = await session.build({ paths: facts.paths, log: nullLogger(), journal: new JournalWriter(journalFile, structuredClone(journal)) });
+  return { ...session, preview };
+}
+
+async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: StepContext): Promise<Plan> {
+  const { journal } = session;
+  const target = journal.target ?? journal.toVersion;
+  const steps: Step[] = [];
+  const first = journal.servers.find((s) => s.name === journal.first)!;
+  const pending = journal.servers.filter((s) => s.phase !== 'done');
+  if (first.phase !== 'done') {
+    const others = pending.filter((s) => s !== first).map((s) => s.name);
+    if (others.length > 0) {
+      steps.push(takeOutStep(ctx, others), confirmStep(ctx, others));
+    }
+    steps.push(holdStep(ctx, first.name), upgradeCommandStep(ctx, first.name), waitVersionStep(ctx, first.name, target), checksOnStep(ctx, first.name));
+  } else if (journal.healthDisabled) {
+    steps.push(checksOnStep(ctx, journal.healthDisabled));
+  }
+  for (const server of pending) {
+    if (server === first) continue;
+    if (first.phase === 'done' && (await needsTakingOut(ctx, server.name).catch(() => true))) steps.push(takeOutStep(ctx, [server.name]));
+    steps.push(upgradeCommandStep(ctx, server.name), waitVersionStep(ctx, server.name, target ?? `the version ${first.name} came back on`), readyStep(ctx, server.name));
+  }
+  const done = journal.servers.filter((s) => s.phase === 'done').map((s) => s.name);
+  const warnings: string[] = [];
+  if (session.resumed && done.length > 0) warnings.push(`already done: ${done.join(', ')}`);
+  if (journal.servers.length === 1) warnings.push(`${first.name} is the only server: while it restarts, requests wait (up to about 3 s) instead of being served`);
+  return {
+    title: `knocker upgrade${session.resumed ? ' --resume' : ''}: ${pending.length} server${pending.length === 1 ? '' : 's'}${target ? ` to ${target}` : ''}, ${first.phase === 'done' ? `${first.name} already upgraded` : `${first.name} first`}`,
+    steps,
+    warnings,
+  };
+}
+
+export type UpgradeEvent = { type: 'apply'; event: ApplyEvent } | { type: 'output'; server: string; line: string } | { type: 'journal'; journal: Journal };
+
+export interface UpgradeHooks {
+  /** The plan being applied (built again under the lock, from the journal). */
+  onPlan?: (plan: Plan) => void;
+  onEvent?: (event: UpgradeEvent) => void;
+  stopRequested?: () => boolean;
+}
+
+export interface UpgradeOutcome {
+  journal: Journal;
+  ms: number;
+  /** Time spent inside the upgrade commands. */
+  commandMs: number;
+  plan: Plan;
+}
+
+/**
+ * Applies the plan under the upgrade lock, journalling as it goes. A failed step puts rotation
+ * back (the servers taken out come back once their checks pass) and records the run as stopped:
+ * ApplyFailedError (exit 4). A run killed outright leaves the journal "running" for --resume.
+ */
+export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks = {}): Promise<UpgradeOutcome> {
+  const { root } = session;
+  const lock = await acquireLock(root.path(UPGRADE_LOCK), 'knocker upgrade');
+  const log = fileLogger(root.path(PATHS.opsLog));
+  try {
+    // Checked again under the lock: another run may have started meanwhile.
+    const now = await readJournal(session.journalFile).catch(() => undefined);
+    if (now && journalOwnerAlive(now)) throw new PreflightError(`another knocker upgrade is running (pid ${now.pid})`);
+    const writer = new JournalWriter(session.journalFile, structuredClone(session.journal), (journal) => hooks.onEvent?.({ type: 'journal', journal }));
+    await writer.update((j) => {
+      j.state = 'running';
+      j.reason = undefined;
+    }, session.resumed ? 'resumed' : `started: ${j(session)}`);
+    const commandStarted = new Map<Step, number>();
+    let commandMs = 0;
+    const plan = await session.build({
+      paths: session.facts.paths,
+      log,
+      journal: writer,
+      onOutput: (server, line) => hooks.onEvent?.({ type: 'output', server, line }),
+      stopRequested: hooks.stopRequested,
+    });
+    hooks.onPlan?.(plan);
+    const started = Date.now();
+    try {
+      await applyPlan(plan, {
+        log,
+        onEvent: (event) => {
+          if (event.step.title.startsWith('Upgrade ')) {
+            if (event.type === 'step-start') commandStarted.set(event.step, Date.now());
+            else if (event.type === 'step-done' || event.type === 'step-failed') commandMs += Date.now() - (commandStarted.get(event.step) ?? Date.now());
+          }
+          hooks.onEvent?.({ type: 'apply', event });
+        },
+      });
+    } catch (error) {
+      if (error instanceof ApplyFailedError) {
+        await writer.update((jr) => {
+          jr.state = 'stopped';
+          jr.reason = error.message;
+        }, `stopped: ${error.message.split('\n')[0]}`);
+        throw new ApplyFailedError(error.message, error.remaining, stoppedHints(writer.journal, root, error.remaining.length === 0));
+      }
+      throw error;
+    }
+    await writer.update((jr) => {
+      jr.state = 'done';
+    }, `done: every server on ${writer.journal.target ?? 'the new version'}`);
+    return { journal: writer.journal, ms: Date.now() - started, commandMs, plan };
+  } finally {
+    await lock.release();
+  }
+}
+
+function j(session: UpgradeSession): string {
+  return `${session.journal.servers.map((s) => `${s.name} ${s.fromVersion}`).join(', ')}; ${session.journal.first} first`;
+}
+
+function stoppedHints(journal: Journal, root: Root, restored: boolean): string[] {
+  const done = journal.servers.filter((s) => s.phase === 'done').map((s) => s.name);
+  const hints = [
+    restored ? 'rotation is restored: the servers taken out are back, each in rotation once its health check passes' : 'rotation could not be fully restored: see the lines above',
+  ];
+  if (journal.target && done.length > 0) {
+    hints.push(`${done.join(', ')} ${done.length === 1 ? 'serves' : 'serve'} ${journal.target}; the others stay out of rotation until they are upgraded (their checks fail while out of step)`);
+  }
+  hints.push(`fix the cause, then go on: knocker upgrade --resume${hintFor(root)} (or forget it: knocker upgrade --rollback${hintFor(root)})`);
+  return hints;
+}
+
+/**
+ * `--rollback`: puts rotation back as it was before the upgrade for every server not done (each
+ * back in rotation once its check passes), turns health checks on again, and closes the journal.
+ * Releases already upgraded stay upgraded.
+ */
+export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
+  const file = root.path(UPGRADE_JOURNAL);
+  const journal = await readJournal(file).catch((error: Error) => {
+    throw new PreflightError(error.message);
+  });
+  if (!journal || journal.state === 'done' || journal.state === 'rolled-back') {
+    throw new UsageError(`there is no upgrade to roll back${journal ? ` (the last one ${journal.state === 'done' ? 'finished' : 'was rolled back'} at ${journal.updatedAt})` : ''}`);
+  }
+  if (journalOwnerAlive(journal)) throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
+  const lock = await acquireLock(root.path(UPGRADE_LOCK), 'knocker upgrade --rollback');
+  const log = fileLogger(root.path(PATHS.opsLog));
+  try {
+    const facts = await readCluster(root);
+    const socket = facts.paths.adminSocket;
+    const writer = new JournalWriter(file, journal);
+    io.out(`Rolling back the upgrade started ${journal.startedAt}${journal.target ? ` (to ${journal.target})` : ''}:`);
+    if (journal.healthDisabled) {
+      await setHealthChecks(socket, BACKEND, journal.healthDisabled, true);
+      io.out(`  ${journal.healthDisabled}: health checks on again`);
+      await writer.update((jr) => {
+        jr.healthDisabled = undefined;
+      }, 'rollback: health checks on again');
+    }
+    for (const server of journal.servers) {
+      const admin = facts.adminStates.get(server.name);
+      if (admin === undefined) {
+        io.out(`  ${server.name}: not in the running HAProxy any more, left as it is`);
+        continue;
+      }
+      if (admin === server.adminState) {
+        io.out(`  ${server.name}: ${server.adminState === 'ready' ? 'in rotation' : server.adminState} as before`);
+        continue;
+      }
+      const now = await restoreRotation(socket, server.name, server.adminState);
+      io.out(`  ${server.name}: back to ${server.adminState} (${now})`);
+      await writer.update((jr) => {
+        jr.servers.find((s) => s.name === server.name)!.phase = 'waiting';
+      }, `rollback: ${server.name} back to ${server.adminState}`);
+    }
+    await saveServerState(facts.paths, log);
+    await writer.update((jr) => {
+      jr.state = 'rolled-back';
+    }, 'rolled back');
+    log.info('upgrade rolled back');
+    const rows = rowsByName(facts);
+    const out = journal.servers.filter((s) => rows.get(s.name)?.probe?.body?.versionMatch === false);
+    if (out.length > 0) {
+      io.out(`Out of step with the database, so kept out of rotation by their failing checks until upgraded: ${out.map((s) => s.name).join(', ')}.`);
+    }
+    const upgraded = journal.servers.filter((s) => s.phase === 'done' || s.phase === 'upgraded');
+    if (upgraded.length > 0) io.out(`Already upgraded (not downgraded): ${upgraded.map((s) => s.name).join(', ')}.`);
+    io.out(`Rotation restored. Watch it: knocker status${hintFor(root)}`);
+    return 0;
+  } finally {
+    await lock.release();
+  }
+}
+
+export interface PlainOptions extends UpgradeOptions {
+  dryRun: boolean;
+  json: boolean;
+}
+
+function checkLine(check: Check): string {
+  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
+}
+
+/** The unattended run (--non-interactive, or no terminal) and --dry-run. */
+export async function runUpgradePlain(root: Root, options: PlainOptions, io: Output): Promise<number> {
+  const session = await prepareUpgrade(root, options);
+  if (options.dryRun) {
+    if (options.json) {
+      io.out(JSON.stringify({ dryRun: true, resumed: session.resumed, first: session.journal.first, target: session.journal.target ?? session.journal.toVersion ?? null, preflight: session.checks, plan: planToJson(session.preview) }, null, 2));
+    } else {
+      io.out(session.resumed ? 'Where the upgrade stands:' : 'Preflight:');
+      session.checks.forEach((c) => io.out(checkLine(c)));
+      formatPlan(session.preview).forEach((l) => io.out(l));
+      io.out('Dry run: nothing was changed.');
+    }
+    return 0;
+  }
+  io.out(session.resumed ? 'Where the upgrade stands:' : 'Preflight:');
+  session.checks.forEach((c) => io.out(checkLine(c)));
+  io.out(session.preview.title);
+  for (const warning of session.preview.warnings) io.out(`warning: ${warning}`);
+  let printer: ((event: ApplyEvent) => void) | undefined;
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    io.err('Stopping after the current step, then putting rotation back (Ctrl-C again to leave at once; knocker upgrade --resume or --rollback then).');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const outcome = await applyUpgrade(session, {
+      stopRequested: () => stop,
+      onPlan: (plan) => {
+        printer = progressPrinter(plan, io.out);
+      },
+      onEvent: (event) => {
+        if (event.type === 'output') io.out(`        ${event.server}| ${event.line}`);
+        else if (event.type === 'apply') printer?.(event.event);
+      },
+    });
+    const servers = outcome.journal.servers;
+    io.out(
+      `Done: ${servers.length} server${servers.length === 1 ? '' : 's'} on ${outcome.journal.target ?? 'the new version'} in ${seconds(outcome.ms)} ` +
+        `(${seconds(outcome.commandMs)} of it in the upgrade commands), every one back in rotation.`,
+    );
+    const facts = await readCluster(root).catch(() => undefined);
+    if (facts) {
+      for (const server of servers) {
+        const stat = await serverStat(facts.paths.adminSocket, server.name).catch(() => undefined);
+        const body = rowsByName(facts).get(server.name)?.probe?.body;
+        io.out(`  ${server.name}: ${server.fromVersion} → ${body?.version ?? '?'}, HAProxy ${stat ? describeServer(stat) : 'unknown'}`);
+      }
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

@@ -1,0 +1,304 @@
+// The upgrade as a plan of steps (src/system/plan.ts): each describes itself for --dry-run and the
+// screen, applies, and undoes what can be undone. What can: rotation (a server taken out is put
+// back, and comes back into rotation only once HAProxy's checks pass) and the health checks turned
+// off for the lone server. What cannot: an upgrade command (releases are not downgraded). Every
+// step records its progress in the journal before and after, so a run cut off anywhere resumes.
+import { BACKEND } from '../haproxy/config.js';
+import { adminStateOf, CheckTimeout, describeServer, readyAfterCheck, restoreRotation, serverStat } from '../haproxy/rotation.js';
+import { setHealthChecks, setServerState, showStat, type ServerStat } from '../haproxy/runtime.js';
+import { saveServerState, type HaproxyPaths } from '../haproxy/service.js';
+import type { StatusBody } from '../server/http.js';
+import { probeStatus } from '../status/sources.js';
+import type { Logger } from '../system/log.js';
+import type { Step } from '../system/plan.js';
+import { commandFor, runUpgradeCommand, showArgv, type UpgradeCommand } from './command.js';
+import type { JournalServer, JournalWriter } from './journal.js';
+
+export interface StepContext {
+  paths: HaproxyPaths;
+  log: Logger;
+  journal: JournalWriter;
+  command: UpgradeCommand;
+  drainTimeoutMs: number;
+  /** How long a server may take to answer on the new version, and to pass HAProxy's check. */
+  timeoutMs: number;
+  commandTimeoutMs: number;
+  /** Each line an upgrade command prints. */
+  onOutput?: (server: string, line: string) => void;
+  /** Set once the operator asked to stop: the next step does not start. */
+  stopRequested?: () => boolean;
+  pollMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function list(names: string[]): string {
+  return names.length <= 1 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
+function sessions(n: number): string {
+  return `${n} session${n === 1 ? '' : 's'}`;
+}
+
+function guarded(ctx: StepContext, step: Step): Step {
+  return {
+    ...step,
+    async apply() {
+      if (ctx.stopRequested?.()) throw new Error('stopped by the operator (Ctrl-C) before this step');
+      return step.apply();
+    },
+  };
+}
+
+/** Puts the servers a failed run took out back into rotation, each coming back once its check passes. */
+async function putBack(ctx: StepContext, names: string[]): Promise<string[]> {
+  const notes: string[] = [];
+  for (const name of names) {
+    const server = ctx.journal.server(name);
+    if (server.phase === 'done') continue;
+    const now = await restoreRotation(ctx.paths.adminSocket, name, server.adminState);
+    notes.push(`${name}: ${now}`);
+    await ctx.journal.setPhase(name, 'waiting', `${name}: back to ${server.adminState} (${now})`);
+  }
+  await saveServerState(ctx.paths, ctx.log);
+  return notes;
+}
+
+/** Drain, wait until their sessions end or the bound passes, then MAINT. */
+export function takeOutStep(ctx: StepContext, names: string[]): Step {
+  const socket = ctx.paths.adminSocket;
+  const bound = Math.round(ctx.drainTimeoutMs / 1000);
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Take ${list(names)} out of rotation: drain, wait until ${names.length === 1 ? 'its' : 'their'} sessions end (at most ${bound} s), then maintenance`,
+    details: [
+      ...names.map((n) => `set server ${BACKEND}/${n} state drain`),
+      `wait until show stat gives ${names.length === 1 ? 'it' : 'them'} no session and no queue, at most ${bound} s`,
+      ...names.map((n) => `set server ${BACKEND}/${n} state maint`),
+    ],
+    changes: true,
+    async apply() {
+      for (const name of names) {
+        await setServerState(socket, BACKEND, name, 'drain');
+        await ctx.journal.setPhase(name, 'out', `${name}: drained`);
+      }
+      await saveServerState(ctx.paths, ctx.log);
+      const started = Date.now();
+      let busy: ServerStat[] = [];
+      for (;;) {
+        const stat = await showStat(socket);
+        busy = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name) && (s.sessions > 0 || s.queued > 0));
+        if (busy.length === 0 || Date.now() - started >= ctx.drainTimeoutMs) break;
+        await sleep(ctx.pollMs ?? 100);
+      }
+      const waited = ((Date.now() - started) / 1000).toFixed(1);
+      for (const name of names) await setServerState(socket, BACKEND, name, 'maint');
+      await saveServerState(ctx.paths, ctx.log);
+      await ctx.journal.update(() => {}, `${list(names)}: in maintenance`);
+      return busy.length === 0
+        ? `no session left after ${waited} s; now in maintenance`
+        : `after ${waited} s ${busy.map((s) => `${s.name} still had ${sessions(s.sessions)}`).join(', ')}: in maintenance, their requests in flight finish`;
+    },
+    async undo() {
+      await putBack(ctx, names);
+    },
+  });
+}
+
+/** Reads HAProxy's counters until each server shows MAINT, no session, no queue, and a total that no longer grows. */
+export function confirmStep(ctx: StepContext, names: string[]): Step {
+  const socket = ctx.paths.adminSocket;
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Confirm from HAProxy's counters that ${list(names)} ${names.length === 1 ? 'gets' : 'get'} no traffic`,
+    details: [`show stat: ${names.length === 1 ? 'its' : 'each'} status MAINT, 0 sessions, 0 queued, total sessions unchanged over 1 s`],
+    changes: true,
+    async apply() {
+      const started = Date.now();
+      let previous: Map<string, number> | undefined;
+      let steady = 0;
+      let last: ServerStat[] = [];
+      for (;;) {
+        const stat = await showStat(socket);
+        last = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name));
+        const quiet = last.length === names.length && last.every((s) => s.status.state === 'MAINT' && s.sessions === 0 && s.queued === 0);
+        const totals = new Map(last.map((s) => [s.name, s.totalSessions]));
+        const same = previous !== undefined && [...totals].every(([n, t]) => previous!.get(n) === t);
+        steady = quiet && same ? steady + 1 : 0;
+        previous = totals;
+        // Three reads 0.5 s apart agreeing: 1 s without a new session.
+        if (steady >= 2) break;
+        if (Date.now() - started > ctx.drainTimeoutMs + 5_000) {
+          const why = last.map((s) => `${s.name}: ${s.status.text}, ${sessions(s.sessions)}, ${s.queued} queued, ${s.totalSessions} in total`).join('; ');
+          throw new Error(`HAProxy still gives traffic to ${list(names)} (${why})`);
+        }
+        await sleep(500);
+      }
+      return last.map((s) => `${s.name} MAINT, 0 sessions, ${s.totalSessions} in total unchanged`).join('; ');
+    },
+    async undo() {},
+  });
+}
+
+/** The lone server's health checks off while it restarts, so HAProxy keeps it and requests wait through the retries. */
+export function holdStep(ctx: StepContext, name: string): Step {
+  const socket = ctx.paths.adminSocket;
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Keep requests for ${name} waiting while it restarts: its health checks off, so HAProxy retries instead of answering 503`,
+    details: [`disable health ${BACKEND}/${name}`, 'a refused connection is retried (3 retries, one second apart; see retries in haproxy.cfg)'],
+    changes: true,
+    async apply() {
+      await ctx.journal.update((j) => {
+        j.healthDisabled = name;
+      }, `${name}: health checks off`);
+      await setHealthChecks(socket, BACKEND, name, false);
+    },
+    async undo() {
+      await setHealthChecks(socket, BACKEND, name, true);
+      await ctx.journal.update((j) => {
+        j.healthDisabled = undefined;
+      }, `${name}: health checks on again`);
+    },
+  });
+}
+
+function reachedTarget(server: JournalServer, body: StatusBody | undefined, target: string | undefined): boolean {
+  if (!body || body.status !== 'ok' || !body.versionMatch) return false;
+  return target !== undefined ? body.version === target : body.version !== server.fromVersion;
+}
+
+function address(server: JournalServer): string {
+  return server.host.includes(':') ? `[${server.host}]:${server.port}` : `${server.host}:${server.port}`;
+}
+
+/** The organisation's command for one server (not run when the server already answers on the target). */
+export function upgradeCommandStep(ctx: StepContext, name: string): Step {
+  const server = ctx.journal.server(name);
+  const argv = commandFor(ctx.command, server);
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Upgrade ${name}: ${showArgv(argv)}`,
+    details: [showArgv(argv), `(run without a shell; at most ${Math.round(ctx.commandTimeoutMs / 1000)} s)`],
+    changes: true,
+    async apply() {
+      const target = ctx.journal.journal.target;
+      if (target !== undefined) {
+        const probe = await probeStatus(address(server), 1_500);
+        if (reachedTarget(server, probe.body, target)) {
+          await ctx.journal.setPhase(name, 'upgraded', `${name}: already on ${target}, command not run`);
+          return `${name} already answers on ${target}: not run`;
+        }
+      }
+      await ctx.journal.setPhase(name, 'upgrading', `${name}: upgrade command started`);
+      const started = Date.now();
+      await runUpgradeCommand(argv, {
+        log: ctx.log,
+        timeoutMs: ctx.commandTimeoutMs,
+        target: server,
+        onLine: (line) => ctx.onOutput?.(name, line),
+      });
+      await ctx.journal.update(() => {}, `${name}: upgrade command done in ${Date.now() - started} ms`);
+      return undefined;
+    },
+    async undo() {},
+  });
+}
+
+/** Waits until the server answers /_status 200 on the new version, in step with the database. */
+export function waitVersionStep(ctx: StepContext, name: string, targetShown: string | undefined): Step {
+  const server = ctx.journal.server(name);
+  const seconds = Math.round(ctx.timeoutMs / 1000);
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${seconds} s)`,
+    details: [`GET http://${address(server)}/_status every 0.2 s: 200, versionMatch true, version ${targetShown ?? `not ${server.fromVersion}`}`],
+    changes: true,
+    async apply() {
+      const started = Date.now();
+      let seen = 'no answer yet';
+      for (;;) {
+        const target = ctx.journal.journal.target;
+        const probe = await probeStatus(address(server), 1_500);
+        const body = probe.body;
+        if (reachedTarget(server, body, target)) {
+          const version = body!.version;
+          await ctx.journal.update((j) => {
+            j.target ??= version;
+            serverIn(j.servers, name).phase = 'upgraded';
+          }, `${name}: answers on ${version}, schema ${body!.schemaVersion}, in step`);
+          return `${version}, schema ${body!.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
+        }
+        seen = body
+          ? `${probe.http} ${body.status} on ${body.version}${body.versionMatch ? '' : ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})`}`
+          : (probe.error ?? `HTTP ${probe.http}`);
+        if (Date.now() - started > ctx.timeoutMs) {
+          throw new Error(`${name} did not answer on ${target ?? 'a new version'} within ${seconds} s (last: ${seen}); did its upgrade command restart it?`);
+        }
+        await sleep(ctx.pollMs ?? 200);
+      }
+    },
+    async undo() {},
+  });
+}
+
+function serverIn(servers: JournalServer[], name: string): JournalServer {
+  return servers.find((s) => s.name === name)!;
+}
+
+/** Health checks of the lone server on again, once it answers on the new version; waits for HAProxy to see it UP. */
+export function checksOnStep(ctx: StepContext, name: string): Step {
+  const socket = ctx.paths.adminSocket;
+  const seconds = Math.round(ctx.timeoutMs / 1000);
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Health checks of ${name} on again; HAProxy must show it UP with its last check passed (at most ${seconds} s)`,
+    details: [`enable health ${BACKEND}/${name}`],
+    changes: true,
+    async apply() {
+      await setHealthChecks(socket, BACKEND, name, true);
+      await ctx.journal.update((j) => {
+        j.healthDisabled = undefined;
+      }, `${name}: health checks on again`);
+      const started = Date.now();
+      for (;;) {
+        const stat = await serverStat(socket, name);
+        if (stat && stat.status.state === 'UP' && !stat.status.transition && stat.check.status.startsWith('L7OK')) {
+          await ctx.journal.setPhase(name, 'done', `${name}: in rotation on the new version`);
+          return describeServer(stat);
+        }
+        if (Date.now() - started > ctx.timeoutMs) throw new Error(`HAProxy does not see ${name} UP within ${seconds} s (now ${stat ? describeServer(stat) : 'gone'})`);
+        await sleep(ctx.pollMs ?? 100);
+      }
+    },
+    async undo() {},
+  });
+}
+
+/** Back into rotation only after a passing check (drain with health forced down, then ready). */
+export function readyStep(ctx: StepContext, name: string): Step {
+  const seconds = Math.round(ctx.timeoutMs / 1000);
+  return guarded(ctx, {
+    kind: 'command',
+    title: `Bring ${name} back into rotation once HAProxy's health check passes (at most ${seconds} s)`,
+    details: [`set server ${BACKEND}/${name} state drain; set server ${BACKEND}/${name} health down`, `wait for status DRAIN (rise passing checks), then set server ${BACKEND}/${name} state ready`],
+    changes: true,
+    async apply() {
+      try {
+        const stat = await readyAfterCheck(ctx.paths.adminSocket, name, { timeoutMs: ctx.timeoutMs, pollMs: ctx.pollMs });
+        await saveServerState(ctx.paths, ctx.log);
+        await ctx.journal.setPhase(name, 'done', `${name}: back in rotation`);
+        return describeServer(stat);
+      } catch (error) {
+        if (error instanceof CheckTimeout) throw new Error(`${error.message}; it stays out of rotation`);
+        throw error;
+      }
+    },
+    async undo() {},
+  });
+}
+
+/** A server a resumed run finds in rotation although it is not done: out first. */
+export async function needsTakingOut(ctx: StepContext, name: string): Promise<boolean> {
+  return (await adminStateOf(ctx.paths.adminSocket, name)) !== 'maint';
+}
