@@ -4,12 +4,12 @@
 // whose migration changes the schema: the old nodes are out of step from that moment.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
-import { connectFrom, sharedDatabase } from './helpers/server.js';
-import { knocker } from './helpers/knocker.js';
+import { connectFrom, sharedDatabase, waitFor } from './helpers/server.js';
+import { cleanEnv, KNOCKER, knocker } from './helpers/knocker.js';
 import { makeRelease, type TestRelease } from './helpers/release.js';
 import { startUpgradeCluster, steadyLoad, type UpgradeCluster } from './helpers/upgrade.js';
-import { makeTempDir } from './helpers/temp.js';
 
 const HOSTS = ['127.0.0.201', '127.0.0.202', '127.0.0.203'];
 const HAPROXY_HOST = '127.0.0.205';
@@ -17,6 +17,7 @@ const db = sharedDatabase({ host: '127.0.0.200', allow: HOSTS });
 
 let next: TestRelease;
 let clusters: UpgradeCluster[] = [];
+const urls = new Map<UpgradeCluster, string>();
 
 beforeAll(async () => {
   next = await makeRelease({
@@ -32,8 +33,14 @@ afterEach(async () => {
   for (const cluster of clusters.splice(0)) await cluster.stop();
 });
 
+let databases = 0;
+
+/** A fresh cluster on a database of its own (the upgrades migrate it). */
 async function cluster(): Promise<UpgradeCluster> {
-  const c = await startUpgradeCluster({ hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: db.url });
+  databases += 1;
+  const url = await db.cluster.createDatabase({ role: `knocknoc_${databases}`, database: `knocknoc_${databases}` });
+  const c = await startUpgradeCluster({ hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: url });
+  urls.set(c, url);
   clusters.push(c);
   return c;
 }
@@ -70,7 +77,7 @@ test('three nodes from 1.0.0 to 1.1.0 under steady load: all upgraded, the datab
   expect(report.versions.get('1.1.0')).toBeGreaterThan(0);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
   // Migrated once, by the first server.
-  const client = await connectFrom(HOSTS[0]!, db.url);
+  const client = await connectFrom(HOSTS[0]!, urls.get(c)!);
   try {
     const marker = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM upgrade_marker');
     expect(marker.rows[0]!.n).toBe(1);
@@ -86,4 +93,188 @@ test('three nodes from 1.0.0 to 1.1.0 under steady load: all upgraded, the datab
   expect((await journal(c)).state).toBe('done');
   const stat = await fs.stat(c.root.path('/var/lib/knocknoc/upgrade.json'));
   expect(stat.mode & 0o777).toBe(0o600);
+});
+
+/** An upgrade command that fails for `failFor` and blocks for `blockFor`, else restarts the node from `releaseDir` (an explicit shell, as an operator may write one). */
+function scripted(c: UpgradeCluster, releaseDir: string, options: { failFor?: string; blockFor?: string }): string {
+  const script = [
+    options.failFor ? `if [ "$1" = ${options.failFor} ]; then echo "no package for $1 on this mirror" >&2; exit 7; fi` : '',
+    options.blockFor ? `if [ "$1" = ${options.blockFor} ]; then echo "waiting for the mirror"; sleep 120; fi` : '',
+    'exec "$0" service restart server --root "$2"',
+  ]
+    .filter(Boolean)
+    .join('; ');
+  return `sh -c '${script}' ${path.join(releaseDir, 'bin', 'knocker')} {name} ${c.base}/{name}`;
+}
+
+async function adminStates(c: UpgradeCluster): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const row of await c.haproxy.status()) out[row.name] = row.statusText;
+  return out;
+}
+
+test('a server that is not running blocks the start: exit 3, the reason, nothing changed', async () => {
+  const c = await cluster();
+  const stopped = await knocker(['service', 'stop', 'server', '--root', c.nodes[2]!.root.dir]);
+  expect(stopped.exitCode).toBe(0);
+  await c.haproxy.waitFor('web-3', 'DOWN');
+  const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+  expect(result.exitCode).toBe(3);
+  expect(result.stderr).toMatch(/preflight failed: web-3: stopped/);
+  expect(result.stderr).toContain('fix it before upgrading');
+  await expect(fs.stat(c.root.path('/var/lib/knocknoc/upgrade.json'))).rejects.toThrow();
+  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'DOWN' });
+  expect(await versions({ ...c, nodes: c.nodes.slice(0, 2) })).toEqual({ 'web-1': '1.0.0', 'web-2': '1.0.0' });
+});
+
+test('--dry-run prints the steps and changes nothing; bad input is exit 2', async () => {
+  const c = await cluster();
+  const dry = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run');
+  expect(dry.exitCode, dry.stderr).toBe(0);
+  expect(dry.stdout).toContain('knocker upgrade: 3 servers, web-1 first');
+  expect(dry.stdout).toContain('Take web-2 and web-3 out of rotation');
+  expect(dry.stdout).toContain(`Upgrade web-3: ${path.join(next.dir, 'bin', 'knocker')} service restart server --root ${c.base}/web-3`);
+  expect(dry.stdout).toContain('Dry run: nothing was changed.');
+  const json = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run', '--json', '--first', 'web-2');
+  const parsed = JSON.parse(json.stdout) as { first: string; plan: { steps: Array<{ title: string }> } };
+  expect(parsed.first).toBe('web-2');
+  expect(parsed.plan.steps.map((s) => s.title.split(':')[0])).toEqual([
+    'Take web-1 and web-3 out of rotation',
+    "Confirm from HAProxy's counters that web-1 and web-3 get no traffic",
+    'Keep requests for web-2 waiting while it restarts',
+    'Upgrade web-2',
+    'Wait until web-2 answers /_status on a release newer than 1.0.0, in step with the database (at most 120 s)',
+    'Health checks of web-2 on again; HAProxy must show it UP with its last check passed (at most 120 s)',
+    'Upgrade web-1',
+    'Wait until web-1 answers /_status on the version web-2 came back on, in step with the database (at most 120 s)',
+    "Bring web-1 back into rotation once HAProxy's health check passes (at most 120 s)",
+    'Upgrade web-3',
+    'Wait until web-3 answers /_status on the version web-2 came back on, in step with the database (at most 120 s)',
+    "Bring web-3 back into rotation once HAProxy's health check passes (at most 120 s)",
+  ]);
+  await expect(fs.stat(c.root.path('/var/lib/knocknoc/upgrade.json'))).rejects.toThrow();
+  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
+
+  const missing = await upgrade(c, '--non-interactive');
+  expect(missing.exitCode).toBe(2);
+  expect(missing.stderr).toContain('--upgrade-command is required');
+  const unknown = await upgrade(c, '--non-interactive', '--upgrade-command', 'ssh root@{hostname} true');
+  expect(unknown.exitCode).toBe(2);
+  expect(unknown.stderr).toContain('unknown placeholder {hostname}');
+  const unclosed = await upgrade(c, '--non-interactive', '--upgrade-command', "ssh 'root@{host} true");
+  expect(unclosed.exitCode).toBe(2);
+  const nothing = await upgrade(c, '--resume', '--non-interactive');
+  expect(nothing.exitCode).toBe(2);
+  expect(nothing.stderr).toContain('there is no upgrade to resume');
+  const backup = await upgrade(c, '--dry-run', '--first', 'web-9', '--upgrade-command', 'true');
+  expect(backup.exitCode).toBe(3);
+  expect(backup.stderr).toContain('--first web-9: no such node');
+});
+
+test('the first server\'s command fails: exit 4, rotation restored with no failed request, then --resume upgrades them all', async () => {
+  const c = await cluster();
+  const load = steadyLoad(c.haproxy.url, 50);
+  const failed = await upgrade(c, '--upgrade-command', scripted(c, next.dir, { failFor: 'web-1' }), '--non-interactive');
+  expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
+  expect(failed.stderr).toContain('the upgrade command for web-1 failed with exit code 7');
+  expect(failed.stderr).toContain('no package for web-1 on this mirror');
+  expect(failed.stderr).toContain('rotation is restored');
+  expect(failed.stdout).toMatch(/↺ rolled back: Take web-2 and web-3 out of rotation/);
+  // Back in rotation by HAProxy's own checks, never before.
+  await c.haproxy.waitFor('web-2', 'UP');
+  await c.haproxy.waitFor('web-3', 'UP');
+  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
+  expect(await versions(c)).toEqual({ 'web-1': '1.0.0', 'web-2': '1.0.0', 'web-3': '1.0.0' });
+  expect((await journal(c)).state).toBe('stopped');
+
+  // A new run is refused while this one is open.
+  const again = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+  expect(again.exitCode).toBe(3);
+  expect(again.stderr).toContain('knocker upgrade --resume');
+
+  const resumed = await upgrade(c, '--resume', '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+  const report = await load.stop();
+  expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
+  expect((await journal(c)).state).toBe('done');
+});
+
+test('a later server\'s command fails after the migration: the upgraded server serves alone, the old ones stay out, --resume finishes', async () => {
+  const c = await cluster();
+  const load = steadyLoad(c.haproxy.url, 50);
+  const failed = await upgrade(c, '--upgrade-command', scripted(c, next.dir, { failFor: 'web-2' }), '--non-interactive');
+  expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
+  expect(failed.stderr).toContain('the upgrade command for web-2 failed with exit code 7');
+  expect(failed.stderr).toContain('web-1 serves 1.1.0');
+  // Rotation is restored, but out of step they fail their checks: HAProxy keeps them out.
+  await new Promise((r) => setTimeout(r, 3_000));
+  const states = await adminStates(c);
+  expect(states['web-1']).toBe('UP');
+  expect(states['web-2']).toMatch(/^DOWN/);
+  expect(states['web-3']).toMatch(/^DOWN/);
+  const resumed = await upgrade(c, '--resume', '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
+  expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
+  expect(resumed.stdout).toContain('already done: web-1');
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
+  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
+});
+
+/** Starts knocker upgrade in its own process group, to be cut off (SIGKILL) with its command. */
+function startDetached(c: UpgradeCluster, args: string[]) {
+  return execa(process.execPath, [KNOCKER, 'upgrade', '--root', c.root.dir, ...args], { env: cleanEnv(), detached: true, reject: false, stdin: 'ignore' });
+}
+
+async function waitForPhase(c: UpgradeCluster, name: string, phase: string): Promise<void> {
+  await waitFor(`${name} to be ${phase} in the journal`, async () => ((await journal(c).catch(() => undefined))?.servers.find((s) => s.name === name)?.phase === phase ? true : undefined), 60_000);
+}
+
+test('a run cut off during a later server\'s command resumes where it was', async () => {
+  const c = await cluster();
+  const load = steadyLoad(c.haproxy.url, 50);
+  const run = startDetached(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-2' })]);
+  await waitForPhase(c, 'web-2', 'upgrading');
+  process.kill(-run.pid!, 'SIGKILL');
+  await run;
+  expect((await journal(c)).state).toBe('running');
+
+  const plain = await upgrade(c, '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
+  expect(plain.exitCode).toBe(3);
+  expect(plain.stderr).toContain('was cut off before it finished');
+  const resumed = await upgrade(c, '--resume', '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
+  expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
+  expect(resumed.stdout).not.toContain('Take web-2');
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
+  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
+  const record = await journal(c);
+  expect(record.state).toBe('done');
+  expect(record.target).toBe('1.1.0');
+});
+
+test('a run cut off during the first server\'s command is rolled back: its checks on again, the others back by their checks', async () => {
+  const c = await cluster();
+  const load = steadyLoad(c.haproxy.url, 50);
+  const run = startDetached(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-1' })]);
+  await waitForPhase(c, 'web-1', 'upgrading');
+  process.kill(-run.pid!, 'SIGKILL');
+  await run;
+  // Its checks off: HAProxy shows "no check" and keeps it in rotation.
+  expect(await adminStates(c)).toEqual({ 'web-1': 'no check', 'web-2': 'MAINT', 'web-3': 'MAINT' });
+  const rolledBack = await upgrade(c, '--rollback');
+  expect(rolledBack.exitCode, rolledBack.stdout + rolledBack.stderr).toBe(0);
+  expect(rolledBack.stdout).toContain('web-1: health checks on again');
+  expect(rolledBack.stdout).toMatch(/web-2: back to ready/);
+  expect(rolledBack.stdout).toContain('Rotation restored.');
+  await c.haproxy.waitFor('web-2', 'UP');
+  await c.haproxy.waitFor('web-3', 'UP');
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect((await journal(c)).state).toBe('rolled-back');
+  expect(await versions(c)).toEqual({ 'web-1': '1.0.0', 'web-2': '1.0.0', 'web-3': '1.0.0' });
+  const twice = await upgrade(c, '--rollback');
+  expect(twice.exitCode).toBe(2);
 });

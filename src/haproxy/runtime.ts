@@ -306,7 +306,8 @@ export function drainUntilChecked(socketPath: string, backend: string, server: s
  * itself once they do, and never before.
  */
 export function readyWhenChecked(socketPath: string, backend: string, server: string): Promise<void> {
-  return runtimeChange(socketPath, `set server ${backend}/${server} health down; set server ${backend}/${server} state ready`);
+  const s = `${backend}/${server}`;
+  return runtimeChange(socketPath, `set server ${s} state drain; set server ${s} health down; set server ${s} state ready`);
 }
 
 // ---------------------------------------------------------------------------------------------
