@@ -1,6 +1,6 @@
 // The upgrade's screen: asks before it starts (unless --yes), runs the upgrade of src/upgrade/ and
-// shows its progress, and ends with the result. Ctrl-C stops after the current step and puts
-// rotation back; a second Ctrl-C leaves at once (the journal lets --resume or --rollback finish).
+// shows its progress, and ends with the result. Ctrl-C stops once the server being upgraded is done
+// and puts rotation back; a second Ctrl-C leaves at once (--resume or --rollback finish from the journal).
 import { useEffect, useReducer, useRef } from 'react';
 import { useApp, useInput } from 'ink';
 import { ApplyFailedError, exitCodeOf, formatError } from './errors.js';
@@ -159,7 +159,7 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
           return;
         }
         stop.current = true;
-        dispatch({ type: 'notice', text: 'Stopping after the current step, then putting rotation back (Ctrl-C again to leave at once; --resume or --rollback then)' });
+        dispatch({ type: 'notice', text: 'Stopping once the server being upgraded is done, then putting rotation back (Ctrl-C again to leave at once; --resume or --rollback then)' });
       }
       return;
     }

@@ -95,11 +95,16 @@ test('three nodes from 1.0.0 to 1.1.0 under steady load: all upgraded, the datab
   expect(stat.mode & 0o777).toBe(0o600);
 });
 
-/** An upgrade command that fails for `failFor` and blocks for `blockFor`, else restarts the node from `releaseDir` (an explicit shell, as an operator may write one). */
-function scripted(c: UpgradeCluster, releaseDir: string, options: { failFor?: string; blockFor?: string }): string {
+/**
+ * An upgrade command that fails for `failFor`, hangs for `blockFor` (its pid in BASE/blocked.pid),
+ * sleeps first for `slowFor`, else restarts the node from `releaseDir` (an explicit shell, as an
+ * operator may write one).
+ */
+function scripted(c: UpgradeCluster, releaseDir: string, options: { failFor?: string; blockFor?: string; slowFor?: string }): string {
   const script = [
     options.failFor ? `if [ "$1" = ${options.failFor} ]; then echo "no package for $1 on this mirror" >&2; exit 7; fi` : '',
-    options.blockFor ? `if [ "$1" = ${options.blockFor} ]; then echo "waiting for the mirror"; sleep 120; fi` : '',
+    options.blockFor ? `if [ "$1" = ${options.blockFor} ]; then echo $$ > ${c.base}/blocked.pid; exec sleep 120; fi` : '',
+    options.slowFor ? `if [ "$1" = ${options.slowFor} ]; then echo $$ > ${c.base}/slow.pid; sleep 2; fi` : '',
     'exec "$0" service restart server --root "$2"',
   ]
     .filter(Boolean)
@@ -222,9 +227,17 @@ test('a later server\'s command fails after the migration: the upgraded server s
   expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
 });
 
-/** Starts knocker upgrade in its own process group, to be cut off (SIGKILL) with its command. */
-function startDetached(c: UpgradeCluster, args: string[]) {
-  return execa(process.execPath, [KNOCKER, 'upgrade', '--root', c.root.dir, ...args], { env: cleanEnv(), detached: true, reject: false, stdin: 'ignore' });
+/** Starts knocker upgrade as a separate process, to be cut off. */
+function startUpgrade(c: UpgradeCluster, args: string[]) {
+  return execa(process.execPath, [KNOCKER, 'upgrade', '--root', c.root.dir, ...args], { env: cleanEnv(), reject: false, stdin: 'ignore' });
+}
+
+/** Cuts off a run (a crash, a lost session): knocker killed outright; its command, in a session of its own, too. */
+async function cutOff(c: UpgradeCluster, run: ReturnType<typeof startUpgrade>): Promise<void> {
+  run.kill('SIGKILL');
+  await run;
+  const pid = Number(await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8'));
+  process.kill(pid, 'SIGKILL');
 }
 
 async function waitForPhase(c: UpgradeCluster, name: string, phase: string): Promise<void> {
@@ -234,10 +247,9 @@ async function waitForPhase(c: UpgradeCluster, name: string, phase: string): Pro
 test('a run cut off during a later server\'s command resumes where it was', async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
-  const run = startDetached(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-2' })]);
+  const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-2' })]);
   await waitForPhase(c, 'web-2', 'upgrading');
-  process.kill(-run.pid!, 'SIGKILL');
-  await run;
+  await cutOff(c, run);
   expect((await journal(c)).state).toBe('running');
 
   const plain = await upgrade(c, '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
@@ -258,10 +270,9 @@ test('a run cut off during a later server\'s command resumes where it was', asyn
 test('a run cut off during the first server\'s command is rolled back: its checks on again, the others back by their checks', async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
-  const run = startDetached(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-1' })]);
+  const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-1' })]);
   await waitForPhase(c, 'web-1', 'upgrading');
-  process.kill(-run.pid!, 'SIGKILL');
-  await run;
+  await cutOff(c, run);
   // Its checks off: HAProxy shows "no check" and keeps it in rotation.
   expect(await adminStates(c)).toEqual({ 'web-1': 'no check', 'web-2': 'MAINT', 'web-3': 'MAINT' });
   const rolledBack = await upgrade(c, '--rollback');
@@ -277,4 +288,23 @@ test('a run cut off during the first server\'s command is rolled back: its check
   expect(await versions(c)).toEqual({ 'web-1': '1.0.0', 'web-2': '1.0.0', 'web-3': '1.0.0' });
   const twice = await upgrade(c, '--rollback');
   expect(twice.exitCode).toBe(2);
+});
+
+test('Ctrl-C lets the running command finish, then stops and puts rotation back', async () => {
+  const c = await cluster();
+  const load = steadyLoad(c.haproxy.url, 50);
+  const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { slowFor: 'web-1' })]);
+  await waitFor('the slow command to start', () => fs.readFile(path.join(c.base, 'slow.pid'), 'utf8').then(() => true), 30_000);
+  run.kill('SIGINT');
+  const result = await run;
+  expect(result.stderr).toContain('Stopping once the server being upgraded is done');
+  expect(result.exitCode, result.stdout + result.stderr).toBe(4);
+  // The command was not cut short: web-1 came back on 1.1.0, and serves alone.
+  expect(result.stdout).toMatch(/Upgrade web-1: .*\n(.*\n)*.*✔ done/);
+  expect(result.stderr).toContain('stopped by the operator (Ctrl-C)');
+  expect(result.stderr).toContain('web-1 serves 1.1.0');
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect((await journal(c)).state).toBe('stopped');
+  expect((await c.haproxy.statusOf('web-1')).statusText).toBe('UP');
 });

@@ -15,11 +15,11 @@ export interface ProgressItem {
   error?: string;
 }
 
-function seconds(ms: number): string {
+export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-const LOOK: Record<StepStatus, { symbol: string; color: string; word: string }> = {
+export const LOOK: Record<StepStatus, { symbol: string; color: string; word: string }> = {
   pending: { symbol: symbols.pending, color: theme.muted, word: 'waiting' },
   running: { symbol: symbols.running, color: theme.accent, word: 'running' },
   done: { symbol: symbols.ok, color: theme.ok, word: 'done' },

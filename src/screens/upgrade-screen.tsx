@@ -6,8 +6,9 @@ import { Box, Text } from 'ink';
 import type { Check } from '../installer/checks.js';
 import type { JournalServer } from '../upgrade/journal.js';
 import { ChecksView } from './plan-screen.js';
-import { ProgressList, type ProgressItem } from './progress-screen.js';
+import { LOOK, seconds, type ProgressItem } from './progress-screen.js';
 import { symbols, theme } from './theme.js';
+import { useNow } from './use-now.js';
 
 export type UpgradeStage = 'confirm' | 'running' | 'finished';
 
@@ -34,8 +35,44 @@ const PHASE: Record<JournalServer['phase'], { word: string; color: string }> = {
   done: { word: 'done, in rotation', color: theme.ok },
 };
 
+/** Each step on one line (cut at the terminal's edge), its time and outcome on the next. */
+function StepsView({ items, full }: { items: ProgressItem[]; full: boolean }) {
+  const now = useNow(items.some((i) => i.status === 'running'));
+  return (
+    <Box flexDirection="column">
+      {items.map((item, i) => {
+        const look = LOOK[item.status];
+        const elapsed = item.status === 'running' && item.startedAt ? seconds(now - item.startedAt) : item.ms !== undefined ? seconds(item.ms) : undefined;
+        const after = [elapsed, item.note].filter(Boolean).join(' · ');
+        return (
+          <Box key={i} flexDirection="column">
+            <Text wrap={full ? 'wrap' : 'truncate-end'}>
+              {'  '}
+              <Text color={look.color}>
+                {look.symbol} {look.word.padEnd(7)}
+              </Text>{' '}
+              {item.title}
+            </Text>
+            {after !== '' && (
+              <Text color={theme.muted} wrap="truncate-end">
+                {`            ${after}`}
+              </Text>
+            )}
+            {item.error && <Text color={theme.error}>{`            ${item.error}`}</Text>}
+          </Box>
+        );
+      })}
+    </Box>
+  );
+}
+
+function versionText(server: JournalServer, target: string | undefined): string {
+  return target && (server.phase === 'upgraded' || server.phase === 'done') ? `${server.fromVersion} → ${target}` : server.fromVersion;
+}
+
 function ServersView({ servers, first, target }: { servers: JournalServer[]; first: string; target: string | undefined }) {
   const width = Math.max(6, ...servers.map((s) => s.name.length));
+  const versionWidth = Math.max(...servers.map((s) => versionText(s, target).length));
   return (
     <Box flexDirection="column" marginTop={1}>
       <Text bold>
@@ -46,9 +83,9 @@ function ServersView({ servers, first, target }: { servers: JournalServer[]; fir
         return (
           <Text key={s.name}>
             {'  '}
-            {s.name.padEnd(width)} <Text color={theme.muted}>{`${s.host}:${s.port}`.padEnd(22)}</Text> {s.fromVersion.padEnd(10)}{' '}
+            {s.name.padEnd(width)} <Text color={theme.muted}>{`${s.host}:${s.port}`.padEnd(22)}</Text> {versionText(s, target).padEnd(versionWidth)}{' '}
             <Text color={look.color}>{look.word}</Text>
-            {s.name === first && <Text color={theme.muted}> (first, alone in rotation)</Text>}
+            {s.name === first && s.phase !== 'done' && <Text color={theme.muted}> (first, alone in rotation)</Text>}
             {s.backup && <Text color={theme.muted}> (backup)</Text>}
           </Text>
         );
@@ -68,7 +105,7 @@ export function UpgradeScreen(props: UpgradeScreenProps) {
       <ServersView servers={props.servers} first={props.first} target={props.target} />
       <Box flexDirection="column" marginTop={1}>
         <Text bold>Steps</Text>
-        <ProgressList items={props.items} />
+        <StepsView items={props.items} full={stage === 'confirm'} />
       </Box>
       {props.warnings.map((w) => (
         <Text key={w} color={theme.warn}>
@@ -92,7 +129,7 @@ export function UpgradeScreen(props: UpgradeScreenProps) {
         </Box>
       )}
       {stage === 'running' && (
-        <Text color={props.notice ? theme.warn : theme.muted}>{props.notice ?? 'Ctrl-C stops after the current step and puts rotation back'}</Text>
+        <Text color={props.notice ? theme.warn : theme.muted}>{props.notice ?? 'Ctrl-C stops once the server being upgraded is done, and puts rotation back'}</Text>
       )}
       {props.result && (
         <Box flexDirection="column" marginTop={1}>

@@ -113,6 +113,9 @@ export async function runUpgradeCommand(argv: string[], options: RunCommandOptio
   const tail: string[] = [];
   const started = Date.now();
   const child = execa(program, args, {
+    // Its own session: a Ctrl-C or a hang-up meant for knocker never cuts a package install short
+    // (knocker stops after the command instead).
+    detached: true,
     stdin: 'ignore',
     all: true,
     reject: false,

@@ -354,7 +354,7 @@ export async function runUpgradePlain(root: Root, options: PlainOptions, io: Out
   const onSigint = () => {
     if (stop) process.exit(130);
     stop = true;
-    io.err('Stopping after the current step, then putting rotation back (Ctrl-C again to leave at once; knocker upgrade --resume or --rollback then).');
+    io.err('Stopping once the server being upgraded is done (its command is never cut short), then putting rotation back (Ctrl-C again to leave at once; knocker upgrade --resume or --rollback then).');
   };
   process.on('SIGINT', onSigint);
   try {

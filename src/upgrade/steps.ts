@@ -40,6 +40,11 @@ function sessions(n: number): string {
   return `${n} session${n === 1 ? '' : 's'}`;
 }
 
+/**
+ * A step that starts new work (taking servers out, a server's upgrade command) first looks whether
+ * the operator asked to stop: the steps that finish a server (its wait, its checks, its return to
+ * rotation) always run, so a stop never leaves a server half done.
+ */
 function guarded(ctx: StepContext, step: Step): Step {
   return {
     ...step,
@@ -108,7 +113,7 @@ export function takeOutStep(ctx: StepContext, names: string[]): Step {
 /** Reads HAProxy's counters until each server shows MAINT, no session, no queue, and a total that no longer grows. */
 export function confirmStep(ctx: StepContext, names: string[]): Step {
   const socket = ctx.paths.adminSocket;
-  return guarded(ctx, {
+  return {
     kind: 'command',
     title: `Confirm from HAProxy's counters that ${list(names)} ${names.length === 1 ? 'gets' : 'get'} no traffic`,
     details: [`show stat: ${names.length === 1 ? 'its' : 'each'} status MAINT, 0 sessions, 0 queued, total sessions unchanged over 1 s`],
@@ -137,13 +142,13 @@ export function confirmStep(ctx: StepContext, names: string[]): Step {
       return last.map((s) => `${s.name} MAINT, 0 sessions, ${s.totalSessions} in total unchanged`).join('; ');
     },
     async undo() {},
-  });
+  };
 }
 
 /** The lone server's health checks off while it restarts, so HAProxy keeps it and requests wait through the retries. */
 export function holdStep(ctx: StepContext, name: string): Step {
   const socket = ctx.paths.adminSocket;
-  return guarded(ctx, {
+  return {
     kind: 'command',
     title: `Keep requests for ${name} waiting while it restarts: its health checks off, so HAProxy retries instead of answering 503`,
     details: [`disable health ${BACKEND}/${name}`, 'a refused connection is retried (3 retries, one second apart; see retries in haproxy.cfg)'],
@@ -160,7 +165,7 @@ export function holdStep(ctx: StepContext, name: string): Step {
         j.healthDisabled = undefined;
       }, `${name}: health checks on again`);
     },
-  });
+  };
 }
 
 function reachedTarget(server: JournalServer, body: StatusBody | undefined, target: string | undefined): boolean {
@@ -209,7 +214,7 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
 export function waitVersionStep(ctx: StepContext, name: string, targetShown: string | undefined): Step {
   const server = ctx.journal.server(name);
   const seconds = Math.round(ctx.timeoutMs / 1000);
-  return guarded(ctx, {
+  return {
     kind: 'command',
     title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${seconds} s)`,
     details: [`GET http://${address(server)}/_status every 0.2 s: 200, versionMatch true, version ${targetShown ?? `not ${server.fromVersion}`}`],
@@ -239,7 +244,7 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
       }
     },
     async undo() {},
-  });
+  };
 }
 
 function serverIn(servers: JournalServer[], name: string): JournalServer {
@@ -250,7 +255,7 @@ function serverIn(servers: JournalServer[], name: string): JournalServer {
 export function checksOnStep(ctx: StepContext, name: string): Step {
   const socket = ctx.paths.adminSocket;
   const seconds = Math.round(ctx.timeoutMs / 1000);
-  return guarded(ctx, {
+  return {
     kind: 'command',
     title: `Health checks of ${name} on again; HAProxy must show it UP with its last check passed (at most ${seconds} s)`,
     details: [`enable health ${BACKEND}/${name}`],
@@ -272,13 +277,13 @@ export function checksOnStep(ctx: StepContext, name: string): Step {
       }
     },
     async undo() {},
-  });
+  };
 }
 
 /** Back into rotation only after a passing check (drain with health forced down, then ready). */
 export function readyStep(ctx: StepContext, name: string): Step {
   const seconds = Math.round(ctx.timeoutMs / 1000);
-  return guarded(ctx, {
+  return {
     kind: 'command',
     title: `Bring ${name} back into rotation once HAProxy's health check passes (at most ${seconds} s)`,
     details: [`set server ${BACKEND}/${name} state drain; set server ${BACKEND}/${name} health down`, `wait for status DRAIN (rise passing checks), then set server ${BACKEND}/${name} state ready`],
@@ -295,7 +300,7 @@ export function readyStep(ctx: StepContext, name: string): Step {
       }
     },
     async undo() {},
-  });
+  };
 }
 
 /** A server a resumed run finds in rotation although it is not done: out first. */
