@@ -272,6 +272,13 @@ test('a run cut off during the first server\'s command is rolled back: its check
   const load = steadyLoad(c.haproxy.url, 50);
   const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-1' })]);
   await waitForPhase(c, 'web-1', 'upgrading');
+  // Nobody else changes rotation meanwhile, nor starts a second upgrade.
+  const meddling = await c.haproxy.run('ready', 'web-2');
+  expect(meddling.exitCode).toBe(3);
+  expect(meddling.stderr).toContain('knocker upgrade is taking servers in and out of rotation');
+  const second = await upgrade(c, '--resume', '--non-interactive');
+  expect(second.exitCode).toBe(3);
+  expect(second.stderr).toContain('another knocker upgrade is running');
   await cutOff(c, run);
   // Its checks off: HAProxy shows "no check" and keeps it in rotation.
   expect(await adminStates(c)).toEqual({ 'web-1': 'no check', 'web-2': 'MAINT', 'web-3': 'MAINT' });

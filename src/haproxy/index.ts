@@ -14,6 +14,7 @@ import { applyPlan, formatPlan, hasChanges, planToJson, type ApplyEvent, type Pl
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import { age } from '../system/units.js';
+import { journalOwnerAlive, readJournal } from '../upgrade/journal.js';
 import {
   addressOf,
   BACKEND,
@@ -365,6 +366,12 @@ export async function rotateNode(root: Root, action: RotationAction, name: strin
   }
   const { paths } = facts.service;
   const socket = paths.adminSocket;
+  const upgrade = await readJournal(root.path(PATHS.upgradeJournal)).catch(() => undefined);
+  if (upgrade && journalOwnerAlive(upgrade)) {
+    throw new PreflightError(`knocker upgrade is taking servers in and out of rotation (pid ${upgrade.pid}): ${action} ${name} would work against it`, [
+      'wait for it to finish, or stop it (Ctrl-C) first',
+    ]);
+  }
   return withLock(root.path(PATHS.installLock), options.holder ?? LOCK_WHAT, async () => {
     const log = fileLogger(root.path(PATHS.opsLog));
     const before = await serverStat(socket, name).catch((error: unknown) => unreachable(error, root));

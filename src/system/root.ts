@@ -37,6 +37,10 @@ export const PATHS = {
   haproxyStateDir: '/var/lib/haproxy',
   haproxyStateFile: '/var/lib/haproxy/server-state',
   haproxyLog: '/var/log/knocknoc/haproxy.log',
+  /** knocker upgrade's journal of its progress (0600: the command may hold a token). */
+  upgradeJournal: '/var/lib/knocknoc/upgrade.json',
+  /** Held by a running knocker upgrade for its whole run. */
+  upgradeLock: '/run/knocknoc/upgrade.lock',
 } as const;
 
 export class Root {

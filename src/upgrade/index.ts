@@ -22,8 +22,6 @@ import { parseUpgradeCommand, type UpgradeCommand } from './command.js';
 import { JOURNAL_VERSION, journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
 import { checksOnStep, confirmStep, holdStep, needsTakingOut, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
 
-export const UPGRADE_JOURNAL = '/var/lib/knocknoc/upgrade.json';
-export const UPGRADE_LOCK = '/run/knocknoc/upgrade.lock';
 
 export interface UpgradeOptions {
   /** The command template; on --resume, the recorded one unless given again. */
@@ -58,7 +56,7 @@ function hintFor(root: Root): string {
 
 /** Reads the cluster and the journal, runs the checks, and builds the plan. Changes nothing. */
 export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promise<UpgradeSession> {
-  const journalFile = root.path(UPGRADE_JOURNAL);
+  const journalFile = root.path(PATHS.upgradeJournal);
   const recorded = await readJournal(journalFile).catch((error: Error) => {
     throw new PreflightError(error.message);
   });
@@ -191,7 +189,7 @@ export interface UpgradeOutcome {
  */
 export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks = {}): Promise<UpgradeOutcome> {
   const { root } = session;
-  const lock = await acquireLock(root.path(UPGRADE_LOCK), 'knocker upgrade');
+  const lock = await acquireLock(root.path(PATHS.upgradeLock), 'knocker upgrade');
   const log = fileLogger(root.path(PATHS.opsLog));
   try {
     // Checked again under the lock: another run may have started meanwhile.
@@ -265,7 +263,7 @@ function stoppedHints(journal: Journal, root: Root, restored: boolean): string[]
  * Releases already upgraded stay upgraded.
  */
 export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
-  const file = root.path(UPGRADE_JOURNAL);
+  const file = root.path(PATHS.upgradeJournal);
   const journal = await readJournal(file).catch((error: Error) => {
     throw new PreflightError(error.message);
   });
@@ -273,7 +271,7 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
     throw new UsageError(`there is no upgrade to roll back${journal ? ` (the last one ${journal.state === 'done' ? 'finished' : 'was rolled back'} at ${journal.updatedAt})` : ''}`);
   }
   if (journalOwnerAlive(journal)) throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
-  const lock = await acquireLock(root.path(UPGRADE_LOCK), 'knocker upgrade --rollback');
+  const lock = await acquireLock(root.path(PATHS.upgradeLock), 'knocker upgrade --rollback');
   const log = fileLogger(root.path(PATHS.opsLog));
   try {
     const facts = await readCluster(root);

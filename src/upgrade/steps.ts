@@ -3,7 +3,7 @@
 // back, and comes back into rotation only once HAProxy's checks pass) and the health checks turned
 // off for the lone server. What cannot: an upgrade command (releases are not downgraded). Every
 // step records its progress in the journal before and after, so a run cut off anywhere resumes.
-import { BACKEND } from '../haproxy/config.js';
+import { BACKEND, nodeAddress } from '../haproxy/config.js';
 import { adminStateOf, CheckTimeout, describeServer, readyAfterCheck, restoreRotation, serverStat } from '../haproxy/rotation.js';
 import { setHealthChecks, setServerState, showStat, type ServerStat } from '../haproxy/runtime.js';
 import { saveServerState, type HaproxyPaths } from '../haproxy/service.js';
@@ -84,6 +84,12 @@ export function takeOutStep(ctx: StepContext, names: string[]): Step {
     changes: true,
     async apply() {
       for (const name of names) {
+        // One already in maintenance (a resumed run) is not drained again: that would open it to
+        // the clients holding its cookie, and it may be out of step by now.
+        if ((await adminStateOf(socket, name)) === 'maint') {
+          await ctx.journal.setPhase(name, 'out', `${name}: already in maintenance`);
+          continue;
+        }
         await setServerState(socket, BACKEND, name, 'drain');
         await ctx.journal.setPhase(name, 'out', `${name}: drained`);
       }
@@ -168,13 +174,18 @@ export function holdStep(ctx: StepContext, name: string): Step {
   };
 }
 
+/** The version every server must reach: the first server's new one, or --to-version until then. */
+function wanted(ctx: StepContext): string | undefined {
+  return ctx.journal.journal.target ?? ctx.journal.journal.toVersion;
+}
+
 function reachedTarget(server: JournalServer, body: StatusBody | undefined, target: string | undefined): boolean {
   if (!body || body.status !== 'ok' || !body.versionMatch) return false;
   return target !== undefined ? body.version === target : body.version !== server.fromVersion;
 }
 
 function address(server: JournalServer): string {
-  return server.host.includes(':') ? `[${server.host}]:${server.port}` : `${server.host}:${server.port}`;
+  return nodeAddress(server);
 }
 
 /** The organisation's command for one server (not run when the server already answers on the target). */
@@ -187,13 +198,16 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
     details: [showArgv(argv), `(run without a shell; at most ${Math.round(ctx.commandTimeoutMs / 1000)} s)`],
     changes: true,
     async apply() {
-      const target = ctx.journal.journal.target;
-      if (target !== undefined) {
-        const probe = await probeStatus(address(server), 1_500);
-        if (reachedTarget(server, probe.body, target)) {
-          await ctx.journal.setPhase(name, 'upgraded', `${name}: already on ${target}, command not run`);
-          return `${name} already answers on ${target}: not run`;
-        }
+      // Already there (a resumed run whose command had finished): not run again.
+      const target = wanted(ctx);
+      const probe = await probeStatus(address(server), 1_500);
+      if (reachedTarget(server, probe.body, target)) {
+        const version = probe.body!.version;
+        await ctx.journal.update((j) => {
+          j.target ??= version;
+          serverIn(j.servers, name).phase = 'upgraded';
+        }, `${name}: already on ${version}, command not run`);
+        return `${name} already answers on ${version}: not run`;
       }
       await ctx.journal.setPhase(name, 'upgrading', `${name}: upgrade command started`);
       const started = Date.now();
@@ -223,7 +237,7 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
       const started = Date.now();
       let seen = 'no answer yet';
       for (;;) {
-        const target = ctx.journal.journal.target;
+        const target = wanted(ctx);
         const probe = await probeStatus(address(server), 1_500);
         const body = probe.body;
         if (reachedTarget(server, body, target)) {
