@@ -315,3 +315,19 @@ test('Ctrl-C lets the running command finish, then stops and puts rotation back'
   expect((await journal(c)).state).toBe('stopped');
   expect((await c.haproxy.statusOf('web-1')).statusText).toBe('UP');
 });
+
+test('a lone server: its requests are held while it restarts, none fails', async () => {
+  databases += 1;
+  const url = await db.cluster.createDatabase({ role: `knocknoc_${databases}`, database: `knocknoc_${databases}` });
+  const c = await startUpgradeCluster({ hosts: HOSTS.slice(0, 1), haproxyHost: HAPROXY_HOST, databaseUrl: url });
+  clusters.push(c);
+  const load = steadyLoad(c.haproxy.url, 50);
+  const dry = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run');
+  expect(dry.stdout).toContain('web-1 is the only server: while it restarts, requests wait');
+  expect(dry.stdout).not.toContain('out of rotation');
+  const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+  const report = await load.stop();
+  expect(result.exitCode, result.stdout + result.stderr).toBe(0);
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect(await versions(c)).toEqual({ 'web-1': '1.1.0' });
+});

@@ -301,6 +301,11 @@ export function drainUntilChecked(socketPath: string, backend: string, server: s
   return runtimeChange(socketPath, `set server ${backend}/${server} state drain; set server ${backend}/${server} health down`);
 }
 
+/** Ends the sessions a server still has (HAProxy: "after a server is put into maintenance mode"). */
+export function shutdownSessions(socketPath: string, backend: string, server: string): Promise<void> {
+  return runtimeChange(socketPath, `shutdown sessions server ${backend}/${server}`);
+}
+
 /**
  * Ready again, but marked down until `rise` checks pass: HAProxy brings it back into rotation by
  * itself once they do, and never before.

@@ -157,7 +157,7 @@ async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: StepCont
   const done = journal.servers.filter((s) => s.phase === 'done').map((s) => s.name);
   const warnings: string[] = [];
   if (session.resumed && done.length > 0) warnings.push(`already done: ${done.join(', ')}`);
-  if (journal.servers.length === 1) warnings.push(`${first.name} is the only server: while it restarts, requests wait (up to about 3 s) instead of being served`);
+  if (journal.servers.length === 1) warnings.push(`${first.name} is the only server: while it restarts, requests wait for it (HAProxy retries about 20 s) instead of being served at once`);
   return {
     title: `knocker upgrade${session.resumed ? ' --resume' : ''}: ${pending.length} server${pending.length === 1 ? '' : 's'}${target ? ` to ${target}` : ''}, ${first.phase === 'done' ? `${first.name} already upgraded` : `${first.name} first`}`,
     steps,
@@ -199,7 +199,7 @@ export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks 
     await writer.update((j) => {
       j.state = 'running';
       j.reason = undefined;
-    }, session.resumed ? 'resumed' : `started: ${j(session)}`);
+    }, session.resumed ? 'resumed' : `started: ${startNote(session)}`);
     const commandStarted = new Map<Step, number>();
     let commandMs = 0;
     const plan = await session.build({
@@ -241,7 +241,7 @@ export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks 
   }
 }
 
-function j(session: UpgradeSession): string {
+function startNote(session: UpgradeSession): string {
   return `${session.journal.servers.map((s) => `${s.name} ${s.fromVersion}`).join(', ')}; ${session.journal.first} first`;
 }
 

@@ -5,7 +5,7 @@
 // step records its progress in the journal before and after, so a run cut off anywhere resumes.
 import { BACKEND, nodeAddress } from '../haproxy/config.js';
 import { adminStateOf, CheckTimeout, describeServer, readyAfterCheck, restoreRotation, serverStat } from '../haproxy/rotation.js';
-import { setHealthChecks, setServerState, showStat, type ServerStat } from '../haproxy/runtime.js';
+import { setHealthChecks, setServerState, showStat, shutdownSessions, type ServerStat } from '../haproxy/runtime.js';
 import { saveServerState, type HaproxyPaths } from '../haproxy/service.js';
 import type { StatusBody } from '../server/http.js';
 import { probeStatus } from '../status/sources.js';
@@ -116,22 +116,40 @@ export function takeOutStep(ctx: StepContext, names: string[]): Step {
   });
 }
 
-/** Reads HAProxy's counters until each server shows MAINT, no session, no queue, and a total that no longer grows. */
+/**
+ * Reads HAProxy's counters until each server shows MAINT, no session, no queue, and a total that no
+ * longer grows. Sessions still open when the drain bound has passed (a slow download, a long poll)
+ * are ended with `shutdown sessions server`: an old release must not keep serving once the database
+ * is migrated.
+ */
 export function confirmStep(ctx: StepContext, names: string[]): Step {
   const socket = ctx.paths.adminSocket;
+  const bound = Math.round(ctx.drainTimeoutMs / 1000);
   return {
     kind: 'command',
     title: `Confirm from HAProxy's counters that ${list(names)} ${names.length === 1 ? 'gets' : 'get'} no traffic`,
-    details: [`show stat: ${names.length === 1 ? 'its' : 'each'} status MAINT, 0 sessions, 0 queued, total sessions unchanged over 1 s`],
+    details: [
+      `show stat: ${names.length === 1 ? 'its' : 'each'} status MAINT, 0 sessions, 0 queued, total sessions unchanged over 1 s`,
+      `sessions still open after ${bound} s: shutdown sessions server ${BACKEND}/NAME`,
+    ],
     changes: true,
     async apply() {
       const started = Date.now();
       let previous: Map<string, number> | undefined;
       let steady = 0;
       let last: ServerStat[] = [];
+      const ended: string[] = [];
       for (;;) {
         const stat = await showStat(socket);
         last = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name));
+        const lingering = last.filter((s) => s.sessions > 0);
+        if (lingering.length > 0 && Date.now() - started >= ctx.drainTimeoutMs && ended.length === 0) {
+          for (const s of lingering) {
+            await shutdownSessions(socket, BACKEND, s.name);
+            ended.push(`${s.name}: ${sessions(s.sessions)} ended`);
+          }
+          ctx.log.info(`sessions still open after ${bound} s ended: ${ended.join(', ')}`);
+        }
         const quiet = last.length === names.length && last.every((s) => s.status.state === 'MAINT' && s.sessions === 0 && s.queued === 0);
         const totals = new Map(last.map((s) => [s.name, s.totalSessions]));
         const same = previous !== undefined && [...totals].every(([n, t]) => previous!.get(n) === t);
@@ -145,7 +163,7 @@ export function confirmStep(ctx: StepContext, names: string[]): Step {
         }
         await sleep(500);
       }
-      return last.map((s) => `${s.name} MAINT, 0 sessions, ${s.totalSessions} in total unchanged`).join('; ');
+      return [...last.map((s) => `${s.name} MAINT, 0 sessions, ${s.totalSessions} in total unchanged`), ...ended].join('; ');
     },
     async undo() {},
   };
