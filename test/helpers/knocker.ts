@@ -2,9 +2,11 @@
 // as scripts and CI run it.
 import { execa } from 'execa';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../src/system/package.js';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// The checkout: found by its package.json, so it is the same whether these helpers run from test/
+// under vitest or compiled to bench/out/test/helpers/ by a benchmark.
+export const REPO = packageRoot();
 export const KNOCKER = path.join(REPO, 'bin', 'knocker');
 
 export interface RunResult {
