@@ -15,7 +15,11 @@
 // request (the longest stall a client saw), the whole procedure's wall time, the time in the
 // upgrade commands, and the rest. Results go to the "Rolling upgrade" section of bench/RESULTS.md.
 //
-//   npm run bench:upgrade [-- --runs-a 5 --runs-b 2 --rate 50 --wait 90]
+// Both are run with the nodes' quick restart (about 0.5 s) and with a slow one (`--pauses`: the
+// command stops the node, sleeps, then starts it, as a package manager that stops a service before
+// unpacking does), where the lone node is away longer than its health checks allow.
+//
+//   npm run bench:upgrade [-- --runs-a 5 --runs-b 2 --rate 50 --wait 90 --pauses 0,5]
 import { execa } from 'execa';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -29,12 +33,14 @@ import { startUpgradeCluster, steadyLoad, type LoadReport, type UpgradeCluster }
 import { writeSection } from './results.js';
 
 const { values: args } = parseArgs({
-  options: { 'runs-a': { type: 'string', default: '5' }, 'runs-b': { type: 'string', default: '2' }, rate: { type: 'string', default: '50' }, wait: { type: 'string', default: '90' } },
+  options: { 'runs-a': { type: 'string', default: '5' }, 'runs-b': { type: 'string', default: '2' }, rate: { type: 'string', default: '50' }, wait: { type: 'string', default: '90' }, pauses: { type: 'string', default: '0,5' } },
 });
 const RUNS_A = Number(args['runs-a']);
 const RUNS_B = Number(args['runs-b']);
 const RATE = Number(args.rate);
 const WAIT_MS = Number(args.wait) * 1000;
+/** Seconds each node stays stopped during its upgrade command (0: a plain restart). */
+const PAUSES = args.pauses.split(',').map(Number);
 // Addresses of their own, so the bench never meets the tests' clusters.
 const DB_HOST = '127.0.0.230';
 const HOSTS = ['127.0.0.231', '127.0.0.232', '127.0.0.233'];
@@ -46,6 +52,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Run {
   procedure: 'A' | 'B';
+  /** Seconds the node stayed stopped in its upgrade command. */
+  pause: number;
   run: number;
   load: LoadReport;
   totalMs: number;
@@ -128,14 +136,30 @@ function must(what: string, result: { exitCode: number; stdout: string; stderr: 
   if (result.exitCode !== 0) throw new Error(`${what} exited ${result.exitCode}:\n${result.stdout}\n${result.stderr}`);
 }
 
-async function procedureA(next: TestRelease, run: number): Promise<Run> {
+/**
+ * The upgrade command's words for one node: a plain restart from the newer release, or with a
+ * pause, stop, sleep, start. {name} is filled in by knocker upgrade (A) or by `argvFor` (B).
+ */
+function commandWords(cluster: UpgradeCluster, next: TestRelease, pause: number): string[] {
+  const knockerBin = `${next.dir}/bin/knocker`;
+  const root = `${cluster.base}/{name}`;
+  if (pause === 0) return [knockerBin, 'service', 'restart', 'server', '--root', root];
+  return ['sh', '-c', `"$0" service stop server --root "$1"; sleep ${pause}; exec "$0" service start server --root "$1"`, knockerBin, root];
+}
+
+/** The same words as one --upgrade-command (quoted where needed, as an operator would write it). */
+function commandText(words: string[]): string {
+  return words.map((w) => (/^[\w./{}=@:-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+async function procedureA(next: TestRelease, pause: number, run: number): Promise<Run> {
   return withCluster(async (cluster) => {
     const steps = new Steps();
     const load = steadyLoad(cluster.haproxy.url, RATE);
     await sleep(MARGIN_MS);
     steps.mark('knocker upgrade');
     const started = performance.now();
-    const result = await knocker(['upgrade', '--root', cluster.root.dir, '--non-interactive', '--upgrade-command', cluster.commandFor(next.dir)], {
+    const result = await knocker(['upgrade', '--root', cluster.root.dir, '--non-interactive', '--upgrade-command', commandText(commandWords(cluster, next, pause))], {
       timeoutMs: 300_000,
     });
     const totalMs = performance.now() - started;
@@ -148,18 +172,18 @@ async function procedureA(next: TestRelease, run: number): Promise<Run> {
     await checkUpgraded(cluster, next.version);
     const reported = { totalS: Number(done[1]), commandS: Number(done[2]) };
     const web1 = await web1Counters(cluster);
-    return { procedure: 'A', run, load: report, totalMs, commandMs: reported.commandS * 1000, waitMs: 0, reported, failedBy: countBy(report, steps), web1 };
+    return { procedure: 'A', pause, run, load: report, totalMs, commandMs: reported.commandS * 1000, waitMs: 0, reported, failedBy: countBy(report, steps), web1 };
   });
 }
 
-async function procedureB(next: TestRelease, run: number): Promise<Run> {
+async function procedureB(next: TestRelease, pause: number, run: number): Promise<Run> {
   return withCluster(async (cluster) => {
     const steps = new Steps();
     const haproxy = (...words: string[]) => knocker(['haproxy', ...words, '--root', cluster.root.dir]);
     let commandMs = 0;
     // The same command knocker upgrade runs, the same way: without a shell, {name} filled in.
     const upgradeCommand = async (name: string) => {
-      const [program, ...rest] = cluster.commandFor(next.dir).replaceAll('{name}', name).split(' ');
+      const [program, ...rest] = commandWords(cluster, next, pause).map((w) => w.replaceAll('{name}', name));
       const started = performance.now();
       const result = await execa(program!, rest, { env: cleanEnv(), extendEnv: false, reject: false, input: '' });
       commandMs += performance.now() - started;
@@ -191,7 +215,7 @@ async function procedureB(next: TestRelease, run: number): Promise<Run> {
     const report = await load.stop();
     await checkUpgraded(cluster, next.version);
     const web1 = await web1Counters(cluster);
-    return { procedure: 'B', run, load: report, totalMs, commandMs, waitMs, failedBy: countBy(report, steps), web1CommandMs, web1 };
+    return { procedure: 'B', pause, run, load: report, totalMs, commandMs, waitMs, failedBy: countBy(report, steps), web1CommandMs, web1 };
   });
 }
 
@@ -206,13 +230,17 @@ function describe(run: Run): string {
   const failed = [...run.failedBy].map(([step, n]) => `${n} in ${step}`).join(', ');
   const kinds = [...new Set(run.load.failed.map((f) => f.what.replace(/:.*/s, '')))].slice(0, 3).join('; ');
   return (
-    `${run.procedure === 'A' ? 'knocker upgrade' : 'manual'} run ${run.run}: ${run.load.failed.length} of ${run.load.total} failed` +
+    `${run.procedure === 'A' ? 'knocker upgrade' : 'manual'}, ${restartLabel(run.pause)}, run ${run.run}: ${run.load.failed.length} of ${run.load.total} failed` +
     (failed ? ` (${failed}: ${kinds})` : '') +
     `, longest ${s(run.load.longestMs)}, total ${s(run.totalMs)}, commands ${s(run.commandMs)}, rest ${s(run.totalMs - run.commandMs - run.waitMs)}` +
     (run.waitMs ? ` besides the ${s(run.waitMs)} wait` : '') +
     (run.reported ? ` (knocker: ${run.reported.totalS.toFixed(2)} s, ${run.reported.commandS.toFixed(2)} s in commands)` : '') +
     `; web-1: ${web1Line(run)}`
   );
+}
+
+function restartLabel(pause: number): string {
+  return pause === 0 ? 'quick restart' : `stopped ${pause} s`;
 }
 
 function web1Line(run: Run): string {
@@ -231,13 +259,15 @@ async function main(): Promise<void> {
   });
   const runs: Run[] = [];
   try {
-    for (let i = 1; i <= RUNS_A; i += 1) {
-      runs.push(await procedureA(next, i));
-      console.log(describe(runs.at(-1)!));
-    }
-    for (let i = 1; i <= RUNS_B; i += 1) {
-      runs.push(await procedureB(next, i));
-      console.log(describe(runs.at(-1)!));
+    for (const pause of PAUSES) {
+      for (let i = 1; i <= RUNS_A; i += 1) {
+        runs.push(await procedureA(next, pause, i));
+        console.log(describe(runs.at(-1)!));
+      }
+      for (let i = 1; i <= RUNS_B; i += 1) {
+        runs.push(await procedureB(next, pause, i));
+        console.log(describe(runs.at(-1)!));
+      }
     }
   } finally {
     await next.destroy();
@@ -255,16 +285,16 @@ async function writeResults(runs: Run[]): Promise<void> {
   };
   const rows = runs.map((r) =>
     r.procedure === 'A'
-      ? `| A: knocker upgrade | ${r.run} | ${failedCell(r)} | ${s(r.load.longestMs)} | ${s(r.totalMs)} | ${s(r.commandMs)} | ${s(r.totalMs - r.commandMs)} | – | ${web1Line(r)} |`
-      : `| B: manual | ${r.run} | ${failedCell(r)} | ${s(r.load.longestMs)} | ${s(r.totalMs)} | ${s(r.commandMs)} | ${s(r.totalMs - r.commandMs)} | ${s(r.totalMs - r.waitMs)} | ${web1Line(r)} |`,
+      ? `| A: knocker upgrade | ${restartLabel(r.pause)} | ${r.run} | ${failedCell(r)} | ${s(r.load.longestMs)} | ${s(r.totalMs)} | ${s(r.commandMs)} | ${s(r.totalMs - r.commandMs)} | – | ${web1Line(r)} |`
+      : `| B: manual | ${restartLabel(r.pause)} | ${r.run} | ${failedCell(r)} | ${s(r.load.longestMs)} | ${s(r.totalMs)} | ${s(r.commandMs)} | ${s(r.totalMs - r.commandMs)} | ${s(r.totalMs - r.waitMs)} | ${web1Line(r)} |`,
   );
-  const medianRow = (procedure: 'A' | 'B', label: string) => {
-    const of = runs.filter((r) => r.procedure === procedure);
+  const medianRow = (procedure: 'A' | 'B', label: string, pause: number) => {
+    const of = runs.filter((r) => r.procedure === procedure && r.pause === pause);
     if (of.length === 0) return [];
     const m = (f: (r: Run) => number) => median(of.map(f));
     const failed = `${m((r) => r.load.failed.length)} of ${m((r) => r.load.total)}`;
     return [
-      `| ${label} | ${of.length} | ${failed} | ${s(m((r) => r.load.longestMs))} | ${s(m((r) => r.totalMs))} | ${s(m((r) => r.commandMs))} | ` +
+      `| ${label} | ${restartLabel(pause)} | ${of.length} | ${failed} | ${s(m((r) => r.load.longestMs))} | ${s(m((r) => r.totalMs))} | ${s(m((r) => r.commandMs))} | ` +
         `${s(m((r) => r.totalMs - r.commandMs))} | ${procedure === 'B' ? s(m((r) => r.totalMs - r.waitMs)) : '–'} |`,
     ];
   };
@@ -280,7 +310,9 @@ async function writeResults(runs: Run[]): Promise<void> {
     `(${haproxyVersion.split('\n')[0]!.replace(/ - https.*/, '')}, frontend on ${HAPROXY_HOST}), PostgreSQL 15 on ${DB_HOST}. Each run starts from`,
     'a fresh database and cluster on release 1.0.0 (this checkout) and upgrades it to a copy released as 1.1.0 with one',
     'migration (a new table), the upgrade command for each node being `<1.1.0>/bin/knocker service restart server',
-    '--root <base>/{name}`. Load through HAProxy the whole time, from 1 s before to 1 s after: GET /_status at',
+    '--root <base>/{name}` ("quick restart", about 0.5 s), or, to stand for a package manager that stops the service before',
+    `unpacking, \`sh -c '"$0" service stop server --root "$1"; sleep N; exec "$0" service start server --root "$1"'\` ("stopped N s",`,
+    `N = ${PAUSES.filter((p) => p > 0).join(', ') || 'none'}). Load through HAProxy the whole time, from 1 s before to 1 s after: GET /_status at`,
     `${RATE} requests/s from new clients, one fresh connection each; a request fails unless answered 200 (no answer`,
     'within 30 s, a refused or reset connection, or any other status). "Longest stall" is the slowest request a client saw.',
     `Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}.`,
@@ -294,18 +326,17 @@ async function writeResults(runs: Run[]): Promise<void> {
     '  `knocker haproxy ready web-N` (which returns once a health check has passed). Timed from the first `maint` to the last',
     '  `ready`; the commands run the same way knocker runs them (no shell, {name} filled in).',
     '',
-    `${RUNS_A} runs of A, ${RUNS_B} of B:`,
+    `${RUNS_A} runs of A and ${RUNS_B} of B for each kind of restart (failures placed by the step under way when they came):`,
     '',
-    '| procedure | run | failed requests | longest stall | total | in the upgrade commands | total − commands | total − the wait | web-1 in HAProxy |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| procedure | restart | run | failed requests | longest stall | total | in the upgrade commands | total − commands | total − the wait | web-1 in HAProxy |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     'Medians:',
     '',
-    '| procedure | runs | failed requests | longest stall | total | in the upgrade commands | total − commands | total − the wait |',
-    '|---|---|---|---|---|---|---|---|',
-    ...medianRow('A', 'A: knocker upgrade'),
-    ...medianRow('B', 'B: manual'),
+    '| procedure | restart | runs | failed requests | longest stall | total | in the upgrade commands | total − commands | total − the wait |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...PAUSES.flatMap((pause) => [...medianRow('A', 'A: knocker upgrade', pause), ...medianRow('B', 'B: manual', pause)]),
     '',
     'Aims for A: 0 failed requests, total − commands ≤ 30 s. "web-1 in HAProxy" is HAProxy\'s counters for the node that',
     'restarts while it is the only one in rotation, read after the run: its failed health checks, its UP→DOWN transitions,',
@@ -317,41 +348,40 @@ async function writeResults(runs: Run[]): Promise<void> {
   await writeSection(section);
 }
 
-/** Why the manual procedure failed requests or did not (from where its failures fell), and where A's stall is from. */
+/** What the runs show, per kind of restart: where the manual procedure lost requests or did not, and where A's stall is from. */
 function explanation(runs: Run[]): string[] {
-  const manual = runs.filter((r) => r.procedure === 'B');
-  const manualFailed = manual.reduce((n, r) => n + r.load.failed.length, 0);
-  const restarts = manual.map((r) => s(r.web1CommandMs ?? 0)).join(', ');
   const lines: string[] = [];
-  if (manual.length > 0 && manualFailed > 0) {
-    lines.push(
-      'The manual procedure fails requests while web-1, the only node left in rotation, restarts (its upgrade command took',
-      `${restarts}): nothing holds its health checks, so once they fail HAProxy marks it DOWN and, with no other node in`,
-      'rotation, answers 503 until 2 checks pass again; a request that meets the closed port before that waits through its 3',
-      'retries, 1 s apart, and fails if they run out first. Where each failure fell is in the table.',
-    );
-  } else if (manual.length > 0) {
-    const failedChecks = Math.max(...manual.map((r) => r.web1.checkFailures));
+  for (const pause of PAUSES) {
+    const manual = runs.filter((r) => r.procedure === 'B' && r.pause === pause);
+    const auto = runs.filter((r) => r.procedure === 'A' && r.pause === pause);
+    const manualFailed = manual.reduce((n, r) => n + r.load.failed.length, 0);
+    const autoFailed = auto.reduce((n, r) => n + r.load.failed.length, 0);
     const downs = manual.reduce((n, r) => n + r.web1.downTransitions, 0);
-    lines.push(
-      `The manual procedure failed no requests in these runs: web-1's restart is short (its upgrade command took ${restarts}),`,
-      `so ${failedChecks === 0 ? 'none' : `at most ${failedChecks}`} of its health checks (\`inter 2s\`) failed meanwhile and HAProxy ${downs === 0 ? 'never marked it DOWN' : `marked it DOWN ${downs} times`}`,
-      "(3 failed checks do that); the requests that met its closed port were retried (`retries 3`) and answered once it",
-      'listened again. Nothing in the manual procedure covers a slower restart: once web-1 is marked DOWN nothing is left in',
-      'rotation and HAProxy answers 503 until 2 checks pass. What the manual procedure costs here is time: the prescribed',
-      'wait, and the `ready` of each other node.',
-    );
+    const restarts = manual.map((r) => s(r.web1CommandMs ?? 0)).join(', ');
+    const longestA = Math.max(...auto.map((r) => r.load.longestMs));
+    const label = restartLabel(pause);
+    lines.push(`${label[0]!.toUpperCase()}${label.slice(1)}:`);
+    if (manual.length > 0) {
+      lines.push(
+        manualFailed > 0
+          ? `The manual procedure failed ${manualFailed} request${manualFailed === 1 ? '' : 's'} in ${manual.length} run${manual.length === 1 ? '' : 's'} while web-1, the only node left in rotation, ` +
+              `was away (its command took ${restarts}): nothing holds its health checks, so after 3 failed ones HAProxy marked it DOWN ` +
+              `(${downs} time${downs === 1 ? '' : 's'} in all) and, with no other node in rotation, answered 503 until 2 checks passed again.`
+          : `The manual procedure failed no request: web-1's restart (its command took ${restarts}) was over before 3 of its ` +
+              `health checks could fail (HAProxy marked it DOWN ${downs} time${downs === 1 ? '' : 's'}), and the requests that met ` +
+              'its closed port were retried until it listened again. What it costs is time: the prescribed wait, and the `ready` of each other node.',
+      );
+    }
+    if (auto.length > 0) {
+      lines.push(
+        `knocker upgrade failed ${autoFailed} request${autoFailed === 1 ? '' : 's'}; its longest stall, ${s(longestA)}, is web-1's restart: ` +
+          'with its checks held off it stays in rotation, so a request that meets its closed port is retried on it after ' +
+          "HAProxy's 1 s turn-around (the smaller of `timeout connect` and 1 s), up to `retries 20` times, instead of being " +
+          'answered 503.',
+      );
+    }
+    lines.push('');
   }
-  const longestA = Math.max(...runs.filter((r) => r.procedure === 'A').map((r) => r.load.longestMs));
-  lines.push(
-    '',
-    "knocker upgrade's longest stall is web-1's restart: with its checks held off it stays in rotation, so a request that",
-    'meets its closed port is retried rather than answered 503, after HAProxy\'s 1 s turn-around before retrying a refused',
-    'connection (the smaller of `timeout connect` and 1 s); ' +
-      (longestA < 1_500
-        ? 'one turn was enough in every run,\nas the new process listened within it (the manual runs show the same 1 s).'
-        : `the slowest request waited ${s(longestA)}, more than one turn.`),
-  );
   return lines;
 }
 

@@ -4,7 +4,7 @@
 // passed since the request — never straight from MAINT, which HAProxy would put in rotation
 // before any check.
 import { BACKEND } from './config.js';
-import { drainUntilChecked, inRotation, readyWhenChecked, setServerState, showServersState, showStat, type AdminState, type ServerStat } from './runtime.js';
+import { adminStateFromBits, drainUntilChecked, inRotation, readyWhenChecked, setServerState, showServersState, showStat, type AdminState, type ServerStat } from './runtime.js';
 
 /** The server's row in `show stat`, or undefined if HAProxy has no such server. */
 export async function serverStat(socket: string, name: string): Promise<ServerStat | undefined> {
@@ -15,7 +15,7 @@ export async function serverStat(socket: string, name: string): Promise<ServerSt
 export async function adminStateOf(socket: string, name: string): Promise<AdminState | undefined> {
   const saved = (await showServersState(socket)).servers.find((s) => s.backend === BACKEND && s.name === name);
   if (!saved) return undefined;
-  return saved.adminState & 0x01 ? 'maint' : saved.adminState & 0x08 ? 'drain' : 'ready';
+  return adminStateFromBits(saved);
 }
 
 /** "UP, check L7OK 200", "DOWN, check L4CON: Connection refused", "MAINT, checks paused". */

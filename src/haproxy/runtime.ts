@@ -288,6 +288,11 @@ export function serversStateText(state: ServersState, keep: (server: SavedServer
 
 export type AdminState = 'ready' | 'drain' | 'maint';
 
+/** The admin state of `show servers state`'s srv_admin_state bits: forced MAINT (0x01), forced DRAIN (0x08), else ready. */
+export function adminStateFromBits(saved: Pick<SavedServerState, 'adminState'>): AdminState {
+  return saved.adminState & 0x01 ? 'maint' : saved.adminState & 0x08 ? 'drain' : 'ready';
+}
+
 export function setServerState(socketPath: string, backend: string, server: string, state: AdminState): Promise<void> {
   return runtimeChange(socketPath, `set server ${backend}/${server} state ${state}`);
 }

@@ -5,7 +5,7 @@
 import { PreflightError } from '../errors.js';
 import type { Check } from '../installer/checks.js';
 import { BACKEND, readSettings, type HaproxyNode, type HaproxySettings } from '../haproxy/config.js';
-import { RuntimeApiError, showServersState, type AdminState } from '../haproxy/runtime.js';
+import { adminStateFromBits, RuntimeApiError, showServersState, type AdminState } from '../haproxy/runtime.js';
 import { haproxyPaths, type HaproxyPaths } from '../haproxy/service.js';
 import type { ServerRow, Snapshot } from '../status/model.js';
 import { openMonitor } from '../status/index.js';
@@ -37,7 +37,7 @@ export async function readCluster(root: Root): Promise<ClusterFacts> {
   let adminStates: Map<string, AdminState>;
   try {
     const saved = await showServersState(paths.adminSocket);
-    adminStates = new Map(saved.servers.filter((s) => s.backend === BACKEND).map((s) => [s.name, s.adminState & 0x01 ? 'maint' : s.adminState & 0x08 ? 'drain' : 'ready'] as const));
+    adminStates = new Map(saved.servers.filter((s) => s.backend === BACKEND).map((s) => [s.name, adminStateFromBits(s)] as const));
   } catch (error) {
     if (error instanceof RuntimeApiError) {
       throw new PreflightError(`HAProxy does not answer on its admin socket: ${error.message}`, [
