@@ -56,17 +56,14 @@ function guarded(ctx: StepContext, step: Step): Step {
 }
 
 /** Puts the servers a failed run took out back into rotation, each coming back once its check passes. */
-async function putBack(ctx: StepContext, names: string[]): Promise<string[]> {
-  const notes: string[] = [];
+async function putBack(ctx: StepContext, names: string[]): Promise<void> {
   for (const name of names) {
     const server = ctx.journal.server(name);
     if (server.phase === 'done') continue;
     const now = await restoreRotation(ctx.paths.adminSocket, name, server.adminState);
-    notes.push(`${name}: ${now}`);
     await ctx.journal.setPhase(name, 'waiting', `${name}: back to ${server.adminState} (${now})`);
   }
   await saveServerState(ctx.paths, ctx.log);
-  return notes;
 }
 
 /** Drain, wait until their sessions end or the bound passes, then MAINT. */
@@ -202,10 +199,6 @@ function reachedTarget(server: JournalServer, body: StatusBody | undefined, targ
   return target !== undefined ? body.version === target : body.version !== server.fromVersion;
 }
 
-function address(server: JournalServer): string {
-  return nodeAddress(server);
-}
-
 /** The organisation's command for one server (not run when the server already answers on the target). */
 export function upgradeCommandStep(ctx: StepContext, name: string): Step {
   const server = ctx.journal.server(name);
@@ -218,7 +211,7 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
     async apply() {
       // Already there (a resumed run whose command had finished): not run again.
       const target = wanted(ctx);
-      const probe = await probeStatus(address(server), 1_500);
+      const probe = await probeStatus(nodeAddress(server), 1_500);
       if (reachedTarget(server, probe.body, target)) {
         const version = probe.body!.version;
         await ctx.journal.update((j) => {
@@ -249,14 +242,14 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
   return {
     kind: 'command',
     title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${seconds} s)`,
-    details: [`GET http://${address(server)}/_status every 0.2 s: 200, versionMatch true, version ${targetShown ?? `not ${server.fromVersion}`}`],
+    details: [`GET http://${nodeAddress(server)}/_status every 0.2 s: 200, versionMatch true, version ${targetShown ?? `not ${server.fromVersion}`}`],
     changes: true,
     async apply() {
       const started = Date.now();
       let seen = 'no answer yet';
       for (;;) {
         const target = wanted(ctx);
-        const probe = await probeStatus(address(server), 1_500);
+        const probe = await probeStatus(nodeAddress(server), 1_500);
         const body = probe.body;
         if (reachedTarget(server, body, target)) {
           const version = body!.version;
