@@ -342,7 +342,7 @@ export function buildProgram(): Command {
   program
     .command('upgrade')
     .description('rolling upgrade of every web node through HAProxy, one server at a time, with no failed request')
-    .option('--upgrade-command <command>', 'the command that upgrades one server; {name}, {host} and {port} are filled in (run without a shell)')
+    .option('--upgrade-command <command>', 'the command that upgrades one server; {name}, {host} and {port} are filled in (run without a shell; env KNOCKNOC_UPGRADE_COMMAND keeps a token out of argv)')
     .option('--first <name>', 'the server upgraded first, alone in rotation (default: this host\'s node, else the first active node by name)')
     .option('--to-version <version>', 'the release every server must reach (default: the one the first server comes back on)')
     .option('--resume', 'go on with an upgrade that stopped or was cut off, from its journal')
@@ -389,7 +389,7 @@ export function buildProgram(): Command {
       }
       if (options.json && !options.dryRun) throw new UsageError('--json goes with --dry-run');
       const settings = {
-        command: options.upgradeCommand,
+        command: options.upgradeCommand ?? process.env.KNOCKNOC_UPGRADE_COMMAND,
         first: options.first,
         toVersion: options.toVersion,
         resume: Boolean(options.resume),

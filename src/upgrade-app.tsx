@@ -26,6 +26,8 @@ interface State {
   items: ProgressItem[];
   journal: Journal;
   output: Array<{ server: string; line: string }>;
+  /** What putting servers back did (after a failure or a stop). */
+  notes: string[];
   notice?: string;
   result?: { ok: boolean; headline: string; lines: string[]; exitCode: number };
 }
@@ -81,6 +83,7 @@ function reducer(state: State, action: Action): State {
       const e = action.event;
       if (e.type === 'journal') return { ...state, journal: e.journal };
       if (e.type === 'output') return { ...state, output: [...state.output, { server: e.server, line: e.line }].slice(-OUTPUT_LINES) };
+      if (e.type === 'note') return { ...state, notes: [...state.notes, `${e.server}: ${e.text}`] };
       return { ...state, items: applyEvent(state.items, state.plan, e.event), output: e.event.type === 'step-start' ? [] : state.output };
     }
     case 'notice':
@@ -100,6 +103,7 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
     items: itemsOf(session.preview),
     journal: session.journal,
     output: [],
+    notes: [],
   }));
   const stop = useRef(false);
   const started = useRef(false);
@@ -154,8 +158,10 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
     if (state.stage === 'running') {
       if (bindings.interrupt(input, key)) {
         if (stop.current) {
-          onExit(130);
+          // Leave at once: the run cannot be left going without a screen. The journal says where it
+          // was; a running upgrade command, in a session of its own, finishes by itself.
           exit();
+          setTimeout(() => process.exit(130), 50);
           return;
         }
         stop.current = true;
@@ -188,6 +194,7 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
       target={state.journal.target ?? state.journal.toVersion}
       items={state.items}
       output={state.output}
+      notes={state.notes}
       notice={state.notice}
       result={state.result}
     />

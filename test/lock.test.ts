@@ -1,10 +1,12 @@
 // The host's lock: one holder at a time, a stale lock taken over, never an empty lock seen.
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { acquireLock } from '../src/system/lock.js';
+import { acquireLock, isAlive } from '../src/system/lock.js';
 import { REPO } from './helpers/knocker.js';
+import { waitFor } from './helpers/server.js';
 import { makeTempDir } from './helpers/temp.js';
 
 let dir: string;
@@ -38,4 +40,19 @@ test('a lock held by a live process stops the taker; a lock of a dead one is tak
   const lock = await acquireLock(file, 'knocker install');
   expect(await fs.readFile(file, 'utf8')).toBe(`${process.pid} knocker install\n`);
   await lock.release();
+});
+
+test('a zombie (dead, not reaped: an orphan where PID 1 does not reap) is not alive', async () => {
+  // The background sleep exits at once; its parent, exec'ed into a long sleep, never reaps it.
+  const parent = execa('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { reject: false });
+  try {
+    const zombie = await new Promise<number>((resolve) => parent.stdout!.once('data', (chunk: Buffer) => resolve(Number(String(chunk).trim()))));
+    await waitFor('the child to exit', () => (readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z ') ? true : undefined), 5_000);
+    expect(isAlive(zombie)).toBe(false);
+    expect(isAlive(parent.pid!)).toBe(true);
+    expect(isAlive(process.pid)).toBe(true);
+  } finally {
+    parent.kill('SIGKILL');
+    await parent;
+  }
 });

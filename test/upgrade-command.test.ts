@@ -1,7 +1,7 @@
 // The upgrade command template: split into words as a shell would, never run by one, and the
 // placeholders filled in inside each word, so a value can never become another argument.
 import { expect, test } from 'vitest';
-import { commandFor, parseUpgradeCommand, showArgv, splitWords } from '../src/upgrade/command.js';
+import { commandFor, parseUpgradeCommand, secretsIn, showArgv, splitWords } from '../src/upgrade/command.js';
 import { UsageError } from '../src/errors.js';
 
 test('words: quotes group, backslashes escape, nothing is expanded', () => {
@@ -39,4 +39,24 @@ test('an empty command, an unknown placeholder or bad quoting is refused', () =>
   expect(() => parseUpgradeCommand('   ')).toThrow(UsageError);
   expect(() => parseUpgradeCommand('ssh {hostname} true')).toThrow(/unknown placeholder \{hostname\}/);
   expect(() => parseUpgradeCommand("ssh 'x")).toThrow(/unclosed '/);
+});
+
+test('secrets in the command are found and masked wherever it is shown', () => {
+  const words = [
+    'curl',
+    '-H',
+    'Authorization: Bearer s3cr3t-bearer',
+    '--token',
+    'tok-123456',
+    'API_KEY=key-abcdef',
+    '--password=pw-987654',
+    'https://deploy:hunter22@repo.example/knocknoc.deb',
+    '--name',
+    'web-1',
+  ];
+  expect(secretsIn(words)).toEqual(['s3cr3t-bearer', 'tok-123456', 'key-abcdef', 'pw-987654', 'hunter22']);
+  const shown = showArgv(words);
+  for (const secret of secretsIn(words)) expect(shown).not.toContain(secret);
+  expect(shown).toBe("curl -H 'Authorization: Bearer ****' --token **** API_KEY=**** --password=**** https://deploy:****@repo.example/knocknoc.deb --name web-1");
+  expect(secretsIn(['ssh', 'root@{host}', 'apt-get', 'install', '-y', 'knocknoc'])).toEqual([]);
 });

@@ -172,8 +172,14 @@ test('--dry-run prints the steps and changes nothing; bad input is exit 2', asyn
   expect(nothing.exitCode).toBe(2);
   expect(nothing.stderr).toContain('there is no upgrade to resume');
   const backup = await upgrade(c, '--dry-run', '--first', 'web-9', '--upgrade-command', 'true');
-  expect(backup.exitCode).toBe(3);
+  expect(backup.exitCode).toBe(2);
   expect(backup.stderr).toContain('--first web-9: no such node');
+
+  // A configuration from before retries 20: said before anything starts.
+  const conf = c.root.path('/etc/haproxy/haproxy.cfg');
+  await fs.writeFile(conf, (await fs.readFile(conf, 'utf8')).replace(/^(\s*)retries 20$/m, '$1retries 3'));
+  const old = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run');
+  expect(old.stdout).toContain("warning: HAProxy's configuration has retries 3: requests arriving while web-1 restarts fail if it takes longer than about 3 s");
 });
 
 test('the first server\'s command fails: exit 4, rotation restored with no failed request, then --resume upgrades them all', async () => {
@@ -183,7 +189,7 @@ test('the first server\'s command fails: exit 4, rotation restored with no faile
   expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
   expect(failed.stderr).toContain('the upgrade command for web-1 failed with exit code 7');
   expect(failed.stderr).toContain('no package for web-1 on this mirror');
-  expect(failed.stderr).toContain('rotation is restored');
+  expect(failed.stderr).toContain('web-2, web-3 are back in rotation once their health check passes');
   expect(failed.stdout).toMatch(/↺ rolled back: Take web-2 and web-3 out of rotation/);
   // Back in rotation by HAProxy's own checks, never before.
   await c.haproxy.waitFor('web-2', 'UP');
@@ -211,13 +217,11 @@ test('a later server\'s command fails after the migration: the upgraded server s
   const failed = await upgrade(c, '--upgrade-command', scripted(c, next.dir, { failFor: 'web-2' }), '--non-interactive');
   expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
   expect(failed.stderr).toContain('the upgrade command for web-2 failed with exit code 7');
-  expect(failed.stderr).toContain('web-1 serves 1.1.0');
-  // Rotation is restored, but out of step they fail their checks: HAProxy keeps them out.
-  await new Promise((r) => setTimeout(r, 3_000));
-  const states = await adminStates(c);
-  expect(states['web-1']).toBe('UP');
-  expect(states['web-2']).toMatch(/^DOWN/);
-  expect(states['web-3']).toMatch(/^DOWN/);
+  expect(failed.stderr).toContain('web-1 is upgraded to 1.1.0 and in rotation');
+  // Out of step with the migrated database, the old ones are not put back: not even a cookie reaches them.
+  expect(failed.stderr).toContain('web-2, web-3 are kept in maintenance: out of step with the migrated database until upgraded');
+  expect(failed.stdout).toContain('web-3: stays in maintenance: out of step (it runs 1.0.0, schema 1; the database is at 2)');
+  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'MAINT', 'web-3': 'MAINT' });
   const resumed = await upgrade(c, '--resume', '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
   expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
   expect(resumed.stdout).toContain('already done: web-1');
@@ -232,12 +236,15 @@ function startUpgrade(c: UpgradeCluster, args: string[]) {
   return execa(process.execPath, [KNOCKER, 'upgrade', '--root', c.root.dir, ...args], { env: cleanEnv(), reject: false, stdin: 'ignore' });
 }
 
-/** Cuts off a run (a crash, a lost session): knocker killed outright; its command, in a session of its own, too. */
-async function cutOff(c: UpgradeCluster, run: ReturnType<typeof startUpgrade>): Promise<void> {
+/** Cuts off a run (a crash, a lost session): knocker killed outright. Its command, in a session of its own, goes on. */
+async function cutOff(run: ReturnType<typeof startUpgrade>): Promise<void> {
   run.kill('SIGKILL');
   await run;
-  const pid = Number(await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8'));
-  process.kill(pid, 'SIGKILL');
+}
+
+/** Ends the hanging upgrade command that outlived its knocker. */
+async function endBlocked(c: UpgradeCluster): Promise<void> {
+  process.kill(Number(await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8')), 'SIGKILL');
 }
 
 async function waitForPhase(c: UpgradeCluster, name: string, phase: string): Promise<void> {
@@ -249,8 +256,13 @@ test('a run cut off during a later server\'s command resumes where it was', asyn
   const load = steadyLoad(c.haproxy.url, 50);
   const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-2' })]);
   await waitForPhase(c, 'web-2', 'upgrading');
-  await cutOff(c, run);
+  await cutOff(run);
   expect((await journal(c)).state).toBe('running');
+  // Its command still runs: never a second one beside it.
+  const early = await upgrade(c, '--resume', '--non-interactive');
+  expect(early.exitCode).toBe(3);
+  expect(early.stderr).toMatch(/the upgrade command for web-2 \(pid \d+\) is still running/);
+  await endBlocked(c);
 
   const plain = await upgrade(c, '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
   expect(plain.exitCode).toBe(3);
@@ -279,13 +291,14 @@ test('a run cut off during the first server\'s command is rolled back: its check
   const second = await upgrade(c, '--resume', '--non-interactive');
   expect(second.exitCode).toBe(3);
   expect(second.stderr).toContain('another knocker upgrade is running');
-  await cutOff(c, run);
+  await cutOff(run);
+  await endBlocked(c);
   // Its checks off: HAProxy shows "no check" and keeps it in rotation.
   expect(await adminStates(c)).toEqual({ 'web-1': 'no check', 'web-2': 'MAINT', 'web-3': 'MAINT' });
   const rolledBack = await upgrade(c, '--rollback');
   expect(rolledBack.exitCode, rolledBack.stdout + rolledBack.stderr).toBe(0);
   expect(rolledBack.stdout).toContain('web-1: health checks on again');
-  expect(rolledBack.stdout).toMatch(/web-2: back to ready/);
+  expect(rolledBack.stdout).toMatch(/web-2: back in rotation once its check passes/);
   expect(rolledBack.stdout).toContain('Rotation restored.');
   await c.haproxy.waitFor('web-2', 'UP');
   await c.haproxy.waitFor('web-3', 'UP');
@@ -309,7 +322,7 @@ test('Ctrl-C lets the running command finish, then stops and puts rotation back'
   // The command was not cut short: web-1 came back on 1.1.0, and serves alone.
   expect(result.stdout).toMatch(/Upgrade web-1: .*\n(.*\n)*.*✔ done/);
   expect(result.stderr).toContain('stopped by the operator (Ctrl-C)');
-  expect(result.stderr).toContain('web-1 serves 1.1.0');
+  expect(result.stderr).toContain('web-1 is upgraded to 1.1.0 and in rotation');
   const report = await load.stop();
   expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
   expect((await journal(c)).state).toBe('stopped');
@@ -330,4 +343,23 @@ test('a lone server: its requests are held while it restarts, none fails', async
   expect(result.exitCode, result.stdout + result.stderr).toBe(0);
   expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0' });
+});
+
+test('servers on different releases: --to-version must say which one they all reach', async () => {
+  const c = await cluster();
+  const patch = await makeRelease({ version: '1.0.1' });
+  try {
+    const restarted = await knocker(['service', 'restart', 'server', '--root', c.nodes[2]!.root.dir], { bin: patch.knockerBin });
+    expect(restarted.exitCode, restarted.stderr).toBe(0);
+    await c.haproxy.waitFor('web-3', 'UP');
+    const refused = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run');
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain('the servers run different releases (1.0.0, 1.0.1)');
+    const dry = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run', '--to-version', '1.1.0');
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('Wait until web-1 answers /_status on 1.1.0, in step with the database');
+    expect(dry.stdout).toContain('knocker upgrade: 3 servers to 1.1.0, web-1 first');
+  } finally {
+    await patch.destroy();
+  }
 });

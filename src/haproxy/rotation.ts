@@ -73,13 +73,12 @@ export async function readyAfterCheck(socket: string, name: string, options: Rea
 }
 
 /**
- * Puts a server back to an admin state it had before (a rollback). Back to ready, its health is
- * forced down in the same command: HAProxy gives it no traffic until `rise` checks pass, and then
- * brings it into rotation by itself — a server that cannot pass (out of step) stays out.
+ * Back to ready after the upgrade had it out (a rollback), with its health forced down in the same
+ * command: HAProxy gives it no traffic until `rise` checks pass, and then brings it into rotation
+ * by itself — a server that cannot pass (out of step) stays out.
  */
-export async function restoreRotation(socket: string, name: string, state: AdminState): Promise<string> {
-  if (state === 'ready') await readyWhenChecked(socket, BACKEND, name);
-  else await setServerState(socket, BACKEND, name, state);
+export async function restoreRotation(socket: string, name: string): Promise<string> {
+  await readyWhenChecked(socket, BACKEND, name);
   const stat = await serverStat(socket, name);
   return stat ? describeServer(stat) : 'not in HAProxy';
 }

@@ -15,7 +15,7 @@ export interface ProgressItem {
   error?: string;
 }
 
-export function seconds(ms: number): string {
+function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 

@@ -6,7 +6,8 @@ import { Box, Text } from 'ink';
 import type { Check } from '../installer/checks.js';
 import type { JournalServer } from '../upgrade/journal.js';
 import { ChecksView } from './plan-screen.js';
-import { LOOK, seconds, type ProgressItem } from './progress-screen.js';
+import { seconds } from '../system/progress.js';
+import { LOOK, type ProgressItem } from './progress-screen.js';
 import { symbols, theme } from './theme.js';
 import { useNow } from './use-now.js';
 
@@ -23,6 +24,8 @@ export interface UpgradeScreenProps {
   items: ProgressItem[];
   /** The last lines the running upgrade command printed, with its server. */
   output: Array<{ server: string; line: string }>;
+  /** What putting servers back did. */
+  notes: string[];
   notice?: string;
   result?: { ok: boolean; headline: string; lines: string[] };
 }
@@ -118,6 +121,14 @@ export function UpgradeScreen(props: UpgradeScreenProps) {
             <Text key={i} color={theme.muted} wrap="truncate-end">
               {`    ${o.server}| ${o.line}`}
             </Text>
+          ))}
+        </Box>
+      )}
+      {props.notes.length > 0 && (
+        <Box flexDirection="column" marginTop={1}>
+          <Text bold>Rotation put back</Text>
+          {props.notes.map((note) => (
+            <Text key={note}>{`  ${note}`}</Text>
           ))}
         </Box>
       )}

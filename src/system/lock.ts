@@ -1,7 +1,8 @@
 // A lock file so two knocker runs never change the same host at once. The file holds the owner's
 // pid; a lock left by a process that no longer exists is taken over.
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
 
@@ -10,42 +11,51 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-/** Whether a process exists (EPERM: it exists, as another user's). */
+/**
+ * Whether a process exists (EPERM: it exists, as another user's). A zombie — dead, not yet reaped,
+ * as orphans are where PID 1 does not reap them (containers) — counts as gone.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) S …"; comm may hold spaces and parentheses, the state follows the last ")".
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }
 
 export async function acquireLock(file: string, what: string): Promise<Lock> {
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
   for (let attempt = 0; attempt < 3; attempt += 1) {
     // The lock appears with its content already in it (link of a written file), so nobody can
     // read an empty lock and take it for a stale one. The pid, then what holds it: the installer,
     // exposedb and the service commands share the host's lock.
     const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    await fs.writeFile(temp, `${process.pid} ${what}\n`, { mode: 0o600 });
+    await fsp.writeFile(temp, `${process.pid} ${what}\n`, { mode: 0o600 });
     try {
-      await fs.link(temp, file);
+      await fsp.link(temp, file);
       let released = false;
       return {
         file,
         async release() {
           if (released) return;
           released = true;
-          await fs.rm(file, { force: true });
+          await fsp.rm(file, { force: true });
         },
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     } finally {
-      await fs.rm(temp, { force: true });
+      await fsp.rm(temp, { force: true });
     }
-    const seen = await fs.stat(file).catch(() => undefined);
-    const content = (await fs.readFile(file, 'utf8').catch(() => '')).trim();
+    const seen = await fsp.stat(file).catch(() => undefined);
+    const content = (await fsp.readFile(file, 'utf8').catch(() => '')).trim();
     const owner = Number.parseInt(content, 10);
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
       const holder = /^\d+\s+(\S.*)$/.exec(content)?.[1] ?? what;
@@ -54,8 +64,8 @@ export async function acquireLock(file: string, what: string): Promise<Lock> {
       ]);
     }
     // Stale: its owner is gone. Remove that file only, not a new lock taken meanwhile.
-    const now = await fs.stat(file).catch(() => undefined);
-    if (seen && now && now.ino === seen.ino) await fs.rm(file, { force: true });
+    const now = await fsp.stat(file).catch(() => undefined);
+    if (seen && now && now.ino === seen.ino) await fsp.rm(file, { force: true });
   }
   throw new PreflightError(`could not take the lock ${file}`);
 }

@@ -2,7 +2,7 @@
 // `knocker status` reads it (the servers registry of the shared database, every server's
 // /_status, HAProxy), and the checks of the seed's step 1: every server sharing the database is
 // listed, online and healthy, and HAProxy sees them all in rotation.
-import { PreflightError } from '../errors.js';
+import { PreflightError, UsageError } from '../errors.js';
 import type { Check } from '../installer/checks.js';
 import { BACKEND, readSettings, type HaproxyNode, type HaproxySettings } from '../haproxy/config.js';
 import { adminStateFromBits, RuntimeApiError, showServersState, type AdminState } from '../haproxy/runtime.js';
@@ -22,12 +22,19 @@ export interface ClusterFacts {
   adminStates: Map<string, AdminState>;
   /** This host's own web node (ServerName in its knocknoc.conf). */
   localName: string | undefined;
+  /** `retries` in haproxy.cfg: how many seconds a lone node may take to restart before requests fail. */
+  retries: number | undefined;
 }
+
+/** The template's value (assets/haproxy.cfg.template); an older configuration may hold fewer. */
+export const WANTED_RETRIES = 20;
 
 /** Reads the cluster once. Throws PreflightError when there is nothing to upgrade with. */
 export async function readCluster(root: Root): Promise<ClusterFacts> {
   const paths = haproxyPaths(root);
-  const existing = readSettings(await readIfExists(paths.conf));
+  const text = await readIfExists(paths.conf);
+  const existing = readSettings(text);
+  const retries = /^\s*retries\s+(\d+)\s*$/m.exec(text ?? '')?.[1];
   if (existing.kind !== 'knocker') {
     const why = existing.kind === 'none' ? `no ${paths.conf}` : existing.kind === 'foreign' ? `${paths.conf} was not written by knocker` : `${paths.conf}: ${existing.problem}`;
     throw new PreflightError(`knocker upgrade takes servers out of rotation through the HAProxy knocker set up on this host, and there is none (${why})`, [
@@ -49,7 +56,7 @@ export async function readCluster(root: Root): Promise<ClusterFacts> {
   const monitor = await openMonitor(root, { intervalMs: 2_000 });
   try {
     const snapshot = await monitor.refreshFully();
-    return { snapshot, settings: existing.settings, paths, adminStates, localName: monitor.localName };
+    return { snapshot, settings: existing.settings, paths, adminStates, localName: monitor.localName, retries: retries === undefined ? undefined : Number(retries) };
   } finally {
     await monitor.stop();
   }
@@ -121,8 +128,8 @@ function serverProblem(row: ServerRow, facts: ClusterFacts): { text: string; hin
 export function chooseFirst(facts: ClusterFacts, wanted: string | undefined): string {
   const active = facts.settings.nodes.filter((n) => !n.backup).map((n) => n.name).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   if (wanted !== undefined) {
-    if (!nodeOf(facts, wanted)) throw new PreflightError(`--first ${wanted}: no such node of HAProxy (the nodes are ${facts.settings.nodes.map((n) => n.name).join(', ')})`);
-    if (!active.includes(wanted)) throw new PreflightError(`--first ${wanted}: a backup node serves only when every active node is down; the first server must be an active one`);
+    if (!nodeOf(facts, wanted)) throw new UsageError(`--first ${wanted}: no such node of HAProxy (the nodes are ${facts.settings.nodes.map((n) => n.name).join(', ')})`);
+    if (!active.includes(wanted)) throw new UsageError(`--first ${wanted}: a backup node serves only when every active node is down; the first server must be an active one`);
     return wanted;
   }
   if (facts.localName && active.includes(facts.localName)) return facts.localName;

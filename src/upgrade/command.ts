@@ -89,9 +89,34 @@ export function commandFor(command: UpgradeCommand, target: Target): string[] {
   return command.words.map((w) => w.replace(/\{(name|host|port)\}/g, (_all, key: Placeholder) => values[key]));
 }
 
-/** An argv shown to the operator: words quoted where a shell would need it. */
-export function showArgv(argv: string[]): string {
-  return argv.map((a) => (/^[A-Za-z0-9_./:=@+,%-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+const SECRET_NAME = /pass(word|wd)?|secret|token|api[-_]?key|auth|credential|private[-_]?key/i;
+const MASK = '****';
+
+/**
+ * What in a command's words looks like a secret, to be masked wherever the command is shown or
+ * logged: the value of NAME=VALUE and --name=VALUE, and the word after --name, where the name
+ * says secret (token, password, api-key, …); an Authorization header's credentials; the password
+ * of a scheme://user:password@ address.
+ */
+export function secretsIn(words: string[]): string[] {
+  const found: string[] = [];
+  for (const [i, word] of words.entries()) {
+    const assignment = /^(-{0,2}[A-Za-z0-9_.-]+)=(.+)$/s.exec(word);
+    if (assignment && SECRET_NAME.test(assignment[1]!)) found.push(assignment[2]!);
+    if (/^--?[A-Za-z0-9_-]+$/.test(word) && SECRET_NAME.test(word) && words[i + 1] !== undefined && !words[i + 1]!.startsWith('-')) found.push(words[i + 1]!);
+    const header = /authorization:\s*(?:\w+\s+)?(.+)$/is.exec(word);
+    if (header) found.push(header[1]!.trim());
+    for (const url of word.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:([^@\s]+)@/gi)) found.push(url[1]!);
+  }
+  return [...new Set(found.filter((f) => f !== '' && f !== MASK))];
+}
+
+/** An argv shown to the operator: secrets masked, words quoted where a shell would need it. */
+export function showArgv(argv: string[], secrets: string[] = secretsIn(argv)): string {
+  return argv
+    .map((word) => secrets.reduce((w, secret) => w.split(secret).join(MASK), word))
+    .map((a) => (/^[A-Za-z0-9_./:=@+,%*-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(' ');
 }
 
 export class UpgradeCommandFailed extends Error {}
@@ -103,12 +128,16 @@ export interface RunCommandOptions {
   timeoutMs: number;
   /** Environment added for the command: KNOCKNOC_UPGRADE_SERVER and _HOST. */
   target: Target;
+  /** Told the command's pid once it runs (the journal keeps it: the command outlives a killed knocker). */
+  onStart?: (pid: number) => Promise<void>;
 }
 
 /** Runs the command for one server; resolves with its last lines, throws UpgradeCommandFailed. */
 export async function runUpgradeCommand(argv: string[], options: RunCommandOptions): Promise<string[]> {
   const [program, ...args] = argv as [string, ...string[]];
   const { log } = options;
+  // Masked in the log, and in what the command prints (it may echo them).
+  for (const secret of secretsIn(argv)) log.addSecret(secret);
   log.info(`upgrade command for ${options.target.name}: ${showArgv(argv)}`);
   const tail: string[] = [];
   const started = Date.now();
@@ -141,6 +170,8 @@ export async function runUpgradeCommand(argv: string[], options: RunCommandOptio
     pending = lines.pop() ?? '';
     for (const line of lines) take(line);
   });
+  // After the output is listened to: execa reads it from the start, a listener added later would miss lines.
+  if (child.pid !== undefined) await options.onStart?.(child.pid);
   const result = await child;
   if (pending !== '') take(pending);
   const ms = Date.now() - started;

@@ -8,19 +8,19 @@
 import { ApplyFailedError, PreflightError, UsageError } from '../errors.js';
 import { PreflightFailed, type Check } from '../installer/checks.js';
 import type { Output } from '../installer/unattended.js';
-import { describeServer, restoreRotation, serverStat } from '../haproxy/rotation.js';
+import { describeServer, serverStat } from '../haproxy/rotation.js';
 import { setHealthChecks } from '../haproxy/runtime.js';
 import { BACKEND } from '../haproxy/config.js';
 import { saveServerState } from '../haproxy/service.js';
-import { acquireLock } from '../system/lock.js';
+import { acquireLock, isAlive } from '../system/lock.js';
 import { fileLogger, nullLogger } from '../system/log.js';
 import { applyPlan, formatPlan, planToJson, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
 import { progressPrinter, seconds } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
-import { chooseFirst, preflightChecks, readCluster, resumeChecks, rowsByName, type ClusterFacts } from './cluster.js';
+import { chooseFirst, preflightChecks, readCluster, resumeChecks, rowsByName, WANTED_RETRIES, type ClusterFacts } from './cluster.js';
 import { parseUpgradeCommand, type UpgradeCommand } from './command.js';
 import { JOURNAL_VERSION, journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
-import { checksOnStep, confirmStep, holdStep, needsTakingOut, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
+import { checksOnStep, confirmStep, holdStep, needsTakingOut, putBackServer, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
 
 
 export interface UpgradeOptions {
@@ -44,10 +44,22 @@ export interface UpgradeSession {
   command: UpgradeCommand;
   options: UpgradeOptions;
   journalFile: string;
+  /** When the journal on disk was last written as prepare read it (undefined: there was none). */
+  journalSeen: string | undefined;
   /** The steps, built for a log and journal given at apply time. */
   build(ctx: Omit<StepContext, 'command' | 'drainTimeoutMs' | 'timeoutMs' | 'commandTimeoutMs'>): Promise<Plan>;
   /** The same plan, for showing (--dry-run, the screen before it starts). */
   preview: Plan;
+}
+
+/** A cut-off run's upgrade command may still be at work (it has a session of its own): never start a second. */
+function commandStillRunning(journal: Journal, root: Root): void {
+  const running = journal.running;
+  if (running && isAlive(running.pid)) {
+    throw new PreflightError(`the upgrade command for ${running.server} (pid ${running.pid}) is still running from the run that was cut off`, [
+      `let it finish (or end it), then run this again${hintFor(root)}`,
+    ]);
+  }
 }
 
 function hintFor(root: Root): string {
@@ -84,11 +96,17 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
     if (options.toVersion !== undefined && journal.target !== undefined && options.toVersion !== journal.target) {
       throw new UsageError(`--to-version ${options.toVersion}: this upgrade is to ${journal.target} (the first server came back on it)`);
     }
+    if (options.toVersion !== undefined) journal.toVersion = options.toVersion;
+    commandStillRunning(open, root);
   } else {
     checks = preflightChecks(facts);
     if (checks.some((c) => !c.ok)) throw new PreflightFailed(checks);
     const first = chooseFirst(facts, options.first);
     const rows = rowsByName(facts);
+    const versions = new Set([...rows.values()].map((r) => r.probe?.body?.version).filter((v): v is string => v !== undefined));
+    if (versions.size > 1 && options.toVersion === undefined) {
+      throw new UsageError(`the servers run different releases (${[...versions].join(', ')}): say which release every one must reach with --to-version`);
+    }
     // The first server first, then the others by name, backups last.
     const nodes = [...facts.settings.nodes].sort(
       (a, b) => Number(b.name === first) - Number(a.name === first) || Number(a.backup) - Number(b.backup) || a.name.localeCompare(b.name, 'en', { numeric: true }),
@@ -109,7 +127,6 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
         port: n.port,
         backup: n.backup,
         fromVersion: rows.get(n.name)!.probe!.body!.version,
-        adminState: facts.adminStates.get(n.name) ?? 'ready',
         phase: 'waiting',
       })),
       history: [],
@@ -128,6 +145,7 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
     command,
     options,
     journalFile,
+    journalSeen: recorded?.updatedAt,
     build: (ctx) => buildPlan(session, { ...ctx, command, drainTimeoutMs: options.drainTimeoutSeconds * 1000, timeoutMs: options.timeoutSeconds * 1000, commandTimeoutMs: options.commandTimeoutSeconds * 1000 }),
   };
   const preview = await session.build({ paths: facts.paths, log: nullLogger(), journal: new JournalWriter(journalFile, structuredClone(journal)) });
@@ -146,8 +164,6 @@ async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: StepCont
       steps.push(takeOutStep(ctx, others), confirmStep(ctx, others));
     }
     steps.push(holdStep(ctx, first.name), upgradeCommandStep(ctx, first.name), waitVersionStep(ctx, first.name, target), checksOnStep(ctx, first.name));
-  } else if (journal.healthDisabled) {
-    steps.push(checksOnStep(ctx, journal.healthDisabled));
   }
   for (const server of pending) {
     if (server === first) continue;
@@ -157,7 +173,14 @@ async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: StepCont
   const done = journal.servers.filter((s) => s.phase === 'done').map((s) => s.name);
   const warnings: string[] = [];
   if (session.resumed && done.length > 0) warnings.push(`already done: ${done.join(', ')}`);
-  if (journal.servers.length === 1) warnings.push(`${first.name} is the only server: while it restarts, requests wait for it (HAProxy retries about 20 s) instead of being served at once`);
+  const retries = session.facts.retries ?? 3;
+  if (first.phase !== 'done' && retries < WANTED_RETRIES) {
+    warnings.push(
+      `HAProxy's configuration has retries ${retries}: requests arriving while ${first.name} restarts fail if it takes longer than about ${retries} s ` +
+        `(rewrite it with retries ${WANTED_RETRIES}: knocker haproxy setup${hintFor(session.root)})`,
+    );
+  }
+  if (journal.servers.length === 1) warnings.push(`${first.name} is the only server: while it restarts, requests wait for it (up to about ${retries} s) instead of being served at once`);
   return {
     title: `knocker upgrade${session.resumed ? ' --resume' : ''}: ${pending.length} server${pending.length === 1 ? '' : 's'}${target ? ` to ${target}` : ''}, ${first.phase === 'done' ? `${first.name} already upgraded` : `${first.name} first`}`,
     steps,
@@ -165,7 +188,12 @@ async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: StepCont
   };
 }
 
-export type UpgradeEvent = { type: 'apply'; event: ApplyEvent } | { type: 'output'; server: string; line: string } | { type: 'journal'; journal: Journal };
+export type UpgradeEvent =
+  | { type: 'apply'; event: ApplyEvent }
+  | { type: 'output'; server: string; line: string }
+  /** What putting a server back did to it. */
+  | { type: 'note'; server: string; text: string }
+  | { type: 'journal'; journal: Journal };
 
 export interface UpgradeHooks {
   /** The plan being applied (built again under the lock, from the journal). */
@@ -195,6 +223,12 @@ export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks 
     // Checked again under the lock: another run may have started meanwhile.
     const now = await readJournal(session.journalFile).catch(() => undefined);
     if (now && journalOwnerAlive(now)) throw new PreflightError(`another knocker upgrade is running (pid ${now.pid})`);
+    // A screen may have waited on its question while another run went on: start again from what is true now.
+    if (now?.updatedAt !== session.journalSeen) {
+      throw new PreflightError(`the upgrade record changed since this run checked the cluster (${now ? `now ${now.state}, ${now.updatedAt}` : 'it is gone'}): nothing was changed`, [
+        `run knocker upgrade${session.resumed ? ' --resume' : ''} again${hintFor(root)}`,
+      ]);
+    }
     const writer = new JournalWriter(session.journalFile, structuredClone(session.journal), (journal) => hooks.onEvent?.({ type: 'journal', journal }));
     await writer.update((j) => {
       j.state = 'running';
@@ -207,6 +241,7 @@ export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks 
       log,
       journal: writer,
       onOutput: (server, line) => hooks.onEvent?.({ type: 'output', server, line }),
+      onNote: (server, text) => hooks.onEvent?.({ type: 'note', server, text }),
       stopRequested: hooks.stopRequested,
     });
     hooks.onPlan?.(plan);
@@ -247,12 +282,17 @@ function startNote(session: UpgradeSession): string {
 
 function stoppedHints(journal: Journal, root: Root, restored: boolean): string[] {
   const done = journal.servers.filter((s) => s.phase === 'done').map((s) => s.name);
-  const hints = [
-    restored ? 'rotation is restored: the servers taken out are back, each in rotation once its health check passes' : 'rotation could not be fully restored: see the lines above',
-  ];
-  if (journal.target && done.length > 0) {
-    hints.push(`${done.join(', ')} ${done.length === 1 ? 'serves' : 'serve'} ${journal.target}; the others stay out of rotation until they are upgraded (their checks fail while out of step)`);
-  }
+  const first = journal.servers.find((s) => s.name === journal.first && s.phase !== 'done');
+  const others = journal.servers.filter((s) => s.phase !== 'done' && s.name !== journal.first);
+  const held = others.filter((s) => s.heldOut).map((s) => s.name);
+  const back = others.filter((s) => !s.heldOut).map((s) => s.name);
+  const are = (names: string[]) => `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'}`;
+  const hints: string[] = [];
+  if (!restored) hints.push('rotation could not be fully put back: see the lines above');
+  if (done.length > 0) hints.push(`${are(done)} upgraded${journal.target ? ` to ${journal.target}` : ''} and in rotation`);
+  if (restored && first) hints.push(`${first.name} stayed in rotation, its health checks on again`);
+  if (restored && back.length > 0) hints.push(`${are(back)} back in rotation once ${back.length === 1 ? 'its' : 'their'} health check passes`);
+  if (restored && held.length > 0) hints.push(`${are(held)} kept in maintenance: out of step with the migrated database until upgraded`);
   hints.push(`fix the cause, then go on: knocker upgrade --resume${hintFor(root)} (or forget it: knocker upgrade --rollback${hintFor(root)})`);
   return hints;
 }
@@ -271,6 +311,7 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
     throw new UsageError(`there is no upgrade to roll back${journal ? ` (the last one ${journal.state === 'done' ? 'finished' : 'was rolled back'} at ${journal.updatedAt})` : ''}`);
   }
   if (journalOwnerAlive(journal)) throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
+  commandStillRunning(journal, root);
   const lock = await acquireLock(root.path(PATHS.upgradeLock), 'knocker upgrade --rollback');
   const log = fileLogger(root.path(PATHS.opsLog));
   try {
@@ -289,29 +330,24 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
       const admin = facts.adminStates.get(server.name);
       if (admin === undefined) {
         io.out(`  ${server.name}: not in the running HAProxy any more, left as it is`);
-        continue;
+      } else if (server.phase === 'done') {
+        io.out(`  ${server.name}: upgraded, in rotation`);
+      } else if (admin === 'ready' && !server.heldOut) {
+        io.out(`  ${server.name}: in rotation as before`);
+      } else {
+        io.out(`  ${server.name}: ${await putBackServer({ paths: facts.paths, journal: writer }, server.name)}`);
       }
-      if (admin === server.adminState) {
-        io.out(`  ${server.name}: ${server.adminState === 'ready' ? 'in rotation' : server.adminState} as before`);
-        continue;
-      }
-      const now = await restoreRotation(socket, server.name, server.adminState);
-      io.out(`  ${server.name}: back to ${server.adminState} (${now})`);
-      await writer.update((jr) => {
-        jr.servers.find((s) => s.name === server.name)!.phase = 'waiting';
-      }, `rollback: ${server.name} back to ${server.adminState}`);
     }
     await saveServerState(facts.paths, log);
     await writer.update((jr) => {
       jr.state = 'rolled-back';
     }, 'rolled back');
     log.info('upgrade rolled back');
-    const rows = rowsByName(facts);
-    const out = journal.servers.filter((s) => rows.get(s.name)?.probe?.body?.versionMatch === false);
-    if (out.length > 0) {
-      io.out(`Out of step with the database, so kept out of rotation by their failing checks until upgraded: ${out.map((s) => s.name).join(', ')}.`);
+    const held = writer.journal.servers.filter((s) => s.heldOut).map((s) => s.name);
+    if (held.length > 0) {
+      io.out(`Kept in maintenance, out of step with the migrated database: ${held.join(', ')}. Upgrade ${held.length === 1 ? 'it' : 'them'}, then: knocker haproxy ready NAME${hintFor(root)}`);
     }
-    const upgraded = journal.servers.filter((s) => s.phase === 'done' || s.phase === 'upgraded');
+    const upgraded = writer.journal.servers.filter((s) => s.phase === 'done' || s.phase === 'upgraded');
     if (upgraded.length > 0) io.out(`Already upgraded (not downgraded): ${upgraded.map((s) => s.name).join(', ')}.`);
     io.out(`Rotation restored. Watch it: knocker status${hintFor(root)}`);
     return 0;
@@ -363,6 +399,7 @@ export async function runUpgradePlain(root: Root, options: PlainOptions, io: Out
       },
       onEvent: (event) => {
         if (event.type === 'output') io.out(`        ${event.server}| ${event.line}`);
+        else if (event.type === 'note') io.out(`        ${event.server}: ${event.text}`);
         else if (event.type === 'apply') printer?.(event.event);
       },
     });

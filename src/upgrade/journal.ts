@@ -1,11 +1,9 @@
 // The upgrade's record of its own progress (/var/lib/knocknoc/upgrade.json, 0600: the command may
 // hold a token): written before and after every step, atomically, so that a run cut off anywhere
 // (Ctrl-C, a lost SSH session, a crash) can be resumed or rolled back from what it says.
-import fs from 'node:fs/promises';
 import { errorMessage } from '../errors.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import { isAlive } from '../system/lock.js';
-import type { AdminState } from '../haproxy/runtime.js';
 
 export const JOURNAL_VERSION = 1;
 
@@ -28,9 +26,9 @@ export interface JournalServer {
   backup: boolean;
   /** Its version when the upgrade started. */
   fromVersion: string;
-  /** The admin state HAProxy had for it before the upgrade: what a rollback restores. */
-  adminState: AdminState;
   phase: ServerPhase;
+  /** Left in maintenance by a rollback: out of step with the database until it is upgraded. */
+  heldOut?: boolean;
 }
 
 export type JournalState =
@@ -57,6 +55,8 @@ export interface Journal {
   toVersion?: string;
   /** Health checks of this server are disabled by the upgrade (while it restarts alone). */
   healthDisabled?: string;
+  /** The upgrade command running now (its own session: it outlives a knocker killed outright). */
+  running?: { server: string; pid: number };
   servers: JournalServer[];
   /** Why it stopped, when it did. */
   reason?: string;
@@ -104,9 +104,11 @@ export class JournalWriter {
     this.journal.pid = process.pid;
     if (note) this.journal.history.push({ at: this.journal.updatedAt, text: note });
     const text = `${JSON.stringify(this.journal, null, 2)}\n`;
-    this.writing = this.writing.then(() => writeFileAtomic(this.file, text, { mode: 0o600, backup: false }).then(() => undefined));
+    // In order, and one failed write does not fail the ones after it.
+    const write = this.writing.catch(() => {}).then(() => writeFileAtomic(this.file, text, { mode: 0o600, backup: false }).then(() => undefined));
+    this.writing = write;
     this.onChange?.(structuredClone(this.journal));
-    return this.writing;
+    return write;
   }
 
   server(name: string): JournalServer {
@@ -120,8 +122,4 @@ export class JournalWriter {
       this.server(name).phase = phase;
     }, note);
   }
-}
-
-export async function removeJournal(file: string): Promise<void> {
-  await fs.rm(file, { force: true });
 }

@@ -25,6 +25,8 @@ export interface StepContext {
   commandTimeoutMs: number;
   /** Each line an upgrade command prints. */
   onOutput?: (server: string, line: string) => void;
+  /** What putting a server back did to it, in words. */
+  onNote?: (server: string, text: string) => void;
   /** Set once the operator asked to stop: the next step does not start. */
   stopRequested?: () => boolean;
   pollMs?: number;
@@ -55,13 +57,38 @@ function guarded(ctx: StepContext, step: Step): Step {
   };
 }
 
-/** Puts the servers a failed run took out back into rotation, each coming back once its check passes. */
+/**
+ * Puts one server the upgrade took out back. In step with the database (or not answering, so that
+ * only a passing check can bring it back), it goes back to ready with its health forced down: HAProxy
+ * returns it once its checks pass (they need versionMatch), never before. Out of step — an old
+ * release after the migration — it stays in maintenance, so not even a cookie holder reaches it.
+ * Its phase goes back to waiting unless it was already upgraded. Returns what was done, in words.
+ */
+export async function putBackServer(ctx: Pick<StepContext, 'paths' | 'journal'>, name: string): Promise<string> {
+  const socket = ctx.paths.adminSocket;
+  const server = ctx.journal.server(name);
+  const body = (await probeStatus(nodeAddress(server), 1_500)).body;
+  let text: string;
+  if (body && !body.versionMatch) {
+    if ((await adminStateOf(socket, name)) !== 'maint') await setServerState(socket, BACKEND, name, 'maint');
+    text = `stays in maintenance: out of step (it runs ${body.version}, schema ${body.schemaVersion}; the database is at ${body.databaseSchemaVersion})`;
+  } else {
+    text = `back in rotation once its check passes (now ${await restoreRotation(socket, name)})`;
+  }
+  await ctx.journal.update((j) => {
+    const s = serverIn(j.servers, name);
+    if (s.phase !== 'upgraded' && s.phase !== 'done') s.phase = 'waiting';
+    if (body && !body.versionMatch) s.heldOut = true;
+    else delete s.heldOut;
+  }, `${name}: ${text}`);
+  return text;
+}
+
+/** Puts back the servers a failed run took out (those not done). */
 async function putBack(ctx: StepContext, names: string[]): Promise<void> {
   for (const name of names) {
-    const server = ctx.journal.server(name);
-    if (server.phase === 'done') continue;
-    const now = await restoreRotation(ctx.paths.adminSocket, name, server.adminState);
-    await ctx.journal.setPhase(name, 'waiting', `${name}: back to ${server.adminState} (${now})`);
+    if (ctx.journal.server(name).phase === 'done') continue;
+    ctx.onNote?.(name, await putBackServer(ctx, name));
   }
   await saveServerState(ctx.paths, ctx.log);
 }
@@ -172,7 +199,7 @@ export function holdStep(ctx: StepContext, name: string): Step {
   return {
     kind: 'command',
     title: `Keep requests for ${name} waiting while it restarts: its health checks off, so HAProxy retries instead of answering 503`,
-    details: [`disable health ${BACKEND}/${name}`, 'a refused connection is retried (3 retries, one second apart; see retries in haproxy.cfg)'],
+    details: [`disable health ${BACKEND}/${name}`, 'a refused connection is retried on it one second apart, as many times as `retries` in haproxy.cfg allows'],
     changes: true,
     async apply() {
       await ctx.journal.update((j) => {
@@ -222,12 +249,22 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
       }
       await ctx.journal.setPhase(name, 'upgrading', `${name}: upgrade command started`);
       const started = Date.now();
-      await runUpgradeCommand(argv, {
-        log: ctx.log,
-        timeoutMs: ctx.commandTimeoutMs,
-        target: server,
-        onLine: (line) => ctx.onOutput?.(name, line),
-      });
+      try {
+        await runUpgradeCommand(argv, {
+          log: ctx.log,
+          timeoutMs: ctx.commandTimeoutMs,
+          target: server,
+          onLine: (line) => ctx.onOutput?.(name, line),
+          onStart: (pid) =>
+            ctx.journal.update((j) => {
+              j.running = { server: name, pid };
+            }),
+        });
+      } finally {
+        await ctx.journal.update((j) => {
+          delete j.running;
+        });
+      }
       await ctx.journal.update(() => {}, `${name}: upgrade command done in ${Date.now() - started} ms`);
       return undefined;
     },
@@ -320,7 +357,7 @@ export function readyStep(ctx: StepContext, name: string): Step {
         await ctx.journal.setPhase(name, 'done', `${name}: back in rotation`);
         return describeServer(stat);
       } catch (error) {
-        if (error instanceof CheckTimeout) throw new Error(`${error.message}; it stays out of rotation`);
+        if (error instanceof CheckTimeout) throw new Error(error.message);
         throw error;
       }
     },
