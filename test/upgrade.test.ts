@@ -118,18 +118,33 @@ async function adminStates(c: UpgradeCluster): Promise<Record<string, string>> {
   return out;
 }
 
-test('a server that is not running blocks the start: exit 3, the reason, nothing changed', async () => {
+test('an offline or stopped server blocks the start: exit 3, the reason, nothing changed', async () => {
   const c = await cluster();
-  const stopped = await knocker(['service', 'stop', 'server', '--root', c.nodes[2]!.root.dir]);
+  // web-3 killed without a word: at once its /_status is refused; after three missed heartbeats the registry has it offline.
+  const pid = Number(await fs.readFile(c.nodes[2]!.root.path('/run/knocknoc/knocknoc.pid'), 'utf8'));
+  process.kill(pid, 'SIGKILL');
+  const refused = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+  expect(refused.exitCode).toBe(3);
+  expect(refused.stderr).toMatch(/preflight failed: web-3: \/_status does not answer on 127\.0\.0\.203:\d+: connection refused/);
+  const offline = await waitFor('web-3 to be offline', async () => {
+    const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+    return /web-3: offline: no heartbeat for \d+s/.test(result.stderr) ? result : undefined;
+  }, 40_000);
+  expect(offline.exitCode).toBe(3);
+  expect(offline.stderr).toContain('hint: a missing or offline server points to an existing problem: fix it before upgrading');
+  // web-2 stopped properly: marked stopped in the registry.
+  const stopped = await knocker(['service', 'stop', 'server', '--root', c.nodes[1]!.root.dir]);
   expect(stopped.exitCode).toBe(0);
-  await c.haproxy.waitFor('web-3', 'DOWN');
-  const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
-  expect(result.exitCode).toBe(3);
-  expect(result.stderr).toMatch(/preflight failed: web-3: stopped/);
-  expect(result.stderr).toContain('fix it before upgrading');
+  const both = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+  expect(both.exitCode).toBe(3);
+  expect(both.stderr).toMatch(/✗ web-2: stopped \(since/);
+  expect(both.stderr).toMatch(/✗ web-3: offline: no heartbeat/);
+  // Nothing changed: no journal, rotation as it was (HAProxy's own checks took the dead ones out).
   await expect(fs.stat(c.root.path('/var/lib/knocknoc/upgrade.json'))).rejects.toThrow();
-  expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'DOWN' });
-  expect(await versions({ ...c, nodes: c.nodes.slice(0, 2) })).toEqual({ 'web-1': '1.0.0', 'web-2': '1.0.0' });
+  await c.haproxy.waitFor('web-2', 'DOWN');
+  await c.haproxy.waitFor('web-3', 'DOWN');
+  expect((await c.haproxy.statusOf('web-1')).statusText).toBe('UP');
+  expect(await versions({ ...c, nodes: c.nodes.slice(0, 1) })).toEqual({ 'web-1': '1.0.0' });
 });
 
 test('--dry-run prints the steps and changes nothing; bad input is exit 2', async () => {
