@@ -346,7 +346,7 @@ export function buildProgram(): Command {
     .option('--first <name>', 'the server upgraded first, alone in rotation (default: this host\'s node, else the first active node by name)')
     .option('--to-version <version>', 'the release every server must reach (default: the one the first server comes back on)')
     .option('--resume', 'go on with an upgrade that stopped or was cut off, from its journal')
-    .option('--rollback', 'put rotation back as it was before an unfinished upgrade (servers already upgraded stay so)')
+    .option('--rollback', 'put rotation back for an unfinished upgrade and close it (upgraded servers stay upgraded; one out of step with the database stays in maintenance)')
     .option('--dry-run', 'check the cluster and print the steps; change nothing')
     .option('--json', 'with --dry-run: machine-readable output')
     .option('--non-interactive', 'plain progress lines instead of the screen (what it does without a terminal)')
@@ -370,12 +370,14 @@ export function buildProgram(): Command {
         '     rotation once HAProxy\'s check passes',
         'Progress is journalled in /var/lib/knocknoc/upgrade.json. A failed step puts rotation back and stops;',
         'so does Ctrl-C, once the server being upgraded is done (an upgrade command is never cut short).',
-        '--resume goes on from there, --rollback forgets it. A run cut off outright resumes the same way.',
+        '--resume goes on from there; --rollback puts rotation back and closes it. A run cut off outright',
+        '(a crash, a lost session) is resumed or rolled back the same way.',
         '',
         'Example: knocker upgrade --upgrade-command "ssh root@{host} apt-get install -y knocknoc"',
         '',
-        'Exit codes: 0 every server upgraded and in rotation, 2 invalid input, 3 a check failed (nothing was',
-        'changed), 4 a step failed and rotation was restored, 5 rotation could not be fully restored.',
+        'Exit codes: 0 every server upgraded and in rotation, 2 invalid input, 3 a check failed or another',
+        'upgrade is open (nothing was changed), 4 a step failed and rotation was put back, 5 rotation could',
+        'not be fully put back.',
       ].join('\n'),
     )
     .action(async (options: UpgradeFlags, command: Command) => {
