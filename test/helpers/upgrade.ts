@@ -48,23 +48,31 @@ export async function startUpgradeCluster(options: { hosts: string[]; haproxyHos
     );
     nodes.push({ name, host, port, root });
   }
-  // One after the other: the first migrates the database, the others find it done.
-  for (const node of nodes) {
-    const started = await knocker(['service', 'start', 'server', '--root', node.root.dir], { bin: knockerBin });
-    if (started.exitCode !== 0) throw new Error(`starting ${node.name} failed (${started.exitCode}):\n${started.stdout}\n${started.stderr}`);
+  const stopAll = async () => {
+    for (const node of nodes) await knocker(['service', 'stop', 'all', '--root', node.root.dir]).catch(() => undefined);
+    await fs.rm(base, { recursive: true, force: true });
+  };
+  let haproxy: Haproxy;
+  try {
+    // One after the other: the first migrates the database, the others find it done.
+    for (const node of nodes) {
+      const started = await knocker(['service', 'start', 'server', '--root', node.root.dir], { bin: knockerBin });
+      if (started.exitCode !== 0) throw new Error(`starting ${node.name} failed (${started.exitCode}):\n${started.stdout}\n${started.stderr}`);
+    }
+    haproxy = await setupHaproxy(nodes[0]!.root, options.haproxyHost, nodes as unknown as ServerNode[]);
+  } catch (error) {
+    // Nothing left running or on disk when the cluster cannot be made.
+    await stopAll();
+    throw error;
   }
   const root = nodes[0]!.root;
-  const haproxy = await setupHaproxy(root, options.haproxyHost, nodes as unknown as ServerNode[]);
   return {
     base,
     nodes,
     root,
     haproxy,
     commandFor: (releaseDir) => `${path.join(releaseDir, 'bin', 'knocker')} service restart server --root ${base}/{name}`,
-    async stop() {
-      for (const node of nodes) await knocker(['service', 'stop', 'all', '--root', node.root.dir]).catch(() => undefined);
-      await fs.rm(base, { recursive: true, force: true });
-    },
+    stop: stopAll,
   };
 }
 
