@@ -24,6 +24,7 @@ import { execa } from 'execa';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { showStat } from '../src/haproxy/runtime.js';
+import { showArgv } from '../src/upgrade/command.js';
 import { PATHS } from '../src/system/root.js';
 import { startTestCluster } from '../test/helpers/pg.js';
 import { cleanEnv, knocker } from '../test/helpers/knocker.js';
@@ -147,11 +148,6 @@ function commandWords(cluster: UpgradeCluster, next: TestRelease, pause: number)
   return ['sh', '-c', `"$0" service stop server --root "$1"; sleep ${pause}; exec "$0" service start server --root "$1"`, knockerBin, root];
 }
 
-/** The same words as one --upgrade-command (quoted where needed, as an operator would write it). */
-function commandText(words: string[]): string {
-  return words.map((w) => (/^[\w./{}=@:-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
-
 async function procedureA(next: TestRelease, pause: number, run: number): Promise<Run> {
   return withCluster(async (cluster) => {
     const steps = new Steps();
@@ -159,7 +155,7 @@ async function procedureA(next: TestRelease, pause: number, run: number): Promis
     await sleep(MARGIN_MS);
     steps.mark('knocker upgrade');
     const started = performance.now();
-    const result = await knocker(['upgrade', '--root', cluster.root.dir, '--non-interactive', '--upgrade-command', commandText(commandWords(cluster, next, pause))], {
+    const result = await knocker(['upgrade', '--root', cluster.root.dir, '--non-interactive', '--upgrade-command', showArgv(commandWords(cluster, next, pause), [])], {
       timeoutMs: 300_000,
     });
     const totalMs = performance.now() - started;

@@ -11,7 +11,7 @@ import { PreflightFailed, type Check } from './installer/checks.js';
 import { defaultsFrom, flowReducer, haproxyAnswersFrom, initialFlow, isFinished, type Values } from './installer/questions.js';
 import { nextSteps } from './installer/summary.js';
 import { PlanScreen, PreflightFailedScreen } from './screens/plan-screen.js';
-import { ProgressScreen, ResultScreen, type ProgressItem } from './screens/progress-screen.js';
+import { progressAfter, progressItems, ProgressScreen, ResultScreen, type ProgressItem } from './screens/progress-screen.js';
 import { QuestionsScreen } from './screens/questions-screen.js';
 import { bindings } from './screens/keys.js';
 import { theme } from './screens/theme.js';
@@ -54,17 +54,13 @@ type AppAction =
   | { type: 'finish'; ok: boolean; headline: string; lines: string[]; exitCode: number }
   | { type: 'notice'; text: string };
 
-function progressFor(prepared: Prepared): ProgressItem[] {
-  return prepared.plan.steps.filter((s) => s.changes).map((s) => ({ title: s.title, status: 'pending' }));
-}
-
 function appReducer(state: AppState, action: AppAction): AppState {
   switch (action.type) {
     case 'check':
       return { ...state, phase: { name: 'checking' } };
     case 'prepared': {
       const changes = action.prepared.plan.steps.some((s) => s.changes);
-      if (action.skipConfirmation && changes) return { ...state, phase: { name: 'applying', prepared: action.prepared }, progress: progressFor(action.prepared) };
+      if (action.skipConfirmation && changes) return { ...state, phase: { name: 'applying', prepared: action.prepared }, progress: progressItems(action.prepared.plan) };
       if (action.skipConfirmation && !changes) {
         return { ...state, phase: { name: 'finished', ok: true, headline: 'Nothing to change: this host already matches these answers.', lines: [], exitCode: 0 } };
       }
@@ -75,22 +71,10 @@ function appReducer(state: AppState, action: AppAction): AppState {
     case 'back-to-questions':
       return { ...state, phase: { name: 'questions' } };
     case 'apply':
-      return state.phase.name === 'plan' ? { ...state, phase: { name: 'applying', prepared: state.phase.prepared }, progress: progressFor(state.phase.prepared) } : state;
+      return state.phase.name === 'plan' ? { ...state, phase: { name: 'applying', prepared: state.phase.prepared }, progress: progressItems(state.phase.prepared.plan) } : state;
     case 'event': {
       if (state.phase.name !== 'applying') return state;
-      const steps = state.phase.prepared.plan.steps.filter((s) => s.changes);
-      const at = steps.indexOf(action.event.step);
-      if (at < 0) return state;
-      const progress = [...state.progress];
-      const item = { ...progress[at]! };
-      const event = action.event;
-      if (event.type === 'step-start') Object.assign(item, { status: 'running', startedAt: Date.now() });
-      else if (event.type === 'step-done') Object.assign(item, { status: 'done', ms: event.ms, note: event.note });
-      else if (event.type === 'step-failed') Object.assign(item, { status: 'failed', ms: event.ms, error: event.error });
-      else if (event.type === 'undo-done' && item.status !== 'failed') Object.assign(item, { status: 'undone' });
-      else if (event.type === 'undo-failed') Object.assign(item, { status: 'undo-failed', error: event.error });
-      progress[at] = item;
-      return { ...state, progress };
+      return { ...state, progress: progressAfter(state.progress, state.phase.prepared.plan, action.event) };
     }
     case 'finish':
       return { ...state, phase: { name: 'finished', ok: action.ok, headline: action.headline, lines: action.lines, exitCode: action.exitCode } };

@@ -302,7 +302,7 @@ export function buildProgram(): Command {
     .description('the live cluster dashboard: every server sharing the database, its /_status, HAProxy and PostgreSQL')
     .option('--once', 'print one plain-text snapshot and exit (what it does without a terminal)')
     .option('--json', 'print one JSON snapshot and exit (fields: README, "knocker status --json")')
-    .addOption(new Option('--interval <seconds>', 'refresh every SECONDS, 0.5 to 60 (keys + and - change it live)').default(2).argParser(intervalSeconds))
+    .addOption(new Option('--interval <seconds>', 'refresh every SECONDS, 0.5 to 60 (keys + and - change it live)').default(2).argParser(secondsOption(0.5, 60)))
     .option('--admin', 'let the screen drain, maint or ready the selected server through HAProxy (each asks first); read-only without it')
     .addHelpText(
       'after',
@@ -448,11 +448,6 @@ interface ExposeOptions {
   host?: string;
 }
 
-function intervalSeconds(value: string): number {
-  const seconds = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value.trim()) || seconds < 0.5 || seconds > 60) throw new InvalidArgumentError('give a number of seconds from 0.5 to 60');
-  return seconds;
-}
 
 /** An option that may be given once: a repeat is a mistake, not "the last one wins". */
 function once(flag: string) {

@@ -5,10 +5,10 @@ import { useEffect, useReducer, useRef } from 'react';
 import { useApp, useInput } from 'ink';
 import { ApplyFailedError, exitCodeOf, formatError } from './errors.js';
 import { bindings, eachKey } from './screens/keys.js';
-import type { ProgressItem } from './screens/progress-screen.js';
+import { progressAfter, progressItems, type ProgressItem } from './screens/progress-screen.js';
 import { UpgradeScreen, type UpgradeStage } from './screens/upgrade-screen.js';
 import { seconds } from './system/progress.js';
-import type { ApplyEvent, Plan } from './system/plan.js';
+import type { Plan } from './system/plan.js';
 import type { Journal } from './upgrade/journal.js';
 import type { UpgradeEvent, UpgradeOutcome, UpgradeSession } from './upgrade/index.js';
 
@@ -41,50 +41,18 @@ type Action =
 
 const OUTPUT_LINES = 6;
 
-function itemsOf(plan: Plan): ProgressItem[] {
-  return plan.steps.map((s) => ({ title: s.title, status: s.changes ? 'pending' : 'done', note: s.changes ? undefined : 'already done' }));
-}
-
-function applyEvent(items: ProgressItem[], plan: Plan, event: ApplyEvent): ProgressItem[] {
-  const index = plan.steps.indexOf(event.step);
-  if (index < 0) return items;
-  const next = [...items];
-  const item = { ...next[index]! };
-  switch (event.type) {
-    case 'step-start':
-      Object.assign(item, { status: 'running', startedAt: Date.now() });
-      break;
-    case 'step-done':
-      Object.assign(item, { status: 'done', ms: event.ms, note: event.note });
-      break;
-    case 'step-failed':
-      Object.assign(item, { status: 'failed', ms: event.ms, error: event.error });
-      break;
-    case 'undo-done':
-      if (item.status !== 'failed') item.status = 'undone';
-      break;
-    case 'undo-failed':
-      Object.assign(item, { status: 'undo-failed', error: event.error });
-      break;
-    default:
-      break;
-  }
-  next[index] = item;
-  return next;
-}
-
 function reducer(state: State, action: Action): State {
   switch (action.type) {
     case 'start':
       return { ...state, stage: 'running' };
     case 'plan':
-      return { ...state, plan: action.plan, items: itemsOf(action.plan), title: action.plan.title };
+      return { ...state, plan: action.plan, items: progressItems(action.plan), title: action.plan.title };
     case 'event': {
       const e = action.event;
       if (e.type === 'journal') return { ...state, journal: e.journal };
       if (e.type === 'output') return { ...state, output: [...state.output, { server: e.server, line: e.line }].slice(-OUTPUT_LINES) };
       if (e.type === 'note') return { ...state, notes: [...state.notes, `${e.server}: ${e.text}`] };
-      return { ...state, items: applyEvent(state.items, state.plan, e.event), output: e.event.type === 'step-start' ? [] : state.output };
+      return { ...state, items: progressAfter(state.items, state.plan, e.event), output: e.event.type === 'step-start' ? [] : state.output };
     }
     case 'notice':
       return { ...state, notice: action.text };
@@ -100,7 +68,7 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
     stage: 'confirm' as UpgradeStage,
     title: session.preview.title,
     plan: session.preview,
-    items: itemsOf(session.preview),
+    items: progressItems(session.preview),
     journal: session.journal,
     output: [],
     notes: [],

@@ -5,7 +5,7 @@ import { cleanEnv, KNOCKER } from './helpers/knocker.js';
 import { makeRelease, type TestRelease } from './helpers/release.js';
 import { sharedDatabase } from './helpers/server.js';
 import { openTerminal, type Terminal } from './helpers/tmux.js';
-import { startUpgradeCluster, type UpgradeCluster } from './helpers/upgrade.js';
+import { newDatabase, startUpgradeCluster, type UpgradeCluster } from './helpers/upgrade.js';
 
 const HOSTS = ['127.0.0.211', '127.0.0.212', '127.0.0.213'];
 const db = sharedDatabase({ host: '127.0.0.210', allow: HOSTS });
@@ -25,13 +25,9 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-let databases = 0;
-
 /** Three nodes on 1.0.0, on a database of their own (an upgrade migrates it). */
 async function freshCluster(): Promise<UpgradeCluster> {
-  databases += 1;
-  const url = await db.cluster.createDatabase({ role: `tui_${databases}`, database: `tui_${databases}` });
-  cluster = await startUpgradeCluster({ hosts: HOSTS, haproxyHost: '127.0.0.215', databaseUrl: url });
+  cluster = await startUpgradeCluster({ hosts: HOSTS, haproxyHost: '127.0.0.215', databaseUrl: await newDatabase(db) });
   return cluster;
 }
 

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { connectFrom, sharedDatabase, waitFor } from './helpers/server.js';
 import { cleanEnv, KNOCKER, knocker } from './helpers/knocker.js';
 import { makeRelease, type TestRelease } from './helpers/release.js';
-import { startUpgradeCluster, steadyLoad, type UpgradeCluster } from './helpers/upgrade.js';
+import { newDatabase, startUpgradeCluster, steadyLoad, type UpgradeCluster } from './helpers/upgrade.js';
 
 const HOSTS = ['127.0.0.201', '127.0.0.202', '127.0.0.203'];
 const HAPROXY_HOST = '127.0.0.205';
@@ -17,7 +17,6 @@ const db = sharedDatabase({ host: '127.0.0.200', allow: HOSTS });
 
 let next: TestRelease;
 let clusters: UpgradeCluster[] = [];
-const urls = new Map<UpgradeCluster, string>();
 
 beforeAll(async () => {
   next = await makeRelease({
@@ -33,14 +32,9 @@ afterEach(async () => {
   for (const cluster of clusters.splice(0)) await cluster.stop();
 });
 
-let databases = 0;
-
 /** A fresh cluster on a database of its own (the upgrades migrate it). */
-async function cluster(): Promise<UpgradeCluster> {
-  databases += 1;
-  const url = await db.cluster.createDatabase({ role: `knocknoc_${databases}`, database: `knocknoc_${databases}` });
-  const c = await startUpgradeCluster({ hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: url });
-  urls.set(c, url);
+async function cluster(hosts = HOSTS): Promise<UpgradeCluster> {
+  const c = await startUpgradeCluster({ hosts, haproxyHost: HAPROXY_HOST, databaseUrl: await newDatabase(db) });
   clusters.push(c);
   return c;
 }
@@ -77,7 +71,7 @@ test('three nodes from 1.0.0 to 1.1.0 under steady load: all upgraded, the datab
   expect(report.versions.get('1.1.0')).toBeGreaterThan(0);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
   // Migrated once, by the first server.
-  const client = await connectFrom(HOSTS[0]!, urls.get(c)!);
+  const client = await connectFrom(HOSTS[0]!, c.databaseUrl);
   try {
     const marker = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM upgrade_marker');
     expect(marker.rows[0]!.n).toBe(1);
@@ -110,6 +104,21 @@ function scripted(c: UpgradeCluster, releaseDir: string, options: { failFor?: st
     .filter(Boolean)
     .join('; ');
   return `sh -c '${script}' ${path.join(releaseDir, 'bin', 'knocker')} {name} ${c.base}/{name}`;
+}
+
+/** Stops the load and checks that every request through HAProxy was answered 200. */
+async function expectNoFailedRequest(load: ReturnType<typeof steadyLoad>): Promise<void> {
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+}
+
+/** An upgrade whose command fails for `name` (exit 7, a line on stderr): it must stop with exit 4 and say why. */
+async function failingOn(c: UpgradeCluster, name: string) {
+  const failed = await upgrade(c, '--upgrade-command', scripted(c, next.dir, { failFor: name }), '--non-interactive');
+  expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
+  expect(failed.stderr).toContain(`the upgrade command for ${name} failed with exit code 7`);
+  expect(failed.stderr).toContain(`no package for ${name} on this mirror`);
+  return failed;
 }
 
 async function adminStates(c: UpgradeCluster): Promise<Record<string, string>> {
@@ -200,10 +209,7 @@ test('--dry-run prints the steps and changes nothing; bad input is exit 2', asyn
 test('the first server\'s command fails: exit 4, rotation restored with no failed request, then --resume upgrades them all', async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
-  const failed = await upgrade(c, '--upgrade-command', scripted(c, next.dir, { failFor: 'web-1' }), '--non-interactive');
-  expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
-  expect(failed.stderr).toContain('the upgrade command for web-1 failed with exit code 7');
-  expect(failed.stderr).toContain('no package for web-1 on this mirror');
+  const failed = await failingOn(c, 'web-1');
   expect(failed.stderr).toContain('web-2, web-3 are back in rotation once their health check passes');
   expect(failed.stdout).toMatch(/↺ rolled back: Take web-2 and web-3 out of rotation/);
   // Back in rotation by HAProxy's own checks, never before.
@@ -219,9 +225,8 @@ test('the first server\'s command fails: exit 4, rotation restored with no faile
   expect(again.stderr).toContain('knocker upgrade --resume');
 
   const resumed = await upgrade(c, '--resume', '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
-  const report = await load.stop();
   expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  await expectNoFailedRequest(load);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
   expect((await journal(c)).state).toBe('done');
 });
@@ -229,9 +234,7 @@ test('the first server\'s command fails: exit 4, rotation restored with no faile
 test('a later server\'s command fails after the migration: the upgraded server serves alone, the old ones stay out, --resume finishes', async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
-  const failed = await upgrade(c, '--upgrade-command', scripted(c, next.dir, { failFor: 'web-2' }), '--non-interactive');
-  expect(failed.exitCode, failed.stdout + failed.stderr).toBe(4);
-  expect(failed.stderr).toContain('the upgrade command for web-2 failed with exit code 7');
+  const failed = await failingOn(c, 'web-2');
   expect(failed.stderr).toContain('web-1 is upgraded to 1.1.0 and in rotation');
   // Out of step with the migrated database, the old ones are not put back: not even a cookie reaches them.
   expect(failed.stderr).toContain('web-2, web-3 are kept in maintenance: out of step with the migrated database until upgraded');
@@ -240,8 +243,7 @@ test('a later server\'s command fails after the migration: the upgraded server s
   const resumed = await upgrade(c, '--resume', '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
   expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
   expect(resumed.stdout).toContain('already done: web-1');
-  const report = await load.stop();
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  await expectNoFailedRequest(load);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
   expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
 });
@@ -285,8 +287,7 @@ test('a run cut off during a later server\'s command resumes where it was', asyn
   const resumed = await upgrade(c, '--resume', '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
   expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
   expect(resumed.stdout).not.toContain('Take web-2');
-  const report = await load.stop();
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  await expectNoFailedRequest(load);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
   expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
   const record = await journal(c);
@@ -317,8 +318,7 @@ test('a run cut off during the first server\'s command is rolled back: its check
   expect(rolledBack.stdout).toContain('Rotation restored.');
   await c.haproxy.waitFor('web-2', 'UP');
   await c.haproxy.waitFor('web-3', 'UP');
-  const report = await load.stop();
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  await expectNoFailedRequest(load);
   expect((await journal(c)).state).toBe('rolled-back');
   expect(await versions(c)).toEqual({ 'web-1': '1.0.0', 'web-2': '1.0.0', 'web-3': '1.0.0' });
   const twice = await upgrade(c, '--rollback');
@@ -338,25 +338,20 @@ test('Ctrl-C lets the running command finish, then stops and puts rotation back'
   expect(result.stdout).toMatch(/Upgrade web-1: .*\n(.*\n)*.*✔ done/);
   expect(result.stderr).toContain('stopped by the operator (Ctrl-C)');
   expect(result.stderr).toContain('web-1 is upgraded to 1.1.0 and in rotation');
-  const report = await load.stop();
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  await expectNoFailedRequest(load);
   expect((await journal(c)).state).toBe('stopped');
   expect((await c.haproxy.statusOf('web-1')).statusText).toBe('UP');
 });
 
 test('a lone server: its requests are held while it restarts, none fails', async () => {
-  databases += 1;
-  const url = await db.cluster.createDatabase({ role: `knocknoc_${databases}`, database: `knocknoc_${databases}` });
-  const c = await startUpgradeCluster({ hosts: HOSTS.slice(0, 1), haproxyHost: HAPROXY_HOST, databaseUrl: url });
-  clusters.push(c);
+  const c = await cluster(HOSTS.slice(0, 1));
   const load = steadyLoad(c.haproxy.url, 50);
   const dry = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--dry-run');
   expect(dry.stdout).toContain('web-1 is the only server: while it restarts, requests wait');
   expect(dry.stdout).not.toContain('out of rotation');
   const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
-  const report = await load.stop();
   expect(result.exitCode, result.stdout + result.stderr).toBe(0);
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  await expectNoFailedRequest(load);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0' });
 });
 

@@ -6,7 +6,7 @@
 // and status reads HAProxy's read-only socket.
 import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
 import { PreflightError, UsageError } from '../errors.js';
-import { PreflightFailed, type Check } from '../installer/checks.js';
+import { checkLine, PreflightFailed } from '../installer/checks.js';
 import type { Output } from '../installer/unattended.js';
 import { withLock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
@@ -75,10 +75,6 @@ function knockerSettings(facts: HaproxyFacts): HaproxySettings {
   throw new PreflightError(`HAProxy is not set up by knocker on this host (${existing.kind === 'none' ? `no ${conf}` : `${conf} was not written by knocker`})`, [
     'set it up first: knocker haproxy setup NAME=HOST:PORT …',
   ]);
-}
-
-function checkLine(check: Check): string {
-  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
 }
 
 interface Change {

@@ -9,6 +9,11 @@ export interface Check {
   hints?: string[];
 }
 
+/** A check as one line of plain output: "  ✔ ok   NAME: DETAIL" or "  ✗ FAIL NAME: DETAIL". */
+export function checkLine(check: Check): string {
+  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
+}
+
 export class PreflightFailed extends PreflightError {
   readonly checks: Check[];
   constructor(checks: Check[]) {

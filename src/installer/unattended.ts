@@ -6,7 +6,7 @@ import { progressPrinter, seconds } from '../system/progress.js';
 import { answersToYaml } from './answers-file.js';
 import { answersFrom, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
 import { completeAnswers, type InstallSession, type Prepared } from './index.js';
-import { PreflightFailed, type Check } from './checks.js';
+import { checkLine, PreflightFailed } from './checks.js';
 import { nextSteps } from './summary.js';
 
 export interface Output {
@@ -49,10 +49,6 @@ export function printAnswers(session: InstallSession, options: { json: boolean; 
     ? (Object.fromEntries(FIELDS.flatMap((f) => (session.resolution.values[f] ? [[f, session.resolution.values[f]!.source]] : []))) as Partial<Record<Field, Source>>)
     : undefined;
   io.out(answersToYaml(answers, { password: 'redact', sources }).trimEnd());
-}
-
-function checkLine(check: Check): string {
-  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
 }
 
 /** --dry-run: preflight and the plan, nothing changed. Returns the exit code. */

@@ -1,6 +1,7 @@
 // Applying the plan: each step live with its elapsed time, then what was done (or rolled back),
 // where the log and the answers file are, and what to do next.
 import { Box, Text } from 'ink';
+import { pendingSteps, type ApplyEvent, type Plan } from '../system/plan.js';
 import { symbols, theme } from './theme.js';
 import { useNow } from './use-now.js';
 
@@ -13,6 +14,26 @@ export interface ProgressItem {
   ms?: number;
   note?: string;
   error?: string;
+}
+
+/** The rows of a plan's changing steps, before it is applied. */
+export function progressItems(plan: Plan): ProgressItem[] {
+  return pendingSteps(plan).map((s) => ({ title: s.title, status: 'pending' }));
+}
+
+/** The rows after one event of applyPlan (rows as progressItems made them for the same plan). */
+export function progressAfter(items: ProgressItem[], plan: Plan, event: ApplyEvent): ProgressItem[] {
+  const at = pendingSteps(plan).indexOf(event.step);
+  if (at < 0) return items;
+  const item = { ...items[at]! };
+  if (event.type === 'step-start') Object.assign(item, { status: 'running', startedAt: Date.now() });
+  else if (event.type === 'step-done') Object.assign(item, { status: 'done', ms: event.ms, note: event.note });
+  else if (event.type === 'step-failed') Object.assign(item, { status: 'failed', ms: event.ms, error: event.error });
+  else if (event.type === 'undo-done' && item.status !== 'failed') Object.assign(item, { status: 'undone' });
+  else if (event.type === 'undo-failed') Object.assign(item, { status: 'undo-failed', error: event.error });
+  const next = [...items];
+  next[at] = item;
+  return next;
 }
 
 function seconds(ms: number): string {

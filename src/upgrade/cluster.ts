@@ -62,6 +62,11 @@ export async function readCluster(root: Root): Promise<ClusterFacts> {
   }
 }
 
+/** The releases the servers answer /_status with, in the order first seen. */
+export function releasesOf(facts: ClusterFacts): string[] {
+  return [...new Set(facts.snapshot.servers.map((r) => r.probe?.body?.version).filter((v): v is string => v !== undefined))];
+}
+
 export function nodeOf(facts: ClusterFacts, name: string): HaproxyNode | undefined {
   return facts.settings.nodes.find((n) => n.name === name);
 }
@@ -79,10 +84,8 @@ export function preflightChecks(facts: ClusterFacts): Check[] {
   const haproxy = snapshot.sources.haproxy;
   if (!haproxy.data) checks.push({ name: 'HAProxy', ok: false, detail: `its read-only socket does not answer: ${haproxy.error ?? haproxy.absent ?? 'no answer'}` });
   else checks.push({ name: 'HAProxy', ok: true, detail: `${haproxy.data.version}, ${settings.nodes.length} node${settings.nodes.length === 1 ? '' : 's'}` });
-  const versions = new Set<string>();
   for (const row of [...snapshot.servers].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))) {
     const problem = serverProblem(row, facts);
-    if (row.probe?.body?.version) versions.add(row.probe.body.version);
     const node = nodeOf(facts, row.name);
     checks.push(
       problem
@@ -97,19 +100,24 @@ export function preflightChecks(facts: ClusterFacts): Check[] {
   if (settings.nodes.every((n) => n.backup) || settings.nodes.length === 0) {
     checks.push({ name: 'HAProxy', ok: false, detail: 'no active node in HAProxy' });
   }
-  if (versions.size > 1) {
-    checks.push({ name: 'versions', ok: true, detail: `the servers run different releases (${[...versions].join(', ')}), all in step with the database` });
+  const releases = releasesOf(facts);
+  if (releases.length > 1) {
+    checks.push({ name: 'versions', ok: true, detail: `the servers run different releases (${releases.join(', ')}), all in step with the database` });
   }
   return checks;
 }
+
+/** The seed's own advice for a server that is not there. */
+const SEED_HINT = 'a missing or offline server points to an existing problem: fix it before upgrading';
 
 function serverProblem(row: ServerRow, facts: ClusterFacts): { text: string; hints: string[] } | undefined {
   const r = row.registry;
   const node = nodeOf(facts, row.name);
   if (!r) return { text: 'a node of HAProxy, but not in the servers registry of this database', hints: [`is ${row.name} a server of this cluster? If not: knocker haproxy remove ${row.name}`] };
   if (!node) return { text: `registered in the database (${r.listen}) but not a node of HAProxy: it would not be upgraded`, hints: [`add it (knocker haproxy add ${row.name}=HOST:PORT) or, if it is gone for good, delete its row from the servers table`] };
-  if (r.state === 'stopped') return { text: `stopped (since ${age((Date.now() - r.lastSeen.getTime()) / 1000)} ago)`, hints: ['a missing or offline server points to an existing problem: fix it before upgrading'] };
-  if (!r.online) return { text: `offline: no heartbeat for ${age((Date.now() - r.lastSeen.getTime()) / 1000)}`, hints: ['a missing or offline server points to an existing problem: fix it before upgrading'] };
+  const since = age((Date.now() - r.lastSeen.getTime()) / 1000);
+  if (r.state === 'stopped') return { text: `stopped (since ${since} ago)`, hints: [SEED_HINT] };
+  if (!r.online) return { text: `offline: no heartbeat for ${since}`, hints: [SEED_HINT] };
   const p = row.probe;
   if (!p || p.http === undefined) return { text: `/_status does not answer on ${row.address ?? 'no address'}: ${p?.error ?? 'not asked'}`, hints: [] };
   if (p.http !== 200 || !p.body?.versionMatch) {

@@ -6,22 +6,19 @@
 // back only after a passing check. Progress is journalled: a stopped or cut-off run resumes, or is
 // rolled back (rotation restored). The screen (src/upgrade-app.tsx) and the plain run share this.
 import { ApplyFailedError, PreflightError, UsageError } from '../errors.js';
-import { PreflightFailed, type Check } from '../installer/checks.js';
+import { checkLine, PreflightFailed, type Check } from '../installer/checks.js';
 import type { Output } from '../installer/unattended.js';
-import { describeServer, serverStat } from '../haproxy/rotation.js';
-import { setHealthChecks } from '../haproxy/runtime.js';
-import { BACKEND } from '../haproxy/config.js';
+import { describeServer } from '../haproxy/rotation.js';
 import { saveServerState } from '../haproxy/service.js';
 import { acquireLock, isAlive } from '../system/lock.js';
 import { fileLogger, nullLogger } from '../system/log.js';
 import { applyPlan, formatPlan, planToJson, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
 import { progressPrinter, seconds } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
-import { chooseFirst, preflightChecks, readCluster, resumeChecks, rowsByName, WANTED_RETRIES, type ClusterFacts } from './cluster.js';
+import { chooseFirst, preflightChecks, readCluster, releasesOf, resumeChecks, rowsByName, WANTED_RETRIES, type ClusterFacts } from './cluster.js';
 import { parseUpgradeCommand, type UpgradeCommand } from './command.js';
 import { JOURNAL_VERSION, journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
-import { checksOnStep, confirmStep, holdStep, needsTakingOut, putBackServer, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
-
+import { checksOnStep, confirmStep, healthChecksOn, holdStep, needsTakingOut, putBackServer, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
 
 export interface UpgradeOptions {
   /** The command template; on --resume, the recorded one unless given again. */
@@ -33,7 +30,6 @@ export interface UpgradeOptions {
   timeoutSeconds: number;
   commandTimeoutSeconds: number;
 }
-
 
 export interface UpgradeSession {
   root: Root;
@@ -66,6 +62,11 @@ function hintFor(root: Root): string {
   return root.isSandbox ? ` --root ${root.dir}` : '';
 }
 
+/** " (the last one finished at …)", said when there is nothing to resume or roll back. */
+function lastRun(recorded: Journal | undefined): string {
+  return recorded ? ` (the last one ${recorded.state === 'done' ? 'finished' : 'was rolled back'} at ${recorded.updatedAt})` : '';
+}
+
 /** Reads the cluster and the journal, runs the checks, and builds the plan. Changes nothing. */
 export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promise<UpgradeSession> {
   const journalFile = root.path(PATHS.upgradeJournal);
@@ -75,7 +76,7 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
   const open = recorded && (recorded.state === 'running' || recorded.state === 'stopped') ? recorded : undefined;
   if (open && journalOwnerAlive(open)) throw new PreflightError(`another knocker upgrade is running (pid ${open.pid}); wait for it to finish`);
   if (options.resume && !open) {
-    throw new UsageError(`there is no upgrade to resume${recorded ? ` (the last one ${recorded.state === 'done' ? 'finished' : 'was rolled back'} at ${recorded.updatedAt})` : ''}`);
+    throw new UsageError(`there is no upgrade to resume${lastRun(recorded)}`);
   }
   if (!options.resume && open) {
     throw new PreflightError(
@@ -103,9 +104,9 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
     if (checks.some((c) => !c.ok)) throw new PreflightFailed(checks);
     const first = chooseFirst(facts, options.first);
     const rows = rowsByName(facts);
-    const versions = new Set([...rows.values()].map((r) => r.probe?.body?.version).filter((v): v is string => v !== undefined));
-    if (versions.size > 1 && options.toVersion === undefined) {
-      throw new UsageError(`the servers run different releases (${[...versions].join(', ')}): say which release every one must reach with --to-version`);
+    const releases = releasesOf(facts);
+    if (releases.length > 1 && options.toVersion === undefined) {
+      throw new UsageError(`the servers run different releases (${releases.join(', ')}): say which release every one must reach with --to-version`);
     }
     // The first server first, then the others by name, backups last.
     const nodes = [...facts.settings.nodes].sort(
@@ -234,7 +235,6 @@ export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks 
       j.state = 'running';
       j.reason = undefined;
     }, session.resumed ? 'resumed' : `started: ${startNote(session)}`);
-    const commandStarted = new Map<Step, number>();
     let commandMs = 0;
     const plan = await session.build({
       paths: session.facts.paths,
@@ -243,20 +243,12 @@ export async function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks 
       onOutput: (server, line) => hooks.onEvent?.({ type: 'output', server, line }),
       onNote: (server, text) => hooks.onEvent?.({ type: 'note', server, text }),
       stopRequested: hooks.stopRequested,
+      onCommandDone: (ms) => (commandMs += ms),
     });
     hooks.onPlan?.(plan);
     const started = Date.now();
     try {
-      await applyPlan(plan, {
-        log,
-        onEvent: (event) => {
-          if (event.step.title.startsWith('Upgrade ')) {
-            if (event.type === 'step-start') commandStarted.set(event.step, Date.now());
-            else if (event.type === 'step-done' || event.type === 'step-failed') commandMs += Date.now() - (commandStarted.get(event.step) ?? Date.now());
-          }
-          hooks.onEvent?.({ type: 'apply', event });
-        },
-      });
+      await applyPlan(plan, { log, onEvent: (event) => hooks.onEvent?.({ type: 'apply', event }) });
     } catch (error) {
       if (error instanceof ApplyFailedError) {
         await writer.update((jr) => {
@@ -308,7 +300,7 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
     throw new PreflightError(error.message);
   });
   if (!journal || journal.state === 'done' || journal.state === 'rolled-back') {
-    throw new UsageError(`there is no upgrade to roll back${journal ? ` (the last one ${journal.state === 'done' ? 'finished' : 'was rolled back'} at ${journal.updatedAt})` : ''}`);
+    throw new UsageError(`there is no upgrade to roll back${lastRun(journal)}`);
   }
   if (journalOwnerAlive(journal)) throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
   commandStillRunning(journal, root);
@@ -316,15 +308,11 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
   const log = fileLogger(root.path(PATHS.opsLog));
   try {
     const facts = await readCluster(root);
-    const socket = facts.paths.adminSocket;
     const writer = new JournalWriter(file, journal);
     io.out(`Rolling back the upgrade started ${journal.startedAt}${journal.target ? ` (to ${journal.target})` : ''}:`);
     if (journal.healthDisabled) {
-      await setHealthChecks(socket, BACKEND, journal.healthDisabled, true);
       io.out(`  ${journal.healthDisabled}: health checks on again`);
-      await writer.update((jr) => {
-        jr.healthDisabled = undefined;
-      }, 'rollback: health checks on again');
+      await healthChecksOn({ paths: facts.paths, journal: writer }, journal.healthDisabled);
     }
     for (const server of journal.servers) {
       const admin = facts.adminStates.get(server.name);
@@ -361,26 +349,20 @@ export interface PlainOptions extends UpgradeOptions {
   json: boolean;
 }
 
-function checkLine(check: Check): string {
-  return `  ${check.ok ? '✔ ok  ' : '✗ FAIL'} ${check.name}: ${check.detail}`;
-}
-
 /** The unattended run (--non-interactive, or no terminal) and --dry-run. */
 export async function runUpgradePlain(root: Root, options: PlainOptions, io: Output): Promise<number> {
   const session = await prepareUpgrade(root, options);
-  if (options.dryRun) {
-    if (options.json) {
-      io.out(JSON.stringify({ dryRun: true, resumed: session.resumed, first: session.journal.first, target: session.journal.target ?? session.journal.toVersion ?? null, preflight: session.checks, plan: planToJson(session.preview) }, null, 2));
-    } else {
-      io.out(session.resumed ? 'Where the upgrade stands:' : 'Preflight:');
-      session.checks.forEach((c) => io.out(checkLine(c)));
-      formatPlan(session.preview).forEach((l) => io.out(l));
-      io.out('Dry run: nothing was changed.');
-    }
+  if (options.dryRun && options.json) {
+    io.out(JSON.stringify({ dryRun: true, resumed: session.resumed, first: session.journal.first, target: session.journal.target ?? session.journal.toVersion ?? null, preflight: session.checks, plan: planToJson(session.preview) }, null, 2));
     return 0;
   }
   io.out(session.resumed ? 'Where the upgrade stands:' : 'Preflight:');
   session.checks.forEach((c) => io.out(checkLine(c)));
+  if (options.dryRun) {
+    formatPlan(session.preview).forEach((l) => io.out(l));
+    io.out('Dry run: nothing was changed.');
+    return 0;
+  }
   io.out(session.preview.title);
   for (const warning of session.preview.warnings) io.out(`warning: ${warning}`);
   let printer: ((event: ApplyEvent) => void) | undefined;
@@ -410,10 +392,10 @@ export async function runUpgradePlain(root: Root, options: PlainOptions, io: Out
     );
     const facts = await readCluster(root).catch(() => undefined);
     if (facts) {
+      const rows = rowsByName(facts);
       for (const server of servers) {
-        const stat = await serverStat(facts.paths.adminSocket, server.name).catch(() => undefined);
-        const body = rowsByName(facts).get(server.name)?.probe?.body;
-        io.out(`  ${server.name}: ${server.fromVersion} → ${body?.version ?? '?'}, HAProxy ${stat ? describeServer(stat) : 'unknown'}`);
+        const row = rows.get(server.name);
+        io.out(`  ${server.name}: ${server.fromVersion} → ${row?.probe?.body?.version ?? '?'}, HAProxy ${row?.haproxy ? describeServer(row.haproxy) : 'unknown'}`);
       }
     }
     return 0;

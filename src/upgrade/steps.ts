@@ -4,7 +4,7 @@
 // off for the lone server. What cannot: an upgrade command (releases are not downgraded). Every
 // step records its progress in the journal before and after, so a run cut off anywhere resumes.
 import { BACKEND, nodeAddress } from '../haproxy/config.js';
-import { adminStateOf, CheckTimeout, describeServer, readyAfterCheck, restoreRotation, serverStat } from '../haproxy/rotation.js';
+import { adminStateOf, describeServer, readyAfterCheck, restoreRotation, serverStat } from '../haproxy/rotation.js';
 import { setHealthChecks, setServerState, showStat, shutdownSessions, type ServerStat } from '../haproxy/runtime.js';
 import { saveServerState, type HaproxyPaths } from '../haproxy/service.js';
 import type { StatusBody } from '../server/http.js';
@@ -29,6 +29,8 @@ export interface StepContext {
   onNote?: (server: string, text: string) => void;
   /** Set once the operator asked to stop: the next step does not start. */
   stopRequested?: () => boolean;
+  /** How long each upgrade command ran (the outcome tells the time spent in them). */
+  onCommandDone?: (ms: number) => void;
   pollMs?: number;
 }
 
@@ -75,8 +77,8 @@ export async function putBackServer(ctx: Pick<StepContext, 'paths' | 'journal'>,
   } else {
     text = `back in rotation once its check passes (now ${await restoreRotation(socket, name)})`;
   }
-  await ctx.journal.update((j) => {
-    const s = serverIn(j.servers, name);
+  await ctx.journal.update(() => {
+    const s = ctx.journal.server(name);
     if (s.phase !== 'upgraded' && s.phase !== 'done') s.phase = 'waiting';
     if (body && !body.versionMatch) s.heldOut = true;
     else delete s.heldOut;
@@ -193,6 +195,14 @@ export function confirmStep(ctx: StepContext, names: string[]): Step {
   };
 }
 
+/** Health checks of the lone server on again (the undo of holdStep, its normal end, and --rollback). */
+export async function healthChecksOn(ctx: Pick<StepContext, 'paths' | 'journal'>, name: string): Promise<void> {
+  await setHealthChecks(ctx.paths.adminSocket, BACKEND, name, true);
+  await ctx.journal.update((j) => {
+    j.healthDisabled = undefined;
+  }, `${name}: health checks on again`);
+}
+
 /** The lone server's health checks off while it restarts, so HAProxy keeps it and requests wait through the retries. */
 export function holdStep(ctx: StepContext, name: string): Step {
   const socket = ctx.paths.adminSocket;
@@ -208,10 +218,7 @@ export function holdStep(ctx: StepContext, name: string): Step {
       await setHealthChecks(socket, BACKEND, name, false);
     },
     async undo() {
-      await setHealthChecks(socket, BACKEND, name, true);
-      await ctx.journal.update((j) => {
-        j.healthDisabled = undefined;
-      }, `${name}: health checks on again`);
+      await healthChecksOn(ctx, name);
     },
   };
 }
@@ -219,6 +226,14 @@ export function holdStep(ctx: StepContext, name: string): Step {
 /** The version every server must reach: the first server's new one, or --to-version until then. */
 function wanted(ctx: StepContext): string | undefined {
   return ctx.journal.journal.target ?? ctx.journal.journal.toVersion;
+}
+
+/** Records a server found on the target, in step; the first one found sets the target. */
+function recordUpgraded(ctx: StepContext, name: string, body: StatusBody, note: string): Promise<void> {
+  return ctx.journal.update((j) => {
+    j.target ??= body.version;
+    ctx.journal.server(name).phase = 'upgraded';
+  }, `${name}: ${note}`);
 }
 
 function reachedTarget(server: JournalServer, body: StatusBody | undefined, target: string | undefined): boolean {
@@ -240,15 +255,12 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
       const target = wanted(ctx);
       const probe = await probeStatus(nodeAddress(server), 1_500);
       if (reachedTarget(server, probe.body, target)) {
-        const version = probe.body!.version;
-        await ctx.journal.update((j) => {
-          j.target ??= version;
-          serverIn(j.servers, name).phase = 'upgraded';
-        }, `${name}: already on ${version}, command not run`);
-        return `${name} already answers on ${version}: not run`;
+        await recordUpgraded(ctx, name, probe.body!, `already on ${probe.body!.version}, command not run`);
+        return `${name} already answers on ${probe.body!.version}: not run`;
       }
       await ctx.journal.setPhase(name, 'upgrading', `${name}: upgrade command started`);
       const started = Date.now();
+      let ms = 0;
       try {
         await runUpgradeCommand(argv, {
           log: ctx.log,
@@ -261,11 +273,13 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
             }),
         });
       } finally {
+        ms = Date.now() - started;
+        ctx.onCommandDone?.(ms);
         await ctx.journal.update((j) => {
           delete j.running;
         });
       }
-      await ctx.journal.update(() => {}, `${name}: upgrade command done in ${Date.now() - started} ms`);
+      await ctx.journal.update(() => {}, `${name}: upgrade command done in ${ms} ms`);
       return undefined;
     },
     async undo() {},
@@ -289,12 +303,8 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
         const probe = await probeStatus(nodeAddress(server), 1_500);
         const body = probe.body;
         if (reachedTarget(server, body, target)) {
-          const version = body!.version;
-          await ctx.journal.update((j) => {
-            j.target ??= version;
-            serverIn(j.servers, name).phase = 'upgraded';
-          }, `${name}: answers on ${version}, schema ${body!.schemaVersion}, in step`);
-          return `${version}, schema ${body!.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
+          await recordUpgraded(ctx, name, body!, `answers on ${body!.version}, schema ${body!.schemaVersion}, in step`);
+          return `${body!.version}, schema ${body!.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
         }
         seen = body
           ? `${probe.http} ${body.status} on ${body.version}${body.versionMatch ? '' : ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})`}`
@@ -309,10 +319,6 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
   };
 }
 
-function serverIn(servers: JournalServer[], name: string): JournalServer {
-  return servers.find((s) => s.name === name)!;
-}
-
 /** Health checks of the lone server on again, once it answers on the new version; waits for HAProxy to see it UP. */
 export function checksOnStep(ctx: StepContext, name: string): Step {
   const socket = ctx.paths.adminSocket;
@@ -323,10 +329,7 @@ export function checksOnStep(ctx: StepContext, name: string): Step {
     details: [`enable health ${BACKEND}/${name}`],
     changes: true,
     async apply() {
-      await setHealthChecks(socket, BACKEND, name, true);
-      await ctx.journal.update((j) => {
-        j.healthDisabled = undefined;
-      }, `${name}: health checks on again`);
+      await healthChecksOn(ctx, name);
       const started = Date.now();
       for (;;) {
         const stat = await serverStat(socket, name);
@@ -351,15 +354,10 @@ export function readyStep(ctx: StepContext, name: string): Step {
     details: [`set server ${BACKEND}/${name} state drain; set server ${BACKEND}/${name} health down`, `wait for status DRAIN (rise passing checks), then set server ${BACKEND}/${name} state ready`],
     changes: true,
     async apply() {
-      try {
-        const stat = await readyAfterCheck(ctx.paths.adminSocket, name, { timeoutMs: ctx.timeoutMs, pollMs: ctx.pollMs });
-        await saveServerState(ctx.paths, ctx.log);
-        await ctx.journal.setPhase(name, 'done', `${name}: back in rotation`);
-        return describeServer(stat);
-      } catch (error) {
-        if (error instanceof CheckTimeout) throw new Error(error.message);
-        throw error;
-      }
+      const stat = await readyAfterCheck(ctx.paths.adminSocket, name, { timeoutMs: ctx.timeoutMs, pollMs: ctx.pollMs });
+      await saveServerState(ctx.paths, ctx.log);
+      await ctx.journal.setPhase(name, 'done', `${name}: back in rotation`);
+      return describeServer(stat);
     },
     async undo() {},
   };

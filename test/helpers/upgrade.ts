@@ -10,7 +10,7 @@ import { freePort } from '../../src/system/host.js';
 import { PATHS, Root } from '../../src/system/root.js';
 import { setupHaproxy, type Haproxy } from './haproxy.js';
 import { knocker, REPO } from './knocker.js';
-import type { ServerNode } from './server.js';
+import type { ServerNode, SharedDatabase } from './server.js';
 import { makeTempDir } from './temp.js';
 
 export interface SandboxNode {
@@ -22,6 +22,8 @@ export interface SandboxNode {
 
 export interface UpgradeCluster {
   base: string;
+  /** The application's connection string of the shared database. */
+  databaseUrl: string;
   nodes: SandboxNode[];
   /** The first node's root: knocknoc.conf and HAProxy, where knocker upgrade runs. */
   root: Root;
@@ -68,12 +70,21 @@ export async function startUpgradeCluster(options: { hosts: string[]; haproxyHos
   const root = nodes[0]!.root;
   return {
     base,
+    databaseUrl: options.databaseUrl,
     nodes,
     root,
     haproxy,
     commandFor: (releaseDir) => `${path.join(releaseDir, 'bin', 'knocker')} service restart server --root ${base}/{name}`,
     stop: stopAll,
   };
+}
+
+let databases = 0;
+
+/** A database of its own on the test cluster (an upgrade migrates it, so no two clusters share one): its URL. */
+export async function newDatabase(db: SharedDatabase): Promise<string> {
+  databases += 1;
+  return db.cluster.createDatabase({ role: `upgrade_${databases}`, database: `upgrade_${databases}` });
 }
 
 export interface LoadReport {
