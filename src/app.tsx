@@ -7,7 +7,7 @@ import { useEffect, useReducer } from 'react';
 import { Box, Text, useApp, useInput } from 'ink';
 import { formatError, KnockerError } from './errors.js';
 import type { InstallSession, Prepared } from './installer/index.js';
-import { PreflightFailed, type Check } from './installer/checks.js';
+import { PreflightFailed, type Check } from './shared/checks.js';
 import { defaultsFrom, flowReducer, haproxyAnswersFrom, initialFlow, isFinished, type Values } from './installer/questions.js';
 import { nextSteps } from './installer/summary.js';
 import { PlanScreen, PreflightFailedScreen } from './screens/plan-screen.js';

@@ -115,6 +115,17 @@ export function parseServerName(input: string): Parsed<string> {
   return fail(`"${value}" is not a valid server name: use 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit`);
 }
 
+/** `NAME=HOST:PORT`, as HAProxy nodes are written. */
+export function parseNodeSpec(text: string): Parsed<{ name: string; host: string; port: number }> {
+  const eq = text.indexOf('=');
+  if (eq < 0) return { ok: false, error: `"${text}" is not NAME=HOST:PORT` };
+  const name = parseServerName(text.slice(0, eq));
+  if (!name.ok) return name;
+  const address = parseListen(text.slice(eq + 1));
+  if (!address.ok) return { ok: false, error: `"${text}": ${address.error}` };
+  return { ok: true, value: { name: name.value, host: address.value.host, port: address.value.port } };
+}
+
 /** A host name turned into a valid server name (the default). */
 export function serverNameFromHostname(hostname: string): string {
   const cleaned = hostname.split('.')[0]!.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63);

@@ -6,7 +6,7 @@ import ipaddr from 'ipaddr.js';
 import { KnocknocConf } from '../config/knocknoc-conf.js';
 import { parseIp, parseNarrowCidr } from '../config/values.js';
 import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
-import type { Output } from '../installer/unattended.js';
+import type { Output } from '../shared/output.js';
 import { adminLink, SqlError, type AdminLink } from '../postgres/admin.js';
 import { hbaErrors, hbaName } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';

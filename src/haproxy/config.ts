@@ -4,8 +4,7 @@
 // the template.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
-import { parseNodeSpec, type HaproxyAnswers } from '../installer/answers.js';
+import { formatListen, parseListen, parseNodeSpec, type ListenAddress } from '../config/values.js';
 import { packageRoot } from '../system/package.js';
 
 /** The names the runtime API knows them by: `set server web_nodes/web-1 state drain`. */
@@ -14,6 +13,13 @@ export const BACKEND = 'web_nodes';
 /** HAProxy's persistence cookie; its value is the node's name. */
 export const COOKIE = 'SRVID';
 const MARKER = '# Written by knocker';
+
+/** The HAProxy part of the installer's answers (answers file `haproxy:`, or the TUI's question). */
+export interface HaproxyAnswers {
+  bind: string;
+  /** NAME=HOST:PORT */
+  nodes: string[];
+}
 
 export interface HaproxyNode {
   name: string;

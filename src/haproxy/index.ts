@@ -6,8 +6,8 @@
 // and status reads HAProxy's read-only socket.
 import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
 import { PreflightError, UsageError } from '../errors.js';
-import { checkLine, PreflightFailed } from '../installer/checks.js';
-import type { Output } from '../installer/unattended.js';
+import { checkLine, PreflightFailed } from '../shared/checks.js';
+import type { Output } from '../shared/output.js';
 import { withLock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, formatPlan, hasChanges, planToJson, type ApplyEvent, type Plan, type Step } from '../system/plan.js';

@@ -6,9 +6,8 @@
 // `knocker install` for the answers' haproxy section.
 import fs from 'node:fs/promises';
 import { formatListen, parseListen } from '../config/values.js';
-import type { HaproxyAnswers } from '../installer/answers.js';
 import { ApplyFailedError } from '../errors.js';
-import type { Check } from '../installer/checks.js';
+import type { Check } from '../shared/checks.js';
 import { installPackages, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
@@ -27,6 +26,7 @@ import {
   settingsProblems,
   TemplateError,
   type ExistingConfig,
+  type HaproxyAnswers,
   type HaproxyNode,
   type HaproxySettings,
 } from './config.js';

@@ -6,17 +6,16 @@ import path from 'node:path';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, stringify, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { didYouMean } from '../config/suggest.js';
-import { parseListen } from '../config/values.js';
+import { parseListen, parseNodeSpec } from '../config/values.js';
+import type { HaproxyAnswers } from '../haproxy/config.js';
 import { redactUrl, urlWithoutPassword } from '../postgres/url.js';
 import {
   describeSource,
   FIELDS,
   FILE_KEY,
-  parseNodeSpec,
   validateField,
   type Answers,
   type Field,
-  type HaproxyAnswers,
   type LoadedAnswersFile,
   type Source,
 } from './answers.js';

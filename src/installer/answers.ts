@@ -14,12 +14,8 @@ import {
   type DatabaseOption,
   type Parsed,
 } from '../config/values.js';
+import type { HaproxyAnswers } from '../haproxy/config.js';
 import { parseDatabaseUrl } from '../postgres/url.js';
-
-export interface HaproxyAnswers {
-  bind: string;
-  nodes: string[];
-}
 
 export interface Answers {
   listen: string;
@@ -99,17 +95,6 @@ export interface LoadedAnswersFile {
   file: string;
   values: Partial<{ [F in Field]: FileValue<string | string[]> }>;
   haproxy?: HaproxyAnswers;
-}
-
-/** `NAME=HOST:PORT`, as HAProxy nodes are written. */
-export function parseNodeSpec(text: string): Parsed<{ name: string; host: string; port: number }> {
-  const eq = text.indexOf('=');
-  if (eq < 0) return { ok: false, error: `"${text}" is not NAME=HOST:PORT` };
-  const name = parseServerName(text.slice(0, eq));
-  if (!name.ok) return name;
-  const address = parseListen(text.slice(eq + 1));
-  if (!address.ok) return { ok: false, error: `"${text}": ${address.error}` };
-  return { ok: true, value: { name: name.value, host: address.value.host, port: address.value.port } };
 }
 
 /** Validates and normalises one field's raw value. */

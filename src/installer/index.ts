@@ -9,8 +9,8 @@ import { acquireLock, type Lock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
-import { answersFromSettings, readSettings } from '../haproxy/config.js';
-import { answersFrom, resolveAnswers, type Answers, type Field, type HaproxyAnswers, type LoadedAnswersFile, type Resolution } from './answers.js';
+import { answersFromSettings, readSettings, type HaproxyAnswers } from '../haproxy/config.js';
+import { answersFrom, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
 import type { InstallPlan } from './plan.js';
 import type { PreflightContext, PreflightReport } from './preflight.js';
 

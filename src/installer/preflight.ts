@@ -19,8 +19,9 @@ import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
 import { which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
-import type { Answers, HaproxyAnswers } from './answers.js';
-import { PreflightFailed, type Check } from './checks.js';
+import type { HaproxyAnswers } from '../haproxy/config.js';
+import type { Answers } from './answers.js';
+import { PreflightFailed, type Check } from '../shared/checks.js';
 
 /** Option 1 under a root: the private cluster in the root. */
 export interface PrivateClusterFacts {

@@ -3,7 +3,8 @@
 // renders this state and sends these actions.
 import { formatListen, parseListen } from '../config/values.js';
 import { nodeSetProblems, nodeSpec, parseNodes, reachableAddress } from '../haproxy/config.js';
-import type { Field, HaproxyAnswers, Resolution } from './answers.js';
+import type { HaproxyAnswers } from '../haproxy/config.js';
+import type { Field, Resolution } from './answers.js';
 import { validateField } from './answers.js';
 
 export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';

@@ -6,13 +6,9 @@ import { progressPrinter, seconds } from '../system/progress.js';
 import { answersToYaml } from './answers-file.js';
 import { answersFrom, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
 import { completeAnswers, type InstallSession, type Prepared } from './index.js';
-import { checkLine, PreflightFailed } from './checks.js';
+import { checkLine, PreflightFailed } from '../shared/checks.js';
+import type { Output } from '../shared/output.js';
 import { nextSteps } from './summary.js';
-
-export interface Output {
-  out: (line: string) => void;
-  err: (line: string) => void;
-}
 
 function shownValue(field: Field, value: unknown): string {
   if (field === 'databaseUrl') return redactUrl(String(value));

@@ -1,7 +1,7 @@
 // The plan, before anything changes: what preflight found, every step (file diffs, database work,
 // services), and the question whether to apply it.
 import { Box, Text, useInput } from 'ink';
-import type { Check } from '../installer/checks.js';
+import type { Check } from '../shared/checks.js';
 import { bindings } from './keys.js';
 import { symbols, theme } from './theme.js';
 

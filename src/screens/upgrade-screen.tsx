@@ -3,7 +3,7 @@
 // question before anything changes or the result after. Display only: src/upgrade-app.tsx owns
 // the keys and the run.
 import { Box, Text } from 'ink';
-import type { Check } from '../installer/checks.js';
+import type { Check } from '../shared/checks.js';
 import type { JournalServer } from '../upgrade/journal.js';
 import { ChecksView } from './plan-screen.js';
 import { seconds } from '../system/progress.js';

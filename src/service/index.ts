@@ -21,14 +21,10 @@ import { packageRoot } from '../system/package.js';
 import { applyPlan, hasChanges, type Plan, type Step } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
-
+import type { Output } from '../shared/output.js';
 export type ServiceName = 'server' | 'postgres' | 'haproxy';
 export type ServiceAction = 'start' | 'stop' | 'restart' | 'status';
 
-export interface Output {
-  out: (line: string) => void;
-  err: (line: string) => void;
-}
 
 interface ServiceState {
   /** running, stopped, or failing: running but not serving (the server's /_status is not 200). */

@@ -4,7 +4,7 @@
 // live screen is src/status-app.tsx, over the same monitor.
 import os from 'node:os';
 import { PreflightError } from '../errors.js';
-import type { Output } from '../installer/unattended.js';
+import type { Output } from '../shared/output.js';
 import { haproxyPaths } from '../haproxy/service.js';
 import { sourceAddressFor } from '../postgres/connect.js';
 import { loadServerConfig } from '../server/config.js';

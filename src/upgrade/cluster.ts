@@ -3,7 +3,7 @@
 // /_status, HAProxy), and the checks of the seed's step 1: every server sharing the database is
 // listed, online and healthy, and HAProxy sees them all in rotation.
 import { PreflightError, UsageError } from '../errors.js';
-import type { Check } from '../installer/checks.js';
+import type { Check } from '../shared/checks.js';
 import { BACKEND, readSettings, type HaproxyNode, type HaproxySettings } from '../haproxy/config.js';
 import { adminStateFromBits, RuntimeApiError, showServersState, type AdminState } from '../haproxy/runtime.js';
 import { haproxyPaths, type HaproxyPaths } from '../haproxy/service.js';

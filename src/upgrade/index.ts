@@ -6,8 +6,8 @@
 // back only after a passing check. Progress is journalled: a stopped or cut-off run resumes, or is
 // rolled back (rotation restored). The screen (src/upgrade-app.tsx) and the plain run share this.
 import { ApplyFailedError, PreflightError, UsageError } from '../errors.js';
-import { checkLine, PreflightFailed, type Check } from '../installer/checks.js';
-import type { Output } from '../installer/unattended.js';
+import { checkLine, PreflightFailed, type Check } from '../shared/checks.js';
+import type { Output } from '../shared/output.js';
 import { describeServer } from '../haproxy/rotation.js';
 import { saveServerState } from '../haproxy/service.js';
 import { acquireLock, isAlive } from '../system/lock.js';

@@ -1,0 +1,22 @@
+// What the door (src/cli.ts) hands every command: where its output goes, the environment it read,
+// whether this run has a terminal (decided once, there), and how a command reports its exit code.
+// Commands read nothing of the process themselves.
+import type { Command } from 'commander';
+import type { Output } from '../shared/output.js';
+import { Root } from '../system/root.js';
+
+export interface CommandContext {
+  io: Output;
+  /** The process's environment (KNOCKNOC_ROOT, KNOCKNOC_LISTEN, …), read by the door. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** stdin and stdout are both terminals. A command adds its own flags (--non-interactive, --once…). */
+  terminal: boolean;
+  /** The command's result; the door returns it as the exit code. */
+  exit: (code: number) => void;
+}
+
+/** The root a command works on: --root (a global option), else KNOCKNOC_ROOT, else the real system. */
+export function rootOf(command: Command, ctx: CommandContext): Root {
+  const { root } = command.optsWithGlobals<{ root?: string }>();
+  return new Root(root ?? ctx.env.KNOCKNOC_ROOT ?? '/');
+}

@@ -1,0 +1,45 @@
+// `knocker exposedb`: share this primary's database with other web nodes (src/exposedb/). Its help
+// is Knocknoc's own text for exposedb (src/exposedb/help.ts).
+import { Option, type Command } from 'commander';
+import { EXIT } from '../errors.js';
+import { EXPOSEDB_HELP } from '../exposedb/help.js';
+import { rootOf, type CommandContext } from './context.js';
+import { once } from './options.js';
+
+interface ExposeOptions {
+  init?: boolean;
+  add?: string;
+  remove?: string;
+  list?: boolean;
+  conn?: string;
+  host?: string;
+}
+
+export function exposedbCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command('exposedb')
+    .description('share this primary\'s database with other web nodes, behind an allow-list of their addresses')
+    .addOption(new Option('--init').conflicts(['add', 'remove', 'list']))
+    .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list']))
+    .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list']))
+    .option('--list')
+    .addOption(new Option('--conn <URI>').argParser(once('--conn')))
+    .addOption(new Option('--host <ADDR>').argParser(once('--host')))
+    // Shown for -h/--help and after every misuse.
+    .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
+    .showHelpAfterError(true)
+    .action(async (options: ExposeOptions, command: Command) => {
+      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : undefined;
+      if (!action) {
+        // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
+        if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR> or --list');
+        command.outputHelp({ error: true });
+        ctx.exit(EXIT.usage);
+        return;
+      }
+      if (options.host !== undefined && action !== 'init') command.error('error: --host goes with --init (it sets the host of the printed connection string)');
+      const { runExposeDb } = await import('../exposedb/index.js');
+      const request = { action, cidr: options.add ?? options.remove, conn: options.conn, host: options.host } as const;
+      ctx.exit(await runExposeDb(request, { root: rootOf(command, ctx), io: ctx.io }));
+    });
+}

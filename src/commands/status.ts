@@ -1,0 +1,52 @@
+// `knocker status`: the live dashboard on a terminal (src/status-app.tsx), else one snapshot as
+// text or JSON (src/status/).
+import { Option, type Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { rootOf, type CommandContext } from './context.js';
+import { secondsOption } from './options.js';
+
+export function statusCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command('status')
+    .description('the live cluster dashboard: every server sharing the database, its /_status, HAProxy and PostgreSQL')
+    .option('--once', 'print one plain-text snapshot and exit (what it does without a terminal)')
+    .option('--json', 'print one JSON snapshot and exit (fields: README, "knocker status --json")')
+    .addOption(new Option('--interval <seconds>', 'refresh every SECONDS, 0.5 to 60 (keys + and - change it live)').default(2).argParser(secondsOption(0.5, 60)))
+    .option('--admin', 'let the screen drain, maint or ready the selected server through HAProxy (each asks first); read-only without it')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Reads the shared database named by DatabaseURL in knocknoc.conf (its servers registry, role,',
+        'replication and connections), asks every server for its /_status, and reads HAProxy\'s read-only',
+        'socket when knocker set HAProxy up on this host. A source that fails keeps its last data, shown',
+        'as stale with its age and error, and is retried at every refresh.',
+        '',
+        'Keys: ↑/↓ PgUp/PgDn select · / filter (! in front inverts) · p pause · +/- interval · r refresh · ? help · q quit',
+        '      with --admin: d drain · m maint · R ready (back in rotation once a check passes)',
+        '',
+        'Exit codes of --once and --json: 0 every server healthy, 1 degraded (a server offline, failing',
+        '/_status, out of step or out of rotation), 3 the database could not be reached.',
+      ].join('\n'),
+    )
+    .action(async (options: { once?: boolean; json?: boolean; interval: number; admin?: boolean }, command: Command) => {
+      const root = rootOf(command, ctx);
+      const intervalMs = options.interval * 1000;
+      const live = !options.once && !options.json && ctx.terminal;
+      if (options.admin && (options.once || options.json)) throw new UsageError('--admin is for the live screen: it cannot go with --once or --json');
+      const status = await import('../status/index.js');
+      if (!live) {
+        ctx.exit(await status.printStatus(root, { intervalMs, json: Boolean(options.json) }, ctx.io));
+        return;
+      }
+      const monitor = await status.openMonitor(root, { intervalMs });
+      const [{ runDashboard }, actions] = await Promise.all([import('../status-app.js'), options.admin ? import('../status/actions.js') : undefined]);
+      ctx.exit(
+        await runDashboard({
+          monitor,
+          staleAfterMs: () => status.staleAfterMs(monitor),
+          ...(actions ? { rotate: (name, action, onStatus) => actions.rotateServer(root, name, action, onStatus) } : {}),
+        }),
+      );
+    });
+}
