@@ -264,6 +264,11 @@ async function endBlocked(c: UpgradeCluster): Promise<void> {
   process.kill(Number(await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8')), 'SIGKILL');
 }
 
+/** Waits until the scripted command blocking on a server runs (it has written its pid). */
+async function waitForBlocked(c: UpgradeCluster): Promise<void> {
+  await waitFor('the blocked upgrade command to run', async () => ((await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8').catch(() => '')).trim() !== '' ? true : undefined), 60_000);
+}
+
 async function waitForPhase(c: UpgradeCluster, name: string, phase: string): Promise<void> {
   await waitFor(`${name} to be ${phase} in the journal`, async () => ((await journal(c).catch(() => undefined))?.servers.find((s) => s.name === name)?.phase === phase ? true : undefined), 60_000);
 }
@@ -273,8 +278,14 @@ test('a run cut off during a later server\'s command resumes where it was', asyn
   const load = steadyLoad(c.haproxy.url, 50);
   const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-2' })]);
   await waitForPhase(c, 'web-2', 'upgrading');
+  await waitForBlocked(c);
   await cutOff(run);
   expect((await journal(c)).state).toBe('running');
+  // Cut off before it could journal the command's pid: the command is found all the same.
+  const file = c.root.path('/var/lib/knocknoc/upgrade.json');
+  const record = JSON.parse(await fs.readFile(file, 'utf8')) as { running?: { pid?: number } };
+  delete record.running!.pid;
+  await fs.writeFile(file, JSON.stringify(record));
   // Its command still runs: never a second one beside it.
   const early = await upgrade(c, '--resume', '--non-interactive');
   expect(early.exitCode).toBe(3);
@@ -290,9 +301,9 @@ test('a run cut off during a later server\'s command resumes where it was', asyn
   await expectNoFailedRequest(load);
   expect(await versions(c)).toEqual({ 'web-1': '1.1.0', 'web-2': '1.1.0', 'web-3': '1.1.0' });
   expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'UP', 'web-3': 'UP' });
-  const record = await journal(c);
-  expect(record.state).toBe('done');
-  expect(record.target).toBe('1.1.0');
+  const done = await journal(c);
+  expect(done.state).toBe('done');
+  expect(done.target).toBe('1.1.0');
 });
 
 test('a run cut off during the first server\'s command is rolled back: its checks on again, the others back by their checks', async () => {
@@ -300,6 +311,7 @@ test('a run cut off during the first server\'s command is rolled back: its check
   const load = steadyLoad(c.haproxy.url, 50);
   const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-1' })]);
   await waitForPhase(c, 'web-1', 'upgrading');
+  await waitForBlocked(c);
   // Nobody else changes rotation meanwhile, nor starts a second upgrade.
   const meddling = await c.haproxy.run('ready', 'web-2');
   expect(meddling.exitCode).toBe(3);

@@ -4,7 +4,10 @@
 // inside each word, so a server's name can never become part of another argument or a command.
 // Wanting a shell is explicit: `--upgrade-command "sh -c '…'"`.
 import { execa } from 'execa';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
 import { UsageError } from '../errors.js';
+import { isAlive } from '../system/lock.js';
 import type { Logger } from '../system/log.js';
 
 export const PLACEHOLDERS = ['name', 'host', 'port'] as const;
@@ -121,6 +124,29 @@ export function showArgv(argv: string[], secrets: string[] = secretsIn(argv)): s
 
 export class UpgradeCommandFailed extends Error {}
 
+const MARKER_ENV = 'KNOCKNOC_UPGRADE_MARKER';
+
+/** A new marker for one command run. */
+export function newMarker(): string {
+  return randomUUID();
+}
+
+/**
+ * The pid of a live process carrying this marker in its environment (an upgrade command of a run
+ * that was cut off, or one of its children), if any. Only the processes this user may read.
+ */
+export async function findUpgradeCommand(marker: string): Promise<number | undefined> {
+  const wanted = Buffer.from(`${MARKER_ENV}=${marker}\0`);
+  for (const entry of await fs.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    const environ = await fs.readFile(`/proc/${entry}/environ`).catch(() => undefined);
+    if (environ && environ.includes(wanted) && isAlive(pid)) return pid;
+  }
+  return undefined;
+}
+
 export interface RunCommandOptions {
   log: Logger;
   /** Each line the command prints (stdout and stderr), as it comes. */
@@ -128,6 +154,8 @@ export interface RunCommandOptions {
   timeoutMs: number;
   /** Environment added for the command: KNOCKNOC_UPGRADE_SERVER and _HOST. */
   target: Target;
+  /** In the command's environment as KNOCKNOC_UPGRADE_MARKER: found there by a later run (see findUpgradeCommand). */
+  marker?: string;
   /** Told the command's pid once it runs (the journal keeps it: the command outlives a killed knocker). */
   onStart?: (pid: number) => Promise<void>;
 }
@@ -153,6 +181,7 @@ export async function runUpgradeCommand(argv: string[], options: RunCommandOptio
       KNOCKNOC_UPGRADE_SERVER: options.target.name,
       KNOCKNOC_UPGRADE_HOST: options.target.host,
       KNOCKNOC_UPGRADE_PORT: String(options.target.port),
+      ...(options.marker ? { [MARKER_ENV]: options.marker } : {}),
     },
   });
   let pending = '';

@@ -16,7 +16,7 @@ import { applyPlan, formatPlan, planToJson, type ApplyEvent, type Plan, type Ste
 import { progressPrinter, seconds } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import { chooseFirst, preflightChecks, readCluster, releasesOf, resumeChecks, rowsByName, WANTED_RETRIES, type ClusterFacts } from './cluster.js';
-import { parseUpgradeCommand, type UpgradeCommand } from './command.js';
+import { findUpgradeCommand, parseUpgradeCommand, type UpgradeCommand } from './command.js';
 import { JOURNAL_VERSION, journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
 import { checksOnStep, confirmStep, healthChecksOn, holdStep, needsTakingOut, putBackServer, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
 
@@ -49,10 +49,12 @@ export interface UpgradeSession {
 }
 
 /** A cut-off run's upgrade command may still be at work (it has a session of its own): never start a second. */
-function commandStillRunning(journal: Journal, root: Root): void {
+async function commandStillRunning(journal: Journal, root: Root): Promise<void> {
   const running = journal.running;
-  if (running && isAlive(running.pid)) {
-    throw new PreflightError(`the upgrade command for ${running.server} (pid ${running.pid}) is still running from the run that was cut off`, [
+  if (!running) return;
+  const pid = running.pid !== undefined && isAlive(running.pid) ? running.pid : await findUpgradeCommand(running.marker);
+  if (pid !== undefined) {
+    throw new PreflightError(`the upgrade command for ${running.server} (pid ${pid}) is still running from the run that was cut off`, [
       `let it finish (or end it), then run this again${hintFor(root)}`,
     ]);
   }
@@ -98,7 +100,7 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
       throw new UsageError(`--to-version ${options.toVersion}: this upgrade is to ${journal.target} (the first server came back on it)`);
     }
     if (options.toVersion !== undefined) journal.toVersion = options.toVersion;
-    commandStillRunning(open, root);
+    await commandStillRunning(open, root);
   } else {
     checks = preflightChecks(facts);
     if (checks.some((c) => !c.ok)) throw new PreflightFailed(checks);
@@ -303,7 +305,7 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
     throw new UsageError(`there is no upgrade to roll back${lastRun(journal)}`);
   }
   if (journalOwnerAlive(journal)) throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
-  commandStillRunning(journal, root);
+  await commandStillRunning(journal, root);
   const lock = await acquireLock(root.path(PATHS.upgradeLock), 'knocker upgrade --rollback');
   const log = fileLogger(root.path(PATHS.opsLog));
   try {

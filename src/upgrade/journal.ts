@@ -55,8 +55,12 @@ export interface Journal {
   toVersion?: string;
   /** Health checks of this server are disabled by the upgrade (while it restarts alone). */
   healthDisabled?: string;
-  /** The upgrade command running now (its own session: it outlives a knocker killed outright). */
-  running?: { server: string; pid: number };
+  /**
+   * The upgrade command running now (its own session: it outlives a knocker killed outright).
+   * Written before it starts: `marker` is in its environment (and its children's), so a run cut off
+   * before it could write `pid` still finds it.
+   */
+  running?: { server: string; marker: string; pid?: number };
   servers: JournalServer[];
   /** Why it stopped, when it did. */
   reason?: string;

@@ -11,7 +11,7 @@ import type { StatusBody } from '../server/http.js';
 import { probeStatus } from '../status/sources.js';
 import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
-import { commandFor, runUpgradeCommand, showArgv, type UpgradeCommand } from './command.js';
+import { commandFor, newMarker, runUpgradeCommand, showArgv, type UpgradeCommand } from './command.js';
 import type { JournalServer, JournalWriter } from './journal.js';
 
 export interface StepContext {
@@ -258,6 +258,11 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
         await recordUpgraded(ctx, name, probe.body!, `already on ${probe.body!.version}, command not run`);
         return `${name} already answers on ${probe.body!.version}: not run`;
       }
+      // Recorded before it starts: a run cut off between its start and the pid below still finds it.
+      const marker = newMarker();
+      await ctx.journal.update((j) => {
+        j.running = { server: name, marker };
+      });
       await ctx.journal.setPhase(name, 'upgrading', `${name}: upgrade command started`);
       const started = Date.now();
       let ms = 0;
@@ -267,9 +272,10 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
           timeoutMs: ctx.commandTimeoutMs,
           target: server,
           onLine: (line) => ctx.onOutput?.(name, line),
+          marker,
           onStart: (pid) =>
             ctx.journal.update((j) => {
-              j.running = { server: name, pid };
+              j.running = { server: name, marker, pid };
             }),
         });
       } finally {
