@@ -1,7 +1,9 @@
 // exposedb on a host's own PostgreSQL in Debian's layout, found through pg_lsclusters and
 // restarted through pg_ctlcluster. PG_CLUSTER_CONF_ROOT gives a real Debian-layout cluster in a
-// temporary folder (as in install-host-debian.test.ts); its SSL is on, so the allow-list uses
-// hostssl lines and the printed string asks for TLS. exposedb's own files go to a sandbox root.
+// temporary folder (as in install-host-debian.test.ts); its SSL is on with a self-signed "snakeoil"
+// certificate, as Debian sets every cluster up, which verifies nothing: exposedb replaces it with
+// one from the cluster's CA, and the printed string asks for verify-full. exposedb's own files go
+// to a sandbox root.
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -15,7 +17,8 @@ import { generatePassword, scramVerifier } from '../src/postgres/scram.js';
 import { findSystemClusters, stopSystemCluster, type SystemCluster } from '../src/postgres/system-cluster.js';
 import { buildDatabaseUrl } from '../src/postgres/url.js';
 import { freePort } from '../src/system/host.js';
-import type { Root } from '../src/system/root.js';
+import { probeTls } from '../src/postgres/tls-probe.js';
+import { PATHS, type Root } from '../src/system/root.js';
 import { url } from './helpers/exposedb.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
 import { makeTempDir } from './helpers/temp.js';
@@ -37,9 +40,9 @@ beforeAll(async () => {
     env: { PG_CLUSTER_CONF_ROOT: etc },
   });
   await fs.chmod(etc, 0o755);
-  // A self-signed certificate, as a host with TLS set up would have.
-  const key = path.join(base, 'server.key');
-  const crt = path.join(base, 'server.crt');
+  // A self-signed certificate for the host's name, as Debian's ssl-cert package makes ("snakeoil").
+  const key = path.join(base, 'ssl-cert-snakeoil.key');
+  const crt = path.join(base, 'ssl-cert-snakeoil.pem');
   await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', key, '-out', crt]);
   await execa('chown', ['postgres:postgres', key, crt]);
   await fs.chmod(key, 0o600);
@@ -54,6 +57,8 @@ beforeAll(async () => {
   });
   appConn = buildDatabaseUrl({ host: '127.0.0.1', port: cluster.port, user: 'knocknoc', password, database: 'knocknoc' });
   root = await makeRoot();
+  // Traversable, as a real host's / is: PostgreSQL reads the certificate knocker puts under it.
+  await fs.chmod(root.dir, 0o755);
 });
 
 afterAll(async () => {
@@ -75,17 +80,21 @@ async function startedAt(): Promise<string> {
   return withAdminSession({ socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser }, undefined, async (s) => (await s.query<{ t: string }>('SELECT pg_postmaster_start_time()::text AS t')).rows[0]!.t);
 }
 
-test('--init on a Debian cluster: found by port, restarted through pg_ctlcluster, hostssl lines, a string that asks for TLS', async () => {
+test('--init on a Debian cluster: found by port, snakeoil replaced by a certificate from the cluster\'s CA, restarted through pg_ctlcluster, hostssl lines, verify-full', async () => {
   const before = await startedAt();
   const init = await exposedb({ action: 'init', host: '127.0.0.65' });
   expect(init.code).toBe(0);
   expect(init.err[0]).toMatch(new RegExp(`^Exposing database knocknoc of cluster ${cluster.version}/exposetest \\(PostgreSQL ${cluster.version}\\.\\d+\\) to other web nodes:$`));
   expect(init.err.join('\n')).toMatch(/PostgreSQL: listen on every address \(listen_addresses 'localhost' -> '\*'\), restart cluster .*\/exposetest/);
-  // SSL is on: no warning about it.
   expect(init.err.join('\n')).not.toContain('warning');
+  expect(init.err).toContain("note: PostgreSQL presents Debian's self-signed snakeoil certificate, which verifies nothing: it is replaced by a certificate from the cluster's CA");
   expect(init.out).toHaveLength(1);
   const printed = init.out[0]!;
-  expect(printed).toMatch(new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@127\\.0\\.0\\.65:${cluster.port}/knocknoc\\?sslmode=require$`));
+  expect(printed).toMatch(new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@127\\.0\\.0\\.65:${cluster.port}/knocknoc\\?sslmode=verify-full$`));
+  // PostgreSQL now presents knocker's certificate, for the printed host, from the cluster's CA.
+  const ca = await fs.readFile(root.path(PATHS.clusterCaCert), 'utf8');
+  const presented = await probeTls('127.0.0.1', cluster.port, { ca });
+  expect(presented).toMatchObject({ offered: true, chainVerified: true, certificate: { altNames: ['IP Address:127.0.0.65'] } });
   expect(await startedAt()).not.toBe(before);
 
   const hba = await fs.readFile(cluster.hbaFile, 'utf8');
@@ -99,7 +108,7 @@ test('--init on a Debian cluster: found by port, restarted through pg_ctlcluster
   expect(await fs.readFile(cluster.hbaFile, 'utf8')).toMatch(/^hostssl {2}knocknoc {2}knocknoc_remote {2}127\.0\.0\.66\/32 {2}scram-sha-256$/m);
   const remote = url(printed);
   // The node connects, over TLS; without TLS the same node is refused.
-  const tls = await withClient(remote, { sourceAddress: '127.0.0.66' }, async (c) => {
+  const tls = await withClient(remote, { sourceAddress: '127.0.0.66', ca }, async (c) => {
     // As the session's own role (not the app role it acts as) it may see its own row.
     await c.query('SET ROLE NONE');
     return (await c.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]!.ssl;

@@ -58,7 +58,7 @@ test('a failure in the last step rolls back every step, the restart included (ex
   expect(result.exitCode).toBe(4);
   expect(result.stderr).toMatch(/error: Update .*exposedb-url \(mode 0600\) failed: .*exposedb-url\.bak exists and is not a regular file/);
   expect(result.stderr).toContain('hint: every change made before the failure was rolled back');
-  for (const step of ['create login role knocknoc_remote', 'knocknoc_remote acts as knocknoc', 'allow-list block', 'listen on every address']) {
+  for (const step of ['create login role knocknoc_remote', 'knocknoc_remote acts as knocknoc', 'PostgreSQL TLS', 'allow-list block', 'listen on every address']) {
     expect(result.stderr).toMatch(new RegExp(`↺ rolled back: .*${step}`));
   }
   // As it was: no role, the same files, listening on the node's own address again; up and serving.
@@ -66,6 +66,10 @@ test('a failure in the last step rolls back every step, the restart included (ex
   expect(after).toMatchObject({ listen: '127.0.0.57', remoteRoles: 0 });
   expect(after.startedAt).not.toBe(before.server.startedAt);
   expect(await exposedState(primary)).toEqual(before.state);
+  // No CA, no certificate, ssl off again.
+  await expect(fs.access(primary.path(PATHS.clusterCaDir))).rejects.toThrow();
+  await expect(fs.access(primary.path(PATHS.pgTlsDir))).rejects.toThrow();
+  expect(await rootAdmin(primary, `SELECT current_setting('ssl') AS ssl`)).toEqual([{ ssl: 'off' }]);
   expect(await withClient(await appUrl(primary), { sourceAddress: '127.0.0.57' }, async () => 'up')).toBe('up');
   await fs.rmdir(`${urlFile}.bak`);
 });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connect, withClient } from '../src/postgres/connect.js';
 import { EXPOSEDB_HELP } from '../src/exposedb/help.js';
 import { PATHS, type Root } from '../src/system/root.js';
-import { appUrl, exposedState, hbaFile, installPrimary, rootAdmin, url } from './helpers/exposedb.js';
+import { appUrl, asNode, exposedState, hbaFile, installPrimary, rootAdmin, url } from './helpers/exposedb.js';
 import { knocker } from './helpers/knocker.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
 
@@ -30,11 +30,10 @@ describe('knocker exposedb on a primary', () => {
     expect(init.exitCode).toBe(0);
     // The connection string alone on stdout; progress and notes on stderr.
     const printed = init.stdout;
-    expect(printed).toMatch(/^postgres:\/\/knocknoc_remote:[A-Za-z0-9_-]{32}@127\.0\.0\.50:\d+\/knocknoc$/);
-    expect(init.stderr).toMatch(/\[5\/5\] ✔ done/);
+    expect(printed).toMatch(/^postgres:\/\/knocknoc_remote:[A-Za-z0-9_-]{32}@127\.0\.0\.50:\d+\/knocknoc\?sslmode=verify-full$/);
+    expect(init.stderr).toMatch(/\[6\/6\] ✔ done/);
     expect(init.stderr).toContain('No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.');
-    // ssl is off in a fresh private cluster: said, not hidden.
-    expect(init.stderr).toMatch(/warning: PostgreSQL has ssl off/);
+    expect(init.stderr).not.toMatch(/warning: PostgreSQL has ssl off/);
     const remote = url(printed);
     expect(remote.port).toBe((await appUrl(primary)).port);
 
@@ -48,24 +47,29 @@ describe('knocker exposedb on a primary', () => {
       { setting: '*', auto: true },
     ]);
 
-    await expect(withClient(remote, { sourceAddress: '127.0.0.51' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
+    await expect(withClient(remote, await asNode(primary, '127.0.0.51'), async () => 'in')).rejects.toMatchObject({ code: '28000' });
 
     const add = await exposedb('--add', '127.0.0.51/32');
     expect(add.exitCode).toBe(0);
     expect(add.stdout).toBe('Allowed 127.0.0.51/32: knocknoc_remote may log in to knocknoc from it (pg_hba.conf checked and reloaded, no restart).');
+    // Over TLS only: the same node without it is refused.
+    await expect(withClient({ ...remote, sslmode: 'disable' }, { sourceAddress: '127.0.0.51' }, async () => 'in')).rejects.toMatchObject({
+      code: '28000',
+      message: expect.stringContaining('no encryption'),
+    });
     // Only that node: another source is refused, even with the password and a broader rule of the
     // operator's further down (the block's reject lines match first).
     const hba = await fs.readFile(hbaFile(primary), 'utf8');
     await fs.writeFile(hbaFile(primary), `${hba}host all all 127.0.0.0/8 scram-sha-256\n`);
     await rootAdmin(primary, 'SELECT pg_reload_conf()');
-    await expect(withClient(remote, { sourceAddress: '127.0.0.52' }, async () => 'in')).rejects.toMatchObject({
+    await expect(withClient(remote, await asNode(primary, '127.0.0.52'), async () => 'in')).rejects.toMatchObject({
       code: '28000',
       message: expect.stringContaining('pg_hba.conf rejects connection for host "127.0.0.52", user "knocknoc_remote"'),
     });
     await fs.writeFile(hbaFile(primary), hba);
     await rootAdmin(primary, 'SELECT pg_reload_conf()');
 
-    const node = await connect(remote, { sourceAddress: '127.0.0.51' });
+    const node = await connect(remote, await asNode(primary, '127.0.0.51'));
     try {
       const who = (await node.query<{ current_user: string; session_user: string }>('SELECT current_user, session_user')).rows[0];
       expect(who).toEqual({ current_user: 'knocknoc', session_user: 'knocknoc_remote' });
@@ -93,7 +97,7 @@ describe('knocker exposedb on a primary', () => {
     } finally {
       await node.end().catch(() => {});
     }
-    await expect(withClient(remote, { sourceAddress: '127.0.0.51' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
+    await expect(withClient(remote, await asNode(primary, '127.0.0.51'), async () => 'in')).rejects.toMatchObject({ code: '28000' });
   });
 
   test('--init again changes nothing: the same string, files and settings, and no restart', async () => {
@@ -118,14 +122,14 @@ describe('knocker exposedb on a primary', () => {
     expect(again.stdout).toBe(first.stdout);
     await exposedb('--add', '127.0.0.53/32');
     try {
-      expect(await withClient(url(again.stdout), { sourceAddress: '127.0.0.53' }, async () => 'in')).toBe('in');
+      expect(await withClient(url(again.stdout), await asNode(primary, '127.0.0.53'), async () => 'in')).toBe('in');
       await fs.rm(primary.path(PATHS.exposedbUrl));
       const fresh = await exposedb('--init');
       expect(fresh.exitCode).toBe(0);
       expect(fresh.stdout).not.toBe(first.stdout);
       expect(url(fresh.stdout)).toMatchObject({ user: 'knocknoc_remote', host: '127.0.0.50', database: 'knocknoc' });
-      expect(await withClient(url(fresh.stdout), { sourceAddress: '127.0.0.53' }, async () => 'in')).toBe('in');
-      await expect(withClient(url(first.stdout), { sourceAddress: '127.0.0.53' }, async () => 'in')).rejects.toMatchObject({ code: '28P01' });
+      expect(await withClient(url(fresh.stdout), await asNode(primary, '127.0.0.53'), async () => 'in')).toBe('in');
+      await expect(withClient(url(first.stdout), await asNode(primary, '127.0.0.53'), async () => 'in')).rejects.toMatchObject({ code: '28P01' });
     } finally {
       await exposedb('--remove', '127.0.0.53/32');
     }
@@ -138,7 +142,7 @@ describe('knocker exposedb on a primary', () => {
     expect(add.exitCode).toBe(0);
     expect(add.stdout).toMatch(/^Allowed 10\.1\.2\.0\/24 \(normalised from 10\.1\.2\.3\/24\): /);
     const hba = await fs.readFile(hbaFile(primary), 'utf8');
-    expect(hba).toMatch(/^host {5}knocknoc {2}knocknoc_remote {2}10\.1\.2\.0\/24 {2}scram-sha-256$/m);
+    expect(hba).toMatch(/^hostssl {2}knocknoc {2}knocknoc_remote {2}10\.1\.2\.0\/24 {2}scram-sha-256$/m);
     expect(hba).not.toMatch(/trust/);
     // The block comes before every other rule, and ends with the role's reject lines.
     const block = hba.slice(hba.indexOf('# BEGIN exposedb managed block (do not edit by hand)'), hba.indexOf('# END exposedb managed block'));
@@ -208,8 +212,8 @@ describe('knocker exposedb on a primary', () => {
       expect(result.stderr).toMatch(/error: pg_hba\.conf: allow knocknoc_remote from 127\.0\.0\.54\/32 failed: PostgreSQL rejects the new .*pg_hba\.conf \(line \d+: invalid CIDR mask in address "10\.0\.0\.0\/33"\); the previous file was put back and the server keeps its current rules/);
       expect(result.stderr).toContain('hint: every change made before the failure was rolled back');
       expect(await fs.readFile(hbaFile(primary), 'utf8')).toBe(broken);
-      await expect(withClient(remote, { sourceAddress: '127.0.0.54' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
-      expect(await withClient(remote, { sourceAddress: '127.0.0.53' }, async () => 'in')).toBe('in');
+      await expect(withClient(remote, await asNode(primary, '127.0.0.54'), async () => 'in')).rejects.toMatchObject({ code: '28000' });
+      expect(await withClient(remote, await asNode(primary, '127.0.0.53'), async () => 'in')).toBe('in');
     } finally {
       await fs.writeFile(hbaFile(primary), original);
       await exposedb('--remove', '127.0.0.53/32');
@@ -238,7 +242,8 @@ describe('knocker exposedb on a primary', () => {
       [['--add', '127.0.0.54/32', '--remove', '127.0.0.54/32'], "error: option '--add <CIDR>' cannot be used with option '--remove <CIDR>'"],
       [['--add', '127.0.0.54/32', '--add', '127.0.0.55/32'], '--add may be given only once'],
       [['--list', '--host', '127.0.0.50'], 'error: --host goes with --init'],
-      [['--conn', 'postgres://u:p@127.0.0.50/db'], 'error: choose what to do: --init, --add <CIDR>, --remove <CIDR> or --list'],
+      [['--conn', 'postgres://u:p@127.0.0.50/db'], 'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list or --renew-cert'],
+      [['--renew-cert', '--add', '127.0.0.54/32'], "error: option '--add <CIDR>' cannot be used with option '--renew-cert'"],
     ];
     for (const [args, message] of misuse) {
       const result = await exposedb(...args);

@@ -11,6 +11,7 @@ interface ExposeOptions {
   add?: string;
   remove?: string;
   list?: boolean;
+  renewCert?: boolean;
   conn?: string;
   host?: string;
 }
@@ -19,20 +20,21 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
   program
     .command('exposedb')
     .description('share this primary\'s database with other web nodes, behind an allow-list of their addresses')
-    .addOption(new Option('--init').conflicts(['add', 'remove', 'list']))
-    .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list']))
-    .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list']))
-    .option('--list')
+    .addOption(new Option('--init').conflicts(['add', 'remove', 'list', 'renewCert']))
+    .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list', 'renewCert']))
+    .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list', 'renewCert']))
+    .addOption(new Option('--list').conflicts(['renewCert']))
+    .option('--renew-cert')
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
     // Shown for -h/--help and after every misuse.
     .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
     .showHelpAfterError(true)
     .action(async (options: ExposeOptions, command: Command) => {
-      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : undefined;
+      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : options.renewCert ? 'renew-cert' : undefined;
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
-        if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR> or --list');
+        if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list or --renew-cert');
         command.outputHelp({ error: true });
         ctx.exit(EXIT.usage);
         return;

@@ -7,12 +7,14 @@ adds (or removes) IP addresses to the trusted Postgres list - allowing external 
 
 Usage:
   sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
 
 Options:
   --init            Initialize/expose the database for external access
   --add <CIDR>      Add access rule to pg_hba.conf for the specified CIDR (e.g., 192.168.1.0/24)
   --remove <CIDR>   Remove access rule from pg_hba.conf for the specified CIDR
   --list            List all IP addresses currently allowed to access the database
+  --renew-cert      Renew the database's TLS certificate from the cluster's CA (before it expires; no restart)
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
   -h, --help        Show this help text
 
@@ -26,6 +28,9 @@ Examples:
 
   # List all allowed IP addresses
   sudo /opt/knocknoc/knocker/knocker exposedb --list
+
+  # Renew the certificate the other nodes verify (knocker status warns 30 days before it expires)
+  sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert
 
   # If using a non-default connection string/config
   sudo /opt/knocknoc/knocker/knocker exposedb --init --conn "postgres://user:pass@host:5432/dbname"

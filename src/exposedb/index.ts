@@ -3,6 +3,7 @@
 // edit the allow-list of their addresses in pg_hba.conf; `--list` shows it. Every change goes
 // through the plan model (src/system/plan.ts), under the host's lock, logged with secrets scrubbed.
 import ipaddr from 'ipaddr.js';
+import os from 'node:os';
 import { KnocknocConf } from '../config/knocknoc-conf.js';
 import { parseIp, parseNarrowCidr } from '../config/values.js';
 import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
@@ -17,9 +18,12 @@ import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, hasChanges, type Plan } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
+import { which } from '../system/run.js';
 import { isRoot } from '../system/users.js';
+import { readCertificate } from '../postgres/certificates.js';
 import { readAllowList, sortCidrs, type AllowList, type AllowListTarget } from './allow-list.js';
-import { findLocalCluster, primaryAddress, type ClusterFinder, type LocalCluster } from './locate.js';
+import { findLocalCluster, hostAddresses, primaryAddress, type ClusterFinder, type LocalCluster } from './locate.js';
+import { checkKeyPair, chooseTls, commandLineSettings, readTlsFacts, renewStep, tlsChanges, tlsFiles, tlsStep, type TlsChoice, type TlsContext } from './tls.js';
 import {
   allowListStep,
   endSessionsStep,
@@ -34,7 +38,7 @@ import {
   type ServerFacts,
 } from './plan.js';
 
-export type ExposeAction = 'init' | 'add' | 'remove' | 'list';
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert';
 
 export interface ExposeRequest {
   action: ExposeAction;
@@ -179,7 +183,48 @@ async function storedConnection(root: Root, names: Names): Promise<{ password: s
   return { password: parsed.value.password, host: parsed.value.host };
 }
 
-const SSL_OFF = 'PostgreSQL has ssl off: the other nodes\' connections are not encrypted (pg_hba uses host lines); turn ssl on, then run --init again to require TLS';
+const SSL_OFF = 'PostgreSQL has ssl off: the other nodes\' connections are not encrypted (pg_hba uses host lines); run knocker exposedb --init to turn TLS on';
+
+/** The addresses and names the nodes may reach this host at: the printed host first. */
+function certificateHosts(root: Root, cluster: LocalCluster, printed: string): string[] {
+  if (root.isSandbox) return [...new Set([printed, ...(cluster.address ? [cluster.address] : [])])];
+  const name = os.hostname();
+  return [...new Set([printed, ...hostAddresses(), ...(HOST_NAME.test(name) ? [name] : [])])];
+}
+
+async function tlsContext(ctx: Context): Promise<TlsContext> {
+  const session = await ctx.link.session();
+  const facts = await readTlsFacts(session, ctx.facts.start.dataDirectory);
+  const caName = ctx.root.isSandbox ? (ctx.cluster.address ?? ctx.url.host) : os.hostname();
+  return { link: ctx.link, log: ctx.log, files: tlsFiles(ctx.root), facts, start: ctx.facts.start, probeAt: { host: ctx.url.host, port: ctx.url.port }, caName };
+}
+
+async function requireOpenssl(): Promise<void> {
+  if (!(await which('openssl'))) {
+    throw new PreflightError('the openssl command is not installed: knocker makes the cluster\'s certificates with it', ['apt-get install openssl (dnf install openssl), then run this again']);
+  }
+}
+
+/** What the other nodes are told about verifying this server. */
+function caLines(ctx: Context, choice: TlsChoice): string[] {
+  const caFile = ctx.root.path(PATHS.clusterCaCert);
+  if (choice.kind === 'knocker') {
+    return [
+      `The nodes verify this server (sslmode=verify-full) with the cluster's CA certificate, kept in ${caFile}.`,
+      'Give each node a copy and install it with: knocker install --database-option 3 --database-ca FILE',
+    ];
+  }
+  if ('file' in choice.nodeCa) {
+    return [
+      `The nodes verify this server (sslmode=verify-full) with its own self-signed certificate, ${choice.nodeCa.file}.`,
+      'Give each node a copy and install it with: knocker install --database-option 3 --database-ca FILE',
+    ];
+  }
+  return [
+    `The nodes verify this server (sslmode=verify-full) with the CA that issued its certificate (${choice.nodeCa.unknown}).`,
+    'Give each node that CA\'s certificate and install it with: knocker install --database-option 3 --database-ca FILE',
+  ];
+}
 
 async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   const { root, io, log, cluster, link, names, facts, target } = ctx;
@@ -206,22 +251,32 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   if (!host) {
     throw new PreflightError('cannot tell the address the other nodes reach this host at (it has no address but loopback)', ['give it with --host ADDR']);
   }
-  const printed = buildDatabaseUrl({
-    host,
-    port: ctx.url.port,
-    user: names.remoteRole,
-    password,
-    database: names.database,
-    // libpq's `require`: encrypted, as the hostssl lines demand.
-    params: facts.ssl ? { sslmode: 'require' } : undefined,
-  });
+  await requireOpenssl();
+  const tls = await tlsContext(ctx);
+  const choice = await chooseTls(tls.facts, tls.files, certificateHosts(root, cluster, host));
+  const blocked = commandLineSettings(tls.facts);
+  if (tlsChanges(choice) && blocked.length > 0) {
+    throw new PreflightError(`${blocked.join(', ')} of ${cluster.label} ${blocked.length === 1 ? 'is' : 'are'} set on the server's command line, which ALTER SYSTEM cannot override`, [
+      'remove them from how the server is started (a service unit, pg_ctl -o), then run this again',
+    ]);
+  }
+  if (choice.kind === 'operator' && choice.turnOn) {
+    // ssl on must not be what finds the operator's files unusable (the next start would fail).
+    await checkKeyPair(choice.certFile, tls.facts.keyFile, facts.start.osUser, log).catch((error: Error) => {
+      throw new PreflightError(`PostgreSQL would not start again with ssl on: ${error.message}`, [`fix ssl_cert_file / ssl_key_file of ${cluster.label}, then run this again`]);
+    });
+  }
+  // verify-full: the nodes check the certificate's CA and that it names this host.
+  const printed = buildDatabaseUrl({ host, port: ctx.url.port, user: names.remoteRole, password, database: names.database, params: { sslmode: 'verify-full' } });
   const urlFile = root.path(PATHS.exposedbUrl);
   const plan: Plan = {
     title: `Expose database ${names.database}`,
     steps: [
       remoteRoleStep(link, names, facts, password),
       grantsStep(link, names, facts),
-      await allowListStep(link, facts, target, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (SCRAM only, refused from unlisted addresses)`),
+      tlsStep(tls, choice, () => {}),
+      // hostssl lines only: a node's connection without TLS is refused.
+      await allowListStep(link, facts, { ...target, ssl: true }, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (TLS and SCRAM only, refused from unlisted addresses)`),
       listenStep(link, cluster, facts, log),
       await fileStep({
         file: urlFile,
@@ -238,7 +293,9 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
     ],
     warnings: [],
   };
-  if (!facts.ssl) plan.warnings.push(SSL_OFF);
+  if (choice.kind === 'operator' && choice.uncovered.length > 0) {
+    plan.warnings.push(`the certificate in place (${choice.certFile}) does not name ${choice.uncovered.join(', ')}: the nodes' verify-full connections will fail until it does (or give --host a name it covers)`);
+  }
   if (!listensExternally(facts.listen.setting) && facts.listen.pendingOthers.length > 0) {
     plan.warnings.push(`the restart also applies settings changed earlier that wait for one: ${facts.listen.pendingOthers.join(', ')}`);
   }
@@ -251,14 +308,43 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
       : `Nothing to change: database ${names.database} of ${cluster.label} is already exposed.`,
   );
   for (const warning of plan.warnings) io.err(`warning: ${warning}`);
+  if (choice.kind === 'knocker' && choice.replacing && choice.replacing !== 'none') {
+    io.err(`note: PostgreSQL presents ${choice.replacing}, which verifies nothing: it is replaced by a certificate from the cluster's CA`);
+  }
   if (changing) await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
   io.err(
     allow.cidrs.length === 0
       ? 'No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.'
       : `Allowed: ${allow.cidrs.join(', ')} (knocker exposedb --list).`,
   );
+  for (const line of caLines(ctx, choice)) io.err(line);
+  const ca = choice.kind === 'knocker' ? await readIfExists(root.path(PATHS.clusterCaCert)) : 'file' in choice.nodeCa ? choice.nodeCa.pem : undefined;
+  if (ca) io.err(ca.trimEnd());
   io.err(`Connection string for the other web nodes (kept in ${urlFile}); install them with database option 3:`);
   io.out(printed);
+  return EXIT.ok;
+}
+
+async function renewCert(ctx: Context): Promise<number> {
+  const { root, io, log, cluster } = ctx;
+  requireExposed(ctx);
+  await requireOpenssl();
+  const tls = await tlsContext(ctx);
+  const caText = await readIfExists(tls.files.ca.certFile);
+  const current = tls.facts.certFile === tls.files.cert ? await readIfExists(tls.files.cert) : undefined;
+  if (!caText || !current || !(await readIfExists(tls.files.ca.keyFile))) {
+    throw new PreflightError(`${cluster.label} does not present a certificate from the cluster's CA (it uses ${tls.facts.ssl ? tls.facts.certFile : 'no TLS'})`, [
+      tls.facts.ssl && tls.facts.certFile !== tls.files.cert ? 'that certificate is not knocker\'s: renew it where it was issued' : 'run knocker exposedb --init first',
+    ]);
+  }
+  const info = readCertificate(current, tls.files.cert);
+  const hosts = info.altNames.map((n) => n.replace(/^(IP Address|DNS):/, ''));
+  const plan: Plan = { title: 'Renew the server certificate', steps: [renewStep(tls, info, hosts, () => {})], warnings: [] };
+  io.err(`Renewing the certificate of ${cluster.label} for ${hosts.join(', ')} (the current one expires ${info.notAfter.toISOString().slice(0, 10)}):`);
+  await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
+  const renewed = readCertificate(await readIfExists(tls.files.cert) ?? '', tls.files.cert);
+  log.info(`exposedb --renew-cert: ${info.fingerprint256} -> ${renewed.fingerprint256}`);
+  io.out(`Renewed: the server certificate for ${hosts.join(', ')} now expires ${renewed.notAfter.toISOString().slice(0, 10)} (same CA, ${root.path(PATHS.clusterCaCert)}; reloaded, no restart; the nodes stay connected).`);
   return EXIT.ok;
 }
 
@@ -382,6 +468,7 @@ export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment
     const ctx: Context = { root, io, log, cluster, link, names, facts, target, url };
     if (request.action === 'init') return await init(ctx, { ...request, host });
     if (request.action === 'list') return await list(ctx);
+    if (request.action === 'renew-cert') return await renewCert(ctx);
     return await change(ctx, request.action, request.cidr!, parsedCidr!);
   } catch (error) {
     log.error(`exposedb ${option} failed: ${errorMessage(error)}`);

@@ -40,6 +40,13 @@ export async function isThisHost(host: string): Promise<boolean> {
   return resolved.some((r) => isLoopback(r.address) || mine.has(r.address));
 }
 
+/** This host's addresses others may reach it at: every non-loopback, non-link-local address. */
+export function hostAddresses(): string[] {
+  return interfaceAddresses()
+    .filter((i) => !i.internal && !i.address.startsWith('169.254.') && !/^fe80:/i.test(i.address))
+    .map((i) => i.address);
+}
+
 /** The address other hosts most likely reach this one at: the first non-loopback IPv4 address. */
 export function primaryAddress(): string | undefined {
   const candidates = interfaceAddresses().filter((i) => !i.internal && i.family === 'IPv4' && !i.address.startsWith('169.254.'));

@@ -10,6 +10,16 @@ export const PATHS = {
   answers: '/opt/knocknoc/etc/install-answers.yaml',
   /** The connection string `knocker exposedb --init` printed for the other web nodes (0600, root). */
   exposedbUrl: '/opt/knocknoc/etc/exposedb-url',
+  /** The cluster's CA, made by `knocker exposedb --init` on the primary: its key (0600) never leaves the host. */
+  clusterCaDir: '/opt/knocknoc/etc/cluster-ca',
+  clusterCaKey: '/opt/knocknoc/etc/cluster-ca/ca.key',
+  clusterCaCert: '/opt/knocknoc/etc/cluster-ca/ca.crt',
+  /** A web node's copy of the CA that verifies its database (`knocker install --database-ca`). */
+  databaseCa: '/opt/knocknoc/etc/database-ca.pem',
+  /** The primary's PostgreSQL server certificate and key (owned by the database's OS user), outside its data directory. */
+  pgTlsDir: '/var/lib/knocknoc/tls',
+  pgTlsCert: '/var/lib/knocknoc/tls/server.crt',
+  pgTlsKey: '/var/lib/knocknoc/tls/server.key',
   logDir: '/var/log/knocknoc',
   installLog: '/var/log/knocknoc/install.log',
   exposedbLog: '/var/log/knocknoc/exposedb.log',

@@ -36,6 +36,16 @@ export async function rootAdmin<T = Record<string, unknown>>(root: Root, sql: st
   return withAdminSession(access, undefined, async (session) => (await session.query<T>(sql, values)).rows);
 }
 
+/** The cluster's CA that `exposedb --init` made on a primary (the nodes verify the primary with it). */
+export async function clusterCa(root: Root): Promise<string> {
+  return fs.readFile(root.path(PATHS.clusterCaCert), 'utf8');
+}
+
+/** How another "host" connects to a primary with the printed string: from its loopback address, verifying with the cluster's CA. */
+export async function asNode(primary: Root, sourceAddress: string): Promise<{ sourceAddress: string; ca: string }> {
+  return { sourceAddress, ca: await clusterCa(primary) };
+}
+
 export function hbaFile(root: Root): string {
   return root.path(`${PATHS.pgData}/pg_hba.conf`);
 }

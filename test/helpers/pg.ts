@@ -66,7 +66,7 @@ async function templateDir(): Promise<string> {
 }
 
 /** Starts a fresh cluster listening on `host` (a loopback address: one "host" of the test). */
-export async function startTestCluster(options: { host?: string; settings?: string[]; ssl?: boolean } = {}): Promise<TestCluster & { caFile?: string }> {
+export async function startTestCluster(options: { host?: string; port?: number; settings?: string[]; ssl?: boolean } = {}): Promise<TestCluster & { caFile?: string }> {
   const host = options.host ?? '127.0.0.1';
   const bin = (await findPgBinaries())!;
   const osUser = await clusterOwner();
@@ -80,7 +80,7 @@ export async function startTestCluster(options: { host?: string; settings?: stri
     socketDir: path.join(base, 'sock'),
     logFile: path.join(base, 'postgresql.log'),
     host,
-    port: await freePort(host),
+    port: options.port ?? (await freePort(host)),
     osUser,
   };
   await fs.mkdir(cluster.socketDir, { mode: 0o755 });
