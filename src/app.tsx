@@ -233,7 +233,7 @@ export function installerServices(session: InstallSession, options: { skipConfir
           listen: values.listen,
           trustedForwarders: values.trustedForwarders.split(/,\s*/).filter(Boolean),
           databaseOption: Number(values.databaseOption) as 1 | 2 | 3,
-          ...(values.databaseOption === '1' ? {} : { databaseUrl: values.databaseUrl }),
+          ...(values.databaseOption === '1' ? {} : { databaseUrl: values.databaseUrl, ...(values.databaseCa ? { databaseCa: values.databaseCa } : {}) }),
           serverName: resolved.serverName!.value,
           ...(haproxy ? { haproxy } : {}),
         },

@@ -14,9 +14,9 @@ import { useRoots } from './helpers/roots.js';
 
 const newRoot = useRoots();
 
-async function installNode(root: Root, address: string, databaseUrl: string) {
+async function installNode(root: Root, address: string, databaseUrl: string, caFile: string) {
   const listen = `${address}:${await freePort(address)}`;
-  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3'], {
+  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3', '--database-ca', caFile], {
     env: { KNOCKNOC_DATABASE_URL: databaseUrl },
   });
   return { ...result, listen };
@@ -38,23 +38,27 @@ test('a second node installed with option 3 and the printed string joins the pri
   const init = await exposedb('--init');
   expect(init.exitCode).toBe(0);
   const printed = init.stdout;
+  // The CA the nodes verify the primary with (an operator copies it to each node).
+  const caFile = primary.path(PATHS.clusterCaCert);
 
   // Not allowed yet: the installer's preflight says so, and what to run on the primary.
   const node = await newRoot();
-  const refused = await installNode(node, '127.0.0.61', printed);
+  const refused = await installNode(node, '127.0.0.61', printed, caFile);
   expect(refused.exitCode).toBe(3);
   expect(refused.stdout).toMatch(/✗ FAIL database 127\.0\.0\.60:\d+\/knocknoc: the database server at 127\.0\.0\.60:\d+ does not allow connections from this host \(127\.0\.0\.61\)/);
   expect(refused.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.61/32');
   await expect(fs.access(node.path(PATHS.conf))).rejects.toThrow();
 
   expect((await exposedb('--add', '127.0.0.61/32')).exitCode).toBe(0);
-  const joined = await installNode(node, '127.0.0.61', printed);
+  const joined = await installNode(node, '127.0.0.61', printed, caFile);
   expect(joined.stderr).toBe('');
   expect(joined.exitCode).toBe(0);
-  expect(joined.stdout).toMatch(/✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote\n.*✔ ok +Knocknoc database: schema version 1/);
+  expect(joined.stdout).toMatch(/✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 1/);
   const conf = KnocknocConf.parse(await fs.readFile(node.path(PATHS.conf), 'utf8'));
   expect(conf.get('DatabaseOption')).toBe('3');
-  expect(conf.get('DatabaseURL')).toBe(printed);
+  // The string printed, verifying the primary with the node's own copy of the CA.
+  expect(conf.get('DatabaseURL')).toBe(`${printed}&sslrootcert=${node.path(PATHS.databaseCa)}`);
+  expect(await fs.readFile(node.path(PATHS.databaseCa), 'utf8')).toBe(await fs.readFile(caFile, 'utf8'));
   // The node has no database of its own.
   await expect(fs.access(node.path(PATHS.pgData))).rejects.toThrow();
 
@@ -82,7 +86,7 @@ test('a second node installed with option 3 and the printed string joins the pri
   expect(seenByPrimary).toBe('node-127.0.0.61');
 
   // A host never allowed cannot join with the same string.
-  const stranger = await installNode(await newRoot(), '127.0.0.62', printed);
+  const stranger = await installNode(await newRoot(), '127.0.0.62', printed, caFile);
   expect(stranger.exitCode).toBe(3);
   expect(stranger.stderr).toContain('knocker exposedb --add 127.0.0.62/32');
 });

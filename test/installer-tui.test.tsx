@@ -19,6 +19,7 @@ const DEFAULTS: Values = {
   trustedForwarders: '127.0.0.1/32',
   databaseOption: '1',
   databaseUrl: '',
+  databaseCa: '',
   haproxy: 'no',
   haproxyBind: '0.0.0.0:80',
   haproxyNodes: 'web-1=127.0.0.1:8756',
@@ -98,6 +99,32 @@ describe('questions', () => {
     await press(ui, KEYS.enter);
     expect(frame(ui)).toMatch(/✔ Connection string\s+postgres:\/\/knocknoc:\*\*\*\*@192\.0\.2\.10:5432\/knocknoc/);
     expect(text(ui)).toContain('If a node cannot reach the database, confirm its IP has been added with exposedb --add on the primary.');
+  });
+
+  test('a connection string that verifies its server (as exposedb prints it) asks for the CA; one that does not, does not', async () => {
+    const ui = render(<Questions />);
+    await press(ui, KEYS.enter);
+    await press(ui, KEYS.enter);
+    await press(ui, '3');
+    await type(ui, 'postgres://n:pw@192.0.2.10:5432/knocknoc?sslmode=verify-full');
+    await press(ui, KEYS.enter);
+    expect(text(ui)).toContain("The connection string asks to verify the database server's certificate: give the CA that issued it.");
+    expect(text(ui)).toContain('❯ Enter the CA certificate file (knocker exposedb --init on the primary names it):');
+    await press(ui, KEYS.enter);
+    expect(text(ui)).toContain('✗ this answer is required');
+    await type(ui, '/root/knocknoc-ca.pem');
+    await press(ui, KEYS.enter);
+    expect(frame(ui)).toMatch(/✔ Database CA\s+\/root\/knocknoc-ca\.pem/);
+    expect(text(ui)).toContain('Set up HAProxy on this host?');
+
+    const plain = render(<Questions />);
+    await press(plain, KEYS.enter);
+    await press(plain, KEYS.enter);
+    await press(plain, '3');
+    await type(plain, 'postgres://n:pw@192.0.2.10:5432/knocknoc?sslmode=require');
+    await press(plain, KEYS.enter);
+    expect(text(plain)).not.toContain('CA certificate');
+    expect(text(plain)).toContain('Set up HAProxy on this host?');
   });
 
   test('arrows choose an option too; a bad connection string is refused under the field', async () => {

@@ -13,6 +13,7 @@ interface InstallOptions {
   trustedForwarders?: string;
   databaseOption?: string;
   databaseUrl?: string;
+  databaseCa?: string;
   serverName?: string;
   dryRun?: boolean;
   json?: boolean;
@@ -31,6 +32,7 @@ export function installCommand(program: Command, ctx: CommandContext): void {
     .option('--trusted-forwarders <cidrs>', 'proxies trusted to set X-Forwarded-For, comma separated (default 127.0.0.1/32)')
     .addOption(new Option('--database-option <n>', 'database: 1 local PostgreSQL, 2 new external PostgreSQL, 3 existing Knocknoc database').choices(['1', '2', '3']))
     .option('--database-url <url>', 'connection string for options 2 and 3 (prefer KNOCKNOC_DATABASE_URL or database.urlFile: argv is visible to other users)')
+    .option('--database-ca <file>', 'options 2 and 3: the CA certificate that verifies the database server (from knocker exposedb --init on the primary); copied to /opt/knocknoc/etc/')
     .option('--server-name <name>', 'this server\'s name in the cluster (default: the host name)')
     .option('--dry-run', 'check and print the plan (file diffs, SQL, commands, services); change nothing')
     .option('--json', 'with --dry-run, --print-answers or --explain: machine-readable output')
@@ -42,8 +44,8 @@ export function installCommand(program: Command, ctx: CommandContext): void {
       [
         '',
         'Precedence of a value: flag > environment (KNOCKNOC_LISTEN, KNOCKNOC_TRUSTED_FORWARDERS,',
-        'KNOCKNOC_DATABASE_OPTION, KNOCKNOC_DATABASE_URL, KNOCKNOC_SERVER_NAME) > answers file >',
-        'existing knocknoc.conf > default.',
+        'KNOCKNOC_DATABASE_OPTION, KNOCKNOC_DATABASE_URL, KNOCKNOC_DATABASE_CA, KNOCKNOC_SERVER_NAME) >',
+        'answers file > existing knocknoc.conf > default.',
         '',
         'Exit codes: 0 done, 2 invalid input (nothing changed), 3 preflight failed (nothing changed),',
         '4 applying failed and was rolled back, 5 rollback incomplete (what remains is printed).',
@@ -61,6 +63,7 @@ async function install(options: InstallOptions, command: Command, ctx: CommandCo
     trustedForwarders: options.trustedForwarders,
     databaseOption: options.databaseOption,
     databaseUrl: options.databaseUrl,
+    databaseCa: options.databaseCa,
     serverName: options.serverName,
   };
   const env: Partial<Record<Field, string>> = {};

@@ -30,6 +30,7 @@ const fileSchema = z.strictObject({
       option: z.union([z.number(), z.string()]),
       url: z.string().optional(),
       urlFile: z.string().optional(),
+      ca: z.string().optional(),
     })
     .optional(),
   haproxy: z
@@ -42,7 +43,7 @@ const fileSchema = z.strictObject({
 
 const KNOWN_KEYS: Record<string, string[]> = {
   '': ['version', 'listen', 'trustedForwarders', 'serverName', 'database', 'haproxy'],
-  database: ['option', 'url', 'urlFile'],
+  database: ['option', 'url', 'urlFile', 'ca'],
   haproxy: ['bind', 'nodes'],
 };
 
@@ -83,7 +84,7 @@ type WellTyped = {
   listen?: string;
   trustedForwarders?: string | string[];
   serverName?: string;
-  database?: { option?: string | number; url?: string; urlFile?: string };
+  database?: { option?: string | number; url?: string; urlFile?: string; ca?: string };
   haproxy?: { bind: string; nodes: string[] };
 };
 
@@ -106,6 +107,7 @@ function wellTyped(data: unknown): WellTyped {
       option: typeof option === 'number' || typeof option === 'string' ? option : undefined,
       url: text(database.url),
       urlFile: text(database.urlFile),
+      ca: text(database.ca),
     },
     haproxy: bind !== undefined && nodes !== undefined ? { bind, nodes } : undefined,
   };
@@ -193,6 +195,9 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
   } else {
     take('databaseUrl', ['database', 'url'], answers.database?.url);
   }
+  // A CA file is found from the answers file's folder, as database.urlFile is.
+  const ca = answers.database?.ca;
+  take('databaseCa', ['database', 'ca'], ca === undefined || ca.trim().startsWith('-----BEGIN') ? ca : path.resolve(path.dirname(file), ca.trim()));
   for (const field of FIELDS) {
     const entry = values[field];
     if (!entry) continue;
@@ -229,7 +234,7 @@ export function answersToYaml(answers: Answers, options: AnswersYamlOptions): st
     listen: answers.listen,
     trustedForwarders: answers.trustedForwarders,
     serverName: answers.serverName,
-    database: { option: answers.databaseOption, ...(url !== undefined ? { url } : {}) },
+    database: { option: answers.databaseOption, ...(url !== undefined ? { url } : {}), ...(answers.databaseCa !== undefined ? { ca: answers.databaseCa } : {}) },
     ...(answers.haproxy ? { haproxy: answers.haproxy } : {}),
   };
   let text = stringify(data, { lineWidth: 0 });
@@ -238,9 +243,9 @@ export function answersToYaml(answers: Answers, options: AnswersYamlOptions): st
     text = text
       .split('\n')
       .map((line) => {
-        const key = /^(\s*)(listen|trustedForwarders|serverName|option|url):/.exec(line)?.[2];
+        const key = /^(\s*)(listen|trustedForwarders|serverName|option|url|ca):/.exec(line)?.[2];
         const field: Field | undefined =
-          key === 'option' ? 'databaseOption' : key === 'url' ? 'databaseUrl' : (key as Field | undefined);
+          key === 'option' ? 'databaseOption' : key === 'url' ? 'databaseUrl' : key === 'ca' ? 'databaseCa' : (key as Field | undefined);
         return field ? line + comment(field) : line;
       })
       .join('\n');

@@ -14,7 +14,9 @@ import {
   type DatabaseOption,
   type Parsed,
 } from '../config/values.js';
+import path from 'node:path';
 import type { HaproxyAnswers } from '../haproxy/config.js';
+import { readCertificate } from '../postgres/certificates.js';
 import { parseDatabaseUrl } from '../postgres/url.js';
 
 export interface Answers {
@@ -24,11 +26,13 @@ export interface Answers {
   databaseOption: DatabaseOption;
   /** Options 2 and 3 only. */
   databaseUrl?: string;
+  /** Options 2 and 3: the CA that verifies the database's certificate, a file (absolute path) or PEM text. */
+  databaseCa?: string;
   haproxy?: HaproxyAnswers;
 }
 
-export type Field = 'listen' | 'trustedForwarders' | 'serverName' | 'databaseOption' | 'databaseUrl';
-export const FIELDS: Field[] = ['listen', 'trustedForwarders', 'databaseOption', 'databaseUrl', 'serverName'];
+export type Field = 'listen' | 'trustedForwarders' | 'serverName' | 'databaseOption' | 'databaseUrl' | 'databaseCa';
+export const FIELDS: Field[] = ['listen', 'trustedForwarders', 'databaseOption', 'databaseUrl', 'databaseCa', 'serverName'];
 
 /** The key an operator writes for a field in the answers file. */
 export const FILE_KEY: Record<Field, string> = {
@@ -37,6 +41,7 @@ export const FILE_KEY: Record<Field, string> = {
   serverName: 'serverName',
   databaseOption: 'database.option',
   databaseUrl: 'database.url',
+  databaseCa: 'database.ca',
 };
 export const FLAG: Record<Field, string> = {
   listen: '--listen',
@@ -44,6 +49,7 @@ export const FLAG: Record<Field, string> = {
   serverName: '--server-name',
   databaseOption: '--database-option',
   databaseUrl: '--database-url',
+  databaseCa: '--database-ca',
 };
 export const ENV: Record<Field, string> = {
   listen: 'KNOCKNOC_LISTEN',
@@ -51,8 +57,10 @@ export const ENV: Record<Field, string> = {
   serverName: 'KNOCKNOC_SERVER_NAME',
   databaseOption: 'KNOCKNOC_DATABASE_OPTION',
   databaseUrl: 'KNOCKNOC_DATABASE_URL',
+  databaseCa: 'KNOCKNOC_DATABASE_CA',
 };
-const CONF_KEY: Record<Field, string> = {
+/** knocknoc.conf's key for a field (the CA has none: DatabaseURL's sslrootcert names knocker's copy of it). */
+const CONF_KEY: Partial<Record<Field, string>> = {
   listen: 'Listen',
   trustedForwarders: 'TrustedForwarders',
   serverName: 'ServerName',
@@ -115,7 +123,25 @@ export function validateField(field: Field, raw: string | string[]): Parsed<stri
       const parsed = parseDatabaseUrl(text);
       return parsed.ok ? { ok: true, value: text.trim() } : parsed;
     }
+    case 'databaseCa':
+      return parseCaSource(text);
   }
+}
+
+/** The CA: PEM text as it is, or a file (made absolute; it is read, and checked, by the preflight). */
+function parseCaSource(text: string): Parsed<string> {
+  const value = text.trim();
+  if (value === '') return { ok: false, error: 'give the file of the CA certificate that verifies the database server (PEM)' };
+  if (value.startsWith('-----BEGIN')) {
+    try {
+      readCertificate(value, 'the CA given');
+      return { ok: true, value: `${value}\n` };
+    } catch (error) {
+      return { ok: false, error: (error as Error).message };
+    }
+  }
+  if (value.includes('\0') || value.includes('\n')) return { ok: false, error: 'not a file name, nor a PEM certificate' };
+  return { ok: true, value: path.resolve(value) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +177,7 @@ function describeOrigin(field: Field, source: Source): string {
     case 'env':
       return ENV[field];
     case 'conf':
-      return `${source.file}:${source.line} (${CONF_KEY[field]})`;
+      return `${source.file}:${source.line} (${CONF_KEY[field] ?? FILE_KEY[field]})`;
     case 'file':
       return `${source.file}:${source.line}:${source.col}`;
     default:
@@ -171,9 +197,10 @@ export function resolveAnswers(inputs: ResolveInputs): Resolution {
     const fromFile = inputs.answersFile?.values[field];
     if (fromFile) list.push({ raw: fromFile.value, source: { kind: 'file', file: inputs.answersFile!.file, line: fromFile.line, col: fromFile.col } });
     const conf = inputs.conf;
-    const confValue = conf?.conf.get(CONF_KEY[field]);
-    if (conf && confValue !== undefined && confValue !== '') {
-      list.push({ raw: confValue, source: { kind: 'conf', file: conf.file, line: conf.conf.lineOf(CONF_KEY[field]) ?? 0 } });
+    const confKey = CONF_KEY[field];
+    const confValue = confKey === undefined ? undefined : conf?.conf.get(confKey);
+    if (conf && confKey && confValue !== undefined && confValue !== '') {
+      list.push({ raw: confValue, source: { kind: 'conf', file: conf.file, line: conf.conf.lineOf(confKey) ?? 0 } });
     }
     return list;
   };
@@ -203,17 +230,20 @@ export function resolveAnswers(inputs: ResolveInputs): Resolution {
   // knocknoc.conf's DatabaseURL only counts for the option it was written for.
   const fromSameOption = (source: Source) => source.kind !== 'conf' || confOption === String(option);
   if (option === 1) {
-    const given = candidates('databaseUrl').find((c) => c.source.kind !== 'conf');
-    if (given) {
-      resolution.problems.push(
-        `${describeOrigin('databaseUrl', given.source)}: a connection string was given, but option 1 creates its own local database; remove it or choose option 2 or 3`,
-      );
+    for (const field of ['databaseUrl', 'databaseCa'] as const) {
+      const given = candidates(field).find((c) => c.source.kind !== 'conf');
+      if (given) {
+        resolution.problems.push(
+          `${describeOrigin(field, given.source)}: ${field === 'databaseUrl' ? 'a connection string' : 'a CA certificate'} was given, but option 1 creates its own local database; remove it or choose option 2 or 3`,
+        );
+      }
     }
   } else if (option !== undefined && !resolveField('databaseUrl', fromSameOption)) {
     resolution.missing.push(
       `database.url: the connection string for option ${option} (${FLAG.databaseUrl}, ${ENV.databaseUrl}, or database.url / database.urlFile in the answers file)`,
     );
   }
+  if (option !== undefined && option !== 1) resolveField('databaseCa');
   if (inputs.answersFile?.haproxy) {
     resolution.haproxy = { value: inputs.answersFile.haproxy, source: { kind: 'file', file: inputs.answersFile.file, line: 0, col: 0 } };
   }
@@ -229,6 +259,7 @@ export function answersFrom(resolution: Resolution): Answers {
     serverName: v.serverName!.value,
     databaseOption: v.databaseOption!.value,
     ...(v.databaseUrl && v.databaseOption!.value !== 1 ? { databaseUrl: v.databaseUrl.value } : {}),
+    ...(v.databaseCa && v.databaseOption!.value !== 1 ? { databaseCa: v.databaseCa.value } : {}),
     ...(resolution.haproxy ? { haproxy: resolution.haproxy.value } : {}),
   };
 }

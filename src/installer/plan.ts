@@ -220,7 +220,11 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
   let databaseUrl: string;
   const facts = report.database;
   if (facts.kind === 'external') {
-    databaseUrl = answers.databaseUrl!;
+    databaseUrl = facts.databaseUrl;
+    if (facts.ca) {
+      const file = ctx.root.path(PATHS.databaseCa);
+      steps.push(await fileStep({ file, shownAs: file, content: facts.ca, mode: 0o644 }));
+    }
     if (answers.databaseOption === 2) {
       steps.push(
         schemaStep({

@@ -10,9 +10,10 @@ import type { HaproxySettings } from '../haproxy/config.js';
 import { haproxyChecks, inspectHaproxy, settingsFromAnswers, type HaproxyFacts } from '../haproxy/plan.js';
 import { PreflightError } from '../errors.js';
 import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
-import { connect, describeConnectError, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
+import { connect, describeConnectError, isEncrypted, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
 import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
-import { parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
+import { pemCertificates, readCertificate } from '../postgres/certificates.js';
+import { parseDatabaseUrl, withRootCert, type DatabaseUrl } from '../postgres/url.js';
 import { databaseSchemaVersion, type Release } from '../schema/index.js';
 import { freePort, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
 import type { Logger } from '../system/log.js';
@@ -47,6 +48,10 @@ export interface HostClusterFacts {
 export interface ExternalFacts {
   kind: 'external';
   url: DatabaseUrl;
+  /** The DatabaseURL knocknoc.conf will hold: the one given, its sslrootcert pointing at knocker's copy of the CA. */
+  databaseUrl: string;
+  /** The CA to copy to PATHS.databaseCa, when one was given. */
+  ca: string | undefined;
   serverVersion: string;
   schemaVersion: number | undefined;
 }
@@ -203,17 +208,66 @@ async function hostClusterFacts(checks: Check[], log: Logger): Promise<HostClust
   return { kind: 'host', install: undefined, layout, cluster };
 }
 
+/** Largest CA file read (a CA bundle is a few kilobytes). */
+const MAX_CA_BYTES = 1024 * 1024;
+
+/** The CA given (a file or PEM text), checked: at least one certificate, every one readable. */
+async function readCa(source: string): Promise<{ pem: string; detail: string }> {
+  let pem = source;
+  if (!source.startsWith('-----BEGIN')) {
+    const stat = await fs.stat(source).catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`cannot read ${source}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+    });
+    if (!stat.isFile()) throw new Error(`${source} is not a regular file`);
+    if (stat.size > MAX_CA_BYTES) throw new Error(`${source} is ${stat.size} bytes: too large for a CA certificate file`);
+    pem = await fs.readFile(source, 'utf8');
+  }
+  const certificates = pemCertificates(pem);
+  const first = readCertificate(pem, source.startsWith('-----BEGIN') ? 'the CA given' : source);
+  for (const other of certificates.slice(1)) readCertificate(other, source);
+  const expires = first.notAfter.toISOString().slice(0, 10);
+  return {
+    pem: `${certificates.join('\n')}\n`,
+    detail: `${first.subject}${certificates.length > 1 ? ` (+${certificates.length - 1} more)` : ''}, expires ${expires}${source.startsWith('-----BEGIN') ? '' : ` (${source})`}`,
+  };
+}
+
+/** What a working connection says about its TLS: what verify-full, verify-ca or the rest checked. */
+function tlsDetail(client: pg.Client, url: DatabaseUrl): string {
+  if (!isEncrypted(client)) return 'not encrypted (no TLS)';
+  const verifies = url.sslmode === 'verify-full' ? 'full' : url.sslmode === 'verify-ca' || (url.sslmode === 'require' && url.sslrootcert) ? 'ca' : 'none';
+  if (verifies === 'full') return `TLS, certificate verified for ${url.host}`;
+  if (verifies === 'ca') return `TLS, certificate's CA verified (not the host name: sslmode=${url.sslmode})`;
+  return `TLS, certificate not verified (sslmode=${url.sslmode}: another server answering on ${url.host} would not be noticed)`;
+}
+
 async function externalFacts(answers: Answers, listen: ListenAddress, ctx: PreflightContext, checks: Check[], warnings: string[]): Promise<ExternalFacts | undefined> {
-  const parsed = parseDatabaseUrl(answers.databaseUrl ?? '');
-  if (!parsed.ok) {
-    checks.push({ name: 'connection string', ok: false, detail: parsed.error });
+  const given = parseDatabaseUrl(answers.databaseUrl ?? '');
+  if (!given.ok) {
+    checks.push({ name: 'connection string', ok: false, detail: given.error });
     return undefined;
   }
-  const url = parsed.value;
+  // A CA given (or named by sslrootcert) is copied beside knocknoc.conf; DatabaseURL names the copy.
+  const copy = ctx.root.path(PATHS.databaseCa);
+  const caSource = answers.databaseCa ?? (given.value.sslrootcert !== undefined && given.value.sslrootcert !== copy ? given.value.sslrootcert : undefined);
+  let ca: string | undefined;
+  if (caSource !== undefined) {
+    try {
+      const read = await readCa(caSource);
+      ca = read.pem;
+      checks.push({ name: 'database CA', ok: true, detail: read.detail });
+    } catch (error) {
+      checks.push({ name: 'database CA', ok: false, detail: (error as Error).message, hints: ['give the CA certificate file (PEM) that `knocker exposedb --init` names on the primary: --database-ca FILE'] });
+      return undefined;
+    }
+  }
+  const databaseUrl = ca ? withRootCert(answers.databaseUrl!, copy) : answers.databaseUrl!;
+  const url = ca ? (parseDatabaseUrl(databaseUrl) as { ok: true; value: DatabaseUrl }).value : given.value;
   const target = `${url.host}:${url.port}/${url.database}`;
   let client: pg.Client;
   try {
-    client = await connect(url, connectOptionsFor(listen, url));
+    // The copy is written by the plan: until then the CA is handed over as it was read.
+    client = await connect(url, { ...connectOptionsFor(listen, url), ...(ca ? { ca } : {}) });
   } catch (error) {
     const problem = describeConnectError(error, url);
     ctx.log.warn(`connect to ${target} failed: ${problem.reason}`);
@@ -222,13 +276,13 @@ async function externalFacts(answers: Answers, listen: ListenAddress, ctx: Prefl
   }
   try {
     const version = (await client.query<{ server_version: string; num: string }>(`SELECT current_setting('server_version') AS server_version, current_setting('server_version_num') AS num`)).rows[0]!;
-    checks.push({ name: `database ${target}`, ok: true, detail: `PostgreSQL ${version.server_version}, connected as ${url.user}` });
+    checks.push({ name: `database ${target}`, ok: true, detail: `PostgreSQL ${version.server_version}, connected as ${url.user}; ${tlsDetail(client, url)}` });
     if (Number(version.num) < 120000) {
       checks.push({ name: 'PostgreSQL version', ok: false, detail: `${version.server_version} is too old`, hints: ['Knocknoc needs PostgreSQL 12 or newer'] });
       return undefined;
     }
     const schemaVersion = await databaseSchemaVersion(client);
-    const sameAsBefore = ctx.existingConf?.get('DatabaseOption') === String(answers.databaseOption) && ctx.existingConf?.get('DatabaseURL') === answers.databaseUrl;
+    const sameAsBefore = ctx.existingConf?.get('DatabaseOption') === String(answers.databaseOption) && ctx.existingConf?.get('DatabaseURL') === databaseUrl;
     if (answers.databaseOption === 2) {
       if (schemaVersion !== undefined && !sameAsBefore) {
         checks.push({
@@ -271,7 +325,7 @@ async function externalFacts(answers: Answers, listen: ListenAddress, ctx: Prefl
         warnings.push(`the database's schema (version ${schemaVersion}) is older than this release (${ctx.release.schemaVersion}); the first upgraded server migrates it`);
       }
     }
-    return { kind: 'external', url, serverVersion: version.server_version, schemaVersion };
+    return { kind: 'external', url, databaseUrl, ca, serverVersion: version.server_version, schemaVersion };
   } finally {
     await client.end().catch(() => {});
   }

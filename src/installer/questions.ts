@@ -6,8 +6,9 @@ import { nodeSetProblems, nodeSpec, parseNodes, reachableAddress } from '../hapr
 import type { HaproxyAnswers } from '../haproxy/config.js';
 import type { Field, Resolution } from './answers.js';
 import { validateField } from './answers.js';
+import { parseDatabaseUrl } from '../postgres/url.js';
 
-export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';
+export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'databaseCa' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';
 
 export interface Question {
   id: QuestionId;
@@ -77,6 +78,14 @@ export const QUESTIONS: Question[] = [
       values.databaseOption === '3' ? 'If a node cannot reach the database, confirm its IP has been added with exposedb --add on the primary.' : undefined,
   },
   {
+    id: 'databaseCa',
+    intro: ['The connection string asks to verify the database server\'s certificate: give the CA that issued it.'],
+    prompt: (d) => `Enter the CA certificate file (knocker exposedb --init on the primary names it)${d ? ` (default: ${shownCa(d)})` : ''}:`,
+    kind: 'text',
+    label: 'Database CA',
+    applies: (values) => (values.databaseOption === '2' || values.databaseOption === '3') && (values.databaseCa !== '' || urlWantsCa(values.databaseUrl)),
+  },
+  {
     id: 'haproxy',
     intro: [
       'HAProxy can spread web traffic over several Knocknoc web nodes, health-checked on /_status, with',
@@ -105,6 +114,17 @@ export const QUESTIONS: Question[] = [
   },
 ];
 
+/** A connection string that verifies its server (verify-ca, verify-full) and names no CA file itself. */
+export function urlWantsCa(text: string): boolean {
+  const parsed = parseDatabaseUrl(text);
+  return parsed.ok && (parsed.value.sslmode === 'verify-full' || parsed.value.sslmode === 'verify-ca') && parsed.value.sslrootcert === undefined;
+}
+
+/** A CA answer as shown: its file, or a word for PEM text. */
+export function shownCa(value: string): string {
+  return value.startsWith('-----BEGIN') ? '(a PEM certificate)' : value;
+}
+
 type Validated = { ok: true; value: string } | { ok: false; error: string };
 
 function validateFieldAnswer(field: Field): (text: string) => Validated {
@@ -120,6 +140,7 @@ const VALIDATE: Record<QuestionId, (text: string) => Validated> = {
   trustedForwarders: validateFieldAnswer('trustedForwarders'),
   databaseOption: validateFieldAnswer('databaseOption'),
   databaseUrl: validateFieldAnswer('databaseUrl'),
+  databaseCa: validateFieldAnswer('databaseCa'),
   haproxy: (text) => {
     const word = text.trim().toLowerCase();
     if (word === 'y' || word === 'yes') return { ok: true, value: 'yes' };
@@ -195,6 +216,7 @@ export function defaultsFrom(resolution: Resolution, inPlace?: HaproxyAnswers): 
     trustedForwarders: v.trustedForwarders?.value.join(', ') ?? '',
     databaseOption: String(v.databaseOption?.value ?? 1),
     databaseUrl: v.databaseUrl?.value ?? '',
+    databaseCa: v.databaseCa?.value ?? '',
     haproxy: haproxy ? 'yes' : 'no',
     haproxyBind: haproxy?.bind ?? DEFAULT_HAPROXY_BIND,
     haproxyNodes: haproxy?.nodes.join(', ') ?? (v.serverName ? thisNode(v.serverName.value, listen) : ''),

@@ -12,6 +12,7 @@ import { nextSteps } from './summary.js';
 
 function shownValue(field: Field, value: unknown): string {
   if (field === 'databaseUrl') return redactUrl(String(value));
+  if (field === 'databaseCa' && String(value).startsWith('-----BEGIN')) return '(a PEM certificate)';
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 

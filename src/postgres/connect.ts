@@ -3,7 +3,7 @@
 // connection can leave from a chosen local address. Failures become advice an operator can act on.
 import fs from 'node:fs';
 import net from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import { TLSSocket, type ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { describeTarget, type DatabaseUrl } from './url.js';
 
@@ -17,13 +17,15 @@ export interface ConnectOptions {
   statementTimeoutMs?: number;
   /** Client-side bound on each query, for a server that stops answering (a network gone quiet). */
   queryTimeoutMs?: number;
+  /** The CA certificates (PEM) to verify the server with, instead of reading the URL's sslrootcert. */
+  ca?: string;
 }
 
 type SslSetting = false | ConnectionOptions;
 
-function sslFor(url: DatabaseUrl, mode: 'plain' | 'encrypted'): SslSetting {
+function sslFor(url: DatabaseUrl, mode: 'plain' | 'encrypted', given?: string): SslSetting {
   if (mode === 'plain') return false;
-  const ca = url.sslrootcert ? fs.readFileSync(url.sslrootcert, 'utf8') : undefined;
+  const ca = given ?? (url.sslrootcert ? fs.readFileSync(url.sslrootcert, 'utf8') : undefined);
   // libpq: with a root certificate file, `require` verifies the CA like `verify-ca`.
   const sslmode = url.sslmode === 'require' && ca ? 'verify-ca' : url.sslmode;
   switch (sslmode) {
@@ -86,7 +88,7 @@ async function connectWithConfig(url: DatabaseUrl, options: ConnectOptions): Pro
   const attempts = attemptsFor(url);
   let lastError: unknown;
   for (const [i, mode] of attempts.entries()) {
-    const config = clientConfig(url, options, sslFor(url, mode));
+    const config = clientConfig(url, options, sslFor(url, mode, options.ca));
     const client = new pg.Client(config);
     // An idle client whose server goes away emits 'error'; without a listener that would crash.
     client.on('error', () => {});
@@ -104,6 +106,14 @@ async function connectWithConfig(url: DatabaseUrl, options: ConnectOptions): Pro
     }
   }
   throw lastError;
+}
+
+/**
+ * Whether a connected client's connection is TLS. Asked of the socket: pg_stat_ssl hides the row
+ * of a session that has SET ROLE to another role (the nodes' role does, to the app's).
+ */
+export function isEncrypted(client: pg.Client): boolean {
+  return (client as unknown as { connection?: { stream?: unknown } }).connection?.stream instanceof TLSSocket;
 }
 
 /** Opens a connected client, or throws node-postgres's error (see `describeConnectError`). */
@@ -202,11 +212,27 @@ export function describeConnectError(error: unknown, url: DatabaseUrl): ConnectP
       hints: ['turn ssl on in PostgreSQL, or use sslmode=prefer'],
     };
   }
-  if (/certificate|self[- ]signed|CERT_|altnames/i.test(message) || (err.code ?? '').includes('CERT')) {
+  if (err.code === 'ENOENT' && url.sslrootcert && message.includes(url.sslrootcert)) {
+    return { reason: 'tls', message: `the CA file ${url.sslrootcert} (sslrootcert) does not exist`, hints: ['give the CA certificate with --database-ca FILE'] };
+  }
+  if (/altnames|Hostname\/IP does not match/i.test(message) || err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return {
       reason: 'tls',
-      message: `the server's TLS certificate could not be verified (sslmode=${url.sslmode}): ${message}`,
-      hints: ['give the CA with sslrootcert=/path/to/ca.pem, or use sslmode=require to encrypt without verifying'],
+      message: `the server at ${where} presented a certificate that does not name ${url.host} (sslmode=${url.sslmode}): ${message}`,
+      hints: ['another server may be answering on this address; if the primary was given another address or name, run knocker exposedb --init --host ADDR on it'],
+    };
+  }
+  if (/certificate|self[- ]signed|CERT_/i.test(message) || (err.code ?? '').includes('CERT')) {
+    return {
+      reason: 'tls',
+      message: url.sslrootcert
+        ? `the server at ${where} presented a certificate that the CA given does not verify (sslmode=${url.sslmode}): ${message}`
+        : `the server at ${where} presented a certificate that no CA known here verifies (sslmode=${url.sslmode}, no CA given): ${message}`,
+      hints: [
+        url.sslrootcert
+          ? 'check that this is the CA that `knocker exposedb --init` names on the primary, and that this address is the primary (another server may be answering on it)'
+          : 'give the CA certificate with --database-ca FILE (on the primary, `knocker exposedb --init` names its file)',
+      ],
     };
   }
   return { reason: 'other', message: `could not connect to ${target}: ${message}`, hints: [] };

@@ -105,6 +105,22 @@ export function buildDatabaseUrl(parts: UrlParts): string {
   return `postgres://${auth}@${hostForUrl(parts.host)}:${parts.port}/${encodeURIComponent(parts.database)}${query ? `?${query}` : ''}`;
 }
 
+/**
+ * The connection string verifying its server with this CA file: sslrootcert set to `caFile`, and
+ * sslmode verify-full unless it asks for verify-ca or verify-full already. Everything else is kept.
+ */
+export function withRootCert(text: string, caFile: string): string {
+  const url = new URL(text.trim());
+  const params = url.searchParams;
+  const mode = params.get('sslmode');
+  if (mode !== 'verify-ca' && mode !== 'verify-full') params.set('sslmode', 'verify-full');
+  params.set('sslrootcert', caFile);
+  // Percent-encoded where it must be, but a path keeps its slashes (libpq decodes either way).
+  const query = [...params].map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v).replace(/%2F/gi, '/')}`).join('&');
+  url.search = '';
+  return `${url.toString()}?${query}`;
+}
+
 /** The same URL text with the password replaced by ****. */
 export function redactUrl(text: string): string {
   return text.replace(/^(postgres(?:ql)?:\/\/[^:/?#@]*:)[^@]*@/i, '$1****@');

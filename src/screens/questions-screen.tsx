@@ -3,7 +3,7 @@
 // the field as it is typed. Esc goes back one question.
 import { Box, Text, useInput } from 'ink';
 import SelectInput from 'ink-select-input';
-import { DATABASE_CHOICES, QUESTIONS, type FlowAction, type FlowState } from '../installer/questions.js';
+import { DATABASE_CHOICES, QUESTIONS, shownCa, type FlowAction, type FlowState } from '../installer/questions.js';
 import { redactUrl } from '../postgres/url.js';
 import { Banner } from './banner.js';
 import { bindings } from './keys.js';
@@ -30,7 +30,7 @@ export function Intro({ bannerArt, existingConf }: IntroProps) {
 }
 
 function shown(id: string, value: string): string {
-  return id === 'databaseUrl' ? redactUrl(value) : value;
+  return id === 'databaseUrl' ? redactUrl(value) : id === 'databaseCa' ? shownCa(value) : value;
 }
 
 export interface QuestionsScreenProps extends IntroProps {
