@@ -87,10 +87,25 @@ export function databaseLines(db: DatabaseData): string[] {
     lines.push(`standby ${s.name}${s.clientAddress ? ` (${s.clientAddress})` : ''}: ${s.state ?? '?'}${s.syncState ? `, ${s.syncState}` : ''}, ${lag}`);
   }
   if (db.role === 'primary' && db.standbys.length === 0) lines.push('no standby streams from it');
+  if (db.tls) lines.push(...tlsLines(db.tls));
   if (db.allowList) {
     if ('error' in db.allowList) lines.push(`allow-list: ${db.allowList.error}`);
     else if (!db.allowList.exposed) lines.push('allow-list: not exposed to other web nodes (knocker exposedb --init)');
     else lines.push(`allow-list: ${db.allowList.cidrs.length > 0 ? db.allowList.cidrs.join(', ') : '(empty)'}`);
+  }
+  return lines;
+}
+
+function tlsLines(tls: NonNullable<DatabaseData['tls']>): string[] {
+  if (!tls.offered) return ['TLS: not offered (connections to it are not encrypted)'];
+  const checked = tls.verified === null ? 'not checked here (no CA known)' : tls.verified ? 'verified' : 'NOT verified with the CA given';
+  const lines = [`TLS: certificate for ${tls.altNames.map((n) => n.replace(/^(IP Address|DNS):/, '')).join(', ') || tls.subject}, ${checked}, expires ${tls.notAfter.slice(0, 10)} (in ${tls.daysLeft} days)`];
+  if (tls.expiring) {
+    lines.push(
+      tls.daysLeft < 0
+        ? `⚠ the database's certificate has expired: the nodes cannot connect with verify-full; renew it on the primary: knocker exposedb --renew-cert`
+        : `⚠ the database's certificate expires in ${tls.daysLeft} days: renew it on the primary: knocker exposedb --renew-cert`,
+    );
   }
   return lines;
 }

@@ -68,7 +68,24 @@ export interface DatabaseData {
   schemaVersion: number | null;
   /** Some columns were hidden from this login (pg_stat_replication needs pg_monitor). */
   limited: boolean;
+  /** The certificate the database presents (asked at most once a minute), when it could be asked. */
+  tls?: DatabaseTls;
 }
+
+export type DatabaseTls =
+  | { offered: false }
+  | {
+      offered: true;
+      subject: string;
+      altNames: string[];
+      /** ISO date-time. */
+      notAfter: string;
+      daysLeft: number;
+      /** Verified as verify-full would (CA and host name); null when no CA is known here to check it with. */
+      verified: boolean | null;
+      /** Within EXPIRY_WARNING_DAYS (30) of expiry, or past it. */
+      expiring: boolean;
+    };
 
 export type Health = 'ok' | 'warn' | 'fail';
 

@@ -13,14 +13,16 @@ import { nodeAddress, readSettings, reachableAddress, type ExistingConfig } from
 import { showInfo, showStat } from '../haproxy/runtime.js';
 import { openAdminSession } from '../postgres/admin.js';
 import { describeConnectError, openPool, type ConnectOptions } from '../postgres/connect.js';
+import { daysLeft, EXPIRY_WARNING_DAYS } from '../postgres/certificates.js';
+import { probeTls } from '../postgres/tls-probe.js';
 import { describeTarget, type DatabaseUrl } from '../postgres/url.js';
 import { MIGRATIONS_TABLE } from '../schema/index.js';
 import { fetchStatus } from '../server/probe.js';
 import { listServers, type RegisteredServer } from '../server/registry.js';
 import { nullLogger } from '../system/log.js';
-import type { Root } from '../system/root.js';
+import { PATHS, type Root } from '../system/root.js';
 import { isRoot } from '../system/users.js';
-import type { DatabaseData, HaproxyData, Probe, SourceName, SourceState, StandbyInfo } from './model.js';
+import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SourceName, SourceState, StandbyInfo } from './model.js';
 
 /** One source: a poll that either gives data or fails with a message; never two polls at once. */
 export class Source<T> {
@@ -117,11 +119,38 @@ interface Basics {
   ssl: string;
 }
 
+/** How often the database's certificate is asked for: it changes only when renewed. */
+const TLS_EVERY_MS = 60_000;
+
+/**
+ * The certificate the database presents, checked with the CA the connection string names (a node's
+ * copy) or, on the primary, the cluster's CA. Undefined when it cannot be asked.
+ */
+async function readTls(options: DatabaseSourceOptions, local: boolean): Promise<DatabaseTls | undefined> {
+  const { url, root } = options;
+  const caFile = url.sslrootcert ?? (local ? root.path(PATHS.clusterCaCert) : undefined);
+  const ca = caFile ? await fs.readFile(caFile, 'utf8').catch(() => undefined) : undefined;
+  const probe = await probeTls(url.host, url.port, { ...(ca ? { ca } : {}), sourceAddress: options.connect.sourceAddress, timeoutMs: 2_000 }).catch(() => undefined);
+  if (!probe) return undefined;
+  if (!probe.offered) return { offered: false };
+  const left = daysLeft(probe.certificate);
+  return {
+    offered: true,
+    subject: probe.certificate.subject,
+    altNames: probe.certificate.altNames,
+    notAfter: probe.certificate.notAfter.toISOString(),
+    daysLeft: left,
+    verified: ca ? probe.chainVerified && probe.hostMatches : null,
+    expiring: left <= EXPIRY_WARNING_DAYS,
+  };
+}
+
 /** The database's role, connections, replication and (when it is this host's) exposedb allow-list. */
 export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions): () => Promise<DatabaseData> {
   const { url, root } = options;
   let hbaFile: Promise<string | undefined> | undefined;
   const local = isThisHost(url.host);
+  let tls: { at: number; value: DatabaseTls | undefined } | undefined;
   return async () => {
     const basics = (
       await link.query<Basics>(
@@ -177,6 +206,7 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
         }
       }
     }
+    if (!tls || Date.now() - tls.at >= TLS_EVERY_MS) tls = { at: Date.now(), value: await readTls(options, await local) };
     return {
       target: describeTarget(url),
       serverVersion: basics.server_version.split(' ')[0]!,
@@ -187,6 +217,7 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
       ...(allowList ? { allowList } : {}),
       schemaVersion: schema,
       limited,
+      ...(tls.value ? { tls: tls.value } : {}),
     };
   };
 }
