@@ -89,6 +89,9 @@ test('events: state changes, versions, reloads, migrations and sources failing',
     'ok web-2: version 1.0.0 → 1.1.0',
   ]);
   expect(eventsBetween(after, snapshot([row()])).map((e) => e.text)).toContain('web-2 is no longer listed');
+  // A server's first answer (out of "checking") is not a change, whatever it says.
+  const asking = snapshot([row({ probe: undefined }), row({ name: 'web-2', probe: undefined })]);
+  expect(eventsBetween(asking, snapshot([row(), row({ name: 'web-2', haproxy: stat('DOWN') })]))).toEqual([]);
 });
 
 test('exit codes: 0 healthy, 1 degraded or empty, 3 database unreachable', () => {

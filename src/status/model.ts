@@ -217,7 +217,8 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
       events.push({ at, level: row.health, text: `${row.name} appeared: ${describeServerState(row)}` });
       continue;
     }
-    if (prev.word !== row.word || prev.health !== row.health) {
+    // Out of "checking" is a server's first answer (its /_status asked once it was known), not a change.
+    if (prev.word !== 'checking' && (prev.word !== row.word || prev.health !== row.health)) {
       events.push({ at, level: row.health, text: `${row.name}: ${prev.word} → ${describeServerState(row)}` });
     }
     const v0 = prev.probe?.body?.version ?? prev.registry?.version;
