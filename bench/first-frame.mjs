@@ -123,7 +123,7 @@ function controlTmux() {
           check(pane);
         });
       });
-      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`no "${needle}" within 30 s from ${argv.join(' ')}:\n${output.get(pane) ?? ''}`)), 30_000).unref());
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`no "${needle}" within 30 s from ${argv.join(' ')}:\n${(output.get(pane) ?? '').slice(-2000)}`)), 30_000).unref());
       const ms = await Promise.race([seen, timeout]);
       await send(`kill-pane -t ${pane}`);
       output.delete(pane);
