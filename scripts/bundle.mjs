@@ -1,33 +1,22 @@
 // Bundles the knocker CLI into a few files (dist/bundle/): Node then reads and compiles a handful
 // of files instead of hundreds of modules, which is most of the start-up time. The heavy parts
-// (the TUI, the database driver) stay in chunks loaded only when needed.
+// (the TUI, the database driver) stay in chunks loaded only when needed. The dependencies are
+// patched as in the single executable (scripts/startup-patches.mjs), so both run the same code.
 import fs from 'node:fs';
-import path from 'node:path';
+import { builtinModules } from 'node:module';
 import { build } from 'esbuild';
+import { startupPatches } from './startup-patches.mjs';
 
-// Ink keeps every text it ever measured or wrapped in two module-level caches that are never
-// emptied (vadimdemedes/ink#986): a dashboard whose ages and latencies change every second grows
-// by about 1.2 MB a minute until it runs out of memory. Each cache is emptied when it holds
-// BOUND entries; recomputing a width is cheap. The patch must apply, or the build fails.
-const BOUND = 4096;
-const INK_CACHE_PATCHES = {
-  'measure-text.js': [['cache.set(text, dimensions);', `if (cache.size >= ${BOUND}) cache.clear();\n    cache.set(text, dimensions);`]],
-  'wrap-text.js': [
-    ['const cache = {};', 'let cache = {};\nlet cached = 0;'],
-    ['cache[cacheKey] = wrappedText;', `if (++cached > ${BOUND}) {\n        cache = {};\n        cached = 1;\n    }\n    cache[cacheKey] = wrappedText;`],
-  ],
-};
-const boundInkCaches = {
-  name: 'bound-ink-caches',
+// An ES module's `import … from 'node:http'` makes Node build the builtin's ES module facade,
+// which reads every export, lazy ones included: node:http's loads the fetch client (undici),
+// node:crypto's webcrypto, node:process's and node:util's more (~30 ms of the first frame).
+// Builtins are taken through require() instead, as in CommonJS (and in the single executable).
+const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
+const builtinsThroughRequire = {
+  name: 'builtins-through-require',
   setup(b) {
-    b.onLoad({ filter: /[\\/]ink[\\/]build[\\/](measure-text|wrap-text)\.js$/ }, async (args) => {
-      let contents = await fs.promises.readFile(args.path, 'utf8');
-      for (const [from, to] of INK_CACHE_PATCHES[path.basename(args.path)]) {
-        if (!contents.includes(from)) throw new Error(`${args.path}: cannot bound Ink's cache, "${from}" not found (has Ink changed?)`);
-        contents = contents.replace(from, to);
-      }
-      return { contents, loader: 'js', resolveDir: path.dirname(args.path) };
-    });
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => ((builtins.has(args.path) || args.path.startsWith('node:')) && args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
   },
 };
 
@@ -37,19 +26,19 @@ fs.rmSync('dist/bundle', { recursive: true, force: true });
 await build({
   // The admin helper is a process of its own (started for every admin session as root): bundled,
   // it starts sooner.
-  entryPoints: { cli: 'src/cli.ts', 'admin-helper': 'src/postgres/admin-helper.ts' },
+  entryPoints: { entry: 'src/entry.ts', 'admin-helper': 'src/postgres/admin-helper.ts' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,
   format: 'esm',
   platform: 'node',
-  target: 'node20',
+  target: 'node22',
   // React and its reconciler ship a development build next to the production one.
   define: { 'process.env.NODE_ENV': '"production"' },
-  // Optional peers that are never installed: Ink's devtools and the native pg driver.
-  external: ['react-devtools-core', 'pg-native'],
+  // The native pg driver: an optional peer that is never installed.
+  external: ['pg-native'],
   // CommonJS dependencies inside an ES module bundle still call require().
   banner: { js: "import { createRequire as __knockerRequire } from 'node:module'; const require = __knockerRequire(import.meta.url);" },
-  plugins: [boundInkCaches],
+  plugins: [builtinsThroughRequire, ...startupPatches],
   logLevel: 'warning',
 });

@@ -1,8 +1,6 @@
 // The interactive installer: questions → preflight and plan → apply with live progress → result.
 // This component owns the flow and the app's exit; screens only display and collect input, and
 // all work is done by the install session it is given.
-import fs from 'node:fs';
-import path from 'node:path';
 import { useEffect, useReducer } from 'react';
 import { Box, Text, useApp, useInput } from 'ink';
 import { formatError, KnockerError } from './errors.js';
@@ -16,7 +14,7 @@ import { QuestionsScreen } from './screens/questions-screen.js';
 import { bindings } from './screens/keys.js';
 import { theme } from './screens/theme.js';
 import type { ApplyEvent, ApplyOutcome } from './system/plan.js';
-import { packageRoot } from './system/package.js';
+import { readPackageFile } from './system/package.js';
 
 /** What the installer screen needs from the outside world. */
 export interface InstallerServices {
@@ -246,7 +244,7 @@ export function installerServices(session: InstallSession, options: { skipConfir
 }
 
 export function readBanner(): string {
-  return fs.readFileSync(path.join(packageRoot(), 'assets', 'banner.txt'), 'utf8');
+  return readPackageFile('assets/banner.txt');
 }
 
 /** Renders the interactive installer until it finishes; returns the exit code. */

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { formatListen, parseListen, parseNodeSpec, type ListenAddress } from '../config/values.js';
-import { packageRoot } from '../system/package.js';
+import { packageRoot, readPackageFile } from '../system/package.js';
 
 /** The names the runtime API knows them by: `set server web_nodes/web-1 state drain`. */
 export const FRONTEND = 'knocknoc';
@@ -111,8 +111,10 @@ export function settingsProblems(settings: HaproxySettings): string[] {
   return problems;
 }
 
+const TEMPLATE = 'assets/haproxy.cfg.template';
+
 export function templateFile(root = packageRoot()): string {
-  return path.join(root, 'assets', 'haproxy.cfg.template');
+  return path.join(root, TEMPLATE);
 }
 
 export class TemplateError extends Error {}
@@ -194,11 +196,12 @@ export function renderConfig(template: string, settings: HaproxySettings, layout
   return `${out.join('\n').replace(/\n+$/, '')}\n`;
 }
 
-export async function readTemplate(file = templateFile()): Promise<string> {
+/** The template of another file, or the one this release ships. */
+export async function readTemplate(file?: string): Promise<string> {
   try {
-    return await fs.readFile(file, 'utf8');
+    return file ? await fs.readFile(file, 'utf8') : readPackageFile(TEMPLATE);
   } catch (error) {
-    throw new TemplateError(`cannot read the template ${file}: ${(error as Error).message}`);
+    throw new TemplateError(`cannot read the template ${file ?? templateFile()}: ${(error as Error).message}`);
   }
 }
 

@@ -5,7 +5,7 @@ import readline from 'node:readline';
 import { execa } from 'execa';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../system/log.js';
-import { builtFile } from '../system/package.js';
+import { adminHelperProgram } from '../system/package.js';
 import { lookupUser, type OsUser } from '../system/users.js';
 
 export interface ClusterAccess {
@@ -62,7 +62,8 @@ async function inProcessSession(access: ClusterAccess): Promise<AdminSession> {
 }
 
 function startHelper() {
-  return execa(process.execPath, [builtFile('bundle/admin-helper.js')], {
+  const [program, ...args] = adminHelperProgram() as [string, ...string[]];
+  return execa(program, args, {
     stdin: 'pipe',
     stdout: 'pipe',
     stderr: 'pipe',

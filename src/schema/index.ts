@@ -2,10 +2,9 @@
 // the schema version kept in the database, and applying what is pending under an advisory lock so
 // that when several nodes start together exactly one migrates. Used by the installer (options 1
 // and 2 create the schema) and by knocknoc-server on start.
-import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { packageRoot, packageVersion } from '../system/package.js';
+import { listPackageFolder, packageRoot, packageVersion, readPackageFile } from '../system/package.js';
 
 export const MIGRATIONS_TABLE = 'knocknoc_schema_migrations';
 
@@ -35,13 +34,12 @@ export function loadRelease(releaseRoot = packageRoot()): Release {
 /** The migrations of a release, in order. Throws on gaps or duplicate numbers. */
 export function loadMigrations(releaseRoot = packageRoot()): Migration[] {
   const dir = path.join(releaseRoot, 'migrations');
-  const migrations = fs
-    .readdirSync(dir)
+  const migrations = listPackageFolder('migrations', releaseRoot)
     .filter((f) => f.endsWith('.sql'))
     .map((file) => {
       const match = /^(\d+)_([A-Za-z0-9_-]+)\.sql$/.exec(file);
       if (!match) throw new Error(`migration file name ${file} is not NNN_name.sql`);
-      return { version: Number(match[1]), name: match[2]!, file: path.join(dir, file), sql: fs.readFileSync(path.join(dir, file), 'utf8') };
+      return { version: Number(match[1]), name: match[2]!, file: path.join(dir, file), sql: readPackageFile(`migrations/${file}`, releaseRoot) };
     })
     .sort((a, b) => a.version - b.version);
   migrations.forEach((m, i) => {

@@ -2,10 +2,10 @@
 // systemd and no sandbox root is used; otherwise a daemon with its pid file and log under the root.
 // Starting waits until /_status answers 200, so "started" means "serving". The install plan ends
 // with these steps, and `knocker service` uses the same start and stop.
-import path from 'node:path';
 import { parseListen, type ListenAddress } from '../config/values.js';
 import type { Release } from '../schema/index.js';
 import { isSystemdHost } from '../system/host.js';
+import { serverProgram } from '../system/package.js';
 import type { Logger } from '../system/log.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
@@ -22,7 +22,7 @@ export interface ServerService {
   root: Root;
   manager: 'systemd' | 'daemon';
   confFile: string;
-  /** The installed package whose bin/knocknoc-server runs. */
+  /** The installed package whose knocknoc-server runs (src/system/package.ts serverProgram). */
   packageDir: string;
 }
 
@@ -32,7 +32,7 @@ export async function serverService(root: Root, packageDir: string): Promise<Ser
 }
 
 function serverCommand(service: ServerService, pidFile?: string): string[] {
-  const args = [process.execPath, path.join(service.packageDir, 'bin', 'knocknoc-server'), '--config', service.confFile];
+  const args = [...serverProgram(service.packageDir), '--config', service.confFile];
   return pidFile ? [...args, '--pid-file', pidFile] : args;
 }
 
