@@ -20,6 +20,7 @@ import {
   BACKEND,
   DEFAULT_HTTP_PORT,
   DEFAULT_HTTPS_PORT,
+  haproxyWordProblem,
   nodeAddress,
   nodeSpec,
   parseNodes,
@@ -140,6 +141,8 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
 
 export async function haproxySetup(root: Root, options: SetupOptions, io: Output): Promise<number> {
   const given = nodesOption(options.nodes, options.backup);
+  const certProblem = typeof options.cert === 'string' ? haproxyWordProblem(options.cert) : undefined;
+  if (certProblem) throw new UsageError(`--cert: ${certProblem}; nothing was changed`, [], ['move or link the PEM file to a path without them']);
   const bind = options.bind === undefined ? undefined : listenOption('--bind', options.bind);
   const httpBind = options.httpBind === undefined ? undefined : listenOption('--http-bind', options.httpBind);
   let registry: HaproxyNode[] = [];
