@@ -6,11 +6,13 @@ import fs from 'node:fs/promises';
 import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
 import type { ListenAddress } from '../config/values.js';
 import { withAdminSession, type ClusterAccess } from '../postgres/admin.js';
-import { findPgBinaries, initCluster, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import { clusterExists, clusterRunning, discardHalfMadeCluster, findPgBinaries, initCluster, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { describeConnectError, withClient } from '../postgres/connect.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
+import { UsageError } from '../errors.js';
 import { forwarderWarnings } from '../haproxy/nodes.js';
+import { checkServerConfig } from '../server/config.js';
 import { haproxySteps } from '../haproxy/plan.js';
 import { serverServiceSteps } from '../server/service.js';
 import {
@@ -54,7 +56,11 @@ async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightCon
     DatabaseURL: databaseUrl,
     ServerName: answers.serverName,
   });
-  return fileStep({ file, shownAs: file, content: next.toString(), mode: 0o600, redact: (t) => ctx.log.scrub(t) });
+  const content = next.toString();
+  // The server's own check of the file about to be written: what it would refuse is never written.
+  const check = checkServerConfig(content, file, answers.serverName);
+  if (!check.ok) throw new UsageError(`knocknoc-server would refuse the ${file} this install would write; nothing was changed`, check.problems);
+  return fileStep({ file, shownAs: file, content, mode: 0o600, redact: (t) => ctx.log.scrub(t) });
 }
 
 async function privateClusterSteps(facts: PrivateClusterFacts, password: string, listen: ListenAddress, ctx: PreflightContext): Promise<{ steps: Step[]; url: string }> {
@@ -72,20 +78,31 @@ async function privateClusterSteps(facts: PrivateClusterFacts, password: string,
   const url = buildDatabaseUrl({ host: facts.host, port: facts.port, user: APP_ROLE, password, database: APP_DATABASE });
   const parsedUrl = (parseDatabaseUrl(url) as { ok: true; value: DatabaseUrl }).value;
   const connectOptions = connectOptionsFor(listen, parsedUrl);
+  const creating = root.path(PATHS.pgCreating);
+  // Everything the later steps make lives in the cluster: once it is gone, none of it remains.
+  const inCluster = () => clusterExists(cluster.dataDir);
   const steps: Step[] = [];
   steps.push({
     kind: 'database',
     title: facts.exists
       ? `PostgreSQL ${facts.bin.version}: private cluster in ${cluster.dataDir}`
-      : `PostgreSQL ${facts.bin.version}: create a private cluster in ${cluster.dataDir}, listening on ${facts.host}:${facts.port} only`,
-    details: [`initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 (as ${cluster.osUser})`],
+      : `PostgreSQL ${facts.bin.version}: create a private cluster in ${cluster.dataDir}, listening on ${facts.host}:${facts.port} only${facts.halfMade ? ' (again: an earlier run was cut off while creating it)' : ''}`,
+    details: [
+      ...(facts.halfMade ? [`remove the half-made cluster in ${cluster.dataDir} (and end its initdb, if it still runs)`] : []),
+      `initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 (as ${cluster.osUser})`,
+    ],
     changes: !facts.exists,
-    apply: () => initCluster(cluster, log),
+    async apply() {
+      if (facts.halfMade) await discardHalfMadeCluster(cluster.dataDir, log);
+      await initCluster(cluster, log, [], creating);
+    },
     async undo() {
       await stopCluster(cluster, log, 'immediate').catch(() => {});
-      await fs.rm(cluster.dataDir, { recursive: true, force: true });
+      await discardHalfMadeCluster(cluster.dataDir, log);
+      await fs.rm(creating, { force: true });
       await fs.rmdir(cluster.socketDir).catch(() => {});
     },
+    remains: inCluster,
   });
   steps.push({
     kind: 'service',
@@ -94,11 +111,12 @@ async function privateClusterSteps(facts: PrivateClusterFacts, password: string,
     changes: !facts.running,
     apply: () => startCluster(cluster, log),
     undo: () => stopCluster(cluster, log),
+    remains: () => clusterRunning(cluster),
   });
   const roleState = facts.running ? await inspectRole(access, password, log) : undefined;
-  steps.push(roleAndDatabaseStep({ access, password, state: roleState, log }));
+  steps.push({ ...roleAndDatabaseStep({ access, password, state: roleState, log }), remains: inCluster });
   const current = roleState?.databaseExists && roleState.passwordMatches ? await schemaVersionAt(parsedUrl, connectOptions) : undefined;
-  steps.push(schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }));
+  steps.push({ ...schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }), remains: inCluster });
   return { steps, url };
 }
 
