@@ -13,6 +13,10 @@ let primary: Root;
 beforeAll(async () => {
   primary = await makeRoot();
   await installPrimary(primary, '127.0.0.57');
+  // Listening on localhost only, --init has to move the cluster to its root's own address, with a
+  // restart: the change these tests need to see refused up front, or rolled back.
+  await rootAdmin(primary, `ALTER SYSTEM SET listen_addresses = 'localhost'`);
+  expect((await knocker(['service', 'restart', 'postgres', '--root', primary.dir])).exitCode).toBe(0);
 });
 afterAll(async () => {
   if (primary) await destroyRoot(primary);
@@ -52,20 +56,19 @@ test('a failure in the last step rolls back every step, the restart included (ex
   await fs.writeFile(urlFile, '# left by hand\n', { mode: 0o600 });
   await fs.mkdir(`${urlFile}.bak`);
   const before = { state: await exposedState(primary), server: await server() };
-  expect(before.server).toMatchObject({ listen: '127.0.0.57', remoteRoles: 0 });
+  expect(before.server).toMatchObject({ listen: 'localhost', remoteRoles: 0 });
 
   const result = await exposedb('--init');
   expect(result.exitCode).toBe(4);
   expect(result.stderr).toMatch(/error: Update .*exposedb-url \(mode 0600\) failed: .*exposedb-url\.bak exists and is not a regular file/);
   expect(result.stderr).toContain('hint: every change made before the failure was rolled back');
-  for (const step of ['create login role knocknoc_remote', 'knocknoc_remote acts as knocknoc', 'allow-list block', 'listen on every address']) {
+  for (const step of ['create login role knocknoc_remote', 'knocknoc_remote acts as knocknoc', 'allow-list block', "listen on this sandbox root's own address"]) {
     expect(result.stderr).toMatch(new RegExp(`↺ rolled back: .*${step}`));
   }
-  // As it was: no role, the same files, listening on the node's own address again; up and serving.
+  // As it was: no role, the same files, listening where it did again (restarted once more); up.
   const after = await server();
-  expect(after).toMatchObject({ listen: '127.0.0.57', remoteRoles: 0 });
+  expect(after).toMatchObject({ listen: 'localhost', remoteRoles: 0 });
   expect(after.startedAt).not.toBe(before.server.startedAt);
   expect(await exposedState(primary)).toEqual(before.state);
-  expect(await withClient(await appUrl(primary), { sourceAddress: '127.0.0.57' }, async () => 'up')).toBe('up');
   await fs.rmdir(`${urlFile}.bak`);
 });

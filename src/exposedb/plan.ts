@@ -284,28 +284,34 @@ export async function allowListStep(link: AdminLink, facts: ServerFacts, target:
   };
 }
 
-/** listen_addresses = '*' through ALTER SYSTEM (it wins over postgresql.conf), then a restart and a wait until it accepts connections. */
+/** Where the cluster must listen for the other nodes: every address, or a sandbox root's own. */
+export function wantedListen(cluster: Pick<LocalCluster, 'sandbox' | 'address'>): string {
+  return cluster.sandbox && cluster.address !== undefined ? cluster.address : LISTEN_EVERYWHERE;
+}
+
+/** listen_addresses through ALTER SYSTEM (it wins over postgresql.conf), then a restart and a wait until it accepts connections. */
 export function listenStep(link: AdminLink, cluster: LocalCluster, facts: ServerFacts, log: Logger): Step {
   const { setting, autoConf, pendingOthers } = facts.listen;
   const external = listensExternally(setting, cluster);
+  const wanted = wantedListen(cluster);
   let altered = false;
   let restarted = false;
   return {
     kind: 'service',
     title: external
       ? `PostgreSQL listens on '${setting}'${cluster.sandbox ? ` (this sandbox root's own address)` : ''}`
-      : `PostgreSQL: listen on every address (listen_addresses '${setting}' -> '${LISTEN_EVERYWHERE}'), restart ${cluster.label}`,
+      : `PostgreSQL: listen on ${wanted === LISTEN_EVERYWHERE ? 'every address' : `this sandbox root's own address`} (listen_addresses '${setting}' -> '${wanted}'), restart ${cluster.label}`,
     details: [
-      `ALTER SYSTEM SET listen_addresses = '${LISTEN_EVERYWHERE}'`,
+      `ALTER SYSTEM SET listen_addresses = '${wanted}'`,
       `restart ${cluster.label} (open connections are dropped; the nodes reconnect)`,
       ...(pendingOthers.length > 0 ? [`the restart also applies settings changed earlier: ${pendingOthers.join(', ')}`] : []),
     ],
     changes: !external,
     async apply() {
       const session = await link.session();
-      if (autoConf !== LISTEN_EVERYWHERE) {
+      if (autoConf !== wanted) {
         altered = true;
-        await executeQuoted(session, 'ALTER SYSTEM SET listen_addresses = %L', [LISTEN_EVERYWHERE]);
+        await executeQuoted(session, 'ALTER SYSTEM SET listen_addresses = %L', [wanted]);
       }
       // A server does not start with a broken configuration or pg_hba.conf: check both first.
       const config = await startConfig(facts.start, log);

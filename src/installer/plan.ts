@@ -45,9 +45,12 @@ function existingLocalPassword(conf: KnocknocConf | undefined): string | undefin
   return parsed.ok && parsed.value.user === APP_ROLE ? parsed.value.password : undefined;
 }
 
-async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightContext): Promise<Step> {
-  const file = ctx.root.path(PATHS.conf);
-  const current = await readIfExists(file);
+/**
+ * knocknoc.conf as this install writes it: the file in place (comments and other keys kept) with
+ * the answers in it. Checked with knocknoc-server's own check: a file it would refuse is never
+ * written (UsageError, exit 2).
+ */
+export function plannedConf(current: string | undefined, answers: Answers, databaseUrl: string, file: string): string {
   const base = current === undefined ? newConf() : KnocknocConf.parse(current);
   const next = base.with({
     Listen: answers.listen,
@@ -57,9 +60,14 @@ async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightCon
     ServerName: answers.serverName,
   });
   const content = next.toString();
-  // The server's own check of the file about to be written: what it would refuse is never written.
   const check = checkServerConfig(content, file, answers.serverName);
   if (!check.ok) throw new UsageError(`knocknoc-server would refuse the ${file} this install would write; nothing was changed`, check.problems);
+  return content;
+}
+
+async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightContext): Promise<Step> {
+  const file = ctx.root.path(PATHS.conf);
+  const content = plannedConf(await readIfExists(file), answers, databaseUrl, file);
   return fileStep({ file, shownAs: file, content, mode: 0o600, redact: (t) => ctx.log.scrub(t) });
 }
 

@@ -121,8 +121,8 @@ export function secretsIn(words: string[]): string[] {
     if (/^--?[A-Za-z0-9_-]+$/.test(word) && SECRET_NAME.test(word) && words[i + 1] !== undefined && !words[i + 1]!.startsWith('-')) found.push(words[i + 1]!);
     const header = /authorization\s*:\s*(.*)$/is.exec(word);
     if (header) found.push(...authorizationCredentials(header[1]!, words.slice(i + 1)));
-    // The user information ends at the last "@" of the authority, as URL parsers read it.
-    for (const url of word.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^:/?#@\\\s]*:([^/?#\\\s]*)@/gi)) found.push(url[1]!);
+    // Up to the last "@" of the word: a token with a "/" in it, written raw, is still masked whole.
+    for (const url of word.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^:/?#@\\\s]*:(\S*)@/gi)) found.push(url[1]!);
   }
   return [...new Set(found.map((f) => f.trim()).filter((f) => f !== '' && f !== MASK && !AUTH_SCHEME.test(f)))];
 }
