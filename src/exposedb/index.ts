@@ -220,10 +220,8 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   const plan: Plan = {
     title: `Expose database ${names.database}`,
     steps: [
-      remoteRoleStep(link, names, facts, password),
-      grantsStep(link, names, facts),
-      await allowListStep(link, facts, target, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (SCRAM only, refused from unlisted addresses)`),
-      listenStep(link, cluster, facts, log),
+      // The string (with its password) is kept before the role is given the password: a run cut
+      // off in between gives the same password again next time.
       await fileStep({
         file: urlFile,
         shownAs: urlFile,
@@ -236,6 +234,10 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
         mode: 0o600,
         redact: (t) => log.scrub(t),
       }),
+      remoteRoleStep(link, names, facts, password),
+      grantsStep(link, names, facts),
+      await allowListStep(link, facts, target, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (SCRAM only, refused from unlisted addresses)`),
+      listenStep(link, cluster, facts, log),
     ],
     warnings: [],
   };

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
 import type { ListenAddress } from '../config/values.js';
 import { withAdminSession, type ClusterAccess } from '../postgres/admin.js';
-import { clusterExists, clusterRunning, discardHalfMadeCluster, findPgBinaries, initCluster, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import { clusterExists, clusterRunning, discardHalfMadeCluster, findPgBinaries, initCluster, settleStart, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { describeConnectError, withClient } from '../postgres/connect.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
@@ -117,7 +117,10 @@ async function privateClusterSteps(facts: PrivateClusterFacts, password: string,
     title: `PostgreSQL: start the private cluster (pg_ctl, ${facts.host}:${facts.port})`,
     details: [`pg_ctl start -w -D ${cluster.dataDir} -l ${cluster.logFile}`],
     changes: !facts.running,
-    apply: () => startCluster(cluster, log),
+    async apply() {
+      if (await settleStart(cluster)) return 'already running: started by a run that was cut off';
+      await startCluster(cluster, log);
+    },
     undo: () => stopCluster(cluster, log),
     remains: () => clusterRunning(cluster),
   });
@@ -272,8 +275,10 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
   }
   const parsed = parseDatabaseUrl(databaseUrl);
   if (parsed.ok) ctx.log.addSecret(parsed.value.password);
+  // knocknoc.conf first: it holds the password before the database is given it, so a run cut off
+  // in between gives the same password again next time (a secret is never made twice).
   const conf = await confStep(answers, databaseUrl, ctx);
-  steps.push(conf);
+  steps.unshift(conf);
   // Last, the server itself: started (or restarted for this change) and serving /_status.
   const service = await serverServiceSteps({
     root: ctx.root,

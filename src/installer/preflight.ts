@@ -161,10 +161,14 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
   const host = settings?.host ?? sandboxHostAddress(listen);
   // A cluster a cut-off run was starting may still be on its way up: it counts once it is ready.
   const running = exists && (await clusterRunning({ bin, dataDir, osUser })) ? await waitUntilReady(dataDir) : false;
-  let port = settings?.port;
+  // Before the cluster exists, the port knocknoc.conf was given for it (by a run cut off before
+  // initdb) is kept while it is free: the file is not rewritten by every run.
+  const planned = ctx.existingConf?.get('DatabaseOption') === '1' ? parseDatabaseUrl(ctx.existingConf.get('DatabaseURL') ?? '') : undefined;
+  const plannedPort = !exists && planned?.ok && planned.value.host === host && (await probeListen(host, planned.value.port)).free ? planned.value.port : undefined;
+  let port = settings?.port ?? plannedPort;
   if (port === undefined) {
     port = await freePort(host);
-  } else if (!running) {
+  } else if (!running && port !== plannedPort) {
     const probe = await probeListen(host, port);
     if (!probe.free) {
       checks.push({ name: 'private cluster port', ok: false, detail: `port ${port} on ${host} is taken by something else`, hints: ['free it, then run this again'] });

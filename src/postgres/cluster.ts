@@ -149,6 +149,23 @@ export async function discardHalfMadeCluster(dataDir: string, log?: Logger): Pro
 }
 
 /**
+ * Lets a `pg_ctl start` of a cut-off run finish (it outlives the run, and its server may not have
+ * written postmaster.pid yet), then says whether the cluster runs and is ready.
+ */
+export async function settleStart(cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>, timeoutMs = 90_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const starting = async () => {
+    for (const pid of await processesIn(cluster.dataDir)) {
+      const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (argv.some((a) => a.endsWith('pg_ctl')) && argv.includes('start')) return true;
+    }
+    return false;
+  };
+  while ((await starting()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  return (await clusterRunning(cluster)) && (await waitUntilReady(cluster.dataDir));
+}
+
+/**
  * Waits until a running postmaster has finished starting (postmaster.pid says "ready"), as a
  * cluster a cut-off run was starting may still be doing; false when it is not running after all.
  */
