@@ -11,11 +11,27 @@ import { upgradeCommand } from './commands/upgrade.js';
 import type { CommandContext } from './commands/context.js';
 import { EXIT, exitCodeOf, formatError } from './errors.js';
 import type { Output } from './shared/output.js';
+import { printable } from './shared/printable.js';
 import { packageVersion } from './system/package.js';
 
+// A reader that went away (`knocker install --help | head -1`) is not an error of the run: what
+// is left to print is dropped, and the run goes on to its end (an install is never cut short).
+const closed = new Set<NodeJS.WriteStream>();
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') closed.add(stream);
+    else throw error;
+  });
+}
+
+/** Writes text that may hold outside strings (names from the database, HAProxy's words): control characters are shown, not obeyed. */
+function write(stream: NodeJS.WriteStream, text: string): void {
+  if (!closed.has(stream)) stream.write(printable(text));
+}
+
 const io: Output = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
+  out: (line) => write(process.stdout, `${line}\n`),
+  err: (line) => write(process.stderr, `${line}\n`),
 };
 
 export function buildProgram(ctx: CommandContext): Command {
@@ -25,7 +41,7 @@ export function buildProgram(ctx: CommandContext): Command {
     .option('--root <dir>', 'work on a sandbox root folder instead of the real system (env KNOCKNOC_ROOT)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
   for (const add of [installCommand, serviceCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand]) add(program, ctx);
   return program;
 }

@@ -9,6 +9,7 @@ import { StatusScreen } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
 import { ACTION_TITLE, type AdminAction } from './status/actions.js';
 import { matchesFilter } from './status/model.js';
+import { printableData } from './shared/printable.js';
 import { nextInterval, type StatusMonitor } from './status/monitor.js';
 import type { ServerStat } from './haproxy/runtime.js';
 
@@ -101,7 +102,8 @@ export function Dashboard({ services }: { services: DashboardServices }) {
   const now = useNow(monitor.paused || monitor.intervalMs > 1_000, 1_000);
   const [uiRef, dispatch] = useLatestReducer(uiReducer, { filter: '', filterDraft: undefined, selected: undefined, help: false, confirm: undefined } as UiState);
   const ui = uiRef.current;
-  const snapshot = monitor.current();
+  // Names, versions and errors come from the database, HTTP answers and HAProxy: drawn, never obeyed.
+  const snapshot = printableData(monitor.current());
   const filter = ui.filterDraft ?? ui.filter;
   const rows = snapshot.servers.filter((row) => matchesFilter(row, filter));
   const selected = rows.some((r) => r.name === ui.selected) ? ui.selected : rows[0]?.name;
@@ -179,7 +181,7 @@ export function Dashboard({ services }: { services: DashboardServices }) {
     <StatusScreen
       snapshot={snapshot}
       rows={rows}
-      events={monitor.history()}
+      events={printableData(monitor.history())}
       now={Math.max(now, snapshot.at)}
       intervalMs={monitor.intervalMs}
       staleAfterMs={services.staleAfterMs()}

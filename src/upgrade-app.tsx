@@ -9,6 +9,7 @@ import { progressAfter, progressItems, type ProgressItem } from './screens/progr
 import { UpgradeScreen, type UpgradeStage } from './screens/upgrade-screen.js';
 import { seconds } from './system/progress.js';
 import type { Plan } from './system/plan.js';
+import { printableData } from './shared/printable.js';
 import type { Journal } from './upgrade/journal.js';
 import type { UpgradeEvent, UpgradeOutcome, UpgradeSession } from './upgrade/index.js';
 
@@ -151,20 +152,21 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
     });
   });
 
+  // Server names, versions and the command's own output are outside text: drawn, never obeyed.
   return (
     <UpgradeScreen
       stage={state.stage}
       title={state.title}
-      checks={session.checks}
-      warnings={state.plan.warnings}
-      servers={state.journal.servers}
-      first={state.journal.first}
-      target={state.journal.target ?? state.journal.toVersion}
-      items={state.items}
-      output={state.output}
-      notes={state.notes}
-      notice={state.notice}
-      result={state.result}
+      checks={printableData(session.checks)}
+      warnings={printableData(state.plan.warnings)}
+      servers={printableData(state.journal.servers)}
+      first={printableData(state.journal.first)}
+      target={printableData(state.journal.target ?? state.journal.toVersion)}
+      items={printableData(state.items)}
+      output={printableData(state.output)}
+      notes={printableData(state.notes)}
+      notice={printableData(state.notice)}
+      result={printableData(state.result)}
     />
   );
 }

@@ -42,9 +42,11 @@ describe('knocker exposedb on a primary', () => {
     expect((await fs.stat(urlFile)).mode & 0o777).toBe(0o600);
     expect(await fs.readFile(urlFile, 'utf8')).toContain(`\n${printed}\n`);
     expect(await fs.readFile(primary.path(PATHS.exposedbLog), 'utf8')).not.toContain(remote.password!);
-    // The database now listens everywhere (other hosts), through ALTER SYSTEM.
+    // A sandbox root is a host of its own address: its cluster listens there already (where the other
+    // "hosts" reach it), never on every address of the machine; no restart was needed.
+    expect(init.stderr).toContain("PostgreSQL listens on '127.0.0.50' (this sandbox root's own address)");
     expect(await rootAdmin(primary, `SELECT setting, sourcefile LIKE '%postgresql.auto.conf' AS auto FROM pg_settings WHERE name = 'listen_addresses'`)).toEqual([
-      { setting: '*', auto: true },
+      { setting: '127.0.0.50', auto: false },
     ]);
 
     await expect(withClient(remote, await asNode(primary, '127.0.0.51'), async () => 'in')).rejects.toMatchObject({ code: '28000' });

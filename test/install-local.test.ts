@@ -72,27 +72,27 @@ describe('option 1 on a sandbox root', () => {
     expect(result.exitCode).toBe(0);
     const report = JSON.parse(result.stdout) as { plan: { changes: number; steps: Array<{ kind: string; title: string }> }; preflight: Array<{ ok: boolean }> };
     expect(report.preflight.every((c) => c.ok)).toBe(true);
-    expect(report.plan.steps.map((s) => s.kind)).toEqual(['database', 'service', 'database', 'database', 'file', 'service']);
+    expect(report.plan.steps.map((s) => s.kind)).toEqual(['file', 'database', 'service', 'database', 'database', 'service']);
     expect(report.plan.changes).toBe(6);
     expect(await fs.readdir(root.dir)).toEqual([]);
   });
 
   test('a failure mid-apply rolls back every step (exit 4) and says what failed', async () => {
     const root = await newRoot();
-    // /opt/knocknoc/etc is a dangling link (into a folder that does not exist): writing
-    // knocknoc.conf, the last step, fails after the cluster, role, database and schema were made.
-    await fs.mkdir(root.path('/opt/knocknoc'), { recursive: true });
-    await fs.symlink(root.path('/gone/etc'), root.path(PATHS.etcDir));
+    // The server's log file is a folder: starting the server, the last step, fails after
+    // knocknoc.conf, the cluster, role, database and schema were made.
+    await fs.mkdir(root.path(PATHS.serverLog), { recursive: true });
     const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.10:8756']);
     expect(result.exitCode).toBe(4);
-    expect(result.stderr).toMatch(/error: Create .*knocknoc\.conf.* failed: /);
+    expect(result.stderr).toMatch(/error: Knocknoc server: start it .* failed: /);
     expect(result.stderr).toMatch(/every change made before the failure was rolled back/);
     expect(result.stdout).toMatch(/↺ rolled back: PostgreSQL 15: create a private cluster/);
+    expect(result.stdout).toMatch(/↺ rolled back: Create .*knocknoc\.conf/);
     // Nothing remains: no cluster folder, no socket folder, no conf.
     await expect(fs.access(root.path(PATHS.pgData))).rejects.toThrow();
     await expect(fs.access(root.path(PATHS.pgSocketDir))).rejects.toThrow();
-    await expect(fs.access(root.path('/gone'))).rejects.toThrow();
-    expect(await fs.readFile(root.path(PATHS.installLog), 'utf8')).toMatch(/undo 1: PostgreSQL 15: create a private cluster/);
+    await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
+    expect(await fs.readFile(root.path(PATHS.installLog), 'utf8')).toMatch(/undo 2: PostgreSQL 15: create a private cluster/);
   });
 
   test('a second run waits for nobody: the lock of a live run stops it (exit 3), a stale lock is taken over', async () => {

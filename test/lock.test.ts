@@ -20,11 +20,18 @@ afterEach(async () => {
 test('many processes at once: exactly one gets the lock, the others are told who holds it', async () => {
   const file = path.join(dir, 'run', 'knocker.lock');
   const lockModule = path.join(REPO, 'dist', 'system', 'lock.js');
-  // Each taker holds the lock for a moment, so they all overlap.
-  const script = `const { acquireLock } = await import(${JSON.stringify(lockModule)});
-    try { const lock = await acquireLock(${JSON.stringify(file)}, 'knocker install'); console.log('got'); await new Promise((r) => setTimeout(r, 1500)); await lock.release(); }
+  // The taker that got the lock holds it until every other one has been refused (the release file
+  // appears then): they overlap by construction, however slowly the machine starts them.
+  const release = path.join(dir, 'release');
+  const script = `const fs = await import('node:fs'); const { acquireLock } = await import(${JSON.stringify(lockModule)});
+    try { const lock = await acquireLock(${JSON.stringify(file)}, 'knocker install'); console.log('got');
+      while (!fs.existsSync(${JSON.stringify(release)})) await new Promise((r) => setTimeout(r, 20)); await lock.release(); }
     catch (e) { console.log('refused: ' + e.message); }`;
-  const runs = await Promise.all(Array.from({ length: 8 }, () => execa(process.execPath, ['--input-type=module', '-e', script])));
+  const children = Array.from({ length: 8 }, () => execa(process.execPath, ['--input-type=module', '-e', script]));
+  let ended = 0;
+  await new Promise<void>((resolve) => children.forEach((c) => void c.finally(() => ++ended === 7 && resolve())));
+  await fs.writeFile(release, '');
+  const runs = await Promise.all(children);
   const outputs = runs.map((r) => String(r.stdout));
   expect(outputs.filter((o) => o === 'got')).toHaveLength(1);
   for (const o of outputs.filter((x) => x !== 'got')) expect(o).toMatch(/^refused: another knocker install is running \(pid \d+\)/);

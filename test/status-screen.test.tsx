@@ -92,9 +92,13 @@ test('HAProxy stopped: its source fails and keeps its last data, the others keep
   expect(failing.replace(/\s+/g, ' ')).toMatch(/✗ haproxy: cannot reach HAProxy's runtime API on \S+status\.sock: (no such socket|nothing listens there)/);
   // Its last data is still there (drawn dimmed), and the other sources go on.
   expect(rowOf(failing, 'web-1')).toMatch(/✔ web-1\s+ok\s+1\.0\.0\s+200 [\d.]+ms\s+UP/);
-  await new Promise((r) => setTimeout(r, 3000));
-  const later = frame(ui);
-  expect(later).toMatch(/registry [0-2]s · probes [0-2]s · haproxy ✗ FAILING [3-9]s old · database [0-2]s/);
+  // Wait for the event (HAProxy's data has aged past a few refreshes), then compare ages in that
+  // one frame: the others are fresher than HAProxy's, however loaded the machine is.
+  const later = await waitForFrame(ui, /haproxy ✗ FAILING ([3-9]|\d\d+)s old/);
+  const ages = /registry (\d+)s · probes (\d+)s · haproxy ✗ FAILING (\d+)s old · database (\d+)s/.exec(later);
+  expect(ages, later).not.toBeNull();
+  const [registry, probes, haproxyAge, database] = ages!.slice(1).map(Number) as [number, number, number, number];
+  for (const other of [registry, probes, database]) expect(other).toBeLessThan(haproxyAge);
 
   expect((await knocker(['service', 'start', 'haproxy', '--root', root.dir])).exitCode).toBe(0);
   const back = await waitForFrame(ui, /✔ haproxy: answering again/);
@@ -142,9 +146,9 @@ test('keys: filter (! inverts), Esc clears it, pause, interval, help, selection;
 
   await press(ui, 'p');
   expect(frame(ui)).toContain('PAUSED');
-  await waitForFrame(ui, /registry [3-9]s/, 10_000);
+  await waitForFrame(ui, /registry ([3-9]|\d\d+)s/);
   await press(ui, 'p');
-  await waitForFrame(ui, /registry [0-1]s .*every 1s/, 5000);
+  await waitForFrame(ui, /registry [0-1]s .*every 1s/);
   await press(ui, '+');
   expect(frame(ui)).toContain('every 2s');
   await press(ui, '-');

@@ -3,7 +3,9 @@
 // Commands read nothing of the process themselves.
 import type { Command } from 'commander';
 import type { Output } from '../shared/output.js';
-import { Root } from '../system/root.js';
+import { UsageError } from '../errors.js';
+import { armKillHook } from '../system/kill-hook.js';
+import { Root, rootPathProblem } from '../system/root.js';
 
 export interface CommandContext {
   io: Output;
@@ -18,5 +20,10 @@ export interface CommandContext {
 /** The root a command works on: --root (a global option), else KNOCKNOC_ROOT, else the real system. */
 export function rootOf(command: Command, ctx: CommandContext): Root {
   const { root } = command.optsWithGlobals<{ root?: string }>();
-  return new Root(root ?? ctx.env.KNOCKNOC_ROOT ?? '/');
+  const chosen = new Root(root ?? ctx.env.KNOCKNOC_ROOT ?? '/');
+  const problem = rootPathProblem(chosen.dir);
+  if (problem) throw new UsageError(`${problem}; nothing was changed`);
+  // The kill-at-a-step test hook (src/system/plan.ts) is honoured on sandbox roots only.
+  if (chosen.isSandbox) armKillHook(ctx.env.KNOCKER_TEST_KILL_AT);
+  return chosen;
 }

@@ -1,6 +1,7 @@
 // Parsing and validating the values of knocknoc.conf and the installer's answers. Pure functions:
 // the TUI validates as the operator types, the answers file and flags go through the same checks.
 import ipaddr from 'ipaddr.js';
+import { quoted } from '../shared/printable.js';
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -13,21 +14,33 @@ export interface ListenAddress {
   family: 4 | 6;
 }
 
+/** Why `value` is not an IP address knocker takes, or undefined when it is one. */
+function ipProblem(value: string): string | undefined {
+  if (value.includes('%')) return 'has a zone index (%…), which is not supported';
+  if (ipaddr.IPv4.isValidFourPartDecimal(value)) return undefined;
+  if (value.includes(':') && ipaddr.IPv6.isValid(value)) {
+    return ipaddr.IPv6.parse(value).isIPv4MappedAddress() ? 'is an IPv4-mapped IPv6 address; write the IPv4 address instead' : undefined;
+  }
+  return 'is not an IPv4 or IPv6 address';
+}
+
 /** Parses one IP address strictly (dotted-quad IPv4, or IPv6 without a zone). */
 export function parseIp(text: string): Parsed<ipaddr.IPv4 | ipaddr.IPv6> {
   const value = text.trim();
-  if (value.includes('%')) return fail(`"${value}": zone indexes (%…) are not supported`);
-  if (ipaddr.IPv4.isValidFourPartDecimal(value)) return ok(ipaddr.IPv4.parse(value));
-  if (value.includes(':') && ipaddr.IPv6.isValid(value)) {
-    const addr = ipaddr.IPv6.parse(value);
-    if (addr.isIPv4MappedAddress()) return fail(`"${value}" is an IPv4-mapped IPv6 address; write the IPv4 address instead`);
-    return ok(addr);
-  }
-  return fail(`"${value}" is not an IPv4 or IPv6 address`);
+  const problem = ipProblem(value);
+  if (problem) return fail(`${quoted(value)} ${problem}`);
+  return ok(ipaddr.IPv4.isValidFourPartDecimal(value) ? ipaddr.IPv4.parse(value) : ipaddr.IPv6.parse(value));
 }
 
 export function formatListen(listen: ListenAddress): string {
   return listen.family === 6 ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`;
+}
+
+/** An example of the address written right, when the host is one (for hints); else a generic one. */
+function listenExample(host: string, port: string): string {
+  const p = /^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535 ? port : '8756';
+  if (ipProblem(host) === undefined) return host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`;
+  return host.includes(':') ? `[::1]:${p}` : `0.0.0.0:${p}`;
 }
 
 /** `IP:port`, IPv6 in brackets (`[::]:8756`), port 1–65535. */
@@ -36,20 +49,25 @@ export function parseListen(text: string): Parsed<ListenAddress> {
   if (value === '') return fail('enter an address and port, e.g. 0.0.0.0:8756');
   let host: string;
   let portText: string;
-  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(value);
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/s.exec(value);
   if (bracketed) {
     host = bracketed[1]!;
-    portText = bracketed[2]!;
+    if (bracketed[2] === undefined) return fail(`${quoted(value)} has no port; write it as IP:port, e.g. ${listenExample(host, '')}`);
+    portText = bracketed[2];
   } else {
     const colon = value.lastIndexOf(':');
-    if (colon < 0) return fail(`"${value}" has no port; write it as IP:port, e.g. ${value}:8756`);
+    if (colon < 0) return fail(`${quoted(value)} has no port; write it as IP:port, e.g. ${listenExample(value, '')}`);
     host = value.slice(0, colon);
     portText = value.slice(colon + 1);
-    if (host.includes(':')) return fail(`write an IPv6 address in brackets, e.g. [${host}]:${portText || 8756}`);
+    if (host.includes(':')) {
+      // An IPv6 address without brackets: the part before the last ":" with its port, else the whole as the address.
+      const example = ipProblem(host) === undefined || ipProblem(value) !== undefined ? listenExample(host, portText) : listenExample(value, '');
+      return fail(`write an IPv6 address in brackets, e.g. ${example}`);
+    }
   }
   const addr = parseIp(host);
   if (!addr.ok) return addr;
-  if (!/^\d{1,5}$/.test(portText)) return fail(`"${portText}" is not a port number (1–65535)`);
+  if (!/^\d{1,5}$/.test(portText)) return fail(`${quoted(portText)} is not a port number (1–65535)`);
   const port = Number(portText);
   if (port < 1 || port > 65535) return fail(`port ${port} is out of range (1–65535)`);
   const family = addr.value.kind() === 'ipv4' ? 4 : 6;
@@ -62,14 +80,15 @@ export function parseCidr(text: string): Parsed<string> {
   if (value === '') return fail('empty address range');
   const slash = value.indexOf('/');
   const addressText = slash < 0 ? value : value.slice(0, slash);
-  const addr = parseIp(addressText);
-  if (!addr.ok) return fail(`"${value}": ${addr.error.replace(/^"[^"]*" /, '')}`);
+  const problem = ipProblem(addressText.trim());
+  if (problem) return fail(`${quoted(value)}: ${problem.replace(/^is /, 'the address is ').replace(/^has /, 'the address has ')}`);
+  const addr = parseIp(addressText) as { ok: true; value: ipaddr.IPv4 | ipaddr.IPv6 };
   const max = addr.value.kind() === 'ipv4' ? 32 : 128;
   let bits = max;
   if (slash >= 0) {
     const bitsText = value.slice(slash + 1);
     if (!/^\d{1,3}$/.test(bitsText) || Number(bitsText) > max) {
-      return fail(`"${value}": the prefix length must be 0–${max}`);
+      return fail(`${quoted(value)}: the prefix length must be 0–${max}`);
     }
     bits = Number(bitsText);
   }
@@ -83,7 +102,7 @@ export function parseCidr(text: string): Parsed<string> {
 /** A CIDR that may not be /0 (which would match every address). */
 export function parseNarrowCidr(text: string, whyNotZero: string): Parsed<string> {
   const parsed = parseCidr(text);
-  if (parsed.ok && parsed.value.endsWith('/0')) return fail(`"${text.trim()}" matches every address: ${whyNotZero}`);
+  if (parsed.ok && parsed.value.endsWith('/0')) return fail(`${quoted(text.trim())} matches every address: ${whyNotZero}`);
   return parsed;
 }
 
@@ -105,24 +124,24 @@ export type DatabaseOption = 1 | 2 | 3;
 export function parseDatabaseOption(input: string | number): Parsed<DatabaseOption> {
   const value = String(input).trim();
   if (value === '1' || value === '2' || value === '3') return ok(Number(value) as DatabaseOption);
-  return fail(`"${value}" is not an option; choose 1, 2 or 3`);
+  return fail(`${quoted(value)} is not an option; choose 1, 2 or 3`);
 }
 
 /** A server name usable as an HAProxy server name and cookie value. */
 export function parseServerName(input: string): Parsed<string> {
   const value = input.trim();
   if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(value)) return ok(value);
-  return fail(`"${value}" is not a valid server name: use 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+  return fail(`${quoted(value)} is not a valid server name: use 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit`);
 }
 
 /** `NAME=HOST:PORT`, as HAProxy nodes are written. */
 export function parseNodeSpec(text: string): Parsed<{ name: string; host: string; port: number }> {
   const eq = text.indexOf('=');
-  if (eq < 0) return { ok: false, error: `"${text}" is not NAME=HOST:PORT` };
+  if (eq < 0) return { ok: false, error: `${quoted(text)} is not NAME=HOST:PORT` };
   const name = parseServerName(text.slice(0, eq));
   if (!name.ok) return name;
   const address = parseListen(text.slice(eq + 1));
-  if (!address.ok) return { ok: false, error: `"${text}": ${address.error}` };
+  if (!address.ok) return { ok: false, error: `${quoted(text)}: ${address.error}` };
   return { ok: true, value: { name: name.value, host: address.value.host, port: address.value.port } };
 }
 

@@ -8,6 +8,7 @@ import { KnocknocConf } from '../config/knocknoc-conf.js';
 import { parseIp, parseNarrowCidr } from '../config/values.js';
 import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
 import type { Output } from '../shared/output.js';
+import { quoted } from '../shared/printable.js';
 import { adminLink, SqlError, type AdminLink } from '../postgres/admin.js';
 import { hbaErrors, hbaName } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
@@ -70,7 +71,7 @@ function checkHost(text: string): string {
   const ip = parseIp(value);
   if (ip.ok) return ip.value.toString();
   if (HOST_NAME.test(value)) return value;
-  throw new UsageError(`--host: "${text}" is neither an IP address nor a host name; nothing was changed`);
+  throw new UsageError(`--host: ${quoted(text)} is neither an IP address nor a host name; nothing was changed`);
 }
 
 interface ConnectionSource {
@@ -230,7 +231,7 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   const { root, io, log, cluster, link, names, facts, target } = ctx;
   const allow = allowListOf(facts, target);
   refuseHandEdits(allow, facts);
-  if (!listensExternally(facts.listen.setting)) {
+  if (!listensExternally(facts.listen.setting, cluster)) {
     if (facts.listen.source === 'command line') {
       throw new PreflightError(`listen_addresses of ${cluster.label} is set on the server's command line ('${facts.listen.setting}'), which ALTER SYSTEM cannot override`, [
         'remove -c listen_addresses (or -i/-h) from how the server is started (a service unit, Patroni, pg_ctl -o), or make it listen externally there, then run this again',
@@ -272,12 +273,8 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   const plan: Plan = {
     title: `Expose database ${names.database}`,
     steps: [
-      remoteRoleStep(link, names, facts, password),
-      grantsStep(link, names, facts),
-      tlsStep(tls, choice, () => {}),
-      // hostssl lines only: a node's connection without TLS is refused.
-      await allowListStep(link, facts, { ...target, ssl: true }, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (TLS and SCRAM only, refused from unlisted addresses)`),
-      listenStep(link, cluster, facts, log),
+      // The string (with its password) is kept before the role is given the password: a run cut
+      // off in between gives the same password again next time.
       await fileStep({
         file: urlFile,
         shownAs: urlFile,
@@ -290,13 +287,19 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
         mode: 0o600,
         redact: (t) => log.scrub(t),
       }),
+      remoteRoleStep(link, names, facts, password),
+      grantsStep(link, names, facts),
+      tlsStep(tls, choice, () => {}),
+      // hostssl lines only: a node's connection without TLS is refused.
+      await allowListStep(link, facts, { ...target, ssl: true }, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (TLS and SCRAM only, refused from unlisted addresses)`),
+      listenStep(link, cluster, facts, log),
     ],
     warnings: [],
   };
   if (choice.kind === 'operator' && choice.uncovered.length > 0) {
     plan.warnings.push(`the certificate in place (${choice.certFile}) does not name ${choice.uncovered.join(', ')}: the nodes' verify-full connections will fail until it does (or give --host a name it covers)`);
   }
-  if (!listensExternally(facts.listen.setting) && facts.listen.pendingOthers.length > 0) {
+  if (!listensExternally(facts.listen.setting, cluster) && facts.listen.pendingOthers.length > 0) {
     plan.warnings.push(`the restart also applies settings changed earlier that wait for one: ${facts.listen.pendingOthers.join(', ')}`);
   }
   // stdout carries the result alone, the connection string: `URL=$(knocker exposedb --init)`
@@ -354,7 +357,7 @@ async function normaliseCidr(link: AdminLink, option: string, typed: string, par
     const result = await (await link.session()).query<{ cidr: string }>('SELECT network($1::inet)::text AS cidr', [parsed]);
     return result.rows[0]!.cidr;
   } catch (error) {
-    throw new UsageError(`${option}: PostgreSQL does not accept "${typed}": ${errorMessage(error)}; nothing was changed`);
+    throw new UsageError(`${option}: PostgreSQL does not accept ${quoted(typed)}: ${errorMessage(error)}; nothing was changed`);
   }
 }
 
@@ -362,6 +365,15 @@ function requireExposed(ctx: Context): void {
   if (!ctx.facts.remote) {
     throw new PreflightError(`database ${ctx.names.database} is not exposed yet: there is no role ${ctx.names.remoteRole}`, ['run knocker exposedb --init first']);
   }
+}
+
+/** The role's sessions still open from a range no longer allowed. */
+async function openSessions(link: AdminLink, role: string, cidr: string, stillAllowed: string[]): Promise<number> {
+  const result = await (await link.session()).query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND client_addr <<= $2::inet AND NOT (client_addr <<= ANY($3::inet[]))`,
+    [role, cidr, stillAllowed],
+  );
+  return result.rows[0]?.n ?? 0;
 }
 
 /** Whether the range `outer` holds all of `inner` (both normalised CIDRs). */
@@ -385,23 +397,26 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   // Say so when the typed range was not a network address (10.1.2.3/24 means 10.1.2.0/24).
   const normalised = typed.includes('/') && typed.trim() !== cidr ? ` (normalised from ${typed.trim()})` : '';
   const listed = allow.cidrs.includes(cidr);
-  if (action === 'add' && listed) {
-    io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+  const next = action === 'add' ? (listed ? allow.cidrs : sortCidrs([...allow.cidrs, cidr])) : allow.cidrs.filter((c) => c !== cidr);
+  // The same list again is no change, once PostgreSQL has loaded it and (for --remove) no session
+  // from the range is left: a run killed half-way is finished, never called done.
+  const leftOpen = action === 'remove' && !listed ? await openSessions(link, names.remoteRole, cidr, next) : 0;
+  if (next.length === allow.cidrs.length && facts.hbaLoaded && leftOpen === 0) {
+    if (action === 'add') {
+      io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+    } else {
+      const within = allow.cidrs.find((c) => contains(c, cidr));
+      io.out(`Unchanged: ${cidr}${normalised} is not on the allow-list${within ? ` (it lies within ${within}, which stays allowed)` : ''}.`);
+    }
     return EXIT.ok;
   }
-  if (action === 'remove' && !listed) {
-    const within = allow.cidrs.find((c) => contains(c, cidr));
-    io.out(`Unchanged: ${cidr}${normalised} is not on the allow-list${within ? ` (it lies within ${within}, which stays allowed)` : ''}.`);
-    return EXIT.ok;
-  }
-  const next = action === 'add' ? sortCidrs([...allow.cidrs, cidr]) : allow.cidrs.filter((c) => c !== cidr);
   let ended = 0;
   const plan: Plan = {
     title: `${action === 'add' ? 'Allow' : 'Disallow'} ${cidr}`,
     steps: [
       await allowListStep(link, facts, target, next, `pg_hba.conf: ${action === 'add' ? 'allow' : 'stop allowing'} ${names.remoteRole} from ${cidr}`),
       ...(action === 'remove' ? [endSessionsStep(link, names.remoteRole, cidr, next, (n) => (ended = n))] : []),
-    ],
+    ].filter((step) => step.changes),
     warnings: [],
   };
   log.info(`exposedb ${option} ${cidr}: allow-list ${allow.cidrs.join(', ') || '(empty)'} -> ${next.join(', ') || '(empty)'}`);

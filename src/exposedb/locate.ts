@@ -20,6 +20,8 @@ export interface LocalCluster {
   access: ClusterAccess;
   /** This host's address as the cluster's own settings tell it (a sandbox root's private cluster). */
   address: string | undefined;
+  /** A sandbox root's private cluster: a "host" of its own loopback address. */
+  sandbox: boolean;
   restart(log: Logger): Promise<void>;
 }
 
@@ -128,6 +130,7 @@ export const findPrivateCluster: ClusterFinder = async (root, url, _log, options
     label: `the private cluster in ${dataDir}`,
     access: { socketDir, port: settings.port, osUser, database: url.database },
     address: settings.host,
+    sandbox: true,
     async restart(restartLog) {
       // Looked up only when needed: finding the binaries runs each candidate's pg_ctl.
       const bin = await findPgBinaries();
@@ -153,6 +156,7 @@ export const findSystemCluster: ClusterFinder = async (_root, url, log, options)
     label: cluster.layout === 'debian' ? `cluster ${cluster.label}` : `the cluster in ${cluster.dataDir}`,
     access: accessOf(cluster, url.database),
     address: isLoopback(url.host) || !net.isIP(url.host) ? undefined : url.host,
+    sandbox: false,
     restart: (restartLog) => restartSystemCluster(cluster, restartLog),
   };
 };

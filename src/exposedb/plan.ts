@@ -66,6 +66,11 @@ export interface ServerFacts {
   hbaFile: string;
   hbaText: string;
   hbaMode: number;
+  /**
+   * Whether PostgreSQL has loaded pg_hba.conf as it is on disk (its configuration was last read
+   * after the file changed). A run killed between writing the file and the reload leaves it false.
+   */
+  hbaLoaded: boolean;
   ssl: boolean;
   appRole: { exists: boolean; superuser: boolean };
   remote: RemoteRoleFacts | undefined;
@@ -73,8 +78,14 @@ export interface ServerFacts {
   start: StartFiles;
 }
 
-export function listensExternally(setting: string): boolean {
-  return setting.split(',').some((a) => ['*', '0.0.0.0', '::'].includes(a.trim()));
+/**
+ * Whether PostgreSQL listens where the other web nodes reach it: every address on a real host; a
+ * sandbox root's private cluster is a "host" of its own address, where it listens already.
+ */
+export function listensExternally(setting: string, cluster?: Pick<LocalCluster, 'sandbox' | 'address'>): boolean {
+  const addresses = setting.split(',').map((a) => a.trim());
+  if (cluster?.sandbox && cluster.address !== undefined && addresses.includes(cluster.address)) return true;
+  return addresses.some((a) => ['*', '0.0.0.0', '::'].includes(a));
 }
 
 async function readListen(session: AdminSession): Promise<ListenFacts> {
@@ -129,13 +140,16 @@ export async function readServerFacts(session: AdminSession, names: Names, osUse
     };
   }
   const hbaText = await fs.readFile(server.hba_file, 'utf8');
-  const hbaMode = (await fs.stat(server.hba_file)).mode & 0o7777;
+  const hbaStat = await fs.stat(server.hba_file);
+  const hbaMode = hbaStat.mode & 0o7777;
+  const loadedAt = (await session.query<{ ms: string }>(`SELECT (extract(epoch FROM pg_conf_load_time()) * 1000)::text AS ms`)).rows[0]!.ms;
   return {
     // "15.18 (Debian 15.18-0+deb12u1)": the number is what an operator needs.
     serverVersion: server.version.split(' ')[0]!,
     hbaFile: server.hba_file,
     hbaText,
     hbaMode,
+    hbaLoaded: Number(loadedAt) >= hbaStat.mtimeMs,
     ssl: server.ssl === 'on',
     appRole: { exists: Boolean(app), superuser: Boolean(app?.rolsuper) },
     remote: remoteFacts,
@@ -188,9 +202,18 @@ export function remoteRoleStep(link: AdminLink, names: Names, facts: ServerFacts
       const session = await link.session();
       const verifier = scramVerifier(password);
       if (!existing) {
-        await executeQuoted(session, `CREATE ROLE %I WITH ${ROLE_ATTRIBUTES} PASSWORD %L`, [role, verifier]);
+        // The role and the comment that makes it exposedb's, together: a run killed between the
+        // two would leave a role every later run refuses as someone else's.
+        await session.query('BEGIN');
+        try {
+          await executeQuoted(session, `CREATE ROLE %I WITH ${ROLE_ATTRIBUTES} PASSWORD %L`, [role, verifier]);
+          await executeQuoted(session, 'COMMENT ON ROLE %I IS %L', [role, ROLE_COMMENT]);
+          await session.query('COMMIT');
+        } catch (error) {
+          await session.query('ROLLBACK').catch(() => {});
+          throw error;
+        }
         undo = (s) => executeQuoted(s, 'DROP ROLE IF EXISTS %I', [role]);
-        await executeQuoted(session, 'COMMENT ON ROLE %I IS %L', [role, ROLE_COMMENT]);
         return;
       }
       const previous = existing.verifier;
@@ -245,9 +268,9 @@ export async function allowListStep(link: AdminLink, facts: ServerFacts, target:
   let written = false;
   return {
     kind: 'file',
-    title,
-    details: shown.details,
-    changes: next !== previous,
+    title: next === previous && !facts.hbaLoaded ? `${title}: reload pg_hba.conf, written but not yet loaded by PostgreSQL` : title,
+    details: next === previous && !facts.hbaLoaded ? ['SELECT pg_reload_conf() (after PostgreSQL has checked the file)'] : shown.details,
+    changes: next !== previous || !facts.hbaLoaded,
     async apply() {
       written = true;
       await replaceHbaFile(await link.session(), file, previous, next);
@@ -261,33 +284,39 @@ export async function allowListStep(link: AdminLink, facts: ServerFacts, target:
   };
 }
 
-/** listen_addresses = '*' through ALTER SYSTEM (it wins over postgresql.conf), then a restart and a wait until it accepts connections. */
+/** Where the cluster must listen for the other nodes: every address, or a sandbox root's own. */
+export function wantedListen(cluster: Pick<LocalCluster, 'sandbox' | 'address'>): string {
+  return cluster.sandbox && cluster.address !== undefined ? cluster.address : LISTEN_EVERYWHERE;
+}
+
+/** listen_addresses through ALTER SYSTEM (it wins over postgresql.conf), then a restart and a wait until it accepts connections. */
 export function listenStep(link: AdminLink, cluster: LocalCluster, facts: ServerFacts, log: Logger): Step {
   const { setting, autoConf, pendingOthers } = facts.listen;
-  const external = listensExternally(setting);
+  const external = listensExternally(setting, cluster);
+  const wanted = wantedListen(cluster);
   let altered = false;
   let restarted = false;
   return {
     kind: 'service',
     title: external
-      ? `PostgreSQL listens on '${setting}'`
-      : `PostgreSQL: listen on every address (listen_addresses '${setting}' -> '${LISTEN_EVERYWHERE}'), restart ${cluster.label}`,
+      ? `PostgreSQL listens on '${setting}'${cluster.sandbox ? ` (this sandbox root's own address)` : ''}`
+      : `PostgreSQL: listen on ${wanted === LISTEN_EVERYWHERE ? 'every address' : `this sandbox root's own address`} (listen_addresses '${setting}' -> '${wanted}'), restart ${cluster.label}`,
     details: [
-      `ALTER SYSTEM SET listen_addresses = '${LISTEN_EVERYWHERE}'`,
+      `ALTER SYSTEM SET listen_addresses = '${wanted}'`,
       `restart ${cluster.label} (open connections are dropped; the nodes reconnect)`,
       ...(pendingOthers.length > 0 ? [`the restart also applies settings changed earlier: ${pendingOthers.join(', ')}`] : []),
     ],
     changes: !external,
     async apply() {
       const session = await link.session();
-      if (autoConf !== LISTEN_EVERYWHERE) {
+      if (autoConf !== wanted) {
         altered = true;
-        await executeQuoted(session, 'ALTER SYSTEM SET listen_addresses = %L', [LISTEN_EVERYWHERE]);
+        await executeQuoted(session, 'ALTER SYSTEM SET listen_addresses = %L', [wanted]);
       }
       // A server does not start with a broken configuration or pg_hba.conf: check both first.
       const config = await startConfig(facts.start, log);
       if (!config.ok) throw new Error(`PostgreSQL would not start again with its configuration files (${config.problem}); it was not restarted`);
-      if (!listensExternally(config.listen)) {
+      if (!listensExternally(config.listen, cluster)) {
         throw new Error(`after ALTER SYSTEM the configuration files still give listen_addresses '${config.listen}'`);
       }
       const hba = await hbaErrors(session);
@@ -295,7 +324,7 @@ export function listenStep(link: AdminLink, cluster: LocalCluster, facts: Server
       restarted = true;
       await cluster.restart(log);
       const now = await readListen(await link.reopen());
-      if (!listensExternally(now.setting)) {
+      if (!listensExternally(now.setting, cluster)) {
         throw new Error(`after the restart PostgreSQL still listens on '${now.setting}' (set by ${now.source}); a command-line option or a later configuration file may override ALTER SYSTEM`);
       }
       return 'restarted; accepts connections';

@@ -4,8 +4,9 @@
 // the template.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { formatListen, parseListen, parseNodeSpec, type ListenAddress } from '../config/values.js';
+import { formatListen, parseListen, parseNodeSpec, parseServerName, type ListenAddress } from '../config/values.js';
 import { packageRoot, readPackageFile } from '../system/package.js';
+import { quoted } from '../shared/printable.js';
 
 /** The names the runtime API knows them by: `set server web_nodes/web-1 state drain`. */
 export const FRONTEND = 'knocknoc';
@@ -84,22 +85,35 @@ export function parseNodes(specs: string[], backup: boolean): { nodes: HaproxyNo
   return { nodes, problems };
 }
 
-/** What is wrong with a node set as a whole: two nodes with one name or one address, no active node. */
-export function nodeSetProblems(nodes: HaproxyNode[]): string[] {
-  const problems: string[] = [];
+/** A problem of a node set, with the index of the node it was found at (for file:line:column). */
+export interface NodeSetProblem {
+  message: string;
+  node?: number;
+}
+
+/** What is wrong with a node set as a whole: a name HAProxy cannot take, two nodes with one name or one address, no active node. */
+export function nodeSetIssues(nodes: HaproxyNode[]): NodeSetProblem[] {
+  const problems: NodeSetProblem[] = [];
   const byName = new Map<string, HaproxyNode>();
   const byAddress = new Map<string, HaproxyNode>();
-  for (const node of nodes) {
+  for (const [index, node] of nodes.entries()) {
+    // A name from the registry reaches here unparsed: it becomes an HAProxy word and a cookie value.
+    const name = parseServerName(node.name);
+    if (!name.ok || name.value !== node.name) problems.push({ node: index, message: `HAProxy cannot take this node's name: ${name.ok ? `${quoted(node.name)} has spaces around it` : name.error}` });
     const other = byName.get(node.name);
-    if (other) problems.push(`two nodes are named "${node.name}" (${nodeAddress(other)} and ${nodeAddress(node)}): the name is also the persistence cookie, it must be unique`);
+    if (other) problems.push({ node: index, message: `two nodes are named ${quoted(node.name)} (${nodeAddress(other)} and ${nodeAddress(node)}): the name is also the persistence cookie, it must be unique` });
     byName.set(node.name, node);
     const same = byAddress.get(nodeAddress(node));
-    if (same && same.name !== node.name) problems.push(`${same.name} and ${node.name} are the same address, ${nodeAddress(node)}`);
+    if (same && same.name !== node.name) problems.push({ node: index, message: `${same.name} and ${node.name} are the same address, ${nodeAddress(node)}` });
     byAddress.set(nodeAddress(node), node);
   }
-  if (nodes.length > 0 && nodes.every((n) => n.backup)) problems.push('every node is a backup: at least one must be active');
-  if (nodes.length === 0) problems.push('no web node: give at least one as NAME=HOST:PORT');
+  if (nodes.length > 0 && nodes.every((n) => n.backup)) problems.push({ message: 'every node is a backup: at least one must be active' });
+  if (nodes.length === 0) problems.push({ message: 'no web node: give at least one as NAME=HOST:PORT' });
   return problems;
+}
+
+export function nodeSetProblems(nodes: HaproxyNode[]): string[] {
+  return nodeSetIssues(nodes).map((p) => p.message);
 }
 
 /** The settings' own consistency (nodes apart). */
@@ -119,10 +133,17 @@ export function templateFile(root = packageRoot()): string {
 
 export class TemplateError extends Error {}
 
+/** Why a text cannot be one word of HAProxy's configuration language, or undefined. */
+export function haproxyWordProblem(text: string): string | undefined {
+  if (text.includes("'") || /[\u0000-\u001F\u007F]/.test(text)) return `${quoted(text)} cannot be written in an HAProxy configuration (it holds a ' or a control character)`;
+  return undefined;
+}
+
 /** One word of HAProxy's configuration language: quoted when it needs to be. */
 function word(text: string): string {
   if (/^[A-Za-z0-9_./:@+,=-]+$/.test(text)) return text;
-  if (text.includes("'") || /[\n\r]/.test(text)) throw new TemplateError(`${JSON.stringify(text)} cannot be written in an HAProxy configuration`);
+  const problem = haproxyWordProblem(text);
+  if (problem) throw new TemplateError(problem);
   return `'${text}'`;
 }
 

@@ -20,6 +20,7 @@ import {
   BACKEND,
   DEFAULT_HTTP_PORT,
   DEFAULT_HTTPS_PORT,
+  haproxyWordProblem,
   nodeAddress,
   nodeSpec,
   parseNodes,
@@ -140,6 +141,8 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
 
 export async function haproxySetup(root: Root, options: SetupOptions, io: Output): Promise<number> {
   const given = nodesOption(options.nodes, options.backup);
+  const certProblem = typeof options.cert === 'string' ? haproxyWordProblem(options.cert) : undefined;
+  if (certProblem) throw new UsageError(`--cert: ${certProblem}; nothing was changed`, [], ['move or link the PEM file to a path without them']);
   const bind = options.bind === undefined ? undefined : listenOption('--bind', options.bind);
   const httpBind = options.httpBind === undefined ? undefined : listenOption('--http-bind', options.httpBind);
   let registry: HaproxyNode[] = [];
@@ -197,14 +200,17 @@ export async function haproxyAdd(root: Root, active: string[], backup: string[],
       startIfStopped: false,
       settings(facts) {
         const settings = knockerSettings(facts);
-        const taken = added.filter((n) => settings.nodes.some((e) => e.name === n.name));
+        // A node already there as given is no change (a re-run after a cut-off one finishes its reload);
+        // one of that name elsewhere, or of the other role, is a mistake.
+        const same = (n: HaproxyNode) => settings.nodes.some((e) => nodeSpec(e) === nodeSpec(n) && e.backup === n.backup);
+        const taken = added.filter((n) => !same(n) && settings.nodes.some((e) => e.name === n.name));
         if (taken.length > 0) {
           throw new UsageError(
             'already nodes of this HAProxy; nothing was changed',
-            taken.map((n) => `${n.name} is ${nodeSpec(settings.nodes.find((e) => e.name === n.name)!)}: remove it first to change it`),
+            taken.map((n) => `${n.name} is ${nodeSpec(settings.nodes.find((e) => e.name === n.name)!)}${settings.nodes.find((e) => e.name === n.name)!.backup ? ' (backup)' : ''}: remove it first to change it`),
           );
         }
-        return { ...settings, nodes: [...settings.nodes, ...added] };
+        return { ...settings, nodes: [...settings.nodes, ...added.filter((n) => !same(n))] };
       },
     },
     options,

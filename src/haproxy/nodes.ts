@@ -5,7 +5,8 @@
 import dgram from 'node:dgram';
 import os from 'node:os';
 import ipaddr from 'ipaddr.js';
-import { parseListen, parseTrustedForwarders, type ListenAddress } from '../config/values.js';
+import { parseListen, parseServerName, parseTrustedForwarders, type ListenAddress } from '../config/values.js';
+import { quoted } from '../shared/printable.js';
 import { PreflightError, UsageError } from '../errors.js';
 import { connect, describeConnectError, sourceAddressFor } from '../postgres/connect.js';
 import { describeTarget, parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
@@ -65,9 +66,15 @@ export async function nodesFromRegistry(root: Root, conn: string | undefined): P
     const notes: string[] = [];
     const unusable: string[] = [];
     for (const server of servers) {
+      // What the registry holds is data written by any node with the database's password.
+      const name = parseServerName(server.name);
+      if (!name.ok || name.value !== server.name) {
+        unusable.push(`${quoted(server.name)}: HAProxy cannot take this name (${name.ok ? 'spaces around it' : name.error.replace(/^"[^"]*" is not a valid server name: /, '')}); rename that node (ServerName in its knocknoc.conf), or leave --from-registry out and name the nodes`);
+        continue;
+      }
       const listen = parseListen(server.listen);
       if (!listen.ok) {
-        unusable.push(`${server.name}: its Listen "${server.listen}" is not an address`);
+        unusable.push(`${server.name}: its Listen ${quoted(server.listen)} is not an address`);
         continue;
       }
       let host = listen.value.host;

@@ -5,6 +5,7 @@
 // a change that fails leaves the old configuration serving. Used by `knocker haproxy` and by
 // `knocker install` for the answers' haproxy section.
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { formatListen, parseListen } from '../config/values.js';
 import { ApplyFailedError } from '../errors.js';
 import type { Check } from '../shared/checks.js';
@@ -197,7 +198,27 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
     throw new ApplyFailedError(`cannot fill the HAProxy template: ${error.message}`, [], ['nothing was changed; HAProxy keeps its configuration']);
   }
   const shownAs = paths.conf;
-  const write = await fileStep({ file: paths.conf, shownAs, content, mode: 0o644, validate: validateWith(resolveBinary, shownAs) });
+  const written = await fileStep({ file: paths.conf, shownAs, content, mode: 0o644, validate: validateWith(resolveBinary, shownAs) });
+  const { run: state } = facts;
+  // Written before the new file, gone once HAProxy has reloaded it: a run killed in between leaves
+  // it, and the next run reloads even though the file is already as wanted.
+  const pending = await fs.access(paths.reloadPending).then(() => true, () => false);
+  const notePending = () => writeFileAtomic(paths.reloadPending, `${shownAs} was written by knocker (pid ${process.pid}); HAProxy has not reloaded it yet\n`, { mode: 0o644, backup: false });
+  const write: Step = {
+    ...written,
+    async apply() {
+      if (state.running) {
+        await fs.mkdir(path.dirname(paths.reloadPending), { recursive: true });
+        await notePending();
+      }
+      return written.apply();
+    },
+    async undo() {
+      await written.undo();
+      // The file HAProxy runs is back in place.
+      await fs.rm(paths.reloadPending, { force: true });
+    },
+  };
   const nodes = `${settings.nodes.length} web node${settings.nodes.length === 1 ? '' : 's'}`;
   steps.push({
     ...write,
@@ -211,14 +232,13 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
     log.info(`${shownAs} was not written by knocker; it is replaced and kept as ${shownAs}.bak`);
   }
 
-  const { run: state } = facts;
   const keep = (server: { backend: string; name: string; address: string; port: number }) =>
     server.backend === BACKEND && settings.nodes.some((n) => n.name === server.name && n.host === server.address && n.port === server.port);
-  if (state.running && write.changes) {
+  if (state.running && (write.changes || pending)) {
     const previous = facts.existingText;
     steps.push({
       kind: 'service',
-      title: `Reload HAProxy (${state.where}) without dropping connections`,
+      title: `Reload HAProxy (${state.where}) without dropping connections${write.changes ? '' : `: ${shownAs} was written by a run that was cut off before its reload`}`,
       details: [
         `save \`show servers state\` to ${paths.stateFile} (DRAIN and MAINT are kept)`,
         service.manager === 'systemd' ? `systemctl reload ${HAPROXY_UNIT}` : `SIGUSR2 to the master (${state.where})`,
@@ -262,6 +282,7 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
       undo: async () => {
         await stopHaproxy(service, log);
       },
+      remains: async () => (await haproxyRunState(service)).running,
     });
   }
   return { steps, content };

@@ -32,6 +32,8 @@ export interface HaproxyPaths {
   stateDir: string;
   stateFile: string;
   logFile: string;
+  /** knocker's note that the file in place has not been reloaded yet. */
+  reloadPending: string;
 }
 
 export interface HaproxyService {
@@ -51,6 +53,7 @@ export function haproxyPaths(root: Root): HaproxyPaths {
     stateDir: root.path(PATHS.haproxyStateDir),
     stateFile: root.path(PATHS.haproxyStateFile),
     logFile: root.path(PATHS.haproxyLog),
+    reloadPending: root.path(PATHS.haproxyReloadPending),
   };
 }
 
@@ -134,6 +137,12 @@ export async function saveServerState(paths: HaproxyPaths, log?: Logger, keep?: 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** HAProxy runs the file in place now: no reload is owed any more (see PATHS.haproxyReloadPending). */
+async function loaded(paths: HaproxyPaths): Promise<undefined> {
+  await fs.rm(paths.reloadPending, { force: true });
+  return undefined;
+}
+
 async function answering(paths: HaproxyPaths): Promise<ProcessInfo | undefined> {
   return showInfo(paths.adminSocket, 1_000).catch(() => undefined);
 }
@@ -148,7 +157,10 @@ export async function startHaproxy(service: HaproxyService, binary: string, log?
     await systemctl(['start', HAPROXY_UNIT], log);
     for (;;) {
       const info = await answering(paths);
-      if (info) return `${HAPROXY_UNIT}, HAProxy ${info.version}, worker pid ${info.pid}`;
+      if (info) {
+        await loaded(paths);
+        return `${HAPROXY_UNIT}, HAProxy ${info.version}, worker pid ${info.pid}`;
+      }
       if (!(await unitActive(HAPROXY_UNIT)) || Date.now() > deadline) {
         throw new Error(`HAProxy did not start:\n${(await unitJournal(HAPROXY_UNIT, since)).map((l) => `  ${l}`).join('\n')}`);
       }
@@ -161,7 +173,10 @@ export async function startHaproxy(service: HaproxyService, binary: string, log?
   void started.exited.then(() => (exited = true));
   for (;;) {
     const info = await answering(paths);
-    if (info) return `pid ${started.pid}, HAProxy ${info.version}, worker pid ${info.pid}`;
+    if (info) {
+      await loaded(paths);
+      return `pid ${started.pid}, HAProxy ${info.version}, worker pid ${info.pid}`;
+    }
     if (exited || Date.now() > deadline) {
       const output = await logSince(paths.logFile, started.logOffset);
       if (!exited) await stopDaemon(paths.pidFile, 1_000, log).catch(() => {});
@@ -209,7 +224,7 @@ export async function reloadHaproxy(service: HaproxyService, log?: Logger, keep?
   for (;;) {
     await sleep(100);
     const info = await answering(paths);
-    if (info && info.pid !== before?.pid) return `new worker pid ${info.pid}${before ? `; the old one (pid ${before.pid}) finishes its connections` : ''}`;
+    if (info && info.pid !== before?.pid) return (await loaded(paths)) ?? `new worker pid ${info.pid}${before ? `; the old one (pid ${before.pid}) finishes its connections` : ''}`;
     const failed = failedBefore === undefined ? undefined : (await showProc(paths.masterSocket).catch(() => undefined))?.failedReloads;
     if ((failed !== undefined && failedBefore !== undefined && failed > failedBefore) || Date.now() > deadline) {
       const said = service.manager === 'systemd' ? await unitJournal(HAPROXY_UNIT, since) : await logSince(paths.logFile, logOffset);

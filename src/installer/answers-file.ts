@@ -1,14 +1,15 @@
 // The answers file (YAML or JSON, CONTRACTS.md): read with every problem reported at once, each
 // with file:line:column and a "did you mean" for unknown keys; and written back (after an
 // interactive run, or for --print-answers) without the database password.
-import fs from 'node:fs';
 import path from 'node:path';
-import { isMap, isPair, isScalar, LineCounter, parseDocument, stringify, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, LineCounter, parseDocument, stringify, visit, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { didYouMean } from '../config/suggest.js';
 import { parseListen, parseNodeSpec } from '../config/values.js';
-import type { HaproxyAnswers } from '../haproxy/config.js';
+import { nodeSetIssues, type HaproxyAnswers, type HaproxyNode } from '../haproxy/config.js';
 import { redactUrl, urlWithoutPassword } from '../postgres/url.js';
+import { printableLine, quoted } from '../shared/printable.js';
+import { readRegularFileSync } from '../system/files.js';
 import {
   describeSource,
   FIELDS,
@@ -45,6 +46,14 @@ const KNOWN_KEYS: Record<string, string[]> = {
   '': ['version', 'listen', 'trustedForwarders', 'serverName', 'database', 'haproxy'],
   database: ['option', 'url', 'urlFile', 'ca'],
   haproxy: ['bind', 'nodes'],
+};
+
+/** The types the schema asks for, in the operator's words. */
+const TYPE_WORDS: Record<string, string> = {
+  array: 'a list',
+  object: 'a map of keys and values',
+  string: 'a string',
+  number: 'a number',
 };
 
 class Positions {
@@ -113,6 +122,18 @@ function wellTyped(data: unknown): WellTyped {
   };
 }
 
+/** An answers file is a few hundred bytes; anything near this is not one. */
+export const MAX_ANSWERS_BYTES = 1024 * 1024;
+/** database.urlFile holds one connection string. */
+export const MAX_URL_FILE_BYTES = 64 * 1024;
+/** More aliases than an answers file can need: the YAML library stops there (an alias bomb). */
+const MAX_ALIASES = 50;
+
+function why(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return printableLine(message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')).slice(0, 200);
+}
+
 /** Problems in file order (line, then column). */
 function byPosition(problems: string[]): string[] {
   const key = (p: string) => {
@@ -130,19 +151,36 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
   const shown = file;
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Never a FIFO, a device (/dev/zero) or a huge file: read at most the cap, without blocking.
+    text = readRegularFileSync(file, MAX_ANSWERS_BYTES);
   } catch (error) {
-    return { problems: [`${shown}: cannot read the answers file: ${(error as Error).message}`] };
+    return { problems: [`${shown}: cannot read the answers file: ${why(error)}`] };
   }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // logLevel 'error': the library's own warnings become problems here, never Node warnings on stderr.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const problems: string[] = [];
-  for (const error of doc.errors) {
+  for (const error of [...doc.errors, ...doc.warnings]) {
     const pos = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
-    problems.push(`${shown}:${pos.line}:${pos.col}: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+    problems.push(`${shown}:${pos.line}:${pos.col}: ${why(error)}`);
   }
-  if (problems.length > 0) return { problems };
-  const data: unknown = doc.toJS();
+  // Keys are plain names: a !!binary or a list as a key is no answer (and JavaScript objects cannot hold it).
+  visit(doc, {
+    Pair(_key, pair) {
+      const key = pair.key;
+      if (isScalar(key) && typeof key.value === 'string') return;
+      const pos = lines.linePos((key as Node | null)?.range?.[0] ?? 0);
+      problems.push(`${shown}:${pos.line}:${pos.col}: a key must be a plain name`);
+    },
+  });
+  if (problems.length > 0) return { problems: byPosition(problems) };
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (error) {
+    // The library's limits (an alias bomb) are invalid input, not a failure of knocker.
+    return { problems: [`${shown}:1:1: ${why(error)}`] };
+  }
   if (data === null || data === undefined) return { problems: [`${shown}:1:1: the answers file is empty (it needs at least "version: 1")`] };
   const positions = new Positions(doc, lines);
   const at = (pos: { line: number; col: number }) => `${shown}:${pos.line}:${pos.col}`;
@@ -156,7 +194,7 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
         for (const key of issue.keys) {
           const suggestion = didYouMean(key, known);
           const where = keys.length === 0 ? '' : ` in ${keys.join('.')}`;
-          problems.push(`${at(positions.ofKey(keys, key))}: unknown key "${key}"${where}${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`);
+          problems.push(`${at(positions.ofKey(keys, key))}: unknown key ${quoted(key)}${where}${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`);
         }
         continue;
       }
@@ -164,7 +202,7 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
       const present = keys.reduce<unknown>((value, key) => (value === null || typeof value !== 'object' ? undefined : (value as Record<string | number, unknown>)[key]), data) !== undefined;
       let message = issue.message;
       if (!present) message = 'is required';
-      else if (issue.code === 'invalid_type') message = `must be ${issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}`;
+      else if (issue.code === 'invalid_type') message = `must be ${TYPE_WORDS[issue.expected] ?? `a ${issue.expected}`}`;
       else if (issue.code === 'invalid_union') message = name === 'trustedForwarders' ? 'must be a list of CIDRs or one comma-separated string' : 'must be 1, 2 or 3';
       problems.push(`${at(positions.ofValue(keys))}: ${name} ${message}`.replace(`: ${name} ${name} `, `: ${name} `));
     }
@@ -187,10 +225,10 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
   } else if (answers.database?.urlFile !== undefined) {
     const urlFile = path.resolve(path.dirname(file), answers.database.urlFile);
     try {
-      const url = fs.readFileSync(urlFile, 'utf8').trim();
+      const url = readRegularFileSync(urlFile, MAX_URL_FILE_BYTES).trim();
       values.databaseUrl = { value: url, ...positions.ofValue(['database', 'urlFile']) };
     } catch (error) {
-      problems.push(`${at(positions.ofValue(['database', 'urlFile']))}: cannot read database.urlFile ${urlFile}: ${(error as Error).message}`);
+      problems.push(`${at(positions.ofValue(['database', 'urlFile']))}: cannot read database.urlFile ${urlFile}: ${why(error)}`);
     }
   } else {
     take('databaseUrl', ['database', 'url'], answers.database?.url);
@@ -208,10 +246,22 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
   if (answers.haproxy) {
     const bind = parseListen(answers.haproxy.bind);
     if (!bind.ok) problems.push(`${at(positions.ofValue(['haproxy', 'bind']))}: haproxy.bind: ${bind.error}`);
+    const parsed: HaproxyNode[] = [];
+    const indexOf: number[] = [];
     answers.haproxy.nodes.forEach((node, i) => {
       const spec = parseNodeSpec(node);
       if (!spec.ok) problems.push(`${at(positions.ofValue(['haproxy', 'nodes', i]))}: haproxy.nodes[${i}]: ${spec.error}`);
+      else {
+        parsed.push({ ...spec.value, backup: false });
+        indexOf.push(i);
+      }
     });
+    // The set as a whole (two nodes with one name or address), at the node where it shows.
+    for (const issue of nodeSetIssues(parsed)) {
+      if (issue.node === undefined) continue;
+      const i = indexOf[issue.node]!;
+      problems.push(`${at(positions.ofValue(['haproxy', 'nodes', i]))}: haproxy.nodes[${i}]: ${issue.message}`);
+    }
     haproxy = { bind: answers.haproxy.bind, nodes: answers.haproxy.nodes };
   }
   if (problems.length > 0) return { problems: byPosition(problems) };

@@ -105,9 +105,16 @@ export interface LoadedAnswersFile {
   haproxy?: HaproxyAnswers;
 }
 
+/** The longest value any answer can need (a connection string with a long password, many CIDRs). */
+export const MAX_ANSWER_LENGTH = 8192;
+
 /** Validates and normalises one field's raw value. */
 export function validateField(field: Field, raw: string | string[]): Parsed<string | string[] | number> {
   const text = Array.isArray(raw) ? raw.join(',') : raw;
+  // Checked before parsing, and never echoed: a huge value costs nothing and fills no screen.
+  if (text.length > MAX_ANSWER_LENGTH) {
+    return { ok: false, error: `the value is ${text.length.toLocaleString('en')} characters long; at most ${MAX_ANSWER_LENGTH.toLocaleString('en')} are taken` };
+  }
   switch (field) {
     case 'listen': {
       const parsed = parseListen(text);

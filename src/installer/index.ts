@@ -57,6 +57,14 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
   const confFile = root.path(PATHS.conf);
   const confText = await readIfExists(confFile);
   const conf = confText === undefined ? undefined : KnocknocConf.parse(confText);
+  // A line knocknoc-server refuses is never carried over as fine: the file is the operator's to mend.
+  if (conf && conf.problems.length > 0) {
+    throw new UsageError(
+      `${confFile} has ${conf.problems.length === 1 ? 'a line' : 'lines'} knocknoc-server refuses; nothing was changed`,
+      conf.problems.map((p) => `${confFile}:${p.line}: ${p.message}`),
+      ['fix or remove them (a comment starts with #), then run knocker install again'],
+    );
+  }
   let loaded: LoadedAnswersFile | undefined;
   if (inputs.answersFile) {
     const { loadAnswersFile } = await import('./answers-file.js');

@@ -6,11 +6,13 @@ import fs from 'node:fs/promises';
 import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
 import type { ListenAddress } from '../config/values.js';
 import { withAdminSession, type ClusterAccess } from '../postgres/admin.js';
-import { findPgBinaries, initCluster, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import { clusterExists, clusterRunning, discardHalfMadeCluster, findPgBinaries, initCluster, settleStart, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { describeConnectError, withClient } from '../postgres/connect.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
+import { UsageError } from '../errors.js';
 import { forwarderWarnings } from '../haproxy/nodes.js';
+import { checkServerConfig } from '../server/config.js';
 import { haproxySteps } from '../haproxy/plan.js';
 import { serverServiceSteps } from '../server/service.js';
 import {
@@ -43,9 +45,12 @@ function existingLocalPassword(conf: KnocknocConf | undefined): string | undefin
   return parsed.ok && parsed.value.user === APP_ROLE ? parsed.value.password : undefined;
 }
 
-async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightContext): Promise<Step> {
-  const file = ctx.root.path(PATHS.conf);
-  const current = await readIfExists(file);
+/**
+ * knocknoc.conf as this install writes it: the file in place (comments and other keys kept) with
+ * the answers in it. Checked with knocknoc-server's own check: a file it would refuse is never
+ * written (UsageError, exit 2).
+ */
+export function plannedConf(current: string | undefined, answers: Answers, databaseUrl: string, file: string): string {
   const base = current === undefined ? newConf() : KnocknocConf.parse(current);
   const next = base.with({
     Listen: answers.listen,
@@ -54,7 +59,16 @@ async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightCon
     DatabaseURL: databaseUrl,
     ServerName: answers.serverName,
   });
-  return fileStep({ file, shownAs: file, content: next.toString(), mode: 0o600, redact: (t) => ctx.log.scrub(t) });
+  const content = next.toString();
+  const check = checkServerConfig(content, file, answers.serverName);
+  if (!check.ok) throw new UsageError(`knocknoc-server would refuse the ${file} this install would write; nothing was changed`, check.problems);
+  return content;
+}
+
+async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightContext): Promise<Step> {
+  const file = ctx.root.path(PATHS.conf);
+  const content = plannedConf(await readIfExists(file), answers, databaseUrl, file);
+  return fileStep({ file, shownAs: file, content, mode: 0o600, redact: (t) => ctx.log.scrub(t) });
 }
 
 async function privateClusterSteps(facts: PrivateClusterFacts, password: string, listen: ListenAddress, ctx: PreflightContext): Promise<{ steps: Step[]; url: string }> {
@@ -72,33 +86,48 @@ async function privateClusterSteps(facts: PrivateClusterFacts, password: string,
   const url = buildDatabaseUrl({ host: facts.host, port: facts.port, user: APP_ROLE, password, database: APP_DATABASE });
   const parsedUrl = (parseDatabaseUrl(url) as { ok: true; value: DatabaseUrl }).value;
   const connectOptions = connectOptionsFor(listen, parsedUrl);
+  const creating = root.path(PATHS.pgCreating);
+  // Everything the later steps make lives in the cluster: once it is gone, none of it remains.
+  const inCluster = () => clusterExists(cluster.dataDir);
   const steps: Step[] = [];
   steps.push({
     kind: 'database',
     title: facts.exists
       ? `PostgreSQL ${facts.bin.version}: private cluster in ${cluster.dataDir}`
-      : `PostgreSQL ${facts.bin.version}: create a private cluster in ${cluster.dataDir}, listening on ${facts.host}:${facts.port} only`,
-    details: [`initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 (as ${cluster.osUser})`],
+      : `PostgreSQL ${facts.bin.version}: create a private cluster in ${cluster.dataDir}, listening on ${facts.host}:${facts.port} only${facts.halfMade ? ' (again: an earlier run was cut off while creating it)' : ''}`,
+    details: [
+      ...(facts.halfMade ? [`remove the half-made cluster in ${cluster.dataDir} (and end its initdb, if it still runs)`] : []),
+      `initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 (as ${cluster.osUser})`,
+    ],
     changes: !facts.exists,
-    apply: () => initCluster(cluster, log),
+    async apply() {
+      if (facts.halfMade) await discardHalfMadeCluster(cluster.dataDir, log);
+      await initCluster(cluster, log, [], creating);
+    },
     async undo() {
       await stopCluster(cluster, log, 'immediate').catch(() => {});
-      await fs.rm(cluster.dataDir, { recursive: true, force: true });
+      await discardHalfMadeCluster(cluster.dataDir, log);
+      await fs.rm(creating, { force: true });
       await fs.rmdir(cluster.socketDir).catch(() => {});
     },
+    remains: inCluster,
   });
   steps.push({
     kind: 'service',
     title: `PostgreSQL: start the private cluster (pg_ctl, ${facts.host}:${facts.port})`,
     details: [`pg_ctl start -w -D ${cluster.dataDir} -l ${cluster.logFile}`],
     changes: !facts.running,
-    apply: () => startCluster(cluster, log),
+    async apply() {
+      if (await settleStart(cluster)) return 'already running: started by a run that was cut off';
+      await startCluster(cluster, log);
+    },
     undo: () => stopCluster(cluster, log),
+    remains: () => clusterRunning(cluster),
   });
   const roleState = facts.running ? await inspectRole(access, password, log) : undefined;
-  steps.push(roleAndDatabaseStep({ access, password, state: roleState, log }));
+  steps.push({ ...roleAndDatabaseStep({ access, password, state: roleState, log }), remains: inCluster });
   const current = roleState?.databaseExists && roleState.passwordMatches ? await schemaVersionAt(parsedUrl, connectOptions) : undefined;
-  steps.push(schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }));
+  steps.push({ ...schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }), remains: inCluster });
   return { steps, url };
 }
 
@@ -250,8 +279,10 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
   }
   const parsed = parseDatabaseUrl(databaseUrl);
   if (parsed.ok) ctx.log.addSecret(parsed.value.password);
+  // knocknoc.conf first: it holds the password before the database is given it, so a run cut off
+  // in between gives the same password again next time (a secret is never made twice).
   const conf = await confStep(answers, databaseUrl, ctx);
-  steps.push(conf);
+  steps.unshift(conf);
   // Last, the server itself: started (or restarted for this change) and serving /_status.
   const service = await serverServiceSteps({
     root: ctx.root,

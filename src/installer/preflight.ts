@@ -9,7 +9,7 @@ import { formatListen, parseListen, type ListenAddress } from '../config/values.
 import type { HaproxySettings } from '../haproxy/config.js';
 import { haproxyChecks, inspectHaproxy, settingsFromAnswers, type HaproxyFacts } from '../haproxy/plan.js';
 import { PreflightError } from '../errors.js';
-import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
+import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, waitUntilReady, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
 import { connect, describeConnectError, isEncrypted, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
 import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
 import { pemCertificates, readCertificate } from '../postgres/certificates.js';
@@ -30,6 +30,8 @@ export interface PrivateClusterFacts {
   bin: PgBinaries;
   osUser: string;
   exists: boolean;
+  /** A cluster an earlier, cut-off run began to create: discarded and made again. */
+  halfMade: boolean;
   running: boolean;
   host: string;
   port: number;
@@ -151,18 +153,27 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
     return undefined;
   }
   const dataDir = ctx.root.path(PATHS.pgData);
-  const exists = await clusterExists(dataDir);
+  // A cluster an earlier run began to create and was cut off from (its marker is still there) is
+  // knocker's own: it is made again, never refused as foreign.
+  const halfMade = await fs.access(ctx.root.path(PATHS.pgCreating)).then(() => true, () => false);
+  const exists = !halfMade && (await clusterExists(dataDir));
   const settings = exists ? await readClusterSettings(dataDir) : undefined;
-  if (exists && !settings) {
-    checks.push({ name: 'private cluster', ok: false, detail: `${dataDir} holds a cluster knocker did not create`, hints: ['move it away, or use option 2 with a connection string'] });
+  const foreign = !halfMade && !exists && (await fs.readdir(dataDir).then((entries) => entries.length > 0, () => false));
+  if ((exists && !settings) || foreign) {
+    checks.push({ name: 'private cluster', ok: false, detail: `${dataDir} holds ${foreign ? 'files but no cluster' : 'a cluster'} knocker did not create`, hints: ['move it away, or use option 2 with a connection string'] });
     return undefined;
   }
   const host = settings?.host ?? sandboxHostAddress(listen);
-  const running = exists ? await clusterRunning({ bin, dataDir, osUser }) : false;
-  let port = settings?.port;
+  // A cluster a cut-off run was starting may still be on its way up: it counts once it is ready.
+  const running = exists && (await clusterRunning({ bin, dataDir, osUser })) ? await waitUntilReady(dataDir) : false;
+  // Before the cluster exists, the port knocknoc.conf was given for it (by a run cut off before
+  // initdb) is kept while it is free: the file is not rewritten by every run.
+  const planned = ctx.existingConf?.get('DatabaseOption') === '1' ? parseDatabaseUrl(ctx.existingConf.get('DatabaseURL') ?? '') : undefined;
+  const plannedPort = !exists && planned?.ok && planned.value.host === host && (await probeListen(host, planned.value.port)).free ? planned.value.port : undefined;
+  let port = settings?.port ?? plannedPort;
   if (port === undefined) {
     port = await freePort(host);
-  } else if (!running) {
+  } else if (!running && port !== plannedPort) {
     const probe = await probeListen(host, port);
     if (!probe.free) {
       checks.push({ name: 'private cluster port', ok: false, detail: `port ${port} on ${host} is taken by something else`, hints: ['free it, then run this again'] });
@@ -172,9 +183,11 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
   checks.push({
     name: 'private cluster',
     ok: true,
-    detail: exists ? `${dataDir} (${running ? 'running' : 'stopped'}, ${host}:${port})` : `will be created in ${dataDir} on ${host}:${port}`,
+    detail: exists
+      ? `${dataDir} (${running ? 'running' : 'stopped'}, ${host}:${port})`
+      : `will be ${halfMade ? 'made again (an earlier run was cut off while creating it)' : 'created'} in ${dataDir} on ${host}:${port}`,
   });
-  return { kind: 'private', bin, osUser, exists, running, host, port };
+  return { kind: 'private', bin, osUser, exists, halfMade, running, host, port };
 }
 
 async function hostClusterFacts(checks: Check[], log: Logger): Promise<HostClusterFacts | undefined> {

@@ -3,6 +3,8 @@
 // cluster's OS owner (initdb and pg_ctl refuse root).
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../system/files.js';
+import { isAlive } from '../system/lock.js';
 import type { Logger } from '../system/log.js';
 import { run, which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
@@ -77,12 +79,23 @@ async function chownTo(target: string, osUser: string): Promise<void> {
   await fs.chown(target, user.uid, user.gid);
 }
 
-/** initdb with peer authentication on the socket and SCRAM on `host` only; listens on `host`. */
-export async function initCluster(cluster: PrivateCluster, log?: Logger, extraInitdbArgs: string[] = []): Promise<void> {
+/**
+ * initdb with peer authentication on the socket and SCRAM on `host` only; listens on `host`.
+ * With `creating`, that file says "knocker is making this cluster" from before the data folder
+ * exists until the cluster is complete: a run killed in between leaves it, and the next run knows
+ * the half-made cluster for its own (discardHalfMadeCluster) instead of refusing it as foreign.
+ */
+export async function initCluster(cluster: PrivateCluster, log?: Logger, extraInitdbArgs: string[] = [], creating?: string): Promise<void> {
   if (cluster.socketDir.length > MAX_SOCKET_DIR_LENGTH) {
     throw new Error(`the socket folder ${cluster.socketDir} is too long for a Unix socket (max ${MAX_SOCKET_DIR_LENGTH} characters); use a shorter --root`);
   }
   await fs.mkdir(path.dirname(cluster.dataDir), { recursive: true, mode: 0o755 });
+  if (creating) {
+    await writeFileAtomic(creating, `knocker (pid ${process.pid}) is creating the PostgreSQL cluster in ${cluster.dataDir}; while this file is here, that cluster is not complete\n`, {
+      mode: 0o644,
+      backup: false,
+    });
+  }
   await fs.mkdir(cluster.dataDir, { mode: 0o700 });
   await chownTo(cluster.dataDir, cluster.osUser);
   await fs.mkdir(cluster.socketDir, { recursive: true, mode: 0o755 });
@@ -97,6 +110,76 @@ export async function initCluster(cluster: PrivateCluster, log?: Logger, extraIn
     { asUser: cluster.osUser, log, timeoutMs: 120_000 },
   );
   await writeClusterSettings(cluster);
+  if (creating) await fs.rm(creating, { force: true });
+}
+
+/** The processes at work in a data folder: an initdb on it, a server or bootstrap backend in it. */
+async function processesIn(dataDir: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await fs.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const [cwd, cmdline] = await Promise.all([
+      fs.readlink(`/proc/${entry}/cwd`).catch(() => ''),
+      fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => ''),
+    ]);
+    if (cwd === dataDir || cwd.startsWith(`${dataDir}/`) || cmdline.split('\0').includes(dataDir)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/**
+ * Takes away a cluster that a run cut off (killed) left half-made: its initdb may still be at work
+ * (it outlives the run), so what works in the folder is ended first, then the folder goes.
+ */
+export async function discardHalfMadeCluster(dataDir: string, log?: Logger): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (let pids = await processesIn(dataDir); pids.length > 0; pids = await processesIn(dataDir)) {
+    log?.warn(`ending what a cut-off run left at work in ${dataDir}: pid ${pids.join(', ')}`);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`processes still at work in ${dataDir} (pid ${pids.join(', ')})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await fs.rm(dataDir, { recursive: true, force: true });
+}
+
+/**
+ * Lets a `pg_ctl start` of a cut-off run finish (it outlives the run, and its server may not have
+ * written postmaster.pid yet), then says whether the cluster runs and is ready.
+ */
+export async function settleStart(cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>, timeoutMs = 90_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const starting = async () => {
+    for (const pid of await processesIn(cluster.dataDir)) {
+      const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (argv.some((a) => a.endsWith('pg_ctl')) && argv.includes('start')) return true;
+    }
+    return false;
+  };
+  while ((await starting()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  return (await clusterRunning(cluster)) && (await waitUntilReady(cluster.dataDir));
+}
+
+/**
+ * Waits until a running postmaster has finished starting (postmaster.pid says "ready"), as a
+ * cluster a cut-off run was starting may still be doing; false when it is not running after all.
+ */
+export async function waitUntilReady(dataDir: string, timeoutMs = 60_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lines = (await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+    const pid = Number(lines[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
+    // Line 8 is the postmaster's status: starting, stopping, ready or standby.
+    if (/^(ready|standby)\b/.test((lines[7] ?? '').trim())) return true;
+    if (Date.now() > deadline) throw new Error(`the PostgreSQL cluster in ${dataDir} is still ${(lines[7] ?? 'starting').trim() || 'starting'} after ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Writes listen address, port and socket folder into postgresql.conf, and a local-only pg_hba.conf. */
@@ -146,7 +229,19 @@ export async function clusterRunning(cluster: Pick<PrivateCluster, 'bin' | 'data
   return result.exitCode === 0;
 }
 
+/**
+ * pg_ctl start and restart run `exec postgres -D "DIR" … >> "LOG"` through /bin/sh: a path that
+ * the shell would read as more than a path never reaches it (a second line of defence behind the
+ * root's check, for every caller).
+ */
+export function shellSafe(...paths: string[]): void {
+  for (const p of paths) {
+    if (/[$`"\\\n\r]/.test(p)) throw new Error(`${JSON.stringify(p)} cannot be given to pg_ctl: it hands its paths to /bin/sh, which would read $, \`, " or \\ in them`);
+  }
+}
+
 export async function startCluster(cluster: PrivateCluster, log?: Logger): Promise<void> {
+  shellSafe(cluster.dataDir, cluster.logFile);
   await fs.mkdir(cluster.socketDir, { recursive: true, mode: 0o755 });
   await chownTo(cluster.socketDir, cluster.osUser);
   await run(path.join(cluster.bin.dir, 'pg_ctl'), ['start', '-w', '-t', '60', '-s', '-D', cluster.dataDir, '-l', cluster.logFile], {
@@ -170,6 +265,7 @@ export async function stopCluster(
 }
 
 export async function restartCluster(cluster: PrivateCluster, log?: Logger): Promise<void> {
+  shellSafe(cluster.dataDir, cluster.logFile);
   await run(path.join(cluster.bin.dir, 'pg_ctl'), ['restart', '-w', '-t', '60', '-s', '-m', 'fast', '-D', cluster.dataDir, '-l', cluster.logFile], {
     asUser: cluster.osUser,
     log,

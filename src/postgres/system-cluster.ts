@@ -7,7 +7,7 @@ import type { Logger } from '../system/log.js';
 import { run, which } from '../system/run.js';
 import { lookupUser } from '../system/users.js';
 import type { ClusterAccess } from './admin.js';
-import { findPgBinaries } from './cluster.js';
+import { findPgBinaries, shellSafe } from './cluster.js';
 
 export interface SystemCluster {
   layout: 'debian' | 'rhel';
@@ -120,6 +120,7 @@ export async function startSystemCluster(cluster: SystemCluster, log?: Logger): 
   }
   const bin = await findPgBinaries();
   if (!bin) throw new Error('PostgreSQL binaries not found');
+  shellSafe(cluster.dataDir);
   await run(path.join(bin.dir, 'pg_ctl'), ['start', '-w', '-D', cluster.dataDir, '-l', path.join(cluster.dataDir, 'startup.log')], {
     asUser: cluster.osUser,
     log,

@@ -1,6 +1,7 @@
 // PostgreSQL connection strings (postgres:// and postgresql:// URIs): parsing with clear errors,
 // building with percent-encoding, and redaction so a password is never shown.
 import type { Parsed } from '../config/values.js';
+import { quoted } from '../shared/printable.js';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -56,15 +57,15 @@ export function parseDatabaseUrl(input: string): Parsed<DatabaseUrl> {
     const password = url.password === '' ? undefined : decode(url.password, 'password');
     for (const key of url.searchParams.keys()) {
       if (!KNOWN_PARAMS.has(key)) {
-        return { ok: false, error: `unknown connection parameter "${key}" (known: ${[...KNOWN_PARAMS].join(', ')})` };
+        return { ok: false, error: `unknown connection parameter ${quoted(key)} (known: ${[...KNOWN_PARAMS].join(', ')})` };
       }
     }
     const sslmode = (url.searchParams.get('sslmode') ?? 'prefer') as SslMode;
-    if (!SSL_MODES.includes(sslmode)) return { ok: false, error: `sslmode "${sslmode}" is not one of ${SSL_MODES.join(', ')}` };
+    if (!SSL_MODES.includes(sslmode)) return { ok: false, error: `sslmode ${quoted(sslmode)} is not one of ${SSL_MODES.join(', ')}` };
     const timeoutText = url.searchParams.get('connect_timeout');
     const connectTimeoutSeconds = timeoutText === null ? undefined : Number(timeoutText);
     if (connectTimeoutSeconds !== undefined && !(Number.isInteger(connectTimeoutSeconds) && connectTimeoutSeconds >= 0)) {
-      return { ok: false, error: `connect_timeout "${timeoutText}" is not a whole number of seconds` };
+      return { ok: false, error: `connect_timeout ${quoted(timeoutText ?? '')} is not a whole number of seconds` };
     }
     return {
       ok: true,
@@ -121,14 +122,38 @@ export function withRootCert(text: string, caFile: string): string {
   return `${url.toString()}?${query}`;
 }
 
+/**
+ * Where the password of a postgres:// URL text is, as the URL parser that connects
+ * (parseDatabaseUrl) reads it: the authority runs to the first "/", "?" or "#"; its user
+ * information to the last "@" in it (an "@" in a password need not be encoded); the password
+ * from the first ":" of that. Undefined when the text has no password. A text that does not parse
+ * (it never connects) is masked up to its last "@", whatever lies before it.
+ */
+function passwordSpan(text: string): { start: number; end: number } | undefined {
+  const scheme = /^\s*postgres(?:ql)?:\/\//i.exec(text);
+  if (!scheme) return undefined;
+  const from = scheme[0].length;
+  const rest = text.slice(from);
+  const parses = URL.canParse(text.trim());
+  const authorityEnd = parses ? rest.search(/[/?#]/) : -1;
+  const authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
+  const at = authority.lastIndexOf('@');
+  if (at < 0) return undefined;
+  const colon = authority.slice(0, at).indexOf(':');
+  if (colon < 0) return undefined;
+  return { start: from + colon + 1, end: from + at };
+}
+
 /** The same URL text with the password replaced by ****. */
 export function redactUrl(text: string): string {
-  return text.replace(/^(postgres(?:ql)?:\/\/[^:/?#@]*:)[^@]*@/i, '$1****@');
+  const span = passwordSpan(text);
+  return span ? `${text.slice(0, span.start)}****${text.slice(span.end)}` : text;
 }
 
 /** The same URL text with the password removed (for files that must not hold it). */
 export function urlWithoutPassword(text: string): string {
-  return text.replace(/^(postgres(?:ql)?:\/\/[^:/?#@]*):[^@]*@/i, '$1@');
+  const span = passwordSpan(text);
+  return span ? `${text.slice(0, span.start - 1)}${text.slice(span.end)}` : text;
 }
 
 /** "host:port/database as user", for messages. */

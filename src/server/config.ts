@@ -5,7 +5,9 @@ import fs from 'node:fs/promises';
 import { CONF_KEYS, KnocknocConf } from '../config/knocknoc-conf.js';
 import { DEFAULTS, parseListen, parseServerName, parseTrustedForwarders, serverNameFromHostname, type ListenAddress } from '../config/values.js';
 import { didYouMean } from '../config/suggest.js';
+import { quoted } from '../shared/printable.js';
 import { parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
+import { readRegularFileSync, UnreadableFileError } from '../system/files.js';
 
 export interface ServerConfig {
   file: string;
@@ -21,19 +23,40 @@ export type ConfigResult =
   | { ok: true; config: ServerConfig; warnings: string[] }
   | { ok: false; problems: string[]; warnings: string[] };
 
+/** knocknoc.conf is a few lines; a bigger file is not one. */
+export const MAX_CONF_BYTES = 1024 * 1024;
+
 export async function loadServerConfig(file: string, hostname: string): Promise<ConfigResult> {
   let text: string;
   try {
-    text = await fs.readFile(file, 'utf8');
+    text = readRegularFileSync(file, MAX_CONF_BYTES);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : String(code);
+    const why =
+      error instanceof UnreadableFileError
+        ? error.message.slice(file.length + 1)
+        : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : String(code);
     return {
       ok: false,
       problems: [`cannot read the configuration ${file}: ${why} (run \`knocker install\` to write it, or give its path with --config FILE)`],
       warnings: [],
     };
   }
+  const result = checkServerConfig(text, file, hostname);
+  try {
+    const mode = (await fs.stat(file)).mode & 0o777;
+    if (mode & 0o077) result.warnings.push(`${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and holds the database password: chmod 600 ${file}`);
+  } catch {
+    // read above; a vanished file is reported on the next start
+  }
+  return result;
+}
+
+/**
+ * knocknoc.conf's text as knocknoc-server reads it: the one check of the file, which the installer
+ * also runs on the file it is about to write (a file the server would refuse is never "fine").
+ */
+export function checkServerConfig(text: string, file: string, hostname: string): ConfigResult {
   const conf = KnocknocConf.parse(text);
   const problems = conf.problems.map((p) => `${file}:${p.line}: ${p.message}`);
   const warnings: string[] = [];
@@ -41,7 +64,7 @@ export async function loadServerConfig(file: string, hostname: string): Promise<
   for (const key of conf.keys()) {
     if (!(CONF_KEYS as readonly string[]).includes(key)) {
       const hint = didYouMean(key, [...CONF_KEYS]);
-      warnings.push(`${file}:${conf.lineOf(key)}: unknown key "${key}" is ignored${hint ? ` (did you mean ${hint}?)` : ''}`);
+      warnings.push(`${file}:${conf.lineOf(key)}: unknown key ${quoted(key)} is ignored${hint ? ` (did you mean ${hint}?)` : ''}`);
     } else if (seen.has(key)) {
       warnings.push(`${file}:${conf.lineOf(key)}: ${key} is given more than once; this last one counts`);
     }
@@ -69,13 +92,6 @@ export async function loadServerConfig(file: string, hostname: string): Promise<
   const nameText = conf.get('ServerName');
   const name = nameText === undefined ? { ok: true as const, value: serverNameFromHostname(hostname) } : parseServerName(nameText);
   if (!name.ok) problems.push(`${at('ServerName')}: ServerName: ${name.error}`);
-
-  try {
-    const mode = (await fs.stat(file)).mode & 0o777;
-    if (mode & 0o077) warnings.push(`${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and holds the database password: chmod 600 ${file}`);
-  } catch {
-    // read above; a vanished file is reported on the next start
-  }
 
   if (problems.length > 0 || !listen?.ok || !forwarders.ok || !url?.ok || !name.ok) return { ok: false, problems, warnings };
   return {

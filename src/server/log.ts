@@ -1,6 +1,7 @@
 // knocknoc-server's log: timestamped lines on stdout (the journal under systemd, the log file of a
 // daemon), secrets scrubbed. Lines are gathered and written every 50 ms (or 64 KB), so under load a
 // request line costs no system call of its own; `flush()` writes the rest before the process exits.
+import { printable } from '../shared/printable.js';
 import { Scrubber } from '../system/log.js';
 
 export interface ServerLog {
@@ -35,7 +36,8 @@ export function serverLog(sink: LogSink = process.stdout): ServerLog {
   };
   const add = (level: string, message: string) => {
     const stamp = new Date().toISOString();
-    for (const line of scrubber.scrub(message).split('\n')) {
+    // Request lines carry what clients sent (paths, X-Forwarded-For): shown, never obeyed by a terminal.
+    for (const line of printable(scrubber.scrub(message)).split('\n')) {
       const text = `${stamp} ${level} ${line}\n`;
       pending.push(text);
       pendingBytes += text.length;

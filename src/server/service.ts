@@ -223,6 +223,7 @@ export async function serverServiceSteps(options: ServerStepsOptions): Promise<{
       await stopServerService(service, log);
       if (service.manager === 'systemd' && !wasEnabled) await systemctl(['disable', SERVER_UNIT], log);
     },
+    remains: async () => (await serverRunState(service)).running,
   });
   return { before, after };
 }

@@ -4,8 +4,11 @@
 // node:crypto is loaded when first used: the installer's first screen needs none of it (~10 ms,
 // bench/RESULTS.md).
 const crypto = () => process.getBuiltinModule('node:crypto');
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { PreflightError } from '../errors.js';
+import { removeStaleTemps } from './lock.js';
 
 export interface WriteOptions {
   /** File mode; default: the existing file's mode, else 0644. */
@@ -23,11 +26,67 @@ export interface WriteOptions {
   validate?: (tempFile: string) => Promise<void>;
 }
 
-export async function readIfExists(file: string): Promise<string | undefined> {
+/** Files knocker reads are at most this big unless a caller says otherwise (a configuration, a journal). */
+export const MAX_READ_BYTES = 16 * 1024 * 1024;
+
+/** A file that is not one knocker reads: not a regular file (a FIFO, a device, a folder), or too big. */
+export class UnreadableFileError extends Error {
+  readonly code: 'ENOTREG' | 'EFBIG';
+  constructor(message: string, code: 'ENOTREG' | 'EFBIG') {
+    super(message);
+    this.code = code;
+  }
+}
+
+function kindOf(stat: fsSync.Stats): string {
+  if (stat.isDirectory()) return 'a folder';
+  if (stat.isFIFO()) return 'a FIFO (named pipe)';
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
+  if (stat.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Reads a regular file of at most `maxBytes`, as UTF-8. A FIFO, a device (/dev/zero) or a folder is
+ * refused at once (opened without blocking, never read), and so is a file bigger than the cap, or
+ * one that grows past it while read (/proc files say they are empty).
+ */
+export function readRegularFileSync(file: string, maxBytes = MAX_READ_BYTES): string {
+  const fd = fsSync.openSync(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NONBLOCK | fsSync.constants.O_NOCTTY);
   try {
-    return await fs.readFile(file, 'utf8');
+    const stat = fsSync.fstatSync(fd);
+    if (!stat.isFile()) throw new UnreadableFileError(`${file} is ${kindOf(stat)}; only a regular file is read`, 'ENOTREG');
+    const tooBig = () => new UnreadableFileError(`${file} is bigger than ${maxBytes.toLocaleString('en')} bytes, more than such a file can need`, 'EFBIG');
+    if (stat.size > maxBytes) throw tooBig();
+    let buffer = Buffer.alloc(Math.min(maxBytes + 1, Math.max(stat.size + 1, 65_536)));
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        const bigger = Buffer.alloc(Math.min(maxBytes + 1, buffer.length * 2));
+        buffer.copy(bigger);
+        buffer = bigger;
+      }
+      const n = fsSync.readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+      if (length > maxBytes) throw tooBig();
+    }
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+/**
+ * The content of a file knocker reads (its own or the host's configuration), or undefined when it
+ * does not exist. A file that is not a regular one, or is too big, stops the run (exit 3).
+ */
+export async function readIfExists(file: string, maxBytes = MAX_READ_BYTES): Promise<string | undefined> {
+  try {
+    return readRegularFileSync(file, maxBytes);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (error instanceof UnreadableFileError) throw new PreflightError(`cannot read ${error.message}`);
     throw error;
   }
 }
@@ -65,6 +124,8 @@ export async function writeFileAtomic(file: string, content: string, options: Wr
   const uid = options.uid ?? (existing && isRoot ? existing.uid : undefined);
   const gid = options.gid ?? (existing && isRoot ? existing.gid : undefined);
 
+  // A run killed between writing its temporary file and renaming it leaves that file: gone with it.
+  await removeStaleTemps(dir, `.${path.basename(file)}.`, '.tmp');
   const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto().randomBytes(4).toString('hex')}.tmp`);
   const handle = await fs.open(temp, 'wx', mode);
   try {

@@ -32,14 +32,36 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** Temporary files of runs that are gone (killed before they could remove them): `NAME.PID.HEX…`. */
+export async function removeStaleTemps(dir: string, prefix: string, suffix = ''): Promise<void> {
+  const entries = await fsp.readdir(dir).catch(() => [] as string[]);
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix) || !entry.endsWith(suffix)) continue;
+    const pid = Number(/^(\d+)\.[0-9a-f]{8}$/.exec(entry.slice(prefix.length, entry.length - suffix.length))?.[1]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isAlive(pid)) await fsp.rm(path.join(dir, entry), { force: true });
+  }
+}
+
+/** An error of the file system (no space left, read-only) as a preflight failure: nothing was changed. */
+function lockFailed(file: string, error: unknown): never {
+  const code = (error as NodeJS.ErrnoException).code;
+  throw new PreflightError(`cannot take the lock ${file}: ${(error as Error).message}`, code === 'ENOSPC' || code === 'EDQUOT' ? ['free some space on that file system, then run this again'] : []);
+}
+
 export async function acquireLock(file: string, what: string): Promise<Lock> {
-  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o755 }).catch((error: unknown) => lockFailed(file, error));
+  await removeStaleTemps(path.dirname(file), `${path.basename(file)}.`);
   for (let attempt = 0; attempt < 3; attempt += 1) {
     // The lock appears with its content already in it (link of a written file), so nobody can
     // read an empty lock and take it for a stale one. The pid, then what holds it: the installer,
     // exposedb and the service commands share the host's lock.
     const temp = `${file}.${process.pid}.${crypto().randomBytes(4).toString('hex')}`;
-    await fsp.writeFile(temp, `${process.pid} ${what}\n`, { mode: 0o600 });
+    try {
+      await fsp.writeFile(temp, `${process.pid} ${what}\n`, { mode: 0o600 });
+    } catch (error) {
+      await fsp.rm(temp, { force: true });
+      lockFailed(file, error);
+    }
     try {
       await fsp.link(temp, file);
       let released = false;
@@ -52,7 +74,7 @@ export async function acquireLock(file: string, what: string): Promise<Lock> {
         },
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') lockFailed(file, error);
     } finally {
       await fsp.rm(temp, { force: true });
     }

@@ -2,13 +2,14 @@
 // written. Secrets are registered as they become known (a generated password, a connection string).
 import fs from 'node:fs';
 import path from 'node:path';
+import { redactUrl } from '../postgres/url.js';
+import { printable } from '../shared/printable.js';
 
-const URL_PASSWORD = /\b(postgres(?:ql)?:\/\/[^:/?#@\s]*:)[^@\s]*@/gi;
 const MASK = '****';
 
-/** Hides the password of any postgres:// URL in a text. */
+/** Hides the password of any postgres:// URL in a text, read as the URL parser that connects reads it. */
 export function redactUrls(text: string): string {
-  return text.replace(URL_PASSWORD, `$1${MASK}@`);
+  return text.replace(/\bpostgres(?:ql)?:\/\/\S*/gi, (url) => redactUrl(url));
 }
 
 export class Scrubber {
@@ -31,6 +32,8 @@ export class Scrubber {
 
 export interface Logger {
   readonly file: string | undefined;
+  /** Why the log could not be written, once it could not (a full disk): the run goes on without it. */
+  readonly failure: string | undefined;
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
@@ -42,18 +45,27 @@ export interface Logger {
 export function fileLogger(file: string): Logger {
   const scrubber = new Scrubber();
   let fd: number | undefined;
+  let failure: string | undefined;
   const write = (level: string, message: string) => {
-    if (fd === undefined) {
-      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
-      fd = fs.openSync(file, 'a', 0o600);
-      fs.fchmodSync(fd, 0o600);
+    // The log is an aid: a log that cannot be written (no space left) never fails the run itself.
+    try {
+      if (fd === undefined) {
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+        fd = fs.openSync(file, 'a', 0o600);
+        fs.fchmodSync(fd, 0o600);
+      }
+      const lines = printable(scrubber.scrub(message)).split('\n');
+      const stamp = new Date().toISOString();
+      fs.writeSync(fd, lines.map((l) => `${stamp} ${level} ${l}\n`).join(''));
+    } catch (error) {
+      failure ??= (error as NodeJS.ErrnoException).code ?? String(error);
     }
-    const lines = scrubber.scrub(message).split('\n');
-    const stamp = new Date().toISOString();
-    fs.writeSync(fd, lines.map((l) => `${stamp} ${level} ${l}\n`).join(''));
   };
   return {
     file,
+    get failure() {
+      return failure;
+    },
     info: (m) => write('INFO ', m),
     warn: (m) => write('WARN ', m),
     error: (m) => write('ERROR', m),
@@ -67,6 +79,7 @@ export function nullLogger(): Logger {
   const scrubber = new Scrubber();
   return {
     file: undefined,
+    failure: undefined,
     info: () => {},
     warn: () => {},
     error: () => {},

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { createTwoFilesPatch } from 'diff';
 import { ApplyFailedError, errorMessage } from '../errors.js';
 import { readIfExists, statIfExists, writeFileAtomic } from './files.js';
+import { killPoint } from './kill-hook.js';
 import type { Logger } from './log.js';
 
 export type StepKind = 'package' | 'file' | 'database' | 'service' | 'command';
@@ -22,6 +23,12 @@ export interface Step {
   apply(): Promise<string | void>;
   /** Reverses `apply`. Only called for steps whose `apply` completed or failed half-way. */
   undo(): Promise<void>;
+  /**
+   * Whether the change is still on the host, asked once the rollback is over for a step whose undo
+   * failed: an earlier step's undo may have taken it away (a cluster removed with what was in it).
+   * Without it, a failed undo is taken to have left its change.
+   */
+  remains?(): Promise<boolean>;
 }
 
 export interface Plan {
@@ -69,6 +76,7 @@ export async function applyPlan(plan: Plan, options: ApplyOptions = {}): Promise
   log?.info(`apply: ${plan.title}`);
   for (const [index, step] of plan.steps.entries()) {
     if (!step.changes) continue;
+    killPoint('before', touched.length + 1);
     onEvent?.({ type: 'step-start', index, step });
     log?.info(`step ${index + 1}: ${step.title}`);
     const stepStarted = Date.now();
@@ -78,6 +86,7 @@ export async function applyPlan(plan: Plan, options: ApplyOptions = {}): Promise
       const ms = Date.now() - stepStarted;
       log?.info(`step ${index + 1} done in ${ms} ms${note ? ` (${note})` : ''}`);
       onEvent?.({ type: 'step-done', index, step, ms, note: note || undefined });
+      killPoint('after', touched.length);
     } catch (error) {
       const ms = Date.now() - stepStarted;
       const message = log ? log.scrub(errorMessage(error)) : errorMessage(error);
@@ -86,7 +95,7 @@ export async function applyPlan(plan: Plan, options: ApplyOptions = {}): Promise
       const remaining = await rollback(touched, options);
       throw new ApplyFailedError(`${step.title} failed: ${message}`, remaining, [
         remaining.length === 0 ? 'every change made before the failure was rolled back' : 'see the log for details',
-        ...(log?.file ? [`log: ${log.file}`] : []),
+        ...(log?.file ? [log.failure ? `the log ${log.file} could not be written (${log.failure})` : `log: ${log.file}`] : []),
       ]);
     }
   }
@@ -97,7 +106,7 @@ export async function applyPlan(plan: Plan, options: ApplyOptions = {}): Promise
 
 async function rollback(touched: Array<{ index: number; step: Step }>, options: ApplyOptions): Promise<string[]> {
   const { log, onEvent } = options;
-  const remaining: string[] = [];
+  const failed: Array<{ step: Step; message: string }> = [];
   for (const { index, step } of [...touched].reverse()) {
     onEvent?.({ type: 'undo-start', index, step });
     try {
@@ -108,8 +117,15 @@ async function rollback(touched: Array<{ index: number; step: Step }>, options: 
       const message = log ? log.scrub(errorMessage(error)) : errorMessage(error);
       log?.error(`undo ${index + 1} failed: ${message}`);
       onEvent?.({ type: 'undo-failed', index, step, error: message });
-      remaining.push(`${step.title} (undo failed: ${message})`);
+      failed.push({ step, message });
     }
+  }
+  // What remains is said once every undo has run: only what is still on the host.
+  const remaining: string[] = [];
+  for (const { step, message } of failed) {
+    const still = step.remains ? await step.remains().catch(() => true) : true;
+    if (still) remaining.push(`${step.title} (undo failed: ${message})`);
+    else log?.info(`${step.title}: its undo failed, but nothing of it remains`);
   }
   return remaining;
 }
@@ -180,6 +196,9 @@ export async function fileStep(options: FileStepOptions): Promise<Step> {
       } else {
         await writeFileAtomic(file, before, { mode: beforeMode, backup: false });
       }
+    },
+    async remains() {
+      return (await readIfExists(file).catch(() => content)) !== before;
     },
   };
 }

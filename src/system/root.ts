@@ -28,6 +28,8 @@ export const PATHS = {
   installLock: '/run/knocknoc/knocker.lock',
   stateDir: '/var/lib/knocknoc',
   pgData: '/var/lib/knocknoc/postgresql',
+  /** There while knocker creates the private cluster (initdb): a half-made cluster of a cut-off run is its own. */
+  pgCreating: '/var/lib/knocknoc/postgresql.creating',
   pgSocketDir: '/run/knocknoc/postgresql',
   pgLog: '/var/log/knocknoc/postgresql.log',
   serverPid: '/run/knocknoc/knocknoc.pid',
@@ -47,11 +49,27 @@ export const PATHS = {
   haproxyStateDir: '/var/lib/haproxy',
   haproxyStateFile: '/var/lib/haproxy/server-state',
   haproxyLog: '/var/log/knocknoc/haproxy.log',
+  /** There from writing a new haproxy.cfg until HAProxy has reloaded it: a cut-off run's reload is still owed. */
+  haproxyReloadPending: '/var/lib/knocknoc/haproxy-reload-pending',
   /** knocker upgrade's journal of its progress (0600: the command may hold a token). */
   upgradeJournal: '/var/lib/knocknoc/upgrade.json',
   /** Held by a running knocker upgrade for its whole run. */
   upgradeLock: '/run/knocknoc/upgrade.lock',
 } as const;
+
+/**
+ * Why a folder cannot be a sandbox root, or undefined. Its paths reach programs that parse them:
+ * PostgreSQL's pg_ctl hands -D and -l to /bin/sh inside double quotes (where $, `, " and \ act),
+ * unix_socket_directories and HAProxy's -S split on commas, HAProxy's configuration cannot quote a
+ * ' inside a quoted word, and a control character has no place in a path. Such a folder is refused
+ * before anything runs, rather than quoted for each of them.
+ */
+export function rootPathProblem(dir: string): string | undefined {
+  const bad = [...new Set(dir.match(/[$`"\\',\u0000-\u001F\u007F]/g) ?? [])];
+  if (bad.length === 0) return undefined;
+  const shown = bad.map((c) => (c < ' ' || c === '\u007F' ? `\\x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}` : c)).join(' ');
+  return `the root folder's path holds ${bad.length === 1 ? 'a character' : 'characters'} it cannot have (${shown}): PostgreSQL's pg_ctl would hand it to /bin/sh, and HAProxy's configuration could not hold it; choose a path without $ \` " \\ ' , or control characters`;
+}
 
 export class Root {
   readonly dir: string;

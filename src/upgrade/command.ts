@@ -94,12 +94,24 @@ export function commandFor(command: UpgradeCommand, target: Target): string[] {
 
 const SECRET_NAME = /pass(word|wd)?|secret|token|api[-_]?key|auth|credential|private[-_]?key/i;
 const MASK = '****';
+/** Words that name an Authorization scheme: the credentials follow them. */
+const AUTH_SCHEME = /^(bearer|basic|token|digest|negotiate|bot|apikey|jwt|hoba|mutual|aws4-hmac-sha256)$/i;
+
+function authorizationCredentials(tail: string, next: string[]): string[] {
+  const inWord = tail.trim().split(/\s+/).filter((w) => w !== '');
+  if (inWord.length >= 2) return [AUTH_SCHEME.test(inWord[0]!) ? inWord.slice(1).join(' ') : inWord.join(' ')];
+  if (inWord.length === 1 && !AUTH_SCHEME.test(inWord[0]!)) return [inWord[0]!];
+  // The scheme alone, or nothing: the credentials are the next word (after the scheme, if it is one).
+  const after = inWord.length === 1 ? next : AUTH_SCHEME.test(next[0] ?? '') ? next.slice(1) : next;
+  return after[0] !== undefined ? [after[0]] : [];
+}
 
 /**
  * What in a command's words looks like a secret, to be masked wherever the command is shown or
  * logged: the value of NAME=VALUE and --name=VALUE, and the word after --name, where the name
- * says secret (token, password, api-key, …); an Authorization header's credentials; the password
- * of a scheme://user:password@ address.
+ * says secret (token, password, api-key, …); an Authorization header's credentials, whether the
+ * header is one word (quoted) or several (`-H Authorization: Bearer X`); the password of a
+ * scheme://user:password@ address.
  */
 export function secretsIn(words: string[]): string[] {
   const found: string[] = [];
@@ -107,11 +119,12 @@ export function secretsIn(words: string[]): string[] {
     const assignment = /^(-{0,2}[A-Za-z0-9_.-]+)=(.+)$/s.exec(word);
     if (assignment && SECRET_NAME.test(assignment[1]!)) found.push(assignment[2]!);
     if (/^--?[A-Za-z0-9_-]+$/.test(word) && SECRET_NAME.test(word) && words[i + 1] !== undefined && !words[i + 1]!.startsWith('-')) found.push(words[i + 1]!);
-    const header = /authorization:\s*(?:\w+\s+)?(.+)$/is.exec(word);
-    if (header) found.push(header[1]!.trim());
-    for (const url of word.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:([^@\s]+)@/gi)) found.push(url[1]!);
+    const header = /authorization\s*:\s*(.*)$/is.exec(word);
+    if (header) found.push(...authorizationCredentials(header[1]!, words.slice(i + 1)));
+    // Up to the last "@" of the word: a token with a "/" in it, written raw, is still masked whole.
+    for (const url of word.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^:/?#@\\\s]*:(\S*)@/gi)) found.push(url[1]!);
   }
-  return [...new Set(found.filter((f) => f !== '' && f !== MASK))];
+  return [...new Set(found.map((f) => f.trim()).filter((f) => f !== '' && f !== MASK && !AUTH_SCHEME.test(f)))];
 }
 
 /** An argv shown to the operator: secrets masked, words quoted where a shell would need it. */
@@ -120,6 +133,15 @@ export function showArgv(argv: string[], secrets: string[] = secretsIn(argv)): s
     .map((word) => secrets.reduce((w, secret) => w.split(secret).join(MASK), word))
     .map((a) => (/^[A-Za-z0-9_./:=@+,%*-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
     .join(' ');
+}
+
+/**
+ * The command as the journal keeps it: its words with any secret masked (a file whose job is not
+ * to hold a token never holds one), quoted so that it splits back into the same words.
+ */
+export function recordableCommand(command: UpgradeCommand): { text: string; masked: boolean } {
+  const secrets = secretsIn(command.words);
+  return { text: showArgv(command.words, secrets), masked: secrets.length > 0 };
 }
 
 export class UpgradeCommandFailed extends Error {}

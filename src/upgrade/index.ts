@@ -16,7 +16,7 @@ import { applyPlan, formatPlan, planToJson, type ApplyEvent, type Plan, type Ste
 import { progressPrinter, seconds } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import { chooseFirst, preflightChecks, readCluster, releasesOf, resumeChecks, rowsByName, WANTED_RETRIES, type ClusterFacts } from './cluster.js';
-import { findUpgradeCommand, parseUpgradeCommand, type UpgradeCommand } from './command.js';
+import { findUpgradeCommand, parseUpgradeCommand, recordableCommand, type UpgradeCommand } from './command.js';
 import { JOURNAL_VERSION, journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
 import { checksOnStep, confirmStep, healthChecksOn, holdStep, needsTakingOut, putBackServer, readyStep, takeOutStep, upgradeCommandStep, waitVersionStep, type StepContext } from './steps.js';
 
@@ -86,16 +86,23 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
       [`go on with it: knocker upgrade --resume${hintFor(root)}`, `or put rotation back as it was and forget it: knocker upgrade --rollback${hintFor(root)}`],
     );
   }
+  if (options.command === undefined && open?.commandMasked) {
+    throw new UsageError('the upgrade command held a secret, which the journal does not keep: give it again (--upgrade-command, or KNOCKNOC_UPGRADE_COMMAND)', [], [
+      `as recorded, secret masked: ${open.command}`,
+    ]);
+  }
   const text = options.command ?? open?.command;
   if (text === undefined) throw new UsageError('--upgrade-command is required: the command that upgrades one server, with {name}, {host} and {port} filled in', [], ['e.g. --upgrade-command "ssh root@{host} apt-get install -y knocknoc"']);
   const command = parseUpgradeCommand(text);
+  const kept = recordableCommand(command);
   const facts = await readCluster(root);
   let journal: Journal;
   let checks: Check[];
   if (open) {
     checks = resumeChecks(facts, open);
     journal = structuredClone(open);
-    journal.command = text;
+    journal.command = kept.text;
+    journal.commandMasked = kept.masked;
     if (options.toVersion !== undefined && journal.target !== undefined && options.toVersion !== journal.target) {
       throw new UsageError(`--to-version ${options.toVersion}: this upgrade is to ${journal.target} (the first server came back on it)`);
     }
@@ -121,7 +128,8 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
       pid: process.pid,
       startedAt: now,
       updatedAt: now,
-      command: text,
+      command: kept.text,
+      commandMasked: kept.masked,
       first,
       ...(options.toVersion !== undefined ? { toVersion: options.toVersion } : {}),
       servers: nodes.map((n) => ({

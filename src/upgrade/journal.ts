@@ -45,8 +45,10 @@ export interface Journal {
   pid: number;
   startedAt: string;
   updatedAt: string;
-  /** The command as given (a template with {name}, {host}, {port}). */
+  /** The command (a template with {name}, {host}, {port}), any secret in it masked. */
   command: string;
+  /** A secret was masked in `command`: --resume needs the command given again. */
+  commandMasked?: boolean;
   /** The server upgraded alone, in rotation. */
   first: string;
   /** The version the first server came back with (or --to-version): every server must reach it. */
