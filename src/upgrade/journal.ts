@@ -55,6 +55,8 @@ export interface Journal {
   target?: string;
   /** Given as --to-version. */
   toVersion?: string;
+  /** The schema version of the target release, once a server answered on it: the database is (being) migrated to it. */
+  targetSchema?: number;
   /** Health checks of this server are disabled by the upgrade (while it restarts alone). */
   healthDisabled?: string;
   /**

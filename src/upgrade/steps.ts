@@ -70,17 +70,21 @@ export async function putBackServer(ctx: Pick<StepContext, 'paths' | 'journal'>,
   const socket = ctx.paths.adminSocket;
   const server = ctx.journal.server(name);
   const body = (await probeStatus(nodeAddress(server), 1_500)).body;
+  // Its release's schema against the one the upgrade migrates to: a node's own answer may still say
+  // "in step" for a moment after the migration (it checks the database at most once a second).
+  const migratedTo = Math.max(ctx.journal.journal.targetSchema ?? 0, body?.databaseSchemaVersion ?? 0);
+  const outOfStep = body !== undefined && (!body.versionMatch || body.schemaVersion < migratedTo);
   let text: string;
-  if (body && !body.versionMatch) {
+  if (body && outOfStep) {
     if ((await adminStateOf(socket, name)) !== 'maint') await setServerState(socket, BACKEND, name, 'maint');
-    text = `stays in maintenance: out of step (it runs ${body.version}, schema ${body.schemaVersion}; the database is at ${body.databaseSchemaVersion})`;
+    text = `stays in maintenance: out of step (it runs ${body.version}, schema ${body.schemaVersion}; the database is at ${migratedTo})`;
   } else {
     text = `back in rotation once its check passes (now ${await restoreRotation(socket, name)})`;
   }
   await ctx.journal.update(() => {
     const s = ctx.journal.server(name);
     if (s.phase !== 'upgraded' && s.phase !== 'done') s.phase = 'waiting';
-    if (body && !body.versionMatch) s.heldOut = true;
+    if (outOfStep) s.heldOut = true;
     else delete s.heldOut;
   }, `${name}: ${text}`);
   return text;
@@ -232,6 +236,7 @@ function wanted(ctx: StepContext): string | undefined {
 function recordUpgraded(ctx: StepContext, name: string, body: StatusBody, note: string): Promise<void> {
   return ctx.journal.update((j) => {
     j.target ??= body.version;
+    j.targetSchema = Math.max(j.targetSchema ?? 0, body.schemaVersion);
     ctx.journal.server(name).phase = 'upgraded';
   }, `${name}: ${note}`);
 }
