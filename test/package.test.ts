@@ -102,7 +102,7 @@ describe('the executable', () => {
     // As root, exposedb opens its administrator session through `knocker __admin-helper`.
     const init = await packaged(['exposedb', '--root', root.dir, '--init']);
     expect(init.exitCode).toBe(0);
-    expect(init.stdout).toMatch(new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@${ADDRESS.replace(/\./g, '\\.')}:\\d+/knocknoc$`));
+    expect(init.stdout).toMatch(new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@${ADDRESS.replace(/\./g, '\\.')}:\\d+/knocknoc\\?sslmode=verify-full$`));
     const add = await packaged(['exposedb', '--root', root.dir, '--add', '127.0.0.181/32']);
     expect(add.exitCode).toBe(0);
     expect(add.stdout).toContain('Allowed 127.0.0.181/32');
