@@ -11,7 +11,7 @@ import { KnocknocConf } from '../src/config/knocknoc-conf.js';
 import { withClient } from '../src/postgres/connect.js';
 import { freePort } from '../src/system/host.js';
 import { PATHS, Root } from '../src/system/root.js';
-import { appUrl, hbaFile, installPrimary, rootAdmin, url } from './helpers/exposedb.js';
+import { appUrl, asNode, hbaFile, installPrimary, rootAdmin, url } from './helpers/exposedb.js';
 import { KNOCKER, cleanEnv, knocker } from './helpers/knocker.js';
 import { destroyRoot, useRoots } from './helpers/roots.js';
 import { request } from './helpers/server.js';
@@ -157,8 +157,8 @@ describe('knocker exposedb killed', () => {
     await installPrimary(root, '127.0.0.196');
     const exposedb = (args: string[], env?: Record<string, string>) => run(root, ['exposedb', ...args], { env });
     killedOutright(await exposedb(['--init'], { KNOCKER_TEST_KILL_AT: 'before:1' }));
-    // Four steps under a sandbox root: the role, its grants, the allow-list block, the saved string.
-    for (let step = 1; step <= 4; step += 1) killedOutright(await exposedb(['--init'], KILL_AFTER_ONE));
+    // Five steps under a sandbox root: the saved string, the role, its grants, TLS, the allow-list block.
+    for (let step = 1; step <= 5; step += 1) killedOutright(await exposedb(['--init'], KILL_AFTER_ONE));
     const init = await exposedb(['--init']);
     expect(init.exitCode, init.stderr).toBe(0);
     expect(init.stderr).toContain('Nothing to change: database knocknoc of');
@@ -168,7 +168,7 @@ describe('knocker exposedb killed', () => {
 
     killedOutright(await exposedb(['--add', '127.0.0.197/32'], { KNOCKER_TEST_KILL_AT: 'before:1' }));
     expect((await exposedb(['--add', '127.0.0.197/32'])).exitCode).toBe(0);
-    expect(await withClient(remote, { sourceAddress: '127.0.0.197' }, async () => 'in')).toBe('in');
+    expect(await withClient(remote, await asNode(root, '127.0.0.197'), async () => 'in')).toBe('in');
 
     // What a kill between writing pg_hba.conf and the reload leaves: the file right, PostgreSQL not
     // told. The same --add again must reload it, not call it done.
@@ -178,11 +178,11 @@ describe('knocker exposedb killed', () => {
     expect((await exposedb(['--remove', '127.0.0.198/32'])).exitCode).toBe(0);
     await fs.writeFile(hba, withBoth);
     faults += 1;
-    await expect(withClient(remote, { sourceAddress: '127.0.0.198' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
+    await expect(withClient(remote, await asNode(root, '127.0.0.198'), async () => 'in')).rejects.toMatchObject({ code: '28000' });
     const again = await exposedb(['--add', '127.0.0.198/32']);
     expect(again.exitCode, again.stderr).toBe(0);
     expect(again.stdout).toContain('Allowed 127.0.0.198/32');
-    expect(await withClient(remote, { sourceAddress: '127.0.0.198' }, async () => 'in')).toBe('in');
+    expect(await withClient(remote, await asNode(root, '127.0.0.198'), async () => 'in')).toBe('in');
     expect((await exposedb(['--add', '127.0.0.198/32'])).stdout).toContain('Unchanged: 127.0.0.198/32 is already allowed.');
     expect(await rootAdmin(root, `SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'knocknoc_remote'`)).toEqual([{ n: 1 }]);
     expect(await withClient(await appUrl(root), { sourceAddress: '127.0.0.196' }, async () => 'up')).toBe('up');

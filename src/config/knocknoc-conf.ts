@@ -1,6 +1,7 @@
 // knocknoc.conf: plain `Key = value` lines and `#` comments (CONTRACTS.md). Rewriting keeps every
 // comment, blank line and key we do not know, in place; known keys are updated where they stand and
 // new ones are appended.
+import { quoted } from '../shared/printable.js';
 
 export const CONF_KEYS = ['Listen', 'TrustedForwarders', 'DatabaseOption', 'DatabaseURL', 'ServerName'] as const;
 export type ConfKey = (typeof CONF_KEYS)[number];
@@ -37,7 +38,7 @@ export class KnocknocConf {
       }
       const match = /^([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(trimmed);
       if (!match) {
-        problems.push({ line: i + 1, message: `not a "Key = value" line: ${JSON.stringify(trimmed.slice(0, 60))}` });
+        problems.push({ line: i + 1, message: `not a "Key = value" line: ${quoted(trimmed, 60)}` });
         lines.push({ kind: 'other', text });
         return;
       }

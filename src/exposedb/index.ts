@@ -197,7 +197,7 @@ async function tlsContext(ctx: Context): Promise<TlsContext> {
   const session = await ctx.link.session();
   const facts = await readTlsFacts(session, ctx.facts.start.dataDirectory);
   const caName = ctx.root.isSandbox ? (ctx.cluster.address ?? ctx.url.host) : os.hostname();
-  return { link: ctx.link, log: ctx.log, files: tlsFiles(ctx.root), facts, start: ctx.facts.start, probeAt: { host: ctx.url.host, port: ctx.url.port }, caName };
+  return { link: ctx.link, log: ctx.log, files: tlsFiles(ctx.root), facts, start: ctx.facts.start, probeAt: { hosts: [...new Set([ctx.url.host, ...(ctx.cluster.address ? [ctx.cluster.address] : []), '127.0.0.1', '::1'])], port: ctx.url.port }, caName };
 }
 
 async function requireOpenssl(): Promise<void> {

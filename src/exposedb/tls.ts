@@ -188,26 +188,31 @@ export interface TlsContext {
   facts: TlsFacts;
   start: StartFiles;
   /** Where to ask the server for its certificate (this host's address of the cluster). */
-  probeAt: { host: string; port: number };
+  /** This host's addresses of the cluster, tried in order (it may listen on some of them only). */
+  probeAt: { hosts: string[]; port: number };
   /** The CA's name: "Knocknoc cluster CA (NAME)". */
   caName: string;
 }
 
 /** Waits (at most `ms`) until the server presents the certificate with this fingerprint. */
-export async function waitForCertificate(at: { host: string; port: number }, fingerprint: string, ca: string, ms = 10_000): Promise<void> {
+export async function waitForCertificate(at: { hosts: string[]; port: number }, fingerprint: string, ca: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   let seen = 'no answer';
   while (Date.now() < deadline) {
-    const probe = await probeTls(at.host, at.port, { ca, timeoutMs: 2_000 }).catch((error: Error) => error);
-    if (!(probe instanceof Error) && probe.offered && probe.certificate.fingerprint256 === fingerprint && probe.chainVerified) return;
-    seen =
-      probe instanceof Error
-        ? probe.message
-        : !probe.offered
-          ? 'no TLS'
-          : probe.certificate.fingerprint256 !== fingerprint
-            ? `another certificate, ${probe.certificate.subject} (SHA-256 ${probe.certificate.fingerprint256.slice(0, 23)}…)`
-            : `the new certificate, but it does not verify with the cluster's CA: ${probe.chainError ?? 'unverified'}`;
+    for (const host of at.hosts) {
+      const probe = await probeTls(host, at.port, { ca, timeoutMs: 2_000 }).catch((error: Error) => error);
+      if (probe instanceof Error) {
+        seen = `${host}: ${probe.message}`;
+        continue;
+      }
+      if (probe.offered && probe.certificate.fingerprint256 === fingerprint && probe.chainVerified) return;
+      seen = !probe.offered
+        ? 'no TLS'
+        : probe.certificate.fingerprint256 !== fingerprint
+          ? `another certificate, ${probe.certificate.subject} (SHA-256 ${probe.certificate.fingerprint256.slice(0, 23)}…)`
+          : `the new certificate, but it does not verify with the cluster's CA: ${probe.chainError ?? 'unverified'}`;
+      break;
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`PostgreSQL did not present the new certificate after the reload (it presents: ${seen})`);

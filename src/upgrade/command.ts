@@ -118,7 +118,9 @@ export function secretsIn(words: string[]): string[] {
   for (const [i, word] of words.entries()) {
     const assignment = /^(-{0,2}[A-Za-z0-9_.-]+)=(.+)$/s.exec(word);
     if (assignment && SECRET_NAME.test(assignment[1]!)) found.push(assignment[2]!);
-    if (/^--?[A-Za-z0-9_-]+$/.test(word) && SECRET_NAME.test(word) && words[i + 1] !== undefined && !words[i + 1]!.startsWith('-')) found.push(words[i + 1]!);
+    // The next word is its value, even one starting with "-" (tokens may); only a long option after it is not.
+    const next = words[i + 1];
+    if (/^--?[A-Za-z0-9_-]+$/.test(word) && SECRET_NAME.test(word) && next !== undefined && !/^--[A-Za-z][A-Za-z0-9-]*$/.test(next)) found.push(next);
     const header = /authorization\s*:\s*(.*)$/is.exec(word);
     if (header) found.push(...authorizationCredentials(header[1]!, words.slice(i + 1)));
     // Up to the last "@" of the word: a token with a "/" in it, written raw, is still masked whole.
