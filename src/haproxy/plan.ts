@@ -15,6 +15,7 @@ import type { Logger } from '../system/log.js';
 import { packageVersion } from '../system/package.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { run, which } from '../system/run.js';
+import { unitActive } from '../system/service.js';
 import { isRoot } from '../system/users.js';
 import {
   BACKEND,
@@ -256,6 +257,9 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
         await ensureFolders(paths);
         if (service.manager === 'systemd') {
           await run('systemctl', ['enable', HAPROXY_UNIT], { log });
+          // Debian's package starts haproxy.service, with its own default configuration, the
+          // moment it is installed (the step above): a start would leave that one running.
+          if (await unitActive(HAPROXY_UNIT)) return `${await reloadHaproxy(service, log)} (the package had started it with its default configuration)`;
         }
         return startHaproxy(service, await resolveBinary(), log);
       },

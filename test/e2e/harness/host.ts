@@ -178,15 +178,21 @@ export class Host {
     throw new Error(`${this.name}: systemd did not start; console:\n${this.consoleTail()}`);
   }
 
-  private nsenter(argv: string[], env: Record<string, string> = {}): string[] {
+  private nsenter(argv: string[]): string[] {
     if (this.init === undefined) throw new Error(`${this.name} is not running`);
-    const environment = { PATH: HOST_PATH, HOME: '/root', USER: 'root', LOGNAME: 'root', LANG: 'C.UTF-8', ...env };
-    return ['-t', String(this.init), '-a', '--wdns=/root', '--', 'env', '-i', ...Object.entries(environment).map(([k, v]) => `${k}=${v}`), ...argv];
+    return ['-t', String(this.init), '-a', '--wdns=/root', '--', ...argv];
+  }
+
+  /** A fresh root login's environment; the variables travel in the environment, never in argv. */
+  private environment(env: Record<string, string> = {}): Record<string, string> {
+    return { PATH: HOST_PATH, HOME: '/root', USER: 'root', LOGNAME: 'root', LANG: 'C.UTF-8', ...env };
   }
 
   /** Runs a program inside as root (argv, never a shell string), in a clean environment. */
   async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
-    const result = await execa('nsenter', this.nsenter(argv, options.env), {
+    const result = await execa('nsenter', this.nsenter(argv), {
+      env: this.environment(options.env),
+      extendEnv: false,
       input: options.input ?? '',
       reject: false,
       timeout: options.timeoutMs ?? 300_000,
@@ -201,7 +207,7 @@ export class Host {
 
   /** Starts a program inside and leaves it running; `stop()` ends it (by its pid). */
   start(argv: string[], env: Record<string, string> = {}): { child: ChildProcess; stop(): void } {
-    const child = spawn('nsenter', this.nsenter(argv, env), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('nsenter', this.nsenter(argv), { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment(env) });
     return {
       child,
       stop: () => {
@@ -212,8 +218,9 @@ export class Host {
   }
 
   /** The command line for a terminal on this machine that runs `argv` inside (tmux). */
-  terminalCommand(argv: string[], env: Record<string, string> = {}): string[] {
-    return ['nsenter', ...this.nsenter(argv, { TERM: 'xterm-256color', ...env })];
+  terminalCommand(argv: string[]): string[] {
+    const env = this.environment({ TERM: 'xterm-256color' });
+    return ['nsenter', ...this.nsenter(['env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...argv])];
   }
 
   /** What the host's systemd exits with, once it has stopped. */
