@@ -259,7 +259,7 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
           await run('systemctl', ['enable', HAPROXY_UNIT], { log });
           // Debian's package starts haproxy.service, with its own default configuration, the
           // moment it is installed (the step above): a start would leave that one running.
-          if (await unitActive(HAPROXY_UNIT)) return `${await reloadHaproxy(service, log)} (the package had started it with its default configuration)`;
+          if (await unitActive(HAPROXY_UNIT)) return `reloaded onto this configuration, as its package had started it with the default one: ${await reloadHaproxy(service, log)}`;
         }
         return startHaproxy(service, await resolveBinary(), log);
       },

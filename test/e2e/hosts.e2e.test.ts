@@ -3,6 +3,7 @@
 import { execa } from 'execa';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REPO } from '../helpers/knocker.js';
@@ -36,6 +37,31 @@ function banner(address: string, port: number): Promise<string> {
   });
 }
 
+/** The live processes of a process group. */
+function processesInGroup(pgid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .filter((pid) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return fields[0] !== 'Z' && Number(fields[2]) === pgid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function outsideAddresses(): string[] {
+  const own = Object.entries(os.networkInterfaces())
+    .filter(([name]) => name !== lab.config.bridge && name !== 'lo')
+    .flatMap(([, addresses]) => (addresses ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
+  const nameServers = [...fs.readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^nameserver\s+(\d+\.\d+\.\d+\.\d+)/gm)].map((m) => m[1]!);
+  return ['9.9.9.9', ...own, ...nameServers];
+}
+
 /** No such process, or only its zombie (an orphan here is reparented to a PID 1 that may not reap it). */
 function gone(pid: number): boolean {
   try {
@@ -64,8 +90,9 @@ describe('fresh hosts', () => {
     for (const host of [a, b]) {
       expect((await host.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', 'host0'])).stdout).toContain(`inet ${host.address}/${lab.config.prefixLength}`);
       expect((await host.exec(['ip', 'route', 'show', 'default'])).stdout).toBe('');
-      // A mirror, this machine's own uplink: no route to any of them.
-      for (const outside of ['151.101.2.132', '192.0.2.2', '10.255.255.53']) {
+      // No route (asked of the routing table: no packet is sent) to a public address, this
+      // machine's own addresses off the bridge, or its name servers.
+      for (const outside of outsideAddresses()) {
         const route = await host.exec(['ip', 'route', 'get', outside], { allowFailure: true });
         expect(route.exitCode, `${host.name} has a route to ${outside}: ${route.stdout}`).not.toBe(0);
         expect(route.stderr).toMatch(/unreachable/i);
@@ -94,9 +121,12 @@ describe('fresh hosts', () => {
     expect((await a.exec(['ssh-keyscan', '-t', 'ed25519', b.address])).stdout).toContain('ssh-ed25519');
   });
 
-  test('a run interrupted with Ctrl-C powers off its hosts and removes their mounts, the bridge and the folders', async () => {
+  test.each([
+    ['Ctrl-C (SIGINT to its process group)', 'SIGINT', true],
+    ['SIGTERM to vitest alone', 'SIGTERM', false],
+  ] as const)('a run interrupted with %s powers off its hosts and removes their mounts, cgroups, the bridge and the folders', async (_how, signal, group) => {
     const nested = labConfig({ ...process.env, KNOCKER_E2E_LAB: 'nested' });
-    const ready = path.join(lab.config.runDir, 'nested-ready.json');
+    const ready = path.join(lab.config.runDir, `nested-ready-${signal}.json`);
     const run = execa(process.execPath, [path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/e2e/fixtures/vitest.config.ts'], {
       cwd: REPO,
       env: { KNOCKER_E2E_LAB: 'nested', KNOCKER_E2E_PACKAGES: 'none', KNOCKER_E2E_READY: ready },
@@ -113,10 +143,12 @@ describe('fresh hosts', () => {
       );
       expect(await banner(started.address, 22)).toMatch(/^SSH-2\.0/);
       expect(findLeftovers(nested)).toEqual(expect.arrayContaining([`bridge ${nested.bridge}`, `mount ${started.root}`, `folder ${nested.runDir}`]));
-      process.kill(-run.pid!, 'SIGINT');
+      process.kill(group ? -run.pid! : run.pid!, signal);
       const result = await run;
       expect(result.exitCode, result.all).not.toBe(0);
-      expect(result.all).toContain('SIGINT: powering off the hosts');
+      expect(result.all).toContain(`${signal}: powering off the hosts`);
+      // Nothing of the run goes on: its worker neither (it would boot what its test boots next).
+      await waitFor('every process of the nested run to end', () => (processesInGroup(run.pid!).length === 0 ? true : undefined), 30_000);
       expect(findLeftovers(nested)).toEqual([]);
       expect(gone(started.nspawn)).toBe(true);
       expect(gone(started.init)).toBe(true);

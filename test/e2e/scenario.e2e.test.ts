@@ -31,6 +31,19 @@ const CA_IN_CLIENT = '/root/web-1.crt';
 /** Through HAProxy on web-1, with the certificate the client trusts. */
 const frontend = () => `https://${web1.address}/`;
 
+const PAUSE_MS = 30 * 60_000;
+
+/** KNOCKER_E2E_PAUSE=1 (or =end: also after the last step) leaves the hosts up for a look after a failed step, until a file is removed. */
+async function pauseForInspection(): Promise<void> {
+  const file = path.join(lab.config.runDir, 'paused');
+  fs.writeFileSync(file, '');
+  process.stderr.write(
+    `\n[e2e] paused for inspection (at most ${PAUSE_MS / 60_000} min); rm ${file} to go on. The hosts:\n` +
+      lab.hosts.filter((h) => h.running).map((h) => `  ${h.name} ${h.address}: nsenter -t ${h.init} -a\n`).join(''),
+  );
+  await waitFor('the pause to end', () => (fs.existsSync(file) ? undefined : true), PAUSE_MS).catch(() => {});
+}
+
 beforeAll(async () => {
   [web1, web2, web3, client] = (await lab.boot([
     ['web-1', 10],
@@ -41,22 +54,10 @@ beforeAll(async () => {
   for (const host of [web1, web2, web3]) host.copyIn(deb, DEB_IN_HOST);
 });
 afterAll(async () => {
+  if (process.env.KNOCKER_E2E_PAUSE === 'end') await pauseForInspection();
   await Promise.all(terminals.map((t) => t.close()));
   await lab.destroy();
-});
-
-const PAUSE_MS = 30 * 60_000;
-
-/** KNOCKER_E2E_PAUSE=1: a failed step leaves the hosts up for a look until a file is removed. */
-async function pauseForInspection(): Promise<void> {
-  const file = path.join(lab.config.runDir, 'paused');
-  fs.writeFileSync(file, '');
-  process.stderr.write(
-    `\n[e2e] paused for inspection (at most ${PAUSE_MS / 60_000} min); rm ${file} to go on. The hosts:\n` +
-      lab.hosts.filter((h) => h.running).map((h) => `  ${h.name} ${h.address}: nsenter -t ${h.init} -a\n`).join(''),
-  );
-  await waitFor('the pause to end', () => (fs.existsSync(file) ? undefined : true), PAUSE_MS).catch(() => {});
-}
+}, PAUSE_MS + 300_000);
 
 let broken: string | undefined;
 /** One step of the story: skipped when an earlier one failed; on failure, what the hosts said. */
@@ -71,7 +72,7 @@ function step(title: string, fn: (ctx: TestContext) => Promise<void>, timeoutMs 
           const journal = await host.exec(['journalctl', '--no-pager', '-n', '40', '-u', 'knocknoc.service', '-u', 'haproxy.service', '-u', 'postgresql@15-main.service'], { allowFailure: true });
           process.stderr.write(`--- ${host.name}: journal\n${journal.stdout}\n`);
         }
-        if (process.env.KNOCKER_E2E_PAUSE === '1') await pauseForInspection();
+        if (process.env.KNOCKER_E2E_PAUSE) await pauseForInspection();
       }, PAUSE_MS + 60_000);
       await fn(ctx);
     },
@@ -81,6 +82,14 @@ function step(title: string, fn: (ctx: TestContext) => Promise<void>, timeoutMs 
 
 /** KNOCKER_E2E_TRANSCRIPT=FILE: every knocker command of the story and what it printed, kept there. */
 const transcript = process.env.KNOCKER_E2E_TRANSCRIPT;
+
+/** A figure of the run (the timings are printed and kept in the transcript, never asserted). */
+function note(line: string): void {
+  process.stderr.write(`[e2e] ${line}\n`);
+  if (transcript) fs.appendFileSync(transcript, `\n### note: ${line}\n`);
+}
+
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 
 async function knocker(host: Host, args: string[], env: Record<string, string> = {}) {
   const started = Date.now();
@@ -230,20 +239,25 @@ describe('the seed on fresh Debian hosts', () => {
     const load = new Load(client, frontend(), { rate: 20, cacert: CA_IN_CLIENT });
     try {
       await load.more(20);
+      const poweredOff = Date.now();
       await web2.powerOff();
       await untilHaproxySays('web-2', 'DOWN');
+      note(`web-2 DOWN in HAProxy ${seconds(poweredOff)} after systemctl poweroff`);
       const afterDown = Date.now();
       await load.more(40);
       expect(load.nodesSince(afterDown)).toEqual(new Set(['web-1']));
 
+      const booted = Date.now();
       await web2.boot();
       // Nobody starts anything on web-2: its enabled unit does, at boot.
       expect(await unit(web2, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
       await untilHaproxySays('web-2', 'UP');
+      note(`web-2 UP in HAProxy again ${seconds(booted)} after it was booted`);
       const backUp = Date.now();
       await waitFor('web-2 to answer requests through HAProxy again', () => (load.nodesSince(backUp).has('web-2') ? true : undefined), 30_000);
     } finally {
       const report = await load.stop();
+      note(`load through HAProxy: ${report.total} GETs (${JSON.stringify(report.byNode)}), ${report.failed.length} failed`);
       expect(report.failed, `${JSON.stringify(report.byNode)}; curl: ${report.errors.slice(0, 5).join(' | ')}`).toEqual([]);
       expect(report.errors).toEqual([]);
     }
@@ -260,6 +274,7 @@ describe('the seed on fresh Debian hosts', () => {
       await load.more(10);
     } finally {
       const report = await load.stop();
+      note(`load through HAProxy: ${report.total} GETs (${JSON.stringify(report.byNode)}), ${report.failed.length} failed`);
       expect(report.failed, `${JSON.stringify(report.byNode)}; curl: ${report.errors.slice(0, 5).join(' | ')}`).toEqual([]);
     }
     expectOk(upgrade, 'knocker upgrade');
@@ -274,6 +289,7 @@ describe('the seed on fresh Debian hosts', () => {
   });
 
   step('7. web-1 rebooted: PostgreSQL, the server and HAProxy come back by themselves', async () => {
+    const rebooted = Date.now();
     await web1.reboot();
     // Debian's postgresql.service is enabled; its generator makes the cluster's unit ("enabled-runtime").
     for (const name of ['postgresql.service', 'knocknoc.service', 'haproxy.service']) expect(await unit(web1, name), name).toEqual({ active: 'active', enabled: 'enabled' });
@@ -283,11 +299,12 @@ describe('the seed on fresh Debian hosts', () => {
     await untilHaproxySays('web-2', 'UP');
     const reply = await get(frontend());
     expect(reply.code).toBe('200');
+    note(`web-1 rebooted and both nodes UP behind its HAProxy ${seconds(rebooted)} after systemctl reboot`);
     const status = await knocker(web1, ['status', '--json']);
     expect(status.exitCode, status.stdout).toBe(0);
   });
 
-  step('8. the interactive installer on a fresh host, answered at the keyboard in tmux', async () => {
+  step('8. the interactive installer on a fresh host, answered at the keyboard in tmux: option 1 and HAProxy in front of it, both installed by apt', async () => {
     const [web4] = (await lab.boot([['web-4', 13]])) as [Host];
     web4.copyIn(deb, DEB_IN_HOST);
     expectOk(await web4.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-4');
@@ -301,14 +318,26 @@ describe('the seed on fresh Debian hosts', () => {
     await t.waitFor('Option 1, 2, or 3? (default is 1):');
     await t.keys('1');
     await t.waitFor('Set up HAProxy on this host? (default: no):');
+    await t.type('yes');
+    await t.keys('Enter');
+    await t.waitFor('Enter IP and port for HAProxy to listen on (default: 0.0.0.0:80):');
+    await t.keys('Enter');
+    // This node, as HAProxy on the same host reaches it.
+    await t.waitFor(`Enter the web nodes (default: web-4=127.0.0.1:${PORT}):`);
     await t.keys('Enter');
     await t.waitFor(/Apply these \d+ changes\?/);
     await t.keys('y');
     const done = await t.waitFor('EXIT=', 240_000);
+    if (transcript) fs.appendFileSync(transcript, `\n### web-4: the screen of knocker install at its end\n${done}\n`);
     expect(done).toContain('EXIT=0');
     expect(done).toMatch(/Knocknoc is installed: \d+ changes in/);
-    expect(await installed(web4, 'postgresql')).toBeDefined();
-    expect(await unit(web4, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
+    for (const pkg of ['postgresql', 'haproxy']) expect(await installed(web4, pkg), pkg).toBeDefined();
+    for (const name of ['knocknoc.service', 'haproxy.service']) expect(await unit(web4, name), name).toEqual({ active: 'active', enabled: 'enabled' });
     expect((await statusOf(web4)).body).toMatchObject({ status: 'ok', version });
+    const reply = await waitFor('HAProxy on web-4 to pass web-4\'s check', async () => {
+      const r = await get(`http://${web4.address}/`, { ca: false });
+      return r.code === '200' ? r : undefined;
+    });
+    expect(reply.node).toBe('web-4');
   });
 });
