@@ -246,6 +246,13 @@ export class Host {
     if (code !== 0) throw new Error(`${this.name}: systemd-nspawn exited ${code} on power-off; console:\n${this.consoleTail()}`);
   }
 
+  /** Pulls the plug: the host's systemd and everything under it killed at once, nothing stopped in order. */
+  async powerCut(): Promise<void> {
+    if (this.init === undefined) throw new Error(`${this.name} is not running`);
+    process.kill(this.init, 'SIGKILL');
+    await this.stopped();
+  }
+
   /** `systemctl reboot` inside, then the machine comes up again from the same disk. */
   async reboot(): Promise<void> {
     if (!this.nspawn) throw new Error(`${this.name} is not running`);
