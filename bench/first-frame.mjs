@@ -32,9 +32,11 @@ if (extra.length > 0) {
   for (const spec of extra) {
     const at = spec.indexOf('=');
     const words = spec.slice(at + 1);
-    // A command is words split at spaces, or a JSON array; ROOT stands for the bench's sandbox root.
+    // A command is words split at spaces, or a JSON array; ROOT stands for the bench's sandbox
+    // root, and `NODE BASELINE` for the baseline run by that node.
     const argv = words.startsWith('[') ? JSON.parse(words) : words.split(' ');
-    commands.push({ label: spec.slice(0, at), argv: argv.map((w) => (w === 'ROOT' ? root : w)) });
+    if (argv[1] === 'BASELINE') commands.push({ label: spec.slice(0, at), argv: baselineOf(argv[0]), baseline: true });
+    else commands.push({ label: spec.slice(0, at), argv: argv.map((w) => (w === 'ROOT' ? root : w)) });
   }
 } else {
   const machine = `node ${process.version}`;
@@ -121,7 +123,7 @@ function controlTmux() {
           check(pane);
         });
       });
-      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`no "${needle}" within 30 s from ${argv.join(' ')}:\n${output.get(pane) ?? ''}`)), 30_000).unref());
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`no "${needle}" within 30 s from ${argv.join(' ')}:\n${(output.get(pane) ?? '').slice(-2000)}`)), 30_000).unref());
       const ms = await Promise.race([seen, timeout]);
       await send(`kill-pane -t ${pane}`);
       output.delete(pane);

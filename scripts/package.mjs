@@ -94,6 +94,10 @@ await step('bundle', () =>
     target: `node${nodeVersion.split('.')[0]}`,
     define: { 'process.env.NODE_ENV': '"production"' },
     external: ['pg-native'],
+    // Less to read and compile (bench/RESULTS.md: ~9% of the first frame); names are kept, so a
+    // stack trace still says where.
+    minifyWhitespace: true,
+    minifySyntax: true,
     plugins: [embeddedRelease, ...startupPatches],
     // import.meta is empty in CommonJS; the code that reads it (src/system/package.ts from a
     // checkout, yoga's emscripten loader) does not run in the executable.
@@ -231,8 +235,9 @@ if (!opts['no-deb']) {
     fs.writeFileSync(path.join(tree, 'DEBIAN', name), text, { mode: 0o755 });
   }
   const deb = path.join(out, `knocker_${version}_amd64.deb`);
-  // zstd (dpkg ≥ 1.21.18, so Debian 12 and later) at a low level: a second or two where xz took 30 s.
-  step('dpkg-deb', () => run('dpkg-deb', ['--build', '--root-owner-group', '-Zzstd', '-z3', tree, `${deb}.partial`]));
+  // zstd (dpkg ≥ 1.21.18, so Debian 12 and later) at level 9: 1.6 s for 35 MB, where xz -6 took 31 s
+  // for 28 MB (README).
+  step('dpkg-deb', () => run('dpkg-deb', ['--build', '--root-owner-group', '-Zzstd', '-z9', tree, `${deb}.partial`]));
   fs.renameSync(`${deb}.partial`, deb);
   console.log(`${path.relative(process.cwd(), deb)} (${(fs.statSync(deb).size / 1e6).toFixed(1)} MB)`);
 }

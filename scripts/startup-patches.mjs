@@ -183,5 +183,13 @@ function graphemesOf(str) {
   }),
 ];
 
+// signal-exit 3 (Ink's and restore-cursor's copies) loads node:assert (5-10 ms, with its diff
+// machinery) for one check that its callback is a function.
+export const signalExitWithoutAssert = patchPlugin('signal-exit-without-assert', /[\\/]signal-exit[\\/]index\.js$/, (file, contents) => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(file), 'package.json'), 'utf8'));
+  if (!pkg.version.startsWith('3.')) return contents;
+  return replaceOnce(file, contents, "var assert = require('assert')", 'var assert = { equal: function (actual, expected, message) { if (actual != expected) throw new TypeError(message) } }');
+});
+
 /** Every patch, in the order esbuild is given them. */
-export const startupPatches = [boundInkCaches, inkWithoutDevtools, ...yogaSync, stringWidthFastPath, ...lazySegmenters];
+export const startupPatches = [boundInkCaches, inkWithoutDevtools, ...yogaSync, stringWidthFastPath, ...lazySegmenters, signalExitWithoutAssert];

@@ -1,6 +1,5 @@
 // Asking a node for its /_status over HTTP, as a load balancer would: used by knocker to wait for
 // a node it started and to report on it.
-import http from 'node:http';
 import { formatListen, type ListenAddress } from '../config/values.js';
 import type { StatusBody } from './http.js';
 
@@ -17,7 +16,9 @@ export interface StatusReply {
 }
 
 /** One GET /_status on a fresh connection; rejects when nothing answers in time. */
-export function fetchStatus(listen: ListenAddress, timeoutMs = 2_000): Promise<StatusReply> {
+export async function fetchStatus(listen: ListenAddress, timeoutMs = 2_000): Promise<StatusReply> {
+  // Loaded when first needed: the installer's first screen comes sooner without Node's HTTP client.
+  const { default: http } = await import('node:http');
   return new Promise((resolve, reject) => {
     const req = http.get(statusUrl(listen), { agent: false, headers: { Connection: 'close' } }, (res) => {
       let text = '';

@@ -1,7 +1,9 @@
 // Writing files safely: a temporary file in the same folder (so rename is atomic and keeps the
 // folder's SELinux label), fsync, rename over the target, fsync the folder. The previous content is
 // kept beside the target as `<name>.bak` before it is replaced.
-import { randomBytes } from 'node:crypto';
+// node:crypto is loaded when first used: the installer's first screen needs none of it (~10 ms,
+// bench/RESULTS.md).
+const crypto = () => process.getBuiltinModule('node:crypto');
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -63,7 +65,7 @@ export async function writeFileAtomic(file: string, content: string, options: Wr
   const uid = options.uid ?? (existing && isRoot ? existing.uid : undefined);
   const gid = options.gid ?? (existing && isRoot ? existing.gid : undefined);
 
-  const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto().randomBytes(4).toString('hex')}.tmp`);
   const handle = await fs.open(temp, 'wx', mode);
   try {
     await handle.writeFile(content, 'utf8');

@@ -27,10 +27,12 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
 
 export async function knocker(
   args: string[],
-  options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number; keepStdinOpen?: boolean; bin?: string } = {},
+  options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number; keepStdinOpen?: boolean; bin?: string; executable?: string } = {},
 ): Promise<RunResult> {
-  // `bin`: another release's bin/knocker (test/helpers/release.ts).
-  const result = await execa(process.execPath, [options.bin ?? KNOCKER, ...args], {
+  // `bin`: another release's bin/knocker (test/helpers/release.ts); `executable`: the packaged
+  // single executable, which runs without node.
+  const [program, ...prefix] = options.executable ? [options.executable] : [process.execPath, options.bin ?? KNOCKER];
+  const result = await execa(program!, [...prefix, ...args], {
     env: cleanEnv(options.env),
     extendEnv: false,
     // An open stdin that never sends anything: a run that waited for a key would hang.
