@@ -72,6 +72,7 @@ if (why.length > 0) {
 }
 
 const config = labConfig();
+const started = Date.now();
 const vitest = spawn(process.execPath, [path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/e2e/vitest.config.ts', ...vitestArgs], {
   cwd: REPO,
   stdio: 'inherit',
@@ -88,5 +89,6 @@ vitest.on('exit', (code, signal) => {
     status = status || 1;
   }
   if (signal) process.stderr.write(`vitest ended by ${signal}\n`);
+  process.stderr.write(`[e2e] the fresh-hosts suite took ${Math.round((Date.now() - started) / 1000)} s\n`);
   process.exit(signal ? 1 : status);
 });
