@@ -15,6 +15,7 @@ import type { Logger } from '../system/log.js';
 import { packageVersion } from '../system/package.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { run, which } from '../system/run.js';
+import { unitActive } from '../system/service.js';
 import { isRoot } from '../system/users.js';
 import {
   BACKEND,
@@ -276,6 +277,9 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
         await ensureFolders(paths);
         if (service.manager === 'systemd') {
           await run('systemctl', ['enable', HAPROXY_UNIT], { log });
+          // Debian's package starts haproxy.service, with its own default configuration, the
+          // moment it is installed (the step above): a start would leave that one running.
+          if (await unitActive(HAPROXY_UNIT)) return `reloaded onto this configuration, as its package had started it with the default one: ${await reloadHaproxy(service, log)}`;
         }
         return startHaproxy(service, await resolveBinary(), log);
       },

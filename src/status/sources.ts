@@ -140,7 +140,9 @@ async function readTls(options: DatabaseSourceOptions, local: boolean): Promise<
     altNames: probe.certificate.altNames,
     notAfter: probe.certificate.notAfter.toISOString(),
     daysLeft: left,
-    verified: ca ? probe.chainVerified && probe.hostMatches : null,
+    // The host name counts where the connection checks it (a node's verify-full string); the
+    // primary's own string reaches it on a local address its certificate does not name.
+    verified: ca ? probe.chainVerified && (probe.hostMatches || url.sslmode !== 'verify-full') : null,
     expiring: left <= EXPIRY_WARNING_DAYS,
   };
 }
