@@ -191,5 +191,27 @@ export const signalExitWithoutAssert = patchPlugin('signal-exit-without-assert',
   return replaceOnce(file, contents, "var assert = require('assert')", 'var assert = { equal: function (actual, expected, message) { if (actual != expected) throw new TypeError(message) } }');
 });
 
+// commander loads node:child_process (and with it dgram and the socket list) when it is loaded,
+// for its executable sub-commands, which knocker has none of: it is loaded when first spawned.
+export const commanderLazyChildProcess = patchPlugin('commander-lazy-child-process', /[\\/]commander[\\/]lib[\\/]command\.js$/, (file, contents) =>
+  replaceOnce(
+    file,
+    contents,
+    "const childProcess = require('node:child_process');",
+    "let loadedChildProcess;\nconst childProcess = { spawn: (...args) => (loadedChildProcess ??= require('node:child_process')).spawn(...args) };",
+  ),
+);
+
+// terminal-size (Ink's) imports node:child_process for its fallbacks (tput, stty, resize), which
+// run only when the terminal does not say its size: taken when first needed.
+export const terminalSizeLazyChildProcess = patchPlugin('terminal-size-lazy-child-process', /[\\/]terminal-size[\\/]index\.js$/, (file, contents) =>
+  replaceOnce(
+    file,
+    contents,
+    "import {execFileSync} from 'node:child_process';",
+    "const execFileSync = (...args) => process.getBuiltinModule('node:child_process').execFileSync(...args);",
+  ),
+);
+
 /** Every patch, in the order esbuild is given them. */
-export const startupPatches = [boundInkCaches, inkWithoutDevtools, ...yogaSync, stringWidthFastPath, ...lazySegmenters, signalExitWithoutAssert];
+export const startupPatches = [boundInkCaches, inkWithoutDevtools, ...yogaSync, stringWidthFastPath, ...lazySegmenters, signalExitWithoutAssert, commanderLazyChildProcess, terminalSizeLazyChildProcess];

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
 import { didYouMean } from '../src/config/suggest.js';
 import { answersToYaml, loadAnswersFile } from '../src/installer/answers-file.js';
-import { answersFrom, resolveAnswers } from '../src/installer/answers.js';
+import { answersFrom, resolveAnswers, validateField } from '../src/installer/answers.js';
 import { makeTempDir } from './helpers/temp.js';
 
 let dir: string;
@@ -157,5 +157,18 @@ describe('resolution', () => {
     expect(saved).toContain('url: postgres://knocknoc@192.0.2.10:5432/knocknoc');
     const printed = answersToYaml(answers, { password: 'redact' });
     expect(printed).toContain('url: postgres://knocknoc:****@192.0.2.10:5432/knocknoc');
+  });
+});
+
+describe('the database CA answer', () => {
+  test('a file name is made absolute; PEM text needs both markers (the preflight reads the certificate itself)', () => {
+    expect(validateField('databaseCa', 'ca.pem')).toEqual({ ok: true, value: path.resolve('ca.pem') });
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
+    expect(validateField('databaseCa', pem)).toEqual({ ok: true, value: `${pem}\n` });
+    const cut = validateField('databaseCa', '-----BEGIN CERTIFICATE-----\nMIIB');
+    expect(cut.ok).toBe(false);
+    expect(cut.ok ? '' : cut.error).toContain('holds no PEM certificate');
+    expect(validateField('databaseCa', '').ok).toBe(false);
+    expect(validateField('databaseCa', 'a\nb').ok).toBe(false);
   });
 });

@@ -3,6 +3,10 @@
 // packages themselves do (checked for every character of their fast paths and for random text
 // mixing in what takes the slow path), and yoga must still lay out. The bundles are built with
 // the real plugins, as scripts/bundle.mjs and scripts/package.mjs build them.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { SIMPLE_TEXT, SINGLE_GRAPHEMES, startupPatches } from '../scripts/startup-patches.mjs';
@@ -141,4 +145,39 @@ test('a CommonJS bundle (the single executable on Node 24) builds only with the 
   await expect(cjs([])).rejects.toThrow(/Top-level await is currently not supported with the "cjs" output format/);
   const result = await cjs(startupPatches);
   expect(result.outputFiles[0]!.text).toContain('yoga-layout did not start synchronously');
+});
+
+test('commander, patched, loads node:child_process only when an executable sub-command is spawned, and still spawns it', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'knocker-commander-'));
+  try {
+    const result = await build({
+      stdin: {
+        contents: `
+          import { Command } from 'commander';
+          const before = process.moduleLoadList.includes('NativeModule child_process');
+          const program = new Command('x');
+          program.command('sub', 'an executable sub-command', { executableFile: process.argv[2] });
+          process.stdout.write('child_process loaded before: ' + before + '\\n');
+          program.parse(['node', 'x', 'sub', 'word']);
+        `,
+        resolveDir: REPO,
+        loader: 'js',
+      },
+      bundle: true,
+      write: false,
+      format: 'cjs',
+      platform: 'node',
+      plugins: startupPatches,
+      logLevel: 'silent',
+    });
+    const script = path.join(dir, 'main.cjs');
+    const sub = path.join(dir, 'sub.cjs');
+    await fs.writeFile(script, result.outputFiles[0]!.text);
+    await fs.writeFile(sub, `process.stdout.write('sub ran with ' + process.argv[2] + '\\n'); process.exit(7);`);
+    const run = spawnSync(process.execPath, [script, sub], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.stdout).toBe('child_process loaded before: false\nsub ran with word\n');
+    expect(run.status).toBe(7);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,5 @@
 // Running commands: always a program and an argument array (never a shell string), secrets only
 // ever on stdin, and every command written to the log.
-import { execa } from 'execa';
 import { errorMessage } from '../errors.js';
 import type { Logger } from './log.js';
 
@@ -51,6 +50,9 @@ export async function run(file: string, args: string[], options: RunOptions = {}
   const started = Date.now();
   let result;
   try {
+    // execa (with child_process and its helpers) is loaded when the first command runs: the
+    // installer's first screen runs none.
+    const { execa } = await import('execa');
     result = await execa(program, rest, {
       input: options.input ?? '',
       env: options.env,
