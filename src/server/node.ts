@@ -13,7 +13,7 @@ import type { ServerConfig } from './config.js';
 import { DatabaseMonitor, DEFAULT_TIMINGS, type MonitorTimings } from './database.js';
 import { requestHandler, type NodeFacts } from './http.js';
 import type { ServerLog } from './log.js';
-import { listServers, markStopped, register, type Registration } from './registry.js';
+import { listServers, markStopped, onlineHolder, register, stillHeartbeating, type Registration } from './registry.js';
 
 /** A start that cannot go on: exit 2 (configuration) or 3 (listen address, database). */
 export class StartError extends Error {
@@ -105,9 +105,18 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     } else {
       log.info(`database schema at version ${result.from}: nothing to migrate`);
     }
-    const warning = await register(client, me);
+    // Two nodes with one ServerName would pass for one in the registry: the other would vanish
+    // from `knocker status` and from the upgrade's checks. A holder still heartbeating is another
+    // node; one that is silent is this node's own row from before a crash, taken over.
+    const holder = await onlineHolder(client, me);
+    if (holder && (await stillHeartbeating(client, me.name, holder))) {
+      throw new StartError(`another node (at ${holder.listen}) is online as "${me.name}": two nodes cannot share a ServerName`, 3, [
+        `give this node a name of its own (ServerName in ${config.file}), then start it again`,
+      ]);
+    }
+    if (holder) log.info(`"${me.name}" was still listed online at ${holder.listen} but sends no heartbeat: taking the name over`);
+    await register(client, me);
     registered = true;
-    if (warning) log.warn(warning);
     pool = await openPool(config.databaseUrl, { ...connectOptions, statementTimeoutMs: 5_000, queryTimeoutMs: 8_000 }, { max: 4, idleTimeoutMs: 30_000 });
   } catch (error) {
     // Not starting after all: do not stay listed as running.
