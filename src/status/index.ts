@@ -8,6 +8,7 @@ import type { Output } from '../shared/output.js';
 import { haproxyPaths } from '../haproxy/service.js';
 import { sourceAddressFor } from '../postgres/connect.js';
 import { loadServerConfig } from '../server/config.js';
+import { knockerCommand, shellWord } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
 import { StatusMonitor } from './monitor.js';
@@ -42,6 +43,7 @@ export async function openMonitor(root: Root, options: StatusOptions): Promise<S
     },
     haproxy: { statusSocket: paths.statusSocket, confFile: paths.conf },
     localName: config.serverName,
+    retireHint: (name) => knockerCommand(root, `server forget ${shellWord(name)}`),
     intervalMs: options.intervalMs,
   });
 }

@@ -141,13 +141,21 @@ function haproxyProblem(stat: ServerStat): { word: string; health: Health; text:
   return undefined;
 }
 
-/** A server's health from what each source says of it. */
-export function judge(row: Omit<ServerRow, 'health' | 'word' | 'problems'>, haproxyKnown: boolean): Pick<ServerRow, 'health' | 'word' | 'problems'> {
+/**
+ * A server's health from what each source says of it. `retire` gives the command that takes a
+ * server out of the registry (in the context of this run), said beside a stopped or offline one.
+ */
+export function judge(
+  row: Omit<ServerRow, 'health' | 'word' | 'problems'>,
+  haproxyKnown: boolean,
+  retire?: (name: string) => string,
+): Pick<ServerRow, 'health' | 'word' | 'problems'> {
   const problems: Array<{ word: string; health: Health; text: string }> = [];
   const r = row.registry;
   if (!r) problems.push({ word: 'unregistered', health: 'fail', text: 'not in the servers registry of this database' });
   else if (r.state === 'stopped') problems.push({ word: 'stopped', health: 'fail', text: 'stopped (marked stopped in the registry)' });
   else if (!r.online) problems.push({ word: 'offline', health: 'fail', text: 'offline (no heartbeat)' });
+  if (r && (r.state === 'stopped' || !r.online) && retire) problems.push({ word: 'offline', health: 'fail', text: `gone for good? retire it: ${retire(row.name)}` });
   const p = row.probe;
   if (p) {
     if (p.http === undefined) problems.push({ word: 'no-answer', health: 'fail', text: `/_status: ${p.error ?? 'no answer'}` });
