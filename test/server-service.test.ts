@@ -87,10 +87,11 @@ test('knocker service: status, stop, start and restart of what the install set u
   expect((await request(`${url}/_status`)).status).toBe(200);
   expect((await service('start')).stdout).toContain('Nothing to do: postgres is already running, server is already running.');
 
-  // A server that died without cleaning up: its stale pid file does not pass for a running server.
+  // A server that died without cleaning up: its stale pid file does not pass for a running server,
+  // nor for one stopped cleanly.
   const pid = await pidOf(root);
   process.kill(pid, 'SIGKILL');
-  await expect.poll(async () => (await service('status', 'server')).stdout).toMatch(/^server    stopped /m);
+  await expect.poll(async () => (await service('status', 'server')).stdout).toMatch(new RegExp(`^server    crashed     pid ${pid} gone`, 'm'));
   const restarted = await service('restart', 'server');
   expect(restarted.exitCode).toBe(0);
   expect(restarted.stdout).toMatch(/Start the Knocknoc server …\n {2}\[1\/1\] ✔ done/);

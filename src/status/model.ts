@@ -155,7 +155,6 @@ export function judge(
   if (!r) problems.push({ word: 'unregistered', health: 'fail', text: 'not in the servers registry of this database' });
   else if (r.state === 'stopped') problems.push({ word: 'stopped', health: 'fail', text: 'stopped (marked stopped in the registry)' });
   else if (!r.online) problems.push({ word: 'offline', health: 'fail', text: 'offline (no heartbeat)' });
-  if (r && (r.state === 'stopped' || !r.online) && retire) problems.push({ word: 'offline', health: 'fail', text: `gone for good? retire it: ${retire(row.name)}` });
   const p = row.probe;
   if (p) {
     if (p.http === undefined) problems.push({ word: 'no-answer', health: 'fail', text: `/_status: ${p.error ?? 'no answer'}` });
@@ -176,7 +175,9 @@ export function judge(
   }
   if (problems.length === 0) return { health: 'ok', word: row.haproxy && row.backup ? 'standby' : 'ok', problems: [] };
   problems.sort((a, b) => HEALTH_ORDER[a.health] - HEALTH_ORDER[b.health]);
-  return { health: problems[0]!.health, word: problems[0]!.word, problems: problems.map((x) => x.text) };
+  // What to do about a server that is not running comes after what is wrong with it.
+  const advice = r && (r.state === 'stopped' || !r.online) && retire ? [`gone for good? retire it: ${retire(row.name)}`] : [];
+  return { health: problems[0]!.health, word: problems[0]!.word, problems: [...problems.map((x) => x.text), ...advice] };
 }
 
 /** Problems first (fail, then warn), then by name. */
