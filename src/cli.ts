@@ -49,12 +49,22 @@ export function buildProgram(ctx: CommandContext): Command {
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
+  let interruption: AbortSignal | undefined;
   const ctx: CommandContext = {
     io,
     env: process.env,
     terminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
     exit: (code) => {
       exitCode = code;
+    },
+    // Only a command that asks for it takes Ctrl-C over: the others keep their own handling.
+    get interrupted() {
+      if (!interruption) {
+        const controller = new AbortController();
+        interruption = controller.signal;
+        for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
+      }
+      return interruption;
     },
   };
   try {

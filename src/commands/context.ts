@@ -15,6 +15,8 @@ export interface CommandContext {
   terminal: boolean;
   /** The command's result; the door returns it as the exit code. */
   exit: (code: number) => void;
+  /** Aborted on the first Ctrl-C (SIGINT) or SIGTERM, for a command that runs until then (`service logs -f`). */
+  interrupted: AbortSignal;
 }
 
 /** The root a command works on: --root (a global option), else KNOCKNOC_ROOT, else the real system. */

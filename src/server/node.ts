@@ -11,7 +11,7 @@ import { probeListen } from '../system/host.js';
 import { TrustedForwarders } from './client-address.js';
 import type { ServerConfig } from './config.js';
 import { DatabaseMonitor, DEFAULT_TIMINGS, type MonitorTimings } from './database.js';
-import { requestHandler, type NodeFacts } from './http.js';
+import { HealthCheckTally, requestHandler, type NodeFacts } from './http.js';
 import type { ServerLog } from './log.js';
 import { listServers, markStopped, onlineHolder, register, stillHeartbeating, type Registration } from './registry.js';
 
@@ -132,7 +132,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const healthChecks = new HealthCheckTally(log);
   const handler = requestHandler({
+    healthChecks,
     node,
     trusted: new TrustedForwarders(config.trustedForwarders),
     log,
@@ -153,6 +155,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   server.requestTimeout = 30_000;
 
   const cleanUp = async () => {
+    healthChecks.stop();
     await monitor.stop(MARK_STOPPED_MS);
     await pool.end().catch(() => {});
   };
@@ -197,6 +200,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // Keep-alive connections left idle now, or still busy past the bound, end here.
     server.closeAllConnections();
     await closed;
+    healthChecks.stop();
     const { marked, error } = await monitor.stop(MARK_STOPPED_MS);
     if (marked) log.info(`marked "${config.serverName}" stopped in the registry`);
     else log.warn(`could not mark "${config.serverName}" stopped in the registry${error ? `: ${error}` : ''}; it will show as offline once its heartbeats stop`);
