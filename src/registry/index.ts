@@ -19,7 +19,7 @@ import { age } from '../system/units.js';
 /** Runs `work` on a connection to the database of this root's knocknoc.conf, from this node's address. */
 async function withRegistry<T>(root: Root, work: (client: pg.Client, target: string) => Promise<T>): Promise<T> {
   const file = root.path(PATHS.conf);
-  const loaded = await loadServerConfig(file, os.hostname());
+  const loaded = await loadServerConfig(file, os.hostname(), `run \`${knockerCommand(root, 'install')}\` to write it`);
   if (!loaded.ok) {
     throw new PreflightError(`cannot tell which database holds the registry: ${loaded.problems[0] ?? `${file} does not load`}`, [
       `the registry is in the database of DatabaseURL in ${file}: run this on a web node (or point --root at one)`,

@@ -56,7 +56,7 @@ type Found = Managed | { name: ServiceName; notSetUp: string };
 const START_ORDER: ServiceName[] = ['postgres', 'server', 'haproxy'];
 
 async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile: string): Promise<Found> {
-  if (!conf) return { name: 'server', notSetUp: `no ${confFile} (run \`knocker install\`)` };
+  if (!conf) return { name: 'server', notSetUp: `no ${confFile} (run \`${knockerCommand(root, 'install')}\`)` };
   const listen = parseListen(conf.get('Listen') ?? '');
   if (!listen.ok) return { name: 'server', notSetUp: `Listen in ${confFile} is not usable: ${listen.error}` };
   const service = await serverService(root, packageRoot());
@@ -127,7 +127,7 @@ async function haproxyEntry(root: Root): Promise<Found> {
   const facts = await inspectHaproxy(root);
   const { paths } = facts.service;
   if (facts.existing.kind !== 'knocker') {
-    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`knocker haproxy setup\`)` };
+    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`${knockerCommand(root, 'haproxy setup NAME=HOST:PORT …')}\`)` };
   }
   const { bind, tls } = facts.existing.settings;
   const frontend = `${tls ? 'https' : 'http'}://${formatListen(bind)}`;

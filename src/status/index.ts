@@ -20,10 +20,10 @@ export interface StatusOptions {
 /** The monitor of the cluster this root's knocknoc.conf belongs to. */
 export async function openMonitor(root: Root, options: StatusOptions): Promise<StatusMonitor> {
   const file = root.path(PATHS.conf);
-  const loaded = await loadServerConfig(file, os.hostname());
+  const loaded = await loadServerConfig(file, os.hostname(), `run \`${knockerCommand(root, 'install')}\` to write it`);
   if (!loaded.ok) {
     throw new PreflightError(`cannot tell which database to watch: ${loaded.problems[0] ?? `${file} does not load`}`, [
-      `knocker status reads the shared database from DatabaseURL in ${file}: run it on a web node (or point --root at one)`,
+      `the shared database is the one of DatabaseURL in ${file}: run this on a web node (or point --root at one)`,
     ]);
   }
   const config = loaded.config;
