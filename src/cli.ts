@@ -8,6 +8,7 @@ import { installCommand } from './commands/install.js';
 import { serverCommand } from './commands/server.js';
 import { serviceCommand } from './commands/service.js';
 import { statusCommand } from './commands/status.js';
+import { uninstallCommand } from './commands/uninstall.js';
 import { upgradeCommand } from './commands/upgrade.js';
 import type { CommandContext } from './commands/context.js';
 import { EXIT, exitCodeOf, formatError } from './errors.js';
@@ -43,7 +44,7 @@ export function buildProgram(ctx: CommandContext): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
-  for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand]) add(program, ctx);
+  for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, uninstallCommand]) add(program, ctx);
   return program;
 }
 
@@ -56,6 +57,15 @@ export async function main(argv: string[]): Promise<number> {
     terminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
     exit: (code) => {
       exitCode = code;
+    },
+    async ask(question) {
+      const readline = await import('node:readline/promises');
+      const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+      try {
+        return await rl.question(question);
+      } finally {
+        rl.close();
+      }
     },
     // Only a command that asks for it takes Ctrl-C over: the others keep their own handling.
     get interrupted() {

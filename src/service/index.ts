@@ -200,6 +200,13 @@ function notSetUp(root: Root): PreflightError {
   return new PreflightError(`nothing here was set up by knocker install${root.isSandbox ? ` (root ${root.dir})` : ''}`, [`run ${knockerCommand(root, 'install')} first`]);
 }
 
+/** The steps that stop everything set up here (HAProxy, then the server, then PostgreSQL), by service. */
+export async function stopSteps(root: Root): Promise<Array<{ name: ServiceName; step: Step }>> {
+  const managed = (await findServices(root)).filter(isManaged).sort((a, b) => START_ORDER.indexOf(b.name) - START_ORDER.indexOf(a.name));
+  const states = await Promise.all(managed.map((m) => m.state()));
+  return managed.map((service, i) => ({ name: service.name, step: stepFor(service, 'stop', states[i]!) }));
+}
+
 /** Runs the command; returns the exit code (status: 0 everything set up runs, 1 something is stopped or failing). */
 export async function serviceCommand(action: ServiceAction, which: ServiceName | 'all', root: Root, io: Output): Promise<number> {
   const found = (await findServices(root)).filter((f) => which === 'all' || f.name === which);
