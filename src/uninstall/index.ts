@@ -36,40 +36,45 @@ const DATA_DIRS = [PATHS.pgData, PATHS.pgCreating, PATHS.pgTlsDir, PATHS.cluster
 /** Folders knocker keeps its files in: removed once empty, deepest first. */
 const FOLDERS = [PATHS.haproxyStateDir, PATHS.haproxyRunDir, PATHS.pgSocketDir, PATHS.runDir, PATHS.logDir, PATHS.stateDir, PATHS.etcDir, '/opt/knocknoc', '/etc/haproxy'];
 
-function removeFileStep(file: string, content: string, mode: number): Step {
+/** Removes a file; what it held is read when the step runs (stopping a service may write it), and put back by the undo. */
+function removeFileStep(file: string): Step {
+  let kept: { content: string; mode: number } | undefined;
   return {
     kind: 'file',
     title: `Remove ${file}`,
     details: [],
     changes: true,
     async apply() {
+      const stat = await fs.lstat(file).catch(() => undefined);
+      if (!stat || stat.isDirectory()) return 'not there';
+      // A socket or link left by a stopped daemon is removed; a file's content is kept for the undo.
+      if (stat.isFile()) kept = { content: (await readIfExists(file)) ?? '', mode: stat.mode & 0o7777 };
       await fs.rm(file, { force: true });
     },
     async undo() {
-      await writeFileAtomic(file, content, { mode, backup: false });
+      if (kept) await writeFileAtomic(file, kept.content, { mode: kept.mode, backup: false });
     },
   };
 }
 
-/** Every regular file in `dir` and below (a folder of logs, runtime files). */
+/** Everything but folders in `dir` and below (logs, runtime files, sockets). */
 async function filesIn(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
   const found: string[] = [];
   for (const entry of entries) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) found.push(...(await filesIn(full)));
-    else if (entry.isFile()) found.push(full);
+    else found.push(full);
   }
   return found;
 }
 
-async function fileSteps(root: Root, files: string[]): Promise<Step[]> {
+/** The files that exist now, and `later` ones the stopping of a service writes (HAProxy's server state). */
+async function fileSteps(files: string[], later: string[] = []): Promise<Step[]> {
   const steps: Step[] = [];
   for (const file of [...new Set(files)]) {
-    const stat = await statIfExists(file);
-    if (!stat?.isFile()) continue;
-    const content = (await readIfExists(file)) ?? '';
-    steps.push(removeFileStep(file, content, stat.mode & 0o7777));
+    const stat = await fs.lstat(file).catch(() => undefined);
+    if (later.includes(file) || (stat && !stat.isDirectory())) steps.push(removeFileStep(file));
   }
   return steps;
 }
@@ -238,7 +243,7 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   // The lock this run holds is released (and removed) by the run itself.
   files.push(...(await filesIn(root.path(PATHS.logDir))), ...(await filesIn(root.path(PATHS.runDir))).filter((f) => f !== root.path(PATHS.installLock)));
   if (root.isSandbox) files.push(...(await filesIn(root.path(PATHS.haproxyRunDir))), root.path(PATHS.haproxyPid), root.path(PATHS.haproxyMasterSocket));
-  steps.push(...(await fileSteps(root, files)));
+  steps.push(...(await fileSteps(files, haproxy.existing.kind === 'knocker' ? [root.path(PATHS.haproxyStateFile)] : [])));
 
   if (options.purgeData) {
     if (option === '1' && !root.isSandbox) {
