@@ -42,6 +42,8 @@ export function buildProgram(ctx: CommandContext): Command {
     .version(packageVersion(), '-V, --version')
     .option('--root <dir>', 'work on a sandbox root folder instead of the real system (env KNOCKNOC_ROOT)')
     .showHelpAfterError('(run with --help for usage)')
+    // Every command's help shows --root too: it works under every one of them.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
   for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, uninstallCommand]) add(program, ctx);

@@ -95,6 +95,9 @@ describe('questions', () => {
     await press(ui, '3');
     expect(frame(ui)).toMatch(/✔ Database option\s+3/);
     expect(text(ui)).toContain('❯ Enter pre-existing external Knocknoc database connection string:');
+    // No default here: the footer does not offer one.
+    expect(text(ui)).toContain('Enter accepts (an answer is required)');
+    expect(text(ui)).not.toContain('empty = default');
     await type(ui, 'postgres://knocknoc:hunter2@192.0.2.10:5432/knocknoc');
     expect(text(ui)).toContain('postgres://knocknoc:*******@192.0.2.10:5432/knocknoc');
     expect(text(ui)).not.toContain('hunter2');

@@ -19,8 +19,13 @@ export function serviceCommand(program: Command, ctx: CommandContext): void {
         'Systemd units where PID 1 is systemd; otherwise, and always under --root, detached processes',
         'with pid files under the root. Starting the server waits until its /_status answers 200.',
         '',
+        'logs prints the last lines of a service\'s log (its journal under systemd, else its file) and',
+        'with -f follows it until Ctrl-C. A server that did not stop cleanly (killed, or it died) is',
+        '"crashed", with its last log lines.',
+        '',
         'Exit codes: 0 done (status: everything set up is running), 1 status: something set up is',
-        'stopped or failing, 3 not set up here, 4 failed and undone, 5 failed and not fully undone.',
+        'stopped, crashed or failing, 2 invalid usage, 3 not set up here (status: nothing is), 4 failed',
+        'and undone, 5 failed and not fully undone.',
       ].join('\n'),
     )
     .action(async (action: ServiceAction | 'logs', which: ServiceName | 'all', options: { follow?: boolean; lines?: number }, command: Command) => {
