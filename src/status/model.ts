@@ -132,6 +132,11 @@ const HEALTH_ORDER: Record<Health, number> = { fail: 0, warn: 1, ok: 2 };
 /** The HAProxy state that keeps a server from new requests, in one word; undefined when in rotation. */
 function haproxyProblem(stat: ServerStat): { word: string; health: Health; text: string } | undefined {
   const s = stat.status;
+  // DOWN with passing checks is a server on its way back (just readied, its health forced down
+  // until `rise` checks pass): not a failure.
+  if (s.state === 'DOWN' && (s.transition || /^L[4-7]OK$/.test(stat.check.status ?? ''))) {
+    return { word: 'rising', health: 'warn', text: `HAProxy: ${s.text} (checks passing: back in rotation after ${s.transition ? `${s.transition.of - s.transition.checks} more` : 'its next'})` };
+  }
   if (s.state === 'DOWN') return { word: 'down', health: 'fail', text: `HAProxy: ${s.text}${stat.check.status ? ` (${stat.check.status}${stat.check.detail ? `: ${stat.check.detail}` : ''})` : ''}` };
   if (s.state === 'MAINT') return { word: 'maint', health: 'warn', text: `HAProxy: ${s.text} (out of rotation)` };
   if (s.state === 'DRAIN') return { word: 'draining', health: 'warn', text: `HAProxy: ${s.text} (no new sessions)` };
