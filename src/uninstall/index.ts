@@ -230,7 +230,9 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
     if (registry) steps.push(registry);
   }
   const postgres = stops.find((s) => s.name === 'postgres');
-  if (postgres) steps.push(postgres.step);
+  // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
+  if (postgres && root.isSandbox) steps.push(postgres.step);
+  else if (postgres) warnings.push("the host's PostgreSQL is left running: it may hold other databases than Knocknoc's");
   if (!root.isSandbox && (await isSystemdHost()) && (await statIfExists(root.path(PATHS.serverUnit)))) steps.push(unitStep(root));
 
   const haproxy = await inspectHaproxy(root);
