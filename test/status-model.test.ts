@@ -93,6 +93,9 @@ test('events: state changes, versions, reloads, migrations and sources failing',
     'ok web-2: version 1.0.0 → 1.1.0',
   ]);
   expect(eventsBetween(after, snapshot([row()])).map((e) => e.text)).toContain('web-2 is no longer listed');
+  // A version going down is attention, not a ✔.
+  const older = snapshot([row(), row({ name: 'web-2', probe: probe({ body: { ...probe().body!, version: '0.9.0' } }) })]);
+  expect(eventsBetween(before, older).map((e) => `${e.level} ${e.text}`)).toEqual(['warn web-2: version 1.0.0 → 0.9.0 (an older release)']);
   // A server's first answer (out of "checking") is not a change, whatever it says.
   const asking = snapshot([row({ probe: undefined }), row({ name: 'web-2', probe: undefined })]);
   expect(eventsBetween(asking, snapshot([row(), row({ name: 'web-2', haproxy: stat('DOWN', 'L4CON') })]))).toEqual([]);

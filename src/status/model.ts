@@ -237,7 +237,11 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
     }
     const v0 = prev.probe?.body?.version ?? prev.registry?.version;
     const v1 = row.probe?.body?.version ?? row.registry?.version;
-    if (v0 && v1 && v0 !== v1) events.push({ at, level: 'ok', text: `${row.name}: version ${v0} → ${v1}` });
+    if (v0 && v1 && v0 !== v1) {
+      // Going down a release (a rollback, or a node reinstalled from an old package) is not shown as good news.
+      const down = v1.localeCompare(v0, 'en', { numeric: true }) < 0;
+      events.push({ at, level: down ? 'warn' : 'ok', text: `${row.name}: version ${v0} → ${v1}${down ? ' (an older release)' : ''}` });
+    }
     const s0 = prev.haproxy?.status.text;
     const s1 = row.haproxy?.status.text;
     if (s0 && s1 && s0 !== s1 && prev.word === row.word) events.push({ at, level: row.health, text: `${row.name}: HAProxy ${s0} → ${s1}` });
