@@ -208,6 +208,10 @@ if (!opts['no-deb']) {
   fs.symlinkSync('knocker', path.join(dir, 'knocknoc-server'));
   fs.mkdirSync(path.join(tree, 'usr/sbin'), { recursive: true });
   fs.symlinkSync(`/${INSTALL_DIR}/knocker`, path.join(tree, 'usr/sbin/knocker'));
+  // The logs in /var/log/knocknoc, rotated by the host's logrotate (a conffile: an edit is kept).
+  fs.mkdirSync(path.join(tree, 'etc/logrotate.d'), { recursive: true });
+  fs.copyFileSync(path.join(REPO, 'assets', 'knocknoc.logrotate'), path.join(tree, 'etc/logrotate.d/knocknoc'));
+  fs.chmodSync(path.join(tree, 'etc/logrotate.d/knocknoc'), 0o644);
   const doc = path.join(tree, 'usr/share/doc/knocker');
   fs.mkdirSync(doc, { recursive: true });
   fs.copyFileSync(path.join(path.dirname(node), '..', 'LICENSE'), path.join(doc, 'copyright.node'));
@@ -231,6 +235,7 @@ if (!opts['no-deb']) {
       '',
     ].join('\n'),
   );
+  fs.writeFileSync(path.join(tree, 'DEBIAN', 'conffiles'), '/etc/logrotate.d/knocknoc\n');
   for (const [name, text] of Object.entries(MAINTAINER_SCRIPTS)) {
     fs.writeFileSync(path.join(tree, 'DEBIAN', name), text, { mode: 0o755 });
   }

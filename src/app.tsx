@@ -218,7 +218,6 @@ export function InstallerApp({ services, onExit }: InstallerAppProps) {
 
 /** The services of an install session, for the installer screen. */
 export function installerServices(session: InstallSession, options: { skipConfirmation: boolean; bannerArt: string }): InstallerServices {
-  const resolved = session.resolution.values;
   return {
     bannerArt: options.bannerArt,
     existingConf: session.existingConfFile,
@@ -232,7 +231,7 @@ export function installerServices(session: InstallSession, options: { skipConfir
           trustedForwarders: values.trustedForwarders.split(/,\s*/).filter(Boolean),
           databaseOption: Number(values.databaseOption) as 1 | 2 | 3,
           ...(values.databaseOption === '1' ? {} : { databaseUrl: values.databaseUrl, ...(values.databaseCa ? { databaseCa: values.databaseCa } : {}) }),
-          serverName: resolved.serverName!.value,
+          serverName: values.serverName,
           ...(haproxy ? { haproxy } : {}),
         },
         { saveAnswers: true },

@@ -5,8 +5,10 @@ import { Command, CommanderError } from 'commander';
 import { exposedbCommand } from './commands/exposedb.js';
 import { haproxyCommand } from './commands/haproxy.js';
 import { installCommand } from './commands/install.js';
+import { serverCommand } from './commands/server.js';
 import { serviceCommand } from './commands/service.js';
 import { statusCommand } from './commands/status.js';
+import { uninstallCommand } from './commands/uninstall.js';
 import { upgradeCommand } from './commands/upgrade.js';
 import type { CommandContext } from './commands/context.js';
 import { EXIT, exitCodeOf, formatError } from './errors.js';
@@ -40,20 +42,41 @@ export function buildProgram(ctx: CommandContext): Command {
     .version(packageVersion(), '-V, --version')
     .option('--root <dir>', 'work on a sandbox root folder instead of the real system (env KNOCKNOC_ROOT)')
     .showHelpAfterError('(run with --help for usage)')
+    // Every command's help shows --root too: it works under every one of them.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
-  for (const add of [installCommand, serviceCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand]) add(program, ctx);
+  for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, uninstallCommand]) add(program, ctx);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
+  let interruption: AbortSignal | undefined;
   const ctx: CommandContext = {
     io,
     env: process.env,
     terminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
     exit: (code) => {
       exitCode = code;
+    },
+    async ask(question) {
+      const readline = await import('node:readline/promises');
+      const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+      try {
+        return await rl.question(question);
+      } finally {
+        rl.close();
+      }
+    },
+    // Only a command that asks for it takes Ctrl-C over: the others keep their own handling.
+    get interrupted() {
+      if (!interruption) {
+        const controller = new AbortController();
+        interruption = controller.signal;
+        for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
+      }
+      return interruption;
     },
   };
   try {

@@ -166,6 +166,11 @@ export function Dashboard({ services }: { services: DashboardServices }) {
     if (key.pageUp) return move(-page());
     if (key.pageDown) return move(page());
     const target = selectedOf(visible());
+    // An admin key without --admin is not passed over without a word.
+    if (!rotate && (input === 'd' || input === 'm' || input === 'R')) {
+      monitor.note({ at: Date.now(), level: 'warn', text: 'read-only: start with --admin to drain, maint or ready a server' });
+      return;
+    }
     if (rotate && target) {
       const action: AdminAction | undefined = input === 'd' ? 'drain' : input === 'm' ? 'maint' : input === 'R' ? 'ready' : undefined;
       if (action) dispatch({ type: 'confirm', action, name: target });

@@ -31,9 +31,9 @@ test('a second node installed with option 3 and the printed string joins the pri
   const early = await exposedb('--add', '127.0.0.61/32');
   expect(early.exitCode).toBe(3);
   expect(early.stderr).toContain('error: database knocknoc is not exposed yet: there is no role knocknoc_remote');
-  expect(early.stderr).toContain('hint: run knocker exposedb --init first');
+  expect(early.stderr).toContain(`hint: run knocker exposedb --init --root ${primary.dir} first`);
   const emptyList = await exposedb('--list');
-  expect(emptyList).toMatchObject({ exitCode: 0, stdout: '', stderr: 'note: database knocknoc is not exposed yet (knocker exposedb --init)' });
+  expect(emptyList).toMatchObject({ exitCode: 0, stdout: '', stderr: `note: database knocknoc is not exposed yet (knocker exposedb --init --root ${primary.dir})` });
 
   const init = await exposedb('--init');
   expect(init.exitCode).toBe(0);

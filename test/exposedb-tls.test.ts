@@ -141,7 +141,7 @@ test('the CA from an answers file (database.ca, found from its folder), or named
   await fs.mkdir(dir, { recursive: true });
   await fs.copyFile(primary.path(PATHS.clusterCaCert), path.join(dir, 'ca.pem'));
   const listen = `127.0.0.72:${await freePort('127.0.0.72')}`;
-  await fs.writeFile(path.join(dir, 'answers.yaml'), `version: 1\nlisten: "${listen}"\ndatabase:\n  option: 3\n  url: "${printed}"\n  ca: ca.pem\n`);
+  await fs.writeFile(path.join(dir, 'answers.yaml'), `version: 1\nlisten: "${listen}"\nserverName: node-answers\ndatabase:\n  option: 3\n  url: "${printed}"\n  ca: ca.pem\n`);
   const root = await spareRoot();
   const copy = root.path(PATHS.databaseCa);
   const viaFile = await run(['install', '--root', root.dir, '--answers', path.join(dir, 'answers.yaml'), '--dry-run']);
@@ -150,7 +150,7 @@ test('the CA from an answers file (database.ca, found from its folder), or named
   expect(viaFile.stdout).toContain('TLS, certificate verified for 127.0.0.70');
   expect(viaFile.stdout).toContain(`Create ${copy} (mode 0644)`);
   expect(viaFile.stdout).toContain(`sslmode=verify-full&sslrootcert=${copy}`);
-  const viaUrl = await run(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--dry-run'], { KNOCKNOC_DATABASE_URL: `${printed}&sslrootcert=${dir}/ca.pem` });
+  const viaUrl = await run(['install', '--root', root.dir, '--listen', listen, '--server-name', 'node-url', '--database-option', '3', '--dry-run'], { KNOCKNOC_DATABASE_URL: `${printed}&sslrootcert=${dir}/ca.pem` });
   expect(viaUrl.exitCode, viaUrl.stderr).toBe(0);
   expect(viaUrl.stdout).toContain(`database CA: CN=Knocknoc cluster CA (127.0.0.70), expires`);
   expect(viaUrl.stdout).toContain(`sslrootcert=${copy}`);

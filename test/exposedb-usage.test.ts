@@ -28,7 +28,7 @@ describe('help and misuse', () => {
       expect(result.stderr).toBe('');
     }
     expect(EXPOSEDB_HELP).toContain('  sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]\n');
-    expect((await knocker(['--help'])).stdout).toMatch(/exposedb \[options\] +share this primary's database with other web nodes/);
+    expect((await knocker(['--help'])).stdout).toMatch(/exposedb \[options\] +share this primary's database with other\s+web nodes/);
   });
 
   test('bare, or with an unknown option or a missing value: the help on stderr, exit 2', async () => {
@@ -63,7 +63,7 @@ describe('refused before anything is touched (exit 3): not root, no local databa
     const result = await knocker(['exposedb', '--root', root.dir, '--init']);
     expect(result.exitCode).toBe(3);
     expect(result.stderr).toContain(`error: no connection string: ${root.path(PATHS.conf)} does not exist`);
-    expect(result.stderr).toContain('hint: install Knocknoc on this host first (knocker install), or give the connection string with --conn URI');
+    expect(result.stderr).toContain(`hint: install Knocknoc on this host first (knocker install --root ${root.dir}), or give the connection string with --conn URI`);
     expect(await fs.readdir(root.dir)).toEqual([]);
   });
 

@@ -32,7 +32,7 @@ describe('knocker exposedb on a primary', () => {
     const printed = init.stdout;
     expect(printed).toMatch(/^postgres:\/\/knocknoc_remote:[A-Za-z0-9_-]{32}@127\.0\.0\.50:\d+\/knocknoc\?sslmode=verify-full$/);
     expect(init.stderr).toMatch(/\[5\/5\] ✔ done/);
-    expect(init.stderr).toContain('No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.');
+    expect(init.stderr).toContain(`No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32 --root ${primary.dir}.`);
     expect(init.stderr).not.toMatch(/warning: PostgreSQL has ssl off/);
     const remote = url(printed);
     expect(remote.port).toBe((await appUrl(primary)).port);

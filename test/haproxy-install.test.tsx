@@ -54,6 +54,8 @@ test('the TUI asks "Set up HAProxy on this host?" after the database; its node l
     await press(ui, KEYS.enter);
     await press(ui, KEYS.enter);
     await press(ui, '1');
+    expect(text(ui)).toContain("Enter this server's name (default: web-7):");
+    await press(ui, KEYS.enter);
     expect(text(ui)).toContain('HAProxy can spread web traffic over several Knocknoc web nodes');
     await type(ui, 'maybe');
     expect(text(ui)).toContain('✗ answer yes or no');

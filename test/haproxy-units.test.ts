@@ -185,10 +185,12 @@ describe("the installer's HAProxy questions", () => {
   test('asked after the database; no by default; the node list names this node and follows its listen address', () => {
     const defaults: Values = defaultsFrom(resolution);
     expect(defaults).toMatchObject({ haproxy: 'no', haproxyBind: '0.0.0.0:80', haproxyNodes: 'web-1=127.0.0.1:8756' });
-    expect(QUESTIONS.map((q) => q.id)).toEqual(['listen', 'trustedForwarders', 'databaseOption', 'databaseUrl', 'databaseCa', 'haproxy', 'haproxyBind', 'haproxyNodes']);
+    expect(QUESTIONS.map((q) => q.id)).toEqual(['listen', 'trustedForwarders', 'databaseOption', 'databaseUrl', 'databaseCa', 'serverName', 'haproxy', 'haproxyBind', 'haproxyNodes']);
     let flow = answer(initialFlow(defaults), '192.0.2.11:8756');
     expect(flow.values.haproxyNodes).toBe('web-1=192.0.2.11:8756');
     flow = answer(answer(flow), '1');
+    expect(QUESTIONS[flow.index]!.id).toBe('serverName');
+    flow = answer(flow);
     expect(QUESTIONS[flow.index]!.id).toBe('haproxy');
     const no = answer(flow);
     expect(no.index).toBe(QUESTIONS.length);

@@ -34,7 +34,7 @@ async function run(bin: string, args: string[]) {
   return { exitCode: result.exitCode, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
 
-const program = buildProgram({ io: { out() {}, err() {} }, env: {}, terminal: false, exit() {} });
+const program = buildProgram({ io: { out() {}, err() {} }, env: {}, terminal: false, exit() {}, interrupted: new AbortController().signal });
 const paths = commandPaths(program);
 
 test('every command has a stored help, and every stored help a command', () => {

@@ -11,6 +11,7 @@ import { openInstaller } from '../src/installer/index.js';
 import { flowReducer, initialFlow, type Values } from '../src/installer/questions.js';
 import { QuestionsScreen } from '../src/screens/questions-screen.js';
 import { PATHS, type Root } from '../src/system/root.js';
+import { serverNameFromHostname } from '../src/config/values.js';
 import { frame, KEYS, press, text, type, waitForFrame } from './helpers/ink.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
 
@@ -20,6 +21,7 @@ const DEFAULTS: Values = {
   databaseOption: '1',
   databaseUrl: '',
   databaseCa: '',
+  serverName: 'web-1',
   haproxy: 'no',
   haproxyBind: '0.0.0.0:80',
   haproxyNodes: 'web-1=127.0.0.1:8756',
@@ -93,6 +95,9 @@ describe('questions', () => {
     await press(ui, '3');
     expect(frame(ui)).toMatch(/✔ Database option\s+3/);
     expect(text(ui)).toContain('❯ Enter pre-existing external Knocknoc database connection string:');
+    // No default here: the footer does not offer one.
+    expect(text(ui)).toContain('Enter accepts (an answer is required)');
+    expect(text(ui)).not.toContain('empty = default');
     await type(ui, 'postgres://knocknoc:hunter2@192.0.2.10:5432/knocknoc');
     expect(text(ui)).toContain('postgres://knocknoc:*******@192.0.2.10:5432/knocknoc');
     expect(text(ui)).not.toContain('hunter2');
@@ -115,7 +120,7 @@ describe('questions', () => {
     await type(ui, '/root/knocknoc-ca.pem');
     await press(ui, KEYS.enter);
     expect(frame(ui)).toMatch(/✔ Database CA\s+\/root\/knocknoc-ca\.pem/);
-    expect(text(ui)).toContain('Set up HAProxy on this host?');
+    expect(text(ui)).toContain("Enter this server's name (default: web-1):");
 
     const plain = render(<Questions />);
     await press(plain, KEYS.enter);
@@ -124,7 +129,22 @@ describe('questions', () => {
     await type(plain, 'postgres://n:pw@192.0.2.10:5432/knocknoc?sslmode=require');
     await press(plain, KEYS.enter);
     expect(text(plain)).not.toContain('CA certificate');
-    expect(text(plain)).toContain('Set up HAProxy on this host?');
+    expect(text(plain)).toContain("Enter this server's name (default: web-1):");
+  });
+
+  test('the server name is asked after the database, and the default HAProxy node list follows it', async () => {
+    const ui = render(<Questions />);
+    await press(ui, KEYS.enter);
+    await press(ui, KEYS.enter);
+    await press(ui, '1');
+    expect(text(ui)).toContain("❯ Enter this server's name (default: web-1):");
+    await type(ui, 'web-5');
+    await press(ui, KEYS.enter);
+    expect(frame(ui)).toMatch(/✔ Server name\s+web-5/);
+    await type(ui, 'y');
+    await press(ui, KEYS.enter);
+    await press(ui, KEYS.enter);
+    expect(text(ui)).toContain('Enter the web nodes (default: web-5=127.0.0.1:8756):');
   });
 
   test('arrows choose an option too; a bad connection string is refused under the field', async () => {
@@ -164,10 +184,18 @@ describe('the whole flow on a sandbox root', () => {
       await press(ui, KEYS.enter);
       await press(ui, KEYS.enter);
       await press(ui, '1');
+      // The name defaults to the host name, which cloned hosts share: it is asked, and can change.
+      expect(text(ui)).toContain('Every web node sharing the database needs a name of its own');
+      expect(text(ui)).toContain(`Enter this server's name (default: ${serverNameFromHostname(os.hostname())}):`);
+      await type(ui, 'tui-node');
+      await press(ui, KEYS.enter);
+      expect(frame(ui)).toMatch(/✔ Server name\s+tui-node/);
       expect(text(ui)).toContain('Set up HAProxy on this host? (default: no):');
       await press(ui, KEYS.enter);
       const plan = await waitForFrame(ui, 'Apply these 7 changes?');
       expect(plan).toContain('✔ ok   listen address 127.0.0.21:8756: free');
+      expect(plan).toContain('✔ ok   server name "tui-node"');
+      expect(plan).toContain('+ServerName = tui-node');
       expect(plan).toMatch(/\+ \[database\] PostgreSQL \d+: create a private cluster/);
       expect(plan).toMatch(/\+DatabaseURL = postgres:\/\/knocknoc:\*\*\*\*@127\.0\.0\.21:\d+\/knocknoc/);
       expect(plan).toContain('install-answers.yaml');
@@ -205,11 +233,14 @@ describe('the whole flow on a sandbox root', () => {
       await press(ui, KEYS.enter);
       await press(ui, '1');
       await press(ui, KEYS.enter);
+      await press(ui, KEYS.enter);
       const failed = await waitForFrame(ui, 'Preflight failed: nothing was changed.');
       expect(failed).toContain(`✗ FAIL listen address 127.0.0.22:${port}: port ${port} is already in use on 127.0.0.22`);
       expect(failed).toContain('hint: choose another port');
       await press(ui, KEYS.escape);
       expect(text(ui)).toContain('Set up HAProxy on this host?');
+      await press(ui, KEYS.escape);
+      expect(text(ui)).toContain("Enter this server's name");
       await press(ui, KEYS.escape);
       expect(text(ui)).toContain('Option 1, 2, or 3?');
       await press(ui, KEYS.escape);
@@ -231,6 +262,7 @@ describe('the whole flow on a sandbox root', () => {
     await press(first.ui, KEYS.enter);
     await press(first.ui, '1');
     await press(first.ui, KEYS.enter);
+    await press(first.ui, KEYS.enter);
     await waitForFrame(first.ui, /Knocknoc is installed/);
     await first.session.close();
     first.ui.unmount();
@@ -238,6 +270,7 @@ describe('the whole flow on a sandbox root', () => {
     const second = await app(root, false);
     expect(text(second.ui)).toContain(`(Existing configuration found in ${root.path(PATHS.conf)}: its values are the defaults)`);
     expect(text(second.ui)).toContain('(default: 127.0.0.23:8756)');
+    await press(second.ui, KEYS.enter);
     await press(second.ui, KEYS.enter);
     await press(second.ui, KEYS.enter);
     await press(second.ui, KEYS.enter);

@@ -56,6 +56,21 @@ describe('the .deb', () => {
     const sha256 = async (file: string) => crypto.createHash('sha256').update(await fs.readFile(file)).digest('hex');
     expect(await sha256(path.join(out, `knocker-${VERSION}-linux-x64`))).toBe(await sha256(executable));
   });
+
+  test('rotates the logs in /var/log/knocknoc with the host\'s logrotate: a conffile, copied and truncated in place', async () => {
+    const rotate = await fs.readFile(path.join(host, 'etc/logrotate.d/knocknoc'), 'utf8');
+    expect(rotate).toMatch(/^\/var\/log\/knocknoc\/\*\.log \{$/m);
+    expect(rotate).toMatch(/^\s+copytruncate$/m);
+    expect(rotate).toMatch(/^\s+maxsize 10M$/m);
+    const deb = path.join(out, `knocker_${VERSION}_amd64.deb`);
+    const control = await makeTempDir('knocker-control-');
+    try {
+      await execa('dpkg-deb', ['--control', deb, control]);
+      expect(await fs.readFile(path.join(control, 'conffiles'), 'utf8')).toBe('/etc/logrotate.d/knocknoc\n');
+    } finally {
+      await fs.rm(control, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('the executable', () => {

@@ -51,11 +51,15 @@ describe('judge', () => {
     expect(row({ haproxy: undefined })).toMatchObject({ health: 'warn', word: 'not-in-lb' });
     expect(row({ probe: undefined })).toMatchObject({ health: 'warn', word: 'checking' });
     expect(row({ backup: true })).toMatchObject({ health: 'ok', word: 'standby' });
+    // Just asked to be ready: health forced down until `rise` checks pass, its checks passing.
+    expect(row({ haproxy: stat('DOWN 1/2') })).toMatchObject({ health: 'warn', word: 'rising', problems: ['HAProxy: DOWN 1/2 (checks passing: back in rotation after 1 more)'] });
+    expect(row({ haproxy: stat('DOWN', 'L7OK') })).toMatchObject({ health: 'warn', word: 'rising' });
+    expect(row({ haproxy: stat('DOWN', 'L7STS') })).toMatchObject({ health: 'fail', word: 'down' });
   });
 });
 
 test('problems first, then by name (web-2 before web-10); the filter matches anywhere, ! inverts', () => {
-  const rows = sortRows([row({ name: 'web-10' }), row({ name: 'web-2' }), row({ name: 'web-3', haproxy: stat('DRAIN') }), row({ name: 'web-4', haproxy: stat('DOWN') })]);
+  const rows = sortRows([row({ name: 'web-10' }), row({ name: 'web-2' }), row({ name: 'web-3', haproxy: stat('DRAIN') }), row({ name: 'web-4', haproxy: stat('DOWN', 'L4CON') })]);
   expect(rows.map((r) => r.name)).toEqual(['web-4', 'web-3', 'web-2', 'web-10']);
   expect(rows.filter((r) => matchesFilter(r, 'drain')).map((r) => r.name)).toEqual(['web-3']);
   expect(rows.filter((r) => matchesFilter(r, '!web-1')).map((r) => r.name)).toEqual(['web-4', 'web-3', 'web-2']);
@@ -80,18 +84,21 @@ function snapshot(servers: ServerRow[], over: { pid?: number; schema?: number; r
 
 test('events: state changes, versions, reloads, migrations and sources failing', () => {
   const before = snapshot([row(), row({ name: 'web-2' })]);
-  const after = snapshot([row({ haproxy: stat('DOWN') }), row({ name: 'web-2', probe: probe({ body: { ...probe().body!, version: '1.1.0' } }) })], { pid: 11, schema: 2, registryError: 'connection refused' });
+  const after = snapshot([row({ haproxy: stat('DOWN', 'L4CON') }), row({ name: 'web-2', probe: probe({ body: { ...probe().body!, version: '1.1.0' } }) })], { pid: 11, schema: 2, registryError: 'connection refused' });
   expect(eventsBetween(before, after).map((e) => `${e.level} ${e.text}`)).toEqual([
     'fail registry: connection refused',
     'warn HAProxy reloaded (worker pid 10 → 11)',
     'warn database schema 1 → 2 (migrated)',
-    'fail web-1: ok → down: HAProxy: DOWN (L7OK)',
+    'fail web-1: ok → down: HAProxy: DOWN (L4CON)',
     'ok web-2: version 1.0.0 → 1.1.0',
   ]);
   expect(eventsBetween(after, snapshot([row()])).map((e) => e.text)).toContain('web-2 is no longer listed');
+  // A version going down is attention, not a ✔.
+  const older = snapshot([row(), row({ name: 'web-2', probe: probe({ body: { ...probe().body!, version: '0.9.0' } }) })]);
+  expect(eventsBetween(before, older).map((e) => `${e.level} ${e.text}`)).toEqual(['warn web-2: version 1.0.0 → 0.9.0 (an older release)']);
   // A server's first answer (out of "checking") is not a change, whatever it says.
   const asking = snapshot([row({ probe: undefined }), row({ name: 'web-2', probe: undefined })]);
-  expect(eventsBetween(asking, snapshot([row(), row({ name: 'web-2', haproxy: stat('DOWN') })]))).toEqual([]);
+  expect(eventsBetween(asking, snapshot([row(), row({ name: 'web-2', haproxy: stat('DOWN', 'L4CON') })]))).toEqual([]);
 });
 
 test('exit codes: 0 healthy, 1 degraded or empty, 3 database unreachable', () => {

@@ -39,6 +39,8 @@ test('install on a sandbox root, answering the questions at the keyboard', async
   await t.keys('Enter');
   await t.waitFor('Option 1, 2, or 3?');
   await t.keys('1');
+  await t.waitFor("Enter this server's name (default: ");
+  await t.keys('Enter');
   await t.waitFor('Set up HAProxy on this host? (default: no):');
   await t.keys('Enter');
   const plan = await t.waitFor('Apply these 7 changes?');

@@ -15,6 +15,10 @@ export interface CommandContext {
   terminal: boolean;
   /** The command's result; the door returns it as the exit code. */
   exit: (code: number) => void;
+  /** Aborted on the first Ctrl-C (SIGINT) or SIGTERM, for a command that runs until then (`service logs -f`). */
+  interrupted: AbortSignal;
+  /** Asks a question on the terminal and returns the line typed (only where there is a terminal). */
+  ask?: (question: string) => Promise<string>;
 }
 
 /** The root a command works on: --root (a global option), else KNOCKNOC_ROOT, else the real system. */

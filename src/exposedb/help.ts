@@ -1,13 +1,14 @@
 // The help text of `knocker exposedb`, as Knocknoc documents it (the seed's "High availability"
 // page). The page's copy is garbled where two revisions were merged; this is the consistent
 // reading of its usage, options and examples. Printed for -h/--help and on misuse.
-export const EXPOSEDB_HELP = `This script "externalizes" your local database, allowing you to run multiple Knocknoc web-app servers utilizing this database.
+export const EXPOSEDB_HELP = `knocker exposedb "externalizes" your local database, allowing you to run multiple Knocknoc web-app servers utilizing this database.
 Running --init re-configures your local Postgres database service to listen externally, creates a user login/password, and
 adds (or removes) IP addresses to the trusted Postgres list - allowing external webapps to connect to the Knocknoc database.
 
 Usage:
   sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
+  knocker exposedb ... --root DIR    (a sandbox root instead of this host: no sudo)
 
 Options:
   --init            Initialize/expose the database for external access
@@ -16,6 +17,8 @@ Options:
   --list            List all IP addresses currently allowed to access the database
   --renew-cert      Renew the database's TLS certificate from the cluster's CA (before it expires; no restart)
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
+  --host <ADDR>     With --init: the host written into the printed connection string (default: this host's address)
+  --root <DIR>      Work on a sandbox root folder instead of this host (env KNOCKNOC_ROOT)
   -h, --help        Show this help text
 
 Examples:
@@ -35,4 +38,7 @@ Examples:
   # If using a non-default connection string/config
   sudo /opt/knocknoc/knocker/knocker exposedb --init --conn "postgres://user:pass@host:5432/dbname"
   sudo /opt/knocknoc/knocker/knocker exposedb --add "1.2.3.4/32" --conn "postgres://user:pass@host:5432/dbname"
+
+Exit codes: 0 done, 1 internal error, 2 invalid usage (nothing changed), 3 a check failed: not root,
+no local database, not exposed yet (nothing changed), 4 failed and undone, 5 failed and not fully undone.
 `;

@@ -8,6 +8,7 @@ import { KnocknocConf } from '../config/knocknoc-conf.js';
 import { parseIp, parseNarrowCidr } from '../config/values.js';
 import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
 import type { Output } from '../shared/output.js';
+import { knockerCommand } from '../shared/hint.js';
 import { quoted } from '../shared/printable.js';
 import { adminLink, SqlError, type AdminLink } from '../postgres/admin.js';
 import { hbaErrors, hbaName } from '../postgres/hba.js';
@@ -90,7 +91,7 @@ async function connectionString(root: Root, conn: string | undefined): Promise<C
   const file = root.path(PATHS.conf);
   const text = await readIfExists(file);
   if (text === undefined) {
-    throw new PreflightError(`no connection string: ${file} does not exist`, ['install Knocknoc on this host first (knocker install), or give the connection string with --conn URI']);
+    throw new PreflightError(`no connection string: ${file} does not exist`, [`install Knocknoc on this host first (${knockerCommand(root, 'install')}), or give the connection string with --conn URI`]);
   }
   const conf = KnocknocConf.parse(text);
   const value = conf.get('DatabaseURL');
@@ -317,8 +318,8 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   if (changing) await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
   io.err(
     allow.cidrs.length === 0
-      ? 'No web node is allowed yet: allow each one with knocker exposedb --add <its IP>/32.'
-      : `Allowed: ${allow.cidrs.join(', ')} (knocker exposedb --list).`,
+      ? `No web node is allowed yet: allow each one with ${knockerCommand(root, 'exposedb --add <its IP>/32')}.`
+      : `Allowed: ${allow.cidrs.join(', ')} (${knockerCommand(root, 'exposedb --list')}).`,
   );
   for (const line of caLines(ctx, choice)) io.err(line);
   const ca = choice.kind === 'knocker' ? await readIfExists(root.path(PATHS.clusterCaCert)) : 'file' in choice.nodeCa ? choice.nodeCa.pem : undefined;
@@ -337,7 +338,7 @@ async function renewCert(ctx: Context): Promise<number> {
   const current = tls.facts.certFile === tls.files.cert ? await readIfExists(tls.files.cert) : undefined;
   if (!caText || !current || !(await readIfExists(tls.files.ca.keyFile))) {
     throw new PreflightError(`${cluster.label} does not present a certificate from the cluster's CA (it uses ${tls.facts.ssl ? tls.facts.certFile : 'no TLS'})`, [
-      tls.facts.ssl && tls.facts.certFile !== tls.files.cert ? 'that certificate is not knocker\'s: renew it where it was issued' : 'run knocker exposedb --init first',
+      tls.facts.ssl && tls.facts.certFile !== tls.files.cert ? 'that certificate is not knocker\'s: renew it where it was issued' : `run ${knockerCommand(root, 'exposedb --init')} first`,
     ]);
   }
   const info = readCertificate(current, tls.files.cert);
@@ -363,7 +364,7 @@ async function normaliseCidr(link: AdminLink, option: string, typed: string, par
 
 function requireExposed(ctx: Context): void {
   if (!ctx.facts.remote) {
-    throw new PreflightError(`database ${ctx.names.database} is not exposed yet: there is no role ${ctx.names.remoteRole}`, ['run knocker exposedb --init first']);
+    throw new PreflightError(`database ${ctx.names.database} is not exposed yet: there is no role ${ctx.names.remoteRole}`, [`run ${knockerCommand(ctx.root, 'exposedb --init')} first`]);
   }
 }
 
@@ -434,11 +435,11 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
 }
 
 async function list(ctx: Context): Promise<number> {
-  const { io, link, facts, target, names } = ctx;
+  const { io, link, facts, target, names, root } = ctx;
   const allow = allowListOf(facts, target);
   for (const cidr of allow.cidrs) io.out(cidr);
-  if (!facts.remote) io.err(`note: database ${names.database} is not exposed yet (knocker exposedb --init)`);
-  else if (allow.cidrs.length === 0) io.err('note: no address is allowed yet (knocker exposedb --add <CIDR>)');
+  if (!facts.remote) io.err(`note: database ${names.database} is not exposed yet (${knockerCommand(root, 'exposedb --init')})`);
+  else if (allow.cidrs.length === 0) io.err(`note: no address is allowed yet (${knockerCommand(root, 'exposedb --add <CIDR>')})`);
   if (allow.foreign.length > 0) {
     io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; it holds rules exposedb did not write (not listed above):`);
     for (const line of allow.foreign) io.err(`  ${line}`);

@@ -7,6 +7,7 @@
 import { formatListen, parseListen, type ListenAddress } from '../config/values.js';
 import { PreflightError, UsageError } from '../errors.js';
 import { checkLine, PreflightFailed } from '../shared/checks.js';
+import { knockerCommand } from '../shared/hint.js';
 import type { Output } from '../shared/output.js';
 import { withLock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
@@ -72,9 +73,10 @@ function knockerSettings(facts: HaproxyFacts): HaproxySettings {
   const { existing } = facts;
   const conf = facts.service.paths.conf;
   if (existing.kind === 'knocker') return existing.settings;
-  if (existing.kind === 'unreadable') throw new PreflightError(`${conf} was written by knocker but cannot be read back: ${existing.problem}`, ['run knocker haproxy setup with the nodes to write it again']);
+  const root = facts.service.root;
+  if (existing.kind === 'unreadable') throw new PreflightError(`${conf} was written by knocker but cannot be read back: ${existing.problem}`, [`write it again with the nodes: ${knockerCommand(root, 'haproxy setup NAME=HOST:PORT …')}`]);
   throw new PreflightError(`HAProxy is not set up by knocker on this host (${existing.kind === 'none' ? `no ${conf}` : `${conf} was not written by knocker`})`, [
-    'set it up first: knocker haproxy setup NAME=HOST:PORT …',
+    `set it up first: ${knockerCommand(root, 'haproxy setup NAME=HOST:PORT …')}`,
   ]);
 }
 
@@ -100,7 +102,7 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
     const local = await localNode(root);
     const warnings = await forwarderWarnings(
       settings.nodes,
-      local && { listen: local.listenText, trustedForwarders: local.trustedForwarders, confFile: local.file },
+      local && { listen: local.listenText, trustedForwarders: local.trustedForwarders, confFile: local.file, root },
     );
     if (facts.existing.kind === 'foreign') warnings.push(`${facts.service.paths.conf} was not written by knocker: it is replaced, and kept as ${facts.service.paths.conf}.bak`);
     const { steps } = await haproxySteps(settings, facts, { log, startIfStopped: change.startIfStopped });
@@ -377,7 +379,7 @@ export async function rotateNode(root: Root, action: RotationAction, name: strin
   return withLock(root.path(PATHS.installLock), options.holder ?? LOCK_WHAT, async () => {
     const log = fileLogger(root.path(PATHS.opsLog));
     const before = await serverStat(socket, name).catch((error: unknown) => unreachable(error, root));
-    if (!before) throw new PreflightError(`the running HAProxy has no node ${name}: it runs an older configuration`, ['reload it: knocker haproxy setup']);
+    if (!before) throw new PreflightError(`the running HAProxy has no node ${name}: it runs an older configuration`, [`reload it: ${knockerCommand(root, 'haproxy setup')}`]);
     const previous = (await adminStateOf(socket, name)) ?? 'ready';
     const wanted = ACTION_STATE[action];
     const already = action === 'ready' ? previous === 'ready' && before.status.state === 'UP' : previous === wanted;

@@ -7,6 +7,7 @@ import os from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { parseListen, parseServerName, parseTrustedForwarders, type ListenAddress } from '../config/values.js';
 import { quoted } from '../shared/printable.js';
+import { knockerCommand } from '../shared/hint.js';
 import { PreflightError, UsageError } from '../errors.js';
 import { connect, describeConnectError, sourceAddressFor } from '../postgres/connect.js';
 import { describeTarget, parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
@@ -118,6 +119,8 @@ export interface LocalNodeSettings {
   trustedForwarders: string[];
   /** Where they are set, for the advice. */
   confFile: string;
+  /** The root the advice's command runs in. */
+  root: Root;
 }
 
 /**
@@ -139,7 +142,7 @@ export async function forwarderWarnings(nodes: HaproxyNode[], local: LocalNodeSe
     const cidr = `${source}/${source.includes(':') ? 128 : 32}`;
     warnings.push(
       `${node.name} (${nodeAddress(node)}) is this host's Knocknoc node, and HAProxy reaches it from ${source}, which its TrustedForwarders (${trusted.value.join(', ')}) do not include: ` +
-        `it would see HAProxy as the client of every request. Add ${cidr} to TrustedForwarders in ${local.confFile} (knocker install --trusted-forwarders ${[...trusted.value, cidr].join(',')}).`,
+        `it would see HAProxy as the client of every request. Add ${cidr} to TrustedForwarders in ${local.confFile} (${knockerCommand(local.root, `install --trusted-forwarders ${[...trusted.value, cidr].join(',')}`)}).`,
     );
   }
   return warnings;

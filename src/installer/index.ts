@@ -8,6 +8,7 @@ import { readIfExists } from '../system/files.js';
 import { acquireLock, type Lock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
+import { knockerCommand } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { answersFromSettings, readSettings, type HaproxyAnswers } from '../haproxy/config.js';
 import { answersFrom, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
@@ -62,7 +63,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     throw new UsageError(
       `${confFile} has ${conf.problems.length === 1 ? 'a line' : 'lines'} knocknoc-server refuses; nothing was changed`,
       conf.problems.map((p) => `${confFile}:${p.line}: ${p.message}`),
-      ['fix or remove them (a comment starts with #), then run knocker install again'],
+      [`fix or remove them (a comment starts with #), then run ${knockerCommand(root, 'install')} again`],
     );
   }
   let loaded: LoadedAnswersFile | undefined;

@@ -298,7 +298,7 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
   if (report.haproxy) {
     const { settings, facts } = report.haproxy;
     haproxy.push(...(await haproxySteps(settings, facts, { log: ctx.log, startIfStopped: true })).steps);
-    const local = { listen: answers.listen, trustedForwarders: answers.trustedForwarders, confFile: ctx.root.path(PATHS.conf) };
+    const local = { listen: answers.listen, trustedForwarders: answers.trustedForwarders, confFile: ctx.root.path(PATHS.conf), root: ctx.root };
     warnings.push(...(await forwarderWarnings(settings.nodes, local)));
   }
   return { title: 'Install Knocknoc', steps: [...service.before, ...steps, ...service.after, ...haproxy], warnings, databaseUrl };

@@ -15,6 +15,7 @@ import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres
 import { pemCertificates, readCertificate } from '../postgres/certificates.js';
 import { parseDatabaseUrl, withRootCert, type DatabaseUrl } from '../postgres/url.js';
 import { databaseSchemaVersion, type Release } from '../schema/index.js';
+import { OFFLINE_AFTER_HEARTBEATS } from '../server/registry.js';
 import { freePort, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
 import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
@@ -332,6 +333,9 @@ async function externalFacts(answers: Answers, listen: ListenAddress, ctx: Prefl
         return undefined;
       }
       checks.push({ name: 'Knocknoc database', ok: true, detail: `schema version ${schemaVersion}` });
+      const nameCheck = await checkServerName(client, answers, ctx);
+      checks.push(nameCheck);
+      if (!nameCheck.ok) return undefined;
       if (schemaVersion > ctx.release.schemaVersion) {
         warnings.push(`the database's schema (version ${schemaVersion}) is newer than this release expects (${ctx.release.schemaVersion}): upgrade this node's Knocknoc to match`);
       } else if (schemaVersion < ctx.release.schemaVersion) {
@@ -342,6 +346,36 @@ async function externalFacts(answers: Answers, listen: ListenAddress, ctx: Prefl
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * The registry of a shared database keeps one row per ServerName: a second node with a name an
+ * online node holds would hide one of them from `knocker status` and `knocker upgrade`. Host names
+ * are often shared (cloned VMs, sandbox roots on one machine), so it is checked before anything.
+ */
+async function checkServerName(client: pg.Client, answers: Answers, ctx: PreflightContext): Promise<Check> {
+  const name = `server name "${answers.serverName}"`;
+  const rows = (
+    await client.query<{ name: string; listen: string; online: boolean }>(
+      `SELECT name, listen, state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds * $1) AS online FROM servers`,
+      [OFFLINE_AFTER_HEARTBEATS],
+    )
+  ).rows;
+  const holder = rows.find((r) => r.name === answers.serverName);
+  if (!holder) return { name, ok: true, detail: 'free in the registry' };
+  // A re-run on this node: its knocknoc.conf already names it so, at the address the registry shows.
+  const ours = ctx.existingConf?.get('ServerName') === answers.serverName && ctx.existingConf?.get('Listen') === holder.listen;
+  if (ours) return { name, ok: true, detail: 'this node, already registered' };
+  if (!holder.online) return { name, ok: true, detail: `was ${holder.listen}'s, which is offline: this node takes its place in the registry` };
+  const taken = new Set(rows.map((r) => r.name));
+  let free = 2;
+  while (taken.has(`${answers.serverName}-${free}`)) free += 1;
+  return {
+    name,
+    ok: false,
+    detail: `the online node at ${holder.listen} already has this name (two nodes with one name would pass for one in knocker status and knocker upgrade)`,
+    hints: [`give this node its own name: add --server-name ${answers.serverName}-${free} (or serverName in the answers file)`],
+  };
 }
 
 /** Runs every check; returns the facts the plan needs, or throws PreflightError listing every failure. */
@@ -359,6 +393,10 @@ export async function preflight(answers: Answers, ctx: PreflightContext): Promis
       : externalFacts(answers, listen.value, ctx, checks, warnings),
   ]);
   checks.unshift(listenCheck);
+  // The name is shown in every plan: it defaults to the host name, which clones share.
+  if (database && !checks.some((c) => c.name.startsWith('server name '))) {
+    checks.push({ name: `server name "${answers.serverName}"`, ok: true, detail: 'this node\'s name in the registry of its database' });
+  }
   const haproxy = answers.haproxy ? await haproxyFacts(answers.haproxy, listen.value, ctx, checks) : undefined;
   for (const check of checks) ctx.log.info(`preflight: ${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);
   const failed = checks.filter((c) => !c.ok);

@@ -8,7 +8,7 @@ import type { Field, Resolution } from './answers.js';
 import { validateField } from './answers.js';
 import { parseDatabaseUrl } from '../postgres/url.js';
 
-export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'databaseCa' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';
+export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'databaseCa' | 'serverName' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';
 
 export interface Question {
   id: QuestionId;
@@ -86,6 +86,14 @@ export const QUESTIONS: Question[] = [
     applies: (values) => (values.databaseOption === '2' || values.databaseOption === '3') && (values.databaseCa !== '' || urlWantsCa(values.databaseUrl)),
   },
   {
+    id: 'serverName',
+    intro: ['Every web node sharing the database needs a name of its own; cloned hosts often share a host name.'],
+    prompt: (d) => `Enter this server's name (default: ${d}):`,
+    kind: 'text',
+    label: 'Server name',
+    applies: () => true,
+  },
+  {
     id: 'haproxy',
     intro: [
       'HAProxy can spread web traffic over several Knocknoc web nodes, health-checked on /_status, with',
@@ -141,6 +149,7 @@ const VALIDATE: Record<QuestionId, (text: string) => Validated> = {
   databaseOption: validateFieldAnswer('databaseOption'),
   databaseUrl: validateFieldAnswer('databaseUrl'),
   databaseCa: validateFieldAnswer('databaseCa'),
+  serverName: validateFieldAnswer('serverName'),
   haproxy: (text) => {
     const word = text.trim().toLowerCase();
     if (word === 'y' || word === 'yes') return { ok: true, value: 'yes' };
@@ -217,6 +226,7 @@ export function defaultsFrom(resolution: Resolution, inPlace?: HaproxyAnswers): 
     databaseOption: String(v.databaseOption?.value ?? 1),
     databaseUrl: v.databaseUrl?.value ?? '',
     databaseCa: v.databaseCa?.value ?? '',
+    serverName: v.serverName?.value ?? '',
     haproxy: haproxy ? 'yes' : 'no',
     haproxyBind: haproxy?.bind ?? DEFAULT_HAPROXY_BIND,
     haproxyNodes: haproxy?.nodes.join(', ') ?? (v.serverName ? thisNode(v.serverName.value, listen) : ''),
@@ -259,8 +269,10 @@ export function flowReducer(state: FlowState, action: FlowAction): FlowState {
       if (!result.ok) return { ...state, draft: typed, error: result.error };
       const values = { ...state.values, [question.id]: result.value };
       // The default node list names this node: it follows a changed listen address.
-      const thisNodeName = question.id === 'listen' ? defaultNodeName(state.values.haproxyNodes, state.values.listen) : undefined;
-      if (thisNodeName) values.haproxyNodes = thisNode(thisNodeName, result.value);
+      const thisNodeName = question.id === 'listen' || question.id === 'serverName' ? defaultNodeName(state.values.haproxyNodes, state.values.listen) : undefined;
+      if (thisNodeName && question.id === 'listen') values.haproxyNodes = thisNode(thisNodeName, result.value);
+      // ... and this node's name, when it was the default list's.
+      if (thisNodeName === state.values.serverName && question.id === 'serverName') values.haproxyNodes = thisNode(result.value, values.listen);
       const index = nextIndex(state.index + 1, values);
       return { ...state, values, index, draft: '', error: undefined, answered: [...state.answered, question.id] };
     }

@@ -97,6 +97,7 @@ export async function runUnattended(session: InstallSession, io: Output): Promis
       if (error instanceof PreflightFailed) {
         io.out('Preflight:');
         error.checks.forEach((c) => io.out(checkLine(c)));
+        io.out('Nothing was changed. Once the failed checks are fixed, run the same command again: it starts over from the checks.');
       }
       throw error;
     }

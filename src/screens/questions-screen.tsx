@@ -109,7 +109,7 @@ export function QuestionsScreen({ flow, dispatch, isActive, ...intro }: Question
             </Text>
           )}
           <Text color={theme.muted}>
-            {question.kind === 'choice' ? '↑/↓ or 1–3 to choose, Enter to accept' : 'Enter accepts (empty = default)'}
+            {question.kind === 'choice' ? '↑/↓ or 1–3 to choose, Enter to accept' : flow.values[question.id] === '' ? 'Enter accepts (an answer is required)' : 'Enter accepts (empty = default)'}
             {flow.answered.length > 0 ? ' · Esc: previous question' : ''} · Ctrl+C: quit
           </Text>
         </Box>

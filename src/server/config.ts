@@ -26,7 +26,12 @@ export type ConfigResult =
 /** knocknoc.conf is a few lines; a bigger file is not one. */
 export const MAX_CONF_BYTES = 1024 * 1024;
 
-export async function loadServerConfig(file: string, hostname: string): Promise<ConfigResult> {
+export async function loadServerConfig(
+  file: string,
+  hostname: string,
+  /** What to do about a missing or unreadable file, in the words of the program reading it. */
+  whenUnreadable = 'run `knocker install` to write it, or give its path with --config FILE',
+): Promise<ConfigResult> {
   let text: string;
   try {
     text = readRegularFileSync(file, MAX_CONF_BYTES);
@@ -38,7 +43,7 @@ export async function loadServerConfig(file: string, hostname: string): Promise<
         : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : String(code);
     return {
       ok: false,
-      problems: [`cannot read the configuration ${file}: ${why} (run \`knocker install\` to write it, or give its path with --config FILE)`],
+      problems: [`cannot read the configuration ${file}: ${why} (${whenUnreadable})`],
       warnings: [],
     };
   }

@@ -148,9 +148,8 @@ export class DatabaseMonitor {
     const { me, log } = this.options;
     const holder = await holderOf(client, me.name);
     if (!holder) {
-      const warning = await register(client, me);
+      await register(client, me);
       log.info(`registered again as "${me.name}" (the registry had lost this server)`);
-      if (warning) log.warn(warning);
       return;
     }
     if (holder.instance !== me.instance && this.nameTakenBy !== holder.instance) {

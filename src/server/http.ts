@@ -24,6 +24,63 @@ export interface HandlerContext {
   servers(): Promise<RegisteredServer[]>;
   /** True once the node is shutting down: responses then close their connection. */
   stopping(): boolean;
+  /** Health checks counted instead of logged one by one (none: every request is logged). */
+  healthChecks?: HealthCheckTally;
+}
+
+/** Probers remembered for "first check from a client"; past this, every client counts as known. */
+const MAX_PROBERS = 1_000;
+
+/**
+ * Load balancers check /_status once a second or more each, which would make most of the request
+ * log. A check is logged only when it tells something: the first from a client, or an answer that
+ * differs from that client's last. The rest are counted, and the count logged every few minutes
+ * (and when the node stops).
+ */
+export class HealthCheckTally {
+  private lastAnswer = new Map<string, number>();
+  private count = 0;
+  private byAnswer = new Map<number, number>();
+  private clients = new Set<string>();
+  private since = Date.now();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly log: ServerLog, everyMs = 300_000) {
+    this.timer = setInterval(() => this.flush(), everyMs);
+    this.timer.unref();
+  }
+
+  /** Counts a finished check; true when it is to be logged as a request of its own. */
+  record(client: string, answer: number): boolean {
+    const last = this.lastAnswer.get(client);
+    if (last === answer) {
+      this.count += 1;
+      this.byAnswer.set(answer, (this.byAnswer.get(answer) ?? 0) + 1);
+      if (this.clients.size < MAX_PROBERS) this.clients.add(client);
+      return false;
+    }
+    if (last !== undefined || this.lastAnswer.size < MAX_PROBERS) this.lastAnswer.set(client, answer);
+    return true;
+  }
+
+  /** Logs the count since the last one, if any. */
+  flush(): void {
+    if (this.count > 0) {
+      const seconds = Math.round((Date.now() - this.since) / 1000);
+      const answers = [...this.byAnswer].sort((a, b) => a[0] - b[0]).map(([code, n]) => `${n} × ${code}`).join(', ');
+      const clients = [...this.clients].slice(0, 5).join(', ') + (this.clients.size > 5 ? `, … (${this.clients.size} clients)` : '');
+      this.log.info(`health checks: ${this.count} more in the last ${seconds} s (${answers}) from ${clients}; only the first from a client and changes of answer are logged`);
+    }
+    this.count = 0;
+    this.byAnswer.clear();
+    this.clients.clear();
+    this.since = Date.now();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.flush();
+  }
 }
 
 /** The body of GET /_status, field for field as in CONTRACTS.md. */
@@ -120,7 +177,9 @@ export function requestHandler(ctx: HandlerContext): http.RequestListener {
     const started = process.hrtime.bigint();
     const peer = req.socket.remoteAddress;
     const client = clientAddress(peer, req.headers['x-forwarded-for'], ctx.trusted);
+    const healthCheck = (req.url ?? '/').split('?')[0] === '/_status' && (req.method === 'GET' || req.method === 'HEAD');
     res.on('close', () => {
+      if (healthCheck && ctx.healthChecks && res.writableFinished && !ctx.healthChecks.record(client, res.statusCode)) return;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const target = JSON.stringify(`${req.method} ${(req.url ?? '').slice(0, 200)} HTTP/${req.httpVersion}`);
       const via = peer && client !== peer && client !== peer.replace(/^::ffff:/, '') ? ` via ${peer}` : '';

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { formatError } from '../errors.js';
 import { loadRelease, type Release } from '../schema/index.js';
 import { writeFileAtomic } from '../system/files.js';
+import { boundedStdout, LOG_MAX_BYTES } from '../system/log.js';
 import { PATHS, Root } from '../system/root.js';
 import { loadServerConfig } from './config.js';
 import { serverLog } from './log.js';
@@ -31,6 +32,12 @@ Exit codes: 0 stopped cleanly, 1 internal error, 2 bad arguments or configuratio
 3 cannot start (listen address or database).`;
 
 type Env = Record<string, string | undefined>;
+
+/** The size knocknoc.log is kept under; KNOCKNOC_LOG_MAX_BYTES (at least 64 kB) lets a test see a rotation. */
+function maxLogBytes(env: Env): number {
+  const given = Number(env.KNOCKNOC_LOG_MAX_BYTES);
+  return Number.isInteger(given) && given >= 65_536 ? given : LOG_MAX_BYTES;
+}
 
 function fail(lines: string[]): void {
   for (const line of lines) process.stderr.write(`knocknoc-server: ${line}\n`);
@@ -80,7 +87,7 @@ async function serve(argv: string[], env: Env): Promise<number> {
   const root = new Root(args.root ?? env.KNOCKNOC_ROOT ?? '/');
   const file = args.config ?? env.KNOCKNOC_CONFIG ?? root.path(PATHS.conf);
   const pidFile = args['pid-file'];
-  const log = serverLog();
+  const log = serverLog(boundedStdout(maxLogBytes(env)));
   // The pid file is first, so whoever started us can tell us apart even if we fail at once.
   if (pidFile) await writeFileAtomic(pidFile, `${process.pid}\n`, { mode: 0o644, backup: false });
 

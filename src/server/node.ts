@@ -11,9 +11,9 @@ import { probeListen } from '../system/host.js';
 import { TrustedForwarders } from './client-address.js';
 import type { ServerConfig } from './config.js';
 import { DatabaseMonitor, DEFAULT_TIMINGS, type MonitorTimings } from './database.js';
-import { requestHandler, type NodeFacts } from './http.js';
+import { HealthCheckTally, requestHandler, type NodeFacts } from './http.js';
 import type { ServerLog } from './log.js';
-import { listServers, markStopped, register, type Registration } from './registry.js';
+import { listServers, markStopped, onlineHolder, register, stillHeartbeating, type Registration } from './registry.js';
 
 /** A start that cannot go on: exit 2 (configuration) or 3 (listen address, database). */
 export class StartError extends Error {
@@ -105,9 +105,18 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     } else {
       log.info(`database schema at version ${result.from}: nothing to migrate`);
     }
-    const warning = await register(client, me);
+    // Two nodes with one ServerName would pass for one in the registry: the other would vanish
+    // from `knocker status` and from the upgrade's checks. A holder still heartbeating is another
+    // node; one that is silent is this node's own row from before a crash, taken over.
+    const holder = await onlineHolder(client, me);
+    if (holder && (await stillHeartbeating(client, me.name, holder))) {
+      throw new StartError(`another node (at ${holder.listen}) is online as "${me.name}": two nodes cannot share a ServerName`, 3, [
+        `give this node a name of its own (ServerName in ${config.file}), then start it again`,
+      ]);
+    }
+    if (holder) log.info(`"${me.name}" was still listed online at ${holder.listen} but sends no heartbeat: taking the name over`);
+    await register(client, me);
     registered = true;
-    if (warning) log.warn(warning);
     pool = await openPool(config.databaseUrl, { ...connectOptions, statementTimeoutMs: 5_000, queryTimeoutMs: 8_000 }, { max: 4, idleTimeoutMs: 30_000 });
   } catch (error) {
     // Not starting after all: do not stay listed as running.
@@ -123,7 +132,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const healthChecks = new HealthCheckTally(log);
   const handler = requestHandler({
+    healthChecks,
     node,
     trusted: new TrustedForwarders(config.trustedForwarders),
     log,
@@ -144,6 +155,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   server.requestTimeout = 30_000;
 
   const cleanUp = async () => {
+    healthChecks.stop();
     await monitor.stop(MARK_STOPPED_MS);
     await pool.end().catch(() => {});
   };
@@ -188,6 +200,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // Keep-alive connections left idle now, or still busy past the bound, end here.
     server.closeAllConnections();
     await closed;
+    healthChecks.stop();
     const { marked, error } = await monitor.stop(MARK_STOPPED_MS);
     if (marked) log.info(`marked "${config.serverName}" stopped in the registry`);
     else log.warn(`could not mark "${config.serverName}" stopped in the registry${error ? `: ${error}` : ''}; it will show as offline once its heartbeats stop`);

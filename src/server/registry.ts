@@ -33,17 +33,8 @@ export interface RegisteredServer {
 /** Missed heartbeats after which a running server counts as offline. */
 export const OFFLINE_AFTER_HEARTBEATS = 3;
 
-/**
- * Registers (or re-registers) this node. Returns a warning when another live process holds the
- * same name at another address: two nodes with one ServerName would pass for one in the registry.
- */
-export async function register(client: Queryable, me: Registration): Promise<string | undefined> {
-  const existing = await client.query<{ listen: string; instance: string; live: boolean }>(
-    `SELECT listen, instance, state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds * $2) AS live
-       FROM servers WHERE name = $1`,
-    [me.name, OFFLINE_AFTER_HEARTBEATS],
-  );
-  const other = existing.rows[0];
+/** Registers (or re-registers) this node; `liveHolder` first tells whether another node holds the name. */
+export async function register(client: Queryable, me: Registration): Promise<void> {
   await client.query(
     `INSERT INTO servers (name, listen, version, schema_version, state, instance, heartbeat_seconds, started_at, last_seen, stopped_at)
      VALUES ($1, $2, $3, $4, 'running', $5, $6, now(), now(), NULL)
@@ -52,10 +43,53 @@ export async function register(client: Queryable, me: Registration): Promise<str
        started_at = now(), last_seen = now(), stopped_at = NULL`,
     [me.name, me.listen, me.version, me.schemaVersion, me.instance, me.heartbeatSeconds],
   );
-  if (other?.live && other.instance !== me.instance && other.listen !== me.listen) {
-    return `another node at ${other.listen} was registered as "${me.name}" and is still heartbeating: give every node its own ServerName in knocknoc.conf`;
+}
+
+/** Another process registered under this node's name, still counted online. */
+export interface NameHolder {
+  listen: string;
+  instance: string;
+  /** last_seen as PostgreSQL writes it (microseconds: a Date would round them away). */
+  lastSeen: string;
+  heartbeatSeconds: number;
+}
+
+/** The online holder of `me.name` other than this process, if any. */
+export async function onlineHolder(client: Queryable, me: Pick<Registration, 'name' | 'instance'>): Promise<NameHolder | undefined> {
+  const result = await client.query<{ listen: string; instance: string; last_seen: string; heartbeat_seconds: number }>(
+    `SELECT listen, instance, last_seen::text AS last_seen, heartbeat_seconds FROM servers
+      WHERE name = $1 AND instance IS DISTINCT FROM $2
+        AND state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds * $3)`,
+    [me.name, me.instance, OFFLINE_AFTER_HEARTBEATS],
+  );
+  const row = result.rows[0];
+  return row ? { listen: row.listen, instance: row.instance, lastSeen: row.last_seen, heartbeatSeconds: row.heartbeat_seconds } : undefined;
+}
+
+/**
+ * Whether the holder heartbeats again within one heartbeat (and a margin): a process that still
+ * runs does; the row of one killed outright (this very node before a crash) stays as it was.
+ */
+export async function stillHeartbeating(client: Queryable, name: string, holder: NameHolder, pollMs = 200): Promise<boolean> {
+  const deadline = Date.now() + Math.max(1, holder.heartbeatSeconds) * 1000 + 2_000;
+  for (;;) {
+    const result = await client.query<{ beat: boolean }>(
+      `SELECT last_seen::text <> $3 AS beat FROM servers WHERE name = $1 AND instance = $2`,
+      [name, holder.instance, holder.lastSeen],
+    );
+    const row = result.rows[0];
+    // The row changed hands or went: whoever held it is not heartbeating as that process.
+    if (!row) return false;
+    if (row.beat) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
-  return undefined;
+}
+
+/** Removes a server from the registry (`knocker server forget`); true when there was a row. */
+export async function forgetServer(client: Queryable, name: string): Promise<boolean> {
+  const result = await client.query('DELETE FROM servers WHERE name = $1', [name]);
+  return (result.rowCount ?? 0) > 0;
 }
 
 /** The health check's query: the database's schema version (null: no Knocknoc schema). */

@@ -10,7 +10,7 @@ import type { Logger } from '../system/log.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
-import { logSince, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitJournal, type DaemonSpec } from '../system/service.js';
+import { logSince, logTail, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitFailed, unitJournal, vanishedDaemon, type DaemonSpec } from '../system/service.js';
 import { describeStatus, fetchStatus, statusUrl, type StatusReply } from './probe.js';
 
 export const SERVER_UNIT = 'knocknoc.service';
@@ -85,12 +85,24 @@ export interface ServerRunState {
   running: boolean;
   /** "pid 1234" or "knocknoc.service". */
   where: string;
+  /** Not running, and not stopped cleanly: how it went (the pid that is gone, the failed unit) and its last log lines. */
+  crashed?: { what: string; lastLines: string[] };
 }
 
+const CRASH_LINES = 3;
+
 export async function serverRunState(service: ServerService): Promise<ServerRunState> {
-  if (service.manager === 'systemd') return { running: await unitActive(SERVER_UNIT), where: SERVER_UNIT };
-  const pid = await runningDaemon(service.root.path(PATHS.serverPid));
-  return { running: pid !== undefined, where: pid === undefined ? 'no process' : `pid ${pid}` };
+  if (service.manager === 'systemd') {
+    if (await unitActive(SERVER_UNIT)) return { running: true, where: SERVER_UNIT };
+    if (!(await unitFailed(SERVER_UNIT))) return { running: false, where: SERVER_UNIT };
+    return { running: false, where: SERVER_UNIT, crashed: { what: `${SERVER_UNIT} failed`, lastLines: await unitJournal(SERVER_UNIT, 0, CRASH_LINES) } };
+  }
+  const pidFile = service.root.path(PATHS.serverPid);
+  const pid = await runningDaemon(pidFile);
+  if (pid !== undefined) return { running: true, where: `pid ${pid}` };
+  const gone = await vanishedDaemon(pidFile);
+  if (gone === undefined) return { running: false, where: 'no process' };
+  return { running: false, where: 'no process', crashed: { what: `pid ${gone} gone, its pid file still there`, lastLines: await logTail(service.root.path(PATHS.serverLog), CRASH_LINES) } };
 }
 
 /**

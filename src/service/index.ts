@@ -22,14 +22,25 @@ import { applyPlan, hasChanges, type Plan, type Step } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import type { Output } from '../shared/output.js';
+import { knockerCommand } from '../shared/hint.js';
 export type ServiceName = 'server' | 'postgres' | 'haproxy';
 export type ServiceAction = 'start' | 'stop' | 'restart' | 'status';
 
 
 interface ServiceState {
-  /** running, stopped, or failing: running but not serving (the server's /_status is not 200). */
-  word: 'running' | 'stopped' | 'failing';
+  /**
+   * running, stopped, failing (running but not serving: the server's /_status is not 200), or
+   * crashed (not running, and it did not stop cleanly: killed, or it died).
+   */
+  word: 'running' | 'stopped' | 'failing' | 'crashed';
   detail: string;
+  /** Shown indented under the status line (a crashed server's last log lines). */
+  more?: string[];
+}
+
+/** Not running, whether it stopped or crashed. */
+function down(state: ServiceState): boolean {
+  return state.word === 'stopped' || state.word === 'crashed';
 }
 
 interface Managed {
@@ -45,7 +56,7 @@ type Found = Managed | { name: ServiceName; notSetUp: string };
 const START_ORDER: ServiceName[] = ['postgres', 'server', 'haproxy'];
 
 async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile: string): Promise<Found> {
-  if (!conf) return { name: 'server', notSetUp: `no ${confFile} (run \`knocker install\`)` };
+  if (!conf) return { name: 'server', notSetUp: `no ${confFile} (run \`${knockerCommand(root, 'install')}\`)` };
   const listen = parseListen(conf.get('Listen') ?? '');
   if (!listen.ok) return { name: 'server', notSetUp: `Listen in ${confFile} is not usable: ${listen.error}` };
   const service = await serverService(root, packageRoot());
@@ -55,6 +66,9 @@ async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile:
     label: 'the Knocknoc server',
     async state() {
       const run = await serverRunState(service);
+      if (run.crashed) {
+        return { word: 'crashed', detail: `${run.crashed.what}; last log lines${service.manager === 'daemon' ? ` (${log})` : ''}:`, more: run.crashed.lastLines.length > 0 ? run.crashed.lastLines : ['(none)'] };
+      }
       if (!run.running) return { word: 'stopped', detail: service.manager === 'daemon' ? `log ${log}` : run.where };
       const reply = await fetchStatus(listen.value).catch((error: Error) => error);
       const answer = reply instanceof Error ? `no answer (${reply.message})` : describeStatus(reply);
@@ -113,7 +127,7 @@ async function haproxyEntry(root: Root): Promise<Found> {
   const facts = await inspectHaproxy(root);
   const { paths } = facts.service;
   if (facts.existing.kind !== 'knocker') {
-    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`knocker haproxy setup\`)` };
+    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`${knockerCommand(root, 'haproxy setup NAME=HOST:PORT …')}\`)` };
   }
   const { bind, tls } = facts.existing.settings;
   const frontend = `${tls ? 'https' : 'http'}://${formatListen(bind)}`;
@@ -164,7 +178,7 @@ function stepFor(service: Managed, verb: 'start' | 'stop', state: ServiceState):
     kind: 'service',
     title: `${starting ? 'Start' : 'Stop'} ${service.label}`,
     details: [`now: ${state.word}, ${state.detail}`],
-    changes: starting ? state.word === 'stopped' : state.word !== 'stopped',
+    changes: starting ? down(state) : !down(state),
     apply: starting ? () => service.start() : () => service.stop(),
     undo: async () => {
       await (starting ? service.stop() : service.start());
@@ -182,6 +196,17 @@ function planFor(action: 'start' | 'stop' | 'restart', services: Managed[], stat
   return { title: `knocker service ${action}`, steps, warnings: [] };
 }
 
+function notSetUp(root: Root): PreflightError {
+  return new PreflightError(`nothing here was set up by knocker install${root.isSandbox ? ` (root ${root.dir})` : ''}`, [`run ${knockerCommand(root, 'install')} first`]);
+}
+
+/** The steps that stop everything set up here (HAProxy, then the server, then PostgreSQL), by service. */
+export async function stopSteps(root: Root): Promise<Array<{ name: ServiceName; step: Step }>> {
+  const managed = (await findServices(root)).filter(isManaged).sort((a, b) => START_ORDER.indexOf(b.name) - START_ORDER.indexOf(a.name));
+  const states = await Promise.all(managed.map((m) => m.state()));
+  return managed.map((service, i) => ({ name: service.name, step: stepFor(service, 'stop', states[i]!) }));
+}
+
 /** Runs the command; returns the exit code (status: 0 everything set up runs, 1 something is stopped or failing). */
 export async function serviceCommand(action: ServiceAction, which: ServiceName | 'all', root: Root, io: Output): Promise<number> {
   const found = (await findServices(root)).filter((f) => which === 'all' || f.name === which);
@@ -196,14 +221,17 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
     for (const f of found) {
       const state = isManaged(f) ? states[managed.indexOf(f)]! : undefined;
       io.out(`${f.name.padEnd(9)} ${(state?.word ?? 'not set up').padEnd(11)} ${state?.detail ?? (f as { notSetUp: string }).notSetUp}`);
+      for (const line of state?.more ?? []) io.out(`${' '.repeat(22)}${line}`);
     }
+    if (managed.length === 0) throw notSetUp(root);
     return states.every((s) => s.word === 'running') ? 0 : 1;
   }
-  if (managed.length === 0) throw new PreflightError('nothing here was set up by knocker install', ['run `knocker install` first']);
+  if (managed.length === 0) throw notSetUp(root);
   for (const f of found) if (!isManaged(f)) io.out(`${f.name}: not set up: ${f.notSetUp}`);
   const plan = planFor(action, managed, states);
   if (!hasChanges(plan)) {
-    const already = (word: ServiceState['word']) => (word === 'failing' ? 'running, but failing (see `knocker service status`)' : word);
+    const already = (word: ServiceState['word']) =>
+      word === 'failing' ? `running, but failing (see \`${knockerCommand(root, 'service status')}\`)` : word === 'crashed' ? `stopped (it had crashed: see \`${knockerCommand(root, 'service status')}\`)` : word;
     io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
     return 0;
   }

@@ -8,6 +8,7 @@ import type { Output } from '../shared/output.js';
 import { haproxyPaths } from '../haproxy/service.js';
 import { sourceAddressFor } from '../postgres/connect.js';
 import { loadServerConfig } from '../server/config.js';
+import { knockerCommand, shellWord } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
 import { StatusMonitor } from './monitor.js';
@@ -19,10 +20,10 @@ export interface StatusOptions {
 /** The monitor of the cluster this root's knocknoc.conf belongs to. */
 export async function openMonitor(root: Root, options: StatusOptions): Promise<StatusMonitor> {
   const file = root.path(PATHS.conf);
-  const loaded = await loadServerConfig(file, os.hostname());
+  const loaded = await loadServerConfig(file, os.hostname(), `run \`${knockerCommand(root, 'install')}\` to write it`);
   if (!loaded.ok) {
     throw new PreflightError(`cannot tell which database to watch: ${loaded.problems[0] ?? `${file} does not load`}`, [
-      `knocker status reads the shared database from DatabaseURL in ${file}: run it on a web node (or point --root at one)`,
+      `the shared database is the one of DatabaseURL in ${file}: run this on a web node (or point --root at one)`,
     ]);
   }
   const config = loaded.config;
@@ -42,6 +43,7 @@ export async function openMonitor(root: Root, options: StatusOptions): Promise<S
     },
     haproxy: { statusSocket: paths.statusSocket, confFile: paths.conf },
     localName: config.serverName,
+    retireHint: (name) => knockerCommand(root, `server forget ${shellWord(name)}`),
     intervalMs: options.intervalMs,
   });
 }

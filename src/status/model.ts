@@ -132,6 +132,11 @@ const HEALTH_ORDER: Record<Health, number> = { fail: 0, warn: 1, ok: 2 };
 /** The HAProxy state that keeps a server from new requests, in one word; undefined when in rotation. */
 function haproxyProblem(stat: ServerStat): { word: string; health: Health; text: string } | undefined {
   const s = stat.status;
+  // DOWN with passing checks is a server on its way back (just readied, its health forced down
+  // until `rise` checks pass): not a failure.
+  if (s.state === 'DOWN' && (s.transition || /^L[4-7]OK$/.test(stat.check.status ?? ''))) {
+    return { word: 'rising', health: 'warn', text: `HAProxy: ${s.text} (checks passing: back in rotation after ${s.transition ? `${s.transition.of - s.transition.checks} more` : 'its next'})` };
+  }
   if (s.state === 'DOWN') return { word: 'down', health: 'fail', text: `HAProxy: ${s.text}${stat.check.status ? ` (${stat.check.status}${stat.check.detail ? `: ${stat.check.detail}` : ''})` : ''}` };
   if (s.state === 'MAINT') return { word: 'maint', health: 'warn', text: `HAProxy: ${s.text} (out of rotation)` };
   if (s.state === 'DRAIN') return { word: 'draining', health: 'warn', text: `HAProxy: ${s.text} (no new sessions)` };
@@ -141,8 +146,15 @@ function haproxyProblem(stat: ServerStat): { word: string; health: Health; text:
   return undefined;
 }
 
-/** A server's health from what each source says of it. */
-export function judge(row: Omit<ServerRow, 'health' | 'word' | 'problems'>, haproxyKnown: boolean): Pick<ServerRow, 'health' | 'word' | 'problems'> {
+/**
+ * A server's health from what each source says of it. `retire` gives the command that takes a
+ * server out of the registry (in the context of this run), said beside a stopped or offline one.
+ */
+export function judge(
+  row: Omit<ServerRow, 'health' | 'word' | 'problems'>,
+  haproxyKnown: boolean,
+  retire?: (name: string) => string,
+): Pick<ServerRow, 'health' | 'word' | 'problems'> {
   const problems: Array<{ word: string; health: Health; text: string }> = [];
   const r = row.registry;
   if (!r) problems.push({ word: 'unregistered', health: 'fail', text: 'not in the servers registry of this database' });
@@ -168,7 +180,9 @@ export function judge(row: Omit<ServerRow, 'health' | 'word' | 'problems'>, hapr
   }
   if (problems.length === 0) return { health: 'ok', word: row.haproxy && row.backup ? 'standby' : 'ok', problems: [] };
   problems.sort((a, b) => HEALTH_ORDER[a.health] - HEALTH_ORDER[b.health]);
-  return { health: problems[0]!.health, word: problems[0]!.word, problems: problems.map((x) => x.text) };
+  // What to do about a server that is not running comes after what is wrong with it.
+  const advice = r && (r.state === 'stopped' || !r.online) && retire ? [`gone for good? retire it: ${retire(row.name)}`] : [];
+  return { health: problems[0]!.health, word: problems[0]!.word, problems: [...problems.map((x) => x.text), ...advice] };
 }
 
 /** Problems first (fail, then warn), then by name. */
@@ -223,7 +237,11 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
     }
     const v0 = prev.probe?.body?.version ?? prev.registry?.version;
     const v1 = row.probe?.body?.version ?? row.registry?.version;
-    if (v0 && v1 && v0 !== v1) events.push({ at, level: 'ok', text: `${row.name}: version ${v0} → ${v1}` });
+    if (v0 && v1 && v0 !== v1) {
+      // Going down a release (a rollback, or a node reinstalled from an old package) is not shown as good news.
+      const down = v1.localeCompare(v0, 'en', { numeric: true }) < 0;
+      events.push({ at, level: down ? 'warn' : 'ok', text: `${row.name}: version ${v0} → ${v1}${down ? ' (an older release)' : ''}` });
+    }
     const s0 = prev.haproxy?.status.text;
     const s1 = row.haproxy?.status.text;
     if (s0 && s1 && s0 !== s1 && prev.word === row.word) events.push({ at, level: row.health, text: `${row.name}: HAProxy ${s0} → ${s1}` });

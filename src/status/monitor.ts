@@ -13,6 +13,8 @@ const MAX_EVENTS = 200;
 export interface MonitorOptions {
   database: DatabaseSourceOptions;
   haproxy: Omit<HaproxySourceOptions, 'timeoutMs'>;
+  /** The command that retires a server gone for good, as this run would paste it. */
+  retireHint?: (name: string) => string;
   /** This host's own node (its ServerName), reached on loopback when it listens on a wildcard address. */
   localName: string | undefined;
   intervalMs: number;
@@ -177,7 +179,7 @@ export class StatusMonitor {
 
   private build(at: number): Snapshot {
     const haproxyKnown = this.haproxy.state.data !== undefined;
-    const servers = sortRows(this.rows().map((row) => ({ ...row, ...judge(row, haproxyKnown) })));
+    const servers = sortRows(this.rows().map((row) => ({ ...row, ...judge(row, haproxyKnown, this.options.retireHint) })));
     return {
       at,
       sources: {

@@ -41,6 +41,54 @@ export interface Logger {
   scrub(text: string): string;
 }
 
+/** A log knocker writes is kept under this size: past it, the file becomes FILE.1 (one kept) and a new one begins. */
+export const LOG_MAX_BYTES = 10 * 1024 * 1024;
+
+/** Moves a log past LOG_MAX_BYTES aside as FILE.1 (replacing the one before). */
+export function rotateIfLarge(file: string, maxBytes = LOG_MAX_BYTES): boolean {
+  const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  if (size <= maxBytes) return false;
+  fs.renameSync(file, `${file}.1`);
+  return true;
+}
+
+/**
+ * A daemon's stdout when it is a log file (a daemon under a root, or without systemd): kept under
+ * `maxBytes` by copying it to FILE.1 and truncating it in place, since the file is held open by
+ * this process (and appended to, so writing goes on at its new end). Under systemd stdout is the
+ * journal, which bounds itself.
+ */
+export function boundedStdout(maxBytes = LOG_MAX_BYTES, stream: NodeJS.WriteStream = process.stdout): { write(text: string): unknown } {
+  let file: string | undefined;
+  try {
+    const fd = (stream as unknown as { fd?: number }).fd ?? 1;
+    if (fs.fstatSync(fd).isFile()) file = fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    file = undefined;
+  }
+  let sinceCheck = 0;
+  return {
+    write(text: string) {
+      const result = stream.write(text);
+      if (file === undefined) return result;
+      sinceCheck += text.length;
+      // A stat per 256 kB written, not per line.
+      if (sinceCheck < 256 * 1024) return result;
+      sinceCheck = 0;
+      try {
+        const fd = (stream as unknown as { fd?: number }).fd ?? 1;
+        if (fs.fstatSync(fd).size > maxBytes) {
+          fs.copyFileSync(file, `${file}.1`);
+          fs.ftruncateSync(fd, 0);
+        }
+      } catch {
+        // A log that cannot be rotated (no space for the copy) is left as it is: serving goes on.
+      }
+      return result;
+    },
+  };
+}
+
 /** A logger appending to `file` (created 0600 with its folder). */
 export function fileLogger(file: string): Logger {
   const scrubber = new Scrubber();
@@ -51,6 +99,7 @@ export function fileLogger(file: string): Logger {
     try {
       if (fd === undefined) {
         fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+        rotateIfLarge(file);
         fd = fs.openSync(file, 'a', 0o600);
         fs.fchmodSync(fd, 0o600);
       }

@@ -41,6 +41,36 @@ export async function runningDaemon(pidFile: string): Promise<number | undefined
   return (await isOurs(pid, pidFile)) ? pid : undefined;
 }
 
+/**
+ * The pid a pid file still names although that process is gone: the daemon was killed outright
+ * (kill -9, the OOM killer) or crashed, since a clean exit removes its pid file.
+ */
+export async function vanishedDaemon(pidFile: string): Promise<number | undefined> {
+  const text = await fs.readFile(pidFile, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const pid = Number(text.trim());
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  return (await isOurs(pid, pidFile)) ? undefined : pid;
+}
+
+/** The last lines of a log, reading only its end (a log may be large). */
+export async function logTail(logFile: string, lines: number, maxBytes = 64 * 1024): Promise<string[]> {
+  const handle = await fs.open(logFile, 'r').catch(() => undefined);
+  if (!handle) return [];
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, maxBytes);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const text = buffer.toString('utf8').split('\n');
+    // A cut first line is not shown half.
+    if (length < size) text.shift();
+    return text.filter((l) => l.trim() !== '').slice(-lines);
+  } finally {
+    await handle.close();
+  }
+}
+
 export interface StartedDaemon {
   pid: number;
   /** Resolves with the exit code if it exits while this process still runs. */
@@ -110,6 +140,12 @@ export async function systemctl(args: string[], log?: Logger): Promise<void> {
 
 export async function unitActive(unit: string): Promise<boolean> {
   const result = await run('systemctl', ['is-active', '--quiet', unit], { allowFailure: true });
+  return result.exitCode === 0;
+}
+
+/** The unit failed (it exited with an error or was killed, and systemd did not restart it). */
+export async function unitFailed(unit: string): Promise<boolean> {
+  const result = await run('systemctl', ['is-failed', '--quiet', unit], { allowFailure: true });
   return result.exitCode === 0;
 }
 

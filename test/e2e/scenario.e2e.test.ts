@@ -328,6 +328,8 @@ describe('the seed on fresh Debian hosts', () => {
     await t.keys('Enter');
     await t.waitFor('Option 1, 2, or 3? (default is 1):');
     await t.keys('1');
+    await t.waitFor("Enter this server's name (default: web-4):");
+    await t.keys('Enter');
     await t.waitFor('Set up HAProxy on this host? (default: no):');
     await t.type('yes');
     await t.keys('Enter');

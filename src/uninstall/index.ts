@@ -1,0 +1,304 @@
+// `knocker uninstall`: the install's reverse plan, shown first: stop what the installer set up
+// (HAProxy, the server, its private PostgreSQL), disable the server's unit, take this node out of
+// its database's registry, and remove the files knocker wrote (knocknoc.conf, answers, HAProxy's
+// configuration, state, runtime files, logs), then the folders left empty. The database and its
+// data (the private cluster, its certificates and the cluster's CA) are kept unless --purge-data.
+// Under a sandbox root, an uninstall with --purge-data leaves the root empty.
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../errors.js';
+import { inspectHaproxy } from '../haproxy/plan.js';
+import { connect, describeConnectError, sourceAddressFor } from '../postgres/connect.js';
+import { describeTarget } from '../postgres/url.js';
+import { loadServerConfig, type ServerConfig } from '../server/config.js';
+import { forgetServer, listServers, type RegisteredServer } from '../server/registry.js';
+import { SERVER_UNIT } from '../server/service.js';
+import { stopSteps } from '../service/index.js';
+import { knockerCommand } from '../shared/hint.js';
+import { readIfExists, statIfExists, writeFileAtomic } from '../system/files.js';
+import { isSystemdHost } from '../system/host.js';
+import { applyPlan, formatPlan, hasChanges, planToJson, type Plan, type Step } from '../system/plan.js';
+import { progressPrinter } from '../system/progress.js';
+import { withLock } from '../system/lock.js';
+import type { Output } from '../shared/output.js';
+import { PATHS, type Root } from '../system/root.js';
+import { systemctl } from '../system/service.js';
+
+export interface UninstallOptions {
+  purgeData: boolean;
+}
+
+/** Files knocker writes (each with its .bak), removed by an uninstall. */
+const WRITTEN_FILES = [PATHS.conf, PATHS.answers, PATHS.exposedbUrl, PATHS.databaseCa, PATHS.upgradeJournal, PATHS.haproxyReloadPending, PATHS.serverPid];
+/** The database's data: removed only with --purge-data. */
+const DATA_DIRS = [PATHS.pgData, PATHS.pgCreating, PATHS.pgTlsDir, PATHS.clusterCaDir];
+/** Folders knocker keeps its files in: removed once empty, deepest first. */
+const FOLDERS = [PATHS.haproxyStateDir, PATHS.haproxyRunDir, PATHS.pgSocketDir, PATHS.runDir, PATHS.logDir, PATHS.stateDir, PATHS.etcDir, '/opt/knocknoc', '/etc/haproxy'];
+
+/** Removes a file; what it held is read when the step runs (stopping a service may write it), and put back by the undo. */
+function removeFileStep(file: string): Step {
+  let kept: { content: string; mode: number } | undefined;
+  return {
+    kind: 'file',
+    title: `Remove ${file}`,
+    details: [],
+    changes: true,
+    async apply() {
+      const stat = await fs.lstat(file).catch(() => undefined);
+      if (!stat || stat.isDirectory()) return 'not there';
+      // A socket or link left by a stopped daemon is removed; a file's content is kept for the undo.
+      if (stat.isFile()) kept = { content: (await readIfExists(file)) ?? '', mode: stat.mode & 0o7777 };
+      await fs.rm(file, { force: true });
+    },
+    async undo() {
+      if (kept) await writeFileAtomic(file, kept.content, { mode: kept.mode, backup: false });
+    },
+  };
+}
+
+/** Everything but folders in `dir` and below (logs, runtime files, sockets). */
+async function filesIn(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+  const found: string[] = [];
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...(await filesIn(full)));
+    else found.push(full);
+  }
+  return found;
+}
+
+/** The files that exist now, and `later` ones the stopping of a service writes (HAProxy's server state). */
+async function fileSteps(files: string[], later: string[] = []): Promise<Step[]> {
+  const steps: Step[] = [];
+  for (const file of [...new Set(files)]) {
+    const stat = await fs.lstat(file).catch(() => undefined);
+    if (later.includes(file) || (stat && !stat.isDirectory())) steps.push(removeFileStep(file));
+  }
+  return steps;
+}
+
+/** This node's row in the registry of its database: deleted; put back by the undo. */
+async function registryStep(config: ServerConfig, warnings: string[]): Promise<Step | undefined> {
+  const options = { sourceAddress: sourceAddressFor(config.listen.host, config.databaseUrl.host), connectTimeoutMs: 5_000, applicationName: 'knocker uninstall' };
+  const target = describeTarget(config.databaseUrl);
+  let row: RegisteredServer | undefined;
+  try {
+    const client = await connect(config.databaseUrl, options);
+    try {
+      row = (await listServers(client)).find((s) => s.name === config.serverName);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  } catch (error) {
+    warnings.push(
+      `cannot reach the database (${describeConnectError(error, config.databaseUrl).message}): "${config.serverName}" stays in its registry; retire it later from another node with \`knocker server forget ${config.serverName}\``,
+    );
+    return undefined;
+  }
+  if (!row) return undefined;
+  const registered = row;
+  return {
+    kind: 'database',
+    title: `Take "${config.serverName}" out of the servers registry of ${target}`,
+    details: [`DELETE FROM servers WHERE name = '${config.serverName}'`],
+    changes: true,
+    async apply() {
+      const client = await connect(config.databaseUrl, options);
+      try {
+        await forgetServer(client, config.serverName);
+      } finally {
+        await client.end().catch(() => {});
+      }
+    },
+    async undo() {
+      const client = await connect(config.databaseUrl, options);
+      try {
+        await client.query(
+          `INSERT INTO servers (name, listen, version, schema_version, state, instance, heartbeat_seconds, started_at, last_seen, stopped_at)
+           VALUES ($1, $2, $3, $4, 'stopped', 'restored by knocker uninstall', 5, $5, $6, now()) ON CONFLICT (name) DO NOTHING`,
+          [registered.name, registered.listen, registered.version, registered.schemaVersion, registered.startedAt, registered.lastSeen],
+        );
+      } finally {
+        await client.end().catch(() => {});
+      }
+    },
+  };
+}
+
+function unitStep(root: Root): Step {
+  const unit = root.path(PATHS.serverUnit);
+  let content: string | undefined;
+  return {
+    kind: 'service',
+    title: `Disable ${SERVER_UNIT} and remove ${unit}`,
+    details: [`systemctl disable ${SERVER_UNIT}; rm ${unit}; systemctl daemon-reload`],
+    changes: true,
+    async apply() {
+      content = await readIfExists(unit);
+      await systemctl(['disable', SERVER_UNIT]);
+      await fs.rm(unit, { force: true });
+      await systemctl(['daemon-reload']);
+    },
+    async undo() {
+      if (content !== undefined) await writeFileAtomic(unit, content, { mode: 0o644, backup: false });
+      await systemctl(['daemon-reload']);
+      await systemctl(['enable', SERVER_UNIT]);
+    },
+  };
+}
+
+function removeTreeStep(dir: string, what: string): Step {
+  return {
+    kind: 'file',
+    title: `Delete ${dir} (${what})`,
+    details: ['cannot be undone'],
+    changes: true,
+    async apply() {
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+    async undo() {
+      throw new Error(`${dir} was deleted and cannot be restored`);
+    },
+    async remains() {
+      return false;
+    },
+  };
+}
+
+/** Removes knocker's folders that are empty, and under a root every empty folder in it; returns them. */
+export async function removeEmptyFolders(root: Root): Promise<string[]> {
+  const removed: string[] = [];
+  const candidates = root.isSandbox ? await allFolders(root.dir) : FOLDERS.map((f) => root.path(f));
+  // Deepest first, so that a folder emptied by removing its children goes too.
+  for (const dir of candidates.sort((a, b) => b.length - a.length)) {
+    if (dir === root.dir) continue;
+    const entries = await fs.readdir(dir).catch(() => undefined);
+    if (entries && entries.length === 0) {
+      await fs.rmdir(dir);
+      removed.push(dir);
+    }
+  }
+  return removed;
+}
+
+function foldersStep(root: Root): Step {
+  const removed: string[] = [];
+  return {
+    kind: 'file',
+    title: root.isSandbox ? `Remove the folders left empty in ${root.dir}` : 'Remove the folders knocker made, where they are left empty',
+    details: [],
+    changes: true,
+    async apply() {
+      removed.push(...(await removeEmptyFolders(root)));
+      return removed.length > 0 ? `${removed.length} folder${removed.length === 1 ? '' : 's'}` : 'none was empty';
+    },
+    async undo() {
+      for (const dir of removed.reverse()) await fs.mkdir(dir, { recursive: true });
+    },
+  };
+}
+
+async function allFolders(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+  const found: string[] = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory()) continue;
+    const full = path.join(dir, entry.name);
+    found.push(full, ...(await allFolders(full)));
+  }
+  return found;
+}
+
+/** The uninstall plan; nothing changes until it is applied. */
+export async function uninstallPlan(root: Root, options: UninstallOptions): Promise<Plan> {
+  const warnings: string[] = [];
+  const steps: Step[] = [];
+  const loaded = await loadServerConfig(root.path(PATHS.conf), os.hostname(), `nothing to uninstall from this node's configuration`);
+  const config = loaded.ok ? loaded.config : undefined;
+  const option = config ? (await readIfExists(root.path(PATHS.conf)))?.match(/^\s*DatabaseOption\s*=\s*(\d)/m)?.[1] : undefined;
+
+  // Stop HAProxy, then the server; the registry while its database still runs; then PostgreSQL.
+  const stops = await stopSteps(root);
+  for (const { name, step } of stops) {
+    if (name === 'postgres') continue;
+    steps.push(step);
+  }
+  if (config) {
+    const registry = await registryStep(config, warnings);
+    if (registry) steps.push(registry);
+  }
+  const postgres = stops.find((s) => s.name === 'postgres');
+  // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
+  if (postgres && root.isSandbox) steps.push(postgres.step);
+  else if (postgres) warnings.push("the host's PostgreSQL is left running: it may hold other databases than Knocknoc's");
+  if (!root.isSandbox && (await isSystemdHost()) && (await statIfExists(root.path(PATHS.serverUnit)))) steps.push(unitStep(root));
+
+  const haproxy = await inspectHaproxy(root);
+  const files = WRITTEN_FILES.flatMap((f) => [root.path(f), `${root.path(f)}.bak`]);
+  if (haproxy.existing.kind === 'knocker') {
+    files.push(haproxy.service.paths.conf, `${haproxy.service.paths.conf}.bak`, root.path(PATHS.haproxyStateFile));
+  } else if (haproxy.existing.kind === 'foreign') {
+    warnings.push(`${haproxy.service.paths.conf} was not written by knocker: it is left as it is`);
+  }
+  // The lock this run holds is released (and removed) by the run itself.
+  files.push(...(await filesIn(root.path(PATHS.logDir))), ...(await filesIn(root.path(PATHS.runDir))).filter((f) => f !== root.path(PATHS.installLock)));
+  if (root.isSandbox) files.push(...(await filesIn(root.path(PATHS.haproxyRunDir))), root.path(PATHS.haproxyPid), root.path(PATHS.haproxyMasterSocket));
+  steps.push(...(await fileSteps(files, haproxy.existing.kind === 'knocker' ? [root.path(PATHS.haproxyStateFile)] : [])));
+
+  if (options.purgeData) {
+    if (option === '1' && !root.isSandbox) {
+      throw new UsageError('--purge-data on a host whose PostgreSQL is the system\'s is not done by knocker: the cluster may hold other databases; nothing was changed', [], [
+        'uninstall without --purge-data, then drop the database yourself: sudo -u postgres dropdb knocknoc; sudo -u postgres dropuser knocknoc',
+      ]);
+    }
+    for (const dir of DATA_DIRS) {
+      if (await statIfExists(root.path(dir))) steps.push(removeTreeStep(root.path(dir), dir === PATHS.clusterCaDir ? "the cluster's CA" : 'the database\'s data'));
+    }
+    if (option === '2' || option === '3') warnings.push(`the database is external (DatabaseOption ${option}): --purge-data does not drop it`);
+  } else {
+    const kept = [];
+    for (const dir of DATA_DIRS) if (await statIfExists(root.path(dir))) kept.push(root.path(dir));
+    if (kept.length > 0) warnings.push(`kept (the database and its data): ${kept.join(', ')}; ${knockerCommand(root, 'uninstall --purge-data')} deletes them`);
+  }
+  if (steps.length > 0) steps.push(foldersStep(root));
+  return { title: 'knocker uninstall', steps, warnings };
+}
+
+/** `knocker uninstall`: plan, confirmation (by the command), apply under the install lock. */
+export async function runUninstall(
+  root: Root,
+  options: UninstallOptions & { dryRun: boolean; json: boolean; confirm: (plan: Plan) => Promise<boolean> },
+  io: Output,
+): Promise<number> {
+  if (options.dryRun) {
+    const plan = await uninstallPlan(root, options);
+    if (options.json) io.out(JSON.stringify({ dryRun: true, root: root.dir, purgeData: options.purgeData, plan: planToJson(plan) }, null, 2));
+    else {
+      formatPlan(plan).forEach((l) => io.out(l));
+      io.out('Dry run: nothing was changed.');
+    }
+    return 0;
+  }
+  const outcome = await withLock(root.path(PATHS.installLock), 'knocker uninstall', async () => {
+    const plan = await uninstallPlan(root, options);
+    if (!hasChanges(plan)) {
+      io.out(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);
+      return 'nothing' as const;
+    }
+    formatPlan(plan).forEach((l) => io.out(l));
+    if (!(await options.confirm(plan))) {
+      io.out('Nothing was changed.');
+      return 'declined' as const;
+    }
+    await applyPlan(plan, { onEvent: progressPrinter(plan, io.out) });
+    return 'done' as const;
+  });
+  if (outcome !== 'done') return 0;
+  // The lock's own folder goes once the lock is released.
+  await removeEmptyFolders(root);
+  const left = root.isSandbox ? await fs.readdir(root.dir).catch(() => []) : [];
+  io.out(`Uninstalled.${root.isSandbox ? (left.length === 0 ? ` ${root.dir} is empty.` : ` Left in ${root.dir}: ${left.join(', ')}.`) : ''}`);
+  return 0;
+}
