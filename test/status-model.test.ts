@@ -14,7 +14,7 @@ const registered = (over: Partial<RegisteredServer> = {}): RegisteredServer => (
 });
 const probe = (over: Partial<Probe> = {}): Probe => ({
   address: '10.0.0.11:8756', at: Date.now(), http: 200, latencyMs: 2,
-  body: { status: 'ok', server: 'web-1', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok', uptimeSeconds: 5 },
+  body: { status: 'ok', server: 'web-1', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok', databaseHost: '127.0.0.1:5432', uptimeSeconds: 5 },
   error: undefined, ...over,
 });
 const stat = (status: string, check = 'L7OK'): ServerStat =>
