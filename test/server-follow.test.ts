@@ -72,6 +72,7 @@ test('the primary stopped, the standby promoted with pg_ctl promote: the node fo
   const db = await pair();
   const node = await startServer({ host: NODE, databaseUrl: db.url(['primary', 'standby']), name: 'web-1' });
   expect((await node.waitForStatus(200)).databaseHost).toBe(db.primaryHost);
+  await db.standby.caughtUp();
 
   await db.primary.stop();
   // While only the standby answers: 503 with no database host, and the page fails cleanly; each
@@ -97,6 +98,7 @@ test('a primary turned read-only under the node (25006 on its heartbeat): the no
   const db = await pair();
   const node = await startServer({ host: NODE, databaseUrl: db.url(['primary', 'standby']), name: 'web-1' });
   expect((await node.waitForStatus(200)).databaseHost).toBe(db.primaryHost);
+  await db.standby.caughtUp();
   // A soft fence of the old primary, then the standby promoted: the node's open session on the
   // fenced primary is refused its next write (SQLSTATE 25006) and it selects again.
   await db.primary.admin('ALTER SYSTEM SET default_transaction_read_only = on');
@@ -108,8 +110,11 @@ test('a primary turned read-only under the node (25006 on its heartbeat): the no
       const { http, body } = await node.status();
       return http === 200 && body.databaseHost === db.standbyHost ? body : undefined;
     },
-    60_000,
-  );
+    30_000,
+  
+  ).catch(async (error: Error) => {
+    throw new Error(`${error.message}\n${JSON.stringify(await node.status().catch(() => undefined))}\n${node.stdout().split('\n').filter((l) => !l.includes('GET /_status')).join('\n')}`);
+  });
   expect(moved.status).toBe('ok');
   expect(node.stdout()).toMatch(/is read-only now \(SQLSTATE 25006\)/);
 });

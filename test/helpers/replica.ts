@@ -19,6 +19,8 @@ export interface TestStandby {
   cluster: PrivateCluster;
   slot: string;
   admin<T = Record<string, unknown>>(sql: string, values?: unknown[], database?: string): Promise<T[]>;
+  /** Waits until the standby has replayed everything the primary had written when called. */
+  caughtUp(): Promise<void>;
   /** pg_ctl promote; resolves once it accepts writes. */
   promote(): Promise<void>;
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
@@ -104,6 +106,12 @@ export async function startTestStandby(primary: TestCluster, options: { host: st
     cluster,
     slot,
     admin,
+    async caughtUp() {
+      const [{ lsn }] = (await primary.admin<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
+      await until('the standby to replay the primary', async () =>
+        (await admin<{ done: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]))[0]?.done ? true : undefined,
+      );
+    },
     async promote() {
       await run(path.join(cluster.bin.dir, 'pg_ctl'), ['promote', '-w', '-t', '60', '-s', '-D', cluster.dataDir], { asUser: cluster.osUser, timeoutMs: 90_000 });
       await until('the promoted standby to accept writes', async () => ((await admin<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false ? true : undefined));
