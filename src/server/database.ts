@@ -28,7 +28,7 @@ export interface MonitorTimings {
   backoffMaxMs: number;
   /**
    * While a server of the list answers as a standby but none as the primary (a promotion under
-   * way), reconnect every `backoffMinMs` instead of backing off, for at most this long.
+   * way, or to come), reconnect every `backoffMinMs` for this long, then at most every second.
    */
   switchWindowMs: number;
 }
@@ -250,10 +250,14 @@ export class DatabaseMonitor {
     if (wasUp) for (const listener of this.listeners) listener(undefined);
     if (error instanceof NoSuitableHostError && error.standbyOnly) this.switchingSince ??= Date.now();
     else this.switchingSince = undefined;
-    const switching = this.switchingSince !== undefined && Date.now() - this.switchingSince < switchWindowMs;
+    const switching = this.switchingSince !== undefined;
+    const early = switching && Date.now() - this.switchingSince! < switchWindowMs;
     // The server in use lost (or read-only): the first attempt again at once, to the next host.
+    // A standby answering and no primary: every backoffMinMs for switchWindowMs, then at most
+    // every second (a promotion may come at any time, and is to be followed at once).
     if (wasUp && isSwitchError(error)) this.backoffMs = 0;
-    else this.backoffMs = switching ? backoffMinMs : this.backoffMs === 0 ? backoffMinMs : Math.min(this.backoffMs * 2, backoffMaxMs);
+    else if (early) this.backoffMs = backoffMinMs;
+    else this.backoffMs = Math.min(this.backoffMs === 0 ? backoffMinMs : this.backoffMs * 2, switching ? Math.min(1000, backoffMaxMs) : backoffMaxMs);
     // A little jitter, so nodes that lost the database together do not knock together.
     this.nextAttemptAt = Date.now() + this.backoffMs * (0.8 + Math.random() * 0.4);
     if (this.downSince === undefined) {
