@@ -78,7 +78,7 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
   const hidden = await statusJson(onPrimary);
   expect(hidden.exitCode).toBe(0);
   expect(hidden.status.database).toMatchObject({ role: 'primary', limited: true, schemaVersion: 1, connections: { max: 100 } });
-  expect(hidden.status.database.standbys).toEqual([{ name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null }]);
+  expect(hidden.status.database.standbys).toEqual([{ name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null, slot: null }]);
   const hiddenText = await knocker(['status', '--once', '--root', onPrimary.dir]);
   expect(hiddenText.stdout).toContain('database primary, 1 standby (lag hidden: needs pg_monitor)');
   expect(hiddenText.stdout).toContain('standby standby-1: ?, lag hidden (needs pg_monitor)');
