@@ -89,7 +89,7 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   const before = await newRootStatus(url([P, S]), listen);
   expect(before.exitCode).toBe(0);
   expect(before.database).toMatchObject({ role: 'primary', host: P, hosts: [P, S] });
-  expect(before.database.standbys).toEqual([expect.objectContaining({ name: 'standby_b', state: 'streaming', syncState: 'async', lagBytes: expect.any(Number), slot: 'standby_b' })]);
+  expect(before.database.standbys).toEqual([expect.objectContaining({ name: 'standby_b', state: 'streaming', syncState: 'async', lagBytes: expect.any(Number), lagSeconds: expect.any(Number), slot: 'standby_b' })]);
   expect(before.database.slots).toEqual([{ name: 'standby_b', type: 'physical', active: true, walStatus: 'reserved', retainedBytes: expect.any(Number), safeWalSizeBytes: null }]);
   expect(before.servers.map((s) => [s.name, s.state, s.status?.databaseHost])).toEqual([
     ['web-1', 'ok', P],
@@ -99,7 +99,7 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   expect(text.stdout).toMatch(/SERVER\s+HEALTH\s+VERSION\s+\/_STATUS\s+DATABASE/);
   expect(text.stdout).toMatch(new RegExp(`web-1\\s+ok\\s+1\\.0\\.0\\s+200 \\S+\\s+${P.replace(/\./g, '\\.')}`));
   expect(text.stdout).toContain(`on ${P} (of ${P}, ${S})`);
-  expect(text.stdout).toMatch(/standby standby_b \(127\.0\.0\.1\): streaming, async, lag \d+(\.\d)? (B|kB|MB).*, slot standby_b/);
+  expect(text.stdout).toMatch(/standby standby_b \(127\.0\.0\.1\): streaming, async, lag \d+(\.\d)? (B|kB|MB) \/ \S+, slot standby_b/);
   expect(text.stdout).toMatch(/slot standby_b \(physical\): active, retains \d+(\.\d)? (B|kB|MB) of WAL, wal_status reserved/);
 
   // The standby promoted while the old primary still runs (writable, not fenced): the nodes keep

@@ -191,9 +191,11 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
     let limited = false;
     if (!basics.in_recovery) {
       const rows = await link.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null; slot: string | null }>(
-        `SELECT r.application_name AS name, r.client_addr::text AS client_addr, r.state, r.sync_state,
+        `SELECT r.application_name AS name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
                 pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes,
-                extract(epoch FROM r.replay_lag)::float8 AS lag_seconds,
+                -- replay_lag is NULL once a standby has caught up and nothing is written: 0 then.
+                CASE WHEN r.replay_lsn = pg_current_wal_lsn() THEN 0
+                     ELSE extract(epoch FROM r.replay_lag)::float8 END AS lag_seconds,
                 (SELECT s.slot_name::text FROM pg_replication_slots s WHERE s.active_pid = r.pid LIMIT 1) AS slot
            FROM pg_stat_replication r ORDER BY r.application_name`,
       );
