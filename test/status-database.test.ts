@@ -98,7 +98,7 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
   // The same registry read through the standby: a read-only copy, and it says so.
   const parsed = parseDatabaseUrl(db.url);
   if (!parsed.ok) throw new Error(parsed.error);
-  const standbyUrl = buildDatabaseUrl({ ...parsed.value, host: STANDBY_HOST, port: standby.port });
+  const standbyUrl = buildDatabaseUrl({ ...parsed.value, host: STANDBY_HOST, port: standby.port, hosts: undefined });
   const onStandby = await rootFor(standbyUrl, listen);
   const replica = await statusJson(onStandby);
   expect(replica.exitCode).toBe(0);
