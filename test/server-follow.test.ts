@@ -6,7 +6,8 @@ import { afterEach, expect, test } from 'vitest';
 import { buildDatabaseUrl, parseDatabaseUrl } from '../src/postgres/url.js';
 import { startTestCluster, type TestCluster } from './helpers/pg.js';
 import { allowLogins, startTestStandby, type TestStandby } from './helpers/replica.js';
-import { request, startServer, stopServers, waitFor } from './helpers/server.js';
+import { freePort } from '../src/system/host.js';
+import { launchServer, request, startServer, stopServers, waitFor, writeServerConf } from './helpers/server.js';
 
 const PRIMARY = '127.0.0.31';
 const STANDBY = '127.0.0.32';
@@ -66,6 +67,30 @@ test('a two-host DatabaseURL: the node serves from the primary, in either order 
   const page = await request(second.url('/'));
   expect(page.status).toBe(200);
   expect(page.body).toContain('<td>web-1 (this node)</td>');
+
+  // Its sessions terminated (SQLSTATE 57P01 on the open connection): it connects again by itself,
+  // without a request to make it, to the same primary.
+  const sessions = () => db.primary.admin<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = 'knocknoc-server web-1'`, [], 'knocknoc');
+  const before = (await sessions()).map((r) => r.pid);
+  expect(before.length).toBeGreaterThan(0);
+  await db.primary.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'knocknoc-server web-1'`);
+  await waitFor('a new session of web-1 on the primary', async () => ((await sessions()).some((r) => !before.includes(r.pid)) ? true : undefined));
+  const again = await second.waitForStatus(200);
+  expect(again.databaseHost).toBe(db.primaryHost);
+  await waitFor('the page again', async () => ((await request(second.url('/'))).status === 200 ? true : undefined));
+});
+
+test('only a standby answers at start: exit 3 saying no server is read-write, never the password', async () => {
+  const db = await pair();
+  const only = db.url(['standby']);
+  const port = await freePort(NODE);
+  const confFile = await writeServerConf([`Listen = ${NODE}:${port}`, `DatabaseURL = ${only}`, 'ServerName = web-1']);
+  const node = launchServer({ confFile, name: 'web-1', host: NODE, port });
+  expect(await node.exited).toBe(3);
+  expect(node.stderr()).toContain(`cannot reach the database: no server of the connection string is a read-write primary: ${db.standbyHost} is read-only`);
+  const parsed = parseDatabaseUrl(only);
+  expect(parsed.ok && parsed.value.password).toBeTruthy();
+  if (parsed.ok) expect(node.stderr() + node.stdout()).not.toContain(parsed.value.password!);
 });
 
 test('the primary stopped, the standby promoted with pg_ctl promote: the node follows by itself, never hangs, and /_status names the new host', async () => {

@@ -13,6 +13,7 @@ import { freePort } from '../../src/system/host.js';
 import { run } from '../../src/system/run.js';
 import { isRoot, lookupUser } from '../../src/system/users.js';
 import type { TestCluster } from './pg.js';
+import { waitFor } from './server.js';
 import { makeTempDir } from './temp.js';
 
 export interface TestStandby {
@@ -31,21 +32,6 @@ async function chown(target: string, osUser: string): Promise<void> {
   if (!isRoot()) return;
   const user = (await lookupUser(osUser))!;
   await fs.chown(target, user.uid, user.gid);
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Lets `hosts` (loopback "hosts") log in with a password to every database of the cluster, and reloads. */
@@ -98,23 +84,23 @@ export async function startTestStandby(primary: TestCluster, options: { host: st
   const access = (database?: string) => ({ socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser, database });
   const admin = async <T,>(sql: string, values?: unknown[], database?: string) =>
     withAdminSession(access(database), undefined, async (session) => (await session.query<T>(sql, values)).rows);
-  await until(`${name} to stream from the primary`, async () => {
+  await waitFor(`${name} to stream from the primary`, async () => {
     const rows = await primary.admin<{ state: string }>('SELECT state FROM pg_stat_replication WHERE application_name = $1', [name]);
     return rows[0]?.state === 'streaming' ? true : undefined;
-  });
+  }, 60_000);
   return {
     cluster,
     slot,
     admin,
     async caughtUp() {
       const [{ lsn }] = (await primary.admin<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
-      await until('the standby to replay the primary', async () =>
+      await waitFor('the standby to replay the primary', async () =>
         (await admin<{ done: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]))[0]?.done ? true : undefined,
-      );
+      60_000);
     },
     async promote() {
       await run(path.join(cluster.bin.dir, 'pg_ctl'), ['promote', '-w', '-t', '60', '-s', '-D', cluster.dataDir], { asUser: cluster.osUser, timeoutMs: 90_000 });
-      await until('the promoted standby to accept writes', async () => ((await admin<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false ? true : undefined));
+      await waitFor('the promoted standby to accept writes', async () => ((await admin<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false ? true : undefined), 60_000);
     },
     stop: (mode = 'fast') => stopCluster(cluster, undefined, mode),
     async destroy() {
