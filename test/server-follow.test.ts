@@ -2,7 +2,13 @@
 // target_session_attrs=read-write (libpq's multi-host form), real PostgreSQL clusters on loopback
 // "hosts", a real knocknoc-server process. The node uses the read-write one whatever the order,
 // says which in /_status, and follows a promotion by itself.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, expect, test } from 'vitest';
+import { createCa, issueServerCertificate } from '../src/postgres/certificates.js';
+import { restartCluster, type PrivateCluster } from '../src/postgres/cluster.js';
+import { isRoot, lookupUser } from '../src/system/users.js';
+import { makeTempDir } from './helpers/temp.js';
 import { buildDatabaseUrl, parseDatabaseUrl } from '../src/postgres/url.js';
 import { startTestCluster, type TestCluster } from './helpers/pg.js';
 import { allowLogins, startTestStandby, type TestStandby } from './helpers/replica.js';
@@ -24,12 +30,25 @@ interface Pair {
 
 const made: Pair[] = [];
 
-async function pair(): Promise<Pair> {
+/** Each server its own certificate for its own address, from one CA: verify-full checks each host. */
+async function withTls(cluster: PrivateCluster, caDir: string, restart: boolean): Promise<void> {
+  const user = (await lookupUser(cluster.osUser))!;
+  const owner = isRoot() ? { uid: user.uid, gid: user.gid } : undefined;
+  const ca = { keyFile: path.join(caDir, 'ca.key'), certFile: path.join(caDir, 'ca.crt') };
+  if (!(await fs.stat(ca.certFile).catch(() => undefined))) await createCa(ca, 'follow test');
+  await issueServerCertificate({ ca, hosts: [cluster.host], keyFile: path.join(cluster.dataDir, 'server.key'), certFile: path.join(cluster.dataDir, 'server.crt'), owner });
+  const conf = path.join(cluster.dataDir, 'postgresql.conf');
+  if (!(await fs.readFile(conf, 'utf8')).includes("ssl = on")) await fs.appendFile(conf, "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+  if (restart) await restartCluster(cluster);
+}
+
+async function pair(options: { tls?: string } = {}): Promise<Pair> {
   const primary = await startTestCluster({ host: PRIMARY });
+  if (options.tls) await withTls(primary, options.tls, true);
   await allowLogins(primary, [NODE]);
   const single = parseDatabaseUrl(await primary.createDatabase({ role: 'knocknoc', database: 'knocknoc' }));
   if (!single.ok) throw new Error(single.error);
-  const standby = await startTestStandby(primary, { host: STANDBY, allow: [NODE] });
+  const standby = await startTestStandby(primary, { host: STANDBY, allow: [NODE], ...(options.tls ? { beforeStart: (c: PrivateCluster) => withTls(c, options.tls!, false) } : {}) });
   const at = { primary: { host: PRIMARY, port: primary.port }, standby: { host: STANDBY, port: standby.cluster.port } };
   const result: Pair = {
     primary,
@@ -37,7 +56,15 @@ async function pair(): Promise<Pair> {
     primaryHost: `${PRIMARY}:${primary.port}`,
     standbyHost: `${STANDBY}:${standby.cluster.port}`,
     url: (order) =>
-      buildDatabaseUrl({ host: '', port: 0, hosts: order.map((o) => at[o]), user: 'knocknoc', password: single.value.password, database: 'knocknoc', params: { target_session_attrs: 'read-write' } }),
+      buildDatabaseUrl({
+        host: '',
+        port: 0,
+        hosts: order.map((o) => at[o]),
+        user: 'knocknoc',
+        password: single.value.password,
+        database: 'knocknoc',
+        params: { target_session_attrs: 'read-write', ...(options.tls ? { sslmode: 'verify-full', sslrootcert: path.join(options.tls, 'ca.crt') } : {}) },
+      }),
   };
   made.push(result);
   return result;
@@ -142,4 +169,25 @@ test('a primary turned read-only under the node (25006 on its heartbeat): the no
   });
   expect(moved.status).toBe('ok');
   expect(node.stdout()).toMatch(/is read-only now \(SQLSTATE 25006\)/);
+});
+
+test('verify-full with a host list: each host checked against its own certificate, before and after the promotion', async () => {
+  const caDir = await makeTempDir('knocker-follow-ca-');
+  try {
+    const db = await pair({ tls: caDir });
+    const node = await startServer({ host: NODE, databaseUrl: db.url(['standby', 'primary']), name: 'web-1' });
+    expect((await node.waitForStatus(200)).databaseHost).toBe(db.primaryHost);
+    const encrypted = async (cluster: { admin: TestCluster['admin'] }) =>
+      (await cluster.admin<{ ssl: boolean }>(`SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'knocknoc-server web-1'`)).map((r) => r.ssl);
+    expect(await encrypted(db.primary)).toContain(true);
+    expect(await encrypted(db.primary)).not.toContain(false);
+    await db.standby.caughtUp();
+    await db.primary.stop();
+    await db.standby.promote();
+    expect((await node.waitForStatus(200, 60_000)).databaseHost).toBe(db.standbyHost);
+    await waitFor('web-1 on the promoted standby over TLS', async () => ((await encrypted(db.standby)).includes(true) ? true : undefined));
+    expect(node.stdout() + node.stderr()).not.toMatch(/certificate|altnames/i);
+  } finally {
+    await fs.rm(caDir, { recursive: true, force: true });
+  }
 });

@@ -44,7 +44,10 @@ export async function allowLogins(cluster: PrivateCluster & { admin: TestCluster
  * Clones `primary` into a hot standby listening on `host` and waits until it streams (the
  * primary lists it in pg_stat_replication). `allow`: loopback hosts that may log in to it.
  */
-export async function startTestStandby(primary: TestCluster, options: { host: string; name?: string; allow?: string[] }): Promise<TestStandby> {
+export async function startTestStandby(
+  primary: TestCluster,
+  options: { host: string; name?: string; allow?: string[]; beforeStart?: (cluster: PrivateCluster) => Promise<void> },
+): Promise<TestStandby> {
   const name = options.name ?? 'standby_1';
   const slot = name.replace(/[^a-z0-9_]/g, '_');
   const password = generatePassword();
@@ -80,6 +83,7 @@ export async function startTestStandby(primary: TestCluster, options: { host: st
   if (options.allow?.length) await fs.appendFile(path.join(cluster.dataDir, 'pg_hba.conf'), options.allow.map((h) => `host    all       all   ${h}/32  scram-sha-256\n`).join(''));
   await fs.writeFile(cluster.logFile, '');
   await chown(cluster.logFile, cluster.osUser);
+  await options.beforeStart?.(cluster);
   await startCluster(cluster);
   const access = (database?: string) => ({ socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser, database });
   const admin = async <T,>(sql: string, values?: unknown[], database?: string) =>
