@@ -4,10 +4,15 @@
 // primary after a promotion is flagged as a problem (exit 1) until it has moved.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { render } from 'ink-testing-library';
 import { afterEach, expect, test } from 'vitest';
+import { Dashboard } from '../src/status-app.js';
+import { openMonitor, staleAfterMs } from '../src/status/index.js';
 import { buildDatabaseUrl, parseDatabaseUrl } from '../src/postgres/url.js';
 import { PATHS, type Root } from '../src/system/root.js';
+import { frame } from './helpers/ink.js';
 import { knocker } from './helpers/knocker.js';
+import { rowOf } from './helpers/status.js';
 import { startTestCluster, type TestCluster } from './helpers/pg.js';
 import { allowLogins, startTestStandby, type TestStandby } from './helpers/replica.js';
 import { useRoots } from './helpers/roots.js';
@@ -115,6 +120,24 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   }
   const flagged = await knocker(['status', '--once', '--root', after.root.dir]);
   expect(flagged.stdout).toMatch(/web-1: .*uses the database on/);
+  // The live dashboard says the same: the DATABASE column, the row flagged, the panel's host.
+  const monitor = await openMonitor(after.root, { intervalMs: 500 });
+  monitor.start();
+  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} />);
+  try {
+    const shown = await waitFor('the dashboard to flag web-1', () => {
+      const current = frame(ui);
+      return /old-primary/.test(rowOf(current, 'web-1')) ? current : undefined;
+    }, 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}; last frame:\n${frame(ui)}`);
+    });
+    expect(shown).toMatch(/\/_STATUS\s+DATABASE/);
+    expect(rowOf(shown, 'web-1')).toContain(P);
+    expect(shown).toContain(`on ${S} (of ${S}, ${P})`);
+  } finally {
+    ui.unmount();
+    await monitor.stop();
+  }
 
   // The old primary stopped: both nodes move to S by themselves, and status is healthy again.
   await primary.stop();
