@@ -5,7 +5,7 @@ import { parseServerStatus, type ServerStat } from '../src/haproxy/runtime.js';
 import type { RegisteredServer } from '../src/server/registry.js';
 import { outcomeOf, probeCell } from '../src/status/format.js';
 import { age, bytes } from '../src/system/units.js';
-import { eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
+import { eventsBetween, judge, matchesFilter, primaryNames, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
 import { nextInterval } from '../src/status/monitor.js';
 import { visibleWindow } from '../src/screens/status-screen.js';
 
@@ -52,6 +52,39 @@ describe('judge', () => {
     expect(row({ probe: undefined })).toMatchObject({ health: 'warn', word: 'checking' });
     expect(row({ backup: true })).toMatchObject({ health: 'ok', word: 'standby' });
   });
+});
+
+test('a server on another database host than the primary is old-primary; a release without databaseHost is not judged', () => {
+  const on = (host: string | undefined) => {
+    const body = { ...probe().body!, databaseHost: host } as NonNullable<Probe['body']>;
+    if (host === undefined) delete (body as { databaseHost?: string }).databaseHost;
+    const base = { name: 'web-1', address: '10.0.0.11:8756', registry: registered(), probe: probe({ body }), haproxy: stat('UP'), backup: false };
+    return { ...base, ...judge(base, true, primaryNames({ role: 'primary', host: '10.0.0.12:5432', serverAddress: '192.0.2.12:5432' } as never)) };
+  };
+  expect(on('10.0.0.12:5432')).toMatchObject({ health: 'ok', word: 'ok' });
+  // The primary's own address, as another node's DatabaseURL may name it.
+  expect(on('192.0.2.12:5432')).toMatchObject({ health: 'ok', word: 'ok' });
+  expect(on('10.0.0.11:5432')).toMatchObject({
+    health: 'fail',
+    word: 'old-primary',
+    problems: ['uses the database on 10.0.0.11:5432, not the primary 10.0.0.12:5432 (an old primary still taking writes, or a standby): stop or fence 10.0.0.11:5432'],
+  });
+  expect(on(undefined)).toMatchObject({ health: 'ok', word: 'ok' });
+  // Status itself on a standby knows no primary to compare with.
+  expect(primaryNames({ role: 'standby', host: '10.0.0.12:5432', serverAddress: null } as never)).toBeUndefined();
+});
+
+test("events: the database host status is on, and a server's database host, changing", () => {
+  const withHost = (servers: ServerRow[], host: string) => {
+    const snap = snapshot(servers);
+    snap.sources.database.data = { schemaVersion: 1, role: 'primary', host } as never;
+    return snap;
+  };
+  const moved = (host: string) => row({ probe: probe({ body: { ...probe().body!, databaseHost: host } }) });
+  expect(eventsBetween(withHost([moved('10.0.0.11:5432')], '10.0.0.11:5432'), withHost([moved('10.0.0.12:5432')], '10.0.0.12:5432')).map((e) => `${e.level} ${e.text}`)).toEqual([
+    'warn database: now on 10.0.0.12:5432 (was 10.0.0.11:5432), a primary',
+    'ok web-1: database 10.0.0.11:5432 → 10.0.0.12:5432',
+  ]);
 });
 
 test('problems first, then by name (web-2 before web-10); the filter matches anywhere, ! inverts', () => {

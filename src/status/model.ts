@@ -248,6 +248,7 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
   const d0 = before.sources.database.data;
   const d1 = after.sources.database.data;
   if (d0 && d1 && d0.role !== d1.role) events.push({ at, level: 'warn', text: `database is now ${d1.role} (was ${d0.role})` });
+  if (d0 && d1 && d0.host !== d1.host) events.push({ at, level: 'warn', text: `database: now on ${d1.host} (was ${d0.host}), a ${d1.role}` });
   if (d0 && d1 && d0.schemaVersion !== d1.schemaVersion) events.push({ at, level: 'warn', text: `database schema ${d0.schemaVersion ?? 'none'} → ${d1.schemaVersion ?? 'none'} (migrated)` });
   const old = new Map(before.servers.map((r) => [r.name, r]));
   for (const row of after.servers) {
@@ -261,6 +262,9 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
     if (prev.word !== 'checking' && (prev.word !== row.word || prev.health !== row.health)) {
       events.push({ at, level: row.health, text: `${row.name}: ${prev.word} → ${describeServerState(row)}` });
     }
+    const h0 = prev.probe?.body?.databaseHost;
+    const h1 = row.probe?.body?.databaseHost;
+    if (typeof h0 === 'string' && typeof h1 === 'string' && h0 !== h1) events.push({ at, level: 'ok', text: `${row.name}: database ${h0} → ${h1}` });
     const v0 = prev.probe?.body?.version ?? prev.registry?.version;
     const v1 = row.probe?.body?.version ?? row.registry?.version;
     if (v0 && v1 && v0 !== v1) events.push({ at, level: 'ok', text: `${row.name}: version ${v0} → ${v1}` });
