@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import { parseServerStatus, type ServerStat } from '../src/haproxy/runtime.js';
 import type { RegisteredServer } from '../src/server/registry.js';
-import { outcomeOf, probeCell } from '../src/status/format.js';
+import { databaseLines, outcomeOf, probeCell } from '../src/status/format.js';
 import { age, bytes } from '../src/system/units.js';
 import { eventsBetween, judge, matchesFilter, primaryNames, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
 import { nextInterval } from '../src/status/monitor.js';
@@ -85,6 +85,24 @@ test("events: the database host status is on, and a server's database host, chan
     'warn database: now on 10.0.0.12:5432 (was 10.0.0.11:5432), a primary',
     'ok web-1: database 10.0.0.11:5432 → 10.0.0.12:5432',
   ]);
+});
+
+test('the database panel: the host of the list, each standby with its slot, each slot with its WAL; an inactive or lost slot is flagged', () => {
+  const lines = databaseLines({
+    target: '10.0.0.11:5432,10.0.0.12:5432/knocknoc as knocknoc', hosts: ['10.0.0.11:5432', '10.0.0.12:5432'], host: '10.0.0.11:5432', serverAddress: '10.0.0.11:5432',
+    serverVersion: '15.18', role: 'primary', connections: { used: 3, max: 100 }, schemaVersion: 1, limited: false,
+    standbys: [{ name: 'standby_b', clientAddress: '10.0.0.12', state: 'streaming', syncState: 'async', lagBytes: 2048, lagSeconds: 0.5, slot: 'standby_b' }],
+    slots: [
+      { name: 'standby_b', type: 'physical', active: true, walStatus: 'reserved', retainedBytes: 2048, safeWalSizeBytes: null },
+      { name: 'standby_c', type: 'physical', active: false, walStatus: 'extended', retainedBytes: 64 * 1024 * 1024, safeWalSizeBytes: 1024 * 1024 * 1024 },
+      { name: 'standby_d', type: 'physical', active: false, walStatus: 'lost', retainedBytes: null, safeWalSizeBytes: null },
+    ],
+  });
+  expect(lines[1]).toBe('on 10.0.0.11:5432 (of 10.0.0.11:5432, 10.0.0.12:5432)');
+  expect(lines).toContain(`standby standby_b (10.0.0.12): streaming, async, lag ${bytes(2048)} / ${age(0.5)}, slot standby_b`);
+  expect(lines).toContain(`slot standby_b (physical): active, retains ${bytes(2048)} of WAL, wal_status reserved`);
+  expect(lines).toContain(`slot standby_c (physical): inactive, retains ${bytes(64 * 1024 * 1024)} of WAL, wal_status extended, ${bytes(1024 * 1024 * 1024)} before it is lost ⚠ inactive: it holds WAL for a standby that is not connected`);
+  expect(lines.find((l) => l.startsWith('slot standby_d'))).toMatch(/inactive, retains no WAL, wal_status lost ⚠ lost: the WAL its standby needs is gone, the standby must be cloned again$/);
 });
 
 test('problems first, then by name (web-2 before web-10); the filter matches anywhere, ! inverts', () => {

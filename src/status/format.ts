@@ -91,7 +91,8 @@ function slotLine(slot: DatabaseData['slots'][number]): string {
   const retained = slot.retainedBytes === null ? 'retains no WAL' : `retains ${bytes(slot.retainedBytes)} of WAL`;
   const status = slot.walStatus ? `, wal_status ${slot.walStatus}` : '';
   const safe = slot.safeWalSizeBytes === null ? '' : `, ${bytes(slot.safeWalSizeBytes)} before it is lost`;
-  const warning = !slot.active ? ' ⚠ inactive: it holds WAL for a standby that is not connected' : slot.walStatus === 'lost' ? ' ⚠ lost: its standby must be cloned again' : '';
+  const warning =
+    slot.walStatus === 'lost' ? ' ⚠ lost: the WAL its standby needs is gone, the standby must be cloned again' : !slot.active ? ' ⚠ inactive: it holds WAL for a standby that is not connected' : '';
   return `slot ${slot.name} (${slot.type}): ${slot.active ? 'active' : 'inactive'}, ${retained}${status}${safe}${warning}`;
 }
 
