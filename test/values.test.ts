@@ -147,5 +147,8 @@ describe('connection strings', () => {
     expect(redactUrl('postgres://knocknoc:secret@192.0.2.10:5432/knocknoc')).toBe('postgres://knocknoc:****@192.0.2.10:5432/knocknoc');
     expect(urlWithoutPassword('postgres://knocknoc:secret@192.0.2.10:5432/knocknoc')).toBe('postgres://knocknoc@192.0.2.10:5432/knocknoc');
     expect(redactUrl('postgres://knocknoc@h/db')).toBe('postgres://knocknoc@h/db');
+    // A raw "/" in the password: the text does not parse (no user), and is masked to its last "@".
+    expect(redactUrl('postgres://u:5432/x@h/db')).toBe('postgres://u:****@h/db');
+    expect(redactUrl('postgres://u:a,b/c@h1:5432,h2:5432/db')).toBe('postgres://u:****@h1:5432,h2:5432/db');
   });
 });

@@ -227,13 +227,15 @@ export function withRootCert(text: string, caFile: string): string {
  * (parseDatabaseUrl) reads it: the authority runs to the first "/", "?" or "#"; its user
  * information to the last "@" in it (an "@" in a password need not be encoded); the password
  * from the first ":" of that; the host list (one host or several) after the "@". Undefined when
- * the text has no password. A text that does not parse (it never connects) is masked up to its
- * last "@", whatever lies before it.
+ * the text has no password. A text parseDatabaseUrl refuses (it never connects) is masked up to
+ * its last "@", whatever lies before it.
  */
 function passwordSpan(text: string): { start: number; end: number } | undefined {
   const cuts = cut(text);
   if (!cuts) return undefined;
-  const parses = structure(text) !== undefined;
+  // Only a text that connects is cut where the parser cuts it; any other (it never connects, and
+  // may hold a password the parser stopped short of, e.g. one with a "/") up to its last "@".
+  const parses = parseDatabaseUrl(text).ok;
   const at = parses ? cuts.at : text.lastIndexOf('@');
   if (at < cuts.from) return undefined;
   const colon = text.slice(cuts.from, at).indexOf(':');
