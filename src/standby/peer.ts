@@ -41,11 +41,26 @@ export interface PeerLink {
   close(): Promise<void>;
 }
 
+export interface PeerCredentials {
+  password: string;
+  /** The cluster's CA (PEM); undefined: TLS off. */
+  ca: string | undefined;
+}
+
+/** The credentials kept on this host (passfile, CA file). */
+export async function keptCredentials(root: Root, tls = true): Promise<PeerCredentials> {
+  return { password: await replicationPassword(root), ca: tls ? await fs.readFile(root.path(STANDBY_PATHS.ca), 'utf8') : undefined };
+}
+
 /** Connects to the peer's database postgres; throws a PreflightError saying why it cannot. */
 export async function connectPeer(root: Root, self: Endpoint, peer: Endpoint, tls: boolean, log?: Logger, timeoutMs = 5000): Promise<PeerLink> {
-  const password = await replicationPassword(root);
+  return connectPeerWith(await keptCredentials(root, tls), self, peer, log, timeoutMs);
+}
+
+export async function connectPeerWith(credentials: PeerCredentials, self: Endpoint, peer: Endpoint, log?: Logger, timeoutMs = 5000): Promise<PeerLink> {
+  const { password, ca } = credentials;
   log?.addSecret(password);
-  const caFile = root.path(STANDBY_PATHS.ca);
+  const tls = ca !== undefined;
   const url: DatabaseUrl = {
     host: peer.host,
     port: peer.port,
@@ -53,12 +68,12 @@ export async function connectPeer(root: Root, self: Endpoint, peer: Endpoint, tl
     password,
     database: 'postgres',
     sslmode: tls ? 'verify-full' : 'disable',
-    sslrootcert: tls ? caFile : undefined,
+    sslrootcert: undefined,
     connectTimeoutSeconds: undefined,
     applicationName: 'knocker-standby',
   };
   try {
-    const client = await connect(url, { sourceAddress: self.host, connectTimeoutMs: timeoutMs, queryTimeoutMs: 90_000 });
+    const client = await connect(url, { sourceAddress: self.host, connectTimeoutMs: timeoutMs, queryTimeoutMs: 90_000, ca });
     client.on('error', () => {});
     return { client, close: () => client.end().catch(() => {}) };
   } catch (error) {
@@ -132,7 +147,7 @@ export async function dropPeerSlot(link: PeerLink, slot: string): Promise<void> 
  * session and ends the open ones. Clients with target_session_attrs=read-write then skip it.
  * (A session could still SET default_transaction_read_only off: stopping it is the stronger fence.)
  */
-export async function fencePeer(link: PeerLink, database: string): Promise<number> {
-  const { rows } = await link.client.query<{ ended: number }>('SELECT knocker.fence($1) AS ended', [database]);
+export async function fencePeer(link: PeerLink): Promise<number> {
+  const { rows } = await link.client.query<{ ended: number }>('SELECT knocker.fence() AS ended');
   return rows[0]?.ended ?? 0;
 }
