@@ -121,6 +121,11 @@ export const isRunning = (node: LocalNode) => clusterRunning(node.cluster);
 export const linkTo = (node: LocalNode, log?: Logger): AdminLink => adminLink(node.access, log);
 
 export async function startNode(node: LocalNode, log?: Logger): Promise<void> {
+  // The server's log, written by the database's OS user.
+  await fs.mkdir(path.dirname(node.cluster.logFile), { recursive: true, mode: 0o755 });
+  const handle = await fs.open(node.cluster.logFile, 'a', 0o640);
+  await handle.close();
+  await fs.chown(node.cluster.logFile, node.owner.uid, node.owner.gid);
   await startCluster(node.cluster, log);
   await waitUntilReady(node.cluster.dataDir);
 }

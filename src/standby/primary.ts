@@ -217,7 +217,9 @@ export async function ownedFileStep(file: string, content: string, mode: number,
   return {
     ...inner,
     async apply() {
-      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      // Parents made 0755 (a recursive mkdir would give them the folder's own 0700).
+      await fs.mkdir(path.dirname(path.dirname(file)), { recursive: true, mode: 0o755 });
+      await fs.mkdir(path.dirname(file), { recursive: true, mode: file.endsWith('.crt') || file.endsWith('.key') ? 0o755 : 0o700 });
       if (user) await fs.chown(path.dirname(file), user.uid, user.gid);
       await inner.apply();
       if (user) await fs.chown(file, user.uid, user.gid);
