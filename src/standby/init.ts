@@ -42,7 +42,17 @@ export async function waitStreaming(node: LocalNode, log?: Logger, timeoutMs = 1
   }
 }
 
-export function startStep(node: LocalNode, log: Logger, what: string): Step {
+/** Drops the slots this node held for its peer while it was the primary: as a standby they would hold WAL for nobody. */
+export async function dropSlotsForPeer(node: LocalNode, peer: string, log?: Logger): Promise<void> {
+  const link = linkTo(node, log);
+  try {
+    await (await link.session()).query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotName(peer)]);
+  } finally {
+    await link.close();
+  }
+}
+
+export function startStep(node: LocalNode, log: Logger, what: string, peer?: string): Step {
   let started = false;
   return {
     kind: 'service',
@@ -54,6 +64,7 @@ export function startStep(node: LocalNode, log: Logger, what: string): Step {
       started = true;
       await startNode(node, log);
       await waitStreaming(node, log);
+      if (peer) await dropSlotsForPeer(node, peer, log);
       return 'streaming';
     },
     async undo() {

@@ -98,11 +98,11 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
         setAsideStep(node, keptAs, log),
         slotStep(primaryLink, slotName(state.self.host), state.peer),
         cloneStep({ node, primary: state.peer, peer: state.peer, log }),
-        startStep(node, log, `as a standby of ${state.peer.host}`),
+        startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host),
       ];
       const steps: Step[] = [...(running ? [stopStep(node, log)] : [])];
       if (decision.kind === 'reclone') steps.push(...recloneSteps());
-      else if (decision.kind === 'rewind') steps.push(rewindStep(node, state, peer, log, outcome), startStep(node, log, `as a standby of ${state.peer.host}`));
+      else if (decision.kind === 'rewind') steps.push(rewindStep(node, state, peer, log, outcome), startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
       else {
         steps.push({
           kind: 'file',
@@ -114,7 +114,7 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
             await ensurePeerSlot(peer, slotName(state.self.host));
           },
           async undo() {},
-        }, startStep(node, log, `as a standby of ${state.peer.host}`));
+        }, startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
       }
       const plan: Plan = { title: `Rejoin ${state.peer.host} as its standby: ${decision.kind} (${decision.why})`, steps, warnings: [] };
       let recloned = decision.kind === 'reclone';

@@ -40,7 +40,7 @@ async function primaryView(session: Awaited<ReturnType<ReturnType<typeof linkTo>
 async function slotsView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, primary: boolean): Promise<SlotReport[]> {
   const { rows } = await session.query<{ slot_name: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
     `SELECT slot_name, active, wal_status, safe_wal_size::text AS safe,
-            CASE WHEN $1 THEN pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text ELSE pg_wal_lsn_diff(pg_last_wal_receive_lsn(), restart_lsn)::text END AS retained
+            greatest(0, CASE WHEN $1 THEN pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) ELSE pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), restart_lsn) END)::text AS retained
        FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`,
     [primary],
   );
@@ -104,7 +104,7 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
       const r = (
         await session.query<{ status: string | null; sender: string | null; received: string | null; replayed: string | null; lag: string | null; seconds: string | null }>(
           `SELECT w.status, w.sender_host || ':' || w.sender_port AS sender, pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,
-                  pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS lag,
+                  greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()))::text AS lag,
                   CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN '0' ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text END AS seconds
              FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`,
         )

@@ -9,7 +9,7 @@ import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
-import { waitStreaming } from './init.js';
+import { dropSlotsForPeer, waitStreaming } from './init.js';
 import { applyNodeConfig, controlData, existingNode, isRunning, linkTo, lsn, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
 import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
 import { slotName } from './paths.js';
@@ -40,12 +40,7 @@ export function followStep(node: LocalNode, state: PairState, log: Logger): Step
       await startNode(node, log);
       await waitStreaming(node, log);
       // The slot the peer used here while it was the standby would hold WAL for nobody.
-      const link = linkTo(node, log);
-      try {
-        await (await link.session()).query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotName(state.peer.host)]);
-      } finally {
-        await link.close();
-      }
+      await dropSlotsForPeer(node, state.peer.host, log);
       return 'streaming on the new timeline';
     },
     // Never back as a primary once the peer took over: this node stays stopped.
