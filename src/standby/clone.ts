@@ -24,6 +24,22 @@ export async function dropStaleSlot(link: PeerLink, slot: string): Promise<boole
   return true;
 }
 
+/** What a clone cut off left: its folder, and its pg_basebackup if that still runs (it outlives a killed knocker and holds the slot). */
+export async function clearCutOffStep(node: LocalNode, log: Logger): Promise<Step> {
+  const cloneDir = node.root.path(STANDBY_PATHS.clone);
+  const left = Boolean(await fs.stat(cloneDir).catch(() => undefined));
+  return {
+    kind: 'command',
+    title: `Clear the clone a cut-off run left in ${cloneDir} (and end its pg_basebackup, if it still runs)`,
+    details: [`rm -r ${cloneDir}`],
+    changes: left,
+    async apply() {
+      await discardHalfMadeCluster(cloneDir, log);
+    },
+    async undo() {},
+  };
+}
+
 export function slotStep(primaryLink: () => Promise<PeerLink>, slot: string, primary: Endpoint): Step {
   let created = false;
   return {

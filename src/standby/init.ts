@@ -9,7 +9,7 @@ import { clusterExists } from '../postgres/cluster.js';
 import type { Output } from '../shared/output.js';
 import type { Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
-import { cloneStep, slotStep } from './clone.js';
+import { clearCutOffStep, cloneStep, slotStep } from './clone.js';
 import { multiHostUrl, passfileText } from './conninfo.js';
 import { hasStandbySignal, isRunning, linkTo, nodeAt, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
 import { connectPeerWith, peerFacts, type PeerLink } from './peer.js';
@@ -141,6 +141,7 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
           ? [startStep(node, log, 'as a hot standby')]
           : [
               ...(await standbyFileSteps(root, node, bundle, log)),
+              await clearCutOffStep(node, log),
               slotStep(openPrimary, slot, bundle.primary),
               cloneStep({ node, primary: bundle.primary, peer: bundle.primary, log, maxRate: request.maxRate }),
               startStep(node, log, `as a hot standby of ${bundle.primary.host}:${bundle.primary.port}`),
