@@ -7,9 +7,8 @@ import type pg from 'pg';
 import { withAdminSession } from '../../src/postgres/admin.js';
 import { clusterOwner, readClusterSettings } from '../../src/postgres/cluster.js';
 import { connect } from '../../src/postgres/connect.js';
-import type { DatabaseUrl } from '../../src/postgres/url.js';
+import { parseDatabaseUrl, type DatabaseUrl } from '../../src/postgres/url.js';
 import { PATHS, type Root } from '../../src/system/root.js';
-import { url } from './exposedb.js';
 
 /** SQL as the superuser of a root's private cluster, in `database`. */
 export async function sql<T = Record<string, unknown>>(root: Root, text: string, values: unknown[] = [], database = 'knocknoc'): Promise<T[]> {
@@ -24,6 +23,8 @@ export async function probeIds(root: Root): Promise<Set<number>> {
 
 export interface Writer {
   acked: number[];
+  /** When each acknowledged insert was acknowledged (Date.now()), in the order of `acked`. */
+  ackedAt: number[];
   failures: number;
   /** Longest time between two acknowledged inserts, ms. */
   longestGapMs: number;
@@ -32,12 +33,14 @@ export interface Writer {
 
 /** Inserts ids 1, 2, 3… through the first of `hosts` that takes writes (target_session_attrs=read-write, by hand). */
 export function startWriter(nodesUrl: string, hosts: Array<{ host: string; port: number }>, sourceAddress: string, ca: string, firstId = 1): Writer {
-  const base = url(nodesUrl);
+  const parsed = parseDatabaseUrl(nodesUrl);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const base = parsed.value;
   let running = true;
   let next = firstId;
   let client: pg.Client | undefined;
   let lastAck = Date.now();
-  const writer: Writer = { acked: [], failures: 0, longestGapMs: 0, stop: async () => {} };
+  const writer: Writer = { acked: [], ackedAt: [], failures: 0, longestGapMs: 0, stop: async () => {} };
   const pick = async (): Promise<pg.Client | undefined> => {
     for (const h of hosts) {
       const target: DatabaseUrl = { ...base, host: h.host, port: h.port };
@@ -63,6 +66,7 @@ export function startWriter(nodesUrl: string, hosts: Array<{ host: string; port:
         await client.query('INSERT INTO standby_probe (id) VALUES ($1)', [id]);
         writer.acked.push(id);
         const now = Date.now();
+        writer.ackedAt.push(now);
         writer.longestGapMs = Math.max(writer.longestGapMs, now - lastAck);
         lastAck = now;
       } catch {
