@@ -84,6 +84,8 @@ test('rejoin: rewind across timelines, re-clone on the same timeline (trap 6), w
   expect(decideRejoin({ ...base, checksums: false, walLogHints: true }).kind).toBe('rewind');
   expect(decideRejoin({ ...base, peerSystemIdentifier: '9' }).kind).toBe('reclone');
   expect(decideRejoin({ ...base, timeline: 3 }).kind).toBe('reclone');
+  // Trap 2: a standby whose slot lost WAL cannot catch up by streaming.
+  expect(decideRejoin({ ...base, timeline: 2, state: 'shut down in recovery', slotLost: true })).toMatchObject({ kind: 'reclone', why: expect.stringContaining('slot lost') });
 });
 
 test('slot names are PostgreSQL identifiers', () => {

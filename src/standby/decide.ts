@@ -17,6 +17,8 @@ export interface RejoinFacts {
   /** The new primary's. */
   peerTimeline: number;
   peerSystemIdentifier: string;
+  /** This node's slot on the primary has lost WAL it needs (wal_status 'lost'). */
+  slotLost?: boolean;
 }
 
 export function ranAsPrimary(state: string): boolean {
@@ -28,6 +30,9 @@ export function decideRejoin(f: RejoinFacts): RejoinDecision {
     return { kind: 'reclone', why: `this cluster (system ${f.systemIdentifier}) is not a copy of the primary's (${f.peerSystemIdentifier})` };
   }
   const primaryBefore = ranAsPrimary(f.state);
+  if (f.slotLost && !primaryBefore && f.timeline === f.peerTimeline) {
+    return { kind: 'reclone', why: 'the primary has removed WAL this standby still needed (its slot lost it)' };
+  }
   if (f.timeline > f.peerTimeline) return { kind: 'reclone', why: `this node is on timeline ${f.timeline}, ahead of the primary's ${f.peerTimeline}` };
   if (f.timeline === f.peerTimeline) {
     // Trap 6: a node that ran as a primary on the primary's own timeline may hold writes at LSNs the

@@ -99,13 +99,15 @@ export async function peerFacts(link: PeerLink): Promise<PeerFacts> {
     tli: number | null;
     version: number;
     fpw: string;
+    fenced: boolean;
   }>(
     `SELECT pg_is_in_recovery() AS in_recovery, current_setting('transaction_read_only') AS read_only,
             CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text ELSE pg_current_wal_lsn()::text END AS lsn,
             pg_last_wal_replay_lsn()::text AS replay,
             CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli,
-            current_setting('server_version_num')::int AS version, current_setting('full_page_writes') AS fpw`,
+            current_setting('server_version_num')::int AS version, current_setting('full_page_writes') AS fpw,
+            EXISTS (SELECT 1 FROM pg_db_role_setting WHERE setrole = 0 AND 'default_transaction_read_only=on' = ANY(setconfig)) AS fenced`,
   );
   const row = rows[0]!;
   const receiver = row.in_recovery
@@ -114,7 +116,8 @@ export async function peerFacts(link: PeerLink): Promise<PeerFacts> {
   const timeline = row.tli ?? (await link.client.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
   return {
     inRecovery: row.in_recovery,
-    readOnly: row.read_only === 'on',
+    // knocker's fence makes the Knocknoc database read-only (this session is in database postgres).
+    readOnly: row.read_only === 'on' || row.fenced,
     timeline,
     lsn: row.lsn ?? undefined,
     replayLsn: row.replay ?? undefined,
@@ -147,7 +150,8 @@ export async function dropPeerSlot(link: PeerLink, slot: string): Promise<void> 
  * session and ends the open ones. Clients with target_session_attrs=read-write then skip it.
  * (A session could still SET default_transaction_read_only off: stopping it is the stronger fence.)
  */
-export async function fencePeer(link: PeerLink): Promise<number> {
+export async function fencePeer(link: PeerLink): Promise<{ ended: number; lsn: string }> {
   const { rows } = await link.client.query<{ ended: number }>('SELECT knocker.fence() AS ended');
-  return rows[0]?.ended ?? 0;
+  const at = (await link.client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+  return { ended: rows[0]?.ended ?? 0, lsn: at };
 }

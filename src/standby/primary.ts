@@ -259,15 +259,16 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
   if (!cluster.sandbox || !cluster.address) {
     throw new PreflightError('knocker standby works on the private PostgreSQL cluster of a sandbox root (--root) in this version; a host\'s own cluster is not supported yet');
   }
-  if (!input.tls || !(await readIfExists(root.path(PATHS.clusterCaKey)))) {
-    throw new PreflightError('the standby is verified with the cluster\'s CA, which this primary does not have yet (or PostgreSQL has ssl off)', ['run knocker exposedb --init first']);
-  }
   const postgresLink = adminLink({ ...cluster.access, database: 'postgres' }, log);
   const facts = await readPrimaryFacts(await postgresLink.session());
   const problems = replicationProblems(facts);
   if (problems.length > 0) {
     await postgresLink.close();
     throw new PreflightError(`this primary cannot feed a standby: ${problems.join('; ')}`);
+  }
+  if (!input.tls || !(await readIfExists(root.path(PATHS.clusterCaKey)))) {
+    await postgresLink.close();
+    throw new PreflightError('the standby is verified with the cluster\'s CA, which this primary does not have yet (or PostgreSQL has ssl off)', ['run knocker exposedb --init first']);
   }
   const self: Endpoint = { host: cluster.address, port: cluster.access.port };
   if (standby.host === self.host) {

@@ -7,9 +7,10 @@ import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
-import { existingNode, isRunning, linkTo, readState, writeState } from './node.js';
+import { executeQuoted } from '../postgres/admin.js';
+import { existingNode, isRunning, linkTo, lsn, readState, writeState } from './node.js';
 import { fencePeer, peerFacts, tryPeer, type PeerLink } from './peer.js';
-import { showOrApply, withRun, type RunFlags } from './run.js';
+import { showOrApply, until, withRun, type RunFlags } from './run.js';
 
 export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean }, io: Output): Promise<number> {
   return withRun(root, 'promote', flags, async (log) => {
@@ -35,6 +36,8 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
       }
       const target = peer;
       let fenced = false;
+      /** The old primary's WAL position once fenced: this node receives up to it before promoting (nothing acknowledged is lost). */
+      let fencedAt: string | undefined;
       let received = '';
       let timeline = 0;
       const steps: Step[] = [];
@@ -45,9 +48,10 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
           details: ['SELECT knocker.fence()  -- ALTER DATABASE … SET default_transaction_read_only = on; pg_terminate_backend(…)'],
           changes: true,
           async apply() {
-            const ended = await fencePeer(target);
+            const result = await fencePeer(target);
             fenced = true;
-            return `${ended} session(s) ended`;
+            fencedAt = result.lsn;
+            return `${result.ended} session(s) ended`;
           },
           async undo() {},
         });
@@ -55,14 +59,28 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
       steps.push({
         kind: 'database',
         title: 'Promote this standby (pg_promote), then CHECKPOINT; record it so the old primary cannot come back as a primary',
-        details: ['SELECT pg_last_wal_receive_lsn()', 'SELECT pg_promote(true, 60)', 'CHECKPOINT', `record in the state file: promoted over ${state.peer.host}`],
+        details: [...(writable ? ['wait until this node has received the fenced primary\'s WAL (up to 10 s)'] : []), 'SELECT pg_last_wal_receive_lsn()', 'SELECT pg_promote(true, 60)', 'CHECKPOINT', ...(writable ? [`ALTER DATABASE ${state.database} RESET default_transaction_read_only (the fence replicated here)`] : []), `record in the state file: promoted over ${state.peer.host}`],
         changes: true,
         async apply() {
           const s = await local.session();
+          if (fencedAt) {
+            const wanted = lsn(fencedAt);
+            await until(
+              `receiving the fenced primary's WAL up to ${fencedAt}`,
+              async () => {
+                const r = (await s.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l;
+                return r && lsn(r) >= wanted ? true : undefined;
+              },
+              10_000,
+              20,
+            ).catch((error: Error) => log.warn(`promote: ${error.message}; promoting with what was received`));
+          }
           received = (await s.query<{ l: string | null }>('SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS l')).rows[0]!.l ?? '';
           const done = (await s.query<{ done: boolean }>('SELECT pg_promote(true, 60) AS done')).rows[0]?.done;
           if (!done) throw new Error('the promotion did not finish within 60 s');
           await s.query('CHECKPOINT');
+          // The fence came here through replication; this node, the primary now, takes writes.
+          if (fenced) await executeQuoted(s, 'ALTER DATABASE %I RESET default_transaction_read_only', [state.database]);
           timeline = (await s.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
           await writeState(root, { ...state, promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced } });
           return `primary on timeline ${timeline}`;

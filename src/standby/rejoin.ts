@@ -90,7 +90,8 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       const peerSystem = (await peer.client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
       const running = await isRunning(node);
       const control = await controlData(node, log);
-      const decision: RejoinDecision = decideRejoin({ ...control, peerTimeline: facts.timeline, peerSystemIdentifier: peerSystem });
+      const slot = (await peer.client.query<{ wal_status: string | null }>('SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [slotName(state.self.host)])).rows[0];
+      const decision: RejoinDecision = decideRejoin({ ...control, peerTimeline: facts.timeline, peerSystemIdentifier: peerSystem, slotLost: slot?.wal_status === 'lost' });
       const outcome: { text: string; failed?: string } = { text: '' };
       const keptAs = `${node.cluster.dataDir}.before-rejoin`;
       const primaryLink = async () => peer;
