@@ -2,7 +2,8 @@
 // the old primary still takes writes fences it first (its database read-only, its sessions ended)
 // and then rejoin brings it back; a standby whose slot lost WAL (max_slot_wal_keep_size, trap 2)
 // is reported by status and re-cloned by rejoin; exposedb --add-standby refuses a primary that
-// pg_rewind could not use as a source (full_page_writes off, trap 8).
+// pg_rewind could not use as a source (full_page_writes off, trap 8); a rejoin whose pg_rewind
+// fails (the WAL it needs is gone) falls back to a fresh clone.
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { clusterOwner, findPgBinaries, startCluster, stopCluster } from '../src/postgres/cluster.js';
@@ -109,3 +110,23 @@ test('exposedb --add-standby refuses a primary pg_rewind could not use (full_pag
   await sql(rootB, `ALTER SYSTEM RESET full_page_writes`, [], 'postgres');
   await sql(rootB, 'SELECT pg_reload_conf()', [], 'postgres');
 });
+
+test('rejoin when pg_rewind cannot work (WAL it needs was removed): it falls back to a fresh clone', async () => {
+  const bin = (await findPgBinaries())!;
+  const osUser = await clusterOwner();
+  const cluster = (root: Root, host: string) => ({ bin, dataDir: root.path(PATHS.pgData), socketDir: root.path(PATHS.pgSocketDir), logFile: root.path(PATHS.pgLog), host, port, osUser });
+  // A is B's standby. A stops; B writes what A never gets and stops cleanly; A is promoted by hand.
+  await waitFor('A streaming', async () => ((await status(rootA)).report.receiver?.status === 'streaming' ? true : undefined));
+  await stopCluster(cluster(rootA, A));
+  await sql(rootB, 'INSERT INTO standby_probe (id) VALUES (5000001), (5000002)');
+  await stopCluster(cluster(rootB, B));
+  await startCluster(cluster(rootA, A));
+  expect((await sql<{ done: boolean }>(rootA, 'SELECT pg_promote(true, 60) AS done', [], 'postgres'))[0]!.done).toBe(true);
+  // B's own WAL back to the divergence is gone (the lost-slot test above recycled it): pg_rewind fails.
+  const rejoin = await standby(rootB, 'rejoin');
+  expect(rejoin.exitCode, rejoin.stderr).toBe(0);
+  expect(rejoin.stderr).toContain('pg_rewind could not bring this node back');
+  expect(rejoin.stdout).toMatch(/\(reclone\)$/);
+  expect(await sql(rootB, 'SELECT 1 FROM standby_probe WHERE id >= 5000001')).toEqual([]);
+  expect((await status(rootB)).report.receiver.status).toBe('streaming');
+}, 180_000);

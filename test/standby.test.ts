@@ -6,7 +6,9 @@
 // primary fenced when started again, rejoin with pg_rewind, a same-timeline divergence re-cloned,
 // remove. Traps of research/standby.md section 4.9 covered here: 1 (no password in
 // postgresql.auto.conf), 2 (cut-off clone's slot dropped; max_slot_wal_keep_size), 3 (own
-// settings after clone and rewind), 4 (CHECKPOINT after promote: rewind sees the divergence),
+// settings after clone and rewind), 4 (promote and rejoin CHECKPOINT the new primary, and the
+// rewind right after the promotion reports the divergence; pg_rewind's own "no rewind required"
+// without it depends on the checkpointer's timing here and is not reproduced as a control),
 // 5 (primary_conninfo is the replication role's, not pg_rewind's), 6 (same timeline → re-clone),
 // 7 (PGPASSWORD/PGUSER in knocker's environment never reach the walreceiver), 8 (127.0.0.1).
 import { execa } from 'execa';
