@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { rootOf, type CommandContext } from './context.js';
-import { jsonNeedsDryRun, once } from './options.js';
+import { jsonNeedsDryRun, once, secondsOption } from './options.js';
 
 const standbyModule = () => import('../standby/index.js');
 
@@ -56,12 +56,13 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
   standby
     .command('switchover')
     .description('on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it')
+    .option('--catch-up-timeout <seconds>', 'how long the standby may take to replay this node\'s last WAL; if it does not, this node starts again as the primary', secondsOption(1, 3600), 60)
     .option('--dry-run', 'check and print the plan; change nothing')
     .option('--json', 'with --dry-run: machine-readable output')
-    .action(async (options: PlanFlags, command: Command) => {
+    .action(async (options: PlanFlags & { catchUpTimeout: number }, command: Command) => {
       jsonNeedsDryRun(options);
       const { standbySwitchover } = await standbyModule();
-      ctx.exit(await standbySwitchover(rootOf(command, ctx), flags(options), ctx.io));
+      ctx.exit(await standbySwitchover(rootOf(command, ctx), { ...flags(options), catchUpTimeoutMs: options.catchUpTimeout * 1000 }, ctx.io));
     });
 
   standby

@@ -50,7 +50,7 @@ export function followStep(node: LocalNode, state: PairState, log: Logger): Step
   };
 }
 
-export async function standbySwitchover(root: Root, flags: RunFlags, io: Output): Promise<number> {
+export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpTimeoutMs?: number }, io: Output): Promise<number> {
   return withRun(root, 'switchover', flags, async (log) => {
     const node = await existingNode(root);
     const state = await readState(root);
@@ -128,7 +128,7 @@ export async function standbySwitchover(root: Root, flags: RunFlags, io: Output)
                 const f = await peerFacts(target);
                 return f.replayLsn && lsn(f.replayLsn) > wanted ? f.replayLsn : undefined;
               },
-              60_000,
+              flags.catchUpTimeoutMs ?? 60_000,
               20,
             );
             return `replayed up to ${replayed}`;
