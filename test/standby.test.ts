@@ -140,6 +140,19 @@ test('standby init: a clone cut off (kill -9) leaves no cluster; the re-run unde
   expect(again.stderr).toContain('Nothing to change');
 }, 180_000);
 
+test('standby init refuses a host with a cluster of its own, and misuse, changing nothing', async () => {
+  const refused = await standby(rootA, 'init', '--bundle', bundle);
+  expect(refused.exitCode).toBe(3);
+  expect(refused.stderr).toContain('standby init never replaces a cluster');
+  expect((await standby(rootB, 'init', '--bundle', bundle, '--json')).exitCode).toBe(2);
+  const missing = await standby(rootB, 'init', '--bundle', `${bundle}.nope`);
+  expect(missing.exitCode).toBe(3);
+  expect(missing.stderr).toContain('knocker exposedb --add-standby');
+  const dry = await standby(rootB, 'init', '--bundle', bundle, '--dry-run', '--json');
+  expect(dry.exitCode, dry.stderr).toBe(0);
+  expect(JSON.parse(dry.stdout)).toMatchObject({ changes: 0 });
+});
+
 test('standby status: role, timeline, lag, slot, can take over (both hosts, JSON)', async () => {
   const onB = await status(rootB);
   expect(onB.exitCode).toBe(0);
