@@ -6,6 +6,7 @@ import { exposedbCommand } from './commands/exposedb.js';
 import { haproxyCommand } from './commands/haproxy.js';
 import { installCommand } from './commands/install.js';
 import { serviceCommand } from './commands/service.js';
+import { standbyCommand } from './commands/standby.js';
 import { statusCommand } from './commands/status.js';
 import { upgradeCommand } from './commands/upgrade.js';
 import type { CommandContext } from './commands/context.js';
@@ -42,7 +43,7 @@ export function buildProgram(ctx: CommandContext): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
-  for (const add of [installCommand, serviceCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand]) add(program, ctx);
+  for (const add of [installCommand, serviceCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, standbyCommand]) add(program, ctx);
   return program;
 }
 
