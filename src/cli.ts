@@ -7,6 +7,7 @@ import { haproxyCommand } from './commands/haproxy.js';
 import { installCommand } from './commands/install.js';
 import { serverCommand } from './commands/server.js';
 import { serviceCommand } from './commands/service.js';
+import { standbyCommand } from './commands/standby.js';
 import { statusCommand } from './commands/status.js';
 import { uninstallCommand } from './commands/uninstall.js';
 import { upgradeCommand } from './commands/upgrade.js';
@@ -46,7 +47,7 @@ export function buildProgram(ctx: CommandContext): Command {
     .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
-  for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, uninstallCommand]) add(program, ctx);
+  for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, standbyCommand, uninstallCommand]) add(program, ctx);
   return program;
 }
 

@@ -118,6 +118,18 @@ describe('connection strings', () => {
     );
   });
 
+  test('several hosts: parsed back in order; masked exactly where the password is', () => {
+    fc.assert(
+      fc.property(piece, fc.string({ unit: 'binary', minLength: 6, maxLength: 30 }), fc.array(fc.record({ host: fc.ipV4(), port: fc.integer({ min: 1, max: 65535 }) }), { minLength: 1, maxLength: 4 }), (user, password, hosts) => {
+        const url = buildDatabaseUrl({ host: '', port: 0, hosts, user, password, database: 'knocknoc', params: { target_session_attrs: 'read-write' } });
+        const parsed = parseDatabaseUrl(url);
+        expect(parsed.ok && parsed.value).toMatchObject({ user, password, hosts, targetSessionAttrs: 'read-write' });
+        expect(redactUrl(url)).toBe(buildDatabaseUrl({ host: '', port: 0, hosts, user, database: 'knocknoc', params: { target_session_attrs: 'read-write' } }).replace('@', ':****@'));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test('a password written raw (an @ or : in it): masked whole, in messages and logs, as the connecting parser reads it', () => {
     const raw = fc.string({ unit: fc.constantFrom('a', 'b', 'Z', '9', '@', ':', '!', '$', '%', '*', '[', ']', '=', ';', '&', "'", '~'), minLength: 6, maxLength: 24 });
     fc.assert(
@@ -126,6 +138,9 @@ describe('connection strings', () => {
         const parsed = parseDatabaseUrl(url);
         if (!parsed.ok) return;
         expect(redactUrl(url)).toBe('postgres://knocknoc:****@127.0.0.9:5432/knocknoc');
+        const several = `postgres://knocknoc:${password}@127.0.0.9:5432,127.0.0.10:5432/knocknoc?target_session_attrs=read-write`;
+        expect(parseDatabaseUrl(several)).toMatchObject({ ok: true, value: { password: parsed.value.password } });
+        expect(redactUrl(several)).toBe('postgres://knocknoc:****@127.0.0.9:5432,127.0.0.10:5432/knocknoc?target_session_attrs=read-write');
         const scrubber = new Scrubber();
         scrubber.add(parsed.value.password);
         const line = scrubber.scrub(`connecting with ${url} failed ("${url}")`);

@@ -77,6 +77,7 @@ test('HEAD /_status answers like GET without a body; other methods and paths are
     'databaseSchemaVersion',
     'versionMatch',
     'database',
+    'databaseHost',
     'uptimeSeconds',
   ]);
   // HAProxy's check: HTTP/1.1 with Host and Connection: close.

@@ -78,7 +78,7 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
   const hidden = await statusJson(onPrimary);
   expect(hidden.exitCode).toBe(0);
   expect(hidden.status.database).toMatchObject({ role: 'primary', limited: true, schemaVersion: 1, connections: { max: 100 } });
-  expect(hidden.status.database.standbys).toEqual([{ name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null }]);
+  expect(hidden.status.database.standbys).toEqual([{ name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null, slot: null }]);
   const hiddenText = await knocker(['status', '--once', '--root', onPrimary.dir]);
   expect(hiddenText.stdout).toContain('database primary, 1 standby (lag hidden: needs pg_monitor)');
   expect(hiddenText.stdout).toContain('standby standby-1: ?, lag hidden (needs pg_monitor)');
@@ -98,7 +98,7 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
   // The same registry read through the standby: a read-only copy, and it says so.
   const parsed = parseDatabaseUrl(db.url);
   if (!parsed.ok) throw new Error(parsed.error);
-  const standbyUrl = buildDatabaseUrl({ ...parsed.value, host: STANDBY_HOST, port: standby.port });
+  const standbyUrl = buildDatabaseUrl({ ...parsed.value, host: STANDBY_HOST, port: standby.port, hosts: undefined });
   const onStandby = await rootFor(standbyUrl, listen);
   const replica = await statusJson(onStandby);
   expect(replica.exitCode).toBe(0);

@@ -3,9 +3,9 @@
 import { describe, expect, test } from 'vitest';
 import { parseServerStatus, type ServerStat } from '../src/haproxy/runtime.js';
 import type { RegisteredServer } from '../src/server/registry.js';
-import { outcomeOf, probeCell } from '../src/status/format.js';
+import { databaseLines, outcomeOf, probeCell } from '../src/status/format.js';
 import { age, bytes } from '../src/system/units.js';
-import { eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
+import { eventsBetween, judge, matchesFilter, primaryNames, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
 import { nextInterval } from '../src/status/monitor.js';
 import { visibleWindow } from '../src/screens/status-screen.js';
 
@@ -14,7 +14,7 @@ const registered = (over: Partial<RegisteredServer> = {}): RegisteredServer => (
 });
 const probe = (over: Partial<Probe> = {}): Probe => ({
   address: '10.0.0.11:8756', at: Date.now(), http: 200, latencyMs: 2,
-  body: { status: 'ok', server: 'web-1', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok', uptimeSeconds: 5 },
+  body: { status: 'ok', server: 'web-1', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok', databaseHost: '127.0.0.1:5432', uptimeSeconds: 5 },
   error: undefined, ...over,
 });
 const stat = (status: string, check = 'L7OK'): ServerStat =>
@@ -56,6 +56,57 @@ describe('judge', () => {
     expect(row({ haproxy: stat('DOWN', 'L7OK') })).toMatchObject({ health: 'warn', word: 'rising' });
     expect(row({ haproxy: stat('DOWN', 'L7STS') })).toMatchObject({ health: 'fail', word: 'down' });
   });
+});
+
+test('a server on another database host than the primary is old-primary; a release without databaseHost is not judged', () => {
+  const on = (host: string | undefined) => {
+    const body = { ...probe().body!, databaseHost: host } as NonNullable<Probe['body']>;
+    if (host === undefined) delete (body as { databaseHost?: string }).databaseHost;
+    const base = { name: 'web-1', address: '10.0.0.11:8756', registry: registered(), probe: probe({ body }), haproxy: stat('UP'), backup: false };
+    return { ...base, ...judge(base, true, undefined, primaryNames({ role: 'primary', host: '10.0.0.12:5432', serverAddress: '192.0.2.12:5432' } as never)) };
+  };
+  expect(on('10.0.0.12:5432')).toMatchObject({ health: 'ok', word: 'ok' });
+  // The primary's own address, as another node's DatabaseURL may name it.
+  expect(on('192.0.2.12:5432')).toMatchObject({ health: 'ok', word: 'ok' });
+  expect(on('10.0.0.11:5432')).toMatchObject({
+    health: 'fail',
+    word: 'old-primary',
+    problems: ['uses the database on 10.0.0.11:5432, not the primary 10.0.0.12:5432 (an old primary still taking writes, or a standby): stop or fence 10.0.0.11:5432'],
+  });
+  expect(on(undefined)).toMatchObject({ health: 'ok', word: 'ok' });
+  // Status itself on a standby knows no primary to compare with.
+  expect(primaryNames({ role: 'standby', host: '10.0.0.12:5432', serverAddress: null } as never)).toBeUndefined();
+});
+
+test("events: the database host status is on, and a server's database host, changing", () => {
+  const withHost = (servers: ServerRow[], host: string) => {
+    const snap = snapshot(servers);
+    snap.sources.database.data = { schemaVersion: 1, role: 'primary', host } as never;
+    return snap;
+  };
+  const moved = (host: string) => row({ probe: probe({ body: { ...probe().body!, databaseHost: host } }) });
+  expect(eventsBetween(withHost([moved('10.0.0.11:5432')], '10.0.0.11:5432'), withHost([moved('10.0.0.12:5432')], '10.0.0.12:5432')).map((e) => `${e.level} ${e.text}`)).toEqual([
+    'warn database: now on 10.0.0.12:5432 (was 10.0.0.11:5432), a primary',
+    'ok web-1: database 10.0.0.11:5432 → 10.0.0.12:5432',
+  ]);
+});
+
+test('the database panel: the host of the list, each standby with its slot, each slot with its WAL; an inactive or lost slot is flagged', () => {
+  const lines = databaseLines({
+    target: '10.0.0.11:5432,10.0.0.12:5432/knocknoc as knocknoc', hosts: ['10.0.0.11:5432', '10.0.0.12:5432'], host: '10.0.0.11:5432', serverAddress: '10.0.0.11:5432',
+    serverVersion: '15.18', role: 'primary', connections: { used: 3, max: 100 }, schemaVersion: 1, limited: false,
+    standbys: [{ name: 'standby_b', clientAddress: '10.0.0.12', state: 'streaming', syncState: 'async', lagBytes: 2048, lagSeconds: 0.5, slot: 'standby_b' }],
+    slots: [
+      { name: 'standby_b', type: 'physical', active: true, walStatus: 'reserved', retainedBytes: 2048, safeWalSizeBytes: null },
+      { name: 'standby_c', type: 'physical', active: false, walStatus: 'extended', retainedBytes: 64 * 1024 * 1024, safeWalSizeBytes: 1024 * 1024 * 1024 },
+      { name: 'standby_d', type: 'physical', active: false, walStatus: 'lost', retainedBytes: null, safeWalSizeBytes: null },
+    ],
+  });
+  expect(lines[1]).toBe('on 10.0.0.11:5432 (of 10.0.0.11:5432, 10.0.0.12:5432)');
+  expect(lines).toContain(`standby standby_b (10.0.0.12): streaming, async, lag ${bytes(2048)} / ${age(0.5)}, slot standby_b`);
+  expect(lines).toContain(`slot standby_b (physical): active, retains ${bytes(2048)} of WAL, wal_status reserved`);
+  expect(lines).toContain(`slot standby_c (physical): inactive, retains ${bytes(64 * 1024 * 1024)} of WAL, wal_status extended, ${bytes(1024 * 1024 * 1024)} before it is lost ⚠ inactive: it holds WAL for a standby that is not connected`);
+  expect(lines.find((l) => l.startsWith('slot standby_d'))).toMatch(/inactive, retains no WAL, wal_status lost ⚠ lost: the WAL its standby needs is gone, the standby must be cloned again$/);
 });
 
 test('problems first, then by name (web-2 before web-10); the filter matches anywhere, ! inverts', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseCidr, parseDatabaseOption, parseListen, parseServerName, parseTrustedForwarders } from '../src/config/values.js';
-import { parseDatabaseUrl, redactUrl, buildDatabaseUrl, urlWithoutPassword } from '../src/postgres/url.js';
+import { parseDatabaseUrl, redactUrl, buildDatabaseUrl, urlWithoutPassword, withRootCert } from '../src/postgres/url.js';
 
 describe('listen address', () => {
   test.each([
@@ -99,9 +99,56 @@ describe('connection strings', () => {
     expect(parseDatabaseUrl(url)).toEqual({ ok: true, value: expect.objectContaining({ user: 'a@b', password: "p@ss:w/rd%?#&'\"\\ x", database: 'db/1', host: '::1' }) });
   });
 
+  test('several hosts (libpq multi-host form) with target_session_attrs', () => {
+    const parsed = parseDatabaseUrl('postgres://u:p%40w@198.18.0.11:5432,[2001:db8::5],db2.example:5433/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/knocknoc/ca.crt');
+    expect(parsed).toEqual({
+      ok: true,
+      value: expect.objectContaining({
+        host: '198.18.0.11',
+        port: 5432,
+        hosts: [
+          { host: '198.18.0.11', port: 5432 },
+          { host: '2001:db8::5', port: 5432 },
+          { host: 'db2.example', port: 5433 },
+        ],
+        targetSessionAttrs: 'read-write',
+        password: 'p@w',
+        sslmode: 'verify-full',
+        sslrootcert: '/etc/knocknoc/ca.crt',
+      }),
+    });
+    expect(parseDatabaseUrl('postgres://u:p@h/db')).toEqual({ ok: true, value: expect.objectContaining({ hosts: [{ host: 'h', port: 5432 }], targetSessionAttrs: 'any' }) });
+    for (const [bad, message] of [
+      ['postgres://u:p@h1:5432,,h2/db', /empty entry/],
+      ['postgres://u:p@h1:5432,/db', /empty entry/],
+      ['postgres://u:p@h1,h2:99999/db', /not a valid|out of range/],
+      ['postgres://u:p@h1,h2/db?target_session_attrs=writable', /target_session_attrs "writable"/],
+    ] as const) {
+      const result = parseDatabaseUrl(bad);
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.error).toMatch(message);
+    }
+    const built = buildDatabaseUrl({ host: '', port: 0, hosts: [{ host: '127.0.0.2', port: 5432 }, { host: '::1', port: 5433 }], user: 'u', password: 'a,b@c', database: 'knocknoc', params: { target_session_attrs: 'read-write' } });
+    expect(built).toBe('postgres://u:a%2Cb%40c@127.0.0.2:5432,[::1]:5433/knocknoc?target_session_attrs=read-write');
+    expect(parseDatabaseUrl(built)).toEqual({ ok: true, value: expect.objectContaining({ password: 'a,b@c', hosts: [{ host: '127.0.0.2', port: 5432 }, { host: '::1', port: 5433 }] }) });
+  });
+
+  test('a multi-host string is masked and given its CA with the same parser', () => {
+    const text = 'postgres://knocknoc:s3,cr@t@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write';
+    expect(parseDatabaseUrl(text)).toEqual({ ok: true, value: expect.objectContaining({ password: 's3,cr@t' }) });
+    expect(redactUrl(text)).toBe('postgres://knocknoc:****@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write');
+    expect(urlWithoutPassword(text)).toBe('postgres://knocknoc@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write');
+    const withCa = withRootCert(text, '/etc/knocknoc/database-ca.crt');
+    expect(withCa).toBe('postgres://knocknoc:s3,cr@t@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/knocknoc/database-ca.crt');
+    expect(parseDatabaseUrl(withCa)).toEqual({ ok: true, value: expect.objectContaining({ sslmode: 'verify-full', sslrootcert: '/etc/knocknoc/database-ca.crt', hosts: [{ host: '198.18.0.11', port: 5432 }, { host: '198.18.0.12', port: 5432 }] }) });
+  });
+
   test('redaction hides the password, or leaves it out', () => {
     expect(redactUrl('postgres://knocknoc:secret@192.0.2.10:5432/knocknoc')).toBe('postgres://knocknoc:****@192.0.2.10:5432/knocknoc');
     expect(urlWithoutPassword('postgres://knocknoc:secret@192.0.2.10:5432/knocknoc')).toBe('postgres://knocknoc@192.0.2.10:5432/knocknoc');
     expect(redactUrl('postgres://knocknoc@h/db')).toBe('postgres://knocknoc@h/db');
+    // A raw "/" in the password: the text does not parse (no user), and is masked to its last "@".
+    expect(redactUrl('postgres://u:5432/x@h/db')).toBe('postgres://u:****@h/db');
+    expect(redactUrl('postgres://u:a,b/c@h1:5432,h2:5432/db')).toBe('postgres://u:****@h1:5432,h2:5432/db');
   });
 });

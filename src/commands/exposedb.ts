@@ -12,6 +12,7 @@ interface ExposeOptions {
   remove?: string;
   list?: boolean;
   renewCert?: boolean;
+  addStandby?: string;
   conn?: string;
   host?: string;
 }
@@ -24,14 +25,15 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list', 'renewCert']))
     .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list', 'renewCert']))
     .addOption(new Option('--list').conflicts(['renewCert']))
-    .option('--renew-cert')
+    .addOption(new Option('--renew-cert').conflicts(['addStandby']))
+    .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(['init', 'add', 'remove', 'list']))
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
     // Shown for -h/--help and after every misuse.
     .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
     .showHelpAfterError(true)
     .action(async (options: ExposeOptions, command: Command) => {
-      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : options.renewCert ? 'renew-cert' : undefined;
+      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : options.renewCert ? 'renew-cert' : options.addStandby !== undefined ? 'add-standby' : undefined;
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
         if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list or --renew-cert');
@@ -41,7 +43,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
       }
       if (options.host !== undefined && action !== 'init') command.error('error: --host goes with --init (it sets the host of the printed connection string)');
       const { runExposeDb } = await import('../exposedb/index.js');
-      const request = { action, cidr: options.add ?? options.remove, conn: options.conn, host: options.host } as const;
+      const request = { action, cidr: options.add ?? options.remove, standby: options.addStandby, conn: options.conn, host: options.host } as const;
       ctx.exit(await runExposeDb(request, { root: rootOf(command, ctx), io: ctx.io }));
     });
 }

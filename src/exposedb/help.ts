@@ -8,6 +8,7 @@ adds (or removes) IP addresses to the trusted Postgres list - allowing external 
 Usage:
   sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb --add-standby <ADDR[:PORT]> [--conn URI]
   knocker exposedb ... --root DIR    (a sandbox root instead of this host: no sudo)
 
 Options:
@@ -16,6 +17,8 @@ Options:
   --remove <CIDR>   Remove access rule from pg_hba.conf for the specified CIDR
   --list            List all IP addresses currently allowed to access the database
   --renew-cert      Renew the database's TLS certificate from the cluster's CA (before it expires; no restart)
+  --add-standby <ADDR[:PORT]>
+                    Let a standby at ADDR replicate this database (knocker standby init there, with the bundle file printed)
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
   --host <ADDR>     With --init: the host written into the printed connection string (default: this host's address)
   --root <DIR>      Work on a sandbox root folder instead of this host (env KNOCKNOC_ROOT)
@@ -34,6 +37,9 @@ Examples:
 
   # Renew the certificate the other nodes verify (knocker status warns 30 days before it expires)
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert
+
+  # Prepare a replicated standby on 203.0.113.8 (then copy the printed file there: knocker standby init --bundle FILE)
+  sudo /opt/knocknoc/knocker/knocker exposedb --add-standby 203.0.113.8
 
   # If using a non-default connection string/config
   sudo /opt/knocknoc/knocker/knocker exposedb --init --conn "postgres://user:pass@host:5432/dbname"

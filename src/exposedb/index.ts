@@ -40,7 +40,7 @@ import {
   type ServerFacts,
 } from './plan.js';
 
-export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert';
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby';
 
 export interface ExposeRequest {
   action: ExposeAction;
@@ -50,6 +50,8 @@ export interface ExposeRequest {
   conn?: string;
   /** --host: the host written into the printed connection string. */
   host?: string;
+  /** --add-standby ADDR[:PORT], as typed. */
+  standby?: string;
 }
 
 export interface ExposeEnvironment {
@@ -455,6 +457,40 @@ async function list(ctx: Context): Promise<number> {
   return EXIT.ok;
 }
 
+/** ADDR or ADDR:PORT ([v6]:PORT); the port defaults to the primary's. */
+function checkStandby(text: string, defaultPort: number): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text.trim()) ?? /^([^:]+)(?::(\d+))?$/.exec(text.trim()) ?? [text, text.trim(), undefined];
+  const ip = parseIp(m[1] ?? '');
+  const port = m[2] === undefined ? defaultPort : Number(m[2]);
+  if (!ip.ok || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new UsageError(`--add-standby: ${quoted(text)} is not ADDRESS or ADDRESS:PORT of the standby's host; nothing was changed`);
+  }
+  return { host: ip.value.toString(), port };
+}
+
+/** --add-standby: what replication needs on this primary, and the bundle file for the standby's host. */
+async function addStandby(ctx: Context, typed: string): Promise<number> {
+  const { root, io, log, cluster, link, names, facts } = ctx;
+  requireExposed(ctx);
+  const standby = checkStandby(typed, ctx.url.port);
+  const stored = await readIfExists(root.path(PATHS.exposedbUrl));
+  const nodesUrl = stored?.split('\n').find((l) => /^postgres(ql)?:\/\//.test(l.trim()))?.trim();
+  const { planAddStandby } = await import('../standby/primary.js');
+  const prepared = await planAddStandby({ root, log, cluster, link, hbaFile: facts.hbaFile, database: names.database, tls: facts.ssl, standby, nodesUrl });
+  const plan: Plan = { title: `Replication to a standby at ${standby.host}:${standby.port}`, steps: prepared.steps, warnings: prepared.warnings };
+  try {
+    io.err(`Preparing ${cluster.label} to feed a standby at ${standby.host}:${standby.port}:`);
+    for (const warning of plan.warnings) io.err(`warning: ${warning}`);
+    await applyPlan(plan, { log, onEvent: progressPrinter(plan, io.err) });
+  } finally {
+    await prepared.close();
+  }
+  io.err(`Copy this file (mode 0600: it holds the replication password and the standby's private key) to the standby's host, then run there:`);
+  io.err(`  knocker standby init --bundle FILE`);
+  io.out(prepared.bundle);
+  return EXIT.ok;
+}
+
 /** Runs one exposedb action; returns the exit code (errors are thrown as KnockerErrors). */
 export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment): Promise<number> {
   const { root, io } = env;
@@ -485,6 +521,7 @@ export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment
     if (request.action === 'init') return await init(ctx, { ...request, host });
     if (request.action === 'list') return await list(ctx);
     if (request.action === 'renew-cert') return await renewCert(ctx);
+    if (request.action === 'add-standby') return await addStandby(ctx, request.standby!);
     return await change(ctx, request.action, request.cidr!, parsedCidr!);
   } catch (error) {
     log.error(`exposedb ${option} failed: ${errorMessage(error)}`);

@@ -97,12 +97,13 @@ async function privateClusterSteps(facts: PrivateClusterFacts, password: string,
       : `PostgreSQL ${facts.bin.version}: create a private cluster in ${cluster.dataDir}, listening on ${facts.host}:${facts.port} only${facts.halfMade ? ' (again: an earlier run was cut off while creating it)' : ''}`,
     details: [
       ...(facts.halfMade ? [`remove the half-made cluster in ${cluster.dataDir} (and end its initdb, if it still runs)`] : []),
-      `initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 (as ${cluster.osUser})`,
+      // Data checksums: pg_rewind can bring a failed primary back as a standby (knocker standby rejoin).
+      `initdb -D ${cluster.dataDir} --auth-local=peer --auth-host=scram-sha-256 --data-checksums (as ${cluster.osUser})`,
     ],
     changes: !facts.exists,
     async apply() {
       if (facts.halfMade) await discardHalfMadeCluster(cluster.dataDir, log);
-      await initCluster(cluster, log, [], creating);
+      await initCluster(cluster, log, ['--data-checksums'], creating);
     },
     async undo() {
       await stopCluster(cluster, log, 'immediate').catch(() => {});

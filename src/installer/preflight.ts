@@ -10,10 +10,10 @@ import type { HaproxySettings } from '../haproxy/config.js';
 import { haproxyChecks, inspectHaproxy, settingsFromAnswers, type HaproxyFacts } from '../haproxy/plan.js';
 import { PreflightError } from '../errors.js';
 import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, waitUntilReady, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
-import { connect, describeConnectError, isEncrypted, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
+import { connectSelecting, describeConnectError, isEncrypted, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
 import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
 import { pemCertificates, readCertificate } from '../postgres/certificates.js';
-import { parseDatabaseUrl, withRootCert, type DatabaseUrl } from '../postgres/url.js';
+import { atHost, formatHostPort, parseDatabaseUrl, withRootCert, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import { databaseSchemaVersion, type Release } from '../schema/index.js';
 import { OFFLINE_AFTER_HEARTBEATS } from '../server/registry.js';
 import { freePort, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
@@ -255,6 +255,76 @@ function tlsDetail(client: pg.Client, url: DatabaseUrl): string {
   return `TLS, certificate not verified (sslmode=${url.sslmode}: another server answering on ${url.host} would not be noticed)`;
 }
 
+/**
+ * A DatabaseURL listing several hosts (libpq's multi-host form): each host asked on its own, so the
+ * operator sees which is the primary and which are standbys before anything is written. It must
+ * ask for a read-write server (the node writes), exactly one host may be one, and a standby may be
+ * down (a warning: the node uses the primary, and reaches the standby once it is promoted).
+ */
+async function checkHostList(url: DatabaseUrl, options: ConnectOptions, ctx: PreflightContext, checks: Check[], warnings: string[]): Promise<boolean> {
+  if (url.targetSessionAttrs !== 'read-write' && url.targetSessionAttrs !== 'primary') {
+    checks.push({
+      name: 'connection string',
+      ok: false,
+      detail: `it lists ${url.hosts.length} hosts with target_session_attrs=${url.targetSessionAttrs}: a web node writes, and could settle on a standby`,
+      hints: ['add target_session_attrs=read-write (libpq tries the hosts in order and takes the first read-write one), e.g. postgres://USER:PASSWORD@HOST1:5432,HOST2:5432/DATABASE?target_session_attrs=read-write'],
+    });
+    return false;
+  }
+  const primaries: HostPort[] = [];
+  const down: Array<{ at: HostPort; message: string; hints: string[] }> = [];
+  for (const at of url.hosts) {
+    const one = { ...atHost(url, at), targetSessionAttrs: 'any' as const };
+    const name = `database host ${formatHostPort(at)}`;
+    try {
+      const { client } = await connectSelecting(one, options);
+      try {
+        const row = (await client.query<{ standby: boolean; read_only: string; version: string }>(
+          `SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS read_only, current_setting('server_version') AS version`,
+        )).rows[0]!;
+        if (!row.standby && row.read_only === 'off') primaries.push(at);
+        const role = row.standby ? 'standby (in recovery, read-only)' : row.read_only === 'on' ? 'read-only (default_transaction_read_only: a fenced primary?)' : 'primary (read-write)';
+        checks.push({ name, ok: true, detail: `${role}, PostgreSQL ${row.version}` });
+      } finally {
+        await client.end().catch(() => {});
+      }
+    } catch (error) {
+      const problem = describeConnectError(error, one);
+      ctx.log.warn(`connect to ${formatHostPort(at)} failed: ${problem.reason}`);
+      // A refused login is the same on every host: it is the string that is wrong.
+      if (problem.reason === 'bad-password' || problem.reason === 'no-database' || problem.reason === 'tls' || problem.reason === 'not-allowed') {
+        checks.push({ name, ok: false, detail: problem.message, hints: problem.hints });
+        return false;
+      }
+      down.push({ at, message: problem.message, hints: problem.hints });
+    }
+  }
+  if (primaries.length > 1) {
+    checks.push({
+      name: 'database hosts',
+      ok: false,
+      detail: `${primaries.map(formatHostPort).join(' and ')} are all read-write primaries: the list must name one primary and its standbys (two primaries hold two different databases)`,
+      hints: ['stop or fence the one that is no longer the primary, or correct the host list'],
+    });
+    return false;
+  }
+  if (primaries.length === 0) {
+    const first = down[0];
+    checks.push({
+      name: 'database hosts',
+      ok: false,
+      detail: `no host of the list is a read-write primary${down.length ? ` (${down.map((d) => d.message).join('; ')})` : ''}`,
+      hints: first ? first.hints : ['promote the standby, or start the primary, then run this again'],
+    });
+    return false;
+  }
+  for (const d of down) {
+    checks.push({ name: `database host ${formatHostPort(d.at)}`, ok: true, detail: `not answering now (${d.message})` });
+    warnings.push(`database host ${formatHostPort(d.at)} of DatabaseURL does not answer now (${d.message}); the node uses ${formatHostPort(primaries[0]!)} and tries it again when the primary changes`);
+  }
+  return true;
+}
+
 async function externalFacts(answers: Answers, listen: ListenAddress, ctx: PreflightContext, checks: Check[], warnings: string[]): Promise<ExternalFacts | undefined> {
   const given = parseDatabaseUrl(answers.databaseUrl ?? '');
   if (!given.ok) {
@@ -277,11 +347,15 @@ async function externalFacts(answers: Answers, listen: ListenAddress, ctx: Prefl
   }
   const databaseUrl = ca ? withRootCert(answers.databaseUrl!, copy) : answers.databaseUrl!;
   const url = ca ? (parseDatabaseUrl(databaseUrl) as { ok: true; value: DatabaseUrl }).value : given.value;
-  const target = `${url.host}:${url.port}/${url.database}`;
+  const options = { ...connectOptionsFor(listen, url), ...(ca ? { ca } : {}) };
+  if (url.hosts.length > 1 && !(await checkHostList(url, options, ctx, checks, warnings))) return undefined;
+  let target = `${url.hosts.map(formatHostPort).join(',')}/${url.database}`;
   let client: pg.Client;
   try {
     // The copy is written by the plan: until then the CA is handed over as it was read.
-    client = await connect(url, { ...connectOptionsFor(listen, url), ...(ca ? { ca } : {}) });
+    const selected = await connectSelecting(url, options);
+    client = selected.client;
+    if (url.hosts.length > 1) target = `${formatHostPort(selected.at)}/${url.database}`;
   } catch (error) {
     const problem = describeConnectError(error, url);
     ctx.log.warn(`connect to ${target} failed: ${problem.reason}`);

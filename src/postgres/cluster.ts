@@ -248,6 +248,7 @@ export async function startCluster(cluster: PrivateCluster, log?: Logger): Promi
     asUser: cluster.osUser,
     log,
     timeoutMs: 90_000,
+    withoutPgEnv: true,
   });
 }
 
@@ -261,6 +262,7 @@ export async function stopCluster(
     asUser: cluster.osUser,
     log,
     timeoutMs: 90_000,
+    withoutPgEnv: true,
   });
 }
 
@@ -270,5 +272,6 @@ export async function restartCluster(cluster: PrivateCluster, log?: Logger): Pro
     asUser: cluster.osUser,
     log,
     timeoutMs: 90_000,
+    withoutPgEnv: true,
   });
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { TLSSocket, type ConnectionOptions } from 'node:tls';
 import pg from 'pg';
-import { describeTarget, type DatabaseUrl } from './url.js';
+import { atHost, describeTarget, formatHostPort, type DatabaseUrl, type HostPort, type TargetSessionAttrs } from './url.js';
 
 export interface ConnectOptions {
   /** Local address the connection leaves from (a loopback "host" in tests and sandboxes). */
@@ -116,22 +116,149 @@ export function isEncrypted(client: pg.Client): boolean {
   return (client as unknown as { connection?: { stream?: unknown } }).connection?.stream instanceof TLSSocket;
 }
 
+/** One host of a list that was tried and not used, and why. */
+export interface HostAttempt {
+  at: HostPort;
+  /** The server answered but is not what target_session_attrs asks for. */
+  role?: 'read-only' | 'read-write' | 'standby' | 'primary';
+  error?: unknown;
+}
+
+/** No host of the list gave a connection target_session_attrs accepts. */
+export class NoSuitableHostError extends Error {
+  constructor(
+    readonly attrs: TargetSessionAttrs,
+    readonly attempts: HostAttempt[],
+  ) {
+    super(
+      `no server of the connection string is ${attrs === 'any' ? 'reachable' : attrs}: ` +
+        attempts.map((a) => `${formatHostPort(a.at)} ${a.role ? `is ${a.role === 'standby' ? 'a standby' : a.role === 'primary' ? 'a primary' : a.role}` : (a.error as Error)?.message ?? String(a.error)}`).join('; '),
+    );
+    this.name = 'NoSuitableHostError';
+  }
+
+  /** Some server answered, as a standby or read-only: a promotion may be under way. */
+  get standbyOnly(): boolean {
+    return this.attempts.some((a) => a.role === 'read-only' || a.role === 'standby');
+  }
+}
+
+/** The host an error of `connectSelecting` is about (describeConnectError names that one). */
+const errorHosts = new WeakMap<object, HostPort>();
+
+/** Errors after which libpq (and pgx) try no further host: the next would refuse the same login. */
+function stopsTheWalk(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code === '28P01' || code === '28000' || code === '3D000' || code === '42501';
+}
+
+/** What a connected server is, as target_session_attrs asks it (libpq's queries). */
+async function roleOf(client: pg.Client, attrs: TargetSessionAttrs): Promise<HostAttempt['role']> {
+  if (attrs === 'read-write' || attrs === 'read-only') {
+    const row = (await client.query<{ transaction_read_only: string }>('SHOW transaction_read_only')).rows[0];
+    return row?.transaction_read_only === 'on' ? 'read-only' : 'read-write';
+  }
+  const row = (await client.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby')).rows[0];
+  return row?.standby ? 'standby' : 'primary';
+}
+
+function accepts(attrs: TargetSessionAttrs, role: HostAttempt['role']): boolean {
+  switch (attrs) {
+    case 'read-write':
+      return role === 'read-write';
+    case 'read-only':
+      return role === 'read-only';
+    case 'primary':
+      return role === 'primary';
+    case 'standby':
+    case 'prefer-standby':
+      return role === 'standby';
+    default:
+      return true;
+  }
+}
+
+export interface Selected {
+  client: pg.Client;
+  config: pg.ClientConfig;
+  /** The host of the list it is connected to. */
+  at: HostPort;
+}
+
+/**
+ * Connects as libpq does with a host list: each host in order (connect_timeout for each), the
+ * first whose server target_session_attrs accepts (`SHOW transaction_read_only` for read-write
+ * and read-only, `pg_is_in_recovery()` for primary and standby; prefer-standby takes any server
+ * when no standby answers). A refused login stops the walk, as in libpq. One host and `any`:
+ * exactly one attempt, its error as it came.
+ */
+export async function connectSelecting(url: DatabaseUrl, options: ConnectOptions = {}): Promise<Selected> {
+  const attrs = url.targetSessionAttrs;
+  if (url.hosts.length <= 1 && attrs === 'any') return { ...(await connectWithConfig(url, options)), at: { host: url.host, port: url.port } };
+  const attempts: HostAttempt[] = [];
+  const passes: TargetSessionAttrs[] = attrs === 'prefer-standby' ? ['standby', 'any'] : [attrs];
+  for (const pass of passes) {
+    for (const at of url.hosts) {
+      const earlier = attempts.find((a) => a.at === at && a.error !== undefined);
+      if (earlier) continue; // an unreachable host is not asked twice
+      let connected: { client: pg.Client; config: pg.ClientConfig };
+      try {
+        connected = await connectWithConfig(atHost(url, at), options);
+      } catch (error) {
+        if (error !== null && typeof error === 'object') errorHosts.set(error, at);
+        if (stopsTheWalk(error)) throw error;
+        attempts.push({ at, error });
+        continue;
+      }
+      try {
+        const role = pass === 'any' ? undefined : await roleOf(connected.client, pass);
+        if (pass === 'any' || accepts(pass, role)) return { ...connected, at };
+        if (!attempts.some((a) => a.at === at)) attempts.push({ at, role });
+      } catch (error) {
+        if (error !== null && typeof error === 'object') errorHosts.set(error, at);
+        attempts.push({ at, error });
+      }
+      await connected.client.end().catch(() => {});
+    }
+  }
+  // One host that could not be reached: its own error, as with `any`.
+  if (url.hosts.length === 1 && attempts.length === 1 && attempts[0]!.error !== undefined) throw attempts[0]!.error;
+  throw new NoSuitableHostError(attrs, attempts);
+}
+
 /** Opens a connected client, or throws node-postgres's error (see `describeConnectError`). */
 export async function connect(url: DatabaseUrl, options: ConnectOptions = {}): Promise<pg.Client> {
-  return (await connectWithConfig(url, options)).client;
+  return (await connectSelecting(url, options)).client;
 }
 
 /**
  * A pool of connections made the way `connect` made its one (same TLS choice, same source
- * address). Connecting once first also surfaces a bad URL or password here, not on first use.
+ * address, the same host of a list). Connecting once first also surfaces a bad URL or password
+ * here, not on first use. With `at`, the pool is made to that host without asking its role.
  */
-export async function openPool(url: DatabaseUrl, options: ConnectOptions, pool: { max: number; idleTimeoutMs: number }): Promise<pg.Pool> {
-  const { client, config } = await connectWithConfig(url, options);
-  await client.end().catch(() => {});
-  const result = new pg.Pool({ ...config, max: pool.max, idleTimeoutMillis: pool.idleTimeoutMs });
+export async function openPoolAt(url: DatabaseUrl, options: ConnectOptions, pool: { max: number; idleTimeoutMs: number }, at?: HostPort): Promise<{ pool: pg.Pool; at: HostPort }> {
+  const selected = at ? { ...(await connectWithConfig(atHost(url, at), options)), at } : await connectSelecting(url, options);
+  await selected.client.end().catch(() => {});
+  const result = new pg.Pool({ ...selected.config, max: pool.max, idleTimeoutMillis: pool.idleTimeoutMs });
   // An idle pooled client whose server goes away emits 'error' on the pool.
   result.on('error', () => {});
-  return result;
+  return { pool: result, at: selected.at };
+}
+
+export async function openPool(url: DatabaseUrl, options: ConnectOptions, pool: { max: number; idleTimeoutMs: number }): Promise<pg.Pool> {
+  return (await openPoolAt(url, options, pool)).pool;
+}
+
+/**
+ * An error that means the server a connection was on is no longer the one to use: the
+ * connection was lost (SQLSTATE class 08, a socket error, no code at all), the server is
+ * shutting down or terminated the session (57P01–57P03), or it turned read-only (25006: a
+ * demoted or fenced primary). The cure is to connect again and select the host again.
+ */
+export function isSwitchError(error: unknown): boolean {
+  const code = (error as { code?: string } | undefined)?.code;
+  if (!code) return true;
+  return code === '25006' || /^(08|57P0[123])/.test(code) || /^E[A-Z]+$/.test(code);
 }
 
 /** Runs `work` with a connected client and always closes it. */
@@ -150,11 +277,14 @@ export interface ConnectProblem {
   /** What to do about it. */
   hints: string[];
   /** A short class for tests and JSON output. */
-  reason: 'refused' | 'timeout' | 'not-allowed' | 'bad-password' | 'no-database' | 'dns' | 'unreachable' | 'tls' | 'other';
+  reason: 'refused' | 'timeout' | 'not-allowed' | 'bad-password' | 'no-database' | 'dns' | 'unreachable' | 'tls' | 'no-primary' | 'other';
 }
 
 /** Turns a connection failure into a message that tells a refused port, a timeout, pg_hba and a wrong password apart. */
-export function describeConnectError(error: unknown, url: DatabaseUrl): ConnectProblem {
+export function describeConnectError(error: unknown, given: DatabaseUrl): ConnectProblem {
+  if (error instanceof NoSuitableHostError) return describeNoHost(error, given);
+  const at = error !== null && typeof error === 'object' ? errorHosts.get(error) : undefined;
+  const url = at ? atHost(given, at) : given;
   const target = describeTarget(url);
   const err = error as { code?: string; message?: string };
   const message = err.message ?? String(error);
@@ -236,6 +366,31 @@ export function describeConnectError(error: unknown, url: DatabaseUrl): ConnectP
     };
   }
   return { reason: 'other', message: `could not connect to ${target}: ${message}`, hints: [] };
+}
+
+/** Every host of a list tried: each one's reason in a word, and the advice of the first that failed. */
+function describeNoHost(error: NoSuitableHostError, url: DatabaseUrl): ConnectProblem {
+  const parts: string[] = [];
+  let first: ConnectProblem | undefined;
+  for (const a of error.attempts) {
+    if (a.role) {
+      parts.push(`${formatHostPort(a.at)} is ${a.role === 'standby' ? 'a standby' : a.role === 'primary' ? 'a primary' : a.role}`);
+      continue;
+    }
+    const problem = describeConnectError(a.error, atHost(url, a.at));
+    first ??= problem;
+    parts.push(problem.message);
+  }
+  const wanted = error.attrs === 'any' ? 'reachable' : error.attrs === 'read-write' ? 'a read-write primary' : error.attrs;
+  if (error.standbyOnly) {
+    return {
+      reason: 'no-primary',
+      message: `no server of the connection string is ${wanted}: ${parts.join('; ')}`,
+      hints: ['a standby answers but no primary: the primary is down or a switchover is under way; once a standby is promoted, connections follow it by themselves', ...(first?.hints ?? [])],
+    };
+  }
+  if (error.attempts.length === 1 && first) return first;
+  return { reason: first?.reason ?? 'other', message: `no server of the connection string is ${wanted}: ${parts.join('; ')}`, hints: first?.hints ?? [] };
 }
 
 function isLoopbackV4(address: string): boolean {

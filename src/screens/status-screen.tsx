@@ -4,7 +4,7 @@
 // Health is always a word and a symbol as well as a colour. It only displays.
 import { Box, Text } from 'ink';
 import type { AdminAction } from '../status/actions.js';
-import { checkCell, databaseLines, inStateCell, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
+import { checkCell, databaseHostCell, databaseLines, inStateCell, showsDatabaseHosts, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { symbols, theme } from './theme.js';
@@ -46,11 +46,12 @@ function fit(text: string, width: number): string {
   return text.length > width ? `${text.slice(0, Math.max(0, width - 1))}…` : text.padEnd(width);
 }
 
-function columns(rows: ServerRow[], width: number): { name: number; list: Column[] } {
+function columns(rows: ServerRow[], width: number, databaseHosts: boolean): { name: number; list: Column[] } {
   const all: Column[] = [
     { title: 'HEALTH', width: 12, source: 'registry', cell: (r) => r.word, drop: 0 },
     { title: 'VERSION', width: 9, source: 'registry', cell: (r) => versionCell(r), drop: 0 },
     { title: '/_STATUS', width: 9, source: 'probes', cell: (r) => probeCell(r.probe), drop: 0 },
+    ...(databaseHosts ? [{ title: 'DATABASE', width: 21, source: 'probes' as const, cell: (r: ServerRow) => databaseHostCell(r), drop: 2 }] : []),
     { title: 'HAPROXY', width: 10, source: 'haproxy', cell: (r) => haproxyCell(r.haproxy, r.backup), drop: 0 },
     { title: 'FOR', width: 6, source: 'haproxy', cell: (r) => inStateCell(r.haproxy), drop: 2 },
     { title: 'CHECK', width: 13, source: 'haproxy', cell: (r) => checkCell(r.haproxy), drop: 3 },
@@ -92,7 +93,7 @@ export function visibleWindow(count: number, selectedIndex: number, room: number
 }
 
 function ServersTable({ snapshot, rows: all, now, staleAfterMs, selected, width, tableLines }: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'tableLines'>) {
-  const { name, list } = columns(all, width);
+  const { name, list } = columns(all, width, showsDatabaseHosts(snapshot));
   const stale = (source: SourceName) => sourceAge(snapshot.sources[source], now, staleAfterMs).stale;
   const window = visibleWindow(all.length, Math.max(0, all.findIndex((r) => r.name === selected)), tableLines);
   const rows = all.slice(window.start, window.end);

@@ -4,8 +4,8 @@
 // database goes away the node keeps running, reports it unreachable, and reconnects by itself
 // with backoff (never faster than the backoff allows, however many health checks arrive).
 import type pg from 'pg';
-import { connect, describeConnectError, type ConnectOptions } from '../postgres/connect.js';
-import type { DatabaseUrl } from '../postgres/url.js';
+import { connectSelecting, describeConnectError, isSwitchError, NoSuitableHostError, type ConnectOptions } from '../postgres/connect.js';
+import { formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import type { ServerLog } from './log.js';
 import { CHECK_SQL, HEARTBEAT_SQL, holderOf, markStopped, register, type CheckRow, type Registration } from './registry.js';
 
@@ -13,6 +13,8 @@ export interface DatabaseHealth {
   reachable: boolean;
   /** The database's schema version; undefined when unreachable or it holds no Knocknoc schema. */
   schemaVersion: number | undefined;
+  /** The host of DatabaseURL's list in use ("host:port"); undefined when unreachable. */
+  host?: string;
 }
 
 export interface MonitorTimings {
@@ -24,9 +26,14 @@ export interface MonitorTimings {
   /** First and longest pause between reconnection attempts. */
   backoffMinMs: number;
   backoffMaxMs: number;
+  /**
+   * While a server of the list answers as a standby but none as the primary (a promotion under
+   * way, or to come), reconnect every `backoffMinMs` for this long, then at most every second.
+   */
+  switchWindowMs: number;
 }
 
-export const DEFAULT_TIMINGS: MonitorTimings = { cacheMs: 1000, waitMs: 1000, heartbeatMs: 5000, backoffMinMs: 250, backoffMaxMs: 5000 };
+export const DEFAULT_TIMINGS: MonitorTimings = { cacheMs: 1000, waitMs: 1000, heartbeatMs: 5000, backoffMinMs: 250, backoffMaxMs: 5000, switchWindowMs: 30_000 };
 
 export interface MonitorOptions {
   url: DatabaseUrl;
@@ -36,12 +43,18 @@ export interface MonitorOptions {
   timings?: MonitorTimings;
 }
 
-const UNREACHABLE: DatabaseHealth = { reachable: false, schemaVersion: undefined };
+const UNREACHABLE: DatabaseHealth = { reachable: false, schemaVersion: undefined, host: undefined };
 
 export class DatabaseMonitor {
   private readonly options: MonitorOptions;
   private readonly timings: MonitorTimings;
   private client: pg.Client | undefined;
+  /** The host `client` is connected to, and the last one used (to say when it changed). */
+  private at: HostPort | undefined;
+  private lastAt: HostPort | undefined;
+  /** When the database was first seen with a standby and no primary (the switch under way). */
+  private switchingSince: number | undefined;
+  private readonly listeners = new Set<(at: HostPort | undefined) => void>();
   private last: DatabaseHealth;
   private checkedAt = 0;
   private lastBeatAt = 0;
@@ -54,10 +67,11 @@ export class DatabaseMonitor {
   private nameTakenBy: string | undefined;
 
   /** Starts from what the node found at start-up (it has just registered); connects on the first check. */
-  constructor(options: MonitorOptions, schemaVersion: number | undefined) {
+  constructor(options: MonitorOptions, schemaVersion: number | undefined, at: HostPort) {
     this.options = options;
-    this.timings = options.timings ?? DEFAULT_TIMINGS;
-    this.last = { reachable: true, schemaVersion };
+    this.timings = { ...DEFAULT_TIMINGS, ...options.timings };
+    this.lastAt = at;
+    this.last = { reachable: true, schemaVersion, host: formatHostPort(at) };
     this.checkedAt = Date.now();
     this.lastBeatAt = Date.now();
     this.schedule();
@@ -82,13 +96,38 @@ export class DatabaseMonitor {
     }
   }
 
+  /** The host in use now (undefined while none is: the database unreachable, or a switch under way). */
+  current(): HostPort | undefined {
+    return this.last.reachable ? this.lastAt : undefined;
+  }
+
+  /** Called with the new host when the host in use changes (undefined: none for now). */
+  onHostChange(listener: (at: HostPort | undefined) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /**
+   * A page query failed in a way that says the server is no longer the one to use (lost, shut
+   * down, read-only): check now instead of at the next heartbeat.
+   */
+  suspect(error: unknown): void {
+    if (this.stopped || !isSwitchError(error)) return;
+    const client = this.client;
+    if (client) {
+      this.client = undefined;
+      void client.end().catch(() => {});
+    }
+    this.checkedAt = 0;
+    void this.check();
+  }
+
   /** Stops checking and marks this node stopped in the registry (bounded: the database may be gone). */
   async stop(boundMs: number): Promise<{ marked: boolean; error?: string }> {
     this.stopped = true;
     clearTimeout(this.timer);
     const work = (async () => {
       await this.inflight?.catch(() => {});
-      this.client ??= await this.connect();
+      if (!this.client) this.client = (await this.connect()).client;
       return markStopped(this.client, this.options.me);
     })();
     let timeout: NodeJS.Timeout | undefined;
@@ -119,7 +158,12 @@ export class DatabaseMonitor {
     if (!this.client) {
       if (Date.now() < this.nextAttemptAt) return this.record(UNREACHABLE);
       try {
-        this.adopt(await this.connect());
+        const selected = await this.connect();
+        if (this.stopped) {
+          await selected.client.end().catch(() => {});
+          return this.record(UNREACHABLE);
+        }
+        this.adopt(selected.client, selected.at);
       } catch (error) {
         return this.failed(error);
       }
@@ -137,7 +181,7 @@ export class DatabaseMonitor {
         if (row.beats === 0) await this.reclaim(client);
       }
       this.recovered();
-      return this.record({ reachable: true, schemaVersion: row.schema_version ?? undefined });
+      return this.record({ reachable: true, schemaVersion: row.schema_version ?? undefined, host: formatHostPort(this.at!) });
     } catch (error) {
       return this.failed(error);
     }
@@ -158,14 +202,28 @@ export class DatabaseMonitor {
     }
   }
 
-  private connect(): Promise<pg.Client> {
-    return connect(this.options.url, this.options.connect);
+  private connect() {
+    return connectSelecting(this.options.url, this.options.connect);
   }
 
-  private adopt(client: pg.Client): void {
+  private adopt(client: pg.Client, at: HostPort): void {
     this.client = client;
+    this.at = at;
+    const was = this.lastAt;
+    this.lastAt = at;
+    if (was && formatHostPort(was) !== formatHostPort(at)) {
+      this.options.log.warn(`the database is now ${formatHostPort(at)} (was ${formatHostPort(was)}): DatabaseURL lists ${this.options.url.hosts.length} hosts and this one is ${this.options.url.targetSessionAttrs}`);
+    }
+    for (const listener of this.listeners) listener(at);
     client.on('end', () => {
-      if (this.client === client) this.client = undefined;
+      if (this.client !== client) return;
+      // The server went away (shut down, terminated us, the link dropped): select again now,
+      // not at the next heartbeat.
+      this.client = undefined;
+      if (!this.stopped) {
+        this.checkedAt = 0;
+        void this.check();
+      }
     });
   }
 
@@ -186,18 +244,32 @@ export class DatabaseMonitor {
     const client = this.client;
     this.client = undefined;
     void client?.end().catch(() => {});
-    const { backoffMinMs, backoffMaxMs } = this.timings;
-    this.backoffMs = this.backoffMs === 0 ? backoffMinMs : Math.min(this.backoffMs * 2, backoffMaxMs);
+    const { backoffMinMs, backoffMaxMs, switchWindowMs } = this.timings;
+    const wasUp = this.downSince === undefined;
+    if (wasUp) for (const listener of this.listeners) listener(undefined);
+    if (error instanceof NoSuitableHostError && error.standbyOnly) this.switchingSince ??= Date.now();
+    else this.switchingSince = undefined;
+    const switching = this.switchingSince !== undefined;
+    const early = switching && Date.now() - this.switchingSince! < switchWindowMs;
+    // The server in use lost (or read-only): the first attempt again at once, to the next host.
+    // A standby answering and no primary: every backoffMinMs for switchWindowMs, then at most
+    // every second (a promotion may come at any time, and is to be followed at once).
+    if (wasUp && isSwitchError(error)) this.backoffMs = 0;
+    else if (early) this.backoffMs = backoffMinMs;
+    else this.backoffMs = Math.min(this.backoffMs === 0 ? backoffMinMs : this.backoffMs * 2, switching ? Math.min(1000, backoffMaxMs) : backoffMaxMs);
     // A little jitter, so nodes that lost the database together do not knock together.
     this.nextAttemptAt = Date.now() + this.backoffMs * (0.8 + Math.random() * 0.4);
     if (this.downSince === undefined) {
       this.downSince = Date.now();
-      this.options.log.error(`database unreachable: ${this.options.log.scrub(this.describe(error))}; /_status answers 503 until it is back (retrying, at most every ${backoffMaxMs / 1000} s)`);
+      const code = (error as { code?: string }).code;
+      const why = code === '25006' && this.at ? `${formatHostPort(this.at)} is read-only now (SQLSTATE 25006)` : this.describe(error);
+      this.options.log.error(`database unreachable: ${this.options.log.scrub(why)}; /_status answers 503 until it is back (retrying, at most every ${backoffMaxMs / 1000} s)`);
     }
     return this.record(UNREACHABLE);
   }
 
   private recovered(): void {
+    this.switchingSince = undefined;
     if (this.downSince !== undefined) {
       this.options.log.info(`database reachable again after ${((Date.now() - this.downSince) / 1000).toFixed(1)} s`);
     }

@@ -92,6 +92,11 @@ export interface StatusBody {
   databaseSchemaVersion: number | null;
   versionMatch: boolean;
   database: 'ok' | 'unreachable';
+  /**
+   * The host of DatabaseURL's list the node uses ("host:port" as written there); null while the
+   * database is unreachable. Absent from nodes of releases before it (read it as unknown).
+   */
+  databaseHost: string | null;
   uptimeSeconds: number;
 }
 
@@ -106,6 +111,7 @@ export function statusBody(node: NodeFacts, health: DatabaseHealth, now: number)
     databaseSchemaVersion,
     versionMatch,
     database: health.reachable ? 'ok' : 'unreachable',
+    databaseHost: health.reachable ? (health.host ?? null) : null,
     uptimeSeconds: Math.floor((now - node.startedAt) / 1000),
   };
 }

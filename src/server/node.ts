@@ -5,7 +5,8 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { formatListen } from '../config/values.js';
-import { connect, describeConnectError, openPool, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
+import { connectSelecting, describeConnectError, openPoolAt, sourceAddressFor, type ConnectOptions, type Selected } from '../postgres/connect.js';
+import { formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import { migrate, type Release } from '../schema/index.js';
 import { probeListen } from '../system/host.js';
 import { TrustedForwarders } from './client-address.js';
@@ -55,12 +56,80 @@ function listenProblem(code: string, config: ServerConfig): StartError {
   ]);
 }
 
-async function openDatabase(config: ServerConfig, options: ConnectOptions): Promise<pg.Client> {
+async function openDatabase(config: ServerConfig, options: ConnectOptions): Promise<Selected> {
   try {
-    return await connect(config.databaseUrl, options);
+    return await connectSelecting(config.databaseUrl, options);
   } catch (error) {
     const problem = describeConnectError(error, config.databaseUrl);
     throw new StartError(`cannot reach the database: ${problem.message}`, 3, [...problem.hints, `the connection string is DatabaseURL in ${config.file}`]);
+  }
+}
+
+/**
+ * The pages' pool, on the host the monitor uses: a new pool when that host changes (the old one
+ * ended), and a query refused at once, saying why, while there is none (a switch under way) —
+ * never one left waiting on a server that is gone. Each query is bounded by statement_timeout and
+ * query_timeout; a query that fails as if the server were gone tells the monitor (`onSwitchError`).
+ */
+class PagePool {
+  private pool: pg.Pool | undefined;
+  private at: HostPort | undefined;
+  private opening: Promise<void> | undefined;
+  private switchError: ((error: unknown) => void) | undefined;
+
+  constructor(
+    private readonly url: DatabaseUrl,
+    private readonly options: ConnectOptions,
+  ) {}
+
+  async open(at: HostPort): Promise<void> {
+    const opened = await openPoolAt(this.url, this.options, { max: 4, idleTimeoutMs: 30_000 }, at);
+    const old = this.pool;
+    this.pool = opened.pool;
+    this.at = at;
+    await old?.end().catch(() => {});
+  }
+
+  follow(at: HostPort | undefined): void {
+    if (at && this.at && formatHostPort(at) === formatHostPort(this.at) && this.pool) return;
+    const old = this.pool;
+    this.pool = undefined;
+    this.at = at;
+    void old?.end().catch(() => {});
+    if (at) {
+      const opening = this.open(at).catch(() => {
+        // The monitor notices a host that does not answer, and says so; pages fail meanwhile.
+      });
+      this.opening = opening.finally(() => {
+        if (this.opening === opening) this.opening = undefined;
+      });
+    }
+  }
+
+  onSwitchError(listener: (error: unknown) => void): void {
+    this.switchError = listener;
+  }
+
+  async query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    await this.opening;
+    const pool = this.pool;
+    if (!pool) throw new Error('the database is unreachable for now (no primary selected yet; retrying)');
+    try {
+      return await pool.query<R>(text, values);
+    } catch (error) {
+      this.switchError?.(error);
+      throw error;
+    }
+  }
+
+  async end(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await this.opening;
+    const late = this.pool as pg.Pool | undefined;
+    this.pool = undefined;
+    await pool?.end().catch(() => {});
+    await late?.end().catch(() => {});
   }
 }
 
@@ -83,8 +152,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     instance: randomUUID(),
     heartbeatSeconds: Math.round(timings.heartbeatMs / 1000),
   };
-  const client = await openDatabase(config, connectOptions);
-  let pool: pg.Pool;
+  const selected = await openDatabase(config, connectOptions);
+  const client = selected.client;
+  if (config.databaseUrl.hosts.length > 1) log.info(`database ${formatHostPort(selected.at)} (the first ${config.databaseUrl.targetSessionAttrs} server of ${config.databaseUrl.hosts.map(formatHostPort).join(', ')})`);
+  let pool: PagePool;
   let databaseSchemaVersion: number;
   let registered = false;
   try {
@@ -117,7 +188,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     if (holder) log.info(`"${me.name}" was still listed online at ${holder.listen} but sends no heartbeat: taking the name over`);
     await register(client, me);
     registered = true;
-    pool = await openPool(config.databaseUrl, { ...connectOptions, statementTimeoutMs: 5_000, queryTimeoutMs: 8_000 }, { max: 4, idleTimeoutMs: 30_000 });
+    pool = new PagePool(config.databaseUrl, { ...connectOptions, statementTimeoutMs: 5_000, queryTimeoutMs: 8_000 });
+    await pool.open(selected.at);
   } catch (error) {
     // Not starting after all: do not stay listed as running.
     if (registered) await markStopped(client, me).catch(() => {});
@@ -127,7 +199,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     await client.end().catch(() => {});
   }
 
-  const monitor = new DatabaseMonitor({ url: config.databaseUrl, connect: { ...connectOptions, connectTimeoutMs: 3_000, statementTimeoutMs: 2_000, queryTimeoutMs: 3_000 }, me, log, timings }, databaseSchemaVersion);
+  const monitor = new DatabaseMonitor({ url: config.databaseUrl, connect: { ...connectOptions, connectTimeoutMs: 3_000, statementTimeoutMs: 2_000, queryTimeoutMs: 3_000 }, me, log, timings }, databaseSchemaVersion, selected.at);
+  // Pages follow the monitor: to the host it selected, or fail at once while it has none.
+  monitor.onHostChange((at) => pool.follow(at));
+  pool.onSwitchError((error) => monitor.suspect(error));
   const node: NodeFacts = { name: config.serverName, listen: config.listenText, version: release.version, schemaVersion: release.schemaVersion, startedAt: Date.now() };
   let stopping = false;
   let inFlight = 0;
@@ -139,7 +214,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     trusted: new TrustedForwarders(config.trustedForwarders),
     log,
     health: () => monitor.health(),
-    servers: () => listServers(pool),
+    servers: () => listServers(pool as unknown as Parameters<typeof listServers>[0]),
     stopping: () => stopping,
   });
   const server = http.createServer((req, res) => {

@@ -104,7 +104,13 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined): Promis
       name: 'postgres',
       label: `PostgreSQL (${where})`,
       state: async () => ({ word: (await clusterRunning(cluster)) ? 'running' : 'stopped', detail: where }),
-      start: () => startCluster(cluster),
+      async start() {
+        // One of a replicated pair whose peer was promoted meanwhile starts as a read-only standby.
+        const { fenceBeforeStart } = await import('../standby/fence.js');
+        const note = await fenceBeforeStart(root, cluster);
+        await startCluster(cluster);
+        return note;
+      },
       stop: () => stopCluster(cluster),
     };
   }

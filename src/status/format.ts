@@ -76,16 +76,38 @@ function worstLag(db: DatabaseData): string {
   return `, ${db.standbys.length} standby${db.standbys.length === 1 ? '' : 's'}, worst lag ${bytes(worst.lagBytes ?? 0)}${worst.lagSeconds === null ? '' : ` / ${age(worst.lagSeconds)}`}`;
 }
 
+/** The database host a server's /_status names ("-": not said, an older release or not asked). */
+export function databaseHostCell(row: ServerRow): string {
+  const host = row.probe?.body?.databaseHost;
+  return typeof host === 'string' ? host : '-';
+}
+
+/** The DatabaseURL lists several hosts: the servers' database host is worth a column. */
+export function showsDatabaseHosts(snapshot: Snapshot): boolean {
+  return (snapshot.sources.database.data?.hosts.length ?? 0) > 1 || snapshot.servers.some((r) => r.word === 'old-primary');
+}
+
+function slotLine(slot: DatabaseData['slots'][number]): string {
+  const retained = slot.retainedBytes === null ? 'retains no WAL' : `retains ${bytes(slot.retainedBytes)} of WAL`;
+  const status = slot.walStatus ? `, wal_status ${slot.walStatus}` : '';
+  const safe = slot.safeWalSizeBytes === null ? '' : `, ${bytes(slot.safeWalSizeBytes)} before it is lost`;
+  const warning =
+    slot.walStatus === 'lost' ? ' ⚠ lost: the WAL its standby needs is gone, the standby must be cloned again' : !slot.active ? ' ⚠ inactive: it holds WAL for a standby that is not connected' : '';
+  return `slot ${slot.name} (${slot.type}): ${slot.active ? 'active' : 'inactive'}, ${retained}${status}${safe}${warning}`;
+}
+
 /** The database panel as lines. */
 export function databaseLines(db: DatabaseData): string[] {
   const lines = [`${db.target}: PostgreSQL ${db.serverVersion}, ${db.role}`, `connections ${db.connections.used} of ${db.connections.max}, Knocknoc schema ${db.schemaVersion ?? 'none'}`];
+  if (db.hosts.length > 1) lines.splice(1, 0, `on ${db.host} (of ${db.hosts.join(', ')})`);
   if (db.role === 'standby' && db.upstream) {
     lines.push(db.upstream.connected ? `receiving from its primary${worstLag(db)}` : 'not receiving from its primary (no WAL receiver)');
   }
   for (const s of db.standbys) {
     const lag = s.lagBytes === null ? 'lag hidden (needs pg_monitor)' : `lag ${bytes(s.lagBytes)}${s.lagSeconds === null ? '' : ` / ${age(s.lagSeconds)}`}`;
-    lines.push(`standby ${s.name}${s.clientAddress ? ` (${s.clientAddress})` : ''}: ${s.state ?? '?'}${s.syncState ? `, ${s.syncState}` : ''}, ${lag}`);
+    lines.push(`standby ${s.name}${s.clientAddress ? ` (${s.clientAddress})` : ''}: ${s.state ?? '?'}${s.syncState ? `, ${s.syncState}` : ''}, ${lag}${s.slot ? `, slot ${s.slot}` : ''}`);
   }
+  for (const slot of db.slots ?? []) lines.push(slotLine(slot));
   if (db.role === 'primary' && db.standbys.length === 0) lines.push('no standby streams from it');
   if (db.tls) lines.push(...tlsLines(db.tls));
   if (db.allowList) {
@@ -135,15 +157,17 @@ export function plainSnapshot(snapshot: Snapshot, staleAfterMs: number): string[
   const outcome = outcomeOf(snapshot);
   const lines = [`knocker status ${new Date(now).toISOString()}: ${outcome.verdict}`, summaryLine(snapshot), ''];
   if (snapshot.servers.length > 0) {
+    const hosts = showsDatabaseHosts(snapshot);
     lines.push(
       ...table([
-        ['', 'SERVER', 'HEALTH', 'VERSION', '/_STATUS', 'HAPROXY', 'FOR', 'CHECK', 'SESS', 'SEEN'],
+        ['', 'SERVER', 'HEALTH', 'VERSION', '/_STATUS', ...(hosts ? ['DATABASE'] : []), 'HAPROXY', 'FOR', 'CHECK', 'SESS', 'SEEN'],
         ...snapshot.servers.map((row) => [
           HEALTH_SYMBOL[row.health],
           row.name,
           row.word,
           versionCell(row),
           probeCell(row.probe),
+          ...(hosts ? [databaseHostCell(row)] : []),
           haproxyCell(row.haproxy, row.backup),
           inStateCell(row.haproxy),
           checkCell(row.haproxy),
@@ -217,6 +241,7 @@ export function jsonSnapshot(snapshot: Snapshot): unknown {
             status: row.probe.body?.status ?? null,
             version: row.probe.body?.version ?? null,
             versionMatch: row.probe.body?.versionMatch ?? null,
+            databaseHost: typeof row.probe.body?.databaseHost === 'string' ? row.probe.body.databaseHost : null,
             error: row.probe.error ?? null,
           }
         : null,

@@ -51,15 +51,38 @@ export interface StandbyInfo {
   syncState: string | null;
   lagBytes: number | null;
   lagSeconds: number | null;
+  /** The replication slot it streams through (pg_replication_slots.active_pid), if any. */
+  slot: string | null;
+}
+
+/** A replication slot on the primary (pg_replication_slots): an inactive one still holds WAL. */
+export interface SlotInfo {
+  name: string;
+  type: string;
+  active: boolean;
+  /** reserved, extended, unreserved or lost (PostgreSQL 13+); null when not reported. */
+  walStatus: string | null;
+  /** WAL kept for it: from its restart_lsn to the primary's current position. */
+  retainedBytes: number | null;
+  /** How much more WAL may be written before it is lost (null: no max_slot_wal_keep_size). */
+  safeWalSizeBytes: number | null;
 }
 
 export interface DatabaseData {
   target: string;
+  /** DatabaseURL's host list ("host:port" each), in order. */
+  hosts: string[];
+  /** The host of the list this status is connected to ("host:port"). */
+  host: string;
+  /** The server's own address and port as it sees this connection (inet_server_addr), when TCP. */
+  serverAddress: string | null;
   serverVersion: string;
   role: 'primary' | 'standby';
   connections: { used: number; max: number };
   /** Standbys streaming from this primary (pg_stat_replication). */
   standbys: StandbyInfo[];
+  /** Replication slots of this primary (none read on a standby). */
+  slots: SlotInfo[];
   /** On a standby: how far behind its primary it is, when known. */
   upstream?: { connected: boolean; lagBytes: number | null; lagSeconds: number | null };
   /** The exposedb allow-list, when the cluster is on this host (undefined: not readable here). */
@@ -146,14 +169,23 @@ function haproxyProblem(stat: ServerStat): { word: string; health: Health; text:
   return undefined;
 }
 
+/** The names the primary answers to: the host of the list status is on, and its own address. */
+export function primaryNames(db: DatabaseData | undefined): string[] | undefined {
+  if (!db || db.role !== 'primary') return undefined;
+  return [db.host, ...(db.serverAddress ? [db.serverAddress] : [])];
+}
+
 /**
  * A server's health from what each source says of it. `retire` gives the command that takes a
  * server out of the registry (in the context of this run), said beside a stopped or offline one.
+ * `primary`: the names of the current primary (primaryNames), to flag a server whose /_status says
+ * it uses another database host.
  */
 export function judge(
   row: Omit<ServerRow, 'health' | 'word' | 'problems'>,
   haproxyKnown: boolean,
   retire?: (name: string) => string,
+  primary?: string[],
 ): Pick<ServerRow, 'health' | 'word' | 'problems'> {
   const problems: Array<{ word: string; health: Health; text: string }> = [];
   const r = row.registry;
@@ -167,6 +199,14 @@ export function judge(
       problems.push({ word: 'out-of-step', health: 'fail', text: `out of step: release expects schema ${p.body.schemaVersion}, the database has ${p.body.databaseSchemaVersion}` });
     } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
     else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
+    const on = p.body?.databaseHost;
+    if (primary && typeof on === 'string' && !primary.includes(on)) {
+      problems.push({
+        word: 'old-primary',
+        health: 'fail',
+        text: `uses the database on ${on}, not the primary ${primary[0]} (an old primary still taking writes, or a standby): stop or fence ${on}`,
+      });
+    }
   } else if (!row.address) {
     problems.push({ word: 'no-address', health: 'warn', text: 'no address to probe (registered with a wildcard Listen)' });
   } else {
@@ -222,6 +262,7 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
   const d0 = before.sources.database.data;
   const d1 = after.sources.database.data;
   if (d0 && d1 && d0.role !== d1.role) events.push({ at, level: 'warn', text: `database is now ${d1.role} (was ${d0.role})` });
+  if (d0 && d1 && d0.host !== d1.host) events.push({ at, level: 'warn', text: `database: now on ${d1.host} (was ${d0.host}), a ${d1.role}` });
   if (d0 && d1 && d0.schemaVersion !== d1.schemaVersion) events.push({ at, level: 'warn', text: `database schema ${d0.schemaVersion ?? 'none'} → ${d1.schemaVersion ?? 'none'} (migrated)` });
   const old = new Map(before.servers.map((r) => [r.name, r]));
   for (const row of after.servers) {
@@ -235,6 +276,9 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
     if (prev.word !== 'checking' && (prev.word !== row.word || prev.health !== row.health)) {
       events.push({ at, level: row.health, text: `${row.name}: ${prev.word} → ${describeServerState(row)}` });
     }
+    const h0 = prev.probe?.body?.databaseHost;
+    const h1 = row.probe?.body?.databaseHost;
+    if (typeof h0 === 'string' && typeof h1 === 'string' && h0 !== h1) events.push({ at, level: 'ok', text: `${row.name}: database ${h0} → ${h1}` });
     const v0 = prev.probe?.body?.version ?? prev.registry?.version;
     const v1 = row.probe?.body?.version ?? row.registry?.version;
     if (v0 && v1 && v0 !== v1) {

@@ -2,7 +2,7 @@
 // stalled one longer than its timeout), joins what they say into a snapshot of the cluster, notes
 // each state change as an event, and tells its listener, at most once per tick of the event loop.
 import type { RegisteredServer } from '../server/registry.js';
-import { eventsBetween, judge, settled, sortRows, type DatabaseData, type HaproxyData, type Probe, type ServerRow, type Snapshot, type StatusEvent } from './model.js';
+import { eventsBetween, judge, primaryNames, settled, sortRows, type DatabaseData, type HaproxyData, type Probe, type ServerRow, type Snapshot, type StatusEvent } from './model.js';
 import { DatabaseLink, Prober, probeAddress, readDatabase, readHaproxy, readRegistry, Source, type DatabaseSourceOptions, type HaproxySourceOptions } from './sources.js';
 
 export const MIN_INTERVAL_MS = 500;
@@ -179,7 +179,8 @@ export class StatusMonitor {
 
   private build(at: number): Snapshot {
     const haproxyKnown = this.haproxy.state.data !== undefined;
-    const servers = sortRows(this.rows().map((row) => ({ ...row, ...judge(row, haproxyKnown, this.options.retireHint) })));
+    const primary = primaryNames(this.database.state.data);
+    const servers = sortRows(this.rows().map((row) => ({ ...row, ...judge(row, haproxyKnown, this.options.retireHint, primary) })));
     return {
       at,
       sources: {

@@ -12,17 +12,17 @@ import { remoteRoleName } from '../exposedb/plan.js';
 import { nodeAddress, readSettings, reachableAddress, type ExistingConfig } from '../haproxy/config.js';
 import { showInfo, showStat } from '../haproxy/runtime.js';
 import { openAdminSession } from '../postgres/admin.js';
-import { describeConnectError, openPool, type ConnectOptions } from '../postgres/connect.js';
+import { describeConnectError, isSwitchError, openPoolAt, type ConnectOptions } from '../postgres/connect.js';
 import { daysLeft, EXPIRY_WARNING_DAYS } from '../postgres/certificates.js';
 import { probeTls } from '../postgres/tls-probe.js';
-import { describeTarget, type DatabaseUrl } from '../postgres/url.js';
+import { atHost, describeTarget, formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import { MIGRATIONS_TABLE } from '../schema/index.js';
 import { fetchStatus } from '../server/probe.js';
 import { listServers, type RegisteredServer } from '../server/registry.js';
 import { nullLogger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
 import { isRoot } from '../system/users.js';
-import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SourceName, SourceState, StandbyInfo } from './model.js';
+import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SlotInfo, SourceName, SourceState, StandbyInfo } from './model.js';
 
 /** One source: a poll that either gives data or fails with a message; never two polls at once. */
 export class Source<T> {
@@ -70,22 +70,33 @@ export interface DatabaseSourceOptions {
   root: Root;
 }
 
-/** A pool of two connections (registry and health never wait for each other), made on first use and again after a failure. */
+/**
+ * A pool of two connections (registry and health never wait for each other), made on first use
+ * and again after a failure. With a host list, the pool is on the host target_session_attrs
+ * selected; a query failing as if that server were gone (lost, shut down, read-only) drops the
+ * pool, so the next poll selects again (it follows a promoted standby as the nodes do).
+ */
 export class DatabaseLink {
-  private pool: Promise<pg.Pool> | undefined;
+  private pool: Promise<{ pool: pg.Pool; at: HostPort }> | undefined;
   constructor(private readonly options: DatabaseSourceOptions) {}
+
+  /** The host of the list the pool is on, once it is open. */
+  at: HostPort | undefined;
 
   async query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
     if (!this.pool) {
-      const opening = openPool(this.options.url, this.options.connect, { max: 2, idleTimeoutMs: 60_000 });
+      const opening = openPoolAt(this.options.url, this.options.connect, { max: 2, idleTimeoutMs: 60_000 });
       opening.catch(() => {
         if (this.pool === opening) this.pool = undefined;
       });
       this.pool = opening;
     }
+    const current = this.pool;
     let pool: pg.Pool;
     try {
-      pool = await this.pool;
+      const opened = await current;
+      pool = opened.pool;
+      this.at = opened.at;
     } catch (error) {
       throw new Error(describeConnectError(error, this.options.url).message);
     }
@@ -93,8 +104,12 @@ export class DatabaseLink {
       return await pool.query<R>(text, values);
     } catch (error) {
       const code = (error as { code?: string }).code;
+      if (isSwitchError(error) && this.pool === current) {
+        this.pool = undefined;
+        void pool.end().catch(() => {});
+      }
       // A lost server: describe it as a connection problem, as at the start.
-      if (!code || /^(08|57P)/.test(code)) throw new Error(describeConnectError(error, this.options.url).message);
+      if (!code || /^(08|57P)/.test(code)) throw new Error(describeConnectError(error, this.at ? atHost(this.options.url, this.at) : this.options.url).message);
       throw error;
     }
   }
@@ -102,7 +117,7 @@ export class DatabaseLink {
   async close(): Promise<void> {
     const pool = this.pool;
     this.pool = undefined;
-    await pool?.then((p) => p.end()).catch(() => {});
+    await pool?.then((p) => p.pool.end()).catch(() => {});
   }
 }
 
@@ -149,10 +164,11 @@ async function readTls(options: DatabaseSourceOptions, local: boolean): Promise<
 
 /** The database's role, connections, replication and (when it is this host's) exposedb allow-list. */
 export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions): () => Promise<DatabaseData> {
-  const { url, root } = options;
-  let hbaFile: Promise<string | undefined> | undefined;
-  const local = isThisHost(url.host);
-  let tls: { at: number; value: DatabaseTls | undefined } | undefined;
+  const { root } = options;
+  // With a host list: the cluster of the host the link is on (it changes with a promotion).
+  const hbaFiles = new Map<string, Promise<string | undefined>>();
+  const locals = new Map<string, Promise<boolean>>();
+  let tls: { at: number; host: string; value: DatabaseTls | undefined } | undefined;
   return async () => {
     const basics = (
       await link.query<Basics>(
@@ -161,18 +177,27 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
                 current_setting('max_connections')::int AS max, current_setting('ssl') AS ssl`,
       )
     ).rows[0]!;
+    // The pool is open now: the host it selected.
+    const url = link.at ? atHost(options.url, link.at) : options.url;
+    const key = formatHostPort(url);
+    if (!locals.has(key)) locals.set(key, isThisHost(url.host));
+    const local = locals.get(key)!;
     const schema = await link
       .query<{ version: number | null }>(`SELECT max(version) AS version FROM ${MIGRATIONS_TABLE}`)
       .then((r) => r.rows[0]?.version ?? null, () => null);
     let standbys: StandbyInfo[] = [];
+    let slots: SlotInfo[] = [];
     let upstream: DatabaseData['upstream'];
     let limited = false;
     if (!basics.in_recovery) {
-      const rows = await link.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null }>(
-        `SELECT application_name AS name, client_addr::text AS client_addr, state, sync_state,
-                pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,
-                extract(epoch FROM replay_lag)::float8 AS lag_seconds
-           FROM pg_stat_replication ORDER BY application_name`,
+      const rows = await link.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null; slot: string | null }>(
+        `SELECT r.application_name AS name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes,
+                -- replay_lag is NULL once a standby has caught up and nothing is written: 0 then.
+                CASE WHEN r.replay_lsn = pg_current_wal_lsn() THEN 0
+                     ELSE extract(epoch FROM r.replay_lag)::float8 END AS lag_seconds,
+                (SELECT s.slot_name::text FROM pg_replication_slots s WHERE s.active_pid = r.pid LIMIT 1) AS slot
+           FROM pg_stat_replication r ORDER BY r.application_name`,
       );
       standbys = rows.rows.map((r) => ({
         name: r.name,
@@ -181,6 +206,21 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
         syncState: r.sync_state,
         lagBytes: r.lag_bytes === null ? null : Number(r.lag_bytes),
         lagSeconds: r.lag_seconds,
+        slot: r.slot,
+      }));
+      const slotRows = await link.query<{ name: string; type: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
+        `SELECT slot_name::text AS name, slot_type AS type, active, wal_status,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained,
+                safe_wal_size::bigint AS safe
+           FROM pg_replication_slots ORDER BY slot_name`,
+      );
+      slots = slotRows.rows.map((r) => ({
+        name: r.name,
+        type: r.type,
+        active: r.active,
+        walStatus: r.wal_status,
+        retainedBytes: r.retained === null ? null : Number(r.retained),
+        safeWalSizeBytes: r.safe === null ? null : Number(r.safe),
       }));
       // Without pg_monitor a login sees the rows but not their state or positions.
       limited = standbys.some((s) => s.state === null);
@@ -197,8 +237,8 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
     }
     let allowList: DatabaseData['allowList'];
     if (await local) {
-      hbaFile ??= findHbaFile(root, url);
-      const file = await hbaFile;
+      if (!hbaFiles.has(key)) hbaFiles.set(key, findHbaFile(root, url));
+      const file = await hbaFiles.get(key)!;
       if (file) {
         try {
           const allow = readAllowList(await fs.readFile(file, 'utf8'), { database: url.database, role: remoteRoleName(url.database), ssl: basics.ssl === 'on' });
@@ -208,13 +248,19 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
         }
       }
     }
-    if (!tls || Date.now() - tls.at >= TLS_EVERY_MS) tls = { at: Date.now(), value: await readTls(options, await local) };
+    if (!tls || tls.host !== key || Date.now() - tls.at >= TLS_EVERY_MS) tls = { at: Date.now(), host: key, value: await readTls({ ...options, url }, await local) };
+    const server = (await link.query<{ addr: string | null; port: number | null }>('SELECT host(inet_server_addr()) AS addr, inet_server_port() AS port')).rows[0];
+    const at = link.at ?? { host: url.host, port: url.port };
     return {
-      target: describeTarget(url),
+      target: describeTarget(options.url),
+      hosts: options.url.hosts.map(formatHostPort),
+      host: formatHostPort(at),
+      serverAddress: server?.addr && server.port ? formatHostPort({ host: server.addr, port: server.port }) : null,
       serverVersion: basics.server_version.split(' ')[0]!,
       role: basics.in_recovery ? 'standby' : 'primary',
       connections: { used: basics.used, max: basics.max },
       standbys,
+      slots,
       ...(upstream ? { upstream } : {}),
       ...(allowList ? { allowList } : {}),
       schemaVersion: schema,

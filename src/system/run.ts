@@ -14,6 +14,18 @@ export interface RunOptions {
   log?: Logger;
   /** Do not throw on a non-zero exit; the caller reads `exitCode`. */
   allowFailure?: boolean;
+  /**
+   * Leave out libpq's PG* variables of knocker's own environment: a postmaster started with
+   * PGPASSWORD set hands it to its walreceiver, which then uses it instead of the passfile.
+   */
+  withoutPgEnv?: boolean;
+}
+
+/** The process's environment without libpq's PG* variables (PGPASSWORD, PGUSER, PGHOST, …). */
+export function environmentWithoutPg(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('PG')) env[key] = value;
+  return { ...env, ...extra };
 }
 
 export interface RunResult {
@@ -55,7 +67,7 @@ export async function run(file: string, args: string[], options: RunOptions = {}
     const { execa } = await import('execa');
     result = await execa(program, rest, {
       input: options.input ?? '',
-      env: options.env,
+      ...(options.withoutPgEnv ? { env: environmentWithoutPg(options.env), extendEnv: false } : { env: options.env }),
       cwd: options.cwd,
       timeout: options.timeoutMs,
       reject: false,

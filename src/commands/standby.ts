@@ -1,0 +1,101 @@
+// `knocker standby …` (CONTRACTS.md): a replicated standby of the shared-primary database, and the
+// moves between the two hosts: switchover (planned), promote (the primary lost), rejoin, remove.
+// The work is in src/standby/, loaded when one runs.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { rootOf, type CommandContext } from './context.js';
+import { jsonNeedsDryRun, once, secondsOption } from './options.js';
+
+const standbyModule = () => import('../standby/index.js');
+
+interface PlanFlags {
+  dryRun?: boolean;
+  json?: boolean;
+}
+const flags = (o: PlanFlags) => ({ dryRun: Boolean(o.dryRun), json: Boolean(o.json) });
+
+export function standbyCommand(program: Command, ctx: CommandContext): void {
+  const standby = program
+    .command('standby')
+    .description('a replicated standby of the shared-primary database: init, status, switchover, promote, rejoin, remove')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'The primary first: knocker exposedb --add-standby ADDR prints a bundle file; copy it to the standby',
+        'host and run knocker standby init --bundle FILE there. Each command runs on one host; the other host',
+        'is reached as the replication role (TLS verified by the cluster\'s CA). See README, "Standby".',
+        '',
+        'Exit codes: 0 done (status: healthy), 1 status: degraded, 2 invalid input (nothing changed), 3',
+        'preflight failed (nothing changed), 4 failed and undone, 5 failed and not fully undone.',
+      ].join('\n'),
+    );
+
+  standby
+    .command('init')
+    .description('on the standby host: clone the primary (pg_basebackup -X stream, a slot) and start it as a hot standby')
+    .requiredOption('--bundle <file>', 'the file knocker exposedb --add-standby made on the primary', once('--bundle'))
+    .option('--max-rate <rate>', 'limit the clone\'s transfer rate (pg_basebackup --max-rate, e.g. 20M)', once('--max-rate'))
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (options: PlanFlags & { bundle: string; maxRate?: string }, command: Command) => {
+      jsonNeedsDryRun(options);
+      const { standbyInit } = await standbyModule();
+      ctx.exit(await standbyInit(rootOf(command, ctx), { ...flags(options), bundle: path.resolve(options.bundle), maxRate: options.maxRate }, ctx.io));
+    });
+
+  standby
+    .command('status')
+    .description('role, timeline, lag in bytes and time, slots and the WAL they hold, the peer, whether the standby could take over')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const { standbyStatus } = await standbyModule();
+      ctx.exit(await standbyStatus(rootOf(command, ctx), { json: Boolean(options.json) }, ctx.io));
+    });
+
+  standby
+    .command('switchover')
+    .description('on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it')
+    .option('--catch-up-timeout <seconds>', 'how long the standby may take to replay this node\'s last WAL; if it does not, this node starts again as the primary', secondsOption(1, 3600), 60)
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (options: PlanFlags & { catchUpTimeout: number }, command: Command) => {
+      jsonNeedsDryRun(options);
+      const { standbySwitchover } = await standbyModule();
+      ctx.exit(await standbySwitchover(rootOf(command, ctx), { ...flags(options), catchUpTimeoutMs: options.catchUpTimeout * 1000 }, ctx.io));
+    });
+
+  standby
+    .command('promote')
+    .description('on the standby, the primary lost: make this node the primary; refused while the old primary takes writes')
+    .option('--force', 'promote although the old primary answers as writable (it is fenced first: read-only, its sessions ended)')
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (options: PlanFlags & { force?: boolean }, command: Command) => {
+      jsonNeedsDryRun(options);
+      const { standbyPromote } = await standbyModule();
+      ctx.exit(await standbyPromote(rootOf(command, ctx), { ...flags(options), force: Boolean(options.force) }, ctx.io));
+    });
+
+  standby
+    .command('rejoin')
+    .description('on the old primary: come back as a standby of the new primary (pg_rewind, or a fresh clone when it cannot work)')
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (options: PlanFlags, command: Command) => {
+      jsonNeedsDryRun(options);
+      const { standbyRejoin } = await standbyModule();
+      ctx.exit(await standbyRejoin(rootOf(command, ctx), flags(options), ctx.io));
+    });
+
+  standby
+    .command('remove')
+    .description('on the primary: drop the standby\'s slot and replication lines (its WAL no longer held); on the standby: stop it and remove its copy')
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (options: PlanFlags, command: Command) => {
+      jsonNeedsDryRun(options);
+      const { standbyRemove } = await standbyModule();
+      ctx.exit(await standbyRemove(rootOf(command, ctx), flags(options), ctx.io));
+    });
+}

@@ -1,0 +1,26 @@
+// The fence on return: before knocker starts a node of a pair as it was (a primary), it asks the
+// other node. When that one answers as a writable primary (it was promoted meanwhile), this node
+// starts as a standby instead (standby.signal, primary_conninfo to the new primary): read-only,
+// so it cannot take writes as a second primary. `knocker standby rejoin` then brings it back.
+import type { PrivateCluster } from '../postgres/cluster.js';
+import type { Root } from '../system/root.js';
+import { applyNodeConfig, hasStandbySignal, nodeAt, readState } from './node.js';
+import { peerFacts, tryPeer } from './peer.js';
+
+/** Returns a note when the node was fenced (set to start as a standby). */
+export async function fenceBeforeStart(root: Root, cluster: PrivateCluster): Promise<string | undefined> {
+  if (!root.isSandbox) return undefined;
+  const state = await readState(root);
+  if (!state || (await hasStandbySignal(cluster.dataDir))) return undefined;
+  const link = await tryPeer(root, state.self, state.peer, true);
+  if (!link) return undefined;
+  try {
+    const facts = await peerFacts(link);
+    if (facts.inRecovery || facts.readOnly) return undefined;
+  } finally {
+    await link.close();
+  }
+  const node = await nodeAt(root, { host: cluster.host, port: cluster.port });
+  await applyNodeConfig(node, cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, root.isSandbox);
+  return `fenced: ${state.peer.host} is the primary now, so this node starts read-only as its standby (bring it back with knocker standby rejoin)`;
+}

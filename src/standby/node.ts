@@ -1,0 +1,250 @@
+// This host's side of the pair: its private PostgreSQL cluster (database option 1 under a root),
+// what pg_controldata says about it, the state file, and the node-local settings that a clone or a
+// rewind copies from the other host and that must be put back (listen address, pg_hba.conf, the
+// TLS files, postgresql.auto.conf's conninfo): trap 3 of the research note.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PreflightError } from '../errors.js';
+import { adminLink, type AdminLink, type ClusterAccess } from '../postgres/admin.js';
+import {
+  clusterExists,
+  clusterOwner,
+  clusterRunning,
+  findPgBinaries,
+  readClusterSettings,
+  startCluster,
+  stopCluster,
+  waitUntilReady,
+  writeClusterSettings,
+  type PgBinaries,
+  type PrivateCluster,
+} from '../postgres/cluster.js';
+import { readManagedBlock, renderManagedBlock } from '../postgres/hba.js';
+import { EXPOSEDB_BLOCK } from '../exposedb/allow-list.js';
+import { readIfExists, writeFileAtomic } from '../system/files.js';
+import type { Logger } from '../system/log.js';
+import { PATHS, type Root } from '../system/root.js';
+import { run } from '../system/run.js';
+import { lookupUser } from '../system/users.js';
+import { peerConninfo, type PeerTarget } from './conninfo.js';
+import { hbaLinesFor } from './hba-lines.js';
+import { REPLICATION_ROLE, slotName, STANDBY_BLOCK, STANDBY_PATHS } from './paths.js';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** This host's view of the pair (STANDBY_PATHS.state). */
+export interface PairState {
+  version: 1;
+  self: Endpoint;
+  peer: Endpoint;
+  /** The Knocknoc database (for the fence and the printed URL). */
+  database: string;
+  /** The web nodes' connection string (knocknoc_remote), for printing the multi-host URL. */
+  nodesUser?: string;
+  /** What `standby promote` did: the old primary must not come back as a second primary. */
+  promoted?: { at: string; oldPrimary: Endpoint; timeline: number; lastReceivedLsn: string; oldPrimaryFenced: boolean };
+}
+
+export async function readState(root: Root): Promise<PairState | undefined> {
+  const text = await readIfExists(root.path(STANDBY_PATHS.state));
+  if (text === undefined) return undefined;
+  try {
+    const state = JSON.parse(text) as PairState;
+    if (state.version !== 1 || !state.self?.host || !state.peer?.host) throw new Error('not a state file of this version');
+    return state;
+  } catch (error) {
+    throw new PreflightError(`${root.path(STANDBY_PATHS.state)} cannot be read: ${(error as Error).message}`);
+  }
+}
+
+export async function writeState(root: Root, state: PairState): Promise<void> {
+  await writeFileAtomic(root.path(STANDBY_PATHS.state), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+}
+
+export interface LocalNode {
+  root: Root;
+  cluster: PrivateCluster;
+  access: ClusterAccess;
+  owner: { uid: number; gid: number };
+}
+
+async function ownerOf(osUser: string): Promise<{ uid: number; gid: number }> {
+  const user = await lookupUser(osUser);
+  if (!user) throw new PreflightError(`there is no OS user "${osUser}" to own the PostgreSQL cluster`);
+  return { uid: user.uid, gid: user.gid };
+}
+
+export async function pgBinaries(): Promise<PgBinaries> {
+  const bin = await findPgBinaries();
+  if (!bin) throw new PreflightError('PostgreSQL server binaries (pg_ctl, pg_basebackup, pg_rewind) not found', ['apt-get install postgresql']);
+  return bin;
+}
+
+function supported(root: Root): void {
+  if (!root.isSandbox) {
+    throw new PreflightError('knocker standby works on the private PostgreSQL cluster of a sandbox root (--root) in this version; a host\'s own cluster (pg_lsclusters) is not supported yet', [
+      'see the README\'s Standby section',
+    ]);
+  }
+}
+
+/** The node with the cluster that is (or will be) in this root's data directory, at `where`. */
+export async function nodeAt(root: Root, where: Endpoint): Promise<LocalNode> {
+  supported(root);
+  const bin = await pgBinaries();
+  const osUser = await clusterOwner();
+  const cluster: PrivateCluster = {
+    bin,
+    dataDir: root.path(PATHS.pgData),
+    socketDir: root.path(PATHS.pgSocketDir),
+    logFile: root.path(PATHS.pgLog),
+    host: where.host,
+    port: where.port,
+    osUser,
+  };
+  return { root, cluster, access: { socketDir: cluster.socketDir, port: where.port, osUser, database: 'postgres' }, owner: await ownerOf(osUser) };
+}
+
+/** The node of the cluster in place, from the settings knocker wrote into it. */
+export async function existingNode(root: Root): Promise<LocalNode> {
+  supported(root);
+  const dataDir = root.path(PATHS.pgData);
+  const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
+  if (!settings) throw new PreflightError(`there is no PostgreSQL cluster of knocker's in ${dataDir}`, ['make one with knocker install (database option 1) or knocker standby init']);
+  return nodeAt(root, settings);
+}
+
+export const isRunning = (node: LocalNode) => clusterRunning(node.cluster);
+export const linkTo = (node: LocalNode, log?: Logger): AdminLink => adminLink(node.access, log);
+
+export async function startNode(node: LocalNode, log?: Logger): Promise<void> {
+  // The server's log, written by the database's OS user.
+  await fs.mkdir(path.dirname(node.cluster.logFile), { recursive: true, mode: 0o755 });
+  const handle = await fs.open(node.cluster.logFile, 'a', 0o640);
+  await handle.close();
+  await fs.chown(node.cluster.logFile, node.owner.uid, node.owner.gid);
+  await startCluster(node.cluster, log);
+  await waitUntilReady(node.cluster.dataDir);
+}
+
+export async function stopNode(node: LocalNode, log?: Logger, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  await stopCluster(node.cluster, log, mode);
+}
+
+/** Log Sequence Numbers as numbers, to compare and subtract. */
+export function lsn(text: string): bigint {
+  const m = /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/.exec(text.trim());
+  if (!m) throw new Error(`not an LSN: ${text}`);
+  return (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
+}
+
+export interface ControlData {
+  /** "in production", "shut down", "shut down in recovery", "in archive recovery", "in crash recovery". */
+  state: string;
+  timeline: number;
+  checkpointLocation: string;
+  /** REDO location of the latest checkpoint. */
+  redoLocation: string;
+  walLogHints: boolean;
+  checksums: boolean;
+  systemIdentifier: string;
+}
+
+export function parseControlData(text: string): ControlData {
+  const field = (name: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}:`));
+    if (line === undefined) throw new Error(`pg_controldata printed no "${name}"`);
+    return line.slice(name.length + 1).trim();
+  };
+  return {
+    state: field('Database cluster state'),
+    timeline: Number(field("Latest checkpoint's TimeLineID")),
+    checkpointLocation: field('Latest checkpoint location'),
+    redoLocation: field("Latest checkpoint's REDO location"),
+    walLogHints: field('wal_log_hints setting') === 'on',
+    checksums: field('Data page checksum version') !== '0',
+    systemIdentifier: field('Database system identifier'),
+  };
+}
+
+export async function controlData(node: LocalNode, log?: Logger): Promise<ControlData> {
+  const result = await run(path.join(node.cluster.bin.dir, 'pg_controldata'), ['-D', node.cluster.dataDir], { asUser: node.cluster.osUser, log, withoutPgEnv: true, env: { LC_ALL: 'C' } });
+  return parseControlData(result.stdout);
+}
+
+/** The peer as libpq tools reach it from this host. */
+export function peerTarget(node: LocalNode, peer: Endpoint, tls: boolean): PeerTarget {
+  return { host: peer.host, port: peer.port, passfile: node.root.path(STANDBY_PATHS.passfile), caFile: tls ? node.root.path(STANDBY_PATHS.ca) : undefined };
+}
+
+const OWNED_KEYS = ['listen_addresses', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'primary_conninfo', 'primary_slot_name'];
+
+function autoConfLine(key: string, value: string): string {
+  return `${key} = '${value.replace(/'/g, "''")}'`;
+}
+
+/** postgresql.auto.conf with this node's own values (and the other node's taken out). */
+export function nodeAutoConf(current: string, settings: Record<string, string>): string {
+  const kept = current
+    .split('\n')
+    .filter((line) => {
+      const key = /^\s*([A-Za-z_.]+)\s*=/.exec(line)?.[1]?.toLowerCase();
+      return !(key && (OWNED_KEYS.includes(key) || key in settings));
+    })
+    .join('\n')
+    .trimEnd();
+  return `${kept}\n${Object.entries(settings).map(([k, v]) => autoConfLine(k, v)).join('\n')}\n`;
+}
+
+export interface NodeConfig {
+  /** The host this node streams from; undefined: it runs as the primary. */
+  standbyOf?: Endpoint;
+  /** TLS with the cluster's CA (this node's certificate in the root's TLS folder). */
+  tls: boolean;
+  peer: Endpoint;
+}
+
+/**
+ * Puts this node's own settings into the data directory (a clone's, a rewound one's, or its own):
+ * the settings block (listen address, port, socket folder), pg_hba.conf (this host's base lines,
+ * the web nodes' allow-list block, the replication lines for the peer), postgresql.auto.conf
+ * (listen address, TLS files, primary_conninfo and primary_slot_name) and standby.signal.
+ */
+export async function applyNodeConfig(node: LocalNode, dataDir: string, config: NodeConfig, sandbox: boolean): Promise<void> {
+  const cluster = { ...node.cluster, dataDir };
+  const hbaFile = path.join(dataDir, 'pg_hba.conf');
+  const before = (await readIfExists(hbaFile)) ?? '';
+  const allowList = readManagedBlock(before, EXPOSEDB_BLOCK);
+  await writeClusterSettings(cluster);
+  const base = (await fs.readFile(hbaFile, 'utf8')).trimEnd();
+  const standbyBlock = renderManagedBlock(STANDBY_BLOCK, hbaLinesFor([config.peer.host], config.tls, sandbox));
+  const lines = base.split('\n');
+  const firstRule = lines.findIndex((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+  const hba = [...lines.slice(0, firstRule), standbyBlock, '', ...(allowList ? [allowList.text, ''] : []), ...lines.slice(firstRule), ''].join('\n');
+  await writeFileAtomic(hbaFile, hba, { mode: 0o600, ...node.owner, backup: false });
+  const settings: Record<string, string> = { listen_addresses: node.cluster.host };
+  if (config.tls) {
+    settings.ssl_cert_file = node.root.path(PATHS.pgTlsCert);
+    settings.ssl_key_file = node.root.path(PATHS.pgTlsKey);
+  }
+  if (config.standbyOf) {
+    settings.primary_conninfo = peerConninfo(peerTarget(node, config.standbyOf, config.tls), REPLICATION_ROLE, slotName(node.cluster.host));
+    settings.primary_slot_name = slotName(node.cluster.host);
+  }
+  const autoFile = path.join(dataDir, 'postgresql.auto.conf');
+  await writeFileAtomic(autoFile, nodeAutoConf((await readIfExists(autoFile)) ?? '', settings), { mode: 0o600, ...node.owner, backup: false });
+  const signal = path.join(dataDir, 'standby.signal');
+  if (config.standbyOf) await writeFileAtomic(signal, '', { mode: 0o600, ...node.owner, backup: false });
+  else await fs.rm(signal, { force: true });
+}
+
+/** Whether the data directory's configuration says "standby" (standby.signal is there). */
+export async function hasStandbySignal(dataDir: string): Promise<boolean> {
+  return fs
+    .access(path.join(dataDir, 'standby.signal'))
+    .then(() => true)
+    .catch(() => false);
+}

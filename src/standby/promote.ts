@@ -1,0 +1,105 @@
+// `knocker standby promote`, on the standby when the primary is lost. Refused while the old
+// primary still answers as a writable primary (a second primary would split the writes) unless
+// --force, which fences it first (knocker.fence(): its database read-only, its sessions ended).
+// What was done is recorded in the state file; the old primary, when knocker starts it again,
+// asks this node first and comes up as a read-only standby instead (fence.ts).
+import { PreflightError } from '../errors.js';
+import type { Output } from '../shared/output.js';
+import type { Plan, Step } from '../system/plan.js';
+import type { Root } from '../system/root.js';
+import { executeQuoted } from '../postgres/admin.js';
+import { existingNode, isRunning, linkTo, lsn, readState, writeState } from './node.js';
+import { fencePeer, peerFacts, tryPeer, type PeerLink } from './peer.js';
+import { showOrApply, until, withRun, type RunFlags } from './run.js';
+
+export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean }, io: Output): Promise<number> {
+  return withRun(root, 'promote', flags, async (log) => {
+    const node = await existingNode(root);
+    const state = await readState(root);
+    if (!state) throw new PreflightError('this host is not a knocker standby (no standby state here)');
+    if (!(await isRunning(node))) throw new PreflightError('PostgreSQL on this host is not running', ['start it first: it must be running to be promoted']);
+    const local = linkTo(node, log);
+    let peer: PeerLink | undefined;
+    try {
+      const session = await local.session();
+      if (!(await session.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r) {
+        throw new PreflightError('this node is a primary already');
+      }
+      peer = await tryPeer(root, state.self, state.peer, true, log);
+      const facts = peer ? await peerFacts(peer) : undefined;
+      const writable = facts && !facts.inRecovery && !facts.readOnly;
+      if (writable && !flags.force) {
+        throw new PreflightError(`the primary ${state.peer.host}:${state.peer.port} still answers and takes writes: promoting now would make two primaries`, [
+          `for a planned move, run knocker standby switchover on ${state.peer.host}`,
+          'or stop it there, or give --force (it is fenced first: read-only, its sessions ended)',
+        ]);
+      }
+      const target = peer;
+      let fenced = false;
+      /** The old primary's WAL position once fenced: this node receives up to it before promoting (nothing acknowledged is lost). */
+      let fencedAt: string | undefined;
+      let received = '';
+      let timeline = 0;
+      const steps: Step[] = [];
+      if (writable && target) {
+        steps.push({
+          kind: 'database',
+          title: `Fence the old primary ${state.peer.host}: database ${state.database} read-only for new sessions, open ones ended`,
+          details: ['SELECT knocker.fence()  -- ALTER DATABASE … SET default_transaction_read_only = on; pg_terminate_backend(…)'],
+          changes: true,
+          async apply() {
+            const result = await fencePeer(target);
+            fenced = true;
+            fencedAt = result.lsn;
+            return `${result.ended} session(s) ended`;
+          },
+          async undo() {},
+        });
+      }
+      steps.push({
+        kind: 'database',
+        title: 'Promote this standby (pg_promote), then CHECKPOINT; record it so the old primary cannot come back as a primary',
+        details: [...(writable ? ['wait until this node has received the fenced primary\'s WAL (up to 10 s)'] : []), 'SELECT pg_last_wal_receive_lsn()', 'SELECT pg_promote(true, 60)', 'CHECKPOINT', ...(writable ? [`ALTER DATABASE ${state.database} RESET default_transaction_read_only (the fence replicated here)`] : []), `record in the state file: promoted over ${state.peer.host}`],
+        changes: true,
+        async apply() {
+          const s = await local.session();
+          if (fencedAt) {
+            const wanted = lsn(fencedAt);
+            await until(
+              `receiving the fenced primary's WAL up to ${fencedAt}`,
+              async () => {
+                const r = (await s.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l;
+                return r && lsn(r) >= wanted ? true : undefined;
+              },
+              10_000,
+              20,
+            ).catch((error: Error) => log.warn(`promote: ${error.message}; promoting with what was received`));
+          }
+          received = (await s.query<{ l: string | null }>('SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS l')).rows[0]!.l ?? '';
+          const done = (await s.query<{ done: boolean }>('SELECT pg_promote(true, 60) AS done')).rows[0]?.done;
+          if (!done) throw new Error('the promotion did not finish within 60 s');
+          await s.query('CHECKPOINT');
+          // The fence came here through replication; this node, the primary now, takes writes.
+          if (fenced) await executeQuoted(s, 'ALTER DATABASE %I RESET default_transaction_read_only', [state.database]);
+          timeline = (await s.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
+          await writeState(root, { ...state, promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced } });
+          return `primary on timeline ${timeline}`;
+        },
+        async undo() {},
+      });
+      const plan: Plan = {
+        title: `Promote this standby (${state.self.host}) to primary`,
+        steps,
+        warnings: facts ? [] : [`the old primary ${state.peer.host} does not answer: writes it acknowledged after the last WAL this node received are lost`],
+      };
+      if (!(await showOrApply(plan, flags, io, log))) return 0;
+      io.err(`Done: this node is the primary on timeline ${timeline}; it had received WAL up to ${received}.`);
+      io.err(`On ${state.peer.host}, once it is back: knocker standby rejoin (knocker refuses to start it as a second primary while this node answers).`);
+      io.out(`primary ${state.self.host}:${state.self.port}`);
+      return 0;
+    } finally {
+      await local.close();
+      await peer?.close();
+    }
+  });
+}

@@ -1,0 +1,143 @@
+// `knocker standby rejoin`, on the old primary's host once the other node is the primary: back as
+// its standby. pg_rewind when it diverged (after a CHECKPOINT on the new primary: trap 4; never
+// with -R: trap 5), a fresh clone when rewind cannot work (same-timeline divergence: trap 6, no
+// checksums or wal_log_hints, a rewind that fails for missing WAL). Either way this node's own
+// settings are put back (trap 3). A re-cloned node's old data directory is kept beside it.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PreflightError } from '../errors.js';
+import { discardHalfMadeCluster } from '../postgres/cluster.js';
+import type { Output } from '../shared/output.js';
+import type { Logger } from '../system/log.js';
+import type { Plan, Step } from '../system/plan.js';
+import type { Root } from '../system/root.js';
+import { run } from '../system/run.js';
+import { cloneStep, slotStep } from './clone.js';
+import { peerConninfo } from './conninfo.js';
+import { decideRejoin, rewindOutcome, type RejoinDecision } from './decide.js';
+import { startStep } from './init.js';
+import { applyNodeConfig, controlData, existingNode, isRunning, peerTarget, readState, stopNode, writeState, type LocalNode, type PairState } from './node.js';
+import { connectPeer, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
+import { REPLICATION_ROLE, slotName } from './paths.js';
+import { showOrApply, withRun, type RunFlags } from './run.js';
+
+function stopStep(node: LocalNode, log: Logger): Step {
+  return {
+    kind: 'service',
+    title: `Stop PostgreSQL in ${node.cluster.dataDir} (it must not take writes as a second primary)`,
+    details: [`pg_ctl stop -m fast -D ${node.cluster.dataDir}`],
+    changes: true,
+    async apply() {
+      await stopNode(node, log, 'fast');
+    },
+    async undo() {},
+  };
+}
+
+function rewindStep(node: LocalNode, state: PairState, peer: PeerLink, log: Logger, outcome: { text: string; failed?: string }): Step {
+  const source = peerConninfo(peerTarget(node, state.peer, true), REPLICATION_ROLE, 'knocker-rewind', 'postgres');
+  const args = [`--target-pgdata=${node.cluster.dataDir}`, `--source-server=${source}`, '--progress'];
+  return {
+    kind: 'command',
+    title: `pg_rewind this node onto ${state.peer.host}'s timeline (after a CHECKPOINT there), then this node's own settings`,
+    details: [`CHECKPOINT on ${state.peer.host}`, `pg_rewind ${args.join(' ')}`, 'this host\'s listen address, pg_hba.conf, TLS files, primary_conninfo, standby.signal'],
+    changes: true,
+    async apply() {
+      await peer.client.query('CHECKPOINT');
+      const result = await run(path.join(node.cluster.bin.dir, 'pg_rewind'), args, { asUser: node.cluster.osUser, log, allowFailure: true, withoutPgEnv: true, timeoutMs: 6 * 3600_000 });
+      const text = `${result.stdout}\n${result.stderr}`;
+      if (result.exitCode !== 0) {
+        outcome.failed = text.trim().split('\n').slice(-3).join(' / ');
+        throw new Error(`pg_rewind failed: ${outcome.failed}`);
+      }
+      outcome.text = text;
+      await applyNodeConfig(node, node.cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, node.root.isSandbox);
+      await ensurePeerSlot(peer, slotName(state.self.host));
+      const o = rewindOutcome(text);
+      return o.diverged ? `diverged at ${o.diverged} on timeline ${o.timeline}` : o.noRewind ? 'no rewind required' : undefined;
+    },
+    async undo() {},
+  };
+}
+
+/** Moves the data directory aside (kept: it holds the writes the new primary never got). */
+function setAsideStep(node: LocalNode, keptAs: string, log: Logger): Step {
+  return {
+    kind: 'file',
+    title: `Keep the old data directory as ${keptAs} (its writes the new primary never got), for a fresh clone`,
+    details: [`mv ${node.cluster.dataDir} ${keptAs}`],
+    changes: true,
+    async apply() {
+      await discardHalfMadeCluster(keptAs, log);
+      await fs.rename(node.cluster.dataDir, keptAs);
+    },
+    async undo() {
+      if (await fs.stat(node.cluster.dataDir).catch(() => undefined)) return;
+      await fs.rename(keptAs, node.cluster.dataDir);
+    },
+  };
+}
+
+export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Promise<number> {
+  return withRun(root, 'rejoin', flags, async (log) => {
+    const node = await existingNode(root);
+    const state = await readState(root);
+    if (!state) throw new PreflightError('this host has no standby state: nothing to rejoin');
+    const peer = await connectPeer(root, state.self, state.peer, true, log);
+    try {
+      const facts = await peerFacts(peer);
+      if (facts.inRecovery) throw new PreflightError(`${state.peer.host} is not a primary (it is a standby): rejoin follows the primary`);
+      const peerSystem = (await peer.client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
+      const running = await isRunning(node);
+      const control = await controlData(node, log);
+      const slot = (await peer.client.query<{ wal_status: string | null }>('SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [slotName(state.self.host)])).rows[0];
+      const decision: RejoinDecision = decideRejoin({ ...control, peerTimeline: facts.timeline, peerSystemIdentifier: peerSystem, slotLost: slot?.wal_status === 'lost' });
+      const outcome: { text: string; failed?: string } = { text: '' };
+      const keptAs = `${node.cluster.dataDir}.before-rejoin`;
+      const primaryLink = async () => peer;
+      const recloneSteps = (): Step[] => [
+        setAsideStep(node, keptAs, log),
+        slotStep(primaryLink, slotName(state.self.host), state.peer),
+        cloneStep({ node, primary: state.peer, peer: state.peer, log }),
+        startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host),
+      ];
+      const steps: Step[] = [...(running ? [stopStep(node, log)] : [])];
+      if (decision.kind === 'reclone') steps.push(...recloneSteps());
+      else if (decision.kind === 'rewind') steps.push(rewindStep(node, state, peer, log, outcome), startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
+      else {
+        steps.push({
+          kind: 'file',
+          title: `Point this standby at ${state.peer.host} (primary_conninfo, slot, standby.signal)`,
+          details: [`primary_conninfo to ${state.peer.host}:${state.peer.port}`],
+          changes: true,
+          async apply() {
+            await applyNodeConfig(node, node.cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, node.root.isSandbox);
+            await ensurePeerSlot(peer, slotName(state.self.host));
+          },
+          async undo() {},
+        }, startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
+      }
+      const plan: Plan = { title: `Rejoin ${state.peer.host} as its standby: ${decision.kind} (${decision.why})`, steps, warnings: [] };
+      let recloned = decision.kind === 'reclone';
+      try {
+        if (!(await showOrApply(plan, flags, io, log))) return 0;
+      } catch (error) {
+        if (decision.kind !== 'rewind' || !outcome.failed) throw error;
+        // pg_rewind could not work (WAL it needs is gone): a fresh clone instead.
+        io.err(`pg_rewind could not bring this node back (${outcome.failed}); cloning ${state.peer.host} afresh instead.`);
+        log.warn(`rejoin: rewind failed, re-cloning: ${outcome.failed}`);
+        recloned = true;
+        await showOrApply({ title: `Rejoin ${state.peer.host} as its standby: reclone (pg_rewind failed)`, steps: recloneSteps(), warnings: [] }, flags, io, log);
+      }
+      await writeState(root, { ...state, promoted: undefined });
+      const o = rewindOutcome(outcome.text);
+      if (recloned) io.err(`Done: this node is a fresh clone of ${state.peer.host} and streams from it; the old data directory is kept in ${keptAs} (remove it once you no longer need its writes).`);
+      else if (o.diverged) io.err(`Done: rewound (the two had diverged at ${o.diverged} on timeline ${o.timeline}; this node's writes after that are gone); it streams from ${state.peer.host}.`);
+      else io.err(`Done: this node streams from ${state.peer.host}.`);
+      io.out(`standby of ${state.peer.host}:${state.peer.port} (${recloned ? 'reclone' : decision.kind})`);
+      return 0;
+    } finally {
+      await peer.close();
+    }
+  });
+}

@@ -1,0 +1,94 @@
+// `knocker standby remove`. On the primary: the standby's walsender ended, its slot dropped (the
+// WAL it held is freed), its replication lines taken out of pg_hba.conf, the pair's state and the
+// bundle file removed. On the standby: its slot on the primary dropped, the standby stopped and
+// its copy removed.
+import fs from 'node:fs/promises';
+import { PreflightError } from '../errors.js';
+import { discardHalfMadeCluster } from '../postgres/cluster.js';
+import type { Output } from '../shared/output.js';
+import type { Plan, Step } from '../system/plan.js';
+import type { Root } from '../system/root.js';
+import { existingNode, isRunning, linkTo, readState, stopNode } from './node.js';
+import { tryPeer } from './peer.js';
+import { standbyHbaStep } from './primary.js';
+import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
+import { showOrApply, withRun, type RunFlags } from './run.js';
+import { dropStaleSlot } from './clone.js';
+
+export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Promise<number> {
+  return withRun(root, 'remove', flags, async (log) => {
+    const node = await existingNode(root);
+    const state = await readState(root);
+    if (!state) throw new PreflightError('this host has no standby state: nothing to remove');
+    if (!(await isRunning(node))) throw new PreflightError('PostgreSQL on this host is not running', ['start it first']);
+    const local = linkTo(node, log);
+    try {
+      const session = await local.session();
+      const standby = (await session.query<{ r: boolean; hba: string }>(`SELECT pg_is_in_recovery() AS r, current_setting('hba_file') AS hba`)).rows[0]!;
+      const slot = slotName(state.peer.host);
+      const steps: Step[] = [];
+      if (!standby.r) {
+        steps.push({
+          kind: 'database',
+          title: `End the standby's replication and drop its slot ${slot} (the WAL it held is freed)`,
+          details: [`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '${slot}'`, `SELECT pg_drop_replication_slot('${slot}')`],
+          changes: true,
+          async apply() {
+            const s = await local.session();
+            await s.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slot]);
+            await s.query('SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1', [slot]);
+            await dropStaleSlot({ client: { query: (t: string, v?: unknown[]) => s.query(t, v) } as never, close: async () => {} }, slot);
+          },
+          async undo() {},
+        });
+        steps.push(await standbyHbaStep(local, standby.hba, [], true, root.isSandbox));
+      } else {
+        steps.push({
+          kind: 'database',
+          title: `The primary ${state.peer.host}: drop this standby's slot ${slotName(state.self.host)}`,
+          details: [`SELECT pg_drop_replication_slot('${slotName(state.self.host)}')  -- once this standby has stopped`],
+          changes: true,
+          async apply() {
+            await stopNode(node, log, 'fast');
+            const peer = await tryPeer(root, state.self, state.peer, true, log);
+            if (!peer) return `${state.peer.host} does not answer: drop the slot there with knocker standby remove`;
+            try {
+              await dropStaleSlot(peer, slotName(state.self.host));
+            } finally {
+              await peer.close();
+            }
+          },
+          async undo() {},
+        });
+        steps.push({
+          kind: 'file',
+          title: `Remove this standby's copy ${node.cluster.dataDir}`,
+          details: [`rm -r ${node.cluster.dataDir}`],
+          changes: true,
+          async apply() {
+            await discardHalfMadeCluster(node.cluster.dataDir, log);
+          },
+          async undo() {},
+        });
+      }
+      steps.push({
+        kind: 'file',
+        title: `Remove the pair's state ${root.path(STANDBY_PATHS.state)}${standby.r ? '' : ` and the bundle ${bundleFile(root, state.peer.host)}`}`,
+        details: [],
+        changes: true,
+        async apply() {
+          await fs.rm(root.path(STANDBY_PATHS.state), { force: true });
+          await fs.rm(bundleFile(root, state.peer.host), { force: true });
+        },
+        async undo() {},
+      });
+      await local.close();
+      const plan: Plan = { title: standby.r ? `Remove this standby (${state.self.host})` : `Remove the standby ${state.peer.host} of this primary`, steps, warnings: [] };
+      if (!(await showOrApply(plan, flags, io, log))) return 0;
+      io.err(standby.r ? `Done: this standby is gone and its slot on ${state.peer.host} dropped.` : `Done: the standby ${state.peer.host} can no longer replicate; its slot is dropped and this primary holds no WAL for it.`);
+      return 0;
+    } finally {
+      await local.close();
+    }
+  });
+}

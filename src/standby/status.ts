@@ -1,0 +1,168 @@
+// `knocker standby status`: this node's role and timeline, the replication it serves or receives
+// (lag in bytes and time, the slot and the WAL it holds), the peer's role as it answers, and
+// whether the standby could take over now. Exit 0 healthy, 1 degraded (not streaming, slot lost,
+// two primaries), 3 this node's database is not running.
+import type { Output } from '../shared/output.js';
+import type { Root } from '../system/root.js';
+import { controlData, existingNode, lsn, isRunning, linkTo, readState, type LocalNode, type PairState } from './node.js';
+import { peerFacts, tryPeer, type PeerFacts } from './peer.js';
+import { slotName } from './paths.js';
+
+export interface SlotReport {
+  name: string;
+  active: boolean;
+  walStatus: string | null;
+  retainedBytes: number | null;
+  safeWalSizeBytes: number | null;
+}
+
+export interface StatusReport {
+  node: { host: string; port: number; running: boolean; role: 'primary' | 'standby' | 'stopped'; timeline: number | undefined; clusterState?: string };
+  peer: { host: string; port: number; answers: boolean; role?: 'primary' | 'standby'; timeline?: number; readOnly?: boolean } | undefined;
+  /** On the primary: its standbys as pg_stat_replication shows them. */
+  replicas: Array<{ name: string; clientAddr: string | null; state: string; lagBytes: number | null; replayLagSeconds: number | null }>;
+  slots: SlotReport[];
+  /** On a standby: what it receives. */
+  receiver?: { status: string | null; sender: string | null; receivedLsn: string | null; replayedLsn: string | null; lagBytes: number | null; lagSeconds: number | null };
+  canTakeOver: boolean;
+  problems: string[];
+  promoted?: PairState['promoted'];
+}
+
+async function primaryView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, report: StatusReport): Promise<void> {
+  const replicas = await session.query<{ application_name: string; client_addr: string | null; state: string; lag: string | null; replay_lag: string | null }>(
+    `SELECT application_name, client_addr::text, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag,
+            extract(epoch FROM replay_lag)::text AS replay_lag FROM pg_stat_replication ORDER BY application_name`,
+  );
+  report.replicas = replicas.rows.map((r) => ({ name: r.application_name, clientAddr: r.client_addr, state: r.state, lagBytes: r.lag === null ? null : Number(r.lag), replayLagSeconds: r.replay_lag === null ? null : Number(r.replay_lag) }));
+}
+
+async function slotsView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, primary: boolean): Promise<SlotReport[]> {
+  const { rows } = await session.query<{ slot_name: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
+    `SELECT slot_name, active, wal_status, safe_wal_size::text AS safe,
+            greatest(0, CASE WHEN $1 THEN pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) ELSE pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), restart_lsn) END)::text AS retained
+       FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`,
+    [primary],
+  );
+  return rows.map((r) => ({ name: r.slot_name, active: r.active, walStatus: r.wal_status, retainedBytes: r.retained === null ? null : Number(r.retained), safeWalSizeBytes: r.safe === null ? null : Number(r.safe) }));
+}
+
+export async function readStatus(node: LocalNode, state: PairState | undefined): Promise<StatusReport> {
+  const report: StatusReport = {
+    node: { host: node.cluster.host, port: node.cluster.port, running: false, role: 'stopped', timeline: undefined },
+    peer: undefined,
+    replicas: [],
+    slots: [],
+    canTakeOver: false,
+    problems: [],
+    promoted: state?.promoted,
+  };
+  let peer: PeerFacts | undefined;
+  if (state) {
+    const link = await tryPeer(node.root, state.self, state.peer, true);
+    report.peer = { host: state.peer.host, port: state.peer.port, answers: Boolean(link) };
+    if (link) {
+      try {
+        peer = await peerFacts(link);
+        Object.assign(report.peer, { role: peer.inRecovery ? 'standby' : 'primary', timeline: peer.timeline, readOnly: peer.readOnly });
+      } finally {
+        await link.close();
+      }
+    }
+  }
+  if (!(await isRunning(node))) {
+    const control = await controlData(node).catch(() => undefined);
+    report.node.timeline = control?.timeline;
+    report.node.clusterState = control?.state;
+    report.problems.push(`PostgreSQL on this host (${node.cluster.host}:${node.cluster.port}) is not running`);
+    return report;
+  }
+  report.node.running = true;
+  const link = linkTo(node);
+  try {
+    const session = await link.session();
+    const row = (
+      await session.query<{ in_recovery: boolean; tli: number | null }>(
+        `SELECT pg_is_in_recovery() AS in_recovery,
+                CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
+      )
+    ).rows[0]!;
+    report.node.role = row.in_recovery ? 'standby' : 'primary';
+    report.node.timeline = row.tli ?? (await session.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
+    report.slots = await slotsView(session, !row.in_recovery);
+    for (const slot of report.slots) {
+      if (slot.walStatus === 'lost') report.problems.push(`slot ${slot.name} has lost WAL its standby needs: that standby must be cloned again (knocker standby remove, then init)`);
+    }
+    if (!row.in_recovery) {
+      await primaryView(session, report);
+      if (state && peer && !peer.inRecovery && !peer.readOnly) {
+        report.problems.push(`TWO PRIMARIES: ${state.peer.host}:${state.peer.port} takes writes too; stop one of them (knocker standby rejoin on the old primary's host)`);
+      } else if (state && !report.replicas.some((r) => r.name === slotName(state.peer.host) && r.state === 'streaming')) {
+        report.problems.push(`the standby ${state.peer.host} is not streaming from this primary`);
+      }
+    } else {
+      const r = (
+        await session.query<{ status: string | null; sender: string | null; received: string | null; replayed: string | null; lag: string | null; seconds: string | null }>(
+          `SELECT w.status, w.sender_host || ':' || w.sender_port AS sender, pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,
+                  greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()))::text AS lag,
+                  CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN '0' ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text END AS seconds
+             FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true`,
+        )
+      ).rows[0]!;
+      report.receiver = {
+        status: r.status,
+        sender: r.sender,
+        receivedLsn: r.received,
+        replayedLsn: r.replayed,
+        lagBytes: r.lag === null ? null : Number(r.lag),
+        lagSeconds: r.seconds === null ? null : Number(r.seconds),
+      };
+      if (r.status !== 'streaming') report.problems.push('this standby is not streaming from its primary');
+      // Taking over now loses nothing only if it streams, has replayed what it received, and the primary is not behind it.
+      report.canTakeOver = r.status === 'streaming' && (report.receiver.lagBytes ?? 1) === 0;
+      if (peer && !peer.inRecovery && peer.lsn && r.received && lsn(peer.lsn) > lsn(r.received)) report.canTakeOver = false;
+    }
+  } finally {
+    await link.close();
+  }
+  return report;
+}
+
+function bytes(n: number | null): string {
+  if (n === null) return 'unknown';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GB`;
+}
+
+export function formatStatus(report: StatusReport): string[] {
+  const lines: string[] = [];
+  const n = report.node;
+  lines.push(`This node  ${n.host}:${n.port}  ${n.role.toUpperCase()}${n.timeline !== undefined ? `  timeline ${n.timeline}` : ''}${n.clusterState ? `  (${n.clusterState})` : ''}`);
+  if (report.peer) {
+    const p = report.peer;
+    lines.push(`Peer       ${p.host}:${p.port}  ${p.answers ? `${(p.role ?? 'unknown').toUpperCase()}${p.timeline !== undefined ? `  timeline ${p.timeline}` : ''}${p.role === 'primary' && p.readOnly ? '  (fenced: read-only)' : ''}` : 'NOT ANSWERING'}`);
+  }
+  for (const r of report.replicas) lines.push(`Standby    ${r.name}  from ${r.clientAddr ?? '?'}  ${r.state}  lag ${bytes(r.lagBytes)}${r.replayLagSeconds !== null ? `, ${r.replayLagSeconds.toFixed(3)} s` : ''}`);
+  if (report.receiver) {
+    const r = report.receiver;
+    lines.push(`Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${bytes(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
+    lines.push(`Take over  ${report.canTakeOver ? 'yes: it has replayed everything it received' : 'not without loss now (not streaming, or behind)'}`);
+  }
+  for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${bytes(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${bytes(s.safeWalSizeBytes)} before it is lost)` : ''}`);
+  if (report.promoted) lines.push(`Promoted   ${report.promoted.at} over ${report.promoted.oldPrimary.host} (timeline ${report.promoted.timeline}; received up to ${report.promoted.lastReceivedLsn})`);
+  for (const p of report.problems) lines.push(`problem: ${p}`);
+  if (report.problems.length === 0) lines.push('OK');
+  return lines;
+}
+
+export async function standbyStatus(root: Root, flags: { json: boolean }, io: Output): Promise<number> {
+  const node = await existingNode(root);
+  const state = await readState(root);
+  const report = await readStatus(node, state);
+  if (flags.json) io.out(JSON.stringify(report, null, 2));
+  else for (const line of formatStatus(report)) io.out(line);
+  if (!report.node.running) return 3;
+  return report.problems.length === 0 ? 0 : 1;
+}
