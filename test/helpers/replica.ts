@@ -20,7 +20,7 @@ export interface TestStandby {
   cluster: PrivateCluster;
   slot: string;
   admin<T = Record<string, unknown>>(sql: string, values?: unknown[], database?: string): Promise<T[]>;
-  /** Waits until the standby has replayed everything the primary had written when called. */
+  /** Waits until the standby has replayed everything the primary had written when called (its insert position: with synchronous_commit off a commit may not be written yet). */
   caughtUp(): Promise<void>;
   /** pg_ctl promote; resolves once it accepts writes. */
   promote(): Promise<void>;
@@ -97,7 +97,7 @@ export async function startTestStandby(
     slot,
     admin,
     async caughtUp() {
-      const [{ lsn }] = (await primary.admin<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
+      const [{ lsn }] = (await primary.admin<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [{ lsn: string }];
       await waitFor('the standby to replay the primary', async () =>
         (await admin<{ done: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]))[0]?.done ? true : undefined,
       60_000);
