@@ -197,7 +197,8 @@ export interface UrlParts {
 /** Builds a connection string; user, password and database are percent-encoded. */
 export function buildDatabaseUrl(parts: UrlParts): string {
   const auth = encodeURIComponent(parts.user) + (parts.password !== undefined ? `:${encodeURIComponent(parts.password)}` : '');
-  const query = new URLSearchParams(parts.params ?? {}).toString();
+  // A path in a value (sslrootcert) stays readable: '/' needs no escape in a query.
+  const query = Object.entries(parts.params ?? {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v).replace(/%2F/gi, '/')}`).join('&');
   const hosts = (parts.hosts ?? [{ host: parts.host, port: parts.port }]).map(formatHostPort).join(',');
   return `postgres://${auth}@${hosts}/${encodeURIComponent(parts.database)}${query ? `?${query}` : ''}`;
 }
