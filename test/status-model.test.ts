@@ -63,7 +63,7 @@ test('a server on another database host than the primary is old-primary; a relea
     const body = { ...probe().body!, databaseHost: host } as NonNullable<Probe['body']>;
     if (host === undefined) delete (body as { databaseHost?: string }).databaseHost;
     const base = { name: 'web-1', address: '10.0.0.11:8756', registry: registered(), probe: probe({ body }), haproxy: stat('UP'), backup: false };
-    return { ...base, ...judge(base, true, undefined, primaryNames({ role: 'primary', host: '10.0.0.12:5432', serverAddress: '192.0.2.12:5432' } as never)) };
+    return { ...base, ...judge(base, true, undefined, primaryNames({ role: 'primary', host: '10.0.0.12:5432', serverAddress: '192.0.2.12:5432', hosts: ['10.0.0.11:5432', '10.0.0.12:5432'], standbys: [{ clientAddress: '10.0.0.13/32' }] } as never)) };
   };
   expect(on('10.0.0.12:5432')).toMatchObject({ health: 'ok', word: 'ok' });
   // The primary's own address, as another node's DatabaseURL may name it.
@@ -73,6 +73,11 @@ test('a server on another database host than the primary is old-primary; a relea
     word: 'old-primary',
     problems: ['uses the database on 10.0.0.11:5432, not the primary 10.0.0.12:5432 (an old primary still taking writes, or a standby): stop or fence 10.0.0.11:5432'],
   });
+  // A standby streaming from the primary, named by its address.
+  expect(on('10.0.0.13:5432')).toMatchObject({ health: 'fail', word: 'old-primary' });
+  // A host status does not know to be another server: the same primary reached by another
+  // address (status on 127.0.0.1 on the primary's host, a node on 198.18.0.11) is not judged.
+  expect(on('198.18.0.11:5432')).toMatchObject({ health: 'ok', word: 'ok' });
   expect(on(undefined)).toMatchObject({ health: 'ok', word: 'ok' });
   // Status itself on a standby knows no primary to compare with.
   expect(primaryNames({ role: 'standby', host: '10.0.0.12:5432', serverAddress: null } as never)).toBeUndefined();

@@ -169,10 +169,30 @@ function haproxyProblem(stat: ServerStat): { word: string; health: Health; text:
   return undefined;
 }
 
-/** The names the primary answers to: the host of the list status is on, and its own address. */
-export function primaryNames(db: DatabaseData | undefined): string[] | undefined {
+/**
+ * What status knows of the primary it is on: the names it answers to (the host of the list status
+ * is on, and its own address), and the hosts known to be another server (the other hosts of
+ * DatabaseURL's list, the addresses its standbys stream from). A name in neither is not judged: the
+ * same server may be reached by another address (a node's 198.18.0.11 is status's 127.0.0.1).
+ */
+export interface PrimaryView {
+  names: string[];
+  others: string[];
+}
+
+export function primaryNames(db: DatabaseData | undefined): PrimaryView | undefined {
   if (!db || db.role !== 'primary') return undefined;
-  return [db.host, ...(db.serverAddress ? [db.serverAddress] : [])];
+  const names = [db.host, ...(db.serverAddress ? [db.serverAddress] : [])];
+  const others = (db.hosts ?? []).filter((h) => !names.includes(h));
+  const standbyHosts = (db.standbys ?? []).map((s) => s.clientAddress?.replace(/\/\d+$/, '')).filter((a): a is string => !!a);
+  return { names, others: [...others, ...standbyHosts] };
+}
+
+/** Whether `on` (host:port from a /_status) is known to be another server than the primary. */
+function onAnotherServer(view: PrimaryView, on: string): boolean {
+  if (view.names.includes(on)) return false;
+  const host = on.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return view.others.includes(on) || view.others.includes(host);
 }
 
 /**
@@ -185,7 +205,7 @@ export function judge(
   row: Omit<ServerRow, 'health' | 'word' | 'problems'>,
   haproxyKnown: boolean,
   retire?: (name: string) => string,
-  primary?: string[],
+  primary?: PrimaryView,
 ): Pick<ServerRow, 'health' | 'word' | 'problems'> {
   const problems: Array<{ word: string; health: Health; text: string }> = [];
   const r = row.registry;
@@ -200,11 +220,11 @@ export function judge(
     } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
     else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
     const on = p.body?.databaseHost;
-    if (primary && typeof on === 'string' && !primary.includes(on)) {
+    if (primary && typeof on === 'string' && onAnotherServer(primary, on)) {
       problems.push({
         word: 'old-primary',
         health: 'fail',
-        text: `uses the database on ${on}, not the primary ${primary[0]} (an old primary still taking writes, or a standby): stop or fence ${on}`,
+        text: `uses the database on ${on}, not the primary ${primary.names[0]} (an old primary still taking writes, or a standby): stop or fence ${on}`,
       });
     }
   } else if (!row.address) {
