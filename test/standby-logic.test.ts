@@ -28,7 +28,7 @@ test('passfile lines escape : and \\ and read back', () => {
 test('the multi-host URL is libpq\'s form, read-write first', () => {
   expect(
     multiHostUrl({ hosts: [{ host: '198.18.0.11', port: 5432 }, { host: '2001:db8::12', port: 5433 }], user: 'knocknoc_remote', password: 'p@ss', database: 'knocknoc', caFile: '/opt/knocknoc/etc/database-ca.pem' }),
-  ).toBe('postgres://knocknoc_remote:p%40ss@198.18.0.11:5432,[2001:db8::12]:5433/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=%2Fopt%2Fknocknoc%2Fetc%2Fdatabase-ca.pem');
+  ).toBe('postgres://knocknoc_remote:p%40ss@198.18.0.11:5432,[2001:db8::12]:5433/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/opt/knocknoc/etc/database-ca.pem');
 });
 
 test('the multi-host URL standby init prints is read back by the parser knocknoc-server and the installer use', () => {

@@ -114,7 +114,7 @@ test('exposedb once a standby exists: --init prints the multi-host form (primary
   expect(parsed.value.targetSessionAttrs).toBe('read-write');
   // The single-host string stays in the file --add-standby reads.
   expect(await fs.readFile(rootA.path(PATHS.exposedbUrl), 'utf8')).not.toContain(`,${B}`);
-  const add = await run(['exposedb', '--root', rootA.dir, '--add', `${INSTALLED}/32`]);
+  const add = await run(['exposedb', '--root', rootA.dir, '--add', '127.0.0.96/32']);
   expect(add.exitCode).toBe(0);
   expect(add.stderr).toContain(`note: this primary has a standby (${B}:${port})`);
   expect(add.stderr).toContain(`knocker exposedb --root ${rootA.dir} --init`);
