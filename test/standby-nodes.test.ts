@@ -98,6 +98,7 @@ afterAll(async () => {
 test('exposedb once a standby exists: --init prints the multi-host form (primary, standby, read-write, verify-full with the CA); --add says so', async () => {
   const again = await run(['exposedb', '--root', rootA.dir, '--init']);
   expect(again.exitCode, again.stderr).toBe(0);
+  expect(again.stderr).toContain('Nothing to change');
   expect(again.stderr).toContain(`This primary has a standby (${B}:${port})`);
   const printed = again.stdout.trim();
   const parsed = parseDatabaseUrl(printed);
@@ -118,6 +119,16 @@ test('exposedb once a standby exists: --init prints the multi-host form (primary
   expect(add.exitCode).toBe(0);
   expect(add.stderr).toContain(`note: this primary has a standby (${B}:${port})`);
   expect(add.stderr).toContain(`knocker exposedb --root ${rootA.dir} --init`);
+  // The warning is true: the standby's pg_hba.conf is its own (the allow-list of the clone).
+  expect(add.stderr).toContain(`warning: the standby ${B}:${port} keeps the allow-list its clone copied: 127.0.0.96/32 is not allowed there`);
+  const standbyHba = await fs.readFile(rootB.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8');
+  expect(standbyHba).toContain(`${NODES[0]}/32`);
+  expect(standbyHba).not.toContain('127.0.0.96');
+  // Already allowed: the note again, no warning.
+  const same = await run(['exposedb', '--root', rootA.dir, '--add', `${NODES[0]}/32`]);
+  expect(same.stdout).toContain('Unchanged');
+  expect(same.stderr).toContain(`note: this primary has a standby (${B}:${port})`);
+  expect(same.stderr).not.toContain('warning');
 });
 
 test('the web nodes serve from the primary through the multi-host string', async () => {

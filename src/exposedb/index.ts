@@ -421,6 +421,18 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
+/** What --add tells when this primary has a standby: the nodes' string, and (`added`) that its pg_hba.conf is its own. */
+async function standbyNotes(ctx: Context, added?: string): Promise<void> {
+  const { readState } = await import('../standby/node.js');
+  const pair = await readState(ctx.root);
+  if (!pair) return;
+  const peer = `${pair.peer.host}:${pair.peer.port}`;
+  if (added) {
+    ctx.io.err(`warning: the standby ${peer} keeps the allow-list its clone copied: ${added} is not allowed there, and cannot log in to it after a failover until it is`);
+  }
+  ctx.io.err(`note: this primary has a standby (${peer}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`);
+}
+
 async function change(ctx: Context, action: 'add' | 'remove', typed: string, parsed: string): Promise<number> {
   const { io, log, link, names, facts, target } = ctx;
   requireExposed(ctx);
@@ -438,6 +450,7 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   if (next.length === allow.cidrs.length && facts.hbaLoaded && leftOpen === 0) {
     if (action === 'add') {
       io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+      await standbyNotes(ctx);
     } else {
       const within = allow.cidrs.find((c) => contains(c, cidr));
       io.out(`Unchanged: ${cidr}${normalised} is not on the allow-list${within ? ` (it lies within ${within}, which stays allowed)` : ''}.`);
@@ -458,9 +471,7 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   if (action === 'add') {
     if (!facts.ssl) io.err(`warning: ${SSL_OFF}`);
     io.out(`Allowed ${cidr}${normalised}: ${names.remoteRole} may log in to ${names.database} from it (pg_hba.conf checked and reloaded, no restart).`);
-    const { readState } = await import('../standby/node.js');
-    const pair = await readState(ctx.root);
-    if (pair) io.err(`note: this primary has a standby (${pair.peer.host}:${pair.peer.port}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`);
+    await standbyNotes(ctx, cidr);
   } else {
     io.out(
       `Removed ${cidr}${normalised}: ${names.remoteRole} can no longer log in from it (pg_hba.conf checked and reloaded, no restart); ` +
