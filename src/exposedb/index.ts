@@ -326,9 +326,41 @@ async function init(ctx: Context, request: ExposeRequest): Promise<number> {
   for (const line of caLines(ctx, choice)) io.err(line);
   const ca = choice.kind === 'knocker' ? await readIfExists(root.path(PATHS.clusterCaCert)) : 'file' in choice.nodeCa ? choice.nodeCa.pem : undefined;
   if (ca) io.err(ca.trimEnd());
+  const pair = await nodesMultiHost(root, { host, port: ctx.url.port, user: names.remoteRole, password, database: names.database });
+  if (pair) {
+    // Once a standby exists the nodes list both hosts and keep the one that takes writes; the
+    // CA is the copy knocker install --database-ca keeps on each node.
+    io.err(`This primary has a standby (${pair.standby}): the web nodes list both and use whichever takes writes.`);
+    io.err(`Connection string for the other web nodes (the single-host one is kept in ${urlFile}); install them with database option 3 and --database-ca:`);
+    io.out(pair.url);
+    return EXIT.ok;
+  }
   io.err(`Connection string for the other web nodes (kept in ${urlFile}); install them with database option 3:`);
   io.out(printed);
   return EXIT.ok;
+}
+
+/**
+ * The web nodes' connection string once this primary has a standby (knocker standby's state file):
+ * libpq's multi-host form, this host first, target_session_attrs=read-write, verify-full with the
+ * nodes' copy of the CA. Undefined without a standby.
+ */
+async function nodesMultiHost(
+  root: Root,
+  self: { host: string; port: number; user: string; password: string; database: string },
+): Promise<{ url: string; standby: string } | undefined> {
+  const { readState } = await import('../standby/node.js');
+  const state = await readState(root);
+  if (!state || (state.peer.host === self.host && state.peer.port === self.port)) return undefined;
+  const { multiHostUrl } = await import('../standby/conninfo.js');
+  const url = multiHostUrl({
+    hosts: [{ host: self.host, port: self.port }, state.peer],
+    user: self.user,
+    password: self.password,
+    database: self.database,
+    caFile: root.path(PATHS.databaseCa),
+  });
+  return { url, standby: `${state.peer.host}:${state.peer.port}` };
 }
 
 async function renewCert(ctx: Context): Promise<number> {
@@ -390,6 +422,18 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
+/** What --add tells when this primary has a standby: the nodes' string, and (`added`) that its pg_hba.conf is its own. */
+async function standbyNotes(ctx: Context, added?: string): Promise<void> {
+  const { readState } = await import('../standby/node.js');
+  const pair = await readState(ctx.root);
+  if (!pair) return;
+  const peer = `${pair.peer.host}:${pair.peer.port}`;
+  if (added) {
+    ctx.io.err(`warning: the standby ${peer} keeps the allow-list its clone copied: ${added} is not allowed there, and cannot log in to it after a failover until it is`);
+  }
+  ctx.io.err(`note: this primary has a standby (${peer}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`);
+}
+
 async function change(ctx: Context, action: 'add' | 'remove', typed: string, parsed: string): Promise<number> {
   const { io, log, link, names, facts, target } = ctx;
   requireExposed(ctx);
@@ -407,6 +451,7 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   if (next.length === allow.cidrs.length && facts.hbaLoaded && leftOpen === 0) {
     if (action === 'add') {
       io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+      await standbyNotes(ctx);
     } else {
       const within = allow.cidrs.find((c) => contains(c, cidr));
       io.out(`Unchanged: ${cidr}${normalised} is not on the allow-list${within ? ` (it lies within ${within}, which stays allowed)` : ''}.`);
@@ -427,6 +472,7 @@ async function change(ctx: Context, action: 'add' | 'remove', typed: string, par
   if (action === 'add') {
     if (!facts.ssl) io.err(`warning: ${SSL_OFF}`);
     io.out(`Allowed ${cidr}${normalised}: ${names.remoteRole} may log in to ${names.database} from it (pg_hba.conf checked and reloaded, no restart).`);
+    await standbyNotes(ctx, cidr);
   } else {
     io.out(
       `Removed ${cidr}${normalised}: ${names.remoteRole} can no longer log in from it (pg_hba.conf checked and reloaded, no restart); ` +

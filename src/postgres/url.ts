@@ -194,13 +194,21 @@ export interface UrlParts {
   params?: Record<string, string>;
 }
 
-/** Builds a connection string; user, password and database are percent-encoded. */
+/**
+ * Builds a connection string; user, password and database are percent-encoded. Parameter values
+ * too, but a path keeps its slashes, as withRootCert writes it (libpq decodes either way): the
+ * installer then writes a printed string with the same CA path unchanged.
+ */
 export function buildDatabaseUrl(parts: UrlParts): string {
   const auth = encodeURIComponent(parts.user) + (parts.password !== undefined ? `:${encodeURIComponent(parts.password)}` : '');
-  // A path in a value (sslrootcert) stays readable: '/' needs no escape in a query.
-  const query = Object.entries(parts.params ?? {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v).replace(/%2F/gi, '/')}`).join('&');
+  const query = queryText(Object.entries(parts.params ?? {}));
   const hosts = (parts.hosts ?? [{ host: parts.host, port: parts.port }]).map(formatHostPort).join(',');
   return `postgres://${auth}@${hosts}/${encodeURIComponent(parts.database)}${query ? `?${query}` : ''}`;
+}
+
+/** A query string: keys and values percent-encoded, a path keeping its slashes. */
+function queryText(entries: Array<[string, string]>): string {
+  return entries.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v).replace(/%2F/gi, '/')}`).join('&');
 }
 
 /**
@@ -216,7 +224,7 @@ export function withRootCert(text: string, caFile: string): string {
   if (mode !== 'verify-ca' && mode !== 'verify-full') params.set('sslmode', 'verify-full');
   params.set('sslrootcert', caFile);
   // Percent-encoded where it must be, but a path keeps its slashes (libpq decodes either way).
-  const query = [...params].map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v).replace(/%2F/gi, '/')}`).join('&');
+  const query = queryText([...params]);
   // Everything before the query as written (the host list included); the fragment is dropped.
   const tail = trimmed.slice(parts.cuts.authorityEnd);
   const pathEnd = tail.search(/[?#]/);

@@ -31,9 +31,17 @@ export interface MonitorTimings {
    * way, or to come), reconnect every `backoffMinMs` for this long, then at most every second.
    */
   switchWindowMs: number;
+  /**
+   * A switch of the primary (the server in use lost, shut down or read-only; or only a standby
+   * answering): for this long after the database was lost, a health check waits for the node to
+   * find the primary again instead of answering 503 at once. A switchover takes well under a
+   * second, so the requests of that moment are answered late rather than failed. Below HAProxy's
+   * `timeout check 2s`, so a held check never counts as a timeout there.
+   */
+  switchHoldMs: number;
 }
 
-export const DEFAULT_TIMINGS: MonitorTimings = { cacheMs: 1000, waitMs: 1000, heartbeatMs: 5000, backoffMinMs: 250, backoffMaxMs: 5000, switchWindowMs: 30_000 };
+export const DEFAULT_TIMINGS: MonitorTimings = { cacheMs: 1000, waitMs: 1000, heartbeatMs: 5000, backoffMinMs: 250, backoffMaxMs: 5000, switchWindowMs: 30_000, switchHoldMs: 1800 };
 
 export interface MonitorOptions {
   url: DatabaseUrl;
@@ -54,6 +62,8 @@ export class DatabaseMonitor {
   private lastAt: HostPort | undefined;
   /** When the database was first seen with a standby and no primary (the switch under way). */
   private switchingSince: number | undefined;
+  /** When the database in use was lost to what looks like a switch of the primary (health checks wait a little then). */
+  private lostToSwitchAt: number | undefined;
   private readonly listeners = new Set<(at: HostPort | undefined) => void>();
   private last: DatabaseHealth;
   private checkedAt = 0;
@@ -77,8 +87,44 @@ export class DatabaseMonitor {
     this.schedule();
   }
 
-  /** The database's health, at most `cacheMs` old; runs (or joins) a check when it is older. */
+  /**
+   * The database's health, at most `cacheMs` old; runs (or joins) a check when it is older. While a
+   * switch of the primary is under way (at most `switchHoldMs` after the database was lost to
+   * one), it waits for the node to find the primary again, checking at each reconnection attempt.
+   */
   async health(): Promise<DatabaseHealth> {
+    let health = await this.cachedHealth();
+    while (!health.reachable && !this.stopped) {
+      const holdUntil = this.holdUntil();
+      if (holdUntil === undefined || Date.now() >= holdUntil) break;
+      const pause = Math.min(Math.max(this.nextAttemptAt - Date.now(), 20), holdUntil - Date.now());
+      await new Promise((r) => setTimeout(r, pause));
+      if (this.stopped || Date.now() >= holdUntil) break;
+      health = await this.bounded(this.check(), holdUntil - Date.now());
+    }
+    return health;
+  }
+
+  /** Until when a health check waits for the primary to be found again (undefined: it does not). */
+  private holdUntil(): number | undefined {
+    if (this.lostToSwitchAt === undefined) return undefined;
+    return this.lostToSwitchAt + this.timings.switchHoldMs;
+  }
+
+  /** `check`'s answer, or the last one known if it takes longer than `ms`. */
+  private async bounded(check: Promise<DatabaseHealth>, ms: number): Promise<DatabaseHealth> {
+    let timeout: NodeJS.Timeout | undefined;
+    const late = new Promise<DatabaseHealth>((resolve) => {
+      timeout = setTimeout(() => resolve(this.last), Math.max(0, ms));
+    });
+    try {
+      return await Promise.race([check, late]);
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  private async cachedHealth(): Promise<DatabaseHealth> {
     if (this.stopped || Date.now() - this.checkedAt < this.timings.cacheMs) return this.last;
     const check = this.check();
     let timeout: NodeJS.Timeout | undefined;
@@ -254,6 +300,7 @@ export class DatabaseMonitor {
     // The server in use lost (or read-only): the first attempt again at once, to the next host.
     // A standby answering and no primary: every backoffMinMs for switchWindowMs, then at most
     // every second (a promotion may come at any time, and is to be followed at once).
+    if (wasUp && (isSwitchError(error) || switching)) this.lostToSwitchAt = Date.now();
     if (wasUp && isSwitchError(error)) this.backoffMs = 0;
     else if (early) this.backoffMs = backoffMinMs;
     else this.backoffMs = Math.min(this.backoffMs === 0 ? backoffMinMs : this.backoffMs * 2, switching ? Math.min(1000, backoffMaxMs) : backoffMaxMs);
@@ -270,6 +317,7 @@ export class DatabaseMonitor {
 
   private recovered(): void {
     this.switchingSince = undefined;
+    this.lostToSwitchAt = undefined;
     if (this.downSince !== undefined) {
       this.options.log.info(`database reachable again after ${((Date.now() - this.downSince) / 1000).toFixed(1)} s`);
     }
