@@ -124,6 +124,14 @@ test('exposedb once a standby exists: --init prints the multi-host form (primary
   const standbyHba = await fs.readFile(rootB.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8');
   expect(standbyHba).toContain(`${NODES[0]}/32`);
   expect(standbyHba).not.toContain('127.0.0.96');
+  // What the hint says to run on the standby's host (here its root) does what it says.
+  const hint = add.stderr.split('\n').find((l) => l.startsWith(`hint: on the standby's host (${B}) run: knocker exposedb --conn `));
+  expect(hint, add.stderr).toBeDefined();
+  const words = hint!.slice(hint!.indexOf('knocker ') + 'knocker '.length).split(' ');
+  expect(words).toEqual(['exposedb', '--conn', `postgres://knocknoc@${B}:${port}/knocknoc`, '--add', '127.0.0.96/32']);
+  const onStandby = await run([...words, '--root', rootB.dir]);
+  expect(onStandby.exitCode, `${onStandby.stdout}\n${onStandby.stderr}`).toBe(0);
+  expect(await fs.readFile(rootB.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8')).toContain('127.0.0.96/32');
   // Already allowed: the note again, no warning.
   const same = await run(['exposedb', '--root', rootA.dir, '--add', `${NODES[0]}/32`]);
   expect(same.stdout).toContain('Unchanged');
