@@ -145,7 +145,7 @@ async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log
   if (await clusterExists(dataDir)) {
     const state = await readState(root);
     const ours = state && state.peer.host === bundle.primary.host && (await hasStandbySignal(dataDir));
-    if (!ours && node.system && !state && (await untouchedDebianCluster(node))) todo = 'replace';
+    if (!ours && node.system && (!state || state.peer.host === bundle.primary.host) && (await untouchedDebianCluster(node))) todo = 'replace';
     else if (!ours && node.system) {
       throw new PreflightError(`cluster ${node.system.label} in ${dataDir} holds databases of its own: standby init replaces only the empty cluster Debian created`, [
         `move its data away first (pg_dumpall), then pg_dropcluster ${node.system.version} ${node.system.name} --stop and pg_createcluster ${node.system.version} ${node.system.name}`,
