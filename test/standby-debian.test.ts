@@ -82,6 +82,8 @@ async function createCluster(name: string, port: number): Promise<void> {
   await execa('chown', ['postgres:postgres', key, crt]);
   await fs.chmod(key, 0o600);
   await fs.writeFile(path.join(etc, version, name, 'conf.d', 'tls.conf'), `ssl = on\nssl_cert_file = '${crt}'\nssl_key_file = '${key}'\n`);
+  // pg_rewind needs wal_log_hints (or data checksums), which exposedb --add-standby warns about when off.
+  await fs.writeFile(path.join(etc, version, name, 'conf.d', 'rewind.conf'), 'wal_log_hints = on\n');
 }
 
 beforeAll(async () => {
@@ -204,4 +206,23 @@ test('switchover there and back through pg_ctlcluster: each cluster keeps its ow
   await sql('pa', 'INSERT INTO standby_probe VALUES (3)', 'knocknoc');
   await waitFor('the row on B again', async () => ((await sql('pb', 'SELECT 1 FROM standby_probe WHERE id = 3', 'knocknoc')).length === 1 ? true : undefined));
   expect((await status(rootB, 'pb')).report.node).toMatchObject({ role: 'standby', timeline: 3 });
+}, 240_000);
+
+test('primary A lost (stopped -m immediate): promote B; rejoin A with pg_rewind (its configuration outside the data directory, --config-file)', async () => {
+  await sql('pa', 'INSERT INTO standby_probe VALUES (4)', 'knocknoc');
+  await waitFor('row 4 on B', async () => ((await sql('pb', 'SELECT 1 FROM standby_probe WHERE id = 4', 'knocknoc')).length === 1 ? true : undefined));
+  await execa('pg_ctlcluster', [version, 'pa', 'stop', '-m', 'immediate'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
+  const promote = await standby(rootB, 'pb', 'promote');
+  expect(promote.exitCode, promote.stderr).toBe(0);
+  expect(promote.stdout.trim()).toBe(`primary ${B}:${portB}`);
+  await sql('pb', 'INSERT INTO standby_probe VALUES (5)', 'knocknoc');
+  const rejoin = await standby(rootA, 'pa', 'rejoin');
+  expect(rejoin.exitCode, rejoin.stderr).toBe(0);
+  expect(rejoin.stdout.trim()).toMatch(new RegExp(`^standby of ${B.replace(/\./g, '\\.')}:${portB} \\(rewind\\)$`), rejoin.stderr);
+  await waitFor('row 5 on A, now B\'s standby', async () => ((await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 5', 'knocknoc')).length === 1 ? true : undefined));
+  const onA = await status(rootA, 'pa');
+  expect(onA.exitCode).toBe(0);
+  expect(onA.report.node).toMatchObject({ host: A, role: 'standby' });
+  expect(onA.report.receiver).toMatchObject({ status: 'streaming', sender: `${B}:${portB}` });
+  await expect(fs.access(path.join((await cluster('pa')).dataDir, 'postgresql.conf'))).rejects.toThrow();
 }, 240_000);
