@@ -218,11 +218,34 @@ test('primary A lost (stopped -m immediate): promote B; rejoin A with pg_rewind 
   await sql('pb', 'INSERT INTO standby_probe VALUES (5)', 'knocknoc');
   const rejoin = await standby(rootA, 'pa', 'rejoin');
   expect(rejoin.exitCode, rejoin.stderr).toBe(0);
-  expect(rejoin.stdout.trim()).toMatch(new RegExp(`^standby of ${B.replace(/\./g, '\\.')}:${portB} \\(rewind\\)$`), rejoin.stderr);
+  expect(rejoin.stdout.trim(), rejoin.stderr).toMatch(new RegExp(`^standby of ${B.replace(/\./g, '\\.')}:${portB} \\(rewind\\)$`));
   await waitFor('row 5 on A, now B\'s standby', async () => ((await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 5', 'knocknoc')).length === 1 ? true : undefined));
   const onA = await status(rootA, 'pa');
   expect(onA.exitCode).toBe(0);
   expect(onA.report.node).toMatchObject({ host: A, role: 'standby' });
   expect(onA.report.receiver).toMatchObject({ status: 'streaming', sender: `${B}:${portB}` });
   await expect(fs.access(path.join((await cluster('pa')).dataDir, 'postgresql.conf'))).rejects.toThrow();
+}, 240_000);
+
+test('remove on both Debian hosts: B (the standby again after a switchover) gets back the cluster Debian created; A drops the slot and the replication lines', async () => {
+  const over = await standby(rootB, 'pb', 'switchover');
+  expect(over.exitCode, over.stderr).toBe(0);
+  const b = await cluster('pb');
+  const dry = await standby(rootB, 'pb', 'remove', '--dry-run', '--json');
+  expect(dry.exitCode, dry.stderr).toBe(0);
+  const removed = await standby(rootB, 'pb', 'remove');
+  expect(removed.exitCode, removed.stderr).toBe(0);
+  await expect(fs.access(`${b.dataDir}.before-standby`)).rejects.toThrow();
+  await expect(fs.access(path.join(b.dataDir, 'standby.signal'))).rejects.toThrow();
+  expect(await fs.readFile(b.hbaFile, 'utf8')).not.toContain('knocker_replicator');
+  const listed = await execa('pg_lsclusters', ['--no-header'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
+  expect(listed.stdout).toMatch(new RegExp(`^${version}\\s+pb\\s+${portB}\\s+online\\s`, 'm'));
+  // Debian's own empty cluster: no knocknoc database in it.
+  expect(await sql('pb', `SELECT 1 FROM pg_database WHERE datname = 'knocknoc'`)).toEqual([]);
+  await expect(fs.access(rootB.path(STANDBY_PATHS.state))).rejects.toThrow();
+  const onA = await standby(rootA, 'pa', 'remove');
+  expect(onA.exitCode, onA.stderr).toBe(0);
+  expect(await sql('pa', 'SELECT slot_name FROM pg_replication_slots')).toEqual([]);
+  expect(await fs.readFile((await cluster('pa')).hbaFile, 'utf8')).not.toContain('knocker_replicator');
+  expect((await sql('pa', 'SELECT count(*)::int AS n FROM standby_probe', 'knocknoc'))[0]).toEqual({ n: 5 });
 }, 240_000);

@@ -205,7 +205,8 @@ export async function standbyHbaStep(link: AdminLink, hbaFile: string, peers: st
   };
 }
 
-function withoutBlock(text: string): string {
+/** pg_hba.conf text without knocker's replication block. */
+export function withoutBlock(text: string): string {
   const block = readManagedBlock(text, STANDBY_BLOCK);
   return block ? text.replace(`${block.text}\n\n`, '').replace(block.text, '') : text;
 }
