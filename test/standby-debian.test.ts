@@ -143,6 +143,14 @@ test('exposedb --add-standby on a Debian cluster: replication lines in /etc/…/
 
 test('standby init on a Debian host: the empty cluster Debian made is set aside, the clone streams with this host\'s own configuration', async () => {
   const b = await cluster('pb');
+  // Refused, nothing changed: a cluster the host does not have; a cluster on another port than the bundle's standby.
+  const unknown = await standby(rootB, 'nope', 'init', '--bundle', bundle);
+  expect(unknown.exitCode).toBe(3);
+  expect(unknown.stderr).toContain(`KNOCKER_PG_CLUSTER=${version}/nope: pg_lsclusters lists no such cluster`);
+  const wrongPort = await standby(rootB, 'pa', 'init', '--bundle', bundle);
+  expect(wrongPort.exitCode).toBe(3);
+  expect(wrongPort.stderr).toContain(`knocker exposedb --add-standby ${B}:${portA}`);
+  await expect(fs.access(rootB.path(STANDBY_PATHS.state))).rejects.toThrow();
   const dry = await standby(rootB, 'pb', 'init', '--bundle', bundle, '--dry-run', '--json');
   expect(dry.exitCode, dry.stderr).toBe(0);
   expect(JSON.stringify(JSON.parse(dry.stdout))).toContain(`pg_ctlcluster ${version} pb start`);
