@@ -161,3 +161,17 @@ export async function createSystemCluster(layout: 'debian' | 'rhel', version: st
   const setup = `/usr/pgsql-${version}/bin/postgresql-${version}-setup`;
   await run(setup, ['initdb'], { log, timeoutMs: 180_000 });
 }
+
+/** The folder of a Debian cluster's configuration files (postgresql.conf, pg_hba.conf, conf.d). */
+export function debianConfDir(cluster: Pick<SystemCluster, 'version' | 'name'>): string {
+  return path.join(process.env.PG_CLUSTER_CONF_ROOT || '/etc/postgresql', cluster.version, cluster.name);
+}
+
+
+/** pg_ctlcluster VERSION NAME start|stop (it hands over to systemctl postgresql@V-N where systemd runs). */
+export async function ctlDebianCluster(cluster: Pick<SystemCluster, 'version' | 'name'>, action: 'start' | 'stop', log?: Logger, mode?: 'fast' | 'immediate'): Promise<void> {
+  const args = [cluster.version, cluster.name, action, ...(action === 'stop' && mode ? ['-m', mode] : [])];
+  // No libpq variables (they would reach the walreceiver: trap 7), but Debian's own.
+  const conf = process.env.PG_CLUSTER_CONF_ROOT;
+  await run('pg_ctlcluster', args, { log, timeoutMs: 120_000, withoutPgEnv: true, env: conf ? { PG_CLUSTER_CONF_ROOT: conf } : {} });
+}

@@ -10,8 +10,8 @@ import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
 import { run } from '../system/run.js';
 import { peerConninfo } from './conninfo.js';
-import { applyNodeConfig, peerTarget, type Endpoint, type LocalNode } from './node.js';
-import { STANDBY_PATHS, REPLICATION_ROLE, slotName } from './paths.js';
+import { applyNodeConfig, cloneDirOf, peerTarget, type Endpoint, type LocalNode } from './node.js';
+import { REPLICATION_ROLE, slotName } from './paths.js';
 import type { PeerLink } from './peer.js';
 import { until } from './run.js';
 
@@ -26,7 +26,7 @@ export async function dropStaleSlot(link: PeerLink, slot: string): Promise<boole
 
 /** What a clone cut off left: its folder, and its pg_basebackup if that still runs (it outlives a killed knocker and holds the slot). */
 export async function clearCutOffStep(node: LocalNode, log: Logger): Promise<Step> {
-  const cloneDir = node.root.path(STANDBY_PATHS.clone);
+  const cloneDir = cloneDirOf(node);
   const left = Boolean(await fs.stat(cloneDir).catch(() => undefined));
   return {
     kind: 'command',
@@ -72,7 +72,7 @@ export interface CloneOptions {
 /** pg_basebackup into the clone folder, this node's settings written into it, then renamed to the data directory. */
 export function cloneStep(options: CloneOptions): Step {
   const { node, primary, log } = options;
-  const cloneDir = node.root.path(STANDBY_PATHS.clone);
+  const cloneDir = cloneDirOf(node);
   const dataDir = node.cluster.dataDir;
   const slot = slotName(node.cluster.host);
   const source = peerConninfo(peerTarget(node, primary, true), REPLICATION_ROLE, slot);

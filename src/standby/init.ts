@@ -4,6 +4,7 @@
 // until it streams. A run that fails is rolled back (slot dropped, clone removed); a run that was
 // killed is finished by the next one.
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import { clusterExists } from '../postgres/cluster.js';
 import type { Output } from '../shared/output.js';
@@ -11,7 +12,7 @@ import type { Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { clearCutOffStep, cloneStep, slotStep } from './clone.js';
 import { multiHostUrl, passfileText } from './conninfo.js';
-import { hasStandbySignal, isRunning, linkTo, nodeAt, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
+import { ctlCommand, hasStandbySignal, isRunning, linkTo, nodeAt, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
 import { connectPeerWith, peerFacts, type PeerLink } from './peer.js';
 import { ownedFileStep, readBundle, type StandbyBundle } from './primary.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
@@ -57,7 +58,7 @@ export function startStep(node: LocalNode, log: Logger, what: string, peer?: str
   return {
     kind: 'service',
     title: `Start PostgreSQL in ${node.cluster.dataDir} ${what}`,
-    details: [`pg_ctl start -D ${node.cluster.dataDir} (no PG* variables in its environment)`],
+    details: [`${ctlCommand(node, 'start')} (no PG* variables in its environment)`],
     changes: true,
     async apply() {
       await fs.mkdir(node.root.path(PATHS.logDir), { recursive: true });
@@ -99,17 +100,62 @@ export function nodesMultiHostUrl(root: Root, bundle: Pick<StandbyBundle, 'nodes
   });
 }
 
-async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log: Logger): Promise<'clone' | 'start' | 'done'> {
+/** Whether the host's Debian cluster is still the empty one the package made (template0, template1, postgres only). */
+async function untouchedDebianCluster(node: LocalNode): Promise<boolean> {
+  const databases = await fs.readdir(path.join(node.cluster.dataDir, 'base')).catch(() => [] as string[]);
+  return databases.filter((d) => /^\d+$/.test(d)).length <= 3;
+}
+
+/** Debian's empty cluster moved aside (stopped first), so the clone takes its data directory; undone by moving it back. */
+function setAsideStep(node: LocalNode, log: Logger): Step {
   const dataDir = node.cluster.dataDir;
+  const keptAs = `${dataDir}.before-standby`;
+  let moved = false;
+  let wasRunning = false;
+  return {
+    kind: 'command',
+    title: `Stop cluster ${node.system!.label} (the empty one Debian created) and keep its data directory as ${keptAs}; its configuration in ${path.dirname(node.system!.hbaFile)} stays`,
+    details: [ctlCommand(node, 'stop'), `mv ${dataDir} ${keptAs}`],
+    changes: true,
+    async apply() {
+      if (!(await clusterExists(dataDir))) return 'already moved aside';
+      wasRunning = await isRunning(node);
+      if (wasRunning) await stopNode(node, log, 'fast');
+      await fs.rm(keptAs, { recursive: true, force: true });
+      await fs.rename(dataDir, keptAs);
+      moved = true;
+      return undefined;
+    },
+    async undo() {
+      if (!moved || (await fs.stat(dataDir).catch(() => undefined))) return;
+      await fs.rename(keptAs, dataDir);
+      if (wasRunning) await startNode(node, log);
+    },
+  };
+}
+
+async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log: Logger): Promise<'clone' | 'replace' | 'start' | 'done'> {
+  const dataDir = node.cluster.dataDir;
+  if (node.system && node.system.port !== bundle.standby.port) {
+    throw new PreflightError(`cluster ${node.system.label} on this host listens on port ${node.system.port}, the bundle's standby on ${bundle.standby.port}`, [
+      `on the primary: knocker exposedb --add-standby ${bundle.standby.host}:${node.system.port}, then copy the new bundle here`,
+    ]);
+  }
+  let todo: 'clone' | 'replace' = 'clone';
   if (await clusterExists(dataDir)) {
     const state = await readState(root);
     const ours = state && state.peer.host === bundle.primary.host && (await hasStandbySignal(dataDir));
-    if (!ours) {
+    if (!ours && node.system && (!state || state.peer.host === bundle.primary.host) && (await untouchedDebianCluster(node))) todo = 'replace';
+    else if (!ours && node.system) {
+      throw new PreflightError(`cluster ${node.system.label} in ${dataDir} holds databases of its own: standby init replaces only the empty cluster Debian created`, [
+        `move its data away first (pg_dumpall), then pg_dropcluster ${node.system.version} ${node.system.name} --stop and pg_createcluster ${node.system.version} ${node.system.name}`,
+      ]);
+    } else if (!ours) {
       throw new PreflightError(`there is a PostgreSQL cluster in ${dataDir} already: standby init never replaces a cluster`, [
         'run it on a host without a database of its own (a web node with database option 3), or move that cluster away first',
       ]);
     }
-    return (await isRunning(node)) ? 'done' : 'start';
+    if (ours) return (await isRunning(node)) ? 'done' : 'start';
   }
   let link: PeerLink | undefined;
   try {
@@ -122,7 +168,7 @@ async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log
   } finally {
     await link?.close();
   }
-  return 'clone';
+  return todo;
 }
 
 export async function standbyInit(root: Root, request: InitRequest, io: Output): Promise<number> {
@@ -142,6 +188,7 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
           : [
               ...(await standbyFileSteps(root, node, bundle, log)),
               await clearCutOffStep(node, log),
+              ...(todo === 'replace' ? [setAsideStep(node, log)] : []),
               slotStep(openPrimary, slot, bundle.primary),
               cloneStep({ node, primary: bundle.primary, peer: bundle.primary, log, maxRate: request.maxRate }),
               startStep(node, log, `as a hot standby of ${bundle.primary.host}:${bundle.primary.port}`),

@@ -19,7 +19,8 @@ import {
   type PgBinaries,
   type PrivateCluster,
 } from '../postgres/cluster.js';
-import { readManagedBlock, renderManagedBlock } from '../postgres/hba.js';
+import { readManagedBlock, renderManagedBlock, withManagedBlock } from '../postgres/hba.js';
+import { ctlDebianCluster, debianConfDir, findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
 import { EXPOSEDB_BLOCK } from '../exposedb/allow-list.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
@@ -69,6 +70,48 @@ export interface LocalNode {
   cluster: PrivateCluster;
   access: ClusterAccess;
   owner: { uid: number; gid: number };
+  /** The host's own Debian cluster (pg_lsclusters): its configuration lives outside the data directory. */
+  system?: SystemCluster;
+}
+
+/** Which of the host's Debian clusters knocker standby works on ("15/main"); in a sandbox root, one instead of the root's private cluster. */
+export const CLUSTER_ENV = 'KNOCKER_PG_CLUSTER';
+
+/** The host's own Debian cluster this root's standby commands work on; undefined: the root's private cluster. */
+export async function hostCluster(root: Root): Promise<SystemCluster | undefined> {
+  const wanted = process.env[CLUSTER_ENV]?.trim();
+  if (root.isSandbox && !wanted) return undefined;
+  const clusters = await findSystemClusters();
+  if (clusters.some((c) => c.layout === 'rhel')) {
+    throw new PreflightError('knocker standby works on Debian\'s PostgreSQL layout (pg_lsclusters); this host has the RHEL layout (/var/lib/pgsql), which it does not support yet');
+  }
+  if (wanted) {
+    const found = clusters.find((c) => c.label === wanted);
+    if (!found) throw new PreflightError(`${CLUSTER_ENV}=${wanted}: pg_lsclusters lists no such cluster (${clusters.map((c) => c.label).join(', ') || 'none'})`);
+    return found;
+  }
+  const picked = pickCluster(clusters);
+  if (!picked) {
+    throw new PreflightError('this host has no PostgreSQL cluster (pg_lsclusters lists none)', [
+      'install the PostgreSQL server first: apt-get install postgresql (Debian creates cluster 15/main, which standby init replaces with the clone)',
+    ]);
+  }
+  return picked;
+}
+
+/** Where pg_basebackup writes before the rename: beside the data directory (one filesystem). */
+export function cloneDirOf(node: LocalNode): string {
+  return node.system ? `${node.cluster.dataDir}.knocker-clone` : node.root.path(STANDBY_PATHS.clone);
+}
+
+/** The server's main configuration file when it is outside the data directory (pg_rewind --config-file). */
+export function configFileOf(node: LocalNode): string | undefined {
+  return node.system ? path.join(debianConfDir(node.system), 'postgresql.conf') : undefined;
+}
+
+/** How the plan shows a start or stop of this node. */
+export function ctlCommand(node: LocalNode, action: 'start' | 'stop'): string {
+  return node.system ? `pg_ctlcluster ${node.system.version} ${node.system.name} ${action}${action === 'stop' ? ' -m fast' : ''}` : `pg_ctl ${action}${action === 'stop' ? ' -m fast' : ''} -D ${node.cluster.dataDir}`;
 }
 
 async function ownerOf(osUser: string): Promise<{ uid: number; gid: number }> {
@@ -83,18 +126,15 @@ export async function pgBinaries(): Promise<PgBinaries> {
   return bin;
 }
 
-function supported(root: Root): void {
-  if (!root.isSandbox) {
-    throw new PreflightError('knocker standby works on the private PostgreSQL cluster of a sandbox root (--root) in this version; a host\'s own cluster (pg_lsclusters) is not supported yet', [
-      'see the README\'s Standby section',
-    ]);
-  }
-}
-
-/** The node with the cluster that is (or will be) in this root's data directory, at `where`. */
+/** The node with the cluster that is (or will be) in this root's data directory (or the host's own cluster's), at `where`. */
 export async function nodeAt(root: Root, where: Endpoint): Promise<LocalNode> {
-  supported(root);
+  const system = await hostCluster(root);
   const bin = await pgBinaries();
+  if (system) {
+    if (system.version !== bin.version) throw new PreflightError(`cluster ${system.label} is PostgreSQL ${system.version}, the server binaries found are ${bin.version}`);
+    const cluster: PrivateCluster = { bin, dataDir: system.dataDir, socketDir: system.socketDir, logFile: '', host: where.host, port: system.port, osUser: system.osUser };
+    return { root, cluster, system, access: { socketDir: system.socketDir, port: system.port, osUser: system.osUser, database: 'postgres' }, owner: await ownerOf(system.osUser) };
+  }
   const osUser = await clusterOwner();
   const cluster: PrivateCluster = {
     bin,
@@ -110,7 +150,12 @@ export async function nodeAt(root: Root, where: Endpoint): Promise<LocalNode> {
 
 /** The node of the cluster in place, from the settings knocker wrote into it. */
 export async function existingNode(root: Root): Promise<LocalNode> {
-  supported(root);
+  const system = await hostCluster(root);
+  if (system) {
+    const state = await readState(root);
+    if (!state) throw new PreflightError(`cluster ${system.label} is not one of a pair of knocker's (no ${root.path(STANDBY_PATHS.state)})`, ['on the primary: knocker exposedb --add-standby ADDR; on the standby: knocker standby init --bundle FILE']);
+    return nodeAt(root, state.self);
+  }
   const dataDir = root.path(PATHS.pgData);
   const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
   if (!settings) throw new PreflightError(`there is no PostgreSQL cluster of knocker's in ${dataDir}`, ['make one with knocker install (database option 1) or knocker standby init']);
@@ -121,6 +166,11 @@ export const isRunning = (node: LocalNode) => clusterRunning(node.cluster);
 export const linkTo = (node: LocalNode, log?: Logger): AdminLink => adminLink(node.access, log);
 
 export async function startNode(node: LocalNode, log?: Logger): Promise<void> {
+  if (node.system) {
+    await ctlDebianCluster(node.system, 'start', log);
+    await waitUntilReady(node.cluster.dataDir);
+    return;
+  }
   // The server's log, written by the database's OS user.
   await fs.mkdir(path.dirname(node.cluster.logFile), { recursive: true, mode: 0o755 });
   const handle = await fs.open(node.cluster.logFile, 'a', 0o640);
@@ -131,7 +181,8 @@ export async function startNode(node: LocalNode, log?: Logger): Promise<void> {
 }
 
 export async function stopNode(node: LocalNode, log?: Logger, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
-  await stopCluster(node.cluster, log, mode);
+  if (node.system) await ctlDebianCluster(node.system, 'stop', log, mode);
+  else await stopCluster(node.cluster, log, mode);
 }
 
 /** Log Sequence Numbers as numbers, to compare and subtract. */
@@ -214,6 +265,18 @@ export interface NodeConfig {
  * (listen address, TLS files, primary_conninfo and primary_slot_name) and standby.signal.
  */
 export async function applyNodeConfig(node: LocalNode, dataDir: string, config: NodeConfig, sandbox: boolean): Promise<void> {
+  if (node.system) {
+    // Debian's layout: postgresql.conf, pg_hba.conf and conf.d are this host's own, outside the
+    // data directory (a clone or a rewind never touches them); only the replication lines are added.
+    const hbaFile = node.system.hbaFile;
+    const current = (await readIfExists(hbaFile)) ?? '';
+    const next = withManagedBlock(current, STANDBY_BLOCK, hbaLinesFor([config.peer.host], config.tls, sandbox));
+    if (next !== current) await writeFileAtomic(hbaFile, next, { mode: 0o640, ...node.owner });
+  } else await writePrivateConfig(node, dataDir, config, sandbox);
+  await writeAutoConf(node, dataDir, config);
+}
+
+async function writePrivateConfig(node: LocalNode, dataDir: string, config: NodeConfig, sandbox: boolean): Promise<void> {
   const cluster = { ...node.cluster, dataDir };
   const hbaFile = path.join(dataDir, 'pg_hba.conf');
   const before = (await readIfExists(hbaFile)) ?? '';
@@ -225,6 +288,9 @@ export async function applyNodeConfig(node: LocalNode, dataDir: string, config: 
   const firstRule = lines.findIndex((l) => l.trim() !== '' && !l.trim().startsWith('#'));
   const hba = [...lines.slice(0, firstRule), standbyBlock, '', ...(allowList ? [allowList.text, ''] : []), ...lines.slice(firstRule), ''].join('\n');
   await writeFileAtomic(hbaFile, hba, { mode: 0o600, ...node.owner, backup: false });
+}
+
+async function writeAutoConf(node: LocalNode, dataDir: string, config: NodeConfig): Promise<void> {
   const settings: Record<string, string> = { listen_addresses: node.cluster.host };
   if (config.tls) {
     settings.ssl_cert_file = node.root.path(PATHS.pgTlsCert);

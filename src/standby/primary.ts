@@ -205,7 +205,8 @@ export async function standbyHbaStep(link: AdminLink, hbaFile: string, peers: st
   };
 }
 
-function withoutBlock(text: string): string {
+/** pg_hba.conf text without knocker's replication block. */
+export function withoutBlock(text: string): string {
   const block = readManagedBlock(text, STANDBY_BLOCK);
   return block ? text.replace(`${block.text}\n\n`, '').replace(block.text, '') : text;
 }
@@ -256,9 +257,10 @@ async function keptPassword(root: Root): Promise<string | undefined> {
 
 export async function planAddStandby(input: AddStandbyInput): Promise<AddStandbyPlan> {
   const { root, log, cluster, standby } = input;
-  if (!cluster.sandbox || !cluster.address) {
-    throw new PreflightError('knocker standby works on the private PostgreSQL cluster of a sandbox root (--root) in this version; a host\'s own cluster is not supported yet');
-  }
+  // A sandbox root's private cluster knows its address; a host's own cluster is reached at the
+  // address exposedb printed for the web nodes.
+  const address = cluster.address ?? (input.nodesUrl ? new URL(input.nodesUrl).hostname.replace(/^\[|\]$/g, '') : undefined);
+  if (!address) throw new PreflightError('cannot tell the address the standby reaches this primary at', ['run knocker exposedb --init (with --host ADDR) first']);
   const postgresLink = adminLink({ ...cluster.access, database: 'postgres' }, log);
   const facts = await readPrimaryFacts(await postgresLink.session());
   const problems = replicationProblems(facts);
@@ -270,7 +272,7 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
     await postgresLink.close();
     throw new PreflightError('the standby is verified with the cluster\'s CA, which this primary does not have yet (or PostgreSQL has ssl off)', ['run knocker exposedb --init first']);
   }
-  const self: Endpoint = { host: cluster.address, port: cluster.access.port };
+  const self: Endpoint = { host: address, port: cluster.access.port };
   if (standby.host === self.host) {
     await postgresLink.close();
     throw new PreflightError(`${standby.host} is this primary's own address`, ['give the standby host\'s address']);
@@ -293,7 +295,7 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
     await ownedFileStep(root.path(STANDBY_PATHS.ca), ca, 0o644, osUser),
     replicationRoleStep(postgresLink, facts, password, input.database),
     slotBoundStep(postgresLink, facts),
-    await standbyHbaStep(input.link, input.hbaFile, [standby.host], true, cluster.sandbox),
+    await standbyHbaStep(input.link, input.hbaFile, [standby.host], true, root.isSandbox),
     await fileStep({ file: root.path(STANDBY_PATHS.state), shownAs: root.path(STANDBY_PATHS.state), content: `${JSON.stringify(pairState, null, 2)}\n`, mode: 0o600 }),
     bundleStep(root, bundlePath, { primary: self, standby, database: input.database, password, ca, nodesUrl: input.nodesUrl }, log),
   ];

@@ -16,7 +16,7 @@ import { cloneStep, slotStep } from './clone.js';
 import { peerConninfo } from './conninfo.js';
 import { decideRejoin, rewindOutcome, type RejoinDecision } from './decide.js';
 import { startStep } from './init.js';
-import { applyNodeConfig, controlData, existingNode, isRunning, peerTarget, readState, stopNode, writeState, type LocalNode, type PairState } from './node.js';
+import { applyNodeConfig, configFileOf, controlData, ctlCommand, existingNode, isRunning, peerTarget, readState, stopNode, writeState, type LocalNode, type PairState } from './node.js';
 import { connectPeer, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
 import { REPLICATION_ROLE, slotName } from './paths.js';
 import { showOrApply, withRun, type RunFlags } from './run.js';
@@ -25,7 +25,7 @@ function stopStep(node: LocalNode, log: Logger): Step {
   return {
     kind: 'service',
     title: `Stop PostgreSQL in ${node.cluster.dataDir} (it must not take writes as a second primary)`,
-    details: [`pg_ctl stop -m fast -D ${node.cluster.dataDir}`],
+    details: [ctlCommand(node, 'stop')],
     changes: true,
     async apply() {
       await stopNode(node, log, 'fast');
@@ -36,7 +36,8 @@ function stopStep(node: LocalNode, log: Logger): Step {
 
 function rewindStep(node: LocalNode, state: PairState, peer: PeerLink, log: Logger, outcome: { text: string; failed?: string }): Step {
   const source = peerConninfo(peerTarget(node, state.peer, true), REPLICATION_ROLE, 'knocker-rewind', 'postgres');
-  const args = [`--target-pgdata=${node.cluster.dataDir}`, `--source-server=${source}`, '--progress'];
+  const config = configFileOf(node);
+  const args = [`--target-pgdata=${node.cluster.dataDir}`, ...(config ? [`--config-file=${config}`] : []), `--source-server=${source}`, '--progress'];
   return {
     kind: 'command',
     title: `pg_rewind this node onto ${state.peer.host}'s timeline (after a CHECKPOINT there), then this node's own settings`,

@@ -1,19 +1,46 @@
 // `knocker standby remove`. On the primary: the standby's walsender ended, its slot dropped (the
 // WAL it held is freed), its replication lines taken out of pg_hba.conf, the pair's state and the
 // bundle file removed. On the standby: its slot on the primary dropped, the standby stopped and
-// its copy removed.
+// its copy removed (on a Debian host, the empty cluster standby init set aside put back).
 import fs from 'node:fs/promises';
 import { PreflightError } from '../errors.js';
 import { discardHalfMadeCluster } from '../postgres/cluster.js';
 import type { Output } from '../shared/output.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
-import { existingNode, isRunning, linkTo, readState, stopNode } from './node.js';
+import { ctlCommand, existingNode, isRunning, linkTo, readState, startNode, stopNode, type LocalNode } from './node.js';
 import { tryPeer } from './peer.js';
-import { standbyHbaStep } from './primary.js';
+import { standbyHbaStep, withoutBlock } from './primary.js';
 import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
+import { readIfExists, writeFileAtomic } from '../system/files.js';
+import type { Logger } from '../system/log.js';
 import { showOrApply, withRun, type RunFlags } from './run.js';
 import { dropStaleSlot } from './clone.js';
+
+/**
+ * Debian's layout: the host's configuration of the cluster stays; the empty cluster standby init set
+ * aside is put back and started (the host as it was before), and the replication lines go.
+ */
+function debianRestoreStep(node: LocalNode, log: Logger): Step {
+  const system = node.system!;
+  const keptAs = `${node.cluster.dataDir}.before-standby`;
+  return {
+    kind: 'file',
+    title: `Cluster ${system.label}: put back the cluster Debian created (${keptAs}), if standby init kept it, and start it; the replication lines leave ${system.hbaFile}`,
+    details: [`mv ${keptAs} ${node.cluster.dataDir}`, ctlCommand(node, 'start')],
+    changes: true,
+    async apply() {
+      const hba = (await readIfExists(system.hbaFile)) ?? '';
+      const next = withoutBlock(hba);
+      if (next !== hba) await writeFileAtomic(system.hbaFile, next, { mode: 0o640, ...node.owner });
+      if (!(await fs.stat(keptAs).catch(() => undefined))) return `no cluster of Debian's was kept; drop Debian's configuration of it with pg_dropcluster ${system.version} ${system.name}`;
+      await fs.rename(keptAs, node.cluster.dataDir);
+      await startNode(node, log);
+      return undefined;
+    },
+    async undo() {},
+  };
+}
 
 export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Promise<number> {
   return withRun(root, 'remove', flags, async (log) => {
@@ -70,6 +97,7 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
           },
           async undo() {},
         });
+        if (node.system) steps.push(debianRestoreStep(node, log));
       }
       steps.push({
         kind: 'file',

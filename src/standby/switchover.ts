@@ -10,7 +10,7 @@ import type { Output } from '../shared/output.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { dropSlotsForPeer, waitStreaming } from './init.js';
-import { applyNodeConfig, controlData, existingNode, isRunning, linkTo, lsn, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
+import { applyNodeConfig, controlData, ctlCommand, existingNode, isRunning, linkTo, lsn, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
 import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
 import { slotName } from './paths.js';
 import { showOrApply, until, withRun, type RunFlags } from './run.js';
@@ -94,7 +94,7 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
         {
           kind: 'service',
           title: 'Fence this primary: CHECKPOINT, then a clean fast shutdown (no new writes; open sessions end)',
-          details: ['CHECKPOINT', `pg_ctl stop -m fast -D ${node.cluster.dataDir}`, 'pg_controldata: the shutdown checkpoint\'s location'],
+          details: ['CHECKPOINT', ctlCommand(node, 'stop'), 'pg_controldata: the shutdown checkpoint\'s location'],
           changes: true,
           async apply() {
             const link = linkTo(node, log);
