@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../system/files.js';
-import { isAlive } from '../system/lock.js';
+import { isAlive, isZombie } from '../system/lock.js';
 import type { Logger } from '../system/log.js';
 import { run, which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
@@ -222,11 +222,48 @@ export async function clusterExists(dataDir: string): Promise<boolean> {
     .catch(() => false);
 }
 
-/** Whether the cluster's postmaster is running (pg_ctl status). */
+/** The postmaster's PID as its lock file (postmaster.pid) names it; undefined without one. */
+async function lockFilePid(dataDir: string): Promise<number | undefined> {
+  const first = (await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0];
+  const pid = Number(first);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * Whether the cluster's postmaster is running: pg_ctl status says so, and the process its
+ * postmaster.pid names is alive. A postmaster that was killed stays a zombie until its parent
+ * (init, once pg_ctl has gone) reaps it, which may take a while (seconds here); pg_ctl status,
+ * which only asks kill(pid, 0), counts that zombie as a running server, but it is not one.
+ */
 export async function clusterRunning(cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>): Promise<boolean> {
   if (!(await clusterExists(cluster.dataDir))) return false;
   const result = await run(path.join(cluster.bin.dir, 'pg_ctl'), ['status', '-D', cluster.dataDir], { asUser: cluster.osUser, allowFailure: true });
-  return result.exitCode === 0;
+  if (result.exitCode !== 0) return false;
+  const pid = await lockFilePid(cluster.dataDir);
+  return pid === undefined || isAlive(pid);
+}
+
+/**
+ * Clears what a killed postmaster left before a start: PostgreSQL refuses to start while the PID
+ * in postmaster.pid answers kill(pid, 0), and a killed postmaster not yet reaped (a zombie) does.
+ * Its own processes (backends, checkpointer, …) end on their own once it is gone and are waited
+ * for (they still hold its shared memory); then a lock file whose PID is a zombie is removed, as
+ * PostgreSQL removes one whose PID is gone. A live postmaster's lock file is never touched.
+ */
+async function clearKilledPostmaster(dataDir: string, log?: Logger, timeoutMs = 60_000): Promise<void> {
+  const pid = await lockFilePid(dataDir);
+  if (pid === undefined || isAlive(pid)) return;
+  const deadline = Date.now() + timeoutMs;
+  for (let pids = await processesIn(dataDir); pids.length > 0; pids = await processesIn(dataDir)) {
+    if (Date.now() > deadline) {
+      throw new Error(`the processes of a PostgreSQL server that was killed (pid ${pid}) are still at work in ${dataDir} after ${timeoutMs / 1000} s: pid ${pids.join(', ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  // Read again: only the same dead postmaster's lock file goes.
+  if ((await lockFilePid(dataDir)) !== pid || !isZombie(pid)) return;
+  log?.warn(`removing the lock file of a PostgreSQL server that was killed (pid ${pid}, not yet reaped): ${path.join(dataDir, 'postmaster.pid')}`);
+  await fs.rm(path.join(dataDir, 'postmaster.pid'), { force: true });
 }
 
 /**
@@ -244,6 +281,7 @@ export async function startCluster(cluster: PrivateCluster, log?: Logger): Promi
   shellSafe(cluster.dataDir, cluster.logFile);
   await fs.mkdir(cluster.socketDir, { recursive: true, mode: 0o755 });
   await chownTo(cluster.socketDir, cluster.osUser);
+  await clearKilledPostmaster(cluster.dataDir, log);
   await run(path.join(cluster.bin.dir, 'pg_ctl'), ['start', '-w', '-t', '60', '-s', '-D', cluster.dataDir, '-l', cluster.logFile], {
     asUser: cluster.osUser,
     log,
