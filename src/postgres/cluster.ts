@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../system/files.js';
-import { isAlive } from '../system/lock.js';
+import { isAlive, isZombie } from '../system/lock.js';
 import type { Logger } from '../system/log.js';
 import { run, which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
@@ -222,11 +222,54 @@ export async function clusterExists(dataDir: string): Promise<boolean> {
     .catch(() => false);
 }
 
-/** Whether the cluster's postmaster is running (pg_ctl status). */
+/** The PID a postmaster's lock file (postmaster.pid, .s.PGSQL.PORT.lock) names; undefined without one. */
+async function lockFilePid(file: string): Promise<number | undefined> {
+  const first = (await fs.readFile(file, 'utf8').catch(() => '')).split('\n')[0];
+  const pid = Number(first);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * Whether the cluster's postmaster is running: pg_ctl status says so, and the process its
+ * postmaster.pid names is alive. A postmaster that was killed stays a zombie until its parent
+ * (init, once pg_ctl has gone) reaps it, which may take a while (seconds here); pg_ctl status,
+ * which only asks kill(pid, 0), counts that zombie as a running server, but it is not one.
+ */
 export async function clusterRunning(cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>): Promise<boolean> {
   if (!(await clusterExists(cluster.dataDir))) return false;
   const result = await run(path.join(cluster.bin.dir, 'pg_ctl'), ['status', '-D', cluster.dataDir], { asUser: cluster.osUser, allowFailure: true });
-  return result.exitCode === 0;
+  if (result.exitCode !== 0) return false;
+  const pid = await lockFilePid(path.join(cluster.dataDir, 'postmaster.pid'));
+  return pid === undefined || isAlive(pid);
+}
+
+/**
+ * Clears what a killed postmaster left before a start: PostgreSQL refuses to start while the PID
+ * in postmaster.pid (or in its socket's lock file, .s.PGSQL.PORT.lock) answers kill(pid, 0), and a
+ * killed postmaster not yet reaped (a zombie) does. Its own processes (backends, checkpointer, …)
+ * end on their own once it is gone and are waited for (they still hold its shared memory); then
+ * the lock files that name that zombie are removed, as PostgreSQL removes ones whose PID is gone.
+ * A live postmaster's lock files are never touched.
+ */
+async function clearKilledPostmaster(cluster: Pick<PrivateCluster, 'dataDir' | 'socketDir'>, log?: Logger, timeoutMs = 60_000): Promise<void> {
+  const pidFile = path.join(cluster.dataDir, 'postmaster.pid');
+  const pid = await lockFilePid(pidFile);
+  if (pid === undefined || isAlive(pid)) return;
+  const deadline = Date.now() + timeoutMs;
+  for (let pids = await processesIn(cluster.dataDir); pids.length > 0; pids = await processesIn(cluster.dataDir)) {
+    if (Date.now() > deadline) {
+      throw new Error(`the processes of a PostgreSQL server that was killed (pid ${pid}) are still at work in ${cluster.dataDir} after ${timeoutMs / 1000} s: pid ${pids.join(', ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  if (!isZombie(pid)) return; // reaped meanwhile: PostgreSQL sees it gone and takes its lock files over
+  const sockets = (await fs.readdir(cluster.socketDir).catch(() => [] as string[])).filter((f) => /^\.s\.PGSQL\.\d+\.lock$/.test(f)).map((f) => path.join(cluster.socketDir, f));
+  for (const file of [pidFile, ...sockets]) {
+    // Read again: only a lock file naming the same dead postmaster goes.
+    if ((await lockFilePid(file)) !== pid) continue;
+    log?.warn(`removing the lock file of a PostgreSQL server that was killed (pid ${pid}, not yet reaped): ${file}`);
+    await fs.rm(file, { force: true });
+  }
 }
 
 /**
@@ -244,6 +287,7 @@ export async function startCluster(cluster: PrivateCluster, log?: Logger): Promi
   shellSafe(cluster.dataDir, cluster.logFile);
   await fs.mkdir(cluster.socketDir, { recursive: true, mode: 0o755 });
   await chownTo(cluster.socketDir, cluster.osUser);
+  await clearKilledPostmaster(cluster, log);
   await run(path.join(cluster.bin.dir, 'pg_ctl'), ['start', '-w', '-t', '60', '-s', '-D', cluster.dataDir, '-l', cluster.logFile], {
     asUser: cluster.osUser,
     log,

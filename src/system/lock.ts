@@ -23,12 +23,22 @@ export function isAlive(pid: number): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return processState(pid) !== 'Z';
+}
+
+/** Whether the process is a zombie: it has ended and its parent has not reaped it yet. */
+export function isZombie(pid: number): boolean {
+  return processState(pid) === 'Z';
+}
+
+/** The process's state letter (R, S, Z, …) from /proc/PID/stat; undefined when it cannot be read. */
+function processState(pid: number): string | undefined {
   try {
     // /proc/PID/stat: "pid (comm) S …"; comm may hold spaces and parentheses, the state follows the last ")".
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
-    return true;
+    return undefined;
   }
 }
 
