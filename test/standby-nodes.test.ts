@@ -18,7 +18,7 @@ import { knocker, type RunResult } from './helpers/knocker.js';
 import { makeRelease, type TestRelease } from './helpers/release.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
 import { request, waitFor } from './helpers/server.js';
-import { sql } from './helpers/standby.js';
+import { killPostmaster, sql } from './helpers/standby.js';
 import { startUpgradeCluster, steadyLoad, type UpgradeCluster } from './helpers/upgrade.js';
 
 const A = '127.0.0.90';
@@ -162,16 +162,7 @@ test('knocker upgrade with a standby under steady load: the migration replicated
 
 test('kill -9 of the primary, standby promote: every web node serves from the new primary; the old one started again is fenced and the nodes stay', async () => {
   await allOn(A);
-  const pid = Number((await fs.readFile(rootA.path(`${PATHS.pgData}/postmaster.pid`), 'utf8')).split('\n')[0]);
-  process.kill(pid, 'SIGKILL');
-  await waitFor('the primary gone', () => {
-    try {
-      process.kill(pid, 0);
-      return undefined;
-    } catch {
-      return true;
-    }
-  });
+  await killPostmaster(rootA);
   const promoted = await standby(rootB, 'promote');
   expect(promoted.exitCode, promoted.stderr).toBe(0);
   await allOn(B);

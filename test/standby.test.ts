@@ -22,7 +22,7 @@ import { installPrimary } from './helpers/exposedb.js';
 import { KNOCKER, cleanEnv, knocker, type RunResult } from './helpers/knocker.js';
 import { destroyRoot, makeRoot } from './helpers/roots.js';
 import { waitFor } from './helpers/server.js';
-import { createProbeTable, probeIds, readJson, sql, startWriter } from './helpers/standby.js';
+import { createProbeTable, probeIds, killPostmaster, readJson, sql, startWriter } from './helpers/standby.js';
 
 const A = '127.0.0.80';
 const B = '127.0.0.81';
@@ -223,16 +223,7 @@ test('promote: refused while the primary takes writes; after kill -9 of the prim
   const clusterB = await clusterOf(rootB, B);
   await stopCluster(clusterB);
   await sql(rootA, 'INSERT INTO standby_probe (id) SELECT g FROM generate_series(900001, 900010) g');
-  const pid = Number((await fs.readFile(rootA.path(`${PATHS.pgData}/postmaster.pid`), 'utf8')).split('\n')[0]);
-  process.kill(pid, 'SIGKILL');
-  await waitFor('the primary gone', () => {
-    try {
-      process.kill(pid, 0);
-      return undefined;
-    } catch {
-      return true;
-    }
-  });
+  await killPostmaster(rootA);
   await startCluster(clusterB);
   const promoted = await standby(rootB, 'promote');
   expect(promoted.exitCode, promoted.stderr).toBe(0);

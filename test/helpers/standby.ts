@@ -9,6 +9,7 @@ import { clusterOwner, readClusterSettings } from '../../src/postgres/cluster.js
 import { connect } from '../../src/postgres/connect.js';
 import { parseDatabaseUrl, type DatabaseUrl } from '../../src/postgres/url.js';
 import { PATHS, type Root } from '../../src/system/root.js';
+import { waitFor } from './server.js';
 
 /** SQL as the superuser of a root's private cluster, in `database`. */
 export async function sql<T = Record<string, unknown>>(root: Root, text: string, values: unknown[] = [], database = 'knocknoc'): Promise<T[]> {
@@ -91,4 +92,21 @@ export async function createProbeTable(root: Root): Promise<void> {
 
 export async function readJson<T>(file: string): Promise<T> {
   return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+}
+
+/**
+ * kill -9 of a root's postmaster, returning once it is gone (reaped: until then kill(pid, 0)
+ * still answers, as PostgreSQL's own lock check sees it).
+ */
+export async function killPostmaster(root: Root): Promise<void> {
+  const pid = Number((await fs.readFile(root.path(`${PATHS.pgData}/postmaster.pid`), 'utf8')).split('\n')[0]);
+  process.kill(pid, 'SIGKILL');
+  await waitFor('the primary gone', () => {
+    try {
+      process.kill(pid, 0);
+      return undefined;
+    } catch {
+      return true;
+    }
+  });
 }
