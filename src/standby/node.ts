@@ -22,6 +22,7 @@ import {
 import { readManagedBlock, renderManagedBlock, withManagedBlock } from '../postgres/hba.js';
 import { ctlDebianCluster, debianConfDir, findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
 import { EXPOSEDB_BLOCK } from '../exposedb/allow-list.js';
+import { LISTEN_EVERYWHERE } from '../exposedb/plan.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
@@ -273,7 +274,7 @@ export async function applyNodeConfig(node: LocalNode, dataDir: string, config: 
     const next = withManagedBlock(current, STANDBY_BLOCK, hbaLinesFor([config.peer.host], config.tls, sandbox));
     if (next !== current) await writeFileAtomic(hbaFile, next, { mode: 0o640, ...node.owner });
   } else await writePrivateConfig(node, dataDir, config, sandbox);
-  await writeAutoConf(node, dataDir, config);
+  await writeAutoConf(node, dataDir, config, sandbox);
 }
 
 async function writePrivateConfig(node: LocalNode, dataDir: string, config: NodeConfig, sandbox: boolean): Promise<void> {
@@ -290,8 +291,10 @@ async function writePrivateConfig(node: LocalNode, dataDir: string, config: Node
   await writeFileAtomic(hbaFile, hba, { mode: 0o600, ...node.owner, backup: false });
 }
 
-async function writeAutoConf(node: LocalNode, dataDir: string, config: NodeConfig): Promise<void> {
-  const settings: Record<string, string> = { listen_addresses: node.cluster.host };
+async function writeAutoConf(node: LocalNode, dataDir: string, config: NodeConfig, sandbox: boolean): Promise<void> {
+  // On a real host the cluster is also this host's own (its web node on 127.0.0.1, as option 1
+  // installs it): every address, as exposedb sets it; in a sandbox root, its loopback address only.
+  const settings: Record<string, string> = { listen_addresses: node.system && !sandbox ? LISTEN_EVERYWHERE : node.cluster.host };
   if (config.tls) {
     settings.ssl_cert_file = node.root.path(PATHS.pgTlsCert);
     settings.ssl_key_file = node.root.path(PATHS.pgTlsKey);

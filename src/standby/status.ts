@@ -31,7 +31,7 @@ export interface StatusReport {
 
 async function primaryView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, report: StatusReport): Promise<void> {
   const replicas = await session.query<{ application_name: string; client_addr: string | null; state: string; lag: string | null; replay_lag: string | null }>(
-    `SELECT application_name, client_addr::text, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag,
+    `SELECT application_name, host(client_addr) AS client_addr, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag,
             extract(epoch FROM replay_lag)::text AS replay_lag FROM pg_stat_replication ORDER BY application_name`,
   );
   report.replicas = replicas.rows.map((r) => ({ name: r.application_name, clientAddr: r.client_addr, state: r.state, lagBytes: r.lag === null ? null : Number(r.lag), replayLagSeconds: r.replay_lag === null ? null : Number(r.replay_lag) }));

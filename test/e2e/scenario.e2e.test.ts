@@ -353,4 +353,72 @@ describe('the seed on fresh Debian hosts', () => {
     });
     expect(reply.node).toBe('web-4');
   });
+
+  step('9. a replicated standby on web-3 and a switchover there and back: exposedb --add-standby on web-1, apt-get postgresql and standby init on web-3, status on both, roles swapped and swapped back', async () => {
+    const sqlOn = async (host: Host, text: string) => (await host.exec(['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'postgres', '-c', text])).stdout;
+    async function standbyStatus(host: Host): Promise<{ exitCode: number; report: Record<string, any> }> {
+      const result = await knocker(host, ['standby', 'status', '--json']);
+      expect(result.stdout, `${host.name}: knocker standby status --json: ${result.stderr}`).not.toBe('');
+      return { exitCode: result.exitCode, report: JSON.parse(result.stdout) as Record<string, any> };
+    }
+    async function expectPair(primary: Host, standby: Host, timeline: number): Promise<void> {
+      await waitFor(`${standby.name} to stream from ${primary.name}`, async () => {
+        const s = await standbyStatus(standby);
+        return s.exitCode === 0 && s.report.receiver?.status === 'streaming' ? true : undefined;
+      }, 60_000);
+      const onStandby = await standbyStatus(standby);
+      expect(onStandby.report.node, JSON.stringify(onStandby.report)).toMatchObject({ host: standby.address, role: 'standby', timeline });
+      expect(onStandby.report.receiver).toMatchObject({ status: 'streaming', sender: `${primary.address}:5432` });
+      expect(typeof onStandby.report.receiver.lagBytes).toBe('number');
+      expect(onStandby.report.peer).toMatchObject({ host: primary.address, role: 'primary', answers: true });
+      const onPrimary = await standbyStatus(primary);
+      expect(onPrimary.exitCode, JSON.stringify(onPrimary.report)).toBe(0);
+      expect(onPrimary.report.node).toMatchObject({ host: primary.address, role: 'primary', timeline });
+      expect(onPrimary.report.replicas.map((r: { clientAddr: string; state: string }) => [r.clientAddr, r.state])).toEqual([[standby.address, 'streaming']]);
+      expect((await primary.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(/^15\s+main\s+5432\s+online\s/m);
+      expect((await standby.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(/^15\s+main\s+5432\s+online,recovery\s/m);
+      // A row written on the primary reaches the standby.
+      const id = String(timeline);
+      await sqlOn(primary, `INSERT INTO knocker_e2e_probe VALUES (${id})`);
+      await waitFor(`row ${id} on ${standby.name}`, async () => ((await sqlOn(standby, `SELECT count(*) FROM knocker_e2e_probe WHERE id = ${id}`)) === '1' ? true : undefined), 30_000);
+    }
+
+    // web-3 (refused as a web node in step 2) becomes the standby: the same release as web-1, PostgreSQL from apt.
+    web3.copyIn(nextDeb, NEXT_DEB_IN_HOST);
+    expectOk(await web3.exec(['dpkg', '-i', NEXT_DEB_IN_HOST], { allowFailure: true }), 'dpkg -i the next release on web-3');
+    expect(await installed(web3, 'postgresql')).toBeUndefined();
+    const refused = await knocker(web3, ['standby', 'status', '--json']);
+    expect(refused.exitCode).not.toBe(0);
+
+    const add = await knocker(web1, ['exposedb', '--add-standby', web3.address]);
+    expectOk(add, 'knocker exposedb --add-standby');
+    const bundle = add.stdout.split('\n')[0]!;
+    expect(bundle).toBe(`/opt/knocknoc/etc/standby-${web3.address}.json`);
+    const inWeb3 = `/root/standby-${web3.address}.json`;
+    web3.write(inWeb3, web1.read(bundle), 0o600);
+    await sqlOn(web1, 'CREATE TABLE knocker_e2e_probe (id int PRIMARY KEY)');
+
+    expectOk(await web3.exec(['apt-get', 'install', '-y', '-qq', 'postgresql'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, allowFailure: true, timeoutMs: 600_000 }), 'apt-get install postgresql on web-3');
+    const init = await knocker(web3, ['standby', 'init', '--bundle', inWeb3]);
+    expectOk(init, 'knocker standby init');
+    expect(init.stdout).toContain(`@${web1.address}:5432,${web3.address}:5432/knocknoc?target_session_attrs=read-write`);
+    await expectPair(web1, web3, 1);
+
+    const over = await knocker(web1, ['standby', 'switchover']);
+    expectOk(over, 'knocker standby switchover on web-1');
+    expect(over.stdout.trim()).toBe(`primary ${web3.address}:5432`);
+    await expectPair(web3, web1, 2);
+
+    const back = await knocker(web3, ['standby', 'switchover']);
+    expectOk(back, 'knocker standby switchover on web-3');
+    expect(back.stdout.trim()).toBe(`primary ${web1.address}:5432`);
+    await expectPair(web1, web3, 3);
+
+    // The web nodes (still on web-1's address only) serve again once web-1 is the primary again.
+    for (const host of [web1, web2]) {
+      await waitFor(`${host.name} to serve /_status 200 again`, async () => ((await statusOf(host)).code === '200' ? true : undefined), 60_000);
+    }
+    await untilHaproxySays('web-1', 'UP');
+    await untilHaproxySays('web-2', 'UP');
+  }, 600_000);
 });
