@@ -14,6 +14,23 @@ interface PlanFlags {
 }
 const flags = (o: PlanFlags) => ({ dryRun: Boolean(o.dryRun), json: Boolean(o.json) });
 
+type StandbyModule = Awaited<ReturnType<typeof standbyModule>>;
+type Run<O> = (work: StandbyModule, root: ReturnType<typeof rootOf>, plan: { dryRun: boolean; json: boolean }, options: O) => Promise<number>;
+
+/**
+ * A sub-command that changes a host: its own options, then --dry-run and --json (a plan, printed
+ * or as JSON), the rule that --json needs --dry-run, the work module loaded when it runs, the exit.
+ */
+function planCommand<O extends PlanFlags>(sub: Command, ctx: CommandContext, run: Run<O>): void {
+  sub
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('--json', 'with --dry-run: machine-readable output')
+    .action(async (options: O, command: Command) => {
+      jsonNeedsDryRun(options);
+      ctx.exit(await run(await standbyModule(), rootOf(command, ctx), flags(options), options));
+    });
+}
+
 export function standbyCommand(program: Command, ctx: CommandContext): void {
   const standby = program
     .command('standby')
@@ -31,18 +48,15 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
       ].join('\n'),
     );
 
-  standby
-    .command('init')
-    .description('on the standby host: clone the primary (pg_basebackup -X stream, a slot) and start it as a hot standby')
-    .requiredOption('--bundle <file>', 'the file knocker exposedb --add-standby made on the primary', once('--bundle'))
-    .option('--max-rate <rate>', 'limit the clone\'s transfer rate (pg_basebackup --max-rate, e.g. 20M)', once('--max-rate'))
-    .option('--dry-run', 'check and print the plan; change nothing')
-    .option('--json', 'with --dry-run: machine-readable output')
-    .action(async (options: PlanFlags & { bundle: string; maxRate?: string }, command: Command) => {
-      jsonNeedsDryRun(options);
-      const { standbyInit } = await standbyModule();
-      ctx.exit(await standbyInit(rootOf(command, ctx), { ...flags(options), bundle: path.resolve(options.bundle), maxRate: options.maxRate }, ctx.io));
-    });
+  planCommand<PlanFlags & { bundle: string; maxRate?: string }>(
+    standby
+      .command('init')
+      .description('on the standby host: clone the primary (pg_basebackup -X stream, a slot) and start it as a hot standby')
+      .requiredOption('--bundle <file>', 'the file knocker exposedb --add-standby made on the primary', once('--bundle'))
+      .option('--max-rate <rate>', 'limit the clone\'s transfer rate (pg_basebackup --max-rate, e.g. 20M)', once('--max-rate')),
+    ctx,
+    (work, root, plan, options) => work.standbyInit(root, { ...plan, bundle: path.resolve(options.bundle), maxRate: options.maxRate }, ctx.io),
+  );
 
   standby
     .command('status')
@@ -53,49 +67,37 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
       ctx.exit(await standbyStatus(rootOf(command, ctx), { json: Boolean(options.json) }, ctx.io));
     });
 
-  standby
-    .command('switchover')
-    .description('on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it')
-    .option('--catch-up-timeout <seconds>', 'how long the standby may take to replay this node\'s last WAL; if it does not, this node starts again as the primary', secondsOption(1, 3600), 60)
-    .option('--dry-run', 'check and print the plan; change nothing')
-    .option('--json', 'with --dry-run: machine-readable output')
-    .action(async (options: PlanFlags & { catchUpTimeout: number }, command: Command) => {
-      jsonNeedsDryRun(options);
-      const { standbySwitchover } = await standbyModule();
-      ctx.exit(await standbySwitchover(rootOf(command, ctx), { ...flags(options), catchUpTimeoutMs: options.catchUpTimeout * 1000 }, ctx.io));
-    });
+  planCommand<PlanFlags & { catchUpTimeout: number }>(
+    standby
+      .command('switchover')
+      .description('on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it')
+      .option('--catch-up-timeout <seconds>', 'how long the standby may take to replay this node\'s last WAL; if it does not, this node starts again as the primary', secondsOption(1, 3600), 60),
+    ctx,
+    (work, root, plan, options) => work.standbySwitchover(root, { ...plan, catchUpTimeoutMs: options.catchUpTimeout * 1000 }, ctx.io),
+  );
 
-  standby
-    .command('promote')
-    .description('on the standby, the primary lost: make this node the primary; refused while the old primary takes writes')
-    .option('--force', 'promote although the old primary answers as writable (it is fenced first: read-only, its sessions ended)')
-    .option('--dry-run', 'check and print the plan; change nothing')
-    .option('--json', 'with --dry-run: machine-readable output')
-    .action(async (options: PlanFlags & { force?: boolean }, command: Command) => {
-      jsonNeedsDryRun(options);
-      const { standbyPromote } = await standbyModule();
-      ctx.exit(await standbyPromote(rootOf(command, ctx), { ...flags(options), force: Boolean(options.force) }, ctx.io));
-    });
+  planCommand<PlanFlags & { force?: boolean }>(
+    standby
+      .command('promote')
+      .description('on the standby, the primary lost: make this node the primary; refused while the old primary takes writes')
+      .option('--force', 'promote although the old primary answers as writable (it is fenced first: read-only, its sessions ended)'),
+    ctx,
+    (work, root, plan, options) => work.standbyPromote(root, { ...plan, force: Boolean(options.force) }, ctx.io),
+  );
 
-  standby
-    .command('rejoin')
-    .description('on the old primary: come back as a standby of the new primary (pg_rewind, or a fresh clone when it cannot work)')
-    .option('--dry-run', 'check and print the plan; change nothing')
-    .option('--json', 'with --dry-run: machine-readable output')
-    .action(async (options: PlanFlags, command: Command) => {
-      jsonNeedsDryRun(options);
-      const { standbyRejoin } = await standbyModule();
-      ctx.exit(await standbyRejoin(rootOf(command, ctx), flags(options), ctx.io));
-    });
+  planCommand<PlanFlags>(
+    standby
+      .command('rejoin')
+      .description('on the old primary: come back as a standby of the new primary (pg_rewind, or a fresh clone when it cannot work)'),
+    ctx,
+    (work, root, plan) => work.standbyRejoin(root, plan, ctx.io),
+  );
 
-  standby
-    .command('remove')
-    .description('on the primary: drop the standby\'s slot and replication lines (its WAL no longer held); on the standby: stop it and remove its copy')
-    .option('--dry-run', 'check and print the plan; change nothing')
-    .option('--json', 'with --dry-run: machine-readable output')
-    .action(async (options: PlanFlags, command: Command) => {
-      jsonNeedsDryRun(options);
-      const { standbyRemove } = await standbyModule();
-      ctx.exit(await standbyRemove(rootOf(command, ctx), flags(options), ctx.io));
-    });
+  planCommand<PlanFlags>(
+    standby
+      .command('remove')
+      .description('on the primary: drop the standby\'s slot and replication lines (its WAL no longer held); on the standby: stop it and remove its copy'),
+    ctx,
+    (work, root, plan) => work.standbyRemove(root, plan, ctx.io),
+  );
 }
