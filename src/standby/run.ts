@@ -7,6 +7,7 @@ import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, formatPlan, planToJson, type Plan } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
+import { waitFor } from '../system/wait.js';
 import { STANDBY_PATHS } from './paths.js';
 
 export interface RunFlags {
@@ -41,18 +42,7 @@ export async function showOrApply(plan: Plan, flags: RunFlags, io: Output, log: 
   return true;
 }
 
-/** Waits until `probe` gives a value (polling; the machine may be busy), or throws `what` after the timeout. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${timeoutMs / 1000} s${last ? ` (${errorMessage(last)})` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
+/** Waits until `probe` gives a value (the house's one wait, src/system/wait.ts), or throws after the timeout. */
+export function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  return waitFor(what, () => probe(), { timeoutMs, everyMs });
 }
