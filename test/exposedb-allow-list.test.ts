@@ -1,7 +1,7 @@
 // The allow-list block as text: what exposedb writes, what it reads back, and how it tells its own
 // lines from hand edits. (Whether PostgreSQL accepts and applies them: exposedb.test.ts.)
 import { describe, expect, test } from 'vitest';
-import { allowListRules, readAllowList, sortCidrs, type AllowListTarget } from '../src/exposedb/allow-list.js';
+import { allowListRules, readAllowList, sortCidrs, type AllowListTarget } from '../src/postgres/allow-list.js';
 import { readManagedBlock, withManagedBlock } from '../src/postgres/hba.js';
 
 const target: AllowListTarget = { database: 'knocknoc', role: 'knocknoc_remote', ssl: true };

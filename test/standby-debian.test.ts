@@ -11,7 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { runExposeDb, type ExposeRequest } from '../src/exposedb/index.js';
-import { findSystemCluster } from '../src/exposedb/locate.js';
+import { findSystemCluster } from '../src/postgres/locate.js';
 import { executeQuoted, withAdminSession } from '../src/postgres/admin.js';
 import { findPgBinaries } from '../src/postgres/cluster.js';
 import { generatePassword, scramVerifier } from '../src/postgres/scram.js';

@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { EXIT } from '../errors.js';
 import { EXPOSEDB_HELP } from '../exposedb/help.js';
 import { rootOf, type CommandContext } from './context.js';
-import { once } from './options.js';
+import { jsonNeedsDryRun, once } from './options.js';
 
 interface ExposeOptions {
   init?: boolean;
@@ -15,6 +15,8 @@ interface ExposeOptions {
   addStandby?: string;
   conn?: string;
   host?: string;
+  dryRun?: boolean;
+  json?: boolean;
 }
 
 export function exposedbCommand(program: Command, ctx: CommandContext): void {
@@ -29,6 +31,8 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(['init', 'add', 'remove', 'list']))
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
+    .addOption(new Option('--dry-run').conflicts(['list']))
+    .addOption(new Option('--json'))
     // Shown for -h/--help and after every misuse.
     .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
     .showHelpAfterError(true)
@@ -42,8 +46,9 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
         return;
       }
       if (options.host !== undefined && action !== 'init') command.error('error: --host goes with --init (it sets the host of the printed connection string)');
+      jsonNeedsDryRun(options);
       const { runExposeDb } = await import('../exposedb/index.js');
-      const request = { action, cidr: options.add ?? options.remove, standby: options.addStandby, conn: options.conn, host: options.host } as const;
+      const request = { action, cidr: options.add ?? options.remove, standby: options.addStandby, conn: options.conn, host: options.host, dryRun: Boolean(options.dryRun), json: Boolean(options.json) } as const;
       ctx.exit(await runExposeDb(request, { root: rootOf(command, ctx), io: ctx.io }));
     });
 }

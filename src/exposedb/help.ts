@@ -9,6 +9,7 @@ Usage:
   sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby <ADDR[:PORT]> [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb ... --dry-run [--json]    (all but --list: the plan; nothing changed)
   knocker exposedb ... --root DIR    (a sandbox root instead of this host: no sudo)
 
 Options:
@@ -21,6 +22,8 @@ Options:
                     Let a standby at ADDR replicate this database (knocker standby init there, with the bundle file printed)
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
   --host <ADDR>     With --init: the host written into the printed connection string (default: this host's address)
+  --dry-run         Show what would change (preflight and plan) and change nothing; not with --list
+  --json            With --dry-run: the plan as JSON (the same top-level keys as every knocker --dry-run --json)
   --root <DIR>      Work on a sandbox root folder instead of this host (env KNOCKNOC_ROOT)
   -h, --help        Show this help text
 
@@ -41,9 +44,16 @@ Examples:
   # Prepare a replicated standby on 203.0.113.8 (then copy the printed file there: knocker standby init --bundle FILE)
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby 203.0.113.8
 
+  # See what --init would change, and change nothing
+  sudo /opt/knocknoc/knocker/knocker exposedb --init --dry-run
+
   # If using a non-default connection string/config
   sudo /opt/knocknoc/knocker/knocker exposedb --init --conn "postgres://user:pass@host:5432/dbname"
   sudo /opt/knocknoc/knocker/knocker exposedb --add "1.2.3.4/32" --conn "postgres://user:pass@host:5432/dbname"
+
+Output: stdout carries only the result a script would capture (the connection string of --init, the
+bundle path of --add-standby, the one result line of --add/--remove/--renew-cert, the CIDRs of --list,
+the --dry-run plan); progress, notes, warnings and hints go to stderr.
 
 Exit codes: 0 done, 1 internal error, 2 invalid usage (nothing changed), 3 a check failed: not root,
 no local database, not exposed yet (nothing changed), 4 failed and undone, 5 failed and not fully undone.

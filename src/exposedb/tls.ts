@@ -26,7 +26,7 @@ import type { Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
 import { lookupUser } from '../system/users.js';
-import { startConfig, type StartFiles } from './plan.js';
+import { startConfig, type StartFiles } from '../postgres/listen.js';
 
 const SETTINGS = ['ssl', 'ssl_cert_file', 'ssl_key_file'] as const;
 type TlsSetting = (typeof SETTINGS)[number];

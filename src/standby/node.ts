@@ -21,8 +21,8 @@ import {
 } from '../postgres/cluster.js';
 import { readManagedBlock, renderManagedBlock, withManagedBlock } from '../postgres/hba.js';
 import { ctlDebianCluster, debianConfDir, findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
-import { EXPOSEDB_BLOCK } from '../exposedb/allow-list.js';
-import { LISTEN_EVERYWHERE } from '../exposedb/plan.js';
+import { EXPOSEDB_BLOCK } from '../postgres/allow-list.js';
+import { LISTEN_EVERYWHERE } from '../postgres/listen.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';

@@ -10,7 +10,7 @@ import { adminLink, executeQuoted, type AdminLink, type AdminSession } from '../
 import { issueServerCertificate } from '../postgres/certificates.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword, scramMatches, scramVerifier } from '../postgres/scram.js';
-import type { LocalCluster } from '../exposedb/locate.js';
+import type { LocalCluster } from '../postgres/locate.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
 import { fileStep, type Step } from '../system/plan.js';

@@ -6,9 +6,8 @@
 import fs from 'node:fs/promises';
 import type pg from 'pg';
 import { parseListen } from '../config/values.js';
-import { findLocalCluster, isThisHost } from '../exposedb/locate.js';
-import { readAllowList } from '../exposedb/allow-list.js';
-import { remoteRoleName } from '../exposedb/plan.js';
+import { findLocalCluster, isThisHost } from '../postgres/locate.js';
+import { readAllowList, remoteRoleName } from '../postgres/allow-list.js';
 import { nodeAddress, readSettings, reachableAddress, type ExistingConfig } from '../haproxy/config.js';
 import { showInfo, showStat } from '../haproxy/runtime.js';
 import { openAdminSession } from '../postgres/admin.js';

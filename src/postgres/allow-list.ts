@@ -2,9 +2,13 @@
 // CIDR, limited to the app's database and the remote role, with SCRAM only (never trust); then
 // reject lines for the role, so no broader rule later in the file lets it in from elsewhere.
 // The block sits before every other rule (first match wins) and is the only part exposedb edits.
+// Here too: the name of the other nodes' role, and the plan step that rewrites the block.
 import ipaddr from 'ipaddr.js';
 import { parseCidr } from '../config/values.js';
-import { hbaFields, hbaName, readManagedBlock } from '../postgres/hba.js';
+import { writeFileAtomic } from '../system/files.js';
+import { fileStep, type Step } from '../system/plan.js';
+import type { AdminLink } from './admin.js';
+import { hbaFields, hbaName, readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from './hba.js';
 
 export const EXPOSEDB_BLOCK = 'exposedb';
 
@@ -89,4 +93,48 @@ export function readAllowList(fileText: string, target: AllowListTarget): AllowL
   const canonical = allowListRules(target, sorted, type).join('\n');
   const inner = block.text.split('\n').slice(1, -1).join('\n');
   return { present: true, cidrs: sorted, foreign, edited: foreign.length > 0 || inner !== canonical, type };
+}
+
+/** `<database>_remote`, cut to PostgreSQL's 63-byte identifier limit. */
+export function remoteRoleName(database: string): string {
+  let base = database;
+  while (Buffer.byteLength(`${base}_remote`) > 63) base = base.slice(0, -1);
+  return `${base}_remote`;
+}
+
+/** What the allow-list step needs to know of pg_hba.conf, as the running server reports it. */
+export interface HbaFacts {
+  hbaFile: string;
+  hbaText: string;
+  hbaMode: number;
+  /** Whether PostgreSQL has loaded the file as it is on disk (a run killed before its reload leaves it false). */
+  hbaLoaded: boolean;
+}
+
+/**
+ * Rewrites the allow-list block of pg_hba.conf for `cidrs`; PostgreSQL checks the new file before
+ * it is reloaded (no restart), and the previous file is put back on any error.
+ */
+export async function allowListStep(link: AdminLink, facts: HbaFacts, target: AllowListTarget, cidrs: string[], title: string): Promise<Step> {
+  const file = facts.hbaFile;
+  const previous = facts.hbaText;
+  const next = withManagedBlock(previous, EXPOSEDB_BLOCK, allowListRules(target, cidrs));
+  const shown = await fileStep({ file, shownAs: file, content: next, mode: facts.hbaMode });
+  let written = false;
+  return {
+    kind: 'file',
+    title: next === previous && !facts.hbaLoaded ? `${title}: reload pg_hba.conf, written but not yet loaded by PostgreSQL` : title,
+    details: next === previous && !facts.hbaLoaded ? ['SELECT pg_reload_conf() (after PostgreSQL has checked the file)'] : shown.details,
+    changes: next !== previous || !facts.hbaLoaded,
+    async apply() {
+      written = true;
+      await replaceHbaFile(await link.session(), file, previous, next);
+      return 'checked by PostgreSQL and reloaded, no restart';
+    },
+    async undo() {
+      if (!written) return;
+      await writeFileAtomic(file, previous, { backup: false });
+      await reloadConfig(await link.session());
+    },
+  };
 }

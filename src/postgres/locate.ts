@@ -1,16 +1,17 @@
 // The local PostgreSQL cluster behind a connection string: the private cluster of a sandbox root,
-// or on a real host the Debian (pg_lsclusters) or RHEL cluster on the string's port. exposedb
-// administers it as its OS owner over the Unix socket, so it must run on the database's own host.
+// or on a real host the Debian (pg_lsclusters) or RHEL cluster on the string's port. exposedb,
+// standby and status administer it as its OS owner over the Unix socket, so they must run on the
+// database's own host.
 import dns from 'node:dns/promises';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
-import type { ClusterAccess } from '../postgres/admin.js';
-import { clusterExists, clusterOwner, findPgBinaries, readClusterSettings, restartCluster } from '../postgres/cluster.js';
-import { accessOf, findSystemClusters, restartSystemCluster } from '../postgres/system-cluster.js';
-import type { DatabaseUrl } from '../postgres/url.js';
+import type { ClusterAccess } from './admin.js';
+import { clusterExists, clusterOwner, findPgBinaries, readClusterSettings, restartCluster } from './cluster.js';
+import { accessOf, findSystemClusters, restartSystemCluster } from './system-cluster.js';
+import type { DatabaseUrl } from './url.js';
 import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
 

@@ -1,0 +1,41 @@
+// knocker exposedb --add CIDR: one more range the other web nodes may log in from, in the
+// allow-list block of pg_hba.conf (checked by PostgreSQL, then reloaded; no restart). stdout
+// carries the one-line result; warnings and notes go to stderr.
+import { EXIT } from '../errors.js';
+import { sortCidrs } from '../postgres/allow-list.js';
+import { buildDatabaseUrl } from '../postgres/url.js';
+import { allowListChange, changeAllowList, SSL_OFF, type ChangeContext, type Context } from './context.js';
+
+/** What --add tells when this primary has a standby: the nodes' string, and (`added`) that its pg_hba.conf is its own. */
+async function standbyNotes(ctx: Context, added?: string): Promise<void> {
+  const { readState } = await import('../standby/node.js');
+  const pair = await readState(ctx.root);
+  if (!pair) return;
+  const peer = `${pair.peer.host}:${pair.peer.port}`;
+  if (added) {
+    ctx.io.err(`warning: the standby ${peer} keeps the allow-list its clone copied: ${added} is not allowed there, and cannot log in to it after a failover until it is`);
+    // The standby's pg_hba.conf is a file on its host: the same --add there, at its own cluster.
+    const conn = buildDatabaseUrl({ host: pair.peer.host, port: pair.peer.port, user: ctx.url.user, database: ctx.url.database });
+    ctx.io.err(`hint: on the standby's host (${pair.peer.host}) run: knocker exposedb --conn ${conn} --add ${added}`);
+  }
+  ctx.io.err(`note: this primary has a standby (${peer}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`);
+}
+
+export async function add(ctx: ChangeContext, typed: string, parsed: string): Promise<number> {
+  const { io, names, facts, run } = ctx;
+  const { cidr, allow, normalised, listed } = await allowListChange(ctx, '--add', typed, parsed);
+  // Listed is no change once PostgreSQL has loaded the file: a run killed half-way is finished, never called done.
+  const unchanged = listed && facts.hbaLoaded;
+  if (unchanged && !run.flags.dryRun) {
+    io.out(`Unchanged: ${cidr}${normalised} is already allowed.`);
+    await standbyNotes(ctx);
+    return EXIT.ok;
+  }
+  const next = listed ? allow.cidrs : sortCidrs([...allow.cidrs, cidr]);
+  const stepTitle = `pg_hba.conf: allow ${names.remoteRole} from ${cidr}`;
+  if (!(await changeAllowList(ctx, { title: `Allow ${cidr}`, stepTitle, cidr, before: allow.cidrs, next, unchanged }))) return EXIT.ok;
+  if (!facts.ssl) io.err(`warning: ${SSL_OFF}`);
+  io.out(`Allowed ${cidr}${normalised}: ${names.remoteRole} may log in to ${names.database} from it (pg_hba.conf checked and reloaded, no restart).`);
+  await standbyNotes(ctx, cidr);
+  return EXIT.ok;
+}

@@ -1,0 +1,27 @@
+// knocker exposedb --list: the allowed ranges on stdout, one a line; whether the database is
+// exposed, hand edits of the block and errors in pg_hba.conf on stderr. Changes nothing.
+import { EXIT } from '../errors.js';
+import { hbaErrors } from '../postgres/hba.js';
+import { knockerCommand } from '../shared/hint.js';
+import { allowListOf, type Context } from './context.js';
+
+export async function list(ctx: Context): Promise<number> {
+  const { io, link, facts, target, names, root } = ctx;
+  const allow = allowListOf(facts, target);
+  for (const cidr of allow.cidrs) io.out(cidr);
+  if (!facts.remote) io.err(`note: database ${names.database} is not exposed yet (${knockerCommand(root, 'exposedb --init')})`);
+  else if (allow.cidrs.length === 0) io.err(`note: no address is allowed yet (${knockerCommand(root, 'exposedb --add <CIDR>')})`);
+  if (allow.foreign.length > 0) {
+    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; it holds rules exposedb did not write (not listed above):`);
+    for (const line of allow.foreign) io.err(`  ${line}`);
+    io.err('  --add and --remove will not change the block until they are moved out of it');
+  } else if (allow.edited) {
+    io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; the next --add or --remove rewrites it in exposedb's own form`);
+  }
+  const errors = await hbaErrors(await link.session());
+  if (errors.length > 0) {
+    io.err(`warning: ${facts.hbaFile} has errors, so PostgreSQL keeps its previous rules until they are fixed:`);
+    for (const e of errors) io.err(`  line ${e.line}: ${e.error}`);
+  }
+  return EXIT.ok;
+}
