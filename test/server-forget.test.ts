@@ -46,7 +46,7 @@ test('a stopped server is retired from the registry and from HAProxy; an online 
   const stopped = await knocker(['server', 'list', '--root', root.dir, '--json']);
   expect(JSON.parse(stopped.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'web-gone', state: 'stopped' })]));
   const plainList = await knocker(['server', 'list', '--root', root.dir]);
-  expect(plainList.stdout).toContain(`A server gone for good is retired with: knocker server forget web-gone --root ${root.dir}`);
+  expect(plainList.stderr).toContain(`A server gone for good is retired with: knocker server forget web-gone --root ${root.dir}`);
 
   const status = await knocker(['status', '--once', '--root', root.dir]);
   expect(status.exitCode).toBe(1);
@@ -54,13 +54,17 @@ test('a stopped server is retired from the registry and from HAProxy; an online 
 
   const dry = await knocker(['server', 'forget', 'web-gone', '--root', root.dir, '--dry-run']);
   expect(dry.exitCode).toBe(0);
-  expect(dry.stdout).toContain('  - HAProxy: remove node web-gone from');
+  expect(dry.stdout).toContain('  + [file] HAProxy: remove node web-gone from');
+  expect(dry.stdout).toContain('  + [database] Take "web-gone" out of the servers registry of');
   expect(dry.stdout).toContain('Dry run: nothing was changed.');
   expect(await names()).toEqual(['web-a', 'web-gone']);
 
   const forget = await knocker(['server', 'forget', 'web-gone', '--root', root.dir]);
   expect(forget.exitCode, forget.stderr).toBe(0);
-  expect(forget.stdout).toContain('Removed "web-gone" from the registry of');
+  // Nothing a script would capture: the progress and the outcome on stderr.
+  expect(forget.stdout).toBe('');
+  expect(forget.stderr).toMatch(/^Removed "web-gone" from the registry of .* and from this host's HAProxy\.$/m);
+  expect(forget.stderr).toContain('HAProxy: remove node web-gone from');
   expect(await names()).toEqual(['web-a']);
   expect(await fs.readFile(root.path(PATHS.haproxyConf), 'utf8')).not.toContain('web-gone');
   expect(await fs.readFile(root.path(PATHS.opsLog), 'utf8')).toMatch(/server forget web-gone: deleted from the registry of .* \(was 127\.0\.0\.3:\d+, stopped/);

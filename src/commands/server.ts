@@ -3,8 +3,6 @@ import type { Command } from 'commander';
 import { rootOf, type CommandContext } from './context.js';
 import { jsonNeedsDryRun } from './options.js';
 
-const registryModule = () => import('../registry/index.js');
-
 export function serverCommand(program: Command, ctx: CommandContext): void {
   const server = program
     .command('server')
@@ -16,6 +14,9 @@ export function serverCommand(program: Command, ctx: CommandContext): void {
         'Reads the database of DatabaseURL in knocknoc.conf. A server stopped or gone for good stays in',
         'the registry (knocker status is degraded, knocker upgrade refuses) until `forget` retires it.',
         '',
+        'Output: stdout carries only the result a script would capture (the list, its JSON, the',
+        '--dry-run plan); progress, notes, warnings, hints and what forget retired go to stderr.',
+        '',
         'Exit codes: 0 done, 2 invalid input or no such server (nothing changed), 3 the database cannot be',
         'reached or the server is online (nothing changed), 4 failed and undone, 5 failed and not fully undone.',
       ].join('\n'),
@@ -26,7 +27,7 @@ export function serverCommand(program: Command, ctx: CommandContext): void {
     .description('every registered server: its address, online / offline / stopped, version, last heartbeat')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, command: Command) => {
-      const { serverList } = await registryModule();
+      const { serverList } = await import('../registry/list.js');
       ctx.exit(await serverList(rootOf(command, ctx), { json: Boolean(options.json) }, ctx.io));
     });
 
@@ -40,7 +41,7 @@ export function serverCommand(program: Command, ctx: CommandContext): void {
     .addHelpText('after', ['', 'Logged in /var/log/knocknoc/knocker.log.', '', 'Example:', '  knocker server forget web-3'].join('\n'))
     .action(async (name: string, options: { force?: boolean; dryRun?: boolean; json?: boolean }, command: Command) => {
       jsonNeedsDryRun(options);
-      const { serverForget } = await registryModule();
+      const { serverForget } = await import('../registry/forget.js');
       ctx.exit(await serverForget(rootOf(command, ctx), name, { force: Boolean(options.force), dryRun: Boolean(options.dryRun), json: Boolean(options.json) }, ctx.io));
     });
 }

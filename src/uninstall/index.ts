@@ -12,17 +12,17 @@ import { inspectHaproxy } from '../haproxy/plan.js';
 import { connect, describeConnectError, sourceAddressFor } from '../postgres/connect.js';
 import { describeTarget } from '../postgres/url.js';
 import { loadServerConfig, type ServerConfig } from '../server/config.js';
-import { forgetServer, listServers, type RegisteredServer } from '../server/registry.js';
+import { forgetRowStep } from '../registry/row.js';
+import { listServers, type RegisteredServer } from '../server/registry.js';
 import { SERVER_UNIT } from '../server/service.js';
 import { stopSteps } from '../service/index.js';
 import { knockerCommand } from '../shared/hint.js';
 import { readIfExists, statIfExists, writeFileAtomic } from '../system/files.js';
 import { isSystemdHost } from '../system/host.js';
-import { applyPlan, formatPlan, hasChanges, planToJson, type Plan, type Step } from '../system/plan.js';
-import { progressPrinter } from '../system/progress.js';
-import { withLock } from '../system/lock.js';
+import { formatPlan, hasChanges, type Plan, type Step } from '../system/plan.js';
 import type { Output } from '../shared/output.js';
 import { PATHS, type Root } from '../system/root.js';
+import { withRun } from '../system/runner.js';
 import { systemctl } from '../system/service.js';
 
 export interface UninstallOptions {
@@ -98,33 +98,11 @@ async function registryStep(config: ServerConfig, warnings: string[]): Promise<S
     return undefined;
   }
   if (!row) return undefined;
-  const registered = row;
-  return {
-    kind: 'database',
-    title: `Take "${config.serverName}" out of the servers registry of ${target}`,
-    details: [`DELETE FROM servers WHERE name = '${config.serverName}'`],
-    changes: true,
-    async apply() {
-      const client = await connect(config.databaseUrl, options);
-      try {
-        await forgetServer(client, config.serverName);
-      } finally {
-        await client.end().catch(() => {});
-      }
-    },
-    async undo() {
-      const client = await connect(config.databaseUrl, options);
-      try {
-        await client.query(
-          `INSERT INTO servers (name, listen, version, schema_version, state, instance, heartbeat_seconds, started_at, last_seen, stopped_at)
-           VALUES ($1, $2, $3, $4, 'stopped', 'restored by knocker uninstall', 5, $5, $6, now()) ON CONFLICT (name) DO NOTHING`,
-          [registered.name, registered.listen, registered.version, registered.schemaVersion, registered.startedAt, registered.lastSeen],
-        );
-      } finally {
-        await client.end().catch(() => {});
-      }
-    },
+  const open = async () => {
+    const client = await connect(config.databaseUrl, options);
+    return { client, close: () => client.end().catch(() => {}) };
   };
+  return forgetRowStep(open, row, target, 'restored by knocker uninstall');
 }
 
 function unitStep(root: Root): Step {
@@ -242,8 +220,10 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   } else if (haproxy.existing.kind === 'foreign') {
     warnings.push(`${haproxy.service.paths.conf} was not written by knocker: it is left as it is`);
   }
-  // The lock this run holds is released (and removed) by the run itself.
-  files.push(...(await filesIn(root.path(PATHS.logDir))), ...(await filesIn(root.path(PATHS.runDir))).filter((f) => f !== root.path(PATHS.installLock)));
+  // The lock this run holds is released (and removed) by the run itself. This run's log is the
+  // record of what it removed: kept, unless --purge-data asks for everything to go.
+  const ownLog = (f: string) => !options.purgeData && (f === root.path(PATHS.opsLog) || f === `${root.path(PATHS.opsLog)}.1`);
+  files.push(...(await filesIn(root.path(PATHS.logDir))).filter((f) => !ownLog(f)), ...(await filesIn(root.path(PATHS.runDir))).filter((f) => f !== root.path(PATHS.installLock)));
   if (root.isSandbox) files.push(...(await filesIn(root.path(PATHS.haproxyRunDir))), root.path(PATHS.haproxyPid), root.path(PATHS.haproxyMasterSocket));
   steps.push(...(await fileSteps(files, haproxy.existing.kind === 'knocker' ? [root.path(PATHS.haproxyStateFile)] : [])));
 
@@ -266,39 +246,41 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   return { title: 'knocker uninstall', steps, warnings };
 }
 
-/** `knocker uninstall`: plan, confirmation (by the command), apply under the install lock. */
+/**
+ * `knocker uninstall`: plan, confirmation (by the command), apply, on the one runner (the host's
+ * lock, the log, --dry-run). An uninstall has no result a script would capture: the plan, its
+ * progress and the outcome go to stderr; stdout carries only the --dry-run plan.
+ */
 export async function runUninstall(
   root: Root,
   options: UninstallOptions & { dryRun: boolean; json: boolean; confirm: (plan: Plan) => Promise<boolean> },
   io: Output,
 ): Promise<number> {
-  if (options.dryRun) {
-    const plan = await uninstallPlan(root, options);
-    if (options.json) io.out(JSON.stringify({ dryRun: true, root: root.dir, purgeData: options.purgeData, plan: planToJson(plan) }, null, 2));
-    else {
-      formatPlan(plan).forEach((l) => io.out(l));
-      io.out('Dry run: nothing was changed.');
-    }
+  // Nothing set up here: said without opening a log (it would be the only thing knocker left).
+  if (!options.dryRun && !hasChanges(await uninstallPlan(root, options))) {
+    io.err(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);
     return 0;
   }
-  const outcome = await withLock(root.path(PATHS.installLock), 'knocker uninstall', async () => {
+  const spec = { command: 'knocker uninstall', logFile: PATHS.opsLog };
+  const applied = await withRun(root, spec, options, io, async (run) => {
     const plan = await uninstallPlan(root, options);
+    if (run.flags.dryRun) return run.showOrApply(plan, { details: { purgeData: options.purgeData } });
     if (!hasChanges(plan)) {
-      io.out(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);
-      return 'nothing' as const;
+      io.err(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);
+      return false;
     }
-    formatPlan(plan).forEach((l) => io.out(l));
+    formatPlan(plan).forEach((l) => io.err(l));
     if (!(await options.confirm(plan))) {
-      io.out('Nothing was changed.');
-      return 'declined' as const;
+      io.err('Nothing was changed.');
+      run.log.info('knocker uninstall: declined; nothing was changed');
+      return false;
     }
-    await applyPlan(plan, { onEvent: progressPrinter(plan, io.out) });
-    return 'done' as const;
+    return run.showOrApply(plan);
   });
-  if (outcome !== 'done') return 0;
+  if (!applied) return 0;
   // The lock's own folder goes once the lock is released.
   await removeEmptyFolders(root);
   const left = root.isSandbox ? await fs.readdir(root.dir).catch(() => []) : [];
-  io.out(`Uninstalled.${root.isSandbox ? (left.length === 0 ? ` ${root.dir} is empty.` : ` Left in ${root.dir}: ${left.join(', ')}.`) : ''}`);
+  io.err(`Uninstalled.${root.isSandbox ? (left.length === 0 ? ` ${root.dir} is empty.` : ` Left in ${root.dir}: ${left.join(', ')}.`) : ''}`);
   return 0;
 }
