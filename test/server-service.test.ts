@@ -24,10 +24,10 @@ async function installedRoot(host: string): Promise<{ root: Root; url: string }>
   roots.push(root);
   const listen = `${host}:${await freePort(host)}`;
   const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', 'web-1']);
-  expect(install.stderr).toBe('');
+  expect(install.stdout).toBe('');
   expect(install.exitCode).toBe(0);
-  expect(install.stdout).toContain(`Knocknoc server: start it (daemon) and wait until http://${listen}/_status answers 200 …`);
-  expect(install.stdout).toMatch(new RegExp(`✔ done in [\\d.]+ s \\(pid \\d+; http://${listen.replace(/\./g, '\\.')}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\)\\)`));
+  expect(install.stderr).toContain(`Knocknoc server: start it (daemon) and wait until http://${listen}/_status answers 200 …`);
+  expect(install.stderr).toMatch(new RegExp(`✔ done in [\\d.]+ s \\(pid \\d+; http://${listen.replace(/\./g, '\\.')}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\)\\)`));
   return { root, url: `http://${listen}` };
 }
 
@@ -50,12 +50,12 @@ test('an install ends with a running node; a re-run changes nothing; a changed a
   const pid = await pidOf(root);
 
   const again = await knocker(['install', '--root', root.dir]);
-  expect(again.stdout).toContain('Nothing to change: this host already matches these answers.');
+  expect(again.stderr).toContain('Nothing to change: this host already matches these answers.');
   expect(await pidOf(root)).toBe(pid);
 
   const renamed = await knocker(['install', '--root', root.dir, '--server-name', 'web-9']);
   expect(renamed.exitCode).toBe(0);
-  expect(renamed.stdout).toMatch(/Knocknoc server: stop it \(pid \d+\) for this change, as its configuration changes; it starts again at the end/);
+  expect(renamed.stderr).toMatch(/Knocknoc server: stop it \(pid \d+\) for this change, as its configuration changes; it starts again at the end/);
   expect(JSON.parse((await request(`${url}/_status`)).body)).toMatchObject({ status: 'ok', server: 'web-9' });
   expect(await pidOf(root)).not.toBe(pid);
 });
@@ -72,7 +72,8 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const stopped = await service('stop');
   expect(stopped.exitCode).toBe(0);
-  expect(stopped.stdout).toMatch(/\[1\/2\] Stop the Knocknoc server …\n {2}\[1\/2\] ✔ done in [\d.]+ s \(stopped\)\n {2}\[2\/2\] Stop PostgreSQL/);
+  expect(stopped.stdout).toBe('');
+  expect(stopped.stderr).toMatch(/\[1\/2\] Stop the Knocknoc server …\n {2}\[1\/2\] ✔ done in [\d.]+ s \(stopped\)\n {2}\[2\/2\] Stop PostgreSQL/);
   await expect(request(`${url}/_status`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   await expect(fs.access(root.path(PATHS.serverPid))).rejects.toThrow();
   expect(await fs.readFile(root.path(PATHS.serverLog), 'utf8')).toMatch(/marked "web-1" stopped in the registry/);
@@ -83,9 +84,10 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const started = await service('start');
   expect(started.exitCode).toBe(0);
-  expect(started.stdout).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n {2}\[1\/2\] ✔ done[^\n]*\n {2}\[2\/2\] Start the Knocknoc server …\n {2}\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
+  expect(started.stdout).toBe('');
+  expect(started.stderr).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n {2}\[1\/2\] ✔ done[^\n]*\n {2}\[2\/2\] Start the Knocknoc server …\n {2}\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
   expect((await request(`${url}/_status`)).status).toBe(200);
-  expect((await service('start')).stdout).toContain('Nothing to do: postgres is already running, server is already running.');
+  expect((await service('start')).stderr).toContain('Nothing to do: postgres is already running, server is already running.');
 
   // A server that died without cleaning up: its stale pid file does not pass for a running server,
   // nor for one stopped cleanly.
@@ -94,7 +96,7 @@ test('knocker service: status, stop, start and restart of what the install set u
   await expect.poll(async () => (await service('status', 'server')).stdout).toMatch(new RegExp(`^server    crashed     pid ${pid} gone`, 'm'));
   const restarted = await service('restart', 'server');
   expect(restarted.exitCode).toBe(0);
-  expect(restarted.stdout).toMatch(/Start the Knocknoc server …\n {2}\[1\/1\] ✔ done/);
+  expect(restarted.stderr).toMatch(/Start the Knocknoc server …\n {2}\[1\/1\] ✔ done/);
   expect(await pidOf(root)).not.toBe(pid);
   expect((await request(`${url}/_status`)).status).toBe(200);
 

@@ -42,7 +42,7 @@ test('a server killed with -9 is "crashed", with its pid and last log lines; sta
 
   const stop = await knocker(['service', 'stop', 'server', '--root', root.dir]);
   expect(stop.exitCode).toBe(0);
-  expect(stop.stdout).toContain(`Nothing to do: server is already stopped (it had crashed: see \`knocker service status --root ${root.dir}\`).`);
+  expect(stop.stderr).toContain(`Nothing to do: server is already stopped (it had crashed: see \`knocker service status --root ${root.dir}\`).`);
 
   const start = await knocker(['service', 'start', 'server', '--root', root.dir]);
   expect(start.exitCode, start.stderr).toBe(0);

@@ -16,11 +16,10 @@ import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster 
 import { describeStatus, fetchStatus, statusUrl } from '../server/probe.js';
 import { serverRunState, serverService, startServerService, stopServerService } from '../server/service.js';
 import { readIfExists } from '../system/files.js';
-import { withLock } from '../system/lock.js';
 import { packageRoot } from '../system/package.js';
-import { applyPlan, hasChanges, type Plan, type Step } from '../system/plan.js';
-import { progressPrinter } from '../system/progress.js';
+import { hasChanges, type Plan, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
+import { withRun } from '../system/runner.js';
 import type { Output } from '../shared/output.js';
 import { knockerCommand } from '../shared/hint.js';
 export type ServiceName = 'server' | 'postgres' | 'haproxy';
@@ -233,14 +232,16 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
     return states.every((s) => s.word === 'running') ? 0 : 1;
   }
   if (managed.length === 0) throw notSetUp(root);
-  for (const f of found) if (!isManaged(f)) io.out(`${f.name}: not set up: ${f.notSetUp}`);
+  // Progress and notes on stderr: start, stop and restart have no result for stdout.
+  for (const f of found) if (!isManaged(f)) io.err(`${f.name}: not set up: ${f.notSetUp}`);
   const plan = planFor(action, managed, states);
   if (!hasChanges(plan)) {
     const already = (word: ServiceState['word']) =>
       word === 'failing' ? `running, but failing (see \`${knockerCommand(root, 'service status')}\`)` : word === 'crashed' ? `stopped (it had crashed: see \`${knockerCommand(root, 'service status')}\`)` : word;
-    io.out(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
+    io.err(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
     return 0;
   }
-  await withLock(root.path(PATHS.installLock), 'knocker command changing this host', () => applyPlan(plan, { onEvent: progressPrinter(plan, io.out) }));
+  const spec = { command: `knocker service ${action}${which === 'all' ? '' : ` ${which}`}`, logFile: PATHS.opsLog };
+  await withRun(root, spec, { dryRun: false, json: false }, io, (run) => run.showOrApply(plan));
   return 0;
 }
