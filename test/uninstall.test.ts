@@ -40,7 +40,7 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   expect(dry.stdout).toContain(`warning: kept (the database and its data): ${root.path(PATHS.pgData)}; knocker uninstall --purge-data --root ${root.dir} deletes them`);
   expect(dry.stdout).toContain('Dry run: nothing was changed.');
   const json = JSON.parse((await knocker(['uninstall', '--dry-run', '--json', '--root', root.dir])).stdout);
-  expect(json).toMatchObject({ dryRun: true, root: root.dir, purgeData: false, plan: { title: 'knocker uninstall' } });
+  expect(json).toMatchObject({ dryRun: true, command: 'knocker uninstall', root: root.dir, details: { purgeData: false }, plan: { title: 'knocker uninstall' } });
   expect(await snapshotTree(root.dir)).toEqual(before);
 
   const unasked = await knocker(['uninstall', '--root', root.dir]);
@@ -53,17 +53,23 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   await expect(request(`http://${bind}/`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   const left = await filesUnder(root.dir);
   expect(left.length).toBeGreaterThan(0);
-  for (const file of left) expect(file.startsWith(`${root.path(PATHS.pgData)}/`), file).toBe(true);
+  // Left: the database's data, and the log of this uninstall (what it removed).
+  for (const file of left) expect(file.startsWith(`${root.path(PATHS.pgData)}/`) || file === root.path(PATHS.opsLog), file).toBe(true);
+  expect(await fs.readFile(root.path(PATHS.opsLog), 'utf8')).toMatch(/step \d+: Stop the Knocknoc server/);
+  expect(done.stdout).toBe('');
+  expect(done.stderr).toContain(`Uninstalled. Left in ${root.dir}: var.`);
   expect((await knocker(['service', 'status', '--root', root.dir])).exitCode).toBe(3);
 
   const purged = await knocker(['uninstall', '--yes', '--purge-data', '--root', root.dir]);
   expect(purged.exitCode, purged.stderr).toBe(0);
-  expect(purged.stdout).toContain(`Delete ${root.path(PATHS.pgData)} (the database's data)`);
-  expect(purged.stdout).toContain(`Uninstalled. ${root.dir} is empty.`);
+  expect(purged.stderr).toContain(`Delete ${root.path(PATHS.pgData)} (the database's data)`);
+  expect(purged.stdout).toBe('');
+  expect(purged.stderr).toContain(`Uninstalled. ${root.dir} is empty.`);
   expect(await fs.readdir(root.dir)).toEqual([]);
 
   const again = await knocker(['uninstall', '--yes', '--root', root.dir]);
   expect(again.exitCode).toBe(0);
-  expect(again.stdout).toContain('Nothing to uninstall');
+  expect(again.stderr).toContain('Nothing to uninstall');
+  expect(await fs.readdir(root.dir)).toEqual([]);
   await fs.rm(path.dirname(answers), { recursive: true, force: true });
 });
