@@ -45,15 +45,15 @@ test('a second node installed with option 3 and the printed string joins the pri
   const node = await newRoot();
   const refused = await installNode(node, '127.0.0.61', printed, caFile);
   expect(refused.exitCode).toBe(3);
-  expect(refused.stdout).toMatch(/✗ FAIL database 127\.0\.0\.60:\d+\/knocknoc: the database server at 127\.0\.0\.60:\d+ does not allow connections from this host \(127\.0\.0\.61\)/);
+  expect(refused.stderr).toMatch(/✗ FAIL database 127\.0\.0\.60:\d+\/knocknoc: the database server at 127\.0\.0\.60:\d+ does not allow connections from this host \(127\.0\.0\.61\)/);
   expect(refused.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.61/32');
   await expect(fs.access(node.path(PATHS.conf))).rejects.toThrow();
 
   expect((await exposedb('--add', '127.0.0.61/32')).exitCode).toBe(0);
   const joined = await installNode(node, '127.0.0.61', printed, caFile);
-  expect(joined.stderr).toBe('');
+  expect(joined.stdout).toBe('');
   expect(joined.exitCode).toBe(0);
-  expect(joined.stdout).toMatch(/✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 1/);
+  expect(joined.stderr).toMatch(/✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 1/);
   const conf = KnocknocConf.parse(await fs.readFile(node.path(PATHS.conf), 'utf8'));
   expect(conf.get('DatabaseOption')).toBe('3');
   // The string printed, verifying the primary with the node's own copy of the CA.

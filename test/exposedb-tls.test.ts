@@ -123,8 +123,8 @@ test('a node with the CA connects with verify-full and says what it verified; wi
   const joined = await installNode(node, '127.0.0.71', primary.path(PATHS.clusterCaCert));
   expect(joined.exitCode, joined.stdout + joined.stderr).toBe(0);
   nodeListen = joined.listen;
-  expect(joined.stdout).toMatch(/✔ ok +database CA: CN=Knocknoc cluster CA \(127\.0\.0\.70\), expires \d{4}-\d\d-\d\d/);
-  expect(joined.stdout).toMatch(/connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.70/);
+  expect(joined.stderr).toMatch(/✔ ok +database CA: CN=Knocknoc cluster CA \(127\.0\.0\.70\), expires \d{4}-\d\d-\d\d/);
+  expect(joined.stderr).toMatch(/connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.70/);
   expect(await nodeStatus()).toBe(200);
   // Without the CA the string alone cannot be verified: said, with what to do.
   const bare = await run(['install', '--root', (await spareRoot()).dir, '--listen', '127.0.0.71:1', '--database-option', '3', '--dry-run'], { KNOCKNOC_DATABASE_URL: printed });

@@ -108,7 +108,7 @@ async function leftovers(root: Root): Promise<string[]> {
 async function expectInstalled(root: Root, flags: string[]): Promise<void> {
   const again = await knocker(['install', '--root', root.dir, ...flags]);
   expect(again.exitCode, again.stderr).toBe(0);
-  expect(again.stdout).toContain('Nothing to change: this host already matches these answers.');
+  expect(again.stderr).toContain('Nothing to change: this host already matches these answers.');
   const conf = KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8'));
   const reply = await request(`http://${conf.get('Listen')}/_status`);
   expect(reply.status).toBe(200);
@@ -125,7 +125,7 @@ describe('knocker install killed', () => {
     for (let step = 1; step <= 6; step += 1) {
       const outcome = await run(root, ['install', ...flags], { env: KILL_AFTER_ONE });
       killedOutright(outcome);
-      expect(outcome.stdout).toContain(`[1/${7 - step}] ✔ done`);
+      expect(outcome.stderr).toContain(`[1/${7 - step}] ✔ done`);
     }
     await expectInstalled(root, flags);
   });

@@ -25,11 +25,11 @@ test('an unattended install with a haproxy section ends with HAProxy serving thi
   await fs.writeFile(file, `version: 1\nlisten: "${listen}"\nserverName: web-1\ndatabase:\n  option: 1\nhaproxy:\n  bind: "${bind}"\n  nodes: ["web-1=${listen}"]\n`);
 
   const install = await knocker(['install', '--root', root.dir, '--answers', file, '--non-interactive']);
-  expect(install.stderr).toBe('');
+  expect(install.stdout).toBe('');
   expect(install.exitCode).toBe(0);
-  expect(install.stdout).toMatch(/✔ ok   HAProxy: \S*haproxy \(version/);
-  expect(install.stdout).toMatch(/\[(\d+)\/\1\] Start HAProxy \(daemon\) and wait until its admin socket answers …\n\s+\[\d+\/\d+\] ✔ done/);
-  expect(install.stdout).toContain(`  - HAProxy on http://${bind} spreads requests over web-1; see them with knocker haproxy status --root ${root.dir}`);
+  expect(install.stderr).toMatch(/✔ ok   HAProxy: \S*haproxy \(version/);
+  expect(install.stderr).toMatch(/\[(\d+)\/\1\] Start HAProxy \(daemon\) and wait until its admin socket answers …\n\s+\[\d+\/\d+\] ✔ done/);
+  expect(install.stderr).toContain(`  - HAProxy on http://${bind} spreads requests over web-1; see them with knocker haproxy status --root ${root.dir}`);
   const haproxy = new Haproxy(root, `http://${bind}`);
   await haproxy.waitFor('web-1', 'UP');
   const reply = await request(`http://${bind}/`);
@@ -37,7 +37,7 @@ test('an unattended install with a haproxy section ends with HAProxy serving thi
   expect(reply.headers['x-knocknoc-server']).toBe('web-1');
 
   const again = await knocker(['install', '--root', root.dir, '--answers', file, '--non-interactive']);
-  expect(again.stdout).toContain('Nothing to change: this host already matches these answers.');
+  expect(again.stderr).toContain('Nothing to change: this host already matches these answers.');
   const status = await knocker(['service', 'status', '--root', root.dir]);
   expect(status.exitCode).toBe(0);
   expect(status.stdout).toMatch(new RegExp(`^haproxy   running     pid \\d+, http://${bind}: 1/1 web nodes in rotation`, 'm'));

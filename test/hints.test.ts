@@ -65,7 +65,7 @@ test('an install on a root: its Next lines and its TrustedForwarders warning kee
   expect(setup.exitCode, setup.stderr).toBe(0);
   expect(setup.stdout).toContain('which its TrustedForwarders (10.0.0.1/32) do not include');
   const exposed = await knocker(['exposedb', '--list', '--root', root.dir]);
-  const commands = [...hintedCommands(result.stdout), ...hintedCommands(setup.stdout), ...hintedCommands(exposed.stderr)];
+  const commands = [...hintedCommands(result.stderr), ...hintedCommands(setup.stdout), ...hintedCommands(exposed.stderr)];
   expect(commands).toEqual(expect.arrayContaining([
     `knocker exposedb --init --root ${root.dir}`,
     `knocker service status --root ${root.dir}`,

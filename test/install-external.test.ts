@@ -33,7 +33,7 @@ describe('option 2: a new external database', () => {
     const url = await external.createDatabase({ role: 'ext2', database: 'ext2' });
     const root = await newRoot();
     const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18756', '--database-option', '2'], { env: { KNOCKNOC_DATABASE_URL: url } });
-    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('');
     expect(result.exitCode).toBe(0);
     expect(await tables('ext2')).toEqual(['knocknoc_schema_migrations', 'knocknoc_settings', 'servers']);
     const owners = await external.admin<{ owner: string }>(`SELECT DISTINCT tableowner AS owner FROM pg_tables WHERE schemaname = 'public'`, [], 'ext2');
@@ -44,12 +44,12 @@ describe('option 2: a new external database', () => {
 
     const again = await knocker(['install', '--root', root.dir], { env: { KNOCKNOC_DATABASE_URL: url } });
     expect(again.exitCode).toBe(0);
-    expect(again.stdout).toContain('Nothing to change');
+    expect(again.stderr).toContain('Nothing to change');
 
     const other = await newRoot();
     const refused = await knocker(['install', '--root', other.dir, '--listen', '127.0.0.1:18757', '--database-option', '2'], { env: { KNOCKNOC_DATABASE_URL: url } });
     expect(refused.exitCode).toBe(3);
-    expect(refused.stdout).toMatch(/✗ FAIL empty database: ext2 already holds a Knocknoc schema \(version 1\)/);
+    expect(refused.stderr).toMatch(/✗ FAIL empty database: ext2 already holds a Knocknoc schema \(version 1\)/);
     expect(refused.stderr).toContain('hint: to add this node to an existing Knocknoc deployment, choose option 3 (web node only)');
     await expect(fs.access(other.path(PATHS.conf))).rejects.toThrow();
   });
@@ -61,7 +61,7 @@ describe('option 2: a new external database', () => {
     const root = await newRoot();
     const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18758', '--database-option', '2', '--database-url', weakUrl]);
     expect(result.exitCode).toBe(3);
-    expect(result.stdout).toMatch(/✗ FAIL privileges: weak3 cannot create tables in owned3/);
+    expect(result.stderr).toMatch(/✗ FAIL privileges: weak3 cannot create tables in owned3/);
     expect(result.stderr).toContain('hint: grant it, e.g. ALTER DATABASE owned3 OWNER TO weak3');
   });
 
@@ -90,8 +90,8 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
       env: { KNOCKNOC_DATABASE_URL: url },
     });
     expect(result.exitCode).toBe(0);
-    expect(result.stdout).toMatch(/✔ ok {3}Knocknoc database: schema version 1/);
-    expect(result.stdout).toMatch(/\[1\/2\] Create .*knocknoc\.conf/);
+    expect(result.stderr).toMatch(/✔ ok {3}Knocknoc database: schema version 1/);
+    expect(result.stderr).toMatch(/\[1\/2\] Create .*knocknoc\.conf/);
     // The node is served from the shared database.
     const status = await fetch('http://127.0.0.1:18761/_status');
     expect(status.status).toBe(200);
@@ -107,7 +107,7 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
     const root = await newRoot();
     const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18762', '--database-option', '3', '--database-url', url]);
     expect(result.exitCode).toBe(3);
-    expect(result.stdout).toContain('✗ FAIL Knocknoc database: empty5 holds no Knocknoc schema');
+    expect(result.stderr).toContain('✗ FAIL Knocknoc database: empty5 holds no Knocknoc schema');
     expect(result.stderr).toContain('for a new, empty database choose option 2');
   });
 
@@ -117,7 +117,7 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
     // This node listens on 127.0.0.31, so it connects from there; the cluster only allows 127.0.0.1.
     const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.31:8756', '--database-option', '3', '--database-url', url]);
     expect(result.exitCode).toBe(3);
-    expect(result.stdout).toContain(`✗ FAIL database 127.0.0.1:${external.port}/hba6: the database server at 127.0.0.1:${external.port} does not allow connections from this host (127.0.0.31)`);
+    expect(result.stderr).toContain(`✗ FAIL database 127.0.0.1:${external.port}/hba6: the database server at 127.0.0.1:${external.port} does not allow connections from this host (127.0.0.31)`);
     expect(result.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.31/32');
     await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
   });

@@ -46,12 +46,12 @@ test('option 2 with the standby listed first: each host checked and named, the s
   const root = await newRoot();
   const port = await freePort(NODE);
   const result = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '2'], { env: { KNOCKNOC_DATABASE_URL: given } });
-  expect(result.stderr).toBe('');
+  expect(result.stdout).toBe('');
   expect(result.exitCode).toBe(0);
-  expect(result.stdout).toMatch(new RegExp(`✔ ok +database host ${STANDBY}:${S.port}: standby \\(in recovery, read-only\\), PostgreSQL 1\\d`));
-  expect(result.stdout).toMatch(new RegExp(`✔ ok +database host ${PRIMARY}:${P.port}: primary \\(read-write\\), PostgreSQL 1\\d`));
-  expect(result.stdout).toMatch(new RegExp(`✔ ok +database ${PRIMARY}:${P.port}/knocknoc: PostgreSQL`));
-  expect(result.stdout).not.toContain(password);
+  expect(result.stderr).toMatch(new RegExp(`✔ ok +database host ${STANDBY}:${S.port}: standby \\(in recovery, read-only\\), PostgreSQL 1\\d`));
+  expect(result.stderr).toMatch(new RegExp(`✔ ok +database host ${PRIMARY}:${P.port}: primary \\(read-write\\), PostgreSQL 1\\d`));
+  expect(result.stderr).toMatch(new RegExp(`✔ ok +database ${PRIMARY}:${P.port}/knocknoc: PostgreSQL`));
+  expect(result.stderr).not.toContain(password);
   const text = await fs.readFile(root.path(PATHS.conf), 'utf8');
   const conf = KnocknocConf.parse(text);
   expect(conf.get('DatabaseURL')).toBe(given);
@@ -74,15 +74,15 @@ test('several hosts without target_session_attrs=read-write, or with no primary 
   const port = await freePort(NODE);
   const any = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '3'], { env: { KNOCKNOC_DATABASE_URL: url([P, S], {}) } });
   expect(any.exitCode).toBe(3);
-  expect(any.stdout).toMatch(/✗ FAIL connection string: it lists 2 hosts with target_session_attrs=any: a web node writes, and could settle on a standby/);
+  expect(any.stderr).toMatch(/✗ FAIL connection string: it lists 2 hosts with target_session_attrs=any: a web node writes, and could settle on a standby/);
   expect(any.stderr).toContain('hint: add target_session_attrs=read-write');
 
   // Only the standby and a port where nothing listens.
   const nothing = { host: PRIMARY, port: await freePort(PRIMARY) };
   const none = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '3'], { env: { KNOCKNOC_DATABASE_URL: url([nothing, S]) } });
   expect(none.exitCode).toBe(3);
-  expect(none.stdout).toMatch(new RegExp(`✔ ok +database host ${STANDBY}:${S.port}: standby`));
-  expect(none.stdout).toMatch(new RegExp(`✗ FAIL database hosts: no host of the list is a read-write primary \\(connection refused by ${PRIMARY}:${nothing.port}`));
+  expect(none.stderr).toMatch(new RegExp(`✔ ok +database host ${STANDBY}:${S.port}: standby`));
+  expect(none.stderr).toMatch(new RegExp(`✗ FAIL database hosts: no host of the list is a read-write primary \\(connection refused by ${PRIMARY}:${nothing.port}`));
   expect(any.stdout + none.stdout + any.stderr + none.stderr).not.toContain(password);
   await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
 });

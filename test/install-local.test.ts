@@ -27,10 +27,10 @@ describe('option 1 on a sandbox root', () => {
   test('installs a private cluster, role, database and schema; a re-run changes nothing', async () => {
     const root = await newRoot();
     const first = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.7:8756', '--server-name', 'web-1']);
-    expect(first.stderr).toBe('');
+    expect(first.stdout).toBe('');
     expect(first.exitCode).toBe(0);
-    expect(first.stdout).toMatch(/Installed in/);
-    expect(first.stdout).not.toMatch(/postgres:\/\/knocknoc:[^*]/);
+    expect(first.stderr).toMatch(/Installed in/);
+    expect(first.stderr).not.toMatch(/postgres:\/\/knocknoc:[^*]/);
 
     const confFile = root.path(PATHS.conf);
     expect((await fs.stat(confFile)).mode & 0o777).toBe(0o600);
@@ -59,11 +59,11 @@ describe('option 1 on a sandbox root', () => {
     const before = await snapshotTree(root.path('/opt'));
     const again = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.7:8756', '--server-name', 'web-1']);
     expect(again.exitCode).toBe(0);
-    expect(again.stdout).toMatch(/Nothing to change: this host already matches these answers/);
+    expect(again.stderr).toMatch(/Nothing to change: this host already matches these answers/);
     expect(await snapshotTree(root.path('/opt'))).toEqual(before);
     // The existing conf's values are the defaults, so a bare re-run is a no-op too.
     const bare = await knocker(['install', '--root', root.dir]);
-    expect(bare.stdout).toMatch(/Nothing to change/);
+    expect(bare.stderr).toMatch(/Nothing to change/);
   });
 
   test('--dry-run --json plans everything and touches nothing', async () => {

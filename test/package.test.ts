@@ -102,7 +102,7 @@ describe('the executable', () => {
     roots.push(root);
     const port = await freePort(ADDRESS);
     const install = await packaged(['install', '--root', root.dir, '--listen', `${ADDRESS}:${port}`, '--server-name', 'web-sea']);
-    expect(install.stderr).toBe('');
+    expect(install.stdout).toBe('');
     expect(install.exitCode).toBe(0);
 
     // The web node is the packaged executable, started as knocknoc-server (no node, no checkout).

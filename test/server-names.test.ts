@@ -55,14 +55,14 @@ test('install refuses a name an online node holds (exit 3, nothing written) and 
   const listen = `127.0.0.3:${await freePort('127.0.0.3')}`;
   const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-9'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
   expect(result.exitCode).toBe(3);
-  expect(result.stdout).toContain(`✗ FAIL server name "web-9": the online node at 127.0.0.2:${first.port} already has this name`);
+  expect(result.stderr).toContain(`✗ FAIL server name "web-9": the online node at 127.0.0.2:${first.port} already has this name`);
   expect(result.stderr).toContain('hint: give this node its own name: add --server-name web-9-2');
   await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
 
   // With the name the hint gives, the same command installs and the node is listed beside the first.
   const fixed = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-9-2'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
   expect(fixed.exitCode).toBe(0);
-  expect(fixed.stdout).toContain('✔ ok   server name "web-9-2": free in the registry');
+  expect(fixed.stderr).toContain('✔ ok   server name "web-9-2": free in the registry');
   expect((await registry()).map((r) => r.name)).toEqual(expect.arrayContaining(['web-9', 'web-9-2']));
   await knocker(['service', 'stop', '--root', root.dir]);
 });

@@ -220,11 +220,11 @@ test('knocker install, database option 3, with the string standby init printed: 
     bin: next!.knockerBin,
     env: { KNOCKNOC_DATABASE_URL: multi },
   });
-  expect(result.stderr).toBe('');
+  expect(result.stdout).toBe('');
   expect(result.exitCode, result.stdout).toBe(0);
   // A is the primary again (the switchover), B its standby.
-  expect(result.stdout).toMatch(new RegExp(`✔ ok +database host ${A.replace(/\./g, '\\.')}:${port}: primary \\(read-write\\)`));
-  expect(result.stdout).toMatch(new RegExp(`✔ ok +database host ${B.replace(/\./g, '\\.')}:${port}: standby \\(in recovery, read-only\\)`));
+  expect(result.stderr).toMatch(new RegExp(`✔ ok +database host ${A.replace(/\./g, '\\.')}:${port}: primary \\(read-write\\)`));
+  expect(result.stderr).toMatch(new RegExp(`✔ ok +database host ${B.replace(/\./g, '\\.')}:${port}: standby \\(in recovery, read-only\\)`));
   const conf = KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8'));
   // As given but for the CA file, which is this node's copy (the same path on real hosts, where
   // the string standby init printed is then written unchanged).

@@ -1,12 +1,14 @@
 // The unattended install: plain lines as it goes, never a prompt. Also --dry-run (text or JSON),
 // --print-answers and --explain, which change nothing.
 import { redactUrl } from '../postgres/url.js';
-import { formatPlan, hasChanges, pendingSteps, planToJson } from '../system/plan.js';
+import { hasChanges, pendingSteps } from '../system/plan.js';
 import { progressPrinter, seconds } from '../system/progress.js';
 import { answersToYaml } from './answers-file.js';
 import { answersFrom, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
 import { completeAnswers, type InstallSession, type Prepared } from './index.js';
 import { checkLine, PreflightFailed } from '../shared/checks.js';
+import { PATHS } from '../system/root.js';
+import { withRun } from '../system/runner.js';
 import type { Output } from '../shared/output.js';
 import { nextSteps } from './summary.js';
 
@@ -48,73 +50,58 @@ export function printAnswers(session: InstallSession, options: { json: boolean; 
   io.out(answersToYaml(answers, { password: 'redact', sources }).trimEnd());
 }
 
-/** --dry-run: preflight and the plan, nothing changed. Returns the exit code. */
+/**
+ * --dry-run: preflight and the plan, nothing changed, through the one runner: text, or the one JSON
+ * shape of every command with the answers (password redacted) under `details`. Returns the exit code.
+ */
 export async function dryRun(session: InstallSession, json: boolean, io: Output): Promise<number> {
   const answers = completeAnswers(session);
   try {
-    const prepared = await session.prepare(answers);
-    if (json) {
-      io.out(
-        JSON.stringify(
-          {
-            dryRun: true,
-            root: session.root.dir,
-            answers: { ...answers, databaseUrl: answers.databaseUrl === undefined ? undefined : redactUrl(answers.databaseUrl) },
-            preflight: prepared.report.checks,
-            plan: planToJson(prepared.plan),
-          },
-          null,
-          2,
-        ),
-      );
-    } else {
-      io.out('Preflight:');
-      prepared.report.checks.forEach((c) => io.out(checkLine(c)));
-      formatPlan(prepared.plan).forEach((l) => io.out(l));
-      io.out('Dry run: nothing was changed.');
-    }
-    return 0;
-  } catch (error) {
-    if (error instanceof PreflightFailed && json) {
-      io.out(JSON.stringify({ dryRun: true, root: session.root.dir, preflight: error.checks, error: error.message }, null, 2));
-    }
-    throw error;
+    return await withRun(session.root, { command: 'knocker install', logFile: PATHS.installLog }, { dryRun: true, json }, io, async (run) => {
+      const prepared = await session.prepare(answers);
+      const details = { answers: { ...answers, databaseUrl: answers.databaseUrl === undefined ? undefined : redactUrl(answers.databaseUrl) } };
+      await run.showOrApply(prepared.plan, { preflight: prepared.report.checks, details });
+      return 0;
+    });
   } finally {
     await session.close();
   }
 }
 
-/** Applies the install without asking anything. Returns the exit code (errors are thrown). */
+/**
+ * Applies the install without asking anything. Returns the exit code (errors are thrown). Nothing
+ * here is a result a script would capture: the checks, progress and next steps go to stderr.
+ */
 export async function runUnattended(session: InstallSession, io: Output): Promise<number> {
   const answers = completeAnswers(session);
   const started = Date.now();
-  io.out(`knocker install (unattended)${session.root.isSandbox ? ` on root ${session.root.dir}` : ''}`);
+  io.err(`knocker install (unattended)${session.root.isSandbox ? ` on root ${session.root.dir}` : ''}`);
   let prepared: Prepared;
   try {
     try {
       prepared = await session.prepare(answers);
     } catch (error) {
       if (error instanceof PreflightFailed) {
-        io.out('Preflight:');
-        error.checks.forEach((c) => io.out(checkLine(c)));
-        io.out('Nothing was changed. Once the failed checks are fixed, run the same command again: it starts over from the checks.');
+        io.err('Preflight:');
+        error.checks.forEach((c) => io.err(checkLine(c)));
+        io.err('Nothing was changed. Once the failed checks are fixed, run the same command again: it starts over from the checks.');
       }
       throw error;
     }
-    io.out('Preflight:');
-    prepared.report.checks.forEach((c) => io.out(checkLine(c)));
-    for (const warning of prepared.plan.warnings) io.out(`warning: ${warning}`);
+    io.err('Preflight:');
+    prepared.report.checks.forEach((c) => io.err(checkLine(c)));
+    for (const warning of prepared.plan.warnings) io.err(`warning: ${warning}`);
     if (!hasChanges(prepared.plan)) {
-      io.out('Nothing to change: this host already matches these answers.');
-      if (session.logFile) io.out(`Log: ${session.logFile}`);
+      io.err('Nothing to change: this host already matches these answers.');
+      if (session.logFile) io.err(`Log: ${session.logFile}`);
       return 0;
     }
     const total = pendingSteps(prepared.plan).length;
-    io.out(`Applying ${total} change${total === 1 ? '' : 's'}:`);
-    const onEvent = progressPrinter(prepared.plan, io.out);
+    io.err(`Applying ${total} change${total === 1 ? '' : 's'}:`);
+    const onEvent = progressPrinter(prepared.plan, io.err);
     await session.apply(prepared, onEvent);
-    io.out(`Installed in ${seconds(Date.now() - started)}.`);
-    nextSteps(session, prepared).forEach((l) => io.out(l));
+    io.err(`Installed in ${seconds(Date.now() - started)}.`);
+    nextSteps(session, prepared).forEach((l) => io.err(l));
     return 0;
   } finally {
     await session.close();

@@ -187,7 +187,7 @@ describe('the seed on fresh Debian hosts', () => {
     // The connection string holds the password: in the environment, never on a command line.
     const joined = await knocker(web2, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
     expectOk(joined, 'knocker install option 3 on web-2');
-    expect(joined.stdout).toContain(`TLS, certificate verified for ${web1.address}`);
+    expect(joined.stderr).toContain(`TLS, certificate verified for ${web1.address}`);
     expect(await unit(web2, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
     expect(await installed(web2, 'postgresql')).toBeUndefined();
     expect((await statusOf(web2)).body).toMatchObject({ status: 'ok', versionMatch: true });

@@ -20,7 +20,7 @@ export function url(text: string | undefined): DatabaseUrl {
 /** Installs Knocknoc with a private cluster on `root`, listening on `address`. */
 export async function installPrimary(root: Root, address: string): Promise<void> {
   const result = await knocker(['install', '--root', root.dir, '--listen', `${address}:${await freePort(address)}`]);
-  expect(result.stderr).toBe('');
+  expect(result.stdout, result.stderr).toBe('');
   expect(result.exitCode).toBe(0);
 }
 
