@@ -54,10 +54,21 @@ test('a stopped server is retired from the registry and from HAProxy; an online 
 
   const dry = await knocker(['server', 'forget', 'web-gone', '--root', root.dir, '--dry-run']);
   expect(dry.exitCode).toBe(0);
-  expect(dry.stdout).toContain('  + [file] HAProxy: remove node web-gone from');
-  expect(dry.stdout).toContain('  + [database] Take "web-gone" out of the servers registry of');
+  expect(dry.stdout).toMatch(/\+ \[database\] Take "web-gone" out of the servers registry of .*\n(.*\n)*  \+ \[file\] HAProxy: remove node web-gone from/);
   expect(dry.stdout).toContain('Dry run: nothing was changed.');
   expect(await names()).toEqual(['web-a', 'web-gone']);
+
+  // A row that cannot be deleted: the plan stops there (exit 4), HAProxy untouched.
+  await db.cluster.admin(`CREATE FUNCTION refuse_forget() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'kept by a test'; END $$`, [], 'knocknoc');
+  await db.cluster.admin('CREATE TRIGGER refuse_forget BEFORE DELETE ON servers FOR EACH ROW EXECUTE FUNCTION refuse_forget()', [], 'knocknoc');
+  const refused = await knocker(['server', 'forget', 'web-gone', '--root', root.dir]);
+  expect(refused.exitCode, refused.stderr).toBe(4);
+  expect(refused.stderr).toContain('kept by a test');
+  expect(refused.stderr).toContain('every change made before the failure was rolled back');
+  expect(await fs.readFile(root.path(PATHS.haproxyConf), 'utf8')).toContain('web-gone');
+  expect(await names()).toEqual(['web-a', 'web-gone']);
+  await db.cluster.admin('DROP TRIGGER refuse_forget ON servers', [], 'knocknoc');
+  await db.cluster.admin('DROP FUNCTION refuse_forget()', [], 'knocknoc');
 
   const forget = await knocker(['server', 'forget', 'web-gone', '--root', root.dir]);
   expect(forget.exitCode, forget.stderr).toBe(0);

@@ -1,7 +1,9 @@
 // `knocker server forget NAME`: retires a server gone for good, as one plan on the one runner:
-// first its node out of this host's HAProxy (haproxy's own steps: the configuration checked with
-// haproxy -c, replaced, reloaded; their undo puts the node back), then its row out of the registry
-// (undo: the row back, as stopped). A row that cannot be deleted puts the node back in HAProxy.
+// its row out of the registry (undo: the row back, as stopped), then its node out of this host's
+// HAProxy (haproxy's own steps: the configuration checked with haproxy -c, replaced, reloaded;
+// their undo puts the node back). The row goes first because its undo is one INSERT, while
+// HAProxy is what is more likely to fail (a configuration haproxy -c refuses, a reload that does
+// not take) and a reload undone right after a reload is not reliable.
 import { PreflightError, UsageError } from '../errors.js';
 import { settingsProblems } from '../haproxy/config.js';
 import { haproxyChecks, haproxySteps, inspectHaproxy, type HaproxyFacts } from '../haproxy/plan.js';
@@ -79,10 +81,9 @@ export async function serverForget(root: Root, name: string, options: ForgetOpti
       }
       const what = server ? `${server.listen}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${server.version}` : 'not in the registry';
       const preflight: Check[] = [];
-      // HAProxy first: a configuration that cannot be changed leaves the registry as it was.
-      const steps = inHaproxy ? [await haproxyRemovalStep(name, haproxy, run.log, preflight)] : [];
       const kept = { client, close: async () => {} };
-      if (server) steps.push(forgetRowStep(async () => kept, server, target, 'restored by knocker server forget'));
+      const steps = server ? [forgetRowStep(async () => kept, server, target, 'restored by knocker server forget')] : [];
+      if (inHaproxy) steps.push(await haproxyRemovalStep(name, haproxy, run.log, preflight));
       const warnings = server?.online ? [`"${name}" is online: while it runs it registers again at its next heartbeat`] : [];
       const plan: Plan = { title: `Retire "${name}"`, steps, warnings };
       const details = {
