@@ -172,7 +172,7 @@ test('a node given another CA is refused, with a message that says so, and nothi
   try {
     const refused = await installNode(stranger, '127.0.0.72', await otherCa());
     expect(refused.exitCode).toBe(3);
-    expect(refused.stdout).toMatch(/✗ FAIL database 127\.0\.0\.70:\d+\/knocknoc: the server at 127\.0\.0\.70:\d+ presented a certificate that the CA given does not verify/);
+    expect(refused.stderr).toMatch(/✗ FAIL database 127\.0\.0\.70:\d+\/knocknoc: the server at 127\.0\.0\.70:\d+ presented a certificate that the CA given does not verify/);
     await expect(fs.access(stranger.path(PATHS.conf))).rejects.toThrow();
     await expect(fs.access(stranger.path(PATHS.databaseCa))).rejects.toThrow();
   } finally {
@@ -189,7 +189,7 @@ test('another server answering on the primary\'s address is refused: another CA\
     await waitFor('the node to give up on the impostor', async () => ((await nodeStatus()) === 503 ? true : undefined));
     const probe = await installNode(await spareRoot(), '127.0.0.72', primary.path(PATHS.clusterCaCert));
     expect(probe.exitCode).toBe(3);
-    expect(probe.stdout).toContain('presented a certificate that the CA given does not verify');
+    expect(probe.stderr).toContain('presented a certificate that the CA given does not verify');
     // Now one from the cluster's own CA, but for another host (a standby's, say): the name decides.
     await fromClusterCa('IP:127.0.0.79', 30, path.join(impostor.dataDir, 'server.key'), path.join(impostor.dataDir, 'server.crt'));
     await impostor.admin('SELECT pg_reload_conf()');
@@ -199,7 +199,7 @@ test('another server answering on the primary\'s address is refused: another CA\
     });
     const named = await installNode(await spareRoot(), '127.0.0.72', primary.path(PATHS.clusterCaCert));
     expect(named.exitCode).toBe(3);
-    expect(named.stdout).toContain('presented a certificate that does not name 127.0.0.70');
+    expect(named.stderr).toContain('presented a certificate that does not name 127.0.0.70');
     expect(named.stderr).toContain('another server may be answering on this address');
     // The running node never got in: it kept answering 503 throughout.
     expect(await nodeStatus()).toBe(503);

@@ -86,8 +86,8 @@ describe('option 1 on a sandbox root', () => {
     expect(result.exitCode).toBe(4);
     expect(result.stderr).toMatch(/error: Knocknoc server: start it .* failed: /);
     expect(result.stderr).toMatch(/every change made before the failure was rolled back/);
-    expect(result.stdout).toMatch(/↺ rolled back: PostgreSQL 15: create a private cluster/);
-    expect(result.stdout).toMatch(/↺ rolled back: Create .*knocknoc\.conf/);
+    expect(result.stderr).toMatch(/↺ rolled back: PostgreSQL 15: create a private cluster/);
+    expect(result.stderr).toMatch(/↺ rolled back: Create .*knocknoc\.conf/);
     // Nothing remains: no cluster folder, no socket folder, no conf.
     await expect(fs.access(root.path(PATHS.pgData))).rejects.toThrow();
     await expect(fs.access(root.path(PATHS.pgSocketDir))).rejects.toThrow();
@@ -118,7 +118,7 @@ describe('option 1 on a sandbox root', () => {
     try {
       const result = await knocker(['install', '--root', root.dir, '--listen', `127.0.0.12:${port}`]);
       expect(result.exitCode).toBe(3);
-      expect(result.stdout).toMatch(new RegExp(`✗ FAIL listen address 127\\.0\\.0\\.12:${port}: port ${port} is already in use`));
+      expect(result.stderr).toMatch(new RegExp(`✗ FAIL listen address 127\\.0\\.0\\.12:${port}: port ${port} is already in use`));
       expect(result.stderr).toMatch(/hint: choose another port/);
       await expect(fs.access(root.path(PATHS.pgData))).rejects.toThrow();
       await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();

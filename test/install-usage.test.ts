@@ -99,7 +99,7 @@ describe('read-only modes', () => {
       timeoutMs: 30_000,
     });
     expect(result.exitCode).toBe(3);
-    expect(result.stdout).toContain('knocker install (unattended)');
+    expect(result.stderr).toContain('knocker install (unattended)');
   });
 });
 

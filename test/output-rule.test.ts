@@ -35,6 +35,11 @@ test('stdout of install, exposedb, service, server forget and uninstall: the res
   expect(init.exitCode, init.stderr).toBe(0);
   expect(init.stdout).toMatch(/^postgres:\/\/knocknoc_remote:\S+@127\.0\.0\.230:\d+\/knocknoc\?sslmode=verify-full$/);
   expect(init.stderr).toMatch(/✔ done/);
+  // Planned again, the kept string's password is masked in the plan (its diff) and the details.
+  const again = await run('exposedb', '--init', '--dry-run', '--json');
+  const password = new URL(init.stdout).password;
+  expect(dryRunJson(again)).toMatchObject({ plan: { changes: 0 }, details: { connectionString: expect.stringContaining('****') } });
+  expect(again.stdout).not.toContain(password);
 
   const addPlan = dryRunJson(await run('exposedb', '--add', '127.0.0.231/32', '--dry-run', '--json'));
   expect(addPlan).toMatchObject({ command: 'knocker exposedb --add', plan: { changes: 1 }, details: { cidr: '127.0.0.231/32' } });

@@ -119,11 +119,11 @@ test('a web node joining a database newer than its release: the start step fails
     const listen = `127.0.0.4:${await freePort('127.0.0.4')}`;
     const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3'], { env: { KNOCKNOC_DATABASE_URL: databaseUrl } });
     expect(result.exitCode).toBe(4);
-    expect(result.stdout).toMatch(/warning: the database's schema \(version 2\) is newer than this release expects \(1\)/);
+    expect(result.stderr).toMatch(/warning: the database's schema \(version 2\) is newer than this release expects \(1\)/);
     expect(result.stderr).toMatch(
       /error: Knocknoc server: start it \(daemon\) .* failed: knocknoc-server runs but cannot serve: 503 out of step: this release expects schema 1, the database has 2 \(Knocknoc 1\.0\.0, schema 1\); upgrade Knocknoc on this node/,
     );
-    expect(result.stdout).toMatch(/↺ rolled back: Create .*knocknoc\.conf/);
+    expect(result.stderr).toMatch(/↺ rolled back: Create .*knocknoc\.conf/);
     await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
     await expect(fs.access(root.path(PATHS.serverPid))).rejects.toThrow();
     await expect(request(`http://${listen}/_status`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
