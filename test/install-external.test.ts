@@ -129,13 +129,13 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
 
     const wrong = await run(url.replace(/:[^:@]+@/, ':wrong-password@'));
     expect(wrong.exitCode).toBe(3);
-    expect(wrong.stdout).toContain('password authentication failed for 127.0.0.1');
+    expect(wrong.stderr).toContain('password authentication failed for 127.0.0.1');
     expect(wrong.stderr).toContain('check the user and password in the connection string');
 
     const closedPort = await (await import('../src/system/host.js')).freePort('127.0.0.1');
     const refused = await run(`postgres://pw7:x@127.0.0.1:${closedPort}/pw7`);
     expect(refused.exitCode).toBe(3);
-    expect(refused.stdout).toContain(`connection refused by 127.0.0.1:${closedPort}: nothing is listening there`);
+    expect(refused.stderr).toContain(`connection refused by 127.0.0.1:${closedPort}: nothing is listening there`);
     expect(refused.stderr).toContain('listen_addresses');
 
     // Accepts TCP and never answers, like a host behind a firewall that drops replies.
@@ -145,7 +145,7 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
       const port = (silent.address() as net.AddressInfo).port;
       const timeout = await run(`postgres://pw7:x@127.0.0.1:${port}/pw7?connect_timeout=1`);
       expect(timeout.exitCode).toBe(3);
-      expect(timeout.stdout).toContain(`no answer from 127.0.0.1:${port} in time`);
+      expect(timeout.stderr).toContain(`no answer from 127.0.0.1:${port} in time`);
       expect(timeout.stderr).toContain('a firewall may be dropping the connection');
     } finally {
       silent.close();
