@@ -54,11 +54,14 @@ async function run(root: Root, args: string[], options: { env?: Record<string, s
   const child = execa(process.execPath, [KNOCKER, ...args, '--root', root.dir], { env: cleanEnv(options.env), extendEnv: false, reject: false, input: '', timeout: 120_000 });
   const when = options.when;
   if (when) {
-    let stdout = '';
-    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    // Progress goes to stderr (the output rule); both streams are watched, so a command whose
+    // progress is still on stdout is watched too.
+    let progress = '';
+    child.stdout!.on('data', (chunk: Buffer) => (progress += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (progress += chunk.toString()));
     const watching = (async () => {
       while (child.exitCode === null && child.signalCode === null) {
-        if (stdout.includes(when.stepStarted)) {
+        if (progress.includes(when.stepStarted)) {
           const seen = (await commandLines()).find((p) => p.argv.some((a, i) => (i < 2 ? a.endsWith(when.program) : false)) && (when.anyRoot || p.argv.some((a) => a.includes(root.dir))));
           if (seen) {
             faults += 1;
@@ -73,7 +76,7 @@ async function run(root: Root, args: string[], options: { env?: Record<string, s
         }
         await new Promise((r) => setTimeout(r, 1));
       }
-      throw new Error(`${when.program} was never seen during "${when.stepStarted}"; stdout:\n${stdout}`);
+      throw new Error(`${when.program} was never seen during "${when.stepStarted}"; output:\n${progress}`);
     })();
     const [result] = await Promise.all([child, watching]);
     return { exitCode: result.exitCode, signal: result.signal, stdout: String(result.stdout), stderr: String(result.stderr) };
