@@ -325,18 +325,3 @@ function bundleStep(root: Root, file: string, parts: Omit<StandbyBundle, 'versio
     },
   };
 }
-
-export async function readBundle(file: string): Promise<StandbyBundle> {
-  const text = await readIfExists(file);
-  if (text === undefined) throw new PreflightError(`${file} does not exist`, ['make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host']);
-  let bundle: StandbyBundle;
-  try {
-    bundle = JSON.parse(text) as StandbyBundle;
-  } catch (error) {
-    throw new PreflightError(`${file} is not a bundle of knocker exposedb --add-standby: ${(error as Error).message}`);
-  }
-  if (bundle.version !== 1 || !bundle.primary?.host || !bundle.standby?.host || !bundle.password || !bundle.ca || !bundle.key || !bundle.certificate) {
-    throw new PreflightError(`${file} is not a bundle of knocker exposedb --add-standby (fields missing)`);
-  }
-  return bundle;
-}
