@@ -8,7 +8,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { KNOCKER, cleanEnv } from './helpers/knocker.js';
 import { waitFor } from './helpers/server.js';
-import { finish, makePair, postmasterPid, role, run, standby, startSampler, waitRole, writerFor, type Pair } from './helpers/failclosed.js';
+import { startCluster } from '../src/postgres/cluster.js';
+import { clusterOf, finish, makePair, postmasterPid, role, run, standby, startSampler, waitRole, writerFor, type Pair } from './helpers/failclosed.js';
 import { probeIds } from './helpers/standby.js';
 
 let pair: Pair;
@@ -87,3 +88,20 @@ test('switchover killed (kill -9) after the promotion; the old primary started w
   await waitFor('the old primary streaming from the new one', () => streaming(pair.rootA), 60_000);
   await finish(pair.rootB, writer, sampler);
 }, 150_000);
+
+test('switchover killed (kill -9) at each step boundary before the promotion: started again, that host is the only primary and the pair streams', async () => {
+  // B is the primary now (test above), A its standby; B has no knocker service: pg_ctl starts it, as an operator would.
+  const writer = writerFor(pair, 2_000_000);
+  const sampler = startSampler(pair);
+  const clusterB = await clusterOf(pair.rootB, pair.B, pair.port);
+  for (const point of ['after:1', 'after:2', 'after:3']) {
+    await waitFor('A streaming from B', () => streaming(pair.rootA), 60_000);
+    const killed = await run(['standby', '--root', pair.rootB.dir, 'switchover'], { KNOCKER_TEST_KILL_AT: point });
+    expect(killed.exitCode, `${point}: ${killed.stderr}`).not.toBe(0);
+    expect(await role(pair.rootA)).toBe('standby');
+    if ((await role(pair.rootB)) === 'down') await startCluster(clusterB);
+    await waitRole(pair.rootB, 'primary');
+  }
+  await waitFor('A streaming from B', () => streaming(pair.rootA), 60_000);
+  await finish(pair.rootB, writer, sampler);
+}, 120_000);

@@ -104,7 +104,13 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
           await writeState(root, { ...state, promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced } });
           return `primary on timeline ${timeline}`;
         },
-        async undo() {},
+        // A promotion asked for cannot be taken back: it may still finish (a stalled startup process resuming).
+        async undo() {
+          if (promoteSent) throw new Error(`this node was asked to promote (pg_promote) and may become the primary at any moment; until then it takes no writes. knocker standby status here shows when it is PRIMARY; then, once the old primary is back, knocker standby rejoin on its host`);
+        },
+        async remains() {
+          return promoteSent;
+        },
       });
       const plan: Plan = {
         title: `Promote this standby (${state.self.host}) to primary`,
