@@ -9,9 +9,11 @@ import type { Root } from '../system/root.js';
 import { applyNodeConfig, hasStandbySignal, nodeAt, readState } from './node.js';
 import { peerFacts, tryPeer } from './peer.js';
 
-/** Returns a note when the node was fenced (set to start as a standby). */
-export async function fenceBeforeStart(root: Root, cluster: PrivateCluster): Promise<string | undefined> {
-  if (!root.isSandbox) return undefined;
+/**
+ * Returns a note when the node was fenced (set to start as a standby). Works on a sandbox root's
+ * private cluster and on a host's Debian cluster (`cluster`: its data directory, address and port).
+ */
+export async function fenceBeforeStart(root: Root, cluster: Pick<PrivateCluster, 'dataDir' | 'host' | 'port'>): Promise<string | undefined> {
   const state = await readState(root);
   if (!state || (await hasStandbySignal(cluster.dataDir))) return undefined;
   const link = await tryPeer(root, state.self, state.peer, true);
