@@ -65,7 +65,7 @@ function rewindArgs(node: LocalNode, state: PairState): string[] {
 }
 
 /** Before pg_rewind discards this node's writes past the divergence, their WAL is copied aside. */
-function keepWalStep(node: LocalNode, state: PairState, peer: PeerLink, log: Logger, kept: { folder?: string }): Step {
+function keepWalStep(node: LocalNode, state: PairState, peer: PeerLink, log: Logger, kept: { folder?: string }, outcome: { failed?: string }): Step {
   return {
     kind: 'file',
     title: `Keep this node's WAL past the divergence point (what ${state.peer.host} never got) in a folder beside the data directory, before pg_rewind discards it`,
@@ -73,7 +73,11 @@ function keepWalStep(node: LocalNode, state: PairState, peer: PeerLink, log: Log
     changes: true,
     async apply() {
       await peer.client.query('CHECKPOINT');
-      const result = await keepWalPastDivergence(node, rewindArgs(node, state), log);
+      // A rewind that cannot even be planned (WAL it needs is gone) falls back to a re-clone, which keeps the whole data directory.
+      const result = await keepWalPastDivergence(node, rewindArgs(node, state), log).catch((error: Error) => {
+        outcome.failed = error.message;
+        throw error;
+      });
       kept.folder = result?.folder;
       return result ? `${result.files} file(s) from ${result.diverged} kept in ${result.folder}` : 'no divergence: nothing to keep';
     },
@@ -172,7 +176,7 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       ];
       const steps: Step[] = [...(running ? [stopStep(node, log)] : []), readOnlyFirstStep(node, state, wasStandby)];
       if (decision.kind === 'reclone') steps.push(...recloneSteps());
-      else if (decision.kind === 'rewind') steps.push(keepWalStep(node, state, peer, log, keptWal), rewindStep(node, state, peer, log, outcome), startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
+      else if (decision.kind === 'rewind') steps.push(keepWalStep(node, state, peer, log, keptWal, outcome), rewindStep(node, state, peer, log, outcome), startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
       else {
         steps.push({
           kind: 'file',
