@@ -277,7 +277,7 @@ test('rejoin after a same-timeline divergence (started without standby.signal, w
   expect(result.exitCode, result.stderr).toBe(0);
   expect(result.stdout.trim()).toBe(`standby of ${B}:${port} (reclone)`);
   expect(result.stderr).toContain('same-timeline divergence');
-  const kept = `${rootA.path(PATHS.pgData)}.before-rejoin`;
+  const kept = (await fs.readdir(path.dirname(rootA.path(PATHS.pgData)))).filter((n) => n.startsWith('postgresql.before-rejoin-')).map((n) => path.join(path.dirname(rootA.path(PATHS.pgData)), n))[0]!;
   expect(await fs.stat(path.join(kept, 'PG_VERSION'))).toBeTruthy();
   const onA = await status(rootA);
   expect(onA.report.node).toMatchObject({ role: 'standby', timeline: 4 });

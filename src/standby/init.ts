@@ -14,7 +14,8 @@ import { clearCutOffStep, cloneStep, slotStep } from './clone.js';
 import { multiHostUrl, passfileText } from './conninfo.js';
 import { ctlCommand, hasStandbySignal, isRunning, linkTo, nodeAt, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
 import { connectPeerWith, peerFacts, type PeerLink } from './peer.js';
-import { ownedFileStep, readBundle, type StandbyBundle } from './primary.js';
+import { checkMaxRate, readBundle } from './bundle.js';
+import { ownedFileStep, type StandbyBundle } from './primary.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
 import { showOrApply, until, withRun, type RunFlags } from './run.js';
 import { fileStep } from '../system/plan.js';
@@ -172,6 +173,8 @@ async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log
 }
 
 export async function standbyInit(root: Root, request: InitRequest, io: Output): Promise<number> {
+  // Both up front, --dry-run too: nothing is written from a bundle or rate that does not hold.
+  checkMaxRate(request.maxRate);
   const bundle = await readBundle(request.bundle);
   return withRun(root, 'init', request, async (log) => {
     log.addSecret(bundle.password);

@@ -232,7 +232,10 @@ export function peerTarget(node: LocalNode, peer: Endpoint, tls: boolean): PeerT
   return { host: peer.host, port: peer.port, passfile: node.root.path(STANDBY_PATHS.passfile), caFile: tls ? node.root.path(STANDBY_PATHS.ca) : undefined };
 }
 
-const OWNED_KEYS = ['listen_addresses', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'primary_conninfo', 'primary_slot_name'];
+// default_transaction_read_only: knocker's fence (peer.ts fencePeer) lives in this file; a node
+// given its own settings (a clone, a rewind, a standby) is never fenced, and a copy of the other
+// host's file must not bring that host's fence here.
+const OWNED_KEYS = ['listen_addresses', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'primary_conninfo', 'primary_slot_name', 'default_transaction_read_only'];
 
 function autoConfLine(key: string, value: string): string {
   return `${key} = '${value.replace(/'/g, "''")}'`;

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { PreflightError } from '../errors.js';
 import { connect, describeConnectError } from '../postgres/connect.js';
 import type { DatabaseUrl } from '../postgres/url.js';
+import { until } from './run.js';
 import type { Logger } from '../system/log.js';
 import type { Root } from '../system/root.js';
 import { passwordFrom } from './conninfo.js';
@@ -109,7 +110,8 @@ export async function peerFacts(link: PeerLink): Promise<PeerFacts> {
             CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli,
             current_setting('server_version_num')::int AS version, current_setting('full_page_writes') AS fpw,
-            EXISTS (SELECT 1 FROM pg_db_role_setting WHERE setrole = 0 AND 'default_transaction_read_only=on' = ANY(setconfig)) AS fenced`,
+            (SELECT setting = 'on' AND source = 'configuration file' FROM pg_settings WHERE name = 'default_transaction_read_only')
+              AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting WHERE 'default_transaction_read_only=off' = ANY(setconfig)) AS fenced`,
   );
   const row = rows[0]!;
   const receiver = row.in_recovery
@@ -118,8 +120,10 @@ export async function peerFacts(link: PeerLink): Promise<PeerFacts> {
   const timeline = row.tli ?? (await link.client.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
   return {
     inRecovery: row.in_recovery,
-    // knocker's fence makes the Knocknoc database read-only (this session is in database postgres).
-    readOnly: row.read_only === 'on' || row.fenced,
+    // Read-only for every web node: the server's own setting (knocker's fence, from a configuration
+    // file), not one database's or role's (another database set read-only fences nothing), and no
+    // database or role turning it off again.
+    readOnly: row.fenced,
     timeline,
     lsn: row.lsn ?? undefined,
     replayLsn: row.replay ?? undefined,
@@ -148,12 +152,34 @@ export async function dropPeerSlot(link: PeerLink, slot: string): Promise<void> 
 
 /**
  * The fence of a primary that should no longer take writes but cannot be stopped from here:
- * knocker's SECURITY DEFINER function on it makes the Knocknoc database read-only for every new
- * session and ends the open ones. Clients with target_session_attrs=read-write then skip it.
+ * knocker.set_fence(true) on it turns default_transaction_read_only on in that server's own
+ * postgresql.auto.conf (it never replicates; it stays across restarts), reloads, and ends the open
+ * sessions. Done once a fresh session there says so (the reload is asynchronous), then again to end
+ * the sessions that came in meanwhile. Clients with target_session_attrs=read-write skip it.
  * (A session could still SET default_transaction_read_only off: stopping it is the stronger fence.)
  */
-export async function fencePeer(link: PeerLink): Promise<{ ended: number; lsn: string }> {
-  const { rows } = await link.client.query<{ ended: number }>('SELECT knocker.fence() AS ended');
+export async function fencePeer(link: PeerLink, again: () => Promise<PeerLink>): Promise<{ ended: number; lsn: string }> {
+  const { rows } = await link.client.query<{ ended: number }>('SELECT knocker.set_fence(true) AS ended');
+  await until('the fence to be in force on the old primary (a new session read-only)', async () => {
+    const fresh = await again();
+    try {
+      return (await peerFacts(fresh)).readOnly ? true : undefined;
+    } finally {
+      await fresh.close();
+    }
+  }, 10_000, 50);
+  const late = (await link.client.query<{ ended: number }>('SELECT knocker.set_fence(true) AS ended')).rows[0]?.ended ?? 0;
   const at = (await link.client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
-  return { ended: rows[0]?.ended ?? 0, lsn: at };
+  return { ended: (rows[0]?.ended ?? 0) + late, lsn: at };
+}
+
+/** Takes the fence away again (the undo of the step that set it, before any promotion was asked for). */
+export async function unfencePeer(link: PeerLink): Promise<void> {
+  await link.client.query('SELECT knocker.set_fence(false)');
+}
+
+/** Whether the peer has knocker's local fence (made by exposedb --add-standby of this version). */
+export async function peerHasFence(link: PeerLink): Promise<boolean> {
+  const { rows } = await link.client.query<{ ok: boolean }>(`SELECT to_regprocedure('knocker.set_fence(boolean)') IS NOT NULL AS ok`);
+  return Boolean(rows[0]?.ok);
 }

@@ -61,7 +61,7 @@ export async function readPrimaryFacts(session: AdminSession): Promise<PrimaryFa
               current_setting('full_page_writes') AS fpw, current_setting('max_slot_wal_keep_size') AS keep,
               current_setting('data_checksums') AS checksums, current_setting('wal_log_hints') AS hints,
               (SELECT count(*)::int FROM pg_stat_replication) AS in_use,
-              EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = 'fence') AS fence`,
+              EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = 'set_fence') AS fence`,
       [FENCE_SCHEMA],
     )
   ).rows[0]!;
@@ -106,22 +106,44 @@ const GRANTS = [
   'GRANT pg_monitor TO %I',
 ];
 
-/** The fence (see peer.ts fencePeer): owned by the superuser, callable by the replication role only. */
+/**
+ * The fence (see peer.ts fencePeer): a function owned by the superuser, callable by the replication
+ * role only, that turns default_transaction_read_only on (or off) in the postgresql.auto.conf of the
+ * server it runs on, reloads, and ends the Knocknoc database's sessions. That file is the server's
+ * own: not WAL, so it never replicates (ALTER DATABASE … SET did, and fenced the new primary too);
+ * a clone or a rewind that copies it is cleaned by applyNodeConfig. ALTER SYSTEM cannot run inside a
+ * function, so the function rewrites the file itself (one line per row, CSV with delimiter and quote
+ * characters that never occur in it, so nothing is escaped).
+ */
 async function createFence(session: AdminSession, database: string): Promise<void> {
-  const { ident, literal } = (await session.query<{ ident: string; literal: string }>('SELECT quote_ident($1) AS ident, quote_literal($1) AS literal', [database])).rows[0]!;
-  const body = `DECLARE ended integer;
+  const { literal } = (await session.query<{ literal: string }>('SELECT quote_literal($1) AS literal', [database])).rows[0]!;
+  const body = `DECLARE
+  kept text[];
+  ended integer := 0;
 BEGIN
-  ALTER DATABASE ${ident} SET default_transaction_read_only = on;
-  SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) INTO ended FROM pg_stat_activity
-   WHERE datname = ${literal} AND backend_type = 'client backend' AND pid <> pg_backend_pid();
+  SELECT coalesce(array_agg(l ORDER BY n), '{}') INTO kept
+    FROM regexp_split_to_table(pg_read_file('postgresql.auto.conf'), E'\\n') WITH ORDINALITY AS t(l, n)
+   WHERE l <> '' AND l !~* '^\\s*default_transaction_read_only\\s*=';
+  IF fenced THEN
+    kept := kept || 'default_transaction_read_only = ''on''  # knocker standby: fenced, another host is the primary'::text;
+  END IF;
+  EXECUTE format('COPY (SELECT unnest(%L::text[])) TO %L WITH (FORMAT csv, DELIMITER %L, QUOTE %L)',
+                 kept, current_setting('data_directory') || '/postgresql.auto.conf', chr(2), chr(1));
+  PERFORM pg_reload_conf();
+  IF fenced THEN
+    SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) INTO ended FROM pg_stat_activity
+     WHERE datname = ${literal} AND backend_type = 'client backend' AND pid <> pg_backend_pid();
+  END IF;
   RETURN ended;
 END`;
   await executeQuoted(session, 'CREATE SCHEMA IF NOT EXISTS %I', [FENCE_SCHEMA]);
   await executeQuoted(session, 'REVOKE ALL ON SCHEMA %I FROM PUBLIC', [FENCE_SCHEMA]);
-  await executeQuoted(session, `CREATE OR REPLACE FUNCTION %I.fence() RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS %L`, [FENCE_SCHEMA, body]);
-  await executeQuoted(session, 'REVOKE ALL ON FUNCTION %I.fence() FROM PUBLIC', [FENCE_SCHEMA]);
+  // The fence of earlier versions (ALTER DATABASE, which replicated).
+  await executeQuoted(session, 'DROP FUNCTION IF EXISTS %I.fence()', [FENCE_SCHEMA]);
+  await executeQuoted(session, `CREATE OR REPLACE FUNCTION %I.set_fence(fenced boolean) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS %L`, [FENCE_SCHEMA, body]);
+  await executeQuoted(session, 'REVOKE ALL ON FUNCTION %I.set_fence(boolean) FROM PUBLIC', [FENCE_SCHEMA]);
   await executeQuoted(session, 'GRANT USAGE ON SCHEMA %I TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
-  await executeQuoted(session, 'GRANT EXECUTE ON FUNCTION %I.fence() TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
+  await executeQuoted(session, 'GRANT EXECUTE ON FUNCTION %I.set_fence(boolean) TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
 }
 
 /** The replication role with the password's SCRAM verifier, its grants (in database postgres, where pg_rewind connects) and the fence. */
@@ -135,7 +157,7 @@ export function replicationRoleStep(link: AdminLink, facts: PrimaryFacts, passwo
     details: [
       `${existing ? 'ALTER' : 'CREATE'} ROLE ${REPLICATION_ROLE} WITH LOGIN REPLICATION NOSUPERUSER PASSWORD '<SCRAM-SHA-256 verifier>'`,
       ...GRANTS.map((g) => g.replace('%I', REPLICATION_ROLE)),
-      `CREATE FUNCTION ${FENCE_SCHEMA}.fence() SECURITY DEFINER: ALTER DATABASE ${database} SET default_transaction_read_only = on, end its sessions`,
+      `CREATE FUNCTION ${FENCE_SCHEMA}.set_fence(boolean) SECURITY DEFINER: default_transaction_read_only in that server's own postgresql.auto.conf (never replicated), reload, end ${database}'s sessions`,
     ],
     changes,
     async apply() {
@@ -324,19 +346,4 @@ function bundleStep(root: Root, file: string, parts: Omit<StandbyBundle, 'versio
       await fs.rm(file, { force: true });
     },
   };
-}
-
-export async function readBundle(file: string): Promise<StandbyBundle> {
-  const text = await readIfExists(file);
-  if (text === undefined) throw new PreflightError(`${file} does not exist`, ['make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host']);
-  let bundle: StandbyBundle;
-  try {
-    bundle = JSON.parse(text) as StandbyBundle;
-  } catch (error) {
-    throw new PreflightError(`${file} is not a bundle of knocker exposedb --add-standby: ${(error as Error).message}`);
-  }
-  if (bundle.version !== 1 || !bundle.primary?.host || !bundle.standby?.host || !bundle.password || !bundle.ca || !bundle.key || !bundle.certificate) {
-    throw new PreflightError(`${file} is not a bundle of knocker exposedb --add-standby (fields missing)`);
-  }
-  return bundle;
 }

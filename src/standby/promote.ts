@@ -1,15 +1,17 @@
 // `knocker standby promote`, on the standby when the primary is lost. Refused while the old
 // primary still answers as a writable primary (a second primary would split the writes) unless
-// --force, which fences it first (knocker.fence(): its database read-only, its sessions ended).
+// --force, which fences it first (knocker.set_fence(): read-only in that server's own settings file,
+// never replicated; its sessions ended). The fence is taken away again if the run fails before
+// pg_promote was sent; once it was sent, this node may become the primary at any moment, so the
+// fence stays and the run says so (exit 5).
 // What was done is recorded in the state file; the old primary, when knocker starts it again,
 // asks this node first and comes up as a read-only standby instead (fence.ts).
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
-import { executeQuoted } from '../postgres/admin.js';
 import { existingNode, isRunning, linkTo, lsn, readState, writeState } from './node.js';
-import { fencePeer, peerFacts, tryPeer, type PeerLink } from './peer.js';
+import { connectPeer, fencePeer, peerFacts, peerHasFence, tryPeer, unfencePeer, type PeerLink } from './peer.js';
 import { showOrApply, until, withRun, type RunFlags } from './run.js';
 
 export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean }, io: Output): Promise<number> {
@@ -34,32 +36,50 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
           'or stop it there, or give --force (it is fenced first: read-only, its sessions ended)',
         ]);
       }
+      if (writable && peer && !(await peerHasFence(peer))) {
+        throw new PreflightError(`the primary ${state.peer.host} has no knocker.set_fence() (made by an older knocker): it cannot be fenced from here`, [
+          `stop PostgreSQL on ${state.peer.host} instead, or on it run knocker exposedb --add-standby ${state.self.host} again (this version), then promote --force`,
+        ]);
+      }
       const target = peer;
       let fenced = false;
+      let promoteSent = false;
       /** The old primary's WAL position once fenced: this node receives up to it before promoting (nothing acknowledged is lost). */
-      let fencedAt: string | undefined;
+      // A primary that answers but takes no writes (fenced) may still hold WAL this node has not received.
+      let fencedAt: string | undefined = facts && !facts.inRecovery ? facts.lsn : undefined;
       let received = '';
       let timeline = 0;
       const steps: Step[] = [];
       if (writable && target) {
         steps.push({
           kind: 'database',
-          title: `Fence the old primary ${state.peer.host}: database ${state.database} read-only for new sessions, open ones ended`,
-          details: ['SELECT knocker.fence()  -- ALTER DATABASE … SET default_transaction_read_only = on; pg_terminate_backend(…)'],
+          title: `Fence the old primary ${state.peer.host}: read-only in its own settings (never replicated, kept across restarts), open sessions ended`,
+          details: [`SELECT knocker.set_fence(true)  -- on ${state.peer.host}: default_transaction_read_only = on in its postgresql.auto.conf, reload, pg_terminate_backend(…)`, 'wait until a new session there is read-only'],
           changes: true,
           async apply() {
-            const result = await fencePeer(target);
             fenced = true;
+            const result = await fencePeer(target, () => connectPeer(root, state.self, state.peer, true, log));
             fencedAt = result.lsn;
             return `${result.ended} session(s) ended`;
           },
-          async undo() {},
+          async undo() {
+            if (!fenced) return;
+            if (promoteSent) {
+              throw new Error(`${state.peer.host} stays fenced (read-only): this node was asked to promote and may finish at any moment. When knocker standby status here says PRIMARY, run knocker standby rejoin on ${state.peer.host}; to give it back its writes instead, stop PostgreSQL here first, then on ${state.peer.host} run knocker standby promote`);
+            }
+            const link = await connectPeer(root, state.self, state.peer, true, log);
+            try {
+              await unfencePeer(link);
+            } finally {
+              await link.close();
+            }
+          },
         });
       }
       steps.push({
         kind: 'database',
         title: 'Promote this standby (pg_promote), then CHECKPOINT; record it so the old primary cannot come back as a primary',
-        details: [...(writable ? ['wait until this node has received the fenced primary\'s WAL (up to 10 s)'] : []), 'SELECT pg_last_wal_receive_lsn()', 'SELECT pg_promote(true, 60)', 'CHECKPOINT', ...(writable ? [`ALTER DATABASE ${state.database} RESET default_transaction_read_only (the fence replicated here)`] : []), `record in the state file: promoted over ${state.peer.host}`],
+        details: [...(writable ? ['wait until this node has received the fenced primary\'s WAL (up to 10 s)'] : []), 'SELECT pg_last_wal_receive_lsn()', 'SELECT pg_promote(true, 60)', 'CHECKPOINT', `record in the state file: promoted over ${state.peer.host}`],
         changes: true,
         async apply() {
           const s = await local.session();
@@ -76,16 +96,21 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
             ).catch((error: Error) => log.warn(`promote: ${error.message}; promoting with what was received`));
           }
           received = (await s.query<{ l: string | null }>('SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS l')).rows[0]!.l ?? '';
+          promoteSent = true;
           const done = (await s.query<{ done: boolean }>('SELECT pg_promote(true, 60) AS done')).rows[0]?.done;
-          if (!done) throw new Error('the promotion did not finish within 60 s');
+          if (!done) throw new Error('the promotion did not finish within 60 s (it may still: this node stays as it is, unwritable while in recovery)');
           await s.query('CHECKPOINT');
-          // The fence came here through replication; this node, the primary now, takes writes.
-          if (fenced) await executeQuoted(s, 'ALTER DATABASE %I RESET default_transaction_read_only', [state.database]);
           timeline = (await s.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
           await writeState(root, { ...state, promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced } });
           return `primary on timeline ${timeline}`;
         },
-        async undo() {},
+        // A promotion asked for cannot be taken back: it may still finish (a stalled startup process resuming).
+        async undo() {
+          if (promoteSent) throw new Error(`this node was asked to promote (pg_promote) and may become the primary at any moment; until then it takes no writes. knocker standby status here shows when it is PRIMARY; then, once the old primary is back, knocker standby rejoin on its host`);
+        },
+        async remains() {
+          return promoteSent;
+        },
       });
       const plan: Plan = {
         title: `Promote this standby (${state.self.host}) to primary`,

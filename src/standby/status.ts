@@ -2,6 +2,7 @@
 // (lag in bytes and time, the slot and the WAL it holds), the peer's role as it answers, and
 // whether the standby could take over now. Exit 0 healthy, 1 degraded (not streaming, slot lost,
 // two primaries), 3 this node's database is not running.
+import { keptCopies, type KeptCopy } from './kept.js';
 import type { Output } from '../shared/output.js';
 import type { Root } from '../system/root.js';
 import { controlData, existingNode, lsn, isRunning, linkTo, readState, type LocalNode, type PairState } from './node.js';
@@ -17,7 +18,7 @@ export interface SlotReport {
 }
 
 export interface StatusReport {
-  node: { host: string; port: number; running: boolean; role: 'primary' | 'standby' | 'stopped'; timeline: number | undefined; clusterState?: string };
+  node: { host: string; port: number; running: boolean; role: 'primary' | 'standby' | 'stopped'; timeline: number | undefined; clusterState?: string; fenced?: boolean };
   peer: { host: string; port: number; answers: boolean; role?: 'primary' | 'standby'; timeline?: number; readOnly?: boolean } | undefined;
   /** On the primary: its standbys as pg_stat_replication shows them. */
   replicas: Array<{ name: string; clientAddr: string | null; state: string; lagBytes: number | null; replayLagSeconds: number | null }>;
@@ -27,6 +28,8 @@ export interface StatusReport {
   canTakeOver: boolean;
   problems: string[];
   promoted?: PairState['promoted'];
+  /** Copies a rejoin kept (old data directories, WAL past a divergence): nothing saved is deleted silently. */
+  kept: KeptCopy[];
 }
 
 async function primaryView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, report: StatusReport): Promise<void> {
@@ -56,6 +59,7 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
     canTakeOver: false,
     problems: [],
     promoted: state?.promoted,
+    kept: await keptCopies(node.cluster.dataDir),
   };
   let peer: PeerFacts | undefined;
   if (state) {
@@ -82,12 +86,14 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
   try {
     const session = await link.session();
     const row = (
-      await session.query<{ in_recovery: boolean; tli: number | null }>(
+      await session.query<{ in_recovery: boolean; tli: number | null; fenced: boolean }>(
         `SELECT pg_is_in_recovery() AS in_recovery,
+                (SELECT setting = 'on' AND source = 'configuration file' FROM pg_settings WHERE name = 'default_transaction_read_only') AS fenced,
                 CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
       )
     ).rows[0]!;
     report.node.role = row.in_recovery ? 'standby' : 'primary';
+    if (!row.in_recovery && row.fenced) report.node.fenced = true;
     report.node.timeline = row.tli ?? (await session.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
     report.slots = await slotsView(session, !row.in_recovery);
     for (const slot of report.slots) {
@@ -95,7 +101,9 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
     }
     if (!row.in_recovery) {
       await primaryView(session, report);
-      if (state && peer && !peer.inRecovery && !peer.readOnly) {
+      if (report.node.fenced) {
+        report.problems.push(`this node is fenced (read-only in its own settings)${state && peer && !peer.inRecovery ? `: ${state.peer.host} is the primary; bring this node back as its standby with knocker standby rejoin` : ''}`);
+      } else if (state && peer && !peer.inRecovery && !peer.readOnly) {
         report.problems.push(`TWO PRIMARIES: ${state.peer.host}:${state.peer.port} takes writes too; stop one of them (knocker standby rejoin on the old primary's host)`);
       } else if (state && !report.replicas.some((r) => r.name === slotName(state.peer.host) && r.state === 'streaming')) {
         report.problems.push(`the standby ${state.peer.host} is not streaming from this primary`);
@@ -139,7 +147,7 @@ function bytes(n: number | null): string {
 export function formatStatus(report: StatusReport): string[] {
   const lines: string[] = [];
   const n = report.node;
-  lines.push(`This node  ${n.host}:${n.port}  ${n.role.toUpperCase()}${n.timeline !== undefined ? `  timeline ${n.timeline}` : ''}${n.clusterState ? `  (${n.clusterState})` : ''}`);
+  lines.push(`This node  ${n.host}:${n.port}  ${n.role.toUpperCase()}${n.fenced ? '  (fenced: read-only)' : ''}${n.timeline !== undefined ? `  timeline ${n.timeline}` : ''}${n.clusterState ? `  (${n.clusterState})` : ''}`);
   if (report.peer) {
     const p = report.peer;
     lines.push(`Peer       ${p.host}:${p.port}  ${p.answers ? `${(p.role ?? 'unknown').toUpperCase()}${p.timeline !== undefined ? `  timeline ${p.timeline}` : ''}${p.role === 'primary' && p.readOnly ? '  (fenced: read-only)' : ''}` : 'NOT ANSWERING'}`);
@@ -152,6 +160,7 @@ export function formatStatus(report: StatusReport): string[] {
   }
   for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${bytes(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${bytes(s.safeWalSizeBytes)} before it is lost)` : ''}`);
   if (report.promoted) lines.push(`Promoted   ${report.promoted.at} over ${report.promoted.oldPrimary.host} (timeline ${report.promoted.timeline}; received up to ${report.promoted.lastReceivedLsn})`);
+  for (const k of report.kept) lines.push(`Kept       ${k.path}  ${bytes(k.bytes)}: ${k.what}; remove with: ${k.remove}`);
   for (const p of report.problems) lines.push(`problem: ${p}`);
   if (report.problems.length === 0) lines.push('OK');
   return lines;

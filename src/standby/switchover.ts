@@ -4,14 +4,21 @@
 // is written after it); the standby must have replayed past that checkpoint before it is promoted
 // (pg_promote), then CHECKPOINT there (trap 4); this node restarts as its standby on the new
 // timeline (no pg_rewind after a clean shutdown). If the standby does not get there, this node
-// starts again as the primary and nothing else changed.
+// starts again as the primary and nothing else changed. Once pg_promote was sent the peer may
+// finish its promotion at any later moment (a stalled startup process resumes): from then on this
+// node is never started writable again. Its standby settings are written before pg_promote is
+// sent (whatever starts it later, systemd at boot included, starts a standby), and the undo asks
+// the peer first: promoted, this node follows it; still promoting or not answering, this node
+// stays read-only or stopped, and the run says so with the next command (exit 5).
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { dropSlotsForPeer, waitStreaming } from './init.js';
 import { applyNodeConfig, controlData, ctlCommand, existingNode, isRunning, linkTo, lsn, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
-import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
+import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, tryPeer, type PeerLink } from './peer.js';
 import { slotName } from './paths.js';
 import { showOrApply, until, withRun, type RunFlags } from './run.js';
 import type { Logger } from '../system/log.js';
@@ -21,6 +28,10 @@ const MAX_LAG_BYTES = 64 * 1024 * 1024;
 
 interface Shared {
   promoted: boolean;
+  /** pg_promote was sent: the peer may become the primary at any moment, whatever it answered. */
+  promoteSent: boolean;
+  /** This node's settings were turned into a standby's (just before pg_promote). */
+  standbyConfig?: boolean;
   checkpoint?: string;
   stoppedAt?: number;
   promotedAt?: number;
@@ -50,6 +61,31 @@ export function followStep(node: LocalNode, state: PairState, log: Logger): Step
   };
 }
 
+/**
+ * The undo of a switchover once pg_promote was sent: asks the peer (on the link the run holds, then
+ * afresh) and leaves this node unwritable whatever the answer. Returns what remains, for exit 5.
+ */
+async function afterPromoteSent(root: Root, node: LocalNode, state: PairState, held: PeerLink, log: Logger): Promise<string> {
+  const peer = `${state.peer.host}:${state.peer.port}`;
+  const ask = async (link: PeerLink) => (await link.client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
+  let inRecovery: boolean | undefined = await ask(held).catch(() => undefined);
+  if (inRecovery === undefined) {
+    const fresh = await tryPeer(root, state.self, state.peer, true, log);
+    if (fresh) inRecovery = await ask(fresh).catch(() => undefined);
+    await fresh?.close();
+  }
+  log.warn(`switchover undo: ${peer} ${inRecovery === undefined ? 'does not answer' : inRecovery ? 'is still in recovery (promotion pending)' : 'is the primary'}`);
+  if (inRecovery === undefined) {
+    return `this node is stopped, not restarted as the primary: ${peer} was asked to promote and does not answer, so it may be the primary now. Whatever starts this node brings it up read-only as ${state.peer.host}'s standby. Next: knocker standby status on ${state.peer.host}; if it is the primary, knocker service start postgres here (it follows it); if ${state.peer.host} is lost for good, knocker service start postgres, then knocker standby promote here`;
+  }
+  await startNode(node, log);
+  if (!inRecovery) {
+    await waitStreaming(node, log, 30_000).catch((error: Error) => log.warn(`switchover undo: ${error.message}`));
+    return `this node is not the primary again: ${peer} finished its promotion and is the primary; this node is started as its standby (read-only). The switchover happened after all: knocker standby status`;
+  }
+  return `this node is not the primary again: ${peer} was asked to promote and has not finished (it still may, e.g. a stalled startup process resuming); this node is started read-only as its standby and follows it once it is the primary. To make this node the primary instead: stop PostgreSQL on ${state.peer.host} first (knocker service stop postgres there), then knocker standby promote here`;
+}
+
 export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpTimeoutMs?: number }, io: Output): Promise<number> {
   return withRun(root, 'switchover', flags, async (log) => {
     const node = await existingNode(root);
@@ -76,7 +112,9 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
         throw new PreflightError(`the standby is ${Number(replica.lag)} bytes behind: a switchover would keep writes stopped while it catches up`, ['wait until knocker standby status shows a small lag, then run this again']);
       }
       await local.close();
-      const shared: Shared = { promoted: false };
+      // pg_promote waits as long as the catch-up may take (at most its own 60 s).
+      const promoteWaitSeconds = Math.max(1, Math.min(60, Math.ceil((flags.catchUpTimeoutMs ?? 60_000) / 1000)));
+      const shared: Shared = { promoted: false, promoteSent: false };
       const target = peer;
       const steps: Step[] = [
         {
@@ -88,6 +126,8 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
             await ensurePeerSlot(target, slotName(state.self.host));
           },
           async undo() {
+            // This node may have to follow the peer (see the fence step): its slot there stays.
+            if (shared.promoteSent) return;
             await dropPeerSlot(target, slotName(state.self.host)).catch(() => {});
           },
         },
@@ -111,8 +151,16 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
             return `shut down at ${control.checkpointLocation}`;
           },
           async undo() {
-            if (shared.promoted) return;
-            await startNode(node, log);
+            if (!shared.promoteSent) {
+              if (shared.standbyConfig) await fs.rm(path.join(node.cluster.dataDir, 'standby.signal'), { force: true });
+              await startNode(node, log);
+              return;
+            }
+            // Never back as a primary once the peer was asked to take over: what it is now decides.
+            throw new Error(await afterPromoteSent(root, node, state, target, log));
+          },
+          async remains() {
+            return shared.promoteSent;
           },
         },
         {
@@ -138,11 +186,14 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
         {
           kind: 'database',
           title: `Promote ${state.peer.host} (pg_promote), then CHECKPOINT there (pg_rewind reads the new timeline from it)`,
-          details: ['SELECT pg_promote(true, 60)', 'CHECKPOINT'],
+          details: [`this node's settings as ${state.peer.host}'s standby first (standby.signal): however it is started from now on, it is read-only`, `SELECT pg_promote(true, ${promoteWaitSeconds})`, 'CHECKPOINT'],
           changes: true,
           async apply() {
-            const { rows } = await target.client.query<{ done: boolean }>('SELECT pg_promote(true, 60) AS done');
-            if (!rows[0]?.done) throw new Error(`${state.peer.host} did not finish its promotion within 60 s`);
+            shared.standbyConfig = true;
+            await applyNodeConfig(node, node.cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, node.root.isSandbox);
+            shared.promoteSent = true;
+            const { rows } = await target.client.query<{ done: boolean }>('SELECT pg_promote(true, $1) AS done', [promoteWaitSeconds]);
+            if (!rows[0]?.done) throw new Error(`${state.peer.host} did not finish its promotion within ${promoteWaitSeconds} s`);
             shared.promoted = true;
             shared.promotedAt = Date.now();
             await target.client.query('CHECKPOINT');

@@ -1,0 +1,163 @@
+// The fail-closed standby tests' harness: a pair on real PostgreSQL (primary root A, standby root
+// B, both option-1 private clusters on loopback), a writer walking the multi-host string as libpq
+// does (helpers/standby.ts), and a sampler that, through the whole run, opens a fresh session on
+// each host as a web node would and records every round in which both took writes.
+import fs from 'node:fs/promises';
+import type pg from 'pg';
+import { expect } from 'vitest';
+import { clusterOwner, findPgBinaries, type PrivateCluster } from '../../src/postgres/cluster.js';
+import { connect } from '../../src/postgres/connect.js';
+import { parseDatabaseUrl } from '../../src/postgres/url.js';
+import { PATHS, type Root } from '../../src/system/root.js';
+import { installPrimary } from './exposedb.js';
+import { knocker, type RunResult } from './knocker.js';
+import { destroyRoot, makeRoot } from './roots.js';
+import { waitFor } from './server.js';
+import { createProbeTable, probeIds, sql, startWriter, type Writer } from './standby.js';
+
+export interface Pair {
+  A: string;
+  B: string;
+  client: string;
+  rootA: Root;
+  rootB: Root;
+  port: number;
+  nodesUrl: string;
+  ca: string;
+  bundle: string;
+  hosts: Array<{ host: string; port: number }>;
+  destroy(): Promise<void>;
+}
+
+export const run = (args: string[], env?: Record<string, string>): Promise<RunResult> => knocker(args, { env, timeoutMs: 120_000 });
+export const standby = (root: Root, ...args: string[]) => run(['standby', '--root', root.dir, ...args]);
+
+/** A primary on `A` with a streaming standby on `B`; `client` is allowed in as the web nodes are. */
+export async function makePair(A: string, B: string, client: string): Promise<Pair> {
+  const [rootA, rootB] = await Promise.all([makeRoot(), makeRoot()]);
+  await installPrimary(rootA, A);
+  const init = await run(['exposedb', '--root', rootA.dir, '--init']);
+  expect(init.exitCode, init.stderr).toBe(0);
+  const nodesUrl = init.stdout.trim();
+  const port = Number(new URL(nodesUrl).port);
+  const ca = await fs.readFile(rootA.path(PATHS.clusterCaCert), 'utf8');
+  expect((await run(['exposedb', '--root', rootA.dir, '--add', `${client}/32`])).exitCode).toBe(0);
+  await createProbeTable(rootA);
+  const add = await run(['exposedb', '--root', rootA.dir, '--add-standby', B]);
+  expect(add.exitCode, add.stderr).toBe(0);
+  const bundle = add.stdout.trim();
+  const made = await standby(rootB, 'init', '--bundle', bundle);
+  expect(made.exitCode, made.stderr).toBe(0);
+  return {
+    A,
+    B,
+    client,
+    rootA,
+    rootB,
+    port,
+    nodesUrl,
+    ca,
+    bundle,
+    hosts: [
+      { host: A, port },
+      { host: B, port },
+    ],
+    destroy: () => Promise.all([destroyRoot(rootA), destroyRoot(rootB)]).then(() => {}),
+  };
+}
+
+export async function clusterOf(root: Root, host: string, port: number): Promise<PrivateCluster> {
+  return { bin: (await findPgBinaries())!, dataDir: root.path(PATHS.pgData), socketDir: root.path(PATHS.pgSocketDir), logFile: root.path(PATHS.pgLog), host, port, osUser: await clusterOwner() };
+}
+
+export async function postmasterPid(root: Root): Promise<number> {
+  return Number((await fs.readFile(root.path(`${PATHS.pgData}/postmaster.pid`), 'utf8')).split('\n')[0]);
+}
+
+/** The pid of a cluster's startup process (recovery), found by its title under the postmaster. */
+export async function startupPid(root: Root): Promise<number> {
+  const parent = await postmasterPid(root);
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid !== parent) continue;
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (/startup/.test(cmdline)) return Number(entry);
+  }
+  throw new Error('no startup process');
+}
+
+export interface Sampler {
+  /** Rounds in which both hosts gave a fresh session that takes writes. */
+  twoWritable: string[];
+  rounds: number;
+  stop(): Promise<void>;
+}
+
+/** Asks every host, round after round, whether a new session there takes writes (in recovery or read-only: no). */
+export function startSampler(pair: Pair): Sampler {
+  const parsed = parseDatabaseUrl(pair.nodesUrl);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const base = parsed.value;
+  let running = true;
+  const sampler: Sampler = { twoWritable: [], rounds: 0, stop: async () => {} };
+  const writable = async (host: string): Promise<boolean> => {
+    let client: pg.Client | undefined;
+    try {
+      client = await connect({ ...base, host, port: pair.port }, { sourceAddress: pair.client, ca: pair.ca, connectTimeoutMs: 1000, queryTimeoutMs: 2000 });
+      client.on('error', () => {});
+      const row = (await client.query<{ r: boolean; ro: string }>(`SELECT pg_is_in_recovery() AS r, current_setting('transaction_read_only') AS ro`)).rows[0]!;
+      return !row.r && row.ro === 'off';
+    } catch {
+      return false;
+    } finally {
+      await client?.end().catch(() => {});
+    }
+  };
+  const loop = (async () => {
+    while (running) {
+      const [a, b] = await Promise.all([writable(pair.A), writable(pair.B)]);
+      sampler.rounds += 1;
+      if (a && b) sampler.twoWritable.push(new Date().toISOString());
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  sampler.stop = async () => {
+    running = false;
+    await loop;
+  };
+  return sampler;
+}
+
+export function writerFor(pair: Pair, firstId: number): Writer {
+  return startWriter(pair.nodesUrl, pair.hosts, pair.client, pair.ca, firstId);
+}
+
+/** Every id the writer saw acknowledged is in `root`'s table (waits for replay to bring them). */
+export async function expectNoAckedLost(root: Root, writer: Writer): Promise<void> {
+  const ids = await probeIds(root);
+  expect(writer.acked.filter((id) => !ids.has(id))).toEqual([]);
+}
+
+export async function role(root: Root): Promise<'primary' | 'standby' | 'read-only' | 'down'> {
+  try {
+    const row = (await sql<{ r: boolean; ro: string }>(root, `SELECT pg_is_in_recovery() AS r, current_setting('transaction_read_only') AS ro`))[0]!;
+    return row.r ? 'standby' : row.ro === 'on' ? 'read-only' : 'primary';
+  } catch {
+    return 'down';
+  }
+}
+
+export const waitRole = (root: Root, wanted: string, timeoutMs = 60_000) => waitFor(`the cluster to be ${wanted}`, async () => ((await role(root)) === wanted ? true : undefined), timeoutMs);
+
+/** The end of every run: writes go on through the primary `on`, then no acknowledged id is missing there and never were two hosts writable. */
+export async function finish(on: Root, writer: Writer, sampler: Sampler): Promise<void> {
+  const before = writer.acked.length;
+  await waitFor('writes through the primary', () => (writer.acked.length > before + 30 ? true : undefined), 60_000);
+  await writer.stop();
+  await sampler.stop();
+  await expectNoAckedLost(on, writer);
+  expect(sampler.rounds).toBeGreaterThan(0);
+  expect(sampler.twoWritable).toEqual([]);
+}
