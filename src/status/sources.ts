@@ -22,7 +22,7 @@ import { listServers, type RegisteredServer } from '../server/registry.js';
 import { nullLogger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
 import { isRoot } from '../system/users.js';
-import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SlotInfo, SourceName, SourceState, StandbyInfo } from './model.js';
+import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SlotInfo, SourceState, StandbyInfo } from './model.js';
 
 /** One source: a poll that either gives data or fails with a message; never two polls at once. */
 export class Source<T> {
@@ -30,7 +30,7 @@ export class Source<T> {
   private running: Promise<void> | undefined;
 
   constructor(
-    name: SourceName,
+    name: SourceState<T>['name'],
     private readonly read: () => Promise<T>,
     private readonly onChange: () => void,
   ) {
