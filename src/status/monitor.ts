@@ -167,6 +167,7 @@ export class StatusMonitor {
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
     await this.link.close();
+    await this.options.database.pair?.close();
   }
 
   private probeTargets(): Map<string, string> {
