@@ -3,7 +3,7 @@
 // on the new one) gives no "stop or fence" advice, and never names the new primary as the one to
 // stop; two hosts accepting writes is a failure naming both.
 import { expect, test } from 'vitest';
-import type { DatabaseData } from '../src/status/model.js';
+import { judge, type DatabaseData, type Probe } from '../src/status/model.js';
 import { databaseHostProblem, rolesVerdict, type HostAnswer } from '../src/status/roles.js';
 
 const P = '10.0.0.11:5432';
@@ -85,4 +85,19 @@ test('no host accepting writes is a failure; a one-host DatabaseURL keeps the se
   const single = rolesVerdict({ survey: undefined, database: { data: database(P, 'primary'), round: 1 }, usedBy: [] });
   expect(single).toMatchObject({ health: 'ok', hosts: undefined, twoPrimaries: false });
   expect(single.primary?.names).toEqual([P]);
+});
+
+test('"retire it" only for a server that does not answer, and only while the registry is read from the agreed primary', () => {
+  const registry = { name: 'web-1', listen: '10.0.0.21:8756', version: '1.0.0', schemaVersion: 1, state: 'running' as const, online: false, lastSeen: new Date(0), startedAt: new Date(0) };
+  const answering: Probe = { address: '10.0.0.21:8756', at: 0, http: 503, latencyMs: 1, body: undefined, error: undefined };
+  const silent: Probe = { address: '10.0.0.21:8756', at: 0, http: undefined, latencyMs: undefined, body: undefined, error: 'connection refused' };
+  const retire = (name: string) => `knocker server forget ${name}`;
+  const settled = rolesVerdict({ survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 2 }, database: { data: database(S, 'primary'), round: 2 }, usedBy: [] });
+  const race = rolesVerdict({ survey: { answers: [answer(P, 'read-only'), answer(S, 'primary')], round: 2 }, database: { data: database(P, 'primary'), round: 2 }, usedBy: [] });
+  const problems = (probe: Probe, roles: typeof settled) => judge({ name: 'web-1', address: probe.address, registry, probe, haproxy: undefined, backup: false }, false, retire, roles).problems;
+  expect(problems(silent, settled)).toContain('gone for good? retire it: knocker server forget web-1');
+  // It answers: it runs (after a promote its heartbeats may go to the new primary).
+  expect(problems(answering, settled).join('; ')).not.toContain('retire');
+  // The registry read through status's session on the old primary: its heartbeats are not there.
+  expect(problems(silent, race).join('; ')).not.toContain('retire');
 });

@@ -215,8 +215,11 @@ export function judge(
   }
   if (problems.length === 0) return { health: 'ok', word: row.haproxy && row.backup ? 'standby' : 'ok', problems: [] };
   problems.sort((a, b) => HEALTH_ORDER[a.health] - HEALTH_ORDER[b.health]);
-  // What to do about a server that is not running comes after what is wrong with it.
-  const advice = r && (r.state === 'stopped' || !r.online) && retire ? [`gone for good? retire it: ${retire(row.name)}`] : [];
+  // What to do about a server that is not running comes after what is wrong with it: not said of
+  // one that answers its /_status (it runs: its heartbeats may go to another host), nor while the
+  // registry may be read from a host that is no longer the primary (roles not settled).
+  const gone = r && (r.state === 'stopped' || !r.online) && p?.http === undefined && roles?.unsettled === undefined;
+  const advice = gone && retire ? [`gone for good? retire it: ${retire(row.name)}`] : [];
   return { health: problems[0]!.health, word: problems[0]!.word, problems: [...problems.map((x) => x.text), ...advice] };
 }
 
