@@ -5,6 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test } from 'vitest';
+import { parseDatabaseUrl } from '../src/postgres/url.js';
 import { freePort } from '../src/system/host.js';
 import { PATHS, type Root } from '../src/system/root.js';
 import { installPrimary } from './helpers/exposedb.js';
@@ -38,7 +39,9 @@ test("a pair knocker made: the standby's state and lag without pg_monitor for th
   const standby = await knocker(['standby', '--root', rootB.dir, 'init', '--bundle', add.stdout.trim()], { timeoutMs: 180_000 });
   expect(standby.exitCode, standby.stderr).toBe(0);
   const nodesUrl = standby.stdout.trim();
-  const port = Number(new URL(nodesUrl).port);
+  const parsed = parseDatabaseUrl(nodesUrl);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const port = parsed.value.hosts[0]!.port;
   const slot = `knocker_${B.replace(/\./g, '_')}`;
 
   // On the primary's host, with its own node's single-host DatabaseURL.
