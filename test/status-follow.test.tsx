@@ -1,7 +1,7 @@
 // knocker status with a primary and a real streaming standby behind a two-host DatabaseURL: the
 // database panel shows the standby (state, lag in bytes and time, its slot and the WAL the slot
-// retains), each server's database host (from its /_status), and a server still on an old
-// primary after a promotion is flagged as a problem (exit 1) until it has moved.
+// retains), each server's database host (from its /_status), and a promotion while the old primary
+// still takes writes is two primaries, a failure naming both (exit 1), until the old one stops.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { render } from 'ink-testing-library';
@@ -42,6 +42,8 @@ interface ServerJson {
 
 interface StatusJson {
   exitCode: number;
+  twoPrimaries: boolean;
+  databaseProblems: string[];
   database: {
     role: string;
     host: string;
@@ -108,18 +110,22 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   expect(text.stdout).toMatch(/slot standby_b \(physical\): active, retains \d+(\.\d)? (B|kB|MB) of WAL, wal_status reserved/);
 
   // The standby promoted while the old primary still runs (writable, not fenced): the nodes keep
-  // their sessions on it. Status, through a string that lists the new primary first, flags them.
+  // their sessions on it. Both hosts accept writes: status names both, and tells nobody to fence
+  // one host while the other is as much a primary.
   await standby.caughtUp();
   await standby.promote();
   const after = await newRootStatus(url([S, P]), listen);
   expect(after.exitCode).toBe(1);
   expect(after.database).toMatchObject({ role: 'primary', host: S, slots: [] });
+  expect(after.twoPrimaries).toBe(true);
+  expect(after.databaseProblems[0]).toContain(`TWO PRIMARIES: ${S} and ${P}`);
   for (const server of after.servers) {
     expect(server.status?.databaseHost).toBe(P);
-    expect(server.problems).toContain(`uses the database on ${P}, not the primary ${S} (an old primary still taking writes, or a standby): stop or fence ${P}`);
+    expect(server.state).toBe('two-primaries');
+    expect(server.problems.join('; ')).not.toMatch(/fence/);
   }
   const flagged = await knocker(['status', '--once', '--root', after.root.dir]);
-  expect(flagged.stdout).toMatch(/web-1: .*uses the database on/);
+  expect(flagged.stdout).toMatch(/web-1: writes to .* while .* accepts writes too/);
   // The live dashboard says the same: the DATABASE column, the row flagged, the panel's host.
   const monitor = await openMonitor(after.root, { intervalMs: 500 });
   monitor.start();
@@ -127,13 +133,14 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   try {
     const shown = await waitFor('the dashboard to flag web-1', () => {
       const current = frame(ui);
-      return /old-primary/.test(rowOf(current, 'web-1')) ? current : undefined;
+      return /two-primar/.test(rowOf(current, 'web-1')) ? current : undefined;
     }, 30_000).catch((error: Error) => {
       throw new Error(`${error.message}; last frame:\n${frame(ui)}`);
     });
     expect(shown).toMatch(/\/_STATUS\s+DATABASE/);
     expect(rowOf(shown, 'web-1')).toContain(P);
     expect(shown).toContain(`on ${S} (of ${S}, ${P})`);
+    expect(shown).toContain(`✗ host ${P}: primary (accepts writes)`);
   } finally {
     ui.unmount();
     await monitor.stop();
@@ -143,6 +150,7 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   await primary.stop();
   for (const node of nodes) await waitFor(`${node.name} on ${S}`, async () => ((await node.status()).body.databaseHost === S ? true : undefined), 60_000);
   const healed = await statusJson(after.root);
+  expect(healed.twoPrimaries).toBe(false);
   expect(healed.servers.map((s) => [s.name, s.status?.databaseHost, s.problems.filter((p) => p.includes('uses the database on'))])).toEqual([
     ['web-1', S, []],
     ['web-2', S, []],

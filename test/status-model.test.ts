@@ -5,7 +5,8 @@ import { parseServerStatus, type ServerStat } from '../src/haproxy/runtime.js';
 import type { RegisteredServer } from '../src/server/registry.js';
 import { databaseLines, outcomeOf, probeCell } from '../src/status/format.js';
 import { age, bytes } from '../src/system/units.js';
-import { eventsBetween, judge, matchesFilter, primaryNames, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
+import { eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
+import { rolesVerdict } from '../src/status/roles.js';
 import { nextInterval } from '../src/status/monitor.js';
 import { visibleWindow } from '../src/screens/status-screen.js';
 
@@ -63,7 +64,15 @@ test('a server on another database host than the primary is old-primary; a relea
     const body = { ...probe().body!, databaseHost: host } as NonNullable<Probe['body']>;
     if (host === undefined) delete (body as { databaseHost?: string }).databaseHost;
     const base = { name: 'web-1', address: '10.0.0.11:8756', registry: registered(), probe: probe({ body }), haproxy: stat('UP'), backup: false };
-    return { ...base, ...judge(base, true, undefined, primaryNames({ role: 'primary', host: '10.0.0.12:5432', serverAddress: '192.0.2.12:5432', hosts: ['10.0.0.11:5432', '10.0.0.12:5432'], standbys: [{ clientAddress: '10.0.0.13/32' }] } as never)) };
+    const database = { role: 'primary', host: '10.0.0.12:5432', serverAddress: '192.0.2.12:5432', hosts: ['10.0.0.11:5432', '10.0.0.12:5432'], standbys: [{ clientAddress: '10.0.0.13/32' }] } as never;
+    const survey = {
+      round: 7,
+      answers: [
+        { host: '10.0.0.11:5432', role: 'read-only' as const, inRecovery: false, acceptsWrites: false, error: null },
+        { host: '10.0.0.12:5432', role: 'primary' as const, inRecovery: false, acceptsWrites: true, error: null },
+      ],
+    };
+    return { ...base, ...judge(base, true, undefined, rolesVerdict({ survey, database: { data: database, round: 7 }, usedBy: [] }), database) };
   };
   expect(on('10.0.0.12:5432')).toMatchObject({ health: 'ok', word: 'ok' });
   // The primary's own address, as another node's DatabaseURL may name it.
@@ -71,7 +80,7 @@ test('a server on another database host than the primary is old-primary; a relea
   expect(on('10.0.0.11:5432')).toMatchObject({
     health: 'fail',
     word: 'old-primary',
-    problems: ['uses the database on 10.0.0.11:5432, not the primary 10.0.0.12:5432 (an old primary still taking writes, or a standby): stop or fence 10.0.0.11:5432'],
+    problems: ['uses the database on 10.0.0.11:5432, a primary that no longer accepts new writes (read-only), not the primary 10.0.0.12:5432; it moves to 10.0.0.12:5432 when it reconnects'],
   });
   // A standby streaming from the primary, named by its address.
   expect(on('10.0.0.13:5432')).toMatchObject({ health: 'fail', word: 'old-primary' });
@@ -79,8 +88,8 @@ test('a server on another database host than the primary is old-primary; a relea
   // address (status on 127.0.0.1 on the primary's host, a node on 198.18.0.11) is not judged.
   expect(on('198.18.0.11:5432')).toMatchObject({ health: 'ok', word: 'ok' });
   expect(on(undefined)).toMatchObject({ health: 'ok', word: 'ok' });
-  // Status itself on a standby knows no primary to compare with.
-  expect(primaryNames({ role: 'standby', host: '10.0.0.12:5432', serverAddress: null } as never)).toBeUndefined();
+  // Status itself on a standby (one host in DatabaseURL) knows no primary to compare with.
+  expect(rolesVerdict({ survey: undefined, database: { data: { role: 'standby', host: '10.0.0.12:5432', serverAddress: null } as never, round: 1 }, usedBy: [] }).primary).toBeUndefined();
 });
 
 test("events: the database host status is on, and a server's database host, changing", () => {

@@ -26,7 +26,8 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
         '      with --admin: d drain · m maint · R ready (back in rotation once a check passes)',
         '',
         'Exit codes of --once and --json: 0 every server healthy, 1 degraded (a server offline, failing',
-        '/_status, out of step or out of rotation), 3 the database could not be reached.',
+        '/_status, out of step or out of rotation; two hosts of DatabaseURL accepting writes, or none),',
+        '3 the database could not be reached.',
       ].join('\n'),
     )
     .action(async (options: { once?: boolean; json?: boolean; interval: number; admin?: boolean }, command: Command) => {

@@ -4,7 +4,7 @@
 // Health is always a word and a symbol as well as a colour. It only displays.
 import { Box, Text } from 'ink';
 import type { AdminAction } from '../status/actions.js';
-import { checkCell, databaseHostCell, databaseLines, inStateCell, showsDatabaseHosts, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
+import { checkCell, databaseHostCell, databaseLines, inStateCell, roleLines, showsDatabaseHosts, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { symbols, theme } from './theme.js';
@@ -189,7 +189,7 @@ function clock(at: number): string {
 export function StatusScreen(props: StatusScreenProps) {
   const { snapshot, rows, events, now, staleAfterMs, selected, width, help, eventLines } = props;
   const { total, healthy } = snapshot.summary;
-  const verdict: Health = snapshot.summary.databaseUnreachable ? 'fail' : healthy === total && total > 0 ? 'ok' : healthy === 0 ? 'fail' : 'warn';
+  const verdict: Health = snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail' ? 'fail' : healthy === total && total > 0 ? 'ok' : healthy === 0 ? 'fail' : 'warn';
   const db = snapshot.sources.database;
   const dbStale = sourceAge(db, now, staleAfterMs).stale;
   const selectedRow = rows.find((r) => r.name === selected);
@@ -225,6 +225,12 @@ export function StatusScreen(props: StatusScreenProps) {
           )}
           <Box flexDirection="column" marginTop={1}>
             <Text bold>Database</Text>
+            {roleLines(snapshot.roles).map((line) => (
+              <Text key={line.text} color={line.health === 'ok' ? undefined : COLOR[line.health]} bold={line.health === 'fail'} wrap="wrap">
+                {'  '}
+                {line.text}
+              </Text>
+            ))}
             {db.data ? databaseLines(db.data).map((line) => (
               <Text key={line} dimColor={dbStale} wrap="wrap">
                 {'  '}

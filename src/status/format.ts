@@ -3,6 +3,7 @@
 import type { ServerStat } from '../haproxy/runtime.js';
 import { age, bytes } from '../system/units.js';
 import { type DatabaseData, type Health, type Probe, type ServerRow, type Snapshot, type SourceState } from './model.js';
+import type { RolesVerdict } from './roles.js';
 
 export const HEALTH_SYMBOL: Record<Health, string> = { ok: '✔', warn: '!', fail: '✗' };
 
@@ -56,7 +57,9 @@ export function summaryLine(snapshot: Snapshot): string {
   const ha = snapshot.sources.haproxy;
   const parts = [
     `${healthy} of ${total} server${total === 1 ? '' : 's'} healthy`,
-    db ? `database ${db.role}${worstLag(db)}` : snapshot.sources.database.error ? 'database unreachable' : 'database …',
+    snapshot.roles?.twoPrimaries
+      ? `${HEALTH_SYMBOL.fail} TWO PRIMARIES ${snapshot.roles.writable.join(' and ')}`
+      : db ? `database ${db.role}${worstLag(db)}` : snapshot.sources.database.error ? 'database unreachable' : 'database …',
     ha.error ? 'HAProxy not answering' : ha.data ? `HAProxy up ${age(ha.data.uptimeSeconds)}` : ha.absent ? 'no HAProxy here' : 'HAProxy …',
   ];
   return parts.join(' · ');
@@ -118,6 +121,17 @@ export function databaseLines(db: DatabaseData): string[] {
   return lines;
 }
 
+/** Each host of a multi-host DatabaseURL as a new session finds it, then what is wrong (worst first), each with its health. */
+export function roleLines(roles: RolesVerdict | undefined): Array<{ health: Health; text: string }> {
+  if (!roles?.hosts) return [];
+  const lines = roles.hosts.map((h) => ({
+    health: (h.role === 'unreachable' ? 'warn' : roles.twoPrimaries && h.acceptsWrites ? 'fail' : 'ok') as Health,
+    text: `host ${h.host}: ${h.role}${h.acceptsWrites ? ' (accepts writes)' : ''}${h.error ? ` (${h.error})` : ''}`,
+  }));
+  const problems = roles.problems.map((text) => ({ health: roles.health, text }));
+  return [...problems, ...lines].map((l) => ({ ...l, text: `${HEALTH_SYMBOL[l.health]} ${l.text}` }));
+}
+
 function tlsLines(tls: NonNullable<DatabaseData['tls']>): string[] {
   if (!tls.offered) return ['TLS: not offered (connections to it are not encrypted)'];
   const checked = tls.verified === null ? 'not checked here (no CA known)' : tls.verified ? 'verified' : 'NOT verified with the CA given';
@@ -139,6 +153,7 @@ export interface StatusOutcome {
 }
 
 export function outcomeOf(snapshot: Snapshot): StatusOutcome {
+  if (snapshot.roles?.health === 'fail') return { exitCode: 1, verdict: `degraded: ${snapshot.roles.problems[0]}` };
   if (snapshot.summary.databaseUnreachable) return { exitCode: 3, verdict: `the database could not be reached: ${snapshot.sources.registry.error}` };
   const { total, healthy } = snapshot.summary;
   if (total === 0) return { exitCode: 1, verdict: 'degraded: no server is registered in this database' };
@@ -184,6 +199,7 @@ export function plainSnapshot(snapshot: Snapshot, staleAfterMs: number): string[
   }
   const db = snapshot.sources.database;
   lines.push('', 'Database:');
+  lines.push(...roleLines(snapshot.roles).map((l) => `  ${l.text}`));
   if (db.data) lines.push(...databaseLines(db.data).map((l) => `  ${l}`));
   if (db.error) lines.push(`  not answering: ${db.error}`);
   lines.push('', `Sources: ${sourceList(snapshot, now, staleAfterMs)}`);
@@ -257,6 +273,10 @@ export function jsonSnapshot(snapshot: Snapshot): unknown {
         : null,
     })),
     database: snapshot.sources.database.data ?? null,
+    // Each host of a multi-host DatabaseURL as a new session finds it (null with one host).
+    databaseHosts: snapshot.roles?.hosts ?? null,
+    twoPrimaries: snapshot.roles?.twoPrimaries ?? false,
+    databaseProblems: snapshot.roles?.problems ?? [],
     haproxy: ha ? { version: ha.version, pid: ha.pid, uptimeSeconds: ha.uptimeSeconds, frontend: ha.bind } : null,
     sources: {
       registry: sourceJson(snapshot.sources.registry),

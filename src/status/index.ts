@@ -12,6 +12,7 @@ import { knockerCommand, shellWord } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
 import { StatusMonitor } from './monitor.js';
+import { PairSessions } from './pair-session.js';
 
 export interface StatusOptions {
   intervalMs: number;
@@ -32,6 +33,7 @@ export async function openMonitor(root: Root, options: StatusOptions): Promise<S
     database: {
       url: config.databaseUrl,
       root,
+      pair: new PairSessions(root),
       connect: {
         // From this node's own address, as the node itself connects (pg_hba.conf allows it).
         sourceAddress: sourceAddressFor(config.listen.host, config.databaseUrl.host),

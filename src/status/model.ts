@@ -4,12 +4,14 @@
 import type { RegisteredServer } from '../server/registry.js';
 import type { StatusBody } from '../server/http.js';
 import type { ServerStat } from '../haproxy/runtime.js';
+import { databaseHostProblem, type HostAnswer, type RolesVerdict } from './roles.js';
 
 export type SourceName = 'registry' | 'probes' | 'haproxy' | 'database';
 
 /** One source's last answer and how it is doing. */
 export interface SourceState<T> {
-  name: SourceName;
+  /** `hosts` is kept beside the four (snapshot.hosts): it only applies to a multi-host DatabaseURL. */
+  name: SourceName | 'hosts';
   /** The last data it gave (kept, and shown dimmed, while it fails). */
   data: T | undefined;
   /** When `data` was read (ms since the epoch). */
@@ -136,6 +138,9 @@ export interface Snapshot {
     database: SourceState<DatabaseData>;
   };
   servers: ServerRow[];
+  /** Every host of a multi-host DatabaseURL as a new session finds it, and the primary decided from one refresh. */
+  hosts?: SourceState<HostAnswer[]>;
+  roles?: RolesVerdict;
   summary: {
     total: number;
     healthy: number;
@@ -170,42 +175,17 @@ function haproxyProblem(stat: ServerStat): { word: string; health: Health; text:
 }
 
 /**
- * What status knows of the primary it is on: the names it answers to (the host of the list status
- * is on, and its own address), and the hosts known to be another server (the other hosts of
- * DatabaseURL's list, the addresses its standbys stream from). A name in neither is not judged: the
- * same server may be reached by another address (a node's 198.18.0.11 is status's 127.0.0.1).
- */
-export interface PrimaryView {
-  names: string[];
-  others: string[];
-}
-
-export function primaryNames(db: DatabaseData | undefined): PrimaryView | undefined {
-  if (!db || db.role !== 'primary') return undefined;
-  const names = [db.host, ...(db.serverAddress ? [db.serverAddress] : [])];
-  const others = (db.hosts ?? []).filter((h) => !names.includes(h));
-  const standbyHosts = (db.standbys ?? []).map((s) => s.clientAddress?.replace(/\/\d+$/, '')).filter((a): a is string => !!a);
-  return { names, others: [...others, ...standbyHosts] };
-}
-
-/** Whether `on` (host:port from a /_status) is known to be another server than the primary. */
-function onAnotherServer(view: PrimaryView, on: string): boolean {
-  if (view.names.includes(on)) return false;
-  const host = on.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-  return view.others.includes(on) || view.others.includes(host);
-}
-
-/**
  * A server's health from what each source says of it. `retire` gives the command that takes a
  * server out of the registry (in the context of this run), said beside a stopped or offline one.
- * `primary`: the names of the current primary (primaryNames), to flag a server whose /_status says
- * it uses another database host.
+ * `roles`: which host is the primary in this refresh (src/status/roles.ts), to flag a server whose
+ * /_status says it uses another database host; `database` the database source's data.
  */
 export function judge(
   row: Omit<ServerRow, 'health' | 'word' | 'problems'>,
   haproxyKnown: boolean,
   retire?: (name: string) => string,
-  primary?: PrimaryView,
+  roles?: RolesVerdict,
+  database?: DatabaseData,
 ): Pick<ServerRow, 'health' | 'word' | 'problems'> {
   const problems: Array<{ word: string; health: Health; text: string }> = [];
   const r = row.registry;
@@ -220,13 +200,8 @@ export function judge(
     } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
     else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
     const on = p.body?.databaseHost;
-    if (primary && typeof on === 'string' && onAnotherServer(primary, on)) {
-      problems.push({
-        word: 'old-primary',
-        health: 'fail',
-        text: `uses the database on ${on}, not the primary ${primary.names[0]} (an old primary still taking writes, or a standby): stop or fence ${on}`,
-      });
-    }
+    const onDatabase = roles && typeof on === 'string' ? databaseHostProblem(on, roles, database) : undefined;
+    if (onDatabase) problems.push(onDatabase);
   } else if (!row.address) {
     problems.push({ word: 'no-address', health: 'warn', text: 'no address to probe (registered with a wildcard Listen)' });
   } else {
@@ -240,8 +215,11 @@ export function judge(
   }
   if (problems.length === 0) return { health: 'ok', word: row.haproxy && row.backup ? 'standby' : 'ok', problems: [] };
   problems.sort((a, b) => HEALTH_ORDER[a.health] - HEALTH_ORDER[b.health]);
-  // What to do about a server that is not running comes after what is wrong with it.
-  const advice = r && (r.state === 'stopped' || !r.online) && retire ? [`gone for good? retire it: ${retire(row.name)}`] : [];
+  // What to do about a server that is not running comes after what is wrong with it: not said of
+  // one that answers its /_status (it runs: its heartbeats may go to another host), nor while the
+  // registry may be read from a host that is no longer the primary (roles not settled).
+  const gone = r && (r.state === 'stopped' || !r.online) && p?.http === undefined && roles?.unsettled === undefined;
+  const advice = gone && retire ? [`gone for good? retire it: ${retire(row.name)}`] : [];
   return { health: problems[0]!.health, word: problems[0]!.word, problems: [...problems.map((x) => x.text), ...advice] };
 }
 
@@ -283,6 +261,8 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
   const d1 = after.sources.database.data;
   if (d0 && d1 && d0.role !== d1.role) events.push({ at, level: 'warn', text: `database is now ${d1.role} (was ${d0.role})` });
   if (d0 && d1 && d0.host !== d1.host) events.push({ at, level: 'warn', text: `database: now on ${d1.host} (was ${d0.host}), a ${d1.role}` });
+  if (!before.roles?.twoPrimaries && after.roles?.twoPrimaries) events.push({ at, level: 'fail', text: `TWO PRIMARIES: ${after.roles.writable.join(' and ')} accept writes` });
+  if (before.roles?.twoPrimaries && after.roles && !after.roles.twoPrimaries) events.push({ at, level: 'ok', text: `one primary again${after.roles.writable[0] ? `: ${after.roles.writable[0]}` : ''}` });
   if (d0 && d1 && d0.schemaVersion !== d1.schemaVersion) events.push({ at, level: 'warn', text: `database schema ${d0.schemaVersion ?? 'none'} → ${d1.schemaVersion ?? 'none'} (migrated)` });
   const old = new Map(before.servers.map((r) => [r.name, r]));
   for (const row of after.servers) {

@@ -2,7 +2,9 @@
 // stalled one longer than its timeout), joins what they say into a snapshot of the cluster, notes
 // each state change as an event, and tells its listener, at most once per tick of the event loop.
 import type { RegisteredServer } from '../server/registry.js';
-import { eventsBetween, judge, primaryNames, settled, sortRows, type DatabaseData, type HaproxyData, type Probe, type ServerRow, type Snapshot, type StatusEvent } from './model.js';
+import { eventsBetween, judge, settled, sortRows, type DatabaseData, type HaproxyData, type Probe, type ServerRow, type Snapshot, type StatusEvent } from './model.js';
+import { readHosts } from './hosts.js';
+import { rolesVerdict, type HostAnswer } from './roles.js';
 import { DatabaseLink, Prober, probeAddress, readDatabase, readHaproxy, readRegistry, Source, type DatabaseSourceOptions, type HaproxySourceOptions } from './sources.js';
 
 export const MIN_INTERVAL_MS = 500;
@@ -25,6 +27,8 @@ export class StatusMonitor {
   readonly probes: Source<Map<string, Probe>>;
   readonly haproxy: Source<HaproxyData>;
   readonly database: Source<DatabaseData>;
+  /** Every host of a multi-host DatabaseURL, each on a new session (absent with one host). */
+  readonly hosts: Source<HostAnswer[]>;
   private readonly link: DatabaseLink;
   private readonly prober: Prober;
   private snapshot: Snapshot;
@@ -38,6 +42,9 @@ export class StatusMonitor {
   private heldBack = false;
   intervalMs: number;
   paused = false;
+  /** The refresh under way, and the refresh each database and hosts answer was read in: advice needs both from one. */
+  private round = 0;
+  private readonly readIn = new WeakMap<object, number>();
 
   constructor(private readonly options: MonitorOptions) {
     this.intervalMs = clampInterval(options.intervalMs);
@@ -45,10 +52,20 @@ export class StatusMonitor {
     const changed = () => this.rebuild();
     this.prober = new Prober(() => this.timeoutMs());
     this.registry = new Source('registry', readRegistry(this.link), changed);
-    this.database = new Source('database', readDatabase(this.link, options.database), changed);
+    this.database = new Source('database', this.stamped(readDatabase(this.link, options.database)), changed);
+    this.hosts = new Source('hosts', this.stamped(readHosts(options.database)), changed);
     this.haproxy = new Source('haproxy', readHaproxy({ ...options.haproxy, timeoutMs: () => this.timeoutMs() }), changed);
     this.probes = new Source('probes', () => this.prober.probeAll(this.probeTargets()), changed);
     this.snapshot = this.build(Date.now());
+  }
+
+  private stamped<T extends object>(read: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      const round = this.round;
+      const data = await read();
+      this.readIn.set(data, round);
+      return data;
+    };
   }
 
   /** How long one probe or socket answer may take: short, and never longer than the interval. */
@@ -90,12 +107,14 @@ export class StatusMonitor {
     // One frame per round: what answers within the round is shown together at its end; a source
     // answering later (one that stalled) is shown when it answers.
     this.rounds += 1;
+    this.round += 1;
     try {
       const registry = this.registry.poll();
       const haproxy = this.haproxy.poll();
       const database = this.database.poll();
+      const hosts = this.hosts.poll();
       await Promise.all([bound(registry), bound(haproxy)]);
-      await Promise.all([this.probes.poll(), bound(database)]);
+      await Promise.all([this.probes.poll(), bound(database), bound(hosts)]);
     } finally {
       this.rounds -= 1;
       if (this.rounds === 0 && this.heldBack) {
@@ -107,7 +126,8 @@ export class StatusMonitor {
 
   /** Every source once, waiting for each to answer or fail (for --once and --json). */
   async refreshFully(): Promise<Snapshot> {
-    await Promise.all([this.registry.poll(), this.haproxy.poll(), this.database.poll()]);
+    this.round += 1;
+    await Promise.all([this.registry.poll(), this.haproxy.poll(), this.database.poll(), this.hosts.poll()]);
     await this.probes.poll();
     return this.snapshot;
   }
@@ -147,6 +167,7 @@ export class StatusMonitor {
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
     await this.link.close();
+    await this.options.database.pair?.close();
   }
 
   private probeTargets(): Map<string, string> {
@@ -179,8 +200,16 @@ export class StatusMonitor {
 
   private build(at: number): Snapshot {
     const haproxyKnown = this.haproxy.state.data !== undefined;
-    const primary = primaryNames(this.database.state.data);
-    const servers = sortRows(this.rows().map((row) => ({ ...row, ...judge(row, haproxyKnown, this.options.retireHint, primary) })));
+    const rows = this.rows();
+    const db = this.database.state;
+    const hosts = this.hosts.state;
+    const roles = rolesVerdict({
+      // Absent: a one-host DatabaseURL. Not answered yet (or failing): no survey of this refresh.
+      survey: hosts.absent ? undefined : { answers: (!hosts.error && hosts.data) || [], round: hosts.data ? (this.readIn.get(hosts.data) ?? -1) : -1 },
+      database: db.data && !db.error ? { data: db.data, round: this.readIn.get(db.data) ?? -1 } : undefined,
+      usedBy: rows.flatMap((row) => (typeof row.probe?.body?.databaseHost === 'string' ? [{ server: row.name, host: row.probe.body.databaseHost }] : [])),
+    });
+    const servers = sortRows(rows.map((row) => ({ ...row, ...judge(row, haproxyKnown, this.options.retireHint, roles, db.data) })));
     return {
       at,
       sources: {
@@ -190,6 +219,8 @@ export class StatusMonitor {
         database: { ...this.database.state },
       },
       servers,
+      hosts: { ...hosts },
+      roles,
       summary: {
         total: servers.length,
         healthy: servers.filter((s) => s.health === 'ok').length,

@@ -21,7 +21,8 @@ import { listServers, type RegisteredServer } from '../server/registry.js';
 import { nullLogger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
 import { isRoot } from '../system/users.js';
-import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SlotInfo, SourceName, SourceState, StandbyInfo } from './model.js';
+import type { PairSessions } from './pair-session.js';
+import type { DatabaseData, DatabaseTls, HaproxyData, Probe, SlotInfo, SourceState, StandbyInfo } from './model.js';
 
 /** One source: a poll that either gives data or fails with a message; never two polls at once. */
 export class Source<T> {
@@ -29,7 +30,7 @@ export class Source<T> {
   private running: Promise<void> | undefined;
 
   constructor(
-    name: SourceName,
+    name: SourceState<T>['name'],
     private readonly read: () => Promise<T>,
     private readonly onChange: () => void,
   ) {
@@ -67,6 +68,8 @@ export interface DatabaseSourceOptions {
   url: DatabaseUrl;
   connect: ConnectOptions;
   root: Root;
+  /** On a host of knocker's standby pair: the replication columns read with the pair's credentials. */
+  pair?: PairSessions;
 }
 
 /**
@@ -189,7 +192,8 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
     let upstream: DatabaseData['upstream'];
     let limited = false;
     if (!basics.in_recovery) {
-      const rows = await link.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null; slot: string | null }>(
+      const reader = options.pair && link.at ? await options.pair.at(link.at, link) : link;
+      const rows = await reader.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null; slot: string | null }>(
         `SELECT r.application_name AS name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
                 pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes,
                 -- replay_lag is NULL once a standby has caught up and nothing is written: 0 then.
@@ -207,7 +211,7 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
         lagSeconds: r.lag_seconds,
         slot: r.slot,
       }));
-      const slotRows = await link.query<{ name: string; type: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
+      const slotRows = await reader.query<{ name: string; type: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
         `SELECT slot_name::text AS name, slot_type AS type, active, wal_status,
                 pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained,
                 safe_wal_size::bigint AS safe
