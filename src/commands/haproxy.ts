@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { rootOf, type CommandContext } from './context.js';
-import { collect, jsonNeedsDryRun } from './options.js';
+import { collect, jsonNeedsDryRun, once } from './options.js';
 
 const haproxyModule = () => import('../haproxy/index.js');
 
@@ -38,6 +38,8 @@ export function haproxyCommand(program: Command, ctx: CommandContext): void {
     .option('--cert <pem>', 'serve HTTPS with this PEM file (certificate chain and private key); plain HTTP redirects to it')
     .option('--no-cert', 'serve plain HTTP again (drops the certificate in place)')
     .option('--http-bind <ip:port>', 'with --cert: where plain HTTP is redirected to HTTPS (default: the --bind address, port 80)')
+    .option('--metrics-bind <ip:port>', "where HAProxy's own Prometheus exporter answers GET /metrics (default: the address in place, else 127.0.0.1:8405); it has no authentication", once('--metrics-bind'))
+    .option('--no-metrics', "no Prometheus exporter")
     .option('--dry-run', 'check and print the plan (the configuration diff, the reload); change nothing')
     .option('--json', 'with --dry-run: machine-readable output')
     .addHelpText(
@@ -50,7 +52,7 @@ export function haproxyCommand(program: Command, ctx: CommandContext): void {
         '  knocker haproxy setup web-1=192.0.2.11:8756 --cert /etc/haproxy/knocknoc.pem',
       ].join('\n'),
     )
-    .action(async (nodes: string[], options: { backup?: string[]; fromRegistry?: boolean; conn?: string; bind?: string; cert?: string | false; httpBind?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
+    .action(async (nodes: string[], options: { backup?: string[]; fromRegistry?: boolean; conn?: string; bind?: string; cert?: string | false; httpBind?: string; metrics: boolean; metricsBind?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
       jsonNeedsDryRun(options);
       const { haproxySetup } = await haproxyModule();
       ctx.exit(
@@ -64,6 +66,8 @@ export function haproxyCommand(program: Command, ctx: CommandContext): void {
             bind: options.bind,
             cert: typeof options.cert === 'string' ? path.resolve(options.cert) : options.cert,
             httpBind: options.httpBind,
+            metrics: options.metrics,
+            metricsBind: options.metricsBind,
             dryRun: Boolean(options.dryRun),
             json: Boolean(options.json),
           },

@@ -41,6 +41,17 @@ export interface HaproxySettings {
   bind: ListenAddress;
   tls?: TlsSettings;
   nodes: HaproxyNode[];
+  /** Where HAProxy's own Prometheus exporter answers GET /metrics (no authentication); none: off. */
+  metrics?: ListenAddress;
+}
+
+/** The exporter's port on a real host (the port HAProxy's own documentation uses for it). */
+export const DEFAULT_METRICS_PORT = 8405;
+export const METRICS_FRONTEND = 'metrics';
+
+/** Whether only this host can reach an address (127.0.0.0/8, ::1). */
+export function isLoopbackHost(host: string): boolean {
+  return /^127\./.test(host) || host === '::1' || host === 'localhost';
 }
 
 /** Where things are on this host (real paths), and how HAProxy runs here. */
@@ -168,6 +179,16 @@ export function renderConfig(template: string, settings: HaproxySettings, layout
       ? [`    bind ${formatListen(bind)} ssl crt ${word(tls.cert)} alpn h2,http/1.1`, `    bind ${formatListen(tls.httpBind)}`]
       : [`    bind ${formatListen(bind)}`],
     redirectToHttps: tls ? ['    # Plain HTTP is only a redirect to HTTPS.', redirectLine(bind)] : [],
+    metrics: settings.metrics
+      ? [
+          "# HAProxy's own Prometheus exporter (GET /metrics). It has no authentication: knocker binds it to",
+          '# loopback unless told otherwise (knocker haproxy setup --metrics-bind, --no-metrics).',
+          `frontend ${METRICS_FRONTEND}`,
+          `    bind ${formatListen(settings.metrics)}`,
+          '    http-request use-service prometheus-exporter if { path /metrics }',
+          '    no log',
+        ]
+      : [],
     servers: settings.nodes.map(
       (n) => `    server ${n.name} ${nodeAddress(n)} cookie ${n.name} check${n.backup ? ' backup' : ''}`,
     ),
@@ -257,6 +278,7 @@ export function readSettings(text: string | undefined): ExistingConfig {
   let section = '';
   const binds: Array<{ address: ListenAddress; cert?: string }> = [];
   const nodes: HaproxyNode[] = [];
+  let metrics: ListenAddress | undefined;
   for (const [i, line] of text.split('\n').entries()) {
     if (SECTION.test(line)) {
       section = words(line).slice(0, 2).join(' ');
@@ -269,6 +291,10 @@ export function readSettings(text: string | undefined): ExistingConfig {
       if (!address.ok) return { kind: 'unreadable', problem: `${at}: bind ${args[0] ?? ''}: ${address.error}` };
       const crt = args.indexOf('crt');
       binds.push({ address: address.value, cert: args.includes('ssl') && crt >= 0 ? args[crt + 1] : undefined });
+    } else if (section === `frontend ${METRICS_FRONTEND}` && keyword === 'bind') {
+      const address = parseListen(args[0] ?? '');
+      if (!address.ok) return { kind: 'unreadable', problem: `${at}: bind ${args[0] ?? ''}: ${address.error}` };
+      metrics = address.value;
     } else if (section === `backend ${BACKEND}` && keyword === 'server') {
       const [name = '', address = ''] = args;
       const spec = parseNodeSpec(`${name}=${address}`);
@@ -280,7 +306,7 @@ export function readSettings(text: string | undefined): ExistingConfig {
   const plain = binds.find((b) => b.cert === undefined);
   const bind = secure ?? plain;
   if (!bind) return { kind: 'unreadable', problem: `no bind line in frontend ${FRONTEND}` };
-  const settings: HaproxySettings = { bind: bind.address, nodes };
+  const settings: HaproxySettings = { bind: bind.address, nodes, ...(metrics ? { metrics } : {}) };
   if (secure) {
     if (!plain) return { kind: 'unreadable', problem: `frontend ${FRONTEND} has HTTPS but no plain-HTTP bind` };
     settings.tls = { cert: secure.cert!, httpBind: plain.address };

@@ -14,6 +14,7 @@ import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, formatPlan, hasChanges, planToJson, type ApplyEvent, type Plan, type Step } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
+import { freePort } from '../system/host.js';
 import { age } from '../system/units.js';
 import { journalOwnerAlive, readJournal } from '../upgrade/journal.js';
 import {
@@ -21,7 +22,9 @@ import {
   BACKEND,
   DEFAULT_HTTP_PORT,
   DEFAULT_HTTPS_PORT,
+  DEFAULT_METRICS_PORT,
   haproxyWordProblem,
+  isLoopbackHost,
   nodeAddress,
   nodeSpec,
   parseNodes,
@@ -46,6 +49,9 @@ export interface SetupOptions {
   /** An absolute path; false: back to plain HTTP. */
   cert?: string | false;
   httpBind?: string;
+  /** false: no Prometheus exporter (--no-metrics). */
+  metrics?: boolean;
+  metricsBind?: string;
   dryRun: boolean;
   json: boolean;
 }
@@ -136,6 +142,7 @@ async function applyChange(root: Root, change: Change, options: ChangeOptions, i
     }
     if (!running && !change.startIfStopped) io.out(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy${sandbox}).`);
     describeSettings(settings).forEach((l) => io.out(l));
+    if (settings.metrics) io.out(`Prometheus metrics (HAProxy's own exporter, no authentication): http://${formatListen(settings.metrics)}/metrics`);
     io.out(`Health of the nodes: knocker haproxy status${sandbox}`);
     return 0;
   });
@@ -147,8 +154,13 @@ export async function haproxySetup(root: Root, options: SetupOptions, io: Output
   if (certProblem) throw new UsageError(`--cert: ${certProblem}; nothing was changed`, [], ['move or link the PEM file to a path without them']);
   const bind = options.bind === undefined ? undefined : listenOption('--bind', options.bind);
   const httpBind = options.httpBind === undefined ? undefined : listenOption('--http-bind', options.httpBind);
+  if (options.metrics === false && options.metricsBind !== undefined) throw new UsageError('--metrics-bind and --no-metrics ask for two things: give one');
+  const metricsBind = options.metricsBind === undefined ? undefined : listenOption('--metrics-bind', options.metricsBind);
   let registry: HaproxyNode[] = [];
   const notes: string[] = [];
+  if (metricsBind && !isLoopbackHost(metricsBind.host)) {
+    notes.push(`warning: HAProxy's Prometheus exporter on ${formatListen(metricsBind)} has no authentication: whoever reaches it reads the nodes' names, states and counters (allow only your Prometheus server there)`);
+  }
   if (options.fromRegistry) {
     const found = await nodesFromRegistry(root, options.conn);
     // A node also given on the command line is taken as given there (its address, or as a backup).
@@ -163,7 +175,7 @@ export async function haproxySetup(root: Root, options: SetupOptions, io: Output
       title: 'knocker haproxy setup',
       startIfStopped: true,
       notes,
-      settings(facts) {
+      async settings(facts) {
         const existing = facts.existing.kind === 'knocker' ? facts.existing.settings : undefined;
         let nodes = [...registry, ...given];
         if (nodes.length === 0 && !options.fromRegistry) {
@@ -180,16 +192,29 @@ export async function haproxySetup(root: Root, options: SetupOptions, io: Output
         else listenOn = addressOf(existing?.bind.host ?? '0.0.0.0', cert ? DEFAULT_HTTPS_PORT : DEFAULT_HTTP_PORT);
         // TLS added: the redirect takes over where plain HTTP was served.
         const redirectFrom = httpBind ?? existing?.tls?.httpBind ?? (existing && !existing.tls ? existing.bind : addressOf(listenOn.host, DEFAULT_HTTP_PORT));
+        const metrics = options.metrics === false ? undefined : (metricsBind ?? existing?.metrics ?? (await defaultMetricsBind(root, listenOn)));
         return {
           bind: listenOn,
           ...(cert ? { tls: { cert, httpBind: redirectFrom } } : {}),
           nodes,
+          ...(metrics ? { metrics } : {}),
         };
       },
     },
     options,
     io,
   );
+}
+
+/**
+ * Where the Prometheus exporter listens unless told: 127.0.0.1:8405 on a real host; under a sandbox
+ * root (several on one machine, CONTRACTS.md) a free port on the loopback address HAProxy binds, or
+ * 127.0.0.1.
+ */
+async function defaultMetricsBind(root: Root, bind: ListenAddress): Promise<ListenAddress> {
+  if (!root.isSandbox) return addressOf('127.0.0.1', DEFAULT_METRICS_PORT);
+  const host = isLoopbackHost(bind.host) && bind.family === 4 ? bind.host : '127.0.0.1';
+  return addressOf(host, await freePort(host));
 }
 
 export async function haproxyAdd(root: Root, active: string[], backup: string[], options: ChangeOptions, io: Output): Promise<number> {

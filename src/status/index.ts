@@ -13,6 +13,8 @@ import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
 import { StatusMonitor } from './monitor.js';
 import { PairSessions } from './pair-session.js';
+import { prometheusText } from './prometheus.js';
+import { writeFileAtomic } from '../system/files.js';
 
 export interface StatusOptions {
   intervalMs: number;
@@ -55,13 +57,29 @@ export function staleAfterMs(monitor: StatusMonitor): number {
   return 2 * monitor.intervalMs + monitor.timeoutMs();
 }
 
-/** `--once` and `--json` (and a run without a terminal): one snapshot, exit 0 healthy, 1 degraded, 3 database unreachable. */
-export async function printStatus(root: Root, options: StatusOptions & { json: boolean }, io: Output): Promise<number> {
+export type SnapshotFormat = 'text' | 'json' | 'prometheus';
+
+/**
+ * `--once`, `--json`, `--format` (and a run without a terminal): one snapshot, exit 0 healthy, 1
+ * degraded, 3 database unreachable. With `output`, the snapshot replaces that file atomically (a
+ * textfile collector never reads half of it) and stdout stays empty.
+ */
+export async function printStatus(root: Root, options: StatusOptions & { format: SnapshotFormat; output?: string }, io: Output): Promise<number> {
   const monitor = await openMonitor(root, options);
   try {
     const snapshot = await monitor.refreshFully();
-    if (options.json) io.out(JSON.stringify(jsonSnapshot(snapshot), null, 2));
-    else for (const line of plainSnapshot(snapshot, staleAfterMs(monitor))) io.out(line);
+    const text =
+      options.format === 'json'
+        ? `${JSON.stringify(jsonSnapshot(snapshot), null, 2)}\n`
+        : options.format === 'prometheus'
+          ? prometheusText(snapshot)
+          : `${plainSnapshot(snapshot, staleAfterMs(monitor)).join('\n')}\n`;
+    if (options.output !== undefined) {
+      await writeFileAtomic(options.output, text, { mode: 0o644, backup: false });
+      io.err(`knocker status: ${outcomeOf(snapshot).verdict}; written to ${options.output}`);
+    } else {
+      for (const line of text.replace(/\n$/, '').split('\n')) io.out(line);
+    }
     return outcomeOf(snapshot).exitCode;
   } finally {
     await monitor.stop();
