@@ -11,6 +11,7 @@ import type { StatusBody } from '../server/http.js';
 import { probeStatus } from '../status/sources.js';
 import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
+import { orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { commandFor, newMarker, runUpgradeCommand, showArgv, type UpgradeCommand } from './command.js';
 import type { JournalServer, JournalWriter } from './journal.js';
 
@@ -33,8 +34,6 @@ export interface StepContext {
   onCommandDone?: (ms: number) => void;
   pollMs?: number;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function list(names: string[]): string {
   return names.length <= 1 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
@@ -126,12 +125,16 @@ export function takeOutStep(ctx: StepContext, names: string[]): Step {
       await saveServerState(ctx.paths, ctx.log);
       const started = Date.now();
       let busy: ServerStat[] = [];
-      for (;;) {
-        const stat = await showStat(socket);
-        busy = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name) && (s.sessions > 0 || s.queued > 0));
-        if (busy.length === 0 || Date.now() - started >= ctx.drainTimeoutMs) break;
-        await sleep(ctx.pollMs ?? 100);
-      }
+      // Still busy at the bound: put in maintenance all the same (their requests in flight finish).
+      await waitForOrUndefined(
+        `${list(names)} to have no session and no queue`,
+        async () => {
+          const stat = await orGiveUp(showStat(socket));
+          busy = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name) && (s.sessions > 0 || s.queued > 0));
+          return busy.length === 0 ? true : undefined;
+        },
+        { timeoutMs: ctx.drainTimeoutMs, everyMs: ctx.pollMs ?? 100 },
+      );
       const waited = ((Date.now() - started) / 1000).toFixed(1);
       for (const name of names) await setServerState(socket, BACKEND, name, 'maint');
       await saveServerState(ctx.paths, ctx.log);
@@ -169,29 +172,32 @@ export function confirmStep(ctx: StepContext, names: string[]): Step {
       let steady = 0;
       let last: ServerStat[] = [];
       const ended: string[] = [];
-      for (;;) {
-        const stat = await showStat(socket);
-        last = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name));
-        const lingering = last.filter((s) => s.sessions > 0);
-        if (lingering.length > 0 && Date.now() - started >= ctx.drainTimeoutMs && ended.length === 0) {
-          for (const s of lingering) {
-            await shutdownSessions(socket, BACKEND, s.name);
-            ended.push(`${s.name}: ${sessions(s.sessions)} ended`);
+      const confirmed = await waitForOrUndefined(
+        `HAProxy to give ${list(names)} no traffic`,
+        async () => {
+          const stat = await orGiveUp(showStat(socket));
+          last = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name));
+          const lingering = last.filter((s) => s.sessions > 0);
+          if (lingering.length > 0 && Date.now() - started >= ctx.drainTimeoutMs && ended.length === 0) {
+            for (const s of lingering) {
+              await orGiveUp(shutdownSessions(socket, BACKEND, s.name));
+              ended.push(`${s.name}: ${sessions(s.sessions)} ended`);
+            }
+            ctx.log.info(`sessions still open after ${bound} s ended: ${ended.join(', ')}`);
           }
-          ctx.log.info(`sessions still open after ${bound} s ended: ${ended.join(', ')}`);
-        }
-        const quiet = last.length === names.length && last.every((s) => s.status.state === 'MAINT' && s.sessions === 0 && s.queued === 0);
-        const totals = new Map(last.map((s) => [s.name, s.totalSessions]));
-        const same = previous !== undefined && [...totals].every(([n, t]) => previous!.get(n) === t);
-        steady = quiet && same ? steady + 1 : 0;
-        previous = totals;
-        // Three reads 0.5 s apart agreeing: 1 s without a new session.
-        if (steady >= 2) break;
-        if (Date.now() - started > ctx.drainTimeoutMs + 5_000) {
-          const why = last.map((s) => `${s.name}: ${s.status.text}, ${sessions(s.sessions)}, ${s.queued} queued, ${s.totalSessions} in total`).join('; ');
-          throw new Error(`HAProxy still gives traffic to ${list(names)} (${why})`);
-        }
-        await sleep(500);
+          const quiet = last.length === names.length && last.every((s) => s.status.state === 'MAINT' && s.sessions === 0 && s.queued === 0);
+          const totals = new Map(last.map((s) => [s.name, s.totalSessions]));
+          const same = previous !== undefined && [...totals].every(([n, t]) => previous!.get(n) === t);
+          steady = quiet && same ? steady + 1 : 0;
+          previous = totals;
+          // Three reads 0.5 s apart agreeing: 1 s without a new session.
+          return steady >= 2 ? true : undefined;
+        },
+        { timeoutMs: ctx.drainTimeoutMs + 5_000, everyMs: 500 },
+      );
+      if (!confirmed) {
+        const why = last.map((s) => `${s.name}: ${s.status.text}, ${sessions(s.sessions)}, ${s.queued} queued, ${s.totalSessions} in total`).join('; ');
+        throw new Error(`HAProxy still gives traffic to ${list(names)} (${why})`);
       }
       return [...last.map((s) => `${s.name} MAINT, 0 sessions, ${s.totalSessions} in total unchanged`), ...ended].join('; ');
     },
@@ -309,22 +315,22 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
     async apply() {
       const started = Date.now();
       let seen = 'no answer yet';
-      for (;;) {
-        const target = wanted(ctx);
-        const probe = await probeStatus(nodeAddress(server), 1_500);
-        const body = probe.body;
-        if (reachedTarget(server, body, target)) {
-          await recordUpgraded(ctx, name, body!, `answers on ${body!.version}, schema ${body!.schemaVersion}, in step`);
-          return `${body!.version}, schema ${body!.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
-        }
-        seen = body
-          ? `${probe.http} ${body.status} on ${body.version}${body.versionMatch ? '' : ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})`}`
-          : (probe.error ?? `HTTP ${probe.http}`);
-        if (Date.now() - started > ctx.timeoutMs) {
-          throw new Error(`${name} did not answer on ${target ?? 'a new version'} within ${seconds} s (last: ${seen}); did its upgrade command restart it?`);
-        }
-        await sleep(ctx.pollMs ?? 200);
-      }
+      const body = await waitForOrUndefined(
+        `${name} to answer on the new version`,
+        async () => {
+          const probe = await probeStatus(nodeAddress(server), 1_500);
+          const body = probe.body;
+          if (reachedTarget(server, body, wanted(ctx))) return body!;
+          seen = body
+            ? `${probe.http} ${body.status} on ${body.version}${body.versionMatch ? '' : ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})`}`
+            : (probe.error ?? `HTTP ${probe.http}`);
+          return undefined;
+        },
+        { timeoutMs: ctx.timeoutMs, everyMs: ctx.pollMs ?? 200 },
+      );
+      if (!body) throw new Error(`${name} did not answer on ${wanted(ctx) ?? 'a new version'} within ${seconds} s (last: ${seen}); did its upgrade command restart it?`);
+      await recordUpgraded(ctx, name, body, `answers on ${body.version}, schema ${body.schemaVersion}, in step`);
+      return `${body.version}, schema ${body.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
     },
     async undo() {},
   };
@@ -341,16 +347,18 @@ export function checksOnStep(ctx: StepContext, name: string): Step {
     changes: true,
     async apply() {
       await healthChecksOn(ctx, name);
-      const started = Date.now();
-      for (;;) {
-        const stat = await serverStat(socket, name);
-        if (stat && stat.status.state === 'UP' && !stat.status.transition && stat.check.status.startsWith('L7OK')) {
-          await ctx.journal.setPhase(name, 'done', `${name}: in rotation on the new version`);
-          return describeServer(stat);
-        }
-        if (Date.now() - started > ctx.timeoutMs) throw new Error(`HAProxy does not see ${name} UP within ${seconds} s (now ${stat ? describeServer(stat) : 'gone'})`);
-        await sleep(ctx.pollMs ?? 100);
-      }
+      let now: ServerStat | undefined;
+      const up = await waitForOrUndefined(
+        `HAProxy to see ${name} UP`,
+        async () => {
+          now = await orGiveUp(serverStat(socket, name));
+          return now && now.status.state === 'UP' && !now.status.transition && now.check.status.startsWith('L7OK') ? now : undefined;
+        },
+        { timeoutMs: ctx.timeoutMs, everyMs: ctx.pollMs ?? 100 },
+      );
+      if (!up) throw new Error(`HAProxy does not see ${name} UP within ${seconds} s (now ${now ? describeServer(now) : 'gone'})`);
+      await ctx.journal.setPhase(name, 'done', `${name}: in rotation on the new version`);
+      return describeServer(up);
     },
     async undo() {},
   };

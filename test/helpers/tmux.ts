@@ -2,6 +2,7 @@
 // types them, and the screen read back with capture-pane.
 import { execa } from 'execa';
 import crypto from 'node:crypto';
+import { sleep, waitFor } from '../../src/system/wait.js';
 
 export interface Terminal {
   /** Types literal text. */
@@ -19,7 +20,7 @@ export async function openTerminal(command: string[], options: { width?: number;
   // The shell command only reports the exit code and keeps the pane open for reading.
   const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
   await tmux('new-session', '-d', '-x', String(options.width ?? 100), '-y', String(options.height ?? 50), `${quoted}; echo "EXIT=$?"; sleep 600`);
-  const pause = () => new Promise((resolve) => setTimeout(resolve, 60));
+  const pause = () => sleep(60);
   const terminal: Terminal = {
     async type(text) {
       await tmux('send-keys', '-l', text);
@@ -34,15 +35,18 @@ export async function openTerminal(command: string[], options: { width?: number;
     async screen() {
       return String((await tmux('capture-pane', '-p', '-S', '-200')).stdout);
     },
-    async waitFor(match, timeoutMs = 20_000) {
-      const started = Date.now();
-      for (;;) {
-        const screen = await terminal.screen();
-        // Strings are looked for in the running text, so a wrapped line still matches.
-        if (typeof match === 'string' ? screen.replace(/\s+/g, ' ').includes(match) : match.test(screen)) return screen;
-        if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${String(match)}; screen:\n${screen}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+    waitFor(match, timeoutMs = 20_000) {
+      return waitFor(
+        `a screen showing ${String(match)}`,
+        async (p) => {
+          const screen = await terminal.screen();
+          // Strings are looked for in the running text, so a wrapped line still matches.
+          if (typeof match === 'string' ? screen.replace(/\s+/g, ' ').includes(match) : match.test(screen)) return screen;
+          p.seen(`\n${screen}\n`);
+          return undefined;
+        },
+        { timeoutMs },
+      );
     },
     async close() {
       await tmux('kill-server').catch(() => {});
