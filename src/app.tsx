@@ -15,6 +15,7 @@ import { bindings } from './screens/keys.js';
 import { theme } from './screens/theme.js';
 import type { ApplyEvent, ApplyOutcome } from './system/plan.js';
 import { readPackageFile } from './system/package.js';
+import { plural, seconds } from './system/units.js';
 
 /** What the installer screen needs from the outside world. */
 export interface InstallerServices {
@@ -137,7 +138,7 @@ export function InstallerApp({ services, onExit }: InstallerAppProps) {
         dispatch({
           type: 'finish',
           ok: true,
-          headline: `Knocknoc is installed: ${changes} change${changes === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+          headline: `Knocknoc is installed: ${plural(changes, 'change')} in ${seconds(Date.now() - started)}.`,
           lines: services.summary(prepared),
           exitCode: 0,
         });

@@ -7,7 +7,7 @@ import { ApplyFailedError, exitCodeOf, formatError } from './errors.js';
 import { bindings, eachKey } from './screens/keys.js';
 import { progressAfter, progressItems, type ProgressItem } from './screens/progress-screen.js';
 import { UpgradeScreen, type UpgradeStage } from './screens/upgrade-screen.js';
-import { seconds } from './system/progress.js';
+import { seconds } from './system/units.js';
 import type { Plan } from './system/plan.js';
 import { printableData } from './shared/printable.js';
 import type { Journal } from './upgrade/journal.js';

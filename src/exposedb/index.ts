@@ -21,6 +21,7 @@ import { applyPlan, fileStep, hasChanges, type Plan } from '../system/plan.js';
 import { progressPrinter } from '../system/progress.js';
 import { PATHS, type Root } from '../system/root.js';
 import { which } from '../system/run.js';
+import { plural } from '../system/units.js';
 import { isRoot } from '../system/users.js';
 import { readCertificate } from '../postgres/certificates.js';
 import { readAllowList, sortCidrs, type AllowList, type AllowListTarget } from './allow-list.js';
@@ -416,10 +417,6 @@ function contains(outer: string, inner: string): boolean {
   const [outerAddress, outerBits] = ipaddr.parseCIDR(outer);
   const [innerAddress, innerBits] = ipaddr.parseCIDR(inner);
   return outerAddress.kind() === innerAddress.kind() && innerBits >= outerBits && innerAddress.match(outerAddress, outerBits);
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 /** What --add tells when this primary has a standby: the nodes' string, and (`added`) that its pg_hba.conf is its own. */

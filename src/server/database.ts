@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { connectSelecting, describeConnectError, isSwitchError, NoSuitableHostError, type ConnectOptions } from '../postgres/connect.js';
 import { formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
+import { seconds } from '../system/units.js';
 import { waitForOrUndefined } from '../system/wait.js';
 import type { ServerLog } from './log.js';
 import { CHECK_SQL, HEARTBEAT_SQL, holderOf, markStopped, register, type CheckRow, type Registration } from './registry.js';
@@ -326,7 +327,7 @@ export class DatabaseMonitor {
     this.switchingSince = undefined;
     this.lostToSwitchAt = undefined;
     if (this.downSince !== undefined) {
-      this.options.log.info(`database reachable again after ${((Date.now() - this.downSince) / 1000).toFixed(1)} s`);
+      this.options.log.info(`database reachable again after ${seconds(Date.now() - this.downSince)}`);
     }
     this.downSince = undefined;
     this.backoffMs = 0;

@@ -4,6 +4,7 @@
 // two primaries), 3 this node's database is not running.
 import type { Output } from '../shared/output.js';
 import type { Root } from '../system/root.js';
+import { bytes } from '../system/units.js';
 import { controlData, existingNode, lsn, isRunning, linkTo, readState, type LocalNode, type PairState } from './node.js';
 import { peerFacts, tryPeer, type PeerFacts } from './peer.js';
 import { slotName } from './paths.js';
@@ -128,12 +129,8 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
   return report;
 }
 
-function bytes(n: number | null): string {
-  if (n === null) return 'unknown';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(1)} GB`;
+function size(n: number | null): string {
+  return n === null ? 'unknown' : bytes(n);
 }
 
 export function formatStatus(report: StatusReport): string[] {
@@ -144,13 +141,13 @@ export function formatStatus(report: StatusReport): string[] {
     const p = report.peer;
     lines.push(`Peer       ${p.host}:${p.port}  ${p.answers ? `${(p.role ?? 'unknown').toUpperCase()}${p.timeline !== undefined ? `  timeline ${p.timeline}` : ''}${p.role === 'primary' && p.readOnly ? '  (fenced: read-only)' : ''}` : 'NOT ANSWERING'}`);
   }
-  for (const r of report.replicas) lines.push(`Standby    ${r.name}  from ${r.clientAddr ?? '?'}  ${r.state}  lag ${bytes(r.lagBytes)}${r.replayLagSeconds !== null ? `, ${r.replayLagSeconds.toFixed(3)} s` : ''}`);
+  for (const r of report.replicas) lines.push(`Standby    ${r.name}  from ${r.clientAddr ?? '?'}  ${r.state}  lag ${size(r.lagBytes)}${r.replayLagSeconds !== null ? `, ${r.replayLagSeconds.toFixed(3)} s` : ''}`);
   if (report.receiver) {
     const r = report.receiver;
-    lines.push(`Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${bytes(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
+    lines.push(`Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
     lines.push(`Take over  ${report.canTakeOver ? 'yes: it has replayed everything it received' : 'not without loss now (not streaming, or behind)'}`);
   }
-  for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${bytes(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${bytes(s.safeWalSizeBytes)} before it is lost)` : ''}`);
+  for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${size(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${size(s.safeWalSizeBytes)} before it is lost)` : ''}`);
   if (report.promoted) lines.push(`Promoted   ${report.promoted.at} over ${report.promoted.oldPrimary.host} (timeline ${report.promoted.timeline}; received up to ${report.promoted.lastReceivedLsn})`);
   for (const p of report.problems) lines.push(`problem: ${p}`);
   if (report.problems.length === 0) lines.push('OK');

@@ -6,6 +6,7 @@
 // `new Promise((r) => setTimeout(r, …))`.
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorMessage } from '../errors.js';
+import { seconds } from './units.js';
 
 export interface WaitOptions {
   /** How long to wait in all before giving up with a WaitTimeout. */
@@ -42,14 +43,10 @@ export function orGiveUp<T>(work: Promise<T>): Promise<T> {
 export class WaitTimeout extends Error {
   readonly lastSeen: string | undefined;
   constructor(what: string, timeoutMs: number, lastSeen: string | undefined) {
-    super(`${what}: not after ${formatSeconds(timeoutMs)}${lastSeen ? ` (last seen: ${lastSeen})` : ''}`);
+    super(`${what}: not after ${seconds(timeoutMs)}${lastSeen ? ` (last seen: ${lastSeen})` : ''}`);
     this.name = 'WaitTimeout';
     this.lastSeen = lastSeen;
   }
-}
-
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 /**

@@ -11,6 +11,7 @@ import type { StatusBody } from '../server/http.js';
 import { probeStatus } from '../status/sources.js';
 import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
+import { plural, seconds } from '../system/units.js';
 import { orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { commandFor, newMarker, runUpgradeCommand, showArgv, type UpgradeCommand } from './command.js';
 import type { JournalServer, JournalWriter } from './journal.js';
@@ -40,7 +41,7 @@ function list(names: string[]): string {
 }
 
 function sessions(n: number): string {
-  return `${n} session${n === 1 ? '' : 's'}`;
+  return plural(n, 'session');
 }
 
 /**
@@ -135,13 +136,13 @@ export function takeOutStep(ctx: StepContext, names: string[]): Step {
         },
         { timeoutMs: ctx.drainTimeoutMs, everyMs: ctx.pollMs ?? 100 },
       );
-      const waited = ((Date.now() - started) / 1000).toFixed(1);
+      const waited = seconds(Date.now() - started);
       for (const name of names) await setServerState(socket, BACKEND, name, 'maint');
       await saveServerState(ctx.paths, ctx.log);
       await ctx.journal.update(() => {}, `${list(names)}: in maintenance`);
       return busy.length === 0
-        ? `no session left after ${waited} s; now in maintenance`
-        : `after ${waited} s ${busy.map((s) => `${s.name} still had ${sessions(s.sessions)}`).join(', ')}: in maintenance, their requests in flight finish`;
+        ? `no session left after ${waited}; now in maintenance`
+        : `after ${waited} ${busy.map((s) => `${s.name} still had ${sessions(s.sessions)}`).join(', ')}: in maintenance, their requests in flight finish`;
     },
     async undo() {
       await putBack(ctx, names);
@@ -306,10 +307,10 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
 /** Waits until the server answers /_status 200 on the new version, in step with the database. */
 export function waitVersionStep(ctx: StepContext, name: string, targetShown: string | undefined): Step {
   const server = ctx.journal.server(name);
-  const seconds = Math.round(ctx.timeoutMs / 1000);
+  const atMost = seconds(Math.round(ctx.timeoutMs / 1000) * 1000);
   return {
     kind: 'command',
-    title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${seconds} s)`,
+    title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${atMost})`,
     details: [`GET http://${nodeAddress(server)}/_status every 0.2 s: 200, versionMatch true, version ${targetShown ?? `not ${server.fromVersion}`}`],
     changes: true,
     async apply() {
@@ -328,9 +329,9 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
         },
         { timeoutMs: ctx.timeoutMs, everyMs: ctx.pollMs ?? 200 },
       );
-      if (!body) throw new Error(`${name} did not answer on ${wanted(ctx) ?? 'a new version'} within ${seconds} s (last: ${seen}); did its upgrade command restart it?`);
+      if (!body) throw new Error(`${name} did not answer on ${wanted(ctx) ?? 'a new version'} within ${atMost} (last: ${seen}); did its upgrade command restart it?`);
       await recordUpgraded(ctx, name, body, `answers on ${body.version}, schema ${body.schemaVersion}, in step`);
-      return `${body.version}, schema ${body.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
+      return `${body.version}, schema ${body.schemaVersion}, in step, after ${seconds(Date.now() - started)}`;
     },
     async undo() {},
   };

@@ -29,7 +29,7 @@ describe('waitFor', () => {
       { timeoutMs: 30, everyMs: 5 },
     ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WaitTimeout);
-    expect((error as WaitTimeout).message).toMatch(/^PostgreSQL to accept connections: not after 0\.0 s \(last seen: starting up\)$/);
+    expect((error as WaitTimeout).message).toMatch(/^PostgreSQL to accept connections: not after 0\.03 s \(last seen: starting up\)$/);
     expect(await waitForOrUndefined('nothing', () => undefined, { timeoutMs: 10, everyMs: 5 })).toBeUndefined();
   });
 
