@@ -123,7 +123,7 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   // The live dashboard says the same: the DATABASE column, the row flagged, the panel's host.
   const monitor = await openMonitor(after.root, { intervalMs: 500 });
   monitor.start();
-  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} />);
+  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} onExit={() => {}} />);
   try {
     const shown = await waitFor('the dashboard to flag web-1', () => {
       const current = frame(ui);
