@@ -2,6 +2,7 @@
 // types them, and the screen read back with capture-pane.
 import { execa } from 'execa';
 import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
 import { sleep, waitFor } from '../../src/system/wait.js';
 
 export interface Terminal {
@@ -11,6 +12,8 @@ export interface Terminal {
   keys(...keys: string[]): Promise<void>;
   screen(): Promise<string>;
   waitFor(match: RegExp | string, timeoutMs?: number): Promise<string>;
+  /** The pid of the program running in the terminal (to send it a signal as a service manager would). */
+  programPid(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -47,6 +50,16 @@ export async function openTerminal(command: string[], options: { width?: number;
         },
         { timeoutMs },
       );
+    },
+    async programPid() {
+      // The pane runs a shell that runs the program: its one child.
+      const shell = String((await tmux('list-panes', '-F', '#{pane_pid}')).stdout).trim();
+      const children = await waitFor(
+        'the program to start in the terminal',
+        async () => (await fs.readFile(`/proc/${shell}/task/${shell}/children`, 'utf8').catch(() => '')).trim() || undefined,
+        { timeoutMs: 20_000 },
+      );
+      return Number(children.split(/\s+/)[0]);
     },
     async close() {
       await tmux('kill-server').catch(() => {});
