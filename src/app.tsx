@@ -2,7 +2,7 @@
 // This component owns the flow and the app's exit; screens only display and collect input, and
 // all work is done by the install session it is given.
 import { useEffect, useReducer } from 'react';
-import { Box, Text, useApp, useInput } from 'ink';
+import { Box, Text, useInput } from 'ink';
 import { formatError, KnockerError } from './errors.js';
 import type { InstallSession, Prepared } from './installer/index.js';
 import { PreflightFailed, type Check } from './shared/checks.js';
@@ -11,10 +11,12 @@ import { nextSteps } from './installer/summary.js';
 import { PlanScreen, PreflightFailedScreen } from './screens/plan-screen.js';
 import { progressAfter, progressItems, ProgressScreen, ResultScreen, type ProgressItem } from './screens/progress-screen.js';
 import { QuestionsScreen } from './screens/questions-screen.js';
+import { runApp, type OnExit } from './screens/app-exit.js';
 import { bindings } from './screens/keys.js';
 import { theme } from './screens/theme.js';
 import type { ApplyEvent, ApplyOutcome } from './system/plan.js';
 import { readPackageFile } from './system/package.js';
+import { plural, seconds } from './system/units.js';
 
 /** What the installer screen needs from the outside world. */
 export interface InstallerServices {
@@ -83,11 +85,11 @@ function appReducer(state: AppState, action: AppAction): AppState {
 
 export interface InstallerAppProps {
   services: InstallerServices;
-  onExit: (exitCode: number) => void;
+  /** Where the installer reports its outcome (src/screens/app-exit.tsx ends the app). */
+  onExit: OnExit;
 }
 
 export function InstallerApp({ services, onExit }: InstallerAppProps) {
-  const { exit } = useApp();
   const [flow, dispatchFlow] = useReducer(flowReducer, services.defaults, initialFlow);
   const [state, dispatch] = useReducer(appReducer, { phase: { name: 'questions' }, progress: [] });
   const { phase } = state;
@@ -137,7 +139,7 @@ export function InstallerApp({ services, onExit }: InstallerAppProps) {
         dispatch({
           type: 'finish',
           ok: true,
-          headline: `Knocknoc is installed: ${changes} change${changes === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+          headline: `Knocknoc is installed: ${plural(changes, 'change')} in ${seconds(Date.now() - started)}.`,
           lines: services.summary(prepared),
           exitCode: 0,
         });
@@ -149,15 +151,10 @@ export function InstallerApp({ services, onExit }: InstallerAppProps) {
     );
   }, [phase.name]); // once per apply
 
-  // The single exit point: after the final frame has been rendered.
+  // The outcome, once the final frame has been rendered.
   useEffect(() => {
-    if (phase.name !== 'finished') return undefined;
-    const timer = setTimeout(() => {
-      onExit(phase.exitCode);
-      exit();
-    }, 0);
-    return () => clearTimeout(timer);
-  }, [phase, exit, onExit]);
+    if (phase.name === 'finished') onExit(phase.exitCode);
+  }, [phase, onExit]);
 
   const intro = { bannerArt: services.bannerArt, existingConf: services.existingConf };
   switch (phase.name) {
@@ -248,14 +245,10 @@ export function readBanner(): string {
 
 /** Renders the interactive installer until it finishes; returns the exit code. */
 export async function runInteractiveInstall(session: InstallSession, options: { yes: boolean }): Promise<number> {
-  const { render } = await import('ink');
-  let exitCode = 0;
   const services = installerServices(session, { skipConfirmation: options.yes, bannerArt: readBanner() });
   try {
-    const app = render(<InstallerApp services={services} onExit={(code) => (exitCode = code)} />, { exitOnCtrlC: false });
-    await app.waitUntilExit();
+    return await runApp((onExit) => <InstallerApp services={services} onExit={onExit} />);
   } finally {
     await session.close();
   }
-  return exitCode;
 }

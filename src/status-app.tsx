@@ -2,9 +2,10 @@
 // action and the exit. The cluster's data comes from a StatusMonitor (src/status/), the changes
 // (with --admin) from the services it is given; the screen only draws.
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { useApp, useInput, useStdout, type Key } from 'ink';
+import { useInput, useStdout, type Key } from 'ink';
 import { errorMessage } from './errors.js';
-import { eachKey } from './screens/keys.js';
+import { runApp, type OnExit } from './screens/app-exit.js';
+import { bindings, dashboardCommand, eachKey } from './screens/keys.js';
 import { StatusScreen } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
 import { ACTION_TITLE, type AdminAction } from './status/actions.js';
@@ -90,9 +91,8 @@ function useMonitor(monitor: StatusMonitor): number {
   return version;
 }
 
-export function Dashboard({ services }: { services: DashboardServices }) {
+export function Dashboard({ services, onExit }: { services: DashboardServices; onExit: OnExit }) {
   const { monitor, rotate } = services;
-  const { exit } = useApp();
   const { stdout } = useStdout();
   // The table takes up to two thirds of what the fixed lines leave; the events pane the rest, at least three lines.
   const room = () => Math.max(8, (stdout.rows ?? 40) - 15);
@@ -133,7 +133,7 @@ export function Dashboard({ services }: { services: DashboardServices }) {
   const page = () => Math.max(1, tableLinesFor(visible().length) - 3);
   const handleKey = (input: string, key: Key) => {
     const ui = uiRef.current;
-    if (key.ctrl && input === 'c') return exit();
+    if (bindings.interrupt(input, key)) return onExit(0);
     if (ui.confirm) {
       if (input === 'y' || input === 'Y') act(ui.confirm.action, ui.confirm.name);
       else monitor.note({ at: Date.now(), level: 'ok', text: `${ui.confirm.action} ${ui.confirm.name}: cancelled` });
@@ -149,31 +149,50 @@ export function Dashboard({ services }: { services: DashboardServices }) {
       }
       return;
     }
+    const found = dashboardCommand(input, key);
     if (ui.help) {
+      // Any key closes the help; q also quits.
       dispatch({ type: 'help', open: false });
-      if (input !== 'q') return;
+      if (found?.command !== 'quit') return;
     }
-    if (input === 'q') return exit();
-    if (input === '?') return dispatch({ type: 'help', open: true });
-    if (input === '/') return dispatch({ type: 'filter-start' });
-    if (key.escape && ui.filter) return dispatch({ type: 'filter-clear' });
-    if (input === 'p' || input === ' ') return monitor.setPaused(!monitor.paused);
-    if (input === '+') return monitor.setInterval(nextInterval(monitor.intervalMs, 1));
-    if (input === '-') return monitor.setInterval(nextInterval(monitor.intervalMs, -1));
-    if (input === 'r') return monitor.refreshNow();
-    if (key.upArrow || input === 'k') return move(-1);
-    if (key.downArrow || input === 'j') return move(1);
-    if (key.pageUp) return move(-page());
-    if (key.pageDown) return move(page());
-    const target = selectedOf(visible());
+    if (!found) return;
     // An admin key without --admin is not passed over without a word.
-    if (!rotate && (input === 'd' || input === 'm' || input === 'R')) {
+    if (found.admin && !rotate) {
       monitor.note({ at: Date.now(), level: 'warn', text: 'read-only: start with --admin to drain, maint or ready a server' });
       return;
     }
-    if (rotate && target) {
-      const action: AdminAction | undefined = input === 'd' ? 'drain' : input === 'm' ? 'maint' : input === 'R' ? 'ready' : undefined;
-      if (action) dispatch({ type: 'confirm', action, name: target });
+    switch (found.command) {
+      case 'quit':
+        return onExit(0);
+      case 'help':
+        return dispatch({ type: 'help', open: true });
+      case 'filter':
+        return dispatch({ type: 'filter-start' });
+      case 'clear-filter':
+        return ui.filter ? dispatch({ type: 'filter-clear' }) : undefined;
+      case 'pause':
+        return monitor.setPaused(!monitor.paused);
+      case 'slower':
+        return monitor.setInterval(nextInterval(monitor.intervalMs, 1));
+      case 'faster':
+        return monitor.setInterval(nextInterval(monitor.intervalMs, -1));
+      case 'refresh':
+        return monitor.refreshNow();
+      case 'up':
+        return move(-1);
+      case 'down':
+        return move(1);
+      case 'page-up':
+        return move(-page());
+      case 'page-down':
+        return move(page());
+      case 'drain':
+      case 'maint':
+      case 'ready': {
+        const target = selectedOf(visible());
+        if (target) dispatch({ type: 'confirm', action: found.command, name: target });
+        return;
+      }
     }
   };
 
@@ -206,13 +225,10 @@ export function Dashboard({ services }: { services: DashboardServices }) {
 
 /** Runs the dashboard until q or Ctrl+C; returns the exit code. */
 export async function runDashboard(services: DashboardServices): Promise<number> {
-  const { render } = await import('ink');
   services.monitor.start();
   try {
-    const app = render(<Dashboard services={services} />, { exitOnCtrlC: false });
-    await app.waitUntilExit();
+    return await runApp((onExit) => <Dashboard services={services} onExit={onExit} />);
   } finally {
     await services.monitor.stop();
   }
-  return 0;
 }

@@ -2,12 +2,13 @@
 // shows its progress, and ends with the result. Ctrl-C stops once the server being upgraded is done
 // and puts rotation back; a second Ctrl-C leaves at once (--resume or --rollback finish from the journal).
 import { useEffect, useReducer, useRef } from 'react';
-import { useApp, useInput } from 'ink';
+import { useInput } from 'ink';
 import { ApplyFailedError, exitCodeOf, formatError } from './errors.js';
+import { runApp, type OnExit } from './screens/app-exit.js';
 import { bindings, eachKey } from './screens/keys.js';
 import { progressAfter, progressItems, type ProgressItem } from './screens/progress-screen.js';
 import { UpgradeScreen, type UpgradeStage } from './screens/upgrade-screen.js';
-import { seconds } from './system/progress.js';
+import { seconds } from './system/units.js';
 import type { Plan } from './system/plan.js';
 import { printableData } from './shared/printable.js';
 import type { Journal } from './upgrade/journal.js';
@@ -62,8 +63,7 @@ function reducer(state: State, action: Action): State {
   }
 }
 
-export function UpgradeApp({ services, onExit }: { services: UpgradeServices; onExit: (code: number) => void }) {
-  const { exit } = useApp();
+export function UpgradeApp({ services, onExit }: { services: UpgradeServices; onExit: OnExit }) {
   const { session } = services;
   const [state, dispatch] = useReducer(reducer, undefined, () => ({
     stage: 'confirm' as UpgradeStage,
@@ -116,12 +116,8 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
   }, []);
 
   useEffect(() => {
-    if (state.stage !== 'finished' || !state.result) return;
-    onExit(state.result.exitCode);
-    // Let the last frame reach the terminal first.
-    const timer = setTimeout(() => exit(), 20);
-    return () => clearTimeout(timer);
-  }, [state.stage, state.result, exit, onExit]);
+    if (state.stage === 'finished' && state.result) onExit(state.result.exitCode);
+  }, [state.stage, state.result, onExit]);
 
   useInput((input, key) => {
     if (state.stage === 'running') {
@@ -129,8 +125,7 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
         if (stop.current) {
           // Leave at once: the run cannot be left going without a screen. The journal says where it
           // was; a running upgrade command, in a session of its own, finishes by itself.
-          exit();
-          setTimeout(() => process.exit(130), 50);
+          onExit(130, { now: true });
           return;
         }
         stop.current = true;
@@ -173,10 +168,7 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
 
 /** Renders the upgrade screen until it finishes; returns the exit code. */
 export async function runUpgradeScreen(session: UpgradeSession, options: { yes: boolean }): Promise<number> {
-  const [{ render }, { applyUpgrade }] = await Promise.all([import('ink'), import('./upgrade/index.js')]);
-  let exitCode = 0;
+  const { applyUpgrade } = await import('./upgrade/index.js');
   const services: UpgradeServices = { session, apply: (hooks) => applyUpgrade(session, hooks), skipConfirmation: options.yes };
-  const app = render(<UpgradeApp services={services} onExit={(code) => (exitCode = code)} />, { exitOnCtrlC: false });
-  await app.waitUntilExit();
-  return exitCode;
+  return runApp((onExit) => <UpgradeApp services={services} onExit={onExit} />);
 }

@@ -9,6 +9,7 @@ import { afterEach, expect, test } from 'vitest';
 import { clusterRunning, stopCluster } from '../src/postgres/cluster.js';
 import { isZombie } from '../src/system/lock.js';
 import { commandLine } from '../src/system/run.js';
+import { waitFor } from '../src/system/wait.js';
 import { startTestCluster, type TestCluster } from './helpers/pg.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -18,11 +19,7 @@ afterEach(async () => {
 
 /** Waits (event by event, no fixed window) until `check` holds. */
 async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`never happened: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitFor(what, async () => ((await check()) ? true : undefined), { timeoutMs: 60_000, everyMs: 20 });
 }
 
 async function lockPid(file: string): Promise<number> {

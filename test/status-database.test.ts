@@ -89,8 +89,8 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
     expect(shown.status.database).toMatchObject({ limited: false });
     expect(shown.status.database.standbys[0]).toMatchObject({ name: 'standby-1', state: 'streaming', syncState: 'async', lagBytes: expect.any(Number) });
     const text = await knocker(['status', '--once', '--root', onPrimary.dir]);
-    expect(text.stdout).toMatch(/database primary, 1 standby, worst lag \d+(\.\d)? (B|kB|MB)/);
-    expect(text.stdout).toMatch(/standby standby-1: streaming, async, lag \d+(\.\d)? (B|kB|MB)/);
+    expect(text.stdout).toMatch(/database primary, 1 standby, worst lag \d+(\.\d)? (B|KiB|MiB)/);
+    expect(text.stdout).toMatch(/standby standby-1: streaming, async, lag \d+(\.\d)? (B|KiB|MiB)/);
   } finally {
     await db.cluster.admin('REVOKE pg_monitor FROM knocknoc');
   }
@@ -104,7 +104,7 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
   expect(replica.exitCode).toBe(0);
   expect(replica.status.database).toMatchObject({ role: 'standby', standbys: [], upstream: { connected: true, lagBytes: expect.any(Number) } });
   const text = await knocker(['status', '--once', '--root', onStandby.dir]);
-  expect(text.stdout).toMatch(/database standby, lag \d+(\.\d)? (B|kB|MB)/);
+  expect(text.stdout).toMatch(/database standby, lag \d+(\.\d)? (B|KiB|MiB)/);
   expect(text.stdout).toContain('receiving from its primary');
 });
 

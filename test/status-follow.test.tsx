@@ -106,8 +106,8 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   expect(text.stdout).toMatch(/SERVER\s+HEALTH\s+VERSION\s+\/_STATUS\s+DATABASE/);
   expect(text.stdout).toMatch(new RegExp(`web-1\\s+ok\\s+1\\.0\\.0\\s+200 \\S+\\s+${P.replace(/\./g, '\\.')}`));
   expect(text.stdout).toContain(`on ${P} (of ${P}, ${S})`);
-  expect(text.stdout).toMatch(/standby standby_b \(127\.0\.0\.1\): streaming, async, lag \d+(\.\d)? (B|kB|MB) \/ \S+, slot standby_b/);
-  expect(text.stdout).toMatch(/slot standby_b \(physical\): active, retains \d+(\.\d)? (B|kB|MB) of WAL, wal_status reserved/);
+  expect(text.stdout).toMatch(/standby standby_b \(127\.0\.0\.1\): streaming, async, lag \d+(\.\d)? (B|KiB|MiB) \/ \S+, slot standby_b/);
+  expect(text.stdout).toMatch(/slot standby_b \(physical\): active, retains \d+(\.\d)? (B|KiB|MiB) of WAL, wal_status reserved/);
 
   // The standby promoted while the old primary still runs (writable, not fenced): the nodes keep
   // their sessions on it. Both hosts accept writes: status names both, and tells nobody to fence
@@ -129,7 +129,7 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   // The live dashboard says the same: the DATABASE column, the row flagged, the panel's host.
   const monitor = await openMonitor(after.root, { intervalMs: 500 });
   monitor.start();
-  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} />);
+  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} onExit={() => {}} />);
   try {
     const shown = await waitFor('the dashboard to flag web-1', () => {
       const current = frame(ui);

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { parseServerStatus, type ServerStat } from '../src/haproxy/runtime.js';
 import type { RegisteredServer } from '../src/server/registry.js';
 import { databaseLines, outcomeOf, probeCell } from '../src/status/format.js';
-import { age, bytes } from '../src/system/units.js';
+import { age, bytes, plural, seconds } from '../src/system/units.js';
 import { eventsBetween, judge, matchesFilter, sortRows, type Probe, type ServerRow, type Snapshot } from '../src/status/model.js';
 import { rolesVerdict } from '../src/status/roles.js';
 import { nextInterval } from '../src/status/monitor.js';
@@ -181,7 +181,10 @@ test('cells and units', () => {
   expect(probeCell(probe({ http: undefined, error: 'connection refused' }))).toBe('refused');
   expect(probeCell(probe({ http: undefined, error: 'no answer from http://x/_status within 1000 ms' }))).toBe('timeout');
   expect([age(4), age(185), age(7800), age(443_000)]).toEqual(['4s', '3m05s', '2h10m', '5d03h']);
-  expect([bytes(0), bytes(12_345), bytes(3_400_000)]).toEqual(['0 B', '12 kB', '3.4 MB']);
+  // Binary, with IEC names: `standby status` and the dashboard print the same size for the same WAL.
+  expect([bytes(0), bytes(1023), bytes(2048), bytes(12_345), bytes(16 * 1024 ** 2), bytes(3 * 1024 ** 3)]).toEqual(['0 B', '1023 B', '2.0 KiB', '12 KiB', '16 MiB', '3.0 GiB']);
+  expect([seconds(30_000), seconds(40), seconds(12_345)]).toEqual(['30 s', '0.04 s', '12.3 s']);
+  expect([plural(1, 'server'), plural(0, 'server'), plural(3, 'standby')]).toEqual(['1 server', '0 servers', '3 standbys']);
   expect([nextInterval(2000, 1), nextInterval(2000, -1), nextInterval(500, -1), nextInterval(60_000, 1), nextInterval(1500, 1)]).toEqual([3000, 1000, 500, 60_000, 2000]);
 });
 

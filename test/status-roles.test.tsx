@@ -103,7 +103,7 @@ test('two independent primaries behind one DatabaseURL: exit 1 naming both, in -
 
   const monitor = await openMonitor(root, { intervalMs: 500 });
   monitor.start();
-  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} />);
+  const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} onExit={() => {}} />);
   try {
     const shown = await waitForFrame(ui, `✗ TWO PRIMARIES: ${hostA} and ${hostB}`, 30_000);
     expect(shown).toMatch(/^✗ knocker status/m);

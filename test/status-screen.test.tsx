@@ -39,7 +39,7 @@ async function dashboard(root: Root, options: { admin?: boolean } = {}): Promise
     ...(options.admin ? { rotate: (name, action, onStatus) => rotateServer(root, name, action, onStatus) } : {}),
   };
   monitor.start();
-  const ui = render(<Dashboard services={services} />);
+  const ui = render(<Dashboard services={services} onExit={() => {}} />);
   closers.push(async () => {
     ui.unmount();
     await monitor.stop();

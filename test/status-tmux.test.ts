@@ -43,4 +43,11 @@ test('the dashboard in an 80-column terminal: the cluster, a node dying, help, f
 
   await t.keys('q');
   await t.waitFor('EXIT=0');
+
+  // Ctrl-C ends it too, as any terminal program (raw mode: it arrives as a key, not a signal).
+  const again = await openTerminal([process.execPath, KNOCKER, 'status', '--root', root.dir, '--interval', '1'], { width: 80, height: 32, env: cleanEnv({ TERM: 'xterm-256color' }) });
+  terminals.push(again);
+  await again.waitFor('servers healthy');
+  await again.keys('C-c');
+  await again.waitFor('EXIT=0');
 });

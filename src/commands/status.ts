@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { dashboardHelp } from '../screens/keys.js';
 import { rootOf, type CommandContext } from './context.js';
 import { once, secondsOption } from './options.js';
 
@@ -25,8 +26,10 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
         'socket when knocker set HAProxy up on this host. A source that fails keeps its last data, shown',
         'as stale with its age and error, and is retried at every refresh.',
         '',
-        'Keys: ↑/↓ PgUp/PgDn select · / filter (! in front inverts) · p pause · +/- interval · r refresh · ? help · q quit',
-        '      with --admin: d drain · m maint · R ready (back in rotation once a check passes)',
+        'Keys (the screen shows them with ?):',
+        ...dashboardHelp(false).map(([keys, does]) => `  ${keys.padEnd(10)} ${does}`),
+        '  with --admin:',
+        ...dashboardHelp(true).map(([keys, does]) => `  ${keys.padEnd(10)} ${does}`),
         '',
         'Exit codes of --once, --json and --format: 0 every server healthy, 1 degraded (a server offline,',
         'failing /_status, out of step or out of rotation; two hosts of DatabaseURL accepting writes, or',

@@ -4,6 +4,7 @@
 import ipaddr from 'ipaddr.js';
 import type { AdminLink } from '../postgres/admin.js';
 import { EXIT } from '../errors.js';
+import { plural } from '../system/units.js';
 import { allowListChange, changeAllowList, type ChangeContext } from './context.js';
 import { endSessionsStep } from './plan.js';
 
@@ -23,9 +24,6 @@ function contains(outer: string, inner: string): boolean {
   return outerAddress.kind() === innerAddress.kind() && innerBits >= outerBits && innerAddress.match(outerAddress, outerBits);
 }
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 export async function remove(ctx: ChangeContext, typed: string, parsed: string): Promise<number> {
   const { io, link, names, facts, run } = ctx;

@@ -27,6 +27,7 @@ import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
 import { lookupUser } from '../system/users.js';
 import { startConfig, type StartFiles } from '../postgres/listen.js';
+import { waitForOrUndefined } from '../system/wait.js';
 
 const SETTINGS = ['ssl', 'ssl_cert_file', 'ssl_key_file'] as const;
 type TlsSetting = (typeof SETTINGS)[number];
@@ -196,26 +197,29 @@ export interface TlsContext {
 
 /** Waits (at most `ms`) until the server presents the certificate with this fingerprint. */
 export async function waitForCertificate(at: { hosts: string[]; port: number }, fingerprint: string, ca: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
   let seen = 'no answer';
-  while (Date.now() < deadline) {
-    for (const host of at.hosts) {
-      const probe = await probeTls(host, at.port, { ca, timeoutMs: 2_000 }).catch((error: Error) => error);
-      if (probe instanceof Error) {
-        seen = `${host}: ${probe.message}`;
-        continue;
+  const presented = await waitForOrUndefined(
+    'PostgreSQL to present the new certificate',
+    async () => {
+      for (const host of at.hosts) {
+        const probe = await probeTls(host, at.port, { ca, timeoutMs: 2_000 }).catch((error: Error) => error);
+        if (probe instanceof Error) {
+          seen = `${host}: ${probe.message}`;
+          continue;
+        }
+        if (probe.offered && probe.certificate.fingerprint256 === fingerprint && probe.chainVerified) return true;
+        seen = !probe.offered
+          ? 'no TLS'
+          : probe.certificate.fingerprint256 !== fingerprint
+            ? `another certificate, ${probe.certificate.subject} (SHA-256 ${probe.certificate.fingerprint256.slice(0, 23)}…)`
+            : `the new certificate, but it does not verify with the cluster's CA: ${probe.chainError ?? 'unverified'}`;
+        break;
       }
-      if (probe.offered && probe.certificate.fingerprint256 === fingerprint && probe.chainVerified) return;
-      seen = !probe.offered
-        ? 'no TLS'
-        : probe.certificate.fingerprint256 !== fingerprint
-          ? `another certificate, ${probe.certificate.subject} (SHA-256 ${probe.certificate.fingerprint256.slice(0, 23)}…)`
-          : `the new certificate, but it does not verify with the cluster's CA: ${probe.chainError ?? 'unverified'}`;
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`PostgreSQL did not present the new certificate after the reload (it presents: ${seen})`);
+      return undefined;
+    },
+    { timeoutMs: ms },
+  );
+  if (!presented) throw new Error(`PostgreSQL did not present the new certificate after the reload (it presents: ${seen})`);
 }
 
 /** The key PostgreSQL will read matches the certificate, as the database's OS user reads them (a start that would fail is refused first). */

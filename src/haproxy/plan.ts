@@ -16,6 +16,7 @@ import { packageVersion } from '../system/package.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { run, which } from '../system/run.js';
 import { unitActive } from '../system/service.js';
+import { plural } from '../system/units.js';
 import { isRoot } from '../system/users.js';
 import {
   BACKEND,
@@ -220,7 +221,7 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
       await fs.rm(paths.reloadPending, { force: true });
     },
   };
-  const nodes = `${settings.nodes.length} web node${settings.nodes.length === 1 ? '' : 's'}`;
+  const nodes = plural(settings.nodes.length, 'web node');
   steps.push({
     ...write,
     title: `${facts.existingText === undefined ? 'Write' : 'Update'} ${shownAs}: ${nodes} behind ${settings.tls ? 'https' : 'http'}://${formatListen(settings.bind)} (checked with haproxy -c first)`,

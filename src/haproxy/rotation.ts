@@ -3,6 +3,7 @@
 // MAINT (no traffic at all, checks paused), and back to READY only after a health check has
 // passed since the request — never straight from MAINT, which HAProxy would put in rotation
 // before any check.
+import { giveUp, orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { BACKEND } from './config.js';
 import { adminStateFromBits, drainUntilChecked, inRotation, readyWhenChecked, setServerState, showServersState, showStat, type AdminState, type ServerStat } from './runtime.js';
 
@@ -52,19 +53,21 @@ export class CheckTimeout extends Error {
  * On timeout it stays out of rotation (drained and down) and CheckTimeout tells the last check.
  */
 export async function readyAfterCheck(socket: string, name: string, options: ReadyOptions): Promise<ServerStat> {
-  const started = Date.now();
   await drainUntilChecked(socket, BACKEND, name);
   let last: ServerStat | undefined;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 100));
-    const stat = await serverStat(socket, name);
-    if (!stat) throw new Error(`HAProxy has no server ${name} any more`);
-    if (last?.status.text !== stat.status.text || last?.check.status !== stat.check.status) options.onStatus?.(stat);
-    last = stat;
-    if (stat.status.state === 'DRAIN' && !stat.status.transition) break;
-    if (Date.now() - started > options.timeoutMs) {
-      throw new CheckTimeout(`${name} did not pass its health check within ${Math.round(options.timeoutMs / 1000)} s (now ${describeServer(stat)})`, stat);
-    }
+  const passed = await waitForOrUndefined(
+    `${name} to pass its health check`,
+    async () => {
+      const stat = await orGiveUp(serverStat(socket, name));
+      if (!stat) giveUp(`HAProxy has no server ${name} any more`);
+      if (last?.status.text !== stat.status.text || last?.check.status !== stat.check.status) options.onStatus?.(stat);
+      last = stat;
+      return stat.status.state === 'DRAIN' && !stat.status.transition ? stat : undefined;
+    },
+    { timeoutMs: options.timeoutMs, everyMs: options.pollMs ?? 100 },
+  );
+  if (!passed) {
+    throw new CheckTimeout(`${name} did not pass its health check within ${Math.round(options.timeoutMs / 1000)} s (now ${last ? describeServer(last) : 'unknown'})`, last);
   }
   await setServerState(socket, BACKEND, name, 'ready');
   const now = await serverStat(socket, name);

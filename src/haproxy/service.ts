@@ -12,6 +12,7 @@ import { PATHS, type Root } from '../system/root.js';
 import { run, which } from '../system/run.js';
 import { logSince, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitJournal } from '../system/service.js';
 import { lookupUser } from '../system/users.js';
+import { waitForOrUndefined } from '../system/wait.js';
 import type { ConfigLayout } from './config.js';
 import { RuntimeApiError, serversStateText, showInfo, showProc, showServersState, type ProcessInfo, type SavedServerState } from './runtime.js';
 
@@ -135,8 +136,6 @@ export async function saveServerState(paths: HaproxyPaths, log?: Logger, keep?: 
   return true;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** HAProxy runs the file in place now: no reload is owed any more (see PATHS.haproxyReloadPending). */
 async function loaded(paths: HaproxyPaths): Promise<undefined> {
   await fs.rm(paths.reloadPending, { force: true });
@@ -151,39 +150,29 @@ async function answering(paths: HaproxyPaths): Promise<ProcessInfo | undefined> 
 export async function startHaproxy(service: HaproxyService, binary: string, log?: Logger): Promise<string> {
   const { paths } = service;
   await ensureFolders(paths);
-  const deadline = Date.now() + START_TIMEOUT_MS;
   if (service.manager === 'systemd') {
     const since = Math.floor(Date.now() / 1000);
     await systemctl(['start', HAPROXY_UNIT], log);
-    for (;;) {
-      const info = await answering(paths);
-      if (info) {
-        await loaded(paths);
-        return `${HAPROXY_UNIT}, HAProxy ${info.version}, worker pid ${info.pid}`;
-      }
-      if (!(await unitActive(HAPROXY_UNIT)) || Date.now() > deadline) {
-        throw new Error(`HAProxy did not start:\n${(await unitJournal(HAPROXY_UNIT, since)).map((l) => `  ${l}`).join('\n')}`);
-      }
-      await sleep(100);
-    }
+    // null: the unit is no longer active, waiting cannot help.
+    const info = await waitForOrUndefined('HAProxy to answer', async () => (await answering(paths)) ?? ((await unitActive(HAPROXY_UNIT)) ? undefined : null), {
+      timeoutMs: START_TIMEOUT_MS,
+    });
+    if (!info) throw new Error(`HAProxy did not start:\n${(await unitJournal(HAPROXY_UNIT, since)).map((l) => `  ${l}`).join('\n')}`);
+    await loaded(paths);
+    return `${HAPROXY_UNIT}, HAProxy ${info.version}, worker pid ${info.pid}`;
   }
   const [program, ...args] = daemonCommand(binary, paths) as [string, ...string[]];
   const started = await startDaemon({ program, args, pidFile: paths.pidFile, logFile: paths.logFile, cwd: service.root.dir }, log);
   let exited = false;
   void started.exited.then(() => (exited = true));
-  for (;;) {
-    const info = await answering(paths);
-    if (info) {
-      await loaded(paths);
-      return `pid ${started.pid}, HAProxy ${info.version}, worker pid ${info.pid}`;
-    }
-    if (exited || Date.now() > deadline) {
-      const output = await logSince(paths.logFile, started.logOffset);
-      if (!exited) await stopDaemon(paths.pidFile, 1_000, log).catch(() => {});
-      throw new Error(`HAProxy did not start${exited ? '' : ` within ${START_TIMEOUT_MS / 1000} s`}:\n${output.map((l) => `  ${l}`).join('\n')}`);
-    }
-    await sleep(100);
+  const info = await waitForOrUndefined('HAProxy to answer', async () => (await answering(paths)) ?? (exited ? null : undefined), { timeoutMs: START_TIMEOUT_MS });
+  if (!info) {
+    const output = await logSince(paths.logFile, started.logOffset);
+    if (!exited) await stopDaemon(paths.pidFile, 1_000, log).catch(() => {});
+    throw new Error(`HAProxy did not start${exited ? '' : ` within ${START_TIMEOUT_MS / 1000} s`}:\n${output.map((l) => `  ${l}`).join('\n')}`);
   }
+  await loaded(paths);
+  return `pid ${started.pid}, HAProxy ${info.version}, worker pid ${info.pid}`;
 }
 
 /** Stops HAProxy gracefully (requests in flight finish), saving the servers' state first. */
@@ -220,18 +209,21 @@ export async function reloadHaproxy(service: HaproxyService, log?: Logger, keep?
     log?.info(`reload: SIGUSR2 to the master, pid ${pid}`);
     process.kill(pid, 'SIGUSR2');
   }
-  const deadline = Date.now() + RELOAD_TIMEOUT_MS;
-  for (;;) {
-    await sleep(100);
-    const info = await answering(paths);
-    if (info && info.pid !== before?.pid) return (await loaded(paths)) ?? `new worker pid ${info.pid}${before ? `; the old one (pid ${before.pid}) finishes its connections` : ''}`;
-    const failed = failedBefore === undefined ? undefined : (await showProc(paths.masterSocket).catch(() => undefined))?.failedReloads;
-    if ((failed !== undefined && failedBefore !== undefined && failed > failedBefore) || Date.now() > deadline) {
-      const said = service.manager === 'systemd' ? await unitJournal(HAPROXY_UNIT, since) : await logSince(paths.logFile, logOffset);
-      const alerts = said.filter((l) => /ALERT|WARNING.*Loading failure/.test(l));
-      throw new Error(
-        `HAProxy could not start the new configuration; the previous one keeps serving${before ? ` (worker pid ${before.pid})` : ''}:\n${(alerts.length > 0 ? alerts : said).map((l) => `  ${l}`).join('\n')}`,
-      );
-    }
-  }
+  // null: the master counts one more failed reload, waiting cannot help.
+  const info = await waitForOrUndefined(
+    'a new HAProxy worker to answer',
+    async () => {
+      const info = await answering(paths);
+      if (info && info.pid !== before?.pid) return info;
+      const failed = failedBefore === undefined ? undefined : (await showProc(paths.masterSocket).catch(() => undefined))?.failedReloads;
+      return failed !== undefined && failedBefore !== undefined && failed > failedBefore ? null : undefined;
+    },
+    { timeoutMs: RELOAD_TIMEOUT_MS },
+  );
+  if (info) return (await loaded(paths)) ?? `new worker pid ${info.pid}${before ? `; the old one (pid ${before.pid}) finishes its connections` : ''}`;
+  const said = service.manager === 'systemd' ? await unitJournal(HAPROXY_UNIT, since) : await logSince(paths.logFile, logOffset);
+  const alerts = said.filter((l) => /ALERT|WARNING.*Loading failure/.test(l));
+  throw new Error(
+    `HAProxy could not start the new configuration; the previous one keeps serving${before ? ` (worker pid ${before.pid})` : ''}:\n${(alerts.length > 0 ? alerts : said).map((l) => `  ${l}`).join('\n')}`,
+  );
 }

@@ -10,6 +10,7 @@ import { fileLogger, nullLogger, type Logger } from '../system/log.js';
 import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
 import { knockerCommand } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
+import { plural } from '../system/units.js';
 import { answersFromSettings, readSettings, type HaproxyAnswers } from '../haproxy/config.js';
 import { answersFrom, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
 import type { InstallPlan } from './plan.js';
@@ -72,7 +73,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     const result = loadAnswersFile(inputs.answersFile);
     if (result.problems.length > 0) {
       throw new UsageError(
-        `the answers file has ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}; nothing was changed`,
+        `the answers file has ${plural(result.problems.length, 'problem')}; nothing was changed`,
         result.problems,
       );
     }
@@ -86,7 +87,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     hostname: inputs.hostname,
   });
   if (resolution.problems.length > 0) {
-    throw new UsageError(`${resolution.problems.length} invalid answer${resolution.problems.length === 1 ? '' : 's'}; nothing was changed`, resolution.problems);
+    throw new UsageError(`${plural(resolution.problems.length, 'invalid answer')}; nothing was changed`, resolution.problems);
   }
   const release = loadRelease();
   const existingHaproxy = answersFromSettings(readSettings(await readIfExists(root.path(PATHS.haproxyConf))));

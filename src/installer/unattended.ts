@@ -2,7 +2,8 @@
 // --print-answers and --explain, which change nothing.
 import { redactUrl } from '../postgres/url.js';
 import { hasChanges, pendingSteps } from '../system/plan.js';
-import { progressPrinter, seconds } from '../system/progress.js';
+import { progressPrinter } from '../system/progress.js';
+import { seconds } from '../system/units.js';
 import { answersToYaml } from './answers-file.js';
 import { answersFrom, describeSource, FIELDS, FILE_KEY, type Answers, type Field, type Source } from './answers.js';
 import { completeAnswers, type InstallSession, type Prepared } from './index.js';

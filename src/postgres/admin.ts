@@ -7,6 +7,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../system/log.js';
 import { adminHelperProgram } from '../system/package.js';
 import { lookupUser, type OsUser } from '../system/users.js';
+import { waitFor } from '../system/wait.js';
 
 export interface ClusterAccess {
   /** Folder of the cluster's Unix socket. */
@@ -193,18 +194,11 @@ export function adminLink(access: ClusterAccess, log?: Logger): AdminLink {
     },
     async reopen(timeoutMs = 60_000) {
       await drop();
-      const started = Date.now();
-      for (;;) {
-        try {
-          const session = await openAdminSession(access, log);
-          current = Promise.resolve(session);
-          return session;
-        } catch (error) {
-          // 57P03: the database system is starting up; a missing socket: not listening yet.
-          if (Date.now() - started > timeoutMs) throw error;
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-      }
+      // 57P03: the database system is starting up; a missing socket: not listening yet. The
+      // timeout names the last refusal.
+      const session = await waitFor('PostgreSQL to accept the admin session again', () => openAdminSession(access, log), { timeoutMs });
+      current = Promise.resolve(session);
+      return session;
     },
     close: drop,
   };

@@ -8,6 +8,7 @@ import { isAlive, isZombie } from '../system/lock.js';
 import type { Logger } from '../system/log.js';
 import { run, which } from '../system/run.js';
 import { isRoot, lookupUser } from '../system/users.js';
+import { waitFor, waitForOrUndefined } from '../system/wait.js';
 
 export interface PgBinaries {
   /** Folder with initdb, pg_ctl, postgres. */
@@ -132,19 +133,24 @@ async function processesIn(dataDir: string): Promise<number[]> {
  * (it outlives the run), so what works in the folder is ended first, then the folder goes.
  */
 export async function discardHalfMadeCluster(dataDir: string, log?: Logger): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (let pids = await processesIn(dataDir); pids.length > 0; pids = await processesIn(dataDir)) {
-    log?.warn(`ending what a cut-off run left at work in ${dataDir}: pid ${pids.join(', ')}`);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
+  await waitFor(
+    `the processes at work in ${dataDir} to end`,
+    async (p) => {
+      const pids = await processesIn(dataDir);
+      if (pids.length === 0) return true;
+      log?.warn(`ending what a cut-off run left at work in ${dataDir}: pid ${pids.join(', ')}`);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
       }
-    }
-    if (Date.now() > deadline) throw new Error(`processes still at work in ${dataDir} (pid ${pids.join(', ')})`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+      p.seen(`pid ${pids.join(', ')}`);
+      return undefined;
+    },
+    { timeoutMs: 30_000, everyMs: 50 },
+  );
   await fs.rm(dataDir, { recursive: true, force: true });
 }
 
@@ -153,7 +159,6 @@ export async function discardHalfMadeCluster(dataDir: string, log?: Logger): Pro
  * written postmaster.pid yet), then says whether the cluster runs and is ready.
  */
 export async function settleStart(cluster: Pick<PrivateCluster, 'bin' | 'dataDir' | 'osUser'>, timeoutMs = 90_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
   const starting = async () => {
     for (const pid of await processesIn(cluster.dataDir)) {
       const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
@@ -161,7 +166,8 @@ export async function settleStart(cluster: Pick<PrivateCluster, 'bin' | 'dataDir
     }
     return false;
   };
-  while ((await starting()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  // A pg_ctl still starting after the timeout: whether the cluster runs is answered all the same.
+  await waitForOrUndefined(`pg_ctl start in ${cluster.dataDir} to finish`, async () => ((await starting()) ? undefined : true), { timeoutMs, everyMs: 50 });
   return (await clusterRunning(cluster)) && (await waitUntilReady(cluster.dataDir));
 }
 
@@ -170,16 +176,19 @@ export async function settleStart(cluster: Pick<PrivateCluster, 'bin' | 'dataDir
  * cluster a cut-off run was starting may still be doing; false when it is not running after all.
  */
 export async function waitUntilReady(dataDir: string, timeoutMs = 60_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const lines = (await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
-    const pid = Number(lines[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
-    // Line 8 is the postmaster's status: starting, stopping, ready or standby.
-    if (/^(ready|standby)\b/.test((lines[7] ?? '').trim())) return true;
-    if (Date.now() > deadline) throw new Error(`the PostgreSQL cluster in ${dataDir} is still ${(lines[7] ?? 'starting').trim() || 'starting'} after ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  return waitFor(
+    `the PostgreSQL cluster in ${dataDir} to be ready`,
+    async (p) => {
+      const lines = (await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+      const pid = Number(lines[0]);
+      if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
+      // Line 8 is the postmaster's status: starting, stopping, ready or standby.
+      if (/^(ready|standby)\b/.test((lines[7] ?? '').trim())) return true;
+      p.seen((lines[7] ?? '').trim() || 'starting');
+      return undefined;
+    },
+    { timeoutMs, everyMs: 50 },
+  );
 }
 
 /** Writes listen address, port and socket folder into postgresql.conf, and a local-only pg_hba.conf. */
@@ -255,13 +264,16 @@ async function clearKilledPostmaster(cluster: Pick<PrivateCluster, 'dataDir' | '
   const pidFile = path.join(cluster.dataDir, 'postmaster.pid');
   const pid = await lockFilePid(pidFile);
   if (pid === undefined || isAlive(pid)) return;
-  const deadline = Date.now() + timeoutMs;
-  for (let pids = await processesIn(cluster.dataDir); pids.length > 0; pids = await processesIn(cluster.dataDir)) {
-    if (Date.now() > deadline) {
-      throw new Error(`the processes of a PostgreSQL server that was killed (pid ${pid}) are still at work in ${cluster.dataDir} after ${timeoutMs / 1000} s: pid ${pids.join(', ')}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(
+    `the processes of a PostgreSQL server that was killed (pid ${pid}) to end in ${cluster.dataDir}`,
+    async (p) => {
+      const pids = await processesIn(cluster.dataDir);
+      if (pids.length === 0) return true;
+      p.seen(`pid ${pids.join(', ')} still at work`);
+      return undefined;
+    },
+    { timeoutMs, everyMs: 50 },
+  );
   if (!isZombie(pid)) return; // reaped meanwhile: PostgreSQL sees it gone and takes its lock files over
   const sockets = (await fs.readdir(cluster.socketDir).catch(() => [] as string[])).filter((f) => /^\.s\.PGSQL\.\d+\.lock$/.test(f)).map((f) => path.join(cluster.socketDir, f));
   for (const file of [pidFile, ...sockets]) {

@@ -29,3 +29,107 @@ export function eachKey(input: string, key: Key, handle: (input: string, key: Ke
     if (handle(enter || erase ? '' : char, { ...key, return: enter, backspace: erase, shift: char !== char.toLowerCase() }) === false) return;
   }
 }
+
+/** What a key does on the dashboard (`knocker status`). */
+export type DashboardCommand =
+  | 'up'
+  | 'down'
+  | 'page-up'
+  | 'page-down'
+  | 'filter'
+  | 'clear-filter'
+  | 'pause'
+  | 'slower'
+  | 'faster'
+  | 'refresh'
+  | 'help'
+  | 'quit'
+  | 'drain'
+  | 'maint'
+  | 'ready';
+
+export interface DashboardKey {
+  /** The keys as the help shows them. */
+  keys: string;
+  /** The footer's shorter spelling of `keys`, when there is one. */
+  short?: string;
+  /** The footer's word for it. */
+  label: string;
+  /** What it does, as the help (the overlay and `knocker status --help`) says it. */
+  does: string;
+  /** Needs --admin (a change through HAProxy). */
+  admin: boolean;
+  /** Each key of the row and the command it runs. */
+  bind: Array<[DashboardCommand, (input: string, key: Key) => boolean]>;
+}
+
+const typed = (...chars: string[]) => (input: string) => chars.includes(input);
+
+/**
+ * The dashboard's one key table: the key handler (status-app.tsx), the footer and the help overlay
+ * (status-screen.tsx) and `knocker status --help` all read it, so they cannot disagree.
+ */
+export const DASHBOARD_KEYS: DashboardKey[] = [
+  {
+    keys: '↑/↓ j/k',
+    short: '↑/↓',
+    label: 'select',
+    does: 'select a server (PgUp/PgDn: a page)',
+    admin: false,
+    bind: [
+      ['up', (input, key) => key.upArrow || input === 'k'],
+      ['down', (input, key) => key.downArrow || input === 'j'],
+      ['page-up', (_input, key) => key.pageUp],
+      ['page-down', (_input, key) => key.pageDown],
+    ],
+  },
+  {
+    keys: '/',
+    label: 'filter',
+    does: 'filter the servers (text anywhere in the row; start with ! to show the rows NOT matching); Esc clears',
+    admin: false,
+    bind: [
+      ['filter', typed('/')],
+      ['clear-filter', (_input, key) => key.escape],
+    ],
+  },
+  { keys: 'p', label: 'pause', does: 'pause or resume refreshing', admin: false, bind: [['pause', typed('p', ' ')]] },
+  {
+    keys: '+ / -',
+    short: '+/-',
+    label: 'interval',
+    does: 'refresh less or more often (0.5 s to 60 s)',
+    admin: false,
+    bind: [
+      ['slower', typed('+')],
+      ['faster', typed('-')],
+    ],
+  },
+  { keys: 'r', label: 'refresh', does: 'refresh now', admin: false, bind: [['refresh', typed('r')]] },
+  { keys: '?', label: 'help', does: 'this help (any key closes it)', admin: false, bind: [['help', typed('?')]] },
+  { keys: 'q, Ctrl+C', short: 'q', label: 'quit', does: 'quit', admin: false, bind: [['quit', (input, key) => input === 'q' || bindings.interrupt(input, key)]] },
+  { keys: 'd', label: 'drain', does: 'drain the selected server in HAProxy: no new sessions, cookie holders stay', admin: true, bind: [['drain', typed('d')]] },
+  { keys: 'm', label: 'maint', does: 'maintenance: no traffic at all, checks paused', admin: true, bind: [['maint', typed('m')]] },
+  { keys: 'R', label: 'ready', does: 'ready: back into rotation once a health check passes', admin: true, bind: [['ready', typed('R')]] },
+];
+
+/** The command a key runs on the dashboard, and whether it needs --admin; undefined: none. */
+export function dashboardCommand(input: string, key: Key): { command: DashboardCommand; admin: boolean } | undefined {
+  for (const row of DASHBOARD_KEYS) {
+    const bound = row.bind.find(([, matches]) => matches(input, key));
+    if (bound) return { command: bound[0], admin: row.admin };
+  }
+  return undefined;
+}
+
+/** The footer's line: "↑/↓ select · / filter · … · q quit", the admin keys after them with --admin. */
+export function dashboardFooter(admin: boolean): string {
+  return DASHBOARD_KEYS.filter((row) => admin || !row.admin)
+    .map((row) => `${row.short ?? row.keys} ${row.label}`)
+    .join(' · ');
+}
+
+/** The help's rows, the keys and what they do: of the read-only keys, or (admin) of those that need --admin. */
+export function dashboardHelp(admin: boolean): Array<[string, string]> {
+  return DASHBOARD_KEYS.filter((row) => row.admin === admin).map((row) => [row.keys, row.does]);
+}

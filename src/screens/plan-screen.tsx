@@ -3,6 +3,7 @@
 import { Box, Text, useInput } from 'ink';
 import type { Check } from '../shared/checks.js';
 import { bindings } from './keys.js';
+import { plural } from '../system/units.js';
 import { symbols, theme } from './theme.js';
 
 export interface PlanStepView {
@@ -63,7 +64,7 @@ export function PlanScreen({ checks, steps, warnings, onApply, onBack, onQuit, i
     <Box flexDirection="column">
       <ChecksView checks={checks} />
       <Box flexDirection="column" marginTop={1}>
-        <Text bold>{changes === 0 ? 'Plan: nothing to change' : `Plan: ${changes} change${changes === 1 ? '' : 's'}`}</Text>
+        <Text bold>{changes === 0 ? 'Plan: nothing to change' : `Plan: ${plural(changes, 'change')}`}</Text>
         {steps.map((step, i) => (
           <Box key={i} flexDirection="column">
             <Text>
@@ -90,7 +91,7 @@ export function PlanScreen({ checks, steps, warnings, onApply, onBack, onQuit, i
           </Text>
         ) : (
           <Text>
-            Apply these {changes} change{changes === 1 ? '' : 's'}? <Text color={theme.muted}>Enter/y: apply · n/Esc: change answers · q: quit</Text>
+            Apply these {plural(changes, 'change')}? <Text color={theme.muted}>Enter/y: apply · n/Esc: change answers · q: quit</Text>
           </Text>
         )}
       </Box>

@@ -2,6 +2,7 @@
 // where the log and the answers file are, and what to do next.
 import { Box, Text } from 'ink';
 import { pendingSteps, type ApplyEvent, type Plan } from '../system/plan.js';
+import { seconds } from '../system/units.js';
 import { symbols, theme } from './theme.js';
 import { useNow } from './use-now.js';
 
@@ -34,10 +35,6 @@ export function progressAfter(items: ProgressItem[], plan: Plan, event: ApplyEve
   const next = [...items];
   next[at] = item;
   return next;
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
 }
 
 export const LOOK: Record<StepStatus, { symbol: string; color: string; word: string }> = {

@@ -7,6 +7,7 @@ import type { AdminAction } from '../status/actions.js';
 import { checkCell, databaseHostCell, databaseLines, inStateCell, roleLines, showsDatabaseHosts, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
+import { dashboardFooter, dashboardHelp } from './keys.js';
 import { symbols, theme } from './theme.js';
 
 export interface StatusScreenProps {
@@ -145,29 +146,13 @@ function Footer({ admin, filterDraft, filter, confirm }: Pick<StatusScreenProps,
   return (
     <Text color={theme.muted} wrap="wrap">
       {filter ? <Text color={theme.accent}>filter /{filter} (Esc clears) · </Text> : null}
-      ↑/↓ select · / filter · p pause · +/- interval · r refresh · ? help · q quit
-      {admin ? ' · d drain · m maint · R ready' : ''}
+      {dashboardFooter(admin)}
     </Text>
   );
 }
 
-const HELP: Array<[string, string]> = [
-  ['↑/↓ j/k', 'select a server (PgUp/PgDn: a page)'],
-  ['/', 'filter the servers (text anywhere in the row; start with ! to show the rows NOT matching); Esc clears'],
-  ['p', 'pause or resume refreshing'],
-  ['+ / -', 'refresh less or more often (0.5 s to 60 s)'],
-  ['r', 'refresh now'],
-  ['?', 'this help (any key closes it)'],
-  ['q, Ctrl+C', 'quit'],
-];
-const ADMIN_HELP: Array<[string, string]> = [
-  ['d', 'drain the selected server in HAProxy: no new sessions, cookie holders stay'],
-  ['m', 'maintenance: no traffic at all, checks paused'],
-  ['R', 'ready: back into rotation once a health check passes'],
-];
-
 function Help({ admin }: { admin: boolean }) {
-  const lines = [...HELP, ...(admin ? ADMIN_HELP : [])];
+  const lines = [...dashboardHelp(false), ...(admin ? dashboardHelp(true) : [])];
   return (
     <Box flexDirection="column" borderStyle="round" paddingX={1}>
       <Text bold>Keys</Text>

@@ -6,7 +6,7 @@ import { Box, Text } from 'ink';
 import type { Check } from '../shared/checks.js';
 import type { JournalServer } from '../upgrade/journal.js';
 import { ChecksView } from './plan-screen.js';
-import { seconds } from '../system/progress.js';
+import { seconds } from '../system/units.js';
 import { LOOK, type ProgressItem } from './progress-screen.js';
 import { symbols, theme } from './theme.js';
 import { useNow } from './use-now.js';

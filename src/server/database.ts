@@ -6,6 +6,8 @@
 import type pg from 'pg';
 import { connectSelecting, describeConnectError, isSwitchError, NoSuitableHostError, type ConnectOptions } from '../postgres/connect.js';
 import { formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
+import { seconds } from '../system/units.js';
+import { waitForOrUndefined } from '../system/wait.js';
 import type { ServerLog } from './log.js';
 import { CHECK_SQL, HEARTBEAT_SQL, holderOf, markStopped, register, type CheckRow, type Registration } from './registry.js';
 
@@ -93,16 +95,22 @@ export class DatabaseMonitor {
    * one), it waits for the node to find the primary again, checking at each reconnection attempt.
    */
   async health(): Promise<DatabaseHealth> {
-    let health = await this.cachedHealth();
-    while (!health.reachable && !this.stopped) {
-      const holdUntil = this.holdUntil();
-      if (holdUntil === undefined || Date.now() >= holdUntil) break;
-      const pause = Math.min(Math.max(this.nextAttemptAt - Date.now(), 20), holdUntil - Date.now());
-      await new Promise((r) => setTimeout(r, pause));
-      if (this.stopped || Date.now() >= holdUntil) break;
-      health = await this.bounded(this.check(), holdUntil - Date.now());
-    }
-    return health;
+    const health = await this.cachedHealth();
+    const holdUntil = this.holdUntil();
+    if (health.reachable || this.stopped || holdUntil === undefined || Date.now() >= holdUntil) return health;
+    // A check before the next reconnection attempt is due answers at once (unreachable), so
+    // probing every 20 ms follows each attempt as it is made.
+    const found = await waitForOrUndefined(
+      'the primary to be found again',
+      async () => {
+        const until = this.holdUntil();
+        if (this.stopped || until === undefined) return this.last;
+        const again = await this.bounded(this.check(), until - Date.now());
+        return again.reachable ? again : undefined;
+      },
+      { timeoutMs: holdUntil - Date.now(), everyMs: 20 },
+    );
+    return found ?? this.last;
   }
 
   /** Until when a health check waits for the primary to be found again (undefined: it does not). */
@@ -319,7 +327,7 @@ export class DatabaseMonitor {
     this.switchingSince = undefined;
     this.lostToSwitchAt = undefined;
     if (this.downSince !== undefined) {
-      this.options.log.info(`database reachable again after ${((Date.now() - this.downSince) / 1000).toFixed(1)} s`);
+      this.options.log.info(`database reachable again after ${seconds(Date.now() - this.downSince)}`);
     }
     this.downSince = undefined;
     this.backoffMs = 0;

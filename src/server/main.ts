@@ -12,6 +12,7 @@ import { loadRelease, type Release } from '../schema/index.js';
 import { writeFileAtomic } from '../system/files.js';
 import { boundedStdout, LOG_MAX_BYTES } from '../system/log.js';
 import { PATHS, Root } from '../system/root.js';
+import { plural } from '../system/units.js';
 import { loadServerConfig } from './config.js';
 import { serverLog } from './log.js';
 import { startNode, StartError, type RunningNode } from './node.js';
@@ -114,7 +115,7 @@ async function serve(argv: string[], env: Env): Promise<number> {
     for (const warning of loaded.warnings) log.warn(warning);
     log.flush();
     if (!loaded.ok) {
-      fail([`error: the configuration is not usable (${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}):`, ...loaded.problems.map((p) => `  ${p}`)]);
+      fail([`error: the configuration is not usable (${plural(loaded.problems.length, 'problem')}):`, ...loaded.problems.map((p) => `  ${p}`)]);
       return 2;
     }
     log.addSecret(loaded.config.databaseUrl.password);

@@ -9,6 +9,7 @@ import { connectSelecting, describeConnectError, openPoolAt, sourceAddressFor, t
 import { formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import { migrate, type Release } from '../schema/index.js';
 import { probeListen } from '../system/host.js';
+import { plural } from '../system/units.js';
 import { TrustedForwarders } from './client-address.js';
 import type { ServerConfig } from './config.js';
 import { DatabaseMonitor, DEFAULT_TIMINGS, type MonitorTimings } from './database.js';
@@ -256,7 +257,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const stop = async (reason: string) => {
     stopping = true;
     const bound = options.drainMs ?? DRAIN_MS;
-    log.info(`${reason}: stopping; no new connections, finishing ${inFlight} request${inFlight === 1 ? '' : 's'} in flight (at most ${bound / 1000} s)`);
+    log.info(`${reason}: stopping; no new connections, finishing ${plural(inFlight, 'request')} in flight (at most ${bound / 1000} s)`);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     if (inFlight > 0) {

@@ -4,6 +4,7 @@
 // online" before an upgrade.
 import type pg from 'pg';
 import { MIGRATIONS_TABLE } from '../schema/index.js';
+import { orGiveUp, waitForOrUndefined } from '../system/wait.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -71,19 +72,20 @@ export async function onlineHolder(client: Queryable, me: Pick<Registration, 'na
  * runs does; the row of one killed outright (this very node before a crash) stays as it was.
  */
 export async function stillHeartbeating(client: Queryable, name: string, holder: NameHolder, pollMs = 200): Promise<boolean> {
-  const deadline = Date.now() + Math.max(1, holder.heartbeatSeconds) * 1000 + 2_000;
-  for (;;) {
-    const result = await client.query<{ beat: boolean }>(
-      `SELECT last_seen::text <> $3 AS beat FROM servers WHERE name = $1 AND instance = $2`,
-      [name, holder.instance, holder.lastSeen],
-    );
-    const row = result.rows[0];
-    // The row changed hands or went: whoever held it is not heartbeating as that process.
-    if (!row) return false;
-    if (row.beat) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
+  const beat = await waitForOrUndefined(
+    `${name}'s holder to heartbeat again`,
+    async () => {
+      const result = await orGiveUp(
+        client.query<{ beat: boolean }>(`SELECT last_seen::text <> $3 AS beat FROM servers WHERE name = $1 AND instance = $2`, [name, holder.instance, holder.lastSeen]),
+      );
+      const row = result.rows[0];
+      // The row changed hands or went: whoever held it is not heartbeating as that process.
+      if (!row) return false;
+      return row.beat ? true : undefined;
+    },
+    { timeoutMs: Math.max(1, holder.heartbeatSeconds) * 1000 + 2_000, everyMs: pollMs },
+  );
+  return beat ?? false;
 }
 
 /** Removes a server from the registry (`knocker server forget`); true when there was a row. */

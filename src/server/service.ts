@@ -3,6 +3,7 @@
 // Starting waits until /_status answers 200, so "started" means "serving". The install plan ends
 // with these steps, and `knocker service` uses the same start and stop.
 import { parseListen, type ListenAddress } from '../config/values.js';
+import { errorMessage } from '../errors.js';
 import type { Release } from '../schema/index.js';
 import { isSystemdHost } from '../system/host.js';
 import { serverProgram } from '../system/package.js';
@@ -11,6 +12,7 @@ import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
 import { logSince, logTail, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitFailed, unitJournal, vanishedDaemon, type DaemonSpec } from '../system/service.js';
+import { giveUp, orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { describeStatus, fetchStatus, statusUrl, type StatusReply } from './probe.js';
 
 export const SERVER_UNIT = 'knocknoc.service';
@@ -110,30 +112,32 @@ export async function serverRunState(service: ServerService): Promise<ServerRunS
  * or when the node is out of step with its database (waiting cannot fix that).
  */
 async function waitUntilServing(listen: ListenAddress, gone: () => Promise<string[] | undefined>): Promise<StatusReply> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
   let last = 'no answer yet';
-  for (;;) {
-    const output = await gone();
-    if (output) throw new Error(`knocknoc-server stopped instead of serving:\n${output.map((l) => `  ${l}`).join('\n')}`);
-    try {
-      const reply = await fetchStatus(listen, 1_000);
-      if (reply.http === 200) return reply;
+  const serving = await waitForOrUndefined(
+    `${statusUrl(listen)} to answer 200`,
+    async () => {
+      const output = await orGiveUp(gone());
+      if (output) giveUp(`knocknoc-server stopped instead of serving:\n${output.map((l) => `  ${l}`).join('\n')}`);
+      const reply = await fetchStatus(listen, 1_000).catch((error: unknown) => {
+        last = errorMessage(error);
+        return undefined;
+      });
+      if (!reply || reply.http === 200) return reply;
       last = describeStatus(reply);
       if (reply.body?.status === 'out-of-step') {
-        throw new Error(
+        giveUp(
           `knocknoc-server runs but cannot serve: ${last}; ` +
             (reply.body.databaseSchemaVersion !== null && reply.body.databaseSchemaVersion > reply.body.schemaVersion
               ? 'upgrade Knocknoc on this node to the release the database is at'
               : 'start an up-to-date node on this database, which migrates it'),
         );
       }
-    } catch (error) {
-      if ((error as Error).message.startsWith('knocknoc-server runs but')) throw error;
-      last = (error as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`${statusUrl(listen)} did not answer 200 within ${START_TIMEOUT_MS / 1000} s (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+      return undefined;
+    },
+    { timeoutMs: START_TIMEOUT_MS },
+  );
+  if (!serving) throw new Error(`${statusUrl(listen)} did not answer 200 within ${START_TIMEOUT_MS / 1000} s (last: ${last})`);
+  return serving;
 }
 
 /** Starts the server and waits until it serves; returns a line saying so. */

@@ -13,6 +13,7 @@ import type { Output } from '../shared/output.js';
 import { isSystemdHost } from '../system/host.js';
 import { PATHS, type Root } from '../system/root.js';
 import { logTail } from '../system/service.js';
+import { sleep } from '../system/wait.js';
 
 export type LogName = 'server' | 'postgres' | 'haproxy';
 
@@ -57,13 +58,8 @@ async function followFile(file: string, from: number, io: Output, stop: AbortSig
       }
       continue;
     }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 250);
-      stop.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-    });
+    // Ctrl-C ends the pause at once; the loop then sees the stop.
+    await sleep(250, stop).catch(() => {});
   }
 }
 

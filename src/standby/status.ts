@@ -3,26 +3,20 @@
 // whether the standby could take over now. Exit 0 healthy, 1 degraded (not streaming, slot lost,
 // two primaries), 3 this node's database is not running.
 import { keptCopies, type KeptCopy } from './kept.js';
+import { readSlots, readStandbys, type SlotInfo, type StandbyInfo } from '../postgres/replication.js';
 import type { Output } from '../shared/output.js';
 import type { Root } from '../system/root.js';
+import { bytes } from '../system/units.js';
 import { controlData, existingNode, lsn, isRunning, linkTo, readState, type LocalNode, type PairState } from './node.js';
 import { peerFacts, tryPeer, type PeerFacts } from './peer.js';
 import { slotName } from './paths.js';
-
-export interface SlotReport {
-  name: string;
-  active: boolean;
-  walStatus: string | null;
-  retainedBytes: number | null;
-  safeWalSizeBytes: number | null;
-}
 
 export interface StatusReport {
   node: { host: string; port: number; running: boolean; role: 'primary' | 'standby' | 'stopped'; timeline: number | undefined; clusterState?: string; fenced?: boolean };
   peer: { host: string; port: number; answers: boolean; role?: 'primary' | 'standby'; timeline?: number; readOnly?: boolean } | undefined;
   /** On the primary: its standbys as pg_stat_replication shows them. */
-  replicas: Array<{ name: string; clientAddr: string | null; state: string; lagBytes: number | null; replayLagSeconds: number | null }>;
-  slots: SlotReport[];
+  replicas: StandbyInfo[];
+  slots: SlotInfo[];
   /** On a standby: what it receives. */
   receiver?: { status: string | null; sender: string | null; receivedLsn: string | null; replayedLsn: string | null; lagBytes: number | null; lagSeconds: number | null };
   canTakeOver: boolean;
@@ -30,24 +24,6 @@ export interface StatusReport {
   promoted?: PairState['promoted'];
   /** Copies a rejoin kept (old data directories, WAL past a divergence): nothing saved is deleted silently. */
   kept: KeptCopy[];
-}
-
-async function primaryView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, report: StatusReport): Promise<void> {
-  const replicas = await session.query<{ application_name: string; client_addr: string | null; state: string; lag: string | null; replay_lag: string | null }>(
-    `SELECT application_name, host(client_addr) AS client_addr, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag,
-            extract(epoch FROM replay_lag)::text AS replay_lag FROM pg_stat_replication ORDER BY application_name`,
-  );
-  report.replicas = replicas.rows.map((r) => ({ name: r.application_name, clientAddr: r.client_addr, state: r.state, lagBytes: r.lag === null ? null : Number(r.lag), replayLagSeconds: r.replay_lag === null ? null : Number(r.replay_lag) }));
-}
-
-async function slotsView(session: Awaited<ReturnType<ReturnType<typeof linkTo>['session']>>, primary: boolean): Promise<SlotReport[]> {
-  const { rows } = await session.query<{ slot_name: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
-    `SELECT slot_name, active, wal_status, safe_wal_size::text AS safe,
-            greatest(0, CASE WHEN $1 THEN pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) ELSE pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), restart_lsn) END)::text AS retained
-       FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`,
-    [primary],
-  );
-  return rows.map((r) => ({ name: r.slot_name, active: r.active, walStatus: r.wal_status, retainedBytes: r.retained === null ? null : Number(r.retained), safeWalSizeBytes: r.safe === null ? null : Number(r.safe) }));
 }
 
 export async function readStatus(node: LocalNode, state: PairState | undefined): Promise<StatusReport> {
@@ -95,12 +71,12 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
     report.node.role = row.in_recovery ? 'standby' : 'primary';
     if (!row.in_recovery && row.fenced) report.node.fenced = true;
     report.node.timeline = row.tli ?? (await session.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
-    report.slots = await slotsView(session, !row.in_recovery);
+    report.slots = (await readSlots(session, !row.in_recovery)).filter((slot) => slot.type === 'physical');
     for (const slot of report.slots) {
       if (slot.walStatus === 'lost') report.problems.push(`slot ${slot.name} has lost WAL its standby needs: that standby must be cloned again (knocker standby remove, then init)`);
     }
     if (!row.in_recovery) {
-      await primaryView(session, report);
+      report.replicas = await readStandbys(session);
       if (report.node.fenced) {
         report.problems.push(`this node is fenced (read-only in its own settings)${state && peer && !peer.inRecovery ? `: ${state.peer.host} is the primary; bring this node back as its standby with knocker standby rejoin` : ''}`);
       } else if (state && peer && !peer.inRecovery && !peer.readOnly) {
@@ -136,12 +112,8 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
   return report;
 }
 
-function bytes(n: number | null): string {
-  if (n === null) return 'unknown';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(1)} GB`;
+function size(n: number | null): string {
+  return n === null ? 'unknown' : bytes(n);
 }
 
 export function formatStatus(report: StatusReport): string[] {
@@ -152,13 +124,13 @@ export function formatStatus(report: StatusReport): string[] {
     const p = report.peer;
     lines.push(`Peer       ${p.host}:${p.port}  ${p.answers ? `${(p.role ?? 'unknown').toUpperCase()}${p.timeline !== undefined ? `  timeline ${p.timeline}` : ''}${p.role === 'primary' && p.readOnly ? '  (fenced: read-only)' : ''}` : 'NOT ANSWERING'}`);
   }
-  for (const r of report.replicas) lines.push(`Standby    ${r.name}  from ${r.clientAddr ?? '?'}  ${r.state}  lag ${bytes(r.lagBytes)}${r.replayLagSeconds !== null ? `, ${r.replayLagSeconds.toFixed(3)} s` : ''}`);
+  for (const r of report.replicas) lines.push(`Standby    ${r.name}  from ${r.clientAddress ?? '?'}  ${r.state}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
   if (report.receiver) {
     const r = report.receiver;
-    lines.push(`Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${bytes(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
+    lines.push(`Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
     lines.push(`Take over  ${report.canTakeOver ? 'yes: it has replayed everything it received' : 'not without loss now (not streaming, or behind)'}`);
   }
-  for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${bytes(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${bytes(s.safeWalSizeBytes)} before it is lost)` : ''}`);
+  for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${size(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${size(s.safeWalSizeBytes)} before it is lost)` : ''}`);
   if (report.promoted) lines.push(`Promoted   ${report.promoted.at} over ${report.promoted.oldPrimary.host} (timeline ${report.promoted.timeline}; received up to ${report.promoted.lastReceivedLsn})`);
   for (const k of report.kept) lines.push(`Kept       ${k.path}  ${bytes(k.bytes)}: ${k.what}; remove with: ${k.remove}`);
   for (const p of report.problems) lines.push(`problem: ${p}`);

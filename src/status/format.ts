@@ -1,7 +1,7 @@
 // The words and cells the dashboard shows, shared by the screen, `--once` (plain text) and
 // `--json`: one place decides how a server, a source or the database is described.
 import type { ServerStat } from '../haproxy/runtime.js';
-import { age, bytes } from '../system/units.js';
+import { age, bytes, plural } from '../system/units.js';
 import { type DatabaseData, type Health, type Probe, type ServerRow, type Snapshot, type SourceState } from './model.js';
 import type { RolesVerdict } from './roles.js';
 
@@ -56,7 +56,7 @@ export function summaryLine(snapshot: Snapshot): string {
   const db = snapshot.sources.database.data;
   const ha = snapshot.sources.haproxy;
   const parts = [
-    `${healthy} of ${total} server${total === 1 ? '' : 's'} healthy`,
+    `${healthy} of ${plural(total, 'server')} healthy`,
     snapshot.roles?.twoPrimaries
       ? `${HEALTH_SYMBOL.fail} TWO PRIMARIES ${snapshot.roles.writable.join(' and ')}`
       : db ? `database ${db.role}${worstLag(db)}` : snapshot.sources.database.error ? 'database unreachable' : 'database …',
@@ -74,9 +74,9 @@ function worstLag(db: DatabaseData): string {
   }
   if (db.standbys.length === 0) return ', no standby';
   const known = db.standbys.filter((s) => s.lagBytes !== null);
-  if (known.length === 0) return `, ${db.standbys.length} standby${db.standbys.length === 1 ? '' : 's'} (lag hidden: needs pg_monitor)`;
+  if (known.length === 0) return `, ${plural(db.standbys.length, 'standby')} (lag hidden: needs pg_monitor)`;
   const worst = known.reduce((a, b) => ((b.lagBytes ?? 0) > (a.lagBytes ?? 0) ? b : a));
-  return `, ${db.standbys.length} standby${db.standbys.length === 1 ? '' : 's'}, worst lag ${bytes(worst.lagBytes ?? 0)}${worst.lagSeconds === null ? '' : ` / ${age(worst.lagSeconds)}`}`;
+  return `, ${plural(db.standbys.length, 'standby')}, worst lag ${bytes(worst.lagBytes ?? 0)}${worst.lagSeconds === null ? '' : ` / ${age(worst.lagSeconds)}`}`;
 }
 
 /** The database host a server's /_status names ("-": not said, an older release or not asked). */
@@ -157,8 +157,8 @@ export function outcomeOf(snapshot: Snapshot): StatusOutcome {
   if (snapshot.summary.databaseUnreachable) return { exitCode: 3, verdict: `the database could not be reached: ${snapshot.sources.registry.error}` };
   const { total, healthy } = snapshot.summary;
   if (total === 0) return { exitCode: 1, verdict: 'degraded: no server is registered in this database' };
-  if (healthy < total) return { exitCode: 1, verdict: `degraded: ${total - healthy} of ${total} server${total === 1 ? '' : 's'} not healthy` };
-  return { exitCode: 0, verdict: `healthy: all ${total} server${total === 1 ? '' : 's'} online, in step and in rotation` };
+  if (healthy < total) return { exitCode: 1, verdict: `degraded: ${total - healthy} of ${plural(total, 'server')} not healthy` };
+  return { exitCode: 0, verdict: `healthy: all ${plural(total, 'server')} online, in step and in rotation` };
 }
 
 function table(rows: string[][]): string[] {

@@ -5,6 +5,7 @@ import type { RegisteredServer } from '../server/registry.js';
 import type { StatusBody } from '../server/http.js';
 import type { ServerStat } from '../haproxy/runtime.js';
 import { databaseHostProblem, type HostAnswer, type RolesVerdict } from './roles.js';
+import type { SlotInfo, StandbyInfo } from '../postgres/replication.js';
 
 export type SourceName = 'registry' | 'probes' | 'haproxy' | 'database';
 
@@ -46,29 +47,8 @@ export interface HaproxyData {
   bind: string;
 }
 
-export interface StandbyInfo {
-  name: string;
-  clientAddress: string | null;
-  state: string | null;
-  syncState: string | null;
-  lagBytes: number | null;
-  lagSeconds: number | null;
-  /** The replication slot it streams through (pg_replication_slots.active_pid), if any. */
-  slot: string | null;
-}
-
-/** A replication slot on the primary (pg_replication_slots): an inactive one still holds WAL. */
-export interface SlotInfo {
-  name: string;
-  type: string;
-  active: boolean;
-  /** reserved, extended, unreserved or lost (PostgreSQL 13+); null when not reported. */
-  walStatus: string | null;
-  /** WAL kept for it: from its restart_lsn to the primary's current position. */
-  retainedBytes: number | null;
-  /** How much more WAL may be written before it is lost (null: no max_slot_wal_keep_size). */
-  safeWalSizeBytes: number | null;
-}
+// Replication as PostgreSQL reports it: one type for the dashboard and `knocker standby status`.
+export type { SlotInfo, StandbyInfo };
 
 export interface DatabaseData {
   target: string;

@@ -2,6 +2,7 @@
 // stalled one longer than its timeout), joins what they say into a snapshot of the cluster, notes
 // each state change as an event, and tells its listener, at most once per tick of the event loop.
 import type { RegisteredServer } from '../server/registry.js';
+import { sleep } from '../system/wait.js';
 import { eventsBetween, judge, settled, sortRows, type DatabaseData, type HaproxyData, type Probe, type ServerRow, type Snapshot, type StatusEvent } from './model.js';
 import { readHosts } from './hosts.js';
 import { rolesVerdict, type HostAnswer } from './roles.js';
@@ -103,7 +104,7 @@ export class StatusMonitor {
    * addresses of this round.
    */
   async refresh(): Promise<void> {
-    const bound = <T>(work: Promise<T>) => Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, this.timeoutMs()).unref())]);
+    const bound = <T>(work: Promise<T>) => Promise.race([work, sleep(this.timeoutMs(), undefined, { ref: false })]);
     // One frame per round: what answers within the round is shown together at its end; a source
     // answering later (one that stalled) is shown when it answers.
     this.rounds += 1;

@@ -13,6 +13,7 @@ import { showInfo, showStat } from '../haproxy/runtime.js';
 import { openAdminSession } from '../postgres/admin.js';
 import { describeConnectError, isSwitchError, openPoolAt, type ConnectOptions } from '../postgres/connect.js';
 import { daysLeft, EXPIRY_WARNING_DAYS } from '../postgres/certificates.js';
+import { readSlots, readStandbys } from '../postgres/replication.js';
 import { probeTls } from '../postgres/tls-probe.js';
 import { atHost, describeTarget, formatHostPort, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import { MIGRATIONS_TABLE } from '../schema/index.js';
@@ -193,38 +194,8 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
     let limited = false;
     if (!basics.in_recovery) {
       const reader = options.pair && link.at ? await options.pair.at(link.at, link) : link;
-      const rows = await reader.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null; slot: string | null }>(
-        `SELECT r.application_name AS name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
-                pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes,
-                -- replay_lag is NULL once a standby has caught up and nothing is written: 0 then.
-                CASE WHEN r.replay_lsn = pg_current_wal_lsn() THEN 0
-                     ELSE extract(epoch FROM r.replay_lag)::float8 END AS lag_seconds,
-                (SELECT s.slot_name::text FROM pg_replication_slots s WHERE s.active_pid = r.pid LIMIT 1) AS slot
-           FROM pg_stat_replication r ORDER BY r.application_name`,
-      );
-      standbys = rows.rows.map((r) => ({
-        name: r.name,
-        clientAddress: r.client_addr,
-        state: r.state,
-        syncState: r.sync_state,
-        lagBytes: r.lag_bytes === null ? null : Number(r.lag_bytes),
-        lagSeconds: r.lag_seconds,
-        slot: r.slot,
-      }));
-      const slotRows = await reader.query<{ name: string; type: string; active: boolean; wal_status: string | null; retained: string | null; safe: string | null }>(
-        `SELECT slot_name::text AS name, slot_type AS type, active, wal_status,
-                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained,
-                safe_wal_size::bigint AS safe
-           FROM pg_replication_slots ORDER BY slot_name`,
-      );
-      slots = slotRows.rows.map((r) => ({
-        name: r.name,
-        type: r.type,
-        active: r.active,
-        walStatus: r.wal_status,
-        retainedBytes: r.retained === null ? null : Number(r.retained),
-        safeWalSizeBytes: r.safe === null ? null : Number(r.safe),
-      }));
+      standbys = await readStandbys(reader);
+      slots = await readSlots(reader, true);
       // Without pg_monitor a login sees the rows but not their state or positions.
       limited = standbys.some((s) => s.state === null);
     } else {

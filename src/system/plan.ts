@@ -8,6 +8,7 @@ import { ApplyFailedError, errorMessage } from '../errors.js';
 import { readIfExists, statIfExists, writeFileAtomic } from './files.js';
 import { killPoint } from './kill-hook.js';
 import type { Logger } from './log.js';
+import { plural } from './units.js';
 
 export type StepKind = 'package' | 'file' | 'database' | 'service' | 'command';
 
@@ -134,7 +135,7 @@ async function rollback(touched: Array<{ index: number; step: Step }>, options: 
 export function formatPlan(plan: Plan): string[] {
   const lines: string[] = [];
   const pending = pendingSteps(plan).length;
-  lines.push(`${plan.title}: ${pending === 0 ? 'nothing to change' : `${pending} change${pending === 1 ? '' : 's'}`}`);
+  lines.push(`${plan.title}: ${pending === 0 ? 'nothing to change' : plural(pending, 'change')}`);
   for (const step of plan.steps) {
     lines.push(`  ${step.changes ? '+' : '='} [${step.kind}] ${step.title}${step.changes ? '' : ' (unchanged)'}`);
     if (step.changes) lines.push(...step.details.map((d) => `      ${d}`));

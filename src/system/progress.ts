@@ -1,10 +1,7 @@
 // Plain-text progress of a plan being applied: one line as each step starts, ends, fails or is
 // rolled back, numbered among the steps that change something. Used by every non-interactive run.
 import { pendingSteps, type ApplyEvent, type Plan } from './plan.js';
-
-export function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(2)} s`;
-}
+import { seconds } from './units.js';
 
 /** An `onEvent` for applyPlan that writes each event of `plan` as a line to `out`. */
 export function progressPrinter(plan: Plan, out: (line: string) => void): (event: ApplyEvent) => void {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { isAlive } from './lock.js';
 import type { Logger } from './log.js';
 import { run } from './run.js';
+import { waitForOrUndefined } from './wait.js';
 
 export interface DaemonSpec {
   /** Absolute path of the program (e.g. node) and its arguments; the arguments must include pidFile. */
@@ -100,12 +101,7 @@ export async function startDaemon(spec: DaemonSpec, log?: Logger): Promise<Start
 }
 
 async function gone(pid: number, pidFile: string, withinMs: number): Promise<boolean> {
-  const deadline = Date.now() + withinMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid) || !(await isOurs(pid, pidFile))) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
+  return (await waitForOrUndefined(`pid ${pid} to end`, async () => (!isAlive(pid) || !(await isOurs(pid, pidFile)) ? true : undefined), { timeoutMs: withinMs, everyMs: 50 })) ?? false;
 }
 
 /**

@@ -6,6 +6,7 @@
 // `new Promise((r) => setTimeout(r, …))`.
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorMessage } from '../errors.js';
+import { seconds } from './units.js';
 
 export interface WaitOptions {
   /** How long to wait in all before giving up with a WaitTimeout. */
@@ -33,24 +34,28 @@ export function giveUp(message: string, cause?: unknown): never {
   throw new GiveUp(message, cause === undefined ? undefined : { cause });
 }
 
+/** A read inside a probe whose failure ends the wait at once, with its own words (a socket gone: waiting cannot help). */
+export function orGiveUp<T>(work: Promise<T>): Promise<T> {
+  return work.catch((error: unknown) => giveUp(errorMessage(error), error));
+}
+
 /** The wait ran out: `what` did not happen within the timeout; `lastSeen` says what was seen instead. */
 export class WaitTimeout extends Error {
   readonly lastSeen: string | undefined;
   constructor(what: string, timeoutMs: number, lastSeen: string | undefined) {
-    super(`${what}: not after ${formatSeconds(timeoutMs)}${lastSeen ? ` (last seen: ${lastSeen})` : ''}`);
+    super(`${what}: not after ${seconds(timeoutMs)}${lastSeen ? ` (last seen: ${lastSeen})` : ''}`);
     this.name = 'WaitTimeout';
     this.lastSeen = lastSeen;
   }
 }
 
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
-}
-
-/** Pauses `ms`, or less when `signal` aborts (then throws its reason). */
-export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Pauses `ms`, or less when `signal` aborts (then throws its reason). `ref: false`: the pause does
+ * not keep the process alive (a bound raced against work that may outlive the program's end).
+ */
+export async function sleep(ms: number, signal?: AbortSignal, options: { ref?: boolean } = {}): Promise<void> {
   try {
-    await delay(ms, undefined, signal ? { signal } : undefined);
+    await delay(ms, undefined, { signal, ref: options.ref ?? true });
   } catch (error) {
     // node:timers/promises rejects with its own AbortError: the caller's reason is what it gave.
     if (signal?.aborted) throw signal.reason;

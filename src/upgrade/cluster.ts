@@ -11,7 +11,7 @@ import type { ServerRow, Snapshot } from '../status/model.js';
 import { openMonitor } from '../status/index.js';
 import { readIfExists } from '../system/files.js';
 import type { Root } from '../system/root.js';
-import { age } from '../system/units.js';
+import { age, plural } from '../system/units.js';
 import type { Journal } from './journal.js';
 
 export interface ClusterFacts {
@@ -80,10 +80,10 @@ export function preflightChecks(facts: ClusterFacts): Check[] {
     checks.push({ name: 'database', ok: false, detail: `the shared database cannot be read: ${registry.error ?? 'no answer'}` });
     return checks;
   }
-  checks.push({ name: 'database', ok: true, detail: `${registry.data.length} server${registry.data.length === 1 ? '' : 's'} registered` });
+  checks.push({ name: 'database', ok: true, detail: `${plural(registry.data.length, 'server')} registered` });
   const haproxy = snapshot.sources.haproxy;
   if (!haproxy.data) checks.push({ name: 'HAProxy', ok: false, detail: `its read-only socket does not answer: ${haproxy.error ?? haproxy.absent ?? 'no answer'}` });
-  else checks.push({ name: 'HAProxy', ok: true, detail: `${haproxy.data.version}, ${settings.nodes.length} node${settings.nodes.length === 1 ? '' : 's'}` });
+  else checks.push({ name: 'HAProxy', ok: true, detail: `${haproxy.data.version}, ${plural(settings.nodes.length, 'node')}` });
   for (const row of [...snapshot.servers].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))) {
     const problem = serverProblem(row, facts);
     const node = nodeOf(facts, row.name);

@@ -11,6 +11,8 @@ import type { StatusBody } from '../server/http.js';
 import { probeStatus } from '../status/sources.js';
 import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
+import { plural, seconds } from '../system/units.js';
+import { orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { commandFor, newMarker, runUpgradeCommand, showArgv, type UpgradeCommand } from './command.js';
 import type { JournalServer, JournalWriter } from './journal.js';
 
@@ -34,14 +36,12 @@ export interface StepContext {
   pollMs?: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 function list(names: string[]): string {
   return names.length <= 1 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
 }
 
 function sessions(n: number): string {
-  return `${n} session${n === 1 ? '' : 's'}`;
+  return plural(n, 'session');
 }
 
 /**
@@ -126,19 +126,23 @@ export function takeOutStep(ctx: StepContext, names: string[]): Step {
       await saveServerState(ctx.paths, ctx.log);
       const started = Date.now();
       let busy: ServerStat[] = [];
-      for (;;) {
-        const stat = await showStat(socket);
-        busy = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name) && (s.sessions > 0 || s.queued > 0));
-        if (busy.length === 0 || Date.now() - started >= ctx.drainTimeoutMs) break;
-        await sleep(ctx.pollMs ?? 100);
-      }
-      const waited = ((Date.now() - started) / 1000).toFixed(1);
+      // Still busy at the bound: put in maintenance all the same (their requests in flight finish).
+      await waitForOrUndefined(
+        `${list(names)} to have no session and no queue`,
+        async () => {
+          const stat = await orGiveUp(showStat(socket));
+          busy = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name) && (s.sessions > 0 || s.queued > 0));
+          return busy.length === 0 ? true : undefined;
+        },
+        { timeoutMs: ctx.drainTimeoutMs, everyMs: ctx.pollMs ?? 100 },
+      );
+      const waited = seconds(Date.now() - started);
       for (const name of names) await setServerState(socket, BACKEND, name, 'maint');
       await saveServerState(ctx.paths, ctx.log);
       await ctx.journal.update(() => {}, `${list(names)}: in maintenance`);
       return busy.length === 0
-        ? `no session left after ${waited} s; now in maintenance`
-        : `after ${waited} s ${busy.map((s) => `${s.name} still had ${sessions(s.sessions)}`).join(', ')}: in maintenance, their requests in flight finish`;
+        ? `no session left after ${waited}; now in maintenance`
+        : `after ${waited} ${busy.map((s) => `${s.name} still had ${sessions(s.sessions)}`).join(', ')}: in maintenance, their requests in flight finish`;
     },
     async undo() {
       await putBack(ctx, names);
@@ -169,29 +173,32 @@ export function confirmStep(ctx: StepContext, names: string[]): Step {
       let steady = 0;
       let last: ServerStat[] = [];
       const ended: string[] = [];
-      for (;;) {
-        const stat = await showStat(socket);
-        last = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name));
-        const lingering = last.filter((s) => s.sessions > 0);
-        if (lingering.length > 0 && Date.now() - started >= ctx.drainTimeoutMs && ended.length === 0) {
-          for (const s of lingering) {
-            await shutdownSessions(socket, BACKEND, s.name);
-            ended.push(`${s.name}: ${sessions(s.sessions)} ended`);
+      const confirmed = await waitForOrUndefined(
+        `HAProxy to give ${list(names)} no traffic`,
+        async () => {
+          const stat = await orGiveUp(showStat(socket));
+          last = stat.servers.filter((s) => s.backend === BACKEND && names.includes(s.name));
+          const lingering = last.filter((s) => s.sessions > 0);
+          if (lingering.length > 0 && Date.now() - started >= ctx.drainTimeoutMs && ended.length === 0) {
+            for (const s of lingering) {
+              await orGiveUp(shutdownSessions(socket, BACKEND, s.name));
+              ended.push(`${s.name}: ${sessions(s.sessions)} ended`);
+            }
+            ctx.log.info(`sessions still open after ${bound} s ended: ${ended.join(', ')}`);
           }
-          ctx.log.info(`sessions still open after ${bound} s ended: ${ended.join(', ')}`);
-        }
-        const quiet = last.length === names.length && last.every((s) => s.status.state === 'MAINT' && s.sessions === 0 && s.queued === 0);
-        const totals = new Map(last.map((s) => [s.name, s.totalSessions]));
-        const same = previous !== undefined && [...totals].every(([n, t]) => previous!.get(n) === t);
-        steady = quiet && same ? steady + 1 : 0;
-        previous = totals;
-        // Three reads 0.5 s apart agreeing: 1 s without a new session.
-        if (steady >= 2) break;
-        if (Date.now() - started > ctx.drainTimeoutMs + 5_000) {
-          const why = last.map((s) => `${s.name}: ${s.status.text}, ${sessions(s.sessions)}, ${s.queued} queued, ${s.totalSessions} in total`).join('; ');
-          throw new Error(`HAProxy still gives traffic to ${list(names)} (${why})`);
-        }
-        await sleep(500);
+          const quiet = last.length === names.length && last.every((s) => s.status.state === 'MAINT' && s.sessions === 0 && s.queued === 0);
+          const totals = new Map(last.map((s) => [s.name, s.totalSessions]));
+          const same = previous !== undefined && [...totals].every(([n, t]) => previous!.get(n) === t);
+          steady = quiet && same ? steady + 1 : 0;
+          previous = totals;
+          // Three reads 0.5 s apart agreeing: 1 s without a new session.
+          return steady >= 2 ? true : undefined;
+        },
+        { timeoutMs: ctx.drainTimeoutMs + 5_000, everyMs: 500 },
+      );
+      if (!confirmed) {
+        const why = last.map((s) => `${s.name}: ${s.status.text}, ${sessions(s.sessions)}, ${s.queued} queued, ${s.totalSessions} in total`).join('; ');
+        throw new Error(`HAProxy still gives traffic to ${list(names)} (${why})`);
       }
       return [...last.map((s) => `${s.name} MAINT, 0 sessions, ${s.totalSessions} in total unchanged`), ...ended].join('; ');
     },
@@ -300,31 +307,31 @@ export function upgradeCommandStep(ctx: StepContext, name: string): Step {
 /** Waits until the server answers /_status 200 on the new version, in step with the database. */
 export function waitVersionStep(ctx: StepContext, name: string, targetShown: string | undefined): Step {
   const server = ctx.journal.server(name);
-  const seconds = Math.round(ctx.timeoutMs / 1000);
+  const atMost = seconds(Math.round(ctx.timeoutMs / 1000) * 1000);
   return {
     kind: 'command',
-    title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${seconds} s)`,
+    title: `Wait until ${name} answers /_status on ${targetShown ?? `a release newer than ${server.fromVersion}`}, in step with the database (at most ${atMost})`,
     details: [`GET http://${nodeAddress(server)}/_status every 0.2 s: 200, versionMatch true, version ${targetShown ?? `not ${server.fromVersion}`}`],
     changes: true,
     async apply() {
       const started = Date.now();
       let seen = 'no answer yet';
-      for (;;) {
-        const target = wanted(ctx);
-        const probe = await probeStatus(nodeAddress(server), 1_500);
-        const body = probe.body;
-        if (reachedTarget(server, body, target)) {
-          await recordUpgraded(ctx, name, body!, `answers on ${body!.version}, schema ${body!.schemaVersion}, in step`);
-          return `${body!.version}, schema ${body!.schemaVersion}, in step, after ${((Date.now() - started) / 1000).toFixed(1)} s`;
-        }
-        seen = body
-          ? `${probe.http} ${body.status} on ${body.version}${body.versionMatch ? '' : ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})`}`
-          : (probe.error ?? `HTTP ${probe.http}`);
-        if (Date.now() - started > ctx.timeoutMs) {
-          throw new Error(`${name} did not answer on ${target ?? 'a new version'} within ${seconds} s (last: ${seen}); did its upgrade command restart it?`);
-        }
-        await sleep(ctx.pollMs ?? 200);
-      }
+      const body = await waitForOrUndefined(
+        `${name} to answer on the new version`,
+        async () => {
+          const probe = await probeStatus(nodeAddress(server), 1_500);
+          const body = probe.body;
+          if (reachedTarget(server, body, wanted(ctx))) return body!;
+          seen = body
+            ? `${probe.http} ${body.status} on ${body.version}${body.versionMatch ? '' : ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})`}`
+            : (probe.error ?? `HTTP ${probe.http}`);
+          return undefined;
+        },
+        { timeoutMs: ctx.timeoutMs, everyMs: ctx.pollMs ?? 200 },
+      );
+      if (!body) throw new Error(`${name} did not answer on ${wanted(ctx) ?? 'a new version'} within ${atMost} (last: ${seen}); did its upgrade command restart it?`);
+      await recordUpgraded(ctx, name, body, `answers on ${body.version}, schema ${body.schemaVersion}, in step`);
+      return `${body.version}, schema ${body.schemaVersion}, in step, after ${seconds(Date.now() - started)}`;
     },
     async undo() {},
   };
@@ -341,16 +348,18 @@ export function checksOnStep(ctx: StepContext, name: string): Step {
     changes: true,
     async apply() {
       await healthChecksOn(ctx, name);
-      const started = Date.now();
-      for (;;) {
-        const stat = await serverStat(socket, name);
-        if (stat && stat.status.state === 'UP' && !stat.status.transition && stat.check.status.startsWith('L7OK')) {
-          await ctx.journal.setPhase(name, 'done', `${name}: in rotation on the new version`);
-          return describeServer(stat);
-        }
-        if (Date.now() - started > ctx.timeoutMs) throw new Error(`HAProxy does not see ${name} UP within ${seconds} s (now ${stat ? describeServer(stat) : 'gone'})`);
-        await sleep(ctx.pollMs ?? 100);
-      }
+      let now: ServerStat | undefined;
+      const up = await waitForOrUndefined(
+        `HAProxy to see ${name} UP`,
+        async () => {
+          now = await orGiveUp(serverStat(socket, name));
+          return now && now.status.state === 'UP' && !now.status.transition && now.check.status.startsWith('L7OK') ? now : undefined;
+        },
+        { timeoutMs: ctx.timeoutMs, everyMs: ctx.pollMs ?? 100 },
+      );
+      if (!up) throw new Error(`HAProxy does not see ${name} UP within ${seconds} s (now ${now ? describeServer(now) : 'gone'})`);
+      await ctx.journal.setPhase(name, 'done', `${name}: in rotation on the new version`);
+      return describeServer(up);
     },
     async undo() {},
   };

@@ -1,5 +1,6 @@
 // Driving Ink screens in tests (FACTS.md: wait for a new frame between keys; Enter is '\r').
 import { render } from 'ink-testing-library';
+import { sleep, waitFor } from '../../src/system/wait.js';
 
 export type Rendered = ReturnType<typeof render>;
 
@@ -33,7 +34,7 @@ export async function press(instance: Rendered, input: string, options: { expect
   instance.stdin.write(input);
   const started = Date.now();
   if (options.expectChange === false) {
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await sleep(30);
   } else {
     while (instance.lastFrame() === before) {
       // A bound for a loaded machine, not a window: the frame normally comes within milliseconds.
@@ -43,7 +44,7 @@ export async function press(instance: Rendered, input: string, options: { expect
   }
   // Let useInput handlers re-subscribe with fresh state before the next key.
   await yieldToReact();
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await sleep(5);
 }
 
 /** Types text one character at a time, as a person would. */
@@ -53,16 +54,18 @@ export async function type(instance: Rendered, text: string): Promise<void> {
 
 /** Waits until the frame matches. */
 export async function waitForFrame(instance: Rendered, match: RegExp | string, timeoutMs = 20_000): Promise<string> {
-  const started = Date.now();
-  for (;;) {
-    const current = frame(instance);
-    if (typeof match === 'string' ? current.includes(match) : match.test(current)) {
-      // A frame can be on screen before its effects (and so its key handlers) have run.
-      await yieldToReact();
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      return current;
-    }
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${String(match)}; last frame:\n${current}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const current = await waitFor(
+    `a frame matching ${String(match)}`,
+    (p) => {
+      const current = frame(instance);
+      if (typeof match === 'string' ? current.includes(match) : match.test(current)) return current;
+      p.seen(`\n${current}\n`);
+      return undefined;
+    },
+    { timeoutMs, everyMs: 20 },
+  );
+  // A frame can be on screen before its effects (and so its key handlers) have run.
+  await yieldToReact();
+  await sleep(20);
+  return current;
 }

@@ -11,6 +11,7 @@ import { connect } from '../../src/postgres/connect.js';
 import { parseDatabaseUrl } from '../../src/postgres/url.js';
 import type { StatusBody } from '../../src/server/http.js';
 import { freePort } from '../../src/system/host.js';
+import { waitFor as productWaitFor } from '../../src/system/wait.js';
 import { startTestCluster, type TestCluster } from './pg.js';
 import { cleanEnv, REPO } from './knocker.js';
 import { makeTempDir } from './temp.js';
@@ -42,20 +43,9 @@ export function request(
   });
 }
 
-/** Polls `probe` until it returns something other than undefined; fails with `what` after the timeout. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `probe` until it returns something other than undefined; fails with `what` after the timeout (the product's one wait). */
+export function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  return productWaitFor(what, () => probe(), { timeoutMs });
 }
 
 export interface ServerNode {

@@ -2,6 +2,8 @@
 // types them, and the screen read back with capture-pane.
 import { execa } from 'execa';
 import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import { sleep, waitFor } from '../../src/system/wait.js';
 
 export interface Terminal {
   /** Types literal text. */
@@ -10,6 +12,8 @@ export interface Terminal {
   keys(...keys: string[]): Promise<void>;
   screen(): Promise<string>;
   waitFor(match: RegExp | string, timeoutMs?: number): Promise<string>;
+  /** The pid of the program running in the terminal (to send it a signal as a service manager would). */
+  programPid(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -19,7 +23,7 @@ export async function openTerminal(command: string[], options: { width?: number;
   // The shell command only reports the exit code and keeps the pane open for reading.
   const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
   await tmux('new-session', '-d', '-x', String(options.width ?? 100), '-y', String(options.height ?? 50), `${quoted}; echo "EXIT=$?"; sleep 600`);
-  const pause = () => new Promise((resolve) => setTimeout(resolve, 60));
+  const pause = () => sleep(60);
   const terminal: Terminal = {
     async type(text) {
       await tmux('send-keys', '-l', text);
@@ -34,15 +38,28 @@ export async function openTerminal(command: string[], options: { width?: number;
     async screen() {
       return String((await tmux('capture-pane', '-p', '-S', '-200')).stdout);
     },
-    async waitFor(match, timeoutMs = 20_000) {
-      const started = Date.now();
-      for (;;) {
-        const screen = await terminal.screen();
-        // Strings are looked for in the running text, so a wrapped line still matches.
-        if (typeof match === 'string' ? screen.replace(/\s+/g, ' ').includes(match) : match.test(screen)) return screen;
-        if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${String(match)}; screen:\n${screen}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+    waitFor(match, timeoutMs = 20_000) {
+      return waitFor(
+        `a screen showing ${String(match)}`,
+        async (p) => {
+          const screen = await terminal.screen();
+          // Strings are looked for in the running text, so a wrapped line still matches.
+          if (typeof match === 'string' ? screen.replace(/\s+/g, ' ').includes(match) : match.test(screen)) return screen;
+          p.seen(`\n${screen}\n`);
+          return undefined;
+        },
+        { timeoutMs },
+      );
+    },
+    async programPid() {
+      // The pane runs a shell that runs the program: its one child.
+      const shell = String((await tmux('list-panes', '-F', '#{pane_pid}')).stdout).trim();
+      const children = await waitFor(
+        'the program to start in the terminal',
+        async () => (await fs.readFile(`/proc/${shell}/task/${shell}/children`, 'utf8').catch(() => '')).trim() || undefined,
+        { timeoutMs: 20_000 },
+      );
+      return Number(children.split(/\s+/)[0]);
     },
     async close() {
       await tmux('kill-server').catch(() => {});

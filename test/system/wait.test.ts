@@ -1,7 +1,7 @@
 // The one wait (src/system/wait.ts): a value ends it, a timeout names what was last seen, a GiveUp
 // ends it at once, and an AbortSignal (Ctrl-C) ends it between probes.
 import { describe, expect, it } from 'vitest';
-import { giveUp, GiveUp, waitFor, waitForOrUndefined, WaitTimeout } from '../../src/system/wait.js';
+import { giveUp, GiveUp, orGiveUp, waitFor, waitForOrUndefined, WaitTimeout } from '../../src/system/wait.js';
 
 describe('waitFor', () => {
   it('returns the first value a probe gives, probing again after undefined and errors', async () => {
@@ -29,7 +29,7 @@ describe('waitFor', () => {
       { timeoutMs: 30, everyMs: 5 },
     ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WaitTimeout);
-    expect((error as WaitTimeout).message).toMatch(/^PostgreSQL to accept connections: not after 0\.0 s \(last seen: starting up\)$/);
+    expect((error as WaitTimeout).message).toMatch(/^PostgreSQL to accept connections: not after 0\.03 s \(last seen: starting up\)$/);
     expect(await waitForOrUndefined('nothing', () => undefined, { timeoutMs: 10, everyMs: 5 })).toBeUndefined();
   });
 
@@ -44,6 +44,21 @@ describe('waitFor', () => {
       { timeoutMs: 60_000 },
     ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GiveUp);
+    expect(calls).toBe(1);
+  });
+
+  it('gives up at once, in the read\'s own words, when a read marked orGiveUp fails', async () => {
+    let calls = 0;
+    const error = await waitFor(
+      'HAProxy to see web-1 UP',
+      async () => {
+        calls += 1;
+        return orGiveUp(Promise.reject(new Error('connect ENOENT /run/haproxy/admin.sock')));
+      },
+      { timeoutMs: 60_000 },
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GiveUp);
+    expect((error as Error).message).toBe('connect ENOENT /run/haproxy/admin.sock');
     expect(calls).toBe(1);
   });
 
