@@ -203,7 +203,7 @@ describe('knocker haproxy killed', () => {
     killedOutright(await run(root, setup, { env: KILL_AFTER_ONE }));
     const done = await run(root, setup);
     expect(done.exitCode, done.stderr).toBe(0);
-    expect(done.stdout).toContain('Nothing to change: HAProxy already runs this configuration.');
+    expect(done.stderr).toContain('Nothing to change: HAProxy already runs this configuration.');
 
     // add: the new file written, HAProxy not reloaded yet; the same add again reloads it.
     const add = ['haproxy', 'add', 'web-2=127.0.0.199:9'];
@@ -212,9 +212,9 @@ describe('knocker haproxy killed', () => {
     expect(JSON.parse(await status()).servers).toContainEqual(expect.objectContaining({ name: 'web-2', status: 'NOT LOADED' }));
     const again = await run(root, add);
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(again.stdout).toContain('cut off before its reload');
+    expect(again.stderr).toContain('cut off before its reload');
     expect(JSON.parse(await status()).servers).not.toContainEqual(expect.objectContaining({ status: 'NOT LOADED' }));
-    expect((await run(root, add)).stdout).toContain('Nothing to change');
+    expect((await run(root, add)).stderr).toContain('Nothing to change');
     expect(await leftovers(root)).toEqual([]);
   });
 });

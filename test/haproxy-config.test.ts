@@ -63,9 +63,10 @@ test('a broken template or a bad node changes nothing: exit 4 or 2, and the old 
     await fs.writeFile(template, (await fs.readFile(template, 'utf8')).replace('    balance roundrobin\n', '    balance roundrobin\n    no-such-keyword on\n'));
     const refused = await knocker(['haproxy', 'add', spec(nodes[2]!), '--root', root.dir], { bin: broken.knockerBin });
     expect(refused.exitCode).toBe(4);
-    expect(refused.stdout).toMatch(/✗ failed after [\d.]+ s: the new configuration does not pass haproxy -c; \S+\/etc\/haproxy\/haproxy\.cfg is left as it was/);
-    expect(refused.stdout).toMatch(/\[ALERT\].*haproxy\.cfg:\d+\] : unknown keyword 'no-such-keyword' in 'backend' section/);
-    expect(refused.stdout).not.toContain('Reload HAProxy');
+    expect(refused.stderr).toMatch(/✗ failed after [\d.]+ s: the new configuration does not pass haproxy -c; \S+\/etc\/haproxy\/haproxy\.cfg is left as it was/);
+    expect(refused.stderr).toMatch(/\[ALERT\].*haproxy\.cfg:\d+\] : unknown keyword 'no-such-keyword' in 'backend' section/);
+    expect(refused.stderr).not.toContain('Reload HAProxy');
+    expect(refused.stdout).toBe('');
     await unchanged();
 
     const other = path.join(unfillable.dir, 'assets', 'haproxy.cfg.template');
@@ -99,26 +100,32 @@ test('setup from the servers registry, a dry run, list and remove', async () => 
   await expect(fs.access(root.path(PATHS.haproxyConf))).rejects.toThrow();
 
   const setup = await run('setup', '--from-registry', '--conn', url, '--bind', bind, '--backup', spec(nodes[2]!));
-  expect(setup.stderr).toBe('');
-  expect(setup.exitCode).toBe(0);
-  expect(setup.stdout).toMatch(/^From the servers registry: web-1 \(127\.0\.0\.105:\d+, online, 1\.0\.0\), web-2 \(127\.0\.0\.106:\d+, online, 1\.0\.0\), web-3 /);
+  expect(setup.exitCode, setup.stderr).toBe(0);
+  expect(setup.stderr).toMatch(/^From the servers registry: web-1 \(127\.0\.0\.105:\d+, online, 1\.0\.0\), web-2 \(127\.0\.0\.106:\d+, online, 1\.0\.0\), web-3 /);
+  expect(setup.stderr).toMatch(/\[2\/2\] ✔ done/);
   const list = await run('list');
-  expect(list.stdout.split('\n')).toEqual([
+  const configured = [
     `HAProxy listens on http://${bind}`,
     `  web-1            ${`${nodes[0]!.host}:${nodes[0]!.port}`.padEnd(24)} active`,
     `  web-2            ${`${nodes[1]!.host}:${nodes[1]!.port}`.padEnd(24)} active`,
     `  web-3            ${`${nodes[2]!.host}:${nodes[2]!.port}`.padEnd(24)} backup`,
-  ]);
+  ];
+  expect(list.stdout.split('\n')).toEqual(configured);
+  // Piped, setup's stdout is its result alone: the configuration now in place, as list prints it.
+  expect(setup.stdout.split('\n')).toEqual(configured);
   const haproxy = new Haproxy(root, `http://${bind}`);
   await haproxy.waitFor('web-1', 'UP');
 
   const removed = await run('remove', 'web-2');
   expect(removed.exitCode).toBe(0);
-  expect(removed.stdout).toContain('(previous version kept as');
+  expect(removed.stderr).toContain('(previous version kept as');
+  expect(removed.stdout.split('\n')).toEqual(configured.filter((line) => !line.includes('web-2')));
   expect((await haproxy.status()).map((s) => s.name)).toEqual(['web-1', 'web-3']);
   expect(await fs.readFile(root.path(`${PATHS.haproxyConf}.bak`), 'utf8')).toContain('server web-2 ');
   expect((await run('remove', 'web-9')).stderr).toContain('error: no such node: web-9; nothing was changed\n  the nodes are: web-1, web-3');
-  expect((await run('setup')).stdout).toContain('Nothing to change: HAProxy already runs this configuration.');
+  const again = await run('setup');
+  expect(again.stderr).toContain('Nothing to change: HAProxy already runs this configuration.');
+  expect(again.stdout).toBe((await run('list')).stdout);
 });
 
 test('TLS: HTTPS with the certificate, plain HTTP redirected to it, the cookie Secure', async () => {
@@ -166,14 +173,14 @@ test("knocker service runs HAProxy; its sockets; a local node not trusting HAPro
   const bind = `${HAPROXY_HOST}:${await freePort(HAPROXY_HOST)}`;
   const setup = await knocker(['haproxy', 'setup', '--root', root.dir, '--bind', bind, ...nodes.map(spec)]);
   expect(setup.exitCode).toBe(0);
-  expect(setup.stdout).toContain(`warning: ${root.path(PATHS.haproxyConf)} was not written by knocker: it is replaced, and kept as ${root.path(PATHS.haproxyConf)}.bak`);
+  expect(setup.stderr).toContain(`warning: ${root.path(PATHS.haproxyConf)} was not written by knocker: it is replaced, and kept as ${root.path(PATHS.haproxyConf)}.bak`);
   expect(await fs.readFile(root.path(`${PATHS.haproxyConf}.bak`), 'utf8')).toBe('global\n    daemon\n');
-  expect(setup.stdout).toContain(
+  expect(setup.stderr).toContain(
     `warning: web-1 (${nodes[0]!.host}:${nodes[0]!.port}) is this host's Knocknoc node, and HAProxy reaches it from 127.0.0.1, which its TrustedForwarders (10.9.9.9/32) do not include`,
   );
-  expect(setup.stdout).toContain(`Add 127.0.0.1/32 to TrustedForwarders in ${root.path(PATHS.conf)}`);
+  expect(setup.stderr).toContain(`Add 127.0.0.1/32 to TrustedForwarders in ${root.path(PATHS.conf)}`);
   await writeLocalConf(root, nodes[0]!, '127.0.0.1/32');
-  expect((await knocker(['haproxy', 'setup', '--root', root.dir])).stdout).not.toContain('warning:');
+  expect((await knocker(['haproxy', 'setup', '--root', root.dir])).stderr).not.toContain('warning:');
 
   const haproxy = new Haproxy(root, `http://${bind}`);
   await haproxy.waitFor('web-2', 'UP');
@@ -196,7 +203,7 @@ test("knocker service runs HAProxy; its sockets; a local node not trusting HAPro
   // A node removed meanwhile: the configuration changes, HAProxy stays stopped until it is started.
   const removed = await haproxy.run('remove', 'web-2');
   expect(removed.exitCode).toBe(0);
-  expect(removed.stdout).toContain(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy --root ${root.dir}).`);
+  expect(removed.stderr).toContain(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy --root ${root.dir}).`);
   await expect(request(`http://${bind}/`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   expect((await service('start', 'haproxy')).exitCode).toBe(0);
   expect((await request(`http://${bind}/`)).status).toBe(200);

@@ -49,11 +49,14 @@ test('drain: no new sessions, cookie holders stay; maint: no traffic at all, kep
 
   const drained = await haproxy.run('drain', 'web-2');
   expect(drained.exitCode).toBe(0);
-  expect(drained.stdout).toMatch(/Drain web-2: no new sessions; clients holding its cookie still reach it …\n  \[1\/1\] ✔ done in [\d.]+ s \(now DRAIN/);
+  expect(drained.stderr).toMatch(/Drain web-2: no new sessions; clients holding its cookie still reach it …\n  \[1\/1\] ✔ done in [\d.]+ s \(now DRAIN/);
+  expect(drained.stdout).toMatch(/^web-2: DRAIN, check L7OK 200$/);
   expect((await haproxy.statusOf('web-2')).status).toBe('DRAIN');
   expect(await nodesSeenByNewClients(haproxy, 8)).not.toContain('web-2');
   expect((await haproxy.get({ cookie: holder })).node).toBe('web-2');
-  expect((await haproxy.run('drain', 'web-2')).stdout).toContain('Nothing to change: web-2 is already drained');
+  const drainedAgain = await haproxy.run('drain', 'web-2');
+  expect(drainedAgain.stderr).toContain('Nothing to change: web-2 is already drained');
+  expect(drainedAgain.stdout).toMatch(/^web-2: DRAIN/);
 
   const maint = await haproxy.run('maint', 'web-2');
   expect(maint.exitCode).toBe(0);
@@ -74,8 +77,11 @@ test('drain: no new sessions, cookie holders stay; maint: no traffic at all, kep
   await requests;
   expect(during.length).toBeGreaterThan(0);
   expect(during.filter((status) => status !== 200)).toEqual([]);
-  expect(added.stderr).toBe('');
-  expect(added.stdout).toMatch(/Reload HAProxy \(pid \d+\) without dropping connections …\n  \[2\/2\] ✔ done in [\d.]+ s \(new worker pid \d+/);
+  expect(added.exitCode, added.stderr).toBe(0);
+  expect(added.stderr).toMatch(/Reload HAProxy \(pid \d+\) without dropping connections …\n  \[2\/2\] ✔ done in [\d.]+ s \(new worker pid \d+/);
+  // Piped, add's stdout is its result alone: the configuration now in place, as list prints it.
+  expect(added.stdout).toBe((await haproxy.run('list')).stdout);
+  expect(added.stdout).toContain(`  web-4            ${spec(nodes[3]!).slice('web-4='.length).padEnd(24)} active`);
   await haproxy.waitFor('web-4', 'UP');
   expect((await haproxy.statusOf('web-2')).status).toBe('MAINT');
   expect(await nodesSeenByNewClients(haproxy, 8)).not.toContain('web-2');
@@ -98,18 +104,19 @@ test('ready brings a node back only after it passes a health check', async () =>
   const refused = await haproxy.run('ready', 'web-2', '--timeout', '4');
   expect(refused.exitCode).toBe(4);
   expect(refused.stderr).toContain('web-2 did not pass its health check within 4 s (now DOWN, check L4CON: Connection refused); it stays out of rotation');
-  expect(refused.stdout).toContain('↺ rolled back: Bring web-2 back into rotation');
+  expect(refused.stderr).toContain('↺ rolled back: Bring web-2 back into rotation');
+  expect(refused.stdout).toBe('');
   expect((await haproxy.statusOf('web-2')).status).toBe('MAINT');
 
   // Serving again: ready goes through DRAIN (checks passed), then into rotation.
   const again = launchServer({ confFile: nodes[1]!.confFile, name: 'web-2', host: nodes[1]!.host, port: nodes[1]!.port });
   await untilListening(again);
   const ready = await haproxy.run('ready', 'web-2');
-  expect(ready.stderr).toBe('');
-  expect(ready.exitCode).toBe(0);
-  expect(ready.stdout).toMatch(/web-2: DRAIN, check L7OK 200\n  \[1\/1\] ✔ done in [\d.]+ s \(now UP, check L7OK 200\)/);
-  expect(ready.stdout.indexOf('web-2: DRAIN')).toBeGreaterThan(ready.stdout.indexOf('web-2: DOWN'));
+  expect(ready.exitCode, ready.stderr).toBe(0);
+  expect(ready.stderr).toMatch(/web-2: DRAIN, check L7OK 200\n  \[1\/1\] ✔ done in [\d.]+ s \(now UP, check L7OK 200\)/);
+  expect(ready.stderr.indexOf('web-2: DRAIN')).toBeGreaterThan(ready.stderr.indexOf('web-2: DOWN'));
+  expect(ready.stdout).toBe('web-2: UP, check L7OK 200');
   expect((await haproxy.statusOf('web-2')).status).toBe('UP');
   await waitFor('web-2 to serve new clients', async () => ((await haproxy.get()).node === 'web-2' ? true : undefined));
-  expect((await haproxy.run('ready', 'web-2')).stdout).toContain('Nothing to change: web-2 is already in rotation');
+  expect((await haproxy.run('ready', 'web-2')).stderr).toContain('Nothing to change: web-2 is already in rotation');
 });

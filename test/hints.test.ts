@@ -63,9 +63,9 @@ test('an install on a root: its Next lines and its TrustedForwarders warning kee
   expect(result.exitCode, result.stderr).toBe(0);
   const setup = await knocker(['haproxy', 'setup', '--root', root.dir, `web-h=${listen}`, '--bind', bind]);
   expect(setup.exitCode, setup.stderr).toBe(0);
-  expect(setup.stdout).toContain('which its TrustedForwarders (10.0.0.1/32) do not include');
+  expect(setup.stderr).toContain('which its TrustedForwarders (10.0.0.1/32) do not include');
   const exposed = await knocker(['exposedb', '--list', '--root', root.dir]);
-  const commands = [...hintedCommands(result.stderr), ...hintedCommands(setup.stdout), ...hintedCommands(exposed.stderr)];
+  const commands = [...hintedCommands(result.stderr), ...hintedCommands(setup.stderr), ...hintedCommands(exposed.stderr)];
   expect(commands).toEqual(expect.arrayContaining([
     `knocker exposedb --init --root ${root.dir}`,
     `knocker service status --root ${root.dir}`,

@@ -4,3 +4,6 @@ export interface Output {
   out: (line: string) => void;
   err: (line: string) => void;
 }
+
+/** Where a command's lines go when nobody reads them (a screen shows the outcome itself). */
+export const QUIET: Output = { out: () => {}, err: () => {} };

@@ -41,6 +41,8 @@ export interface RunSpec {
   logFile: string;
   /** False for a command that takes no lock (it changes nothing another run could be changing). */
   lock?: boolean;
+  /** The lock file, as a path inside the root: the host's lock (`PATHS.installLock`) unless said. */
+  lockFile?: string;
 }
 
 /** What a plan is shown with: the checks that passed, notes for the operator, the command's details. */
@@ -48,6 +50,8 @@ export interface Shown {
   preflight?: Check[];
   notes?: string[];
   details?: Record<string, unknown>;
+  /** What is said (on stderr) when the plan changes nothing; default "TITLE: nothing to change". */
+  unchanged?: string;
 }
 
 /** One run of a command: its log, and the plan shown (--dry-run) or applied. */
@@ -83,7 +87,7 @@ export class Run {
     for (const note of shown.notes ?? []) io.err(note);
     for (const warning of plan.warnings) io.err(`warning: ${warning}`);
     if (!hasChanges(plan)) {
-      io.err(`${plan.title}: nothing to change`);
+      io.err(shown.unchanged ?? `${plan.title}: nothing to change`);
       this.log.info(`${plan.title}: nothing to change`);
       return false;
     }
@@ -123,7 +127,7 @@ export function dryRunJson(command: string, root: Root, parts: Shown & { plan?: 
  */
 export async function withRun<T>(root: Root, spec: RunSpec, flags: RunFlags, io: Output, work: (run: Run) => Promise<T>): Promise<T> {
   const log = flags.dryRun ? nullLogger() : fileLogger(root.path(spec.logFile));
-  const lock = flags.dryRun || spec.lock === false ? undefined : await acquireLock(root.path(PATHS.installLock), spec.command);
+  const lock = flags.dryRun || spec.lock === false ? undefined : await acquireLock(root.path(spec.lockFile ?? PATHS.installLock), spec.command);
   const run = new Run(root, spec, flags, io, log);
   try {
     log.info(`${spec.command}: root ${root.dir}`);
