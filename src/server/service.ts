@@ -12,6 +12,7 @@ import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
 import { logSince, logTail, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitFailed, unitJournal, vanishedDaemon, type DaemonSpec } from '../system/service.js';
 import { describeStatus, fetchStatus, statusUrl, type StatusReply } from './probe.js';
+import { isServing } from './status-body.js';
 
 export const SERVER_UNIT = 'knocknoc.service';
 const START_TIMEOUT_MS = 30_000;
@@ -117,7 +118,7 @@ async function waitUntilServing(listen: ListenAddress, gone: () => Promise<strin
     if (output) throw new Error(`knocknoc-server stopped instead of serving:\n${output.map((l) => `  ${l}`).join('\n')}`);
     try {
       const reply = await fetchStatus(listen, 1_000);
-      if (reply.http === 200) return reply;
+      if (isServing(reply)) return reply;
       last = describeStatus(reply);
       if (reply.body?.status === 'out-of-step') {
         throw new Error(

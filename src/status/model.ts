@@ -3,6 +3,7 @@
 // HAProxy, each server's health in words, and the events (state changes) between two snapshots.
 import type { RegisteredServer } from '../server/registry.js';
 import type { StatusBody } from '../server/http.js';
+import { isServing } from '../server/status-body.js';
 import type { ServerStat } from '../haproxy/runtime.js';
 
 export type SourceName = 'registry' | 'probes' | 'haproxy' | 'database';
@@ -219,6 +220,8 @@ export function judge(
       problems.push({ word: 'out-of-step', health: 'fail', text: `out of step: release expects schema ${p.body.schemaVersion}, the database has ${p.body.databaseSchemaVersion}` });
     } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
     else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
+    // A 200 alone is not health (HAProxy's check would mark it DOWN): it must be the node's answer, in step.
+    else if (!isServing(p)) problems.push({ word: 'failing', health: 'fail', text: `/_status answered 200, but ${p.body ? 'not in step' : 'not with a Knocknoc /_status answer'}` });
     const on = p.body?.databaseHost;
     if (primary && typeof on === 'string' && onAnotherServer(primary, on)) {
       problems.push({
