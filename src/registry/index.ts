@@ -7,6 +7,7 @@ import { PreflightError, UsageError } from '../errors.js';
 import { haproxyRemove, type ChangeOptions } from '../haproxy/index.js';
 import { inspectHaproxy } from '../haproxy/plan.js';
 import { knockerCommand, shellWord } from '../shared/hint.js';
+import { printableLine } from '../shared/printable.js';
 import type { Output } from '../shared/output.js';
 import { connect, describeConnectError, sourceAddressFor } from '../postgres/connect.js';
 import { describeTarget } from '../postgres/url.js';
@@ -70,11 +71,12 @@ export async function serverList(root: Root, options: { json: boolean }, io: Out
     io.out('No server is registered in this database yet.');
     return 0;
   }
-  const rows = [['NAME', 'LISTEN', 'STATE', 'VERSION', 'LAST SEEN'], ...servers.map((s) => [s.name, s.listen, stateWord(s), s.version, `${age(secondsSince(s.lastSeen))} ago`])];
+  // Any holder of the nodes' role can write a row: each cell is shown on one line, escaped.
+  const rows = [['NAME', 'LISTEN', 'STATE', 'VERSION', 'LAST SEEN'], ...servers.map((s) => [printableLine(s.name), printableLine(s.listen), stateWord(s), printableLine(s.version), `${age(secondsSince(s.lastSeen))} ago`])];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) io.out(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
   const gone = servers.filter((s) => stateWord(s) !== 'online');
-  if (gone.length > 0) io.out(`A server gone for good is retired with: ${knockerCommand(root, `server forget ${shellWord(gone[0]!.name)}`)}`);
+  if (gone.length > 0) io.out(`A server gone for good is retired with: ${knockerCommand(root, `server forget ${shellWord(printableLine(gone[0]!.name))}`)}`);
   return 0;
 }
 
@@ -86,31 +88,34 @@ export interface ForgetOptions extends ChangeOptions {
  * Takes a server out of the registry (and out of this host's HAProxy when it is a node there).
  * An online server is refused without --force: while it runs, it registers again at its next heartbeat.
  */
-export async function serverForget(root: Root, name: string, options: ForgetOptions, io: Output): Promise<number> {
+export async function serverForget(root: Root, given: string, options: ForgetOptions, io: Output): Promise<number> {
   const haproxy = await inspectHaproxy(root);
-  const inHaproxy = haproxy.existing.kind === 'knocker' && haproxy.existing.settings.nodes.some((n) => n.name === name);
+  // A name as `server list` shows it (escaped) names the row too; messages and the log show it on one line.
+  const inHaproxy = haproxy.existing.kind === 'knocker' && haproxy.existing.settings.nodes.some((n) => n.name === given);
   return withRegistry(root, async (client, target) => {
     const servers = await listServers(client).catch((error: Error) => {
       throw new PreflightError(`cannot read the servers registry of ${target}: ${error.message}`);
     });
-    const server = servers.find((s) => s.name === name);
+    const server = servers.find((s) => s.name === given) ?? servers.find((s) => printableLine(s.name) === given);
+    const raw = server?.name ?? given;
+    const name = printableLine(raw);
     if (!server && !inHaproxy) {
       throw new UsageError(`no server "${name}" in the registry of ${target}; nothing was changed`, [], [
-        servers.length > 0 ? `the servers are: ${servers.map((s) => s.name).join(', ')} (${knockerCommand(root, 'server list')})` : 'the registry is empty',
+        servers.length > 0 ? `the servers are: ${servers.map((s) => printableLine(s.name)).join(', ')} (${knockerCommand(root, 'server list')})` : 'the registry is empty',
       ]);
     }
     if (server && server.online && !options.force) {
-      throw new PreflightError(`"${name}" is online (at ${server.listen}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`, [
+      throw new PreflightError(`"${name}" is online (at ${printableLine(server.listen)}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`, [
         'stop it on its own host first (knocker service stop server there): a running server registers again at its next heartbeat',
         `to retire it anyway: ${knockerCommand(root, `server forget ${shellWord(name)} --force`)}`,
       ]);
     }
-    const what = server ? `${server.listen}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${server.version}` : 'not in the registry';
+    const what = server ? `${printableLine(server.listen)}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${printableLine(server.version)}` : 'not in the registry';
     if (options.dryRun) {
       const plan = {
         dryRun: true,
         root: root.dir,
-        server: name,
+        server: raw,
         registry: server ? `delete the row of "${name}" (${what})` : null,
         haproxy: inHaproxy ? `remove node ${name} from ${haproxy.service.paths.conf}` : null,
       };
@@ -127,12 +132,12 @@ export async function serverForget(root: Root, name: string, options: ForgetOpti
     // HAProxy first: a configuration that cannot be changed leaves the registry as it was.
     if (inHaproxy) {
       io.out(`Taking ${name} out of this host's HAProxy:`);
-      const code = await haproxyRemove(root, [name], { dryRun: false, json: false }, io);
+      const code = await haproxyRemove(root, [raw], { dryRun: false, json: false }, io);
       if (code !== 0) return code;
       log.info(`server forget ${name}: removed from HAProxy (${haproxy.service.paths.conf})`);
     }
     if (server) {
-      await forgetServer(client, name);
+      await forgetServer(client, raw);
       log.info(`server forget ${name}: deleted from the registry of ${target} (was ${what})${server.online ? ' with --force while online' : ''}`);
       io.out(`Removed "${name}" from the registry of ${target} (it was ${stateWord(server)}, last seen ${age(secondsSince(server.lastSeen))} ago).`);
       if (server.online) io.out(`warning: "${name}" was online: while it runs it registers again at its next heartbeat`);

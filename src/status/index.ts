@@ -11,6 +11,7 @@ import { loadServerConfig } from '../server/config.js';
 import { knockerCommand, shellWord } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
+import { printableData } from '../shared/printable.js';
 import { StatusMonitor } from './monitor.js';
 
 export interface StatusOptions {
@@ -59,7 +60,8 @@ export async function printStatus(root: Root, options: StatusOptions & { json: b
   try {
     const snapshot = await monitor.refreshFully();
     if (options.json) io.out(JSON.stringify(jsonSnapshot(snapshot), null, 2));
-    else for (const line of plainSnapshot(snapshot, staleAfterMs(monitor))) io.out(line);
+    // Names and errors from the registry are shown on one line each: a row is never split or forged.
+    else for (const line of plainSnapshot(printableData(snapshot, true), staleAfterMs(monitor))) io.out(line);
     return outcomeOf(snapshot).exitCode;
   } finally {
     await monitor.stop();
