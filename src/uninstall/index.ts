@@ -23,6 +23,7 @@ import { progressPrinter } from '../system/progress.js';
 import { withLock } from '../system/lock.js';
 import type { Output } from '../shared/output.js';
 import { PATHS, type Root } from '../system/root.js';
+import { knockerWrittenFiles } from './known-files.js';
 import { systemctl } from '../system/service.js';
 
 export interface UninstallOptions {
@@ -228,6 +229,8 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   if (config) {
     const registry = await registryStep(config, warnings);
     if (registry) steps.push(registry);
+  } else if (!loaded.ok && (await statIfExists(root.path(PATHS.conf)))) {
+    warnings.push(`${root.path(PATHS.conf)} is not usable (${loaded.problems[0]}): this node's row stays in its database's registry; retire it from another node with \`knocker server forget NAME\``);
   }
   const postgres = stops.find((s) => s.name === 'postgres');
   // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
@@ -243,7 +246,8 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
     warnings.push(`${haproxy.service.paths.conf} was not written by knocker: it is left as it is`);
   }
   // The lock this run holds is released (and removed) by the run itself.
-  files.push(...(await filesIn(root.path(PATHS.logDir))), ...(await filesIn(root.path(PATHS.runDir))).filter((f) => f !== root.path(PATHS.installLock)));
+  // Only what knocker writes there, by name: an operator's own files in these folders stay.
+  files.push(...(await knockerWrittenFiles(root)));
   if (root.isSandbox) files.push(...(await filesIn(root.path(PATHS.haproxyRunDir))), root.path(PATHS.haproxyPid), root.path(PATHS.haproxyMasterSocket));
   steps.push(...(await fileSteps(files, haproxy.existing.kind === 'knocker' ? [root.path(PATHS.haproxyStateFile)] : [])));
 
