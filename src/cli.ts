@@ -14,21 +14,30 @@ import { upgradeCommand } from './commands/upgrade.js';
 import type { CommandContext } from './commands/context.js';
 import { EXIT, exitCodeOf, formatError } from './errors.js';
 import type { Output } from './shared/output.js';
+import { jsonFailure, wantsJson } from './shared/json-failure.js';
 import { printable } from './shared/printable.js';
 import { packageVersion } from './system/package.js';
 
 // A reader that went away (`knocker install --help | head -1`) is not an error of the run: what
 // is left to print is dropped, and the run goes on to its end (an install is never cut short).
+// This is the program's one rule for a closed output pipe (src/entry.ts adds none).
+// A command that runs until stopped (`service logs -f`) ends when its reader has gone, as on Ctrl-C.
 const closed = new Set<NodeJS.WriteStream>();
+const whenReaderGone = new Set<() => void>();
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') closed.add(stream);
-    else throw error;
+    if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+    closed.add(stream);
+    if (stream === process.stdout) for (const end of whenReaderGone) end();
   });
 }
 
+/** Whether anything was printed on stdout: a failed --json run that printed nothing prints its error as JSON. */
+let printedOut = false;
+
 /** Writes text that may hold outside strings (names from the database, HAProxy's words): control characters are shown, not obeyed. */
 function write(stream: NodeJS.WriteStream, text: string): void {
+  if (stream === process.stdout) printedOut = true;
   if (!closed.has(stream)) stream.write(printable(text));
 }
 
@@ -70,12 +79,15 @@ export async function main(argv: string[]): Promise<number> {
         rl.close();
       }
     },
-    // Only a command that asks for it takes Ctrl-C over: the others keep their own handling.
+    // Only a command that asks for it takes Ctrl-C over: the others keep their own handling. It
+    // ends also when stdout's reader has gone (`… | head -1`).
     get interrupted() {
       if (!interruption) {
         const controller = new AbortController();
         interruption = controller.signal;
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
+        whenReaderGone.add(() => controller.abort());
+        if (closed.has(process.stdout)) controller.abort();
       }
       return interruption;
     },
@@ -86,9 +98,13 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       // --help and --version exit 0; help shown because of a mistake (no command) is misuse.
-      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      if (error.exitCode === 0) return EXIT.ok;
+      if (wantsJson(argv) && !printedOut) io.out(jsonFailure(error, EXIT.usage));
+      return EXIT.usage;
     }
     for (const line of formatError(error)) io.err(line);
-    return exitCodeOf(error);
+    const code = exitCodeOf(error);
+    if (wantsJson(argv) && !printedOut) io.out(jsonFailure(error, code));
+    return code;
   }
 }

@@ -12,17 +12,6 @@ import { main } from './cli.js';
 const SERVER = '__server';
 const ADMIN_HELPER = '__admin-helper';
 
-/**
- * A reader that went away (`knocker install --help | head -1`) is not a failure of the command:
- * what is left of the output is dropped and the command finishes its work (never cut off halfway
- * through applying a plan).
- */
-function ignoreClosedReader(stream: NodeJS.WriteStream): void {
-  stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
-  });
-}
-
 export async function start(argv: string[]): Promise<void> {
   const name = path.basename(argv[1] ?? '');
   if (name === 'knocknoc-server' || argv[2] === SERVER) {
@@ -35,7 +24,5 @@ export async function start(argv: string[]): Promise<void> {
     await import('./postgres/admin-helper.js');
     return;
   }
-  ignoreClosedReader(process.stdout);
-  ignoreClosedReader(process.stderr);
   process.exitCode = await main(argv);
 }

@@ -103,7 +103,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   const [uiRef, dispatch] = useLatestReducer(uiReducer, { filter: '', filterDraft: undefined, selected: undefined, help: false, confirm: undefined } as UiState);
   const ui = uiRef.current;
   // Names, versions and errors come from the database, HTTP answers and HAProxy: drawn, never obeyed.
-  const snapshot = printableData(monitor.current());
+  const snapshot = printableData(monitor.current(), true);
   const filter = ui.filterDraft ?? ui.filter;
   const rows = snapshot.servers.filter((row) => matchesFilter(row, filter));
   const selected = rows.some((r) => r.name === ui.selected) ? ui.selected : rows[0]?.name;
@@ -205,7 +205,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     <StatusScreen
       snapshot={snapshot}
       rows={rows}
-      events={printableData(monitor.history())}
+      events={printableData(monitor.history(), true)}
       now={Math.max(now, snapshot.at)}
       intervalMs={monitor.intervalMs}
       staleAfterMs={services.staleAfterMs()}

@@ -9,15 +9,17 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { formatListen, parseCidr, parseListen, parseNodeSpec, parseTrustedForwarders } from '../src/config/values.js';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
-import { UsageError } from '../src/errors.js';
+import { PreflightError, UsageError } from '../src/errors.js';
 import { nodeSetIssues } from '../src/haproxy/config.js';
 import { loadAnswersFile } from '../src/installer/answers-file.js';
 import { openInstaller } from '../src/installer/index.js';
 import { plannedConf } from '../src/installer/plan.js';
 import { buildDatabaseUrl, parseDatabaseUrl, redactUrl } from '../src/postgres/url.js';
 import { checkServerConfig } from '../src/server/config.js';
-import { hasControl, printable, printableLine, quoted } from '../src/shared/printable.js';
-import { Scrubber } from '../src/system/log.js';
+import { jsonFailure } from '../src/shared/json-failure.js';
+import { hasControl, printable, printableData, printableLine, quoted } from '../src/shared/printable.js';
+import { isServing, parseStatusBody } from '../src/server/status-body.js';
+import { fileLogger, Scrubber } from '../src/system/log.js';
 import { PATHS, Root, rootPathProblem } from '../src/system/root.js';
 import { parseUpgradeCommand, recordableCommand, showArgv, splitWords } from '../src/upgrade/command.js';
 import { makeTempDir } from './helpers/temp.js';
@@ -287,6 +289,95 @@ describe('outside text', () => {
         if (!hasControl(text)) expect(printableLine(text)).toBe(text);
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('registry rows and /_status answers (issue 23)', () => {
+  const validBody = fc.record({
+    status: fc.constantFrom('ok', 'out-of-step', 'error'),
+    server: fc.string({ maxLength: 20 }),
+    version: fc.string({ maxLength: 10 }),
+    schemaVersion: fc.nat(),
+    databaseSchemaVersion: fc.option(fc.nat()),
+    versionMatch: fc.boolean(),
+    database: fc.constantFrom('ok', 'unreachable'),
+    databaseHost: fc.option(fc.string({ maxLength: 20 })),
+    uptimeSeconds: fc.nat(),
+  });
+
+  test('a /_status body: the node\'s own answer is read back as it is; any field of another type, or any other text, is not one, and never serving', () => {
+    fc.assert(
+      fc.property(validBody, (body) => {
+        expect(parseStatusBody(JSON.stringify(body))).toEqual(body);
+        expect(isServing({ http: 200, body: parseStatusBody(JSON.stringify(body)) })).toBe(body.status === 'ok' && body.versionMatch);
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(validBody, fc.constantFrom('status', 'server', 'version', 'schemaVersion', 'versionMatch', 'database', 'uptimeSeconds'), fc.oneof(fc.string(), fc.double(), fc.constant(null), fc.array(fc.nat()), fc.constant('true')), (body, key, odd) => {
+        fc.pre(JSON.stringify((body as Record<string, unknown>)[key]) !== JSON.stringify(odd));
+        const mangled = JSON.stringify({ ...body, [key]: odd });
+        const parsed = parseStatusBody(mangled);
+        // Only a value of the right kind passes (a string for server, e.g.).
+        if (parsed) expect(typeof parsed[key as keyof typeof parsed]).toBe(typeof (body as Record<string, unknown>)[key]);
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.oneof(anyText, fc.json(), fc.string({ minLength: 0, maxLength: 5 })), (text) => {
+        const parsed = parseStatusBody(text);
+        if (!parsed) expect(isServing({ http: 200, body: parsed })).toBe(false);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('data drawn on one line (a dashboard snapshot): no string in it keeps a line break or a control character, whatever its depth', () => {
+    fc.assert(
+      fc.property(fc.anything({ withMap: true, withDate: true, withNullPrototype: false, stringUnit: 'binary' }), (value) => {
+        const seen: string[] = [];
+        const walk = (v: unknown) => {
+          if (typeof v === 'string') seen.push(v);
+          else if (Array.isArray(v)) v.forEach(walk);
+          else if (v instanceof Map) [...v.values()].forEach(walk);
+          else if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) Object.values(v).forEach(walk);
+        };
+        walk(printableData(value, true));
+        for (const s of seen) expect(hasControl(s)).toBe(false);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('the run log: whatever a message holds, every line of the file begins with a time stamp and a level, and only the first of a message is an entry', async () => {
+    const file = path.join(dir, 'generated.log');
+    await fc.assert(
+      fc.asyncProperty(fc.array(anyText, { minLength: 1, maxLength: 5 }), async (messages) => {
+        // A message of its own that begins "| " reads as a continuation: that is no forged entry.
+        fc.pre(!messages.some((m) => m.startsWith('| ')));
+        await fs.rm(file, { force: true });
+        const log = fileLogger(file);
+        for (const m of messages) log.info(m);
+        const lines = (await fs.readFile(file, 'utf8')).replace(/\n$/, '').split('\n');
+        const entries = lines.filter((l) => /^\S+Z INFO  (?!\| )/.test(l));
+        expect(entries).toHaveLength(messages.length);
+        for (const line of lines) expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  /);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test('a failed --json run: one JSON object whatever the error holds', () => {
+    fc.assert(
+      fc.property(anyText, fc.array(anyText, { maxLength: 3 }), fc.constantFrom(1, 2, 3, 4, 5), (message, hints, code) => {
+        const error = code === 2 ? new UsageError(message, hints) : code === 3 ? new PreflightError(message, hints) : new Error(message);
+        const parsed = JSON.parse(jsonFailure(error, code as 1 | 2 | 3 | 4 | 5)) as { ok: boolean; exitCode: number; verdict: string; error: { message: string } };
+        expect(parsed).toMatchObject({ ok: false, exitCode: code });
+        expect(parsed.verdict.startsWith('failed: ')).toBe(true);
+        expect(parsed.error.message).toBe(message.replace(/^error: /, ''));
+      }),
+      { numRuns: 300 },
     );
   });
 });

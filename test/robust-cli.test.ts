@@ -2,16 +2,26 @@
 // what must stay secret and what comes from outside, each as an operator would meet it. Generated
 // inputs here are few (each case is a process); the parsers get thousands in properties.test.ts.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
+import { getEventListeners } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { render } from 'ink-testing-library';
+import { createElement } from 'react';
 import { migrate } from '../src/schema/index.js';
+import { Dashboard } from '../src/status-app.js';
+import { openMonitor, staleAfterMs } from '../src/status/index.js';
 import { loadRelease } from '../src/schema/index.js';
-import { PATHS } from '../src/system/root.js';
-import { connectFrom, sharedDatabase } from './helpers/server.js';
+import { freePort } from '../src/system/host.js';
+import { PATHS, type Root } from '../src/system/root.js';
+import { connectFrom, request, sharedDatabase, waitFor } from './helpers/server.js';
+import { waitForFrame } from './helpers/ink.js';
 import { KNOCKER, cleanEnv, knocker } from './helpers/knocker.js';
 import { useRoots } from './helpers/roots.js';
 import { makeTempDir } from './helpers/temp.js';
@@ -28,6 +38,11 @@ afterAll(async () => {
 /** Nothing an operator can cause is "a bug": no internal error, no stack, no Node warning. */
 function noCrash(result: { exitCode: number; stderr: string }): void {
   expect(result.exitCode, result.stderr).not.toBe(1);
+  expect(result.stderr).not.toMatch(/internal error|    at |\(node:\d+\) Warning/);
+}
+
+/** A run whose exit code 1 has a meaning of its own (service status: something is stopped): still no bug's words. */
+function noStack(result: { stderr: string }): void {
   expect(result.stderr).not.toMatch(/internal error|    at |\(node:\d+\) Warning/);
 }
 
@@ -246,4 +261,438 @@ describe('strings from the database are data', () => {
     expect(setup.stderr).toContain('"web\\x1B]0;pwned\\x07": HAProxy cannot take this name');
     expect(RAW_CONTROL.test(setup.stdout + setup.stderr)).toBe(false);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Issue 23: broken files, hostile registry rows and odd files never stop an operator.
+
+/** The pid knocker's daemon records for the server under a root. */
+async function serverPid(root: Root): Promise<number> {
+  return Number((await fs.readFile(root.path(PATHS.serverPid), 'utf8')).trim());
+}
+
+describe('a broken knocknoc.conf never takes a healthy host down or hides what runs', () => {
+  test('restart refuses a file the server refuses before stopping anything (file:line, exit 2); a node that fails shows its whole words; a conf of random bytes: status finds both from records, stop all stops them', async () => {
+    const root = await newRoot();
+    const host = '127.0.0.196';
+    const listen = `${host}:${await freePort(host)}`;
+    const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', 'web-1']);
+    expect(install.exitCode, install.stderr).toBe(0);
+    const confFile = root.path(PATHS.conf);
+    const good = await fs.readFile(confFile, 'utf8');
+    const pid = await serverPid(root);
+    const lines = good.trimEnd().split('\n').length;
+    const emptyHost = good.replace(/^(DatabaseURL = postgres:\/\/[^@]+@)([^/]+)\//m, '$1$2,,$2/');
+    expect(emptyHost).not.toBe(good);
+    for (const [text, problem] of [
+      [`${good}not a key value line\n`, `${confFile}:${lines + 1}: not a "Key = value" line: "not a key value line"`],
+      [emptyHost, `${confFile}:${emptyHost.split('\n').findIndex((l) => l.startsWith('DatabaseURL')) + 1}: DatabaseURL: the host list has an empty entry`],
+    ] as const) {
+      await fs.writeFile(confFile, text, { mode: 0o600 });
+      for (const action of ['restart', 'start']) {
+        const result = await knocker(['service', action, 'server', '--root', root.dir]);
+        noCrash(result);
+        if (action === 'start') {
+          // Running already: nothing to start, nothing refused.
+          expect(result.exitCode, result.stderr).toBe(0);
+          continue;
+        }
+        expect(result.exitCode, result.stderr).toBe(2);
+        expect(result.stderr).toContain(`error: knocknoc-server would not start with ${confFile}; nothing was stopped or started\n  ${problem}`);
+        expect(result.stdout).not.toContain('Stop the Knocknoc server');
+      }
+      expect(await serverPid(root)).toBe(pid);
+      expect((await request(`http://${listen}/_status`)).status).toBe(200);
+    }
+    await fs.writeFile(confFile, good, { mode: 0o600 });
+
+    // A node that stops instead of serving: its own words, whole, after a log holding multi-byte text.
+    expect((await knocker(['service', 'stop', 'server', '--root', root.dir])).exitCode).toBe(0);
+    await fs.appendFile(root.path(PATHS.serverLog), 'é… ✔ ×\n'.repeat(3));
+    const [bindHost, bindPort] = [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))];
+    // Holds the port and answers nothing: each connection is closed at once.
+    const squatter = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => squatter.listen(bindPort, bindHost, resolve));
+    try {
+      const failed = await knocker(['service', 'start', 'server', '--root', root.dir]);
+      noCrash(failed);
+      expect(failed.exitCode).toBe(4);
+      expect(failed.stderr).toMatch(/^ {2}knocknoc-server: error: /m);
+      expect(failed.stderr).not.toMatch(/^ {2}[^k ]\S*-server: error/m);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+    expect((await knocker(['service', 'start', 'server', '--root', root.dir])).exitCode).toBe(0);
+
+    // Overwritten while both run: knocker's own records (pid file, the private cluster) still say what runs.
+    await fs.writeFile(confFile, crypto.randomBytes(300), { mode: 0o600 });
+    const status = await knocker(['service', 'status', '--root', root.dir]);
+    noStack(status);
+    expect(status.exitCode, status.stdout + status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^postgres {2}running {5}private cluster /m);
+    expect(status.stdout).toMatch(/^server {4}running {5}pid \d+; knocknoc\.conf is not usable/m);
+    expect(RAW_CONTROL.test(status.stdout + status.stderr)).toBe(false);
+    const refused = await knocker(['service', 'restart', 'all', '--root', root.dir]);
+    expect(refused.exitCode).toBe(2);
+    expect((await request(`http://${listen}/_status`)).status).toBe(200);
+
+    const stop = await knocker(['service', 'stop', 'all', '--root', root.dir]);
+    noCrash(stop);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    await expect(request(`http://${listen}/_status`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    const after = await knocker(['service', 'status', '--root', root.dir]);
+    expect(after.exitCode).toBe(1);
+    expect(after.stdout).toMatch(/^postgres {2}stopped /m);
+    expect(after.stdout).toMatch(/^server {4}stopped /m);
+  }, 240_000);
+
+  test('generated hostile knocknoc.conf (random bytes of any size, a FIFO, a folder, a device link): service status never crashes, never hangs, shows what runs', async () => {
+    const root = await newRoot();
+    // The server's records without a running node: a log and a pid file naming no process of ours.
+    await fs.mkdir(path.dirname(root.path(PATHS.serverLog)), { recursive: true });
+    await fs.writeFile(root.path(PATHS.serverLog), 'it ran here\n');
+    const confFile = root.path(PATHS.conf);
+    const kind = fc.oneof(
+      fc.record({ kind: fc.constant('bytes' as const), bytes: fc.uint8Array({ minLength: 0, maxLength: 2000 }) }),
+      fc.record({ kind: fc.constant('big' as const), size: fc.integer({ min: 1024 * 1024 + 1, max: 3 * 1024 * 1024 }) }),
+      fc.constantFrom({ kind: 'fifo' as const }, { kind: 'folder' as const }, { kind: 'device' as const }),
+    );
+    await fc.assert(
+      fc.asyncProperty(kind, async (made) => {
+        await fs.rm(confFile, { recursive: true, force: true });
+        await fs.mkdir(path.dirname(confFile), { recursive: true });
+        if (made.kind === 'bytes') await fs.writeFile(confFile, made.bytes, { mode: 0o600 });
+        else if (made.kind === 'big') await fs.writeFile(confFile, Buffer.alloc(made.size, 'A'), { mode: 0o600 });
+        else if (made.kind === 'fifo') await execa('mkfifo', [confFile]);
+        else if (made.kind === 'folder') await fs.mkdir(confFile);
+        else await fs.symlink('/dev/zero', confFile);
+        const result = await knocker(['service', 'status', '--root', root.dir], { timeoutMs: 30_000 });
+        noStack(result);
+        expect(result.exitCode, result.stderr).toBe(1);
+        expect(result.stdout).toMatch(/^server {4}stopped {5}knocknoc\.conf is not usable/m);
+        expect(RAW_CONTROL.test(result.stdout + result.stderr)).toBe(false);
+        for (const line of (result.stdout + result.stderr).split('\n')) expect(line.length).toBeLessThan(1000);
+      }),
+      { numRuns: 10 },
+    );
+  }, 120_000);
+});
+
+/** An address that answers every request 200 with `body` (a function: what to send on the response). */
+async function answering200(host: string, send: (res: http.ServerResponse) => void): Promise<{ address: string; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    res.on('error', () => {});
+    send(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    address: `${host}:${port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** 50 MB of a JSON-looking body, written as the reader takes it (never all in memory). */
+function fiftyMegabytes(res: http.ServerResponse): void {
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  let left = 50 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, ' ');
+  const more = () => {
+    while (left > 0) {
+      left -= chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  res.write('{"status":"ok","versionMatch":true,');
+  more();
+}
+
+describe('registry rows are untrusted data', () => {
+  const db = sharedDatabase({ host: '127.0.0.194' });
+  const FORGED = '2026-12-07T00:00:00.000Z INFO  server forget web-b: deleted from the registry';
+
+  test('names with line breaks stay on one line everywhere; a heartbeat of 2147483647 is one odd row; a 200 that is not a Knocknoc /_status answer is a failure', async () => {
+    const notJson = await answering200('127.0.0.195', (res) => res.end('{not json'));
+    const huge = await answering200('127.0.0.195', fiftyMegabytes);
+    try {
+      const client = await connectFrom('127.0.0.194', db.url);
+      try {
+        await migrate(client, loadRelease().migrations, 'test');
+        const insert = (name: string, listen: string, state: string, heartbeat: number) =>
+          client.query(
+            `INSERT INTO servers (name, listen, version, schema_version, state, instance, heartbeat_seconds, started_at, last_seen)
+             VALUES ($1, $2, '1.0.0', 1, $3, 'x', $4, now(), now())`,
+            [name, listen, state, heartbeat],
+          );
+        await insert(`web-a\n${FORGED}`, notJson.address, 'running', 5);
+        await insert('web-huge-heartbeat', huge.address, 'running', 2147483647);
+        await insert(`web-gone\r\n${FORGED}`, '127.0.0.195:9', 'stopped', 5);
+      } finally {
+        await client.end();
+      }
+      const root = await newRoot();
+      const conf = root.path(PATHS.conf);
+      await fs.mkdir(path.dirname(conf), { recursive: true });
+      await fs.writeFile(conf, `Listen = 127.0.0.194:8756\nDatabaseURL = ${db.url}\nServerName = web-here\n`, { mode: 0o600 });
+      const startsForged = /^2026-12-07T00:00:00\.000Z/m;
+
+      const list = await knocker(['server', 'list', '--root', root.dir]);
+      noCrash(list);
+      expect(list.exitCode, list.stderr).toBe(0);
+      const listLines = list.stdout.trimEnd().split('\n');
+      expect(listLines).toHaveLength(1 + 3 + 1);
+      expect(list.stdout).toContain(`web-a\\n${FORGED}`);
+      expect(list.stdout).toContain(`web-gone\\x0D\\n${FORGED}`);
+      expect(list.stdout).toMatch(/^web-huge-heartbeat +127\.0\.0\.195:\d+ +online /m);
+      expect(list.stdout).not.toMatch(startsForged);
+      const listJson = JSON.parse((await knocker(['server', 'list', '--json', '--root', root.dir])).stdout) as Array<{ name: string }>;
+      expect(listJson.map((s) => s.name).sort()).toEqual([`web-a\n${FORGED}`, `web-gone\r\n${FORGED}`, 'web-huge-heartbeat']);
+
+      const once = await knocker(['status', '--once', '--root', root.dir]);
+      noStack(once);
+      expect(once.exitCode, once.stdout + once.stderr).toBe(1);
+      expect(once.stdout).toContain('degraded: 3 of 3 servers not healthy');
+      expect(once.stdout).not.toMatch(startsForged);
+      expect(once.stdout).toMatch(/web-a\\n2026.*: .*\/_status answered 200, but not with a Knocknoc \/_status answer/);
+      expect(once.stdout).toMatch(/web-huge-heartbeat: .*\/_status answered 200, but not with a Knocknoc \/_status answer/);
+      const json = JSON.parse((await knocker(['status', '--json', '--root', root.dir])).stdout) as { exitCode: number; summary: { servers: number; healthy: number } };
+      expect(json).toMatchObject({ exitCode: 1, summary: { servers: 3, healthy: 0 } });
+
+      // The dashboard: one row per server, the name escaped in it.
+      const monitor = await openMonitor(root, { intervalMs: 1000 });
+      monitor.start();
+      const ui = render(createElement(Dashboard, { services: { monitor, staleAfterMs: () => staleAfterMs(monitor) }, onExit: () => {} }));
+      try {
+        const drawn = await waitForFrame(ui, '0 of 3 servers healthy');
+        expect(drawn).toContain('web-a\\n2026');
+        expect(drawn).not.toMatch(/^\W*2026-12-07T00:00:00\.000Z/m);
+      } finally {
+        ui.unmount();
+        await monitor.stop();
+      }
+
+      // Retired by its name as list shows it: the messages and the audit log keep it on one line.
+      const forget = await knocker(['server', 'forget', `web-gone\\x0D\\n${FORGED}`, '--root', root.dir]);
+      noCrash(forget);
+      expect(forget.exitCode, forget.stderr).toBe(0);
+      expect(forget.stdout).toContain(`Removed "web-gone\\x0D\\n${FORGED}" from the registry`);
+      expect(forget.stdout).not.toMatch(startsForged);
+      const online = await knocker(['server', 'forget', `web-a\n${FORGED}`, '--root', root.dir]);
+      expect(online.exitCode).toBe(3);
+      expect(online.stderr).toContain(`error: "web-a\\n${FORGED}" is online`);
+      expect(online.stderr).not.toMatch(startsForged);
+      const audit = await fs.readFile(root.path(PATHS.opsLog), 'utf8');
+      expect(audit.trimEnd().split('\n')).toHaveLength(1);
+      expect(audit).toContain(`server forget web-gone\\x0D\\n${FORGED}: deleted from the registry`);
+    } finally {
+      await Promise.all([notJson.close(), huge.close()]);
+    }
+  }, 120_000);
+
+  test('generated hostile names: server list keeps one line per row, every character shown, never obeyed', async () => {
+    const root = await newRoot();
+    const conf = root.path(PATHS.conf);
+    await fs.mkdir(path.dirname(conf), { recursive: true });
+    await fs.writeFile(conf, `Listen = 127.0.0.194:8756\nDatabaseURL = ${db.url}\nServerName = web-here\n`, { mode: 0o600 });
+    // Line breaks of every kind, terminal controls, bidirectional overrides and ordinary letters.
+    const unit = fc.oneof(fc.constantFrom('\n', '\r', '\t', '\u000b', '\u000c', '\u001b', '\u0007', '\u0085', '\u009b', '\u2028', '\u2029', '\u202e', '\u2066'), fc.constantFrom(...'web-1 é界.'));
+    const name = fc.string({ unit, minLength: 1, maxLength: 40 });
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(name, { minLength: 1, maxLength: 4 }), async (names) => {
+        const client = await connectFrom('127.0.0.194', db.url);
+        try {
+          await migrate(client, loadRelease().migrations, 'test');
+          await client.query('DELETE FROM servers');
+          for (const n of names) {
+            await client.query(
+              `INSERT INTO servers (name, listen, version, schema_version, state, instance, heartbeat_seconds, started_at, last_seen)
+               VALUES ($1, '127.0.0.195:9', '1.0.0', 1, 'stopped', 'x', 5, now(), now())`,
+              [n],
+            );
+          }
+        } finally {
+          await client.end();
+        }
+        const list = await knocker(['server', 'list', '--root', root.dir]);
+        noCrash(list);
+        expect(list.exitCode, list.stderr).toBe(0);
+        expect(list.stdout.trimEnd().split('\n')).toHaveLength(1 + names.length + 1);
+        expect(RAW_CONTROL.test(list.stdout)).toBe(false);
+      }),
+      { numRuns: 15 },
+    );
+  }, 120_000);
+});
+
+describe('files are read only when they are what they should be', () => {
+  test('service logs on a FIFO, a folder, a socket or a device: refused at once with a sentence (exit 3), with -f too', async () => {
+    const root = await newRoot();
+    const kinds = {
+      fifo: [async (file: string) => void (await execa('mkfifo', [file])), 'is a FIFO (named pipe); only a regular file is read'],
+      folder: [(file: string) => fs.mkdir(file).then(() => undefined), 'is a folder; only a regular file is read'],
+      device: [(file: string) => fs.symlink('/dev/zero', file), 'is a device; only a regular file is read'],
+      socket: [
+        async (file: string) => {
+          const server = net.createServer();
+          await new Promise<void>((resolve) => server.listen(file, resolve));
+          // Closing the listener removes its file: keep it by making a hard link first.
+          await fs.link(file, `${file}.kept`).catch(() => {});
+          await new Promise((resolve) => server.close(resolve));
+          await fs.rename(`${file}.kept`, file).catch(() => {});
+        },
+        'only a regular file is read',
+      ],
+    } as const;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...(Object.keys(kinds) as Array<keyof typeof kinds>)), fc.constantFrom('server', 'postgres', 'haproxy'), fc.boolean(), async (kind, which, follow) => {
+        const file = root.path(which === 'server' ? PATHS.serverLog : which === 'postgres' ? PATHS.pgLog : PATHS.haproxyLog);
+        await fs.rm(file, { recursive: true, force: true });
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        await kinds[kind][0](file);
+        const exists = await fs.lstat(file).catch(() => undefined);
+        if (!exists) return;
+        const result = await knocker(['service', 'logs', which, ...(follow ? ['-f'] : []), '--root', root.dir], { timeoutMs: 30_000 });
+        noCrash(result);
+        expect(result.exitCode, result.stderr).toBe(3);
+        expect(result.stderr).toContain(`error: cannot read ${file} `);
+        expect(result.stderr).toContain(kinds[kind][1]);
+      }),
+      { numRuns: 12 },
+    );
+  }, 120_000);
+
+  test('service logs -f: a poll leaves no listener behind (no MaxListenersExceededWarning); SIGTERM and Ctrl-C end it (exit 0)', async () => {
+    const root = await newRoot();
+    const log = root.path(PATHS.serverLog);
+    await fs.mkdir(path.dirname(log), { recursive: true });
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      await fs.writeFile(log, `${signal} 0\n`);
+      const follow = execa(process.execPath, [KNOCKER, 'service', 'logs', '-f', '-n', '1', '--root', root.dir], { env: cleanEnv(), extendEnv: false, reject: false });
+      let seen = '';
+      follow.stdout!.setEncoding('utf8').on('data', (chunk: string) => (seen += chunk));
+      await waitFor('the first line', () => (seen.includes(`${signal} 0\n`) ? true : undefined));
+      // Each line waits for the follower to see it: every round is a poll that found nothing first.
+      for (let i = 1; i <= 16; i += 1) {
+        await fs.appendFile(log, `${signal} ${i}\n`);
+        await waitFor(`line ${i}`, () => (seen.includes(`${signal} ${i}\n`) ? true : undefined));
+      }
+      follow.kill(signal);
+      const result = await follow;
+      expect(result.exitCode, String(result.stderr)).toBe(0);
+      expect(String(result.stderr)).not.toMatch(/MaxListenersExceededWarning|\(node:\d+\) Warning/);
+    }
+
+    // Whether Node warns depends on its version: count the listeners on the follow's signal itself.
+    const { serviceLogs } = await import('../src/service/logs.js');
+    const stop = new AbortController();
+    const printed: string[] = [];
+    const following = serviceLogs(root, 'server', { follow: true, lines: 1, stop: stop.signal }, { out: (line) => printed.push(line), err: () => {} });
+    for (let i = 1; i <= 16; i += 1) {
+      await fs.appendFile(log, `counted ${i}\n`);
+      await waitFor(`counted ${i}`, () => (printed.includes(`counted ${i}`) ? true : undefined));
+    }
+    expect(getEventListeners(stop.signal, 'abort').length).toBeLessThanOrEqual(1);
+    stop.abort();
+    expect(await following).toBe(0);
+  }, 120_000);
+
+  test('uninstall removes what knocker writes in var/log/knocknoc and run/knocknoc (its names and their rotations), never an operator\'s file there', async () => {
+    const root = await newRoot();
+    const logDir = root.path(PATHS.logDir);
+    const runDir = root.path(PATHS.runDir);
+    await fs.mkdir(path.join(runDir, 'postgresql'), { recursive: true });
+    await fs.mkdir(logDir, { recursive: true });
+    const knockers = [PATHS.installLog, `${PATHS.installLog}.1`, PATHS.opsLog, `${PATHS.serverLog}.1`, PATHS.haproxyLog, PATHS.serverPid, `${PATHS.pgSocketDir}/.s.PGSQL.5432.lock`].map((f) => root.path(f));
+    const operators = [path.join(logDir, 'notes.txt'), path.join(logDir, 'install.log.old'), path.join(logDir, 'knocknoc.log.2'), path.join(runDir, 'my-tool.pid'), path.join(runDir, 'postgresql', 'README')];
+    for (const file of [...knockers, ...operators]) await fs.writeFile(file, 'x\n');
+    const result = await knocker(['uninstall', '--yes', '--root', root.dir]);
+    noCrash(result);
+    expect(result.exitCode, result.stderr).toBe(0);
+    for (const file of knockers) await expect(fs.access(file), file).rejects.toThrow();
+    for (const file of operators) expect(await fs.readFile(file, 'utf8'), file).toBe('x\n');
+  });
+});
+
+describe('scripts always get their JSON', () => {
+  test('every --json run prints exactly one JSON object on stdout, with the verdict and the error, whatever the exit code', async () => {
+    const root = await newRoot();
+    const bad = path.join(dir, 'bad-answers.yaml');
+    await fs.writeFile(bad, 'version: 1\nlisten: "[::1]"\n');
+    const runs: Array<[string[], number]> = [
+      [['status', '--json'], 3],
+      [['server', 'list', '--json'], 3],
+      [['standby', 'status', '--json'], 3],
+      [['install', '--dry-run', '--json', '--answers', bad, '--non-interactive'], 2],
+      [['install', '--print-answers', '--json', '--listen', 'nonsense'], 2],
+      [['haproxy', 'list', '--json'], 3],
+      [['status', '--json', '--no-such-flag'], 2],
+      [['server', 'forget', 'web-9', '--dry-run', '--json'], 3],
+    ];
+    for (const [args, code] of runs) {
+      const result = await knocker([...args, '--root', root.dir]);
+      noCrash(result);
+      expect(result.exitCode, `${args.join(' ')}: ${result.stderr}`).toBe(code);
+      const parsed = JSON.parse(result.stdout) as { ok: boolean; exitCode: number; verdict: string; error: { message: string } };
+      expect(parsed, args.join(' ')).toMatchObject({ ok: false, exitCode: code });
+      expect(parsed.verdict).toMatch(/^failed: /);
+      expect(parsed.error.message.length).toBeGreaterThan(0);
+      expect(result.stderr).toContain('error');
+    }
+  });
+});
+
+describe('one closed-pipe rule', () => {
+  /** Runs knocker with stdout a pipe whose reader has already gone (as `| head -1` once head is done): every write gets EPIPE. */
+  async function intoClosedPipe(args: string[]): Promise<{ code: number | null; stderr: string }> {
+    const fifo = path.join(dir, `closed-${crypto.randomUUID()}.fifo`);
+    await execa('mkfifo', [fifo]);
+    const reader = fsSync.openSync(fifo, fsSync.constants.O_RDONLY | fsSync.constants.O_NONBLOCK);
+    const writer = fsSync.openSync(fifo, fsSync.constants.O_WRONLY);
+    fsSync.closeSync(reader);
+    const child = spawn(process.execPath, [KNOCKER, ...args], { stdio: ['ignore', writer, 'pipe'], env: cleanEnv() });
+    fsSync.closeSync(writer);
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await fs.rm(fifo, { force: true });
+    return { code, stderr };
+  }
+
+  test('`knocker … | head -1` for every read command: the same exit code as with a reader, nothing about the pipe, and a follow ends', async () => {
+    const root = await newRoot();
+    const log = root.path(PATHS.serverLog);
+    await fs.mkdir(path.dirname(log), { recursive: true });
+    await fs.writeFile(log, Array.from({ length: 5000 }, (_, i) => `line ${i} é…`).join('\n') + '\n');
+    const reads = [
+      ['--help'],
+      ['--version'],
+      ['install', '--help'],
+      ['status', '--once'],
+      ['status', '--json'],
+      ['server', 'list'],
+      ['server', 'list', '--json'],
+      ['service', 'status'],
+      ['service', 'logs', '-n', '5000'],
+      ['service', 'logs', '-f', '-n', '5000'],
+      ['haproxy', 'list'],
+      ['haproxy', 'status'],
+      ['exposedb', '--list'],
+      ['standby', 'status'],
+      ['install', '--print-answers', '--database-option', '3', '--database-url', 'postgres://knocknoc:secret-x@127.0.0.198:5432/knocknoc'],
+      ['uninstall', '--dry-run'],
+      ['uninstall', '--dry-run', '--json'],
+    ];
+    for (const args of reads) {
+      const full = args[0] === '--help' || args[0] === '--version' ? args : [...args, '--root', root.dir];
+      // -f runs until stopped: with a reader, its exit is that of a Ctrl-C (0).
+      const expected = args.includes('-f') ? 0 : (await knocker(full)).exitCode;
+      const closed = await intoClosedPipe(full);
+      expect(closed.code, `${args.join(' ')}: ${closed.stderr}`).toBe(expected);
+      expect(closed.stderr).not.toMatch(/EPIPE|ERR_STREAM_DESTROYED|internal error|    at /);
+    }
+  }, 240_000);
 });

@@ -15,7 +15,7 @@ import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres
 import { pemCertificates, readCertificate } from '../postgres/certificates.js';
 import { atHost, formatHostPort, parseDatabaseUrl, withRootCert, type DatabaseUrl, type HostPort } from '../postgres/url.js';
 import { databaseSchemaVersion, type Release } from '../schema/index.js';
-import { OFFLINE_AFTER_HEARTBEATS } from '../server/registry.js';
+import { OFFLINE_AFTER_HEARTBEATS, onlineSql } from '../server/registry.js';
 import { freePort, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
 import type { Logger } from '../system/log.js';
 import { PATHS, type Root } from '../system/root.js';
@@ -431,7 +431,7 @@ async function checkServerName(client: pg.Client, answers: Answers, ctx: Preflig
   const name = `server name "${answers.serverName}"`;
   const rows = (
     await client.query<{ name: string; listen: string; online: boolean }>(
-      `SELECT name, listen, state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds * $1) AS online FROM servers`,
+      `SELECT name, listen, ${onlineSql('$1')} AS online FROM servers`,
       [OFFLINE_AFTER_HEARTBEATS],
     )
   ).rows;

@@ -10,6 +10,7 @@ import { haproxyChecks, haproxySteps, inspectHaproxy, type HaproxyFacts } from '
 import { PreflightFailed, type Check } from '../shared/checks.js';
 import { knockerCommand, shellWord } from '../shared/hint.js';
 import type { Output } from '../shared/output.js';
+import { printableLine } from '../shared/printable.js';
 import { listServers } from '../server/registry.js';
 import type { Logger } from '../system/log.js';
 import type { Plan, Step } from '../system/plan.js';
@@ -58,36 +59,39 @@ async function haproxyRemovalStep(name: string, facts: HaproxyFacts, log: Logger
  * Takes a server out of the registry (and out of this host's HAProxy when it is a node there).
  * An online server is refused without --force: while it runs, it registers again at its next heartbeat.
  */
-export async function serverForget(root: Root, name: string, options: ForgetOptions, io: Output): Promise<number> {
-  const spec = { command: `knocker server forget ${name}`, logFile: PATHS.opsLog };
+export async function serverForget(root: Root, given: string, options: ForgetOptions, io: Output): Promise<number> {
+  const spec = { command: `knocker server forget ${printableLine(given)}`, logFile: PATHS.opsLog };
   return withRun(root, spec, options, io, async (run) => {
     const haproxy = await inspectHaproxy(root);
-    const inHaproxy = haproxy.existing.kind === 'knocker' && haproxy.existing.settings.nodes.some((n) => n.name === name);
+    // A name as `server list` shows it (escaped) names the row too; messages and the log show it on one line.
+    const inHaproxy = haproxy.existing.kind === 'knocker' && haproxy.existing.settings.nodes.some((n) => n.name === given);
     return withRegistry(root, async (client, target) => {
       const servers = await listServers(client).catch((error: Error) => {
         throw new PreflightError(`cannot read the servers registry of ${target}: ${error.message}`);
       });
-      const server = servers.find((s) => s.name === name);
+      const server = servers.find((s) => s.name === given) ?? servers.find((s) => printableLine(s.name) === given);
+      const raw = server?.name ?? given;
+      const name = printableLine(raw);
       if (!server && !inHaproxy) {
         throw new UsageError(`no server "${name}" in the registry of ${target}; nothing was changed`, [], [
-          servers.length > 0 ? `the servers are: ${servers.map((s) => s.name).join(', ')} (${knockerCommand(root, 'server list')})` : 'the registry is empty',
+          servers.length > 0 ? `the servers are: ${servers.map((s) => printableLine(s.name)).join(', ')} (${knockerCommand(root, 'server list')})` : 'the registry is empty',
         ]);
       }
       if (server && server.online && !options.force) {
-        throw new PreflightError(`"${name}" is online (at ${server.listen}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`, [
+        throw new PreflightError(`"${name}" is online (at ${printableLine(server.listen)}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`, [
           'stop it on its own host first (knocker service stop server there): a running server registers again at its next heartbeat',
           `to retire it anyway: ${knockerCommand(root, `server forget ${shellWord(name)} --force`)}`,
         ]);
       }
-      const what = server ? `${server.listen}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${server.version}` : 'not in the registry';
+      const what = server ? `${printableLine(server.listen)}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${printableLine(server.version)}` : 'not in the registry';
       const preflight: Check[] = [];
       const kept = { client, close: async () => {} };
       const steps = server ? [forgetRowStep(async () => kept, server, target, 'restored by knocker server forget')] : [];
-      if (inHaproxy) steps.push(await haproxyRemovalStep(name, haproxy, run.log, preflight));
+      if (inHaproxy) steps.push(await haproxyRemovalStep(raw, haproxy, run.log, preflight));
       const warnings = server?.online ? [`"${name}" is online: while it runs it registers again at its next heartbeat`] : [];
       const plan: Plan = { title: `Retire "${name}"`, steps, warnings };
       const details = {
-        server: name,
+        server: raw,
         registry: server ? `delete the row of "${name}" (${what})` : null,
         haproxy: inHaproxy ? `remove node ${name} from ${haproxy.service.paths.conf}` : null,
       };

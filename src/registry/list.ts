@@ -1,6 +1,7 @@
 // `knocker server list [--json]`: every registered server, one a line, or JSON; changes nothing.
 import { knockerCommand, shellWord } from '../shared/hint.js';
 import type { Output } from '../shared/output.js';
+import { printableLine } from '../shared/printable.js';
 import { listServers } from '../server/registry.js';
 import type { Root } from '../system/root.js';
 import { age } from '../system/units.js';
@@ -22,10 +23,11 @@ export async function serverList(root: Root, options: { json: boolean }, io: Out
     io.err('No server is registered in this database yet.');
     return 0;
   }
-  const rows = [['NAME', 'LISTEN', 'STATE', 'VERSION', 'LAST SEEN'], ...servers.map((s) => [s.name, s.listen, stateWord(s), s.version, `${age(secondsSince(s.lastSeen))} ago`])];
+  // Any holder of the nodes' role can write a row: each cell is shown on one line, escaped.
+  const rows = [['NAME', 'LISTEN', 'STATE', 'VERSION', 'LAST SEEN'], ...servers.map((s) => [printableLine(s.name), printableLine(s.listen), stateWord(s), printableLine(s.version), `${age(secondsSince(s.lastSeen))} ago`])];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) io.out(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
   const gone = servers.filter((s) => stateWord(s) !== 'online');
-  if (gone.length > 0) io.err(`A server gone for good is retired with: ${knockerCommand(root, `server forget ${shellWord(gone[0]!.name)}`)}`);
+  if (gone.length > 0) io.err(`A server gone for good is retired with: ${knockerCommand(root, `server forget ${shellWord(printableLine(gone[0]!.name))}`)}`);
   return 0;
 }

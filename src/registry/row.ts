@@ -1,5 +1,6 @@
 // A server's row in the registry as a plan step: deleted by apply, put back (as stopped) by undo.
 // `knocker server forget` and `knocker uninstall` both retire a row this way.
+import { printableLine } from '../shared/printable.js';
 import type pg from 'pg';
 import { forgetServer, type RegisteredServer } from '../server/registry.js';
 import type { Step } from '../system/plan.js';
@@ -18,8 +19,8 @@ export function forgetRowStep(open: OpenRegistry, row: RegisteredServer, target:
   };
   return {
     kind: 'database',
-    title: `Take "${row.name}" out of the servers registry of ${target}`,
-    details: [`DELETE FROM servers WHERE name = '${row.name}'`],
+    title: `Take "${printableLine(row.name)}" out of the servers registry of ${target}`,
+    details: [`DELETE FROM servers WHERE name = '${printableLine(row.name)}'`],
     changes: true,
     apply: () => use((client) => forgetServer(client, row.name)),
     // Back as stopped: a server that runs registers itself again at its next heartbeat anyway.

@@ -2,6 +2,7 @@
 // a node it started and to report on it.
 import { formatListen, type ListenAddress } from '../config/values.js';
 import type { StatusBody } from './http.js';
+import { MAX_STATUS_BODY_BYTES, parseStatusBody } from './status-body.js';
 
 /** Where to reach a node listening on `listen`: a wildcard address is reached on loopback. */
 export function statusUrl(listen: ListenAddress): string {
@@ -21,22 +22,27 @@ export async function fetchStatus(listen: ListenAddress, timeoutMs = 2_000): Pro
   const { default: http } = await import('node:http');
   return new Promise((resolve, reject) => {
     const req = http.get(statusUrl(listen), { agent: false, headers: { Connection: 'close' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        // A /_status body is small; anything else is not worth keeping.
-        if (text.length < 16_384) text += chunk;
-      });
-      res.on('end', () => {
-        let body: StatusBody | undefined;
-        try {
-          body = JSON.parse(text) as StatusBody;
-        } catch {
-          body = undefined;
-        }
+      const chunks: Buffer[] = [];
+      let length = 0;
+      let done = false;
+      const finish = (body: StatusBody | undefined) => {
+        if (done) return;
+        done = true;
         resolve({ http: res.statusCode ?? 0, body });
+      };
+      res.on('data', (chunk: Buffer) => {
+        length += chunk.length;
+        // A /_status body is small: a bigger one is not a Knocknoc answer, and is not read to its end.
+        if (length > MAX_STATUS_BODY_BYTES) {
+          finish(undefined);
+          res.destroy();
+          return;
+        }
+        chunks.push(chunk);
       });
-      res.on('error', reject);
+      res.on('end', () => finish(parseStatusBody(Buffer.concat(chunks).toString('utf8'))));
+      res.on('error', (error) => (done ? undefined : reject(error)));
+      res.on('close', () => finish(undefined));
     });
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from ${statusUrl(listen)} within ${timeoutMs} ms`)));
     req.on('error', reject);

@@ -34,6 +34,16 @@ export interface RegisteredServer {
 /** Missed heartbeats after which a running server counts as offline. */
 export const OFFLINE_AFTER_HEARTBEATS = 3;
 
+/**
+ * SQL for "this row's node is online", `$N` being OFFLINE_AFTER_HEARTBEATS. Any holder of the
+ * nodes' role can write a row, so its numbers are computed in double precision: an integer product
+ * (heartbeat_seconds = 2147483647, which the schema allows) would fail the whole query, and one odd
+ * row would hide every other.
+ */
+export function onlineSql(param: string): string {
+  return `state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds::double precision * ${param}::double precision)`;
+}
+
 /** Registers (or re-registers) this node; `liveHolder` first tells whether another node holds the name. */
 export async function register(client: Queryable, me: Registration): Promise<void> {
   await client.query(
@@ -60,7 +70,7 @@ export async function onlineHolder(client: Queryable, me: Pick<Registration, 'na
   const result = await client.query<{ listen: string; instance: string; last_seen: string; heartbeat_seconds: number }>(
     `SELECT listen, instance, last_seen::text AS last_seen, heartbeat_seconds FROM servers
       WHERE name = $1 AND instance IS DISTINCT FROM $2
-        AND state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds * $3)`,
+        AND ${onlineSql('$3')}`,
     [me.name, me.instance, OFFLINE_AFTER_HEARTBEATS],
   );
   const row = result.rows[0];
@@ -83,7 +93,8 @@ export async function stillHeartbeating(client: Queryable, name: string, holder:
       if (!row) return false;
       return row.beat ? true : undefined;
     },
-    { timeoutMs: Math.max(1, holder.heartbeatSeconds) * 1000 + 2_000, everyMs: pollMs },
+    // The row's heartbeat is the holder's word: a start never waits on it longer than a minute.
+    { timeoutMs: Math.min(60, Math.max(1, holder.heartbeatSeconds)) * 1000 + 2_000, everyMs: pollMs },
   );
   return beat ?? false;
 }
@@ -140,7 +151,7 @@ export async function listServers(client: Queryable): Promise<RegisteredServer[]
     started_at: Date;
   }>(
     `SELECT name, listen, version, schema_version, state, started_at, last_seen,
-            state = 'running' AND last_seen > now() - make_interval(secs => heartbeat_seconds * $1) AS online
+            ${onlineSql('$1')} AS online
        FROM servers ORDER BY name`,
     [OFFLINE_AFTER_HEARTBEATS],
   );

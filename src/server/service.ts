@@ -14,6 +14,7 @@ import { run } from '../system/run.js';
 import { logSince, logTail, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitFailed, unitJournal, vanishedDaemon, type DaemonSpec } from '../system/service.js';
 import { giveUp, orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { describeStatus, fetchStatus, statusUrl, type StatusReply } from './probe.js';
+import { isServing } from './status-body.js';
 
 export const SERVER_UNIT = 'knocknoc.service';
 const START_TIMEOUT_MS = 30_000;
@@ -122,7 +123,8 @@ async function waitUntilServing(listen: ListenAddress, gone: () => Promise<strin
         last = errorMessage(error);
         return undefined;
       });
-      if (!reply || reply.http === 200) return reply;
+      if (!reply) return undefined;
+      if (isServing(reply)) return reply;
       last = describeStatus(reply);
       if (reply.body?.status === 'out-of-step') {
         giveUp(

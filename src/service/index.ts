@@ -10,12 +10,14 @@ import { BACKEND } from '../haproxy/config.js';
 import { inspectHaproxy } from '../haproxy/plan.js';
 import { inRotation, showStat } from '../haproxy/runtime.js';
 import { findHaproxy, haproxyRunState, startHaproxy, stopHaproxy } from '../haproxy/service.js';
-import { PreflightError } from '../errors.js';
+import { PreflightError, UsageError } from '../errors.js';
 import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
 import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster } from '../postgres/system-cluster.js';
 import { describeStatus, fetchStatus, statusUrl } from '../server/probe.js';
-import { serverRunState, serverService, startServerService, stopServerService } from '../server/service.js';
-import { readIfExists } from '../system/files.js';
+import { isServing } from '../server/status-body.js';
+import { serverRunState, serverService, startServerService, stopServerService, type ServerService } from '../server/service.js';
+import { readIfExists, statIfExists } from '../system/files.js';
+import { checkConfBeforeStart, readConfForService } from './config-check.js';
 import { packageRoot } from '../system/package.js';
 import { hasChanges, type Plan, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
@@ -54,11 +56,16 @@ type Found = Managed | { name: ServiceName; notSetUp: string };
 
 const START_ORDER: ServiceName[] = ['postgres', 'server', 'haproxy'];
 
-async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile: string): Promise<Found> {
-  if (!conf) return { name: 'server', notSetUp: `no ${confFile} (run \`${knockerCommand(root, 'install')}\`)` };
-  const listen = parseListen(conf.get('Listen') ?? '');
-  if (!listen.ok) return { name: 'server', notSetUp: `Listen in ${confFile} is not usable: ${listen.error}` };
+async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile: string, confProblem: string | undefined): Promise<Found> {
+  const listen = conf ? parseListen(conf.get('Listen') ?? '') : undefined;
   const service = await serverService(root, packageRoot());
+  if (!listen?.ok) {
+    const why = !conf ? (confProblem ?? `no ${confFile}`) : confProblem ?? `Listen in ${confFile} is not usable: ${listen?.ok === false ? listen.error : 'missing'}`;
+    // What knocker started is found from its own records, whatever the configuration says now.
+    const recorded = await serverFromRecords(root, service, why);
+    if (recorded) return recorded;
+    return { name: 'server', notSetUp: conf ? why : `${why} (run \`${knockerCommand(root, 'install')}\`)` };
+  }
   const log = root.path(PATHS.serverLog);
   return {
     name: 'server',
@@ -71,7 +78,7 @@ async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile:
       if (!run.running) return { word: 'stopped', detail: service.manager === 'daemon' ? `log ${log}` : run.where };
       const reply = await fetchStatus(listen.value).catch((error: Error) => error);
       const answer = reply instanceof Error ? `no answer (${reply.message})` : describeStatus(reply);
-      const serving = !(reply instanceof Error) && reply.http === 200;
+      const serving = !(reply instanceof Error) && isServing(reply);
       return { word: serving ? 'running' : 'failing', detail: `${run.where}, ${statusUrl(listen.value)}: ${answer}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
     },
     start: () => startServerService(service, listen.value),
@@ -79,9 +86,41 @@ async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile:
   };
 }
 
-async function postgresEntry(root: Root, conf: KnocknocConf | undefined): Promise<Found> {
+/**
+ * The server as knocker's records show it (its pid file and log under a root, its systemd unit) when
+ * knocknoc.conf cannot say where it listens: running or not, and stoppable; it is not started
+ * again until the file is mended.
+ */
+async function serverFromRecords(root: Root, service: ServerService, confProblem: string): Promise<Found | undefined> {
+  // A daemon's pid file while it runs, its log once it has run; the unit under systemd.
+  const records = service.manager === 'systemd' ? [PATHS.serverUnit] : [PATHS.serverPid, PATHS.serverLog];
+  let recorded = false;
+  for (const file of records) if (await statIfExists(root.path(file))) recorded = true;
+  if (!recorded) return undefined;
+  const log = root.path(PATHS.serverLog);
+  const note = `knocknoc.conf is not usable (${confProblem}), so /_status was not asked`;
+  return {
+    name: 'server',
+    label: 'the Knocknoc server',
+    async state() {
+      const run = await serverRunState(service);
+      if (run.crashed) return { word: 'crashed', detail: `${run.crashed.what}; ${note}`, more: run.crashed.lastLines.length > 0 ? run.crashed.lastLines : ['(none)'] };
+      if (!run.running) return { word: 'stopped', detail: `${note}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
+      return { word: 'running', detail: `${run.where}; ${note}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
+    },
+    start: () => {
+      throw new UsageError(`the Knocknoc server cannot be started: ${confProblem}`);
+    },
+    stop: () => stopServerService(service),
+  };
+}
+
+async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confProblem: string | undefined): Promise<Found> {
   const option = conf?.get('DatabaseOption');
-  if (option !== '1') {
+  // A configuration that cannot be read hides nothing: under a root, the private cluster knocker
+  // made is its own record. (On the real system the host's PostgreSQL is not claimed on a guess.)
+  const fromRecords = option === undefined && confProblem !== undefined && root.isSandbox && (await clusterExists(root.path(PATHS.pgData)));
+  if (option !== '1' && !fromRecords) {
     return { name: 'postgres', notSetUp: option ? `the database is external (DatabaseOption ${option}); knocker does not run it` : 'no local database was installed' };
   }
   if (root.isSandbox) {
@@ -162,13 +201,16 @@ async function haproxyEntry(root: Root): Promise<Found> {
 /** What the installer set up here, in start order. */
 async function findServices(root: Root): Promise<Found[]> {
   const confFile = root.path(PATHS.conf);
-  const text = await readIfExists(confFile).catch((error: NodeJS.ErrnoException) => {
-    throw new PreflightError(`cannot read ${confFile}: ${error.code === 'EACCES' ? 'permission denied' : error.message}`, ['run it as root (sudo), as knocker install was']);
-  });
-  const conf = text === undefined ? undefined : KnocknocConf.parse(text);
+  let read;
+  try {
+    read = readConfForService(confFile);
+  } catch (error) {
+    throw new PreflightError(`cannot read ${confFile}: ${(error as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (error as Error).message}`, ['run it as root (sudo), as knocker install was']);
+  }
+  const { conf, problem } = read;
   return [
-    await postgresEntry(root, conf),
-    await serverEntry(root, conf, confFile),
+    await postgresEntry(root, conf, problem),
+    await serverEntry(root, conf, confFile, problem),
     await haproxyEntry(root),
   ];
 }
@@ -232,6 +274,11 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
     return states.every((s) => s.word === 'running') ? 0 : 1;
   }
   if (managed.length === 0) throw notSetUp(root);
+  // knocknoc-server would refuse the file: say where, before anything is stopped (a restart never takes a serving node down for it).
+  const server = managed.findIndex((m) => m.name === 'server');
+  if (server !== -1 && (action === 'restart' || (action === 'start' && down(states[server]!)))) {
+    await checkConfBeforeStart(root, root.path(PATHS.conf), `service ${action} ${which}`);
+  }
   // Progress and notes on stderr: start, stop and restart have no result for stdout.
   for (const f of found) if (!isManaged(f)) io.err(`${f.name}: not set up: ${f.notSetUp}`);
   const plan = planFor(action, managed, states);

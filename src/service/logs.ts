@@ -3,7 +3,6 @@
 // under a root, the file the daemon writes. -f follows it (a file rotated or truncated meanwhile
 // is read again from its start) until Ctrl-C.
 import { execa } from 'execa';
-import fs from 'node:fs/promises';
 import { PreflightError } from '../errors.js';
 import { HAPROXY_UNIT } from '../haproxy/service.js';
 import { findSystemClusters, pickCluster } from '../postgres/system-cluster.js';
@@ -12,6 +11,8 @@ import { knockerCommand } from '../shared/hint.js';
 import type { Output } from '../shared/output.js';
 import { isSystemdHost } from '../system/host.js';
 import { PATHS, type Root } from '../system/root.js';
+import { UnreadableFileError } from '../system/files.js';
+import { openRegularFile } from '../system/regular-file.js';
 import { logTail } from '../system/service.js';
 import { sleep } from '../system/wait.js';
 
@@ -37,27 +38,36 @@ async function sourceOf(root: Root, which: LogName): Promise<LogSource> {
   return { kind: 'journal', unit: 'postgresql.service' };
 }
 
+/** A log that is there but not a regular file (a FIFO, a folder): refused with a sentence, never read. */
+function notAFile(error: UnreadableFileError): PreflightError {
+  return new PreflightError(`cannot read ${error.message}`, ['a service writes its log to a regular file: move what is there aside, then start the service again']);
+}
+
 async function followFile(file: string, from: number, io: Output, stop: AbortSignal): Promise<void> {
   let position = from;
   let partial = '';
   while (!stop.aborted) {
-    const size = (await fs.stat(file).catch(() => undefined))?.size ?? 0;
+    const opened = await openRegularFile(file).catch((error: NodeJS.ErrnoException) => {
+      if (error instanceof UnreadableFileError) throw notAFile(error);
+      return undefined;
+    });
+    const size = opened?.size ?? 0;
     // Rotated (copied and truncated, or moved and made anew): go on from the new file's start.
     if (size < position) position = 0;
-    if (size > position) {
-      const handle = await fs.open(file, 'r');
+    if (opened && size > position) {
       try {
         const buffer = Buffer.alloc(Math.min(size - position, 1024 * 1024));
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        const { bytesRead } = await opened.handle.read(buffer, 0, buffer.length, position);
         position += bytesRead;
         const lines = (partial + buffer.subarray(0, bytesRead).toString('utf8')).split('\n');
         partial = lines.pop() ?? '';
         for (const line of lines) io.out(line);
       } finally {
-        await handle.close();
+        await opened.handle.close();
       }
       continue;
     }
+    await opened?.handle.close();
     // Ctrl-C ends the pause at once; the loop then sees the stop.
     await sleep(250, stop).catch(() => {});
   }
@@ -80,14 +90,17 @@ export async function serviceLogs(root: Root, which: LogName, options: LogOption
     if (result.exitCode !== 0) throw new PreflightError(`journalctl -u ${source.unit} failed (exit ${result.exitCode})`, ['run it as root (sudo), or as a user in the systemd-journal group']);
     return 0;
   }
-  const stat = await fs.stat(source.file).catch((error: NodeJS.ErrnoException) => error);
-  if (stat instanceof Error) {
-    if (stat.code !== 'ENOENT') throw new PreflightError(`cannot read ${source.file}: ${stat.code === 'EACCES' ? 'permission denied' : stat.message}`, ['run it as root (sudo), as knocker install was']);
+  const opened = await openRegularFile(source.file).catch((error: NodeJS.ErrnoException) => error);
+  if (opened instanceof Error) {
+    if (opened instanceof UnreadableFileError) throw notAFile(opened);
+    if (opened.code !== 'ENOENT') throw new PreflightError(`cannot read ${source.file}: ${opened.code === 'EACCES' ? 'permission denied' : opened.message}`, ['run it as root (sudo), as knocker install was']);
     if (!options.follow) {
       throw new PreflightError(`${which}: no log yet (${source.file} does not exist)`, [`is it set up here? ${knockerCommand(root, `service status ${which}`)}`]);
     }
+  } else {
+    await opened.handle.close();
   }
   for (const line of await logTail(source.file, options.lines)) io.out(line);
-  if (options.follow) await followFile(source.file, stat instanceof Error ? 0 : stat.size, io, options.stop);
+  if (options.follow) await followFile(source.file, opened instanceof Error ? 0 : opened.size, io, options.stop);
   return 0;
 }

@@ -4,9 +4,10 @@
 // and a value echoed in a message is cut to a length a screen can take.
 
 // C0 controls but tab and line feed, DEL, C1 controls (0x9B is a CSI on some terminals), and the
-// bidirectional overrides that make text read differently from what it is.
-const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/g;
-const CONTROL_OR_BREAK = /[\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/g;
+// bidirectional overrides that make text read differently from what it is, and the Unicode line and
+// paragraph separators (a line break to some readers of a log).
+const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028-\u202E\u2066-\u2069]/g;
+const CONTROL_OR_BREAK = /[\u0000-\u001F\u007F-\u009F\u2028-\u202E\u2066-\u2069]/g;
 
 function escape(char: string): string {
   const code = char.codePointAt(0)!;
@@ -43,13 +44,15 @@ export function quoted(value: string, limit = ECHO_LIMIT): string {
 /**
  * A copy of plain data (a dashboard snapshot, an upgrade journal) with every string printable,
  * for screens that draw outside text. Dates and other objects that are not plain are kept.
+ * `oneLine`: line breaks are written out too, for views where each value has one line (a table
+ * row): a name holding a newline never splits its row or forges another.
  */
-export function printableData<T>(value: T): T {
-  if (typeof value === 'string') return printable(value) as T;
-  if (Array.isArray(value)) return value.map((v) => printableData(v)) as T;
-  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, printableData(v)])) as T;
+export function printableData<T>(value: T, oneLine = false): T {
+  if (typeof value === 'string') return (oneLine ? printableLine(value) : printable(value)) as T;
+  if (Array.isArray(value)) return value.map((v) => printableData(v, oneLine)) as T;
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, printableData(v, oneLine)])) as T;
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, printableData(v)])) as T;
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, printableData(v, oneLine)])) as T;
   }
   return value;
 }

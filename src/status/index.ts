@@ -11,6 +11,7 @@ import { loadServerConfig } from '../server/config.js';
 import { knockerCommand, shellWord } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
+import { printableData } from '../shared/printable.js';
 import { StatusMonitor } from './monitor.js';
 import { PairSessions } from './pair-session.js';
 import { prometheusText } from './prometheus.js';
@@ -73,7 +74,8 @@ export async function printStatus(root: Root, options: StatusOptions & { format:
         ? `${JSON.stringify(jsonSnapshot(snapshot), null, 2)}\n`
         : options.format === 'prometheus'
           ? prometheusText(snapshot)
-          : `${plainSnapshot(snapshot, staleAfterMs(monitor)).join('\n')}\n`;
+          : // Names and errors from the registry are shown on one line each: a row is never split or forged.
+            `${plainSnapshot(printableData(snapshot, true), staleAfterMs(monitor)).join('\n')}\n`;
     if (options.output !== undefined) {
       await writeFileAtomic(options.output, text, { mode: 0o644, backup: false });
       io.err(`knocker status: ${outcomeOf(snapshot).verdict}; written to ${options.output}`);

@@ -3,6 +3,7 @@
 // HAProxy, each server's health in words, and the events (state changes) between two snapshots.
 import type { RegisteredServer } from '../server/registry.js';
 import type { StatusBody } from '../server/http.js';
+import { isServing } from '../server/status-body.js';
 import type { ServerStat } from '../haproxy/runtime.js';
 import { databaseHostProblem, type HostAnswer, type RolesVerdict } from './roles.js';
 import type { SlotInfo, StandbyInfo } from '../postgres/replication.js';
@@ -179,6 +180,8 @@ export function judge(
       problems.push({ word: 'out-of-step', health: 'fail', text: `out of step: release expects schema ${p.body.schemaVersion}, the database has ${p.body.databaseSchemaVersion}` });
     } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
     else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
+    // A 200 alone is not health (HAProxy's check would mark it DOWN): it must be the node's answer, in step.
+    else if (!isServing(p)) problems.push({ word: 'failing', health: 'fail', text: `/_status answered 200, but ${p.body ? 'not in step' : 'not with a Knocknoc /_status answer'}` });
     const on = p.body?.databaseHost;
     const onDatabase = roles && typeof on === 'string' ? databaseHostProblem(on, roles, database) : undefined;
     if (onDatabase) problems.push(onDatabase);

@@ -38,7 +38,7 @@ export class UnreadableFileError extends Error {
   }
 }
 
-function kindOf(stat: fsSync.Stats): string {
+export function kindOf(stat: fsSync.Stats): string {
   if (stat.isDirectory()) return 'a folder';
   if (stat.isFIFO()) return 'a FIFO (named pipe)';
   if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';

@@ -105,7 +105,9 @@ export function fileLogger(file: string): Logger {
       }
       const lines = printable(scrubber.scrub(message)).split('\n');
       const stamp = new Date().toISOString();
-      fs.writeSync(fd, lines.map((l) => `${stamp} ${level} ${l}\n`).join(''));
+      // The lines after a message's first (a command's output) are marked as its continuation: no
+      // text a message carries (a name from the database) can pass for an entry of its own.
+      fs.writeSync(fd, lines.map((l, i) => `${stamp} ${level} ${i === 0 ? '' : '| '}${l}\n`).join(''));
     } catch (error) {
       failure ??= (error as NodeJS.ErrnoException).code ?? String(error);
     }

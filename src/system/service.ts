@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isAlive } from './lock.js';
 import type { Logger } from './log.js';
+import { openRegularFile } from './regular-file.js';
 import { run } from './run.js';
 import { waitForOrUndefined } from './wait.js';
 
@@ -56,10 +57,11 @@ export async function vanishedDaemon(pidFile: string): Promise<number | undefine
 
 /** The last lines of a log, reading only its end (a log may be large). */
 export async function logTail(logFile: string, lines: number, maxBytes = 64 * 1024): Promise<string[]> {
-  const handle = await fs.open(logFile, 'r').catch(() => undefined);
-  if (!handle) return [];
+  // Not there, or not a regular file (a FIFO would hang a plain open): nothing to show.
+  const opened = await openRegularFile(logFile).catch(() => undefined);
+  if (!opened) return [];
+  const { handle, size } = opened;
   try {
-    const { size } = await handle.stat();
     const length = Math.min(size, maxBytes);
     const buffer = Buffer.alloc(length);
     await handle.read(buffer, 0, length, size - length);
@@ -125,9 +127,22 @@ export async function stopDaemon(pidFile: string, graceMs: number, log?: Logger,
 }
 
 /** What the daemon wrote to its log since `offset` (its own start-up messages), last lines only. */
-export async function logSince(logFile: string, offset: number, lines = 12): Promise<string[]> {
-  const text = await fs.readFile(logFile, 'utf8').catch(() => '');
-  return text.slice(offset).split('\n').filter((l) => l.trim() !== '').slice(-lines);
+export async function logSince(logFile: string, offset: number, lines = 12, maxBytes = 64 * 1024): Promise<string[]> {
+  const opened = await openRegularFile(logFile).catch(() => undefined);
+  if (!opened) return [];
+  const { handle, size } = opened;
+  try {
+    // `offset` counts bytes: the text is cut as bytes, before decoding (a cut by characters after a
+    // multi-byte character in the log lost the first letters of what followed).
+    const from = Math.max(offset, size - maxBytes);
+    const buffer = Buffer.alloc(Math.max(0, size - from));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, from);
+    const text = buffer.subarray(0, bytesRead).toString('utf8').split('\n');
+    if (from > offset) text.shift();
+    return text.filter((l) => l.trim() !== '').slice(-lines);
+  } finally {
+    await handle.close();
+  }
 }
 
 export async function systemctl(args: string[], log?: Logger): Promise<void> {

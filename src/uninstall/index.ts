@@ -23,6 +23,7 @@ import { formatPlan, hasChanges, type Plan, type Step } from '../system/plan.js'
 import type { Output } from '../shared/output.js';
 import { PATHS, type Root } from '../system/root.js';
 import { withRun } from '../system/runner.js';
+import { knockerWrittenFiles } from './known-files.js';
 import { systemctl } from '../system/service.js';
 
 export interface UninstallOptions {
@@ -206,6 +207,8 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   if (config) {
     const registry = await registryStep(config, warnings);
     if (registry) steps.push(registry);
+  } else if (!loaded.ok && (await statIfExists(root.path(PATHS.conf)))) {
+    warnings.push(`${root.path(PATHS.conf)} is not usable (${loaded.problems[0]}): this node's row stays in its database's registry; retire it from another node with \`knocker server forget NAME\``);
   }
   const postgres = stops.find((s) => s.name === 'postgres');
   // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
@@ -223,7 +226,8 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   // The lock this run holds is released (and removed) by the run itself. This run's log is the
   // record of what it removed: kept, unless --purge-data asks for everything to go.
   const ownLog = (f: string) => !options.purgeData && (f === root.path(PATHS.opsLog) || f === `${root.path(PATHS.opsLog)}.1`);
-  files.push(...(await filesIn(root.path(PATHS.logDir))).filter((f) => !ownLog(f)), ...(await filesIn(root.path(PATHS.runDir))).filter((f) => f !== root.path(PATHS.installLock)));
+  // Only what knocker writes there, by name: an operator's own files in these folders stay.
+  files.push(...(await knockerWrittenFiles(root)).filter((f) => !ownLog(f)));
   if (root.isSandbox) files.push(...(await filesIn(root.path(PATHS.haproxyRunDir))), root.path(PATHS.haproxyPid), root.path(PATHS.haproxyMasterSocket));
   steps.push(...(await fileSteps(files, haproxy.existing.kind === 'knocker' ? [root.path(PATHS.haproxyStateFile)] : [])));
 
