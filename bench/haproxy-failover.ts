@@ -171,7 +171,7 @@ async function writeResults(kills: Kill[]): Promise<void> {
     `\`npm run bench:haproxy\` (bench/haproxy-failover.ts), ${new Date().toISOString().slice(0, 10)}: three knocknoc-server nodes`,
     `(${NODE_HOSTS.join(', ')}) behind \`knocker haproxy setup\` on a sandbox root (${version.split('\n')[0]!.replace(/ - https.*/, '')}),`,
     `PostgreSQL 15 on ${DB_HOST}. Load: GET /_status through HAProxy at ${RATE} requests/s from ${CONNECTIONS} keep-alive clients, from`,
-    '2–4 s before each kill to 2 s after the node is DOWN. One node at a time is killed with SIGKILL, ' + `${KILLS} times per scenario;`,
+    `2–4 s before each kill to 2 s after the node is DOWN. One node at a time is killed with SIGKILL, ${KILLS} times per scenario;`,
     `times are from the kill until \`show stat\` (polled every 20 ms) says DOWN. Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}.`,
     '',
     '| scenario | out of rotation (median) | each kill | failed requests |',

@@ -44,7 +44,10 @@ export async function timeProcess(argv, env = process.env) {
     const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (c) => (err += c));
-    child.on('exit', (c) => (c === 0 ? resolve(0) : (process.stderr.write(err), resolve(c))));
+    child.on('exit', (c) => {
+      if (c !== 0) process.stderr.write(err);
+      resolve(c === 0 ? 0 : c);
+    });
   });
   return { ms: Number(process.hrtime.bigint() - started) / 1e6, code };
 }

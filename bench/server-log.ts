@@ -66,10 +66,10 @@ try {
   const text = await fs.readFile(logFile, 'utf8');
   const grown = text.length - before;
   const lines = text.slice(before).split('\n').filter(Boolean);
-  const httpLines = lines.filter((l) => / HTTP  /.test(l)).length;
+  const httpLines = lines.filter((l) => / HTTP {2}/.test(l)).length;
   const result = `${CHECKS} /_status and ${PAGES} / requests in ${seconds.toFixed(1)} s: the log grew ${bytes(grown)} (${lines.length} lines, ${httpLines} request lines)`;
   console.log(result);
-  const tail = lines.filter((l) => !/ HTTP  /.test(l)).slice(-4).map((l) => `    ${l}`);
+  const tail = lines.filter((l) => !/ HTTP {2}/.test(l)).slice(-4).map((l) => `    ${l}`);
   await writeSection([`## knocknoc-server log`, '', `Measured ${new Date().toISOString().slice(0, 10)} (\`npm run bench:log\`): ${result}.`, '', 'Its last lines:', '', ...tail, ''].join('\n'));
 } finally {
   await cluster.destroy();

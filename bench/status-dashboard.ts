@@ -407,7 +407,7 @@ async function liveRun(root: Root, options: { label: string; intervalSeconds: nu
     // Still saying every server is healthy: nothing went wrong meanwhile.
     await untilShowingAll(dashboard);
     const run: LiveRun = { label: options.label, intervalSeconds: options.intervalSeconds, seconds: options.seconds, cpu, windows, tmuxCpu, terminal: terminal!, rss, ...(heap ? { heap } : {}), load };
-    console.log(`${options.label}: CPU ${cpu.toFixed(1)} % of a core (windows ${windows.map((w) => w.toFixed(1)).join(', ')}), tmux ${tmuxCpu.toFixed(1)} %, RSS ${rss.map(([, kb]) => Math.round(kb / 1024)).join(' ')} MB; ${terminalText(run.terminal)}` + (heap ? `; live heap ${heap.start.mb.toFixed(1)} → ${heap.end.mb.toFixed(1)} MB, strings ${heap.start.strings} → ${heap.end.strings}` : ''));
+    console.log(`${options.label}: CPU ${cpu.toFixed(1)} % of a core (windows ${windows.map((w) => w.toFixed(1)).join(', ')}), tmux ${tmuxCpu.toFixed(1)} %, RSS ${rss.map(([, kb]) => Math.round(kb / 1024)).join(' ')} MB; ${terminalText(run.terminal)}${heap ? `; live heap ${heap.start.mb.toFixed(1)} → ${heap.end.mb.toFixed(1)} MB, strings ${heap.start.strings} → ${heap.end.strings}` : ''}`);
     return run;
   } finally {
     await dashboard.close();

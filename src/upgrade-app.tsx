@@ -112,7 +112,6 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
   useEffect(() => {
     if (services.skipConfirmation) start();
     // Started once, on the first render.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   useEffect(() => {

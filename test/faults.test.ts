@@ -144,7 +144,7 @@ describe('knocker install killed', () => {
     // PostgreSQL itself killed as the server starts on it: a failure the run reports (4 or 5).
     const pgKilled = await install({ stepStarted: 'Knocknoc server: start it', program: 'knocknoc-server', target: 'postmaster' });
     expect([4, 5], `${pgKilled.stdout}\n${pgKilled.stderr}`).toContain(pgKilled.exitCode);
-    expect(pgKilled.stderr).not.toMatch(/internal error|    at /);
+    expect(pgKilled.stderr).not.toMatch(/internal error| {4}at /);
     killedOutright(await install({ stepStarted: 'Knocknoc server: start it', program: 'knocknoc-server' }));
     const last = await run(root, ['install', ...flags]);
     expect(last.exitCode, last.stderr).toBe(0);
@@ -236,7 +236,7 @@ describe('a full disk', () => {
       const full = await knocker(['install', '--root', mount, ...changed]);
       expect([3, 4, 5], `${full.stdout}\n${full.stderr}`).toContain(full.exitCode);
       expect(full.stderr).toMatch(/no space left on device|ENOSPC/i);
-      expect(full.stderr).not.toMatch(/internal error|    at /);
+      expect(full.stderr).not.toMatch(/internal error| {4}at /);
       expect(await leftovers(root)).toEqual([]);
       await fs.rm(filler);
       const recovered = await knocker(['install', '--root', mount, ...changed]);

@@ -27,7 +27,7 @@ test('an unattended install with a haproxy section ends with HAProxy serving thi
   const install = await knocker(['install', '--root', root.dir, '--answers', file, '--non-interactive']);
   expect(install.stdout).toBe('');
   expect(install.exitCode).toBe(0);
-  expect(install.stderr).toMatch(/✔ ok   HAProxy: \S*haproxy \(version/);
+  expect(install.stderr).toMatch(/✔ ok {3}HAProxy: \S*haproxy \(version/);
   expect(install.stderr).toMatch(/\[(\d+)\/\1\] Start HAProxy \(daemon\) and wait until its admin socket answers …\n\s+\[\d+\/\d+\] ✔ done/);
   expect(install.stderr).toContain(`  - HAProxy on http://${bind} spreads requests over web-1; see them with knocker haproxy status --root ${root.dir}`);
   const haproxy = new Haproxy(root, `http://${bind}`);

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
-import { PATHS, type Root } from '../src/system/root.js';
+import { PATHS, } from '../src/system/root.js';
 import { knocker } from './helpers/knocker.js';
 import { startTestCluster, type TestCluster } from './helpers/pg.js';
 import { useRoots } from './helpers/roots.js';

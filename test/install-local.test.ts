@@ -1,7 +1,6 @@
 // Database option 1 under --root: a real private PostgreSQL cluster in the root, driven through
 // bin/knocker as a script would run it.
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { KnocknocConf } from '../src/config/knocknoc-conf.js';
 import { withClient } from '../src/postgres/connect.js';

@@ -120,7 +120,7 @@ test("an answers file's haproxy section is planned after the server: HAProxy's c
   const result = await knocker(['install', '--root', root.dir, '--answers', file, '--dry-run']);
   expect(result.stderr).toBe('');
   expect(result.exitCode).toBe(0);
-  expect(result.stdout).toMatch(/✔ ok   HAProxy: \S*haproxy \(version \d+\.\d+/);
+  expect(result.stdout).toMatch(/✔ ok {3}HAProxy: \S*haproxy \(version \d+\.\d+/);
   expect(result.stdout).toContain(`✔ ok   HAProxy listen address ${bind}: free`);
   const server = result.stdout.indexOf('[service] Knocknoc server: start it');
   const config = result.stdout.search(/\+ \[file\] Write \S+\/etc\/haproxy\/haproxy\.cfg: 2 web nodes behind http:\/\/127\.0\.0\.119:\d+ \(checked with haproxy -c first\)/);

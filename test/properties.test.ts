@@ -360,9 +360,9 @@ describe('registry rows and /_status answers (issue 23)', () => {
         const log = fileLogger(file);
         for (const m of messages) log.info(m);
         const lines = (await fs.readFile(file, 'utf8')).replace(/\n$/, '').split('\n');
-        const entries = lines.filter((l) => /^\S+Z INFO  (?!\| )/.test(l));
+        const entries = lines.filter((l) => /^\S+Z INFO {2}(?!\| )/.test(l));
         expect(entries).toHaveLength(messages.length);
-        for (const line of lines) expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  /);
+        for (const line of lines) expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}/);
       }),
       { numRuns: 100 },
     );

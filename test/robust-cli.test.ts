@@ -38,12 +38,12 @@ afterAll(async () => {
 /** Nothing an operator can cause is "a bug": no internal error, no stack, no Node warning. */
 function noCrash(result: { exitCode: number; stderr: string }): void {
   expect(result.exitCode, result.stderr).not.toBe(1);
-  expect(result.stderr).not.toMatch(/internal error|    at |\(node:\d+\) Warning/);
+  expect(result.stderr).not.toMatch(/internal error| {4}at |\(node:\d+\) Warning/);
 }
 
 /** A run whose exit code 1 has a meaning of its own (service status: something is stopped): still no bug's words. */
 function noStack(result: { stderr: string }): void {
-  expect(result.stderr).not.toMatch(/internal error|    at |\(node:\d+\) Warning/);
+  expect(result.stderr).not.toMatch(/internal error| {4}at |\(node:\d+\) Warning/);
 }
 
 const RAW_CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/;
@@ -380,7 +380,7 @@ describe('a broken knocknoc.conf never takes a healthy host down or hides what r
 
 /** An address that answers every request 200 with `body` (a function: what to send on the response). */
 async function answering200(host: string, send: (res: http.ServerResponse) => void): Promise<{ address: string; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
+  const server = http.createServer((_req, res) => {
     res.on('error', () => {});
     send(res);
   });
@@ -666,7 +666,7 @@ describe('one closed-pipe rule', () => {
     const root = await newRoot();
     const log = root.path(PATHS.serverLog);
     await fs.mkdir(path.dirname(log), { recursive: true });
-    await fs.writeFile(log, Array.from({ length: 5000 }, (_, i) => `line ${i} é…`).join('\n') + '\n');
+    await fs.writeFile(log, `${Array.from({ length: 5000 }, (_, i) => `line ${i} é…`).join('\n')}\n`);
     const reads = [
       ['--help'],
       ['--version'],
@@ -692,7 +692,7 @@ describe('one closed-pipe rule', () => {
       const expected = args.includes('-f') ? 0 : (await knocker(full)).exitCode;
       const closed = await intoClosedPipe(full);
       expect(closed.code, `${args.join(' ')}: ${closed.stderr}`).toBe(expected);
-      expect(closed.stderr).not.toMatch(/EPIPE|ERR_STREAM_DESTROYED|internal error|    at /);
+      expect(closed.stderr).not.toMatch(/EPIPE|ERR_STREAM_DESTROYED|internal error| {4}at /);
     }
   }, 240_000);
 });

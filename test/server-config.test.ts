@@ -59,8 +59,8 @@ test('a missing file: exit 2, naming the path it looked at and how to make it', 
 test('an unknown key is a warning with a suggestion; the node runs', async () => {
   const node = await startServer({ host: '127.0.0.6', databaseUrl: db.url, name: 'web-1', extra: ['ServerNmae = web-9', 'ColourScheme = dark'] });
   expect((await node.status()).http).toBe(200);
-  expect(node.stdout()).toMatch(/WARN  .*knocknoc\.conf:4: unknown key "ServerNmae" is ignored \(did you mean ServerName\?\)/);
-  expect(node.stdout()).toMatch(/WARN  .*knocknoc\.conf:5: unknown key "ColourScheme" is ignored\n/);
+  expect(node.stdout()).toMatch(/WARN {2}.*knocknoc\.conf:4: unknown key "ServerNmae" is ignored \(did you mean ServerName\?\)/);
+  expect(node.stdout()).toMatch(/WARN {2}.*knocknoc\.conf:5: unknown key "ColourScheme" is ignored\n/);
 });
 
 test('a bad Listen: exit 2 with the line and what is wrong; nothing is migrated', async () => {

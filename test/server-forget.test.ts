@@ -54,7 +54,7 @@ test('a stopped server is retired from the registry and from HAProxy; an online 
 
   const dry = await knocker(['server', 'forget', 'web-gone', '--root', root.dir, '--dry-run']);
   expect(dry.exitCode).toBe(0);
-  expect(dry.stdout).toMatch(/\+ \[database\] Take "web-gone" out of the servers registry of .*\n(.*\n)*  \+ \[file\] HAProxy: remove node web-gone from/);
+  expect(dry.stdout).toMatch(/\+ \[database\] Take "web-gone" out of the servers registry of .*\n(.*\n)* {2}\+ \[file\] HAProxy: remove node web-gone from/);
   expect(dry.stdout).toContain('Dry run: nothing was changed.');
   expect(await names()).toEqual(['web-a', 'web-gone']);
 

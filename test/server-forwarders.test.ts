@@ -29,10 +29,10 @@ describe('a node behind a proxy', () => {
 
     await expect.poll(() => node.stdout(), { timeout: 5_000 }).toMatch(/127\.0\.0\.4 "GET \/_status HTTP\/1\.1" 200/);
     const log = node.stdout();
-    expect(log).toMatch(/HTTP  127\.0\.0\.4 "GET \/ HTTP\/1\.1" 200 /);
-    expect(log).toMatch(/HTTP  203\.0\.113\.7 via 127\.0\.0\.3 "GET \/ HTTP\/1\.1" 200 /);
-    expect(log).toMatch(/HTTP  192\.0\.2\.44 via 127\.0\.0\.3 "GET \/ HTTP\/1\.1" 200 /);
-    expect(log).not.toMatch(/HTTP  203\.0\.113\.7 via 127\.0\.0\.4/);
+    expect(log).toMatch(/HTTP {2}127\.0\.0\.4 "GET \/ HTTP\/1\.1" 200 /);
+    expect(log).toMatch(/HTTP {2}203\.0\.113\.7 via 127\.0\.0\.3 "GET \/ HTTP\/1\.1" 200 /);
+    expect(log).toMatch(/HTTP {2}192\.0\.2\.44 via 127\.0\.0\.3 "GET \/ HTTP\/1\.1" 200 /);
+    expect(log).not.toMatch(/HTTP {2}203\.0\.113\.7 via 127\.0\.0\.4/);
   });
 });
 

@@ -23,7 +23,7 @@ test('database stopped: 503 unreachable; started again: 200 without restarting t
   const up = await node.waitForStatus(200, 30_000);
   expect(up).toMatchObject({ status: 'ok', database: 'ok', databaseSchemaVersion: 1, versionMatch: true });
   expect(node.child.exitCode).toBeNull();
-  await expect.poll(() => node.stdout()).toMatch(/INFO  database reachable again after/);
+  await expect.poll(() => node.stdout()).toMatch(/INFO {2}database reachable again after/);
   // One outage, reported once, however many health checks came in meanwhile.
   expect(node.stdout().match(/database unreachable:/g)).toHaveLength(1);
   // The heartbeat resumed: the registry sees the node again.

@@ -44,7 +44,7 @@ test('an install ends with a running node; a re-run changes nothing; a changed a
   // The node writes its log in batches: wait for the line rather than read once.
   const log = await waitFor('the request in the server log', async () => {
     const text = await fs.readFile(root.path(PATHS.serverLog), 'utf8');
-    return /HTTP  127\.0\.0\.1 "GET \/_status HTTP\/1\.1" 200/.test(text) ? text : undefined;
+    return /HTTP {2}127\.0\.0\.1 "GET \/_status HTTP\/1\.1" 200/.test(text) ? text : undefined;
   });
   expect(log).not.toContain(new URL(KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8')).get('DatabaseURL')!).password);
   const pid = await pidOf(root);
@@ -66,7 +66,7 @@ test('knocker service: status, stop, start and restart of what the install set u
 
   const running = await service('status');
   expect(running.exitCode).toBe(0);
-  expect(running.stdout).toMatch(/^postgres  running     private cluster .*\/var\/lib\/knocknoc\/postgresql on 127\.0\.0\.3:\d+$/m);
+  expect(running.stdout).toMatch(/^postgres {2}running {5}private cluster .*\/var\/lib\/knocknoc\/postgresql on 127\.0\.0\.3:\d+$/m);
   expect(running.stdout).toMatch(new RegExp(`^server    running     pid \\d+, ${url}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\); log .*knocknoc\\.log$`, 'm'));
   expect(running.stdout).toContain(`haproxy   not set up  no HAProxy configuration written by knocker in ${root.path('/etc/haproxy/haproxy.cfg')} (run \`knocker haproxy setup NAME=HOST:PORT … --root ${root.dir}\`)`);
 
@@ -79,8 +79,8 @@ test('knocker service: status, stop, start and restart of what the install set u
   expect(await fs.readFile(root.path(PATHS.serverLog), 'utf8')).toMatch(/marked "web-1" stopped in the registry/);
   const down = await service('status');
   expect(down.exitCode).toBe(1);
-  expect(down.stdout).toMatch(/^server    stopped /m);
-  expect(down.stdout).toMatch(/^postgres  stopped /m);
+  expect(down.stdout).toMatch(/^server {4}stopped /m);
+  expect(down.stdout).toMatch(/^postgres {2}stopped /m);
 
   const started = await service('start');
   expect(started.exitCode).toBe(0);

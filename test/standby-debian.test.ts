@@ -170,7 +170,7 @@ test('standby init on a Debian host: the empty cluster Debian made is set aside,
   expect(auto).toMatch(/primary_conninfo = '.*user=knocker_replicator passfile=.*sslmode=verify-full/);
   expect(auto).toContain(`ssl_cert_file = '${rootB.path(PATHS.pgTlsCert)}'`);
   expect(auto).not.toContain(password);
-  expect(await fs.readFile(b.hbaFile, 'utf8')).toMatch(/^hostssl  replication  knocker_replicator  127\.0\.0\.90\/32  scram-sha-256$/m);
+  expect(await fs.readFile(b.hbaFile, 'utf8')).toMatch(/^hostssl {2}replication {2}knocker_replicator {2}127\.0\.0\.90\/32 {2}scram-sha-256$/m);
   expect((await fs.stat(rootB.path(STANDBY_PATHS.passfile))).mode & 0o777).toBe(0o600);
   // pg_lsclusters sees it as Debian's cluster pb, online, in recovery.
   const listed = await execa('pg_lsclusters', ['--no-header'], { env: { PG_CLUSTER_CONF_ROOT: etc } });

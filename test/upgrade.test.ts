@@ -16,7 +16,7 @@ const HAPROXY_HOST = '127.0.0.205';
 const db = sharedDatabase({ host: '127.0.0.200', allow: HOSTS });
 
 let next: TestRelease;
-let clusters: UpgradeCluster[] = [];
+const clusters: UpgradeCluster[] = [];
 
 beforeAll(async () => {
   next = await makeRelease({

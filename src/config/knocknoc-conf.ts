@@ -84,7 +84,7 @@ export class KnocknocConf {
   }
 
   toString(): string {
-    return this.lines.map((l) => l.text).join('\n') + '\n';
+    return `${this.lines.map((l) => l.text).join('\n')}\n`;
   }
 }
 
@@ -95,5 +95,5 @@ export const CONF_HEADER = [
 
 /** A new file with the header comment. */
 export function newConf(): KnocknocConf {
-  return KnocknocConf.parse(CONF_HEADER.join('\n') + '\n');
+  return KnocknocConf.parse(`${CONF_HEADER.join('\n')}\n`);
 }

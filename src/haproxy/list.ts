@@ -21,7 +21,7 @@ export async function haproxyList(root: Root, options: { json: boolean }, io: Ou
       ),
     );
   } else {
-    describeSettings(settings).forEach((l) => io.out(l));
+    for (const line of describeSettings(settings)) io.out(line);
   }
   return 0;
 }

@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import os from 'node:os';
 import ipaddr from 'ipaddr.js';
-import { parseListen, parseServerName, parseTrustedForwarders, type ListenAddress } from '../config/values.js';
+import { parseListen, parseServerName, parseTrustedForwarders, } from '../config/values.js';
 import { quoted } from '../shared/printable.js';
 import { knockerCommand } from '../shared/hint.js';
 import { PreflightError, UsageError } from '../errors.js';

@@ -54,9 +54,9 @@ export function roleAndDatabaseStep(options: {
   const { password, state, log } = options;
   const access = () => (typeof options.access === 'function' ? options.access() : options.access);
   const undoActions: Array<(s: AdminSession) => Promise<void>> = [];
-  const needsRole = !state || !state.roleExists;
+  const needsRole = !state?.roleExists;
   const needsPassword = !!state && state.roleExists && !state.passwordMatches;
-  const needsDatabase = !state || !state.databaseExists;
+  const needsDatabase = !state?.databaseExists;
   const parts: string[] = [];
   if (needsRole) parts.push(`create role ${APP_ROLE}`);
   if (needsPassword) parts.push(`set the password of role ${APP_ROLE} to the one in knocknoc.conf`);

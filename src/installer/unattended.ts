@@ -84,13 +84,13 @@ export async function runUnattended(session: InstallSession, io: Output): Promis
     } catch (error) {
       if (error instanceof PreflightFailed) {
         io.err('Preflight:');
-        error.checks.forEach((c) => io.err(checkLine(c)));
+        for (const c of error.checks) io.err(checkLine(c));
         io.err('Nothing was changed. Once the failed checks are fixed, run the same command again: it starts over from the checks.');
       }
       throw error;
     }
     io.err('Preflight:');
-    prepared.report.checks.forEach((c) => io.err(checkLine(c)));
+    for (const c of prepared.report.checks) io.err(checkLine(c));
     for (const warning of prepared.plan.warnings) io.err(`warning: ${warning}`);
     if (!hasChanges(prepared.plan)) {
       io.err('Nothing to change: this host already matches these answers.');
@@ -102,7 +102,7 @@ export async function runUnattended(session: InstallSession, io: Output): Promis
     const onEvent = progressPrinter(prepared.plan, io.err);
     await session.apply(prepared, onEvent);
     io.err(`Installed in ${seconds(Date.now() - started)}.`);
-    nextSteps(session, prepared).forEach((l) => io.err(l));
+    for (const line of nextSteps(session, prepared)) io.err(line);
     return 0;
   } finally {
     await session.close();

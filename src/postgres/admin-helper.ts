@@ -22,7 +22,7 @@ interface Request {
 }
 
 function send(message: unknown): void {
-  process.stdout.write(JSON.stringify(message) + '\n');
+  process.stdout.write(`${JSON.stringify(message)}\n`);
 }
 
 function dropPrivileges(hello: Hello): void {

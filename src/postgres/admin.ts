@@ -87,7 +87,7 @@ async function helperSession(access: ClusterAccess, child: ReturnType<typeof sta
   const exchange = (message: unknown): Promise<string | undefined> =>
     new Promise((resolve) => {
       waiting.push(resolve);
-      child.stdin!.write(JSON.stringify(message) + '\n');
+      child.stdin!.write(`${JSON.stringify(message)}\n`);
     });
   const user = await owner.catch(() => undefined);
   if (!user) {

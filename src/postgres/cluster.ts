@@ -217,7 +217,7 @@ export async function writeClusterSettings(cluster: PrivateCluster): Promise<voi
 /** Reads back the port and listen address knocker wrote into a private cluster's postgresql.conf. */
 export async function readClusterSettings(dataDir: string): Promise<{ port: number; host: string } | undefined> {
   const conf = await fs.readFile(path.join(dataDir, 'postgresql.conf'), 'utf8').catch(() => undefined);
-  if (!conf || !conf.includes(SETTINGS_MARKER)) return undefined;
+  if (!conf?.includes(SETTINGS_MARKER)) return undefined;
   const block = conf.slice(conf.indexOf(SETTINGS_MARKER));
   const port = /^port = (\d+)/m.exec(block)?.[1];
   const host = /^listen_addresses = '([^']*)'/m.exec(block)?.[1];

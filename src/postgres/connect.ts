@@ -326,7 +326,7 @@ export function describeConnectError(error: unknown, given: DatabaseUrl): Connec
     return {
       reason: 'timeout',
       message: `no answer from ${where} in time`,
-      hints: ['a firewall may be dropping the connection, or the address is wrong; check that this host can reach port ' + url.port],
+      hints: [`a firewall may be dropping the connection, or the address is wrong; check that this host can reach port ${url.port}`],
     };
   }
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {

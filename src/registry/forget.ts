@@ -77,7 +77,7 @@ export async function serverForget(root: Root, given: string, options: ForgetOpt
           servers.length > 0 ? `the servers are: ${servers.map((s) => printableLine(s.name)).join(', ')} (${knockerCommand(root, 'server list')})` : 'the registry is empty',
         ]);
       }
-      if (server && server.online && !options.force) {
+      if (server?.online && !options.force) {
         throw new PreflightError(`"${name}" is online (at ${printableLine(server.listen)}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`, [
           'stop it on its own host first (knocker service stop server there): a running server registers again at its next heartbeat',
           `to retire it anyway: ${knockerCommand(root, `server forget ${shellWord(name)} --force`)}`,

@@ -43,7 +43,7 @@ interface Column {
   drop: number;
 }
 
-function fit(text: string, width: number): string {
+function fitCell(text: string, width: number): string {
   return text.length > width ? `${text.slice(0, Math.max(0, width - 1))}…` : text.padEnd(width);
 }
 
@@ -103,17 +103,17 @@ function ServersTable({ snapshot, rows: all, now, staleAfterMs, selected, width,
     <Box flexDirection="column">
       <Text bold>
         {'    '}
-        {fit('SERVER', name)} {list.map((c) => fit(c.title, c.width)).join(' ')}
+        {fitCell('SERVER', name)} {list.map((c) => fitCell(c.title, c.width)).join(' ')}
       </Text>
       {scrolled && <Text color={theme.muted}>{window.start > 0 ? `  ↑ ${window.start} more above` : ' '}</Text>}
       {rows.map((row) => {
         const isSelected = row.name === selected;
         return (
           <Text key={row.name} inverse={isSelected}>
-            {isSelected ? symbols.pointer : ' '} <Text color={COLOR[row.health]}>{HEALTH_SYMBOL[row.health]}</Text> {fit(row.name, name)}{' '}
+            {isSelected ? symbols.pointer : ' '} <Text color={COLOR[row.health]}>{HEALTH_SYMBOL[row.health]}</Text> {fitCell(row.name, name)}{' '}
             {list.map((c, i) => (
               <Text key={c.title} dimColor={stale(c.source)} color={c.title === 'HEALTH' ? COLOR[row.health] : undefined}>
-                {fit(c.cell(row, now), c.width)}
+                {fitCell(c.cell(row, now), c.width)}
                 {i < list.length - 1 ? ' ' : ''}
               </Text>
             ))}

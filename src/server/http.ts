@@ -123,12 +123,12 @@ function escapeHtml(text: string): string {
 function homePage(node: NodeFacts, client: string, servers: RegisteredServer[] | undefined, problem: string | undefined): string {
   const rows = (servers ?? []).map((s) => {
     const state = s.state === 'stopped' ? 'stopped' : s.online ? 'online' : 'offline';
-    const inStep = s.schemaVersion === node.schemaVersion ? '' : ' (expects schema ' + s.schemaVersion + ')';
+    const inStep = s.schemaVersion === node.schemaVersion ? '' : ` (expects schema ${s.schemaVersion})`;
     return `<tr><td>${escapeHtml(s.name)}${s.name === node.name ? ' (this node)' : ''}</td><td>${escapeHtml(s.listen)}</td><td>${escapeHtml(s.version)}${inStep}</td><td>${state}</td><td>${s.lastSeen.toISOString()}</td></tr>`;
   });
   return [
     '<!doctype html>',
-    '<html lang="en"><head><meta charset="utf-8"><title>Knocknoc: ' + escapeHtml(node.name) + '</title></head><body>',
+    `<html lang="en"><head><meta charset="utf-8"><title>Knocknoc: ${escapeHtml(node.name)}</title></head><body>`,
     `<h1>Knocknoc web node ${escapeHtml(node.name)}</h1>`,
     `<p>Served by <strong id="server">${escapeHtml(node.name)}</strong> (${escapeHtml(node.listen)}), Knocknoc ${escapeHtml(node.version)}, schema ${node.schemaVersion}.</p>`,
     `<p>Your address: <span id="client">${escapeHtml(client)}</span></p>`,

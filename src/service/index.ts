@@ -4,7 +4,7 @@
 // the host's cluster otherwise), and the HAProxy of `knocker haproxy setup`. Starting and stopping
 // are plan steps like every change to a host: shown, applied in order (PostgreSQL before the
 // server, the server before HAProxy; stopping in reverse), and undone if a later one fails.
-import { KnocknocConf } from '../config/knocknoc-conf.js';
+import type { KnocknocConf } from '../config/knocknoc-conf.js';
 import { formatListen, parseListen } from '../config/values.js';
 import { BACKEND } from '../haproxy/config.js';
 import { inspectHaproxy } from '../haproxy/plan.js';
@@ -16,7 +16,7 @@ import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster 
 import { describeStatus, fetchStatus, statusUrl } from '../server/probe.js';
 import { isServing } from '../server/status-body.js';
 import { serverRunState, serverService, startServerService, stopServerService, type ServerService } from '../server/service.js';
-import { readIfExists, statIfExists } from '../system/files.js';
+import { statIfExists } from '../system/files.js';
 import { checkConfBeforeStart, readConfForService } from './config-check.js';
 import { packageRoot } from '../system/package.js';
 import { hasChanges, type Plan, type Step } from '../system/plan.js';

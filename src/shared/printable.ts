@@ -9,7 +9,7 @@
 const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028-\u202E\u2066-\u2069]/g;
 const CONTROL_OR_BREAK = /[\u0000-\u001F\u007F-\u009F\u2028-\u202E\u2066-\u2069]/g;
 
-function escape(char: string): string {
+function escapeChar(char: string): string {
   const code = char.codePointAt(0)!;
   if (char === '\n') return '\\n';
   if (char === '\t') return '\\t';
@@ -18,12 +18,12 @@ function escape(char: string): string {
 
 /** The text with its control characters written out (`\x1B`); line breaks and tabs are kept. */
 export function printable(text: string): string {
-  return text.replace(CONTROL, escape);
+  return text.replace(CONTROL, escapeChar);
 }
 
 /** One line: line breaks and tabs are written out too. */
 export function printableLine(text: string): string {
-  return text.replace(CONTROL_OR_BREAK, escape);
+  return text.replace(CONTROL_OR_BREAK, escapeChar);
 }
 
 /** Whether the text holds anything `printableLine` would write out. */

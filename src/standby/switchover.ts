@@ -107,7 +107,7 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
           [slotName(state.peer.host)],
         )
       ).rows[0];
-      if (!replica || replica.state !== 'streaming') throw new PreflightError(`the standby ${state.peer.host} is not streaming from this primary (${replica?.state ?? 'not connected'})`, ['knocker standby status']);
+      if (replica?.state !== 'streaming') throw new PreflightError(`the standby ${state.peer.host} is not streaming from this primary (${replica?.state ?? 'not connected'})`, ['knocker standby status']);
       if (replica.lag !== null && Number(replica.lag) > MAX_LAG_BYTES) {
         throw new PreflightError(`the standby is ${Number(replica.lag)} bytes behind: a switchover would keep writes stopped while it catches up`, ['wait until knocker standby status shows a small lag, then run this again']);
       }

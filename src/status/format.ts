@@ -2,7 +2,7 @@
 // `--json`: one place decides how a server, a source or the database is described.
 import type { ServerStat } from '../haproxy/runtime.js';
 import { age, bytes, plural } from '../system/units.js';
-import { type DatabaseData, type Health, type Probe, type ServerRow, type Snapshot, type SourceState } from './model.js';
+import type { DatabaseData, Health, Probe, ServerRow, Snapshot, SourceState } from './model.js';
 import type { RolesVerdict } from './roles.js';
 
 export const HEALTH_SYMBOL: Record<Health, string> = { ok: '✔', warn: '!', fail: '✗' };

@@ -15,10 +15,16 @@ let cachedRoot: string | undefined;
 /** The release's folder: the checkout's (found by package.json) or the executable's. */
 export function packageRoot(): string {
   if (cachedRoot) return cachedRoot;
-  if (EMBEDDED_RELEASE) return (cachedRoot = path.dirname(process.execPath));
+  if (EMBEDDED_RELEASE) {
+    cachedRoot = path.dirname(process.execPath);
+    return cachedRoot;
+  }
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return (cachedRoot = dir);
+    if (fs.existsSync(path.join(dir, 'package.json'))) {
+      cachedRoot = dir;
+      return cachedRoot;
+    }
     const parent = path.dirname(dir);
     if (parent === dir) throw new Error('cannot find the knocker package folder');
     dir = parent;

@@ -273,7 +273,7 @@ export async function runUninstall(
       io.err(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);
       return false;
     }
-    formatPlan(plan).forEach((l) => io.err(l));
+    for (const line of formatPlan(plan)) io.err(line);
     if (!(await options.confirm(plan))) {
       io.err('Nothing was changed.');
       run.log.info('knocker uninstall: declined; nothing was changed');

@@ -166,7 +166,7 @@ export async function findUpgradeCommand(marker: string): Promise<number | undef
     const pid = Number(entry);
     if (pid === process.pid) continue;
     const environ = await fs.readFile(`/proc/${entry}/environ`).catch(() => undefined);
-    if (environ && environ.includes(wanted) && isAlive(pid)) return pid;
+    if (environ?.includes(wanted) && isAlive(pid)) return pid;
   }
   return undefined;
 }

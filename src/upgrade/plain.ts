@@ -37,7 +37,7 @@ export async function runUpgradePlain(root: Root, options: PlainOptions, io: Out
       return 0;
     }
     io.err(session.resumed ? 'Where the upgrade stands:' : 'Preflight:');
-    session.checks.forEach((c) => io.err(checkLine(c)));
+    for (const c of session.checks) io.err(checkLine(c));
     let stop = false;
     const onSigint = () => {
       if (stop) process.exit(130);

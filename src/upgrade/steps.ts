@@ -249,7 +249,7 @@ function recordUpgraded(ctx: StepContext, name: string, body: StatusBody, note: 
 }
 
 function reachedTarget(server: JournalServer, body: StatusBody | undefined, target: string | undefined): boolean {
-  if (!body || body.status !== 'ok' || !body.versionMatch) return false;
+  if (body?.status !== 'ok' || !body.versionMatch) return false;
   return target !== undefined ? body.version === target : body.version !== server.fromVersion;
 }
 

@@ -116,6 +116,7 @@ async function unit(host: Host, name: string): Promise<{ active: string; enabled
 }
 
 async function installed(host: Host, pkg: string): Promise<string | undefined> {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format fields, not JavaScript's
   const result = await host.exec(['dpkg-query', '--showformat=${Status} ${Version}', '--show', pkg], { allowFailure: true });
   return result.exitCode === 0 && result.stdout.startsWith('install ok installed') ? result.stdout.split(' ').pop() : undefined;
 }

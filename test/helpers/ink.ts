@@ -1,5 +1,5 @@
 // Driving Ink screens in tests (FACTS.md: wait for a new frame between keys; Enter is '\r').
-import { render } from 'ink-testing-library';
+import type { render } from 'ink-testing-library';
 import { sleep, waitFor } from '../../src/system/wait.js';
 
 export type Rendered = ReturnType<typeof render>;
