@@ -5,12 +5,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { knocker } from './helpers/knocker.js';
+import { useRoots } from './helpers/roots.js';
 import { parseListen } from '../src/config/values.js';
 import { nodeSetProblems, readSettings, readTemplate, renderConfig, TemplateError, type ConfigLayout, type HaproxySettings } from '../src/haproxy/config.js';
 import { haproxyChecks, haproxySteps, type HaproxyFacts } from '../src/haproxy/plan.js';
 import { parseServersState, parseServerStatus, parseShowProc, parseShowStat, serversStateText } from '../src/haproxy/runtime.js';
 import { haproxyService } from '../src/haproxy/service.js';
 import { readIfExists } from '../src/system/files.js';
+import { DRY_RUN_KEYS } from '../src/system/runner.js';
 import { nullLogger } from '../src/system/log.js';
 import { Root, SYSTEM_ROOT } from '../src/system/root.js';
 import { defaultsFrom, flowReducer, haproxyAnswersFrom, initialFlow, QUESTIONS, type FlowState, type Values } from '../src/installer/questions.js';
@@ -223,4 +225,22 @@ test('knocker haproxy --help tells the truth about its commands and flags', asyn
   const misuse = await knocker(['haproxy', 'drain']);
   expect(misuse.exitCode).toBe(2);
   expect(misuse.stderr).toContain("error: missing required argument 'name'");
+});
+
+const newRoot = useRoots();
+
+test('--dry-run --json of haproxy add and of upgrade on a root with no HAProxy: the one JSON shape, with the error, and nothing else on stdout', async () => {
+  const root = await newRoot();
+  for (const args of [
+    ['haproxy', 'add', 'web-1=127.0.0.1:8756'],
+    ['upgrade', '--upgrade-command', 'true'],
+  ]) {
+    const result = await knocker([...args, '--dry-run', '--json', '--root', root.dir]);
+    expect(result.exitCode, result.stderr).toBe(3);
+    const answer = JSON.parse(result.stdout) as Record<string, unknown> & { error: { exitCode: number; message: string } };
+    expect(Object.keys(answer)).toEqual([...DRY_RUN_KEYS]);
+    expect(answer).toMatchObject({ dryRun: true, command: `knocker ${args[0]}${args[0] === 'haproxy' ? ' add web-1=127.0.0.1:8756' : ''}`, root: root.dir, plan: null });
+    expect(answer.error.exitCode).toBe(3);
+    expect(result.stderr).toContain(`error: ${answer.error.message.split('\n')[0]}`);
+  }
 });
