@@ -194,7 +194,7 @@ test("knocker service runs HAProxy; its sockets; a local node not trusting HAPro
   expect(status.exitCode).toBe(0);
   expect(status.stdout).toMatch(new RegExp(`^haproxy   running     pid \\d+, http://${bind}: 2/2 web nodes in rotation; log \\S+haproxy\\.log$`, 'm'));
   const stopped = await service('stop', 'haproxy');
-  expect(stopped.stdout).toMatch(/Stop HAProxy \(http:\/\/127\.0\.0\.108:\d+\) …\n {2}\[1\/1\] ✔ done in [\d.]+ s \(stopped\)/);
+  expect(stopped.stderr).toMatch(/Stop HAProxy \(http:\/\/127\.0\.0\.108:\d+\) …\n {2}\[1\/1\] ✔ done in [\d.]+ s \(stopped\)/);
   await expect(request(`http://${bind}/`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   expect((await service('status', 'haproxy')).stdout).toMatch(/^haproxy {3}stopped /m);
   const unreachable = await haproxy.run('status');
