@@ -1,10 +1,10 @@
 // The fresh-hosts run, in vitest's main process: takes the run's folder and bridge (cleaning up what
-// a run that died left), builds or reuses the image, builds the packages, makes the bridge, and
+// a run that died left), builds or reuses each release's image, builds the packages, makes the bridge, and
 // hands their paths to the test files. Whatever happens — a failed test, a Ctrl-C, a SIGTERM — the
 // teardown or the signal handler ends every host, mount, link and folder the ledger lists.
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
-import { ensureImage } from './harness/image.js';
+import { e2eReleases, ensureImage, RELEASES } from './harness/image.js';
 import { cleanUp, findLeftovers, labConfig, recordBridge, takeOwnership } from './harness/ledger.mjs';
 import { buildPackages } from './harness/packages.js';
 
@@ -36,8 +36,14 @@ export default async function setup(project: TestProject): Promise<() => void> {
     recordBridge(config);
     await execa('ip', ['addr', 'add', `${config.machineAddress}/${config.prefixLength}`, 'dev', config.bridge]);
     await execa('ip', ['link', 'set', config.bridge, 'up']);
-    const image = await ensureImage(config, say);
-    project.provide('e2eImage', image.dir);
+    // One image per release (KNOCKER_E2E_RELEASES, by default all): built one after the other.
+    const images = [];
+    for (const release of e2eReleases()) {
+      const image = await ensureImage(config, release, say);
+      images.push({ release, name: RELEASES[release], dir: image.dir, postgres: image.postgres, haproxy: image.haproxy });
+    }
+    say(`releases: ${images.map((i) => `${i.name} (${i.release}: PostgreSQL ${i.postgres}, HAProxy ${i.haproxy})`).join(', ')}`);
+    project.provide('e2eImages', images);
     if (process.env.KNOCKER_E2E_PACKAGES !== 'none') {
       const packages = await buildPackages(config, say);
       project.provide('e2eDeb', packages.deb);

@@ -5,24 +5,14 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { REPO } from '../helpers/knocker.js';
 import { waitFor } from '../helpers/server.js';
 import type { Host } from './harness/host.js';
-import { Lab } from './harness/lab.js';
+import { Lab, type E2eImage } from './harness/lab.js';
 import { findLeftovers, labConfig } from './harness/ledger.mjs';
 
-const lab = new Lab();
-let a: Host;
-let b: Host;
-
-beforeAll(async () => {
-  [a, b] = (await lab.boot([
-    ['host-a', 50],
-    ['host-b', 51],
-  ])) as [Host, Host];
-});
-afterAll(() => lab.destroy());
+const config = labConfig();
 
 /** The first line a TCP server sends, read from this machine. */
 function banner(address: string, port: number): Promise<string> {
@@ -56,7 +46,7 @@ function processesInGroup(pgid: number): number[] {
 
 function outsideAddresses(): string[] {
   const own = Object.entries(os.networkInterfaces())
-    .filter(([name]) => name !== lab.config.bridge && name !== 'lo')
+    .filter(([name]) => name !== config.bridge && name !== 'lo')
     .flatMap(([, addresses]) => (addresses ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
   const nameServers = [...fs.readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^nameserver\s+(\d+\.\d+\.\d+\.\d+)/gm)].map((m) => m[1]!);
   return ['9.9.9.9', ...own, ...nameServers];
@@ -72,13 +62,26 @@ function gone(pid: number): boolean {
   }
 }
 
-describe('fresh hosts', () => {
-  test('each is its own Debian 12 under systemd: PID 1, name, machine id, SSH host keys', async () => {
+/** Two hosts of one release: each its own machine, on the bridge alone, rebooting with its disk. */
+function freshHosts(image: E2eImage): void {
+  const lab = new Lab(image.dir);
+  let a: Host;
+  let b: Host;
+
+  beforeAll(async () => {
+    [a, b] = (await lab.boot([
+      ['host-a', 50],
+      ['host-b', 51],
+    ])) as [Host, Host];
+  });
+  afterAll(() => lab.destroy());
+
+  test(`each is its own ${image.name} under systemd: PID 1, name, machine id, SSH host keys`, async () => {
     for (const host of [a, b]) {
       expect((await host.exec(['cat', '/proc/1/comm'])).stdout).toBe('systemd');
       expect((await host.exec(['systemctl', 'is-system-running'])).stdout).toBe('running');
       expect((await host.exec(['hostname'])).stdout).toBe(host.name);
-      expect(host.read('/etc/os-release')).toMatch(/VERSION_CODENAME=bookworm/);
+      expect(host.read('/etc/os-release')).toMatch(new RegExp(`^VERSION_CODENAME=${image.release}$`, 'm'));
       // No Node on a fresh host: the package must bring its own.
       expect((await host.exec(['sh', '-c', 'command -v node nodejs'], { allowFailure: true })).stdout).toBe('');
     }
@@ -88,7 +91,7 @@ describe('fresh hosts', () => {
 
   test('one address each on the bridge, no default route: nothing beyond the bridge is reachable', async () => {
     for (const host of [a, b]) {
-      expect((await host.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', 'host0'])).stdout).toContain(`inet ${host.address}/${lab.config.prefixLength}`);
+      expect((await host.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', 'host0'])).stdout).toContain(`inet ${host.address}/${config.prefixLength}`);
       expect((await host.exec(['ip', 'route', 'show', 'default'])).stdout).toBe('');
       // No route (asked of the routing table: no packet is sent) to a public address, this
       // machine's own addresses off the bridge, or its name servers.
@@ -120,13 +123,18 @@ describe('fresh hosts', () => {
     await waitFor('host-b to answer on port 22 again', () => banner(b.address, 22));
     expect((await a.exec(['ssh-keyscan', '-t', 'ed25519', b.address])).stdout).toContain('ssh-ed25519');
   });
+}
 
+// One release after the other: its hosts are powered off before the next release's boot.
+for (const image of inject('e2eImages')) describe(`fresh ${image.name} hosts (${image.release})`, () => freshHosts(image));
+
+describe('an interrupted run', () => {
   test.each([
     ['Ctrl-C (SIGINT to its process group)', 'SIGINT', true],
     ['SIGTERM to vitest alone', 'SIGTERM', false],
   ] as const)('a run interrupted with %s powers off its hosts and removes their mounts, cgroups, the bridge and the folders', async (_how, signal, group) => {
     const nested = labConfig({ ...process.env, KNOCKER_E2E_LAB: 'nested' });
-    const ready = path.join(lab.config.runDir, `nested-ready-${signal}.json`);
+    const ready = path.join(config.runDir, `nested-ready-${signal}.json`);
     const run = execa(process.execPath, [path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/e2e/fixtures/vitest.config.ts'], {
       cwd: REPO,
       env: { KNOCKER_E2E_LAB: 'nested', KNOCKER_E2E_PACKAGES: 'none', KNOCKER_E2E_READY: ready },

@@ -1,5 +1,6 @@
-// The fresh host's disk: Debian 12 (bookworm) minbase from debootstrap with systemd as init, built
-// once into the cache (outside the repository) and rebuilt when its recipe changes. The hosts cannot
+// The fresh host's disk, one per Debian release the suite runs on (Debian 12 bookworm, Debian 13
+// trixie): minbase from debootstrap with systemd as init, built once into the cache (outside the
+// repository) and rebuilt when its recipe changes. The hosts cannot
 // reach a mirror, so the image carries in its apt cache the packages knocker installs with apt-get
 // (PostgreSQL, HAProxy); knocker's own apt-get then installs them from there. Every host boots a
 // copy (an overlay) of it; what makes a host itself (name, machine id, SSH host keys, address) is
@@ -10,10 +11,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { recordProcess, type LabConfig } from './ledger.mjs';
 
-export const RECIPE = {
+/** The Debian releases the suite knows, oldest first; KNOCKER_E2E_RELEASES picks among them. */
+export const RELEASES = {
+  bookworm: 'Debian 12',
+  trixie: 'Debian 13',
+} as const;
+export type Release = keyof typeof RELEASES;
+
+/** KNOCKER_E2E_RELEASES (comma-separated codenames), by default every release above, in that order. */
+export function e2eReleases(env: NodeJS.ProcessEnv = process.env): Release[] {
+  const asked = (env.KNOCKER_E2E_RELEASES ?? '').split(',').map((r) => r.trim()).filter(Boolean);
+  if (asked.length === 0) return Object.keys(RELEASES) as Release[];
+  const unknown = asked.filter((r) => !(r in RELEASES));
+  if (unknown.length > 0) throw new Error(`KNOCKER_E2E_RELEASES: unknown release ${unknown.join(', ')} (known: ${Object.keys(RELEASES).join(', ')})`);
+  return [...new Set(asked)] as Release[];
+}
+
+/** What every release's image is made of; only the suite differs. */
+const BASE = {
   /** Bump when a step below changes meaning without changing its text. */
   revision: 1,
-  suite: 'bookworm',
   variant: 'minbase',
   include: ['systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'curl', 'ca-certificates', 'procps', 'iproute2'],
   /** What knocker installs with apt-get on a host: downloaded into the image's apt cache only. */
@@ -30,12 +47,23 @@ export const RECIPE = {
   perHost: ['/etc/ssh/ssh_host_*', '/etc/machine-id', '/etc/hostname'],
 } as const;
 
-export function recipeHash(): string {
-  return crypto.createHash('sha256').update(JSON.stringify(RECIPE)).digest('hex').slice(0, 12);
+export function recipe(release: Release) {
+  // The suite after the revision: bookworm's recipe (and so its cached image's hash) is unchanged.
+  const { revision, ...rest } = BASE;
+  return { revision, suite: release, ...rest };
+}
+export type Recipe = ReturnType<typeof recipe>;
+
+export function recipeHash(release: Release): string {
+  return crypto.createHash('sha256').update(JSON.stringify(recipe(release))).digest('hex').slice(0, 12);
 }
 
 export interface Image {
+  release: Release;
   dir: string;
+  /** PostgreSQL's major version and HAProxy's version in the image's apt cache (from the archives' names). */
+  postgres: string;
+  haproxy: string;
   hash: string;
   /** Whether this run built it (else it came from the cache). */
   built: boolean;
@@ -59,13 +87,28 @@ function run(argv: string[], options: { log: string; ledger: string; marker: str
   });
 }
 
-/** The cached image of this recipe, built first when missing (older recipes' images are removed). */
-export async function ensureImage(config: LabConfig, say: (line: string) => void = () => {}): Promise<Image> {
+/** PostgreSQL's major version and HAProxy's version, read from the names of the cached archives. */
+function cachedVersions(archivesDir: string, log: string): { postgres: string; haproxy: string } {
+  const archives = fs.readdirSync(archivesDir);
+  // postgresql-15 on Debian 12, postgresql-17 on Debian 13: whatever the release's `postgresql` depends on.
+  const postgres = archives.map((name) => /^postgresql-(\d+)_.*\.deb$/.exec(name)?.[1]).find(Boolean);
+  const haproxy = archives.map((name) => /^haproxy_(?:\d+:)?([^_-]+)[^_]*_.*\.deb$/.exec(decodeURIComponent(name))?.[1]).find(Boolean);
+  if (!postgres) throw new Error(`the image's apt cache has no postgresql-<major> package after the download (see ${log})`);
+  if (!haproxy) throw new Error(`the image's apt cache has no haproxy package after the download (see ${log})`);
+  return { postgres, haproxy };
+}
+
+/** The cached image of a release's recipe, built first when missing (older recipes' images of it are removed). */
+export async function ensureImage(config: LabConfig, release: Release, say: (line: string) => void = () => {}): Promise<Image> {
   const started = Date.now();
-  const hash = recipeHash();
+  const RECIPE = recipe(release);
+  const hash = recipeHash(release);
   const dir = path.join(config.cacheDir, `${RECIPE.suite}-${hash}`);
   const done = `${dir}.json`;
-  if (fs.existsSync(done) && fs.existsSync(dir)) return { dir, hash, built: false, seconds: 0 };
+  if (fs.existsSync(done) && fs.existsSync(dir)) {
+    const versions = cachedVersions(path.join(dir, 'var/cache/apt/archives'), done);
+    return { release, dir, hash, ...versions, built: false, seconds: 0 };
+  }
   fs.mkdirSync(config.cacheDir, { recursive: true, mode: 0o755 });
   for (const entry of fs.readdirSync(config.cacheDir)) {
     if (entry.startsWith(`${RECIPE.suite}-`) && !entry.startsWith(path.basename(dir))) fs.rmSync(path.join(config.cacheDir, entry), { recursive: true, force: true });
@@ -74,7 +117,7 @@ export async function ensureImage(config: LabConfig, say: (line: string) => void
   const log = `${dir}.log`;
   fs.rmSync(partial, { recursive: true, force: true });
   fs.writeFileSync(log, `knocker e2e image ${hash}: ${JSON.stringify(RECIPE)}\n`);
-  say(`building the fresh-host image ${path.basename(dir)} (debootstrap from ${config.mirror}; log ${log})`);
+  say(`building the ${RELEASES[release]} fresh-host image ${path.basename(dir)} (debootstrap from ${config.mirror}; log ${log})`);
   const ledger = { log, ledger: path.join(config.runDir, 'image-build.pid'), marker: partial };
   await run(['debootstrap', `--variant=${RECIPE.variant}`, `--include=${RECIPE.include.join(',')}`, RECIPE.suite, partial, config.mirror], ledger);
   for (const step of RECIPE.chroot) await run(['chroot', partial, ...step], ledger);
@@ -85,15 +128,12 @@ export async function ensureImage(config: LabConfig, say: (line: string) => void
   }
   // No name server: the hosts resolve nothing and reach nothing beyond their bridge.
   fs.writeFileSync(path.join(partial, 'etc/resolv.conf'), '');
-  const archives = fs.readdirSync(path.join(partial, 'var/cache/apt/archives'));
-  for (const wanted of [/^postgresql-15_.*\.deb$/, /^haproxy_.*\.deb$/]) {
-    if (!archives.some((name) => wanted.test(name))) throw new Error(`the image's apt cache lacks ${wanted} after the download (see ${log})`);
-  }
+  const versions = cachedVersions(path.join(partial, 'var/cache/apt/archives'), log);
   fs.rmSync(path.join(config.runDir, 'image-build.pid'), { force: true });
   fs.rmSync(dir, { recursive: true, force: true });
   fs.renameSync(partial, dir);
-  fs.writeFileSync(done, `${JSON.stringify({ hash, recipe: RECIPE, builtAt: new Date().toISOString() }, null, 2)}\n`);
+  fs.writeFileSync(done, `${JSON.stringify({ hash, recipe: RECIPE, ...versions, builtAt: new Date().toISOString() }, null, 2)}\n`);
   const seconds = (Date.now() - started) / 1000;
-  say(`built ${path.basename(dir)} in ${seconds.toFixed(0)} s`);
-  return { dir, hash, built: true, seconds };
+  say(`built ${path.basename(dir)} (PostgreSQL ${versions.postgres}, HAProxy ${versions.haproxy}) in ${seconds.toFixed(0)} s`);
+  return { release, dir, hash, ...versions, built: true, seconds };
 }

@@ -4,6 +4,7 @@
 // by a worker that died is ended from the ledger.
 import { inject } from 'vitest';
 import { Host } from './host.js';
+import type { Release } from './image.js';
 import { labConfig, type LabConfig } from './ledger.mjs';
 
 export class Lab {
@@ -11,7 +12,8 @@ export class Lab {
   readonly hosts: Host[] = [];
 
   constructor(
-    readonly imageDir: string = inject('e2eImage'),
+    /** By default the first release's image (KNOCKER_E2E_RELEASES). */
+    readonly imageDir: string = inject('e2eImages')[0]!.dir,
     config: LabConfig = labConfig(),
   ) {
     this.config = config;
@@ -68,10 +70,24 @@ export class Lab {
   }
 }
 
+export interface E2eImage {
+  /** Debian's codename: bookworm, trixie. */
+  release: Release;
+  /** "Debian 12". */
+  name: string;
+  dir: string;
+  /** PostgreSQL's major version ("15") and HAProxy's version ("2.6.12") its apt cache holds. */
+  postgres: string;
+  haproxy: string;
+}
+
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** The fresh-host image every host is a copy of (harness/image.ts). */
-    e2eImage: string;
+    /**
+     * The fresh-host images, one per release the run covers (KNOCKER_E2E_RELEASES), in that order;
+     * every host is a copy of one (harness/image.ts). Hosts of two releases never run at once.
+     */
+    e2eImages: E2eImage[];
     /** The package under test: release/knocker_<version>_amd64.deb from `npm run package`. */
     e2eDeb: string;
     e2eVersion: string;
