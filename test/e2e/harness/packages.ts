@@ -36,7 +36,8 @@ export async function buildPackages(config: LabConfig, say: (line: string) => vo
   const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
   const log = path.join(config.runDir, 'package.log');
   const started = Date.now();
-  await run(['npm', 'run', 'package'], log);
+  // The hosts are amd64: the arm64 package has its own test (test/package-arm64.test.ts).
+  await run(['npm', 'run', 'package', '--', '--arch', 'amd64'], log);
   const deb = path.join(REPO, 'release', `knocker_${pkg.version}_amd64.deb`);
 
   const next = nextVersion(pkg.version);
@@ -47,7 +48,7 @@ export async function buildPackages(config: LabConfig, say: (line: string) => vo
   fs.writeFileSync(path.join(migrations, `${String(existing.length + 1).padStart(3, '0')}_${NEXT_MIGRATION.name}.sql`), NEXT_MIGRATION.sql);
   const out = path.join(config.runDir, 'next-release');
   // The build is the one `npm run package` just made; only the release differs.
-  await run(['node', 'scripts/package.mjs', '--version', next, '--migrations', migrations, '--out', out], log);
+  await run(['node', 'scripts/package.mjs', '--version', next, '--migrations', migrations, '--out', out, '--arch', 'amd64'], log);
   const nextDeb = path.join(out, `knocker_${next}_amd64.deb`);
   for (const file of [deb, nextDeb]) if (!fs.existsSync(file)) throw new Error(`the package build made no ${file} (log ${log})`);
   say(`packages: ${path.relative(REPO, deb)} and ${path.basename(nextDeb)} (the next release) in ${((Date.now() - started) / 1000).toFixed(0)} s`);
