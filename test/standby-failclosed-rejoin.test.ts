@@ -37,6 +37,9 @@ const status = async (root: Pair['rootA']) => JSON.parse((await standby(root, 's
 
 test('rejoin on a standby streaming from the primary on its timeline: nothing to change (not restarted, nothing kept)', async () => {
   const pid = await postmasterPid(pair.rootB);
+  const dry = await standby(pair.rootB, 'rejoin', '--dry-run', '--json');
+  expect(dry.exitCode, dry.stderr).toBe(0);
+  expect(JSON.parse(dry.stdout)).toMatchObject({ changes: 0 });
   const result = await standby(pair.rootB, 'rejoin');
   expect(result.exitCode, result.stderr).toBe(0);
   expect(result.stdout.trim()).toBe(`standby of ${pair.A}:${pair.port} (nothing to change)`);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import type { Logger } from '../system/log.js';
-import { planToJson, type Plan, type Step } from '../system/plan.js';
+import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { run } from '../system/run.js';
 import { cloneStep, slotStep } from './clone.js';
@@ -155,9 +155,13 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       const peerSystem = (await peer.client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
       const running = await isRunning(node);
       if (running && (await streamsFrom(node, state, facts.timeline))) {
-        if (!flags.dryRun || !flags.json) io.err(`Nothing to change: this node already streams from ${state.peer.host} on its timeline ${facts.timeline}.`);
-        if (flags.dryRun && flags.json) io.out(JSON.stringify(planToJson({ title: `Rejoin ${state.peer.host} as its standby: nothing to change`, steps: [], warnings: [] }), null, 2));
-        else io.out(`standby of ${state.peer.host}:${state.peer.port} (nothing to change)`);
+        // --dry-run prints the empty plan in the runner's one shape.
+        if (flags.dryRun) {
+          await showOrApply({ title: `Rejoin ${state.peer.host} as its standby: this node already streams from it on its timeline ${facts.timeline}`, steps: [], warnings: [] }, flags, io, log);
+          return 0;
+        }
+        io.err(`Nothing to change: this node already streams from ${state.peer.host} on its timeline ${facts.timeline}.`);
+        io.out(`standby of ${state.peer.host}:${state.peer.port} (nothing to change)`);
         return 0;
       }
       const wasStandby = await hasStandbySignal(node.cluster.dataDir);

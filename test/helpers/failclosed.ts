@@ -160,4 +160,5 @@ export async function finish(on: Root, writer: Writer, sampler: Sampler): Promis
   await expectNoAckedLost(on, writer);
   expect(sampler.rounds).toBeGreaterThan(0);
   expect(sampler.twoWritable).toEqual([]);
+  console.info(`fail-closed run: ${writer.acked.length} writes acknowledged (none missing), ${writer.failures} refused or cut, ${sampler.rounds} sampler rounds (never two writable), longest write gap ${writer.longestGapMs} ms`);
 }
