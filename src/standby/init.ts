@@ -8,6 +8,7 @@ import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import { clusterExists } from '../postgres/cluster.js';
 import type { Output } from '../shared/output.js';
+import { withRun } from '../system/runner.js';
 import type { Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { clearCutOffStep, cloneStep, slotStep } from './clone.js';
@@ -17,7 +18,7 @@ import { connectPeerWith, peerFacts, type PeerLink } from './peer.js';
 import { checkMaxRate, readBundle } from './bundle.js';
 import { ownedFileStep, type StandbyBundle } from './primary.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
-import { showOrApply, until, withRun, type RunFlags } from './run.js';
+import { until, type RunFlags } from './run.js';
 import { fileStep } from '../system/plan.js';
 import type { Logger } from '../system/log.js';
 
@@ -176,7 +177,8 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
   // Both up front, --dry-run too: nothing is written from a bundle or rate that does not hold.
   checkMaxRate(request.maxRate);
   const bundle = await readBundle(request.bundle);
-  return withRun(root, 'init', request, async (log) => {
+  return withRun(root, { command: 'knocker standby init', logFile: STANDBY_PATHS.log }, request, io, async (run) => {
+    const { log } = run;
     log.addSecret(bundle.password);
     const node = await nodeAt(root, bundle.standby);
     const todo = await preflight(root, node, bundle, log);
@@ -199,7 +201,7 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
     const plan = { title: `Standby of ${bundle.primary.host}:${bundle.primary.port} on this host (${bundle.standby.host}:${bundle.standby.port})`, steps, warnings: [] as string[] };
     try {
       if (todo === 'done' && !request.dryRun) io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
-      else if (!(await showOrApply(plan, request, io, log))) return 0;
+      else if (!(await run.showOrApply(plan))) return 0;
     } finally {
       await primaryLink?.close();
     }

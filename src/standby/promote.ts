@@ -8,14 +8,17 @@
 // asks this node first and comes up as a read-only standby instead (fence.ts).
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
+import { withRun } from '../system/runner.js';
+import { STANDBY_PATHS } from './paths.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { existingNode, isRunning, linkTo, lsn, readState, writeState } from './node.js';
 import { connectPeer, fencePeer, peerFacts, peerHasFence, tryPeer, unfencePeer, type PeerLink } from './peer.js';
-import { showOrApply, until, withRun, type RunFlags } from './run.js';
+import { until, type RunFlags } from './run.js';
 
 export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean }, io: Output): Promise<number> {
-  return withRun(root, 'promote', flags, async (log) => {
+  return withRun(root, { command: 'knocker standby promote', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
+    const { log } = run;
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host is not a knocker standby (no standby state here)');
@@ -117,7 +120,7 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
         steps,
         warnings: facts ? [] : [`the old primary ${state.peer.host} does not answer: writes it acknowledged after the last WAL this node received are lost`],
       };
-      if (!(await showOrApply(plan, flags, io, log))) return 0;
+      if (!(await run.showOrApply(plan))) return 0;
       io.err(`Done: this node is the primary on timeline ${timeline}; it had received WAL up to ${received}.`);
       io.err(`On ${state.peer.host}, once it is back: knocker standby rejoin (knocker refuses to start it as a second primary while this node answers).`);
       io.out(`primary ${state.self.host}:${state.self.port}`);

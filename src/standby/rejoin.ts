@@ -11,6 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
+import { withRun } from '../system/runner.js';
 import type { Logger } from '../system/log.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
@@ -22,8 +23,8 @@ import { startStep } from './init.js';
 import { keepWalPastDivergence, keptName } from './kept.js';
 import { applyNodeConfig, configFileOf, controlData, ctlCommand, existingNode, hasStandbySignal, isRunning, linkTo, peerTarget, readState, stopNode, writeState, type LocalNode, type PairState } from './node.js';
 import { connectPeer, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
-import { REPLICATION_ROLE, slotName } from './paths.js';
-import { showOrApply, withRun, type RunFlags } from './run.js';
+import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
+import { type RunFlags } from './run.js';
 
 function stopStep(node: LocalNode, log: Logger): Step {
   return {
@@ -144,7 +145,8 @@ async function streamsFrom(node: LocalNode, state: PairState, timeline: number):
 }
 
 export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Promise<number> {
-  return withRun(root, 'rejoin', flags, async (log) => {
+  return withRun(root, { command: 'knocker standby rejoin', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
+    const { log } = run;
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host has no standby state: nothing to rejoin');
@@ -157,7 +159,7 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       if (running && (await streamsFrom(node, state, facts.timeline))) {
         // --dry-run prints the empty plan in the runner's one shape.
         if (flags.dryRun) {
-          await showOrApply({ title: `Rejoin ${state.peer.host} as its standby: this node already streams from it on its timeline ${facts.timeline}`, steps: [], warnings: [] }, flags, io, log);
+          await run.showOrApply({ title: `Rejoin ${state.peer.host} as its standby: this node already streams from it on its timeline ${facts.timeline}`, steps: [], warnings: [] });
           return 0;
         }
         io.err(`Nothing to change: this node already streams from ${state.peer.host} on its timeline ${facts.timeline}.`);
@@ -197,14 +199,14 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       const plan: Plan = { title: `Rejoin ${state.peer.host} as its standby: ${decision.kind} (${decision.why})`, steps, warnings: [] };
       let recloned = decision.kind === 'reclone';
       try {
-        if (!(await showOrApply(plan, flags, io, log))) return 0;
+        if (!(await run.showOrApply(plan))) return 0;
       } catch (error) {
         if (decision.kind !== 'rewind' || !outcome.failed) throw error;
         // pg_rewind could not work (WAL it needs is gone): a fresh clone instead.
         io.err(`pg_rewind could not bring this node back (${outcome.failed}); cloning ${state.peer.host} afresh instead.`);
         log.warn(`rejoin: rewind failed, re-cloning: ${outcome.failed}`);
         recloned = true;
-        await showOrApply({ title: `Rejoin ${state.peer.host} as its standby: reclone (pg_rewind failed)`, steps: recloneSteps(), warnings: [] }, flags, io, log);
+        await run.showOrApply({ title: `Rejoin ${state.peer.host} as its standby: reclone (pg_rewind failed)`, steps: recloneSteps(), warnings: [] });
       }
       await writeState(root, { ...state, promoted: undefined });
       const o = rewindOutcome(outcome.text);

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { PreflightError } from '../errors.js';
 import { discardHalfMadeCluster } from '../postgres/cluster.js';
 import type { Output } from '../shared/output.js';
+import { withRun } from '../system/runner.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { ctlCommand, existingNode, isRunning, linkTo, readState, startNode, stopNode, type LocalNode } from './node.js';
@@ -14,7 +15,7 @@ import { standbyHbaStep, withoutBlock } from './primary.js';
 import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
-import { showOrApply, withRun, type RunFlags } from './run.js';
+import { type RunFlags } from './run.js';
 import { dropStaleSlot } from './clone.js';
 
 /**
@@ -43,7 +44,8 @@ function debianRestoreStep(node: LocalNode, log: Logger): Step {
 }
 
 export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Promise<number> {
-  return withRun(root, 'remove', flags, async (log) => {
+  return withRun(root, { command: 'knocker standby remove', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
+    const { log } = run;
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host has no standby state: nothing to remove');
@@ -112,7 +114,7 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
       });
       await local.close();
       const plan: Plan = { title: standby.r ? `Remove this standby (${state.self.host})` : `Remove the standby ${state.peer.host} of this primary`, steps, warnings: [] };
-      if (!(await showOrApply(plan, flags, io, log))) return 0;
+      if (!(await run.showOrApply(plan))) return 0;
       io.err(standby.r ? `Done: this standby is gone and its slot on ${state.peer.host} dropped.` : `Done: the standby ${state.peer.host} can no longer replicate; its slot is dropped and this primary holds no WAL for it.`);
       return 0;
     } finally {

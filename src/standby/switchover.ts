@@ -14,13 +14,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
+import { withRun } from '../system/runner.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { dropSlotsForPeer, waitStreaming } from './init.js';
 import { applyNodeConfig, controlData, ctlCommand, existingNode, isRunning, linkTo, lsn, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
 import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, tryPeer, type PeerLink } from './peer.js';
-import { slotName } from './paths.js';
-import { showOrApply, until, withRun, type RunFlags } from './run.js';
+import { slotName, STANDBY_PATHS } from './paths.js';
+import { until, type RunFlags } from './run.js';
 import type { Logger } from '../system/log.js';
 
 /** The most a standby may be behind for a switchover to start (it must catch up while writes are stopped). */
@@ -87,7 +88,8 @@ async function afterPromoteSent(root: Root, node: LocalNode, state: PairState, h
 }
 
 export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpTimeoutMs?: number }, io: Output): Promise<number> {
-  return withRun(root, 'switchover', flags, async (log) => {
+  return withRun(root, { command: 'knocker standby switchover', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
+    const { log } = run;
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host has no standby (no knocker standby state here)', ['knocker exposedb --add-standby ADDR, then knocker standby init on that host']);
@@ -206,7 +208,7 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
         followStep(node, state, log),
       ];
       const plan: Plan = { title: `Switchover: ${state.peer.host} becomes the primary, this node (${state.self.host}) its standby`, steps, warnings: [] };
-      if (!(await showOrApply(plan, flags, io, log))) return 0;
+      if (!(await run.showOrApply(plan))) return 0;
       const unavailable = ((shared.promotedAt ?? 0) - (shared.stoppedAt ?? 0)) / 1000;
       log.info(`switchover: writes unavailable for ${unavailable.toFixed(3)} s`);
       io.err(`Done: ${state.peer.host}:${state.peer.port} is the primary; this node streams from it. Writes were stopped for ${unavailable.toFixed(1)} s.`);
