@@ -39,7 +39,7 @@ test('rejoin on a standby streaming from the primary on its timeline: nothing to
   const pid = await postmasterPid(pair.rootB);
   const dry = await standby(pair.rootB, 'rejoin', '--dry-run', '--json');
   expect(dry.exitCode, dry.stderr).toBe(0);
-  expect(JSON.parse(dry.stdout)).toMatchObject({ changes: 0 });
+  expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, plan: { changes: 0 }, error: null });
   const result = await standby(pair.rootB, 'rejoin');
   expect(result.exitCode, result.stderr).toBe(0);
   expect(result.stdout.trim()).toBe(`standby of ${pair.A}:${pair.port} (nothing to change)`);

@@ -15,6 +15,7 @@ import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { DRY_RUN_KEYS } from '../src/system/runner.js';
 import { clusterOwner, findPgBinaries, startCluster, stopCluster } from '../src/postgres/cluster.js';
 import { PATHS, type Root } from '../src/system/root.js';
 import { STANDBY_PATHS } from '../src/standby/paths.js';
@@ -150,7 +151,7 @@ test('standby init refuses a host with a cluster of its own, and misuse, changin
   expect(missing.stderr).toContain('knocker exposedb --add-standby');
   const dry = await standby(rootB, 'init', '--bundle', bundle, '--dry-run', '--json');
   expect(dry.exitCode, dry.stderr).toBe(0);
-  expect(JSON.parse(dry.stdout)).toMatchObject({ changes: 0 });
+  expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, plan: { changes: 0 }, error: null });
 });
 
 test('standby status: role, timeline, lag, slot, can take over (both hosts, JSON)', async () => {
@@ -173,7 +174,9 @@ async function switchoverUnderLoad(from: Root, to: Root, newPrimary: string, fir
   await waitFor('writes before the switchover', () => (writer.acked.length > 50 ? true : undefined));
   const dry = await standby(from, 'switchover', '--dry-run', '--json');
   expect(dry.exitCode, dry.stderr).toBe(0);
-  expect(JSON.parse(dry.stdout).steps).toHaveLength(5);
+  expect(Object.keys(JSON.parse(dry.stdout))).toEqual([...DRY_RUN_KEYS]);
+  expect(JSON.parse(dry.stdout)).toMatchObject({ command: 'knocker standby switchover', error: null });
+  expect(JSON.parse(dry.stdout).plan.steps).toHaveLength(5);
   const result = await standby(from, 'switchover');
   expect(result.exitCode, result.stderr).toBe(0);
   expect(result.stdout.trim()).toBe(`primary ${newPrimary}:${port}`);
