@@ -572,7 +572,7 @@ const DIAGNOSIS = [
   "Found by this bench and fixed (cf6a40a): the /_STATUS column showed 40–60 ms for every server while HAProxy's checks",
   'of the same servers took 0–4 ms. The 200 probes started at once (src/status/sources.ts `Prober.probeAll`), each timed',
   "from before its connection opened, so the figure was mostly the dashboard's own queue of connections. At most 32",
-  'probes are now in flight (test/status-probes.test.ts counts them at a real server); the figures above are with the',
+  'probes are now in flight (test/status/status-probes.test.ts counts them at a real server); the figures above are with the',
   'cap (see "the /_STATUS column" under the round table).',
   'The CPU figure moves by a point or two with what else this shared machine does (see the 14063a3 runs).',
   '',

@@ -1,6 +1,6 @@
 // An arm64 Debian root, run on this (amd64) machine under qemu-user emulation: the libraries the
 // arm64 Node is run with while the package is built (its V8 code cache must be made on arm64), and
-// the arm64 host the arm64 .deb is tested on (test/package-arm64.test.ts): Debian 13 minbase from
+// the arm64 host the arm64 .deb is tested on (test/package/package-arm64.test.ts): Debian 13 minbase from
 // debootstrap with PostgreSQL installed (no cluster made, no service started). Built once into the
 // cache (scripts/node-runtime.mjs's, outside the repository) and rebuilt when its recipe changes.
 //

@@ -36,7 +36,7 @@ export async function buildPackages(config: LabConfig, say: (line: string) => vo
   const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
   const log = path.join(config.runDir, 'package.log');
   const started = Date.now();
-  // The hosts are amd64: the arm64 package has its own test (test/package-arm64.test.ts).
+  // The hosts are amd64: the arm64 package has its own test (test/package/package-arm64.test.ts).
   await run(['npm', 'run', 'package', '--', '--arch', 'amd64'], log);
   const deb = path.join(REPO, 'release', `knocker_${pkg.version}_amd64.deb`);
 

@@ -1,0 +1,63 @@
+// knocker status on the hosts of a pair knocker made (exposedb --add-standby, standby init): the
+// web nodes' login has no pg_monitor, yet the standby's state and lag are shown, read as
+// `knocker standby status` reads them (this host's own cluster through its admin session on the
+// primary, the replication role with its passfile from the standby's host).
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+import { parseDatabaseUrl } from '../../src/postgres/url.js';
+import { freePort } from '../../src/system/host.js';
+import { PATHS, type Root } from '../../src/system/root.js';
+import { installPrimary } from '../helpers/exposedb.js';
+import { knocker } from '../helpers/knocker.js';
+import { useRoots } from '../helpers/roots.js';
+
+const A = '127.0.0.176';
+const B = '127.0.0.177';
+const newRoot = useRoots();
+
+interface StatusJson {
+  exitCode: number;
+  database: { host: string; role: string; limited: boolean; standbys: Array<{ name: string; state: string | null; lagBytes: number | null }> };
+  databaseHosts: Array<{ host: string; role: string }> | null;
+}
+
+async function statusOf(root: Root): Promise<StatusJson> {
+  const result = await knocker(['status', '--json', '--root', root.dir]);
+  expect(result.stderr).toBe('');
+  return JSON.parse(result.stdout) as StatusJson;
+}
+
+test("a pair knocker made: the standby's state and lag without pg_monitor for the nodes' login, on the primary's host and on the standby's", async () => {
+  const [rootA, rootB] = [await newRoot(), await newRoot()];
+  await installPrimary(rootA, A);
+  const init = await knocker(['exposedb', '--root', rootA.dir, '--init']);
+  expect(init.exitCode, init.stderr).toBe(0);
+  expect((await knocker(['exposedb', '--root', rootA.dir, '--add', `${B}/32`])).exitCode).toBe(0);
+  const add = await knocker(['exposedb', '--root', rootA.dir, '--add-standby', B]);
+  expect(add.exitCode, add.stderr).toBe(0);
+  const standby = await knocker(['standby', '--root', rootB.dir, 'init', '--bundle', add.stdout.trim()], { timeoutMs: 180_000 });
+  expect(standby.exitCode, standby.stderr).toBe(0);
+  const nodesUrl = standby.stdout.trim();
+  const parsed = parseDatabaseUrl(nodesUrl);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const port = parsed.value.hosts[0]!.port;
+  const slot = `knocker_${B.replace(/\./g, '_')}`;
+
+  // On the primary's host, with its own node's single-host DatabaseURL.
+  const onPrimary = await statusOf(rootA);
+  expect(onPrimary.database).toMatchObject({ role: 'primary', limited: false });
+  expect(onPrimary.database.standbys).toEqual([expect.objectContaining({ name: slot, state: 'streaming', lagBytes: expect.any(Number) })]);
+  const text = await knocker(['status', '--once', '--root', rootA.dir]);
+  expect(text.stdout).not.toContain('needs pg_monitor');
+  // (Its client address is 127.0.0.1: on one machine libpq leaves from it whatever 127.0.0.x it goes to.)
+  expect(text.stdout).toMatch(new RegExp(`standby ${slot} \\(\\S+\\): streaming, async, lag \\d`));
+
+  // On the standby's host, with the nodes' multi-host string: the primary is the peer.
+  await fs.mkdir(path.dirname(rootB.path(PATHS.conf)), { recursive: true });
+  await fs.writeFile(rootB.path(PATHS.conf), `Listen = ${B}:${await freePort(B)}\nDatabaseURL = ${nodesUrl}\nServerName = web-b\n`, { mode: 0o600 });
+  const onStandby = await statusOf(rootB);
+  expect(onStandby.database).toMatchObject({ host: `${A}:${port}`, role: 'primary', limited: false });
+  expect(onStandby.database.standbys).toEqual([expect.objectContaining({ name: slot, state: 'streaming', lagBytes: expect.any(Number) })]);
+  expect(onStandby.databaseHosts).toEqual([expect.objectContaining({ host: `${A}:${port}`, role: 'primary' }), expect.objectContaining({ host: `${B}:${port}`, role: 'standby' })]);
+});
