@@ -162,7 +162,13 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confPro
       const now = pickCluster(await findSystemClusters());
       return { word: now?.running ? 'running' : 'stopped', detail: where };
     },
-    start: () => startSystemCluster(found),
+    async start() {
+      // As for the private cluster: one of a replicated pair whose peer may have been promoted starts read-only.
+      const { fenceBeforeStart } = await import('../standby/fence.js');
+      const note = await fenceBeforeStart(root, { dataDir: found.dataDir, port: found.port });
+      await startSystemCluster(found);
+      return note;
+    },
     stop: () => stopSystemCluster(found),
   };
 }

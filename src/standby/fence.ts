@@ -13,7 +13,7 @@ import { peerFacts, tryPeer } from './peer.js';
  * Returns a note when the node was fenced (set to start as a standby). Works on a sandbox root's
  * private cluster and on a host's Debian cluster (`cluster`: its data directory, address and port).
  */
-export async function fenceBeforeStart(root: Root, cluster: Pick<PrivateCluster, 'dataDir' | 'host' | 'port'>): Promise<string | undefined> {
+export async function fenceBeforeStart(root: Root, cluster: Pick<PrivateCluster, 'dataDir' | 'port'> & { host?: string }): Promise<string | undefined> {
   const state = await readState(root);
   if (!state || (await hasStandbySignal(cluster.dataDir))) return undefined;
   const link = await tryPeer(root, state.self, state.peer, true);
@@ -25,7 +25,8 @@ export async function fenceBeforeStart(root: Root, cluster: Pick<PrivateCluster,
       await link.close();
     }
   }
-  const node = await nodeAt(root, { host: cluster.host, port: cluster.port });
+  // A host's Debian cluster listens everywhere: it is this node of the pair, as the state names it.
+  const node = await nodeAt(root, { host: cluster.host ?? state.self.host, port: cluster.port });
   await applyNodeConfig(node, cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, root.isSandbox);
   if (link) return `fenced: ${state.peer.host} is the primary now, so this node starts read-only as its standby (bring it back with knocker standby rejoin)`;
   return [
