@@ -33,122 +33,102 @@ function sampleLine(name: string, labels: Labels, value: number): string {
 const HEALTHS: Health[] = ['ok', 'warn', 'fail'];
 const HAPROXY_STATES = ['UP', 'DOWN', 'DRAIN', 'MAINT', 'NOLB', 'NO CHECK', 'UNKNOWN'] as const;
 
+/** Every metric, in the order it is printed (scrapes compare well across runs), with its HELP text. */
+const METRICS = {
+  knocker_status_exit_code: 'What knocker status --once would exit with: 0 healthy, 1 degraded, 3 database unreachable.',
+  knocker_servers: 'Servers known to the registry, HAProxy or /_status probes.',
+  knocker_servers_healthy: 'Servers online, in step and in rotation.',
+  knocker_source_up: "1 when the source's last poll answered (registry, probes, haproxy, database).",
+  knocker_source_age_seconds: "Age of the source's last answer.",
+  knocker_server_healthy: '1 when the server is online, answers /_status 200 in step, and is in rotation.',
+  knocker_server_health: "The server's health: 1 for its current one of ok, warn, fail.",
+  knocker_server_online: '1 when the registry has a heartbeat from it within three heartbeats.',
+  knocker_server_version_match: "1 when /_status says the server's release is in step with the database schema.",
+  knocker_server_status_http_code: "The HTTP status of the server's last /_status (0: no answer).",
+  knocker_server_status_latency_seconds: 'How long its last /_status took.',
+  knocker_server_last_seen_seconds: 'Seconds since its last heartbeat in the registry.',
+  knocker_server_haproxy_state: "HAProxy's state of the server: 1 for its current one.",
+  knocker_server_haproxy_sessions: 'Sessions HAProxy has open to the server.',
+  knocker_database_up: '1 when the shared database answered the last poll.',
+  knocker_database_primary: '1 when the database host status is on is a primary (0: a standby).',
+  knocker_database_connections: 'Client connections to the database.',
+  knocker_database_connections_max: "The database's max_connections.",
+  knocker_standby_lag_bytes: 'WAL a standby has yet to replay, in bytes.',
+  knocker_standby_lag_seconds: 'How far behind the primary a standby replays, in seconds.',
+  knocker_standby_streaming: "1 when the standby's state is streaming.",
+  knocker_replication_slot_retained_bytes: 'WAL a replication slot keeps on the primary, in bytes.',
+  knocker_replication_slot_active: '1 when a client streams through the slot.',
+  knocker_replication_slot_wal_lost: "1 when the slot's wal_status is lost (its standby must be cloned again).",
+} as const;
+
+type MetricName = keyof typeof METRICS;
+
 function sourceUp(source: SourceState<unknown>): number {
   return source.error === undefined && source.updatedAt !== undefined ? 1 : 0;
 }
 
-/** The families of one snapshot, in a fixed order (scrapes compare well across runs). */
+/** The families of one snapshot, in METRICS' order; a metric with no sample is left out. */
 export function metricFamilies(snapshot: Snapshot): Family[] {
-  const family = (name: string, help: string): Family => ({ name, help, type: 'gauge', samples: [] });
-  const outcome = outcomeOf(snapshot);
-  const status = family('knocker_status_exit_code', 'What knocker status --once would exit with: 0 healthy, 1 degraded, 3 database unreachable.');
-  status.samples.push({ labels: {}, value: outcome.exitCode });
-  const servers = family('knocker_servers', 'Servers known to the registry, HAProxy or /_status probes.');
-  servers.samples.push({ labels: {}, value: snapshot.summary.total });
-  const healthyServers = family('knocker_servers_healthy', 'Servers online, in step and in rotation.');
-  healthyServers.samples.push({ labels: {}, value: snapshot.summary.healthy });
-
-  const sourceFamily = family('knocker_source_up', "1 when the source's last poll answered (registry, probes, haproxy, database).");
-  const sourceAge = family('knocker_source_age_seconds', "Age of the source's last answer.");
+  const samples = new Map<MetricName, Family['samples']>();
+  const add = (name: MetricName, labels: Labels, value: number | null | undefined) => {
+    if (value === null || value === undefined) return;
+    const list = samples.get(name) ?? [];
+    list.push({ labels, value });
+    samples.set(name, list);
+  };
+  add('knocker_status_exit_code', {}, outcomeOf(snapshot).exitCode);
+  add('knocker_servers', {}, snapshot.summary.total);
+  add('knocker_servers_healthy', {}, snapshot.summary.healthy);
   for (const source of Object.values(snapshot.sources)) {
     if (source.absent) continue;
-    sourceFamily.samples.push({ labels: { source: source.name }, value: sourceUp(source) });
-    if (source.updatedAt !== undefined) sourceAge.samples.push({ labels: { source: source.name }, value: Math.max(0, (snapshot.at - source.updatedAt) / 1000) });
+    add('knocker_source_up', { source: source.name }, sourceUp(source));
+    if (source.updatedAt !== undefined) add('knocker_source_age_seconds', { source: source.name }, Math.max(0, (snapshot.at - source.updatedAt) / 1000));
   }
-
-  const up = family('knocker_server_healthy', '1 when the server is online, answers /_status 200 in step, and is in rotation.');
-  const health = family('knocker_server_health', "The server's health: 1 for its current one of ok, warn, fail.");
-  const online = family('knocker_server_online', '1 when the registry has a heartbeat from it within three heartbeats.');
-  const match = family('knocker_server_version_match', "1 when /_status says the server's release is in step with the database schema.");
-  const http = family('knocker_server_status_http_code', "The HTTP status of the server's last /_status (0: no answer).");
-  const latency = family('knocker_server_status_latency_seconds', 'How long its last /_status took.');
-  const seen = family('knocker_server_last_seen_seconds', 'Seconds since its last heartbeat in the registry.');
-  const haproxyState = family('knocker_server_haproxy_state', "HAProxy's state of the server: 1 for its current one.");
-  const sessions = family('knocker_server_haproxy_sessions', 'Sessions HAProxy has open to the server.');
   for (const row of snapshot.servers) {
     const server = { server: row.name };
-    up.samples.push({ labels: server, value: row.health === 'ok' ? 1 : 0 });
-    for (const h of HEALTHS) health.samples.push({ labels: { ...server, health: h }, value: row.health === h ? 1 : 0 });
+    add('knocker_server_healthy', server, row.health === 'ok' ? 1 : 0);
+    for (const h of HEALTHS) add('knocker_server_health', { ...server, health: h }, row.health === h ? 1 : 0);
     if (row.registry) {
-      online.samples.push({ labels: server, value: row.registry.online ? 1 : 0 });
-      seen.samples.push({ labels: server, value: Math.max(0, (snapshot.at - row.registry.lastSeen.getTime()) / 1000) });
+      add('knocker_server_online', server, row.registry.online ? 1 : 0);
+      add('knocker_server_last_seen_seconds', server, Math.max(0, (snapshot.at - row.registry.lastSeen.getTime()) / 1000));
     }
     if (row.probe) {
-      http.samples.push({ labels: server, value: row.probe.http ?? 0 });
-      if (row.probe.latencyMs !== undefined) latency.samples.push({ labels: server, value: row.probe.latencyMs / 1000 });
-      if (typeof row.probe.body?.versionMatch === 'boolean') match.samples.push({ labels: server, value: row.probe.body.versionMatch ? 1 : 0 });
+      add('knocker_server_status_http_code', server, row.probe.http ?? 0);
+      add('knocker_server_status_latency_seconds', server, row.probe.latencyMs === undefined ? undefined : row.probe.latencyMs / 1000);
+      const match = row.probe.body?.versionMatch;
+      add('knocker_server_version_match', server, typeof match === 'boolean' ? Number(match) : undefined);
     }
     if (row.haproxy) {
-      for (const state of HAPROXY_STATES) haproxyState.samples.push({ labels: { ...server, state }, value: row.haproxy.status.state === state ? 1 : 0 });
-      sessions.samples.push({ labels: server, value: row.haproxy.sessions });
+      for (const state of HAPROXY_STATES) add('knocker_server_haproxy_state', { ...server, state }, row.haproxy.status.state === state ? 1 : 0);
+      add('knocker_server_haproxy_sessions', server, row.haproxy.sessions);
     }
   }
-
+  add('knocker_database_up', {}, sourceUp(snapshot.sources.database));
   const db = snapshot.sources.database.data;
-  const dbUp = family('knocker_database_up', '1 when the shared database answered the last poll.');
-  dbUp.samples.push({ labels: {}, value: sourceUp(snapshot.sources.database) });
-  const primary = family('knocker_database_primary', '1 when the database host status is on is a primary (0: a standby).');
-  const connections = family('knocker_database_connections', 'Client connections to the database.');
-  const maxConnections = family('knocker_database_connections_max', "The database's max_connections.");
-  const lagBytes = family('knocker_standby_lag_bytes', 'WAL a standby has yet to replay, in bytes.');
-  const lagSeconds = family('knocker_standby_lag_seconds', 'How far behind the primary a standby replays, in seconds.');
-  const streaming = family('knocker_standby_streaming', "1 when the standby's state is streaming.");
-  const retained = family('knocker_replication_slot_retained_bytes', 'WAL a replication slot keeps on the primary, in bytes.');
-  const slotActive = family('knocker_replication_slot_active', '1 when a client streams through the slot.');
-  const slotLost = family('knocker_replication_slot_wal_lost', "1 when the slot's wal_status is lost (its standby must be cloned again).");
   if (db) {
     const host = { host: db.host };
-    primary.samples.push({ labels: host, value: db.role === 'primary' ? 1 : 0 });
-    connections.samples.push({ labels: host, value: db.connections.used });
-    maxConnections.samples.push({ labels: host, value: db.connections.max });
-    for (const s of db.standbys) {
-      const labels = { standby: s.name, address: s.clientAddress ?? '' };
-      if (s.lagBytes !== null) lagBytes.samples.push({ labels, value: s.lagBytes });
-      if (s.lagSeconds !== null) lagSeconds.samples.push({ labels, value: s.lagSeconds });
-      streaming.samples.push({ labels, value: s.state === 'streaming' ? 1 : 0 });
-    }
-    if (db.upstream) {
-      const labels = { standby: 'this', address: db.host };
-      if (db.upstream.lagBytes !== null) lagBytes.samples.push({ labels, value: db.upstream.lagBytes });
-      if (db.upstream.lagSeconds !== null) lagSeconds.samples.push({ labels, value: db.upstream.lagSeconds });
-      streaming.samples.push({ labels, value: db.upstream.connected ? 1 : 0 });
+    add('knocker_database_primary', host, db.role === 'primary' ? 1 : 0);
+    add('knocker_database_connections', host, db.connections.used);
+    add('knocker_database_connections_max', host, db.connections.max);
+    const standbys = db.standbys.map((s) => ({ labels: { standby: s.name, address: s.clientAddress ?? '' }, lagBytes: s.lagBytes, lagSeconds: s.lagSeconds, streaming: s.state === 'streaming' }));
+    if (db.upstream) standbys.push({ labels: { standby: 'this', address: db.host }, ...db.upstream, streaming: db.upstream.connected });
+    for (const s of standbys) {
+      add('knocker_standby_lag_bytes', s.labels, s.lagBytes);
+      add('knocker_standby_lag_seconds', s.labels, s.lagSeconds);
+      add('knocker_standby_streaming', s.labels, s.streaming ? 1 : 0);
     }
     for (const slot of db.slots) {
-      const labels = { slot: slot.name };
-      if (slot.retainedBytes !== null) retained.samples.push({ labels, value: slot.retainedBytes });
-      slotActive.samples.push({ labels, value: slot.active ? 1 : 0 });
-      slotLost.samples.push({ labels, value: slot.walStatus === 'lost' ? 1 : 0 });
+      add('knocker_replication_slot_retained_bytes', { slot: slot.name }, slot.retainedBytes);
+      add('knocker_replication_slot_active', { slot: slot.name }, slot.active ? 1 : 0);
+      add('knocker_replication_slot_wal_lost', { slot: slot.name }, slot.walStatus === 'lost' ? 1 : 0);
     }
   }
-  return [
-    status,
-    servers,
-    healthyServers,
-    sourceFamily,
-    sourceAge,
-    up,
-    health,
-    online,
-    match,
-    http,
-    latency,
-    seen,
-    haproxyState,
-    sessions,
-    dbUp,
-    primary,
-    connections,
-    maxConnections,
-    lagBytes,
-    lagSeconds,
-    streaming,
-    retained,
-    slotActive,
-    slotLost,
-  ];
+  return (Object.keys(METRICS) as MetricName[])
+    .filter((name) => samples.has(name))
+    .map((name) => ({ name, help: METRICS[name], type: 'gauge' as const, samples: samples.get(name)! }));
 }
 
-/** The snapshot in Prometheus' text format; families with no sample are left out. */
+/** The snapshot in Prometheus' text format. */
 export function prometheusText(snapshot: Snapshot): string {
   const lines: string[] = [];
   for (const f of metricFamilies(snapshot)) {
