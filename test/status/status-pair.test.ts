@@ -1,7 +1,7 @@
 // knocker status on the hosts of a pair knocker made (exposedb --add-standby, standby init): the
 // web nodes' login has no pg_monitor, yet the standby's state and lag are shown, read as
 // `knocker standby status` reads them (this host's own cluster through its admin session on the
-// primary, the replication role with its passfile from the standby's host).
+// primary). The standby host's path (the replication role with its passfile) has no test yet.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test } from 'vitest';
@@ -28,7 +28,7 @@ async function statusOf(root: Root): Promise<StatusJson> {
   return JSON.parse(result.stdout) as StatusJson;
 }
 
-test("a pair knocker made: the standby's state and lag without pg_monitor for the nodes' login, on the primary's host and on the standby's", async () => {
+test("a pair knocker made: the standby's state and lag without pg_monitor for the nodes' login, on the primary's host", async () => {
   const [rootA, rootB] = [await newRoot(), await newRoot()];
   await installPrimary(rootA, A);
   const init = await knocker(['exposedb', '--root', rootA.dir, '--init']);
@@ -53,11 +53,4 @@ test("a pair knocker made: the standby's state and lag without pg_monitor for th
   // (Its client address is 127.0.0.1: on one machine libpq leaves from it whatever 127.0.0.x it goes to.)
   expect(text.stdout).toMatch(new RegExp(`standby ${slot} \\(\\S+\\): streaming, async, lag \\d`));
 
-  // On the standby's host, with the nodes' multi-host string: the primary is the peer.
-  await fs.mkdir(path.dirname(rootB.path(PATHS.conf)), { recursive: true });
-  await fs.writeFile(rootB.path(PATHS.conf), `Listen = ${B}:${await freePort(B)}\nDatabaseURL = ${nodesUrl}\nServerName = web-b\n`, { mode: 0o600 });
-  const onStandby = await statusOf(rootB);
-  expect(onStandby.database).toMatchObject({ host: `${A}:${port}`, role: 'primary', limited: false });
-  expect(onStandby.database.standbys).toEqual([expect.objectContaining({ name: slot, state: 'streaming', lagBytes: expect.any(Number) })]);
-  expect(onStandby.databaseHosts).toEqual([expect.objectContaining({ host: `${A}:${port}`, role: 'primary' }), expect.objectContaining({ host: `${B}:${port}`, role: 'standby' })]);
 });
