@@ -84,7 +84,7 @@ export async function applyChange(root: Root, change: Change, options: ChangeOpt
     const sandbox = root.isSandbox ? ` --root ${root.dir}` : '';
     if (!running && !change.startIfStopped) io.err(`HAProxy is stopped; it uses this configuration when it starts (knocker service start haproxy${sandbox}).`);
     for (const line of describeSettings(settings)) io.out(line);
-    if (settings.metrics) io.out(`Prometheus metrics (HAProxy's own exporter, no authentication): http://${formatListen(settings.metrics)}/metrics`);
+    if (settings.metrics) io.err(`Prometheus metrics (HAProxy's own exporter, no authentication): http://${formatListen(settings.metrics)}/metrics`);
     io.err(`Health of the nodes: knocker haproxy status${sandbox}`);
     return 0;
   });

@@ -25,6 +25,7 @@ import { waitForFrame } from '../helpers/ink.js';
 import { KNOCKER, cleanEnv, knocker } from '../helpers/knocker.js';
 import { useRoots } from '../helpers/roots.js';
 import { makeTempDir } from '../helpers/temp.js';
+import { DRY_RUN_KEYS } from '../../src/system/runner.js';
 
 const newRoot = useRoots();
 let dir: string;
@@ -444,7 +445,10 @@ describe('registry rows are untrusted data', () => {
       noCrash(list);
       expect(list.exitCode, list.stderr).toBe(0);
       const listLines = list.stdout.trimEnd().split('\n');
-      expect(listLines).toHaveLength(1 + 3 + 1);
+      // The header and one line a row on stdout; the hint to retire the gone one on stderr (the output rule).
+      expect(listLines).toHaveLength(1 + 3);
+      expect(list.stderr).toContain('A server gone for good is retired with:');
+      expect(list.stderr).not.toMatch(startsForged);
       expect(list.stdout).toContain(`web-a\\n${FORGED}`);
       expect(list.stdout).toContain(`web-gone\\x0D\\n${FORGED}`);
       expect(list.stdout).toMatch(/^web-huge-heartbeat +127\.0\.0\.195:\d+ +online /m);
@@ -520,8 +524,9 @@ describe('registry rows are untrusted data', () => {
         const list = await knocker(['server', 'list', '--root', root.dir]);
         noCrash(list);
         expect(list.exitCode, list.stderr).toBe(0);
-        expect(list.stdout.trimEnd().split('\n')).toHaveLength(1 + names.length + 1);
+        expect(list.stdout.trimEnd().split('\n')).toHaveLength(1 + names.length);
         expect(RAW_CONTROL.test(list.stdout)).toBe(false);
+        expect(RAW_CONTROL.test(list.stderr)).toBe(false);
       }),
       { numRuns: 15 },
     );
@@ -606,7 +611,8 @@ describe('files are read only when they are what they should be', () => {
     const runDir = root.path(PATHS.runDir);
     await fs.mkdir(path.join(runDir, 'postgresql'), { recursive: true });
     await fs.mkdir(logDir, { recursive: true });
-    const knockers = [PATHS.installLog, `${PATHS.installLog}.1`, PATHS.opsLog, `${PATHS.serverLog}.1`, PATHS.haproxyLog, PATHS.serverPid, `${PATHS.pgSocketDir}/.s.PGSQL.5432.lock`].map((f) => root.path(f));
+    // knocker.log is kept without --purge-data: it is the record of what the uninstall removed.
+    const knockers = [PATHS.installLog, `${PATHS.installLog}.1`, `${PATHS.serverLog}.1`, PATHS.haproxyLog, PATHS.serverPid, `${PATHS.pgSocketDir}/.s.PGSQL.5432.lock`].map((f) => root.path(f));
     const operators = [path.join(logDir, 'notes.txt'), path.join(logDir, 'install.log.old'), path.join(logDir, 'knocknoc.log.2'), path.join(runDir, 'my-tool.pid'), path.join(runDir, 'postgresql', 'README')];
     for (const file of [...knockers, ...operators]) await fs.writeFile(file, 'x\n');
     const result = await knocker(['uninstall', '--yes', '--root', root.dir]);
@@ -614,6 +620,7 @@ describe('files are read only when they are what they should be', () => {
     expect(result.exitCode, result.stderr).toBe(0);
     for (const file of knockers) await expect(fs.access(file), file).rejects.toThrow();
     for (const file of operators) expect(await fs.readFile(file, 'utf8'), file).toBe('x\n');
+    expect(await fs.readFile(root.path(PATHS.opsLog), 'utf8')).toContain('knocker uninstall');
   });
 });
 
@@ -636,10 +643,18 @@ describe('scripts always get their JSON', () => {
       const result = await knocker([...args, '--root', root.dir]);
       noCrash(result);
       expect(result.exitCode, `${args.join(' ')}: ${result.stderr}`).toBe(code);
-      const parsed = JSON.parse(result.stdout) as { ok: boolean; exitCode: number; verdict: string; error: { message: string } };
-      expect(parsed, args.join(' ')).toMatchObject({ ok: false, exitCode: code });
-      expect(parsed.verdict).toMatch(/^failed: /);
-      expect(parsed.error.message.length).toBeGreaterThan(0);
+      if (args.includes('--dry-run')) {
+        // A dry run keeps the one shape every --dry-run --json has, its error in `error`.
+        const plan = JSON.parse(result.stdout) as Record<string, unknown> & { error: { exitCode: number; message: string } };
+        expect(Object.keys(plan), args.join(' ')).toEqual([...DRY_RUN_KEYS]);
+        expect(plan.error.exitCode).toBe(code);
+        expect(plan.error.message.length).toBeGreaterThan(0);
+      } else {
+        const parsed = JSON.parse(result.stdout) as { ok: boolean; exitCode: number; verdict: string; error: { message: string } };
+        expect(parsed, args.join(' ')).toMatchObject({ ok: false, exitCode: code });
+        expect(parsed.verdict).toMatch(/^failed: /);
+        expect(parsed.error.message.length).toBeGreaterThan(0);
+      }
       expect(result.stderr).toContain('error');
     }
   });

@@ -127,5 +127,5 @@ test('the database cannot be reached: exit 3 saying why, never the password; no 
   }
   const help = await knocker(['status', '--help']);
   expect(help.exitCode).toBe(0);
-  for (const flag of ['--once', '--json', '--interval <seconds>', '--admin', 'Exit codes of --once and --json']) expect(help.stdout).toContain(flag);
+  for (const flag of ['--once', '--json', '--interval <seconds>', '--admin', '--format <format>', '--output <file>', 'Exit codes of --once, --json and --format']) expect(help.stdout).toContain(flag);
 });
