@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../system/log.js';
 import { run } from '../system/run.js';
-import { lsn, type LocalNode } from './node.js';
+import { configFileOf, controlData, lsn, type LocalNode } from './node.js';
 import { rewindOutcome } from './decide.js';
 
 export interface KeptCopy {
@@ -67,7 +67,33 @@ function segmentOf(name: string, segmentBytes: number): { timeline: number; segn
  * segment holding that point on (its timelines from there, and the history files) into a folder
  * of its own. Returns the folder, or undefined when pg_rewind sees nothing to rewind.
  */
+/**
+ * pg_rewind --dry-run plans only on a cleanly shut down target (it finishes crash recovery itself
+ * only when it rewinds for real), and single-user mode refuses a data directory with
+ * standby.signal. So a crashed node (a lost primary, killed) finishes its crash recovery first here,
+ * as pg_rewind would: `postgres --single`, which opens no listener, with standby.signal set aside
+ * for that run only and put back whatever happens.
+ */
+async function finishCrashRecovery(node: LocalNode, log: Logger): Promise<void> {
+  const { state } = await controlData(node, log);
+  if (state === 'shut down' || state === 'shut down in recovery') return;
+  const signal = path.join(node.cluster.dataDir, 'standby.signal');
+  const aside = `${signal}.knocker-crash-recovery`;
+  const hadSignal = await fs.rename(signal, aside).then(
+    () => true,
+    () => false,
+  );
+  try {
+    const config = configFileOf(node);
+    const args = ['--single', '-F', '-D', node.cluster.dataDir, ...(config ? ['-c', `config_file=${config}`] : []), 'template1'];
+    await run(path.join(node.cluster.bin.dir, 'postgres'), args, { asUser: node.cluster.osUser, log, input: '', withoutPgEnv: true, timeoutMs: 3600_000 });
+  } finally {
+    if (hadSignal) await fs.rename(aside, signal);
+  }
+}
+
 export async function keepWalPastDivergence(node: LocalNode, rewindArgs: string[], log: Logger): Promise<{ folder: string; diverged: string; files: number } | undefined> {
+  await finishCrashRecovery(node, log);
   const dry = await run(path.join(node.cluster.bin.dir, 'pg_rewind'), [...rewindArgs.filter((a) => a !== '--progress'), '--dry-run'], { asUser: node.cluster.osUser, log, allowFailure: true, withoutPgEnv: true, timeoutMs: 600_000 });
   const outcome = rewindOutcome(`${dry.stdout}\n${dry.stderr}`);
   if (dry.exitCode !== 0) throw new Error(`pg_rewind --dry-run failed: ${`${dry.stdout}\n${dry.stderr}`.trim().split('\n').slice(-2).join(' / ')}`);
