@@ -32,7 +32,7 @@ test('80 servers probed at once: never more than 32 requests in flight, every on
     most = Math.max(most, now);
     held.push(() => {
       now -= 1;
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'ok', version: '1.0.0', versionMatch: true }));
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'ok', server: 'web', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok', uptimeSeconds: 1 }));
     });
     if (now >= 32 || arrived === 80) setTimeout(() => { for (const answer of held.splice(0)) answer(); }, 30);
   });
