@@ -20,12 +20,16 @@ const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !ke
 
 const knockers = [{ label: `bin/knocker, node ${process.version}`, argv: [process.execPath, path.join(repo, 'bin', 'knocker')], node: process.execPath }];
 const carried = cachedNode(carriedNodeVersion());
-if (carried && carriedNodeVersion() !== process.version.slice(1)) knockers.push({ label: `bin/knocker, node v${carriedNodeVersion()}`, argv: [carried, path.join(repo, 'bin', 'knocker')], node: carried });
+if (carried && carriedNodeVersion() !== process.version.slice(1))
+  knockers.push({ label: `bin/knocker, node v${carriedNodeVersion()}`, argv: [carried, path.join(repo, 'bin', 'knocker')], node: carried });
 const binary = path.join(repo, 'release', `knocker-${version}-linux-x64`);
 if (fs.existsSync(binary)) knockers.push({ label: `release/knocker-${version}-linux-x64`, argv: [binary] });
 
 const address = '127.0.0.182';
-const installed = await timeProcess([...knockers[0].argv, 'install', '--root', root, '--non-interactive', '--listen', `${address}:${await freePort(address)}`], env);
+const installed = await timeProcess(
+  [...knockers[0].argv, 'install', '--root', root, '--non-interactive', '--listen', `${address}:${await freePort(address)}`],
+  env,
+);
 if (installed.code !== 0) throw new Error('the install for the bench failed');
 
 const rows = [

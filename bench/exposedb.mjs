@@ -19,7 +19,10 @@ const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.st
 async function installPrimary(address) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'knocker-bench-exposedb-'));
   fs.chmodSync(root, 0o755);
-  const { code } = await timeProcess([process.execPath, knocker, 'install', '--root', root, '--non-interactive', '--listen', `${address}:${await freePort(address)}`], env);
+  const { code } = await timeProcess(
+    [process.execPath, knocker, 'install', '--root', root, '--non-interactive', '--listen', `${address}:${await freePort(address)}`],
+    env,
+  );
   if (code !== 0) throw new Error(`install failed (${code})`);
   return root;
 }
@@ -70,4 +73,6 @@ try {
 } finally {
   await removeRoot(primary);
 }
-console.log(JSON.stringify({ init: summary(init), add: summary(add), remove: summary(remove), list: summary(list), restartedDuringAddRemove: restarted }, null, 2));
+console.log(
+  JSON.stringify({ init: summary(init), add: summary(add), remove: summary(remove), list: summary(list), restartedDuringAddRemove: restarted }, null, 2),
+);

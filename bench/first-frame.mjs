@@ -66,7 +66,10 @@ function controlTmux() {
   const socket = `knocker-bench-${process.pid}`;
   // Even when the bench dies, its tmux server (and what runs in it) goes with it.
   process.on('exit', () => spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' }));
-  const child = spawn('tmux', ['-L', socket, '-C', 'new-session', '-x', '120', '-y', '40', 'sleep 100000'], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, TERM: 'xterm-256color' } });
+  const child = spawn('tmux', ['-L', socket, '-C', 'new-session', '-x', '120', '-y', '40', 'sleep 100000'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, TERM: 'xterm-256color' },
+  });
   const replies = [];
   let reply;
   const output = new Map();
@@ -123,7 +126,9 @@ function controlTmux() {
           check(pane);
         });
       });
-      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`no "${needle}" within 30 s from ${argv.join(' ')}:\n${(output.get(pane) ?? '').slice(-2000)}`)), 30_000).unref());
+      const timeout = new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`no "${needle}" within 30 s from ${argv.join(' ')}:\n${(output.get(pane) ?? '').slice(-2000)}`)), 30_000).unref(),
+      );
       const ms = await Promise.race([seen, timeout]);
       await send(`kill-pane -t ${pane}`);
       output.delete(pane);
@@ -160,5 +165,7 @@ console.log(`|---|---|---|${baselines.map(() => '---|').join('')}`);
 for (const [i, command] of commands.entries()) {
   const sorted = [...times[i]].sort((a, b) => a - b);
   const ms = median(sorted);
-  console.log(`| ${command.label} | ${Math.round(ms)} | ${Math.round(sorted[0])}–${Math.round(sorted.at(-1))} | ${baselines.map((b) => (ms / b.ms).toFixed(2)).join(' | ')} |`);
+  console.log(
+    `| ${command.label} | ${Math.round(ms)} | ${Math.round(sorted[0])}–${Math.round(sorted.at(-1))} | ${baselines.map((b) => (ms / b.ms).toFixed(2)).join(' | ')} |`,
+  );
 }

@@ -71,7 +71,10 @@ async function oneRun(gapS: number): Promise<Run> {
     const url = buildDatabaseUrl({
       host: '',
       port: 0,
-      hosts: [{ host: PRIMARY, port: primary.port }, { host: STANDBY, port: standby.cluster.port }],
+      hosts: [
+        { host: PRIMARY, port: primary.port },
+        { host: STANDBY, port: standby.cluster.port },
+      ],
       user: 'knocknoc',
       password: single.value.password,
       database: 'knocknoc',
@@ -86,10 +89,16 @@ async function oneRun(gapS: number): Promise<Run> {
     for (const node of nodes) await until(`${node.name} 503`, async () => (await statusOf(node))?.http === 503, 30_000);
     if (gapS > 0) await new Promise((r) => setTimeout(r, gapS * 1000));
     const started = performance.now();
-    const answered = nodes.map((node) => until(`${node.name} 200 on ${newHost}`, async () => {
-      const s = await statusOf(node);
-      return s?.http === 200 && s.host === newHost;
-    }, 120_000));
+    const answered = nodes.map((node) =>
+      until(
+        `${node.name} 200 on ${newHost}`,
+        async () => {
+          const s = await statusOf(node);
+          return s?.http === 200 && s.host === newHost;
+        },
+        120_000,
+      ),
+    );
     await standby.promote();
     const promoteMs = performance.now() - started;
     const nodeMs = (await Promise.all(answered)).map((t) => t - started);
@@ -111,7 +120,9 @@ async function main(): Promise<void> {
     }
   }
   const bin = await findPgBinaries();
-  const rows = runs.map((r, i) => `| ${r.gapS} s | ${(i % RUNS) + 1} | ${seconds(r.promoteMs)} | ${r.nodeMs.map(seconds).join(', ')} | ${seconds(Math.max(...r.nodeMs))} |`);
+  const rows = runs.map(
+    (r, i) => `| ${r.gapS} s | ${(i % RUNS) + 1} | ${seconds(r.promoteMs)} | ${r.nodeMs.map(seconds).join(', ')} | ${seconds(Math.max(...r.nodeMs))} |`,
+  );
   const medians = GAPS.map((gapS) => {
     const of = runs.filter((r) => r.gapS === gapS);
     return `| ${gapS} s | ${of.length} | ${seconds(median(of.map((r) => r.promoteMs)))} | ${seconds(median(of.map((r) => Math.max(...r.nodeMs))))} | ${seconds(Math.max(...of.map((r) => Math.max(...r.nodeMs))))} |`;

@@ -107,7 +107,8 @@ async function main(): Promise<void> {
     await execa(process.execPath, [KNOCKER, 'haproxy', 'setup', '--root', root.dir, '--bind', bind, ...nodes.map((n) => `${n.name}=${n.host}:${n.port}`)]);
     const socket = root.path(PATHS.haproxyAdminSocket);
     const statusOf = async (name: string) => (await showStat(socket)).servers.find((s) => s.name === name)?.status.text ?? '?';
-    const allUp = () => waitFor('every node UP', async () => ((await showStat(socket)).servers.every((s) => s.status.text === 'UP') ? true : undefined), 60_000);
+    const allUp = () =>
+      waitFor('every node UP', async () => ((await showStat(socket)).servers.every((s) => s.status.text === 'UP') ? true : undefined), 60_000);
     await allUp();
 
     const scenarios = [
@@ -132,7 +133,14 @@ async function main(): Promise<void> {
         }
         await new Promise((r) => setTimeout(r, 2_000));
         await load?.stop();
-        const kill: Kill = { scenario: scenario.name, node: victim.name, downMs, requests: load?.sent ?? 0, failed: load?.failures.length ?? 0, failures: load?.failures.slice(0, 5) ?? [] };
+        const kill: Kill = {
+          scenario: scenario.name,
+          node: victim.name,
+          downMs,
+          requests: load?.sent ?? 0,
+          failed: load?.failures.length ?? 0,
+          failures: load?.failures.slice(0, 5) ?? [],
+        };
         kills.push(kill);
         console.log(
           `${scenario.name}, kill ${i + 1}: ${victim.name} DOWN after ${kill.downMs.toFixed(0)} ms; ${kill.requests} requests, ${kill.failed} failed` +

@@ -32,7 +32,10 @@ async function stopRootCluster(root) {
 const option1 = [];
 for (let i = 0; i < runs; i += 1) {
   const root = tempDir('knocker-bench-root-');
-  const { ms, code } = await timeProcess([process.execPath, knocker, 'install', '--root', root, '--non-interactive', '--listen', `127.0.0.40:${await freePort('127.0.0.40')}`], env);
+  const { ms, code } = await timeProcess(
+    [process.execPath, knocker, 'install', '--root', root, '--non-interactive', '--listen', `127.0.0.40:${await freePort('127.0.0.40')}`],
+    env,
+  );
   if (code !== 0) throw new Error(`option 1 failed (${code})`);
   option1.push(ms);
   await stopRootCluster(root);
@@ -69,11 +72,17 @@ try {
   for (let i = 0; i < runs; i += 1) {
     const url = await newDatabase(`bench${i}`);
     const root = tempDir('knocker-bench-root-');
-    const two = await timeProcess([process.execPath, knocker, 'install', '--root', root, '--non-interactive', '--listen', `127.0.0.1:${await freePort()}`, '--database-option', '2'], { ...env, KNOCKNOC_DATABASE_URL: url });
+    const two = await timeProcess(
+      [process.execPath, knocker, 'install', '--root', root, '--non-interactive', '--listen', `127.0.0.1:${await freePort()}`, '--database-option', '2'],
+      { ...env, KNOCKNOC_DATABASE_URL: url },
+    );
     if (two.code !== 0) throw new Error('option 2 failed');
     option2.push(two.ms);
     const joiner = tempDir('knocker-bench-root-');
-    const three = await timeProcess([process.execPath, knocker, 'install', '--root', joiner, '--non-interactive', '--listen', `127.0.0.1:${await freePort()}`, '--database-option', '3'], { ...env, KNOCKNOC_DATABASE_URL: url });
+    const three = await timeProcess(
+      [process.execPath, knocker, 'install', '--root', joiner, '--non-interactive', '--listen', `127.0.0.1:${await freePort()}`, '--database-option', '3'],
+      { ...env, KNOCKNOC_DATABASE_URL: url },
+    );
     if (three.code !== 0) throw new Error('option 3 failed');
     option3.push(three.ms);
     fs.rmSync(root, { recursive: true, force: true });

@@ -20,7 +20,10 @@ export function timeInTerminal(argv, marker, env = process.env) {
   const command = argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...env, TERM: 'xterm-256color', COLUMNS: '100', LINES: '40' }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      env: { ...env, TERM: 'xterm-256color', COLUMNS: '100', LINES: '40' },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let output = '';
     let done = false;
     const finish = () => {

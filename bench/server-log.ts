@@ -26,21 +26,25 @@ const REPO = packageRoot();
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 function get(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    http.get(url, { agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    }).on('error', reject);
+    http
+      .get(url, { agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      })
+      .on('error', reject);
   });
 }
 
 async function send(url: string, count: number): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    while (next < count) {
-      next += 1;
-      await get(url);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < count) {
+        next += 1;
+        await get(url);
+      }
+    }),
+  );
 }
 
 const cluster = await startTestCluster({ host: '127.0.0.5' });
@@ -69,8 +73,22 @@ try {
   const httpLines = lines.filter((l) => / HTTP {2}/.test(l)).length;
   const result = `${CHECKS} /_status and ${PAGES} / requests in ${seconds.toFixed(1)} s: the log grew ${bytes(grown)} (${lines.length} lines, ${httpLines} request lines)`;
   console.log(result);
-  const tail = lines.filter((l) => !/ HTTP {2}/.test(l)).slice(-4).map((l) => `    ${l}`);
-  await writeSection([`## knocknoc-server log`, '', `Measured ${new Date().toISOString().slice(0, 10)} (\`npm run bench:log\`): ${result}.`, '', 'Its last lines:', '', ...tail, ''].join('\n'));
+  const tail = lines
+    .filter((l) => !/ HTTP {2}/.test(l))
+    .slice(-4)
+    .map((l) => `    ${l}`);
+  await writeSection(
+    [
+      `## knocknoc-server log`,
+      '',
+      `Measured ${new Date().toISOString().slice(0, 10)} (\`npm run bench:log\`): ${result}.`,
+      '',
+      'Its last lines:',
+      '',
+      ...tail,
+      '',
+    ].join('\n'),
+  );
 } finally {
   await cluster.destroy();
   await fs.rm(dir, { recursive: true, force: true });

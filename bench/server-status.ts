@@ -117,7 +117,9 @@ async function main(): Promise<void> {
         const queries = (await queriesSince()) - before;
         const run = { ...parseWrk(wrk.stdout), queriesPerSecond: scenario.url === statusUrl ? queries / elapsed : Number.NaN };
         runs.push(run);
-        console.log(`${scenario.name} run ${i + 1}: ${run.requestsPerSecond.toFixed(0)} req/s, p99 ${run.p99Ms.toFixed(2)} ms, ${run.queriesPerSecond.toFixed(2)} queries/s, ${run.errors} errors`);
+        console.log(
+          `${scenario.name} run ${i + 1}: ${run.requestsPerSecond.toFixed(0)} req/s, p99 ${run.p99Ms.toFixed(2)} ms, ${run.queriesPerSecond.toFixed(2)} queries/s, ${run.errors} errors`,
+        );
       }
       results.push({ name: scenario.name, runs });
     }
@@ -154,7 +156,7 @@ async function writeResults(results: Array<{ name: string; runs: Run[] }>, logLi
     ...rows,
     '',
     `Aims: ≥ 5,000 requests/s, p99 ≤ 5 ms, ≤ 1 query/s. The node logged ${logLines.toLocaleString('en')} request lines meanwhile.`,
-    'A health check reuses the database check\'s answer for 1 s (the heartbeat rides on it), so the node makes one query a',
+    "A health check reuses the database check's answer for 1 s (the heartbeat rides on it), so the node makes one query a",
     'second whatever the request rate; a 10 s window can hold 11. The machine is a shared 2-vCPU VM running wrk, the node',
     'and PostgreSQL at once: runs vary by ±20 %, hence the medians and the bare node:http reference beside them.',
     '',

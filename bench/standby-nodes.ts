@@ -128,7 +128,14 @@ async function main(): Promise<void> {
       await everyNode(`${A}:${port}`);
       await sleep(1000);
       const report = await load.stop();
-      runs.push({ promoteCommandMs, promoteToNodesMs, switchoverRequests: report.total, switchoverFailed: report.failed.length, slowestMs: report.longestMs, switchoverCommandMs });
+      runs.push({
+        promoteCommandMs,
+        promoteToNodesMs,
+        switchoverRequests: report.total,
+        switchoverFailed: report.failed.length,
+        slowestMs: report.longestMs,
+        switchoverCommandMs,
+      });
       const r = runs.at(-1)!;
       console.log(
         `run ${i + 1}: promote ${seconds(r.promoteCommandMs)}, every node 200 on B ${seconds(r.promoteToNodesMs)}; switchover ${seconds(r.switchoverCommandMs)}, ${r.switchoverFailed} of ${r.switchoverRequests} requests failed, slowest ${seconds(r.slowestMs)}${report.failed.length ? ` (${report.failed[0]!.what.slice(0, 120)})` : ''}`,
@@ -148,15 +155,18 @@ async function main(): Promise<void> {
     '',
     `\`npm run bench:standby-nodes\` (bench/standby-nodes.ts), ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores, PostgreSQL ${bin?.version}, Node ${process.version}:`,
     `a primary (sandbox root, ${A}) and its standby (${B}, \`knocker standby init\`), two knocknoc-server nodes (${NODES.join(', ')}) run by`,
-    '`knocker service` on their own roots with the multi-host DatabaseURL standby init printed, knocker\'s HAProxy in front. Each run:',
-    'kill -9 of the primary\'s postmaster, `knocker standby promote` on the standby (timed from its start until every node\'s',
+    "`knocker service` on their own roots with the multi-host DatabaseURL standby init printed, knocker's HAProxy in front. Each run:",
+    "kill -9 of the primary's postmaster, `knocker standby promote` on the standby (timed from its start until every node's",
     '/_status answers 200 naming the new host, polled every 20 ms), the old primary started again (fenced) and rejoined, then',
     '`knocker standby switchover` back under 50 requests a second through HAProxy (GET /_status, fresh connections; failed = not',
     '200 or no answer). Every command a whole process.',
     '',
     '| run | promote command | promote → every node 200 | switchover command | requests | failed | slowest request |',
     '|---|---|---|---|---|---|---|',
-    ...runs.map((r, i) => `| ${i + 1} | ${seconds(r.promoteCommandMs)} | ${seconds(r.promoteToNodesMs)} | ${seconds(r.switchoverCommandMs)} | ${r.switchoverRequests} | ${r.switchoverFailed} | ${seconds(r.slowestMs)} |`),
+    ...runs.map(
+      (r, i) =>
+        `| ${i + 1} | ${seconds(r.promoteCommandMs)} | ${seconds(r.promoteToNodesMs)} | ${seconds(r.switchoverCommandMs)} | ${r.switchoverRequests} | ${r.switchoverFailed} | ${seconds(r.slowestMs)} |`,
+    ),
     '',
     `Median: from \`knocker standby promote\` to every web node answering 200 **${seconds(median(runs.map((r) => r.promoteToNodesMs)))}** (aim ≤ 5 s; worst ${seconds(Math.max(...runs.map((r) => r.promoteToNodesMs)))}),`,
     `the promote command ${seconds(median(runs.map((r) => r.promoteCommandMs)))}; requests failed during a switchover **${runs.reduce((n, r) => n + r.switchoverFailed, 0)}** of ${runs.reduce((n, r) => n + r.switchoverRequests, 0)} in all runs,`,

@@ -98,8 +98,19 @@ async function main(): Promise<void> {
       for (let k = Math.max(1, before - 1); k < writer.ackedAt.length; k += 1) gap = Math.max(gap, writer.ackedAt[k]! - writer.ackedAt[k - 1]!);
       const ids = await probeIds(standby);
       const lost = writer.acked.filter((id) => !ids.has(id)).length;
-      runs.push({ from: primary === rootA ? A : B, to: primary === rootA ? B : A, unavailableMs: gap, lost, acked: writer.acked.length, failed: writer.failures, commandMs, reportedS });
-      console.log(`run ${i + 1}: ${runs.at(-1)!.from} -> ${runs.at(-1)!.to}: writes unavailable ${gap} ms, lost ${lost} of ${writer.acked.length}, failed ${writer.failures}, command ${commandMs} ms (reported stop ${reportedS} s)`);
+      runs.push({
+        from: primary === rootA ? A : B,
+        to: primary === rootA ? B : A,
+        unavailableMs: gap,
+        lost,
+        acked: writer.acked.length,
+        failed: writer.failures,
+        commandMs,
+        reportedS,
+      });
+      console.log(
+        `run ${i + 1}: ${runs.at(-1)!.from} -> ${runs.at(-1)!.to}: writes unavailable ${gap} ms, lost ${lost} of ${writer.acked.length}, failed ${writer.failures}, command ${commandMs} ms (reported stop ${reportedS} s)`,
+      );
       [primary, standby] = [standby, primary];
     }
   } finally {
@@ -119,7 +130,10 @@ async function main(): Promise<void> {
     '',
     '| run | from → to | writes unavailable | acknowledged lost | acknowledged | failed inserts | command | stop reported |',
     '|---|---|---|---|---|---|---|---|',
-    ...runs.map((r, i) => `| ${i + 1} | ${r.from} → ${r.to} | ${(r.unavailableMs / 1000).toFixed(2)} s | ${r.lost} | ${r.acked} | ${r.failed} | ${(r.commandMs / 1000).toFixed(2)} s | ${r.reportedS.toFixed(1)} s |`),
+    ...runs.map(
+      (r, i) =>
+        `| ${i + 1} | ${r.from} → ${r.to} | ${(r.unavailableMs / 1000).toFixed(2)} s | ${r.lost} | ${r.acked} | ${r.failed} | ${(r.commandMs / 1000).toFixed(2)} s | ${r.reportedS.toFixed(1)} s |`,
+    ),
     '',
     `Median: writes unavailable **${(median(runs.map((r) => r.unavailableMs)) / 1000).toFixed(2)} s** (aim ≤ 5 s), acknowledged writes lost **${runs.reduce((n, r) => n + r.lost, 0)}** in all runs (aim 0), whole command ${(median(runs.map((r) => r.commandMs)) / 1000).toFixed(2)} s.`,
     'Writes unavailable = the longest gap between two acknowledged inserts around the switchover (it includes the',

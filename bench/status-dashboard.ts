@@ -94,10 +94,18 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 /** The helper process's endpoints, once every one listens and is registered. */
-function startEndpoints(url: string, count: number, first: number): Promise<{ child: ChildProcess; endpoints: Array<{ name: string; host: string; port: number }> }> {
-  const child = spawn(process.execPath, [ENDPOINTS, '--url', url, '--source', ENDPOINT_HOSTS[0]!, '--hosts', ENDPOINT_HOSTS.join(','), '--count', String(count), '--first', String(first)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+function startEndpoints(
+  url: string,
+  count: number,
+  first: number,
+): Promise<{ child: ChildProcess; endpoints: Array<{ name: string; host: string; port: number }> }> {
+  const child = spawn(
+    process.execPath,
+    [ENDPOINTS, '--url', url, '--source', ENDPOINT_HOSTS[0]!, '--hosts', ENDPOINT_HOSTS.join(','), '--count', String(count), '--first', String(first)],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   cleanups.push(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const closed = new Promise((resolve) => child.once('close', resolve));
@@ -142,10 +150,14 @@ async function startCluster(): Promise<Cluster> {
   const specs = [...nodes.map((n) => `${n.name}=${n.host}:${n.port}`), ...standIns.map((e) => `${e.name}=${e.host}:${e.port}`)];
   await execa(process.execPath, [KNOCKER, 'haproxy', 'setup', '--root', root.dir, '--bind', bind, ...specs]);
   const socket = root.path(PATHS.haproxyAdminSocket);
-  await waitFor(`all ${SERVERS} servers UP in HAProxy`, async () => {
-    const stat = await showStat(socket);
-    return stat.servers.length === SERVERS && stat.servers.every((s) => s.status.text === 'UP') ? true : undefined;
-  }, 60_000);
+  await waitFor(
+    `all ${SERVERS} servers UP in HAProxy`,
+    async () => {
+      const stat = await showStat(socket);
+      return stat.servers.length === SERVERS && stat.servers.every((s) => s.status.text === 'UP') ? true : undefined;
+    },
+    60_000,
+  );
   return { pg, root, nodes, endpoints, bind };
 }
 
@@ -184,7 +196,9 @@ async function openDashboard(root: Root, intervalSeconds: number, options: { nod
   const node = [process.execPath, ...(options.nodeArgs ?? []), KNOCKER].map((word) => `'${word}'`).join(' ');
   const command = `exec ${node} status --root '${root.dir}' --interval ${intervalSeconds}`;
   const where = options.cwd ? ['-c', options.cwd] : [];
-  await execa('tmux', ['-L', socket, '-f', '/dev/null', 'new-session', '-d', ...where, '-x', String(TERMINAL.width), '-y', String(TERMINAL.height), command], { env });
+  await execa('tmux', ['-L', socket, '-f', '/dev/null', 'new-session', '-d', ...where, '-x', String(TERMINAL.width), '-y', String(TERMINAL.height), command], {
+    env,
+  });
   const close = async () => {
     await tmux('kill-server').catch(() => {});
   };
@@ -201,8 +215,6 @@ async function openDashboard(root: Root, intervalSeconds: number, options: { nod
   };
   return dashboard;
 }
-
-
 
 /** A new line on the screen saying `name` is failing: its row, or an event (the events pane shows state changes). */
 function failingLine(lines: string[], name: string): { how: 'row' | 'event'; line: string } | undefined {
@@ -275,7 +287,8 @@ async function measureRefresh(root: Root): Promise<OneRefresh> {
     };
     const cold = await timed(() => monitor.refreshFully());
     const { summary } = monitor.current();
-    if (summary.total !== SERVERS || summary.healthy !== SERVERS) throw new Error(`the monitor sees ${summary.healthy} healthy of ${summary.total} servers, not ${SERVERS} of ${SERVERS}`);
+    if (summary.total !== SERVERS || summary.healthy !== SERVERS)
+      throw new Error(`the monitor sees ${summary.healthy} healthy of ${summary.total} servers, not ${SERVERS} of ${SERVERS}`);
     const kinds: Record<string, () => Promise<unknown>> = {
       'refreshFully()': () => monitor.refreshFully(),
       'refresh()': () => monitor.refresh(),
@@ -331,29 +344,36 @@ interface HeapFigures {
 async function heapSnapshot(pid: number, dir: string): Promise<HeapFigures> {
   const before = new Set(await fs.readdir(dir));
   process.kill(pid, 'SIGUSR2');
-  return waitFor('a heap snapshot', async () => {
-    const file = (await fs.readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
-    if (!file) return undefined;
-    // Written in one go by the process; until it is complete it does not parse.
-    const snapshot = JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')) as {
-      snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
-      nodes: number[];
-    };
-    const { node_fields: fields, node_types: types } = snapshot.snapshot.meta;
-    const [type, size] = [fields.indexOf('type'), fields.indexOf('self_size')];
-    const stringType = types[0].indexOf('string');
-    let bytes = 0;
-    let strings = 0;
-    for (let i = 0; i < snapshot.nodes.length; i += fields.length) {
-      bytes += snapshot.nodes[i + size]!;
-      if (snapshot.nodes[i + type] === stringType) strings += 1;
-    }
-    await fs.rm(path.join(dir, file));
-    return { mb: bytes / 1024 / 1024, strings };
-  }, 120_000);
+  return waitFor(
+    'a heap snapshot',
+    async () => {
+      const file = (await fs.readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+      if (!file) return undefined;
+      // Written in one go by the process; until it is complete it does not parse.
+      const snapshot = JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')) as {
+        snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+        nodes: number[];
+      };
+      const { node_fields: fields, node_types: types } = snapshot.snapshot.meta;
+      const [type, size] = [fields.indexOf('type'), fields.indexOf('self_size')];
+      const stringType = types[0].indexOf('string');
+      let bytes = 0;
+      let strings = 0;
+      for (let i = 0; i < snapshot.nodes.length; i += fields.length) {
+        bytes += snapshot.nodes[i + size]!;
+        if (snapshot.nodes[i + type] === stringType) strings += 1;
+      }
+      await fs.rm(path.join(dir, file));
+      return { mb: bytes / 1024 / 1024, strings };
+    },
+    120_000,
+  );
 }
 
-async function liveRun(root: Root, options: { label: string; intervalSeconds: number; seconds: number; sampleSeconds: number; heap?: boolean }): Promise<LiveRun> {
+async function liveRun(
+  root: Root,
+  options: { label: string; intervalSeconds: number; seconds: number; sampleSeconds: number; heap?: boolean },
+): Promise<LiveRun> {
   // The run's own folder: the terminal's output and heap snapshots.
   const work = await makeTempDir('knocker-bench-live-');
   cleanups.push(() => fs.rm(work, { recursive: true, force: true }));
@@ -402,12 +422,28 @@ async function liveRun(root: Root, options: { label: string; intervalSeconds: nu
     const elapsed = performance.now() - started;
     const cpu = percentOfCore((await ticks(dashboard.pid)) - start.dashboard, elapsed);
     const tmuxCpu = percentOfCore((await ticks(dashboard.tmuxPid)) - start.tmux, elapsed);
-    const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+    const load = os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ');
     const heap = heapStart ? { start: heapStart, end: await heapSnapshot(dashboard.pid, work) } : undefined;
     // Still saying every server is healthy: nothing went wrong meanwhile.
     await untilShowingAll(dashboard);
-    const run: LiveRun = { label: options.label, intervalSeconds: options.intervalSeconds, seconds: options.seconds, cpu, windows, tmuxCpu, terminal: terminal!, rss, ...(heap ? { heap } : {}), load };
-    console.log(`${options.label}: CPU ${cpu.toFixed(1)} % of a core (windows ${windows.map((w) => w.toFixed(1)).join(', ')}), tmux ${tmuxCpu.toFixed(1)} %, RSS ${rss.map(([, kb]) => Math.round(kb / 1024)).join(' ')} MB; ${terminalText(run.terminal)}${heap ? `; live heap ${heap.start.mb.toFixed(1)} → ${heap.end.mb.toFixed(1)} MB, strings ${heap.start.strings} → ${heap.end.strings}` : ''}`);
+    const run: LiveRun = {
+      label: options.label,
+      intervalSeconds: options.intervalSeconds,
+      seconds: options.seconds,
+      cpu,
+      windows,
+      tmuxCpu,
+      terminal: terminal!,
+      rss,
+      ...(heap ? { heap } : {}),
+      load,
+    };
+    console.log(
+      `${options.label}: CPU ${cpu.toFixed(1)} % of a core (windows ${windows.map((w) => w.toFixed(1)).join(', ')}), tmux ${tmuxCpu.toFixed(1)} %, RSS ${rss.map(([, kb]) => Math.round(kb / 1024)).join(' ')} MB; ${terminalText(run.terminal)}${heap ? `; live heap ${heap.start.mb.toFixed(1)} → ${heap.end.mb.toFixed(1)} MB, strings ${heap.start.strings} → ${heap.end.strings}` : ''}`,
+    );
     return run;
   } finally {
     await dashboard.close();
@@ -483,7 +519,9 @@ async function measureDeaths(cluster: Cluster, intervalSeconds: number, failure:
       }
       const death: Death = { failure, intervalSeconds, node: victim.name, shownMs, how: shown.how, haproxyDownMs: await haproxyDown };
       deaths.push(death);
-      console.log(`--interval ${intervalSeconds}, ${failure} ${i + 1}: ${victim.name} on screen after ${ms(shownMs)} (${shown.how}: ${shown.line.trim()}); HAProxy DOWN after ${ms(death.haproxyDownMs)}`);
+      console.log(
+        `--interval ${intervalSeconds}, ${failure} ${i + 1}: ${victim.name} on screen after ${ms(shownMs)} (${shown.how}: ${shown.line.trim()}); HAProxy DOWN after ${ms(death.haproxyDownMs)}`,
+      );
       // Back for the next round (resumed, or started again on the same address and port), until HAProxy and the screen have it ok again.
       const beforeRestart = new Set((await dashboard.screen()).split('\n'));
       if (failure === 'SIGSTOP') {
@@ -495,7 +533,11 @@ async function measureDeaths(cluster: Cluster, intervalSeconds: number, failure:
       }
       await waitFor(`${victim.name} UP in HAProxy`, async () => ((await haproxyState(victim.name)) === 'UP' ? true : undefined), 60_000);
       const back = new RegExp(`(^[❯ ] ✔ ${victim.name} )|(^\\s+\\d\\d:\\d\\d:\\d\\d ✔ ${victim.name}: .*→ ok)`);
-      await waitFor(`${victim.name} ok on the screen`, async () => ((await dashboard.screen()).split('\n').some((line) => !beforeRestart.has(line) && back.test(line)) ? true : undefined), 30_000);
+      await waitFor(
+        `${victim.name} ok on the screen`,
+        async () => ((await dashboard.screen()).split('\n').some((line) => !beforeRestart.has(line) && back.test(line)) ? true : undefined),
+        30_000,
+      );
     }
     return deaths;
   } finally {
@@ -510,7 +552,13 @@ async function main(): Promise<void> {
     const cluster = await startCluster();
     console.log(`${SERVERS} servers registered, UP in HAProxy on ${cluster.bind}; root ${cluster.root.dir}`);
     const refresh = await measureRefresh(cluster.root);
-    const memory = await liveRun(cluster.root, { label: `--interval 1, ${MEMORY_MINUTES} min`, intervalSeconds: 1, seconds: MEMORY_MINUTES * 60, sampleSeconds: 10, heap: true });
+    const memory = await liveRun(cluster.root, {
+      label: `--interval 1, ${MEMORY_MINUTES} min`,
+      intervalSeconds: 1,
+      seconds: MEMORY_MINUTES * 60,
+      sampleSeconds: 10,
+      heap: true,
+    });
     const atTwo = await liveRun(cluster.root, { label: '--interval 2 (the default)', intervalSeconds: 2, seconds: CPU_SECONDS, sampleSeconds: 10 });
     const deaths: Death[] = [];
     for (const failure of ['SIGKILL', 'SIGSTOP'] as const) for (const interval of [1, 2]) deaths.push(...(await measureDeaths(cluster, interval, failure)));
@@ -562,9 +610,9 @@ const DIAGNOSIS = [
   '  node_modules/ink/build/measure-text.js `const cache = new Map()` (and wrap-text.js `const cache = {}`), keyed by',
   '  every distinct text laid out and never emptied (vadimdemedes/ink#986; Ink 7 and 8 bound them but need Node ≥ 22).',
   '  The table changes at every refresh (probe latency, the FOR and SEEN ages), so every frame added keys: at 1.24 MB a',
-  "  minute the 4 GB heap limit is about 2.3 days away. A copy of the bundle with that Map capped at 4096 entries, run",
+  '  minute the 4 GB heap limit is about 2.3 days away. A copy of the bundle with that Map capped at 4096 entries, run',
   '  beside the unchanged dashboard for 4 min 51 s, grew its live heap by 1.2 MB (JIT code, the cache filling to its cap)',
-  "  against 7.0 MB. scripts/bundle.mjs now caps both caches at 4096 entries.",
+  '  against 7.0 MB. scripts/bundle.mjs now caps both caches at 4096 entries.',
   '- Frames (until acfe058): the monitor told the screen once per source that answered (every `Source` calls',
   '  `rebuild()`, and `queueNotify()` coalesced only within one turn of the event loop), so a refresh was up to four',
   "  renders, plus one for the screen's own 1 s clock. Now one frame a round, and the clock only for intervals over 1 s.",
@@ -598,7 +646,10 @@ async function writeResults({ refresh, memory, others, deaths }: Results): Promi
   const lastStart = memory.rss.filter(([s]) => s >= memory.seconds - 120).map(([, kb]) => kb);
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const slope = slopeMbPerMinute(memory.rss);
-  const perMinute = memory.rss.filter(([s]) => s % 60 === 0).map(([, kb]) => (kb / 1024).toFixed(0)).join(', ');
+  const perMinute = memory.rss
+    .filter(([s]) => s % 60 === 0)
+    .map(([, kb]) => (kb / 1024).toFixed(0))
+    .join(', ');
   const cases = [...new Map(deaths.map((d) => [`${d.failure} ${d.intervalSeconds}`, d])).values()];
   const deathRows = cases.map(({ failure, intervalSeconds: interval }) => {
     const of = deaths.filter((d) => d.failure === failure && d.intervalSeconds === interval);
@@ -630,7 +681,7 @@ async function writeResults({ refresh, memory, others, deaths }: Results): Promi
     `served by ONE helper process (bench/status-endpoints.ts) on ${SERVERS - REAL_NODES} ports of ${ENDPOINT_HOSTS[0]}–${ENDPOINT_HOSTS.at(-1)!.split('.')[3]}. Each stand-in`,
     "answers GET /_status through the product's own request handler and statusBody() (src/server/http.ts) over a real",
     "database check (reused for 1 s, as a node does), is registered with the product's register() and heartbeated every",
-    "5 s; request lines are discarded. Running 200 real nodes would need about 10 GB and both cores; the helper is a",
+    '5 s; request lines are discarded. Running 200 real nodes would need about 10 GB and both cores; the helper is a',
     "separate process, so its CPU is not counted in the dashboard's. All 200 are behind `knocker haproxy setup`",
     `(${haproxyVersion.split('\n')[0]!.replace(/ - https.*/, '')}, health checks every 2 s) on a sandbox root whose knocknoc.conf is web-1's;`,
     `PostgreSQL 15 on ${DB_HOST}. The live dashboard is \`bin/knocker status --root R --interval S\` as the only process`,
@@ -676,7 +727,9 @@ async function writeResults({ refresh, memory, others, deaths }: Results): Promi
       ? [
           `${heap.start.mb.toFixed(1)} MB (${heap.start.strings} strings) 30 s before the first sample to ${heap.end.mb.toFixed(1)} MB (${heap.end.strings} strings) after the last:`,
           `${heapRate.toFixed(2)} MB and ${Math.round((heap.end.strings - heap.start.strings) / (MEMORY_MINUTES + 0.5))} strings a minute that no collection frees.` +
-            (flat || heapRate <= 0 ? '' : ` At that rate the dashboard reaches Node's heap limit here (${(heapLimitMb / 1024).toFixed(1)} GB) after about ${((heapLimitMb - heap.end.mb) / heapRate / 60 / 24).toFixed(1)} days and dies out of memory.`),
+            (flat || heapRate <= 0
+              ? ''
+              : ` At that rate the dashboard reaches Node's heap limit here (${(heapLimitMb / 1024).toFixed(1)} GB) after about ${((heapLimitMb - heap.end.mb) / heapRate / 60 / 24).toFixed(1)} days and dies out of memory.`),
         ]
       : []),
     '',

@@ -78,11 +78,20 @@ async function main(): Promise<void> {
     server.keepAliveTimeout = 5_000;
     servers.push(server);
     endpoints.push({ name, host, port });
-    await register(client, { name, listen: node.listen, version: release.version, schemaVersion: release.schemaVersion, instance: randomUUID(), heartbeatSeconds: HEARTBEAT_SECONDS });
+    await register(client, {
+      name,
+      listen: node.listen,
+      version: release.version,
+      schemaVersion: release.schemaVersion,
+      instance: randomUUID(),
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+    });
   }
   const names = endpoints.map((e) => e.name);
   const beat = setInterval(() => {
-    client.query(`UPDATE servers SET last_seen = now() WHERE name = ANY($1)`, [names]).catch((error: Error) => process.stderr.write(`heartbeat: ${error.message}\n`));
+    client
+      .query(`UPDATE servers SET last_seen = now() WHERE name = ANY($1)`, [names])
+      .catch((error: Error) => process.stderr.write(`heartbeat: ${error.message}\n`));
   }, HEARTBEAT_SECONDS * 1000);
   process.stdout.write(`${JSON.stringify({ endpoints })}\n`);
 

@@ -34,7 +34,13 @@ import { startUpgradeCluster, steadyLoad, type LoadReport, type UpgradeCluster }
 import { writeSection } from './results.js';
 
 const { values: args } = parseArgs({
-  options: { 'runs-a': { type: 'string', default: '5' }, 'runs-b': { type: 'string', default: '2' }, rate: { type: 'string', default: '50' }, wait: { type: 'string', default: '90' }, pauses: { type: 'string', default: '0,5' } },
+  options: {
+    'runs-a': { type: 'string', default: '5' },
+    'runs-b': { type: 'string', default: '2' },
+    rate: { type: 'string', default: '50' },
+    wait: { type: 'string', default: '90' },
+    pauses: { type: 'string', default: '0,5' },
+  },
 });
 const RUNS_A = Number(args['runs-a']);
 const RUNS_B = Number(args['runs-b']);
@@ -155,9 +161,12 @@ async function procedureA(next: TestRelease, pause: number, run: number): Promis
     await sleep(MARGIN_MS);
     steps.mark('knocker upgrade');
     const started = performance.now();
-    const result = await knocker(['upgrade', '--root', cluster.root.dir, '--non-interactive', '--upgrade-command', showArgv(commandWords(cluster, next, pause), [])], {
-      timeoutMs: 300_000,
-    });
+    const result = await knocker(
+      ['upgrade', '--root', cluster.root.dir, '--non-interactive', '--upgrade-command', showArgv(commandWords(cluster, next, pause), [])],
+      {
+        timeoutMs: 300_000,
+      },
+    );
     const totalMs = performance.now() - started;
     steps.mark('after the procedure');
     await sleep(MARGIN_MS);
@@ -168,7 +177,18 @@ async function procedureA(next: TestRelease, pause: number, run: number): Promis
     await checkUpgraded(cluster, next.version);
     const reported = { totalS: Number(done[1]), commandS: Number(done[2]) };
     const web1 = await web1Counters(cluster);
-    return { procedure: 'A', pause, run, load: report, totalMs, commandMs: reported.commandS * 1000, waitMs: 0, reported, failedBy: countBy(report, steps), web1 };
+    return {
+      procedure: 'A',
+      pause,
+      run,
+      load: report,
+      totalMs,
+      commandMs: reported.commandS * 1000,
+      waitMs: 0,
+      reported,
+      failedBy: countBy(report, steps),
+      web1,
+    };
   });
 }
 
@@ -251,7 +271,12 @@ async function main(): Promise<void> {
   const next = await makeRelease({
     version: '1.1.0',
     // A real schema change; it would fail if it ever ran twice (the table exists the second time).
-    migrations: [{ name: 'upgrade_marker', sql: 'CREATE TABLE upgrade_marker (migrated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO upgrade_marker DEFAULT VALUES;' }],
+    migrations: [
+      {
+        name: 'upgrade_marker',
+        sql: 'CREATE TABLE upgrade_marker (migrated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO upgrade_marker DEFAULT VALUES;',
+      },
+    ],
   });
   const runs: Run[] = [];
   try {

@@ -50,7 +50,8 @@ export function emulationMissing() {
     return `qemu-aarch64 is not registered with binfmt_misc (${QEMU_BINFMT}): as root, mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc (when it is not mounted) and apt-get install qemu-user-static binfmt-support`;
   }
   if (!/^enabled$/m.test(entry)) return `qemu-aarch64 is registered with binfmt_misc but disabled (${QEMU_BINFMT})`;
-  if (!/^flags:.*F/m.test(entry)) return `qemu-aarch64 is registered with binfmt_misc without the F flag, so it cannot run inside a chroot (${QEMU_BINFMT}); qemu-user-static's registration has it`;
+  if (!/^flags:.*F/m.test(entry))
+    return `qemu-aarch64 is registered with binfmt_misc without the F flag, so it cannot run inside a chroot (${QEMU_BINFMT}); qemu-user-static's registration has it`;
   return undefined;
 }
 

@@ -15,7 +15,9 @@ const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]
 const builtinsThroughRequire = {
   name: 'builtins-through-require',
   setup(b) {
-    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => ((builtins.has(args.path) || args.path.startsWith('node:')) && args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin' } : undefined));
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
+      (builtins.has(args.path) || args.path.startsWith('node:')) && args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin' } : undefined,
+    );
     b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
   },
 };

@@ -56,7 +56,10 @@ export function ensureNode(version = carriedNodeVersion(), log = (line) => proce
   try {
     log(`fetching node-linux-${arch}@${version} from the npm registry into ${dir}`);
     // npm checks the tarball against the registry's integrity hash.
-    const tarball = execFileSync('npm', ['pack', '--silent', `node-linux-${arch}@${version}`, '--pack-destination', work], { cwd: work, encoding: 'utf8' }).trim().split('\n').pop();
+    const tarball = execFileSync('npm', ['pack', '--silent', `node-linux-${arch}@${version}`, '--pack-destination', work], { cwd: work, encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .pop();
     execFileSync('tar', ['-xzf', path.join(work, tarball), '-C', work, '--strip-components=1', 'package/bin/node', 'package/LICENSE', 'package/package.json']);
     fs.rmSync(path.join(work, tarball));
     const node = path.join(work, 'bin', 'node');

@@ -61,8 +61,14 @@ for (const arch of arches) {
   if (arch === hostArch) continue;
   if (arch !== 'arm64') throw new Error(`the ${arch} package is built on ${arch} only`);
   const missing = emulationMissing();
-  const strip = spawnSync(ARCHES.arm64.strip, ['--version'], { stdio: 'ignore' }).status === 0 ? undefined : `${ARCHES.arm64.strip} is missing (apt-get install binutils-aarch64-linux-gnu)`;
-  if (missing || strip) throw new Error(`the arm64 package is built under qemu-user emulation: ${[missing, strip].filter(Boolean).join('; ')}. --arch amd64 makes the amd64 package only`);
+  const strip =
+    spawnSync(ARCHES.arm64.strip, ['--version'], { stdio: 'ignore' }).status === 0
+      ? undefined
+      : `${ARCHES.arm64.strip} is missing (apt-get install binutils-aarch64-linux-gnu)`;
+  if (missing || strip)
+    throw new Error(
+      `the arm64 package is built under qemu-user emulation: ${[missing, strip].filter(Boolean).join('; ')}. --arch amd64 makes the amd64 package only`,
+    );
 }
 
 function step(title, fn) {
@@ -147,7 +153,17 @@ async function executable(arch) {
   const buildsSea = major >= 26;
   fs.writeFileSync(
     seaConfig,
-    JSON.stringify({ main, output: buildsSea ? `${binary}.partial` : blob, disableExperimentalSEAWarning: true, useCodeCache: true, ...(buildsSea ? { executable: stripped } : {}) }, null, 2),
+    JSON.stringify(
+      {
+        main,
+        output: buildsSea ? `${binary}.partial` : blob,
+        disableExperimentalSEAWarning: true,
+        useCodeCache: true,
+        ...(buildsSea ? { executable: stripped } : {}),
+      },
+      null,
+      2,
+    ),
   );
   // Debug symbols are most of the node binary's size and never used by an operator.
   step(`${arch}: strip`, () => {
@@ -194,8 +210,10 @@ function depends(file) {
   };
   const packages = new Map();
   for (const library of needed) {
-    if (/^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1)$/.test(library)) packages.set('libc6', `libc6 (>= ${newest('GLIBC')})`);
-    else if (library === 'libstdc++.so.6') packages.set('libstdc++6', `libstdc++6 (>= ${Math.max(gccFor(GLIBCXX_GCC, newest('GLIBCXX')), gccFor(CXXABI_GCC, newest('CXXABI')))})`);
+    if (/^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1)$/.test(library))
+      packages.set('libc6', `libc6 (>= ${newest('GLIBC')})`);
+    else if (library === 'libstdc++.so.6')
+      packages.set('libstdc++6', `libstdc++6 (>= ${Math.max(gccFor(GLIBCXX_GCC, newest('GLIBCXX')), gccFor(CXXABI_GCC, newest('CXXABI')))})`);
     else if (library === 'libgcc_s.so.1') packages.set('libgcc-s1', 'libgcc-s1');
     else if (library === 'libatomic.so.1') packages.set('libatomic1', 'libatomic1');
     else throw new Error(`${file} links against ${library}: which Debian package holds it? (add it to scripts/package.mjs)`);

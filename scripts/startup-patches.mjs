@@ -46,7 +46,12 @@ export const boundInkCaches = patchPlugin('bound-ink-caches', /[\\/]ink[\\/]buil
 // executable's on Node 24); without them DEV=true gets Ink's own "react-devtools-core is not
 // installed" warning.
 export const inkWithoutDevtools = patchPlugin('ink-without-devtools', /[\\/]ink[\\/]build[\\/]reconciler\.js$/, (file, contents) => {
-  let text = replaceOnce(file, contents, "await import('./devtools.js');", "throw Object.assign(new Error('react-devtools-core is not bundled'), { code: 'ERR_MODULE_NOT_FOUND' });");
+  let text = replaceOnce(
+    file,
+    contents,
+    "await import('./devtools.js');",
+    "throw Object.assign(new Error('react-devtools-core is not bundled'), { code: 'ERR_MODULE_NOT_FOUND' });",
+  );
   text = replaceOnce(file, text, '? await loadPackageJson()', '? { name: undefined, version: undefined }');
   return text;
 });
@@ -65,7 +70,12 @@ export const yogaSync = [
     return `${contents.slice(0, start + YOGA_DATA_URL.length)}${contents.slice(end)}\nexport const wasmBase64 = ${JSON.stringify(base64)};\n`;
   }),
   patchPlugin('yoga-sync', /[\\/]yoga-layout[\\/]dist[\\/]src[\\/]index\.js$/, (file, contents) => {
-    let text = replaceOnce(file, contents, "import loadYoga from '../binaries/yoga-wasm-base64-esm.js';", "import loadYoga, { wasmBase64 } from '../binaries/yoga-wasm-base64-esm.js';");
+    let text = replaceOnce(
+      file,
+      contents,
+      "import loadYoga from '../binaries/yoga-wasm-base64-esm.js';",
+      "import loadYoga, { wasmBase64 } from '../binaries/yoga-wasm-base64-esm.js';",
+    );
     text = replaceOnce(
       file,
       text,
@@ -121,7 +131,12 @@ function lazyRegexes(file, contents) {
   if (declarations.length === 0) throw new Error(`${file}: cannot patch, no regex declarations found (has string-width changed?)`);
   let text = contents;
   for (const [line, name, pattern, flags] of declarations) {
-    text = replaceOnce(file, text, line, `let ${name}Made;\nconst ${name}Lazy = () => (${name}Made ??= new RegExp(${JSON.stringify(pattern)}, ${JSON.stringify(flags)}));`);
+    text = replaceOnce(
+      file,
+      text,
+      line,
+      `let ${name}Made;\nconst ${name}Lazy = () => (${name}Made ??= new RegExp(${JSON.stringify(pattern)}, ${JSON.stringify(flags)}));`,
+    );
     const declaredAt = text.indexOf(`const ${name}Lazy`);
     const head = text.slice(0, declaredAt);
     const rest = text.slice(declaredAt).replace(new RegExp(`(?<![\\w.])${name}(?!\\w|Made|Lazy)`, 'g'), `${name}Lazy()`);
@@ -188,7 +203,12 @@ function graphemesOf(str) {
 export const signalExitWithoutAssert = patchPlugin('signal-exit-without-assert', /[\\/]signal-exit[\\/]index\.js$/, (file, contents) => {
   const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(file), 'package.json'), 'utf8'));
   if (!pkg.version.startsWith('3.')) return contents;
-  return replaceOnce(file, contents, "var assert = require('assert')", 'var assert = { equal: function (actual, expected, message) { if (actual != expected) throw new TypeError(message) } }');
+  return replaceOnce(
+    file,
+    contents,
+    "var assert = require('assert')",
+    'var assert = { equal: function (actual, expected, message) { if (actual != expected) throw new TypeError(message) } }',
+  );
 });
 
 // commander loads node:child_process (and with it dgram and the socket list) when it is loaded,
@@ -214,4 +234,13 @@ export const terminalSizeLazyChildProcess = patchPlugin('terminal-size-lazy-chil
 );
 
 /** Every patch, in the order esbuild is given them. */
-export const startupPatches = [boundInkCaches, inkWithoutDevtools, ...yogaSync, stringWidthFastPath, ...lazySegmenters, signalExitWithoutAssert, commanderLazyChildProcess, terminalSizeLazyChildProcess];
+export const startupPatches = [
+  boundInkCaches,
+  inkWithoutDevtools,
+  ...yogaSync,
+  stringWidthFastPath,
+  ...lazySegmenters,
+  signalExitWithoutAssert,
+  commanderLazyChildProcess,
+  terminalSizeLazyChildProcess,
+];

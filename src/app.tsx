@@ -60,9 +60,13 @@ function appReducer(state: AppState, action: AppAction): AppState {
       return { ...state, phase: { name: 'checking' } };
     case 'prepared': {
       const changes = action.prepared.plan.steps.some((s) => s.changes);
-      if (action.skipConfirmation && changes) return { ...state, phase: { name: 'applying', prepared: action.prepared }, progress: progressItems(action.prepared.plan) };
+      if (action.skipConfirmation && changes)
+        return { ...state, phase: { name: 'applying', prepared: action.prepared }, progress: progressItems(action.prepared.plan) };
       if (action.skipConfirmation && !changes) {
-        return { ...state, phase: { name: 'finished', ok: true, headline: 'Nothing to change: this host already matches these answers.', lines: [], exitCode: 0 } };
+        return {
+          ...state,
+          phase: { name: 'finished', ok: true, headline: 'Nothing to change: this host already matches these answers.', lines: [], exitCode: 0 },
+        };
       }
       return { ...state, phase: { name: 'plan', prepared: action.prepared } };
     }
@@ -71,7 +75,9 @@ function appReducer(state: AppState, action: AppAction): AppState {
     case 'back-to-questions':
       return { ...state, phase: { name: 'questions' } };
     case 'apply':
-      return state.phase.name === 'plan' ? { ...state, phase: { name: 'applying', prepared: state.phase.prepared }, progress: progressItems(state.phase.prepared.plan) } : state;
+      return state.phase.name === 'plan'
+        ? { ...state, phase: { name: 'applying', prepared: state.phase.prepared }, progress: progressItems(state.phase.prepared.plan) }
+        : state;
     case 'event': {
       if (state.phase.name !== 'applying') return state;
       return { ...state, progress: progressAfter(state.progress, state.phase.prepared.plan, action.event) };
@@ -133,22 +139,24 @@ export function InstallerApp({ services, onExit }: InstallerAppProps) {
     if (phase.name !== 'applying') return;
     const { prepared } = phase;
     const started = Date.now();
-    services.apply(prepared, (event) => dispatch({ type: 'event', event })).then(
-      () => {
-        const changes = prepared.plan.steps.filter((s) => s.changes).length;
-        dispatch({
-          type: 'finish',
-          ok: true,
-          headline: `Knocknoc is installed: ${plural(changes, 'change')} in ${seconds(Date.now() - started)}.`,
-          lines: services.summary(prepared),
-          exitCode: 0,
-        });
-      },
-      (error: unknown) => {
-        const exitCode = error instanceof KnockerError ? error.exitCode : 1;
-        dispatch({ type: 'finish', ok: false, headline: 'The install failed.', lines: formatError(error), exitCode });
-      },
-    );
+    services
+      .apply(prepared, (event) => dispatch({ type: 'event', event }))
+      .then(
+        () => {
+          const changes = prepared.plan.steps.filter((s) => s.changes).length;
+          dispatch({
+            type: 'finish',
+            ok: true,
+            headline: `Knocknoc is installed: ${plural(changes, 'change')} in ${seconds(Date.now() - started)}.`,
+            lines: services.summary(prepared),
+            exitCode: 0,
+          });
+        },
+        (error: unknown) => {
+          const exitCode = error instanceof KnockerError ? error.exitCode : 1;
+          dispatch({ type: 'finish', ok: false, headline: 'The install failed.', lines: formatError(error), exitCode });
+        },
+      );
   }, [phase.name]); // once per apply
 
   // The outcome, once the final frame has been rendered.
@@ -198,7 +206,9 @@ export function InstallerApp({ services, onExit }: InstallerAppProps) {
               dispatch({
                 type: 'finish',
                 ok: true,
-                headline: phase.prepared.plan.steps.some((s) => s.changes) ? 'Nothing was changed.' : 'Nothing to change: this host already matches these answers.',
+                headline: phase.prepared.plan.steps.some((s) => s.changes)
+                  ? 'Nothing was changed.'
+                  : 'Nothing to change: this host already matches these answers.',
                 lines: [],
                 exitCode: 0,
               })

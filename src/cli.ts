@@ -56,7 +56,18 @@ export function buildProgram(ctx: CommandContext): Command {
     .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
-  for (const add of [installCommand, serviceCommand, serverCommand, exposedbCommand, statusCommand, upgradeCommand, haproxyCommand, standbyCommand, uninstallCommand]) add(program, ctx);
+  for (const add of [
+    installCommand,
+    serviceCommand,
+    serverCommand,
+    exposedbCommand,
+    statusCommand,
+    upgradeCommand,
+    haproxyCommand,
+    standbyCommand,
+    uninstallCommand,
+  ])
+    add(program, ctx);
   return program;
 }
 

@@ -100,7 +100,13 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   useMonitor(monitor);
   // Ages move with each refresh; a clock of its own is needed only when refreshes are rarer than a second.
   const now = useNow(monitor.paused || monitor.intervalMs > 1_000, 1_000);
-  const [uiRef, dispatch] = useLatestReducer(uiReducer, { filter: '', filterDraft: undefined, selected: undefined, help: false, confirm: undefined } as UiState);
+  const [uiRef, dispatch] = useLatestReducer(uiReducer, {
+    filter: '',
+    filterDraft: undefined,
+    selected: undefined,
+    help: false,
+    confirm: undefined,
+  } as UiState);
   const ui = uiRef.current;
   // Names, versions and errors come from the database, HTTP answers and HAProxy: drawn, never obeyed.
   const snapshot = printableData(monitor.current(), true);
@@ -114,14 +120,19 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   const move = (by: number) => {
     const list = visible();
     if (list.length === 0) return;
-    const at = Math.max(0, list.findIndex((r) => r.name === selectedOf(list)));
+    const at = Math.max(
+      0,
+      list.findIndex((r) => r.name === selectedOf(list)),
+    );
     dispatch({ type: 'select', name: list[Math.min(list.length - 1, Math.max(0, at + by))]!.name });
   };
 
   const act = (action: AdminAction, name: string) => {
     if (!rotate) return;
     monitor.note({ at: Date.now(), level: 'warn', text: `${action} ${name}: requested through HAProxy` });
-    rotate(name, action, (stat) => monitor.note({ at: Date.now(), level: 'warn', text: `${name}: HAProxy ${stat.status.text} (waiting for a passing check)` })).then(
+    rotate(name, action, (stat) =>
+      monitor.note({ at: Date.now(), level: 'warn', text: `${name}: HAProxy ${stat.status.text} (waiting for a passing check)` }),
+    ).then(
       (result) => {
         monitor.note({ at: Date.now(), level: 'ok', text: `${action} ${name}: done, now ${result}` });
         monitor.refreshNow();

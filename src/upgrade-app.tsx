@@ -128,7 +128,10 @@ export function UpgradeApp({ services, onExit }: { services: UpgradeServices; on
           return;
         }
         stop.current = true;
-        dispatch({ type: 'notice', text: 'Stopping once the server being upgraded is done, then putting rotation back (Ctrl-C again to leave at once; --resume or --rollback then)' });
+        dispatch({
+          type: 'notice',
+          text: 'Stopping once the server being upgraded is done, then putting rotation back (Ctrl-C again to leave at once; --resume or --rollback then)',
+        });
       }
       return;
     }

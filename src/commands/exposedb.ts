@@ -22,7 +22,7 @@ interface ExposeOptions {
 export function exposedbCommand(program: Command, ctx: CommandContext): void {
   program
     .command('exposedb')
-    .description('share this primary\'s database with other web nodes, behind an allow-list of their addresses')
+    .description("share this primary's database with other web nodes, behind an allow-list of their addresses")
     .addOption(new Option('--init').conflicts(['add', 'remove', 'list', 'renewCert']))
     .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list', 'renewCert']))
     .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list', 'renewCert']))
@@ -37,7 +37,19 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
     .showHelpAfterError(true)
     .action(async (options: ExposeOptions, command: Command) => {
-      const action = options.init ? 'init' : options.add !== undefined ? 'add' : options.remove !== undefined ? 'remove' : options.list ? 'list' : options.renewCert ? 'renew-cert' : options.addStandby !== undefined ? 'add-standby' : undefined;
+      const action = options.init
+        ? 'init'
+        : options.add !== undefined
+          ? 'add'
+          : options.remove !== undefined
+            ? 'remove'
+            : options.list
+              ? 'list'
+              : options.renewCert
+                ? 'renew-cert'
+                : options.addStandby !== undefined
+                  ? 'add-standby'
+                  : undefined;
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
         if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list or --renew-cert');
@@ -48,7 +60,15 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
       if (options.host !== undefined && action !== 'init') command.error('error: --host goes with --init (it sets the host of the printed connection string)');
       jsonNeedsDryRun(options);
       const { runExposeDb } = await import('../exposedb/index.js');
-      const request = { action, cidr: options.add ?? options.remove, standby: options.addStandby, conn: options.conn, host: options.host, dryRun: Boolean(options.dryRun), json: Boolean(options.json) } as const;
+      const request = {
+        action,
+        cidr: options.add ?? options.remove,
+        standby: options.addStandby,
+        conn: options.conn,
+        host: options.host,
+        dryRun: Boolean(options.dryRun),
+        json: Boolean(options.json),
+      } as const;
       ctx.exit(await runExposeDb(request, { root: rootOf(command, ctx), io: ctx.io }));
     });
 }

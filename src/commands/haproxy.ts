@@ -38,8 +38,12 @@ export function haproxyCommand(program: Command, ctx: CommandContext): void {
     .option('--cert <pem>', 'serve HTTPS with this PEM file (certificate chain and private key); plain HTTP redirects to it')
     .option('--no-cert', 'serve plain HTTP again (drops the certificate in place)')
     .option('--http-bind <ip:port>', 'with --cert: where plain HTTP is redirected to HTTPS (default: the --bind address, port 80)')
-    .option('--metrics-bind <ip:port>', "where HAProxy's own Prometheus exporter answers GET /metrics (default: the address in place, else 127.0.0.1:8405); it has no authentication", once('--metrics-bind'))
-    .option('--no-metrics', "no Prometheus exporter")
+    .option(
+      '--metrics-bind <ip:port>',
+      "where HAProxy's own Prometheus exporter answers GET /metrics (default: the address in place, else 127.0.0.1:8405); it has no authentication",
+      once('--metrics-bind'),
+    )
+    .option('--no-metrics', 'no Prometheus exporter')
     .option('--dry-run', 'check and print the plan (the configuration diff, the reload); change nothing')
     .option('--json', 'with --dry-run: machine-readable output')
     .addHelpText(
@@ -52,29 +56,46 @@ export function haproxyCommand(program: Command, ctx: CommandContext): void {
         '  knocker haproxy setup web-1=192.0.2.11:8756 --cert /etc/haproxy/knocknoc.pem',
       ].join('\n'),
     )
-    .action(async (nodes: string[], options: { backup?: string[]; fromRegistry?: boolean; conn?: string; bind?: string; cert?: string | false; httpBind?: string; metrics: boolean; metricsBind?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
-      jsonNeedsDryRun(options);
-      const { haproxySetup } = await haproxyModule();
-      ctx.exit(
-        await haproxySetup(
-          rootOf(command, ctx),
-          {
-            nodes,
-            backup: options.backup ?? [],
-            fromRegistry: Boolean(options.fromRegistry),
-            conn: options.conn,
-            bind: options.bind,
-            cert: typeof options.cert === 'string' ? path.resolve(options.cert) : options.cert,
-            httpBind: options.httpBind,
-            metrics: options.metrics,
-            metricsBind: options.metricsBind,
-            dryRun: Boolean(options.dryRun),
-            json: Boolean(options.json),
-          },
-          ctx.io,
-        ),
-      );
-    });
+    .action(
+      async (
+        nodes: string[],
+        options: {
+          backup?: string[];
+          fromRegistry?: boolean;
+          conn?: string;
+          bind?: string;
+          cert?: string | false;
+          httpBind?: string;
+          metrics: boolean;
+          metricsBind?: string;
+          dryRun?: boolean;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        jsonNeedsDryRun(options);
+        const { haproxySetup } = await haproxyModule();
+        ctx.exit(
+          await haproxySetup(
+            rootOf(command, ctx),
+            {
+              nodes,
+              backup: options.backup ?? [],
+              fromRegistry: Boolean(options.fromRegistry),
+              conn: options.conn,
+              bind: options.bind,
+              cert: typeof options.cert === 'string' ? path.resolve(options.cert) : options.cert,
+              httpBind: options.httpBind,
+              metrics: options.metrics,
+              metricsBind: options.metricsBind,
+              dryRun: Boolean(options.dryRun),
+              json: Boolean(options.json),
+            },
+            ctx.io,
+          ),
+        );
+      },
+    );
 
   haproxy
     .command('add')
@@ -128,7 +149,7 @@ export function haproxyCommand(program: Command, ctx: CommandContext): void {
 
   haproxy
     .command('status')
-    .description("the nodes as HAProxy sees them (show stat on its read-only socket): UP, DOWN, DRAIN, MAINT, last check, sessions")
+    .description('the nodes as HAProxy sees them (show stat on its read-only socket): UP, DOWN, DRAIN, MAINT, last check, sessions')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, command: Command) => {
       const { haproxyStatus } = await haproxyModule();

@@ -30,10 +30,15 @@ export function installCommand(program: Command, ctx: CommandContext): void {
     .option('--non-interactive', 'never prompt; every missing answer is reported at once (exit 2)')
     .option('--listen <ip:port>', 'address and port to listen on (default 127.0.0.1:8756)')
     .option('--trusted-forwarders <cidrs>', 'proxies trusted to set X-Forwarded-For, comma separated (default 127.0.0.1/32)')
-    .addOption(new Option('--database-option <n>', 'database: 1 local PostgreSQL, 2 new external PostgreSQL, 3 existing Knocknoc database').choices(['1', '2', '3']))
+    .addOption(
+      new Option('--database-option <n>', 'database: 1 local PostgreSQL, 2 new external PostgreSQL, 3 existing Knocknoc database').choices(['1', '2', '3']),
+    )
     .option('--database-url <url>', 'connection string for options 2 and 3 (prefer KNOCKNOC_DATABASE_URL or database.urlFile: argv is visible to other users)')
-    .option('--database-ca <file>', 'options 2 and 3: the CA certificate that verifies the database server (from knocker exposedb --init on the primary); copied to /opt/knocknoc/etc/')
-    .option('--server-name <name>', 'this server\'s name in the cluster (default: the host name)')
+    .option(
+      '--database-ca <file>',
+      'options 2 and 3: the CA certificate that verifies the database server (from knocker exposedb --init on the primary); copied to /opt/knocknoc/etc/',
+    )
+    .option('--server-name <name>', "this server's name in the cluster (default: the host name)")
     .option('--dry-run', 'check and print the plan (file diffs, SQL, commands, services); change nothing')
     .option('--json', 'with --dry-run, --print-answers or --explain: machine-readable output')
     .option('--print-answers', 'print the resolved answers as an answers file, password redacted; change nothing')

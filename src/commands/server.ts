@@ -33,7 +33,7 @@ export function serverCommand(program: Command, ctx: CommandContext): void {
 
   server
     .command('forget')
-    .description('retire a server: delete it from the registry, and from this host\'s HAProxy when it is a node there')
+    .description("retire a server: delete it from the registry, and from this host's HAProxy when it is a node there")
     .argument('<name>', 'its ServerName, as `knocker server list` shows it')
     .option('--force', 'also retire a server that is online (it registers again at its next heartbeat while it runs)')
     .option('--dry-run', 'print what would be removed; change nothing')
@@ -42,6 +42,8 @@ export function serverCommand(program: Command, ctx: CommandContext): void {
     .action(async (name: string, options: { force?: boolean; dryRun?: boolean; json?: boolean }, command: Command) => {
       jsonNeedsDryRun(options);
       const { serverForget } = await import('../registry/forget.js');
-      ctx.exit(await serverForget(rootOf(command, ctx), name, { force: Boolean(options.force), dryRun: Boolean(options.dryRun), json: Boolean(options.json) }, ctx.io));
+      ctx.exit(
+        await serverForget(rootOf(command, ctx), name, { force: Boolean(options.force), dryRun: Boolean(options.dryRun), json: Boolean(options.json) }, ctx.io),
+      );
     });
 }

@@ -9,7 +9,11 @@ export function serviceCommand(program: Command, ctx: CommandContext): void {
     .command('service')
     .description('start, stop, restart or show what the installer set up: the Knocknoc server, its PostgreSQL, HAProxy')
     .addArgument(new Argument('<action>', 'start, stop, restart, status or logs').choices(['start', 'stop', 'restart', 'status', 'logs']))
-    .addArgument(new Argument('[which]', 'server, postgres, haproxy or all (logs: one of them, default server)').choices(['server', 'postgres', 'haproxy', 'all']).default('all'))
+    .addArgument(
+      new Argument('[which]', 'server, postgres, haproxy or all (logs: one of them, default server)')
+        .choices(['server', 'postgres', 'haproxy', 'all'])
+        .default('all'),
+    )
     .option('-f, --follow', 'logs: keep printing what is written (until Ctrl-C)')
     .option('-n, --lines <n>', 'logs: how many of the last lines to print (default 50)', lineCount)
     .addHelpText(
@@ -19,7 +23,7 @@ export function serviceCommand(program: Command, ctx: CommandContext): void {
         'Systemd units where PID 1 is systemd; otherwise, and always under --root, detached processes',
         'with pid files under the root. Starting the server waits until its /_status answers 200.',
         '',
-        'logs prints the last lines of a service\'s log (its journal under systemd, else its file) and',
+        "logs prints the last lines of a service's log (its journal under systemd, else its file) and",
         'with -f follows it until Ctrl-C. A server that did not stop cleanly (killed, or it died) is',
         '"crashed", with its last log lines.',
         '',

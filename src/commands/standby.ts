@@ -53,7 +53,7 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
       .command('init')
       .description('on the standby host: clone the primary (pg_basebackup -X stream, a slot) and start it as a hot standby')
       .requiredOption('--bundle <file>', 'the file knocker exposedb --add-standby made on the primary', once('--bundle'))
-      .option('--max-rate <rate>', 'limit the clone\'s transfer rate (pg_basebackup --max-rate, e.g. 20M)', once('--max-rate')),
+      .option('--max-rate <rate>', "limit the clone's transfer rate (pg_basebackup --max-rate, e.g. 20M)", once('--max-rate')),
     ctx,
     (work, root, plan, options) => work.standbyInit(root, { ...plan, bundle: path.resolve(options.bundle), maxRate: options.maxRate }, ctx.io),
   );
@@ -71,7 +71,12 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
     standby
       .command('switchover')
       .description('on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it')
-      .option('--catch-up-timeout <seconds>', 'how long the standby may take to replay this node\'s last WAL; if it does not, this node starts again as the primary', secondsOption(1, 3600), 60),
+      .option(
+        '--catch-up-timeout <seconds>',
+        "how long the standby may take to replay this node's last WAL; if it does not, this node starts again as the primary",
+        secondsOption(1, 3600),
+        60,
+      ),
     ctx,
     (work, root, plan, options) => work.standbySwitchover(root, { ...plan, catchUpTimeoutMs: options.catchUpTimeout * 1000 }, ctx.io),
   );
@@ -86,9 +91,7 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
   );
 
   planCommand<PlanFlags>(
-    standby
-      .command('rejoin')
-      .description('on the old primary: come back as a standby of the new primary (pg_rewind, or a fresh clone when it cannot work)'),
+    standby.command('rejoin').description('on the old primary: come back as a standby of the new primary (pg_rewind, or a fresh clone when it cannot work)'),
     ctx,
     (work, root, plan) => work.standbyRejoin(root, plan, ctx.io),
   );
@@ -96,7 +99,7 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
   planCommand<PlanFlags>(
     standby
       .command('remove')
-      .description('on the primary: drop the standby\'s slot and replication lines (its WAL no longer held); on the standby: stop it and remove its copy'),
+      .description("on the primary: drop the standby's slot and replication lines (its WAL no longer held); on the standby: stop it and remove its copy"),
     ctx,
     (work, root, plan) => work.standbyRemove(root, plan, ctx.io),
   );

@@ -11,18 +11,18 @@ export function uninstallCommand(program: Command, ctx: CommandContext): void {
     .description('the reverse of install: stop and disable the services, take this node out of the registry and HAProxy, remove what knocker wrote')
     .option('--dry-run', 'print the plan; change nothing')
     .option('--json', 'with --dry-run: machine-readable output')
-    .option('--purge-data', 'also delete the database and its data (the private cluster, its certificates, the cluster\'s CA); asked twice on a terminal')
+    .option('--purge-data', "also delete the database and its data (the private cluster, its certificates, the cluster's CA); asked twice on a terminal")
     .option('--yes', 'apply without asking (needed without a terminal)')
     .addHelpText(
       'after',
       [
         '',
         'Stops HAProxy, the server and its private PostgreSQL (knocker service stop), disables',
-        'knocknoc.service, deletes this node\'s row in the servers registry of its database, and removes',
-        'knocknoc.conf, the saved answers, HAProxy\'s configuration written by knocker, state, runtime',
+        "knocknoc.service, deletes this node's row in the servers registry of its database, and removes",
+        "knocknoc.conf, the saved answers, HAProxy's configuration written by knocker, state, runtime",
         'files and logs, then the folders left empty. The database and its data are kept unless',
         '--purge-data; an external database (options 2 and 3) is never dropped. Under --root, an',
-        'uninstall with --purge-data leaves the root empty. The uninstall\'s own log (knocker.log) is',
+        "uninstall with --purge-data leaves the root empty. The uninstall's own log (knocker.log) is",
         'kept as the record of what it removed, unless --purge-data.',
         '',
         'Output: stdout carries only the result a script would capture (here: the --dry-run plan); the',
@@ -36,7 +36,8 @@ export function uninstallCommand(program: Command, ctx: CommandContext): void {
       jsonNeedsDryRun(options);
       const root = rootOf(command, ctx);
       const ask = ctx.ask;
-      if (!options.dryRun && !options.yes && (!ctx.terminal || !ask)) throw new UsageError('without a terminal, knocker uninstall needs --yes (or --dry-run to see the plan); nothing was changed');
+      if (!options.dryRun && !options.yes && (!ctx.terminal || !ask))
+        throw new UsageError('without a terminal, knocker uninstall needs --yes (or --dry-run to see the plan); nothing was changed');
       const { runUninstall } = await import('../uninstall/index.js');
       ctx.exit(
         await runUninstall(

@@ -27,18 +27,36 @@ export function upgradeCommand(program: Command, ctx: CommandContext): void {
   program
     .command('upgrade')
     .description('rolling upgrade of every web node through HAProxy, one server at a time, with no failed request')
-    .option('--upgrade-command <command>', 'the command that upgrades one server; {name}, {host} and {port} are filled in (run without a shell; env KNOCKNOC_UPGRADE_COMMAND keeps a token out of argv)')
-    .option('--first <name>', 'the server upgraded first, alone in rotation (default: this host\'s node, else the first active node by name)')
+    .option(
+      '--upgrade-command <command>',
+      'the command that upgrades one server; {name}, {host} and {port} are filled in (run without a shell; env KNOCKNOC_UPGRADE_COMMAND keeps a token out of argv)',
+    )
+    .option('--first <name>', "the server upgraded first, alone in rotation (default: this host's node, else the first active node by name)")
     .option('--to-version <version>', 'the release every server must reach (default: the one the first server comes back on)')
     .option('--resume', 'go on with an upgrade that stopped or was cut off, from its journal')
-    .option('--rollback', 'put rotation back for an unfinished upgrade and close it (upgraded servers stay upgraded; one out of step with the database stays in maintenance)')
+    .option(
+      '--rollback',
+      'put rotation back for an unfinished upgrade and close it (upgraded servers stay upgraded; one out of step with the database stays in maintenance)',
+    )
     .option('--dry-run', 'check the cluster and print the steps; change nothing')
     .option('--json', 'with --dry-run: machine-readable output')
     .option('--non-interactive', 'plain progress lines instead of the screen (what it does without a terminal)')
     .option('--yes', 'the screen: start without asking')
-    .addOption(new Option('--drain-timeout <seconds>', 'how long to wait for the sessions of drained servers to end before maintenance').default(DEFAULT_UPGRADE.drainTimeoutSeconds).argParser(secondsOption(0, 3600)))
-    .addOption(new Option('--timeout <seconds>', 'how long a server may take to answer on the new version, and to pass HAProxy\'s check').default(DEFAULT_UPGRADE.timeoutSeconds).argParser(secondsOption(1, 3600)))
-    .addOption(new Option('--command-timeout <seconds>', 'how long one upgrade command may run').default(DEFAULT_UPGRADE.commandTimeoutSeconds).argParser(secondsOption(1, 86_400)))
+    .addOption(
+      new Option('--drain-timeout <seconds>', 'how long to wait for the sessions of drained servers to end before maintenance')
+        .default(DEFAULT_UPGRADE.drainTimeoutSeconds)
+        .argParser(secondsOption(0, 3600)),
+    )
+    .addOption(
+      new Option('--timeout <seconds>', "how long a server may take to answer on the new version, and to pass HAProxy's check")
+        .default(DEFAULT_UPGRADE.timeoutSeconds)
+        .argParser(secondsOption(1, 3600)),
+    )
+    .addOption(
+      new Option('--command-timeout <seconds>', 'how long one upgrade command may run')
+        .default(DEFAULT_UPGRADE.commandTimeoutSeconds)
+        .argParser(secondsOption(1, 86_400)),
+    )
     .addHelpText(
       'after',
       [
@@ -47,12 +65,12 @@ export function upgradeCommand(program: Command, ctx: CommandContext): void {
         '  1. check: every server in the registry of the shared database is online, answers /_status 200',
         '     in step, and is UP in HAProxy (and HAProxy has no other node); anything else stops here',
         '  2. drain every server but the first, wait for their sessions to end (--drain-timeout), put them',
-        '     in maintenance, and confirm from HAProxy\'s counters that they get no traffic',
-        '  3. turn the first server\'s health checks off (HAProxy holds its requests through the retries),',
+        "     in maintenance, and confirm from HAProxy's counters that they get no traffic",
+        "  3. turn the first server's health checks off (HAProxy holds its requests through the retries),",
         '     run the upgrade command for it, wait until it answers on the new version in step with the',
         '     migrated database, and turn its checks on again',
         '  4. for each other server: the upgrade command, /_status on the same version, then back into',
-        '     rotation once HAProxy\'s check passes',
+        "     rotation once HAProxy's check passes",
         'Progress is journalled in /var/lib/knocknoc/upgrade.json. A failed step puts rotation back and stops;',
         'so does Ctrl-C, once the server being upgraded is done (an upgrade command is never cut short).',
         '--resume goes on from there; --rollback puts rotation back and closes it. A run cut off outright',

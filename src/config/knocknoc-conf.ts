@@ -6,9 +6,7 @@ import { quoted } from '../shared/printable.js';
 export const CONF_KEYS = ['Listen', 'TrustedForwarders', 'DatabaseOption', 'DatabaseURL', 'ServerName'] as const;
 export type ConfKey = (typeof CONF_KEYS)[number];
 
-type ConfLine =
-  | { kind: 'other'; text: string }
-  | { kind: 'entry'; key: string; value: string; text: string; line: number };
+type ConfLine = { kind: 'other'; text: string } | { kind: 'entry'; key: string; value: string; text: string; line: number };
 
 export interface ConfProblem {
   line: number;

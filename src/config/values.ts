@@ -147,7 +147,11 @@ export function parseNodeSpec(text: string): Parsed<{ name: string; host: string
 
 /** A host name turned into a valid server name (the default). */
 export function serverNameFromHostname(hostname: string): string {
-  const cleaned = hostname.split('.')[0]!.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63);
+  const cleaned = hostname
+    .split('.')[0]!
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63);
   return cleaned === '' ? 'knocknoc' : cleaned;
 }
 

@@ -13,12 +13,16 @@ async function standbyNotes(ctx: Context, added?: string): Promise<void> {
   if (!pair) return;
   const peer = `${pair.peer.host}:${pair.peer.port}`;
   if (added) {
-    ctx.io.err(`warning: the standby ${peer} keeps the allow-list its clone copied: ${added} is not allowed there, and cannot log in to it after a failover until it is`);
+    ctx.io.err(
+      `warning: the standby ${peer} keeps the allow-list its clone copied: ${added} is not allowed there, and cannot log in to it after a failover until it is`,
+    );
     // The standby's pg_hba.conf is a file on its host: the same --add there, at its own cluster.
     const conn = buildDatabaseUrl({ host: pair.peer.host, port: pair.peer.port, user: ctx.url.user, database: ctx.url.database });
     ctx.io.err(`hint: on the standby's host (${pair.peer.host}) run: knocker exposedb --conn ${conn} --add ${added}`);
   }
-  ctx.io.err(`note: this primary has a standby (${peer}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`);
+  ctx.io.err(
+    `note: this primary has a standby (${peer}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`,
+  );
 }
 
 export async function add(ctx: ChangeContext, typed: string, parsed: string): Promise<number> {

@@ -57,7 +57,9 @@ export async function connectionString(root: Root, conn: string | undefined): Pr
   const file = root.path(PATHS.conf);
   const text = await readIfExists(file);
   if (text === undefined) {
-    throw new PreflightError(`no connection string: ${file} does not exist`, [`install Knocknoc on this host first (${knockerCommand(root, 'install')}), or give the connection string with --conn URI`]);
+    throw new PreflightError(`no connection string: ${file} does not exist`, [
+      `install Knocknoc on this host first (${knockerCommand(root, 'install')}), or give the connection string with --conn URI`,
+    ]);
   }
   const conf = KnocknocConf.parse(text);
   const value = conf.get('DatabaseURL');
@@ -92,15 +94,19 @@ export async function inspect(link: AdminLink, names: Names, cluster: LocalClust
 
 export function checkTarget(names: Names, facts: ServerFacts, cluster: LocalCluster): void {
   if (!facts.appRole.exists) {
-    throw new PreflightError(`role "${names.appRole}" (the connection string's user) does not exist in ${cluster.label}`, ['use the application\'s connection string (knocknoc.conf\'s DatabaseURL)']);
+    throw new PreflightError(`role "${names.appRole}" (the connection string's user) does not exist in ${cluster.label}`, [
+      "use the application's connection string (knocknoc.conf's DatabaseURL)",
+    ]);
   }
   if (facts.appRole.superuser) {
     throw new PreflightError(`role "${names.appRole}" is a superuser: the other nodes would get superuser rights through it`, [
-      'use the application\'s own connection string (knocknoc.conf\'s DatabaseURL), whose role owns the Knocknoc database',
+      "use the application's own connection string (knocknoc.conf's DatabaseURL), whose role owns the Knocknoc database",
     ]);
   }
   if (names.appRole === names.remoteRole) {
-    throw new PreflightError(`the connection string's user is ${names.remoteRole}, the other nodes' own role`, ['use the application\'s connection string (knocknoc.conf\'s DatabaseURL)']);
+    throw new PreflightError(`the connection string's user is ${names.remoteRole}, the other nodes' own role`, [
+      "use the application's connection string (knocknoc.conf's DatabaseURL)",
+    ]);
   }
   try {
     hbaName(names.database);
@@ -132,13 +138,17 @@ export function refuseHandEdits(allow: AllowList, facts: ServerFacts): void {
 
 export function requireExposed(ctx: Context): void {
   if (!ctx.facts.remote) {
-    throw new PreflightError(`database ${ctx.names.database} is not exposed yet: there is no role ${ctx.names.remoteRole}`, [`run ${knockerCommand(ctx.root, 'exposedb --init')} first`]);
+    throw new PreflightError(`database ${ctx.names.database} is not exposed yet: there is no role ${ctx.names.remoteRole}`, [
+      `run ${knockerCommand(ctx.root, 'exposedb --init')} first`,
+    ]);
   }
 }
 
 export async function requireOpenssl(): Promise<void> {
   if (!(await which('openssl'))) {
-    throw new PreflightError('the openssl command is not installed: knocker makes the cluster\'s certificates with it', ['apt-get install openssl (dnf install openssl), then run this again']);
+    throw new PreflightError("the openssl command is not installed: knocker makes the cluster's certificates with it", [
+      'apt-get install openssl (dnf install openssl), then run this again',
+    ]);
   }
 }
 
@@ -146,16 +156,28 @@ export async function tlsContext(ctx: Context): Promise<TlsContext> {
   const session = await ctx.link.session();
   const facts = await readTlsFacts(session, ctx.facts.start.dataDirectory);
   const caName = ctx.root.isSandbox ? (ctx.cluster.address ?? ctx.url.host) : os.hostname();
-  return { link: ctx.link, log: ctx.log, files: tlsFiles(ctx.root), facts, start: ctx.facts.start, probeAt: { hosts: [...new Set([ctx.url.host, ...(ctx.cluster.address ? [ctx.cluster.address] : []), '127.0.0.1', '::1'])], port: ctx.url.port }, caName };
+  return {
+    link: ctx.link,
+    log: ctx.log,
+    files: tlsFiles(ctx.root),
+    facts,
+    start: ctx.facts.start,
+    probeAt: { hosts: [...new Set([ctx.url.host, ...(ctx.cluster.address ? [ctx.cluster.address] : []), '127.0.0.1', '::1'])], port: ctx.url.port },
+    caName,
+  };
 }
 
 /** The web nodes' connection string kept by --init (its first postgres:// line), if any. */
 export async function storedNodesUrl(root: Root): Promise<string | undefined> {
   const text = await readIfExists(root.path(PATHS.exposedbUrl));
-  return text?.split('\n').find((l) => /^postgres(ql)?:\/\//.test(l.trim()))?.trim();
+  return text
+    ?.split('\n')
+    .find((l) => /^postgres(ql)?:\/\//.test(l.trim()))
+    ?.trim();
 }
 
-export const SSL_OFF = 'PostgreSQL has ssl off: the other nodes\' connections are not encrypted (pg_hba uses host lines); run knocker exposedb --init to turn TLS on';
+export const SSL_OFF =
+  "PostgreSQL has ssl off: the other nodes' connections are not encrypted (pg_hba uses host lines); run knocker exposedb --init to turn TLS on";
 
 /** The CIDR as PostgreSQL itself normalises it (network()), which is what pg_hba.conf will hold. */
 async function normaliseCidr(link: AdminLink, option: string, typed: string, parsed: string): Promise<string> {
@@ -182,10 +204,16 @@ export async function allowListChange(ctx: Context, option: '--add' | '--remove'
  * --add and --remove: the allow-list rewritten to `next` (and, for --remove, `more` steps), shown
  * for --dry-run or applied. False when nothing was applied (a dry run, or nothing to change).
  */
-export async function changeAllowList(ctx: ChangeContext, change: { title: string; stepTitle: string; cidr: string; before: string[]; next: string[]; unchanged: boolean; more?: Step[] }): Promise<boolean> {
+export async function changeAllowList(
+  ctx: ChangeContext,
+  change: { title: string; stepTitle: string; cidr: string; before: string[]; next: string[]; unchanged: boolean; more?: Step[] },
+): Promise<boolean> {
   const { run, link, facts, target, log } = ctx;
-  const steps = change.unchanged ? [] : [await allowListStep(link, facts, target, change.next, change.stepTitle), ...(change.more ?? [])].filter((step) => step.changes);
+  const steps = change.unchanged
+    ? []
+    : [await allowListStep(link, facts, target, change.next, change.stepTitle), ...(change.more ?? [])].filter((step) => step.changes);
   const plan: Plan = { title: change.title, steps, warnings: [] };
-  if (!change.unchanged && !run.flags.dryRun) log.info(`${run.spec.command} ${change.cidr}: allow-list ${change.before.join(', ') || '(empty)'} -> ${change.next.join(', ') || '(empty)'}`);
+  if (!change.unchanged && !run.flags.dryRun)
+    log.info(`${run.spec.command} ${change.cidr}: allow-list ${change.before.join(', ') || '(empty)'} -> ${change.next.join(', ') || '(empty)'}`);
   return run.showOrApply(plan, { details: { cidr: change.cidr, allowList: { before: change.before, after: change.next } } });
 }

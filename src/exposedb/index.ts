@@ -46,7 +46,12 @@ export interface ExposeEnvironment {
 
 function checkCidr(option: string, text: string): string {
   const parsed = parseNarrowCidr(text, 'that would let the role in from anywhere; allow each web node, or its subnet, instead');
-  if (!parsed.ok) throw new UsageError(`${option}: ${parsed.error}; nothing was changed`, [], ['write an address range as ADDRESS/PREFIX, e.g. 192.168.1.0/24, or 203.0.113.7/32 for one node']);
+  if (!parsed.ok)
+    throw new UsageError(
+      `${option}: ${parsed.error}; nothing was changed`,
+      [],
+      ['write an address range as ADDRESS/PREFIX, e.g. 192.168.1.0/24, or 203.0.113.7/32 for one node'],
+    );
   return parsed.value;
 }
 
@@ -69,7 +74,7 @@ async function checkInput(request: ExposeRequest, root: Root): Promise<Checked> 
   const parsedCidr = request.cidr === undefined ? undefined : checkCidr(`--${request.action}`, request.cidr);
   const host = request.host === undefined ? undefined : checkHost(request.host);
   if (request.action !== 'list' && !root.isSandbox && !isRoot()) {
-    throw new PreflightError('knocker exposedb changes this host\'s PostgreSQL (its configuration, roles and pg_hba.conf): run it as root', [
+    throw new PreflightError("knocker exposedb changes this host's PostgreSQL (its configuration, roles and pg_hba.conf): run it as root", [
       `sudo knocker exposedb --${request.action}${request.cidr ? ` ${request.cidr}` : ''}`,
     ]);
   }
@@ -130,5 +135,7 @@ export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment
     const { list } = await import('./list.js');
     return withCluster(env, checked, nullLogger(), list);
   }
-  return withRun(root, { command, logFile: PATHS.exposedbLog }, flags, io, (run) => withCluster(env, checked, run.log, (ctx) => change(request, checked, ctx, run)));
+  return withRun(root, { command, logFile: PATHS.exposedbLog }, flags, io, (run) =>
+    withCluster(env, checked, run.log, (ctx) => change(request, checked, ctx, run)),
+  );
 }

@@ -49,7 +49,7 @@ function caLines(ctx: Context, choice: TlsChoice): string[] {
   }
   return [
     `The nodes verify this server (sslmode=verify-full) with the CA that issued its certificate (${choice.nodeCa.unknown}).`,
-    'Give each node that CA\'s certificate and install it with: knocker install --database-option 3 --database-ca FILE',
+    "Give each node that CA's certificate and install it with: knocker install --database-option 3 --database-ca FILE",
   ];
 }
 
@@ -59,9 +59,12 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
   refuseHandEdits(allow, facts);
   if (!listensExternally(facts.listen.setting, cluster)) {
     if (facts.listen.source === 'command line') {
-      throw new PreflightError(`listen_addresses of ${cluster.label} is set on the server's command line ('${facts.listen.setting}'), which ALTER SYSTEM cannot override`, [
-        'remove -c listen_addresses (or -i/-h) from how the server is started (a service unit, Patroni, pg_ctl -o), or make it listen externally there, then run this again',
-      ]);
+      throw new PreflightError(
+        `listen_addresses of ${cluster.label} is set on the server's command line ('${facts.listen.setting}'), which ALTER SYSTEM cannot override`,
+        [
+          'remove -c listen_addresses (or -i/-h) from how the server is started (a service unit, Patroni, pg_ctl -o), or make it listen externally there, then run this again',
+        ],
+      );
     }
     // The restart --init needs must not be the one that finds the configuration broken.
     const config = await startConfig(facts.start, log);
@@ -83,18 +86,28 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
   const choice = await chooseTls(tls.facts, tls.files, certificateHosts(root, cluster, host));
   const blocked = commandLineSettings(tls.facts);
   if (tlsChanges(choice) && blocked.length > 0) {
-    throw new PreflightError(`${blocked.join(', ')} of ${cluster.label} ${blocked.length === 1 ? 'is' : 'are'} set on the server's command line, which ALTER SYSTEM cannot override`, [
-      'remove them from how the server is started (a service unit, pg_ctl -o), then run this again',
-    ]);
+    throw new PreflightError(
+      `${blocked.join(', ')} of ${cluster.label} ${blocked.length === 1 ? 'is' : 'are'} set on the server's command line, which ALTER SYSTEM cannot override`,
+      ['remove them from how the server is started (a service unit, pg_ctl -o), then run this again'],
+    );
   }
   if (choice.kind === 'operator' && choice.turnOn) {
     // ssl on must not be what finds the operator's files unusable (the next start would fail).
     await checkKeyPair(choice.certFile, tls.facts.keyFile, facts.start.osUser, log).catch((error: Error) => {
-      throw new PreflightError(`PostgreSQL would not start again with ssl on: ${error.message}`, [`fix ssl_cert_file / ssl_key_file of ${cluster.label}, then run this again`]);
+      throw new PreflightError(`PostgreSQL would not start again with ssl on: ${error.message}`, [
+        `fix ssl_cert_file / ssl_key_file of ${cluster.label}, then run this again`,
+      ]);
     });
   }
   // verify-full: the nodes check the certificate's CA and that it names this host.
-  const printed = buildDatabaseUrl({ host, port: ctx.url.port, user: names.remoteRole, password, database: names.database, params: { sslmode: 'verify-full' } });
+  const printed = buildDatabaseUrl({
+    host,
+    port: ctx.url.port,
+    user: names.remoteRole,
+    password,
+    database: names.database,
+    params: { sslmode: 'verify-full' },
+  });
   const urlFile = root.path(PATHS.exposedbUrl);
   const plan: Plan = {
     title: `Expose database ${names.database}`,
@@ -117,13 +130,21 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
       grantsStep(link, names, facts),
       tlsStep(tls, choice, () => {}),
       // hostssl lines only: a node's connection without TLS is refused.
-      await allowListStep(link, facts, { ...target, ssl: true }, allow.cidrs, `pg_hba.conf: allow-list block for ${names.remoteRole} (TLS and SCRAM only, refused from unlisted addresses)`),
+      await allowListStep(
+        link,
+        facts,
+        { ...target, ssl: true },
+        allow.cidrs,
+        `pg_hba.conf: allow-list block for ${names.remoteRole} (TLS and SCRAM only, refused from unlisted addresses)`,
+      ),
       listenStep(link, cluster, facts, log),
     ],
     warnings: [],
   };
   if (choice.kind === 'operator' && choice.uncovered.length > 0) {
-    plan.warnings.push(`the certificate in place (${choice.certFile}) does not name ${choice.uncovered.join(', ')}: the nodes' verify-full connections will fail until it does (or give --host a name it covers)`);
+    plan.warnings.push(
+      `the certificate in place (${choice.certFile}) does not name ${choice.uncovered.join(', ')}: the nodes' verify-full connections will fail until it does (or give --host a name it covers)`,
+    );
   }
   if (!listensExternally(facts.listen.setting, cluster) && facts.listen.pendingOthers.length > 0) {
     plan.warnings.push(`the restart also applies settings changed earlier that wait for one: ${facts.listen.pendingOthers.join(', ')}`);
@@ -141,7 +162,14 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
     notes.push(`note: PostgreSQL presents ${choice.replacing}, which verifies nothing: it is replaced by a certificate from the cluster's CA`);
   }
   if (run.flags.dryRun || changing) {
-    const details = { database: names.database, cluster: cluster.label, serverVersion: facts.serverVersion, connectionString: redactUrl(printed), allowed: allow.cidrs, tls: choice.kind };
+    const details = {
+      database: names.database,
+      cluster: cluster.label,
+      serverVersion: facts.serverVersion,
+      connectionString: redactUrl(printed),
+      allowed: allow.cidrs,
+      tls: choice.kind,
+    };
     await run.showOrApply(plan, { notes, details });
     if (run.flags.dryRun) return EXIT.ok;
   } else {
@@ -192,4 +220,3 @@ async function nodesMultiHost(
   });
   return { url, standby: `${state.peer.host}:${state.peer.port}` };
 }
-

@@ -24,7 +24,6 @@ function contains(outer: string, inner: string): boolean {
   return outerAddress.kind() === innerAddress.kind() && innerBits >= outerBits && innerAddress.match(outerAddress, outerBits);
 }
 
-
 export async function remove(ctx: ChangeContext, typed: string, parsed: string): Promise<number> {
   const { io, link, names, facts, run } = ctx;
   const { cidr, allow, normalised, listed } = await allowListChange(ctx, '--remove', typed, parsed);

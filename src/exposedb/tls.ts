@@ -286,7 +286,10 @@ async function issueInto(ctx: TlsContext, hosts: string[]): Promise<{ certificat
     await removeDir();
   };
   try {
-    const certificate = await issueServerCertificate({ ca: ctx.files.ca, hosts, keyFile: ctx.files.key, certFile: ctx.files.cert, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) }, ctx.log);
+    const certificate = await issueServerCertificate(
+      { ca: ctx.files.ca, hosts, keyFile: ctx.files.key, certFile: ctx.files.cert, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) },
+      ctx.log,
+    );
     await checkKeyPair(ctx.files.cert, ctx.files.key, ctx.start.osUser, ctx.log);
     return { certificate, undo };
   } catch (error) {
@@ -304,7 +307,11 @@ export function describeChoice(choice: TlsChoice): string[] {
   }
   return [
     ...(choice.createCa ? [`create the cluster's CA: ${PATHS.clusterCaCert} and its key ${PATHS.clusterCaKey} (0600, root only), EC P-256, 10 years`] : []),
-    ...(choice.issue ? [`issue PostgreSQL a certificate for ${choice.hosts.join(', ')} (${choice.issue}), signed by the cluster's CA, 397 days: ${PATHS.pgTlsCert}, key ${PATHS.pgTlsKey} (0600)`] : []),
+    ...(choice.issue
+      ? [
+          `issue PostgreSQL a certificate for ${choice.hosts.join(', ')} (${choice.issue}), signed by the cluster's CA, 397 days: ${PATHS.pgTlsCert}, key ${PATHS.pgTlsKey} (0600)`,
+        ]
+      : []),
     ...(choice.replacing && choice.replacing !== 'none' ? [`instead of ${choice.replacing}, which verifies nothing`] : []),
     ...(choice.configure ? [`ALTER SYSTEM SET ssl = on, ssl_cert_file, ssl_key_file; SELECT pg_reload_conf() (no restart)`] : []),
   ];
@@ -355,7 +362,13 @@ export function tlsStep(ctx: TlsContext, choice: TlsChoice, onReady: (certificat
       }
       if (choice.configure) {
         await setSettings(session, { ssl: 'on', ssl_cert_file: ctx.files.cert, ssl_key_file: ctx.files.key });
-        undos.unshift(() => ctx.link.session().then((s) => setSettings(s, { ssl: ctx.facts.autoConf.ssl, ssl_cert_file: ctx.facts.autoConf.ssl_cert_file, ssl_key_file: ctx.facts.autoConf.ssl_key_file })));
+        undos.unshift(() =>
+          ctx.link
+            .session()
+            .then((s) =>
+              setSettings(s, { ssl: ctx.facts.autoConf.ssl, ssl_cert_file: ctx.facts.autoConf.ssl_cert_file, ssl_key_file: ctx.facts.autoConf.ssl_key_file }),
+            ),
+        );
         await checkStart(ctx);
       }
       await reloadConfig(session);
@@ -384,7 +397,10 @@ export function renewStep(ctx: TlsContext, current: CertificateInfo, hosts: stri
   return {
     kind: 'service',
     title: `PostgreSQL TLS: renew the server certificate (expires ${current.notAfter.toISOString().slice(0, 10)}) from the cluster's CA, reload without a restart`,
-    details: [`issue a certificate for ${hosts.join(', ')}, 397 days: ${PATHS.pgTlsCert}, key ${PATHS.pgTlsKey} (0600)`, 'SELECT pg_reload_conf() (open connections keep their session)'],
+    details: [
+      `issue a certificate for ${hosts.join(', ')}, 397 days: ${PATHS.pgTlsCert}, key ${PATHS.pgTlsKey} (0600)`,
+      'SELECT pg_reload_conf() (open connections keep their session)',
+    ],
     changes: true,
     async apply() {
       const issued = await issueInto(ctx, hosts);

@@ -23,7 +23,10 @@ export async function haproxyAdd(root: Root, active: string[], backup: string[],
         if (taken.length > 0) {
           throw new UsageError(
             'already nodes of this HAProxy; nothing was changed',
-            taken.map((n) => `${n.name} is ${nodeSpec(settings.nodes.find((e) => e.name === n.name)!)}${settings.nodes.find((e) => e.name === n.name)!.backup ? ' (backup)' : ''}: remove it first to change it`),
+            taken.map(
+              (n) =>
+                `${n.name} is ${nodeSpec(settings.nodes.find((e) => e.name === n.name)!)}${settings.nodes.find((e) => e.name === n.name)!.backup ? ' (backup)' : ''}: remove it first to change it`,
+            ),
           );
         }
         return { ...settings, nodes: [...settings.nodes, ...added.filter((n) => !same(n))] };

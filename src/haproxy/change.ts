@@ -65,7 +65,8 @@ export async function planHaproxyChange(root: Root, change: Change, log: Logger)
     settings.nodes,
     local && { listen: local.listenText, trustedForwarders: local.trustedForwarders, confFile: local.file, root },
   );
-  if (facts.existing.kind === 'foreign') warnings.push(`${facts.service.paths.conf} was not written by knocker: it is replaced, and kept as ${facts.service.paths.conf}.bak`);
+  if (facts.existing.kind === 'foreign')
+    warnings.push(`${facts.service.paths.conf} was not written by knocker: it is replaced, and kept as ${facts.service.paths.conf}.bak`);
   const { steps } = await haproxySteps(settings, facts, { log, startIfStopped: change.startIfStopped });
   return { plan: { title: change.title, steps, warnings }, checks, settings, running: facts.run.running };
 }

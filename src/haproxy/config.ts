@@ -110,9 +110,14 @@ export function nodeSetIssues(nodes: HaproxyNode[]): NodeSetProblem[] {
   for (const [index, node] of nodes.entries()) {
     // A name from the registry reaches here unparsed: it becomes an HAProxy word and a cookie value.
     const name = parseServerName(node.name);
-    if (!name.ok || name.value !== node.name) problems.push({ node: index, message: `HAProxy cannot take this node's name: ${name.ok ? `${quoted(node.name)} has spaces around it` : name.error}` });
+    if (!name.ok || name.value !== node.name)
+      problems.push({ node: index, message: `HAProxy cannot take this node's name: ${name.ok ? `${quoted(node.name)} has spaces around it` : name.error}` });
     const other = byName.get(node.name);
-    if (other) problems.push({ node: index, message: `two nodes are named ${quoted(node.name)} (${nodeAddress(other)} and ${nodeAddress(node)}): the name is also the persistence cookie, it must be unique` });
+    if (other)
+      problems.push({
+        node: index,
+        message: `two nodes are named ${quoted(node.name)} (${nodeAddress(other)} and ${nodeAddress(node)}): the name is also the persistence cookie, it must be unique`,
+      });
     byName.set(node.name, node);
     const same = byAddress.get(nodeAddress(node));
     if (same && same.name !== node.name) problems.push({ node: index, message: `${same.name} and ${node.name} are the same address, ${nodeAddress(node)}` });
@@ -146,7 +151,8 @@ export class TemplateError extends Error {}
 
 /** Why a text cannot be one word of HAProxy's configuration language, or undefined. */
 export function haproxyWordProblem(text: string): string | undefined {
-  if (text.includes("'") || /[\u0000-\u001F\u007F]/.test(text)) return `${quoted(text)} cannot be written in an HAProxy configuration (it holds a ' or a control character)`;
+  if (text.includes("'") || /[\u0000-\u001F\u007F]/.test(text))
+    return `${quoted(text)} cannot be written in an HAProxy configuration (it holds a ' or a control character)`;
   return undefined;
 }
 
@@ -189,9 +195,7 @@ export function renderConfig(template: string, settings: HaproxySettings, layout
           '    no log',
         ]
       : [],
-    servers: settings.nodes.map(
-      (n) => `    server ${n.name} ${nodeAddress(n)} cookie ${n.name} check${n.backup ? ' backup' : ''}`,
-    ),
+    servers: settings.nodes.map((n) => `    server ${n.name} ${nodeAddress(n)} cookie ${n.name} check${n.backup ? ' backup' : ''}`),
   };
   const inline: Record<string, string> = {
     logTarget: layout.logTarget,

@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import os from 'node:os';
 import ipaddr from 'ipaddr.js';
-import { parseListen, parseServerName, parseTrustedForwarders, } from '../config/values.js';
+import { parseListen, parseServerName, parseTrustedForwarders } from '../config/values.js';
 import { quoted } from '../shared/printable.js';
 import { knockerCommand } from '../shared/hint.js';
 import { PreflightError, UsageError } from '../errors.js';
@@ -48,7 +48,9 @@ export async function nodesFromRegistry(root: Root, conn: string | undefined): P
   } else if (local) {
     target = local.databaseUrl;
   } else {
-    throw new UsageError(`--from-registry reads the shared database: give its connection string with --conn URI, or run it on a node (none in ${root.path(PATHS.conf)})`);
+    throw new UsageError(
+      `--from-registry reads the shared database: give its connection string with --conn URI, or run it on a node (none in ${root.path(PATHS.conf)})`,
+    );
   }
   let client;
   try {
@@ -70,7 +72,9 @@ export async function nodesFromRegistry(root: Root, conn: string | undefined): P
       // What the registry holds is data written by any node with the database's password.
       const name = parseServerName(server.name);
       if (!name.ok || name.value !== server.name) {
-        unusable.push(`${quoted(server.name)}: HAProxy cannot take this name (${name.ok ? 'spaces around it' : name.error.replace(/^"[^"]*" is not a valid server name: /, '')}); rename that node (ServerName in its knocknoc.conf), or leave --from-registry out and name the nodes`);
+        unusable.push(
+          `${quoted(server.name)}: HAProxy cannot take this name (${name.ok ? 'spaces around it' : name.error.replace(/^"[^"]*" is not a valid server name: /, '')}); rename that node (ServerName in its knocknoc.conf), or leave --from-registry out and name the nodes`,
+        );
         continue;
       }
       const listen = parseListen(server.listen);
@@ -87,7 +91,9 @@ export async function nodesFromRegistry(root: Root, conn: string | undefined): P
         host = reachableAddress(listen.value);
       }
       nodes.push({ name: server.name, host, port: listen.value.port, backup: false });
-      notes.push(`${server.name} (${nodeAddress({ host, port: listen.value.port })}, ${server.state === 'stopped' ? 'stopped' : server.online ? 'online' : 'offline'}, ${server.version})`);
+      notes.push(
+        `${server.name} (${nodeAddress({ host, port: listen.value.port })}, ${server.state === 'stopped' ? 'stopped' : server.online ? 'online' : 'offline'}, ${server.version})`,
+      );
     }
     if (unusable.length > 0) throw new UsageError('some registered servers have no usable address; nothing was changed', unusable);
     if (nodes.length === 0) throw new UsageError('the servers registry is empty: no web node has started on this database yet');

@@ -92,7 +92,12 @@ export async function haproxyChecks(settings: HaproxySettings, facts: HaproxyFac
   const checks: Check[] = [];
   const { service, binary, version } = facts;
   if (binary && version && !versionAtLeast(version, MIN_VERSION)) {
-    checks.push({ name: 'HAProxy', ok: false, detail: `${binary} is version ${version}; knocker needs ${MIN_VERSION.join('.')} or newer`, hints: ['upgrade HAProxy with the package manager'] });
+    checks.push({
+      name: 'HAProxy',
+      ok: false,
+      detail: `${binary} is version ${version}; knocker needs ${MIN_VERSION.join('.')} or newer`,
+      hints: ['upgrade HAProxy with the package manager'],
+    });
   } else if (binary) {
     checks.push({ name: 'HAProxy', ok: true, detail: `${binary} (version ${version ?? 'unknown'})` });
   } else if (facts.install) {
@@ -106,16 +111,29 @@ export async function haproxyChecks(settings: HaproxySettings, facts: HaproxyFac
     });
   }
   if (!service.root.isSandbox && !isRoot()) {
-    checks.push({ name: 'privileges', ok: false, detail: 'setting up HAProxy on this host needs root', hints: ['run it with sudo, or use --root DIR for a sandbox'] });
+    checks.push({
+      name: 'privileges',
+      ok: false,
+      detail: 'setting up HAProxy on this host needs root',
+      hints: ['run it with sudo, or use --root DIR for a sandbox'],
+    });
   }
   const long = [service.paths.adminSocket, service.paths.statusSocket, service.paths.masterSocket].find((p) => p.length > MAX_SOCKET_PATH);
   if (long) checks.push({ name: 'socket paths', ok: false, detail: `${long} is too long for a Unix socket`, hints: ['use a shorter --root path'] });
   if (settings.tls) {
-    const readable = await fs.access(settings.tls.cert).then(() => true, () => false);
+    const readable = await fs.access(settings.tls.cert).then(
+      () => true,
+      () => false,
+    );
     checks.push(
       readable
         ? { name: 'certificate', ok: true, detail: settings.tls.cert }
-        : { name: 'certificate', ok: false, detail: `cannot read ${settings.tls.cert}`, hints: ['give a PEM file holding the certificate chain and its private key'] },
+        : {
+            name: 'certificate',
+            ok: false,
+            detail: `cannot read ${settings.tls.cert}`,
+            hints: ['give a PEM file holding the certificate chain and its private key'],
+          },
     );
   }
   // A port HAProxy already listens on is its own; any other must be free.
@@ -133,7 +151,11 @@ export async function haproxyChecks(settings: HaproxySettings, facts: HaproxyFac
       EADDRNOTAVAIL: `${address.host} is not an address of this host`,
       EACCES: `binding port ${address.port} needs root`,
     };
-    checks.push(probe.free ? { name, ok: true, detail: 'free' } : { name, ok: false, detail: why[probe.code] ?? `cannot listen there (${probe.code})`, hints: ['choose another address with --bind'] });
+    checks.push(
+      probe.free
+        ? { name, ok: true, detail: 'free' }
+        : { name, ok: false, detail: why[probe.code] ?? `cannot listen there (${probe.code})`, hints: ['choose another address with --bind'] },
+    );
   }
   return checks;
 }
@@ -143,8 +165,17 @@ function validateWith(binary: () => Promise<string>, shownAs: string): (temp: st
   return async (temp) => {
     const result = await run(await binary(), ['-c', '-f', temp], { allowFailure: true });
     if (result.exitCode === 0) return;
-    const said = `${result.stdout}\n${result.stderr}`.split(temp).join(shownAs).split('\n').filter((l) => /ALERT|Fatal|error/i.test(l));
-    throw new Error(`the new configuration does not pass haproxy -c; ${shownAs} is left as it was:\n${said.slice(0, 8).map((l) => `  ${l.trim()}`).join('\n')}`);
+    const said = `${result.stdout}\n${result.stderr}`
+      .split(temp)
+      .join(shownAs)
+      .split('\n')
+      .filter((l) => /ALERT|Fatal|error/i.test(l));
+    throw new Error(
+      `the new configuration does not pass haproxy -c; ${shownAs} is left as it was:\n${said
+        .slice(0, 8)
+        .map((l) => `  ${l.trim()}`)
+        .join('\n')}`,
+    );
   };
 }
 
@@ -204,8 +235,15 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
   const { run: state } = facts;
   // Written before the new file, gone once HAProxy has reloaded it: a run killed in between leaves
   // it, and the next run reloads even though the file is already as wanted.
-  const pending = await fs.access(paths.reloadPending).then(() => true, () => false);
-  const notePending = () => writeFileAtomic(paths.reloadPending, `${shownAs} was written by knocker (pid ${process.pid}); HAProxy has not reloaded it yet\n`, { mode: 0o644, backup: false });
+  const pending = await fs.access(paths.reloadPending).then(
+    () => true,
+    () => false,
+  );
+  const notePending = () =>
+    writeFileAtomic(paths.reloadPending, `${shownAs} was written by knocker (pid ${process.pid}); HAProxy has not reloaded it yet\n`, {
+      mode: 0o644,
+      backup: false,
+    });
   const write: Step = {
     ...written,
     async apply() {
@@ -280,7 +318,8 @@ export async function haproxySteps(settings: HaproxySettings, facts: HaproxyFact
           await run('systemctl', ['enable', HAPROXY_UNIT], { log });
           // Debian's package starts haproxy.service, with its own default configuration, the
           // moment it is installed (the step above): a start would leave that one running.
-          if (await unitActive(HAPROXY_UNIT)) return `reloaded onto this configuration, as its package had started it with the default one: ${await reloadHaproxy(service, log)}`;
+          if (await unitActive(HAPROXY_UNIT))
+            return `reloaded onto this configuration, as its package had started it with the default one: ${await reloadHaproxy(service, log)}`;
         }
         return startHaproxy(service, await resolveBinary(), log);
       },

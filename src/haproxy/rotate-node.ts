@@ -53,7 +53,10 @@ export async function rotateNode(root: Root, action: RotationAction, name: strin
   return withRun(root, { command, logFile: PATHS.opsLog }, { dryRun: false, json: false }, io, async (run) => {
     const { log } = run;
     const before = await serverStat(socket, name).catch((error: unknown) => unreachable(error, root));
-    if (!before) throw new PreflightError(`the running HAProxy has no node ${name}: it runs an older configuration`, [`reload it: ${knockerCommand(root, 'haproxy setup')}`]);
+    if (!before)
+      throw new PreflightError(`the running HAProxy has no node ${name}: it runs an older configuration`, [
+        `reload it: ${knockerCommand(root, 'haproxy setup')}`,
+      ]);
     const previous = (await adminStateOf(socket, name)) ?? 'ready';
     const wanted = ACTION_STATE[action];
     const already = action === 'ready' ? previous === 'ready' && before.status.state === 'UP' : previous === wanted;
@@ -102,7 +105,13 @@ export async function rotateNode(root: Root, action: RotationAction, name: strin
 
 /** `knocker haproxy drain|maint|ready NAME`: the change with its progress on stderr, the node's state after it on stdout. */
 export async function haproxyRotation(root: Root, action: RotationAction, name: string, options: { timeoutSeconds: number }, io: Output): Promise<number> {
-  const result = await rotateNode(root, action, name, { timeoutSeconds: options.timeoutSeconds, onStatus: (stat) => io.err(`    ${name}: ${describeServer(stat)}`) }, io);
+  const result = await rotateNode(
+    root,
+    action,
+    name,
+    { timeoutSeconds: options.timeoutSeconds, onStatus: (stat) => io.err(`    ${name}: ${describeServer(stat)}`) },
+    io,
+  );
   if (!result.changed) {
     io.err(`Nothing to change: ${name} is already ${action === 'ready' ? 'in rotation' : action === 'drain' ? 'drained' : 'in maintenance'} (${result.now}).`);
   }

@@ -5,7 +5,17 @@
 // before any check.
 import { giveUp, orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { BACKEND } from './config.js';
-import { adminStateFromBits, drainUntilChecked, inRotation, readyWhenChecked, setServerState, showServersState, showStat, type AdminState, type ServerStat } from './runtime.js';
+import {
+  adminStateFromBits,
+  drainUntilChecked,
+  inRotation,
+  readyWhenChecked,
+  setServerState,
+  showServersState,
+  showStat,
+  type AdminState,
+  type ServerStat,
+} from './runtime.js';
 
 /** The server's row in `show stat`, or undefined if HAProxy has no such server. */
 export async function serverStat(socket: string, name: string): Promise<ServerStat | undefined> {
@@ -67,7 +77,10 @@ export async function readyAfterCheck(socket: string, name: string, options: Rea
     { timeoutMs: options.timeoutMs, everyMs: options.pollMs ?? 100 },
   );
   if (!passed) {
-    throw new CheckTimeout(`${name} did not pass its health check within ${Math.round(options.timeoutMs / 1000)} s (now ${last ? describeServer(last) : 'unknown'})`, last);
+    throw new CheckTimeout(
+      `${name} did not pass its health check within ${Math.round(options.timeoutMs / 1000)} s (now ${last ? describeServer(last) : 'unknown'})`,
+      last,
+    );
   }
   await setServerState(socket, BACKEND, name, 'ready');
   const now = await serverStat(socket, name);

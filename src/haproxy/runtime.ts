@@ -23,7 +23,9 @@ export function runtimeCommand(socketPath: string, command: string, timeoutMs = 
   return new Promise((resolve, reject) => {
     const socket = net.connect(socketPath);
     const chunks: Buffer[] = [];
-    socket.setTimeout(timeoutMs, () => socket.destroy(new RuntimeApiError(`HAProxy did not answer "${command}" on ${socketPath} within ${timeoutMs} ms`, false)));
+    socket.setTimeout(timeoutMs, () =>
+      socket.destroy(new RuntimeApiError(`HAProxy did not answer "${command}" on ${socketPath} within ${timeoutMs} ms`, false)),
+    );
     socket.once('connect', () => socket.end(`${command}\n`));
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
@@ -31,7 +33,8 @@ export function runtimeCommand(socketPath: string, command: string, timeoutMs = 
       const code = error.code ?? '';
       if (error instanceof RuntimeApiError) reject(error);
       else if (['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK'].includes(code)) {
-        const why = code === 'EACCES' ? 'permission denied (run it as root, as HAProxy was set up)' : code === 'ENOENT' ? 'no such socket' : 'nothing listens there';
+        const why =
+          code === 'EACCES' ? 'permission denied (run it as root, as HAProxy was set up)' : code === 'ENOENT' ? 'no such socket' : 'nothing listens there';
         reject(new RuntimeApiError(`cannot reach HAProxy's runtime API on ${socketPath}: ${why}`, true));
       } else reject(new RuntimeApiError(`HAProxy's runtime API on ${socketPath}: ${error.message}`, true));
     });
@@ -257,7 +260,8 @@ export function parseServersState(text: string): ServersState {
   const head = lines.filter((l, i) => i === 0 || l.startsWith('#'));
   const columns = (lines.find((l) => l.startsWith('# ')) ?? '').slice(2).split(' ');
   const at = (name: string) => columns.indexOf(name);
-  if (head.length < 2 || at('srv_name') < 0) throw new RuntimeApiError(`unexpected answer to "show servers state": ${JSON.stringify(text.slice(0, 120))}`, false);
+  if (head.length < 2 || at('srv_name') < 0)
+    throw new RuntimeApiError(`unexpected answer to "show servers state": ${JSON.stringify(text.slice(0, 120))}`, false);
   const servers = lines
     .filter((l, i) => i > 0 && !l.startsWith('#'))
     .map((line) => {

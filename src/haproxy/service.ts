@@ -68,7 +68,13 @@ export async function findHaproxy(): Promise<string | undefined> {
   const found = await which('haproxy');
   if (found) return found;
   for (const candidate of ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy']) {
-    if (await fs.access(candidate).then(() => true, () => false)) return candidate;
+    if (
+      await fs.access(candidate).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
   }
   return undefined;
 }
@@ -165,7 +171,9 @@ export async function startHaproxy(service: HaproxyService, binary: string, log?
   const started = await startDaemon({ program, args, pidFile: paths.pidFile, logFile: paths.logFile, cwd: service.root.dir }, log);
   let exited = false;
   void started.exited.then(() => (exited = true));
-  const info = await waitForOrUndefined('HAProxy to answer', async () => (await answering(paths)) ?? (exited ? null : undefined), { timeoutMs: START_TIMEOUT_MS });
+  const info = await waitForOrUndefined('HAProxy to answer', async () => (await answering(paths)) ?? (exited ? null : undefined), {
+    timeoutMs: START_TIMEOUT_MS,
+  });
   if (!info) {
     const output = await logSince(paths.logFile, started.logOffset);
     if (!exited) await stopDaemon(paths.pidFile, 1_000, log).catch(() => {});

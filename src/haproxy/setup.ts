@@ -36,7 +36,9 @@ export async function haproxySetup(root: Root, options: SetupOptions, io: Output
   let registry: HaproxyNode[] = [];
   const notes: string[] = [];
   if (metricsBind && !isLoopbackHost(metricsBind.host)) {
-    notes.push(`warning: HAProxy's Prometheus exporter on ${formatListen(metricsBind)} has no authentication: whoever reaches it reads the nodes' names, states and counters (allow only your Prometheus server there)`);
+    notes.push(
+      `warning: HAProxy's Prometheus exporter on ${formatListen(metricsBind)} has no authentication: whoever reaches it reads the nodes' names, states and counters (allow only your Prometheus server there)`,
+    );
   }
   if (options.fromRegistry) {
     const found = await nodesFromRegistry(root, options.conn);

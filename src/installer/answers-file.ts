@@ -10,16 +10,7 @@ import { nodeSetIssues, type HaproxyAnswers, type HaproxyNode } from '../haproxy
 import { redactUrl, urlWithoutPassword } from '../postgres/url.js';
 import { printableLine, quoted } from '../shared/printable.js';
 import { readRegularFileSync } from '../system/files.js';
-import {
-  describeSource,
-  FIELDS,
-  FILE_KEY,
-  validateField,
-  type Answers,
-  type Field,
-  type LoadedAnswersFile,
-  type Source,
-} from './answers.js';
+import { describeSource, FIELDS, FILE_KEY, validateField, type Answers, type Field, type LoadedAnswersFile, type Source } from './answers.js';
 
 const fileSchema = z.strictObject({
   version: z.literal(1, { error: 'version must be 1' }),
@@ -199,11 +190,16 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
         continue;
       }
       const name = keys.length === 0 ? 'the answers file' : keys.join('.');
-      const present = keys.reduce<unknown>((value, key) => (value === null || typeof value !== 'object' ? undefined : (value as Record<string | number, unknown>)[key]), data) !== undefined;
+      const present =
+        keys.reduce<unknown>(
+          (value, key) => (value === null || typeof value !== 'object' ? undefined : (value as Record<string | number, unknown>)[key]),
+          data,
+        ) !== undefined;
       let message = issue.message;
       if (!present) message = 'is required';
       else if (issue.code === 'invalid_type') message = `must be ${TYPE_WORDS[issue.expected] ?? `a ${issue.expected}`}`;
-      else if (issue.code === 'invalid_union') message = name === 'trustedForwarders' ? 'must be a list of CIDRs or one comma-separated string' : 'must be 1, 2 or 3';
+      else if (issue.code === 'invalid_union')
+        message = name === 'trustedForwarders' ? 'must be a list of CIDRs or one comma-separated string' : 'must be 1, 2 or 3';
       problems.push(`${at(positions.ofValue(keys))}: ${name} ${message}`.replace(`: ${name} ${name} `, `: ${name} `));
     }
   }
@@ -278,13 +274,18 @@ export interface AnswersYamlOptions {
 
 /** The answers as an answers file (version 1), never with the database password. */
 export function answersToYaml(answers: Answers, options: AnswersYamlOptions): string {
-  const url = answers.databaseUrl === undefined ? undefined : options.password === 'redact' ? redactUrl(answers.databaseUrl) : urlWithoutPassword(answers.databaseUrl);
+  const url =
+    answers.databaseUrl === undefined ? undefined : options.password === 'redact' ? redactUrl(answers.databaseUrl) : urlWithoutPassword(answers.databaseUrl);
   const data: Record<string, unknown> = {
     version: 1,
     listen: answers.listen,
     trustedForwarders: answers.trustedForwarders,
     serverName: answers.serverName,
-    database: { option: answers.databaseOption, ...(url !== undefined ? { url } : {}), ...(answers.databaseCa !== undefined ? { ca: answers.databaseCa } : {}) },
+    database: {
+      option: answers.databaseOption,
+      ...(url !== undefined ? { url } : {}),
+      ...(answers.databaseCa !== undefined ? { ca: answers.databaseCa } : {}),
+    },
     ...(answers.haproxy ? { haproxy: answers.haproxy } : {}),
   };
   let text = stringify(data, { lineWidth: 0 });

@@ -112,7 +112,10 @@ export function validateField(field: Field, raw: string | string[]): Parsed<stri
   const text = Array.isArray(raw) ? raw.join(',') : raw;
   // Checked before parsing, and never echoed: a huge value costs nothing and fills no screen.
   if (text.length > MAX_ANSWER_LENGTH) {
-    return { ok: false, error: `the value is ${text.length.toLocaleString('en')} characters long; at most ${MAX_ANSWER_LENGTH.toLocaleString('en')} are taken` };
+    return {
+      ok: false,
+      error: `the value is ${text.length.toLocaleString('en')} characters long; at most ${MAX_ANSWER_LENGTH.toLocaleString('en')} are taken`,
+    };
   }
   switch (field) {
     case 'listen': {
@@ -269,4 +272,3 @@ export function answersFrom(resolution: Resolution): Answers {
     ...(resolution.haproxy ? { haproxy: resolution.haproxy.value } : {}),
   };
 }
-

@@ -98,7 +98,9 @@ export function roleAndDatabaseStep(options: {
           undoActions.unshift((s) => executeQuoted(s, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', [APP_DATABASE]));
           await executeQuoted(session, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', [APP_DATABASE]);
         } else if (now.databaseOwner !== APP_ROLE) {
-          throw new Error(`database ${APP_DATABASE} exists and is owned by ${now.databaseOwner}, not ${APP_ROLE}; rename or drop it, or use option 2 with a connection string for it`);
+          throw new Error(
+            `database ${APP_DATABASE} exists and is owned by ${now.databaseOwner}, not ${APP_ROLE}; rename or drop it, or use option 2 with a connection string for it`,
+          );
         } else {
           notes.push('database already present');
         }
@@ -150,7 +152,9 @@ export function schemaStep(options: {
   return {
     kind: 'database',
     title,
-    details: release.migrations.filter((m) => current === undefined || m.version > current).map((m) => `migration ${String(m.version).padStart(3, '0')}_${m.name}.sql`),
+    details: release.migrations
+      .filter((m) => current === undefined || m.version > current)
+      .map((m) => `migration ${String(m.version).padStart(3, '0')}_${m.name}.sql`),
     changes: current === undefined || current < target,
     async apply() {
       created = [];

@@ -72,10 +72,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     const { loadAnswersFile } = await import('./answers-file.js');
     const result = loadAnswersFile(inputs.answersFile);
     if (result.problems.length > 0) {
-      throw new UsageError(
-        `the answers file has ${plural(result.problems.length, 'problem')}; nothing was changed`,
-        result.problems,
-      );
+      throw new UsageError(`the answers file has ${plural(result.problems.length, 'problem')}; nothing was changed`, result.problems);
     }
     loaded = result.loaded;
   }
@@ -124,7 +121,10 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
       }
       if (prepareOptions.saveAnswers) {
         const { answersToYaml } = await import('./answers-file.js');
-        const saved = answersToYaml(answers, { password: 'omit', header: ['Answers of an interactive knocker install, for reuse with: knocker install --answers FILE'] });
+        const saved = answersToYaml(answers, {
+          password: 'omit',
+          header: ['Answers of an interactive knocker install, for reuse with: knocker install --answers FILE'],
+        });
         plan.steps.push(await fileStep({ file: session.answersFileOut, shownAs: session.answersFileOut, content: saved, mode: 0o600 }));
       }
       return { answers, report, plan };

@@ -6,7 +6,17 @@ import fs from 'node:fs/promises';
 import { KnocknocConf, newConf } from '../config/knocknoc-conf.js';
 import type { ListenAddress } from '../config/values.js';
 import { withAdminSession, type ClusterAccess } from '../postgres/admin.js';
-import { clusterExists, clusterRunning, discardHalfMadeCluster, findPgBinaries, initCluster, settleStart, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import {
+  clusterExists,
+  clusterRunning,
+  discardHalfMadeCluster,
+  findPgBinaries,
+  initCluster,
+  settleStart,
+  startCluster,
+  stopCluster,
+  type PrivateCluster,
+} from '../postgres/cluster.js';
 import { describeConnectError, withClient } from '../postgres/connect.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword } from '../postgres/scram.js';
@@ -71,7 +81,12 @@ async function confStep(answers: Answers, databaseUrl: string, ctx: PreflightCon
   return fileStep({ file, shownAs: file, content, mode: 0o600, redact: (t) => ctx.log.scrub(t) });
 }
 
-async function privateClusterSteps(facts: PrivateClusterFacts, password: string, listen: ListenAddress, ctx: PreflightContext): Promise<{ steps: Step[]; url: string }> {
+async function privateClusterSteps(
+  facts: PrivateClusterFacts,
+  password: string,
+  listen: ListenAddress,
+  ctx: PreflightContext,
+): Promise<{ steps: Step[]; url: string }> {
   const { root, log } = ctx;
   const cluster: PrivateCluster = {
     bin: facts.bin,
@@ -128,7 +143,10 @@ async function privateClusterSteps(facts: PrivateClusterFacts, password: string,
   const roleState = facts.running ? await inspectRole(access, password, log) : undefined;
   steps.push({ ...roleAndDatabaseStep({ access, password, state: roleState, log }), remains: inCluster });
   const current = roleState?.databaseExists && roleState.passwordMatches ? await schemaVersionAt(parsedUrl, connectOptions) : undefined;
-  steps.push({ ...schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }), remains: inCluster });
+  steps.push({
+    ...schemaStep({ url: parsedUrl, connect: connectOptions, release: ctx.release, current, appliedBy: 'knocker install', log }),
+    remains: inCluster,
+  });
   return { steps, url };
 }
 
@@ -136,13 +154,15 @@ const LOCAL_BLOCK = 'knocker local';
 
 /** pg_hba lines letting the app role log in with its password from this host only. */
 function localAccessRules(): string[] {
-  return [
-    `host    ${APP_DATABASE}  ${APP_ROLE}  127.0.0.1/32  scram-sha-256`,
-    `host    ${APP_DATABASE}  ${APP_ROLE}  ::1/128       scram-sha-256`,
-  ];
+  return [`host    ${APP_DATABASE}  ${APP_ROLE}  127.0.0.1/32  scram-sha-256`, `host    ${APP_DATABASE}  ${APP_ROLE}  ::1/128       scram-sha-256`];
 }
 
-async function hostClusterSteps(facts: HostClusterFacts, password: string, listen: ListenAddress, ctx: PreflightContext): Promise<{ steps: Step[]; url: string }> {
+async function hostClusterSteps(
+  facts: HostClusterFacts,
+  password: string,
+  listen: ListenAddress,
+  ctx: PreflightContext,
+): Promise<{ steps: Step[]; url: string }> {
   const { log } = ctx;
   const steps: Step[] = [];
   // What is not there yet (package, cluster) is found again when the steps apply.
@@ -272,9 +292,7 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
     const password = existing ?? generatePassword();
     ctx.log.addSecret(password);
     const built =
-      facts.kind === 'private'
-        ? await privateClusterSteps(facts, password, report.listen, ctx)
-        : await hostClusterSteps(facts, password, report.listen, ctx);
+      facts.kind === 'private' ? await privateClusterSteps(facts, password, report.listen, ctx) : await hostClusterSteps(facts, password, report.listen, ctx);
     steps.push(...built.steps);
     databaseUrl = built.url;
   }

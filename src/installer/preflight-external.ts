@@ -7,9 +7,9 @@ import type { ListenAddress } from '../config/values.js';
 import { connectSelecting, describeConnectError, isEncrypted, sourceAddressFor, type ConnectOptions } from '../postgres/connect.js';
 import { pemCertificates, readCertificate } from '../postgres/certificates.js';
 import { atHost, formatHostPort, parseDatabaseUrl, withRootCert, type DatabaseUrl, type HostPort } from '../postgres/url.js';
-import { databaseSchemaVersion, } from '../schema/index.js';
+import { databaseSchemaVersion } from '../schema/index.js';
 import { OFFLINE_AFTER_HEARTBEATS, onlineSql } from '../server/registry.js';
-import { PATHS, } from '../system/root.js';
+import { PATHS } from '../system/root.js';
 import type { Answers } from './answers.js';
 import type { Check } from '../shared/checks.js';
 import type { ExternalFacts, PreflightContext } from './preflight.js';
@@ -63,7 +63,9 @@ async function checkHostList(url: DatabaseUrl, options: ConnectOptions, ctx: Pre
       name: 'connection string',
       ok: false,
       detail: `it lists ${url.hosts.length} hosts with target_session_attrs=${url.targetSessionAttrs}: a web node writes, and could settle on a standby`,
-      hints: ['add target_session_attrs=read-write (libpq tries the hosts in order and takes the first read-write one), e.g. postgres://USER:PASSWORD@HOST1:5432,HOST2:5432/DATABASE?target_session_attrs=read-write'],
+      hints: [
+        'add target_session_attrs=read-write (libpq tries the hosts in order and takes the first read-write one), e.g. postgres://USER:PASSWORD@HOST1:5432,HOST2:5432/DATABASE?target_session_attrs=read-write',
+      ],
     });
     return false;
   }
@@ -75,11 +77,17 @@ async function checkHostList(url: DatabaseUrl, options: ConnectOptions, ctx: Pre
     try {
       const { client } = await connectSelecting(one, options);
       try {
-        const row = (await client.query<{ standby: boolean; read_only: string; version: string }>(
-          `SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS read_only, current_setting('server_version') AS version`,
-        )).rows[0]!;
+        const row = (
+          await client.query<{ standby: boolean; read_only: string; version: string }>(
+            `SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS read_only, current_setting('server_version') AS version`,
+          )
+        ).rows[0]!;
         if (!row.standby && row.read_only === 'off') primaries.push(at);
-        const role = row.standby ? 'standby (in recovery, read-only)' : row.read_only === 'on' ? 'read-only (default_transaction_read_only: a fenced primary?)' : 'primary (read-write)';
+        const role = row.standby
+          ? 'standby (in recovery, read-only)'
+          : row.read_only === 'on'
+            ? 'read-only (default_transaction_read_only: a fenced primary?)'
+            : 'primary (read-write)';
         checks.push({ name, ok: true, detail: `${role}, PostgreSQL ${row.version}` });
       } finally {
         await client.end().catch(() => {});
@@ -116,12 +124,20 @@ async function checkHostList(url: DatabaseUrl, options: ConnectOptions, ctx: Pre
   }
   for (const d of down) {
     checks.push({ name: `database host ${formatHostPort(d.at)}`, ok: true, detail: `not answering now (${d.message})` });
-    warnings.push(`database host ${formatHostPort(d.at)} of DatabaseURL does not answer now (${d.message}); the node uses ${formatHostPort(primaries[0]!)} and tries it again when the primary changes`);
+    warnings.push(
+      `database host ${formatHostPort(d.at)} of DatabaseURL does not answer now (${d.message}); the node uses ${formatHostPort(primaries[0]!)} and tries it again when the primary changes`,
+    );
   }
   return true;
 }
 
-export async function externalFacts(answers: Answers, listen: ListenAddress, ctx: PreflightContext, checks: Check[], warnings: string[]): Promise<ExternalFacts | undefined> {
+export async function externalFacts(
+  answers: Answers,
+  listen: ListenAddress,
+  ctx: PreflightContext,
+  checks: Check[],
+  warnings: string[],
+): Promise<ExternalFacts | undefined> {
   const given = parseDatabaseUrl(answers.databaseUrl ?? '');
   if (!given.ok) {
     checks.push({ name: 'connection string', ok: false, detail: given.error });
@@ -137,7 +153,12 @@ export async function externalFacts(answers: Answers, listen: ListenAddress, ctx
       ca = read.pem;
       checks.push({ name: 'database CA', ok: true, detail: read.detail });
     } catch (error) {
-      checks.push({ name: 'database CA', ok: false, detail: (error as Error).message, hints: ['give the CA certificate file (PEM) that `knocker exposedb --init` names on the primary: --database-ca FILE'] });
+      checks.push({
+        name: 'database CA',
+        ok: false,
+        detail: (error as Error).message,
+        hints: ['give the CA certificate file (PEM) that `knocker exposedb --init` names on the primary: --database-ca FILE'],
+      });
       return undefined;
     }
   }
@@ -159,7 +180,11 @@ export async function externalFacts(answers: Answers, listen: ListenAddress, ctx
     return undefined;
   }
   try {
-    const version = (await client.query<{ server_version: string; num: string }>(`SELECT current_setting('server_version') AS server_version, current_setting('server_version_num') AS num`)).rows[0]!;
+    const version = (
+      await client.query<{ server_version: string; num: string }>(
+        `SELECT current_setting('server_version') AS server_version, current_setting('server_version_num') AS num`,
+      )
+    ).rows[0]!;
     checks.push({ name: `database ${target}`, ok: true, detail: `PostgreSQL ${version.server_version}, connected as ${url.user}; ${tlsDetail(client, url)}` });
     if (Number(version.num) < 120000) {
       checks.push({ name: 'PostgreSQL version', ok: false, detail: `${version.server_version} is too old`, hints: ['Knocknoc needs PostgreSQL 12 or newer'] });
@@ -207,9 +232,13 @@ export async function externalFacts(answers: Answers, listen: ListenAddress, ctx
       checks.push(nameCheck);
       if (!nameCheck.ok) return undefined;
       if (schemaVersion > ctx.release.schemaVersion) {
-        warnings.push(`the database's schema (version ${schemaVersion}) is newer than this release expects (${ctx.release.schemaVersion}): upgrade this node's Knocknoc to match`);
+        warnings.push(
+          `the database's schema (version ${schemaVersion}) is newer than this release expects (${ctx.release.schemaVersion}): upgrade this node's Knocknoc to match`,
+        );
       } else if (schemaVersion < ctx.release.schemaVersion) {
-        warnings.push(`the database's schema (version ${schemaVersion}) is older than this release (${ctx.release.schemaVersion}); the first upgraded server migrates it`);
+        warnings.push(
+          `the database's schema (version ${schemaVersion}) is older than this release (${ctx.release.schemaVersion}); the first upgraded server migrates it`,
+        );
       }
     }
     return { kind: 'external', url, databaseUrl, ca, serverVersion: version.server_version, schemaVersion };
@@ -226,10 +255,9 @@ export async function externalFacts(answers: Answers, listen: ListenAddress, ctx
 async function checkServerName(client: pg.Client, answers: Answers, ctx: PreflightContext): Promise<Check> {
   const name = `server name "${answers.serverName}"`;
   const rows = (
-    await client.query<{ name: string; listen: string; online: boolean }>(
-      `SELECT name, listen, ${onlineSql('$1')} AS online FROM servers`,
-      [OFFLINE_AFTER_HEARTBEATS],
-    )
+    await client.query<{ name: string; listen: string; online: boolean }>(`SELECT name, listen, ${onlineSql('$1')} AS online FROM servers`, [
+      OFFLINE_AFTER_HEARTBEATS,
+    ])
   ).rows;
   const holder = rows.find((r) => r.name === answers.serverName);
   if (!holder) return { name, ok: true, detail: 'free in the registry' };

@@ -8,9 +8,18 @@ import { formatListen, parseListen, type ListenAddress } from '../config/values.
 import type { HaproxySettings } from '../haproxy/config.js';
 import { haproxyChecks, inspectHaproxy, settingsFromAnswers, type HaproxyFacts } from '../haproxy/plan.js';
 import { PreflightError } from '../errors.js';
-import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, waitUntilReady, MAX_SOCKET_DIR_LENGTH, type PgBinaries } from '../postgres/cluster.js';
+import {
+  clusterExists,
+  clusterOwner,
+  clusterRunning,
+  findPgBinaries,
+  readClusterSettings,
+  waitUntilReady,
+  MAX_SOCKET_DIR_LENGTH,
+  type PgBinaries,
+} from '../postgres/cluster.js';
 import { findSystemClusters, pickCluster, type SystemCluster } from '../postgres/system-cluster.js';
-import { parseDatabaseUrl, type DatabaseUrl, } from '../postgres/url.js';
+import { parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
 import type { Release } from '../schema/index.js';
 import { freePort, packageManagerFor, probeListen, readOsRelease, type PackageManager } from '../system/host.js';
 import type { Logger } from '../system/log.js';
@@ -79,7 +88,6 @@ export function sandboxHostAddress(listen: ListenAddress): string {
   return listen.family === 4 && listen.host.startsWith('127.') ? listen.host : '127.0.0.1';
 }
 
-
 async function checkListen(answers: Answers, listen: ListenAddress, ctx: PreflightContext): Promise<Check> {
   const name = `listen address ${answers.listen}`;
   // The port of an existing installation with the same Listen belongs to it.
@@ -131,7 +139,12 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
   checks.push({ name: 'PostgreSQL server binaries', ok: true, detail: `PostgreSQL ${bin.version} in ${bin.dir}` });
   const osUser = await clusterOwner();
   if (isRoot() && !(await lookupUser(osUser))) {
-    checks.push({ name: `OS user ${osUser}`, ok: false, detail: 'missing; PostgreSQL must not run as root', hints: ['install the postgresql package, which creates it'] });
+    checks.push({
+      name: `OS user ${osUser}`,
+      ok: false,
+      detail: 'missing; PostgreSQL must not run as root',
+      hints: ['install the postgresql package, which creates it'],
+    });
     return undefined;
   }
   const blocked = await untraversableFolder(ctx.root.dir, osUser);
@@ -152,12 +165,26 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
   const dataDir = ctx.root.path(PATHS.pgData);
   // A cluster an earlier run began to create and was cut off from (its marker is still there) is
   // knocker's own: it is made again, never refused as foreign.
-  const halfMade = await fs.access(ctx.root.path(PATHS.pgCreating)).then(() => true, () => false);
+  const halfMade = await fs.access(ctx.root.path(PATHS.pgCreating)).then(
+    () => true,
+    () => false,
+  );
   const exists = !halfMade && (await clusterExists(dataDir));
   const settings = exists ? await readClusterSettings(dataDir) : undefined;
-  const foreign = !halfMade && !exists && (await fs.readdir(dataDir).then((entries) => entries.length > 0, () => false));
+  const foreign =
+    !halfMade &&
+    !exists &&
+    (await fs.readdir(dataDir).then(
+      (entries) => entries.length > 0,
+      () => false,
+    ));
   if ((exists && !settings) || foreign) {
-    checks.push({ name: 'private cluster', ok: false, detail: `${dataDir} holds ${foreign ? 'files but no cluster' : 'a cluster'} knocker did not create`, hints: ['move it away, or use option 2 with a connection string'] });
+    checks.push({
+      name: 'private cluster',
+      ok: false,
+      detail: `${dataDir} holds ${foreign ? 'files but no cluster' : 'a cluster'} knocker did not create`,
+      hints: ['move it away, or use option 2 with a connection string'],
+    });
     return undefined;
   }
   const host = settings?.host ?? sandboxHostAddress(listen);
@@ -166,14 +193,20 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
   // Before the cluster exists, the port knocknoc.conf was given for it (by a run cut off before
   // initdb) is kept while it is free: the file is not rewritten by every run.
   const planned = ctx.existingConf?.get('DatabaseOption') === '1' ? parseDatabaseUrl(ctx.existingConf.get('DatabaseURL') ?? '') : undefined;
-  const plannedPort = !exists && planned?.ok && planned.value.host === host && (await probeListen(host, planned.value.port)).free ? planned.value.port : undefined;
+  const plannedPort =
+    !exists && planned?.ok && planned.value.host === host && (await probeListen(host, planned.value.port)).free ? planned.value.port : undefined;
   let port = settings?.port ?? plannedPort;
   if (port === undefined) {
     port = await freePort(host);
   } else if (!running && port !== plannedPort) {
     const probe = await probeListen(host, port);
     if (!probe.free) {
-      checks.push({ name: 'private cluster port', ok: false, detail: `port ${port} on ${host} is taken by something else`, hints: ['free it, then run this again'] });
+      checks.push({
+        name: 'private cluster port',
+        ok: false,
+        detail: `port ${port} on ${host} is taken by something else`,
+        hints: ['free it, then run this again'],
+      });
       return undefined;
     }
   }
@@ -213,7 +246,9 @@ async function hostClusterFacts(checks: Check[], log: Logger): Promise<HostClust
   checks.push({
     name: 'PostgreSQL',
     ok: true,
-    detail: cluster ? `cluster ${cluster.label} on port ${cluster.port} (${cluster.running ? 'running' : 'stopped'})` : `PostgreSQL ${bin.version} installed, no cluster yet (one will be created)`,
+    detail: cluster
+      ? `cluster ${cluster.label} on port ${cluster.port} (${cluster.running ? 'running' : 'stopped'})`
+      : `PostgreSQL ${bin.version} installed, no cluster yet (one will be created)`,
   });
   return { kind: 'host', install: undefined, layout, cluster };
 }
@@ -235,7 +270,7 @@ export async function preflight(answers: Answers, ctx: PreflightContext): Promis
   checks.unshift(listenCheck);
   // The name is shown in every plan: it defaults to the host name, which clones share.
   if (database && !checks.some((c) => c.name.startsWith('server name '))) {
-    checks.push({ name: `server name "${answers.serverName}"`, ok: true, detail: 'this node\'s name in the registry of its database' });
+    checks.push({ name: `server name "${answers.serverName}"`, ok: true, detail: "this node's name in the registry of its database" });
   }
   const haproxy = answers.haproxy ? await haproxyFacts(answers.haproxy, listen.value, ctx, checks) : undefined;
   for (const check of checks) ctx.log.info(`preflight: ${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);

@@ -8,7 +8,16 @@ import type { Field, Resolution } from './answers.js';
 import { validateField } from './answers.js';
 import { parseDatabaseUrl } from '../postgres/url.js';
 
-export type QuestionId = 'listen' | 'trustedForwarders' | 'databaseOption' | 'databaseUrl' | 'databaseCa' | 'serverName' | 'haproxy' | 'haproxyBind' | 'haproxyNodes';
+export type QuestionId =
+  | 'listen'
+  | 'trustedForwarders'
+  | 'databaseOption'
+  | 'databaseUrl'
+  | 'databaseCa'
+  | 'serverName'
+  | 'haproxy'
+  | 'haproxyBind'
+  | 'haproxyNodes';
 
 export interface Question {
   id: QuestionId;
@@ -55,10 +64,7 @@ export const QUESTIONS: Question[] = [
   },
   {
     id: 'databaseOption',
-    intro: [
-      'Knocknoc stores its data in PostgreSQL, and you can choose how to configure the database.',
-      'You have three options:',
-    ],
+    intro: ['Knocknoc stores its data in PostgreSQL, and you can choose how to configure the database.', 'You have three options:'],
     prompt: (d) => `Option 1, 2, or 3? (default is ${d}):`,
     kind: 'choice',
     label: 'Database option',
@@ -79,7 +85,7 @@ export const QUESTIONS: Question[] = [
   },
   {
     id: 'databaseCa',
-    intro: ['The connection string asks to verify the database server\'s certificate: give the CA that issued it.'],
+    intro: ["The connection string asks to verify the database server's certificate: give the CA that issued it."],
     prompt: (d) => `Enter the CA certificate file (knocker exposedb --init on the primary names it)${d ? ` (default: ${shownCa(d)})` : ''}:`,
     kind: 'text',
     label: 'Database CA',
@@ -254,10 +260,13 @@ export function flowReducer(state: FlowState, action: FlowAction): FlowState {
       return flowReducer(state, { type: 'type', text: state.draft.slice(0, -1) });
     case 'type': {
       if (!question) return state;
-      const error = action.text.trim() === '' ? undefined : (() => {
-        const result = validateAnswer(question.id, action.text);
-        return result.ok ? undefined : result.error;
-      })();
+      const error =
+        action.text.trim() === ''
+          ? undefined
+          : (() => {
+              const result = validateAnswer(question.id, action.text);
+              return result.ok ? undefined : result.error;
+            })();
       return { ...state, draft: action.text, error };
     }
     case 'submit': {
@@ -269,7 +278,8 @@ export function flowReducer(state: FlowState, action: FlowAction): FlowState {
       if (!result.ok) return { ...state, draft: typed, error: result.error };
       const values = { ...state.values, [question.id]: result.value };
       // The default node list names this node: it follows a changed listen address.
-      const thisNodeName = question.id === 'listen' || question.id === 'serverName' ? defaultNodeName(state.values.haproxyNodes, state.values.listen) : undefined;
+      const thisNodeName =
+        question.id === 'listen' || question.id === 'serverName' ? defaultNodeName(state.values.haproxyNodes, state.values.listen) : undefined;
       if (thisNodeName && question.id === 'listen') values.haproxyNodes = thisNode(thisNodeName, result.value);
       // ... and this node's name, when it was the default list's.
       if (thisNodeName === state.values.serverName && question.id === 'serverName') values.haproxyNodes = thisNode(result.value, values.listen);

@@ -26,7 +26,12 @@ export function explainAnswers(session: InstallSession, json: boolean, io: Outpu
     const result: Record<string, { value: unknown; source: Source; from: string } | { missing: true }> = {};
     for (const field of FIELDS) {
       const entry = values[field];
-      if (entry) result[FILE_KEY[field]] = { value: field === 'databaseUrl' ? redactUrl(String(entry.value)) : entry.value, source: entry.source, from: describeSource(entry.source) };
+      if (entry)
+        result[FILE_KEY[field]] = {
+          value: field === 'databaseUrl' ? redactUrl(String(entry.value)) : entry.value,
+          source: entry.source,
+          from: describeSource(entry.source),
+        };
     }
     for (const missing of session.resolution.missing) result[missing.split(':')[0]!] = { missing: true };
     io.out(JSON.stringify(result, null, 2));
@@ -46,7 +51,9 @@ export function printAnswers(session: InstallSession, options: { json: boolean; 
     return;
   }
   const sources = options.explain
-    ? (Object.fromEntries(FIELDS.flatMap((f) => (session.resolution.values[f] ? [[f, session.resolution.values[f]!.source]] : []))) as Partial<Record<Field, Source>>)
+    ? (Object.fromEntries(FIELDS.flatMap((f) => (session.resolution.values[f] ? [[f, session.resolution.values[f]!.source]] : []))) as Partial<
+        Record<Field, Source>
+      >)
     : undefined;
   io.out(answersToYaml(answers, { password: 'redact', sources }).trimEnd());
 }

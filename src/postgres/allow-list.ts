@@ -81,7 +81,8 @@ export function readAllowList(fileText: string, target: AllowListTarget): AllowL
     const fields = hbaFields(line);
     const [kind, db, user, address, method, ...rest] = fields;
     const cidr = address === undefined ? undefined : parseCidr(address);
-    if (fields.length === 5 && kind === 'host' && db === 'all' && user === role && method === 'reject' && (address === '0.0.0.0/0' || address === '::/0')) continue;
+    if (fields.length === 5 && kind === 'host' && db === 'all' && user === role && method === 'reject' && (address === '0.0.0.0/0' || address === '::/0'))
+      continue;
     if (rest.length === 0 && (kind === 'host' || kind === 'hostssl') && db === database && user === role && method === 'scram-sha-256' && cidr?.ok) {
       cidrs.push(cidr.value);
       type ??= kind;

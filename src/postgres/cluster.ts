@@ -92,10 +92,14 @@ export async function initCluster(cluster: PrivateCluster, log?: Logger, extraIn
   }
   await fs.mkdir(path.dirname(cluster.dataDir), { recursive: true, mode: 0o755 });
   if (creating) {
-    await writeFileAtomic(creating, `knocker (pid ${process.pid}) is creating the PostgreSQL cluster in ${cluster.dataDir}; while this file is here, that cluster is not complete\n`, {
-      mode: 0o644,
-      backup: false,
-    });
+    await writeFileAtomic(
+      creating,
+      `knocker (pid ${process.pid}) is creating the PostgreSQL cluster in ${cluster.dataDir}; while this file is here, that cluster is not complete\n`,
+      {
+        mode: 0o644,
+        backup: false,
+      },
+    );
   }
   await fs.mkdir(cluster.dataDir, { mode: 0o700 });
   await chownTo(cluster.dataDir, cluster.osUser);
@@ -275,7 +279,9 @@ async function clearKilledPostmaster(cluster: Pick<PrivateCluster, 'dataDir' | '
     { timeoutMs, everyMs: 50 },
   );
   if (!isZombie(pid)) return; // reaped meanwhile: PostgreSQL sees it gone and takes its lock files over
-  const sockets = (await fs.readdir(cluster.socketDir).catch(() => [] as string[])).filter((f) => /^\.s\.PGSQL\.\d+\.lock$/.test(f)).map((f) => path.join(cluster.socketDir, f));
+  const sockets = (await fs.readdir(cluster.socketDir).catch(() => [] as string[]))
+    .filter((f) => /^\.s\.PGSQL\.\d+\.lock$/.test(f))
+    .map((f) => path.join(cluster.socketDir, f));
   for (const file of [pidFile, ...sockets]) {
     // Read again: only a lock file naming the same dead postmaster goes.
     if ((await lockFilePid(file)) !== pid) continue;
@@ -291,7 +297,8 @@ async function clearKilledPostmaster(cluster: Pick<PrivateCluster, 'dataDir' | '
  */
 export function shellSafe(...paths: string[]): void {
   for (const p of paths) {
-    if (/[$`"\\\n\r]/.test(p)) throw new Error(`${JSON.stringify(p)} cannot be given to pg_ctl: it hands its paths to /bin/sh, which would read $, \`, " or \\ in them`);
+    if (/[$`"\\\n\r]/.test(p))
+      throw new Error(`${JSON.stringify(p)} cannot be given to pg_ctl: it hands its paths to /bin/sh, which would read $, \`, " or \\ in them`);
   }
 }
 

@@ -43,8 +43,7 @@ function streamFrom(localAddress: string) {
     const socket = new net.Socket();
     const connect = socket.connect.bind(socket) as (options: net.TcpNetConnectOpts) => net.Socket;
     // node-postgres calls connect(port, host); keep its arguments and add the local address.
-    (socket as unknown as { connect: (port: number, host: string) => net.Socket }).connect = (port, host) =>
-      connect({ port, host, localAddress });
+    (socket as unknown as { connect: (port: number, host: string) => net.Socket }).connect = (port, host) => connect({ port, host, localAddress });
     return socket;
   };
 }
@@ -100,8 +99,7 @@ async function connectWithConfig(url: DatabaseUrl, options: ConnectOptions): Pro
       await client.end().catch(() => {});
       const message = (error as Error).message ?? '';
       const canFallBack =
-        i < attempts.length - 1 &&
-        ((mode === 'encrypted' && NO_SSL.test(message)) || (mode === 'plain' && (error as { code?: string }).code === '28000'));
+        i < attempts.length - 1 && ((mode === 'encrypted' && NO_SSL.test(message)) || (mode === 'plain' && (error as { code?: string }).code === '28000'));
       if (!canFallBack) throw error;
     }
   }
@@ -132,7 +130,12 @@ export class NoSuitableHostError extends Error {
   ) {
     super(
       `no server of the connection string is ${attrs === 'any' ? 'reachable' : attrs}: ` +
-        attempts.map((a) => `${formatHostPort(a.at)} ${a.role ? `is ${a.role === 'standby' ? 'a standby' : a.role === 'primary' ? 'a primary' : a.role}` : (a.error as Error)?.message ?? String(a.error)}`).join('; '),
+        attempts
+          .map(
+            (a) =>
+              `${formatHostPort(a.at)} ${a.role ? `is ${a.role === 'standby' ? 'a standby' : a.role === 'primary' ? 'a primary' : a.role}` : ((a.error as Error)?.message ?? String(a.error))}`,
+          )
+          .join('; '),
     );
     this.name = 'NoSuitableHostError';
   }
@@ -236,7 +239,12 @@ export async function connect(url: DatabaseUrl, options: ConnectOptions = {}): P
  * address, the same host of a list). Connecting once first also surfaces a bad URL or password
  * here, not on first use. With `at`, the pool is made to that host without asking its role.
  */
-export async function openPoolAt(url: DatabaseUrl, options: ConnectOptions, pool: { max: number; idleTimeoutMs: number }, at?: HostPort): Promise<{ pool: pg.Pool; at: HostPort }> {
+export async function openPoolAt(
+  url: DatabaseUrl,
+  options: ConnectOptions,
+  pool: { max: number; idleTimeoutMs: number },
+  at?: HostPort,
+): Promise<{ pool: pg.Pool; at: HostPort }> {
   const selected = at ? { ...(await connectWithConfig(atHost(url, at), options)), at } : await connectSelecting(url, options);
   await selected.client.end().catch(() => {});
   const result = new pg.Pool({ ...selected.config, max: pool.max, idleTimeoutMillis: pool.idleTimeoutMs });
@@ -296,10 +304,7 @@ export function describeConnectError(error: unknown, given: DatabaseUrl): Connec
     return {
       reason: 'not-allowed',
       message: `the database server at ${where} does not allow connections from this host (${source})`,
-      hints: [
-        `allow this node's address on the primary: knocker exposedb --add ${cidr}`,
-        'then run this again',
-      ],
+      hints: [`allow this node's address on the primary: knocker exposedb --add ${cidr}`, 'then run this again'],
     };
   }
   if (err.code === '28P01') {
@@ -310,7 +315,11 @@ export function describeConnectError(error: unknown, given: DatabaseUrl): Connec
     };
   }
   if (err.code === '3D000') {
-    return { reason: 'no-database', message: `database "${url.database}" does not exist on ${where}`, hints: ['check the database name in the connection string'] };
+    return {
+      reason: 'no-database',
+      message: `database "${url.database}" does not exist on ${where}`,
+      hints: ['check the database name in the connection string'],
+    };
   }
   if (err.code === 'ECONNREFUSED') {
     return {
@@ -333,7 +342,7 @@ export function describeConnectError(error: unknown, given: DatabaseUrl): Connec
     return { reason: 'dns', message: `the host name "${url.host}" does not resolve`, hints: ['check the host in the connection string'] };
   }
   if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' || err.code === 'EADDRNOTAVAIL') {
-    return { reason: 'unreachable', message: `${where} is unreachable from this host (${err.code})`, hints: ['check the address and this host\'s network'] };
+    return { reason: 'unreachable', message: `${where} is unreachable from this host (${err.code})`, hints: ["check the address and this host's network"] };
   }
   if (NO_SSL.test(message)) {
     return {
@@ -343,13 +352,19 @@ export function describeConnectError(error: unknown, given: DatabaseUrl): Connec
     };
   }
   if (err.code === 'ENOENT' && url.sslrootcert && message.includes(url.sslrootcert)) {
-    return { reason: 'tls', message: `the CA file ${url.sslrootcert} (sslrootcert) does not exist`, hints: ['give the CA certificate with --database-ca FILE'] };
+    return {
+      reason: 'tls',
+      message: `the CA file ${url.sslrootcert} (sslrootcert) does not exist`,
+      hints: ['give the CA certificate with --database-ca FILE'],
+    };
   }
   if (/altnames|Hostname\/IP does not match/i.test(message) || err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return {
       reason: 'tls',
       message: `the server at ${where} presented a certificate that does not name ${url.host} (sslmode=${url.sslmode}): ${message}`,
-      hints: ['another server may be answering on this address; if the primary was given another address or name, run knocker exposedb --init --host ADDR on it'],
+      hints: [
+        'another server may be answering on this address; if the primary was given another address or name, run knocker exposedb --init --host ADDR on it',
+      ],
     };
   }
   if (/certificate|self[- ]signed|CERT_/i.test(message) || (err.code ?? '').includes('CERT')) {
@@ -386,7 +401,10 @@ function describeNoHost(error: NoSuitableHostError, url: DatabaseUrl): ConnectPr
     return {
       reason: 'no-primary',
       message: `no server of the connection string is ${wanted}: ${parts.join('; ')}`,
-      hints: ['a standby answers but no primary: the primary is down or a switchover is under way; once a standby is promoted, connections follow it by themselves', ...(first?.hints ?? [])],
+      hints: [
+        'a standby answers but no primary: the primary is down or a switchover is under way; once a standby is promoted, connections follow it by themselves',
+        ...(first?.hints ?? []),
+      ],
     };
   }
   if (error.attempts.length === 1 && first) return first;

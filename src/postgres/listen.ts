@@ -59,11 +59,12 @@ export async function readListen(session: AdminSession): Promise<ListenFacts> {
  * resulting listen_addresses. A restart is only ever tried when this passes.
  */
 export async function startConfig(start: StartFiles, log?: Logger): Promise<{ ok: true; listen: string } | { ok: false; problem: string }> {
-  const result = await run(
-    path.join(start.bindir, 'postgres'),
-    ['-C', 'listen_addresses', `--config-file=${start.configFile}`, '-D', start.dataDirectory],
-    { asUser: start.osUser, allowFailure: true, log, timeoutMs: 30_000 },
-  );
+  const result = await run(path.join(start.bindir, 'postgres'), ['-C', 'listen_addresses', `--config-file=${start.configFile}`, '-D', start.dataDirectory], {
+    asUser: start.osUser,
+    allowFailure: true,
+    log,
+    timeoutMs: 30_000,
+  });
   if (result.exitCode === 0) return { ok: true, listen: result.stdout.trim() };
   const messages = result.stderr
     .split('\n')
@@ -108,12 +109,15 @@ export function listenStep(link: AdminLink, cluster: LocalCluster, facts: { list
         throw new Error(`after ALTER SYSTEM the configuration files still give listen_addresses '${config.listen}'`);
       }
       const hba = await hbaErrors(session);
-      if (hba.length > 0) throw new Error(`PostgreSQL would not start again with pg_hba.conf (${hba.map((e) => `line ${e.line}: ${e.error}`).join('; ')}); it was not restarted`);
+      if (hba.length > 0)
+        throw new Error(`PostgreSQL would not start again with pg_hba.conf (${hba.map((e) => `line ${e.line}: ${e.error}`).join('; ')}); it was not restarted`);
       restarted = true;
       await cluster.restart(log);
       const now = await readListen(await link.reopen());
       if (!listensExternally(now.setting, cluster)) {
-        throw new Error(`after the restart PostgreSQL still listens on '${now.setting}' (set by ${now.source}); a command-line option or a later configuration file may override ALTER SYSTEM`);
+        throw new Error(
+          `after the restart PostgreSQL still listens on '${now.setting}' (set by ${now.source}); a command-line option or a later configuration file may override ALTER SYSTEM`,
+        );
       }
       return 'restarted; accepts connections';
     },

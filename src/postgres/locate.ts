@@ -125,7 +125,9 @@ export const findPrivateCluster: ClusterFinder = async (root, url, _log, options
   const socketDir = root.path(PATHS.pgSocketDir);
   const logFile = root.path(PATHS.pgLog);
   if (!(await postmasterAlive(dataDir))) {
-    throw new PreflightError(`the private PostgreSQL cluster in ${dataDir} is not running`, [`start it: runuser -u ${osUser} -- pg_ctl start -D ${dataDir} -l ${logFile}`]);
+    throw new PreflightError(`the private PostgreSQL cluster in ${dataDir} is not running`, [
+      `start it: runuser -u ${osUser} -- pg_ctl start -D ${dataDir} -l ${logFile}`,
+    ]);
   }
   return {
     label: `the private cluster in ${dataDir}`,
@@ -149,7 +151,9 @@ export const findSystemCluster: ClusterFinder = async (_root, url, log, options)
   const cluster = candidates.find((c) => c.running) ?? candidates[0];
   if (!cluster) throw await noClusterThere(url, options.source, hints);
   const startCommand =
-    cluster.layout === 'debian' ? `pg_ctlcluster ${cluster.version} ${cluster.name} start` : `systemctl start postgresql (or pg_ctl start -D ${cluster.dataDir})`;
+    cluster.layout === 'debian'
+      ? `pg_ctlcluster ${cluster.version} ${cluster.name} start`
+      : `systemctl start postgresql (or pg_ctl start -D ${cluster.dataDir})`;
   if (!cluster.running) {
     throw new PreflightError(`PostgreSQL cluster ${cluster.label} (port ${cluster.port}) is not running`, [`start it: ${startCommand}`]);
   }

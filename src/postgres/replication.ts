@@ -39,7 +39,15 @@ const num = (value: string | null) => (value === null ? null : Number(value));
 
 /** The standbys streaming from this primary. */
 export async function readStandbys(db: Queryable): Promise<StandbyInfo[]> {
-  const { rows } = await db.query<{ name: string; client_addr: string | null; state: string | null; sync_state: string | null; lag_bytes: string | null; lag_seconds: number | null; slot: string | null }>(
+  const { rows } = await db.query<{
+    name: string;
+    client_addr: string | null;
+    state: string | null;
+    sync_state: string | null;
+    lag_bytes: string | null;
+    lag_seconds: number | null;
+    slot: string | null;
+  }>(
     `SELECT r.application_name AS name, host(r.client_addr) AS client_addr, r.state, r.sync_state,
             pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes,
             -- replay_lag is NULL once a standby has caught up and nothing is written: 0 then.

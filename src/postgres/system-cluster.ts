@@ -167,9 +167,13 @@ export function debianConfDir(cluster: Pick<SystemCluster, 'version' | 'name'>):
   return path.join(process.env.PG_CLUSTER_CONF_ROOT || '/etc/postgresql', cluster.version, cluster.name);
 }
 
-
 /** pg_ctlcluster VERSION NAME start|stop (it hands over to systemctl postgresql@V-N where systemd runs). */
-export async function ctlDebianCluster(cluster: Pick<SystemCluster, 'version' | 'name'>, action: 'start' | 'stop', log?: Logger, mode?: 'fast' | 'immediate'): Promise<void> {
+export async function ctlDebianCluster(
+  cluster: Pick<SystemCluster, 'version' | 'name'>,
+  action: 'start' | 'stop',
+  log?: Logger,
+  mode?: 'fast' | 'immediate',
+): Promise<void> {
   const args = [cluster.version, cluster.name, action, ...(action === 'stop' && mode ? ['-m', mode] : [])];
   // No libpq variables (they would reach the walreceiver: trap 7), but Debian's own.
   const conf = process.env.PG_CLUSTER_CONF_ROOT;

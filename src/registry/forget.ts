@@ -73,17 +73,28 @@ export async function serverForget(root: Root, given: string, options: ForgetOpt
       const raw = server?.name ?? given;
       const name = printableLine(raw);
       if (!server && !inHaproxy) {
-        throw new UsageError(`no server "${name}" in the registry of ${target}; nothing was changed`, [], [
-          servers.length > 0 ? `the servers are: ${servers.map((s) => printableLine(s.name)).join(', ')} (${knockerCommand(root, 'server list')})` : 'the registry is empty',
-        ]);
+        throw new UsageError(
+          `no server "${name}" in the registry of ${target}; nothing was changed`,
+          [],
+          [
+            servers.length > 0
+              ? `the servers are: ${servers.map((s) => printableLine(s.name)).join(', ')} (${knockerCommand(root, 'server list')})`
+              : 'the registry is empty',
+          ],
+        );
       }
       if (server?.online && !options.force) {
-        throw new PreflightError(`"${name}" is online (at ${printableLine(server.listen)}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`, [
-          'stop it on its own host first (knocker service stop server there): a running server registers again at its next heartbeat',
-          `to retire it anyway: ${knockerCommand(root, `server forget ${shellWord(name)} --force`)}`,
-        ]);
+        throw new PreflightError(
+          `"${name}" is online (at ${printableLine(server.listen)}, heard from ${age(secondsSince(server.lastSeen))} ago); nothing was changed`,
+          [
+            'stop it on its own host first (knocker service stop server there): a running server registers again at its next heartbeat',
+            `to retire it anyway: ${knockerCommand(root, `server forget ${shellWord(name)} --force`)}`,
+          ],
+        );
       }
-      const what = server ? `${printableLine(server.listen)}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${printableLine(server.version)}` : 'not in the registry';
+      const what = server
+        ? `${printableLine(server.listen)}, ${stateWord(server)}, last seen ${server.lastSeen.toISOString()}, version ${printableLine(server.version)}`
+        : 'not in the registry';
       const preflight: Check[] = [];
       const kept = { client, close: async () => {} };
       const steps = server ? [forgetRowStep(async () => kept, server, target, 'restored by knocker server forget')] : [];
@@ -97,11 +108,12 @@ export async function serverForget(root: Root, given: string, options: ForgetOpt
       };
       if (!(await run.showOrApply(plan, { preflight, details }))) return 0;
       if (inHaproxy) run.log.info(`server forget ${name}: removed from HAProxy (${haproxy.service.paths.conf})`);
-      if (server) run.log.info(`server forget ${name}: deleted from the registry of ${target} (was ${what})${server.online ? ' with --force while online' : ''}`);
+      if (server)
+        run.log.info(`server forget ${name}: deleted from the registry of ${target} (was ${what})${server.online ? ' with --force while online' : ''}`);
       // No result a script would capture: what was retired goes to stderr with the progress.
       io.err(
         server
-          ? `Removed "${name}" from the registry of ${target} (it was ${stateWord(server)}, last seen ${age(secondsSince(server.lastSeen))} ago)${inHaproxy ? ' and from this host\'s HAProxy' : ''}.`
+          ? `Removed "${name}" from the registry of ${target} (it was ${stateWord(server)}, last seen ${age(secondsSince(server.lastSeen))} ago)${inHaproxy ? " and from this host's HAProxy" : ''}.`
           : `Removed "${name}" from this host's HAProxy (it was not in the registry of ${target}).`,
       );
       io.err(`Logged in ${root.path(PATHS.opsLog)}.`);

@@ -49,4 +49,3 @@ export function stateWord(server: RegisteredServer): 'online' | 'offline' | 'sto
 export function secondsSince(date: Date): number {
   return (Date.now() - date.getTime()) / 1000;
 }
-

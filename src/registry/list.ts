@@ -12,7 +12,15 @@ export async function serverList(root: Root, options: { json: boolean }, io: Out
   if (options.json) {
     io.out(
       JSON.stringify(
-        servers.map((s) => ({ name: s.name, listen: s.listen, state: stateWord(s), version: s.version, schemaVersion: s.schemaVersion, lastSeen: s.lastSeen.toISOString(), startedAt: s.startedAt.toISOString() })),
+        servers.map((s) => ({
+          name: s.name,
+          listen: s.listen,
+          state: stateWord(s),
+          version: s.version,
+          schemaVersion: s.schemaVersion,
+          lastSeen: s.lastSeen.toISOString(),
+          startedAt: s.startedAt.toISOString(),
+        })),
         null,
         2,
       ),
@@ -24,7 +32,10 @@ export async function serverList(root: Root, options: { json: boolean }, io: Out
     return 0;
   }
   // Any holder of the nodes' role can write a row: each cell is shown on one line, escaped.
-  const rows = [['NAME', 'LISTEN', 'STATE', 'VERSION', 'LAST SEEN'], ...servers.map((s) => [printableLine(s.name), printableLine(s.listen), stateWord(s), printableLine(s.version), `${age(secondsSince(s.lastSeen))} ago`])];
+  const rows = [
+    ['NAME', 'LISTEN', 'STATE', 'VERSION', 'LAST SEEN'],
+    ...servers.map((s) => [printableLine(s.name), printableLine(s.listen), stateWord(s), printableLine(s.version), `${age(secondsSince(s.lastSeen))} ago`]),
+  ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) io.out(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
   const gone = servers.filter((s) => stateWord(s) !== 'online');

@@ -92,11 +92,7 @@ export async function migrate(client: Queryable, migrations: Migration[], applie
       await client.query('BEGIN');
       try {
         await client.query(migration.sql);
-        await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version, name, applied_by) VALUES ($1, $2, $3)`, [
-          migration.version,
-          migration.name,
-          appliedBy,
-        ]);
+        await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version, name, applied_by) VALUES ($1, $2, $3)`, [migration.version, migration.name, appliedBy]);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});

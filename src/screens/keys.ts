@@ -63,7 +63,10 @@ export interface DashboardKey {
   bind: Array<[DashboardCommand, (input: string, key: Key) => boolean]>;
 }
 
-const typed = (...chars: string[]) => (input: string) => chars.includes(input);
+const typed =
+  (...chars: string[]) =>
+  (input: string) =>
+    chars.includes(input);
 
 /**
  * The dashboard's one key table: the key handler (status-app.tsx), the footer and the help overlay
@@ -107,7 +110,14 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
   },
   { keys: 'r', label: 'refresh', does: 'refresh now', admin: false, bind: [['refresh', typed('r')]] },
   { keys: '?', label: 'help', does: 'this help (any key closes it)', admin: false, bind: [['help', typed('?')]] },
-  { keys: 'q, Ctrl+C', short: 'q', label: 'quit', does: 'quit', admin: false, bind: [['quit', (input, key) => input === 'q' || bindings.interrupt(input, key)]] },
+  {
+    keys: 'q, Ctrl+C',
+    short: 'q',
+    label: 'quit',
+    does: 'quit',
+    admin: false,
+    bind: [['quit', (input, key) => input === 'q' || bindings.interrupt(input, key)]],
+  },
   { keys: 'd', label: 'drain', does: 'drain the selected server in HAProxy: no new sessions, cookie holders stay', admin: true, bind: [['drain', typed('d')]] },
   { keys: 'm', label: 'maint', does: 'maintenance: no traffic at all, checks paused', admin: true, bind: [['maint', typed('m')]] },
   { keys: 'R', label: 'ready', does: 'ready: back into rotation once a health check passes', admin: true, bind: [['ready', typed('R')]] },

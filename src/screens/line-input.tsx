@@ -7,7 +7,10 @@ import { Text, useInput } from 'ink';
 import { bindings, eachKey } from './keys.js';
 
 export function maskPassword(text: string): string {
-  return text.replace(/^(postgres(?:ql)?:\/\/[^:/?#@]*:)([^@]*)(@|$)/i, (_m, head: string, password: string, at: string) => `${head}${'*'.repeat(password.length)}${at}`);
+  return text.replace(
+    /^(postgres(?:ql)?:\/\/[^:/?#@]*:)([^@]*)(@|$)/i,
+    (_m, head: string, password: string, at: string) => `${head}${'*'.repeat(password.length)}${at}`,
+  );
 }
 
 export interface LineInputProps {
@@ -33,7 +36,8 @@ export function LineInput({ value, placeholder, mask, onAppend, onErase, onClear
         }
         if (bindings.erase(input, key)) onErase();
         else if (bindings.clearLine(input, key)) onClear();
-        else if (!key.ctrl && !key.meta && !key.escape && !key.tab && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && input) onAppend(input);
+        else if (!key.ctrl && !key.meta && !key.escape && !key.tab && !key.upArrow && !key.downArrow && !key.leftArrow && !key.rightArrow && input)
+          onAppend(input);
         return true;
       }),
     { isActive },

@@ -17,7 +17,7 @@ const MAX_DETAIL_LINES = 12;
 
 function DetailLine({ line }: { line: string }) {
   const color = line.startsWith('+') && !line.startsWith('+++') ? theme.added : line.startsWith('-') && !line.startsWith('---') ? theme.removed : theme.muted;
-  return <Text color={color}>      {line}</Text>;
+  return <Text color={color}> {line}</Text>;
 }
 
 export function ChecksView({ checks }: { checks: Check[] }) {
@@ -74,7 +74,7 @@ export function PlanScreen({ checks, steps, warnings, onApply, onBack, onQuit, i
             </Text>
             {step.changes && step.details.slice(0, MAX_DETAIL_LINES).map((line, j) => <DetailLine key={j} line={line} />)}
             {step.changes && step.details.length > MAX_DETAIL_LINES && (
-              <Text color={theme.muted}>      … {step.details.length - MAX_DETAIL_LINES} more lines (knocker install --dry-run shows them all)</Text>
+              <Text color={theme.muted}> … {step.details.length - MAX_DETAIL_LINES} more lines (knocker install --dry-run shows them all)</Text>
             )}
           </Box>
         ))}
@@ -118,8 +118,20 @@ export function PreflightFailedScreen({ checks, message, hints, onBack, onQuit, 
   );
   return (
     <Box flexDirection="column">
-      {checks.length > 0 ? <ChecksView checks={checks} /> : <Text color={theme.error}>{symbols.fail} {message}</Text>}
-      {checks.length === 0 && hints.map((h) => <Text key={h} color={theme.warn}>  hint: {h}</Text>)}
+      {checks.length > 0 ? (
+        <ChecksView checks={checks} />
+      ) : (
+        <Text color={theme.error}>
+          {symbols.fail} {message}
+        </Text>
+      )}
+      {checks.length === 0 &&
+        hints.map((h) => (
+          <Text key={h} color={theme.warn}>
+            {' '}
+            hint: {h}
+          </Text>
+        ))}
       <Box marginTop={1}>
         <Text>
           <Text color={theme.error}>Preflight failed: nothing was changed.</Text> <Text color={theme.muted}>Esc: change answers · q: quit</Text>

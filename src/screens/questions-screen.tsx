@@ -22,7 +22,9 @@ export function Intro({ bannerArt, existingConf }: IntroProps) {
       <Banner art={bannerArt} />
       <Text>
         Please answer the following questions to configure Knocknoc correctly.{' '}
-        {existingConf ? `(Existing configuration found in ${existingConf}: its values are the defaults)` : '(No existing configuration detected, starting fresh)'}
+        {existingConf
+          ? `(Existing configuration found in ${existingConf}: its values are the defaults)`
+          : '(No existing configuration detected, starting fresh)'}
       </Text>
       <Text>Please refer to https://docs.knocknoc.io/ if you need more help.</Text>
     </Box>
@@ -58,9 +60,9 @@ export function QuestionsScreen({ flow, dispatch, isActive, ...intro }: Question
           return (
             <Box key={id} flexDirection="column">
               <Text>
-                <Text color={theme.ok}>{symbols.ok}</Text> {q.label.padEnd(width)}  {shown(id, flow.values[id])}
+                <Text color={theme.ok}>{symbols.ok}</Text> {q.label.padEnd(width)} {shown(id, flow.values[id])}
               </Text>
-              {note && <Text color={theme.muted}>  {note}</Text>}
+              {note && <Text color={theme.muted}> {note}</Text>}
             </Box>
           );
         })}
@@ -91,7 +93,9 @@ export function QuestionsScreen({ flow, dispatch, isActive, ...intro }: Question
                 {...(question.kind === 'url'
                   ? {
                       mask: maskPassword,
-                      placeholder: flow.values.databaseUrl ? `Enter keeps ${redactUrl(flow.values.databaseUrl)}` : 'postgres://USER:PASSWORD@HOST:5432/DATABASE',
+                      placeholder: flow.values.databaseUrl
+                        ? `Enter keeps ${redactUrl(flow.values.databaseUrl)}`
+                        : 'postgres://USER:PASSWORD@HOST:5432/DATABASE',
                     }
                   : {})}
                 isActive={isActive}
@@ -109,7 +113,11 @@ export function QuestionsScreen({ flow, dispatch, isActive, ...intro }: Question
             </Text>
           )}
           <Text color={theme.muted}>
-            {question.kind === 'choice' ? '↑/↓ or 1–3 to choose, Enter to accept' : flow.values[question.id] === '' ? 'Enter accepts (an answer is required)' : 'Enter accepts (empty = default)'}
+            {question.kind === 'choice'
+              ? '↑/↓ or 1–3 to choose, Enter to accept'
+              : flow.values[question.id] === ''
+                ? 'Enter accepts (an answer is required)'
+                : 'Enter accepts (empty = default)'}
             {flow.answered.length > 0 ? ' · Esc: previous question' : ''} · Ctrl+C: quit
           </Text>
         </Box>

@@ -4,7 +4,21 @@
 // Health is always a word and a symbol as well as a colour. It only displays.
 import { Box, Text } from 'ink';
 import type { AdminAction } from '../status/actions.js';
-import { checkCell, databaseHostCell, databaseLines, inStateCell, roleLines, showsDatabaseHosts, HEALTH_SYMBOL, haproxyCell, probeCell, seenCell, sourceAge, summaryLine, versionCell } from '../status/format.js';
+import {
+  checkCell,
+  databaseHostCell,
+  databaseLines,
+  inStateCell,
+  roleLines,
+  showsDatabaseHosts,
+  HEALTH_SYMBOL,
+  haproxyCell,
+  probeCell,
+  seenCell,
+  sourceAge,
+  summaryLine,
+  versionCell,
+} from '../status/format.js';
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { dashboardFooter, dashboardHelp } from './keys.js';
@@ -66,13 +80,23 @@ function columns(rows: ServerRow[], width: number, databaseHosts: boolean): { na
   return { name, list };
 }
 
-function SourcesLine({ snapshot, now, staleAfterMs, intervalMs, paused }: Pick<StatusScreenProps, 'snapshot' | 'now' | 'staleAfterMs' | 'intervalMs' | 'paused'>) {
+function SourcesLine({
+  snapshot,
+  now,
+  staleAfterMs,
+  intervalMs,
+  paused,
+}: Pick<StatusScreenProps, 'snapshot' | 'now' | 'staleAfterMs' | 'intervalMs' | 'paused'>) {
   const sources = Object.values(snapshot.sources);
   return (
     <Text wrap="wrap">
       {sources.map((s, i) => {
         const a = sourceAge(s, now, staleAfterMs);
-        const label = s.absent ? `${s.name} n/a` : s.error ? `${s.name} ${symbols.fail} FAILING ${a.text}${s.updatedAt ? ' old' : ''}` : `${s.name} ${a.text}${a.stale ? ' STALE' : ''}`;
+        const label = s.absent
+          ? `${s.name} n/a`
+          : s.error
+            ? `${s.name} ${symbols.fail} FAILING ${a.text}${s.updatedAt ? ' old' : ''}`
+            : `${s.name} ${a.text}${a.stale ? ' STALE' : ''}`;
         return (
           <Text key={s.name} color={s.error || a.stale ? theme.error : theme.muted}>
             {i > 0 ? ' · ' : ''}
@@ -93,10 +117,25 @@ export function visibleWindow(count: number, selectedIndex: number, room: number
   return { start, end: start + lines };
 }
 
-function ServersTable({ snapshot, rows: all, now, staleAfterMs, selected, width, tableLines }: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'tableLines'>) {
+function ServersTable({
+  snapshot,
+  rows: all,
+  now,
+  staleAfterMs,
+  selected,
+  width,
+  tableLines,
+}: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'tableLines'>) {
   const { name, list } = columns(all, width, showsDatabaseHosts(snapshot));
   const stale = (source: SourceName) => sourceAge(snapshot.sources[source], now, staleAfterMs).stale;
-  const window = visibleWindow(all.length, Math.max(0, all.findIndex((r) => r.name === selected)), tableLines);
+  const window = visibleWindow(
+    all.length,
+    Math.max(
+      0,
+      all.findIndex((r) => r.name === selected),
+    ),
+    tableLines,
+  );
   const rows = all.slice(window.start, window.end);
   const scrolled = window.end - window.start < all.length;
   return (
@@ -162,7 +201,10 @@ function Help({ admin }: { admin: boolean }) {
         </Text>
       ))}
       {!admin && <Text color={theme.muted}>Read-only: start with --admin to drain, maint or ready a server through HAProxy.</Text>}
-      <Text color={theme.muted}>Health: {HEALTH_SYMBOL.ok} ok · {HEALTH_SYMBOL.warn} attention (draining, maint, checks failing) · {HEALTH_SYMBOL.fail} failing (offline, down, out of step)</Text>
+      <Text color={theme.muted}>
+        Health: {HEALTH_SYMBOL.ok} ok · {HEALTH_SYMBOL.warn} attention (draining, maint, checks failing) · {HEALTH_SYMBOL.fail} failing (offline, down, out of
+        step)
+      </Text>
     </Box>
   );
 }
@@ -174,7 +216,14 @@ function clock(at: number): string {
 export function StatusScreen(props: StatusScreenProps) {
   const { snapshot, rows, events, now, staleAfterMs, selected, width, help, eventLines } = props;
   const { total, healthy } = snapshot.summary;
-  const verdict: Health = snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail' ? 'fail' : healthy === total && total > 0 ? 'ok' : healthy === 0 ? 'fail' : 'warn';
+  const verdict: Health =
+    snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail'
+      ? 'fail'
+      : healthy === total && total > 0
+        ? 'ok'
+        : healthy === 0
+          ? 'fail'
+          : 'warn';
   const db = snapshot.sources.database;
   const dbStale = sourceAge(db, now, staleAfterMs).stale;
   const selectedRow = rows.find((r) => r.name === selected);
@@ -197,11 +246,13 @@ export function StatusScreen(props: StatusScreenProps) {
               {symbols.fail} cannot read the servers registry: {snapshot.sources.registry.error}
             </Text>
           ) : snapshot.servers.length === 0 ? (
-            <Text color={theme.muted}>{snapshot.sources.registry.busy || snapshot.sources.registry.updatedAt === undefined ? 'Loading…' : 'No server is registered in this database.'}</Text>
+            <Text color={theme.muted}>
+              {snapshot.sources.registry.busy || snapshot.sources.registry.updatedAt === undefined ? 'Loading…' : 'No server is registered in this database.'}
+            </Text>
           ) : (
             <ServersTable {...props} />
           )}
-          {hidden > 0 && <Text color={theme.muted}>  {hidden} more hidden by the filter</Text>}
+          {hidden > 0 && <Text color={theme.muted}> {hidden} more hidden by the filter</Text>}
           {selectedRow && selectedRow.problems.length > 0 && (
             <Text color={COLOR[selectedRow.health]} wrap="wrap">
               {'  '}
@@ -216,23 +267,25 @@ export function StatusScreen(props: StatusScreenProps) {
                 {line.text}
               </Text>
             ))}
-            {db.data ? databaseLines(db.data).map((line) => (
-              <Text key={line} dimColor={dbStale} wrap="wrap">
-                {'  '}
-                {line}
-              </Text>
-            )) : null}
+            {db.data
+              ? databaseLines(db.data).map((line) => (
+                  <Text key={line} dimColor={dbStale} wrap="wrap">
+                    {'  '}
+                    {line}
+                  </Text>
+                ))
+              : null}
             {db.error && (
               <Text color={theme.error} wrap="wrap">
                 {'  '}
                 {symbols.fail} not answering{db.updatedAt ? ` (data above is ${age((now - db.updatedAt) / 1000)} old)` : ''}: {db.error}
               </Text>
             )}
-            {!db.data && !db.error && <Text color={theme.muted}>  Loading…</Text>}
+            {!db.data && !db.error && <Text color={theme.muted}> Loading…</Text>}
           </Box>
           <Box flexDirection="column" marginTop={1}>
             <Text bold>Events</Text>
-            {events.length === 0 ? <Text color={theme.muted}>  none yet: state changes appear here</Text> : null}
+            {events.length === 0 ? <Text color={theme.muted}> none yet: state changes appear here</Text> : null}
             {events.slice(-eventLines).map((event, i) => (
               <Text key={`${event.at}-${i}`} wrap="wrap">
                 {'  '}

@@ -140,7 +140,9 @@ export function UpgradeScreen(props: UpgradeScreenProps) {
         </Box>
       )}
       {stage === 'running' && (
-        <Text color={props.notice ? theme.warn : theme.muted}>{props.notice ?? 'Ctrl-C stops once the server being upgraded is done, and puts rotation back'}</Text>
+        <Text color={props.notice ? theme.warn : theme.muted}>
+          {props.notice ?? 'Ctrl-C stops once the server being upgraded is done, and puts rotation back'}
+        </Text>
       )}
       {props.result && (
         <Box flexDirection="column" marginTop={1}>

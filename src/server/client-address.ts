@@ -36,7 +36,10 @@ export class TrustedForwarders {
 function forwardedChain(header: string | string[] | undefined): string[] {
   if (header === undefined) return [];
   const joined = Array.isArray(header) ? header.join(',') : header;
-  return joined.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  return joined
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
 }
 
 /** The client's address for a request from `peer` carrying `forwardedFor`. */

@@ -19,9 +19,7 @@ export interface ServerConfig {
   serverName: string;
 }
 
-export type ConfigResult =
-  | { ok: true; config: ServerConfig; warnings: string[] }
-  | { ok: false; problems: string[]; warnings: string[] };
+export type ConfigResult = { ok: true; config: ServerConfig; warnings: string[] } | { ok: false; problems: string[]; warnings: string[] };
 
 /** knocknoc.conf is a few lines; a bigger file is not one. */
 export const MAX_CONF_BYTES = 1024 * 1024;
@@ -40,7 +38,13 @@ export async function loadServerConfig(
     const why =
       error instanceof UnreadableFileError
         ? error.message.slice(file.length + 1)
-        : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : String(code);
+        : code === 'ENOENT'
+          ? 'no such file'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : code === 'EISDIR'
+              ? 'it is a folder'
+              : String(code);
     return {
       ok: false,
       problems: [`cannot read the configuration ${file}: ${why} (${whenUnreadable})`],
@@ -50,7 +54,8 @@ export async function loadServerConfig(
   const result = checkServerConfig(text, file, hostname);
   try {
     const mode = (await fs.stat(file)).mode & 0o777;
-    if (mode & 0o077) result.warnings.push(`${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and holds the database password: chmod 600 ${file}`);
+    if (mode & 0o077)
+      result.warnings.push(`${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and holds the database password: chmod 600 ${file}`);
   } catch {
     // read above; a vanished file is reported on the next start
   }

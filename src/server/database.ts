@@ -43,7 +43,15 @@ export interface MonitorTimings {
   switchHoldMs: number;
 }
 
-export const DEFAULT_TIMINGS: MonitorTimings = { cacheMs: 1000, waitMs: 1000, heartbeatMs: 5000, backoffMinMs: 250, backoffMaxMs: 5000, switchWindowMs: 30_000, switchHoldMs: 1800 };
+export const DEFAULT_TIMINGS: MonitorTimings = {
+  cacheMs: 1000,
+  waitMs: 1000,
+  heartbeatMs: 5000,
+  backoffMinMs: 250,
+  backoffMaxMs: 5000,
+  switchWindowMs: 30_000,
+  switchHoldMs: 1800,
+};
 
 export interface MonitorOptions {
   url: DatabaseUrl;
@@ -226,9 +234,7 @@ export class DatabaseMonitor {
     const beat = Date.now() - this.lastBeatAt >= this.timings.heartbeatMs;
     try {
       const { me } = this.options;
-      const result = beat
-        ? await client.query<CheckRow>({ ...HEARTBEAT_SQL, values: [me.name, me.instance] })
-        : await client.query<CheckRow>(CHECK_SQL);
+      const result = beat ? await client.query<CheckRow>({ ...HEARTBEAT_SQL, values: [me.name, me.instance] }) : await client.query<CheckRow>(CHECK_SQL);
       const row = result.rows[0]!;
       if (beat) {
         this.lastBeatAt = Date.now();
@@ -266,7 +272,9 @@ export class DatabaseMonitor {
     const was = this.lastAt;
     this.lastAt = at;
     if (was && formatHostPort(was) !== formatHostPort(at)) {
-      this.options.log.warn(`the database is now ${formatHostPort(at)} (was ${formatHostPort(was)}): DatabaseURL lists ${this.options.url.hosts.length} hosts and this one is ${this.options.url.targetSessionAttrs}`);
+      this.options.log.warn(
+        `the database is now ${formatHostPort(at)} (was ${formatHostPort(was)}): DatabaseURL lists ${this.options.url.hosts.length} hosts and this one is ${this.options.url.targetSessionAttrs}`,
+      );
     }
     for (const listener of this.listeners) listener(at);
     client.on('end', () => {
@@ -318,7 +326,9 @@ export class DatabaseMonitor {
       this.downSince = Date.now();
       const code = (error as { code?: string }).code;
       const why = code === '25006' && this.at ? `${formatHostPort(this.at)} is read-only now (SQLSTATE 25006)` : this.describe(error);
-      this.options.log.error(`database unreachable: ${this.options.log.scrub(why)}; /_status answers 503 until it is back (retrying, at most every ${backoffMaxMs / 1000} s)`);
+      this.options.log.error(
+        `database unreachable: ${this.options.log.scrub(why)}; /_status answers 503 until it is back (retrying, at most every ${backoffMaxMs / 1000} s)`,
+      );
     }
     return this.record(UNREACHABLE);
   }

@@ -45,7 +45,10 @@ export class HealthCheckTally {
   private since = Date.now();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly log: ServerLog, everyMs = 300_000) {
+  constructor(
+    private readonly log: ServerLog,
+    everyMs = 300_000,
+  ) {
     this.timer = setInterval(() => this.flush(), everyMs);
     this.timer.unref();
   }
@@ -67,9 +70,14 @@ export class HealthCheckTally {
   flush(): void {
     if (this.count > 0) {
       const seconds = Math.round((Date.now() - this.since) / 1000);
-      const answers = [...this.byAnswer].sort((a, b) => a[0] - b[0]).map(([code, n]) => `${n} × ${code}`).join(', ');
+      const answers = [...this.byAnswer]
+        .sort((a, b) => a[0] - b[0])
+        .map(([code, n]) => `${n} × ${code}`)
+        .join(', ');
       const clients = [...this.clients].slice(0, 5).join(', ') + (this.clients.size > 5 ? `, … (${this.clients.size} clients)` : '');
-      this.log.info(`health checks: ${this.count} more in the last ${seconds} s (${answers}) from ${clients}; only the first from a client and changes of answer are logged`);
+      this.log.info(
+        `health checks: ${this.count} more in the last ${seconds} s (${answers}) from ${clients}; only the first from a client and changes of answer are logged`,
+      );
     }
     this.count = 0;
     this.byAnswer.clear();
@@ -141,7 +149,15 @@ function homePage(node: NodeFacts, client: string, servers: RegisteredServer[] |
   ].join('\n');
 }
 
-function send(res: http.ServerResponse, ctx: HandlerContext, code: number, type: string, body: string, head: boolean, extra: Record<string, string> = {}): void {
+function send(
+  res: http.ServerResponse,
+  ctx: HandlerContext,
+  code: number,
+  type: string,
+  body: string,
+  head: boolean,
+  extra: Record<string, string> = {},
+): void {
   const headers: Record<string, string | number> = {
     'Content-Type': type,
     'Content-Length': Buffer.byteLength(body),

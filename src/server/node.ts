@@ -53,7 +53,9 @@ function listenProblem(code: string, config: ServerConfig): StartError {
     EACCES: `listening on port ${port} needs more privileges`,
   };
   return new StartError(`cannot listen on ${config.listenText}: ${why[code] ?? code}`, 3, [
-    code === 'EADDRINUSE' ? 'is another knocknoc-server running? (`knocker service status`; `ss -ltnp` shows what listens there)' : `check Listen in ${config.file}`,
+    code === 'EADDRINUSE'
+      ? 'is another knocknoc-server running? (`knocker service status`; `ss -ltnp` shows what listens there)'
+      : `check Listen in ${config.file}`,
   ]);
 }
 
@@ -155,7 +157,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   };
   const selected = await openDatabase(config, connectOptions);
   const client = selected.client;
-  if (config.databaseUrl.hosts.length > 1) log.info(`database ${formatHostPort(selected.at)} (the first ${config.databaseUrl.targetSessionAttrs} server of ${config.databaseUrl.hosts.map(formatHostPort).join(', ')})`);
+  if (config.databaseUrl.hosts.length > 1)
+    log.info(
+      `database ${formatHostPort(selected.at)} (the first ${config.databaseUrl.targetSessionAttrs} server of ${config.databaseUrl.hosts.map(formatHostPort).join(', ')})`,
+    );
   let pool: PagePool;
   let databaseSchemaVersion: number;
   let registered = false;
@@ -168,7 +173,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     }
     databaseSchemaVersion = result.to;
     if (result.applied.length > 0) {
-      log.info(`migrated the database schema from version ${result.from} to ${result.to} (${release.migrations.filter((m) => result.applied.includes(m.version)).map((m) => `${String(m.version).padStart(3, '0')}_${m.name}.sql`).join(', ')})`);
+      log.info(
+        `migrated the database schema from version ${result.from} to ${result.to} (${release.migrations
+          .filter((m) => result.applied.includes(m.version))
+          .map((m) => `${String(m.version).padStart(3, '0')}_${m.name}.sql`)
+          .join(', ')})`,
+      );
     } else if (result.from > release.schemaVersion) {
       log.warn(
         `the database schema (version ${result.from}) is newer than this release expects (${release.schemaVersion}): ` +
@@ -200,11 +210,21 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     await client.end().catch(() => {});
   }
 
-  const monitor = new DatabaseMonitor({ url: config.databaseUrl, connect: { ...connectOptions, connectTimeoutMs: 3_000, statementTimeoutMs: 2_000, queryTimeoutMs: 3_000 }, me, log, timings }, databaseSchemaVersion, selected.at);
+  const monitor = new DatabaseMonitor(
+    { url: config.databaseUrl, connect: { ...connectOptions, connectTimeoutMs: 3_000, statementTimeoutMs: 2_000, queryTimeoutMs: 3_000 }, me, log, timings },
+    databaseSchemaVersion,
+    selected.at,
+  );
   // Pages follow the monitor: to the host it selected, or fail at once while it has none.
   monitor.onHostChange((at) => pool.follow(at));
   pool.onSwitchError((error) => monitor.suspect(error));
-  const node: NodeFacts = { name: config.serverName, listen: config.listenText, version: release.version, schemaVersion: release.schemaVersion, startedAt: Date.now() };
+  const node: NodeFacts = {
+    name: config.serverName,
+    listen: config.listenText,
+    version: release.version,
+    schemaVersion: release.schemaVersion,
+    startedAt: Date.now(),
+  };
   let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -271,7 +291,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         }),
       ]);
       clearTimeout(timer);
-      if (!finished) log.warn(`${inFlight} request${inFlight === 1 ? ' was' : 's were'} still running after ${bound / 1000} s and ${inFlight === 1 ? 'was' : 'were'} cut off`);
+      if (!finished)
+        log.warn(
+          `${inFlight} request${inFlight === 1 ? ' was' : 's were'} still running after ${bound / 1000} s and ${inFlight === 1 ? 'was' : 'were'} cut off`,
+        );
     }
     // Keep-alive connections left idle now, or still busy past the bound, end here.
     server.closeAllConnections();
@@ -279,7 +302,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     healthChecks.stop();
     const { marked, error } = await monitor.stop(MARK_STOPPED_MS);
     if (marked) log.info(`marked "${config.serverName}" stopped in the registry`);
-    else log.warn(`could not mark "${config.serverName}" stopped in the registry${error ? `: ${error}` : ''}; it will show as offline once its heartbeats stop`);
+    else
+      log.warn(`could not mark "${config.serverName}" stopped in the registry${error ? `: ${error}` : ''}; it will show as offline once its heartbeats stop`);
     await pool.end().catch(() => {});
     log.info('stopped');
   };

@@ -86,7 +86,11 @@ export async function stillHeartbeating(client: Queryable, name: string, holder:
     `${name}'s holder to heartbeat again`,
     async () => {
       const result = await orGiveUp(
-        client.query<{ beat: boolean }>(`SELECT last_seen::text <> $3 AS beat FROM servers WHERE name = $1 AND instance = $2`, [name, holder.instance, holder.lastSeen]),
+        client.query<{ beat: boolean }>(`SELECT last_seen::text <> $3 AS beat FROM servers WHERE name = $1 AND instance = $2`, [
+          name,
+          holder.instance,
+          holder.lastSeen,
+        ]),
       );
       const row = result.rows[0];
       // The row changed hands or went: whoever held it is not heartbeating as that process.
@@ -132,10 +136,10 @@ export async function holderOf(client: Queryable, name: string): Promise<{ liste
 }
 
 export async function markStopped(client: Queryable, me: Registration): Promise<boolean> {
-  const result = await client.query(
-    `UPDATE servers SET state = 'stopped', stopped_at = now(), last_seen = now() WHERE name = $1 AND instance = $2`,
-    [me.name, me.instance],
-  );
+  const result = await client.query(`UPDATE servers SET state = 'stopped', stopped_at = now(), last_seen = now() WHERE name = $1 AND instance = $2`, [
+    me.name,
+    me.instance,
+  ]);
   return (result.rowCount ?? 0) > 0;
 }
 

@@ -11,7 +11,19 @@ import type { Logger } from '../system/log.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
-import { logSince, logTail, runningDaemon, startDaemon, stopDaemon, systemctl, unitActive, unitFailed, unitJournal, vanishedDaemon, type DaemonSpec } from '../system/service.js';
+import {
+  logSince,
+  logTail,
+  runningDaemon,
+  startDaemon,
+  stopDaemon,
+  systemctl,
+  unitActive,
+  unitFailed,
+  unitJournal,
+  vanishedDaemon,
+  type DaemonSpec,
+} from '../system/service.js';
 import { giveUp, orGiveUp, waitForOrUndefined } from '../system/wait.js';
 import { describeStatus, fetchStatus, statusUrl, type StatusReply } from './probe.js';
 import { isServing } from './status-body.js';
@@ -105,7 +117,11 @@ export async function serverRunState(service: ServerService): Promise<ServerRunS
   if (pid !== undefined) return { running: true, where: `pid ${pid}` };
   const gone = await vanishedDaemon(pidFile);
   if (gone === undefined) return { running: false, where: 'no process' };
-  return { running: false, where: 'no process', crashed: { what: `pid ${gone} gone, its pid file still there`, lastLines: await logTail(service.root.path(PATHS.serverLog), CRASH_LINES) } };
+  return {
+    running: false,
+    where: 'no process',
+    crashed: { what: `pid ${gone} gone, its pid file still there`, lastLines: await logTail(service.root.path(PATHS.serverLog), CRASH_LINES) },
+  };
 }
 
 /**
@@ -225,9 +241,10 @@ export async function serverServiceSteps(options: ServerStepsOptions): Promise<{
     : [];
   after.push({
     kind: 'service',
-    title: state.running && !restart
-      ? `Knocknoc server: running (${state.where}), ${statusUrl(listen)}`
-      : `Knocknoc server: start it (${service.manager === 'systemd' ? SERVER_UNIT : 'daemon'}) and wait until ${statusUrl(listen)} answers 200`,
+    title:
+      state.running && !restart
+        ? `Knocknoc server: running (${state.where}), ${statusUrl(listen)}`
+        : `Knocknoc server: start it (${service.manager === 'systemd' ? SERVER_UNIT : 'daemon'}) and wait until ${statusUrl(listen)} answers 200`,
     details: [...how, `wait until ${statusUrl(listen)} answers 200 (at most ${START_TIMEOUT_MS / 1000} s)`],
     changes: !state.running || restart,
     async apply() {

@@ -44,9 +44,7 @@ export function readConfForService(confFile: string): ConfRead {
 export async function checkConfBeforeStart(root: Root, confFile: string, command: string): Promise<void> {
   const loaded = await loadServerConfig(confFile, os.hostname(), `run \`${knockerCommand(root, 'install')}\` to write it`);
   if (loaded.ok) return;
-  throw new UsageError(
-    `knocknoc-server would not start with ${confFile}; nothing was stopped or started`,
-    loaded.problems,
-    [`fix ${loaded.problems.length === 1 ? 'it' : 'them'}, then run ${knockerCommand(root, command)} again (a running node keeps serving meanwhile)`],
-  );
+  throw new UsageError(`knocknoc-server would not start with ${confFile}; nothing was stopped or started`, loaded.problems, [
+    `fix ${loaded.problems.length === 1 ? 'it' : 'them'}, then run ${knockerCommand(root, command)} again (a running node keeps serving meanwhile)`,
+  ]);
 }

@@ -11,7 +11,16 @@ import { inspectHaproxy } from '../haproxy/plan.js';
 import { inRotation, showStat } from '../haproxy/runtime.js';
 import { findHaproxy, haproxyRunState, startHaproxy, stopHaproxy } from '../haproxy/service.js';
 import { PreflightError, UsageError } from '../errors.js';
-import { clusterExists, clusterOwner, clusterRunning, findPgBinaries, readClusterSettings, startCluster, stopCluster, type PrivateCluster } from '../postgres/cluster.js';
+import {
+  clusterExists,
+  clusterOwner,
+  clusterRunning,
+  findPgBinaries,
+  readClusterSettings,
+  startCluster,
+  stopCluster,
+  type PrivateCluster,
+} from '../postgres/cluster.js';
 import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster } from '../postgres/system-cluster.js';
 import { describeStatus, fetchStatus, statusUrl } from '../server/probe.js';
 import { isServing } from '../server/status-body.js';
@@ -26,7 +35,6 @@ import type { Output } from '../shared/output.js';
 import { knockerCommand } from '../shared/hint.js';
 export type ServiceName = 'server' | 'postgres' | 'haproxy';
 export type ServiceAction = 'start' | 'stop' | 'restart' | 'status';
-
 
 interface ServiceState {
   /**
@@ -60,7 +68,9 @@ async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile:
   const listen = conf ? parseListen(conf.get('Listen') ?? '') : undefined;
   const service = await serverService(root, packageRoot());
   if (!listen?.ok) {
-    const why = !conf ? (confProblem ?? `no ${confFile}`) : confProblem ?? `Listen in ${confFile} is not usable: ${listen?.ok === false ? listen.error : 'missing'}`;
+    const why = !conf
+      ? (confProblem ?? `no ${confFile}`)
+      : (confProblem ?? `Listen in ${confFile} is not usable: ${listen?.ok === false ? listen.error : 'missing'}`);
     // What knocker started is found from its own records, whatever the configuration says now.
     const recorded = await serverFromRecords(root, service, why);
     if (recorded) return recorded;
@@ -73,13 +83,20 @@ async function serverEntry(root: Root, conf: KnocknocConf | undefined, confFile:
     async state() {
       const run = await serverRunState(service);
       if (run.crashed) {
-        return { word: 'crashed', detail: `${run.crashed.what}; last log lines${service.manager === 'daemon' ? ` (${log})` : ''}:`, more: run.crashed.lastLines.length > 0 ? run.crashed.lastLines : ['(none)'] };
+        return {
+          word: 'crashed',
+          detail: `${run.crashed.what}; last log lines${service.manager === 'daemon' ? ` (${log})` : ''}:`,
+          more: run.crashed.lastLines.length > 0 ? run.crashed.lastLines : ['(none)'],
+        };
       }
       if (!run.running) return { word: 'stopped', detail: service.manager === 'daemon' ? `log ${log}` : run.where };
       const reply = await fetchStatus(listen.value).catch((error: Error) => error);
       const answer = reply instanceof Error ? `no answer (${reply.message})` : describeStatus(reply);
       const serving = !(reply instanceof Error) && isServing(reply);
-      return { word: serving ? 'running' : 'failing', detail: `${run.where}, ${statusUrl(listen.value)}: ${answer}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
+      return {
+        word: serving ? 'running' : 'failing',
+        detail: `${run.where}, ${statusUrl(listen.value)}: ${answer}${service.manager === 'daemon' ? `; log ${log}` : ''}`,
+      };
     },
     start: () => startServerService(service, listen.value),
     stop: () => stopServerService(service),
@@ -104,7 +121,8 @@ async function serverFromRecords(root: Root, service: ServerService, confProblem
     label: 'the Knocknoc server',
     async state() {
       const run = await serverRunState(service);
-      if (run.crashed) return { word: 'crashed', detail: `${run.crashed.what}; ${note}`, more: run.crashed.lastLines.length > 0 ? run.crashed.lastLines : ['(none)'] };
+      if (run.crashed)
+        return { word: 'crashed', detail: `${run.crashed.what}; ${note}`, more: run.crashed.lastLines.length > 0 ? run.crashed.lastLines : ['(none)'] };
       if (!run.running) return { word: 'stopped', detail: `${note}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
       return { word: 'running', detail: `${run.where}; ${note}${service.manager === 'daemon' ? `; log ${log}` : ''}` };
     },
@@ -121,7 +139,10 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confPro
   // made is its own record. (On the real system the host's PostgreSQL is not claimed on a guess.)
   const fromRecords = option === undefined && confProblem !== undefined && root.isSandbox && (await clusterExists(root.path(PATHS.pgData)));
   if (option !== '1' && !fromRecords) {
-    return { name: 'postgres', notSetUp: option ? `the database is external (DatabaseOption ${option}); knocker does not run it` : 'no local database was installed' };
+    return {
+      name: 'postgres',
+      notSetUp: option ? `the database is external (DatabaseOption ${option}); knocker does not run it` : 'no local database was installed',
+    };
   }
   if (root.isSandbox) {
     const dataDir = root.path(PATHS.pgData);
@@ -177,7 +198,10 @@ async function haproxyEntry(root: Root): Promise<Found> {
   const facts = await inspectHaproxy(root);
   const { paths } = facts.service;
   if (facts.existing.kind !== 'knocker') {
-    return { name: 'haproxy', notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`${knockerCommand(root, 'haproxy setup NAME=HOST:PORT …')}\`)` };
+    return {
+      name: 'haproxy',
+      notSetUp: `no HAProxy configuration written by knocker in ${paths.conf} (run \`${knockerCommand(root, 'haproxy setup NAME=HOST:PORT …')}\`)`,
+    };
   }
   const { bind, tls } = facts.existing.settings;
   const frontend = `${tls ? 'https' : 'http'}://${formatListen(bind)}`;
@@ -192,7 +216,14 @@ async function haproxyEntry(root: Root): Promise<Found> {
       if (stat instanceof Error) return { word: 'failing', detail: `${run.where}, ${frontend}: ${stat.message}${log}` };
       const servers = stat.servers.filter((s) => s.backend === BACKEND);
       const up = servers.filter((s) => inRotation(s.status));
-      const nodes = `${up.length}/${servers.length} web nodes in rotation${up.length < servers.length ? ` (${servers.filter((s) => !inRotation(s.status)).map((s) => `${s.name} ${s.status.text}`).join(', ')})` : ''}`;
+      const nodes = `${up.length}/${servers.length} web nodes in rotation${
+        up.length < servers.length
+          ? ` (${servers
+              .filter((s) => !inRotation(s.status))
+              .map((s) => `${s.name} ${s.status.text}`)
+              .join(', ')})`
+          : ''
+      }`;
       return { word: up.length > 0 ? 'running' : 'failing', detail: `${run.where}, ${frontend}: ${nodes}${log}` };
     },
     async start() {
@@ -211,14 +242,13 @@ async function findServices(root: Root): Promise<Found[]> {
   try {
     read = readConfForService(confFile);
   } catch (error) {
-    throw new PreflightError(`cannot read ${confFile}: ${(error as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (error as Error).message}`, ['run it as root (sudo), as knocker install was']);
+    throw new PreflightError(
+      `cannot read ${confFile}: ${(error as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (error as Error).message}`,
+      ['run it as root (sudo), as knocker install was'],
+    );
   }
   const { conf, problem } = read;
-  return [
-    await postgresEntry(root, conf, problem),
-    await serverEntry(root, conf, confFile, problem),
-    await haproxyEntry(root),
-  ];
+  return [await postgresEntry(root, conf, problem), await serverEntry(root, conf, confFile, problem), await haproxyEntry(root)];
 }
 
 function isManaged(found: Found): found is Managed {
@@ -250,7 +280,9 @@ function planFor(action: 'start' | 'stop' | 'restart', services: Managed[], stat
 }
 
 function notSetUp(root: Root): PreflightError {
-  return new PreflightError(`nothing here was set up by knocker install${root.isSandbox ? ` (root ${root.dir})` : ''}`, [`run ${knockerCommand(root, 'install')} first`]);
+  return new PreflightError(`nothing here was set up by knocker install${root.isSandbox ? ` (root ${root.dir})` : ''}`, [
+    `run ${knockerCommand(root, 'install')} first`,
+  ]);
 }
 
 /** The steps that stop everything set up here (HAProxy, then the server, then PostgreSQL), by service. */
@@ -290,7 +322,11 @@ export async function serviceCommand(action: ServiceAction, which: ServiceName |
   const plan = planFor(action, managed, states);
   if (!hasChanges(plan)) {
     const already = (word: ServiceState['word']) =>
-      word === 'failing' ? `running, but failing (see \`${knockerCommand(root, 'service status')}\`)` : word === 'crashed' ? `stopped (it had crashed: see \`${knockerCommand(root, 'service status')}\`)` : word;
+      word === 'failing'
+        ? `running, but failing (see \`${knockerCommand(root, 'service status')}\`)`
+        : word === 'crashed'
+          ? `stopped (it had crashed: see \`${knockerCommand(root, 'service status')}\`)`
+          : word;
     io.err(`Nothing to do: ${managed.map((m, i) => `${m.name} is already ${already(states[i]!.word)}`).join(', ')}.`);
     return 0;
   }

@@ -40,7 +40,9 @@ async function sourceOf(root: Root, which: LogName): Promise<LogSource> {
 
 /** A log that is there but not a regular file (a FIFO, a folder): refused with a sentence, never read. */
 function notAFile(error: UnreadableFileError): PreflightError {
-  return new PreflightError(`cannot read ${error.message}`, ['a service writes its log to a regular file: move what is there aside, then start the service again']);
+  return new PreflightError(`cannot read ${error.message}`, [
+    'a service writes its log to a regular file: move what is there aside, then start the service again',
+  ]);
 }
 
 async function followFile(file: string, from: number, io: Output, stop: AbortSignal): Promise<void> {
@@ -87,15 +89,23 @@ export async function serviceLogs(root: Root, which: LogName, options: LogOption
     const result = await child;
     if (partial) io.out(partial);
     if (options.stop.aborted) return 0;
-    if (result.exitCode !== 0) throw new PreflightError(`journalctl -u ${source.unit} failed (exit ${result.exitCode})`, ['run it as root (sudo), or as a user in the systemd-journal group']);
+    if (result.exitCode !== 0)
+      throw new PreflightError(`journalctl -u ${source.unit} failed (exit ${result.exitCode})`, [
+        'run it as root (sudo), or as a user in the systemd-journal group',
+      ]);
     return 0;
   }
   const opened = await openRegularFile(source.file).catch((error: NodeJS.ErrnoException) => error);
   if (opened instanceof Error) {
     if (opened instanceof UnreadableFileError) throw notAFile(opened);
-    if (opened.code !== 'ENOENT') throw new PreflightError(`cannot read ${source.file}: ${opened.code === 'EACCES' ? 'permission denied' : opened.message}`, ['run it as root (sudo), as knocker install was']);
+    if (opened.code !== 'ENOENT')
+      throw new PreflightError(`cannot read ${source.file}: ${opened.code === 'EACCES' ? 'permission denied' : opened.message}`, [
+        'run it as root (sudo), as knocker install was',
+      ]);
     if (!options.follow) {
-      throw new PreflightError(`${which}: no log yet (${source.file} does not exist)`, [`is it set up here? ${knockerCommand(root, `service status ${which}`)}`]);
+      throw new PreflightError(`${which}: no log yet (${source.file} does not exist)`, [
+        `is it set up here? ${knockerCommand(root, `service status ${which}`)}`,
+      ]);
     }
   } else {
     await opened.handle.close();

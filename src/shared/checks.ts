@@ -19,7 +19,9 @@ export class PreflightFailed extends PreflightError {
   constructor(checks: Check[]) {
     const failed = checks.filter((c) => !c.ok);
     super(
-      failed.length === 1 ? `preflight failed: ${failed[0]!.name}: ${failed[0]!.detail}` : `preflight failed:\n${failed.map((c) => `  ✗ ${c.name}: ${c.detail}`).join('\n')}`,
+      failed.length === 1
+        ? `preflight failed: ${failed[0]!.name}: ${failed[0]!.detail}`
+        : `preflight failed:\n${failed.map((c) => `  ✗ ${c.name}: ${c.detail}`).join('\n')}`,
       failed.flatMap((c) => c.hints ?? []),
     );
     this.checks = checks;

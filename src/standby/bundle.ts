@@ -22,8 +22,10 @@ function endpointProblems(name: string, value: unknown): string[] {
   if (typeof value !== 'object' || value === null) return [`${name}: not an object with host and port`];
   const { host, port, ...rest } = value as Record<string, unknown>;
   const problems: string[] = [];
-  if (typeof host !== 'string' || !(net.isIP(host) || HOST_NAME.test(host))) problems.push(`${name}.host: not an IP address or host name: ${JSON.stringify(host)}`);
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) problems.push(`${name}.port: not a port number (1-65535): ${JSON.stringify(port)}`);
+  if (typeof host !== 'string' || !(net.isIP(host) || HOST_NAME.test(host)))
+    problems.push(`${name}.host: not an IP address or host name: ${JSON.stringify(host)}`);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+    problems.push(`${name}.port: not a port number (1-65535): ${JSON.stringify(port)}`);
   for (const key of Object.keys(rest)) problems.push(`${name}.${key}: unknown field`);
   return problems;
 }
@@ -49,7 +51,7 @@ function pemProblems(bundle: Record<string, unknown>): string[] {
     problems.push('key: not a PEM private key');
   }
   if (certificate && key && !certificate.checkPrivateKey(key)) problems.push('key: does not match the certificate');
-  if (certificate && ca && !certificate.verify(ca.publicKey)) problems.push('certificate: not issued by the bundle\'s CA');
+  if (certificate && ca && !certificate.verify(ca.publicKey)) problems.push("certificate: not issued by the bundle's CA");
   const host = (bundle.standby as Endpoint | undefined)?.host;
   if (certificate && typeof host === 'string' && !(net.isIP(host) ? certificate.checkIP(host) : certificate.checkHost(host))) {
     problems.push(`certificate: not made for ${host}`);
@@ -66,8 +68,12 @@ export function bundleProblems(bundle: unknown): string[] {
   for (const key of Object.keys(b)) if (!KEYS.includes(key)) problems.push(`${key}: unknown field`);
   problems.push(...endpointProblems('primary', b.primary), ...endpointProblems('standby', b.standby));
   if (typeof b.database !== 'string' || !DATABASE.test(b.database)) problems.push(`database: not a database name: ${JSON.stringify(b.database)}`);
-  if (typeof b.password !== 'string' || b.password.length < 16 || b.password.length > 1024 || CONTROL.test(b.password)) problems.push('password: not a password knocker made (16 to 1024 characters, no control characters)');
-  if (b.nodesUrl !== undefined && (typeof b.nodesUrl !== 'string' || CONTROL.test(b.nodesUrl) || !/^postgres(ql)?:\/\//.test(b.nodesUrl) || !URL.canParse(b.nodesUrl))) {
+  if (typeof b.password !== 'string' || b.password.length < 16 || b.password.length > 1024 || CONTROL.test(b.password))
+    problems.push('password: not a password knocker made (16 to 1024 characters, no control characters)');
+  if (
+    b.nodesUrl !== undefined &&
+    (typeof b.nodesUrl !== 'string' || CONTROL.test(b.nodesUrl) || !/^postgres(ql)?:\/\//.test(b.nodesUrl) || !URL.canParse(b.nodesUrl))
+  ) {
     problems.push('nodesUrl: not a postgres:// connection string');
   }
   for (const field of ['ca', 'certificate', 'key']) if (typeof b[field] !== 'string') problems.push(`${field}: missing`);
@@ -76,7 +82,12 @@ export function bundleProblems(bundle: unknown): string[] {
 
 /** Whether `host` is one of this host's own addresses (all of 127.0.0.0/8 and ::1 are). */
 export async function isOwnAddress(host: string): Promise<boolean> {
-  const addresses = net.isIP(host) ? [host] : await dns.lookup(host, { all: true }).then((r) => r.map((a) => a.address), () => []);
+  const addresses = net.isIP(host)
+    ? [host]
+    : await dns.lookup(host, { all: true }).then(
+        (r) => r.map((a) => a.address),
+        () => [],
+      );
   const own = new Set(Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address)));
   return addresses.some((a) => own.has(a) || a.startsWith('127.') || a === '::1');
 }
@@ -85,9 +96,12 @@ export async function readBundle(file: string): Promise<StandbyBundle> {
   const stat = await fs.stat(file).catch(() => undefined);
   if (!stat) throw new PreflightError(`${file} does not exist`, ['make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host']);
   if ((stat.mode & 0o077) !== 0) {
-    throw new PreflightError(`${file} can be read by ${stat.mode & 0o070 ? 'its group' : ''}${(stat.mode & 0o070) && (stat.mode & 0o007) ? ' and ' : ''}${stat.mode & 0o007 ? 'others' : ''} (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): it holds the replication password and a private key`, [
-      'copy it with its mode kept (scp -p, install -m 0600); if others could read it, make a new one on the primary (knocker standby remove there, then exposedb --add-standby)',
-    ]);
+    throw new PreflightError(
+      `${file} can be read by ${stat.mode & 0o070 ? 'its group' : ''}${(stat.mode & 0o070) && (stat.mode & 0o007) ? ' and ' : ''}${stat.mode & 0o007 ? 'others' : ''} (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): it holds the replication password and a private key`,
+      [
+        'copy it with its mode kept (scp -p, install -m 0600); if others could read it, make a new one on the primary (knocker standby remove there, then exposedb --add-standby)',
+      ],
+    );
   }
   let parsed: unknown;
   try {
@@ -99,7 +113,9 @@ export async function readBundle(file: string): Promise<StandbyBundle> {
   if (problems.length > 0) throw new UsageError(`${file} is not a valid bundle of knocker exposedb --add-standby; nothing was written`, problems);
   const bundle = parsed as StandbyBundle;
   if (!(await isOwnAddress(bundle.standby.host))) {
-    throw new PreflightError(`this host has no address ${bundle.standby.host}: the bundle is for another host`, [`run knocker standby init on ${bundle.standby.host}, or on the primary make a bundle for this host: knocker exposedb --add-standby ADDR`]);
+    throw new PreflightError(`this host has no address ${bundle.standby.host}: the bundle is for another host`, [
+      `run knocker standby init on ${bundle.standby.host}, or on the primary make a bundle for this host: knocker exposedb --add-standby ADDR`,
+    ]);
   }
   const pem = pemProblems(parsed as Record<string, unknown>);
   if (pem.length > 0) throw new UsageError(`${file} is not a valid bundle of knocker exposedb --add-standby; nothing was written`, pem);
@@ -111,5 +127,6 @@ export function checkMaxRate(rate: string | undefined): void {
   if (rate === undefined) return;
   const m = /^([1-9]\d{0,9})([kM]?)$/.exec(rate);
   const kb = m ? Number(m[1]) * (m[2] === 'M' ? 1024 : 1) : NaN;
-  if (!(kb >= 32 && kb <= 1024 * 1024)) throw new UsageError(`--max-rate ${JSON.stringify(rate)}: give a rate from 32k to 1024M (kB/s, or with the suffix k or M, e.g. 20M)`);
+  if (!(kb >= 32 && kb <= 1024 * 1024))
+    throw new UsageError(`--max-rate ${JSON.stringify(rate)}: give a rate from 32k to 1024M (kB/s, or with the suffix k or M, e.g. 20M)`);
 }

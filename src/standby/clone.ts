@@ -76,12 +76,27 @@ export function cloneStep(options: CloneOptions): Step {
   const dataDir = node.cluster.dataDir;
   const slot = slotName(node.cluster.host);
   const source = peerConninfo(peerTarget(node, primary, true), REPLICATION_ROLE, slot);
-  const args = ['-d', source, '-D', cloneDir, '-X', 'stream', '-S', slot, '--checkpoint=fast', '-w', ...(options.maxRate ? ['--max-rate', options.maxRate] : [])];
+  const args = [
+    '-d',
+    source,
+    '-D',
+    cloneDir,
+    '-X',
+    'stream',
+    '-S',
+    slot,
+    '--checkpoint=fast',
+    '-w',
+    ...(options.maxRate ? ['--max-rate', options.maxRate] : []),
+  ];
   let placed = false;
   return {
     kind: 'command',
     title: `Clone the primary ${primary.host}:${primary.port} (pg_basebackup -X stream -S ${slot}) into ${dataDir}, with this host's own settings`,
-    details: [`pg_basebackup ${args.join(' ')}`, `then: this host's listen address, pg_hba.conf, TLS files, primary_conninfo, standby.signal; rename ${cloneDir} -> ${dataDir}`],
+    details: [
+      `pg_basebackup ${args.join(' ')}`,
+      `then: this host's listen address, pg_hba.conf, TLS files, primary_conninfo, standby.signal; rename ${cloneDir} -> ${dataDir}`,
+    ],
     changes: true,
     async apply() {
       await discardHalfMadeCluster(cloneDir, log);

@@ -92,5 +92,13 @@ export function multiHostUrl(parts: MultiHostParts): string {
   const params: Record<string, string> = { target_session_attrs: 'read-write' };
   if (parts.caFile) Object.assign(params, { sslmode: 'verify-full', sslrootcert: parts.caFile });
   const [first] = parts.hosts;
-  return buildDatabaseUrl({ host: first?.host ?? '', port: first?.port ?? 5432, hosts: parts.hosts, user: parts.user, password: parts.password, database: parts.database, params });
+  return buildDatabaseUrl({
+    host: first?.host ?? '',
+    port: first?.port ?? 5432,
+    hosts: parts.hosts,
+    user: parts.user,
+    password: parts.password,
+    database: parts.database,
+    params,
+  });
 }

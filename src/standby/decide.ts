@@ -2,10 +2,7 @@
 // and the new primary's timeline and system identifier, never guessed (Patroni's rewind.py model).
 // Pure: tested on its own.
 
-export type RejoinDecision =
-  | { kind: 'follow'; why: string }
-  | { kind: 'rewind'; why: string }
-  | { kind: 'reclone'; why: string };
+export type RejoinDecision = { kind: 'follow'; why: string } | { kind: 'rewind'; why: string } | { kind: 'reclone'; why: string };
 
 export interface RejoinFacts {
   /** pg_controldata's "Database cluster state" of this node. */

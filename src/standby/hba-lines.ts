@@ -23,7 +23,10 @@ export function hbaLinesFor(peers: string[], tls: boolean, sandbox: boolean): st
   return [
     `# The standby's replication (knocker standby): ${role} from the peer host only.`,
     ...(loopback ? ['# 127.0.0.1: libpq tools connect from it on a one-machine sandbox (no source-address option).'] : []),
-    ...sources.flatMap((host) => [`${type}  replication  ${role}  ${cidrOf(host)}  scram-sha-256`, `${type}  postgres  ${role}  ${cidrOf(host)}  scram-sha-256`]),
+    ...sources.flatMap((host) => [
+      `${type}  replication  ${role}  ${cidrOf(host)}  scram-sha-256`,
+      `${type}  postgres  ${role}  ${cidrOf(host)}  scram-sha-256`,
+    ]),
     `host     replication  ${role}  0.0.0.0/0  reject`,
     `host     replication  ${role}  ::/0  reject`,
     `host     all  ${role}  0.0.0.0/0  reject`,

@@ -49,7 +49,9 @@ export async function waitStreaming(node: LocalNode, log?: Logger, timeoutMs = 1
 export async function dropSlotsForPeer(node: LocalNode, peer: string, log?: Logger): Promise<void> {
   const link = linkTo(node, log);
   try {
-    await (await link.session()).query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotName(peer)]);
+    await (await link.session()).query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [
+      slotName(peer),
+    ]);
   } finally {
     await link.close();
   }
@@ -81,11 +83,22 @@ export async function standbyFileSteps(root: Root, node: LocalNode, bundle: Stan
   const osUser = node.cluster.osUser;
   const state: PairState = { version: 1, self: bundle.standby, peer: bundle.primary, database: bundle.database };
   return [
-    await ownedFileStep(root.path(STANDBY_PATHS.passfile), passfileText([bundle.primary, bundle.standby], REPLICATION_ROLE, bundle.password), 0o600, osUser, (t) => log.scrub(t)),
+    await ownedFileStep(
+      root.path(STANDBY_PATHS.passfile),
+      passfileText([bundle.primary, bundle.standby], REPLICATION_ROLE, bundle.password),
+      0o600,
+      osUser,
+      (t) => log.scrub(t),
+    ),
     await ownedFileStep(root.path(STANDBY_PATHS.ca), bundle.ca, 0o644, osUser),
     await ownedFileStep(root.path(PATHS.pgTlsCert), bundle.certificate, 0o644, osUser),
     await ownedFileStep(root.path(PATHS.pgTlsKey), bundle.key, 0o600, osUser, () => '<private key>'),
-    await fileStep({ file: root.path(STANDBY_PATHS.state), shownAs: root.path(STANDBY_PATHS.state), content: `${JSON.stringify(state, null, 2)}\n`, mode: 0o600 }),
+    await fileStep({
+      file: root.path(STANDBY_PATHS.state),
+      shownAs: root.path(STANDBY_PATHS.state),
+      content: `${JSON.stringify(state, null, 2)}\n`,
+      mode: 0o600,
+    }),
   ];
 }
 
@@ -149,9 +162,12 @@ async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log
     const ours = state && state.peer.host === bundle.primary.host && (await hasStandbySignal(dataDir));
     if (!ours && node.system && (!state || state.peer.host === bundle.primary.host) && (await untouchedDebianCluster(node))) todo = 'replace';
     else if (!ours && node.system) {
-      throw new PreflightError(`cluster ${node.system.label} in ${dataDir} holds databases of its own: standby init replaces only the empty cluster Debian created`, [
-        `move its data away first (pg_dumpall), then pg_dropcluster ${node.system.version} ${node.system.name} --stop and pg_createcluster ${node.system.version} ${node.system.name}`,
-      ]);
+      throw new PreflightError(
+        `cluster ${node.system.label} in ${dataDir} holds databases of its own: standby init replaces only the empty cluster Debian created`,
+        [
+          `move its data away first (pg_dumpall), then pg_dropcluster ${node.system.version} ${node.system.name} --stop and pg_createcluster ${node.system.version} ${node.system.name}`,
+        ],
+      );
     } else if (!ours) {
       throw new PreflightError(`there is a PostgreSQL cluster in ${dataDir} already: standby init never replaces a cluster`, [
         'run it on a host without a database of its own (a web node with database option 3), or move that cluster away first',
@@ -165,7 +181,9 @@ async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log
     const facts = await peerFacts(link);
     if (facts.inRecovery) throw new PreflightError(`${bundle.primary.host}:${bundle.primary.port} is a standby itself: clone the primary`);
     if (Math.floor(facts.serverVersionNum / 10000) !== Number(node.cluster.bin.version)) {
-      throw new PreflightError(`the primary runs PostgreSQL ${Math.floor(facts.serverVersionNum / 10000)}, this host has ${node.cluster.bin.version}: a standby needs the same major version`);
+      throw new PreflightError(
+        `the primary runs PostgreSQL ${Math.floor(facts.serverVersionNum / 10000)}, this host has ${node.cluster.bin.version}: a standby needs the same major version`,
+      );
     }
   } finally {
     await link?.close();
@@ -198,7 +216,11 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
               cloneStep({ node, primary: bundle.primary, peer: bundle.primary, log, maxRate: request.maxRate }),
               startStep(node, log, `as a hot standby of ${bundle.primary.host}:${bundle.primary.port}`),
             ];
-    const plan = { title: `Standby of ${bundle.primary.host}:${bundle.primary.port} on this host (${bundle.standby.host}:${bundle.standby.port})`, steps, warnings: [] as string[] };
+    const plan = {
+      title: `Standby of ${bundle.primary.host}:${bundle.primary.port} on this host (${bundle.standby.host}:${bundle.standby.port})`,
+      steps,
+      warnings: [] as string[],
+    };
     try {
       if (todo === 'done' && !request.dryRun) io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
       else if (!(await run.showOrApply(plan))) return 0;
@@ -208,7 +230,9 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
     const url = nodesMultiHostUrl(root, bundle);
     io.err(`The standby streams from ${bundle.primary.host}:${bundle.primary.port} (knocker standby status).`);
     if (url) {
-      io.err('The web nodes reach whichever of the two takes writes with this connection string (its sslrootcert is the CA file of knocker install --database-ca):');
+      io.err(
+        'The web nodes reach whichever of the two takes writes with this connection string (its sslrootcert is the CA file of knocker install --database-ca):',
+      );
       io.out(url);
     }
     return 0;

@@ -20,7 +20,10 @@ export interface KeptCopy {
 
 /** A name for a copy made now, never one that exists: `<dataDir>.<kind>-2026-12-07T14-12-00Z`. */
 export async function keptName(dataDir: string, kind: 'before-rejoin' | 'rewind-wal'): Promise<string> {
-  const stamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  const stamp = new Date()
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '-');
   for (let n = 0; ; n += 1) {
     const candidate = `${dataDir}.${kind}-${stamp}${n === 0 ? '' : `-${n}`}`;
     if (!(await fs.stat(candidate).catch(() => undefined))) return candidate;
@@ -40,14 +43,18 @@ async function sizeOf(target: string): Promise<number> {
 export async function keptCopies(dataDir: string): Promise<KeptCopy[]> {
   const dir = path.dirname(dataDir);
   const base = path.basename(dataDir);
-  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(`${base}.before-rejoin`) || n.startsWith(`${base}.rewind-wal-`)).sort();
+  const names = (await fs.readdir(dir).catch(() => [] as string[]))
+    .filter((n) => n.startsWith(`${base}.before-rejoin`) || n.startsWith(`${base}.rewind-wal-`))
+    .sort();
   const copies: KeptCopy[] = [];
   for (const name of names) {
     const full = path.join(dir, name);
     copies.push({
       path: full,
       bytes: await sizeOf(full),
-      what: name.startsWith(`${base}.rewind-wal-`) ? 'WAL this node wrote past the divergence (transactions the primary never got)' : 'the data directory a rejoin replaced (writes the primary never got)',
+      what: name.startsWith(`${base}.rewind-wal-`)
+        ? 'WAL this node wrote past the divergence (transactions the primary never got)'
+        : 'the data directory a rejoin replaced (writes the primary never got)',
       remove: `rm -r ${full}`,
     });
   }
@@ -92,13 +99,28 @@ async function finishCrashRecovery(node: LocalNode, log: Logger): Promise<void> 
   }
 }
 
-export async function keepWalPastDivergence(node: LocalNode, rewindArgs: string[], log: Logger): Promise<{ folder: string; diverged: string; files: number } | undefined> {
+export async function keepWalPastDivergence(
+  node: LocalNode,
+  rewindArgs: string[],
+  log: Logger,
+): Promise<{ folder: string; diverged: string; files: number } | undefined> {
   await finishCrashRecovery(node, log);
-  const dry = await run(path.join(node.cluster.bin.dir, 'pg_rewind'), [...rewindArgs.filter((a) => a !== '--progress'), '--dry-run'], { asUser: node.cluster.osUser, log, allowFailure: true, withoutPgEnv: true, timeoutMs: 600_000 });
+  const dry = await run(path.join(node.cluster.bin.dir, 'pg_rewind'), [...rewindArgs.filter((a) => a !== '--progress'), '--dry-run'], {
+    asUser: node.cluster.osUser,
+    log,
+    allowFailure: true,
+    withoutPgEnv: true,
+    timeoutMs: 600_000,
+  });
   const outcome = rewindOutcome(`${dry.stdout}\n${dry.stderr}`);
   if (dry.exitCode !== 0) throw new Error(`pg_rewind --dry-run failed: ${`${dry.stdout}\n${dry.stderr}`.trim().split('\n').slice(-2).join(' / ')}`);
   if (!outcome.diverged || outcome.timeline === undefined) return undefined;
-  const control = await run(path.join(node.cluster.bin.dir, 'pg_controldata'), ['-D', node.cluster.dataDir], { asUser: node.cluster.osUser, log, withoutPgEnv: true, env: { LC_ALL: 'C' } });
+  const control = await run(path.join(node.cluster.bin.dir, 'pg_controldata'), ['-D', node.cluster.dataDir], {
+    asUser: node.cluster.osUser,
+    log,
+    withoutPgEnv: true,
+    env: { LC_ALL: 'C' },
+  });
   const segmentBytes = Number(/^Bytes per WAL segment:\s+(\d+)/m.exec(control.stdout)?.[1] ?? 16 * 1024 * 1024);
   const from = lsn(outcome.diverged) / BigInt(segmentBytes);
   const walDir = path.join(node.cluster.dataDir, 'pg_wal');

@@ -84,11 +84,14 @@ export async function hostCluster(root: Root): Promise<SystemCluster | undefined
   if (root.isSandbox && !wanted) return undefined;
   const clusters = await findSystemClusters();
   if (clusters.some((c) => c.layout === 'rhel')) {
-    throw new PreflightError('knocker standby works on Debian\'s PostgreSQL layout (pg_lsclusters); this host has the RHEL layout (/var/lib/pgsql), which it does not support yet');
+    throw new PreflightError(
+      "knocker standby works on Debian's PostgreSQL layout (pg_lsclusters); this host has the RHEL layout (/var/lib/pgsql), which it does not support yet",
+    );
   }
   if (wanted) {
     const found = clusters.find((c) => c.label === wanted);
-    if (!found) throw new PreflightError(`${CLUSTER_ENV}=${wanted}: pg_lsclusters lists no such cluster (${clusters.map((c) => c.label).join(', ') || 'none'})`);
+    if (!found)
+      throw new PreflightError(`${CLUSTER_ENV}=${wanted}: pg_lsclusters lists no such cluster (${clusters.map((c) => c.label).join(', ') || 'none'})`);
     return found;
   }
   const picked = pickCluster(clusters);
@@ -112,7 +115,9 @@ export function configFileOf(node: LocalNode): string | undefined {
 
 /** How the plan shows a start or stop of this node. */
 export function ctlCommand(node: LocalNode, action: 'start' | 'stop'): string {
-  return node.system ? `pg_ctlcluster ${node.system.version} ${node.system.name} ${action}${action === 'stop' ? ' -m fast' : ''}` : `pg_ctl ${action}${action === 'stop' ? ' -m fast' : ''} -D ${node.cluster.dataDir}`;
+  return node.system
+    ? `pg_ctlcluster ${node.system.version} ${node.system.name} ${action}${action === 'stop' ? ' -m fast' : ''}`
+    : `pg_ctl ${action}${action === 'stop' ? ' -m fast' : ''} -D ${node.cluster.dataDir}`;
 }
 
 async function ownerOf(osUser: string): Promise<{ uid: number; gid: number }> {
@@ -132,9 +137,24 @@ export async function nodeAt(root: Root, where: Endpoint): Promise<LocalNode> {
   const system = await hostCluster(root);
   const bin = await pgBinaries();
   if (system) {
-    if (system.version !== bin.version) throw new PreflightError(`cluster ${system.label} is PostgreSQL ${system.version}, the server binaries found are ${bin.version}`);
-    const cluster: PrivateCluster = { bin, dataDir: system.dataDir, socketDir: system.socketDir, logFile: '', host: where.host, port: system.port, osUser: system.osUser };
-    return { root, cluster, system, access: { socketDir: system.socketDir, port: system.port, osUser: system.osUser, database: 'postgres' }, owner: await ownerOf(system.osUser) };
+    if (system.version !== bin.version)
+      throw new PreflightError(`cluster ${system.label} is PostgreSQL ${system.version}, the server binaries found are ${bin.version}`);
+    const cluster: PrivateCluster = {
+      bin,
+      dataDir: system.dataDir,
+      socketDir: system.socketDir,
+      logFile: '',
+      host: where.host,
+      port: system.port,
+      osUser: system.osUser,
+    };
+    return {
+      root,
+      cluster,
+      system,
+      access: { socketDir: system.socketDir, port: system.port, osUser: system.osUser, database: 'postgres' },
+      owner: await ownerOf(system.osUser),
+    };
   }
   const osUser = await clusterOwner();
   const cluster: PrivateCluster = {
@@ -154,12 +174,18 @@ export async function existingNode(root: Root): Promise<LocalNode> {
   const system = await hostCluster(root);
   if (system) {
     const state = await readState(root);
-    if (!state) throw new PreflightError(`cluster ${system.label} is not one of a pair of knocker's (no ${root.path(STANDBY_PATHS.state)})`, ['on the primary: knocker exposedb --add-standby ADDR; on the standby: knocker standby init --bundle FILE']);
+    if (!state)
+      throw new PreflightError(`cluster ${system.label} is not one of a pair of knocker's (no ${root.path(STANDBY_PATHS.state)})`, [
+        'on the primary: knocker exposedb --add-standby ADDR; on the standby: knocker standby init --bundle FILE',
+      ]);
     return nodeAt(root, state.self);
   }
   const dataDir = root.path(PATHS.pgData);
   const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
-  if (!settings) throw new PreflightError(`there is no PostgreSQL cluster of knocker's in ${dataDir}`, ['make one with knocker install (database option 1) or knocker standby init']);
+  if (!settings)
+    throw new PreflightError(`there is no PostgreSQL cluster of knocker's in ${dataDir}`, [
+      'make one with knocker install (database option 1) or knocker standby init',
+    ]);
   return nodeAt(root, settings);
 }
 
@@ -223,7 +249,12 @@ export function parseControlData(text: string): ControlData {
 }
 
 export async function controlData(node: LocalNode, log?: Logger): Promise<ControlData> {
-  const result = await run(path.join(node.cluster.bin.dir, 'pg_controldata'), ['-D', node.cluster.dataDir], { asUser: node.cluster.osUser, log, withoutPgEnv: true, env: { LC_ALL: 'C' } });
+  const result = await run(path.join(node.cluster.bin.dir, 'pg_controldata'), ['-D', node.cluster.dataDir], {
+    asUser: node.cluster.osUser,
+    log,
+    withoutPgEnv: true,
+    env: { LC_ALL: 'C' },
+  });
   return parseControlData(result.stdout);
 }
 
@@ -235,7 +266,15 @@ export function peerTarget(node: LocalNode, peer: Endpoint, tls: boolean): PeerT
 // default_transaction_read_only: knocker's fence (peer.ts fencePeer) lives in this file; a node
 // given its own settings (a clone, a rewind, a standby) is never fenced, and a copy of the other
 // host's file must not bring that host's fence here.
-const OWNED_KEYS = ['listen_addresses', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'primary_conninfo', 'primary_slot_name', 'default_transaction_read_only'];
+const OWNED_KEYS = [
+  'listen_addresses',
+  'ssl_cert_file',
+  'ssl_key_file',
+  'ssl_ca_file',
+  'primary_conninfo',
+  'primary_slot_name',
+  'default_transaction_read_only',
+];
 
 function autoConfLine(key: string, value: string): string {
   return `${key} = '${value.replace(/'/g, "''")}'`;
@@ -251,7 +290,9 @@ export function nodeAutoConf(current: string, settings: Record<string, string>):
     })
     .join('\n')
     .trimEnd();
-  return `${kept}\n${Object.entries(settings).map(([k, v]) => autoConfLine(k, v)).join('\n')}\n`;
+  return `${kept}\n${Object.entries(settings)
+    .map(([k, v]) => autoConfLine(k, v))
+    .join('\n')}\n`;
 }
 
 export interface NodeConfig {

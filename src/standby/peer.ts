@@ -33,7 +33,10 @@ export async function replicationPassword(root: Root): Promise<string> {
   const file = root.path(STANDBY_PATHS.passfile);
   const text = await fs.readFile(file, 'utf8').catch(() => undefined);
   const password = text === undefined ? undefined : passwordFrom(text, REPLICATION_ROLE);
-  if (!password) throw new PreflightError(`${file} holds no password for ${REPLICATION_ROLE}`, ['run knocker standby init (on a standby) or knocker exposedb --add-standby (on the primary) first']);
+  if (!password)
+    throw new PreflightError(`${file} holds no password for ${REPLICATION_ROLE}`, [
+      'run knocker standby init (on a standby) or knocker exposedb --add-standby (on the primary) first',
+    ]);
   return password;
 }
 
@@ -160,14 +163,19 @@ export async function dropPeerSlot(link: PeerLink, slot: string): Promise<void> 
  */
 export async function fencePeer(link: PeerLink, again: () => Promise<PeerLink>): Promise<{ ended: number; lsn: string }> {
   const { rows } = await link.client.query<{ ended: number }>('SELECT knocker.set_fence(true) AS ended');
-  await until('the fence to be in force on the old primary (a new session read-only)', async () => {
-    const fresh = await again();
-    try {
-      return (await peerFacts(fresh)).readOnly ? true : undefined;
-    } finally {
-      await fresh.close();
-    }
-  }, 10_000, 50);
+  await until(
+    'the fence to be in force on the old primary (a new session read-only)',
+    async () => {
+      const fresh = await again();
+      try {
+        return (await peerFacts(fresh)).readOnly ? true : undefined;
+      } finally {
+        await fresh.close();
+      }
+    },
+    10_000,
+    50,
+  );
   const late = (await link.client.query<{ ended: number }>('SELECT knocker.set_fence(true) AS ended')).rows[0]?.ended ?? 0;
   const at = (await link.client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
   return { ended: (rows[0]?.ended ?? 0) + late, lsn: at };

@@ -65,7 +65,9 @@ export async function readPrimaryFacts(session: AdminSession): Promise<PrimaryFa
       [FENCE_SCHEMA],
     )
   ).rows[0]!;
-  const slots = (await session.query<{ slot_name: string; active: boolean; active_pid: number | null }>('SELECT slot_name, active, active_pid FROM pg_replication_slots')).rows;
+  const slots = (
+    await session.query<{ slot_name: string; active: boolean; active_pid: number | null }>('SELECT slot_name, active, active_pid FROM pg_replication_slots')
+  ).rows;
   return {
     role: role ? { verifier: role.rolpassword, managed: role.comment === ROLE_COMMENT } : undefined,
     walLevel: s.wal_level,
@@ -83,8 +85,10 @@ export async function readPrimaryFacts(session: AdminSession): Promise<PrimaryFa
 /** The reasons the primary cannot feed a standby (empty: it can). */
 export function replicationProblems(facts: PrimaryFacts): string[] {
   const problems: string[] = [];
-  if (!['replica', 'logical'].includes(facts.walLevel)) problems.push(`wal_level is ${facts.walLevel}: replication needs replica (ALTER SYSTEM SET wal_level = replica, then a restart)`);
-  if (facts.maxWalSenders - facts.walSendersInUse < 2) problems.push(`max_wal_senders ${facts.maxWalSenders} with ${facts.walSendersInUse} in use: a clone needs 2 free`);
+  if (!['replica', 'logical'].includes(facts.walLevel))
+    problems.push(`wal_level is ${facts.walLevel}: replication needs replica (ALTER SYSTEM SET wal_level = replica, then a restart)`);
+  if (facts.maxWalSenders - facts.walSendersInUse < 2)
+    problems.push(`max_wal_senders ${facts.maxWalSenders} with ${facts.walSendersInUse} in use: a clone needs 2 free`);
   if (!facts.fullPageWrites) problems.push('full_page_writes is off: pg_rewind cannot use this server as its source (ALTER SYSTEM SET full_page_writes = on)');
   if (facts.role && !facts.role.managed) problems.push(`a role named ${REPLICATION_ROLE} exists and knocker did not create it: rename or drop it`);
   return problems;
@@ -140,7 +144,11 @@ END`;
   await executeQuoted(session, 'REVOKE ALL ON SCHEMA %I FROM PUBLIC', [FENCE_SCHEMA]);
   // The fence of earlier versions (ALTER DATABASE, which replicated).
   await executeQuoted(session, 'DROP FUNCTION IF EXISTS %I.fence()', [FENCE_SCHEMA]);
-  await executeQuoted(session, `CREATE OR REPLACE FUNCTION %I.set_fence(fenced boolean) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS %L`, [FENCE_SCHEMA, body]);
+  await executeQuoted(
+    session,
+    `CREATE OR REPLACE FUNCTION %I.set_fence(fenced boolean) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS %L`,
+    [FENCE_SCHEMA, body],
+  );
   await executeQuoted(session, 'REVOKE ALL ON FUNCTION %I.set_fence(boolean) FROM PUBLIC', [FENCE_SCHEMA]);
   await executeQuoted(session, 'GRANT USAGE ON SCHEMA %I TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
   await executeQuoted(session, 'GRANT EXECUTE ON FUNCTION %I.set_fence(boolean) TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
@@ -153,7 +161,9 @@ export function replicationRoleStep(link: AdminLink, facts: PrimaryFacts, passwo
   let created = false;
   return {
     kind: 'database',
-    title: existing ? `PostgreSQL: replication role ${REPLICATION_ROLE}, its grants and knocker's fence function` : `PostgreSQL: create replication role ${REPLICATION_ROLE} (LOGIN REPLICATION), its grants and knocker's fence function`,
+    title: existing
+      ? `PostgreSQL: replication role ${REPLICATION_ROLE}, its grants and knocker's fence function`
+      : `PostgreSQL: create replication role ${REPLICATION_ROLE} (LOGIN REPLICATION), its grants and knocker's fence function`,
     details: [
       `${existing ? 'ALTER' : 'CREATE'} ROLE ${REPLICATION_ROLE} WITH LOGIN REPLICATION NOSUPERUSER PASSWORD '<SCRAM-SHA-256 verifier>'`,
       ...GRANTS.map((g) => g.replace('%I', REPLICATION_ROLE)),
@@ -282,7 +292,8 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
   // A sandbox root's private cluster knows its address; a host's own cluster is reached at the
   // address exposedb printed for the web nodes.
   const address = cluster.address ?? (input.nodesUrl ? new URL(input.nodesUrl).hostname.replace(/^\[|\]$/g, '') : undefined);
-  if (!address) throw new PreflightError('cannot tell the address the standby reaches this primary at', ['run knocker exposedb --init (with --host ADDR) first']);
+  if (!address)
+    throw new PreflightError('cannot tell the address the standby reaches this primary at', ['run knocker exposedb --init (with --host ADDR) first']);
   const postgresLink = adminLink({ ...cluster.access, database: 'postgres' }, log);
   const facts = await readPrimaryFacts(await postgresLink.session());
   const problems = replicationProblems(facts);
@@ -292,17 +303,21 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
   }
   if (!input.tls || !(await readIfExists(root.path(PATHS.clusterCaKey)))) {
     await postgresLink.close();
-    throw new PreflightError('the standby is verified with the cluster\'s CA, which this primary does not have yet (or PostgreSQL has ssl off)', ['run knocker exposedb --init first']);
+    throw new PreflightError("the standby is verified with the cluster's CA, which this primary does not have yet (or PostgreSQL has ssl off)", [
+      'run knocker exposedb --init first',
+    ]);
   }
   const self: Endpoint = { host: address, port: cluster.access.port };
   if (standby.host === self.host) {
     await postgresLink.close();
-    throw new PreflightError(`${standby.host} is this primary's own address`, ['give the standby host\'s address']);
+    throw new PreflightError(`${standby.host} is this primary's own address`, ["give the standby host's address"]);
   }
   const state = await readState(root);
   if (state && state.peer.host !== standby.host) {
     await postgresLink.close();
-    throw new PreflightError(`this primary has a standby already (${state.peer.host}:${state.peer.port}); knocker keeps one standby per primary`, ['remove it first: knocker standby remove']);
+    throw new PreflightError(`this primary has a standby already (${state.peer.host}:${state.peer.port}); knocker keeps one standby per primary`, [
+      'remove it first: knocker standby remove',
+    ]);
   }
   const password = (await keptPassword(root)) ?? generatePassword();
   log.addSecret(password);
@@ -318,7 +333,12 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
     replicationRoleStep(postgresLink, facts, password, input.database),
     slotBoundStep(postgresLink, facts),
     await standbyHbaStep(input.link, input.hbaFile, [standby.host], true, root.isSandbox),
-    await fileStep({ file: root.path(STANDBY_PATHS.state), shownAs: root.path(STANDBY_PATHS.state), content: `${JSON.stringify(pairState, null, 2)}\n`, mode: 0o600 }),
+    await fileStep({
+      file: root.path(STANDBY_PATHS.state),
+      shownAs: root.path(STANDBY_PATHS.state),
+      content: `${JSON.stringify(pairState, null, 2)}\n`,
+      mode: 0o600,
+    }),
     bundleStep(root, bundlePath, { primary: self, standby, database: input.database, password, ca, nodesUrl: input.nodesUrl }, log),
   ];
   return { steps, warnings, bundle: bundlePath, close: () => postgresLink.close() };
@@ -335,7 +355,10 @@ function bundleStep(root: Root, file: string, parts: Omit<StandbyBundle, 'versio
       try {
         const keyFile = path.join(work, 'server.key');
         const certFile = path.join(work, 'server.crt');
-        await issueServerCertificate({ ca: { keyFile: root.path(PATHS.clusterCaKey), certFile: root.path(PATHS.clusterCaCert) }, hosts: [parts.standby.host], keyFile, certFile }, log);
+        await issueServerCertificate(
+          { ca: { keyFile: root.path(PATHS.clusterCaKey), certFile: root.path(PATHS.clusterCaCert) }, hosts: [parts.standby.host], keyFile, certFile },
+          log,
+        );
         const bundle: StandbyBundle = { version: 1, ...parts, certificate: await fs.readFile(certFile, 'utf8'), key: await fs.readFile(keyFile, 'utf8') };
         await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600, backup: false });
       } finally {

@@ -57,7 +57,10 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
         steps.push({
           kind: 'database',
           title: `Fence the old primary ${state.peer.host}: read-only in its own settings (never replicated, kept across restarts), open sessions ended`,
-          details: [`SELECT knocker.set_fence(true)  -- on ${state.peer.host}: default_transaction_read_only = on in its postgresql.auto.conf, reload, pg_terminate_backend(…)`, 'wait until a new session there is read-only'],
+          details: [
+            `SELECT knocker.set_fence(true)  -- on ${state.peer.host}: default_transaction_read_only = on in its postgresql.auto.conf, reload, pg_terminate_backend(…)`,
+            'wait until a new session there is read-only',
+          ],
           changes: true,
           async apply() {
             fenced = true;
@@ -68,7 +71,9 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
           async undo() {
             if (!fenced) return;
             if (promoteSent) {
-              throw new Error(`${state.peer.host} stays fenced (read-only): this node was asked to promote and may finish at any moment. When knocker standby status here says PRIMARY, run knocker standby rejoin on ${state.peer.host}; to give it back its writes instead, stop PostgreSQL here first, then on ${state.peer.host} run knocker standby promote`);
+              throw new Error(
+                `${state.peer.host} stays fenced (read-only): this node was asked to promote and may finish at any moment. When knocker standby status here says PRIMARY, run knocker standby rejoin on ${state.peer.host}; to give it back its writes instead, stop PostgreSQL here first, then on ${state.peer.host} run knocker standby promote`,
+              );
             }
             const link = await connectPeer(root, state.self, state.peer, true, log);
             try {
@@ -82,7 +87,13 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
       steps.push({
         kind: 'database',
         title: 'Promote this standby (pg_promote), then CHECKPOINT; record it so the old primary cannot come back as a primary',
-        details: [...(writable ? ['wait until this node has received the fenced primary\'s WAL (up to 10 s)'] : []), 'SELECT pg_last_wal_receive_lsn()', 'SELECT pg_promote(true, 60)', 'CHECKPOINT', `record in the state file: promoted over ${state.peer.host}`],
+        details: [
+          ...(writable ? ["wait until this node has received the fenced primary's WAL (up to 10 s)"] : []),
+          'SELECT pg_last_wal_receive_lsn()',
+          'SELECT pg_promote(true, 60)',
+          'CHECKPOINT',
+          `record in the state file: promoted over ${state.peer.host}`,
+        ],
         changes: true,
         async apply() {
           const s = await local.session();
@@ -104,12 +115,18 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
           if (!done) throw new Error('the promotion did not finish within 60 s (it may still: this node stays as it is, unwritable while in recovery)');
           await s.query('CHECKPOINT');
           timeline = (await s.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
-          await writeState(root, { ...state, promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced } });
+          await writeState(root, {
+            ...state,
+            promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced },
+          });
           return `primary on timeline ${timeline}`;
         },
         // A promotion asked for cannot be taken back: it may still finish (a stalled startup process resuming).
         async undo() {
-          if (promoteSent) throw new Error(`this node was asked to promote (pg_promote) and may become the primary at any moment; until then it takes no writes. knocker standby status here shows when it is PRIMARY; then, once the old primary is back, knocker standby rejoin on its host`);
+          if (promoteSent)
+            throw new Error(
+              `this node was asked to promote (pg_promote) and may become the primary at any moment; until then it takes no writes. knocker standby status here shows when it is PRIMARY; then, once the old primary is back, knocker standby rejoin on its host`,
+            );
         },
         async remains() {
           return promoteSent;

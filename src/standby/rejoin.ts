@@ -21,10 +21,25 @@ import { peerConninfo } from './conninfo.js';
 import { decideRejoin, rewindOutcome, type RejoinDecision } from './decide.js';
 import { startStep } from './init.js';
 import { keepWalPastDivergence, keptName } from './kept.js';
-import { applyNodeConfig, configFileOf, controlData, ctlCommand, existingNode, hasStandbySignal, isRunning, linkTo, peerTarget, readState, stopNode, writeState, type LocalNode, type PairState } from './node.js';
+import {
+  applyNodeConfig,
+  configFileOf,
+  controlData,
+  ctlCommand,
+  existingNode,
+  hasStandbySignal,
+  isRunning,
+  linkTo,
+  peerTarget,
+  readState,
+  stopNode,
+  writeState,
+  type LocalNode,
+  type PairState,
+} from './node.js';
 import { connectPeer, ensurePeerSlot, peerFacts, type PeerLink } from './peer.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
-import { type RunFlags } from './run.js';
+import type { RunFlags } from './run.js';
 
 function stopStep(node: LocalNode, log: Logger): Step {
   return {
@@ -51,7 +66,10 @@ function readOnlyFirstStep(node: LocalNode, state: PairState, wasStandby: boolea
     },
     // Never back as a primary while the other host is one: it stays a standby in its settings.
     async undo() {
-      if (!wasStandby) throw new Error(`left as ${state.peer.host}'s standby in its settings (read-only whatever starts it), not as the primary it was: ${state.peer.host} is the primary. Run knocker standby rejoin again`);
+      if (!wasStandby)
+        throw new Error(
+          `left as ${state.peer.host}'s standby in its settings (read-only whatever starts it), not as the primary it was: ${state.peer.host} is the primary. Run knocker standby rejoin again`,
+        );
     },
     async remains() {
       return !wasStandby;
@@ -70,7 +88,11 @@ function keepWalStep(node: LocalNode, state: PairState, peer: PeerLink, log: Log
   return {
     kind: 'file',
     title: `Keep this node's WAL past the divergence point (what ${state.peer.host} never got) in a folder beside the data directory, before pg_rewind discards it`,
-    details: [`CHECKPOINT on ${state.peer.host}`, 'pg_rewind --dry-run: where the two diverged', `copy pg_wal's segments from there on to ${node.cluster.dataDir}.rewind-wal-<time>`],
+    details: [
+      `CHECKPOINT on ${state.peer.host}`,
+      'pg_rewind --dry-run: where the two diverged',
+      `copy pg_wal's segments from there on to ${node.cluster.dataDir}.rewind-wal-<time>`,
+    ],
     changes: true,
     async apply() {
       await peer.client.query('CHECKPOINT');
@@ -91,11 +113,21 @@ function rewindStep(node: LocalNode, state: PairState, peer: PeerLink, log: Logg
   return {
     kind: 'command',
     title: `pg_rewind this node onto ${state.peer.host}'s timeline (after a CHECKPOINT there), then this node's own settings`,
-    details: [`CHECKPOINT on ${state.peer.host}`, `pg_rewind ${args.join(' ')}`, 'this host\'s listen address, pg_hba.conf, TLS files, primary_conninfo, standby.signal'],
+    details: [
+      `CHECKPOINT on ${state.peer.host}`,
+      `pg_rewind ${args.join(' ')}`,
+      "this host's listen address, pg_hba.conf, TLS files, primary_conninfo, standby.signal",
+    ],
     changes: true,
     async apply() {
       await peer.client.query('CHECKPOINT');
-      const result = await run(path.join(node.cluster.bin.dir, 'pg_rewind'), args, { asUser: node.cluster.osUser, log, allowFailure: true, withoutPgEnv: true, timeoutMs: 6 * 3600_000 });
+      const result = await run(path.join(node.cluster.bin.dir, 'pg_rewind'), args, {
+        asUser: node.cluster.osUser,
+        log,
+        allowFailure: true,
+        withoutPgEnv: true,
+        timeoutMs: 6 * 3600_000,
+      });
       const text = `${result.stdout}\n${result.stderr}`;
       if (result.exitCode !== 0) {
         outcome.failed = text.trim().split('\n').slice(-3).join(' / ');
@@ -134,7 +166,9 @@ async function streamsFrom(node: LocalNode, state: PairState, timeline: number):
   const link = linkTo(node);
   try {
     const row = (
-      await (await link.session()).query<{ r: boolean; status: string | null; sender: string | null; tli: number | null }>(
+      await (
+        await link.session()
+      ).query<{ r: boolean; status: string | null; sender: string | null; tli: number | null }>(
         'SELECT pg_is_in_recovery() AS r, w.status, w.sender_host AS sender, w.received_tli AS tli FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver w ON true',
       )
     ).rows[0];
@@ -159,7 +193,11 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       if (running && (await streamsFrom(node, state, facts.timeline))) {
         // --dry-run prints the empty plan in the runner's one shape.
         if (flags.dryRun) {
-          await run.showOrApply({ title: `Rejoin ${state.peer.host} as its standby: this node already streams from it on its timeline ${facts.timeline}`, steps: [], warnings: [] });
+          await run.showOrApply({
+            title: `Rejoin ${state.peer.host} as its standby: this node already streams from it on its timeline ${facts.timeline}`,
+            steps: [],
+            warnings: [],
+          });
           return 0;
         }
         io.err(`Nothing to change: this node already streams from ${state.peer.host} on its timeline ${facts.timeline}.`);
@@ -168,8 +206,15 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       }
       const wasStandby = await hasStandbySignal(node.cluster.dataDir);
       const control = await controlData(node, log);
-      const slot = (await peer.client.query<{ wal_status: string | null }>('SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [slotName(state.self.host)])).rows[0];
-      const decision: RejoinDecision = decideRejoin({ ...control, peerTimeline: facts.timeline, peerSystemIdentifier: peerSystem, slotLost: slot?.wal_status === 'lost' });
+      const slot = (
+        await peer.client.query<{ wal_status: string | null }>('SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [slotName(state.self.host)])
+      ).rows[0];
+      const decision: RejoinDecision = decideRejoin({
+        ...control,
+        peerTimeline: facts.timeline,
+        peerSystemIdentifier: peerSystem,
+        slotLost: slot?.wal_status === 'lost',
+      });
       const outcome: { text: string; failed?: string } = { text: '' };
       const keptAs = await keptName(node.cluster.dataDir, 'before-rejoin');
       const keptWal: { folder?: string } = {};
@@ -182,19 +227,27 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       ];
       const steps: Step[] = [...(running ? [stopStep(node, log)] : []), readOnlyFirstStep(node, state, wasStandby)];
       if (decision.kind === 'reclone') steps.push(...recloneSteps());
-      else if (decision.kind === 'rewind') steps.push(keepWalStep(node, state, peer, log, keptWal, outcome), rewindStep(node, state, peer, log, outcome), startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
+      else if (decision.kind === 'rewind')
+        steps.push(
+          keepWalStep(node, state, peer, log, keptWal, outcome),
+          rewindStep(node, state, peer, log, outcome),
+          startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host),
+        );
       else {
-        steps.push({
-          kind: 'file',
-          title: `Point this standby at ${state.peer.host} (primary_conninfo, slot, standby.signal)`,
-          details: [`primary_conninfo to ${state.peer.host}:${state.peer.port}`],
-          changes: true,
-          async apply() {
-            await applyNodeConfig(node, node.cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, node.root.isSandbox);
-            await ensurePeerSlot(peer, slotName(state.self.host));
+        steps.push(
+          {
+            kind: 'file',
+            title: `Point this standby at ${state.peer.host} (primary_conninfo, slot, standby.signal)`,
+            details: [`primary_conninfo to ${state.peer.host}:${state.peer.port}`],
+            changes: true,
+            async apply() {
+              await applyNodeConfig(node, node.cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, node.root.isSandbox);
+              await ensurePeerSlot(peer, slotName(state.self.host));
+            },
+            async undo() {},
           },
-          async undo() {},
-        }, startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host));
+          startStep(node, log, `as a standby of ${state.peer.host}`, state.peer.host),
+        );
       }
       const plan: Plan = { title: `Rejoin ${state.peer.host} as its standby: ${decision.kind} (${decision.why})`, steps, warnings: [] };
       let recloned = decision.kind === 'reclone';
@@ -210,8 +263,14 @@ export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Pr
       }
       await writeState(root, { ...state, promoted: undefined });
       const o = rewindOutcome(outcome.text);
-      if (recloned) io.err(`Done: this node is a fresh clone of ${state.peer.host} and streams from it; the old data directory is kept in ${keptAs} (remove it once you no longer need its writes: rm -r ${keptAs}).`);
-      else if (o.diverged) io.err(`Done: rewound (the two had diverged at ${o.diverged} on timeline ${o.timeline}; this node's writes after that are no longer in its data, their WAL is kept in ${keptWal.folder ?? '(nothing to keep)'}); it streams from ${state.peer.host}.`);
+      if (recloned)
+        io.err(
+          `Done: this node is a fresh clone of ${state.peer.host} and streams from it; the old data directory is kept in ${keptAs} (remove it once you no longer need its writes: rm -r ${keptAs}).`,
+        );
+      else if (o.diverged)
+        io.err(
+          `Done: rewound (the two had diverged at ${o.diverged} on timeline ${o.timeline}; this node's writes after that are no longer in its data, their WAL is kept in ${keptWal.folder ?? '(nothing to keep)'}); it streams from ${state.peer.host}.`,
+        );
       if (recloned || keptWal.folder) io.err('knocker standby status lists what is kept, with its size and the command that removes it.');
       else io.err(`Done: this node streams from ${state.peer.host}.`);
       io.out(`standby of ${state.peer.host}:${state.peer.port} (${recloned ? 'reclone' : decision.kind})`);

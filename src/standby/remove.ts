@@ -15,7 +15,7 @@ import { standbyHbaStep, withoutBlock } from './primary.js';
 import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
-import { type RunFlags } from './run.js';
+import type { RunFlags } from './run.js';
 import { dropStaleSlot } from './clone.js';
 
 /**
@@ -34,7 +34,8 @@ function debianRestoreStep(node: LocalNode, log: Logger): Step {
       const hba = (await readIfExists(system.hbaFile)) ?? '';
       const next = withoutBlock(hba);
       if (next !== hba) await writeFileAtomic(system.hbaFile, next, { mode: 0o640, ...node.owner });
-      if (!(await fs.stat(keptAs).catch(() => undefined))) return `no cluster of Debian's was kept; drop Debian's configuration of it with pg_dropcluster ${system.version} ${system.name}`;
+      if (!(await fs.stat(keptAs).catch(() => undefined)))
+        return `no cluster of Debian's was kept; drop Debian's configuration of it with pg_dropcluster ${system.version} ${system.name}`;
       await fs.rename(keptAs, node.cluster.dataDir);
       await startNode(node, log);
       return undefined;
@@ -60,7 +61,10 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
         steps.push({
           kind: 'database',
           title: `End the standby's replication and drop its slot ${slot} (the WAL it held is freed)`,
-          details: [`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '${slot}'`, `SELECT pg_drop_replication_slot('${slot}')`],
+          details: [
+            `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
+            `SELECT pg_drop_replication_slot('${slot}')`,
+          ],
           changes: true,
           async apply() {
             const s = await local.session();
@@ -113,9 +117,17 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
         async undo() {},
       });
       await local.close();
-      const plan: Plan = { title: standby.r ? `Remove this standby (${state.self.host})` : `Remove the standby ${state.peer.host} of this primary`, steps, warnings: [] };
+      const plan: Plan = {
+        title: standby.r ? `Remove this standby (${state.self.host})` : `Remove the standby ${state.peer.host} of this primary`,
+        steps,
+        warnings: [],
+      };
       if (!(await run.showOrApply(plan))) return 0;
-      io.err(standby.r ? `Done: this standby is gone and its slot on ${state.peer.host} dropped.` : `Done: the standby ${state.peer.host} can no longer replicate; its slot is dropped and this primary holds no WAL for it.`);
+      io.err(
+        standby.r
+          ? `Done: this standby is gone and its slot on ${state.peer.host} dropped.`
+          : `Done: the standby ${state.peer.host} can no longer replicate; its slot is dropped and this primary holds no WAL for it.`,
+      );
       return 0;
     } finally {
       await local.close();

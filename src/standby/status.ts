@@ -12,13 +12,28 @@ import { peerFacts, tryPeer, type PeerFacts } from './peer.js';
 import { slotName } from './paths.js';
 
 export interface StatusReport {
-  node: { host: string; port: number; running: boolean; role: 'primary' | 'standby' | 'stopped'; timeline: number | undefined; clusterState?: string; fenced?: boolean };
+  node: {
+    host: string;
+    port: number;
+    running: boolean;
+    role: 'primary' | 'standby' | 'stopped';
+    timeline: number | undefined;
+    clusterState?: string;
+    fenced?: boolean;
+  };
   peer: { host: string; port: number; answers: boolean; role?: 'primary' | 'standby'; timeline?: number; readOnly?: boolean } | undefined;
   /** On the primary: its standbys as pg_stat_replication shows them. */
   replicas: StandbyInfo[];
   slots: SlotInfo[];
   /** On a standby: what it receives. */
-  receiver?: { status: string | null; sender: string | null; receivedLsn: string | null; replayedLsn: string | null; lagBytes: number | null; lagSeconds: number | null };
+  receiver?: {
+    status: string | null;
+    sender: string | null;
+    receivedLsn: string | null;
+    replayedLsn: string | null;
+    lagBytes: number | null;
+    lagSeconds: number | null;
+  };
   canTakeOver: boolean;
   problems: string[];
   promoted?: PairState['promoted'];
@@ -73,20 +88,32 @@ export async function readStatus(node: LocalNode, state: PairState | undefined):
     report.node.timeline = row.tli ?? (await session.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
     report.slots = (await readSlots(session, !row.in_recovery)).filter((slot) => slot.type === 'physical');
     for (const slot of report.slots) {
-      if (slot.walStatus === 'lost') report.problems.push(`slot ${slot.name} has lost WAL its standby needs: that standby must be cloned again (knocker standby remove, then init)`);
+      if (slot.walStatus === 'lost')
+        report.problems.push(`slot ${slot.name} has lost WAL its standby needs: that standby must be cloned again (knocker standby remove, then init)`);
     }
     if (!row.in_recovery) {
       report.replicas = await readStandbys(session);
       if (report.node.fenced) {
-        report.problems.push(`this node is fenced (read-only in its own settings)${state && peer && !peer.inRecovery ? `: ${state.peer.host} is the primary; bring this node back as its standby with knocker standby rejoin` : ''}`);
+        report.problems.push(
+          `this node is fenced (read-only in its own settings)${state && peer && !peer.inRecovery ? `: ${state.peer.host} is the primary; bring this node back as its standby with knocker standby rejoin` : ''}`,
+        );
       } else if (state && peer && !peer.inRecovery && !peer.readOnly) {
-        report.problems.push(`TWO PRIMARIES: ${state.peer.host}:${state.peer.port} takes writes too; stop one of them (knocker standby rejoin on the old primary's host)`);
+        report.problems.push(
+          `TWO PRIMARIES: ${state.peer.host}:${state.peer.port} takes writes too; stop one of them (knocker standby rejoin on the old primary's host)`,
+        );
       } else if (state && !report.replicas.some((r) => r.name === slotName(state.peer.host) && r.state === 'streaming')) {
         report.problems.push(`the standby ${state.peer.host} is not streaming from this primary`);
       }
     } else {
       const r = (
-        await session.query<{ status: string | null; sender: string | null; received: string | null; replayed: string | null; lag: string | null; seconds: string | null }>(
+        await session.query<{
+          status: string | null;
+          sender: string | null;
+          received: string | null;
+          replayed: string | null;
+          lag: string | null;
+          seconds: string | null;
+        }>(
           `SELECT w.status, w.sender_host || ':' || w.sender_port AS sender, pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,
                   greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()))::text AS lag,
                   CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN '0' ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text END AS seconds
@@ -119,19 +146,34 @@ function size(n: number | null): string {
 export function formatStatus(report: StatusReport): string[] {
   const lines: string[] = [];
   const n = report.node;
-  lines.push(`This node  ${n.host}:${n.port}  ${n.role.toUpperCase()}${n.fenced ? '  (fenced: read-only)' : ''}${n.timeline !== undefined ? `  timeline ${n.timeline}` : ''}${n.clusterState ? `  (${n.clusterState})` : ''}`);
+  lines.push(
+    `This node  ${n.host}:${n.port}  ${n.role.toUpperCase()}${n.fenced ? '  (fenced: read-only)' : ''}${n.timeline !== undefined ? `  timeline ${n.timeline}` : ''}${n.clusterState ? `  (${n.clusterState})` : ''}`,
+  );
   if (report.peer) {
     const p = report.peer;
-    lines.push(`Peer       ${p.host}:${p.port}  ${p.answers ? `${(p.role ?? 'unknown').toUpperCase()}${p.timeline !== undefined ? `  timeline ${p.timeline}` : ''}${p.role === 'primary' && p.readOnly ? '  (fenced: read-only)' : ''}` : 'NOT ANSWERING'}`);
+    lines.push(
+      `Peer       ${p.host}:${p.port}  ${p.answers ? `${(p.role ?? 'unknown').toUpperCase()}${p.timeline !== undefined ? `  timeline ${p.timeline}` : ''}${p.role === 'primary' && p.readOnly ? '  (fenced: read-only)' : ''}` : 'NOT ANSWERING'}`,
+    );
   }
-  for (const r of report.replicas) lines.push(`Standby    ${r.name}  from ${r.clientAddress ?? '?'}  ${r.state}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
+  for (const r of report.replicas)
+    lines.push(
+      `Standby    ${r.name}  from ${r.clientAddress ?? '?'}  ${r.state}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`,
+    );
   if (report.receiver) {
     const r = report.receiver;
-    lines.push(`Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`);
+    lines.push(
+      `Receiving  ${r.status ?? 'not connected'}${r.sender ? ` from ${r.sender}` : ''}  received ${r.receivedLsn ?? '-'}  replayed ${r.replayedLsn ?? '-'}  lag ${size(r.lagBytes)}${r.lagSeconds !== null ? `, ${r.lagSeconds.toFixed(3)} s` : ''}`,
+    );
     lines.push(`Take over  ${report.canTakeOver ? 'yes: it has replayed everything it received' : 'not without loss now (not streaming, or behind)'}`);
   }
-  for (const s of report.slots) lines.push(`Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${size(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${size(s.safeWalSizeBytes)} before it is lost)` : ''}`);
-  if (report.promoted) lines.push(`Promoted   ${report.promoted.at} over ${report.promoted.oldPrimary.host} (timeline ${report.promoted.timeline}; received up to ${report.promoted.lastReceivedLsn})`);
+  for (const s of report.slots)
+    lines.push(
+      `Slot       ${s.name}  ${s.active ? 'active' : 'INACTIVE'}  ${s.walStatus ?? ''}  holds ${size(s.retainedBytes)}${s.safeWalSizeBytes !== null ? ` (${size(s.safeWalSizeBytes)} before it is lost)` : ''}`,
+    );
+  if (report.promoted)
+    lines.push(
+      `Promoted   ${report.promoted.at} over ${report.promoted.oldPrimary.host} (timeline ${report.promoted.timeline}; received up to ${report.promoted.lastReceivedLsn})`,
+    );
   for (const k of report.kept) lines.push(`Kept       ${k.path}  ${bytes(k.bytes)}: ${k.what}; remove with: ${k.remove}`);
   for (const p of report.problems) lines.push(`problem: ${p}`);
   if (report.problems.length === 0) lines.push('OK');

@@ -18,7 +18,20 @@ import { withRun } from '../system/runner.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { dropSlotsForPeer, waitStreaming } from './init.js';
-import { applyNodeConfig, controlData, ctlCommand, existingNode, isRunning, linkTo, lsn, readState, startNode, stopNode, type LocalNode, type PairState } from './node.js';
+import {
+  applyNodeConfig,
+  controlData,
+  ctlCommand,
+  existingNode,
+  isRunning,
+  linkTo,
+  lsn,
+  readState,
+  startNode,
+  stopNode,
+  type LocalNode,
+  type PairState,
+} from './node.js';
 import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, tryPeer, type PeerLink } from './peer.js';
 import { slotName, STANDBY_PATHS } from './paths.js';
 import { until, type RunFlags } from './run.js';
@@ -44,7 +57,11 @@ export function followStep(node: LocalNode, state: PairState, log: Logger): Step
   return {
     kind: 'service',
     title: `This node (${state.self.host}) follows ${state.peer.host} as its standby: primary_conninfo, slot ${slotName(state.self.host)}, standby.signal, start`,
-    details: [`postgresql.auto.conf: primary_conninfo to ${state.peer.host}:${state.peer.port}, primary_slot_name '${slotName(state.self.host)}'`, 'standby.signal', 'pg_ctl start; wait until it streams'],
+    details: [
+      `postgresql.auto.conf: primary_conninfo to ${state.peer.host}:${state.peer.port}, primary_slot_name '${slotName(state.self.host)}'`,
+      'standby.signal',
+      'pg_ctl start; wait until it streams',
+    ],
     changes: true,
     async apply() {
       await applyNodeConfig(node, node.cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, node.root.isSandbox);
@@ -75,7 +92,9 @@ async function afterPromoteSent(root: Root, node: LocalNode, state: PairState, h
     if (fresh) inRecovery = await ask(fresh).catch(() => undefined);
     await fresh?.close();
   }
-  log.warn(`switchover undo: ${peer} ${inRecovery === undefined ? 'does not answer' : inRecovery ? 'is still in recovery (promotion pending)' : 'is the primary'}`);
+  log.warn(
+    `switchover undo: ${peer} ${inRecovery === undefined ? 'does not answer' : inRecovery ? 'is still in recovery (promotion pending)' : 'is the primary'}`,
+  );
   if (inRecovery === undefined) {
     return `this node is stopped, not restarted as the primary: ${peer} was asked to promote and does not answer, so it may be the primary now. Whatever starts this node brings it up read-only as ${state.peer.host}'s standby. Next: knocker standby status on ${state.peer.host}; if it is the primary, knocker service start postgres here (it follows it); if ${state.peer.host} is lost for good, knocker service start postgres, then knocker standby promote here`;
   }
@@ -92,26 +111,40 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
     const { log } = run;
     const node = await existingNode(root);
     const state = await readState(root);
-    if (!state) throw new PreflightError('this host has no standby (no knocker standby state here)', ['knocker exposedb --add-standby ADDR, then knocker standby init on that host']);
-    if (!(await isRunning(node))) throw new PreflightError(`PostgreSQL on this host is not running: a switchover starts on the running primary`, ['if the primary is lost, run knocker standby promote on the standby\'s host instead']);
+    if (!state)
+      throw new PreflightError('this host has no standby (no knocker standby state here)', [
+        'knocker exposedb --add-standby ADDR, then knocker standby init on that host',
+      ]);
+    if (!(await isRunning(node)))
+      throw new PreflightError(`PostgreSQL on this host is not running: a switchover starts on the running primary`, [
+        "if the primary is lost, run knocker standby promote on the standby's host instead",
+      ]);
     const local = linkTo(node, log);
     let peer: PeerLink | undefined;
     try {
       const session = await local.session();
       const me = (await session.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!;
-      if (me.r) throw new PreflightError('this node is a standby: run knocker standby switchover on the primary\'s host');
+      if (me.r) throw new PreflightError("this node is a standby: run knocker standby switchover on the primary's host");
       peer = await connectPeer(root, state.self, state.peer, true, log);
       const facts = await peerFacts(peer);
-      if (!facts.inRecovery) throw new PreflightError(`${state.peer.host} is a primary too: no switchover between two primaries`, ['knocker standby status shows both; rejoin the one that should follow']);
+      if (!facts.inRecovery)
+        throw new PreflightError(`${state.peer.host} is a primary too: no switchover between two primaries`, [
+          'knocker standby status shows both; rejoin the one that should follow',
+        ]);
       const replica = (
         await session.query<{ state: string; lag: string | null }>(
           `SELECT state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag FROM pg_stat_replication WHERE application_name = $1`,
           [slotName(state.peer.host)],
         )
       ).rows[0];
-      if (replica?.state !== 'streaming') throw new PreflightError(`the standby ${state.peer.host} is not streaming from this primary (${replica?.state ?? 'not connected'})`, ['knocker standby status']);
+      if (replica?.state !== 'streaming')
+        throw new PreflightError(`the standby ${state.peer.host} is not streaming from this primary (${replica?.state ?? 'not connected'})`, [
+          'knocker standby status',
+        ]);
       if (replica.lag !== null && Number(replica.lag) > MAX_LAG_BYTES) {
-        throw new PreflightError(`the standby is ${Number(replica.lag)} bytes behind: a switchover would keep writes stopped while it catches up`, ['wait until knocker standby status shows a small lag, then run this again']);
+        throw new PreflightError(`the standby is ${Number(replica.lag)} bytes behind: a switchover would keep writes stopped while it catches up`, [
+          'wait until knocker standby status shows a small lag, then run this again',
+        ]);
       }
       await local.close();
       // pg_promote waits as long as the catch-up may take (at most its own 60 s).
@@ -136,7 +169,7 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
         {
           kind: 'service',
           title: 'Fence this primary: CHECKPOINT, then a clean fast shutdown (no new writes; open sessions end)',
-          details: ['CHECKPOINT', ctlCommand(node, 'stop'), 'pg_controldata: the shutdown checkpoint\'s location'],
+          details: ['CHECKPOINT', ctlCommand(node, 'stop'), "pg_controldata: the shutdown checkpoint's location"],
           changes: true,
           async apply() {
             const link = linkTo(node, log);
@@ -188,7 +221,11 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
         {
           kind: 'database',
           title: `Promote ${state.peer.host} (pg_promote), then CHECKPOINT there (pg_rewind reads the new timeline from it)`,
-          details: [`this node's settings as ${state.peer.host}'s standby first (standby.signal): however it is started from now on, it is read-only`, `SELECT pg_promote(true, ${promoteWaitSeconds})`, 'CHECKPOINT'],
+          details: [
+            `this node's settings as ${state.peer.host}'s standby first (standby.signal): however it is started from now on, it is read-only`,
+            `SELECT pg_promote(true, ${promoteWaitSeconds})`,
+            'CHECKPOINT',
+          ],
           changes: true,
           async apply() {
             shared.standbyConfig = true;

@@ -59,7 +59,11 @@ export function summaryLine(snapshot: Snapshot): string {
     `${healthy} of ${plural(total, 'server')} healthy`,
     snapshot.roles?.twoPrimaries
       ? `${HEALTH_SYMBOL.fail} TWO PRIMARIES ${snapshot.roles.writable.join(' and ')}`
-      : db ? `database ${db.role}${worstLag(db)}` : snapshot.sources.database.error ? 'database unreachable' : 'database …',
+      : db
+        ? `database ${db.role}${worstLag(db)}`
+        : snapshot.sources.database.error
+          ? 'database unreachable'
+          : 'database …',
     ha.error ? 'HAProxy not answering' : ha.data ? `HAProxy up ${age(ha.data.uptimeSeconds)}` : ha.absent ? 'no HAProxy here' : 'HAProxy …',
   ];
   return parts.join(' · ');
@@ -95,20 +99,29 @@ function slotLine(slot: DatabaseData['slots'][number]): string {
   const status = slot.walStatus ? `, wal_status ${slot.walStatus}` : '';
   const safe = slot.safeWalSizeBytes === null ? '' : `, ${bytes(slot.safeWalSizeBytes)} before it is lost`;
   const warning =
-    slot.walStatus === 'lost' ? ' ⚠ lost: the WAL its standby needs is gone, the standby must be cloned again' : !slot.active ? ' ⚠ inactive: it holds WAL for a standby that is not connected' : '';
+    slot.walStatus === 'lost'
+      ? ' ⚠ lost: the WAL its standby needs is gone, the standby must be cloned again'
+      : !slot.active
+        ? ' ⚠ inactive: it holds WAL for a standby that is not connected'
+        : '';
   return `slot ${slot.name} (${slot.type}): ${slot.active ? 'active' : 'inactive'}, ${retained}${status}${safe}${warning}`;
 }
 
 /** The database panel as lines. */
 export function databaseLines(db: DatabaseData): string[] {
-  const lines = [`${db.target}: PostgreSQL ${db.serverVersion}, ${db.role}`, `connections ${db.connections.used} of ${db.connections.max}, Knocknoc schema ${db.schemaVersion ?? 'none'}`];
+  const lines = [
+    `${db.target}: PostgreSQL ${db.serverVersion}, ${db.role}`,
+    `connections ${db.connections.used} of ${db.connections.max}, Knocknoc schema ${db.schemaVersion ?? 'none'}`,
+  ];
   if (db.hosts.length > 1) lines.splice(1, 0, `on ${db.host} (of ${db.hosts.join(', ')})`);
   if (db.role === 'standby' && db.upstream) {
     lines.push(db.upstream.connected ? `receiving from its primary${worstLag(db)}` : 'not receiving from its primary (no WAL receiver)');
   }
   for (const s of db.standbys) {
     const lag = s.lagBytes === null ? 'lag hidden (needs pg_monitor)' : `lag ${bytes(s.lagBytes)}${s.lagSeconds === null ? '' : ` / ${age(s.lagSeconds)}`}`;
-    lines.push(`standby ${s.name}${s.clientAddress ? ` (${s.clientAddress})` : ''}: ${s.state ?? '?'}${s.syncState ? `, ${s.syncState}` : ''}, ${lag}${s.slot ? `, slot ${s.slot}` : ''}`);
+    lines.push(
+      `standby ${s.name}${s.clientAddress ? ` (${s.clientAddress})` : ''}: ${s.state ?? '?'}${s.syncState ? `, ${s.syncState}` : ''}, ${lag}${s.slot ? `, slot ${s.slot}` : ''}`,
+    );
   }
   for (const slot of db.slots ?? []) lines.push(slotLine(slot));
   if (db.role === 'primary' && db.standbys.length === 0) lines.push('no standby streams from it');
@@ -135,7 +148,9 @@ export function roleLines(roles: RolesVerdict | undefined): Array<{ health: Heal
 function tlsLines(tls: NonNullable<DatabaseData['tls']>): string[] {
   if (!tls.offered) return ['TLS: not offered (connections to it are not encrypted)'];
   const checked = tls.verified === null ? 'not checked here (no CA known)' : tls.verified ? 'verified' : 'NOT verified with the CA given';
-  const lines = [`TLS: certificate for ${tls.altNames.map((n) => n.replace(/^(IP Address|DNS):/, '')).join(', ') || tls.subject}, ${checked}, expires ${tls.notAfter.slice(0, 10)} (in ${tls.daysLeft} days)`];
+  const lines = [
+    `TLS: certificate for ${tls.altNames.map((n) => n.replace(/^(IP Address|DNS):/, '')).join(', ') || tls.subject}, ${checked}, expires ${tls.notAfter.slice(0, 10)} (in ${tls.daysLeft} days)`,
+  ];
   if (tls.expiring) {
     lines.push(
       tls.daysLeft < 0
@@ -163,7 +178,12 @@ export function outcomeOf(snapshot: Snapshot): StatusOutcome {
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  return rows.map((row) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 /** `knocker status --once`: one plain-text snapshot. */
@@ -266,7 +286,12 @@ export function jsonSnapshot(snapshot: Snapshot): unknown {
             status: row.haproxy.status.state,
             statusText: row.haproxy.status.text,
             backup: row.backup,
-            check: { status: row.haproxy.check.status, code: row.haproxy.check.code ?? null, durationMs: row.haproxy.check.durationMs ?? null, detail: row.haproxy.check.detail },
+            check: {
+              status: row.haproxy.check.status,
+              code: row.haproxy.check.code ?? null,
+              durationMs: row.haproxy.check.durationMs ?? null,
+              detail: row.haproxy.check.detail,
+            },
             sessions: row.haproxy.sessions,
             secondsInState: row.haproxy.secondsInState,
           }

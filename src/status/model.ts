@@ -144,9 +144,18 @@ function haproxyProblem(stat: ServerStat): { word: string; health: Health; text:
   // DOWN with passing checks is a server on its way back (just readied, its health forced down
   // until `rise` checks pass): not a failure.
   if (s.state === 'DOWN' && (s.transition || /^L[4-7]OK$/.test(stat.check.status ?? ''))) {
-    return { word: 'rising', health: 'warn', text: `HAProxy: ${s.text} (checks passing: back in rotation after ${s.transition ? `${s.transition.of - s.transition.checks} more` : 'its next'})` };
+    return {
+      word: 'rising',
+      health: 'warn',
+      text: `HAProxy: ${s.text} (checks passing: back in rotation after ${s.transition ? `${s.transition.of - s.transition.checks} more` : 'its next'})`,
+    };
   }
-  if (s.state === 'DOWN') return { word: 'down', health: 'fail', text: `HAProxy: ${s.text}${stat.check.status ? ` (${stat.check.status}${stat.check.detail ? `: ${stat.check.detail}` : ''})` : ''}` };
+  if (s.state === 'DOWN')
+    return {
+      word: 'down',
+      health: 'fail',
+      text: `HAProxy: ${s.text}${stat.check.status ? ` (${stat.check.status}${stat.check.detail ? `: ${stat.check.detail}` : ''})` : ''}`,
+    };
   if (s.state === 'MAINT') return { word: 'maint', health: 'warn', text: `HAProxy: ${s.text} (out of rotation)` };
   if (s.state === 'DRAIN') return { word: 'draining', health: 'warn', text: `HAProxy: ${s.text} (no new sessions)` };
   if (s.state === 'NOLB') return { word: 'nolb', health: 'warn', text: `HAProxy: ${s.text}` };
@@ -177,11 +186,16 @@ export function judge(
   if (p) {
     if (p.http === undefined) problems.push({ word: 'no-answer', health: 'fail', text: `/_status: ${p.error ?? 'no answer'}` });
     else if (p.body?.status === 'out-of-step') {
-      problems.push({ word: 'out-of-step', health: 'fail', text: `out of step: release expects schema ${p.body.schemaVersion}, the database has ${p.body.databaseSchemaVersion}` });
+      problems.push({
+        word: 'out-of-step',
+        health: 'fail',
+        text: `out of step: release expects schema ${p.body.schemaVersion}, the database has ${p.body.databaseSchemaVersion}`,
+      });
     } else if (p.body?.database === 'unreachable') problems.push({ word: 'no-db', health: 'fail', text: '/_status: its database is unreachable' });
     else if (p.http !== 200) problems.push({ word: 'failing', health: 'fail', text: `/_status answered ${p.http}` });
     // A 200 alone is not health (HAProxy's check would mark it DOWN): it must be the node's answer, in step.
-    else if (!isServing(p)) problems.push({ word: 'failing', health: 'fail', text: `/_status answered 200, but ${p.body ? 'not in step' : 'not with a Knocknoc /_status answer'}` });
+    else if (!isServing(p))
+      problems.push({ word: 'failing', health: 'fail', text: `/_status answered 200, but ${p.body ? 'not in step' : 'not with a Knocknoc /_status answer'}` });
     const on = p.body?.databaseHost;
     const onDatabase = roles && typeof on === 'string' ? databaseHostProblem(on, roles, database) : undefined;
     if (onDatabase) problems.push(onDatabase);
@@ -216,7 +230,15 @@ export function matchesFilter(row: ServerRow, filter: string): boolean {
   const invert = filter.startsWith('!');
   const needle = (invert ? filter.slice(1) : filter).trim().toLowerCase();
   if (needle === '') return true;
-  const haystack = [row.name, row.address ?? '', row.word, row.registry?.version ?? '', row.probe?.body?.version ?? '', row.haproxy?.status.text ?? '', ...row.problems]
+  const haystack = [
+    row.name,
+    row.address ?? '',
+    row.word,
+    row.registry?.version ?? '',
+    row.probe?.body?.version ?? '',
+    row.haproxy?.status.text ?? '',
+    ...row.problems,
+  ]
     .join(' ')
     .toLowerCase();
   return haystack.includes(needle) !== invert;
@@ -244,9 +266,12 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
   const d1 = after.sources.database.data;
   if (d0 && d1 && d0.role !== d1.role) events.push({ at, level: 'warn', text: `database is now ${d1.role} (was ${d0.role})` });
   if (d0 && d1 && d0.host !== d1.host) events.push({ at, level: 'warn', text: `database: now on ${d1.host} (was ${d0.host}), a ${d1.role}` });
-  if (!before.roles?.twoPrimaries && after.roles?.twoPrimaries) events.push({ at, level: 'fail', text: `TWO PRIMARIES: ${after.roles.writable.join(' and ')} accept writes` });
-  if (before.roles?.twoPrimaries && after.roles && !after.roles.twoPrimaries) events.push({ at, level: 'ok', text: `one primary again${after.roles.writable[0] ? `: ${after.roles.writable[0]}` : ''}` });
-  if (d0 && d1 && d0.schemaVersion !== d1.schemaVersion) events.push({ at, level: 'warn', text: `database schema ${d0.schemaVersion ?? 'none'} → ${d1.schemaVersion ?? 'none'} (migrated)` });
+  if (!before.roles?.twoPrimaries && after.roles?.twoPrimaries)
+    events.push({ at, level: 'fail', text: `TWO PRIMARIES: ${after.roles.writable.join(' and ')} accept writes` });
+  if (before.roles?.twoPrimaries && after.roles && !after.roles.twoPrimaries)
+    events.push({ at, level: 'ok', text: `one primary again${after.roles.writable[0] ? `: ${after.roles.writable[0]}` : ''}` });
+  if (d0 && d1 && d0.schemaVersion !== d1.schemaVersion)
+    events.push({ at, level: 'warn', text: `database schema ${d0.schemaVersion ?? 'none'} → ${d1.schemaVersion ?? 'none'} (migrated)` });
   const old = new Map(before.servers.map((r) => [r.name, r]));
   for (const row of after.servers) {
     const prev = old.get(row.name);

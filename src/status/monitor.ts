@@ -3,10 +3,31 @@
 // each state change as an event, and tells its listener, at most once per tick of the event loop.
 import type { RegisteredServer } from '../server/registry.js';
 import { sleep } from '../system/wait.js';
-import { eventsBetween, judge, settled, sortRows, type DatabaseData, type HaproxyData, type Probe, type ServerRow, type Snapshot, type StatusEvent } from './model.js';
+import {
+  eventsBetween,
+  judge,
+  settled,
+  sortRows,
+  type DatabaseData,
+  type HaproxyData,
+  type Probe,
+  type ServerRow,
+  type Snapshot,
+  type StatusEvent,
+} from './model.js';
 import { readHosts } from './hosts.js';
 import { rolesVerdict, type HostAnswer } from './roles.js';
-import { DatabaseLink, Prober, probeAddress, readDatabase, readHaproxy, readRegistry, Source, type DatabaseSourceOptions, type HaproxySourceOptions } from './sources.js';
+import {
+  DatabaseLink,
+  Prober,
+  probeAddress,
+  readDatabase,
+  readHaproxy,
+  readRegistry,
+  Source,
+  type DatabaseSourceOptions,
+  type HaproxySourceOptions,
+} from './sources.js';
 
 export const MIN_INTERVAL_MS = 500;
 export const MAX_INTERVAL_MS = 60_000;

@@ -58,14 +58,23 @@ export class PairSessions {
     const state = await readState(this.root).catch(() => undefined);
     if (!state) return undefined;
     if (key(state.peer) === key(at)) {
-      const tls = await fs.access(this.root.path(STANDBY_PATHS.ca)).then(() => true, () => false);
+      const tls = await fs.access(this.root.path(STANDBY_PATHS.ca)).then(
+        () => true,
+        () => false,
+      );
       const peer = await connectPeer(this.root, state.self, state.peer, tls, undefined, 3_000);
-      return { query: async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => (await peer.client.query(text, values)) as unknown as { rows: R[] }, close: peer.close };
+      return {
+        query: async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => (await peer.client.query(text, values)) as unknown as { rows: R[] },
+        close: peer.close,
+      };
     }
     if (key(state.self) === key(at)) {
       const link: AdminLink = linkTo(await existingNode(this.root));
       const session = await link.session();
-      return { query: async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => (await session.query(text, values)) as unknown as { rows: R[] }, close: () => link.close() };
+      return {
+        query: async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => (await session.query(text, values)) as unknown as { rows: R[] },
+        close: () => link.close(),
+      };
     }
     return undefined;
   }

@@ -110,7 +110,12 @@ export function metricFamilies(snapshot: Snapshot): Family[] {
     add('knocker_database_primary', host, db.role === 'primary' ? 1 : 0);
     add('knocker_database_connections', host, db.connections.used);
     add('knocker_database_connections_max', host, db.connections.max);
-    const standbys = db.standbys.map((s) => ({ labels: { standby: s.name, address: s.clientAddress ?? '' }, lagBytes: s.lagBytes, lagSeconds: s.lagSeconds, streaming: s.state === 'streaming' }));
+    const standbys = db.standbys.map((s) => ({
+      labels: { standby: s.name, address: s.clientAddress ?? '' },
+      lagBytes: s.lagBytes,
+      lagSeconds: s.lagSeconds,
+      streaming: s.state === 'streaming',
+    }));
     if (db.upstream) standbys.push({ labels: { standby: 'this', address: db.host }, ...db.upstream, streaming: db.upstream.connected });
     for (const s of standbys) {
       add('knocker_standby_lag_bytes', s.labels, s.lagBytes);

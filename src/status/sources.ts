@@ -42,19 +42,21 @@ export class Source<T> {
   poll(): Promise<void> {
     if (this.running) return this.running;
     this.state.busy = true;
-    this.running = this.read().then(
-      (data) => {
-        Object.assign(this.state, { data, updatedAt: Date.now(), error: undefined, absent: undefined });
-      },
-      (error: unknown) => {
-        if (error instanceof SourceAbsent) Object.assign(this.state, { absent: error.message, error: undefined, data: undefined });
-        else this.state.error = error instanceof Error ? error.message : String(error);
-      },
-    ).finally(() => {
-      this.state.busy = false;
-      this.running = undefined;
-      this.onChange();
-    });
+    this.running = this.read()
+      .then(
+        (data) => {
+          Object.assign(this.state, { data, updatedAt: Date.now(), error: undefined, absent: undefined });
+        },
+        (error: unknown) => {
+          if (error instanceof SourceAbsent) Object.assign(this.state, { absent: error.message, error: undefined, data: undefined });
+          else this.state.error = error instanceof Error ? error.message : String(error);
+        },
+      )
+      .finally(() => {
+        this.state.busy = false;
+        this.running = undefined;
+        this.onChange();
+      });
     return this.running;
   }
 }
@@ -148,7 +150,9 @@ async function readTls(options: DatabaseSourceOptions, local: boolean): Promise<
   const { url, root } = options;
   const caFile = url.sslrootcert ?? (local ? root.path(PATHS.clusterCaCert) : undefined);
   const ca = caFile ? await fs.readFile(caFile, 'utf8').catch(() => undefined) : undefined;
-  const probe = await probeTls(url.host, url.port, { ...(ca ? { ca } : {}), sourceAddress: options.connect.sourceAddress, timeoutMs: 2_000 }).catch(() => undefined);
+  const probe = await probeTls(url.host, url.port, { ...(ca ? { ca } : {}), sourceAddress: options.connect.sourceAddress, timeoutMs: 2_000 }).catch(
+    () => undefined,
+  );
   if (!probe) return undefined;
   if (!probe.offered) return { offered: false };
   const left = daysLeft(probe.certificate);
@@ -185,9 +189,10 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
     const key = formatHostPort(url);
     if (!locals.has(key)) locals.set(key, isThisHost(url.host));
     const local = locals.get(key)!;
-    const schema = await link
-      .query<{ version: number | null }>(`SELECT max(version) AS version FROM ${MIGRATIONS_TABLE}`)
-      .then((r) => r.rows[0]?.version ?? null, () => null);
+    const schema = await link.query<{ version: number | null }>(`SELECT max(version) AS version FROM ${MIGRATIONS_TABLE}`).then(
+      (r) => r.rows[0]?.version ?? null,
+      () => null,
+    );
     let standbys: StandbyInfo[] = [];
     let slots: SlotInfo[] = [];
     let upstream: DatabaseData['upstream'];
@@ -215,15 +220,21 @@ export function readDatabase(link: DatabaseLink, options: DatabaseSourceOptions)
       const file = await hbaFiles.get(key)!;
       if (file) {
         try {
-          const allow = readAllowList(await fs.readFile(file, 'utf8'), { database: url.database, role: remoteRoleName(url.database), ssl: basics.ssl === 'on' });
+          const allow = readAllowList(await fs.readFile(file, 'utf8'), {
+            database: url.database,
+            role: remoteRoleName(url.database),
+            ssl: basics.ssl === 'on',
+          });
           allowList = { cidrs: allow.cidrs, exposed: allow.present };
         } catch (error) {
           allowList = { error: `cannot read ${file}: ${(error as Error).message}` };
         }
       }
     }
-    if (!tls || tls.host !== key || Date.now() - tls.at >= TLS_EVERY_MS) tls = { at: Date.now(), host: key, value: await readTls({ ...options, url }, await local) };
-    const server = (await link.query<{ addr: string | null; port: number | null }>('SELECT host(inet_server_addr()) AS addr, inet_server_port() AS port')).rows[0];
+    if (!tls || tls.host !== key || Date.now() - tls.at >= TLS_EVERY_MS)
+      tls = { at: Date.now(), host: key, value: await readTls({ ...options, url }, await local) };
+    const server = (await link.query<{ addr: string | null; port: number | null }>('SELECT host(inet_server_addr()) AS addr, inet_server_port() AS port'))
+      .rows[0];
     const at = link.at ?? { host: url.host, port: url.port };
     return {
       target: describeTarget(options.url),
@@ -271,7 +282,14 @@ export async function probeStatus(address: string, timeoutMs: number): Promise<P
   const started = performance.now();
   try {
     const reply = await fetchStatus(listen.value, timeoutMs);
-    return { address, at, http: reply.http, latencyMs: performance.now() - started, body: reply.body, error: reply.body ? undefined : 'not a Knocknoc /_status answer' };
+    return {
+      address,
+      at,
+      http: reply.http,
+      latencyMs: performance.now() - started,
+      body: reply.body,
+      error: reply.body ? undefined : 'not a Knocknoc /_status answer',
+    };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'EHOSTUNREACH' ? 'host unreachable' : (error as Error).message;

@@ -55,7 +55,10 @@ export async function removeStaleTemps(dir: string, prefix: string, suffix = '')
 /** An error of the file system (no space left, read-only) as a preflight failure: nothing was changed. */
 function lockFailed(file: string, error: unknown): never {
   const code = (error as NodeJS.ErrnoException).code;
-  throw new PreflightError(`cannot take the lock ${file}: ${(error as Error).message}`, code === 'ENOSPC' || code === 'EDQUOT' ? ['free some space on that file system, then run this again'] : []);
+  throw new PreflightError(
+    `cannot take the lock ${file}: ${(error as Error).message}`,
+    code === 'ENOSPC' || code === 'EDQUOT' ? ['free some space on that file system, then run this again'] : [],
+  );
 }
 
 export async function acquireLock(file: string, what: string): Promise<Lock> {
@@ -93,9 +96,7 @@ export async function acquireLock(file: string, what: string): Promise<Lock> {
     const owner = Number.parseInt(content, 10);
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
       const holder = /^\d+\s+(\S.*)$/.exec(content)?.[1] ?? what;
-      throw new PreflightError(`another ${holder} is running (pid ${owner}); wait for it to finish`, [
-        `if no such run exists, remove the lock file ${file}`,
-      ]);
+      throw new PreflightError(`another ${holder} is running (pid ${owner}); wait for it to finish`, [`if no such run exists, remove the lock file ${file}`]);
     }
     // Stale: its owner is gone. Remove that file only, not a new lock taken meanwhile.
     const now = await fsp.stat(file).catch(() => undefined);

@@ -177,7 +177,13 @@ export async function fileStep(options: FileStepOptions): Promise<Step> {
   const details: string[] = [];
   if (before !== content) {
     const patch = createTwoFilesPatch(shownAs, shownAs, redact(before ?? ''), redact(content), before === undefined ? '(new file)' : '', '', { context: 2 });
-    details.push(...patch.split('\n').slice(2).map((l) => l.trimEnd()).filter((l) => l !== '' && !l.startsWith('\\')));
+    details.push(
+      ...patch
+        .split('\n')
+        .slice(2)
+        .map((l) => l.trimEnd())
+        .filter((l) => l !== '' && !l.startsWith('\\')),
+    );
   }
   if (beforeMode !== undefined && beforeMode !== mode) {
     details.push(`mode ${beforeMode.toString(8).padStart(4, '0')} -> ${mode.toString(8).padStart(4, '0')}`);

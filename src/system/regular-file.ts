@@ -8,11 +8,13 @@ import { kindOf, UnreadableFileError } from './files.js';
 
 /** The open file and its size; throws UnreadableFileError (ENOTREG) when it is not a regular file, and ENOENT as fs does. */
 export async function openRegularFile(file: string): Promise<{ handle: FileHandle; size: number }> {
-  const handle = await fs.open(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NONBLOCK | fsSync.constants.O_NOCTTY).catch(async (error: NodeJS.ErrnoException) => {
-    // A socket cannot be opened at all (ENXIO): say what it is, as for the others.
-    const stat = error.code === 'ENXIO' ? await fs.stat(file).catch(() => undefined) : undefined;
-    throw stat && !stat.isFile() ? new UnreadableFileError(`${file} is ${kindOf(stat)}; only a regular file is read`, 'ENOTREG') : error;
-  });
+  const handle = await fs
+    .open(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NONBLOCK | fsSync.constants.O_NOCTTY)
+    .catch(async (error: NodeJS.ErrnoException) => {
+      // A socket cannot be opened at all (ENXIO): say what it is, as for the others.
+      const stat = error.code === 'ENXIO' ? await fs.stat(file).catch(() => undefined) : undefined;
+      throw stat && !stat.isFile() ? new UnreadableFileError(`${file} is ${kindOf(stat)}; only a regular file is read`, 'ENOTREG') : error;
+    });
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new UnreadableFileError(`${file} is ${kindOf(stat)}; only a regular file is read`, 'ENOTREG');

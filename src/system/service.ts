@@ -103,14 +103,24 @@ export async function startDaemon(spec: DaemonSpec, log?: Logger): Promise<Start
 }
 
 async function gone(pid: number, pidFile: string, withinMs: number): Promise<boolean> {
-  return (await waitForOrUndefined(`pid ${pid} to end`, async () => (!isAlive(pid) || !(await isOurs(pid, pidFile)) ? true : undefined), { timeoutMs: withinMs, everyMs: 50 })) ?? false;
+  return (
+    (await waitForOrUndefined(`pid ${pid} to end`, async () => (!isAlive(pid) || !(await isOurs(pid, pidFile)) ? true : undefined), {
+      timeoutMs: withinMs,
+      everyMs: 50,
+    })) ?? false
+  );
 }
 
 /**
  * Stops the daemon with `signal` (its graceful stop: SIGTERM for most) and waits for it to finish;
  * SIGKILL only after `graceMs`. Returns what happened, for the operator.
  */
-export async function stopDaemon(pidFile: string, graceMs: number, log?: Logger, signal: NodeJS.Signals = 'SIGTERM'): Promise<'not running' | 'stopped' | 'killed'> {
+export async function stopDaemon(
+  pidFile: string,
+  graceMs: number,
+  log?: Logger,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<'not running' | 'stopped' | 'killed'> {
   const pid = await runningDaemon(pidFile);
   if (pid === undefined) {
     await fs.rm(pidFile, { force: true });
@@ -162,6 +172,8 @@ export async function unitFailed(unit: string): Promise<boolean> {
 
 /** The unit's recent journal lines (since a time), for an operator told that it failed. */
 export async function unitJournal(unit: string, sinceEpochSeconds: number, lines = 12): Promise<string[]> {
-  const result = await run('journalctl', ['-u', unit, '-n', String(lines), '--no-pager', '-o', 'cat', '--since', `@${sinceEpochSeconds}`], { allowFailure: true });
+  const result = await run('journalctl', ['-u', unit, '-n', String(lines), '--no-pager', '-o', 'cat', '--since', `@${sinceEpochSeconds}`], {
+    allowFailure: true,
+  });
   return result.stdout.split('\n').filter((l) => l.trim() !== '');
 }

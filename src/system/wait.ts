@@ -93,7 +93,11 @@ export async function waitFor<T>(what: string, probe: (p: Probe) => Promise<T | 
 }
 
 /** The same wait, answering `undefined` instead of throwing when the time runs out. */
-export async function waitForOrUndefined<T>(what: string, probe: (p: Probe) => Promise<T | undefined> | T | undefined, options: WaitOptions): Promise<T | undefined> {
+export async function waitForOrUndefined<T>(
+  what: string,
+  probe: (p: Probe) => Promise<T | undefined> | T | undefined,
+  options: WaitOptions,
+): Promise<T | undefined> {
   try {
     return await waitFor(what, probe, options);
   } catch (error) {

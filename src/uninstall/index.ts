@@ -35,7 +35,17 @@ const WRITTEN_FILES = [PATHS.conf, PATHS.answers, PATHS.exposedbUrl, PATHS.datab
 /** The database's data: removed only with --purge-data. */
 const DATA_DIRS = [PATHS.pgData, PATHS.pgCreating, PATHS.pgTlsDir, PATHS.clusterCaDir];
 /** Folders knocker keeps its files in: removed once empty, deepest first. */
-const FOLDERS = [PATHS.haproxyStateDir, PATHS.haproxyRunDir, PATHS.pgSocketDir, PATHS.runDir, PATHS.logDir, PATHS.stateDir, PATHS.etcDir, '/opt/knocknoc', '/etc/haproxy'];
+const FOLDERS = [
+  PATHS.haproxyStateDir,
+  PATHS.haproxyRunDir,
+  PATHS.pgSocketDir,
+  PATHS.runDir,
+  PATHS.logDir,
+  PATHS.stateDir,
+  PATHS.etcDir,
+  '/opt/knocknoc',
+  '/etc/haproxy',
+];
 
 /** Removes a file; what it held is read when the step runs (stopping a service may write it), and put back by the undo. */
 function removeFileStep(file: string): Step {
@@ -82,7 +92,11 @@ async function fileSteps(files: string[], later: string[] = []): Promise<Step[]>
 
 /** This node's row in the registry of its database: deleted; put back by the undo. */
 async function registryStep(config: ServerConfig, warnings: string[]): Promise<Step | undefined> {
-  const options = { sourceAddress: sourceAddressFor(config.listen.host, config.databaseUrl.host), connectTimeoutMs: 5_000, applicationName: 'knocker uninstall' };
+  const options = {
+    sourceAddress: sourceAddressFor(config.listen.host, config.databaseUrl.host),
+    connectTimeoutMs: 5_000,
+    applicationName: 'knocker uninstall',
+  };
   const target = describeTarget(config.databaseUrl);
   let row: RegisteredServer | undefined;
   try {
@@ -208,7 +222,9 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
     const registry = await registryStep(config, warnings);
     if (registry) steps.push(registry);
   } else if (!loaded.ok && (await statIfExists(root.path(PATHS.conf)))) {
-    warnings.push(`${root.path(PATHS.conf)} is not usable (${loaded.problems[0]}): this node's row stays in its database's registry; retire it from another node with \`knocker server forget NAME\``);
+    warnings.push(
+      `${root.path(PATHS.conf)} is not usable (${loaded.problems[0]}): this node's row stays in its database's registry; retire it from another node with \`knocker server forget NAME\``,
+    );
   }
   const postgres = stops.find((s) => s.name === 'postgres');
   // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
@@ -233,12 +249,15 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
 
   if (options.purgeData) {
     if (option === '1' && !root.isSandbox) {
-      throw new UsageError('--purge-data on a host whose PostgreSQL is the system\'s is not done by knocker: the cluster may hold other databases; nothing was changed', [], [
-        'uninstall without --purge-data, then drop the database yourself: sudo -u postgres dropdb knocknoc; sudo -u postgres dropuser knocknoc',
-      ]);
+      throw new UsageError(
+        "--purge-data on a host whose PostgreSQL is the system's is not done by knocker: the cluster may hold other databases; nothing was changed",
+        [],
+        ['uninstall without --purge-data, then drop the database yourself: sudo -u postgres dropdb knocknoc; sudo -u postgres dropuser knocknoc'],
+      );
     }
     for (const dir of DATA_DIRS) {
-      if (await statIfExists(root.path(dir))) steps.push(removeTreeStep(root.path(dir), dir === PATHS.clusterCaDir ? "the cluster's CA" : 'the database\'s data'));
+      if (await statIfExists(root.path(dir)))
+        steps.push(removeTreeStep(root.path(dir), dir === PATHS.clusterCaDir ? "the cluster's CA" : "the database's data"));
     }
     if (option === '2' || option === '3') warnings.push(`the database is external (DatabaseOption ${option}): --purge-data does not drop it`);
   } else {

@@ -57,15 +57,19 @@ export async function runUpgrade(session: UpgradeSession, log: Logger, hooks: Up
   if (now && journalOwnerAlive(now)) throw new PreflightError(`another knocker upgrade is running (pid ${now.pid})`);
   // A screen may have waited on its question while another run went on: start again from what is true now.
   if (now?.updatedAt !== session.journalSeen) {
-    throw new PreflightError(`the upgrade record changed since this run checked the cluster (${now ? `now ${now.state}, ${now.updatedAt}` : 'it is gone'}): nothing was changed`, [
-      `run knocker upgrade${session.resumed ? ' --resume' : ''} again${hintFor(root)}`,
-    ]);
+    throw new PreflightError(
+      `the upgrade record changed since this run checked the cluster (${now ? `now ${now.state}, ${now.updatedAt}` : 'it is gone'}): nothing was changed`,
+      [`run knocker upgrade${session.resumed ? ' --resume' : ''} again${hintFor(root)}`],
+    );
   }
   const writer = new JournalWriter(session.journalFile, structuredClone(session.journal), (journal) => hooks.onEvent?.({ type: 'journal', journal }));
-  await writer.update((j) => {
-    j.state = 'running';
-    j.reason = undefined;
-  }, session.resumed ? 'resumed' : `started: ${startNote(session)}`);
+  await writer.update(
+    (j) => {
+      j.state = 'running';
+      j.reason = undefined;
+    },
+    session.resumed ? 'resumed' : `started: ${startNote(session)}`,
+  );
   let commandMs = 0;
   const plan = await session.build({
     paths: session.facts.paths,
@@ -82,17 +86,23 @@ export async function runUpgrade(session: UpgradeSession, log: Logger, hooks: Up
     await apply(plan);
   } catch (error) {
     if (error instanceof ApplyFailedError) {
-      await writer.update((jr) => {
-        jr.state = 'stopped';
-        jr.reason = error.message;
-      }, `stopped: ${error.message.split('\n')[0]}`);
+      await writer.update(
+        (jr) => {
+          jr.state = 'stopped';
+          jr.reason = error.message;
+        },
+        `stopped: ${error.message.split('\n')[0]}`,
+      );
       throw new ApplyFailedError(error.message, error.remaining, stoppedHints(writer.journal, root, error.remaining.length === 0));
     }
     throw error;
   }
-  await writer.update((jr) => {
-    jr.state = 'done';
-  }, `done: every server on ${writer.journal.target ?? 'the new version'}`);
+  await writer.update(
+    (jr) => {
+      jr.state = 'done';
+    },
+    `done: every server on ${writer.journal.target ?? 'the new version'}`,
+  );
   return { journal: writer.journal, ms: Date.now() - started, commandMs, plan };
 }
 

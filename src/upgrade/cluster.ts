@@ -36,9 +36,14 @@ export async function readCluster(root: Root): Promise<ClusterFacts> {
   const existing = readSettings(text);
   const retries = /^\s*retries\s+(\d+)\s*$/m.exec(text ?? '')?.[1];
   if (existing.kind !== 'knocker') {
-    const why = existing.kind === 'none' ? `no ${paths.conf}` : existing.kind === 'foreign' ? `${paths.conf} was not written by knocker` : `${paths.conf}: ${existing.problem}`;
+    const why =
+      existing.kind === 'none'
+        ? `no ${paths.conf}`
+        : existing.kind === 'foreign'
+          ? `${paths.conf} was not written by knocker`
+          : `${paths.conf}: ${existing.problem}`;
     throw new PreflightError(`knocker upgrade takes servers out of rotation through the HAProxy knocker set up on this host, and there is none (${why})`, [
-      'run knocker upgrade on the host of knocker\'s HAProxy (knocker haproxy setup), or point --root at it',
+      "run knocker upgrade on the host of knocker's HAProxy (knocker haproxy setup), or point --root at it",
     ]);
   }
   let adminStates: Map<string, AdminState>;
@@ -56,7 +61,14 @@ export async function readCluster(root: Root): Promise<ClusterFacts> {
   const monitor = await openMonitor(root, { intervalMs: 2_000 });
   try {
     const snapshot = await monitor.refreshFully();
-    return { snapshot, settings: existing.settings, paths, adminStates, localName: monitor.localName, retries: retries === undefined ? undefined : Number(retries) };
+    return {
+      snapshot,
+      settings: existing.settings,
+      paths,
+      adminStates,
+      localName: monitor.localName,
+      retries: retries === undefined ? undefined : Number(retries),
+    };
   } finally {
     await monitor.stop();
   }
@@ -82,7 +94,8 @@ export function preflightChecks(facts: ClusterFacts): Check[] {
   }
   checks.push({ name: 'database', ok: true, detail: `${plural(registry.data.length, 'server')} registered` });
   const haproxy = snapshot.sources.haproxy;
-  if (!haproxy.data) checks.push({ name: 'HAProxy', ok: false, detail: `its read-only socket does not answer: ${haproxy.error ?? haproxy.absent ?? 'no answer'}` });
+  if (!haproxy.data)
+    checks.push({ name: 'HAProxy', ok: false, detail: `its read-only socket does not answer: ${haproxy.error ?? haproxy.absent ?? 'no answer'}` });
   else checks.push({ name: 'HAProxy', ok: true, detail: `${haproxy.data.version}, ${plural(settings.nodes.length, 'node')}` });
   for (const row of [...snapshot.servers].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))) {
     const problem = serverProblem(row, facts);
@@ -113,8 +126,16 @@ const SEED_HINT = 'a missing or offline server points to an existing problem: fi
 function serverProblem(row: ServerRow, facts: ClusterFacts): { text: string; hints: string[] } | undefined {
   const r = row.registry;
   const node = nodeOf(facts, row.name);
-  if (!r) return { text: 'a node of HAProxy, but not in the servers registry of this database', hints: [`is ${row.name} a server of this cluster? If not: knocker haproxy remove ${row.name}`] };
-  if (!node) return { text: `registered in the database (${r.listen}) but not a node of HAProxy: it would not be upgraded`, hints: [`add it (knocker haproxy add ${row.name}=HOST:PORT) or, if it is gone for good, delete its row from the servers table`] };
+  if (!r)
+    return {
+      text: 'a node of HAProxy, but not in the servers registry of this database',
+      hints: [`is ${row.name} a server of this cluster? If not: knocker haproxy remove ${row.name}`],
+    };
+  if (!node)
+    return {
+      text: `registered in the database (${r.listen}) but not a node of HAProxy: it would not be upgraded`,
+      hints: [`add it (knocker haproxy add ${row.name}=HOST:PORT) or, if it is gone for good, delete its row from the servers table`],
+    };
   const since = age((Date.now() - r.lastSeen.getTime()) / 1000);
   if (r.state === 'stopped') return { text: `stopped (since ${since} ago)`, hints: [SEED_HINT] };
   if (!r.online) return { text: `offline: no heartbeat for ${since}`, hints: [SEED_HINT] };
@@ -122,22 +143,37 @@ function serverProblem(row: ServerRow, facts: ClusterFacts): { text: string; hin
   if (!p || p.http === undefined) return { text: `/_status does not answer on ${row.address ?? 'no address'}: ${p?.error ?? 'not asked'}`, hints: [] };
   if (p.http !== 200 || !p.body?.versionMatch) {
     const body = p.body;
-    return { text: body ? `/_status ${p.http}: ${body.status}${body.status === 'out-of-step' ? ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})` : ''}` : `/_status answered ${p.http}`, hints: [] };
+    return {
+      text: body
+        ? `/_status ${p.http}: ${body.status}${body.status === 'out-of-step' ? ` (release schema ${body.schemaVersion}, database ${body.databaseSchemaVersion})` : ''}`
+        : `/_status answered ${p.http}`,
+      hints: [],
+    };
   }
   const admin = facts.adminStates.get(row.name);
   const stat = row.haproxy;
   if (!stat || !admin) return { text: 'HAProxy does not run this node: it runs an older configuration', hints: ['reload it: knocker haproxy setup'] };
-  if (admin !== 'ready') return { text: `taken out of rotation in HAProxy (${admin}) before the upgrade`, hints: [`bring it back first (knocker haproxy ready ${row.name}) so the upgrade starts from a cluster in service`] };
-  if (stat.status.state !== 'UP' || stat.status.transition) return { text: `HAProxy: ${stat.status.text}, last check ${stat.check.status || 'none'}`, hints: [] };
+  if (admin !== 'ready')
+    return {
+      text: `taken out of rotation in HAProxy (${admin}) before the upgrade`,
+      hints: [`bring it back first (knocker haproxy ready ${row.name}) so the upgrade starts from a cluster in service`],
+    };
+  if (stat.status.state !== 'UP' || stat.status.transition)
+    return { text: `HAProxy: ${stat.status.text}, last check ${stat.check.status || 'none'}`, hints: [] };
   return undefined;
 }
 
 /** The one server upgraded first, alone in rotation: --first, else this host's node, else the first active node by name. */
 export function chooseFirst(facts: ClusterFacts, wanted: string | undefined): string {
-  const active = facts.settings.nodes.filter((n) => !n.backup).map((n) => n.name).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const active = facts.settings.nodes
+    .filter((n) => !n.backup)
+    .map((n) => n.name)
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   if (wanted !== undefined) {
-    if (!nodeOf(facts, wanted)) throw new UsageError(`--first ${wanted}: no such node of HAProxy (the nodes are ${facts.settings.nodes.map((n) => n.name).join(', ')})`);
-    if (!active.includes(wanted)) throw new UsageError(`--first ${wanted}: a backup node serves only when every active node is down; the first server must be an active one`);
+    if (!nodeOf(facts, wanted))
+      throw new UsageError(`--first ${wanted}: no such node of HAProxy (the nodes are ${facts.settings.nodes.map((n) => n.name).join(', ')})`);
+    if (!active.includes(wanted))
+      throw new UsageError(`--first ${wanted}: a backup node serves only when every active node is down; the first server must be an active one`);
     return wanted;
   }
   if (facts.localName && active.includes(facts.localName)) return facts.localName;
@@ -153,11 +189,19 @@ export function rowsByName(facts: ClusterFacts): Map<string, ServerRow> {
 export function resumeChecks(facts: ClusterFacts, journal: Journal): Check[] {
   const checks: Check[] = [];
   const rows = rowsByName(facts);
-  if (facts.snapshot.summary.databaseUnreachable) checks.push({ name: 'database', ok: false, detail: `the shared database cannot be read: ${facts.snapshot.sources.registry.error ?? 'no answer'}` });
+  if (facts.snapshot.summary.databaseUnreachable)
+    checks.push({ name: 'database', ok: false, detail: `the shared database cannot be read: ${facts.snapshot.sources.registry.error ?? 'no answer'}` });
   for (const server of journal.servers) {
     const row = rows.get(server.name);
-    if (!nodeOf(facts, server.name)) checks.push({ name: server.name, ok: false, detail: 'no longer a node of HAProxy', hints: ['the upgrade cannot go on without it: knocker upgrade --rollback, then start again'] });
-    else if (!row?.haproxy) checks.push({ name: server.name, ok: false, detail: 'HAProxy does not run this node any more', hints: ['reload it: knocker haproxy setup'] });
+    if (!nodeOf(facts, server.name))
+      checks.push({
+        name: server.name,
+        ok: false,
+        detail: 'no longer a node of HAProxy',
+        hints: ['the upgrade cannot go on without it: knocker upgrade --rollback, then start again'],
+      });
+    else if (!row?.haproxy)
+      checks.push({ name: server.name, ok: false, detail: 'HAProxy does not run this node any more', hints: ['reload it: knocker haproxy setup'] });
     else {
       const body = row.probe?.body;
       checks.push({

@@ -67,7 +67,8 @@ export interface UpgradeCommand {
 export function parseUpgradeCommand(text: string): UpgradeCommand {
   const split = splitWords(text);
   if (!split.ok) throw new UsageError(`--upgrade-command: ${split.error}; nothing was changed`);
-  if (split.words.length === 0) throw new UsageError('--upgrade-command is empty: give the command that upgrades one server, e.g. "ssh root@{host} apt-get install -y knocknoc"');
+  if (split.words.length === 0)
+    throw new UsageError('--upgrade-command is empty: give the command that upgrades one server, e.g. "ssh root@{host} apt-get install -y knocknoc"');
   const unknown = new Set<string>();
   for (const word of split.words) {
     for (const match of word.matchAll(/\{(\w*)\}/g)) if (!(PLACEHOLDERS as readonly string[]).includes(match[1]!)) unknown.add(match[0]);
@@ -98,7 +99,10 @@ const MASK = '****';
 const AUTH_SCHEME = /^(bearer|basic|token|digest|negotiate|bot|apikey|jwt|hoba|mutual|aws4-hmac-sha256)$/i;
 
 function authorizationCredentials(tail: string, next: string[]): string[] {
-  const inWord = tail.trim().split(/\s+/).filter((w) => w !== '');
+  const inWord = tail
+    .trim()
+    .split(/\s+/)
+    .filter((w) => w !== '');
   if (inWord.length >= 2) return [AUTH_SCHEME.test(inWord[0]!) ? inWord.slice(1).join(' ') : inWord.join(' ')];
   if (inWord.length === 1 && !AUTH_SCHEME.test(inWord[0]!)) return [inWord[0]!];
   // The scheme alone, or nothing: the credentials are the next word (after the scheme, if it is one).
@@ -236,7 +240,9 @@ export async function runUpgradeCommand(argv: string[], options: RunCommandOptio
         ? `could not start: ${result.shortMessage}`
         : `failed with exit code ${result.exitCode}`;
     const last = tail.slice(-6);
-    throw new UpgradeCommandFailed(`the upgrade command for ${options.target.name} ${why}${last.length > 0 ? `; its last output:\n${last.map((l) => `    ${l}`).join('\n')}` : ''}`);
+    throw new UpgradeCommandFailed(
+      `the upgrade command for ${options.target.name} ${why}${last.length > 0 ? `; its last output:\n${last.map((l) => `    ${l}`).join('\n')}` : ''}`,
+    );
   }
   return tail;
 }

@@ -25,7 +25,13 @@ function upgradeDetails(session: UpgradeSession): Record<string, unknown> {
     resumed: session.resumed,
     first: journal.first,
     target: journal.target ?? journal.toVersion ?? null,
-    servers: journal.servers.map((s) => ({ name: s.name, address: `${s.host}:${s.port}`, role: s.backup ? 'backup' : 'active', fromVersion: s.fromVersion, phase: s.phase })),
+    servers: journal.servers.map((s) => ({
+      name: s.name,
+      address: `${s.host}:${s.port}`,
+      role: s.backup ? 'backup' : 'active',
+      fromVersion: s.fromVersion,
+      phase: s.phase,
+    })),
   };
 }
 
@@ -42,7 +48,9 @@ export async function runUpgradePlain(root: Root, options: PlainOptions, io: Out
     const onSigint = () => {
       if (stop) process.exit(130);
       stop = true;
-      io.err('Stopping once the server being upgraded is done (its command is never cut short), then putting rotation back (Ctrl-C again to leave at once; knocker upgrade --resume or --rollback then).');
+      io.err(
+        'Stopping once the server being upgraded is done (its command is never cut short), then putting rotation back (Ctrl-C again to leave at once; knocker upgrade --resume or --rollback then).',
+      );
     };
     process.on('SIGINT', onSigint);
     try {
@@ -67,7 +75,9 @@ export async function runUpgradePlain(root: Root, options: PlainOptions, io: Out
       const rows = facts ? rowsByName(facts) : new Map();
       for (const server of servers) {
         const row = rows.get(server.name);
-        io.out(`${server.name}: ${server.fromVersion} → ${row?.probe?.body?.version ?? '?'}, HAProxy ${row?.haproxy ? describeServer(row.haproxy) : 'unknown'}`);
+        io.out(
+          `${server.name}: ${server.fromVersion} → ${row?.probe?.body?.version ?? '?'}, HAProxy ${row?.haproxy ? describeServer(row.haproxy) : 'unknown'}`,
+        );
       }
       return 0;
     } finally {

@@ -24,7 +24,11 @@ export async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: S
   for (const server of pending) {
     if (server === first) continue;
     if (first.phase === 'done' && (await needsTakingOut(ctx, server.name).catch(() => true))) steps.push(takeOutStep(ctx, [server.name]));
-    steps.push(upgradeCommandStep(ctx, server.name), waitVersionStep(ctx, server.name, target ?? `the version ${first.name} came back on`), readyStep(ctx, server.name));
+    steps.push(
+      upgradeCommandStep(ctx, server.name),
+      waitVersionStep(ctx, server.name, target ?? `the version ${first.name} came back on`),
+      readyStep(ctx, server.name),
+    );
   }
   const done = journal.servers.filter((s) => s.phase === 'done').map((s) => s.name);
   const warnings: string[] = [];
@@ -36,7 +40,8 @@ export async function buildPlan(session: Omit<UpgradeSession, 'preview'>, ctx: S
         `(rewrite it with retries ${WANTED_RETRIES}: knocker haproxy setup${hintFor(session.root)})`,
     );
   }
-  if (journal.servers.length === 1) warnings.push(`${first.name} is the only server: while it restarts, requests wait for it (up to about ${retries} s) instead of being served at once`);
+  if (journal.servers.length === 1)
+    warnings.push(`${first.name} is the only server: while it restarts, requests wait for it (up to about ${retries} s) instead of being served at once`);
   return {
     title: `knocker upgrade${session.resumed ? ' --resume' : ''}: ${pending.length} server${pending.length === 1 ? '' : 's'}${target ? ` to ${target}` : ''}, ${first.phase === 'done' ? `${first.name} already upgraded` : `${first.name} first`}`,
     steps,

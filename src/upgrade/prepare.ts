@@ -61,12 +61,19 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
     );
   }
   if (options.command === undefined && open?.commandMasked) {
-    throw new UsageError('the upgrade command held a secret, which the journal does not keep: give it again (--upgrade-command, or KNOCKNOC_UPGRADE_COMMAND)', [], [
-      `as recorded, secret masked: ${open.command}`,
-    ]);
+    throw new UsageError(
+      'the upgrade command held a secret, which the journal does not keep: give it again (--upgrade-command, or KNOCKNOC_UPGRADE_COMMAND)',
+      [],
+      [`as recorded, secret masked: ${open.command}`],
+    );
   }
   const text = options.command ?? open?.command;
-  if (text === undefined) throw new UsageError('--upgrade-command is required: the command that upgrades one server, with {name}, {host} and {port} filled in', [], ['e.g. --upgrade-command "ssh root@{host} apt-get install -y knocknoc"']);
+  if (text === undefined)
+    throw new UsageError(
+      '--upgrade-command is required: the command that upgrades one server, with {name}, {host} and {port} filled in',
+      [],
+      ['e.g. --upgrade-command "ssh root@{host} apt-get install -y knocknoc"'],
+    );
   const command = parseUpgradeCommand(text);
   const kept = recordableCommand(command);
   const facts = await readCluster(root);
@@ -85,7 +92,8 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
     }
     // The first server first, then the others by name, backups last.
     const nodes = [...facts.settings.nodes].sort(
-      (a, b) => Number(b.name === first) - Number(a.name === first) || Number(a.backup) - Number(b.backup) || a.name.localeCompare(b.name, 'en', { numeric: true }),
+      (a, b) =>
+        Number(b.name === first) - Number(a.name === first) || Number(a.backup) - Number(b.backup) || a.name.localeCompare(b.name, 'en', { numeric: true }),
     );
     const now = new Date().toISOString();
     journal = {
@@ -123,7 +131,14 @@ export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promi
     options,
     journalFile,
     journalSeen: recorded?.updatedAt,
-    build: (ctx) => buildPlan(session, { ...ctx, command, drainTimeoutMs: options.drainTimeoutSeconds * 1000, timeoutMs: options.timeoutSeconds * 1000, commandTimeoutMs: options.commandTimeoutSeconds * 1000 }),
+    build: (ctx) =>
+      buildPlan(session, {
+        ...ctx,
+        command,
+        drainTimeoutMs: options.drainTimeoutSeconds * 1000,
+        timeoutMs: options.timeoutSeconds * 1000,
+        commandTimeoutMs: options.commandTimeoutSeconds * 1000,
+      }),
   };
   const preview = await session.build({ paths: facts.paths, log: nullLogger(), journal: new JournalWriter(journalFile, structuredClone(journal)) });
   return { ...session, preview };

@@ -24,7 +24,8 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
   if (!journal || journal.state === 'done' || journal.state === 'rolled-back') {
     throw new UsageError(`there is no upgrade to roll back${lastRun(journal)}`);
   }
-  if (journalOwnerAlive(journal)) throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
+  if (journalOwnerAlive(journal))
+    throw new PreflightError(`knocker upgrade is running (pid ${journal.pid}): stop it first (Ctrl-C puts rotation back by itself)`);
   await commandStillRunning(journal, root);
   return withRun(root, { ...UPGRADE_RUN, command: 'knocker upgrade --rollback' }, { dryRun: false, json: false }, io, async ({ log }) => {
     const facts = await readCluster(root);
@@ -53,7 +54,9 @@ export async function rollbackUpgrade(root: Root, io: Output): Promise<number> {
     log.info('upgrade rolled back');
     const held = writer.journal.servers.filter((s) => s.heldOut).map((s) => s.name);
     if (held.length > 0) {
-      io.err(`Kept in maintenance, out of step with the migrated database: ${held.join(', ')}. Upgrade ${held.length === 1 ? 'it' : 'them'}, then: knocker haproxy ready NAME${hintFor(root)}`);
+      io.err(
+        `Kept in maintenance, out of step with the migrated database: ${held.join(', ')}. Upgrade ${held.length === 1 ? 'it' : 'them'}, then: knocker haproxy ready NAME${hintFor(root)}`,
+      );
     }
     const upgraded = writer.journal.servers.filter((s) => s.phase === 'done' || s.phase === 'upgraded');
     if (upgraded.length > 0) io.err(`Already upgraded (not downgraded): ${upgraded.map((s) => s.name).join(', ')}.`);

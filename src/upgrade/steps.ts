@@ -329,7 +329,8 @@ export function waitVersionStep(ctx: StepContext, name: string, targetShown: str
         },
         { timeoutMs: ctx.timeoutMs, everyMs: ctx.pollMs ?? 200 },
       );
-      if (!body) throw new Error(`${name} did not answer on ${wanted(ctx) ?? 'a new version'} within ${atMost} (last: ${seen}); did its upgrade command restart it?`);
+      if (!body)
+        throw new Error(`${name} did not answer on ${wanted(ctx) ?? 'a new version'} within ${atMost} (last: ${seen}); did its upgrade command restart it?`);
       await recordUpgraded(ctx, name, body, `answers on ${body.version}, schema ${body.schemaVersion}, in step`);
       return `${body.version}, schema ${body.schemaVersion}, in step, after ${seconds(Date.now() - started)}`;
     },
@@ -371,7 +372,10 @@ export function readyStep(ctx: StepContext, name: string): Step {
   return {
     kind: 'command',
     title: `Bring ${name} back into rotation once HAProxy's health check passes (at most ${seconds} s)`,
-    details: [`set server ${BACKEND}/${name} state drain; set server ${BACKEND}/${name} health down`, `wait for status DRAIN (rise passing checks), then set server ${BACKEND}/${name} state ready`],
+    details: [
+      `set server ${BACKEND}/${name} state drain; set server ${BACKEND}/${name} health down`,
+      `wait for status DRAIN (rise passing checks), then set server ${BACKEND}/${name} state ready`,
+    ],
     changes: true,
     async apply() {
       const stat = await readyAfterCheck(ctx.paths.adminSocket, name, { timeoutMs: ctx.timeoutMs, pollMs: ctx.pollMs });

@@ -30,10 +30,15 @@ export function hintedCommands(text: string): string[] {
   for (const line of text.split('\n')) {
     const advice = /^\s*(hint:|warning:|note:|- )/.test(line) || line.includes('`knocker ') || /(with|run|it) knocker /.test(line);
     if (!advice) continue;
-    for (const match of line.matchAll(/`(knocker [^`]+)`|(?<![\w/-])(knocker (?:install|service|server|exposedb|status|upgrade|haproxy|uninstall)\b[^`;()\n]*)/g)) {
-      const command = (match[1] ?? match[2]!).replace(/[.,:]+$/, '').replace(/ (first|again|here|there|for each node)$/, '').trim();
+    for (const match of line.matchAll(
+      /`(knocker [^`]+)`|(?<![\w/-])(knocker (?:install|service|server|exposedb|status|upgrade|haproxy|uninstall)\b[^`;()\n]*)/g,
+    )) {
+      const command = (match[1] ?? match[2]!)
+        .replace(/[.,:]+$/, '')
+        .replace(/ (first|again|here|there|for each node)$/, '')
+        .trim();
       // "knocker status and knocker upgrade" in prose names programs, not a command to paste.
-      if (/^knocker (status|upgrade) and /.test(command) || /^knocker (status|upgrade)$/.test(command) && !line.includes('`')) continue;
+      if (/^knocker (status|upgrade) and /.test(command) || (/^knocker (status|upgrade)$/.test(command) && !line.includes('`'))) continue;
       found.push(command);
     }
   }
@@ -56,21 +61,26 @@ test('an install on a root: its Next lines and its TrustedForwarders warning kee
   const listen = `127.0.0.151:${await freePort('127.0.0.151')}`;
   const bind = `127.0.0.152:${await freePort('127.0.0.152')}`;
   // HAProxy reaches this node from loopback, which these TrustedForwarders do not trust.
-  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--trusted-forwarders', '10.0.0.1/32', '--database-option', '1', '--server-name', 'web-h'], {
-    env: { KNOCKNOC_ROOT: undefined },
-    input: '',
-  });
+  const result = await knocker(
+    ['install', '--root', root.dir, '--listen', listen, '--trusted-forwarders', '10.0.0.1/32', '--database-option', '1', '--server-name', 'web-h'],
+    {
+      env: { KNOCKNOC_ROOT: undefined },
+      input: '',
+    },
+  );
   expect(result.exitCode, result.stderr).toBe(0);
   const setup = await knocker(['haproxy', 'setup', '--root', root.dir, `web-h=${listen}`, '--bind', bind]);
   expect(setup.exitCode, setup.stderr).toBe(0);
   expect(setup.stderr).toContain('which its TrustedForwarders (10.0.0.1/32) do not include');
   const exposed = await knocker(['exposedb', '--list', '--root', root.dir]);
   const commands = [...hintedCommands(result.stderr), ...hintedCommands(setup.stderr), ...hintedCommands(exposed.stderr)];
-  expect(commands).toEqual(expect.arrayContaining([
-    `knocker exposedb --init --root ${root.dir}`,
-    `knocker service status --root ${root.dir}`,
-    `knocker install --trusted-forwarders 10.0.0.1/32,127.0.0.1/32 --root ${root.dir}`,
-  ]));
+  expect(commands).toEqual(
+    expect.arrayContaining([
+      `knocker exposedb --init --root ${root.dir}`,
+      `knocker service status --root ${root.dir}`,
+      `knocker install --trusted-forwarders 10.0.0.1/32,127.0.0.1/32 --root ${root.dir}`,
+    ]),
+  );
   await expectRunnable(commands, root.dir);
 });
 
@@ -91,6 +101,8 @@ test('commands that fail on an empty root name commands for that root, never a f
 
 test('the extraction finds commands in the forms knocker prints them', () => {
   expect(hintedCommands('hint: run `knocker install --root /r` first')).toEqual(['knocker install --root /r']);
-  expect(hintedCommands('  - health check: curl x; the server: knocker service status --root /r (also stop, start, restart)')).toEqual(['knocker service status --root /r']);
+  expect(hintedCommands('  - health check: curl x; the server: knocker service status --root /r (also stop, start, restart)')).toEqual([
+    'knocker service status --root /r',
+  ]);
   expect(hintedCommands('knocker install (unattended) on root /r')).toEqual([]);
 });

@@ -146,7 +146,8 @@ describe('an interrupted run', () => {
     try {
       const started = await waitFor(
         'the nested run to boot its host',
-        () => (fs.existsSync(ready) ? (JSON.parse(fs.readFileSync(ready, 'utf8')) as { address: string; root: string; nspawn: number; init: number }) : undefined),
+        () =>
+          fs.existsSync(ready) ? (JSON.parse(fs.readFileSync(ready, 'utf8')) as { address: string; root: string; nspawn: number; init: number }) : undefined,
         180_000,
       );
       expect(await banner(started.address, 22)).toMatch(/^SSH-2\.0/);

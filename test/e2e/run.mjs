@@ -73,10 +73,14 @@ if (why.length > 0) {
 
 const config = labConfig();
 const started = Date.now();
-const vitest = spawn(process.execPath, [path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/e2e/vitest.config.ts', ...vitestArgs], {
-  cwd: REPO,
-  stdio: 'inherit',
-});
+const vitest = spawn(
+  process.execPath,
+  [path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/e2e/vitest.config.ts', ...vitestArgs],
+  {
+    cwd: REPO,
+    stdio: 'inherit',
+  },
+);
 // A signal to this process alone (not the terminal's Ctrl-C, which reaches vitest too) is passed on.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => vitest.kill(signal));
 vitest.on('exit', (code, signal) => {

@@ -50,7 +50,10 @@ function story(image: E2eImage): void {
     fs.writeFileSync(file, '');
     process.stderr.write(
       `\n[e2e] paused for inspection (at most ${PAUSE_MS / 60_000} min); rm ${file} to go on. The hosts:\n` +
-        lab.hosts.filter((h) => h.running).map((h) => `  ${h.name} ${h.address}: nsenter -t ${h.init} -a\n`).join(''),
+        lab.hosts
+          .filter((h) => h.running)
+          .map((h) => `  ${h.name} ${h.address}: nsenter -t ${h.init} -a\n`)
+          .join(''),
     );
     await waitFor('the pause to end', () => (fs.existsSync(file) ? undefined : true), PAUSE_MS).catch(() => {});
   }
@@ -85,7 +88,10 @@ function story(image: E2eImage): void {
         ctx.onTestFailed(async () => {
           broken ??= title;
           for (const host of lab.hosts.filter((h) => h.running && h.name.startsWith('web'))) {
-            const journal = await host.exec(['journalctl', '--no-pager', '-n', '40', '-u', 'knocknoc.service', '-u', 'haproxy.service', '-u', `postgresql@${cluster}.service`], { allowFailure: true });
+            const journal = await host.exec(
+              ['journalctl', '--no-pager', '-n', '40', '-u', 'knocknoc.service', '-u', 'haproxy.service', '-u', `postgresql@${cluster}.service`],
+              { allowFailure: true },
+            );
             process.stderr.write(`--- ${host.name}: journal\n${journal.stdout}\n`);
           }
           if (process.env.KNOCKER_E2E_PAUSE) await pauseForInspection();
@@ -112,7 +118,10 @@ function story(image: E2eImage): void {
     const result = await host.exec(['knocker', ...args], { env, allowFailure: true, timeoutMs: 600_000 });
     if (transcript) {
       const said = [result.stdout, result.stderr].filter(Boolean).join('\n--- stderr:\n');
-      fs.appendFileSync(transcript, `\n### ${host.name}# knocker ${args.join(' ')}   (exit ${result.exitCode}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n${said}\n`);
+      fs.appendFileSync(
+        transcript,
+        `\n### ${host.name}# knocker ${args.join(' ')}   (exit ${result.exitCode}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n${said}\n`,
+      );
     }
     return result;
   }
@@ -129,7 +138,7 @@ function story(image: E2eImage): void {
 
   async function installed(host: Host, pkg: string): Promise<string | undefined> {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format fields, not JavaScript's
-  const result = await host.exec(['dpkg-query', '--showformat=${Status} ${Version}', '--show', pkg], { allowFailure: true });
+    const result = await host.exec(['dpkg-query', '--showformat=${Status} ${Version}', '--show', pkg], { allowFailure: true });
     return result.exitCode === 0 && result.stdout.startsWith('install ok installed') ? result.stdout.split(' ').pop() : undefined;
   }
 
@@ -137,7 +146,10 @@ function story(image: E2eImage): void {
   async function get(url: string, options: { cookieJar?: string; ca?: boolean } = {}): Promise<{ code: string; node: string; body: string }> {
     const jar = options.cookieJar ? ['--cookie', options.cookieJar, '--cookie-jar', options.cookieJar] : [];
     const ca = options.ca === false ? [] : ['--cacert', CA_IN_CLIENT];
-    const result = await client.exec(['curl', '--silent', '--show-error', '--max-time', '10', ...ca, ...jar, '--write-out', '\\n%{http_code} %header{x-knocknoc-server}', url], { allowFailure: true });
+    const result = await client.exec(
+      ['curl', '--silent', '--show-error', '--max-time', '10', ...ca, ...jar, '--write-out', '\\n%{http_code} %header{x-knocknoc-server}', url],
+      { allowFailure: true },
+    );
     const lines = result.stdout.split('\n');
     const [code = '000', node = ''] = lines.pop()!.split(' ');
     return { code, node, body: lines.join('\n') };
@@ -165,57 +177,101 @@ function story(image: E2eImage): void {
 
   let databaseUrl: string;
 
-    step('1. web-1: dpkg -i the .deb, knocker install option 1 on 0.0.0.0:8756: apt-get installs PostgreSQL, knocknoc.service active and enabled, /_status 200 from another host', async () => {
+  step(
+    '1. web-1: dpkg -i the .deb, knocker install option 1 on 0.0.0.0:8756: apt-get installs PostgreSQL, knocknoc.service active and enabled, /_status 200 from another host',
+    async () => {
       expect(await installed(web1, 'postgresql')).toBeUndefined();
       expectOk(await web1.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i');
       expect(await installed(web1, 'knocker')).toBe(version);
       expect((await web1.exec(['knocker', '--version'])).stdout).toBe(version);
-      const install = await knocker(web1, ['install', '--non-interactive', '--listen', `0.0.0.0:${PORT}`, '--trusted-forwarders', `${web1.address}/32`, '--database-option', '1']);
+      const install = await knocker(web1, [
+        'install',
+        '--non-interactive',
+        '--listen',
+        `0.0.0.0:${PORT}`,
+        '--trusted-forwarders',
+        `${web1.address}/32`,
+        '--database-option',
+        '1',
+      ]);
       expectOk(install, 'knocker install');
       expect(await installed(web1, 'postgresql')).toBeDefined();
       expect(await unit(web1, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
       expect(await unit(web1, `postgresql@${cluster}.service`)).toMatchObject({ active: 'active' });
-      expect(web1.read('/etc/systemd/system/knocknoc.service')).toMatch(/^ExecStart=\/opt\/knocknoc\/knocker\/knocknoc-server --config \/opt\/knocknoc\/etc\/knocknoc\.conf$/m);
+      expect(web1.read('/etc/systemd/system/knocknoc.service')).toMatch(
+        /^ExecStart=\/opt\/knocknoc\/knocker\/knocknoc-server --config \/opt\/knocknoc\/etc\/knocknoc\.conf$/m,
+      );
       const status = await statusOf(web1);
       expect(status.code).toBe('200');
       expect(status.body).toMatchObject({ status: 'ok', version, versionMatch: true, database: 'ok' });
-    });
+    },
+  );
 
-    step('2. web-1: exposedb --init and --add web-2; web-2 joins with option 3; web-3, not on the list, is refused and told which --add to run', async () => {
-      const init = await knocker(web1, ['exposedb', '--init']);
-      expectOk(init, 'knocker exposedb --init');
-      databaseUrl = init.stdout;
-      expect(databaseUrl.split('\n')).toHaveLength(1);
-      expect(new URL(databaseUrl).hostname).toBe(web1.address);
-      // Verified TLS between the hosts: the nodes get the cluster's CA, as an operator copies it.
-      expect(new URL(databaseUrl).searchParams.get('sslmode')).toBe('verify-full');
-      const ca = web1.read('/opt/knocknoc/etc/cluster-ca/ca.crt');
-      for (const node of [web2, web3]) node.write('/root/knocknoc-ca.pem', ca);
-      expectOk(await knocker(web1, ['exposedb', '--add', `${web2.address}/32`]), 'knocker exposedb --add');
-      expect((await knocker(web1, ['exposedb', '--list'])).stdout.split('\n')).toEqual([`${web2.address}/32`]);
+  step('2. web-1: exposedb --init and --add web-2; web-2 joins with option 3; web-3, not on the list, is refused and told which --add to run', async () => {
+    const init = await knocker(web1, ['exposedb', '--init']);
+    expectOk(init, 'knocker exposedb --init');
+    databaseUrl = init.stdout;
+    expect(databaseUrl.split('\n')).toHaveLength(1);
+    expect(new URL(databaseUrl).hostname).toBe(web1.address);
+    // Verified TLS between the hosts: the nodes get the cluster's CA, as an operator copies it.
+    expect(new URL(databaseUrl).searchParams.get('sslmode')).toBe('verify-full');
+    const ca = web1.read('/opt/knocknoc/etc/cluster-ca/ca.crt');
+    for (const node of [web2, web3]) node.write('/root/knocknoc-ca.pem', ca);
+    expectOk(await knocker(web1, ['exposedb', '--add', `${web2.address}/32`]), 'knocker exposedb --add');
+    expect((await knocker(web1, ['exposedb', '--list'])).stdout.split('\n')).toEqual([`${web2.address}/32`]);
 
-      expectOk(await web2.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-2');
-      const join = ['install', '--non-interactive', '--listen', `0.0.0.0:${PORT}`, '--trusted-forwarders', `${web1.address}/32`, '--database-option', '3', '--database-ca', '/root/knocknoc-ca.pem'];
-      // The connection string holds the password: in the environment, never on a command line.
-      const joined = await knocker(web2, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
-      expectOk(joined, 'knocker install option 3 on web-2');
-      expect(joined.stderr).toContain(`TLS, certificate verified for ${web1.address}`);
-      expect(await unit(web2, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
-      expect(await installed(web2, 'postgresql')).toBeUndefined();
-      expect((await statusOf(web2)).body).toMatchObject({ status: 'ok', versionMatch: true });
+    expectOk(await web2.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-2');
+    const join = [
+      'install',
+      '--non-interactive',
+      '--listen',
+      `0.0.0.0:${PORT}`,
+      '--trusted-forwarders',
+      `${web1.address}/32`,
+      '--database-option',
+      '3',
+      '--database-ca',
+      '/root/knocknoc-ca.pem',
+    ];
+    // The connection string holds the password: in the environment, never on a command line.
+    const joined = await knocker(web2, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
+    expectOk(joined, 'knocker install option 3 on web-2');
+    expect(joined.stderr).toContain(`TLS, certificate verified for ${web1.address}`);
+    expect(await unit(web2, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
+    expect(await installed(web2, 'postgresql')).toBeUndefined();
+    expect((await statusOf(web2)).body).toMatchObject({ status: 'ok', versionMatch: true });
 
-      expectOk(await web3.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-3');
-      const refused = await knocker(web3, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
-      expect(refused.exitCode, refused.stdout + refused.stderr).toBe(3);
-      expect(refused.stdout + refused.stderr).toContain(`knocker exposedb --add ${web3.address}/32`);
-      expect((await web3.exec(['test', '-e', '/opt/knocknoc/etc/knocknoc.conf'], { allowFailure: true })).exitCode).not.toBe(0);
-      expect((await unit(web3, 'knocknoc.service')).active).not.toBe('active');
-    });
+    expectOk(await web3.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-3');
+    const refused = await knocker(web3, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
+    expect(refused.exitCode, refused.stdout + refused.stderr).toBe(3);
+    expect(refused.stdout + refused.stderr).toContain(`knocker exposedb --add ${web3.address}/32`);
+    expect((await web3.exec(['test', '-e', '/opt/knocknoc/etc/knocknoc.conf'], { allowFailure: true })).exitCode).not.toBe(0);
+    expect((await unit(web3, 'knocknoc.service')).active).not.toBe('active');
+  });
 
-    step('3. web-1: knocker haproxy setup with --cert in front of web-1 and web-2 (haproxy.service from apt); from the client, both nodes answer and a client keeps its node', async () => {
+  step(
+    '3. web-1: knocker haproxy setup with --cert in front of web-1 and web-2 (haproxy.service from apt); from the client, both nodes answer and a client keeps its node',
+    async () => {
       expect(await installed(web1, 'haproxy')).toBeUndefined();
       // A certificate for web-1's address, which the client trusts.
-      await web1.exec(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '7', '-subj', `/CN=${web1.address}`, '-addext', `subjectAltName=IP:${web1.address}`, '-keyout', '/root/web-1.key', '-out', '/root/web-1.crt']);
+      await web1.exec([
+        'openssl',
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '7',
+        '-subj',
+        `/CN=${web1.address}`,
+        '-addext',
+        `subjectAltName=IP:${web1.address}`,
+        '-keyout',
+        '/root/web-1.key',
+        '-out',
+        '/root/web-1.crt',
+      ]);
       web1.write('/root/web-1.pem', web1.read('/root/web-1.crt') + web1.read('/root/web-1.key'), 0o600);
       client.write(CA_IN_CLIENT, web1.read('/root/web-1.crt'));
       const setup = await knocker(web1, ['haproxy', 'setup', `web-1=${web1.address}:${PORT}`, `web-2=${web2.address}:${PORT}`, '--cert', '/root/web-1.pem']);
@@ -241,27 +297,34 @@ function story(image: E2eImage): void {
       const jar = '/root/cookies.txt';
       const first = await get(frontend(), { cookieJar: jar });
       for (let i = 0; i < 6; i += 1) expect((await get(frontend(), { cookieJar: jar })).node).toBe(first.node);
-    });
+    },
+  );
 
-    step('4. knocker status --json on web-1: both healthy, the database primary, the allow-list shown', async () => {
-      const result = await knocker(web1, ['status', '--json']);
-      const snapshot = JSON.parse(result.stdout) as {
-        healthy: boolean;
-        servers: Array<{ name: string; health: string; state: string; problems: string[] }>;
-        database: { role: string; allowList?: { cidrs: string[]; exposed: boolean } } | null;
-        haproxy: unknown;
-      };
-      expect(result.exitCode, result.stdout).toBe(0);
-      expect(snapshot.healthy).toBe(true);
-      expect(snapshot.servers.map((s) => [s.name, s.health, s.state]).sort()).toEqual([
-        ['web-1', 'ok', 'ok'],
-        ['web-2', 'ok', 'ok'],
-      ]);
-      expect(snapshot.database).toMatchObject({ role: 'primary', allowList: { cidrs: [`${web2.address}/32`], exposed: true }, tls: { offered: true, verified: true, expiring: false } });
-      expect(snapshot.haproxy).not.toBeNull();
+  step('4. knocker status --json on web-1: both healthy, the database primary, the allow-list shown', async () => {
+    const result = await knocker(web1, ['status', '--json']);
+    const snapshot = JSON.parse(result.stdout) as {
+      healthy: boolean;
+      servers: Array<{ name: string; health: string; state: string; problems: string[] }>;
+      database: { role: string; allowList?: { cidrs: string[]; exposed: boolean } } | null;
+      haproxy: unknown;
+    };
+    expect(result.exitCode, result.stdout).toBe(0);
+    expect(snapshot.healthy).toBe(true);
+    expect(snapshot.servers.map((s) => [s.name, s.health, s.state]).sort()).toEqual([
+      ['web-1', 'ok', 'ok'],
+      ['web-2', 'ok', 'ok'],
+    ]);
+    expect(snapshot.database).toMatchObject({
+      role: 'primary',
+      allowList: { cidrs: [`${web2.address}/32`], exposed: true },
+      tls: { offered: true, verified: true, expiring: false },
     });
+    expect(snapshot.haproxy).not.toBeNull();
+  });
 
-    step('5. web-2 powered off under load (systemctl poweroff, then the plug pulled): out of rotation, no failed GET; booted again, back by itself and in rotation once its check passes', async () => {
+  step(
+    '5. web-2 powered off under load (systemctl poweroff, then the plug pulled): out of rotation, no failed GET; booted again, back by itself and in rotation once its check passes',
+    async () => {
       const load = new Load(client, frontend(), { rate: 20, cacert: CA_IN_CLIENT });
       try {
         for (const [how, stop] of [
@@ -292,50 +355,65 @@ function story(image: E2eImage): void {
         expect(report.failed, `${JSON.stringify(report.byNode)}; curl: ${report.errors.slice(0, 5).join(' | ')}`).toEqual([]);
         expect(report.errors).toEqual([]);
       }
-    });
+    },
+  );
 
-    step('6. knocker upgrade to the next release over ssh, under load: 0 failed requests, both on the new version, the database migrated', async () => {
-      for (const host of [web1, web2]) host.copyIn(nextDeb, NEXT_DEB_IN_HOST);
-      await lab.trustSsh(web1, [web1, web2]);
-      const load = new Load(client, frontend(), { rate: 20, cacert: CA_IN_CLIENT });
-      let upgrade;
-      try {
-        await load.more(10);
-        upgrade = await knocker(web1, ['upgrade', '--non-interactive', '--upgrade-command', `ssh -o BatchMode=yes root@{host} dpkg -i ${NEXT_DEB_IN_HOST}`]);
-        await load.more(10);
-      } finally {
-        const report = await load.stop();
-        note(`load through HAProxy: ${report.total} GETs (${JSON.stringify(report.byNode)}), ${report.failed.length} failed`);
-        expect(report.failed, `${JSON.stringify(report.byNode)}; curl: ${report.errors.slice(0, 5).join(' | ')}`).toEqual([]);
-      }
-      expectOk(upgrade, 'knocker upgrade');
-      for (const host of [web1, web2]) {
-        expect(await installed(host, 'knocker')).toBe(nextVersion);
-        expect((await statusOf(host)).body).toMatchObject({ status: 'ok', version: nextVersion, versionMatch: true });
-      }
-      const migrated = await web1.exec(['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'knocknoc', '-c', `SELECT count(*) FROM ${NEXT_MIGRATION.name}`]);
-      expect(migrated.stdout).toBe('1');
-      await untilHaproxySays('web-1', 'UP');
-      await untilHaproxySays('web-2', 'UP');
-    });
+  step('6. knocker upgrade to the next release over ssh, under load: 0 failed requests, both on the new version, the database migrated', async () => {
+    for (const host of [web1, web2]) host.copyIn(nextDeb, NEXT_DEB_IN_HOST);
+    await lab.trustSsh(web1, [web1, web2]);
+    const load = new Load(client, frontend(), { rate: 20, cacert: CA_IN_CLIENT });
+    let upgrade;
+    try {
+      await load.more(10);
+      upgrade = await knocker(web1, ['upgrade', '--non-interactive', '--upgrade-command', `ssh -o BatchMode=yes root@{host} dpkg -i ${NEXT_DEB_IN_HOST}`]);
+      await load.more(10);
+    } finally {
+      const report = await load.stop();
+      note(`load through HAProxy: ${report.total} GETs (${JSON.stringify(report.byNode)}), ${report.failed.length} failed`);
+      expect(report.failed, `${JSON.stringify(report.byNode)}; curl: ${report.errors.slice(0, 5).join(' | ')}`).toEqual([]);
+    }
+    expectOk(upgrade, 'knocker upgrade');
+    for (const host of [web1, web2]) {
+      expect(await installed(host, 'knocker')).toBe(nextVersion);
+      expect((await statusOf(host)).body).toMatchObject({ status: 'ok', version: nextVersion, versionMatch: true });
+    }
+    const migrated = await web1.exec([
+      'runuser',
+      '-u',
+      'postgres',
+      '--',
+      'psql',
+      '-XAtq',
+      '-d',
+      'knocknoc',
+      '-c',
+      `SELECT count(*) FROM ${NEXT_MIGRATION.name}`,
+    ]);
+    expect(migrated.stdout).toBe('1');
+    await untilHaproxySays('web-1', 'UP');
+    await untilHaproxySays('web-2', 'UP');
+  });
 
-    step('7. web-1 rebooted: PostgreSQL, the server and HAProxy come back by themselves', async () => {
-      const rebooted = Date.now();
-      await web1.reboot();
-      // Debian's postgresql.service is enabled; its generator makes the cluster's unit ("enabled-runtime").
-      for (const name of ['postgresql.service', 'knocknoc.service', 'haproxy.service']) expect(await unit(web1, name), name).toEqual({ active: 'active', enabled: 'enabled' });
-      expect(await unit(web1, `postgresql@${cluster}.service`)).toEqual({ active: 'active', enabled: 'enabled-runtime' });
-      await waitFor('web-1 to serve /_status 200 after the reboot', async () => ((await statusOf(web1)).code === '200' ? true : undefined), 60_000);
-      await untilHaproxySays('web-1', 'UP');
-      await untilHaproxySays('web-2', 'UP');
-      const reply = await get(frontend());
-      expect(reply.code).toBe('200');
-      note(`web-1 rebooted and both nodes UP behind its HAProxy ${seconds(rebooted)} after systemctl reboot`);
-      const status = await knocker(web1, ['status', '--json']);
-      expect(status.exitCode, status.stdout).toBe(0);
-    });
+  step('7. web-1 rebooted: PostgreSQL, the server and HAProxy come back by themselves', async () => {
+    const rebooted = Date.now();
+    await web1.reboot();
+    // Debian's postgresql.service is enabled; its generator makes the cluster's unit ("enabled-runtime").
+    for (const name of ['postgresql.service', 'knocknoc.service', 'haproxy.service'])
+      expect(await unit(web1, name), name).toEqual({ active: 'active', enabled: 'enabled' });
+    expect(await unit(web1, `postgresql@${cluster}.service`)).toEqual({ active: 'active', enabled: 'enabled-runtime' });
+    await waitFor('web-1 to serve /_status 200 after the reboot', async () => ((await statusOf(web1)).code === '200' ? true : undefined), 60_000);
+    await untilHaproxySays('web-1', 'UP');
+    await untilHaproxySays('web-2', 'UP');
+    const reply = await get(frontend());
+    expect(reply.code).toBe('200');
+    note(`web-1 rebooted and both nodes UP behind its HAProxy ${seconds(rebooted)} after systemctl reboot`);
+    const status = await knocker(web1, ['status', '--json']);
+    expect(status.exitCode, status.stdout).toBe(0);
+  });
 
-    step('8. the interactive installer on a fresh host, answered at the keyboard in tmux: option 1 and HAProxy in front of it, both installed by apt', async () => {
+  step(
+    '8. the interactive installer on a fresh host, answered at the keyboard in tmux: option 1 and HAProxy in front of it, both installed by apt',
+    async () => {
       const [web4] = (await lab.boot([['web-4', 13]])) as [Host];
       web4.copyIn(deb, DEB_IN_HOST);
       expectOk(await web4.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-4');
@@ -367,25 +445,33 @@ function story(image: E2eImage): void {
       for (const pkg of ['postgresql', 'haproxy']) expect(await installed(web4, pkg), pkg).toBeDefined();
       for (const name of ['knocknoc.service', 'haproxy.service']) expect(await unit(web4, name), name).toEqual({ active: 'active', enabled: 'enabled' });
       expect((await statusOf(web4)).body).toMatchObject({ status: 'ok', version });
-      const reply = await waitFor('HAProxy on web-4 to pass web-4\'s check', async () => {
+      const reply = await waitFor("HAProxy on web-4 to pass web-4's check", async () => {
         const r = await get(`http://${web4.address}/`, { ca: false });
         return r.code === '200' ? r : undefined;
       });
       expect(reply.node).toBe('web-4');
-    });
+    },
+  );
 
-    step('9. a replicated standby on web-3 and a switchover there and back: exposedb --add-standby on web-1, apt-get postgresql and standby init on web-3, status on both, roles swapped and swapped back', async () => {
-      const sqlOn = async (host: Host, text: string) => (await host.exec(['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'postgres', '-c', text])).stdout;
+  step(
+    '9. a replicated standby on web-3 and a switchover there and back: exposedb --add-standby on web-1, apt-get postgresql and standby init on web-3, status on both, roles swapped and swapped back',
+    async () => {
+      const sqlOn = async (host: Host, text: string) =>
+        (await host.exec(['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'postgres', '-c', text])).stdout;
       async function standbyStatus(host: Host): Promise<{ exitCode: number; report: Record<string, any> }> {
         const result = await knocker(host, ['standby', 'status', '--json']);
         expect(result.stdout, `${host.name}: knocker standby status --json: ${result.stderr}`).not.toBe('');
         return { exitCode: result.exitCode, report: JSON.parse(result.stdout) as Record<string, any> };
       }
       async function expectPair(primary: Host, standby: Host, timeline: number): Promise<void> {
-        await waitFor(`${standby.name} to stream from ${primary.name}`, async () => {
-          const s = await standbyStatus(standby);
-          return s.exitCode === 0 && s.report.receiver?.status === 'streaming' ? true : undefined;
-        }, 60_000);
+        await waitFor(
+          `${standby.name} to stream from ${primary.name}`,
+          async () => {
+            const s = await standbyStatus(standby);
+            return s.exitCode === 0 && s.report.receiver?.status === 'streaming' ? true : undefined;
+          },
+          60_000,
+        );
         const onStandby = await standbyStatus(standby);
         expect(onStandby.report.node, JSON.stringify(onStandby.report)).toMatchObject({ host: standby.address, role: 'standby', timeline });
         expect(onStandby.report.receiver).toMatchObject({ status: 'streaming', sender: `${primary.address}:5432` });
@@ -396,11 +482,17 @@ function story(image: E2eImage): void {
         expect(onPrimary.report.node).toMatchObject({ host: primary.address, role: 'primary', timeline });
         expect(onPrimary.report.replicas.map((r: { clientAddr: string; state: string }) => [r.clientAddr, r.state])).toEqual([[standby.address, 'streaming']]);
         expect((await primary.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online\\s`, 'm'));
-        expect((await standby.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online,recovery\\s`, 'm'));
+        expect((await standby.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(
+          new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online,recovery\\s`, 'm'),
+        );
         // A row written on the primary reaches the standby.
         const id = String(timeline);
         await sqlOn(primary, `INSERT INTO knocker_e2e_probe VALUES (${id})`);
-        await waitFor(`row ${id} on ${standby.name}`, async () => ((await sqlOn(standby, `SELECT count(*) FROM knocker_e2e_probe WHERE id = ${id}`)) === '1' ? true : undefined), 30_000);
+        await waitFor(
+          `row ${id} on ${standby.name}`,
+          async () => ((await sqlOn(standby, `SELECT count(*) FROM knocker_e2e_probe WHERE id = ${id}`)) === '1' ? true : undefined),
+          30_000,
+        );
       }
 
       // web-3 (refused as a web node in step 2) becomes the standby: the same release as web-1, PostgreSQL from apt.
@@ -418,7 +510,14 @@ function story(image: E2eImage): void {
       web3.write(inWeb3, web1.read(bundle), 0o600);
       await sqlOn(web1, 'CREATE TABLE knocker_e2e_probe (id int PRIMARY KEY)');
 
-      expectOk(await web3.exec(['apt-get', 'install', '-y', '-qq', 'postgresql'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, allowFailure: true, timeoutMs: 600_000 }), 'apt-get install postgresql on web-3');
+      expectOk(
+        await web3.exec(['apt-get', 'install', '-y', '-qq', 'postgresql'], {
+          env: { DEBIAN_FRONTEND: 'noninteractive' },
+          allowFailure: true,
+          timeoutMs: 600_000,
+        }),
+        'apt-get install postgresql on web-3',
+      );
       const init = await knocker(web3, ['standby', 'init', '--bundle', inWeb3]);
       expectOk(init, 'knocker standby init');
       expect(init.stdout).toContain(`@${web1.address}:5432,${web3.address}:5432/knocknoc?target_session_attrs=read-write`);
@@ -440,5 +539,7 @@ function story(image: E2eImage): void {
       }
       await untilHaproxySays('web-1', 'UP');
       await untilHaproxySays('web-2', 'UP');
-    }, 600_000);
+    },
+    600_000,
+  );
 }

@@ -14,8 +14,16 @@ describe('the allow-list block', () => {
     expect(lines[0]).toBe('# TYPE  DATABASE  USER  ADDRESS  METHOD');
     expect(lines[1]).toBe('# BEGIN exposedb managed block (do not edit by hand)');
     expect(text.endsWith(DEBIAN.split('\n').slice(1).join('\n'))).toBe(true);
-    expect(text).toContain('hostssl  knocknoc  knocknoc_remote  10.1.2.0/24  scram-sha-256\nhostssl  knocknoc  knocknoc_remote  192.0.2.7/32  scram-sha-256\nhostssl  knocknoc  knocknoc_remote  2001:db8::/32');
-    expect(readAllowList(text, target)).toEqual({ present: true, cidrs: ['10.1.2.0/24', '192.0.2.7/32', '2001:db8::/32'], foreign: [], edited: false, type: 'hostssl' });
+    expect(text).toContain(
+      'hostssl  knocknoc  knocknoc_remote  10.1.2.0/24  scram-sha-256\nhostssl  knocknoc  knocknoc_remote  192.0.2.7/32  scram-sha-256\nhostssl  knocknoc  knocknoc_remote  2001:db8::/32',
+    );
+    expect(readAllowList(text, target)).toEqual({
+      present: true,
+      cidrs: ['10.1.2.0/24', '192.0.2.7/32', '2001:db8::/32'],
+      foreign: [],
+      edited: false,
+      type: 'hostssl',
+    });
     expect(readAllowList(DEBIAN, target)).toEqual({ present: false, cidrs: [], foreign: [], edited: false, type: undefined });
   });
 
@@ -35,7 +43,7 @@ describe('the allow-list block', () => {
     expect(() => readAllowList(`${text}# END exposedb managed block\n`, target)).toThrow(/damaged/);
   });
 
-  test('beside the installer\'s own managed block, each block stays whole, whichever came first', () => {
+  test("beside the installer's own managed block, each block stays whole, whichever came first", () => {
     const local = ['host    knocknoc  knocknoc  127.0.0.1/32  scram-sha-256'];
     const exposed = allowListRules(target, ['10.1.2.0/24']);
     const addLocal = (t: string) => withManagedBlock(t, 'knocker local', local);
@@ -54,6 +62,11 @@ describe('the allow-list block', () => {
     expect(rules).toContain('host     "all"  "web nodes"  10.0.0.0/8  scram-sha-256');
     expect(rules).toContain('host     all  "web nodes"  0.0.0.0/0  reject');
     expect(readAllowList(withManagedBlock('', 'exposedb', rules), odd)).toMatchObject({ cidrs: ['10.0.0.0/8'], foreign: [], edited: false });
-    expect(sortCidrs(['2001:db8::/32', '10.0.0.0/8', '9.0.0.0/8', '10.0.0.0/16', '10.0.0.0/8'])).toEqual(['9.0.0.0/8', '10.0.0.0/8', '10.0.0.0/16', '2001:db8::/32']);
+    expect(sortCidrs(['2001:db8::/32', '10.0.0.0/8', '9.0.0.0/8', '10.0.0.0/16', '10.0.0.0/8'])).toEqual([
+      '9.0.0.0/8',
+      '10.0.0.0/8',
+      '10.0.0.0/16',
+      '2001:db8::/32',
+    ]);
   });
 });

@@ -36,9 +36,28 @@ beforeAll(async () => {
   process.env.PG_CLUSTER_CONF_ROOT = etc;
   const bin = (await findPgBinaries())!;
   const port = await freePort('127.0.0.1');
-  await execa('pg_createcluster', ['-u', 'postgres', '-d', path.join(base, 'data'), '-s', path.join(base, 'sock'), '-l', path.join(base, 'pg.log'), '-p', String(port), bin.version, 'exposetest', '--', '--no-sync'], {
-    env: { PG_CLUSTER_CONF_ROOT: etc },
-  });
+  await execa(
+    'pg_createcluster',
+    [
+      '-u',
+      'postgres',
+      '-d',
+      path.join(base, 'data'),
+      '-s',
+      path.join(base, 'sock'),
+      '-l',
+      path.join(base, 'pg.log'),
+      '-p',
+      String(port),
+      bin.version,
+      'exposetest',
+      '--',
+      '--no-sync',
+    ],
+    {
+      env: { PG_CLUSTER_CONF_ROOT: etc },
+    },
+  );
   await fs.chmod(etc, 0o755);
   // A self-signed certificate for the host's name, as Debian's ssl-cert package makes ("snakeoil").
   const key = path.join(base, 'ssl-cert-snakeoil.key');
@@ -72,22 +91,33 @@ afterAll(async () => {
 async function exposedb(request: Omit<ExposeRequest, 'conn'>): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runExposeDb({ ...request, conn: appConn }, { root, io: { out: (l) => out.push(l), err: (l) => err.push(l) }, findCluster: findSystemCluster });
+  const code = await runExposeDb(
+    { ...request, conn: appConn },
+    { root, io: { out: (l) => out.push(l), err: (l) => err.push(l) }, findCluster: findSystemCluster },
+  );
   return { code, out, err };
 }
 
 async function startedAt(): Promise<string> {
-  return withAdminSession({ socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser }, undefined, async (s) => (await s.query<{ t: string }>('SELECT pg_postmaster_start_time()::text AS t')).rows[0]!.t);
+  return withAdminSession(
+    { socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser },
+    undefined,
+    async (s) => (await s.query<{ t: string }>('SELECT pg_postmaster_start_time()::text AS t')).rows[0]!.t,
+  );
 }
 
-test('--init on a Debian cluster: found by port, snakeoil replaced by a certificate from the cluster\'s CA, restarted through pg_ctlcluster, hostssl lines, verify-full', async () => {
+test("--init on a Debian cluster: found by port, snakeoil replaced by a certificate from the cluster's CA, restarted through pg_ctlcluster, hostssl lines, verify-full", async () => {
   const before = await startedAt();
   const init = await exposedb({ action: 'init', host: '127.0.0.65' });
   expect(init.code).toBe(0);
-  expect(init.err[0]).toMatch(new RegExp(`^Exposing database knocknoc of cluster ${cluster.version}/exposetest \\(PostgreSQL ${cluster.version}\\.\\d+\\) to other web nodes:$`));
+  expect(init.err[0]).toMatch(
+    new RegExp(`^Exposing database knocknoc of cluster ${cluster.version}/exposetest \\(PostgreSQL ${cluster.version}\\.\\d+\\) to other web nodes:$`),
+  );
   expect(init.err.join('\n')).toMatch(/PostgreSQL: listen on every address \(listen_addresses 'localhost' -> '\*'\), restart cluster .*\/exposetest/);
   expect(init.err.join('\n')).not.toContain('warning');
-  expect(init.err).toContain("note: PostgreSQL presents Debian's self-signed snakeoil certificate, which verifies nothing: it is replaced by a certificate from the cluster's CA");
+  expect(init.err).toContain(
+    "note: PostgreSQL presents Debian's self-signed snakeoil certificate, which verifies nothing: it is replaced by a certificate from the cluster's CA",
+  );
   expect(init.out).toHaveLength(1);
   const printed = init.out[0]!;
   expect(printed).toMatch(new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@127\\.0\\.0\\.65:${cluster.port}/knocknoc\\?sslmode=verify-full$`));

@@ -16,13 +16,16 @@ const newRoot = useRoots();
 
 async function installNode(root: Root, address: string, databaseUrl: string, caFile: string) {
   const listen = `${address}:${await freePort(address)}`;
-  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3', '--database-ca', caFile], {
-    env: { KNOCKNOC_DATABASE_URL: databaseUrl },
-  });
+  const result = await knocker(
+    ['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3', '--database-ca', caFile],
+    {
+      env: { KNOCKNOC_DATABASE_URL: databaseUrl },
+    },
+  );
   return { ...result, listen };
 }
 
-test('a second node installed with option 3 and the printed string joins the primary\'s database once allowed', async () => {
+test("a second node installed with option 3 and the printed string joins the primary's database once allowed", async () => {
   const primary = await newRoot();
   await installPrimary(primary, '127.0.0.60');
   const exposedb = (...args: string[]) => knocker(['exposedb', '--root', primary.dir, ...args]);
@@ -33,7 +36,11 @@ test('a second node installed with option 3 and the printed string joins the pri
   expect(early.stderr).toContain('error: database knocknoc is not exposed yet: there is no role knocknoc_remote');
   expect(early.stderr).toContain(`hint: run knocker exposedb --init --root ${primary.dir} first`);
   const emptyList = await exposedb('--list');
-  expect(emptyList).toMatchObject({ exitCode: 0, stdout: '', stderr: `note: database knocknoc is not exposed yet (knocker exposedb --init --root ${primary.dir})` });
+  expect(emptyList).toMatchObject({
+    exitCode: 0,
+    stdout: '',
+    stderr: `note: database knocknoc is not exposed yet (knocker exposedb --init --root ${primary.dir})`,
+  });
 
   const init = await exposedb('--init');
   expect(init.exitCode).toBe(0);
@@ -45,15 +52,19 @@ test('a second node installed with option 3 and the printed string joins the pri
   const node = await newRoot();
   const refused = await installNode(node, '127.0.0.61', printed, caFile);
   expect(refused.exitCode).toBe(3);
-  expect(refused.stderr).toMatch(/✗ FAIL database 127\.0\.0\.60:\d+\/knocknoc: the database server at 127\.0\.0\.60:\d+ does not allow connections from this host \(127\.0\.0\.61\)/);
-  expect(refused.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.61/32');
+  expect(refused.stderr).toMatch(
+    /✗ FAIL database 127\.0\.0\.60:\d+\/knocknoc: the database server at 127\.0\.0\.60:\d+ does not allow connections from this host \(127\.0\.0\.61\)/,
+  );
+  expect(refused.stderr).toContain("hint: allow this node's address on the primary: knocker exposedb --add 127.0.0.61/32");
   await expect(fs.access(node.path(PATHS.conf))).rejects.toThrow();
 
   expect((await exposedb('--add', '127.0.0.61/32')).exitCode).toBe(0);
   const joined = await installNode(node, '127.0.0.61', printed, caFile);
   expect(joined.stdout).toBe('');
   expect(joined.exitCode).toBe(0);
-  expect(joined.stderr).toMatch(/✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 1/);
+  expect(joined.stderr).toMatch(
+    /✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 1/,
+  );
   const conf = KnocknocConf.parse(await fs.readFile(node.path(PATHS.conf), 'utf8'));
   expect(conf.get('DatabaseOption')).toBe('3');
   // The string printed, verifying the primary with the node's own copy of the CA.
@@ -68,8 +79,10 @@ test('a second node installed with option 3 and the printed string joins the pri
   expect(status.status).toBe(200);
   expect(await status.json()).toMatchObject({ status: 'ok', server: 'node-127.0.0.61', database: 'ok', versionMatch: true });
   const primaryUrl = await appUrl(primary);
-  const registered = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) =>
-    (await c.query<{ listen: string; state: string }>(`SELECT listen, state FROM servers WHERE name = 'node-127.0.0.61'`)).rows,
+  const registered = await withClient(
+    primaryUrl,
+    { sourceAddress: '127.0.0.60' },
+    async (c) => (await c.query<{ listen: string; state: string }>(`SELECT listen, state FROM servers WHERE name = 'node-127.0.0.61'`)).rows,
   );
   expect(registered).toEqual([{ listen: joined.listen, state: 'running' }]);
   // And the node's DatabaseURL, from its own address, reads what the primary writes and the other way round.
@@ -80,8 +93,10 @@ test('a second node installed with option 3 and the printed string joins the pri
     return (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'written-by'`)).rows[0]?.value;
   });
   expect(seenByNode).toBe('web-1');
-  const seenByPrimary = await withClient(primaryUrl, { sourceAddress: '127.0.0.60' }, async (c) =>
-    (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'answered-by'`)).rows[0]?.value,
+  const seenByPrimary = await withClient(
+    primaryUrl,
+    { sourceAddress: '127.0.0.60' },
+    async (c) => (await c.query<{ value: string }>(`SELECT value FROM knocknoc_settings WHERE key = 'answered-by'`)).rows[0]?.value,
   );
   expect(seenByPrimary).toBe('node-127.0.0.61');
 

@@ -41,7 +41,9 @@ test('a postgresql.conf PostgreSQL would not start with: exit 3 before any chang
     const before = { state: await exposedState(primary), server: await server() };
     const result = await exposedb('--init');
     expect(result.exitCode).toBe(3);
-    expect(result.stderr).toContain('error: PostgreSQL would not start again with its configuration files, so exposedb will not restart it: invalid value for parameter "shared_buffers": "lots"');
+    expect(result.stderr).toContain(
+      'error: PostgreSQL would not start again with its configuration files, so exposedb will not restart it: invalid value for parameter "shared_buffers": "lots"',
+    );
     expect(result.stdout).toBe('');
     expect({ state: await exposedState(primary), server: await server() }).toEqual(before);
   } finally {

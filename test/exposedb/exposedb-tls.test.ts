@@ -36,9 +36,12 @@ const exposedb = (...args: string[]) => run(['exposedb', '--root', primary.dir, 
 
 async function installNode(root: Root, address: string, caFile: string) {
   const listen = `${address}:${await freePort(address)}`;
-  const result = await run(['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3', '--database-ca', caFile], {
-    KNOCKNOC_DATABASE_URL: printed,
-  });
+  const result = await run(
+    ['install', '--root', root.dir, '--listen', listen, '--server-name', `node-${address}`, '--database-option', '3', '--database-ca', caFile],
+    {
+      KNOCKNOC_DATABASE_URL: printed,
+    },
+  );
   return { ...result, listen };
 }
 
@@ -46,7 +49,23 @@ async function installNode(root: Root, address: string, caFile: string) {
 async function otherCa(): Promise<string> {
   const dir = path.join(scratch, 'other-ca');
   await fs.mkdir(dir, { recursive: true });
-  await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=someone else', '-keyout', `${dir}/ca.key`, '-out', `${dir}/ca.crt`]);
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=someone else',
+    '-keyout',
+    `${dir}/ca.key`,
+    '-out',
+    `${dir}/ca.crt`,
+  ]);
   return `${dir}/ca.crt`;
 }
 
@@ -55,8 +74,38 @@ async function fromClusterCa(hosts: string, days: number, keyFile: string, certF
   const csr = path.join(scratch, 'x.csr');
   const ext = path.join(scratch, 'x.ext');
   await fs.writeFile(ext, `subjectAltName = ${hosts}\nextendedKeyUsage = serverAuth\n`);
-  await execa('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=x', '-keyout', keyFile, '-out', csr]);
-  await execa('openssl', ['x509', '-req', '-in', csr, '-CA', primary.path(PATHS.clusterCaCert), '-CAkey', primary.path(PATHS.clusterCaKey), '-CAcreateserial', '-days', String(days), '-extfile', ext, '-out', certFile]);
+  await execa('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    '/CN=x',
+    '-keyout',
+    keyFile,
+    '-out',
+    csr,
+  ]);
+  await execa('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    primary.path(PATHS.clusterCaCert),
+    '-CAkey',
+    primary.path(PATHS.clusterCaKey),
+    '-CAcreateserial',
+    '-days',
+    String(days),
+    '-extfile',
+    ext,
+    '-out',
+    certFile,
+  ]);
   await execa('chown', ['postgres:postgres', keyFile, certFile]);
   await fs.chmod(keyFile, 0o600);
 }
@@ -106,7 +155,12 @@ test('--init: a CA of the cluster (key 0600, outside the data directory), a serv
   expect(readCertificate(ca, 'ca.crt')).toMatchObject({ isCa: true, selfSigned: true });
   // PostgreSQL presents it, verified with the CA for the printed host.
   const { port } = url(printed);
-  expect(await probeTls('127.0.0.70', port, { ca })).toMatchObject({ offered: true, chainVerified: true, hostMatches: true, certificate: { fingerprint256: server.fingerprint256 } });
+  expect(await probeTls('127.0.0.70', port, { ca })).toMatchObject({
+    offered: true,
+    chainVerified: true,
+    hostMatches: true,
+    certificate: { fingerprint256: server.fingerprint256 },
+  });
   expect(await rootAdmin(primary, `SELECT current_setting('ssl') AS ssl`)).toEqual([{ ssl: 'on' }]);
   // The operator is told which file the nodes need, and given it.
   expect(init.stderr).toContain(`with the cluster's CA certificate, kept in ${primary.path(PATHS.clusterCaCert)}.`);
@@ -127,7 +181,9 @@ test('a node with the CA connects with verify-full and says what it verified; wi
   expect(joined.stderr).toMatch(/connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.70/);
   expect(await nodeStatus()).toBe(200);
   // Without the CA the string alone cannot be verified: said, with what to do.
-  const bare = await run(['install', '--root', (await spareRoot()).dir, '--listen', '127.0.0.71:1', '--database-option', '3', '--dry-run'], { KNOCKNOC_DATABASE_URL: printed });
+  const bare = await run(['install', '--root', (await spareRoot()).dir, '--listen', '127.0.0.71:1', '--database-option', '3', '--dry-run'], {
+    KNOCKNOC_DATABASE_URL: printed,
+  });
   expect(bare.exitCode).toBe(3);
   expect(bare.stderr).toContain('presented a certificate that no CA known here verifies (sslmode=verify-full, no CA given)');
   expect(bare.stderr).toContain('hint: give the CA certificate with --database-ca FILE');
@@ -135,13 +191,16 @@ test('a node with the CA connects with verify-full and says what it verified; wi
   await expect(withClient({ ...url(printed), sslmode: 'disable' }, { sourceAddress: '127.0.0.71' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
 });
 
-test('the CA from an answers file (database.ca, found from its folder), or named by the connection string\'s sslrootcert', async () => {
+test("the CA from an answers file (database.ca, found from its folder), or named by the connection string's sslrootcert", async () => {
   expect((await exposedb('--add', '127.0.0.72/32')).exitCode).toBe(0);
   const dir = path.join(scratch, 'answers');
   await fs.mkdir(dir, { recursive: true });
   await fs.copyFile(primary.path(PATHS.clusterCaCert), path.join(dir, 'ca.pem'));
   const listen = `127.0.0.72:${await freePort('127.0.0.72')}`;
-  await fs.writeFile(path.join(dir, 'answers.yaml'), `version: 1\nlisten: "${listen}"\nserverName: node-answers\ndatabase:\n  option: 3\n  url: "${printed}"\n  ca: ca.pem\n`);
+  await fs.writeFile(
+    path.join(dir, 'answers.yaml'),
+    `version: 1\nlisten: "${listen}"\nserverName: node-answers\ndatabase:\n  option: 3\n  url: "${printed}"\n  ca: ca.pem\n`,
+  );
   const root = await spareRoot();
   const copy = root.path(PATHS.databaseCa);
   const viaFile = await run(['install', '--root', root.dir, '--answers', path.join(dir, 'answers.yaml'), '--dry-run']);
@@ -150,7 +209,9 @@ test('the CA from an answers file (database.ca, found from its folder), or named
   expect(viaFile.stdout).toContain('TLS, certificate verified for 127.0.0.70');
   expect(viaFile.stdout).toContain(`Create ${copy} (mode 0644)`);
   expect(viaFile.stdout).toContain(`sslmode=verify-full&sslrootcert=${copy}`);
-  const viaUrl = await run(['install', '--root', root.dir, '--listen', listen, '--server-name', 'node-url', '--database-option', '3', '--dry-run'], { KNOCKNOC_DATABASE_URL: `${printed}&sslrootcert=${dir}/ca.pem` });
+  const viaUrl = await run(['install', '--root', root.dir, '--listen', listen, '--server-name', 'node-url', '--database-option', '3', '--dry-run'], {
+    KNOCKNOC_DATABASE_URL: `${printed}&sslrootcert=${dir}/ca.pem`,
+  });
   expect(viaUrl.exitCode, viaUrl.stderr).toBe(0);
   expect(viaUrl.stdout).toContain(`database CA: CN=Knocknoc cluster CA (127.0.0.70), expires`);
   expect(viaUrl.stdout).toContain(`sslrootcert=${copy}`);
@@ -161,7 +222,10 @@ test('the CA from an answers file (database.ca, found from its folder), or named
   expect(option1.stderr).toContain('--database-ca: a CA certificate was given, but option 1 creates its own local database');
   // A file that is not a certificate: said, with the file.
   await fs.writeFile(path.join(dir, 'junk.pem'), 'not a certificate\n');
-  const junk = await run(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--database-ca', path.join(dir, 'junk.pem'), '--dry-run'], { KNOCKNOC_DATABASE_URL: printed });
+  const junk = await run(
+    ['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--database-ca', path.join(dir, 'junk.pem'), '--dry-run'],
+    { KNOCKNOC_DATABASE_URL: printed },
+  );
   expect(junk.exitCode).toBe(3);
   expect(junk.stderr).toContain(`error: preflight failed: database CA: ${path.join(dir, 'junk.pem')} holds no PEM certificate`);
 });
@@ -172,7 +236,9 @@ test('a node given another CA is refused, with a message that says so, and nothi
   try {
     const refused = await installNode(stranger, '127.0.0.72', await otherCa());
     expect(refused.exitCode).toBe(3);
-    expect(refused.stderr).toMatch(/✗ FAIL database 127\.0\.0\.70:\d+\/knocknoc: the server at 127\.0\.0\.70:\d+ presented a certificate that the CA given does not verify/);
+    expect(refused.stderr).toMatch(
+      /✗ FAIL database 127\.0\.0\.70:\d+\/knocknoc: the server at 127\.0\.0\.70:\d+ presented a certificate that the CA given does not verify/,
+    );
     await expect(fs.access(stranger.path(PATHS.conf))).rejects.toThrow();
     await expect(fs.access(stranger.path(PATHS.databaseCa))).rejects.toThrow();
   } finally {
@@ -180,7 +246,7 @@ test('a node given another CA is refused, with a message that says so, and nothi
   }
 });
 
-test('another server answering on the primary\'s address is refused: another CA\'s certificate, or the cluster CA\'s for another host', async () => {
+test("another server answering on the primary's address is refused: another CA's certificate, or the cluster CA's for another host", async () => {
   const { port } = url(printed);
   expect((await run(['service', 'stop', 'postgres', '--root', primary.dir])).exitCode).toBe(0);
   // An impostor on the very address and port, with a self-signed certificate naming 127.0.0.70.
@@ -231,7 +297,7 @@ test('--renew-cert: a new certificate from the same CA, reloaded without a resta
   }
 });
 
-test('knocker status shows the certificate\'s expiry and warns 30 days before', async () => {
+test("knocker status shows the certificate's expiry and warns 30 days before", async () => {
   const healthy = await run(['status', '--once', '--root', node.dir]);
   expect(healthy.stdout).toMatch(/TLS: certificate for 127\.0\.0\.70, verified, expires \d{4}-\d\d-\d\d \(in 39\d days\)/);
   expect(healthy.stdout).not.toContain('⚠');
@@ -244,7 +310,9 @@ test('knocker status shows the certificate\'s expiry and warns 30 days before', 
   });
   const warned = await run(['status', '--once', '--root', node.dir]);
   expect(warned.stdout).toMatch(/⚠ the database's certificate expires in 9 days: renew it on the primary: knocker exposedb --renew-cert/);
-  const json = JSON.parse((await run(['status', '--json', '--root', node.dir])).stdout) as { database: { tls: { expiring: boolean; daysLeft: number; verified: boolean } } };
+  const json = JSON.parse((await run(['status', '--json', '--root', node.dir])).stdout) as {
+    database: { tls: { expiring: boolean; daysLeft: number; verified: boolean } };
+  };
   expect(json.database.tls).toMatchObject({ expiring: true, daysLeft: 9, verified: true });
   // Renewed, the warning goes.
   expect((await exposedb('--renew-cert')).exitCode).toBe(0);
@@ -257,7 +325,25 @@ test('a certificate the operator put in place is kept and used as it is; one Pos
     await installPrimary(own, '127.0.0.75');
     const dataDir = own.path(PATHS.pgData);
     // The operator's own: self-signed for the host, in the data directory; ssl still off.
-    await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=db.example', '-addext', 'subjectAltName=IP:127.0.0.75', '-keyout', `${dataDir}/server.key`, '-out', `${dataDir}/server.crt`]);
+    await execa('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '30',
+      '-subj',
+      '/CN=db.example',
+      '-addext',
+      'subjectAltName=IP:127.0.0.75',
+      '-keyout',
+      `${dataDir}/server.key`,
+      '-out',
+      `${dataDir}/server.crt`,
+    ]);
     // First with a key that is not the certificate's: ssl on would stop the next start.
     await execa('openssl', ['genpkey', '-algorithm', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', `${dataDir}/other.key`]);
     await fs.rename(`${dataDir}/server.key`, `${dataDir}/right.key`);
@@ -269,7 +355,9 @@ test('a certificate the operator put in place is kept and used as it is; one Pos
     expect(refused.exitCode).toBe(3);
     expect(refused.stderr).toContain('error: PostgreSQL would not start again with ssl on: the private key');
     expect(refused.stderr).toContain('does not belong to the certificate');
-    expect(await rootAdmin(own, `SELECT current_setting('ssl') AS ssl, (SELECT count(*)::int FROM pg_roles WHERE rolname = 'knocknoc_remote') AS roles`)).toEqual([{ ssl: 'off', roles: 0 }]);
+    expect(
+      await rootAdmin(own, `SELECT current_setting('ssl') AS ssl, (SELECT count(*)::int FROM pg_roles WHERE rolname = 'knocknoc_remote') AS roles`),
+    ).toEqual([{ ssl: 'off', roles: 0 }]);
 
     await fs.rename(`${dataDir}/right.key`, `${dataDir}/server.key`);
     const certBefore = await fs.readFile(`${dataDir}/server.crt`, 'utf8');
@@ -292,7 +380,12 @@ test('a certificate the operator put in place is kept and used as it is; one Pos
 
 test('no private key appears in any output or log', async () => {
   const keys = await Promise.all([PATHS.clusterCaKey, PATHS.pgTlsKey].map((f) => fs.readFile(primary.path(f), 'utf8')));
-  const bodies = keys.map((k) => k.split('\n').filter((l) => l && !l.startsWith('-----')).join(''));
+  const bodies = keys.map((k) =>
+    k
+      .split('\n')
+      .filter((l) => l && !l.startsWith('-----'))
+      .join(''),
+  );
   const logs = await Promise.all([PATHS.exposedbLog, PATHS.installLog].map((f) => fs.readFile(primary.path(f), 'utf8').catch(() => '')));
   const everything = [...outputs, ...logs].join('\n').replace(/\s/g, '');
   for (const body of bodies) {

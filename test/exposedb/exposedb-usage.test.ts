@@ -20,7 +20,7 @@ async function rootWithConf(lines: string[]): Promise<Root> {
 }
 
 describe('help and misuse', () => {
-  test('-h and --help print Knocknoc\'s exposedb help and exit 0', async () => {
+  test("-h and --help print Knocknoc's exposedb help and exit 0", async () => {
     for (const flag of ['-h', '--help']) {
       const result = await knocker(['exposedb', flag]);
       expect(result.exitCode).toBe(0);
@@ -50,8 +50,12 @@ describe('help and misuse', () => {
 });
 
 describe('refused before anything is touched (exit 3): not root, no local database to expose', () => {
-  test('a change to the host\'s own PostgreSQL by a user who is not root', async () => {
-    const result = await execa('runuser', ['-u', 'nobody', '--', process.execPath, KNOCKER, 'exposedb', '--add', '10.0.0.0/8'], { env: cleanEnv(), extendEnv: false, reject: false });
+  test("a change to the host's own PostgreSQL by a user who is not root", async () => {
+    const result = await execa('runuser', ['-u', 'nobody', '--', process.execPath, KNOCKER, 'exposedb', '--add', '10.0.0.0/8'], {
+      env: cleanEnv(),
+      extendEnv: false,
+      reject: false,
+    });
     expect(result.exitCode).toBe(3);
     expect(result.stderr).toBe(
       "error: knocker exposedb changes this host's PostgreSQL (its configuration, roles and pg_hba.conf): run it as root\nhint: sudo knocker exposedb --add 10.0.0.0/8",
@@ -63,7 +67,9 @@ describe('refused before anything is touched (exit 3): not root, no local databa
     const result = await knocker(['exposedb', '--root', root.dir, '--init']);
     expect(result.exitCode).toBe(3);
     expect(result.stderr).toContain(`error: no connection string: ${root.path(PATHS.conf)} does not exist`);
-    expect(result.stderr).toContain(`hint: install Knocknoc on this host first (knocker install --root ${root.dir}), or give the connection string with --conn URI`);
+    expect(result.stderr).toContain(
+      `hint: install Knocknoc on this host first (knocker install --root ${root.dir}), or give the connection string with --conn URI`,
+    );
     expect(await fs.readdir(root.dir)).toEqual([]);
   });
 
@@ -73,7 +79,9 @@ describe('refused before anything is touched (exit 3): not root, no local databa
     const before = await snapshotTree(root.path('/opt'));
     const result = await knocker(['exposedb', '--root', root.dir, '--init']);
     expect(result.exitCode).toBe(3);
-    expect(result.stderr).toContain(`error: no PostgreSQL cluster of this host serves 127.0.0.55:${port} (DatabaseURL in ${root.path(PATHS.conf)}): nothing listens there`);
+    expect(result.stderr).toContain(
+      `error: no PostgreSQL cluster of this host serves 127.0.0.55:${port} (DatabaseURL in ${root.path(PATHS.conf)}): nothing listens there`,
+    );
     expect(result.stderr).toContain('hint: this node uses a database elsewhere (DatabaseOption = 3): run knocker exposedb on the primary instead');
     expect(result.stdout).toBe('');
     expect(result.stderr).not.toContain('secret');
@@ -83,9 +91,22 @@ describe('refused before anything is touched (exit 3): not root, no local databa
   test('an unreachable --conn, one that reaches something else, and one on another host', async () => {
     const root = await newRoot();
     const closed = await freePort('127.0.0.55');
-    const unreachable = await knocker(['exposedb', '--root', root.dir, '--add', '127.0.0.9/32', '--conn', `postgres://knocknoc:pw@127.0.0.55:${closed}/knocknoc`]);
+    const unreachable = await knocker([
+      'exposedb',
+      '--root',
+      root.dir,
+      '--add',
+      '127.0.0.9/32',
+      '--conn',
+      `postgres://knocknoc:pw@127.0.0.55:${closed}/knocknoc`,
+    ]);
     expect(unreachable.exitCode).toBe(3);
-    expect(unreachable.stderr).toMatch(new RegExp(`^error: no PostgreSQL cluster of this host serves 127\\.0\\.0\\.55:${closed} \\(the --conn connection string\\): nothing listens there$`, 'm'));
+    expect(unreachable.stderr).toMatch(
+      new RegExp(
+        `^error: no PostgreSQL cluster of this host serves 127\\.0\\.0\\.55:${closed} \\(the --conn connection string\\): nothing listens there$`,
+        'm',
+      ),
+    );
 
     const server = net.createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.56', resolve));

@@ -25,7 +25,7 @@ async function startedAt(): Promise<string> {
 }
 
 describe('knocker exposedb on a primary', () => {
-  test('--init lets nobody in yet; --add lets a node in with the app\'s full rights; --remove shuts it out and ends its session', async () => {
+  test("--init lets nobody in yet; --add lets a node in with the app's full rights; --remove shuts it out and ends its session", async () => {
     const init = await exposedb('--init');
     expect(init.exitCode).toBe(0);
     // The connection string alone on stdout; progress and notes on stderr.
@@ -45,9 +45,9 @@ describe('knocker exposedb on a primary', () => {
     // A sandbox root is a host of its own address: its cluster listens there already (where the other
     // "hosts" reach it), never on every address of the machine; no restart was needed.
     expect(init.stderr).not.toMatch(/listen on every address|restarted/);
-    expect(await rootAdmin(primary, `SELECT setting, sourcefile LIKE '%postgresql.auto.conf' AS auto FROM pg_settings WHERE name = 'listen_addresses'`)).toEqual([
-      { setting: '127.0.0.50', auto: false },
-    ]);
+    expect(
+      await rootAdmin(primary, `SELECT setting, sourcefile LIKE '%postgresql.auto.conf' AS auto FROM pg_settings WHERE name = 'listen_addresses'`),
+    ).toEqual([{ setting: '127.0.0.50', auto: false }]);
 
     await expect(withClient(remote, await asNode(primary, '127.0.0.51'), async () => 'in')).rejects.toMatchObject({ code: '28000' });
 
@@ -159,8 +159,12 @@ describe('knocker exposedb on a primary', () => {
     expect(same.stdout).toBe('Unchanged: 10.1.2.0/24 is already allowed.');
     expect(await exposedState(primary)).toEqual(before);
 
-    expect((await exposedb('--remove', '10.1.2.9/32')).stdout).toBe('Unchanged: 10.1.2.9/32 is not on the allow-list (it lies within 10.1.2.0/24, which stays allowed).');
-    expect((await exposedb('--remove', '10.1.2.77/24')).stdout).toMatch(/^Removed 10\.1\.2\.0\/24 \(normalised from 10\.1\.2\.77\/24\): .*ended 0 open sessions from it\.$/);
+    expect((await exposedb('--remove', '10.1.2.9/32')).stdout).toBe(
+      'Unchanged: 10.1.2.9/32 is not on the allow-list (it lies within 10.1.2.0/24, which stays allowed).',
+    );
+    expect((await exposedb('--remove', '10.1.2.77/24')).stdout).toMatch(
+      /^Removed 10\.1\.2\.0\/24 \(normalised from 10\.1\.2\.77\/24\): .*ended 0 open sessions from it\.$/,
+    );
     const gone = await exposedb('--remove', '10.1.2.0/24');
     expect(gone.exitCode).toBe(0);
     expect(gone.stdout).toBe('Unchanged: 10.1.2.0/24 is not on the allow-list.');
@@ -187,7 +191,9 @@ describe('knocker exposedb on a primary', () => {
       expect(warned.stdout).toBe('127.0.0.53/32\n2001:db8::/32');
       expect(warned.stderr).toMatch(/warning: the exposedb block in .*pg_hba\.conf was edited by hand/);
       expect(warned.stderr).toContain('it holds rules exposedb did not write (not listed above):\n  host knocknoc all 192.0.2.0/24 trust\n');
-      expect(warned.stderr).toMatch(/warning: .*pg_hba\.conf has errors, so PostgreSQL keeps its previous rules until they are fixed:\n {2}line \d+: invalid CIDR mask in address "10\.0\.0\.0\/33"/);
+      expect(warned.stderr).toMatch(
+        /warning: .*pg_hba\.conf has errors, so PostgreSQL keeps its previous rules until they are fixed:\n {2}line \d+: invalid CIDR mask in address "10\.0\.0\.0\/33"/,
+      );
       // A block holding someone's own rule is never rewritten (the rule would be lost).
       const refused = await exposedb('--add', '127.0.0.54/32');
       expect(refused.exitCode).toBe(3);
@@ -211,7 +217,9 @@ describe('knocker exposedb on a primary', () => {
     try {
       const result = await exposedb('--add', '127.0.0.54/32');
       expect(result.exitCode).toBe(4);
-      expect(result.stderr).toMatch(/error: pg_hba\.conf: allow knocknoc_remote from 127\.0\.0\.54\/32 failed: PostgreSQL rejects the new .*pg_hba\.conf \(line \d+: invalid CIDR mask in address "10\.0\.0\.0\/33"\); the previous file was put back and the server keeps its current rules/);
+      expect(result.stderr).toMatch(
+        /error: pg_hba\.conf: allow knocknoc_remote from 127\.0\.0\.54\/32 failed: PostgreSQL rejects the new .*pg_hba\.conf \(line \d+: invalid CIDR mask in address "10\.0\.0\.0\/33"\); the previous file was put back and the server keeps its current rules/,
+      );
       expect(result.stderr).toContain('hint: every change made before the failure was rolled back');
       expect(await fs.readFile(hbaFile(primary), 'utf8')).toBe(broken);
       await expect(withClient(remote, await asNode(primary, '127.0.0.54'), async () => 'in')).rejects.toMatchObject({ code: '28000' });
@@ -228,7 +236,10 @@ describe('knocker exposedb on a primary', () => {
     const cases: Array<[string[], RegExp]> = [
       [['--add', 'foo'], /^error: --add: "foo": the address is not an IPv4 or IPv6 address; nothing was changed$/m],
       [['--add', '10.0.0.0/33'], /^error: --add: "10\.0\.0\.0\/33": the prefix length must be 0–32; nothing was changed$/m],
-      [['--add', '0.0.0.0/0'], /^error: --add: "0\.0\.0\.0\/0" matches every address: that would let the role in from anywhere; allow each web node, or its subnet, instead; nothing was changed$/m],
+      [
+        ['--add', '0.0.0.0/0'],
+        /^error: --add: "0\.0\.0\.0\/0" matches every address: that would let the role in from anywhere; allow each web node, or its subnet, instead; nothing was changed$/m,
+      ],
       [['--remove', '::ffff:10.0.0.1/128'], /IPv4-mapped IPv6 address/],
       [['--host', 'not a host', '--init'], /^error: --host: "not a host" is neither an IP address nor a host name; nothing was changed$/m],
       [['--conn', 'mysql://x', '--list'], /^error: --conn: a connection string starts with postgres:\/\/ or postgresql:\/\/; nothing was changed$/m],

@@ -43,7 +43,21 @@ test('verify-full checks the certificate against the CA and the host name; verif
   // With a root certificate, require verifies the CA as libpq does: another CA fails.
   const dir = await makeTempDir('knocker-ca-');
   try {
-    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=other', '-keyout', `${dir}/k`, '-out', `${dir}/ca.crt`]);
+    await execa('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=other',
+      '-keyout',
+      `${dir}/k`,
+      '-out',
+      `${dir}/ca.crt`,
+    ]);
     const u = url(tlsUrl, `sslmode=require&sslrootcert=${dir}/ca.crt`);
     const other = await connect(u).catch((e: unknown) => e);
     expect(describeConnectError(other, u)).toMatchObject({ reason: 'tls' });
@@ -61,5 +75,8 @@ test('prefer (the default) encrypts when it can and falls back to plain text whe
 test('require against a server without TLS fails with advice', async () => {
   const u = url(plainUrl, 'sslmode=require');
   const error = await connect(u).catch((e: unknown) => e);
-  expect(describeConnectError(error, u)).toMatchObject({ reason: 'tls', message: expect.stringContaining('does not offer TLS, but sslmode=require requires it') });
+  expect(describeConnectError(error, u)).toMatchObject({
+    reason: 'tls',
+    message: expect.stringContaining('does not offer TLS, but sslmode=require requires it'),
+  });
 });

@@ -63,7 +63,9 @@ test('a broken template or a bad node changes nothing: exit 4 or 2, and the old 
     await fs.writeFile(template, (await fs.readFile(template, 'utf8')).replace('    balance roundrobin\n', '    balance roundrobin\n    no-such-keyword on\n'));
     const refused = await knocker(['haproxy', 'add', spec(nodes[2]!), '--root', root.dir], { bin: broken.knockerBin });
     expect(refused.exitCode).toBe(4);
-    expect(refused.stderr).toMatch(/✗ failed after [\d.]+ s: the new configuration does not pass haproxy -c; \S+\/etc\/haproxy\/haproxy\.cfg is left as it was/);
+    expect(refused.stderr).toMatch(
+      /✗ failed after [\d.]+ s: the new configuration does not pass haproxy -c; \S+\/etc\/haproxy\/haproxy\.cfg is left as it was/,
+    );
     expect(refused.stderr).toMatch(/\[ALERT\].*haproxy\.cfg:\d+\] : unknown keyword 'no-such-keyword' in 'backend' section/);
     expect(refused.stderr).not.toContain('Reload HAProxy');
     expect(refused.stdout).toBe('');
@@ -101,7 +103,9 @@ test('setup from the servers registry, a dry run, list and remove', async () => 
 
   const setup = await run('setup', '--from-registry', '--conn', url, '--bind', bind, '--backup', spec(nodes[2]!));
   expect(setup.exitCode, setup.stderr).toBe(0);
-  expect(setup.stderr).toMatch(/^From the servers registry: web-1 \(127\.0\.0\.105:\d+, online, 1\.0\.0\), web-2 \(127\.0\.0\.106:\d+, online, 1\.0\.0\), web-3 /);
+  expect(setup.stderr).toMatch(
+    /^From the servers registry: web-1 \(127\.0\.0\.105:\d+, online, 1\.0\.0\), web-2 \(127\.0\.0\.106:\d+, online, 1\.0\.0\), web-3 /,
+  );
   expect(setup.stderr).toMatch(/\[2\/2\] ✔ done/);
   const list = await run('list');
   const configured = [
@@ -132,12 +136,30 @@ test('TLS: HTTPS with the certificate, plain HTTP redirected to it, the cookie S
   const nodes = await startNodes(1);
   const root = await newRoot();
   const cert = path.join(root.dir, 'knocknoc.pem');
-  await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', `${cert}.key`, '-out', `${cert}.crt`]);
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+    '-keyout',
+    `${cert}.key`,
+    '-out',
+    `${cert}.crt`,
+  ]);
   await fs.writeFile(cert, (await fs.readFile(`${cert}.crt`, 'utf8')) + (await fs.readFile(`${cert}.key`, 'utf8')), { mode: 0o600 });
   const httpsPort = await freePort(HAPROXY_HOST);
   const httpPort = await freePort(HAPROXY_HOST);
-  const haproxy = await setupHaproxy(root, HAPROXY_HOST, nodes, { args: ['--cert', cert, '--http-bind', `${HAPROXY_HOST}:${httpPort}`, '--bind', `${HAPROXY_HOST}:${httpsPort}`] });
-  expect((await haproxy.run('list')).stdout).toContain(`HAProxy listens on https://${HAPROXY_HOST}:${httpsPort} (certificate ${cert}), and redirects http://${HAPROXY_HOST}:${httpPort} there`);
+  const haproxy = await setupHaproxy(root, HAPROXY_HOST, nodes, {
+    args: ['--cert', cert, '--http-bind', `${HAPROXY_HOST}:${httpPort}`, '--bind', `${HAPROXY_HOST}:${httpsPort}`],
+  });
+  expect((await haproxy.run('list')).stdout).toContain(
+    `HAProxy listens on https://${HAPROXY_HOST}:${httpsPort} (certificate ${cert}), and redirects http://${HAPROXY_HOST}:${httpPort} there`,
+  );
 
   const plain = await request(`http://${HAPROXY_HOST}:${httpPort}/some/page?x=1`);
   expect(plain.status).toBe(301);
@@ -173,7 +195,9 @@ test("knocker service runs HAProxy; its sockets; a local node not trusting HAPro
   const bind = `${HAPROXY_HOST}:${await freePort(HAPROXY_HOST)}`;
   const setup = await knocker(['haproxy', 'setup', '--root', root.dir, '--bind', bind, ...nodes.map(spec)]);
   expect(setup.exitCode).toBe(0);
-  expect(setup.stderr).toContain(`warning: ${root.path(PATHS.haproxyConf)} was not written by knocker: it is replaced, and kept as ${root.path(PATHS.haproxyConf)}.bak`);
+  expect(setup.stderr).toContain(
+    `warning: ${root.path(PATHS.haproxyConf)} was not written by knocker: it is replaced, and kept as ${root.path(PATHS.haproxyConf)}.bak`,
+  );
   expect(await fs.readFile(root.path(`${PATHS.haproxyConf}.bak`), 'utf8')).toBe('global\n    daemon\n');
   expect(setup.stderr).toContain(
     `warning: web-1 (${nodes[0]!.host}:${nodes[0]!.port}) is this host's Knocknoc node, and HAProxy reaches it from 127.0.0.1, which its TrustedForwarders (10.9.9.9/32) do not include`,

@@ -22,7 +22,10 @@ test('an unattended install with a haproxy section ends with HAProxy serving thi
   const listen = `127.0.0.112:${await freePort('127.0.0.112')}`;
   const bind = `127.0.0.113:${await freePort('127.0.0.113')}`;
   const file = path.join(root.dir, 'answers.yaml');
-  await fs.writeFile(file, `version: 1\nlisten: "${listen}"\nserverName: web-1\ndatabase:\n  option: 1\nhaproxy:\n  bind: "${bind}"\n  nodes: ["web-1=${listen}"]\n`);
+  await fs.writeFile(
+    file,
+    `version: 1\nlisten: "${listen}"\nserverName: web-1\ndatabase:\n  option: 1\nhaproxy:\n  bind: "${bind}"\n  nodes: ["web-1=${listen}"]\n`,
+  );
 
   const install = await knocker(['install', '--root', root.dir, '--answers', file, '--non-interactive']);
   expect(install.stdout).toBe('');

@@ -93,7 +93,15 @@ describe('where HAProxy comes from', () => {
   test('a real host without HAProxy: the plan installs the package first, and HAProxy runs chrooted as its user (plan only)', async () => {
     const service = await haproxyService(SYSTEM_ROOT);
     const existingText = await readIfExists(service.paths.conf);
-    const facts: HaproxyFacts = { service, binary: undefined, version: undefined, install: 'apt-get', existingText, existing: readSettings(existingText), run: { running: false, where: 'no process' } };
+    const facts: HaproxyFacts = {
+      service,
+      binary: undefined,
+      version: undefined,
+      install: 'apt-get',
+      existingText,
+      existing: readSettings(existingText),
+      run: { running: false, where: 'no process' },
+    };
     const { steps, content } = await haproxySteps(settings, facts, { log: nullLogger(), startIfStopped: true });
     expect(steps.map((s) => [s.kind, s.title.split(':')[0]])).toEqual([
       ['package', 'Install HAProxy with apt-get'],
@@ -107,7 +115,15 @@ describe('where HAProxy comes from', () => {
 
   test('a sandbox root never installs it: preflight fails', async () => {
     const service = await haproxyService(new Root('/tmp/some-sandbox'));
-    const facts: HaproxyFacts = { service, binary: undefined, version: undefined, install: undefined, existingText: undefined, existing: { kind: 'none' }, run: { running: false, where: 'no process' } };
+    const facts: HaproxyFacts = {
+      service,
+      binary: undefined,
+      version: undefined,
+      install: undefined,
+      existingText: undefined,
+      existing: { kind: 'none' },
+      run: { running: false, where: 'no process' },
+    };
     const checks = await haproxyChecks({ ...settings, bind: listen('127.0.0.109:1') }, facts);
     expect(checks[0]).toEqual({
       name: 'HAProxy',
@@ -127,7 +143,13 @@ describe("the runtime API's answers", () => {
       ['web-3', 'DOWN', 'L4CON', true],
     ]);
     // Captured on the read-only socket, which HAProxy does not tell addresses and cookies.
-    expect(stat.servers[0]).toMatchObject({ backend: 'web_nodes', address: '', cookie: '', sessions: 0, check: { code: 200, description: 'Layer7 check passed' } });
+    expect(stat.servers[0]).toMatchObject({
+      backend: 'web_nodes',
+      address: '',
+      cookie: '',
+      sessions: 0,
+      check: { code: 200, description: 'Layer7 check passed' },
+    });
     expect(stat.servers[2]!.check).toMatchObject({ detail: 'Connection refused', description: 'Layer4 connection problem', code: undefined });
     expect(stat.proxies).toEqual([
       expect.objectContaining({ name: 'knocknoc', kind: 'frontend', status: 'OPEN' }),
@@ -187,7 +209,17 @@ describe("the installer's HAProxy questions", () => {
   test('asked after the database; no by default; the node list names this node and follows its listen address', () => {
     const defaults: Values = defaultsFrom(resolution);
     expect(defaults).toMatchObject({ haproxy: 'no', haproxyBind: '0.0.0.0:80', haproxyNodes: 'web-1=127.0.0.1:8756' });
-    expect(QUESTIONS.map((q) => q.id)).toEqual(['listen', 'trustedForwarders', 'databaseOption', 'databaseUrl', 'databaseCa', 'serverName', 'haproxy', 'haproxyBind', 'haproxyNodes']);
+    expect(QUESTIONS.map((q) => q.id)).toEqual([
+      'listen',
+      'trustedForwarders',
+      'databaseOption',
+      'databaseUrl',
+      'databaseCa',
+      'serverName',
+      'haproxy',
+      'haproxyBind',
+      'haproxyNodes',
+    ]);
     let flow = answer(initialFlow(defaults), '192.0.2.11:8756');
     expect(flow.values.haproxyNodes).toBe('web-1=192.0.2.11:8756');
     flow = answer(answer(flow), '1');
@@ -218,7 +250,17 @@ test('knocker haproxy --help tells the truth about its commands and flags', asyn
   expect(help.exitCode).toBe(0);
   for (const command of ['setup', 'add', 'remove', 'list', 'drain', 'maint', 'ready', 'status']) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
   const setup = await knocker(['haproxy', 'setup', '--help']);
-  for (const flag of ['--backup <node>', '--from-registry', '--conn <uri>', '--bind <ip:port>', '--cert <pem>', '--no-cert', '--http-bind <ip:port>', '--dry-run', '--json']) {
+  for (const flag of [
+    '--backup <node>',
+    '--from-registry',
+    '--conn <uri>',
+    '--bind <ip:port>',
+    '--cert <pem>',
+    '--no-cert',
+    '--http-bind <ip:port>',
+    '--dry-run',
+    '--json',
+  ]) {
     expect(setup.stdout).toContain(flag);
   }
   expect((await knocker(['haproxy', 'ready', '--help'])).stdout).toContain('--timeout <seconds>');
@@ -239,7 +281,12 @@ test('--dry-run --json of haproxy add and of upgrade on a root with no HAProxy: 
     expect(result.exitCode, result.stderr).toBe(3);
     const answer = JSON.parse(result.stdout) as Record<string, unknown> & { error: { exitCode: number; message: string } };
     expect(Object.keys(answer)).toEqual([...DRY_RUN_KEYS]);
-    expect(answer).toMatchObject({ dryRun: true, command: `knocker ${args[0]}${args[0] === 'haproxy' ? ' add web-1=127.0.0.1:8756' : ''}`, root: root.dir, plan: null });
+    expect(answer).toMatchObject({
+      dryRun: true,
+      command: `knocker ${args[0]}${args[0] === 'haproxy' ? ' add web-1=127.0.0.1:8756' : ''}`,
+      root: root.dir,
+      plan: null,
+    });
     expect(answer.error.exitCode).toBe(3);
     expect(result.stderr).toContain(`error: ${answer.error.message.split('\n')[0]}`);
   }

@@ -67,7 +67,15 @@ export async function makePair(A: string, B: string, client: string): Promise<Pa
 }
 
 export async function clusterOf(root: Root, host: string, port: number): Promise<PrivateCluster> {
-  return { bin: (await findPgBinaries())!, dataDir: root.path(PATHS.pgData), socketDir: root.path(PATHS.pgSocketDir), logFile: root.path(PATHS.pgLog), host, port, osUser: await clusterOwner() };
+  return {
+    bin: (await findPgBinaries())!,
+    dataDir: root.path(PATHS.pgData),
+    socketDir: root.path(PATHS.pgSocketDir),
+    logFile: root.path(PATHS.pgLog),
+    host,
+    port,
+    osUser: await clusterOwner(),
+  };
 }
 
 export async function postmasterPid(root: Root): Promise<number> {
@@ -149,7 +157,8 @@ export async function role(root: Root): Promise<'primary' | 'standby' | 'read-on
   }
 }
 
-export const waitRole = (root: Root, wanted: string, timeoutMs = 60_000) => waitFor(`the cluster to be ${wanted}`, async () => ((await role(root)) === wanted ? true : undefined), timeoutMs);
+export const waitRole = (root: Root, wanted: string, timeoutMs = 60_000) =>
+  waitFor(`the cluster to be ${wanted}`, async () => ((await role(root)) === wanted ? true : undefined), timeoutMs);
 
 /** The end of every run: writes go on through the primary `on`, then no acknowledged id is missing there and never were two hosts writable. */
 export async function finish(on: Root, writer: Writer, sampler: Sampler): Promise<void> {
@@ -160,5 +169,7 @@ export async function finish(on: Root, writer: Writer, sampler: Sampler): Promis
   await expectNoAckedLost(on, writer);
   expect(sampler.rounds).toBeGreaterThan(0);
   expect(sampler.twoWritable).toEqual([]);
-  console.info(`fail-closed run: ${writer.acked.length} writes acknowledged (none missing), ${writer.failures} refused or cut, ${sampler.rounds} sampler rounds (never two writable), longest write gap ${writer.longestGapMs} ms`);
+  console.info(
+    `fail-closed run: ${writer.acked.length} writes acknowledged (none missing), ${writer.failures} refused or cut, ${sampler.rounds} sampler rounds (never two writable), longest write gap ${writer.longestGapMs} ms`,
+  );
 }

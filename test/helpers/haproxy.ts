@@ -47,10 +47,14 @@ export class Haproxy {
 
   /** Waits until HAProxy shows the node in this state (UP, DOWN, DRAIN, MAINT). */
   waitFor(name: string, status: string, timeoutMs = 30_000): Promise<StatusRow> {
-    return waitFor(`${name} to be ${status} in HAProxy`, async () => {
-      const row = await this.statusOf(name);
-      return row.statusText === status ? row : undefined;
-    }, timeoutMs);
+    return waitFor(
+      `${name} to be ${status} in HAProxy`,
+      async () => {
+        const row = await this.statusOf(name);
+        return row.statusText === status ? row : undefined;
+      },
+      timeoutMs,
+    );
   }
 
   /** One GET through HAProxy: the status, the node that answered, and a cookie HAProxy set. */

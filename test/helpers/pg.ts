@@ -66,7 +66,9 @@ async function templateDir(): Promise<string> {
 }
 
 /** Starts a fresh cluster listening on `host` (a loopback address: one "host" of the test). */
-export async function startTestCluster(options: { host?: string; port?: number; settings?: string[]; ssl?: boolean } = {}): Promise<TestCluster & { caFile?: string }> {
+export async function startTestCluster(
+  options: { host?: string; port?: number; settings?: string[]; ssl?: boolean } = {},
+): Promise<TestCluster & { caFile?: string }> {
   const host = options.host ?? '127.0.0.1';
   const bin = (await findPgBinaries())!;
   const osUser = await clusterOwner();
@@ -95,9 +97,21 @@ export async function startTestCluster(options: { host?: string; port?: number; 
     // A self-signed certificate for localhost and 127.0.0.1; it is also its own CA file.
     caFile = path.join(base, 'ca.crt');
     await execa('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
-      '-addext', `subjectAltName=DNS:localhost,IP:${host}`,
-      '-keyout', path.join(dataDir, 'server.key'), '-out', path.join(dataDir, 'server.crt'),
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      `subjectAltName=DNS:localhost,IP:${host}`,
+      '-keyout',
+      path.join(dataDir, 'server.key'),
+      '-out',
+      path.join(dataDir, 'server.crt'),
     ]);
     await fs.copyFile(path.join(dataDir, 'server.crt'), caFile);
     await fs.chmod(path.join(dataDir, 'server.key'), 0o600);
@@ -107,7 +121,10 @@ export async function startTestCluster(options: { host?: string; port?: number; 
     }
     await fs.appendFile(path.join(dataDir, 'postgresql.conf'), "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
     // Password logins over TLS only, as a DBaaS would.
-    await fs.writeFile(path.join(dataDir, 'pg_hba.conf'), `local all all peer\nhostssl all all ${host}/32 scram-sha-256\nhost all all ${host}/32 scram-sha-256\n`);
+    await fs.writeFile(
+      path.join(dataDir, 'pg_hba.conf'),
+      `local all all peer\nhostssl all all ${host}/32 scram-sha-256\nhost all all ${host}/32 scram-sha-256\n`,
+    );
   }
   await fs.writeFile(cluster.logFile, '');
   if (isRoot()) {
@@ -119,7 +136,7 @@ export async function startTestCluster(options: { host?: string; port?: number; 
   const test: TestCluster & { caFile?: string } = {
     ...cluster,
     caFile,
-    admin: async <T,>(sql: string, values?: unknown[], database?: string) =>
+    admin: async <T>(sql: string, values?: unknown[], database?: string) =>
       withAdminSession(access(database), undefined, async (session) => (await session.query<T>(sql, values)).rows),
     url: (user, password, database) => buildDatabaseUrl({ host, port: cluster.port, user, password, database }),
     async createDatabase(opts = {}) {
@@ -127,7 +144,10 @@ export async function startTestCluster(options: { host?: string; port?: number; 
       const database = opts.database ?? role;
       const password = opts.password ?? generatePassword();
       await withAdminSession(access(), undefined, async (session) => {
-        const create = await session.query<{ s: string }>(`SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text) AS s`, [role, scramVerifier(password)]);
+        const create = await session.query<{ s: string }>(`SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text) AS s`, [
+          role,
+          scramVerifier(password),
+        ]);
         await session.query(create.rows[0]!.s);
         const db = await session.query<{ s: string }>(`SELECT format('CREATE DATABASE %I OWNER %I', $1::text, $2::text) AS s`, [database, role]);
         await session.query(db.rows[0]!.s);

@@ -55,7 +55,10 @@ export async function startTestStandby(
     if (rows.length === 0) await primary.admin(`CREATE ROLE test_replicator LOGIN REPLICATION PASSWORD '${scramVerifier(password)}'`);
     else await primary.admin(`ALTER ROLE test_replicator PASSWORD '${scramVerifier(password)}'`);
   });
-  await fs.appendFile(path.join(primary.dataDir, 'pg_hba.conf'), `host    replication  test_replicator  127.0.0.1/32  scram-sha-256\nhost    replication  test_replicator  ${options.host}/32  scram-sha-256\n`);
+  await fs.appendFile(
+    path.join(primary.dataDir, 'pg_hba.conf'),
+    `host    replication  test_replicator  127.0.0.1/32  scram-sha-256\nhost    replication  test_replicator  ${options.host}/32  scram-sha-256\n`,
+  );
   await primary.admin('SELECT pg_reload_conf()');
 
   const base = await makeTempDir('knocker-standby-');
@@ -75,36 +78,69 @@ export async function startTestStandby(
   // The password comes from the passfile (-R then writes passfile=, never the password).
   await run(
     path.join(primary.bin.dir, 'pg_basebackup'),
-    ['-h', primary.host, '-p', String(primary.port), '-U', 'test_replicator', '-D', cluster.dataDir, '-R', '-X', 'stream', '-C', '-S', slot, '--checkpoint=fast', '-w', '-d', `application_name=${name}`],
+    [
+      '-h',
+      primary.host,
+      '-p',
+      String(primary.port),
+      '-U',
+      'test_replicator',
+      '-D',
+      cluster.dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '-C',
+      '-S',
+      slot,
+      '--checkpoint=fast',
+      '-w',
+      '-d',
+      `application_name=${name}`,
+    ],
     { asUser: primary.osUser, env: { PGPASSFILE: passfile }, timeoutMs: 120_000 },
   );
   // pg_basebackup copied the primary's address, port and pg_hba.conf: this node's own ones.
   await writeClusterSettings(cluster);
-  if (options.allow?.length) await fs.appendFile(path.join(cluster.dataDir, 'pg_hba.conf'), options.allow.map((h) => `host    all       all   ${h}/32  scram-sha-256\n`).join(''));
+  if (options.allow?.length)
+    await fs.appendFile(path.join(cluster.dataDir, 'pg_hba.conf'), options.allow.map((h) => `host    all       all   ${h}/32  scram-sha-256\n`).join(''));
   await fs.writeFile(cluster.logFile, '');
   await chown(cluster.logFile, cluster.osUser);
   await options.beforeStart?.(cluster);
   await startCluster(cluster);
   const access = (database?: string) => ({ socketDir: cluster.socketDir, port: cluster.port, osUser: cluster.osUser, database });
-  const admin = async <T,>(sql: string, values?: unknown[], database?: string) =>
+  const admin = async <T>(sql: string, values?: unknown[], database?: string) =>
     withAdminSession(access(database), undefined, async (session) => (await session.query<T>(sql, values)).rows);
-  await waitFor(`${name} to stream from the primary`, async () => {
-    const rows = await primary.admin<{ state: string }>('SELECT state FROM pg_stat_replication WHERE application_name = $1', [name]);
-    return rows[0]?.state === 'streaming' ? true : undefined;
-  }, 60_000);
+  await waitFor(
+    `${name} to stream from the primary`,
+    async () => {
+      const rows = await primary.admin<{ state: string }>('SELECT state FROM pg_stat_replication WHERE application_name = $1', [name]);
+      return rows[0]?.state === 'streaming' ? true : undefined;
+    },
+    60_000,
+  );
   return {
     cluster,
     slot,
     admin,
     async caughtUp() {
       const [{ lsn }] = (await primary.admin<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [{ lsn: string }];
-      await waitFor('the standby to replay the primary', async () =>
-        (await admin<{ done: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]))[0]?.done ? true : undefined,
-      60_000);
+      await waitFor(
+        'the standby to replay the primary',
+        async () => ((await admin<{ done: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]))[0]?.done ? true : undefined),
+        60_000,
+      );
     },
     async promote() {
-      await run(path.join(cluster.bin.dir, 'pg_ctl'), ['promote', '-w', '-t', '60', '-s', '-D', cluster.dataDir], { asUser: cluster.osUser, timeoutMs: 90_000 });
-      await waitFor('the promoted standby to accept writes', async () => ((await admin<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false ? true : undefined), 60_000);
+      await run(path.join(cluster.bin.dir, 'pg_ctl'), ['promote', '-w', '-t', '60', '-s', '-D', cluster.dataDir], {
+        asUser: cluster.osUser,
+        timeoutMs: 90_000,
+      });
+      await waitFor(
+        'the promoted standby to accept writes',
+        async () => ((await admin<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false ? true : undefined),
+        60_000,
+      );
     },
     stop: (mode = 'fast') => stopCluster(cluster, undefined, mode),
     async destroy() {

@@ -54,7 +54,14 @@ export async function snapshotTree(dir: string): Promise<Map<string, TreeEntry>>
     for (const entry of entries) {
       const file = path.join(current, entry.name);
       const stat = await fs.lstat(file);
-      const hash = entry.isFile() ? crypto.createHash('sha256').update(await fs.readFile(file)).digest('hex') : entry.isDirectory() ? 'dir' : 'other';
+      const hash = entry.isFile()
+        ? crypto
+            .createHash('sha256')
+            .update(await fs.readFile(file))
+            .digest('hex')
+        : entry.isDirectory()
+          ? 'dir'
+          : 'other';
       result.set(path.relative(dir, file), { mode: stat.mode, hash });
       if (entry.isDirectory()) await walk(file);
     }

@@ -126,10 +126,14 @@ export function launchServer(options: LaunchOptions): ServerNode {
       return { http: reply.status, body: JSON.parse(reply.body) as StatusBody };
     },
     waitForStatus(code, timeoutMs) {
-      return waitFor(`${node.name} /_status ${code}`, async () => {
-        const { http: status, body } = await node.status();
-        return status === code ? body : undefined;
-      }, timeoutMs);
+      return waitFor(
+        `${node.name} /_status ${code}`,
+        async () => {
+          const { http: status, body } = await node.status();
+          return status === code ? body : undefined;
+        },
+        timeoutMs,
+      );
     },
   };
   return node;
@@ -164,10 +168,14 @@ export async function startServer(options: NodeOptions): Promise<ServerNode> {
 export async function untilListening(node: ServerNode, timeoutMs = 30_000): Promise<void> {
   let exited = false;
   void node.exited.then(() => (exited = true));
-  await waitFor(`${node.name} to listen`, () => {
-    if (exited) throw new Error(`${node.name} exited:\n${node.stdout()}\n${node.stderr()}`);
-    return node.stdout().includes(' listening on ') ? true : undefined;
-  }, timeoutMs).catch((error: Error) => {
+  await waitFor(
+    `${node.name} to listen`,
+    () => {
+      if (exited) throw new Error(`${node.name} exited:\n${node.stdout()}\n${node.stderr()}`);
+      return node.stdout().includes(' listening on ') ? true : undefined;
+    },
+    timeoutMs,
+  ).catch((error: Error) => {
     throw new Error(`${error.message}\n--- stdout\n${node.stdout()}\n--- stderr\n${node.stderr()}`);
   });
 }

@@ -13,9 +13,17 @@ export interface StatusCluster {
   haproxy: Haproxy;
 }
 
-export async function startStatusCluster(options: { root: Root; hosts: string[]; haproxyHost: string; databaseUrl: string; bin?: string }): Promise<StatusCluster> {
+export async function startStatusCluster(options: {
+  root: Root;
+  hosts: string[];
+  haproxyHost: string;
+  databaseUrl: string;
+  bin?: string;
+}): Promise<StatusCluster> {
   const nodes = await Promise.all(
-    options.hosts.map((host, i) => startServer({ host, databaseUrl: options.databaseUrl, name: `web-${i + 1}`, trustedForwarders: '127.0.0.0/8', bin: options.bin })),
+    options.hosts.map((host, i) =>
+      startServer({ host, databaseUrl: options.databaseUrl, name: `web-${i + 1}`, trustedForwarders: '127.0.0.0/8', bin: options.bin }),
+    ),
   );
   const { root } = options;
   await fs.mkdir(path.dirname(root.path(PATHS.conf)), { recursive: true });

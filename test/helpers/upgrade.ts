@@ -34,7 +34,12 @@ export interface UpgradeCluster {
 }
 
 /** Starts the nodes from `bin/knocker` of `releaseDir` (default: this checkout) and HAProxy in front. */
-export async function startUpgradeCluster(options: { hosts: string[]; haproxyHost: string; databaseUrl: string; releaseDir?: string }): Promise<UpgradeCluster> {
+export async function startUpgradeCluster(options: {
+  hosts: string[];
+  haproxyHost: string;
+  databaseUrl: string;
+  releaseDir?: string;
+}): Promise<UpgradeCluster> {
   const base = await makeTempDir('knocker-upgrade-');
   const knockerBin = path.join(options.releaseDir ?? REPO, 'bin', 'knocker');
   const nodes: SandboxNode[] = [];
@@ -45,7 +50,14 @@ export async function startUpgradeCluster(options: { hosts: string[]; haproxyHos
     await fs.mkdir(path.dirname(root.path(PATHS.conf)), { recursive: true });
     await fs.writeFile(
       root.path(PATHS.conf),
-      [`Listen = ${host}:${port}`, 'TrustedForwarders = 127.0.0.0/8', 'DatabaseOption = 3', `DatabaseURL = ${options.databaseUrl}`, `ServerName = ${name}`, ''].join('\n'),
+      [
+        `Listen = ${host}:${port}`,
+        'TrustedForwarders = 127.0.0.0/8',
+        'DatabaseOption = 3',
+        `DatabaseURL = ${options.databaseUrl}`,
+        `ServerName = ${name}`,
+        '',
+      ].join('\n'),
       { mode: 0o600 },
     );
     nodes.push({ name, host, port, root });

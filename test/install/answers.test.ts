@@ -54,16 +54,7 @@ describe('answers file', () => {
   test('every problem at once, each with file:line:column, unknown keys with a suggestion', async () => {
     const file = await write(
       'bad.yaml',
-      [
-        'version: 1',
-        'listen: 0.0.0.0',
-        'trusted_forwarders: 10.0.0.0/8',
-        'database:',
-        '  option: 4',
-        '  ulr: postgres://x',
-        'colour: blue',
-        '',
-      ].join('\n'),
+      ['version: 1', 'listen: 0.0.0.0', 'trusted_forwarders: 10.0.0.0/8', 'database:', '  option: 4', '  ulr: postgres://x', 'colour: blue', ''].join('\n'),
     );
     const { problems } = loadAnswersFile(file);
     expect(problems).toEqual([
@@ -136,7 +127,7 @@ describe('resolution', () => {
     expect(answersFrom(defaults)).toEqual({ listen: '127.0.0.1:8756', trustedForwarders: ['127.0.0.1/32'], serverName: 'host1', databaseOption: 1 });
   });
 
-  test('options 2 and 3 need a connection string; knocknoc.conf\'s only counts for the same option', () => {
+  test("options 2 and 3 need a connection string; knocknoc.conf's only counts for the same option", () => {
     const r = resolveAnswers({ flags: { databaseOption: '3' }, env: {}, conf: { conf, file: 'k.conf' }, hostname: 'h' });
     expect(r.missing).toEqual([expect.stringMatching(/^database\.url: the connection string for option 3/)]);
   });
@@ -151,7 +142,13 @@ describe('resolution', () => {
   });
 
   test('answers written for reuse never hold the password; printed ones redact it', () => {
-    const answers = { listen: '0.0.0.0:8756', trustedForwarders: ['10.0.0.0/8'], serverName: 'web-2', databaseOption: 3 as const, databaseUrl: 'postgres://knocknoc:s3cretpw@192.0.2.10:5432/knocknoc' };
+    const answers = {
+      listen: '0.0.0.0:8756',
+      trustedForwarders: ['10.0.0.0/8'],
+      serverName: 'web-2',
+      databaseOption: 3 as const,
+      databaseUrl: 'postgres://knocknoc:s3cretpw@192.0.2.10:5432/knocknoc',
+    };
     const saved = answersToYaml(answers, { password: 'omit' });
     expect(saved).not.toContain('s3cretpw');
     expect(saved).toContain('url: postgres://knocknoc@192.0.2.10:5432/knocknoc');

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { KnocknocConf } from '../../src/config/knocknoc-conf.js';
-import { PATHS, } from '../../src/system/root.js';
+import { PATHS } from '../../src/system/root.js';
 import { knocker } from '../helpers/knocker.js';
 import { startTestCluster, type TestCluster } from '../helpers/pg.js';
 import { useRoots } from '../helpers/roots.js';
@@ -32,7 +32,9 @@ describe('option 2: a new external database', () => {
   test('creates the Knocknoc schema as the connecting user; re-run is a no-op; another install is pointed to option 3', async () => {
     const url = await external.createDatabase({ role: 'ext2', database: 'ext2' });
     const root = await newRoot();
-    const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18756', '--database-option', '2'], { env: { KNOCKNOC_DATABASE_URL: url } });
+    const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18756', '--database-option', '2'], {
+      env: { KNOCKNOC_DATABASE_URL: url },
+    });
     expect(result.stdout).toBe('');
     expect(result.exitCode).toBe(0);
     expect(await tables('ext2')).toEqual(['knocknoc_schema_migrations', 'knocknoc_settings', 'servers']);
@@ -47,7 +49,9 @@ describe('option 2: a new external database', () => {
     expect(again.stderr).toContain('Nothing to change');
 
     const other = await newRoot();
-    const refused = await knocker(['install', '--root', other.dir, '--listen', '127.0.0.1:18757', '--database-option', '2'], { env: { KNOCKNOC_DATABASE_URL: url } });
+    const refused = await knocker(['install', '--root', other.dir, '--listen', '127.0.0.1:18757', '--database-option', '2'], {
+      env: { KNOCKNOC_DATABASE_URL: url },
+    });
     expect(refused.exitCode).toBe(3);
     expect(refused.stderr).toMatch(/✗ FAIL empty database: ext2 already holds a Knocknoc schema \(version 1\)/);
     expect(refused.stderr).toContain('hint: to add this node to an existing Knocknoc deployment, choose option 3 (web node only)');
@@ -82,7 +86,9 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
   test('joins without creating or migrating anything', async () => {
     const url = await external.createDatabase({ role: 'shared', database: 'shared' });
     const primary = await newRoot();
-    expect((await knocker(['install', '--root', primary.dir, '--listen', '127.0.0.1:18760', '--database-option', '2', '--database-url', url])).exitCode).toBe(0);
+    expect((await knocker(['install', '--root', primary.dir, '--listen', '127.0.0.1:18760', '--database-option', '2', '--database-url', url])).exitCode).toBe(
+      0,
+    );
     const before = await external.admin(`SELECT version, applied_at FROM knocknoc_schema_migrations`, [], 'shared');
 
     const node = await newRoot();
@@ -111,21 +117,24 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
     expect(result.stderr).toContain('for a new, empty database choose option 2');
   });
 
-  test('refused by pg_hba from this node\'s address: the exposedb command to run on the primary', async () => {
+  test("refused by pg_hba from this node's address: the exposedb command to run on the primary", async () => {
     const url = await external.createDatabase({ role: 'hba6', database: 'hba6' });
     const root = await newRoot();
     // This node listens on 127.0.0.31, so it connects from there; the cluster only allows 127.0.0.1.
     const result = await knocker(['install', '--root', root.dir, '--listen', '127.0.0.31:8756', '--database-option', '3', '--database-url', url]);
     expect(result.exitCode).toBe(3);
-    expect(result.stderr).toContain(`✗ FAIL database 127.0.0.1:${external.port}/hba6: the database server at 127.0.0.1:${external.port} does not allow connections from this host (127.0.0.31)`);
-    expect(result.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.31/32');
+    expect(result.stderr).toContain(
+      `✗ FAIL database 127.0.0.1:${external.port}/hba6: the database server at 127.0.0.1:${external.port} does not allow connections from this host (127.0.0.31)`,
+    );
+    expect(result.stderr).toContain("hint: allow this node's address on the primary: knocker exposedb --add 127.0.0.31/32");
     await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
   });
 
   test('a wrong password, a refused port and a timeout each get their own advice', async () => {
     const url = await external.createDatabase({ role: 'pw7', database: 'pw7' });
     const root = await newRoot();
-    const run = (databaseUrl: string) => knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18763', '--database-option', '3', '--database-url', databaseUrl]);
+    const run = (databaseUrl: string) =>
+      knocker(['install', '--root', root.dir, '--listen', '127.0.0.1:18763', '--database-option', '3', '--database-url', databaseUrl]);
 
     const wrong = await run(url.replace(/:[^:@]+@/, ':wrong-password@'));
     expect(wrong.exitCode).toBe(3);

@@ -45,7 +45,9 @@ test('option 2 with the standby listed first: each host checked and named, the s
   const given = url([S, P]);
   const root = await newRoot();
   const port = await freePort(NODE);
-  const result = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '2'], { env: { KNOCKNOC_DATABASE_URL: given } });
+  const result = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '2'], {
+    env: { KNOCKNOC_DATABASE_URL: given },
+  });
   expect(result.stdout).toBe('');
   expect(result.exitCode).toBe(0);
   expect(result.stderr).toMatch(new RegExp(`✔ ok +database host ${STANDBY}:${S.port}: standby \\(in recovery, read-only\\), PostgreSQL 1\\d`));
@@ -63,7 +65,9 @@ test('option 2 with the standby listed first: each host checked and named, the s
   expect(await status.json()).toMatchObject({ status: 'ok', database: 'ok', databaseHost: `${PRIMARY}:${P.port}` });
   // The schema was made on the primary, and reached the standby.
   await expect
-    .poll(async () => (await standby.admin<{ n: number }>(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'servers'`, [], 'knocknoc'))[0]!.n, { timeout: 20_000 })
+    .poll(async () => (await standby.admin<{ n: number }>(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'servers'`, [], 'knocknoc'))[0]!.n, {
+      timeout: 20_000,
+    })
     .toBe(1);
 });
 
@@ -72,17 +76,23 @@ test('several hosts without target_session_attrs=read-write, or with no primary 
   const S = { host: STANDBY, port: standby.cluster.port };
   const root = await newRoot();
   const port = await freePort(NODE);
-  const any = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '3'], { env: { KNOCKNOC_DATABASE_URL: url([P, S], {}) } });
+  const any = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '3'], {
+    env: { KNOCKNOC_DATABASE_URL: url([P, S], {}) },
+  });
   expect(any.exitCode).toBe(3);
   expect(any.stderr).toMatch(/✗ FAIL connection string: it lists 2 hosts with target_session_attrs=any: a web node writes, and could settle on a standby/);
   expect(any.stderr).toContain('hint: add target_session_attrs=read-write');
 
   // Only the standby and a port where nothing listens.
   const nothing = { host: PRIMARY, port: await freePort(PRIMARY) };
-  const none = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '3'], { env: { KNOCKNOC_DATABASE_URL: url([nothing, S]) } });
+  const none = await knocker(['install', '--root', root.dir, '--listen', `${NODE}:${port}`, '--database-option', '3'], {
+    env: { KNOCKNOC_DATABASE_URL: url([nothing, S]) },
+  });
   expect(none.exitCode).toBe(3);
   expect(none.stderr).toMatch(new RegExp(`✔ ok +database host ${STANDBY}:${S.port}: standby`));
-  expect(none.stderr).toMatch(new RegExp(`✗ FAIL database hosts: no host of the list is a read-write primary \\(connection refused by ${PRIMARY}:${nothing.port}`));
+  expect(none.stderr).toMatch(
+    new RegExp(`✗ FAIL database hosts: no host of the list is a read-write primary \\(connection refused by ${PRIMARY}:${nothing.port}`),
+  );
   expect(any.stdout + none.stdout + any.stderr + none.stderr).not.toContain(password);
   await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
 });

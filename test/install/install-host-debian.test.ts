@@ -29,9 +29,28 @@ beforeAll(async () => {
   process.env.PG_CLUSTER_CONF_ROOT = path.join(base, 'etc');
   const bin = (await findPgBinaries())!;
   const port = await freePort('127.0.0.1');
-  await execa('pg_createcluster', ['-u', 'postgres', '-d', path.join(base, 'data'), '-s', path.join(base, 'sock'), '-l', path.join(base, 'pg.log'), '-p', String(port), bin.version, 'knockertest', '--', '--no-sync'], {
-    env: { PG_CLUSTER_CONF_ROOT: path.join(base, 'etc') },
-  });
+  await execa(
+    'pg_createcluster',
+    [
+      '-u',
+      'postgres',
+      '-d',
+      path.join(base, 'data'),
+      '-s',
+      path.join(base, 'sock'),
+      '-l',
+      path.join(base, 'pg.log'),
+      '-p',
+      String(port),
+      bin.version,
+      'knockertest',
+      '--',
+      '--no-sync',
+    ],
+    {
+      env: { PG_CLUSTER_CONF_ROOT: path.join(base, 'etc') },
+    },
+  );
   await fs.chmod(path.join(base, 'etc'), 0o755);
 });
 
@@ -84,12 +103,16 @@ test('the host path finds the stopped cluster, starts it, creates role, database
   expect(await fs.readFile(cluster.hbaFile, 'utf8')).not.toContain('knocker local');
 
   // Inspected again, nothing is left to do.
-  const again = await planInstall(answers, { ...report, database: { ...report.database, cluster: { ...cluster, running: true } } as PreflightReport['database'] }, {
-    root: SYSTEM_ROOT,
-    log,
-    release,
-    existingConf: (await import('../../src/config/knocknoc-conf.js')).KnocknocConf.parse(`DatabaseOption = 1\nDatabaseURL = ${plan.databaseUrl}\n`),
-  });
+  const again = await planInstall(
+    answers,
+    { ...report, database: { ...report.database, cluster: { ...cluster, running: true } } as PreflightReport['database'] },
+    {
+      root: SYSTEM_ROOT,
+      log,
+      release,
+      existingConf: (await import('../../src/config/knocknoc-conf.js')).KnocknocConf.parse(`DatabaseOption = 1\nDatabaseURL = ${plan.databaseUrl}\n`),
+    },
+  );
   expect(databaseSteps(again.steps).map((s) => s.changes)).toEqual([false, false, false, false]);
 
   // Rolling back leaves the cluster as it was found: stopped, without the role or database.
@@ -97,10 +120,13 @@ test('the host path finds the stopped cluster, starts it, creates role, database
   expect((await findSystemClusters())[0]!.running).toBe(false);
 });
 
-test('where the host\'s rules would refuse the role, a managed pg_hba block lets it in from this host only', async () => {
+test("where the host's rules would refuse the role, a managed pg_hba block lets it in from this host only", async () => {
   const text = await fs.readFile(cluster.hbaFile, 'utf8');
   // Like RHEL's defaults: ident for TCP, so a password login is refused.
-  await fs.writeFile(cluster.hbaFile, text.replace(/^host\s+all\s+all\s+127\.0\.0\.1\/32\s+\S+$/m, 'host    all             all             127.0.0.1/32            reject'));
+  await fs.writeFile(
+    cluster.hbaFile,
+    text.replace(/^host\s+all\s+all\s+127\.0\.0\.1\/32\s+\S+$/m, 'host    all             all             127.0.0.1/32            reject'),
+  );
   const log = nullLogger();
   const report: PreflightReport = {
     checks: [],

@@ -45,9 +45,13 @@ describe('bad input exits 2 and changes nothing', () => {
     const missing = await knocker(['install', '--root', root.dir, '--non-interactive', '--database-option', '3']);
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toContain('1 required answer is missing; nothing was changed');
-    expect(missing.stderr).toMatch(/database\.url: the connection string for option 3 \(--database-url, KNOCKNOC_DATABASE_URL, or database\.url \/ database\.urlFile/);
+    expect(missing.stderr).toMatch(
+      /database\.url: the connection string for option 3 \(--database-url, KNOCKNOC_DATABASE_URL, or database\.url \/ database\.urlFile/,
+    );
 
-    const bad = await knocker(['install', '--root', root.dir, '--listen', '1.2.3.4:0', '--trusted-forwarders', '0.0.0.0/0'], { env: { KNOCKNOC_SERVER_NAME: 'no spaces' } });
+    const bad = await knocker(['install', '--root', root.dir, '--listen', '1.2.3.4:0', '--trusted-forwarders', '0.0.0.0/0'], {
+      env: { KNOCKNOC_SERVER_NAME: 'no spaces' },
+    });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain('3 invalid answers; nothing was changed');
     expect(bad.stderr).toContain('--listen: port 0 is out of range (1–65535)');
@@ -84,7 +88,9 @@ describe('read-only modes', () => {
     const lines = explained.stdout.split('\n');
     expect(lines.find((l) => l.startsWith('listen'))).toMatch(new RegExp(`127\\.0\\.0\\.1:8756\\s+existing ${root.path(PATHS.conf)}:2$`));
     expect(lines.find((l) => l.startsWith('trustedForwarders'))).toMatch(new RegExp(`10\\.1\\.2\\.0/24\\s+answers file ${file}:2:20$`));
-    expect(lines.find((l) => l.startsWith('database.url'))).toMatch(/postgres:\/\/knocknoc:\*\*\*\*@192\.0\.2\.10:5432\/knocknoc\s+environment KNOCKNOC_DATABASE_URL$/);
+    expect(lines.find((l) => l.startsWith('database.url'))).toMatch(
+      /postgres:\/\/knocknoc:\*\*\*\*@192\.0\.2\.10:5432\/knocknoc\s+environment KNOCKNOC_DATABASE_URL$/,
+    );
     expect(lines.find((l) => l.startsWith('serverName'))).toMatch(/web-9\s+flag --server-name$/);
 
     const json = await knocker(['install', '--root', root.dir, '--answers', file, '--explain', '--json'], { env });
@@ -94,10 +100,13 @@ describe('read-only modes', () => {
   });
 
   test('an unattended run never waits for a key, even with an open stdin', async () => {
-    const result = await knocker(['install', '--root', root.dir, '--database-option', '3', '--database-url', 'postgres://u:p@127.0.0.1:1/db', '--listen', '127.0.0.1:8756'], {
-      keepStdinOpen: true,
-      timeoutMs: 30_000,
-    });
+    const result = await knocker(
+      ['install', '--root', root.dir, '--database-option', '3', '--database-url', 'postgres://u:p@127.0.0.1:1/db', '--listen', '127.0.0.1:8756'],
+      {
+        keepStdinOpen: true,
+        timeoutMs: 30_000,
+      },
+    );
     expect(result.exitCode).toBe(3);
     expect(result.stderr).toContain('knocker install (unattended)');
   });
@@ -106,7 +115,20 @@ describe('read-only modes', () => {
 test('--help tells the truth about the flags', async () => {
   const help = await knocker(['install', '--help']);
   expect(help.exitCode).toBe(0);
-  for (const flag of ['--answers', '--non-interactive', '--listen', '--trusted-forwarders', '--database-option', '--database-url', '--server-name', '--dry-run', '--json', '--print-answers', '--explain', '--yes']) {
+  for (const flag of [
+    '--answers',
+    '--non-interactive',
+    '--listen',
+    '--trusted-forwarders',
+    '--database-option',
+    '--database-url',
+    '--server-name',
+    '--dry-run',
+    '--json',
+    '--print-answers',
+    '--explain',
+    '--yes',
+  ]) {
     expect(help.stdout).toContain(flag);
   }
   expect(help.stdout).toContain('flag > environment');
@@ -123,7 +145,9 @@ test("an answers file's haproxy section is planned after the server: HAProxy's c
   expect(result.stdout).toMatch(/✔ ok {3}HAProxy: \S*haproxy \(version \d+\.\d+/);
   expect(result.stdout).toContain(`✔ ok   HAProxy listen address ${bind}: free`);
   const server = result.stdout.indexOf('[service] Knocknoc server: start it');
-  const config = result.stdout.search(/\+ \[file\] Write \S+\/etc\/haproxy\/haproxy\.cfg: 2 web nodes behind http:\/\/127\.0\.0\.119:\d+ \(checked with haproxy -c first\)/);
+  const config = result.stdout.search(
+    /\+ \[file\] Write \S+\/etc\/haproxy\/haproxy\.cfg: 2 web nodes behind http:\/\/127\.0\.0\.119:\d+ \(checked with haproxy -c first\)/,
+  );
   const start = result.stdout.indexOf('+ [service] Start HAProxy (daemon) and wait until its admin socket answers');
   expect(server).toBeGreaterThan(0);
   expect(config).toBeGreaterThan(server);

@@ -36,7 +36,12 @@ describe('questions', () => {
   test('banner, intro, and the first question with its default', () => {
     const ui = render(<Questions />);
     const lines = frame(ui).split('\n');
-    expect(lines.slice(0, 5)).toEqual(readBanner().split('\n').slice(0, 5).map((l) => l.trimEnd()));
+    expect(lines.slice(0, 5)).toEqual(
+      readBanner()
+        .split('\n')
+        .slice(0, 5)
+        .map((l) => l.trimEnd()),
+    );
     expect(text(ui)).toContain('Please answer the following questions to configure Knocknoc correctly. (No existing configuration detected, starting fresh)');
     expect(text(ui)).toContain('❯ Enter IP and port to listen on (default: 127.0.0.1:8756):');
   });
@@ -171,7 +176,9 @@ describe('the whole flow on a sandbox root', () => {
   async function app(root: Root, yes = false) {
     const session = await openInstaller({ root, flags: {}, env: {}, hostname: os.hostname() }, { dryRun: false });
     let exitCode: number | undefined;
-    const ui = render(<InstallerApp services={installerServices(session, { skipConfirmation: yes, bannerArt: readBanner() })} onExit={(code) => (exitCode = code)} />);
+    const ui = render(
+      <InstallerApp services={installerServices(session, { skipConfirmation: yes, bannerArt: readBanner() })} onExit={(code) => (exitCode = code)} />,
+    );
     return { ui, session, exitCode: () => exitCode };
   }
 

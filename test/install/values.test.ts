@@ -95,12 +95,17 @@ describe('connection strings', () => {
   });
 
   test('building percent-encodes, and round-trips', () => {
-    const url = buildDatabaseUrl({ host: '::1', port: 5432, user: 'a@b', password: "p@ss:w/rd%?#&'\"\\ x", database: 'db/1' });
-    expect(parseDatabaseUrl(url)).toEqual({ ok: true, value: expect.objectContaining({ user: 'a@b', password: "p@ss:w/rd%?#&'\"\\ x", database: 'db/1', host: '::1' }) });
+    const url = buildDatabaseUrl({ host: '::1', port: 5432, user: 'a@b', password: 'p@ss:w/rd%?#&\'"\\ x', database: 'db/1' });
+    expect(parseDatabaseUrl(url)).toEqual({
+      ok: true,
+      value: expect.objectContaining({ user: 'a@b', password: 'p@ss:w/rd%?#&\'"\\ x', database: 'db/1', host: '::1' }),
+    });
   });
 
   test('several hosts (libpq multi-host form) with target_session_attrs', () => {
-    const parsed = parseDatabaseUrl('postgres://u:p%40w@198.18.0.11:5432,[2001:db8::5],db2.example:5433/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/knocknoc/ca.crt');
+    const parsed = parseDatabaseUrl(
+      'postgres://u:p%40w@198.18.0.11:5432,[2001:db8::5],db2.example:5433/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/knocknoc/ca.crt',
+    );
     expect(parsed).toEqual({
       ok: true,
       value: expect.objectContaining({
@@ -117,7 +122,10 @@ describe('connection strings', () => {
         sslrootcert: '/etc/knocknoc/ca.crt',
       }),
     });
-    expect(parseDatabaseUrl('postgres://u:p@h/db')).toEqual({ ok: true, value: expect.objectContaining({ hosts: [{ host: 'h', port: 5432 }], targetSessionAttrs: 'any' }) });
+    expect(parseDatabaseUrl('postgres://u:p@h/db')).toEqual({
+      ok: true,
+      value: expect.objectContaining({ hosts: [{ host: 'h', port: 5432 }], targetSessionAttrs: 'any' }),
+    });
     for (const [bad, message] of [
       ['postgres://u:p@h1:5432,,h2/db', /empty entry/],
       ['postgres://u:p@h1:5432,/db', /empty entry/],
@@ -128,9 +136,29 @@ describe('connection strings', () => {
       expect(result.ok).toBe(false);
       if (!result.ok) expect(result.error).toMatch(message);
     }
-    const built = buildDatabaseUrl({ host: '', port: 0, hosts: [{ host: '127.0.0.2', port: 5432 }, { host: '::1', port: 5433 }], user: 'u', password: 'a,b@c', database: 'knocknoc', params: { target_session_attrs: 'read-write' } });
+    const built = buildDatabaseUrl({
+      host: '',
+      port: 0,
+      hosts: [
+        { host: '127.0.0.2', port: 5432 },
+        { host: '::1', port: 5433 },
+      ],
+      user: 'u',
+      password: 'a,b@c',
+      database: 'knocknoc',
+      params: { target_session_attrs: 'read-write' },
+    });
     expect(built).toBe('postgres://u:a%2Cb%40c@127.0.0.2:5432,[::1]:5433/knocknoc?target_session_attrs=read-write');
-    expect(parseDatabaseUrl(built)).toEqual({ ok: true, value: expect.objectContaining({ password: 'a,b@c', hosts: [{ host: '127.0.0.2', port: 5432 }, { host: '::1', port: 5433 }] }) });
+    expect(parseDatabaseUrl(built)).toEqual({
+      ok: true,
+      value: expect.objectContaining({
+        password: 'a,b@c',
+        hosts: [
+          { host: '127.0.0.2', port: 5432 },
+          { host: '::1', port: 5433 },
+        ],
+      }),
+    });
   });
 
   test('a multi-host string is masked and given its CA with the same parser', () => {
@@ -139,8 +167,20 @@ describe('connection strings', () => {
     expect(redactUrl(text)).toBe('postgres://knocknoc:****@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write');
     expect(urlWithoutPassword(text)).toBe('postgres://knocknoc@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write');
     const withCa = withRootCert(text, '/etc/knocknoc/database-ca.crt');
-    expect(withCa).toBe('postgres://knocknoc:s3,cr@t@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/knocknoc/database-ca.crt');
-    expect(parseDatabaseUrl(withCa)).toEqual({ ok: true, value: expect.objectContaining({ sslmode: 'verify-full', sslrootcert: '/etc/knocknoc/database-ca.crt', hosts: [{ host: '198.18.0.11', port: 5432 }, { host: '198.18.0.12', port: 5432 }] }) });
+    expect(withCa).toBe(
+      'postgres://knocknoc:s3,cr@t@198.18.0.11:5432,198.18.0.12:5432/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/knocknoc/database-ca.crt',
+    );
+    expect(parseDatabaseUrl(withCa)).toEqual({
+      ok: true,
+      value: expect.objectContaining({
+        sslmode: 'verify-full',
+        sslrootcert: '/etc/knocknoc/database-ca.crt',
+        hosts: [
+          { host: '198.18.0.11', port: 5432 },
+          { host: '198.18.0.12', port: 5432 },
+        ],
+      }),
+    });
   });
 
   test('redaction hides the password, or leaves it out', () => {

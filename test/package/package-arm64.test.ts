@@ -80,7 +80,9 @@ describe.skipIf(reason !== undefined)('the arm64 package, on an arm64 Debian 13 
   beforeAll(async () => {
     const root = await timed('arm64 Debian root', async () => (await execa(process.execPath, [path.join(REPO, 'scripts', 'arm64-root.mjs')])).stdout.trim());
     out = await makeTempDir('knocker-package-arm64-');
-    await timed('package --arch arm64', () => execa(process.execPath, [path.join(REPO, 'scripts', 'package.mjs'), '--arch', 'arm64', '--out', out], { cwd: REPO }));
+    await timed('package --arch arm64', () =>
+      execa(process.execPath, [path.join(REPO, 'scripts', 'package.mjs'), '--arch', 'arm64', '--out', out], { cwd: REPO }),
+    );
     // This run's copy of the cached root: an overlay, so that the cache stays as debootstrap made it.
     base = await makeTempDir('knocker-arm64-host-');
     host = path.join(base, 'merged');
@@ -121,13 +123,18 @@ describe.skipIf(reason !== undefined)('the arm64 package, on an arm64 Debian 13 
     expect((await execa('readelf', ['--dynamic', '--wide', bare])).stdout).toContain('Shared library: [ld-linux-aarch64.so.1]');
   });
 
-  test('installs with the arm64 host\'s own dpkg and runs there: --version, and knocknoc-server through its link', async () => {
+  test("installs with the arm64 host's own dpkg and runs there: --version, and knocknoc-server through its link", async () => {
     const install = await timed('dpkg -i', () => inHost(['dpkg', '-i', '/tmp/knocker.deb']));
     expect(install.stderr).toBe('');
     expect(install.exitCode).toBe(0);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format fields, not JavaScript's
     expect((await inHost(['dpkg-query', '-W', '-f', '${Status} ${Architecture}', 'knocker'])).stdout).toBe('install ok installed arm64');
     expect((await inHost(['dpkg', '--print-architecture'])).stdout).toBe('arm64');
-    const sha256 = async (file: string) => crypto.createHash('sha256').update(await fs.readFile(file)).digest('hex');
+    const sha256 = async (file: string) =>
+      crypto
+        .createHash('sha256')
+        .update(await fs.readFile(file))
+        .digest('hex');
     expect(await sha256(path.join(host, INSTALLED))).toBe(await sha256(path.join(out, `knocker-${VERSION}-linux-arm64`)));
 
     const version = await timed('--version', () => inHost(['knocker', '--version']));
@@ -137,7 +144,7 @@ describe.skipIf(reason !== undefined)('the arm64 package, on an arm64 Debian 13 
     expect(server.stdout).toMatch(/^Usage: knocknoc-server/);
   }, 300_000);
 
-  test('installs option 1 unattended on a sandbox root with the host\'s arm64 PostgreSQL, runs the web node from itself, and reports status', async () => {
+  test("installs option 1 unattended on a sandbox root with the host's arm64 PostgreSQL, runs the web node from itself, and reports status", async () => {
     const port = await freePort(ADDRESS);
     const install = await timed('install option 1', () =>
       inHost([INSTALLED, 'install', '--root', '/srv/r', '--listen', `${ADDRESS}:${port}`, '--server-name', 'web-arm64'], 900_000),

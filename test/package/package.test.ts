@@ -54,11 +54,15 @@ describe('the .deb', () => {
     const fields = (await execa('dpkg-deb', ['--field', deb, 'Package', 'Version', 'Architecture', 'Depends'])).stdout;
     expect(fields).toBe(`Package: knocker\nVersion: ${VERSION}\nArchitecture: amd64\nDepends: libc6 (>= 2.28), libstdc++6 (>= 7), libgcc-s1`);
     // The bare executable beside it is the same file.
-    const sha256 = async (file: string) => crypto.createHash('sha256').update(await fs.readFile(file)).digest('hex');
+    const sha256 = async (file: string) =>
+      crypto
+        .createHash('sha256')
+        .update(await fs.readFile(file))
+        .digest('hex');
     expect(await sha256(path.join(out, `knocker-${VERSION}-linux-x64`))).toBe(await sha256(executable));
   });
 
-  test('rotates the logs in /var/log/knocknoc with the host\'s logrotate: a conffile, copied and truncated in place', async () => {
+  test("rotates the logs in /var/log/knocknoc with the host's logrotate: a conffile, copied and truncated in place", async () => {
     const rotate = await fs.readFile(path.join(host, 'etc/logrotate.d/knocknoc'), 'utf8');
     expect(rotate).toMatch(/^\/var\/log\/knocknoc\/\*\.log \{$/m);
     expect(rotate).toMatch(/^\s+copytruncate$/m);
@@ -75,7 +79,7 @@ describe('the .deb', () => {
 });
 
 describe('the executable', () => {
-  test('--version, and every command\'s --help exactly as from the checkout', async () => {
+  test("--version, and every command's --help exactly as from the checkout", async () => {
     expect(same(await packaged(['--version']))).toEqual({ exitCode: 0, stdout: VERSION, stderr: '' });
     const top = await packaged(['--help']);
     expect(same(top)).toEqual(same(await knocker(['--help'])));
@@ -92,7 +96,11 @@ describe('the executable', () => {
   test('is knocknoc-server when started through its link, or as `knocker __server`', async () => {
     const server = path.join(host, 'opt/knocknoc/knocker/knocknoc-server');
     const viaLink = await execa(server, ['--help'], { env: cleanEnv(), extendEnv: false, reject: false });
-    const fromCheckout = await execa(process.execPath, [path.join(REPO, 'bin', 'knocknoc-server'), '--help'], { env: cleanEnv(), extendEnv: false, reject: false });
+    const fromCheckout = await execa(process.execPath, [path.join(REPO, 'bin', 'knocknoc-server'), '--help'], {
+      env: cleanEnv(),
+      extendEnv: false,
+      reject: false,
+    });
     expect(viaLink.stdout).toBe(fromCheckout.stdout);
     expect(viaLink.stdout).toMatch(/^Usage: knocknoc-server/);
     expect(same(await packaged(['__server', '--version']))).toEqual({ exitCode: 0, stdout: VERSION, stderr: '' });
@@ -118,7 +126,9 @@ describe('the executable', () => {
     // As root, exposedb opens its administrator session through `knocker __admin-helper`.
     const init = await packaged(['exposedb', '--root', root.dir, '--init']);
     expect(init.exitCode).toBe(0);
-    expect(init.stdout).toMatch(new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@${ADDRESS.replace(/\./g, '\\.')}:\\d+/knocknoc\\?sslmode=verify-full$`));
+    expect(init.stdout).toMatch(
+      new RegExp(`^postgres://knocknoc_remote:[A-Za-z0-9_-]{32}@${ADDRESS.replace(/\./g, '\\.')}:\\d+/knocknoc\\?sslmode=verify-full$`),
+    );
     const add = await packaged(['exposedb', '--root', root.dir, '--add', '127.0.0.181/32']);
     expect(add.exitCode).toBe(0);
     expect(add.stdout).toContain('Allowed 127.0.0.181/32');
@@ -130,7 +140,7 @@ describe('the executable', () => {
     expect(once.stdout).toMatch(new RegExp(`^✔\\s+web-sea\\s+ok\\s+${VERSION.replace(/\./g, '\\.')}\\s+200`, 'm'));
   });
 
-  test('draws the installer\'s first screen in a real terminal as the checkout does', async () => {
+  test("draws the installer's first screen in a real terminal as the checkout does", async () => {
     const root = await makeRoot();
     roots.push(root);
     const env = cleanEnv({ TERM: 'xterm-256color' });

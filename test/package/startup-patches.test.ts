@@ -54,7 +54,33 @@ function charactersOf(classBody: string): string[] {
 
 // What must take the slow path: combining marks, joiners, variation selectors, emoji and their
 // modifiers, flags, Hangul jamo, wide CJK, CR LF, ANSI colours, a soft hyphen.
-const AWKWARD = ['\u0301', '\u200D', '\uFE0F', '\u20E3', '👍', '🏽', '🇩🇪', '👩‍💻', '\u1100', '\u1161', '\u11A8', '한', '漢', 'ｱ', 'ﾞ', '\r\n', '\r', '\u001B[31m', '\u001B[39m', '\u00AD', '\u0000', '\t', '❤', '✔\uFE0F', '1\uFE0F\u20E3'];
+const AWKWARD = [
+  '\u0301',
+  '\u200D',
+  '\uFE0F',
+  '\u20E3',
+  '👍',
+  '🏽',
+  '🇩🇪',
+  '👩‍💻',
+  '\u1100',
+  '\u1161',
+  '\u11A8',
+  '한',
+  '漢',
+  'ｱ',
+  'ﾞ',
+  '\r\n',
+  '\r',
+  '\u001B[31m',
+  '\u001B[39m',
+  '\u00AD',
+  '\u0000',
+  '\t',
+  '❤',
+  '✔\uFE0F',
+  '1\uFE0F\u20E3',
+];
 
 function randomText(random: () => number, pool: string[]): string {
   const length = 1 + Math.floor(random() * 8);
@@ -141,7 +167,16 @@ test('yoga, started synchronously, lays out', () => {
 });
 
 test('a CommonJS bundle (the single executable on Node 24) builds only with the patches: no top-level await is left', async () => {
-  const cjs = (plugins: typeof startupPatches) => build({ stdin: { contents: SOURCES, resolveDir: REPO, loader: 'js' }, bundle: true, write: false, format: 'cjs', platform: 'node', plugins, logLevel: 'silent' });
+  const cjs = (plugins: typeof startupPatches) =>
+    build({
+      stdin: { contents: SOURCES, resolveDir: REPO, loader: 'js' },
+      bundle: true,
+      write: false,
+      format: 'cjs',
+      platform: 'node',
+      plugins,
+      logLevel: 'silent',
+    });
   await expect(cjs([])).rejects.toThrow(/Top-level await is currently not supported with the "cjs" output format/);
   const result = await cjs(startupPatches);
   expect(result.outputFiles[0]!.text).toContain('yoga-layout did not start synchronously');

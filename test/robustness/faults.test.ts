@@ -51,7 +51,13 @@ interface KillWhen {
 
 /** Runs bin/knocker; kills it (SIGKILL) when `when` is seen, or lets the kill hook of `env` do it. */
 async function run(root: Root, args: string[], options: { env?: Record<string, string>; when?: KillWhen } = {}): Promise<Outcome> {
-  const child = execa(process.execPath, [KNOCKER, ...args, '--root', root.dir], { env: cleanEnv(options.env), extendEnv: false, reject: false, input: '', timeout: 120_000 });
+  const child = execa(process.execPath, [KNOCKER, ...args, '--root', root.dir], {
+    env: cleanEnv(options.env),
+    extendEnv: false,
+    reject: false,
+    input: '',
+    timeout: 120_000,
+  });
   const when = options.when;
   if (when) {
     // Progress goes to stderr (the output rule); both streams are watched, so a command whose
@@ -62,7 +68,9 @@ async function run(root: Root, args: string[], options: { env?: Record<string, s
     const watching = (async () => {
       while (child.exitCode === null && child.signalCode === null) {
         if (progress.includes(when.stepStarted)) {
-          const seen = (await commandLines()).find((p) => p.argv.some((a, i) => (i < 2 ? a.endsWith(when.program) : false)) && (when.anyRoot || p.argv.some((a) => a.includes(root.dir))));
+          const seen = (await commandLines()).find(
+            (p) => p.argv.some((a, i) => (i < 2 ? a.endsWith(when.program) : false)) && (when.anyRoot || p.argv.some((a) => a.includes(root.dir))),
+          );
           if (seen) {
             faults += 1;
             if (when.target === 'postmaster') {
@@ -100,7 +108,8 @@ async function leftovers(root: Root): Promise<string[]> {
       const file = path.join(dir, entry.name);
       if (file === root.path(PATHS.pgData)) continue;
       if (entry.isDirectory()) await walk(file);
-      else if (/\.tmp$|\.lock\.\d+\.[0-9a-f]{8}$|^(knocker|upgrade)\.lock$|postgresql\.creating$|reload-pending$/.test(entry.name)) found.push(path.relative(root.dir, file));
+      else if (/\.tmp$|\.lock\.\d+\.[0-9a-f]{8}$|^(knocker|upgrade)\.lock$|postgresql\.creating$|reload-pending$/.test(entry.name))
+        found.push(path.relative(root.dir, file));
     }
   };
   await walk(root.dir);

@@ -33,7 +33,11 @@ afterAll(async () => {
 });
 
 /** Any text, control characters and all (what a hostile file, flag or database row can hold). */
-const anyText = fc.oneof(fc.string({ unit: 'binary', maxLength: 40 }), fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', minLength: 200, maxLength: 3000 }));
+const anyText = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'binary', minLength: 200, maxLength: 3000 }),
+);
 const port = fc.oneof(fc.integer({ min: 1, max: 65535 }).map(String), fc.integer({ min: -5, max: 99999 }).map(String), fc.string({ maxLength: 6 }));
 const ipv4 = fc.oneof(fc.ipV4(), fc.constantFrom('0.0.0.0', '127.0.0.1', '256.1.1.1', '010.1.1.1', '1.2.3'));
 const ipv6 = fc.oneof(fc.ipV6(), fc.constantFrom('::', '::1', 'fe80::1%eth0', '::ffff:10.0.0.1'));
@@ -110,30 +114,48 @@ describe('connection strings', () => {
   const piece = fc.string({ unit: 'binary', minLength: 1, maxLength: 24 });
   test('built from any user, password and database: parsed back the same; masked exactly where the password is', () => {
     fc.assert(
-      fc.property(piece, fc.string({ unit: 'binary', minLength: 6, maxLength: 30 }), piece, fc.ipV4(), fc.integer({ min: 1, max: 65535 }), (user, password, database, host, p) => {
-        const url = buildDatabaseUrl({ host, port: p, user, password, database });
-        const parsed = parseDatabaseUrl(url);
-        expect(parsed.ok && parsed.value).toMatchObject({ user, password, database, host, port: p });
-        expect(redactUrl(url)).toBe(buildDatabaseUrl({ host, port: p, user, database }).replace('@', ':****@'));
-      }),
+      fc.property(
+        piece,
+        fc.string({ unit: 'binary', minLength: 6, maxLength: 30 }),
+        piece,
+        fc.ipV4(),
+        fc.integer({ min: 1, max: 65535 }),
+        (user, password, database, host, p) => {
+          const url = buildDatabaseUrl({ host, port: p, user, password, database });
+          const parsed = parseDatabaseUrl(url);
+          expect(parsed.ok && parsed.value).toMatchObject({ user, password, database, host, port: p });
+          expect(redactUrl(url)).toBe(buildDatabaseUrl({ host, port: p, user, database }).replace('@', ':****@'));
+        },
+      ),
       { numRuns: 400 },
     );
   });
 
   test('several hosts: parsed back in order; masked exactly where the password is', () => {
     fc.assert(
-      fc.property(piece, fc.string({ unit: 'binary', minLength: 6, maxLength: 30 }), fc.array(fc.record({ host: fc.ipV4(), port: fc.integer({ min: 1, max: 65535 }) }), { minLength: 1, maxLength: 4 }), (user, password, hosts) => {
-        const url = buildDatabaseUrl({ host: '', port: 0, hosts, user, password, database: 'knocknoc', params: { target_session_attrs: 'read-write' } });
-        const parsed = parseDatabaseUrl(url);
-        expect(parsed.ok && parsed.value).toMatchObject({ user, password, hosts, targetSessionAttrs: 'read-write' });
-        expect(redactUrl(url)).toBe(buildDatabaseUrl({ host: '', port: 0, hosts, user, database: 'knocknoc', params: { target_session_attrs: 'read-write' } }).replace('@', ':****@'));
-      }),
+      fc.property(
+        piece,
+        fc.string({ unit: 'binary', minLength: 6, maxLength: 30 }),
+        fc.array(fc.record({ host: fc.ipV4(), port: fc.integer({ min: 1, max: 65535 }) }), { minLength: 1, maxLength: 4 }),
+        (user, password, hosts) => {
+          const url = buildDatabaseUrl({ host: '', port: 0, hosts, user, password, database: 'knocknoc', params: { target_session_attrs: 'read-write' } });
+          const parsed = parseDatabaseUrl(url);
+          expect(parsed.ok && parsed.value).toMatchObject({ user, password, hosts, targetSessionAttrs: 'read-write' });
+          expect(redactUrl(url)).toBe(
+            buildDatabaseUrl({ host: '', port: 0, hosts, user, database: 'knocknoc', params: { target_session_attrs: 'read-write' } }).replace('@', ':****@'),
+          );
+        },
+      ),
       { numRuns: 300 },
     );
   });
 
   test('a password written raw (an @ or : in it): masked whole, in messages and logs, as the connecting parser reads it', () => {
-    const raw = fc.string({ unit: fc.constantFrom('a', 'b', 'Z', '9', '@', ':', '!', '$', '%', '*', '[', ']', '=', ';', '&', "'", '~'), minLength: 6, maxLength: 24 });
+    const raw = fc.string({
+      unit: fc.constantFrom('a', 'b', 'Z', '9', '@', ':', '!', '$', '%', '*', '[', ']', '=', ';', '&', "'", '~'),
+      minLength: 6,
+      maxLength: 24,
+    });
     fc.assert(
       fc.property(raw, (password) => {
         const url = `postgres://knocknoc:${password}@127.0.0.9:5432/knocknoc`;
@@ -155,7 +177,13 @@ describe('connection strings', () => {
 });
 
 describe('answers files', () => {
-  const value = fc.oneof(anyText, fc.integer(), fc.constant(null), fc.array(anyText, { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 8 }), anyText, { maxKeys: 3 }));
+  const value = fc.oneof(
+    anyText,
+    fc.integer(),
+    fc.constant(null),
+    fc.array(anyText, { maxLength: 3 }),
+    fc.dictionary(fc.string({ maxLength: 8 }), anyText, { maxKeys: 3 }),
+  );
   const answers = fc.record(
     {
       version: fc.oneof(fc.constant(1), value),
@@ -163,7 +191,13 @@ describe('answers files', () => {
       trustedForwarders: fc.oneof(fc.array(anyText, { maxLength: 3 }), value),
       serverName: value,
       database: fc.oneof(fc.record({ option: fc.oneof(fc.constantFrom(1, 2, 3), value), url: fc.oneof(anyText, value) }, { requiredKeys: [] }), value),
-      haproxy: fc.oneof(fc.record({ bind: fc.oneof(listenText, value), nodes: fc.array(fc.oneof(anyText, fc.constant('web-1=127.0.0.1:8756')), { maxLength: 3 }) }, { requiredKeys: [] }), value),
+      haproxy: fc.oneof(
+        fc.record(
+          { bind: fc.oneof(listenText, value), nodes: fc.array(fc.oneof(anyText, fc.constant('web-1=127.0.0.1:8756')), { maxLength: 3 }) },
+          { requiredKeys: [] },
+        ),
+        value,
+      ),
       extra: value,
     },
     { requiredKeys: [] },
@@ -172,17 +206,24 @@ describe('answers files', () => {
     const { stringify } = await import('yaml');
     let n = 0;
     fc.assert(
-      fc.property(fc.oneof(answers.map((a) => stringify(a)), answers.map((a) => JSON.stringify(a)), fc.string({ unit: 'binary', maxLength: 400 })), (text) => {
-        const file = path.join(dir, `answers-${(n += 1)}.yaml`);
-        fsSync.writeFileSync(file, text);
-        const { loaded, problems } = loadAnswersFile(file);
-        for (const problem of problems) {
-          expect(problem.startsWith(`${file}:`), problem).toBe(true);
-          expect(problem).toMatch(/^\S+:\d+:\d+: |^\S+: cannot read/);
-          wellShown(problem.slice(file.length));
-        }
-        if (problems.length === 0) expect(loaded).toBeDefined();
-      }),
+      fc.property(
+        fc.oneof(
+          answers.map((a) => stringify(a)),
+          answers.map((a) => JSON.stringify(a)),
+          fc.string({ unit: 'binary', maxLength: 400 }),
+        ),
+        (text) => {
+          const file = path.join(dir, `answers-${(n += 1)}.yaml`);
+          fsSync.writeFileSync(file, text);
+          const { loaded, problems } = loadAnswersFile(file);
+          for (const problem of problems) {
+            expect(problem.startsWith(`${file}:`), problem).toBe(true);
+            expect(problem).toMatch(/^\S+:\d+:\d+: |^\S+: cannot read/);
+            wellShown(problem.slice(file.length));
+          }
+          if (problems.length === 0) expect(loaded).toBeDefined();
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -214,12 +255,22 @@ describe('knocknoc.conf', () => {
           expect(error).toBeInstanceOf(UsageError);
           const problems = (error as UsageError).problems;
           for (const problem of problems) wellShown(problem);
-          for (const at of junk) expect(problems.some((p) => p.startsWith(at)), `${at} in ${problems.join(' | ')}`).toBe(true);
+          for (const at of junk)
+            expect(
+              problems.some((p) => p.startsWith(at)),
+              `${at} in ${problems.join(' | ')}`,
+            ).toBe(true);
           return;
         }
         expect(junk).toEqual([]);
         // Accepted: what it writes from that file is one the server takes (never a refusal then).
-        const answers = { listen: flags.listen, trustedForwarders: session.resolution.values.trustedForwarders!.value, serverName: 'web-1', databaseOption: 3 as const, databaseUrl: url };
+        const answers = {
+          listen: flags.listen,
+          trustedForwarders: session.resolution.values.trustedForwarders!.value,
+          serverName: 'web-1',
+          databaseOption: 3 as const,
+          databaseUrl: url,
+        };
         expect(checkServerConfig(plannedConf(text, answers, url, confFile), confFile, 'web-1')).toMatchObject({ ok: true });
       }),
       { numRuns: 200 },
@@ -258,8 +309,11 @@ describe('upgrade commands', () => {
 });
 
 describe('root paths', () => {
-  const hostile = fc.string({ unit: fc.constantFrom('$', '`', '"', '\\', "'", ',', '(', ')', ' ', 'a', 'b', '/', ';', '|', '&', '*', '?', '!', '~', '{', '}', '\n', '\t', '-', '.'), maxLength: 20 });
-  test('a root path pg_ctl would hand to /bin/sh is refused; one accepted comes through /bin/sh\'s double quotes as it is', async () => {
+  const hostile = fc.string({
+    unit: fc.constantFrom('$', '`', '"', '\\', "'", ',', '(', ')', ' ', 'a', 'b', '/', ';', '|', '&', '*', '?', '!', '~', '{', '}', '\n', '\t', '-', '.'),
+    maxLength: 20,
+  });
+  test("a root path pg_ctl would hand to /bin/sh is refused; one accepted comes through /bin/sh's double quotes as it is", async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(hostile, anyText), async (tail) => {
         const dirPath = `/tmp/knocker-root-${tail}`;
@@ -306,7 +360,7 @@ describe('registry rows and /_status answers (issue 23)', () => {
     uptimeSeconds: fc.nat(),
   });
 
-  test('a /_status body: the node\'s own answer is read back as it is; any field of another type, or any other text, is not one, and never serving', () => {
+  test("a /_status body: the node's own answer is read back as it is; any field of another type, or any other text, is not one, and never serving", () => {
     fc.assert(
       fc.property(validBody, (body) => {
         expect(parseStatusBody(JSON.stringify(body))).toEqual(body);
@@ -315,13 +369,18 @@ describe('registry rows and /_status answers (issue 23)', () => {
       { numRuns: 300 },
     );
     fc.assert(
-      fc.property(validBody, fc.constantFrom('status', 'server', 'version', 'schemaVersion', 'versionMatch', 'database', 'uptimeSeconds'), fc.oneof(fc.string(), fc.double(), fc.constant(null), fc.array(fc.nat()), fc.constant('true')), (body, key, odd) => {
-        fc.pre(JSON.stringify((body as Record<string, unknown>)[key]) !== JSON.stringify(odd));
-        const mangled = JSON.stringify({ ...body, [key]: odd });
-        const parsed = parseStatusBody(mangled);
-        // Only a value of the right kind passes (a string for server, e.g.).
-        if (parsed) expect(typeof parsed[key as keyof typeof parsed]).toBe(typeof (body as Record<string, unknown>)[key]);
-      }),
+      fc.property(
+        validBody,
+        fc.constantFrom('status', 'server', 'version', 'schemaVersion', 'versionMatch', 'database', 'uptimeSeconds'),
+        fc.oneof(fc.string(), fc.double(), fc.constant(null), fc.array(fc.nat()), fc.constant('true')),
+        (body, key, odd) => {
+          fc.pre(JSON.stringify((body as Record<string, unknown>)[key]) !== JSON.stringify(odd));
+          const mangled = JSON.stringify({ ...body, [key]: odd });
+          const parsed = parseStatusBody(mangled);
+          // Only a value of the right kind passes (a string for server, e.g.).
+          if (parsed) expect(typeof parsed[key as keyof typeof parsed]).toBe(typeof (body as Record<string, unknown>)[key]);
+        },
+      ),
       { numRuns: 300 },
     );
     fc.assert(
@@ -372,7 +431,12 @@ describe('registry rows and /_status answers (issue 23)', () => {
     fc.assert(
       fc.property(anyText, fc.array(anyText, { maxLength: 3 }), fc.constantFrom(1, 2, 3, 4, 5), (message, hints, code) => {
         const error = code === 2 ? new UsageError(message, hints) : code === 3 ? new PreflightError(message, hints) : new Error(message);
-        const parsed = JSON.parse(jsonFailure(error, code as 1 | 2 | 3 | 4 | 5)) as { ok: boolean; exitCode: number; verdict: string; error: { message: string } };
+        const parsed = JSON.parse(jsonFailure(error, code as 1 | 2 | 3 | 4 | 5)) as {
+          ok: boolean;
+          exitCode: number;
+          verdict: string;
+          error: { message: string };
+        };
         expect(parsed).toMatchObject({ ok: false, exitCode: code });
         expect(parsed.verdict.startsWith('failed: ')).toBe(true);
         expect(parsed.error.message).toBe(message.replace(/^error: /, ''));

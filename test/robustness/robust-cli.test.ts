@@ -58,7 +58,14 @@ describe('bounded input', () => {
     const urlFromZero = path.join(dir, 'url-zero.yaml');
     await fs.writeFile(urlFromZero, 'version: 1\ndatabase:\n  option: 3\n  urlFile: /dev/zero\n');
     const bomb = path.join(dir, 'bomb.yaml');
-    await fs.writeFile(bomb, ['version: 1', 'a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefg'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefg'[i]}`).join(',')}]`)].join('\n'));
+    await fs.writeFile(
+      bomb,
+      [
+        'version: 1',
+        'a: &a ["x","x","x","x","x","x","x","x","x"]',
+        ...'bcdefg'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefg'[i]}`).join(',')}]`),
+      ].join('\n'),
+    );
     const binaryKey = path.join(dir, 'binary.yaml');
     await fs.writeFile(binaryKey, 'version: 1\n? !!binary aGVsbG8=\n: x\n');
     const cases: Array<[string, RegExp]> = [
@@ -96,7 +103,12 @@ describe('bounded input', () => {
       fc.asyncProperty(password, bad, fc.boolean(), async (secret, mistake, asJson) => {
         const root = await newRoot();
         const file = path.join(dir, `generated.${asJson ? 'json' : 'yaml'}`);
-        const answers = { version: 1, listen: '127.0.0.190:8756', database: { option: 3, url: `postgres://knocknoc:${secret}@127.0.0.190:5432/knocknoc` }, ...mistake };
+        const answers = {
+          version: 1,
+          listen: '127.0.0.190:8756',
+          database: { option: 3, url: `postgres://knocknoc:${secret}@127.0.0.190:5432/knocknoc` },
+          ...mistake,
+        };
         await fs.writeFile(file, asJson ? JSON.stringify(answers) : (await import('yaml')).stringify(answers));
         const result = await knocker(['install', '--root', root.dir, '--answers', file, '--non-interactive']);
         noCrash(result);
@@ -115,7 +127,18 @@ describe('bounded input', () => {
     const value = fc.oneof(fc.string({ unit: 'binary', maxLength: 60 }), fc.string({ minLength: 5000, maxLength: 100_000 })).map((v) => v.replace(/\0/g, ''));
     await fc.assert(
       fc.asyncProperty(fc.constantFrom('--listen', '--trusted-forwarders', '--server-name', '--database-url'), value, async (flag, v) => {
-        const result = await knocker(['install', '--root', root.dir, '--print-answers', '--database-option', '3', '--database-url', 'postgres://knocknoc:hidden-secret@127.0.0.190:5432/knocknoc', flag, v]);
+        const result = await knocker([
+          'install',
+          '--root',
+          root.dir,
+          '--print-answers',
+          '--database-option',
+          '3',
+          '--database-url',
+          'postgres://knocknoc:hidden-secret@127.0.0.190:5432/knocknoc',
+          flag,
+          v,
+        ]);
         noCrash(result);
         expect([0, 2]).toContain(result.exitCode);
         expect(RAW_CONTROL.test(`${result.stdout}${result.stderr}`)).toBe(false);
@@ -179,13 +202,26 @@ describe('secrets', () => {
     const now = new Date().toISOString();
     await fs.writeFile(
       journal,
-      JSON.stringify({ version: 1, state: 'stopped', pid: 999_999_999, startedAt: now, updatedAt: now, command: "curl -H 'Authorization: Bearer ****' x", commandMasked: true, first: 'web-1', servers: [], history: [] }),
+      JSON.stringify({
+        version: 1,
+        state: 'stopped',
+        pid: 999_999_999,
+        startedAt: now,
+        updatedAt: now,
+        command: "curl -H 'Authorization: Bearer ****' x",
+        commandMasked: true,
+        first: 'web-1',
+        servers: [],
+        history: [],
+      }),
       { mode: 0o600 },
     );
     const result = await knocker(['upgrade', '--resume', '--root', root.dir, '--non-interactive']);
     noCrash(result);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain('error: the upgrade command held a secret, which the journal does not keep: give it again (--upgrade-command, or KNOCKNOC_UPGRADE_COMMAND)');
+    expect(result.stderr).toContain(
+      'error: the upgrade command held a secret, which the journal does not keep: give it again (--upgrade-command, or KNOCKNOC_UPGRADE_COMMAND)',
+    );
   });
 });
 
@@ -215,7 +251,9 @@ describe('clear failures', () => {
     const result = await knocker(['install', '--root', root.dir]);
     noCrash(result);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain(`error: ${conf} has a line knocknoc-server refuses; nothing was changed\n  ${conf}:2: not a "Key = value" line: "this line is not a setting"`);
+    expect(result.stderr).toContain(
+      `error: ${conf} has a line knocknoc-server refuses; nothing was changed\n  ${conf}:2: not a "Key = value" line: "this line is not a setting"`,
+    );
     expect(await fs.readFile(conf, 'utf8')).toBe(text);
   });
 
@@ -463,7 +501,10 @@ describe('registry rows are untrusted data', () => {
       expect(once.stdout).not.toMatch(startsForged);
       expect(once.stdout).toMatch(/web-a\\n2026.*: .*\/_status answered 200, but not with a Knocknoc \/_status answer/);
       expect(once.stdout).toMatch(/web-huge-heartbeat: .*\/_status answered 200, but not with a Knocknoc \/_status answer/);
-      const json = JSON.parse((await knocker(['status', '--json', '--root', root.dir])).stdout) as { exitCode: number; summary: { servers: number; healthy: number } };
+      const json = JSON.parse((await knocker(['status', '--json', '--root', root.dir])).stdout) as {
+        exitCode: number;
+        summary: { servers: number; healthy: number };
+      };
       expect(json).toMatchObject({ exitCode: 1, summary: { servers: 3, healthy: 0 } });
 
       // The dashboard: one row per server, the name escaped in it.
@@ -503,7 +544,10 @@ describe('registry rows are untrusted data', () => {
     await fs.mkdir(path.dirname(conf), { recursive: true });
     await fs.writeFile(conf, `Listen = 127.0.0.194:8756\nDatabaseURL = ${db.url}\nServerName = web-here\n`, { mode: 0o600 });
     // Line breaks of every kind, terminal controls, bidirectional overrides and ordinary letters.
-    const unit = fc.oneof(fc.constantFrom('\n', '\r', '\t', '\u000b', '\u000c', '\u001b', '\u0007', '\u0085', '\u009b', '\u2028', '\u2029', '\u202e', '\u2066'), fc.constantFrom(...'web-1 é界.'));
+    const unit = fc.oneof(
+      fc.constantFrom('\n', '\r', '\t', '\u000b', '\u000c', '\u001b', '\u0007', '\u0085', '\u009b', '\u2028', '\u2029', '\u202e', '\u2066'),
+      fc.constantFrom(...'web-1 é界.'),
+    );
     const name = fc.string({ unit, minLength: 1, maxLength: 40 });
     await fc.assert(
       fc.asyncProperty(fc.uniqueArray(name, { minLength: 1, maxLength: 4 }), async (names) => {
@@ -553,19 +597,24 @@ describe('files are read only when they are what they should be', () => {
       ],
     } as const;
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...(Object.keys(kinds) as Array<keyof typeof kinds>)), fc.constantFrom('server', 'postgres', 'haproxy'), fc.boolean(), async (kind, which, follow) => {
-        const file = root.path(which === 'server' ? PATHS.serverLog : which === 'postgres' ? PATHS.pgLog : PATHS.haproxyLog);
-        await fs.rm(file, { recursive: true, force: true });
-        await fs.mkdir(path.dirname(file), { recursive: true });
-        await kinds[kind][0](file);
-        const exists = await fs.lstat(file).catch(() => undefined);
-        if (!exists) return;
-        const result = await knocker(['service', 'logs', which, ...(follow ? ['-f'] : []), '--root', root.dir], { timeoutMs: 30_000 });
-        noCrash(result);
-        expect(result.exitCode, result.stderr).toBe(3);
-        expect(result.stderr).toContain(`error: cannot read ${file} `);
-        expect(result.stderr).toContain(kinds[kind][1]);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...(Object.keys(kinds) as Array<keyof typeof kinds>)),
+        fc.constantFrom('server', 'postgres', 'haproxy'),
+        fc.boolean(),
+        async (kind, which, follow) => {
+          const file = root.path(which === 'server' ? PATHS.serverLog : which === 'postgres' ? PATHS.pgLog : PATHS.haproxyLog);
+          await fs.rm(file, { recursive: true, force: true });
+          await fs.mkdir(path.dirname(file), { recursive: true });
+          await kinds[kind][0](file);
+          const exists = await fs.lstat(file).catch(() => undefined);
+          if (!exists) return;
+          const result = await knocker(['service', 'logs', which, ...(follow ? ['-f'] : []), '--root', root.dir], { timeoutMs: 30_000 });
+          noCrash(result);
+          expect(result.exitCode, result.stderr).toBe(3);
+          expect(result.stderr).toContain(`error: cannot read ${file} `);
+          expect(result.stderr).toContain(kinds[kind][1]);
+        },
+      ),
       { numRuns: 12 },
     );
   }, 120_000);
@@ -576,7 +625,11 @@ describe('files are read only when they are what they should be', () => {
     await fs.mkdir(path.dirname(log), { recursive: true });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       await fs.writeFile(log, `${signal} 0\n`);
-      const follow = execa(process.execPath, [KNOCKER, 'service', 'logs', '-f', '-n', '1', '--root', root.dir], { env: cleanEnv(), extendEnv: false, reject: false });
+      const follow = execa(process.execPath, [KNOCKER, 'service', 'logs', '-f', '-n', '1', '--root', root.dir], {
+        env: cleanEnv(),
+        extendEnv: false,
+        reject: false,
+      });
       let seen = '';
       follow.stdout!.setEncoding('utf8').on('data', (chunk: string) => (seen += chunk));
       await waitFor('the first line', () => (seen.includes(`${signal} 0\n`) ? true : undefined));
@@ -605,15 +658,28 @@ describe('files are read only when they are what they should be', () => {
     expect(await following).toBe(0);
   }, 120_000);
 
-  test('uninstall removes what knocker writes in var/log/knocknoc and run/knocknoc (its names and their rotations), never an operator\'s file there', async () => {
+  test("uninstall removes what knocker writes in var/log/knocknoc and run/knocknoc (its names and their rotations), never an operator's file there", async () => {
     const root = await newRoot();
     const logDir = root.path(PATHS.logDir);
     const runDir = root.path(PATHS.runDir);
     await fs.mkdir(path.join(runDir, 'postgresql'), { recursive: true });
     await fs.mkdir(logDir, { recursive: true });
     // knocker.log is kept without --purge-data: it is the record of what the uninstall removed.
-    const knockers = [PATHS.installLog, `${PATHS.installLog}.1`, `${PATHS.serverLog}.1`, PATHS.haproxyLog, PATHS.serverPid, `${PATHS.pgSocketDir}/.s.PGSQL.5432.lock`].map((f) => root.path(f));
-    const operators = [path.join(logDir, 'notes.txt'), path.join(logDir, 'install.log.old'), path.join(logDir, 'knocknoc.log.2'), path.join(runDir, 'my-tool.pid'), path.join(runDir, 'postgresql', 'README')];
+    const knockers = [
+      PATHS.installLog,
+      `${PATHS.installLog}.1`,
+      `${PATHS.serverLog}.1`,
+      PATHS.haproxyLog,
+      PATHS.serverPid,
+      `${PATHS.pgSocketDir}/.s.PGSQL.5432.lock`,
+    ].map((f) => root.path(f));
+    const operators = [
+      path.join(logDir, 'notes.txt'),
+      path.join(logDir, 'install.log.old'),
+      path.join(logDir, 'knocknoc.log.2'),
+      path.join(runDir, 'my-tool.pid'),
+      path.join(runDir, 'postgresql', 'README'),
+    ];
     for (const file of [...knockers, ...operators]) await fs.writeFile(file, 'x\n');
     const result = await knocker(['uninstall', '--yes', '--root', root.dir]);
     noCrash(result);

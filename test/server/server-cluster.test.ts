@@ -4,7 +4,17 @@ import type pg from 'pg';
 import { expect, test } from 'vitest';
 import { MIGRATION_LOCK_KEY } from '../../src/schema/index.js';
 import { freePort } from '../../src/system/host.js';
-import { connectFrom, launchServer, request, sharedDatabase, startServer, type ServerNode, untilListening, waitFor, writeServerConf } from '../helpers/server.js';
+import {
+  connectFrom,
+  launchServer,
+  request,
+  sharedDatabase,
+  startServer,
+  type ServerNode,
+  untilListening,
+  waitFor,
+  writeServerConf,
+} from '../helpers/server.js';
 
 const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 const db = sharedDatabase({ allow: HOSTS });
@@ -45,7 +55,15 @@ test('three nodes started at once: one migrates, all are in step and listed onli
   for (const node of nodes) {
     const { http, body } = await node.status();
     expect(http).toBe(200);
-    expect(body).toMatchObject({ status: 'ok', server: node.name, version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok' });
+    expect(body).toMatchObject({
+      status: 'ok',
+      server: node.name,
+      version: '1.0.0',
+      schemaVersion: 1,
+      databaseSchemaVersion: 1,
+      versionMatch: true,
+      database: 'ok',
+    });
   }
 
   const servers = await knocknocDb<{ name: string; listen: string; version: string; schema_version: number; state: string }>(
@@ -58,7 +76,8 @@ test('three nodes started at once: one migrates, all are in step and listed onli
   expect(page.status).toBe(200);
   expect(page.headers['x-knocknoc-server']).toBe('web-2');
   expect(page.body).toContain('<strong id="server">web-2</strong>');
-  for (const node of nodes) expect(page.body).toMatch(new RegExp(`<td>${node.name}( \\(this node\\))?</td><td>${node.host}:${node.port}</td><td>1\\.0\\.0</td><td>online</td>`));
+  for (const node of nodes)
+    expect(page.body).toMatch(new RegExp(`<td>${node.name}( \\(this node\\))?</td><td>${node.host}:${node.port}</td><td>1\\.0\\.0</td><td>online</td>`));
 });
 
 test('HEAD /_status answers like GET without a body; other methods and paths are refused', async () => {

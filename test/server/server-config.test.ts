@@ -69,7 +69,13 @@ test('a bad Listen: exit 2 with the line and what is wrong; nothing is migrated'
   expect(noPort.exitCode).toBe(2);
   expect(noPort.stderr).toContain(`${noPort.confFile}:2: Listen: "127.0.0.6" has no port; write it as IP:port, e.g. 127.0.0.6:8756`);
 
-  const several = await refused(['Listen = 127.0.0.6:99999', 'TrustedForwarders = 0.0.0.0/0', 'DatabaseURL = mysql://x@y/z', 'ServerName = -bad', 'just words']);
+  const several = await refused([
+    'Listen = 127.0.0.6:99999',
+    'TrustedForwarders = 0.0.0.0/0',
+    'DatabaseURL = mysql://x@y/z',
+    'ServerName = -bad',
+    'just words',
+  ]);
   expect(several.exitCode).toBe(2);
   expect(several.stderr).toContain('(5 problems)');
   expect(several.stderr).toContain(':5: not a "Key = value" line');
@@ -108,11 +114,13 @@ test('an unreachable database at start: exit 3 saying why, never showing the pas
 
   const wrongPassword = await refused([`Listen = ${listen}`, `DatabaseURL = ${db.url.replace(encodeURIComponent(password), 'not-the-password')}`]);
   expect(wrongPassword.exitCode).toBe(3);
-  expect(wrongPassword.stderr).toContain(`error: cannot reach the database: password authentication failed for 127.0.0.6:${db.cluster.port}/knocknoc as knocknoc`);
+  expect(wrongPassword.stderr).toContain(
+    `error: cannot reach the database: password authentication failed for 127.0.0.6:${db.cluster.port}/knocknoc as knocknoc`,
+  );
 
   // A host the database does not allow (pg_hba): the hint names the fix on the primary.
   const notAllowed = await refused([`Listen = 127.0.0.3:${await freePort('127.0.0.3')}`, `DatabaseURL = ${db.url}`]);
   expect(notAllowed.exitCode).toBe(3);
   expect(notAllowed.stderr).toContain('does not allow connections from this host (127.0.0.3)');
-  expect(notAllowed.stderr).toContain('hint: allow this node\'s address on the primary: knocker exposedb --add 127.0.0.3/32');
+  expect(notAllowed.stderr).toContain("hint: allow this node's address on the primary: knocker exposedb --add 127.0.0.3/32");
 });

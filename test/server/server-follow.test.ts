@@ -36,9 +36,16 @@ async function withTls(cluster: PrivateCluster, caDir: string, restart: boolean)
   const owner = isRoot() ? { uid: user.uid, gid: user.gid } : undefined;
   const ca = { keyFile: path.join(caDir, 'ca.key'), certFile: path.join(caDir, 'ca.crt') };
   if (!(await fs.stat(ca.certFile).catch(() => undefined))) await createCa(ca, 'follow test');
-  await issueServerCertificate({ ca, hosts: [cluster.host], keyFile: path.join(cluster.dataDir, 'server.key'), certFile: path.join(cluster.dataDir, 'server.crt'), owner });
+  await issueServerCertificate({
+    ca,
+    hosts: [cluster.host],
+    keyFile: path.join(cluster.dataDir, 'server.key'),
+    certFile: path.join(cluster.dataDir, 'server.crt'),
+    owner,
+  });
   const conf = path.join(cluster.dataDir, 'postgresql.conf');
-  if (!(await fs.readFile(conf, 'utf8')).includes("ssl = on")) await fs.appendFile(conf, "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+  if (!(await fs.readFile(conf, 'utf8')).includes('ssl = on'))
+    await fs.appendFile(conf, "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
   if (restart) await restartCluster(cluster);
 }
 
@@ -48,7 +55,11 @@ async function pair(options: { tls?: string } = {}): Promise<Pair> {
   await allowLogins(primary, [NODE]);
   const single = parseDatabaseUrl(await primary.createDatabase({ role: 'knocknoc', database: 'knocknoc' }));
   if (!single.ok) throw new Error(single.error);
-  const standby = await startTestStandby(primary, { host: STANDBY, allow: [NODE], ...(options.tls ? { beforeStart: (c: PrivateCluster) => withTls(c, options.tls!, false) } : {}) });
+  const standby = await startTestStandby(primary, {
+    host: STANDBY,
+    allow: [NODE],
+    ...(options.tls ? { beforeStart: (c: PrivateCluster) => withTls(c, options.tls!, false) } : {}),
+  });
   const at = { primary: { host: PRIMARY, port: primary.port }, standby: { host: STANDBY, port: standby.cluster.port } };
   const result: Pair = {
     primary,
@@ -90,7 +101,9 @@ test('a two-host DatabaseURL: the node serves from the primary, in either order 
   expect(b.databaseHost).toBe(db.primaryHost);
   expect(second.stdout()).toContain(`database ${db.primaryHost} (the first read-write server of ${db.standbyHost}, ${db.primaryHost})`);
   // It registered on the primary, and the registration reached the standby.
-  await waitFor('the registration on the standby', async () => ((await db.standby.admin<{ n: number }>('SELECT count(*)::int AS n FROM servers', [], 'knocknoc'))[0]!.n === 1 ? true : undefined));
+  await waitFor('the registration on the standby', async () =>
+    (await db.standby.admin<{ n: number }>('SELECT count(*)::int AS n FROM servers', [], 'knocknoc'))[0]!.n === 1 ? true : undefined,
+  );
   const page = await request(second.url('/'));
   expect(page.status).toBe(200);
   expect(page.body).toContain('<td>web-1 (this node)</td>');
@@ -142,7 +155,11 @@ test('the primary stopped, the standby promoted with pg_ctl promote: the node fo
   await waitFor('the page from the new primary', async () => ((await request(node.url('/'))).status === 200 ? true : undefined));
   const beat = await db.standby.admin<{ state: string }>(`SELECT state FROM servers WHERE name = 'web-1'`, [], 'knocknoc');
   expect(beat[0]?.state).toBe('running');
-  await waitFor('the log of the move', () => (node.stdout().includes(`the database is now ${db.standbyHost} (was ${db.primaryHost})`) && /database reachable again after/.test(node.stdout()) ? true : undefined));
+  await waitFor('the log of the move', () =>
+    node.stdout().includes(`the database is now ${db.standbyHost} (was ${db.primaryHost})`) && /database reachable again after/.test(node.stdout())
+      ? true
+      : undefined,
+  );
 });
 
 test('a primary turned read-only under the node (25006 on its heartbeat): the node moves to the read-write host', async () => {
@@ -162,9 +179,14 @@ test('a primary turned read-only under the node (25006 on its heartbeat): the no
       return http === 200 && body.databaseHost === db.standbyHost ? body : undefined;
     },
     30_000,
-  
   ).catch(async (error: Error) => {
-    throw new Error(`${error.message}\n${JSON.stringify(await node.status().catch(() => undefined))}\n${node.stdout().split('\n').filter((l) => !l.includes('GET /_status')).join('\n')}`);
+    throw new Error(
+      `${error.message}\n${JSON.stringify(await node.status().catch(() => undefined))}\n${node
+        .stdout()
+        .split('\n')
+        .filter((l) => !l.includes('GET /_status'))
+        .join('\n')}`,
+    );
   });
   expect(moved.status).toBe('ok');
   // Its log comes on another channel than its /_status answer: waited for, not expected at once.
@@ -178,7 +200,11 @@ test('verify-full with a host list: each host checked against its own certificat
     const node = await startServer({ host: NODE, databaseUrl: db.url(['standby', 'primary']), name: 'web-1' });
     expect((await node.waitForStatus(200)).databaseHost).toBe(db.primaryHost);
     const encrypted = async (cluster: { admin: TestCluster['admin'] }) =>
-      (await cluster.admin<{ ssl: boolean }>(`SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'knocknoc-server web-1'`)).map((r) => r.ssl);
+      (
+        await cluster.admin<{ ssl: boolean }>(
+          `SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'knocknoc-server web-1'`,
+        )
+      ).map((r) => r.ssl);
     expect(await encrypted(db.primary)).toContain(true);
     expect(await encrypted(db.primary)).not.toContain(false);
     await db.standby.caughtUp();

@@ -22,7 +22,9 @@ test('a stopped server is retired from the registry and from HAProxy; an online 
   const listen = `127.0.0.2:${await freePort('127.0.0.2')}`;
   const gone = await startServer({ host: '127.0.0.3', databaseUrl: db.url, name: 'web-gone' });
   await gone.waitForStatus(200);
-  const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-a'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
+  const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-a'], {
+    env: { KNOCKNOC_DATABASE_URL: db.url },
+  });
   expect(install.exitCode, install.stderr).toBe(0);
   const bind = `127.0.0.2:${await freePort('127.0.0.2')}`;
   const setup = await knocker(['haproxy', 'setup', '--root', root.dir, `web-a=${listen}`, `web-gone=127.0.0.3:${gone.port}`, '--bind', bind]);
@@ -59,7 +61,11 @@ test('a stopped server is retired from the registry and from HAProxy; an online 
   expect(await names()).toEqual(['web-a', 'web-gone']);
 
   // A row that cannot be deleted: the plan stops there (exit 4), HAProxy untouched.
-  await db.cluster.admin(`CREATE FUNCTION refuse_forget() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'kept by a test'; END $$`, [], 'knocknoc');
+  await db.cluster.admin(
+    `CREATE FUNCTION refuse_forget() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'kept by a test'; END $$`,
+    [],
+    'knocknoc',
+  );
   await db.cluster.admin('CREATE TRIGGER refuse_forget BEFORE DELETE ON servers FOR EACH ROW EXECUTE FUNCTION refuse_forget()', [], 'knocknoc');
   const refused = await knocker(['server', 'forget', 'web-gone', '--root', root.dir]);
   expect(refused.exitCode, refused.stderr).toBe(4);

@@ -27,7 +27,9 @@ test('a second node with the name of an online node does not start, and the firs
   const confFile = await writeServerConf([`Listen = 127.0.0.3:${port}`, `DatabaseURL = ${db.url}`, 'ServerName = web-1']);
   const second = launchServer({ confFile, name: 'web-1 (second)', host: '127.0.0.3', port });
   expect(await second.exited).toBe(3);
-  expect(second.stderr()).toContain(`knocknoc-server: error: another node (at 127.0.0.2:${first.port}) is online as "web-1": two nodes cannot share a ServerName`);
+  expect(second.stderr()).toContain(
+    `knocknoc-server: error: another node (at 127.0.0.2:${first.port}) is online as "web-1": two nodes cannot share a ServerName`,
+  );
   expect(second.stderr()).toContain(`hint: give this node a name of its own (ServerName in ${confFile}), then start it again`);
   expect(await registry()).toEqual([{ name: 'web-1', listen: `127.0.0.2:${first.port}` }]);
   expect((await first.status()).http).toBe(200);
@@ -53,14 +55,18 @@ test('install refuses a name an online node holds (exit 3, nothing written) and 
   const root = await makeRoot();
   roots.push(root);
   const listen = `127.0.0.3:${await freePort('127.0.0.3')}`;
-  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-9'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
+  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-9'], {
+    env: { KNOCKNOC_DATABASE_URL: db.url },
+  });
   expect(result.exitCode).toBe(3);
   expect(result.stderr).toContain(`✗ FAIL server name "web-9": the online node at 127.0.0.2:${first.port} already has this name`);
   expect(result.stderr).toContain('hint: give this node its own name: add --server-name web-9-2');
   await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();
 
   // With the name the hint gives, the same command installs and the node is listed beside the first.
-  const fixed = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-9-2'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
+  const fixed = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'web-9-2'], {
+    env: { KNOCKNOC_DATABASE_URL: db.url },
+  });
   expect(fixed.exitCode).toBe(0);
   expect(fixed.stderr).toContain('✔ ok   server name "web-9-2": free in the registry');
   expect((await registry()).map((r) => r.name)).toEqual(expect.arrayContaining(['web-9', 'web-9-2']));

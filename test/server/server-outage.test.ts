@@ -27,5 +27,7 @@ test('database stopped: 503 unreachable; started again: 200 without restarting t
   // One outage, reported once, however many health checks came in meanwhile.
   expect(node.stdout().match(/database unreachable:/g)).toHaveLength(1);
   // The heartbeat resumed: the registry sees the node again.
-  await expect.poll(async () => (await request(node.url('/'))).body, { timeout: 15_000 }).toMatch(/<td>web-1 \(this node\)<\/td><td>[^<]+<\/td><td>1\.0\.0<\/td><td>online<\/td>/);
+  await expect
+    .poll(async () => (await request(node.url('/'))).body, { timeout: 15_000 })
+    .toMatch(/<td>web-1 \(this node\)<\/td><td>[^<]+<\/td><td>1\.0\.0<\/td><td>online<\/td>/);
 });

@@ -27,7 +27,9 @@ async function installedRoot(host: string): Promise<{ root: Root; url: string }>
   expect(install.stdout).toBe('');
   expect(install.exitCode).toBe(0);
   expect(install.stderr).toContain(`Knocknoc server: start it (daemon) and wait until http://${listen}/_status answers 200 …`);
-  expect(install.stderr).toMatch(new RegExp(`✔ done in [\\d.]+ s \\(pid \\d+; http://${listen.replace(/\./g, '\\.')}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\)\\)`));
+  expect(install.stderr).toMatch(
+    new RegExp(`✔ done in [\\d.]+ s \\(pid \\d+; http://${listen.replace(/\./g, '\\.')}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\)\\)`),
+  );
   return { root, url: `http://${listen}` };
 }
 
@@ -67,8 +69,12 @@ test('knocker service: status, stop, start and restart of what the install set u
   const running = await service('status');
   expect(running.exitCode).toBe(0);
   expect(running.stdout).toMatch(/^postgres {2}running {5}private cluster .*\/var\/lib\/knocknoc\/postgresql on 127\.0\.0\.3:\d+$/m);
-  expect(running.stdout).toMatch(new RegExp(`^server    running     pid \\d+, ${url}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\); log .*knocknoc\\.log$`, 'm'));
-  expect(running.stdout).toContain(`haproxy   not set up  no HAProxy configuration written by knocker in ${root.path('/etc/haproxy/haproxy.cfg')} (run \`knocker haproxy setup NAME=HOST:PORT … --root ${root.dir}\`)`);
+  expect(running.stdout).toMatch(
+    new RegExp(`^server    running     pid \\d+, ${url}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\); log .*knocknoc\\.log$`, 'm'),
+  );
+  expect(running.stdout).toContain(
+    `haproxy   not set up  no HAProxy configuration written by knocker in ${root.path('/etc/haproxy/haproxy.cfg')} (run \`knocker haproxy setup NAME=HOST:PORT … --root ${root.dir}\`)`,
+  );
 
   const stopped = await service('stop');
   expect(stopped.exitCode).toBe(0);
@@ -85,7 +91,9 @@ test('knocker service: status, stop, start and restart of what the install set u
   const started = await service('start');
   expect(started.exitCode).toBe(0);
   expect(started.stdout).toBe('');
-  expect(started.stderr).toMatch(/\[1\/2\] Start PostgreSQL[^\n]*\n {2}\[1\/2\] ✔ done[^\n]*\n {2}\[2\/2\] Start the Knocknoc server …\n {2}\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/);
+  expect(started.stderr).toMatch(
+    /\[1\/2\] Start PostgreSQL[^\n]*\n {2}\[1\/2\] ✔ done[^\n]*\n {2}\[2\/2\] Start the Knocknoc server …\n {2}\[2\/2\] ✔ done in [\d.]+ s \(pid \d+; http:\/\/127\.0\.0\.3:\d+\/_status: 200 ok/,
+  );
   expect((await request(`${url}/_status`)).status).toBe(200);
   expect((await service('start')).stderr).toContain('Nothing to do: postgres is already running, server is already running.');
 
@@ -117,7 +125,9 @@ test('a web node joining a database newer than its release: the start step fails
     const root = await makeRoot();
     roots.push(root);
     const listen = `127.0.0.4:${await freePort('127.0.0.4')}`;
-    const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3'], { env: { KNOCKNOC_DATABASE_URL: databaseUrl } });
+    const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3'], {
+      env: { KNOCKNOC_DATABASE_URL: databaseUrl },
+    });
     expect(result.exitCode).toBe(4);
     expect(result.stderr).toMatch(/warning: the database's schema \(version 2\) is newer than this release expects \(1\)/);
     expect(result.stderr).toMatch(

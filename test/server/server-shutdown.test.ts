@@ -36,6 +36,10 @@ test('SIGTERM during a slow request: it completes, the node exits 0 and shows as
   expect(await node.exited).toBe(0);
   expect(node.stdout()).toMatch(/marked "web-1" stopped in the registry/);
 
-  const rows = await db.cluster.admin<{ state: string; stopped: boolean }>(`SELECT state, stopped_at IS NOT NULL AS stopped FROM servers WHERE name = 'web-1'`, [], 'knocknoc');
+  const rows = await db.cluster.admin<{ state: string; stopped: boolean }>(
+    `SELECT state, stopped_at IS NOT NULL AS stopped FROM servers WHERE name = 'web-1'`,
+    [],
+    'knocknoc',
+  );
   expect(rows).toEqual([{ state: 'stopped', stopped: true }]);
 });

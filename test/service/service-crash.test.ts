@@ -26,14 +26,23 @@ test('a server killed with -9 is "crashed", with its pid and last log lines; sta
   await (await startServer({ host: '127.0.0.2', databaseUrl: db.url, name: 'first' })).waitForStatus(200);
   const root = await newRoot();
   const listen = `127.0.0.2:${await freePort('127.0.0.2')}`;
-  const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'crashy'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
+  const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'crashy'], {
+    env: { KNOCKNOC_DATABASE_URL: db.url },
+  });
   expect(install.exitCode, install.stderr).toBe(0);
   const pid = Number((await fs.readFile(root.path(PATHS.serverPid), 'utf8')).trim());
   // The node may answer /_status before its "listening" line has reached the file: the line this
   // test looks for among the last ones is waited for, then the node is killed.
   await expect.poll(() => fs.readFile(root.path(PATHS.serverLog), 'utf8'), { timeout: 20_000 }).toMatch(/knocknoc-server "crashy" 1\.0\.0 listening on/);
   process.kill(pid, 'SIGKILL');
-  await expect.poll(() => fs.readFile(`/proc/${pid}/stat`, 'utf8').then((s) => s.includes(') Z'), () => true)).toBe(true);
+  await expect
+    .poll(() =>
+      fs.readFile(`/proc/${pid}/stat`, 'utf8').then(
+        (s) => s.includes(') Z'),
+        () => true,
+      ),
+    )
+    .toBe(true);
 
   const status = await knocker(['service', 'status', 'server', '--root', root.dir]);
   expect(status.exitCode).toBe(1);

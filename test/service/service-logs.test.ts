@@ -19,7 +19,9 @@ test('service logs prints the last lines and follows new ones; health checks are
   await (await startServer({ host: '127.0.0.2', databaseUrl: db.url, name: 'first' })).waitForStatus(200);
   const root = await newRoot();
   const listen = `127.0.0.2:${await freePort('127.0.0.2')}`;
-  const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'logged'], { env: { KNOCKNOC_DATABASE_URL: db.url } });
+  const install = await knocker(['install', '--root', root.dir, '--listen', listen, '--database-option', '3', '--server-name', 'logged'], {
+    env: { KNOCKNOC_DATABASE_URL: db.url },
+  });
   expect(install.exitCode, install.stderr).toBe(0);
 
   const logs = await knocker(['service', 'logs', '--root', root.dir]);
@@ -32,7 +34,11 @@ test('service logs prints the last lines and follows new ones; health checks are
   expect(none.stderr).toContain(`hint: is it set up here? knocker service status postgres --root ${root.dir}`);
   expect((await knocker(['service', 'status', '--lines', '3', '--root', root.dir])).exitCode).toBe(2);
 
-  const follow = execa(process.execPath, [KNOCKER, 'service', 'logs', '-f', '-n', '1', '--root', root.dir], { env: cleanEnv(), extendEnv: false, reject: false });
+  const follow = execa(process.execPath, [KNOCKER, 'service', 'logs', '-f', '-n', '1', '--root', root.dir], {
+    env: cleanEnv(),
+    extendEnv: false,
+    reject: false,
+  });
   let seen = '';
   follow.stdout!.setEncoding('utf8').on('data', (chunk: string) => (seen += chunk));
   await waitFor('the first line', () => (seen.split('\n').length > 1 ? true : undefined));
@@ -58,14 +64,21 @@ test('knocknoc.log written to a file is kept under its bound: the old part moves
     const confFile = await writeServerConf([`Listen = 127.0.0.2:${port}`, `DatabaseURL = ${db.url}`, 'ServerName = bounded']);
     const file = path.join(dir, 'knocknoc.log');
     const out = await fs.open(file, 'a');
-    const child = spawn(process.execPath, [SERVER_BIN, '--config', confFile], { env: cleanEnv({ KNOCKNOC_LOG_MAX_BYTES: '65536' }), stdio: ['ignore', out.fd, out.fd] });
+    const child = spawn(process.execPath, [SERVER_BIN, '--config', confFile], {
+      env: cleanEnv({ KNOCKNOC_LOG_MAX_BYTES: '65536' }),
+      stdio: ['ignore', out.fd, out.fd],
+    });
     try {
       await waitFor('the node to answer', async () => ((await request(`http://127.0.0.2:${port}/_status`)).status === 200 ? true : undefined));
       // Requests to a page are each logged; enough of them to pass the bound several times over.
-      await waitFor('knocknoc.log.1', async () => {
-        await Promise.all(Array.from({ length: 200 }, () => request(`http://127.0.0.2:${port}/${'x'.repeat(150)}`)));
-        return (await fs.stat(`${file}.1`).catch(() => undefined)) ? true : undefined;
-      }, 60_000);
+      await waitFor(
+        'knocknoc.log.1',
+        async () => {
+          await Promise.all(Array.from({ length: 200 }, () => request(`http://127.0.0.2:${port}/${'x'.repeat(150)}`)));
+          return (await fs.stat(`${file}.1`).catch(() => undefined)) ? true : undefined;
+        },
+        60_000,
+      );
       expect((await fs.stat(`${file}.1`)).size).toBeGreaterThan(65_536);
       expect((await fs.stat(file)).size).toBeLessThan(65_536 + 512 * 1024);
       const rest = await fs.readFile(file, 'utf8');

@@ -52,7 +52,10 @@ async function sql<T = Record<string, unknown>>(name: string, text: string, data
 }
 
 async function standby(root: Root, name: string, ...args: string[]): Promise<RunResult> {
-  const result = await knocker(['standby', '--root', root.dir, ...args], { env: { PG_CLUSTER_CONF_ROOT: etc, KNOCKER_PG_CLUSTER: `${version}/${name}` }, timeoutMs: 180_000 });
+  const result = await knocker(['standby', '--root', root.dir, ...args], {
+    env: { PG_CLUSTER_CONF_ROOT: etc, KNOCKER_PG_CLUSTER: `${version}/${name}` },
+    timeoutMs: 180_000,
+  });
   outputs.push(result.stdout, result.stderr);
   return result;
 }
@@ -66,15 +69,37 @@ async function status(root: Root, name: string): Promise<{ exitCode: number; rep
 async function exposedb(request: Omit<ExposeRequest, 'conn'>): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runExposeDb({ ...request, conn: appConn }, { root: rootA, io: { out: (l) => out.push(l), err: (l) => err.push(l) }, findCluster: findSystemCluster });
+  const code = await runExposeDb(
+    { ...request, conn: appConn },
+    { root: rootA, io: { out: (l) => out.push(l), err: (l) => err.push(l) }, findCluster: findSystemCluster },
+  );
   outputs.push(...out, ...err);
   return { code, out, err };
 }
 
 async function createCluster(name: string, port: number): Promise<void> {
-  await execa('pg_createcluster', ['-u', 'postgres', '-d', path.join(base, `data-${name}`), '-s', path.join(base, `sock-${name}`), '-l', path.join(base, `${name}.log`), '-p', String(port), version, name, '--', '--no-sync'], {
-    env: { PG_CLUSTER_CONF_ROOT: etc },
-  });
+  await execa(
+    'pg_createcluster',
+    [
+      '-u',
+      'postgres',
+      '-d',
+      path.join(base, `data-${name}`),
+      '-s',
+      path.join(base, `sock-${name}`),
+      '-l',
+      path.join(base, `${name}.log`),
+      '-p',
+      String(port),
+      version,
+      name,
+      '--',
+      '--no-sync',
+    ],
+    {
+      env: { PG_CLUSTER_CONF_ROOT: etc },
+    },
+  );
   // A self-signed certificate, as Debian's ssl-cert package makes ("snakeoil").
   const key = path.join(base, `snakeoil-${name}.key`);
   const crt = path.join(base, `snakeoil-${name}.pem`);
@@ -133,7 +158,11 @@ test('exposedb --add-standby on a Debian cluster: replication lines in /etc/…/
   const result = await exposedb({ action: 'add-standby', standby: `${B}:${portB}` });
   expect(result.code, result.err.join('\n')).toBe(0);
   bundle = result.out[0]!;
-  const content = JSON.parse(await fs.readFile(bundle, 'utf8')) as { password: string; primary: { host: string; port: number }; standby: { host: string; port: number } };
+  const content = JSON.parse(await fs.readFile(bundle, 'utf8')) as {
+    password: string;
+    primary: { host: string; port: number };
+    standby: { host: string; port: number };
+  };
   password = content.password;
   expect(content.primary).toEqual({ host: A, port: portA });
   expect(content.standby).toEqual({ host: B, port: portB });
@@ -141,7 +170,7 @@ test('exposedb --add-standby on a Debian cluster: replication lines in /etc/…/
   expect(hba).toMatch(new RegExp(`^hostssl  replication  knocker_replicator  ${B.replace(/\./g, '\\.')}/32  scram-sha-256$`, 'm'));
 }, 120_000);
 
-test('standby init on a Debian host: the empty cluster Debian made is set aside, the clone streams with this host\'s own configuration', async () => {
+test("standby init on a Debian host: the empty cluster Debian made is set aside, the clone streams with this host's own configuration", async () => {
   const b = await cluster('pb');
   // Refused, nothing changed: a cluster the host does not have; a cluster on another port than the bundle's standby.
   const unknown = await standby(rootB, 'nope', 'init', '--bundle', bundle);
@@ -177,7 +206,9 @@ test('standby init on a Debian host: the empty cluster Debian made is set aside,
   expect(listed.stdout).toMatch(new RegExp(`^${version}\\s+pb\\s+${portB}\\s+online,recovery\\s`, 'm'));
   // A row written on A reaches B.
   await sql('pa', 'INSERT INTO standby_probe VALUES (1)', 'knocknoc');
-  await waitFor('the row on the standby', async () => ((await sql('pb', 'SELECT 1 FROM standby_probe WHERE id = 1', 'knocknoc')).length === 1 ? true : undefined));
+  await waitFor('the row on the standby', async () =>
+    (await sql('pb', 'SELECT 1 FROM standby_probe WHERE id = 1', 'knocknoc')).length === 1 ? true : undefined,
+  );
   // Again: nothing to change.
   const again = await standby(rootB, 'pb', 'init', '--bundle', bundle);
   expect(again.exitCode, again.stderr).toBe(0);
@@ -202,7 +233,9 @@ test('switchover there and back through pg_ctlcluster: each cluster keeps its ow
   expect(over.exitCode, over.stderr).toBe(0);
   expect(over.stdout.trim()).toBe(`primary ${B}:${portB}`);
   await sql('pb', 'INSERT INTO standby_probe VALUES (2)', 'knocknoc');
-  await waitFor('the row on the old primary, now a standby', async () => ((await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 2', 'knocknoc')).length === 1 ? true : undefined));
+  await waitFor('the row on the old primary, now a standby', async () =>
+    (await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 2', 'knocknoc')).length === 1 ? true : undefined,
+  );
   const onA = await status(rootA, 'pa');
   expect(onA.report.node).toMatchObject({ role: 'standby', timeline: 2 });
   expect(onA.report.receiver).toMatchObject({ status: 'streaming' });
@@ -227,7 +260,9 @@ test('primary A lost (stopped -m immediate): promote B; rejoin A with pg_rewind 
   const rejoin = await standby(rootA, 'pa', 'rejoin');
   expect(rejoin.exitCode, rejoin.stderr).toBe(0);
   expect(rejoin.stdout.trim(), rejoin.stderr).toMatch(new RegExp(`^standby of ${B.replace(/\./g, '\\.')}:${portB} \\(rewind\\)$`));
-  await waitFor('row 5 on A, now B\'s standby', async () => ((await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 5', 'knocknoc')).length === 1 ? true : undefined));
+  await waitFor("row 5 on A, now B's standby", async () =>
+    (await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 5', 'knocknoc')).length === 1 ? true : undefined,
+  );
   const onA = await status(rootA, 'pa');
   expect(onA.exitCode).toBe(0);
   expect(onA.report.node).toMatchObject({ host: A, role: 'standby' });

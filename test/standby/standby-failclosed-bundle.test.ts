@@ -46,7 +46,10 @@ async function nothingWritten(): Promise<void> {
 }
 
 test('a port with a newline (a restore_command injected) is refused field by field, exit 2, nothing written, --dry-run too', async () => {
-  const file = await variant('port', { ...bundle, standby: { ...bundle.standby, port: `${bundle.standby.port}\nrestore_command = 'touch /tmp/knocker-pwned'` } });
+  const file = await variant('port', {
+    ...bundle,
+    standby: { ...bundle.standby, port: `${bundle.standby.port}\nrestore_command = 'touch /tmp/knocker-pwned'` },
+  });
   for (const extra of [['--dry-run'], []]) {
     const result = await standby(rootB, 'init', '--bundle', file, ...extra);
     expect(result.exitCode, result.stderr).toBe(2);

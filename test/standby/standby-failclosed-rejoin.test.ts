@@ -13,7 +13,20 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { findPgBinaries, startCluster, stopCluster } from '../../src/postgres/cluster.js';
 import { PATHS } from '../../src/system/root.js';
 import { waitFor } from '../helpers/server.js';
-import { clusterOf, finish, makePair, postmasterPid, role, run, standby, startSampler, waitRole, writerFor, type Pair, type Sampler } from '../helpers/failclosed.js';
+import {
+  clusterOf,
+  finish,
+  makePair,
+  postmasterPid,
+  role,
+  run,
+  standby,
+  startSampler,
+  waitRole,
+  writerFor,
+  type Pair,
+  type Sampler,
+} from '../helpers/failclosed.js';
 import { killPostmaster, sql } from '../helpers/standby.js';
 
 let pair: Pair;
@@ -82,7 +95,9 @@ test('unplanned promote: the old primary started while the new one is silent com
   expect((await standby(pair.rootA, 'status')).stdout).toContain(`remove with: rm -r ${kept[0]!.path}`);
   // The writes the new primary never got are in the kept WAL (their inserts, past the divergence).
   const bin = (await findPgBinaries())!;
-  const dump = await execa(path.join(bin.dir, 'pg_waldump'), ['--path', kept[0]!.path, '--start', diverged![1]!, '--timeline', diverged![2]!], { reject: false });
+  const dump = await execa(path.join(bin.dir, 'pg_waldump'), ['--path', kept[0]!.path, '--start', diverged![1]!, '--timeline', diverged![2]!], {
+    reject: false,
+  });
   expect(dump.stdout.match(/INSERT/g)?.length ?? 0).toBeGreaterThanOrEqual(200);
   expect(await sql(pair.rootB, 'SELECT 1 FROM standby_probe WHERE id > 900000')).toEqual([]);
   await finish(pair.rootB, writer, sampler);

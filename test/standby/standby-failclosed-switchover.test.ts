@@ -33,7 +33,12 @@ test('switchover: the standby stalls after pg_promote was sent; the old primary 
   await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
   const stalled = await postmasterPid(pair.rootB);
   let stopped = false;
-  const child = execa(process.execPath, [KNOCKER, 'standby', '--root', pair.rootA.dir, 'switchover', '--catch-up-timeout', '3'], { env: cleanEnv(), extendEnv: false, reject: false, timeout: 120_000 });
+  const child = execa(process.execPath, [KNOCKER, 'standby', '--root', pair.rootA.dir, 'switchover', '--catch-up-timeout', '3'], {
+    env: cleanEnv(),
+    extendEnv: false,
+    reject: false,
+    timeout: 120_000,
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();

@@ -69,17 +69,33 @@ test('promote --force: the old primary, still up, is fenced first (read-only, se
 }, 180_000);
 
 test('a standby whose slot lost WAL: status says it must be cloned again, rejoin re-clones it', async () => {
-  const clusterA = { bin: (await findPgBinaries())!, dataDir: rootA.path(PATHS.pgData), socketDir: rootA.path(PATHS.pgSocketDir), logFile: rootA.path(PATHS.pgLog), host: A, port, osUser: await clusterOwner() };
+  const clusterA = {
+    bin: (await findPgBinaries())!,
+    dataDir: rootA.path(PATHS.pgData),
+    socketDir: rootA.path(PATHS.pgSocketDir),
+    logFile: rootA.path(PATHS.pgLog),
+    host: A,
+    port,
+    osUser: await clusterOwner(),
+  };
   await stopCluster(clusterA);
   await sql(rootB, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`, [], 'postgres');
   await sql(rootB, 'SELECT pg_reload_conf()', [], 'postgres');
   await waitFor(
     'the slot to lose WAL',
     async () => {
-      await sql(rootB, 'INSERT INTO standby_probe (id) SELECT g FROM generate_series((SELECT coalesce(max(id), 0) + 1 FROM standby_probe), (SELECT coalesce(max(id), 0) + 2000 FROM standby_probe)) g');
+      await sql(
+        rootB,
+        'INSERT INTO standby_probe (id) SELECT g FROM generate_series((SELECT coalesce(max(id), 0) + 1 FROM standby_probe), (SELECT coalesce(max(id), 0) + 2000 FROM standby_probe)) g',
+      );
       await sql(rootB, 'SELECT pg_switch_wal()', [], 'postgres');
       await sql(rootB, 'CHECKPOINT', [], 'postgres');
-      const slot = await sql<{ wal_status: string }>(rootB, `SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'knocker_127_0_0_90'`, [], 'postgres');
+      const slot = await sql<{ wal_status: string }>(
+        rootB,
+        `SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'knocker_127_0_0_90'`,
+        [],
+        'postgres',
+      );
       return slot[0]?.wal_status === 'lost' ? true : undefined;
     },
     60_000,
@@ -114,7 +130,15 @@ test('exposedb --add-standby refuses a primary pg_rewind could not use (full_pag
 test('rejoin when pg_rewind cannot work (WAL it needs was removed): it falls back to a fresh clone', async () => {
   const bin = (await findPgBinaries())!;
   const osUser = await clusterOwner();
-  const cluster = (root: Root, host: string) => ({ bin, dataDir: root.path(PATHS.pgData), socketDir: root.path(PATHS.pgSocketDir), logFile: root.path(PATHS.pgLog), host, port, osUser });
+  const cluster = (root: Root, host: string) => ({
+    bin,
+    dataDir: root.path(PATHS.pgData),
+    socketDir: root.path(PATHS.pgSocketDir),
+    logFile: root.path(PATHS.pgLog),
+    host,
+    port,
+    osUser,
+  });
   // A is B's standby. A stops; B writes what A never gets and stops cleanly; A is promoted by hand.
   await waitFor('A streaming', async () => ((await status(rootA)).report.receiver?.status === 'streaming' ? true : undefined));
   await stopCluster(cluster(rootA, A));

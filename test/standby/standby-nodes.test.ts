@@ -51,10 +51,14 @@ async function nodeStatus(host: string, nodePort: number): Promise<{ http: numbe
 /** Every web node answers 200 from `host`. */
 async function allOn(host: string, timeoutMs = 60_000): Promise<void> {
   for (const node of web!.nodes) {
-    await waitFor(`${node.name} 200 from ${host}:${port}`, async () => {
-      const s = await nodeStatus(node.host, node.port);
-      return s?.http === 200 && s.databaseHost === `${host}:${port}` ? true : undefined;
-    }, timeoutMs);
+    await waitFor(
+      `${node.name} 200 from ${host}:${port}`,
+      async () => {
+        const s = await nodeStatus(node.host, node.port);
+        return s?.http === 200 && s.databaseHost === `${host}:${port}` ? true : undefined;
+      },
+      timeoutMs,
+    );
   }
 }
 
@@ -84,7 +88,12 @@ beforeAll(async () => {
   await fs.copyFile(rootA.path(PATHS.clusterCaCert), rootB.path(PATHS.databaseCa));
   next = await makeRelease({
     version: '1.1.0',
-    migrations: [{ name: 'standby_marker', sql: 'CREATE TABLE standby_marker (migrated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO standby_marker DEFAULT VALUES;' }],
+    migrations: [
+      {
+        name: 'standby_marker',
+        sql: 'CREATE TABLE standby_marker (migrated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO standby_marker DEFAULT VALUES;',
+      },
+    ],
   });
   web = await startUpgradeCluster({ hosts: NODES, haproxyHost: HAPROXY, databaseUrl: multi });
 }, 240_000);
@@ -147,7 +156,9 @@ test('knocker upgrade with a standby under steady load: the migration replicated
   const before = await schemaVersion(rootA);
   const load = steadyLoad(web!.haproxy.url, 50);
   await new Promise((r) => setTimeout(r, 500));
-  const result = await knocker(['upgrade', '--root', web!.root.dir, '--upgrade-command', web!.commandFor(next!.dir), '--non-interactive'], { timeoutMs: 180_000 });
+  const result = await knocker(['upgrade', '--root', web!.root.dir, '--upgrade-command', web!.commandFor(next!.dir), '--non-interactive'], {
+    timeoutMs: 180_000,
+  });
   await new Promise((r) => setTimeout(r, 500));
   const report = await load.stop();
   expect(result.exitCode, result.stdout + result.stderr).toBe(0);
@@ -168,7 +179,10 @@ test('kill -9 of the primary, standby promote: every web node serves from the ne
   await allOn(B);
   // The nodes write there: their heartbeat rows on the new primary are fresh.
   await waitFor('heartbeats on the new primary', async () => {
-    const rows = await sql<{ n: number }>(rootB, `SELECT count(*)::int AS n FROM servers WHERE state = 'running' AND last_seen > now() - interval '10 seconds'`);
+    const rows = await sql<{ n: number }>(
+      rootB,
+      `SELECT count(*)::int AS n FROM servers WHERE state = 'running' AND last_seen > now() - interval '10 seconds'`,
+    );
     return rows[0]!.n === NODES.length ? true : undefined;
   });
 
@@ -179,7 +193,8 @@ test('kill -9 of the primary, standby promote: every web node serves from the ne
   expect(ro[0]).toEqual({ r: true, ro: 'on' });
   await expect(sql(rootA, 'CREATE TABLE after_fence (id integer)')).rejects.toThrow(/read-only transaction/);
   // HAProxy took the nodes out of rotation while the database was lost: back in (2 passing checks).
-  for (const node of web!.nodes) await waitFor(`${node.name} UP in HAProxy`, async () => ((await web!.haproxy.statusOf(node.name)).statusText === 'UP' ? true : undefined), 30_000);
+  for (const node of web!.nodes)
+    await waitFor(`${node.name} UP in HAProxy`, async () => ((await web!.haproxy.statusOf(node.name)).statusText === 'UP' ? true : undefined), 30_000);
   // The nodes, which list A first, stay on B: each heartbeats there after A is back.
   const [{ t }] = (await sql<{ t: string }>(rootB, 'SELECT now()::text AS t')) as [{ t: string }];
   const load = steadyLoad(web!.haproxy.url, 20);
@@ -195,10 +210,14 @@ test('kill -9 of the primary, standby promote: every web node serves from the ne
 test('rejoin, then a switchover back under steady load: every request answered, the nodes on the new primary', async () => {
   const rejoined = await standby(rootA, 'rejoin');
   expect(rejoined.exitCode, rejoined.stderr).toBe(0);
-  await waitFor('A streaming from B', async () => {
-    const s = JSON.parse((await standby(rootA, 'status', '--json')).stdout) as { receiver?: { status: string } };
-    return s.receiver?.status === 'streaming' ? true : undefined;
-  }, 60_000);
+  await waitFor(
+    'A streaming from B',
+    async () => {
+      const s = JSON.parse((await standby(rootA, 'status', '--json')).stdout) as { receiver?: { status: string } };
+      return s.receiver?.status === 'streaming' ? true : undefined;
+    },
+    60_000,
+  );
   const load = steadyLoad(web!.haproxy.url, 50);
   await new Promise((r) => setTimeout(r, 1000));
   const result = await standby(rootB, 'switchover');
@@ -215,11 +234,14 @@ test('knocker install, database option 3, with the string standby init printed: 
   const root = await makeRoot();
   extraRoots.push(root);
   const listen = `${INSTALLED}:${await freePort(INSTALLED)}`;
-  const result = await knocker(['install', '--root', root.dir, '--listen', listen, '--server-name', 'web-9', '--database-option', '3', '--database-ca', rootA.path(PATHS.clusterCaCert)], {
-    // The release the database is at since the upgrade.
-    bin: next!.knockerBin,
-    env: { KNOCKNOC_DATABASE_URL: multi },
-  });
+  const result = await knocker(
+    ['install', '--root', root.dir, '--listen', listen, '--server-name', 'web-9', '--database-option', '3', '--database-ca', rootA.path(PATHS.clusterCaCert)],
+    {
+      // The release the database is at since the upgrade.
+      bin: next!.knockerBin,
+      env: { KNOCKNOC_DATABASE_URL: multi },
+    },
+  );
   expect(result.stdout).toBe('');
   expect(result.exitCode, result.stdout).toBe(0);
   // A is the primary again (the switchover), B its standby.

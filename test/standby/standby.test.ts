@@ -55,7 +55,15 @@ async function status(root: Root): Promise<{ exitCode: number; report: Record<st
 
 /** The private cluster of a root as the test harness starts and stops it (as an operator's pg_ctl would). */
 async function clusterOf(root: Root, host: string) {
-  return { bin: (await findPgBinaries())!, dataDir: root.path(PATHS.pgData), socketDir: root.path(PATHS.pgSocketDir), logFile: root.path(PATHS.pgLog), host, port, osUser: await clusterOwner() };
+  return {
+    bin: (await findPgBinaries())!,
+    dataDir: root.path(PATHS.pgData),
+    socketDir: root.path(PATHS.pgSocketDir),
+    logFile: root.path(PATHS.pgLog),
+    host,
+    port,
+    osUser: await clusterOwner(),
+  };
 }
 
 beforeAll(async () => {
@@ -85,7 +93,10 @@ test('exposedb --add-standby: replication role (SCRAM verifier), hostssl replica
   const content = await readJson<{ password: string; certificate: string; standby: { host: string; port: number } }>(bundle);
   expect(content.standby).toEqual({ host: B, port });
   replicationPassword = content.password;
-  const role = await sql<{ rolreplication: boolean; rolsuper: boolean; rolpassword: string }>(rootA, `SELECT rolreplication, rolsuper, rolpassword FROM pg_authid WHERE rolname = 'knocker_replicator'`);
+  const role = await sql<{ rolreplication: boolean; rolsuper: boolean; rolpassword: string }>(
+    rootA,
+    `SELECT rolreplication, rolsuper, rolpassword FROM pg_authid WHERE rolname = 'knocker_replicator'`,
+  );
   expect(role[0]).toMatchObject({ rolreplication: true, rolsuper: false });
   expect(role[0]!.rolpassword).toMatch(/^SCRAM-SHA-256\$/);
   const hba = await fs.readFile(rootA.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8');
@@ -101,12 +112,20 @@ test('exposedb --add-standby: replication role (SCRAM verifier), hostssl replica
 });
 
 test('standby init: a clone cut off (kill -9) leaves no cluster; the re-run under write load clears it, drops the stale slot and streams', async () => {
-  const child = execa(process.execPath, [KNOCKER, 'standby', '--root', rootB.dir, 'init', '--bundle', bundle, '--max-rate', '32k'], { env: cleanEnv(), extendEnv: false, reject: false });
-  await waitFor('the slow clone to be copying', async () => {
-    const slots = await sql<{ active: boolean }>(rootA, `SELECT active FROM pg_replication_slots WHERE slot_name = 'knocker_127_0_0_81'`);
-    const files = await fs.readdir(rootB.path(STANDBY_PATHS.clone)).catch(() => []);
-    return slots[0]?.active && files.length > 0 ? true : undefined;
-  }, 60_000);
+  const child = execa(process.execPath, [KNOCKER, 'standby', '--root', rootB.dir, 'init', '--bundle', bundle, '--max-rate', '32k'], {
+    env: cleanEnv(),
+    extendEnv: false,
+    reject: false,
+  });
+  await waitFor(
+    'the slow clone to be copying',
+    async () => {
+      const slots = await sql<{ active: boolean }>(rootA, `SELECT active FROM pg_replication_slots WHERE slot_name = 'knocker_127_0_0_81'`);
+      const files = await fs.readdir(rootB.path(STANDBY_PATHS.clone)).catch(() => []);
+      return slots[0]?.active && files.length > 0 ? true : undefined;
+    },
+    60_000,
+  );
   child.kill('SIGKILL');
   await child;
   expect(await fs.stat(rootB.path(PATHS.pgData)).catch(() => undefined)).toBeUndefined();
@@ -115,10 +134,16 @@ test('standby init: a clone cut off (kill -9) leaves no cluster; the re-run unde
   const writer = startWriter(nodesUrl, hosts(), WRITER, ca);
   await waitFor('some writes', () => (writer.acked.length > 20 ? true : undefined));
   // libpq variables in knocker's environment must reach neither pg_basebackup nor the walreceiver.
-  const init = await run(['standby', '--root', rootB.dir, 'init', '--bundle', bundle], { PGPASSWORD: 'not-the-password', PGUSER: 'nobody', PGSSLMODE: 'disable' });
+  const init = await run(['standby', '--root', rootB.dir, 'init', '--bundle', bundle], {
+    PGPASSWORD: 'not-the-password',
+    PGUSER: 'nobody',
+    PGSSLMODE: 'disable',
+  });
   expect(init.exitCode, init.stderr).toBe(0);
   expect(init.stderr).toContain('a slot a cut-off clone left was dropped first');
-  expect(init.stdout.trim()).toBe(`postgres://knocknoc_remote:${new URL(nodesUrl).password}@${A}:${port},${B}:${port}/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=${rootB.path(PATHS.databaseCa)}`);
+  expect(init.stdout.trim()).toBe(
+    `postgres://knocknoc_remote:${new URL(nodesUrl).password}@${A}:${port},${B}:${port}/knocknoc?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=${rootB.path(PATHS.databaseCa)}`,
+  );
   await waitFor('more writes while streaming', () => (writer.acked.length > 200 ? true : undefined));
   await writer.stop();
   const acked = writer.acked;
@@ -280,7 +305,9 @@ test('rejoin after a same-timeline divergence (started without standby.signal, w
   expect(result.exitCode, result.stderr).toBe(0);
   expect(result.stdout.trim()).toBe(`standby of ${B}:${port} (reclone)`);
   expect(result.stderr).toContain('same-timeline divergence');
-  const kept = (await fs.readdir(path.dirname(rootA.path(PATHS.pgData)))).filter((n) => n.startsWith('postgresql.before-rejoin-')).map((n) => path.join(path.dirname(rootA.path(PATHS.pgData)), n))[0]!;
+  const kept = (await fs.readdir(path.dirname(rootA.path(PATHS.pgData))))
+    .filter((n) => n.startsWith('postgresql.before-rejoin-'))
+    .map((n) => path.join(path.dirname(rootA.path(PATHS.pgData)), n))[0]!;
   expect(await fs.stat(path.join(kept, 'PG_VERSION'))).toBeTruthy();
   const onA = await status(rootA);
   expect(onA.report.node).toMatchObject({ role: 'standby', timeline: 4 });

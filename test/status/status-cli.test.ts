@@ -73,10 +73,14 @@ test('healthy, then degraded: exit 0 and 1, the same story in plain text, JSON a
   const web3 = refused.status.servers[0]!;
   expect(web3).toMatchObject({ name: 'web-3', health: 'fail', status: { http: null, error: 'connection refused' } });
   expect(refused.status.verdict).toBe('degraded: 1 of 3 servers not healthy');
-  const offline = await waitFor('web-3 to be offline in the registry', async () => {
-    const { status } = await json(root.dir);
-    return status.servers.find((s) => s.name === 'web-3')?.state === 'offline' ? status : undefined;
-  }, 30_000);
+  const offline = await waitFor(
+    'web-3 to be offline in the registry',
+    async () => {
+      const { status } = await json(root.dir);
+      return status.servers.find((s) => s.name === 'web-3')?.state === 'offline' ? status : undefined;
+    },
+    30_000,
+  );
   expect(offline.servers[0]).toMatchObject({ name: 'web-3', registry: { state: 'running', online: false } });
   const text = await knocker(['status', '--once', '--root', root.dir]);
   expect(text.exitCode).toBe(1);
@@ -106,7 +110,11 @@ test('the database cannot be reached: exit 3 saying why, never the password; no 
   const root = await newRoot();
   await fs.mkdir(path.dirname(root.path(PATHS.conf)), { recursive: true });
   const port = await freePort('127.0.0.136');
-  await fs.writeFile(root.path(PATHS.conf), `Listen = 127.0.0.136:8756\nDatabaseURL = postgres://knocknoc:hunter2secret@127.0.0.136:${port}/knocknoc\nServerName = web-9\n`, { mode: 0o600 });
+  await fs.writeFile(
+    root.path(PATHS.conf),
+    `Listen = 127.0.0.136:8756\nDatabaseURL = postgres://knocknoc:hunter2secret@127.0.0.136:${port}/knocknoc\nServerName = web-9\n`,
+    { mode: 0o600 },
+  );
   const text = await knocker(['status', '--once', '--root', root.dir]);
   expect(text.exitCode).toBe(3);
   expect(text.stdout).toMatch(/the database could not be reached: .*127\.0\.0\.136/);
@@ -127,5 +135,14 @@ test('the database cannot be reached: exit 3 saying why, never the password; no 
   }
   const help = await knocker(['status', '--help']);
   expect(help.exitCode).toBe(0);
-  for (const flag of ['--once', '--json', '--interval <seconds>', '--admin', '--format <format>', '--output <file>', 'Exit codes of --once, --json and --format']) expect(help.stdout).toContain(flag);
+  for (const flag of [
+    '--once',
+    '--json',
+    '--interval <seconds>',
+    '--admin',
+    '--format <format>',
+    '--output <file>',
+    'Exit codes of --once, --json and --format',
+  ])
+    expect(help.stdout).toContain(flag);
 });

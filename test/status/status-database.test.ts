@@ -39,7 +39,21 @@ beforeAll(async () => {
     port: await freePort(STANDBY_HOST),
     osUser: owner,
   };
-  await execa('runuser', ['-u', owner, '--', path.join(primary.bin.dir, 'pg_basebackup'), '-h', primary.socketDir, '-p', String(primary.port), '-D', standby.dataDir, '-X', 'stream', '--checkpoint=fast']);
+  await execa('runuser', [
+    '-u',
+    owner,
+    '--',
+    path.join(primary.bin.dir, 'pg_basebackup'),
+    '-h',
+    primary.socketDir,
+    '-p',
+    String(primary.port),
+    '-D',
+    standby.dataDir,
+    '-X',
+    'stream',
+    '--checkpoint=fast',
+  ]);
   await writeClusterSettings(standby);
   await fs.appendFile(path.join(standby.dataDir, 'pg_hba.conf'), `host all all ${NODE_HOST}/32 scram-sha-256\n`);
   await fs.appendFile(
@@ -63,7 +77,9 @@ async function rootFor(databaseUrl: string, listen: string): Promise<Root> {
   return root;
 }
 
-async function statusJson(root: Root): Promise<{ exitCode: number; status: { database: Record<string, unknown> & { standbys: Array<Record<string, unknown>> } } }> {
+async function statusJson(
+  root: Root,
+): Promise<{ exitCode: number; status: { database: Record<string, unknown> & { standbys: Array<Record<string, unknown>> } } }> {
   const result = await knocker(['status', '--json', '--root', root.dir]);
   expect(result.stderr).toBe('');
   return { exitCode: result.exitCode, status: JSON.parse(result.stdout) };
@@ -73,12 +89,18 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
   const node = await startServer({ host: NODE_HOST, databaseUrl: db.url, name: 'web-1' });
   const listen = `${node.host}:${node.port}`;
   const onPrimary = await rootFor(db.url, listen);
-  await expect.poll(async () => (await db.cluster.admin<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!.n, { timeout: 20_000 }).toBe(1);
+  await expect
+    .poll(async () => (await db.cluster.admin<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!.n, {
+      timeout: 20_000,
+    })
+    .toBe(1);
 
   const hidden = await statusJson(onPrimary);
   expect(hidden.exitCode).toBe(0);
   expect(hidden.status.database).toMatchObject({ role: 'primary', limited: true, schemaVersion: 1, connections: { max: 100 } });
-  expect(hidden.status.database.standbys).toEqual([{ name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null, slot: null }]);
+  expect(hidden.status.database.standbys).toEqual([
+    { name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null, slot: null },
+  ]);
   const hiddenText = await knocker(['status', '--once', '--root', onPrimary.dir]);
   expect(hiddenText.stdout).toContain('database primary, 1 standby (lag hidden: needs pg_monitor)');
   expect(hiddenText.stdout).toContain('standby standby-1: ?, lag hidden (needs pg_monitor)');

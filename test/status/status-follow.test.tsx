@@ -96,8 +96,19 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   const before = await newRootStatus(url([P, S]), listen);
   expect(before.exitCode).toBe(0);
   expect(before.database).toMatchObject({ role: 'primary', host: P, hosts: [P, S] });
-  expect(before.database.standbys).toEqual([expect.objectContaining({ name: 'standby_b', state: 'streaming', syncState: 'async', lagBytes: expect.any(Number), lagSeconds: expect.any(Number), slot: 'standby_b' })]);
-  expect(before.database.slots).toEqual([{ name: 'standby_b', type: 'physical', active: true, walStatus: 'reserved', retainedBytes: expect.any(Number), safeWalSizeBytes: null }]);
+  expect(before.database.standbys).toEqual([
+    expect.objectContaining({
+      name: 'standby_b',
+      state: 'streaming',
+      syncState: 'async',
+      lagBytes: expect.any(Number),
+      lagSeconds: expect.any(Number),
+      slot: 'standby_b',
+    }),
+  ]);
+  expect(before.database.slots).toEqual([
+    { name: 'standby_b', type: 'physical', active: true, walStatus: 'reserved', retainedBytes: expect.any(Number), safeWalSizeBytes: null },
+  ]);
   expect(before.servers.map((s) => [s.name, s.state, s.status?.databaseHost])).toEqual([
     ['web-1', 'ok', P],
     ['web-2', 'ok', P],
@@ -131,10 +142,14 @@ test('the standby with its lag and slot; every node on the primary; a node left 
   monitor.start();
   const ui = render(<Dashboard services={{ monitor, staleAfterMs: () => staleAfterMs(monitor) }} onExit={() => {}} />);
   try {
-    const shown = await waitFor('the dashboard to flag web-1', () => {
-      const current = frame(ui);
-      return /two-primar/.test(rowOf(current, 'web-1')) ? current : undefined;
-    }, 30_000).catch((error: Error) => {
+    const shown = await waitFor(
+      'the dashboard to flag web-1',
+      () => {
+        const current = frame(ui);
+        return /two-primar/.test(rowOf(current, 'web-1')) ? current : undefined;
+      },
+      30_000,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}; last frame:\n${frame(ui)}`);
     });
     expect(shown).toMatch(/\/_STATUS\s+DATABASE/);

@@ -5,8 +5,20 @@ import { expect, test } from 'vitest';
 import { DASHBOARD_KEYS, dashboardCommand, dashboardFooter, dashboardHelp, type DashboardCommand } from '../../src/screens/keys.js';
 
 const none: Key = {
-  upArrow: false, downArrow: false, leftArrow: false, rightArrow: false, pageDown: false, pageUp: false, return: false, escape: false,
-  ctrl: false, shift: false, tab: false, backspace: false, delete: false, meta: false,
+  upArrow: false,
+  downArrow: false,
+  leftArrow: false,
+  rightArrow: false,
+  pageDown: false,
+  pageUp: false,
+  return: false,
+  escape: false,
+  ctrl: false,
+  shift: false,
+  tab: false,
+  backspace: false,
+  delete: false,
+  meta: false,
 } as Key;
 
 const pressed: Array<[string, Partial<Key>, DashboardCommand]> = [
@@ -33,7 +45,10 @@ const pressed: Array<[string, Partial<Key>, DashboardCommand]> = [
 
 test('each key runs the command of its row; the admin ones are marked as needing --admin', () => {
   for (const [input, key, command] of pressed) {
-    expect(dashboardCommand(input, { ...none, ...key }), `${JSON.stringify(input)} ${JSON.stringify(key)}`).toEqual({ command, admin: ['drain', 'maint', 'ready'].includes(command) });
+    expect(dashboardCommand(input, { ...none, ...key }), `${JSON.stringify(input)} ${JSON.stringify(key)}`).toEqual({
+      command,
+      admin: ['drain', 'maint', 'ready'].includes(command),
+    });
   }
   expect(dashboardCommand('x', none)).toBeUndefined();
   // Every command of the table is reached by some key above.

@@ -41,7 +41,7 @@ function get(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-test('status --format prometheus and HAProxy\'s exporter give what the dashboard knows, parsed as Prometheus would', async () => {
+test("status --format prometheus and HAProxy's exporter give what the dashboard knows, parsed as Prometheus would", async () => {
   const { root } = await startStatusCluster({ root: await newRoot(), hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: db.url });
 
   const scraped = await knocker(['status', '--format', 'prometheus', '--root', root.dir]);

@@ -1,13 +1,6 @@
-// knocker status on the hosts of a pair knocker made (exposedb --add-standby, standby init): the
-// web nodes' login has no pg_monitor, yet the standby's state and lag are shown, read as
-// `knocker standby status` reads them (this host's own cluster through its admin session on the
-// primary). The standby host's path (the replication role with its passfile) has no test yet.
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { expect, test } from 'vitest';
 import { parseDatabaseUrl } from '../../src/postgres/url.js';
-import { freePort } from '../../src/system/host.js';
-import { PATHS, type Root } from '../../src/system/root.js';
+import type { Root } from '../../src/system/root.js';
 import { installPrimary } from '../helpers/exposedb.js';
 import { knocker } from '../helpers/knocker.js';
 import { useRoots } from '../helpers/roots.js';
@@ -41,7 +34,7 @@ test("a pair knocker made: the standby's state and lag without pg_monitor for th
   const nodesUrl = standby.stdout.trim();
   const parsed = parseDatabaseUrl(nodesUrl);
   if (!parsed.ok) throw new Error(parsed.error);
-  const port = parsed.value.hosts[0]!.port;
+  const _port = parsed.value.hosts[0]!.port;
   const slot = `knocker_${B.replace(/\./g, '_')}`;
 
   // On the primary's host, with its own node's single-host DatabaseURL.
@@ -52,5 +45,4 @@ test("a pair knocker made: the standby's state and lag without pg_monitor for th
   expect(text.stdout).not.toContain('needs pg_monitor');
   // (Its client address is 127.0.0.1: on one machine libpq leaves from it whatever 127.0.0.x it goes to.)
   expect(text.stdout).toMatch(new RegExp(`standby ${slot} \\(\\S+\\): streaming, async, lag \\d`));
-
 });

@@ -32,9 +32,23 @@ test('80 servers probed at once: never more than 32 requests in flight, every on
     most = Math.max(most, now);
     held.push(() => {
       now -= 1;
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'ok', server: 'web', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 1, versionMatch: true, database: 'ok', uptimeSeconds: 1 }));
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(
+        JSON.stringify({
+          status: 'ok',
+          server: 'web',
+          version: '1.0.0',
+          schemaVersion: 1,
+          databaseSchemaVersion: 1,
+          versionMatch: true,
+          database: 'ok',
+          uptimeSeconds: 1,
+        }),
+      );
     });
-    if (now >= 32 || arrived === 80) setTimeout(() => { for (const answer of held.splice(0)) answer(); }, 30);
+    if (now >= 32 || arrived === 80)
+      setTimeout(() => {
+        for (const answer of held.splice(0)) answer();
+      }, 30);
   });
   const targets = new Map(Array.from({ length: 80 }, (_, i) => [`web-${i + 1}`, address] as [string, string]));
   const results = await new Prober(() => 1000).probeAll(targets);
@@ -47,7 +61,12 @@ test('a server that never answers costs its timeout; the others are answered mea
   const hung = await listen(() => {});
   const fine = await listen((_req, res) => res.writeHead(200).end('{"status":"ok"}'));
   // The round ends (the test's own timeout would fail it otherwise) with the hung one timed out.
-  const results = await new Prober(() => 1500).probeAll(new Map([['hung', hung], ['fine', fine]]));
+  const results = await new Prober(() => 1500).probeAll(
+    new Map([
+      ['hung', hung],
+      ['fine', fine],
+    ]),
+  );
   expect(results.get('hung')).toMatchObject({ http: undefined, error: expect.stringContaining('within 1500 ms') });
   expect(results.get('fine')).toMatchObject({ http: 200 });
 });

@@ -15,12 +15,17 @@ const answer = (host: string, role: HostAnswer['role']): HostAnswer => ({
   acceptsWrites: role === 'unreachable' ? null : role === 'primary',
   error: role === 'unreachable' ? 'connection refused' : null,
 });
-const database = (host: string, role: 'primary' | 'standby'): DatabaseData => ({ host, role, hosts: [P, S], serverAddress: null, standbys: [], slots: [] }) as unknown as DatabaseData;
+const database = (host: string, role: 'primary' | 'standby'): DatabaseData =>
+  ({ host, role, hosts: [P, S], serverAddress: null, standbys: [], slots: [] }) as unknown as DatabaseData;
 
 test('the promote race: status still on the old primary, the nodes on the new one: no advice, and never "stop the new primary"', () => {
   // S was just promoted and P fenced (read-only for new sessions); status's pooled session on P
   // began before the fence and still finds a primary there.
-  const verdict = rolesVerdict({ survey: { answers: [answer(P, 'read-only'), answer(S, 'primary')], round: 3 }, database: { data: database(P, 'primary'), round: 3 }, usedBy: [{ server: 'web-1', host: S }] });
+  const verdict = rolesVerdict({
+    survey: { answers: [answer(P, 'read-only'), answer(S, 'primary')], round: 3 },
+    database: { data: database(P, 'primary'), round: 3 },
+    usedBy: [{ server: 'web-1', host: S }],
+  });
   expect(verdict.primary).toBeUndefined();
   expect(verdict.twoPrimaries).toBe(false);
   expect(verdict.unsettled).toContain(P);
@@ -32,20 +37,32 @@ test('the promote race: status still on the old primary, the nodes on the new on
   expect(left!.text).not.toMatch(/stop|fence/);
 
   // The same with P now a standby (a switchover): the pooled session there finds a standby.
-  const switched = rolesVerdict({ survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 4 }, database: { data: database(P, 'standby'), round: 4 }, usedBy: [] });
+  const switched = rolesVerdict({
+    survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 4 },
+    database: { data: database(P, 'standby'), round: 4 },
+    usedBy: [],
+  });
   expect(switched.primary).toBeUndefined();
   expect(databaseHostProblem(S, switched, database(P, 'standby'))).toBeUndefined();
 });
 
 test('views from different refreshes are not compared: no advice until both are from one', () => {
-  const verdict = rolesVerdict({ survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 5 }, database: { data: database(S, 'primary'), round: 4 }, usedBy: [] });
+  const verdict = rolesVerdict({
+    survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 5 },
+    database: { data: database(S, 'primary'), round: 4 },
+    usedBy: [],
+  });
   expect(verdict.primary).toBeUndefined();
   expect(verdict.unsettled).toBe('the hosts and the database answered in different refreshes');
   expect(databaseHostProblem(P, verdict, database(S, 'primary'))).toMatchObject({ word: 'unsettled', health: 'warn' });
 });
 
 test('both views agree on the new primary: a server left on the old one is old-primary, told it moves, not to fence anything', () => {
-  const verdict = rolesVerdict({ survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 6 }, database: { data: database(S, 'primary'), round: 6 }, usedBy: [] });
+  const verdict = rolesVerdict({
+    survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 6 },
+    database: { data: database(S, 'primary'), round: 6 },
+    usedBy: [],
+  });
   expect(verdict.primary?.names).toEqual([S]);
   expect(verdict.health).toBe('ok');
   expect(databaseHostProblem(S, verdict, database(S, 'primary'))).toBeUndefined();
@@ -54,7 +71,11 @@ test('both views agree on the new primary: a server left on the old one is old-p
     health: 'fail',
     text: `uses the database on ${P}, now a standby, not the primary ${S}: its writes fail there; it moves to ${S} when it reconnects`,
   });
-  const gone = rolesVerdict({ survey: { answers: [answer(P, 'unreachable'), answer(S, 'primary')], round: 7 }, database: { data: database(S, 'primary'), round: 7 }, usedBy: [] });
+  const gone = rolesVerdict({
+    survey: { answers: [answer(P, 'unreachable'), answer(S, 'primary')], round: 7 },
+    database: { data: database(S, 'primary'), round: 7 },
+    usedBy: [],
+  });
   expect(gone.health).toBe('warn');
   expect(databaseHostProblem(P, gone, database(S, 'primary'))!.text).toContain('knocker standby status');
 });
@@ -74,7 +95,9 @@ test('two hosts accepting writes: a failure naming both, what to do, and which n
   expect(verdict.problems[2]).toContain('knocker standby rejoin');
   expect(databaseHostProblem(S, verdict, database(P, 'primary'))).toMatchObject({ word: 'two-primaries', health: 'fail' });
   // Even when status's own views disagree: the hosts were each asked at the same moment.
-  expect(rolesVerdict({ survey: { answers: [answer(P, 'primary'), answer(S, 'primary')], round: 2 }, database: undefined, usedBy: [] }).twoPrimaries).toBe(true);
+  expect(rolesVerdict({ survey: { answers: [answer(P, 'primary'), answer(S, 'primary')], round: 2 }, database: undefined, usedBy: [] }).twoPrimaries).toBe(
+    true,
+  );
 });
 
 test('no host accepting writes is a failure; a one-host DatabaseURL keeps the session view', () => {
@@ -88,13 +111,31 @@ test('no host accepting writes is a failure; a one-host DatabaseURL keeps the se
 });
 
 test('"retire it" only for a server that does not answer, and only while the registry is read from the agreed primary', () => {
-  const registry = { name: 'web-1', listen: '10.0.0.21:8756', version: '1.0.0', schemaVersion: 1, state: 'running' as const, online: false, lastSeen: new Date(0), startedAt: new Date(0) };
+  const registry = {
+    name: 'web-1',
+    listen: '10.0.0.21:8756',
+    version: '1.0.0',
+    schemaVersion: 1,
+    state: 'running' as const,
+    online: false,
+    lastSeen: new Date(0),
+    startedAt: new Date(0),
+  };
   const answering: Probe = { address: '10.0.0.21:8756', at: 0, http: 503, latencyMs: 1, body: undefined, error: undefined };
   const silent: Probe = { address: '10.0.0.21:8756', at: 0, http: undefined, latencyMs: undefined, body: undefined, error: 'connection refused' };
   const retire = (name: string) => `knocker server forget ${name}`;
-  const settled = rolesVerdict({ survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 2 }, database: { data: database(S, 'primary'), round: 2 }, usedBy: [] });
-  const race = rolesVerdict({ survey: { answers: [answer(P, 'read-only'), answer(S, 'primary')], round: 2 }, database: { data: database(P, 'primary'), round: 2 }, usedBy: [] });
-  const problems = (probe: Probe, roles: typeof settled) => judge({ name: 'web-1', address: probe.address, registry, probe, haproxy: undefined, backup: false }, false, retire, roles).problems;
+  const settled = rolesVerdict({
+    survey: { answers: [answer(P, 'standby'), answer(S, 'primary')], round: 2 },
+    database: { data: database(S, 'primary'), round: 2 },
+    usedBy: [],
+  });
+  const race = rolesVerdict({
+    survey: { answers: [answer(P, 'read-only'), answer(S, 'primary')], round: 2 },
+    database: { data: database(P, 'primary'), round: 2 },
+    usedBy: [],
+  });
+  const problems = (probe: Probe, roles: typeof settled) =>
+    judge({ name: 'web-1', address: probe.address, registry, probe, haproxy: undefined, backup: false }, false, retire, roles).problems;
   expect(problems(silent, settled)).toContain('gone for good? retire it: knocker server forget web-1');
   // It answers: it runs (after a promote its heartbeats may go to the new primary).
   expect(problems(answering, settled).join('; ')).not.toContain('retire');

@@ -50,10 +50,14 @@ async function dashboard(root: Root, options: { admin?: boolean } = {}): Promise
 const matchRow = (name: string, pattern: RegExp) => (current: string) => pattern.test(rowOf(current, name));
 
 async function waitForRow(ui: Rendered, name: string, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
-  return waitFor(`${name} to match ${pattern}`, () => {
-    const current = frame(ui);
-    return matchRow(name, pattern)(current) ? current : undefined;
-  }, timeoutMs).catch((error: Error) => {
+  return waitFor(
+    `${name} to match ${pattern}`,
+    () => {
+      const current = frame(ui);
+      return matchRow(name, pattern)(current) ? current : undefined;
+    },
+    timeoutMs,
+  ).catch((error: Error) => {
     throw new Error(`${error.message}; last frame:\n${frame(ui)}`);
   });
 }
@@ -62,7 +66,8 @@ test('three healthy nodes; a node that stops is shown stopped, refusing and DOWN
   const { root, nodes } = await startStatusCluster({ root: await newRoot(), hosts: HOSTS, haproxyHost: HAPROXY_HOST, databaseUrl: db.url });
   const ui = await dashboard(root);
   const healthy = await waitForFrame(ui, '3 of 3 servers healthy');
-  for (const name of ['web-1', 'web-2', 'web-3']) expect(rowOf(healthy, name)).toMatch(new RegExp(`✔ ${name}\\s+ok\\s+1\\.0\\.0\\s+200 [\\d.]+ms\\s+UP\\s+\\d+s\\s+L7OK 200`));
+  for (const name of ['web-1', 'web-2', 'web-3'])
+    expect(rowOf(healthy, name)).toMatch(new RegExp(`✔ ${name}\\s+ok\\s+1\\.0\\.0\\s+200 [\\d.]+ms\\s+UP\\s+\\d+s\\s+L7OK 200`));
   expect(healthy).toMatch(/database primary, no standby/);
   expect(healthy).toMatch(/127\.0\.0\.120:\d+\/knocknoc as knocknoc: PostgreSQL \d+\.\d+, primary/);
   expect(healthy).toContain('none yet: state changes appear here');

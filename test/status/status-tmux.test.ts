@@ -17,7 +17,11 @@ afterEach(async () => {
 
 test('the dashboard in an 80-column terminal: the cluster, a node dying, help, filter and q', async () => {
   const { root, nodes } = await startStatusCluster({ root: await newRoot(), hosts: HOSTS, haproxyHost: '127.0.0.145', databaseUrl: db.url });
-  const t = await openTerminal([process.execPath, KNOCKER, 'status', '--root', root.dir, '--interval', '1'], { width: 80, height: 32, env: cleanEnv({ TERM: 'xterm-256color' }) });
+  const t = await openTerminal([process.execPath, KNOCKER, 'status', '--root', root.dir, '--interval', '1'], {
+    width: 80,
+    height: 32,
+    env: cleanEnv({ TERM: 'xterm-256color' }),
+  });
   terminals.push(t);
   const screen = await t.waitFor('3 of 3 servers healthy');
   expect(screen).toMatch(/SERVER\s+HEALTH\s+VERSION\s+\/_STATUS\s+HAPROXY/);
@@ -45,7 +49,11 @@ test('the dashboard in an 80-column terminal: the cluster, a node dying, help, f
   await t.waitFor('EXIT=0');
 
   // Ctrl-C ends it too, as any terminal program (raw mode: it arrives as a key, not a signal).
-  const again = await openTerminal([process.execPath, KNOCKER, 'status', '--root', root.dir, '--interval', '1'], { width: 80, height: 32, env: cleanEnv({ TERM: 'xterm-256color' }) });
+  const again = await openTerminal([process.execPath, KNOCKER, 'status', '--root', root.dir, '--interval', '1'], {
+    width: 80,
+    height: 32,
+    env: cleanEnv({ TERM: 'xterm-256color' }),
+  });
   terminals.push(again);
   await again.waitFor('servers healthy');
   await again.keys('C-c');

@@ -5,7 +5,13 @@ import { expect, test } from 'vitest';
 import { cleanEnv, knocker, KNOCKER } from '../helpers/knocker.js';
 
 test('`knocker install --help | head -1`: a closed pipe ends the output quietly, exit 0', async () => {
-  const child = execa(process.execPath, [KNOCKER, 'install', '--help'], { env: cleanEnv(), extendEnv: false, reject: false, stdin: 'ignore', buffer: { stdout: false } });
+  const child = execa(process.execPath, [KNOCKER, 'install', '--help'], {
+    env: cleanEnv(),
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+    buffer: { stdout: false },
+  });
   // Our end of its stdout is closed before Node has even started: its writes fail with EPIPE.
   child.stdout!.destroy();
   const result = await child;
@@ -24,7 +30,9 @@ test('`knocker __server` is knocknoc-server, and neither hidden command shows in
 
 test('`knocker __admin-helper` is the administrator helper: it answers on stdin/stdout and ends with it', async () => {
   // No session can open without a cluster: the helper says so in its protocol and exits.
-  const helper = await knocker(['__admin-helper'], { input: `${JSON.stringify({ osUser: 'root', uid: 0, gid: 0, socketDir: '/nonexistent', port: 1, user: 'root', database: 'postgres' })}\n` });
+  const helper = await knocker(['__admin-helper'], {
+    input: `${JSON.stringify({ osUser: 'root', uid: 0, gid: 0, socketDir: '/nonexistent', port: 1, user: 'root', database: 'postgres' })}\n`,
+  });
   const hello = JSON.parse(helper.stdout.split('\n')[0]!) as { ready: boolean; error?: { message: string } };
   expect(hello.ready).toBe(false);
   expect(hello.error?.message).toMatch(/ENOENT|connect/);

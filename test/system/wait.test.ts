@@ -47,7 +47,7 @@ describe('waitFor', () => {
     expect(calls).toBe(1);
   });
 
-  it('gives up at once, in the read\'s own words, when a read marked orGiveUp fails', async () => {
+  it("gives up at once, in the read's own words, when a read marked orGiveUp fails", async () => {
     let calls = 0;
     const error = await waitFor(
       'HAProxy to see web-1 UP',

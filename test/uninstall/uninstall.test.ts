@@ -22,7 +22,10 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   const listen = `127.0.0.161:${await freePort('127.0.0.161')}`;
   const bind = `127.0.0.162:${await freePort('127.0.0.162')}`;
   const answers = path.join(await fs.mkdtemp('/tmp/knocker-uninstall-answers-'), 'answers.yaml');
-  await fs.writeFile(answers, `version: 1\nlisten: "${listen}"\nserverName: web-u\ndatabase:\n  option: 1\nhaproxy:\n  bind: "${bind}"\n  nodes: ["web-u=${listen}"]\n`);
+  await fs.writeFile(
+    answers,
+    `version: 1\nlisten: "${listen}"\nserverName: web-u\ndatabase:\n  option: 1\nhaproxy:\n  bind: "${bind}"\n  nodes: ["web-u=${listen}"]\n`,
+  );
   const install = await knocker(['install', '--root', root.dir, '--answers', answers, '--non-interactive']);
   expect(install.exitCode, install.stderr).toBe(0);
   expect((await request(`http://${bind}/_status`)).status).toBe(200);
@@ -37,10 +40,18 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   expect(dry.stdout).toMatch(/\+ \[service\] Stop PostgreSQL/);
   expect(dry.stdout).toContain(`+ [file] Remove ${root.path(PATHS.conf)}`);
   expect(dry.stdout).toContain(`+ [file] Remove ${root.path(PATHS.haproxyConf)}`);
-  expect(dry.stdout).toContain(`warning: kept (the database and its data): ${root.path(PATHS.pgData)}; knocker uninstall --purge-data --root ${root.dir} deletes them`);
+  expect(dry.stdout).toContain(
+    `warning: kept (the database and its data): ${root.path(PATHS.pgData)}; knocker uninstall --purge-data --root ${root.dir} deletes them`,
+  );
   expect(dry.stdout).toContain('Dry run: nothing was changed.');
   const json = JSON.parse((await knocker(['uninstall', '--dry-run', '--json', '--root', root.dir])).stdout);
-  expect(json).toMatchObject({ dryRun: true, command: 'knocker uninstall', root: root.dir, details: { purgeData: false }, plan: { title: 'knocker uninstall' } });
+  expect(json).toMatchObject({
+    dryRun: true,
+    command: 'knocker uninstall',
+    root: root.dir,
+    details: { purgeData: false },
+    plan: { title: 'knocker uninstall' },
+  });
   expect(await snapshotTree(root.dir)).toEqual(before);
 
   const unasked = await knocker(['uninstall', '--root', root.dir]);

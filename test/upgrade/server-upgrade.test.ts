@@ -29,7 +29,15 @@ test('the first upgraded node migrates; an older release against the newer schem
 
   // The node that was running notices by itself, without a restart.
   const seen = await old.waitForStatus(503);
-  expect(seen).toMatchObject({ status: 'out-of-step', server: 'web-1', version: '1.0.0', schemaVersion: 1, databaseSchemaVersion: 2, versionMatch: false, database: 'ok' });
+  expect(seen).toMatchObject({
+    status: 'out-of-step',
+    server: 'web-1',
+    version: '1.0.0',
+    schemaVersion: 1,
+    databaseSchemaVersion: 2,
+    versionMatch: false,
+    database: 'ok',
+  });
   const check = await request(old.url('/_status'));
   expect(check.body).toMatch(/"versionMatch"\s*:\s*false/);
 
@@ -54,7 +62,9 @@ test('a migration that fails stops the start (exit 3) and leaves the database at
     const confFile = await writeServerConf([`Listen = 127.0.0.3:${await freePort('127.0.0.3')}`, `DatabaseURL = ${databaseUrl}`, 'ServerName = web-2']);
     const node = launchServer({ confFile, bin: broken.serverBin, name: 'web-2' });
     expect(await node.exited).toBe(3);
-    expect(node.stderr()).toContain('error: cannot bring the database schema to version 2: migration 002_broken.sql failed: relation "no_such_table" does not exist');
+    expect(node.stderr()).toContain(
+      'error: cannot bring the database schema to version 2: migration 002_broken.sql failed: relation "no_such_table" does not exist',
+    );
     // Nothing half-done: the database is still at version 1 and the nodes running on it stay in step.
     expect(await db.cluster.admin('SELECT max(version) AS version FROM knocknoc_schema_migrations', [], 'other')).toEqual([{ version: 1 }]);
     expect((await running.status()).body).toMatchObject({ status: 'ok', versionMatch: true });

@@ -57,6 +57,8 @@ test('secrets in the command are found and masked wherever it is shown', () => {
   expect(secretsIn(words)).toEqual(['s3cr3t-bearer', 'tok-123456', 'key-abcdef', 'pw-987654', 'hunter22']);
   const shown = showArgv(words);
   for (const secret of secretsIn(words)) expect(shown).not.toContain(secret);
-  expect(shown).toBe("curl -H 'Authorization: Bearer ****' --token **** API_KEY=**** --password=**** https://deploy:****@repo.example/knocknoc.deb --name web-1");
+  expect(shown).toBe(
+    "curl -H 'Authorization: Bearer ****' --token **** API_KEY=**** --password=**** https://deploy:****@repo.example/knocknoc.deb --name web-1",
+  );
   expect(secretsIn(['ssh', 'root@{host}', 'apt-get', 'install', '-y', 'knocknoc'])).toEqual([]);
 });

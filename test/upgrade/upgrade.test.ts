@@ -22,7 +22,12 @@ beforeAll(async () => {
   next = await makeRelease({
     version: '1.1.0',
     // Fails if it ever runs twice: the table exists the second time.
-    migrations: [{ name: 'upgrade_marker', sql: `CREATE TABLE upgrade_marker (migrated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO upgrade_marker DEFAULT VALUES;` }],
+    migrations: [
+      {
+        name: 'upgrade_marker',
+        sql: `CREATE TABLE upgrade_marker (migrated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO upgrade_marker DEFAULT VALUES;`,
+      },
+    ],
   });
 });
 afterAll(async () => {
@@ -85,7 +90,9 @@ test('three nodes from 1.0.0 to 1.1.0 under steady load: all upgraded, the datab
   for (const node of c.nodes) expect((await c.haproxy.statusOf(node.name)).statusText).toBe('UP');
   expect(result.stderr).toMatch(/Done: 3 servers on 1\.1\.0/);
   // Piped, stdout is the result alone: each server's release before and after, and its state in HAProxy.
-  expect(result.stdout.split('\n')).toEqual(['web-1', 'web-2', 'web-3'].map((name) => expect.stringMatching(new RegExp(`^${name}: 1\\.0\\.0 → 1\\.1\\.0, HAProxy UP, check L7OK 200$`))));
+  expect(result.stdout.split('\n')).toEqual(
+    ['web-1', 'web-2', 'web-3'].map((name) => expect.stringMatching(new RegExp(`^${name}: 1\\.0\\.0 → 1\\.1\\.0, HAProxy UP, check L7OK 200$`))),
+  );
   expect((await journal(c)).state).toBe('done');
   const stat = await fs.stat(c.root.path('/var/lib/knocknoc/upgrade.json'));
   expect(stat.mode & 0o777).toBe(0o600);
@@ -137,10 +144,14 @@ test('an offline or stopped server blocks the start: exit 3, the reason, nothing
   const refused = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
   expect(refused.exitCode).toBe(3);
   expect(refused.stderr).toMatch(/preflight failed: web-3: \/_status does not answer on 127\.0\.0\.203:\d+: connection refused/);
-  const offline = await waitFor('web-3 to be offline', async () => {
-    const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
-    return /web-3: offline: no heartbeat for \d+s/.test(result.stderr) ? result : undefined;
-  }, 40_000);
+  const offline = await waitFor(
+    'web-3 to be offline',
+    async () => {
+      const result = await upgrade(c, '--upgrade-command', c.commandFor(next.dir), '--non-interactive');
+      return /web-3: offline: no heartbeat for \d+s/.test(result.stderr) ? result : undefined;
+    },
+    40_000,
+  );
   expect(offline.exitCode).toBe(3);
   expect(offline.stderr).toContain('hint: a missing or offline server points to an existing problem: fix it before upgrading');
   // web-2 stopped properly: marked stopped in the registry.
@@ -208,7 +219,7 @@ test('--dry-run prints the steps and changes nothing; bad input is exit 2', asyn
   expect(old.stdout).toContain("warning: HAProxy's configuration has retries 3: requests arriving while web-1 restarts fail if it takes longer than about 3 s");
 });
 
-test('the first server\'s command fails: exit 4, rotation restored with no failed request, then --resume upgrades them all', async () => {
+test("the first server's command fails: exit 4, rotation restored with no failed request, then --resume upgrades them all", async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
   const failed = await failingOn(c, 'web-1');
@@ -234,7 +245,7 @@ test('the first server\'s command fails: exit 4, rotation restored with no faile
   expect((await journal(c)).state).toBe('done');
 });
 
-test('a later server\'s command fails after the migration: the upgraded server serves alone, the old ones stay out, --resume finishes', async () => {
+test("a later server's command fails after the migration: the upgraded server serves alone, the old ones stay out, --resume finishes", async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
   const failed = await failingOn(c, 'web-2');
@@ -269,14 +280,22 @@ async function endBlocked(c: UpgradeCluster): Promise<void> {
 
 /** Waits until the scripted command blocking on a server runs (it has written its pid). */
 async function waitForBlocked(c: UpgradeCluster): Promise<void> {
-  await waitFor('the blocked upgrade command to run', async () => ((await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8').catch(() => '')).trim() !== '' ? true : undefined), 60_000);
+  await waitFor(
+    'the blocked upgrade command to run',
+    async () => ((await fs.readFile(path.join(c.base, 'blocked.pid'), 'utf8').catch(() => '')).trim() !== '' ? true : undefined),
+    60_000,
+  );
 }
 
 async function waitForPhase(c: UpgradeCluster, name: string, phase: string): Promise<void> {
-  await waitFor(`${name} to be ${phase} in the journal`, async () => ((await journal(c).catch(() => undefined))?.servers.find((s) => s.name === name)?.phase === phase ? true : undefined), 60_000);
+  await waitFor(
+    `${name} to be ${phase} in the journal`,
+    async () => ((await journal(c).catch(() => undefined))?.servers.find((s) => s.name === name)?.phase === phase ? true : undefined),
+    60_000,
+  );
 }
 
-test('a run cut off during a later server\'s command resumes where it was', async () => {
+test("a run cut off during a later server's command resumes where it was", async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
   const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-2' })]);
@@ -309,7 +328,7 @@ test('a run cut off during a later server\'s command resumes where it was', asyn
   expect(done.target).toBe('1.1.0');
 });
 
-test('a run cut off during the first server\'s command is rolled back: its checks on again, the others back by their checks', async () => {
+test("a run cut off during the first server's command is rolled back: its checks on again, the others back by their checks", async () => {
   const c = await cluster();
   const load = steadyLoad(c.haproxy.url, 50);
   const run = startUpgrade(c, ['--non-interactive', '--upgrade-command', scripted(c, next.dir, { blockFor: 'web-1' })]);

@@ -73,7 +73,9 @@ export class Host {
     this.write('/etc/machine-id', `${crypto.randomBytes(16).toString('hex')}\n`, 0o444);
     this.write(
       '/etc/systemd/network/10-host0.network',
-      ['[Match]', 'Name=host0', '', '[Network]', `Address=${this.address}/${this.config.prefixLength}`, 'LinkLocalAddressing=no', 'IPv6AcceptRA=no', ''].join('\n'),
+      ['[Match]', 'Name=host0', '', '[Network]', `Address=${this.address}/${this.config.prefixLength}`, 'LinkLocalAddressing=no', 'IPv6AcceptRA=no', ''].join(
+        '\n',
+      ),
     );
     await execa('chroot', [this.root, 'ssh-keygen', '-A'], { env: { PATH: HOST_PATH } });
   }
@@ -99,7 +101,8 @@ export class Host {
 
   private real(file: string): string {
     if (!path.isAbsolute(file)) throw new Error(`not an absolute path: ${file}`);
-    if (HIDDEN_INSIDE.some((dir) => file === dir || file.startsWith(`${dir}/`))) throw new Error(`${file} would be hidden inside the host (${file.split('/')[1]} is mounted over there)`);
+    if (HIDDEN_INSIDE.some((dir) => file === dir || file.startsWith(`${dir}/`)))
+      throw new Error(`${file} would be hidden inside the host (${file.split('/')[1]} is mounted over there)`);
     return path.join(this.root, file);
   }
 
@@ -111,24 +114,26 @@ export class Host {
   async boot(): Promise<void> {
     if (this.nspawn) throw new Error(`${this.name} is already running`);
     const consoleLog = fs.openSync(path.join(this.dir, 'console.log'), 'a');
-    const child = spawnInOwnCgroup(this.config, this.machine, () => spawn(
-      'systemd-nspawn',
-      [
-        '--boot',
-        `--directory=${this.root}`,
-        `--machine=${this.machine}`,
-        `--network-bridge=${this.config.bridge}`,
-        // PID 1 of this machine is not systemd: nothing to register with, no unit to move into.
-        '--register=no',
-        '--keep-unit',
-        '--resolv-conf=off',
-        '--timezone=off',
-        '--link-journal=no',
-        '--console=read-only',
-      ],
-      // Its own process group: a Ctrl-C in the terminal reaches the suite, which powers it off in order.
-      { stdio: ['ignore', consoleLog, consoleLog], detached: true },
-    ));
+    const child = spawnInOwnCgroup(this.config, this.machine, () =>
+      spawn(
+        'systemd-nspawn',
+        [
+          '--boot',
+          `--directory=${this.root}`,
+          `--machine=${this.machine}`,
+          `--network-bridge=${this.config.bridge}`,
+          // PID 1 of this machine is not systemd: nothing to register with, no unit to move into.
+          '--register=no',
+          '--keep-unit',
+          '--resolv-conf=off',
+          '--timezone=off',
+          '--link-journal=no',
+          '--console=read-only',
+        ],
+        // Its own process group: a Ctrl-C in the terminal reaches the suite, which powers it off in order.
+        { stdio: ['ignore', consoleLog, consoleLog], detached: true },
+      ),
+    );
     fs.closeSync(consoleLog);
     recordProcess(path.join(this.dir, 'nspawn.pid'), child.pid!, `--directory=${this.root}`);
     this.nspawn = child;
@@ -167,7 +172,11 @@ export class Host {
       if (!this.nspawn) throw new Error(`systemd-nspawn for ${this.name} exited while booting; console:\n${this.consoleTail()}`);
       for (const pid of childrenOf(nspawn)) {
         try {
-          const nsPid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/).pop();
+          const nsPid = /^NSpid:\s+(.*)$/m
+            .exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+            ?.trim()
+            .split(/\s+/)
+            .pop();
           if (nsPid === '1' && fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'systemd') return pid;
         } catch {
           // that child is gone (nspawn's intermediate process)
@@ -229,7 +238,10 @@ export class Host {
     if (!exited) return null;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${this.name} did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s; console:\n${this.consoleTail()}`)), SHUTDOWN_TIMEOUT_MS);
+      timer = setTimeout(
+        () => reject(new Error(`${this.name} did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s; console:\n${this.consoleTail()}`)),
+        SHUTDOWN_TIMEOUT_MS,
+      );
     });
     try {
       return await Promise.race([exited, timeout]);

@@ -20,7 +20,10 @@ export type Release = keyof typeof RELEASES;
 
 /** KNOCKER_E2E_RELEASES (comma-separated codenames), by default every release above, in that order. */
 export function e2eReleases(env: NodeJS.ProcessEnv = process.env): Release[] {
-  const asked = (env.KNOCKER_E2E_RELEASES ?? '').split(',').map((r) => r.trim()).filter(Boolean);
+  const asked = (env.KNOCKER_E2E_RELEASES ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
   if (asked.length === 0) return Object.keys(RELEASES) as Release[];
   const unknown = asked.filter((r) => !(r in RELEASES));
   if (unknown.length > 0) throw new Error(`KNOCKER_E2E_RELEASES: unknown release ${unknown.join(', ')} (known: ${Object.keys(RELEASES).join(', ')})`);
@@ -55,7 +58,11 @@ export function recipe(release: Release) {
 export type Recipe = ReturnType<typeof recipe>;
 
 export function recipeHash(release: Release): string {
-  return crypto.createHash('sha256').update(JSON.stringify(recipe(release))).digest('hex').slice(0, 12);
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify(recipe(release)))
+    .digest('hex')
+    .slice(0, 12);
 }
 
 export interface Image {
@@ -75,7 +82,11 @@ function run(argv: string[], options: { log: string; ledger: string; marker: str
     const out = fs.openSync(options.log, 'a');
     fs.writeSync(out, `\n$ ${argv.join(' ')}\n`);
     // Its own process group: an interrupted run ends it and its children (dpkg) by that id.
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', out, out], detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      stdio: ['ignore', out, out],
+      detached: true,
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
+    });
     fs.closeSync(out);
     recordProcess(options.ledger, child.pid!, options.marker);
     child.once('error', reject);
@@ -111,7 +122,8 @@ export async function ensureImage(config: LabConfig, release: Release, say: (lin
   }
   fs.mkdirSync(config.cacheDir, { recursive: true, mode: 0o755 });
   for (const entry of fs.readdirSync(config.cacheDir)) {
-    if (entry.startsWith(`${RECIPE.suite}-`) && !entry.startsWith(path.basename(dir))) fs.rmSync(path.join(config.cacheDir, entry), { recursive: true, force: true });
+    if (entry.startsWith(`${RECIPE.suite}-`) && !entry.startsWith(path.basename(dir)))
+      fs.rmSync(path.join(config.cacheDir, entry), { recursive: true, force: true });
   }
   const partial = `${dir}.partial`;
   const log = `${dir}.log`;

@@ -24,7 +24,7 @@ export class Lab {
     const parts = this.config.machineAddress.split('.').map(Number);
     const size = 2 ** (32 - this.config.prefixLength);
     const last = parts[3]! + offset;
-    if (offset <= 0 || (last % size) >= size - 1) throw new Error(`offset ${offset} is outside ${this.config.machineAddress}/${this.config.prefixLength}`);
+    if (offset <= 0 || last % size >= size - 1) throw new Error(`offset ${offset} is outside ${this.config.machineAddress}/${this.config.prefixLength}`);
     return [...parts.slice(0, 3), last].join('.');
   }
 
@@ -66,7 +66,11 @@ export class Lab {
   async destroy(): Promise<void> {
     const results = await Promise.allSettled(this.hosts.map((h) => h.destroy()));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed.length > 0) throw new AggregateError(failed.map((f) => f.reason), `${failed.length} hosts could not be removed`);
+    if (failed.length > 0)
+      throw new AggregateError(
+        failed.map((f) => f.reason),
+        `${failed.length} hosts could not be removed`,
+      );
   }
 }
 

@@ -103,14 +103,19 @@ function ourMounts(config) {
  * started in; two hosts started from one group would share (and fight over) one tree.
  */
 function systemdHierarchies() {
-  const mine = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').filter(Boolean).map((l) => l.split(':'));
+  const mine = fs
+    .readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(':'));
   const found = [];
   for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)) {
     const [before, after] = line.split(' - ');
     const [type, , options = ''] = after.split(' ');
     const mount = unescapeMount(before.split(' ')[4]);
     if (type === 'cgroup2') found.push({ mount, current: mine.find((m) => m[0] === '0')?.[2] ?? '/' });
-    else if (type === 'cgroup' && options.split(',').includes('name=systemd')) found.push({ mount, current: mine.find((m) => m[1] === 'name=systemd')?.[2] ?? '/' });
+    else if (type === 'cgroup' && options.split(',').includes('name=systemd'))
+      found.push({ mount, current: mine.find((m) => m[1] === 'name=systemd')?.[2] ?? '/' });
   }
   return found;
 }

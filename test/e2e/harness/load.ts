@@ -62,7 +62,8 @@ export class Load {
     const target = this.replies.length + count;
     const deadline = Date.now() + timeoutMs;
     while (this.replies.length < target) {
-      if (Date.now() > deadline) throw new Error(`the load made ${this.replies.length} of ${target} requests in time (curl said: ${this.errors.slice(-3).join(' | ')})`);
+      if (Date.now() > deadline)
+        throw new Error(`the load made ${this.replies.length} of ${target} requests in time (curl said: ${this.errors.slice(-3).join(' | ')})`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
