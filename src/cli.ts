@@ -110,12 +110,12 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) {
       // --help and --version exit 0; help shown because of a mistake (no command) is misuse.
       if (error.exitCode === 0) return EXIT.ok;
-      if (wantsJson(argv) && !printedOut) io.out(jsonFailure(error, EXIT.usage));
+      if (wantsJson(argv) && !printedOut) io.out(jsonFailure(error, EXIT.usage, argv));
       return EXIT.usage;
     }
     for (const line of formatError(error)) io.err(line);
     const code = exitCodeOf(error);
-    if (wantsJson(argv) && !printedOut) io.out(jsonFailure(error, code));
+    if (wantsJson(argv) && !printedOut) io.out(jsonFailure(error, code, argv));
     return code;
   }
 }

@@ -524,14 +524,17 @@ describe('registry rows are untrusted data', () => {
       const forget = await knocker(['server', 'forget', `web-gone\\x0D\\n${FORGED}`, '--root', root.dir]);
       noCrash(forget);
       expect(forget.exitCode, forget.stderr).toBe(0);
-      expect(forget.stdout).toContain(`Removed "web-gone\\x0D\\n${FORGED}" from the registry`);
-      expect(forget.stdout).not.toMatch(startsForged);
+      // What was retired is said on stderr (the output rule): stdout stays empty.
+      expect(forget.stdout).toBe('');
+      expect(forget.stderr).toContain(`Removed "web-gone\\x0D\\n${FORGED}" from the registry`);
+      expect(forget.stderr).not.toMatch(startsForged);
       const online = await knocker(['server', 'forget', `web-a\n${FORGED}`, '--root', root.dir]);
       expect(online.exitCode).toBe(3);
       expect(online.stderr).toContain(`error: "web-a\\n${FORGED}" is online`);
       expect(online.stderr).not.toMatch(startsForged);
       const audit = await fs.readFile(root.path(PATHS.opsLog), 'utf8');
-      expect(audit.trimEnd().split('\n')).toHaveLength(1);
+      // The run's own lines only: none of them is the forged one.
+      expect(audit).not.toMatch(startsForged);
       expect(audit).toContain(`server forget web-gone\\x0D\\n${FORGED}: deleted from the registry`);
     } finally {
       await Promise.all([notJson.close(), huge.close()]);
