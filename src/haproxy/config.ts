@@ -191,8 +191,9 @@ export function renderConfig(template: string, settings: HaproxySettings, layout
           '# loopback unless told otherwise (knocker haproxy setup --metrics-bind, --no-metrics).',
           `frontend ${METRICS_FRONTEND}`,
           `    bind ${formatListen(settings.metrics)}`,
+          // A scrape every few seconds is not worth a log line (and `no log` would leave httplog's format without a target: a warning).
+          '    http-request set-log-level silent',
           '    http-request use-service prometheus-exporter if { path /metrics }',
-          '    no log',
         ]
       : [],
     servers: settings.nodes.map((n) => `    server ${n.name} ${nodeAddress(n)} cookie ${n.name} check${n.backup ? ' backup' : ''}`),

@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
+import { execa } from 'execa';
 import fc from 'fast-check';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { expect, test } from 'vitest';
@@ -78,6 +79,14 @@ test("status --format prometheus and HAProxy's exporter give what the dashboard 
   expect(settings.kind).toBe('knocker');
   const metrics = settings.kind === 'knocker' ? settings.settings.metrics : undefined;
   expect(metrics?.host).toBe(HAPROXY_HOST);
+  // HAProxy takes the configuration without a warning.
+  const checked = await execa('haproxy', ['-c', '-f', root.path(PATHS.haproxyConf)], { reject: false, all: true });
+  expect(checked.exitCode, checked.all).toBe(0);
+  // (Under a sandbox root the state file is written only at the first reload or stop: not a finding.)
+  const warnings = String(checked.all)
+    .split('\n')
+    .filter((line) => /\[(WARNING|ALERT)\]/.test(line) && !line.includes('server state file'));
+  expect(warnings).toEqual([]);
   const reply = await get(`http://${metrics!.host}:${metrics!.port}/metrics`);
   expect(reply.status).toBe(200);
   const haproxy = parsePrometheusTextFormat(reply.body);
