@@ -480,7 +480,9 @@ function story(image: E2eImage): void {
         const onPrimary = await standbyStatus(primary);
         expect(onPrimary.exitCode, JSON.stringify(onPrimary.report)).toBe(0);
         expect(onPrimary.report.node).toMatchObject({ host: primary.address, role: 'primary', timeline });
-        expect(onPrimary.report.replicas.map((r: { clientAddress: string; state: string }) => [r.clientAddress, r.state])).toEqual([[standby.address, 'streaming']]);
+        expect(onPrimary.report.replicas.map((r: { clientAddress: string; state: string }) => [r.clientAddress, r.state])).toEqual([
+          [standby.address, 'streaming'],
+        ]);
         expect((await primary.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online\\s`, 'm'));
         expect((await standby.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(
           new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online,recovery\\s`, 'm'),

@@ -5,7 +5,6 @@
 import fs from 'node:fs/promises';
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { clusterOwner, findPgBinaries, type PrivateCluster } from '../../src/postgres/cluster.js';
 import { connect } from '../../src/postgres/connect.js';
 import { parseDatabaseUrl } from '../../src/postgres/url.js';
 import { PATHS, type Root } from '../../src/system/root.js';
@@ -63,18 +62,6 @@ export async function makePair(A: string, B: string, client: string): Promise<Pa
       { host: B, port },
     ],
     destroy: () => Promise.all([destroyRoot(rootA), destroyRoot(rootB)]).then(() => {}),
-  };
-}
-
-export async function clusterOf(root: Root, host: string, port: number): Promise<PrivateCluster> {
-  return {
-    bin: (await findPgBinaries())!,
-    dataDir: root.path(PATHS.pgData),
-    socketDir: root.path(PATHS.pgSocketDir),
-    logFile: root.path(PATHS.pgLog),
-    host,
-    port,
-    osUser: await clusterOwner(),
   };
 }
 

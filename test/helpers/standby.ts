@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import type pg from 'pg';
 import { withAdminSession } from '../../src/postgres/admin.js';
-import { clusterOwner, readClusterSettings } from '../../src/postgres/cluster.js';
+import { clusterOwner, findPgBinaries, readClusterSettings, type PrivateCluster } from '../../src/postgres/cluster.js';
 import { connect } from '../../src/postgres/connect.js';
 import { parseDatabaseUrl, type DatabaseUrl } from '../../src/postgres/url.js';
 import { PATHS, type Root } from '../../src/system/root.js';
@@ -109,4 +109,17 @@ export async function killPostmaster(root: Root): Promise<void> {
       return true;
     }
   });
+}
+
+/** The private cluster of a root as the test harness starts and stops it (as an operator's pg_ctl would). */
+export async function clusterOf(root: Root, host: string, port: number): Promise<PrivateCluster> {
+  return {
+    bin: (await findPgBinaries())!,
+    dataDir: root.path(PATHS.pgData),
+    socketDir: root.path(PATHS.pgSocketDir),
+    logFile: root.path(PATHS.pgLog),
+    host,
+    port,
+    osUser: await clusterOwner(),
+  };
 }

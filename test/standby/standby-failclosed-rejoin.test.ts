@@ -13,21 +13,8 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { findPgBinaries, startCluster, stopCluster } from '../../src/postgres/cluster.js';
 import { PATHS } from '../../src/system/root.js';
 import { waitFor } from '../helpers/server.js';
-import {
-  clusterOf,
-  finish,
-  makePair,
-  postmasterPid,
-  role,
-  run,
-  standby,
-  startSampler,
-  waitRole,
-  writerFor,
-  type Pair,
-  type Sampler,
-} from '../helpers/failclosed.js';
-import { killPostmaster, sql } from '../helpers/standby.js';
+import { finish, makePair, postmasterPid, role, run, standby, startSampler, waitRole, writerFor, type Pair, type Sampler } from '../helpers/failclosed.js';
+import { clusterOf, killPostmaster, sql } from '../helpers/standby.js';
 
 let pair: Pair;
 let sampler: Sampler;

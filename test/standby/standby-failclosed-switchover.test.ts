@@ -9,7 +9,8 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { KNOCKER, cleanEnv } from '../helpers/knocker.js';
 import { waitFor } from '../helpers/server.js';
 import { startCluster } from '../../src/postgres/cluster.js';
-import { clusterOf, finish, makePair, postmasterPid, role, run, standby, startSampler, waitRole, writerFor, type Pair } from '../helpers/failclosed.js';
+import { finish, makePair, postmasterPid, role, run, standby, startSampler, waitRole, writerFor, type Pair } from '../helpers/failclosed.js';
+import { clusterOf } from '../helpers/standby.js';
 import { probeIds } from '../helpers/standby.js';
 
 let pair: Pair;

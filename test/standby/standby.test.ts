@@ -16,14 +16,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { DRY_RUN_KEYS } from '../../src/system/runner.js';
-import { clusterOwner, findPgBinaries, startCluster, stopCluster } from '../../src/postgres/cluster.js';
+import { startCluster, stopCluster } from '../../src/postgres/cluster.js';
 import { PATHS, type Root } from '../../src/system/root.js';
 import { STANDBY_PATHS } from '../../src/standby/paths.js';
 import { installPrimary } from '../helpers/exposedb.js';
 import { KNOCKER, cleanEnv, knocker, type RunResult } from '../helpers/knocker.js';
 import { destroyRoot, makeRoot } from '../helpers/roots.js';
 import { waitFor } from '../helpers/server.js';
-import { createProbeTable, probeIds, killPostmaster, readJson, sql, startWriter } from '../helpers/standby.js';
+import { clusterOf, createProbeTable, probeIds, killPostmaster, readJson, sql, startWriter } from '../helpers/standby.js';
 
 const A = '127.0.0.80';
 const B = '127.0.0.81';
@@ -51,19 +51,6 @@ const hosts = () => [
 async function status(root: Root): Promise<{ exitCode: number; report: Record<string, any> }> {
   const result = await standby(root, 'status', '--json');
   return { exitCode: result.exitCode, report: JSON.parse(result.stdout) as Record<string, any> };
-}
-
-/** The private cluster of a root as the test harness starts and stops it (as an operator's pg_ctl would). */
-async function clusterOf(root: Root, host: string) {
-  return {
-    bin: (await findPgBinaries())!,
-    dataDir: root.path(PATHS.pgData),
-    socketDir: root.path(PATHS.pgSocketDir),
-    logFile: root.path(PATHS.pgLog),
-    host,
-    port,
-    osUser: await clusterOwner(),
-  };
 }
 
 beforeAll(async () => {
@@ -248,7 +235,7 @@ test('promote: refused while the primary takes writes; after kill -9 of the prim
   expect((await status(rootB)).report.node.role).toBe('standby');
 
   // Writes the standby never gets: it is stopped, the primary writes, then dies.
-  const clusterB = await clusterOf(rootB, B);
+  const clusterB = await clusterOf(rootB, B, port);
   await stopCluster(clusterB);
   await sql(rootA, 'INSERT INTO standby_probe (id) SELECT g FROM generate_series(900001, 900010) g');
   await killPostmaster(rootA);
@@ -295,7 +282,7 @@ test('rejoin with pg_rewind: diverged writes gone, the old primary streams from 
 }, 180_000);
 
 test('rejoin after a same-timeline divergence (started without standby.signal, written to): a fresh clone, the old data kept', async () => {
-  const clusterA = await clusterOf(rootA, A);
+  const clusterA = await clusterOf(rootA, A, port);
   await stopCluster(clusterA);
   await fs.rm(rootA.path(`${PATHS.pgData}/standby.signal`));
   await startCluster(clusterA);
