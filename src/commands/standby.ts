@@ -51,7 +51,9 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
   planCommand<PlanFlags & { bundle: string; maxRate?: string }>(
     standby
       .command('init')
-      .description('on the standby host: clone the primary (pg_basebackup -X stream, a slot) and start it as a hot standby')
+      .description(
+        "on the standby host: clone the primary (pg_basebackup -X stream, a slot) and start it as a hot standby; this host's own web node, if any, gets the pair's multi-host string",
+      )
       .requiredOption('--bundle <file>', 'the file knocker exposedb --add-standby made on the primary', once('--bundle'))
       .option('--max-rate <rate>', "limit the clone's transfer rate (pg_basebackup --max-rate, e.g. 20M)", once('--max-rate')),
     ctx,

@@ -19,7 +19,8 @@ Options:
   --list            List all IP addresses currently allowed to access the database
   --renew-cert      Renew the database's TLS certificate from the cluster's CA (before it expires; no restart)
   --add-standby <ADDR[:PORT]>
-                    Let a standby at ADDR replicate this database (knocker standby init there, with the bundle file printed)
+                    Let a standby at ADDR replicate this database (knocker standby init there, with the bundle file printed);
+                    this host's own web node then uses the multi-host string, as the other nodes do
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
   --host <ADDR>     With --init: the host written into the printed connection string (default: this host's address)
   --dry-run         Show what would change (preflight and plan) and change nothing; not with --list

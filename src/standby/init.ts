@@ -17,6 +17,7 @@ import { ctlCommand, hasStandbySignal, isRunning, linkTo, nodeAt, readState, sta
 import { connectPeerWith, peerFacts, type PeerLink } from './peer.js';
 import { checkMaxRate, readBundle } from './bundle.js';
 import { ownedFileStep, type StandbyBundle } from './primary.js';
+import { followPairSteps } from './local-node.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
 import { until, type RunFlags } from './run.js';
 import { fileStep } from '../system/plan.js';
@@ -203,7 +204,9 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
     let primaryLink: PeerLink | undefined;
     const openPrimary = async () => (primaryLink ??= await connectPeerWith({ password: bundle.password, ca: bundle.ca }, bundle.standby, bundle.primary, log));
     const slot = slotName(bundle.standby.host);
-    const steps: Step[] =
+    // This host's own web node, if knocker installed one here, follows the pair too.
+    const follow = await followPairSteps(root, { hosts: [bundle.primary, bundle.standby], self: bundle.standby, ca: bundle.ca }, log);
+    const standbySteps: Step[] =
       todo === 'done'
         ? []
         : todo === 'start'
@@ -216,13 +219,14 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
               cloneStep({ node, primary: bundle.primary, peer: bundle.primary, log, maxRate: request.maxRate }),
               startStep(node, log, `as a hot standby of ${bundle.primary.host}:${bundle.primary.port}`),
             ];
+    const steps = [...standbySteps, ...follow.steps];
     const plan = {
       title: `Standby of ${bundle.primary.host}:${bundle.primary.port} on this host (${bundle.standby.host}:${bundle.standby.port})`,
       steps,
-      warnings: [] as string[],
+      warnings: follow.warnings,
     };
     try {
-      if (todo === 'done' && !request.dryRun) io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
+      if (steps.length === 0 && !request.dryRun) io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
       else if (!(await run.showOrApply(plan))) return 0;
     } finally {
       await primaryLink?.close();

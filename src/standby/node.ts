@@ -29,7 +29,7 @@ import { PATHS, type Root } from '../system/root.js';
 import { run } from '../system/run.js';
 import { lookupUser } from '../system/users.js';
 import { peerConninfo, type PeerTarget } from './conninfo.js';
-import { hbaLinesFor } from './hba-lines.js';
+import { hbaLinesFor, pairNodes } from './hba-lines.js';
 import { REPLICATION_ROLE, slotName, STANDBY_BLOCK, STANDBY_PATHS } from './paths.js';
 
 export interface Endpoint {
@@ -315,10 +315,17 @@ export async function applyNodeConfig(node: LocalNode, dataDir: string, config: 
     // data directory (a clone or a rewind never touches them); only the replication lines are added.
     const hbaFile = node.system.hbaFile;
     const current = (await readIfExists(hbaFile)) ?? '';
-    const next = withManagedBlock(current, STANDBY_BLOCK, hbaLinesFor([config.peer.host], config.tls, sandbox));
+    const next = withManagedBlock(current, STANDBY_BLOCK, await standbyBlockLines(node, config, sandbox));
     if (next !== current) await writeFileAtomic(hbaFile, next, { mode: 0o640, ...node.owner });
   } else await writePrivateConfig(node, dataDir, config, sandbox);
   await writeAutoConf(node, dataDir, config, sandbox);
+}
+
+/** The standby block of this node's pg_hba.conf: the peer's replication, and the web nodes of both hosts (the pair's state names the database). */
+async function standbyBlockLines(node: LocalNode, config: NodeConfig, sandbox: boolean): Promise<string[]> {
+  const state = await readState(node.root);
+  const nodes = state ? pairNodes([state.self.host, config.peer.host], state.database) : undefined;
+  return hbaLinesFor([config.peer.host], config.tls, sandbox, nodes);
 }
 
 async function writePrivateConfig(node: LocalNode, dataDir: string, config: NodeConfig, sandbox: boolean): Promise<void> {
@@ -328,7 +335,7 @@ async function writePrivateConfig(node: LocalNode, dataDir: string, config: Node
   const allowList = readManagedBlock(before, EXPOSEDB_BLOCK);
   await writeClusterSettings(cluster);
   const base = (await fs.readFile(hbaFile, 'utf8')).trimEnd();
-  const standbyBlock = renderManagedBlock(STANDBY_BLOCK, hbaLinesFor([config.peer.host], config.tls, sandbox));
+  const standbyBlock = renderManagedBlock(STANDBY_BLOCK, await standbyBlockLines(node, config, sandbox));
   const lines = base.split('\n');
   const firstRule = lines.findIndex((l) => l.trim() !== '' && !l.trim().startsWith('#'));
   const hba = [...lines.slice(0, firstRule), standbyBlock, '', ...(allowList ? [allowList.text, ''] : []), ...lines.slice(firstRule), ''].join('\n');

@@ -17,7 +17,8 @@ import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { lookupUser } from '../system/users.js';
 import { passfileText, passwordFrom } from './conninfo.js';
-import { hbaLinesFor } from './hba-lines.js';
+import { hbaLinesFor, pairNodes, type PairNodes } from './hba-lines.js';
+import { followPairSteps } from './local-node.js';
 import { readState, type Endpoint, type PairState } from './node.js';
 import { bundleFile, FENCE_SCHEMA, REPLICATION_ROLE, ROLE_COMMENT, STANDBY_BLOCK, STANDBY_PATHS } from './paths.js';
 
@@ -214,14 +215,17 @@ export function slotBoundStep(link: AdminLink, facts: PrimaryFacts, bound = '8GB
 }
 
 /** The standby block of pg_hba.conf with lines for these peers (checked by PostgreSQL, then reloaded). */
-export async function standbyHbaStep(link: AdminLink, hbaFile: string, peers: string[], tls: boolean, sandbox: boolean): Promise<Step> {
+export async function standbyHbaStep(link: AdminLink, hbaFile: string, peers: string[], tls: boolean, sandbox: boolean, nodes?: PairNodes): Promise<Step> {
   const previous = await fs.readFile(hbaFile, 'utf8');
-  const next = peers.length > 0 ? withManagedBlock(previous, STANDBY_BLOCK, hbaLinesFor(peers, tls, sandbox)) : withoutBlock(previous);
+  const next = peers.length > 0 ? withManagedBlock(previous, STANDBY_BLOCK, hbaLinesFor(peers, tls, sandbox, nodes)) : withoutBlock(previous);
   const shown = await fileStep({ file: hbaFile, shownAs: hbaFile, content: next, mode: 0o600 });
   let written = false;
   return {
     kind: 'file',
-    title: peers.length > 0 ? `pg_hba.conf: replication from ${peers.join(', ')} (${tls ? 'TLS and ' : ''}SCRAM only)` : 'pg_hba.conf: no replication lines',
+    title:
+      peers.length > 0
+        ? `pg_hba.conf: replication from ${peers.join(', ')}${nodes ? `, the web nodes of ${nodes.hosts.join(' and ')}` : ''} (${tls ? 'TLS and ' : ''}SCRAM only)`
+        : 'pg_hba.conf: no replication lines',
     details: shown.details,
     changes: next !== previous,
     async apply() {
@@ -332,7 +336,7 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
     await ownedFileStep(root.path(STANDBY_PATHS.ca), ca, 0o644, osUser),
     replicationRoleStep(postgresLink, facts, password, input.database),
     slotBoundStep(postgresLink, facts),
-    await standbyHbaStep(input.link, input.hbaFile, [standby.host], true, root.isSandbox),
+    await standbyHbaStep(input.link, input.hbaFile, [standby.host], true, root.isSandbox, pairNodes([self.host, standby.host], input.database)),
     await fileStep({
       file: root.path(STANDBY_PATHS.state),
       shownAs: root.path(STANDBY_PATHS.state),
@@ -341,6 +345,13 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
     }),
     bundleStep(root, bundlePath, { primary: self, standby, database: input.database, password, ca, nodesUrl: input.nodesUrl }, log),
   ];
+  // Last, this host's own web node: it follows the pair as every other node does.
+  const follow = await followPairSteps(root, { hosts: [self, standby], self, ca }, log).catch(async (error: unknown) => {
+    await postgresLink.close();
+    throw error;
+  });
+  steps.push(...follow.steps);
+  warnings.push(...follow.warnings);
   return { steps, warnings, bundle: bundlePath, close: () => postgresLink.close() };
 }
 

@@ -32,7 +32,15 @@ export const run = (args: string[], env?: Record<string, string>): Promise<RunRe
 export const standby = (root: Root, ...args: string[]) => run(['standby', '--root', root.dir, ...args]);
 
 /** A primary on `A` with a streaming standby on `B`; `client` is allowed in as the web nodes are. */
-export async function makePair(A: string, B: string, client: string): Promise<Pair> {
+export async function makePair(
+  A: string,
+  B: string,
+  client: string,
+  options: {
+    /** Runs once the primary is exposed, before the standby is added (e.g. a web node on B's root). */
+    beforeStandby?: (ends: { rootA: Root; rootB: Root; nodesUrl: string; port: number }) => Promise<void>;
+  } = {},
+): Promise<Pair> {
   const [rootA, rootB] = await Promise.all([makeRoot(), makeRoot()]);
   await installPrimary(rootA, A);
   const init = await run(['exposedb', '--root', rootA.dir, '--init']);
@@ -42,6 +50,7 @@ export async function makePair(A: string, B: string, client: string): Promise<Pa
   const ca = await fs.readFile(rootA.path(PATHS.clusterCaCert), 'utf8');
   expect((await run(['exposedb', '--root', rootA.dir, '--add', `${client}/32`])).exitCode).toBe(0);
   await createProbeTable(rootA);
+  await options.beforeStandby?.({ rootA, rootB, nodesUrl, port });
   const add = await run(['exposedb', '--root', rootA.dir, '--add-standby', B]);
   expect(add.exitCode, add.stderr).toBe(0);
   const bundle = add.stdout.trim();
