@@ -22,6 +22,8 @@ export function serviceCommand(program: Command, ctx: CommandContext): void {
         '',
         'Systemd units where PID 1 is systemd; otherwise, and always under --root, detached processes',
         'with pid files under the root. Starting the server waits until its /_status answers 200.',
+        'On a host of a replicated pair (knocker standby init, no install needed) postgres is the',
+        "pair's cluster, standby or primary; starting it asks the other host first (it may start read-only).",
         '',
         "logs prints the last lines of a service's log (its journal under systemd, else its file) and",
         'with -f follows it until Ctrl-C. A server that did not stop cleanly (killed, or it died) is',

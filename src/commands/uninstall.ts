@@ -25,11 +25,17 @@ export function uninstallCommand(program: Command, ctx: CommandContext): void {
         "uninstall with --purge-data leaves the root empty. The uninstall's own log (knocker.log) is",
         'kept as the record of what it removed, unless --purge-data.',
         '',
+        'On a host of a replicated pair (knocker standby): refused on the primary (exit 3) while its',
+        'standby replicates from it (run knocker standby remove, or standby switchover, first). On the',
+        'standby, PostgreSQL stops before anything is removed, its slot on the primary is dropped, and',
+        "the pair's secrets here (passfile, CA copy, its key and certificate, bundle, state) go too.",
+        '',
         'Output: stdout carries only the result a script would capture (here: the --dry-run plan); the',
         'plan to confirm, progress, notes, warnings and the outcome go to stderr.',
         '',
         'Exit codes: 0 done (or declined, or nothing to do), 2 invalid usage (--yes missing without a',
-        'terminal), 3 another knocker run holds the lock, 4 failed and undone, 5 failed and not fully undone.',
+        'terminal), 3 another knocker run holds the lock, or this host is the primary of a pair with a',
+        'standby (nothing changed), 4 failed and undone, 5 failed and not fully undone.',
       ].join('\n'),
     )
     .action(async (options: { dryRun?: boolean; json?: boolean; purgeData?: boolean; yes?: boolean }, command: Command) => {

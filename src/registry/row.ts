@@ -17,20 +17,27 @@ export function forgetRowStep(open: OpenRegistry, row: RegisteredServer, target:
       await close();
     }
   };
+  // Only a row this step deleted is put back: an undo of a DELETE that never happened claims nothing.
+  let deleted = false;
   return {
     kind: 'database',
     title: `Take "${printableLine(row.name)}" out of the servers registry of ${target}`,
     details: [`DELETE FROM servers WHERE name = '${printableLine(row.name)}'`],
     changes: true,
-    apply: () => use((client) => forgetServer(client, row.name)),
+    apply: () =>
+      use(async (client) => {
+        deleted = await forgetServer(client, row.name);
+      }),
     // Back as stopped: a server that runs registers itself again at its next heartbeat anyway.
-    undo: () =>
-      use((client) =>
+    undo: async () => {
+      if (!deleted) return;
+      await use((client) =>
         client.query(
           `INSERT INTO servers (name, listen, version, schema_version, state, instance, heartbeat_seconds, started_at, last_seen, stopped_at)
            VALUES ($1, $2, $3, $4, 'stopped', $5, 5, $6, $7, now()) ON CONFLICT (name) DO NOTHING`,
           [row.name, row.listen, row.version, row.schemaVersion, restoredBy, row.startedAt, row.lastSeen],
         ),
-      ),
+      );
+    },
   };
 }

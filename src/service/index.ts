@@ -21,7 +21,7 @@ import {
   stopCluster,
   type PrivateCluster,
 } from '../postgres/cluster.js';
-import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster } from '../postgres/system-cluster.js';
+import { findSystemClusters, pickCluster, startSystemCluster, stopSystemCluster, type SystemCluster } from '../postgres/system-cluster.js';
 import { describeStatus, fetchStatus, statusUrl } from '../server/probe.js';
 import { isServing } from '../server/status-body.js';
 import { serverRunState, serverService, startServerService, stopServerService, type ServerService } from '../server/service.js';
@@ -133,18 +133,37 @@ async function serverFromRecords(root: Root, service: ServerService, confProblem
   };
 }
 
+/**
+ * One of a replicated pair (`knocker standby init` made this host's cluster, or `exposedb
+ * --add-standby` made this one the primary): the pair's state names it, with no install needed.
+ * Its cluster: the root's private one, or the host's Debian cluster (KNOCKER_PG_CLUSTER), as the
+ * standby commands find it.
+ */
+async function pairCluster(root: Root): Promise<{ system: SystemCluster | undefined } | undefined> {
+  const { hostCluster, readState } = await import('../standby/node.js');
+  if (!(await readState(root))) return undefined;
+  return { system: await hostCluster(root) };
+}
+
+/** "a standby of the pair" or "the pair's primary", from the data directory's own settings. */
+async function pairRole(dataDir: string): Promise<string> {
+  const { hasStandbySignal } = await import('../standby/node.js');
+  return (await hasStandbySignal(dataDir)) ? 'a standby of the pair (starts read-only)' : "the pair's primary";
+}
+
 async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confProblem: string | undefined): Promise<Found> {
   const option = conf?.get('DatabaseOption');
   // A configuration that cannot be read hides nothing: under a root, the private cluster knocker
   // made is its own record. (On the real system the host's PostgreSQL is not claimed on a guess.)
   const fromRecords = option === undefined && confProblem !== undefined && root.isSandbox && (await clusterExists(root.path(PATHS.pgData)));
-  if (option !== '1' && !fromRecords) {
+  const pair = await pairCluster(root);
+  if (option !== '1' && !fromRecords && !pair) {
     return {
       name: 'postgres',
       notSetUp: option ? `the database is external (DatabaseOption ${option}); knocker does not run it` : 'no local database was installed',
     };
   }
-  if (root.isSandbox) {
+  if (root.isSandbox && !pair?.system) {
     const dataDir = root.path(PATHS.pgData);
     const bin = await findPgBinaries();
     const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
@@ -162,7 +181,7 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confPro
     return {
       name: 'postgres',
       label: `PostgreSQL (${where})`,
-      state: async () => ({ word: (await clusterRunning(cluster)) ? 'running' : 'stopped', detail: where }),
+      state: async () => ({ word: (await clusterRunning(cluster)) ? 'running' : 'stopped', detail: pair ? `${where}, ${await pairRole(dataDir)}` : where }),
       async start() {
         // One of a replicated pair whose peer was promoted meanwhile starts as a read-only standby.
         const { fenceBeforeStart } = await import('../standby/fence.js');
@@ -173,15 +192,15 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confPro
       stop: () => stopCluster(cluster),
     };
   }
-  const found = pickCluster(await findSystemClusters());
+  const found = pair?.system ?? pickCluster(await findSystemClusters());
   if (!found) return { name: 'postgres', notSetUp: 'no PostgreSQL cluster found on this host' };
   const where = `cluster ${found.label} on port ${found.port}`;
   return {
     name: 'postgres',
     label: `PostgreSQL (${where})`,
     state: async () => {
-      const now = pickCluster(await findSystemClusters());
-      return { word: now?.running ? 'running' : 'stopped', detail: where };
+      const now = (await findSystemClusters()).find((c) => c.label === found.label);
+      return { word: now?.running ? 'running' : 'stopped', detail: pair ? `${where}, ${await pairRole(found.dataDir)}` : where };
     },
     async start() {
       // As for the private cluster: one of a replicated pair whose peer may have been promoted starts read-only.

@@ -5,6 +5,7 @@
 // been promoted all the same: this node starts read-only too, and the note says how to decide.
 // `knocker standby rejoin` (or `standby promote`, if the other host is lost) then brings it back.
 import type { PrivateCluster } from '../postgres/cluster.js';
+import { knockerCommand } from '../shared/hint.js';
 import type { Root } from '../system/root.js';
 import { applyNodeConfig, hasStandbySignal, nodeAt, readState } from './node.js';
 import { peerFacts, tryPeer } from './peer.js';
@@ -28,10 +29,11 @@ export async function fenceBeforeStart(root: Root, cluster: Pick<PrivateCluster,
   // A host's Debian cluster listens everywhere: it is this node of the pair, as the state names it.
   const node = await nodeAt(root, { host: cluster.host ?? state.self.host, port: cluster.port });
   await applyNodeConfig(node, cluster.dataDir, { standbyOf: state.peer, tls: true, peer: state.peer }, root.isSandbox);
-  if (link) return `fenced: ${state.peer.host} is the primary now, so this node starts read-only as its standby (bring it back with knocker standby rejoin)`;
+  if (link)
+    return `fenced: ${state.peer.host} is the primary now, so this node starts read-only as its standby (bring it back with ${knockerCommand(root, 'standby rejoin')})`;
   return [
     `fenced: the other database host ${state.peer.host}:${state.peer.port} does not answer, and it may have been promoted, so this node starts read-only as its standby.`,
     `To decide: once ${state.peer.host} answers, knocker standby status there (if it is the primary, this node already follows it).`,
-    `If ${state.peer.host} is lost for good and this node must take writes: knocker standby promote (here).`,
+    `If ${state.peer.host} is lost for good and this node must take writes, here: ${knockerCommand(root, 'standby promote')}`,
   ].join('\n');
 }

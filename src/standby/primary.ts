@@ -156,7 +156,7 @@ END`;
 }
 
 /** The replication role with the password's SCRAM verifier, its grants (in database postgres, where pg_rewind connects) and the fence. */
-export function replicationRoleStep(link: AdminLink, facts: PrimaryFacts, password: string, database: string): Step {
+export function replicationRoleStep(link: AdminLink, facts: Pick<PrimaryFacts, 'role' | 'fenceExists'>, password: string, database: string): Step {
   const existing = facts.role;
   const changes = !existing || !scramMatches(password, existing.verifier) || !facts.fenceExists;
   let created = false;
@@ -190,6 +190,41 @@ export function replicationRoleStep(link: AdminLink, facts: PrimaryFacts, passwo
       await session.query(`DROP SCHEMA IF EXISTS ${FENCE_SCHEMA} CASCADE`);
       await executeQuoted(session, 'DROP OWNED BY %I', [REPLICATION_ROLE]).catch(() => {});
       await executeQuoted(session, 'DROP ROLE IF EXISTS %I', [REPLICATION_ROLE]);
+    },
+  };
+}
+
+/**
+ * The replication role and knocker's fence function dropped, in one transaction (all or nothing),
+ * when the pair is taken apart on its primary (`standby remove`). The undo creates them again with
+ * the password kept in the passfile (read before it is removed).
+ */
+export function dropReplicationRoleStep(link: AdminLink, password: string | undefined, database: string): Step {
+  let dropped = false;
+  return {
+    kind: 'database',
+    title: `PostgreSQL: drop the replication role ${REPLICATION_ROLE} and knocker's fence function (no standby replicates any more)`,
+    details: [`BEGIN; DROP SCHEMA IF EXISTS ${FENCE_SCHEMA} CASCADE; DROP OWNED BY ${REPLICATION_ROLE}; DROP ROLE ${REPLICATION_ROLE}; COMMIT`],
+    changes: true,
+    async apply() {
+      const session = await link.session();
+      const exists = (await session.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [REPLICATION_ROLE])).rows.length > 0;
+      if (!exists) return 'not there';
+      await session.query('BEGIN');
+      try {
+        await executeQuoted(session, 'DROP SCHEMA IF EXISTS %I CASCADE', [FENCE_SCHEMA]);
+        await executeQuoted(session, 'DROP OWNED BY %I', [REPLICATION_ROLE]);
+        await executeQuoted(session, 'DROP ROLE %I', [REPLICATION_ROLE]);
+        await session.query('COMMIT');
+      } catch (error) {
+        await session.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+      dropped = true;
+    },
+    async undo() {
+      if (!dropped || password === undefined) return;
+      await replicationRoleStep(link, { role: undefined, fenceExists: false }, password, database).apply();
     },
   };
 }

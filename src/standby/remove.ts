@@ -8,10 +8,12 @@ import { discardHalfMadeCluster } from '../postgres/cluster.js';
 import type { Output } from '../shared/output.js';
 import { withRun } from '../system/runner.js';
 import type { Plan, Step } from '../system/plan.js';
-import type { Root } from '../system/root.js';
 import { ctlCommand, existingNode, isRunning, linkTo, readState, startNode, stopNode, type LocalNode } from './node.js';
 import { tryPeer } from './peer.js';
-import { standbyHbaStep, withoutBlock } from './primary.js';
+import type { Root } from '../system/root.js';
+import { dropReplicationRoleStep, standbyHbaStep, withoutBlock } from './primary.js';
+import { replicationPassword } from './peer.js';
+import { PATHS } from '../system/root.js';
 import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
@@ -75,6 +77,10 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
           async undo() {},
         });
         steps.push(await standbyHbaStep(local, standby.hba, [], true, root.isSandbox));
+        // What exposedb --add-standby made for the standby: its role (and the fence function) too.
+        const password = await replicationPassword(root).catch(() => undefined);
+        if (password) log.addSecret(password);
+        steps.push(dropReplicationRoleStep(local, password, state.database));
       } else {
         steps.push({
           kind: 'database',
@@ -105,14 +111,21 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
         });
         if (node.system) steps.push(debianRestoreStep(node, log));
       }
+      // The pair's secrets and state on this host (the bundle on the primary; this host's key from it on the standby, whose copy is gone).
+      const secrets = [
+        root.path(STANDBY_PATHS.state),
+        root.path(STANDBY_PATHS.passfile),
+        root.path(STANDBY_PATHS.ca),
+        bundleFile(root, state.peer.host),
+        ...(standby.r ? [root.path(PATHS.pgTlsKey), root.path(PATHS.pgTlsCert)] : []),
+      ];
       steps.push({
         kind: 'file',
-        title: `Remove the pair's state ${root.path(STANDBY_PATHS.state)}${standby.r ? '' : ` and the bundle ${bundleFile(root, state.peer.host)}`}`,
-        details: [],
+        title: `Remove the pair's state and secrets: ${secrets.join(', ')}`,
+        details: secrets.map((f) => `rm -f ${f}`),
         changes: true,
         async apply() {
-          await fs.rm(root.path(STANDBY_PATHS.state), { force: true });
-          await fs.rm(bundleFile(root, state.peer.host), { force: true });
+          for (const file of secrets) await fs.rm(file, { force: true });
         },
         async undo() {},
       });

@@ -24,6 +24,8 @@ import type { Output } from '../shared/output.js';
 import { PATHS, type Root } from '../system/root.js';
 import { withRun } from '../system/runner.js';
 import { knockerWrittenFiles } from './known-files.js';
+import { nullLogger, type Logger } from '../system/log.js';
+import { STANDBY_PATHS } from '../standby/paths.js';
 import { systemctl } from '../system/service.js';
 
 export interface UninstallOptions {
@@ -39,6 +41,8 @@ const FOLDERS = [
   PATHS.haproxyStateDir,
   PATHS.haproxyRunDir,
   PATHS.pgSocketDir,
+  STANDBY_PATHS.dir,
+  PATHS.pgTlsDir,
   PATHS.runDir,
   PATHS.logDir,
   PATHS.stateDir,
@@ -103,6 +107,15 @@ async function registryStep(config: ServerConfig, warnings: string[]): Promise<S
     const client = await connect(config.databaseUrl, options);
     try {
       row = (await listServers(client)).find((s) => s.name === config.serverName);
+      // A standby answers (after a switchover, a single-host DatabaseURL names this host, now the
+      // standby): its registry is read-only, so no step is planned that could only fail and be "undone".
+      const readOnly = (await client.query<{ ro: string }>(`SELECT current_setting('transaction_read_only') AS ro`)).rows[0]?.ro === 'on';
+      if (row && readOnly) {
+        warnings.push(
+          `the registry of ${target} is read-only here (a standby, or fenced): "${config.serverName}" stays in it; retire it on the primary with \`knocker server forget ${config.serverName}\``,
+        );
+        return undefined;
+      }
     } finally {
       await client.end().catch(() => {});
     }
@@ -205,18 +218,30 @@ async function allFolders(dir: string): Promise<string[]> {
 }
 
 /** The uninstall plan; nothing changes until it is applied. */
-export async function uninstallPlan(root: Root, options: UninstallOptions): Promise<Plan> {
+export async function uninstallPlan(root: Root, options: UninstallOptions, log: Logger = nullLogger()): Promise<Plan> {
   const warnings: string[] = [];
   const steps: Step[] = [];
   const loaded = await loadServerConfig(root.path(PATHS.conf), os.hostname(), `nothing to uninstall from this node's configuration`);
   const config = loaded.ok ? loaded.config : undefined;
   const option = config ? (await readIfExists(root.path(PATHS.conf)))?.match(/^\s*DatabaseOption\s*=\s*(\d)/m)?.[1] : undefined;
 
+  // One of a replicated pair: refused on its primary; on its standby, PostgreSQL stops before
+  // anything is removed, then its slot on the primary goes (src/standby/uninstall.ts).
+  const { pairUninstall } = await import('../standby/uninstall.js');
+  const pair = await pairUninstall(root, log);
+  if (pair) warnings.push(...pair.warnings);
+
   // Stop HAProxy, then the server; the registry while its database still runs; then PostgreSQL.
   const stops = await stopSteps(root);
   for (const { name, step } of stops) {
     if (name === 'postgres') continue;
     steps.push(step);
+  }
+  const postgres = stops.find((s) => s.name === 'postgres');
+  if (pair) {
+    // The pair's cluster, on a real host too: standby init made it from an empty one.
+    if (postgres) steps.push(postgres.step);
+    steps.push(...pair.afterStop);
   }
   if (config) {
     const registry = await registryStep(config, warnings);
@@ -226,9 +251,10 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
       `${root.path(PATHS.conf)} is not usable (${loaded.problems[0]}): this node's row stays in its database's registry; retire it from another node with \`knocker server forget NAME\``,
     );
   }
-  const postgres = stops.find((s) => s.name === 'postgres');
   // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
-  if (postgres && root.isSandbox) steps.push(postgres.step);
+  if (pair) {
+    // stopped above, before anything was removed
+  } else if (postgres && root.isSandbox) steps.push(postgres.step);
   else if (postgres) warnings.push("the host's PostgreSQL is left running: it may hold other databases than Knocknoc's");
   if (!root.isSandbox && (await isSystemdHost()) && (await statIfExists(root.path(PATHS.serverUnit)))) steps.push(unitStep(root));
 
@@ -244,6 +270,7 @@ export async function uninstallPlan(root: Root, options: UninstallOptions): Prom
   const ownLog = (f: string) => !options.purgeData && (f === root.path(PATHS.opsLog) || f === `${root.path(PATHS.opsLog)}.1`);
   // Only what knocker writes there, by name: an operator's own files in these folders stay.
   files.push(...(await knockerWrittenFiles(root)).filter((f) => !ownLog(f)));
+  if (pair) files.push(...pair.files);
   if (root.isSandbox) files.push(...(await filesIn(root.path(PATHS.haproxyRunDir))), root.path(PATHS.haproxyPid), root.path(PATHS.haproxyMasterSocket));
   steps.push(...(await fileSteps(files, haproxy.existing.kind === 'knocker' ? [root.path(PATHS.haproxyStateFile)] : [])));
 
@@ -286,7 +313,7 @@ export async function runUninstall(
   }
   const spec = { command: 'knocker uninstall', logFile: PATHS.opsLog };
   const applied = await withRun(root, spec, options, io, async (run) => {
-    const plan = await uninstallPlan(root, options);
+    const plan = await uninstallPlan(root, options, run.log);
     if (run.flags.dryRun) return run.showOrApply(plan, { details: { purgeData: options.purgeData } });
     if (!hasChanges(plan)) {
       io.err(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);
