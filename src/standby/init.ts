@@ -19,7 +19,8 @@ import { checkMaxRate, readBundle } from './bundle.js';
 import { ownedFileStep, type StandbyBundle } from './primary.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
 import { until, type RunFlags } from './run.js';
-import { fileStep } from '../system/plan.js';
+import { fileStep, hasChanges } from '../system/plan.js';
+import { bootFenceStep } from './boot-unit.js';
 import type { Logger } from '../system/log.js';
 
 export interface InitRequest extends RunFlags {
@@ -203,17 +204,21 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
     let primaryLink: PeerLink | undefined;
     const openPrimary = async () => (primaryLink ??= await connectPeerWith({ password: bundle.password, ca: bundle.ca }, bundle.standby, bundle.primary, log));
     const slot = slotName(bundle.standby.host);
+    // systemd's check before the cluster starts (a Debian host); a re-run adds it to a standby made without it.
+    const fence = node.system ? [await bootFenceStep(root, node.system, log)] : [];
     const steps: Step[] =
       todo === 'done'
-        ? []
+        ? fence
         : todo === 'start'
-          ? [startStep(node, log, 'as a hot standby')]
+          ? [...fence, startStep(node, log, 'as a hot standby')]
           : [
               ...(await standbyFileSteps(root, node, bundle, log)),
               await clearCutOffStep(node, log),
               ...(todo === 'replace' ? [setAsideStep(node, log)] : []),
               slotStep(openPrimary, slot, bundle.primary),
               cloneStep({ node, primary: bundle.primary, peer: bundle.primary, log, maxRate: request.maxRate }),
+              // Only now: undone before Debian's empty cluster, set aside above, is started again.
+              ...fence,
               startStep(node, log, `as a hot standby of ${bundle.primary.host}:${bundle.primary.port}`),
             ];
     const plan = {
@@ -222,7 +227,8 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
       warnings: [] as string[],
     };
     try {
-      if (todo === 'done' && !request.dryRun) io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
+      if (todo === 'done' && !hasChanges(plan) && !request.dryRun)
+        io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
       else if (!(await run.showOrApply(plan))) return 0;
     } finally {
       await primaryLink?.close();

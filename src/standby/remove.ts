@@ -11,6 +11,7 @@ import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { ctlCommand, existingNode, isRunning, linkTo, readState, startNode, stopNode, type LocalNode } from './node.js';
 import { tryPeer } from './peer.js';
+import { removeBootFenceStep } from './boot-unit.js';
 import { standbyHbaStep, withoutBlock } from './primary.js';
 import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
@@ -57,6 +58,8 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
       const standby = (await session.query<{ r: boolean; hba: string }>(`SELECT pg_is_in_recovery() AS r, current_setting('hba_file') AS hba`)).rows[0]!;
       const slot = slotName(state.peer.host);
       const steps: Step[] = [];
+      // systemd's check before a start (a Debian host): the pair it asks about is going.
+      const dropIn = node.system ? await removeBootFenceStep(root, node.system, log) : undefined;
       if (!standby.r) {
         steps.push({
           kind: 'database',
@@ -103,8 +106,11 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
           },
           async undo() {},
         });
+        // Before Debian's own cluster is started again: the check would make it this pair's standby.
+        if (dropIn) steps.push(dropIn);
         if (node.system) steps.push(debianRestoreStep(node, log));
       }
+      if (!standby.r && dropIn) steps.push(dropIn);
       steps.push({
         kind: 'file',
         title: `Remove the pair's state ${root.path(STANDBY_PATHS.state)}${standby.r ? '' : ` and the bundle ${bundleFile(root, state.peer.host)}`}`,
