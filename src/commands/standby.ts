@@ -34,7 +34,7 @@ function planCommand<O extends PlanFlags>(sub: Command, ctx: CommandContext, run
 export function standbyCommand(program: Command, ctx: CommandContext): void {
   const standby = program
     .command('standby')
-    .description('a replicated standby of the shared-primary database: init, status, switchover, promote, rejoin, remove')
+    .description('a replicated standby of the shared-primary database: init, status, switchover, promote, rejoin, remove, pre-start')
     .addHelpText(
       'after',
       [
@@ -105,4 +105,23 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
     ctx,
     (work, root, plan) => work.standbyRemove(root, plan, ctx.io),
   );
+
+  standby
+    .command('pre-start')
+    .description(
+      "before this node's PostgreSQL starts (systemd runs it, at boot too): the other host the primary, or no answer in 10 s, makes this node start read-only as its standby",
+    )
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Prints primary, standby, fenced or not-paired; the reason on stderr. On a Debian host, exposedb --add-standby',
+        'and standby init install it as an ExecStartPre drop-in of postgresql@VERSION-NAME.service; standby remove',
+        'and uninstall remove it. Exit 0: start; any other exit keeps PostgreSQL stopped.',
+      ].join('\n'),
+    )
+    .action(async (_options: object, command: Command) => {
+      const { standbyPreStart } = await standbyModule();
+      ctx.exit(await standbyPreStart(rootOf(command, ctx), ctx.io));
+    });
 }

@@ -4,24 +4,24 @@
 import { EXIT } from '../errors.js';
 import { sortCidrs } from '../postgres/allow-list.js';
 import { buildDatabaseUrl } from '../postgres/url.js';
-import { allowListChange, changeAllowList, SSL_OFF, type ChangeContext, type Context } from './context.js';
+import { allowListChange, changeAllowList, pairRoles, SSL_OFF, type ChangeContext, type Context } from './context.js';
 
-/** What --add tells when this primary has a standby: the nodes' string, and (`added`) that its pg_hba.conf is its own. */
+/** What --add tells when this host is one of a standby pair: the roles as they are now, the nodes' string, and (`added`) that each host's pg_hba.conf is its own. */
 async function standbyNotes(ctx: Context, added?: string): Promise<void> {
-  const { readState } = await import('../standby/node.js');
-  const pair = await readState(ctx.root);
+  const pair = await pairRoles(ctx);
   if (!pair) return;
-  const peer = `${pair.peer.host}:${pair.peer.port}`;
+  const { host, port } = pair.peer;
+  const other = `the ${pair.standbyHere ? 'primary' : 'standby'} ${host}:${port}`;
   if (added) {
     ctx.io.err(
-      `warning: the standby ${peer} keeps the allow-list its clone copied: ${added} is not allowed there, and cannot log in to it after a failover until it is`,
+      `warning: ${other} keeps its own allow-list: ${added} is not allowed there, and cannot log in to it ${pair.standbyHere ? 'now' : 'after a failover'} until it is`,
     );
-    // The standby's pg_hba.conf is a file on its host: the same --add there, at its own cluster.
-    const conn = buildDatabaseUrl({ host: pair.peer.host, port: pair.peer.port, user: ctx.url.user, database: ctx.url.database });
-    ctx.io.err(`hint: on the standby's host (${pair.peer.host}) run: knocker exposedb --conn ${conn} --add ${added}`);
+    // The other host's pg_hba.conf is a file on its host: the same --add there, at its own cluster.
+    const conn = buildDatabaseUrl({ host, port, user: ctx.url.user, database: ctx.url.database });
+    ctx.io.err(`hint: on the other host (${host}) run: knocker exposedb --conn ${conn} --add ${added}`);
   }
   ctx.io.err(
-    `note: this primary has a standby (${peer}): a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`,
+    `note: ${pair.line}: a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`,
   );
 }
 

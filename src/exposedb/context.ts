@@ -217,3 +217,19 @@ export async function changeAllowList(
     log.info(`${run.spec.command} ${change.cidr}: allow-list ${change.before.join(', ') || '(empty)'} -> ${change.next.join(', ') || '(empty)'}`);
   return run.showOrApply(plan, { details: { cidr: change.cidr, allowList: { before: change.before, after: change.next } } });
 }
+
+/**
+ * This host's part in a knocker standby pair as its server says now, not as the pair was made
+ * (roles swap with a switchover or a promote): undefined without a pair.
+ */
+export async function pairRoles(
+  ctx: Pick<Context, 'root' | 'facts'>,
+): Promise<{ standbyHere: boolean; peer: { host: string; port: number }; line: string } | undefined> {
+  const { readState } = await import('../standby/node.js');
+  const state = await readState(ctx.root);
+  if (!state) return undefined;
+  const peer = `${state.peer.host}:${state.peer.port}`;
+  return ctx.facts.inRecovery
+    ? { standbyHere: true, peer: state.peer, line: `this host is the standby now; the primary is ${peer}` }
+    : { standbyHere: false, peer: state.peer, line: `this host is the primary; its standby is ${peer}` };
+}

@@ -13,7 +13,7 @@ import { buildDatabaseUrl, parseDatabaseUrl, redactUrl } from '../postgres/url.j
 import { readIfExists } from '../system/files.js';
 import { fileStep, hasChanges, type Plan } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
-import { allowListOf, HOST_NAME, refuseHandEdits, requireOpenssl, storedNodesUrl, tlsContext, type ChangeContext, type Context } from './context.js';
+import { allowListOf, HOST_NAME, pairRoles, refuseHandEdits, requireOpenssl, storedNodesUrl, tlsContext, type ChangeContext, type Context } from './context.js';
 import { grantsStep, remoteRoleStep, type Names } from './plan.js';
 import { checkKeyPair, chooseTls, commandLineSettings, tlsChanges, tlsStep, type TlsChoice } from './tls.js';
 
@@ -188,7 +188,10 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
   if (pair) {
     // Once a standby exists the nodes list both hosts and keep the one that takes writes; the
     // CA is the copy knocker install --database-ca keeps on each node.
-    io.err(`This primary has a standby (${pair.standby}): the web nodes list both and use whichever takes writes.`);
+    const roles = await pairRoles(ctx);
+    io.err(
+      `${roles?.standbyHere ? `This host is the standby now (the primary is ${pair.standby})` : `This primary has a standby (${pair.standby})`}: the web nodes list both and use whichever takes writes.`,
+    );
     io.err(`Connection string for the other web nodes (the single-host one is kept in ${urlFile}); install them with database option 3 and --database-ca:`);
     io.out(pair.url);
     return EXIT.ok;

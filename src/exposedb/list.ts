@@ -1,9 +1,10 @@
 // knocker exposedb --list: the allowed ranges on stdout, one a line; whether the database is
-// exposed, hand edits of the block and errors in pg_hba.conf on stderr. Changes nothing.
+// exposed, which host of a standby pair this is, hand edits of the block and errors in pg_hba.conf
+// on stderr. Changes nothing.
 import { EXIT } from '../errors.js';
 import { hbaErrors } from '../postgres/hba.js';
 import { knockerCommand } from '../shared/hint.js';
-import { allowListOf, type Context } from './context.js';
+import { allowListOf, pairRoles, type Context } from './context.js';
 
 export async function list(ctx: Context): Promise<number> {
   const { io, link, facts, target, names, root } = ctx;
@@ -11,6 +12,9 @@ export async function list(ctx: Context): Promise<number> {
   for (const cidr of allow.cidrs) io.out(cidr);
   if (!facts.remote) io.err(`note: database ${names.database} is not exposed yet (${knockerCommand(root, 'exposedb --init')})`);
   else if (allow.cidrs.length === 0) io.err(`note: no address is allowed yet (${knockerCommand(root, 'exposedb --add <CIDR>')})`);
+  // Each host of a standby pair has its own pg_hba.conf: which one this is, as its server says now.
+  const pair = await pairRoles(ctx);
+  if (pair) io.err(`note: ${pair.line}; this list is this host's (the other host keeps its own)`);
   if (allow.foreign.length > 0) {
     io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; it holds rules exposedb did not write (not listed above):`);
     for (const line of allow.foreign) io.err(`  ${line}`);

@@ -39,6 +39,8 @@ export interface ServerFacts {
    */
   hbaLoaded: boolean;
   ssl: boolean;
+  /** pg_is_in_recovery(): this server is a standby now (of a knocker standby pair, after a switchover or promote). */
+  inRecovery: boolean;
   appRole: { exists: boolean; superuser: boolean };
   remote: RemoteRoleFacts | undefined;
   listen: ListenFacts;
@@ -48,8 +50,17 @@ export interface ServerFacts {
 /** Everything the plan depends on, read in one admin session. */
 export async function readServerFacts(session: AdminSession, names: Names, osUser: string): Promise<ServerFacts> {
   const server = (
-    await session.query<{ version: string; hba_file: string; ssl: string; config_file: string; data_directory: string; bindir: string }>(
+    await session.query<{
+      version: string;
+      hba_file: string;
+      ssl: string;
+      config_file: string;
+      data_directory: string;
+      bindir: string;
+      in_recovery: boolean;
+    }>(
       `SELECT current_setting('server_version') AS version, current_setting('hba_file') AS hba_file, current_setting('ssl') AS ssl,
+              pg_is_in_recovery() AS in_recovery,
               current_setting('config_file') AS config_file, current_setting('data_directory') AS data_directory,
               (SELECT setting FROM pg_config WHERE name = 'BINDIR') AS bindir`,
     )
@@ -94,6 +105,7 @@ export async function readServerFacts(session: AdminSession, names: Names, osUse
     hbaMode,
     hbaLoaded: Number(loadedAt) >= hbaStat.mtimeMs,
     ssl: server.ssl === 'on',
+    inRecovery: server.in_recovery,
     appRole: { exists: Boolean(app), superuser: Boolean(app?.rolsuper) },
     remote: remoteFacts,
     listen: await readListen(session),

@@ -20,7 +20,8 @@ import { ownedFileStep, type StandbyBundle } from './primary.js';
 import { followPairSteps } from './local-node.js';
 import { REPLICATION_ROLE, slotName, STANDBY_PATHS } from './paths.js';
 import { until, type RunFlags } from './run.js';
-import { fileStep } from '../system/plan.js';
+import { fileStep, hasChanges } from '../system/plan.js';
+import { bootFenceStep } from './boot-unit.js';
 import type { Logger } from '../system/log.js';
 
 export interface InitRequest extends RunFlags {
@@ -206,17 +207,21 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
     const slot = slotName(bundle.standby.host);
     // This host's own web node, if knocker installed one here, follows the pair too.
     const follow = await followPairSteps(root, { hosts: [bundle.primary, bundle.standby], self: bundle.standby, ca: bundle.ca }, log);
+    // systemd's check before the cluster starts (a Debian host); a re-run adds it to a standby made without it.
+    const fence = node.system ? [await bootFenceStep(root, node.system, log)] : [];
     const standbySteps: Step[] =
       todo === 'done'
-        ? []
+        ? fence
         : todo === 'start'
-          ? [startStep(node, log, 'as a hot standby')]
+          ? [...fence, startStep(node, log, 'as a hot standby')]
           : [
               ...(await standbyFileSteps(root, node, bundle, log)),
               await clearCutOffStep(node, log),
               ...(todo === 'replace' ? [setAsideStep(node, log)] : []),
               slotStep(openPrimary, slot, bundle.primary),
               cloneStep({ node, primary: bundle.primary, peer: bundle.primary, log, maxRate: request.maxRate }),
+              // Only now: undone before Debian's empty cluster, set aside above, is started again.
+              ...fence,
               startStep(node, log, `as a hot standby of ${bundle.primary.host}:${bundle.primary.port}`),
             ];
     const steps = [...standbySteps, ...follow.steps];
@@ -226,7 +231,8 @@ export async function standbyInit(root: Root, request: InitRequest, io: Output):
       warnings: follow.warnings,
     };
     try {
-      if (steps.length === 0 && !request.dryRun) io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
+      if (todo === 'done' && !hasChanges(plan) && !request.dryRun)
+        io.err(`Nothing to change: ${node.cluster.dataDir} is already a running standby of ${bundle.primary.host}.`);
       else if (!(await run.showOrApply(plan))) return 0;
     } finally {
       await primaryLink?.close();

@@ -11,12 +11,14 @@ import { issueServerCertificate } from '../postgres/certificates.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword, scramMatches, scramVerifier } from '../postgres/scram.js';
 import type { LocalCluster } from '../postgres/locate.js';
+import { findSystemClusters } from '../postgres/system-cluster.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { lookupUser } from '../system/users.js';
 import { passfileText, passwordFrom } from './conninfo.js';
+import { bootFenceStep } from './boot-unit.js';
 import { hbaLinesFor, pairNodes, type PairNodes } from './hba-lines.js';
 import { followPairSteps } from './local-node.js';
 import { readState, type Endpoint, type PairState } from './node.js';
@@ -380,6 +382,9 @@ export async function planAddStandby(input: AddStandbyInput): Promise<AddStandby
     }),
     bundleStep(root, bundlePath, { primary: self, standby, database: input.database, password, ca, nodesUrl: input.nodesUrl }, log),
   ];
+  // A host's own Debian cluster: systemd asks the standby before it starts this one (at boot too).
+  const system = cluster.sandbox ? undefined : (await findSystemClusters(log)).find((c) => c.layout === 'debian' && c.port === cluster.access.port);
+  if (system) steps.push(await bootFenceStep(root, system, log));
   // Last, this host's own web node: it follows the pair as every other node does.
   const follow = await followPairSteps(root, { hosts: [self, standby], self, ca }, log).catch(async (error: unknown) => {
     await postgresLink.close();

@@ -14,6 +14,7 @@ import type { Root } from '../system/root.js';
 import { dropReplicationRoleStep, standbyHbaStep, withoutBlock } from './primary.js';
 import { replicationPassword } from './peer.js';
 import { PATHS } from '../system/root.js';
+import { removeBootFenceStep } from './boot-unit.js';
 import { bundleFile, slotName, STANDBY_PATHS } from './paths.js';
 import { readIfExists, writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
@@ -59,6 +60,8 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
       const standby = (await session.query<{ r: boolean; hba: string }>(`SELECT pg_is_in_recovery() AS r, current_setting('hba_file') AS hba`)).rows[0]!;
       const slot = slotName(state.peer.host);
       const steps: Step[] = [];
+      // systemd's check before a start (a Debian host): the pair it asks about is going.
+      const dropIn = node.system ? await removeBootFenceStep(root, node.system, log) : undefined;
       if (!standby.r) {
         steps.push({
           kind: 'database',
@@ -109,8 +112,11 @@ export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Pr
           },
           async undo() {},
         });
+        // Before Debian's own cluster is started again: the check would make it this pair's standby.
+        if (dropIn) steps.push(dropIn);
         if (node.system) steps.push(debianRestoreStep(node, log));
       }
+      if (!standby.r && dropIn) steps.push(dropIn);
       // The pair's secrets and state on this host (the bundle on the primary; this host's key from it on the standby, whose copy is gone).
       const secrets = [
         root.path(STANDBY_PATHS.state),

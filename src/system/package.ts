@@ -78,6 +78,11 @@ export function serverProgram(root: string): string[] {
   return fs.existsSync(link) ? [link] : [process.execPath, '__server'];
 }
 
+/** The command that runs this knocker again (a unit's ExecStartPre): the single executable, or Node and the checkout's bin/knocker. */
+export function knockerProgram(root = packageRoot()): string[] {
+  return isSea() ? [process.execPath] : [process.execPath, path.join(root, 'bin', 'knocker')];
+}
+
 /** The command that starts the administrator helper (src/postgres/admin-helper.ts). */
 export function adminHelperProgram(): string[] {
   // A single executable takes no script and no Node flags: its hidden subcommand runs the helper.

@@ -26,6 +26,7 @@ import { withRun } from '../system/runner.js';
 import { knockerWrittenFiles } from './known-files.js';
 import { nullLogger, type Logger } from '../system/log.js';
 import { STANDBY_PATHS } from '../standby/paths.js';
+import { removeBootFenceStep, writtenDropIns } from '../standby/boot-unit.js';
 import { systemctl } from '../system/service.js';
 
 export interface UninstallOptions {
@@ -257,6 +258,11 @@ export async function uninstallPlan(root: Root, options: UninstallOptions, log: 
   } else if (postgres && root.isSandbox) steps.push(postgres.step);
   else if (postgres) warnings.push("the host's PostgreSQL is left running: it may hold other databases than Knocknoc's");
   if (!root.isSandbox && (await isSystemdHost()) && (await statIfExists(root.path(PATHS.serverUnit)))) steps.push(unitStep(root));
+  // The standby pair's check before the host's PostgreSQL starts: it would run a knocker that is gone.
+  for (const cluster of await writtenDropIns(root)) {
+    const step = await removeBootFenceStep(root, cluster);
+    if (step) steps.push(step);
+  }
 
   const haproxy = await inspectHaproxy(root);
   const files = WRITTEN_FILES.flatMap((f) => [root.path(f), `${root.path(f)}.bak`]);

@@ -17,6 +17,7 @@ import { findPgBinaries } from '../../src/postgres/cluster.js';
 import { generatePassword, scramVerifier } from '../../src/postgres/scram.js';
 import { findSystemClusters, stopSystemCluster, type SystemCluster } from '../../src/postgres/system-cluster.js';
 import { buildDatabaseUrl } from '../../src/postgres/url.js';
+import { dropInFile } from '../../src/standby/boot-unit.js';
 import { STANDBY_PATHS } from '../../src/standby/paths.js';
 import { freePort } from '../../src/system/host.js';
 import { PATHS, type Root } from '../../src/system/root.js';
@@ -168,6 +169,11 @@ test('exposedb --add-standby on a Debian cluster: replication lines in /etc/…/
   expect(content.standby).toEqual({ host: B, port: portB });
   const hba = await fs.readFile((await cluster('pa')).hbaFile, 'utf8');
   expect(hba).toMatch(new RegExp(`^hostssl  replication  knocker_replicator  ${B.replace(/\./g, '\\.')}/32  scram-sha-256$`, 'm'));
+  // systemd's check before the cluster starts, written for this cluster's instance of Debian's unit.
+  const dropIn = await fs.readFile(dropInFile(rootA, { version, name: 'pa' }), 'utf8');
+  expect(dropIn).toContain(`Environment=KNOCKER_PG_CLUSTER=${version}/pa\n`);
+  expect(dropIn).toMatch(/^After=network-online\.target$/m);
+  expect(dropIn).toMatch(new RegExp(`^ExecStartPre=/usr/bin/timeout --kill-after=5 60 .+ standby pre-start --root ${rootA.dir}$`, 'm'));
 }, 120_000);
 
 test("standby init on a Debian host: the empty cluster Debian made is set aside, the clone streams with this host's own configuration", async () => {
@@ -209,6 +215,7 @@ test("standby init on a Debian host: the empty cluster Debian made is set aside,
   await waitFor('the row on the standby', async () =>
     (await sql('pb', 'SELECT 1 FROM standby_probe WHERE id = 1', 'knocknoc')).length === 1 ? true : undefined,
   );
+  expect(await fs.readFile(dropInFile(rootB, { version, name: 'pb' }), 'utf8')).toContain(`Environment=KNOCKER_PG_CLUSTER=${version}/pb\n`);
   // Again: nothing to change.
   const again = await standby(rootB, 'pb', 'init', '--bundle', bundle);
   expect(again.exitCode, again.stderr).toBe(0);
@@ -270,6 +277,71 @@ test('primary A lost (stopped -m immediate): promote B; rejoin A with pg_rewind 
   await expect(fs.access(path.join((await cluster('pa')).dataDir, 'postgresql.conf'))).rejects.toThrow();
 }, 240_000);
 
+/**
+ * Starts a cluster as systemd starts its unit: the drop-in's ExecStartPre as it is written (its
+ * Environment=, systemd's PATH and nothing else of this process's environment but the test's
+ * /etc/postgresql), then, if it exits 0, ExecStart (pg_ctlcluster start).
+ */
+async function startAsSystemdWould(root: Root, name: string): Promise<{ preStart: { exitCode: number; stdout: string; stderr: string }; ms: number }> {
+  const text = await fs.readFile(dropInFile(root, { version, name }), 'utf8');
+  const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', PG_CLUSTER_CONF_ROOT: etc };
+  for (const [, key, value] of text.matchAll(/^Environment=([A-Z_]+)=(\S+)$/gm)) env[key!] = value!;
+  const argv = /^ExecStartPre=(.+)$/m.exec(text)![1]!.split(' ');
+  const started = Date.now();
+  const preStart = await execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false });
+  const ms = Date.now() - started;
+  outputs.push(preStart.stdout, preStart.stderr);
+  if (preStart.exitCode === 0) await execa('pg_ctlcluster', [version, name, 'start'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
+  return { preStart: { exitCode: preStart.exitCode ?? -1, stdout: preStart.stdout, stderr: preStart.stderr }, ms };
+}
+
+test('started by its unit (the drop-in): the primary restarted with its standby up starts writable; the old primary, down while the standby was promoted, comes back read-only even when the new primary does not answer', async () => {
+  // B is the primary, A its standby. B restarted: A answers as a standby, so B starts as it was.
+  await execa('pg_ctlcluster', [version, 'pb', 'stop'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
+  const restart = await startAsSystemdWould(rootB, 'pb');
+  expect(restart.preStart.exitCode, restart.preStart.stderr).toBe(0);
+  expect(restart.preStart.stdout).toBe('primary');
+  expect(restart.preStart.stderr).toContain(`${A}:${portA} answers as a standby`);
+  await sql('pb', 'INSERT INTO standby_probe VALUES (6)', 'knocknoc');
+  await waitFor('row 6 on A', async () => ((await sql('pa', 'SELECT 1 FROM standby_probe WHERE id = 6', 'knocknoc')).length === 1 ? true : undefined));
+
+  // B lost; A promoted while B is down.
+  await execa('pg_ctlcluster', [version, 'pb', 'stop', '-m', 'immediate'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
+  const promote = await standby(rootA, 'pa', 'promote');
+  expect(promote.exitCode, promote.stderr).toBe(0);
+  await sql('pa', 'INSERT INTO standby_probe VALUES (7)', 'knocknoc');
+
+  // B booted while A, the new primary, is stalled (SIGSTOP): no answer within the bound, so B starts read-only.
+  const postmaster = Number((await fs.readFile(path.join((await cluster('pa')).dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  process.kill(postmaster, 'SIGSTOP');
+  let boot: Awaited<ReturnType<typeof startAsSystemdWould>>;
+  try {
+    boot = await startAsSystemdWould(rootB, 'pb');
+  } finally {
+    process.kill(postmaster, 'SIGCONT');
+  }
+  expect(boot.preStart.exitCode, boot.preStart.stderr).toBe(0);
+  expect(boot.preStart.stdout).toBe('fenced');
+  expect(boot.preStart.stderr).toContain(`fenced: the other database host ${A}:${portA} does not answer`);
+  expect(boot.preStart.stderr).toContain('knocker standby promote');
+  // Bounded: the question to the peer gives up after 10 s, far inside the unit's 60 s limit.
+  expect(boot.ms).toBeLessThan(30_000);
+  expect(await sql('pb', 'SELECT pg_is_in_recovery() AS r')).toEqual([{ r: true }]);
+  await expect(sql('pb', 'INSERT INTO standby_probe VALUES (8)', 'knocknoc')).rejects.toThrow(/read-only/);
+  expect(await fs.readFile(path.join(rootB.path(STANDBY_PATHS.log)), 'utf8')).toContain('pre-start: fenced:');
+
+  // Rejoin makes it A's streaming standby; then a switchover puts the roles back (B primary) for the next test.
+  const rejoin = await standby(rootB, 'pb', 'rejoin');
+  expect(rejoin.exitCode, rejoin.stderr).toBe(0);
+  await waitFor("row 7 on B, now A's standby", async () =>
+    (await sql('pb', 'SELECT 1 FROM standby_probe WHERE id = 7', 'knocknoc')).length === 1 ? true : undefined,
+  );
+  expect((await status(rootB, 'pb')).report.receiver).toMatchObject({ status: 'streaming', sender: `${A}:${portA}` });
+  const back = await standby(rootA, 'pa', 'switchover');
+  expect(back.exitCode, back.stderr).toBe(0);
+  expect(back.stdout.trim()).toBe(`primary ${B}:${portB}`);
+}, 240_000);
+
 test('remove on both Debian hosts: B (the standby again after a switchover) gets back the cluster Debian created; A drops the slot and the replication lines', async () => {
   const over = await standby(rootB, 'pb', 'switchover');
   expect(over.exitCode, over.stderr).toBe(0);
@@ -290,5 +362,8 @@ test('remove on both Debian hosts: B (the standby again after a switchover) gets
   expect(onA.exitCode, onA.stderr).toBe(0);
   expect(await sql('pa', 'SELECT slot_name FROM pg_replication_slots')).toEqual([]);
   expect(await fs.readFile((await cluster('pa')).hbaFile, 'utf8')).not.toContain('knocker_replicator');
-  expect((await sql('pa', 'SELECT count(*)::int AS n FROM standby_probe', 'knocknoc'))[0]).toEqual({ n: 5 });
+  expect((await sql('pa', 'SELECT count(*)::int AS n FROM standby_probe', 'knocknoc'))[0]).toEqual({ n: 7 });
+  // systemd's check before a start went with the pair, on both hosts.
+  await expect(fs.access(dropInFile(rootA, { version, name: 'pa' }))).rejects.toThrow();
+  await expect(fs.access(dropInFile(rootB, { version, name: 'pb' }))).rejects.toThrow();
 }, 240_000);

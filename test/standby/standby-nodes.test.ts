@@ -126,15 +126,15 @@ test('exposedb once a standby exists: --init prints the multi-host form (primary
   expect(await fs.readFile(rootA.path(PATHS.exposedbUrl), 'utf8')).not.toContain(`,${B}`);
   const add = await run(['exposedb', '--root', rootA.dir, '--add', '127.0.0.96/32']);
   expect(add.exitCode).toBe(0);
-  expect(add.stderr).toContain(`note: this primary has a standby (${B}:${port})`);
+  expect(add.stderr).toContain(`note: this host is the primary; its standby is ${B}:${port}`);
   expect(add.stderr).toContain(`knocker exposedb --root ${rootA.dir} --init`);
   // The warning is true: the standby's pg_hba.conf is its own (the allow-list of the clone).
-  expect(add.stderr).toContain(`warning: the standby ${B}:${port} keeps the allow-list its clone copied: 127.0.0.96/32 is not allowed there`);
+  expect(add.stderr).toContain(`warning: the standby ${B}:${port} keeps its own allow-list: 127.0.0.96/32 is not allowed there`);
   const standbyHba = await fs.readFile(rootB.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8');
   expect(standbyHba).toContain(`${NODES[0]}/32`);
   expect(standbyHba).not.toContain('127.0.0.96');
   // What the hint says to run on the standby's host (here its root) does what it says.
-  const hint = add.stderr.split('\n').find((l) => l.startsWith(`hint: on the standby's host (${B}) run: knocker exposedb --conn `));
+  const hint = add.stderr.split('\n').find((l) => l.startsWith(`hint: on the other host (${B}) run: knocker exposedb --conn `));
   expect(hint, add.stderr).toBeDefined();
   const words = hint!.slice(hint!.indexOf('knocker ') + 'knocker '.length).split(' ');
   expect(words).toEqual(['exposedb', '--conn', `postgres://knocknoc@${B}:${port}/knocknoc`, '--add', '127.0.0.96/32']);
@@ -144,7 +144,7 @@ test('exposedb once a standby exists: --init prints the multi-host form (primary
   // Already allowed: the note again, no warning.
   const same = await run(['exposedb', '--root', rootA.dir, '--add', `${NODES[0]}/32`]);
   expect(same.stdout).toContain('Unchanged');
-  expect(same.stderr).toContain(`note: this primary has a standby (${B}:${port})`);
+  expect(same.stderr).toContain(`note: this host is the primary; its standby is ${B}:${port}`);
   expect(same.stderr).not.toContain('warning');
 });
 
@@ -218,6 +218,13 @@ test('rejoin, then a switchover back under steady load: every request answered, 
     },
     60_000,
   );
+  // exposedb names the roles as they are now (A the standby since the promote), not as the pair was made.
+  const listed = await run(['exposedb', '--root', rootA.dir, '--list']);
+  expect(listed.exitCode, listed.stderr).toBe(0);
+  expect(listed.stderr).toContain(`note: this host is the standby now; the primary is ${B}:${port}`);
+  const init = await run(['exposedb', '--root', rootA.dir, '--init']);
+  expect(init.stderr).toContain(`This host is the standby now (the primary is ${B}:${port})`);
+  expect(init.stderr).not.toContain('This primary');
   const load = steadyLoad(web!.haproxy.url, 50);
   await new Promise((r) => setTimeout(r, 1000));
   const result = await standby(rootB, 'switchover');

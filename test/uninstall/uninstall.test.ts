@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import { freePort } from '../../src/system/host.js';
+import { bootFenceStep, dropInFile } from '../../src/standby/boot-unit.js';
 import { PATHS } from '../../src/system/root.js';
 import { knocker } from '../helpers/knocker.js';
 import { snapshotTree, useRoots } from '../helpers/roots.js';
@@ -30,6 +31,9 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   expect(install.exitCode, install.stderr).toBe(0);
   expect((await request(`http://${bind}/_status`)).status).toBe(200);
 
+  // As exposedb --add-standby leaves it on a Debian host: systemd's check before the cluster starts.
+  const instance = { version: '15', name: 'main' };
+  await (await bootFenceStep(root, instance)).apply();
   const before = await snapshotTree(root.dir);
   const dry = await knocker(['uninstall', '--dry-run', '--root', root.dir]);
   expect(dry.exitCode, dry.stderr).toBe(0);
@@ -40,6 +44,7 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   expect(dry.stdout).toMatch(/\+ \[service\] Stop PostgreSQL/);
   expect(dry.stdout).toContain(`+ [file] Remove ${root.path(PATHS.conf)}`);
   expect(dry.stdout).toContain(`+ [file] Remove ${root.path(PATHS.haproxyConf)}`);
+  expect(dry.stdout).toContain(`+ [file] Remove ${dropInFile(root, instance)}: systemd no longer asks the other host`);
   expect(dry.stdout).toContain(
     `warning: kept (the database and its data): ${root.path(PATHS.pgData)}; knocker uninstall --purge-data --root ${root.dir} deletes them`,
   );
@@ -64,7 +69,7 @@ test('uninstall: the reverse plan, shown first; the data kept; then --purge-data
   await expect(request(`http://${bind}/`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   const left = await filesUnder(root.dir);
   expect(left.length).toBeGreaterThan(0);
-  // Left: the database's data, and the log of this uninstall (what it removed).
+  // Left: the database's data, and the log of this uninstall (what it removed); not the drop-in.
   for (const file of left) expect(file.startsWith(`${root.path(PATHS.pgData)}/`) || file === root.path(PATHS.opsLog), file).toBe(true);
   expect(await fs.readFile(root.path(PATHS.opsLog), 'utf8')).toMatch(/step \d+: Stop the Knocknoc server/);
   expect(done.stdout).toBe('');
