@@ -47,12 +47,14 @@ export interface TreeEntry {
 }
 
 /** Every path under `dir` with its mode and a hash of its content, to prove nothing changed. */
-export async function snapshotTree(dir: string): Promise<Map<string, TreeEntry>> {
+export async function snapshotTree(dir: string, options: { live?: (relative: string) => boolean } = {}): Promise<Map<string, TreeEntry>> {
   const result = new Map<string, TreeEntry>();
   const walk = async (current: string) => {
     const entries = await fs.readdir(current, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
       const file = path.join(current, entry.name);
+      // Files a running program (PostgreSQL's WAL, a server's log) changes by itself: not knocker's to keep still.
+      if (options.live?.(path.relative(dir, file))) continue;
       const stat = await fs.lstat(file);
       const hash = entry.isFile()
         ? crypto
