@@ -155,6 +155,13 @@ function story(image: E2eImage): void {
     return { code, node, body: lines.join('\n') };
   }
 
+  /** Waits until each host's node answers /_status with 200 (after the database moved or came back). */
+  async function untilServing(hosts: Host[], what = 'again'): Promise<void> {
+    for (const host of hosts) {
+      await waitFor(`${host.name} to serve /_status 200 ${what}`, async () => ((await statusOf(host)).code === '200' ? true : undefined), 60_000);
+    }
+  }
+
   async function statusOf(host: Host): Promise<{ code: string; body: Record<string, unknown> | undefined }> {
     const reply = await get(`http://${host.address}:${PORT}/_status`, { ca: false });
     return { code: reply.code, body: reply.code === '000' ? undefined : (JSON.parse(reply.body) as Record<string, unknown>) };
@@ -176,6 +183,54 @@ function story(image: E2eImage): void {
   }
 
   let databaseUrl: string;
+
+  // The standby pair (steps 9-12): SQL on a host's own cluster, knocker standby status, both sides of a pair checked.
+  const sqlOn = async (host: Host, text: string) =>
+    (await host.exec(['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'postgres', '-c', text])).stdout;
+  async function standbyStatus(host: Host): Promise<{ exitCode: number; report: Record<string, any> }> {
+    const result = await knocker(host, ['standby', 'status', '--json']);
+    expect(result.stdout, `${host.name}: knocker standby status --json: ${result.stderr}`).not.toBe('');
+    return { exitCode: result.exitCode, report: JSON.parse(result.stdout) as Record<string, any> };
+  }
+  async function expectPair(primary: Host, standby: Host, timeline: number): Promise<void> {
+    await waitFor(
+      `${standby.name} to stream from ${primary.name}`,
+      async () => {
+        const s = await standbyStatus(standby);
+        return s.exitCode === 0 && s.report.receiver?.status === 'streaming' ? true : undefined;
+      },
+      60_000,
+    );
+    const onStandby = await standbyStatus(standby);
+    expect(onStandby.report.node, JSON.stringify(onStandby.report)).toMatchObject({ host: standby.address, role: 'standby', timeline });
+    expect(onStandby.report.receiver).toMatchObject({ status: 'streaming', sender: `${primary.address}:5432` });
+    expect(typeof onStandby.report.receiver.lagBytes).toBe('number');
+    expect(onStandby.report.peer).toMatchObject({ host: primary.address, role: 'primary', answers: true });
+    const onPrimary = await standbyStatus(primary);
+    expect(onPrimary.exitCode, JSON.stringify(onPrimary.report)).toBe(0);
+    expect(onPrimary.report.node).toMatchObject({ host: primary.address, role: 'primary', timeline });
+    expect(onPrimary.report.replicas.map((r: { clientAddress: string; state: string }) => [r.clientAddress, r.state])).toEqual([
+      [standby.address, 'streaming'],
+    ]);
+    expect((await primary.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online\\s`, 'm'));
+    expect((await standby.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online,recovery\\s`, 'm'));
+    // A row written on the primary reaches the standby.
+    const id = String(timeline);
+    await sqlOn(primary, `INSERT INTO knocker_e2e_probe VALUES (${id})`);
+    await waitFor(
+      `row ${id} on ${standby.name}`,
+      async () => ((await sqlOn(standby, `SELECT count(*) FROM knocker_e2e_probe WHERE id = ${id}`)) === '1' ? true : undefined),
+      30_000,
+    );
+  }
+
+  /** `standby switchover` on `from`: `to` the primary on `timeline`, `from` streaming from it. */
+  async function switchover(from: Host, to: Host, timeline: number): Promise<void> {
+    const result = await knocker(from, ['standby', 'switchover']);
+    expectOk(result, `knocker standby switchover on ${from.name}`);
+    expect(result.stdout.trim()).toBe(`primary ${to.address}:5432`);
+    await expectPair(to, from, timeline);
+  }
 
   step(
     '1. web-1: dpkg -i the .deb, knocker install option 1 on 0.0.0.0:8756: apt-get installs PostgreSQL, knocknoc.service active and enabled, /_status 200 from another host',
@@ -456,47 +511,6 @@ function story(image: E2eImage): void {
   step(
     '9. a replicated standby on web-3 and a switchover there and back: exposedb --add-standby on web-1, apt-get postgresql and standby init on web-3, status on both, roles swapped and swapped back',
     async () => {
-      const sqlOn = async (host: Host, text: string) =>
-        (await host.exec(['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'postgres', '-c', text])).stdout;
-      async function standbyStatus(host: Host): Promise<{ exitCode: number; report: Record<string, any> }> {
-        const result = await knocker(host, ['standby', 'status', '--json']);
-        expect(result.stdout, `${host.name}: knocker standby status --json: ${result.stderr}`).not.toBe('');
-        return { exitCode: result.exitCode, report: JSON.parse(result.stdout) as Record<string, any> };
-      }
-      async function expectPair(primary: Host, standby: Host, timeline: number): Promise<void> {
-        await waitFor(
-          `${standby.name} to stream from ${primary.name}`,
-          async () => {
-            const s = await standbyStatus(standby);
-            return s.exitCode === 0 && s.report.receiver?.status === 'streaming' ? true : undefined;
-          },
-          60_000,
-        );
-        const onStandby = await standbyStatus(standby);
-        expect(onStandby.report.node, JSON.stringify(onStandby.report)).toMatchObject({ host: standby.address, role: 'standby', timeline });
-        expect(onStandby.report.receiver).toMatchObject({ status: 'streaming', sender: `${primary.address}:5432` });
-        expect(typeof onStandby.report.receiver.lagBytes).toBe('number');
-        expect(onStandby.report.peer).toMatchObject({ host: primary.address, role: 'primary', answers: true });
-        const onPrimary = await standbyStatus(primary);
-        expect(onPrimary.exitCode, JSON.stringify(onPrimary.report)).toBe(0);
-        expect(onPrimary.report.node).toMatchObject({ host: primary.address, role: 'primary', timeline });
-        expect(onPrimary.report.replicas.map((r: { clientAddress: string; state: string }) => [r.clientAddress, r.state])).toEqual([
-          [standby.address, 'streaming'],
-        ]);
-        expect((await primary.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online\\s`, 'm'));
-        expect((await standby.exec(['pg_lsclusters', '--no-header'])).stdout).toMatch(
-          new RegExp(`^${image.postgres}\\s+main\\s+5432\\s+online,recovery\\s`, 'm'),
-        );
-        // A row written on the primary reaches the standby.
-        const id = String(timeline);
-        await sqlOn(primary, `INSERT INTO knocker_e2e_probe VALUES (${id})`);
-        await waitFor(
-          `row ${id} on ${standby.name}`,
-          async () => ((await sqlOn(standby, `SELECT count(*) FROM knocker_e2e_probe WHERE id = ${id}`)) === '1' ? true : undefined),
-          30_000,
-        );
-      }
-
       // web-3 (refused as a web node in step 2) becomes the standby: the same release as web-1, PostgreSQL from apt.
       web3.copyIn(nextDeb, NEXT_DEB_IN_HOST);
       expectOk(await web3.exec(['dpkg', '-i', NEXT_DEB_IN_HOST], { allowFailure: true }), 'dpkg -i the next release on web-3');
@@ -525,22 +539,196 @@ function story(image: E2eImage): void {
       expect(init.stdout).toContain(`@${web1.address}:5432,${web3.address}:5432/knocknoc?target_session_attrs=read-write`);
       await expectPair(web1, web3, 1);
 
-      const over = await knocker(web1, ['standby', 'switchover']);
-      expectOk(over, 'knocker standby switchover on web-1');
-      expect(over.stdout.trim()).toBe(`primary ${web3.address}:5432`);
-      await expectPair(web3, web1, 2);
-
-      const back = await knocker(web3, ['standby', 'switchover']);
-      expectOk(back, 'knocker standby switchover on web-3');
-      expect(back.stdout.trim()).toBe(`primary ${web1.address}:5432`);
-      await expectPair(web1, web3, 3);
+      await switchover(web1, web3, 2);
+      await switchover(web3, web1, 3);
 
       // The web nodes (still on web-1's address only) serve again once web-1 is the primary again.
-      for (const host of [web1, web2]) {
-        await waitFor(`${host.name} to serve /_status 200 again`, async () => ((await statusOf(host)).code === '200' ? true : undefined), 60_000);
-      }
+      await untilServing([web1, web2]);
       await untilHaproxySays('web-1', 'UP');
       await untilHaproxySays('web-2', 'UP');
+    },
+    600_000,
+  );
+
+  /** The cluster's unit and knocker's drop-in for it (boot fencing). */
+  const clusterUnit = `postgresql@${cluster}.service`;
+  const dropIn = `/etc/systemd/system/${clusterUnit}.d/knocker-standby.conf`;
+  /** SQL on `target`'s cluster from `from`, the other host of the pair, as the replication role (its passfile and the cluster's CA, verify-full). */
+  const sqlAcross = (from: Host, target: Host, text: string) =>
+    from.exec(
+      [
+        'psql',
+        `host=${target.address} port=5432 dbname=postgres user=knocker_replicator sslmode=verify-full sslrootcert=/var/lib/knocknoc/standby/ca.crt connect_timeout=2`,
+        '-XAtq',
+        '-c',
+        text,
+      ],
+      { env: { PGPASSFILE: '/var/lib/knocknoc/standby/replication.pgpass' }, allowFailure: true, timeoutMs: 10_000 },
+    );
+
+  step(
+    "10. web-1, the primary, loses power; standby promote on web-3; web-1 booted: its cluster comes back read-only by itself (systemd runs the drop-in's check: web-3 is the primary), sampled from web-3 through the boot; standby rejoin makes it web-3's streaming standby",
+    async () => {
+      // Both hosts of the pair have the check before their cluster starts, and systemd has read it.
+      for (const host of [web1, web3]) {
+        expect(host.read(dropIn), host.name).toMatch(
+          /^ExecStartPre=\/usr\/bin\/timeout --kill-after=5 60 \/opt\/knocknoc\/knocker\/knocker standby pre-start$/m,
+        );
+        expect((await host.exec(['systemctl', 'show', '--property=DropInPaths', clusterUnit])).stdout, host.name).toContain(dropIn);
+      }
+      await sqlOn(web1, 'INSERT INTO knocker_e2e_probe VALUES (10)');
+      await waitFor(
+        'row 10 on web-3',
+        async () => ((await sqlOn(web3, 'SELECT count(*) FROM knocker_e2e_probe WHERE id = 10')) === '1' ? true : undefined),
+        30_000,
+      );
+      await web1.powerCut();
+      const promote = await knocker(web3, ['standby', 'promote']);
+      expectOk(promote, 'knocker standby promote on web-3');
+      expect(promote.stdout.trim()).toBe(`primary ${web3.address}:5432`);
+      await sqlOn(web3, 'INSERT INTO knocker_e2e_probe VALUES (11)');
+
+      // Through the whole boot, every answer web-1's cluster gives is a standby's, read-only.
+      const samples: string[] = [];
+      let booted = false;
+      const sampler = (async () => {
+        while (!booted) {
+          const r = await sqlAcross(web3, web1, `SELECT pg_is_in_recovery()::text || ' ' || current_setting('transaction_read_only')`);
+          if (r.exitCode === 0) samples.push(r.stdout);
+        }
+      })();
+      const booting = Date.now();
+      try {
+        await web1.boot();
+      } finally {
+        booted = true;
+        await sampler;
+      }
+      note(`web-1 booted after the promote in ${seconds(booting)}; ${samples.length} answers sampled during its boot`);
+      const after = await sqlAcross(web3, web1, `SELECT pg_is_in_recovery()::text || ' ' || current_setting('transaction_read_only')`);
+      expect(after.exitCode, after.stderr).toBe(0);
+      samples.push(after.stdout);
+      expect(new Set(samples)).toEqual(new Set(['true on']));
+      expect((await unit(web1, clusterUnit)).active).toBe('active');
+      const refused = await web1.exec(
+        ['runuser', '-u', 'postgres', '--', 'psql', '-XAtq', '-d', 'postgres', '-c', 'INSERT INTO knocker_e2e_probe VALUES (12)'],
+        {
+          allowFailure: true,
+        },
+      );
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toContain('read-only transaction');
+      // Why, in the unit's journal.
+      const journal = await web1.exec(['journalctl', '--no-pager', '-b', '-u', clusterUnit]);
+      expect(journal.stdout).toContain(`fenced: ${web3.address} is the primary now`);
+
+      const rejoin = await knocker(web1, ['standby', 'rejoin']);
+      expectOk(rejoin, 'knocker standby rejoin on web-1');
+      expect(rejoin.stdout.trim()).toMatch(new RegExp(`^standby of ${web3.address.replace(/\./g, '\\.')}:5432 `));
+      await expectPair(web3, web1, 4);
+      expect(await sqlOn(web1, 'SELECT count(*) FROM knocker_e2e_probe WHERE id IN (10, 11, 12)')).toBe('2');
+    },
+    600_000,
+  );
+
+  step(
+    '11. exposedb on web-1 names the roles as they are now: the standby after the promote, the primary again after a switchover back (the web nodes serve again)',
+    async () => {
+      const asStandby = await knocker(web1, ['exposedb', '--list']);
+      expectOk(asStandby, 'knocker exposedb --list on web-1, the standby');
+      expect(asStandby.stdout.split('\n')).toEqual([`${web2.address}/32`]);
+      expect(asStandby.stderr).toContain(`this host is the standby now; the primary is ${web3.address}:5432`);
+      await switchover(web3, web1, 5);
+      const asPrimary = await knocker(web1, ['exposedb', '--list']);
+      expectOk(asPrimary, 'knocker exposedb --list on web-1, the primary again');
+      expect(asPrimary.stderr).toContain(`this host is the primary; its standby is ${web3.address}:5432`);
+      const init = await knocker(web1, ['exposedb', '--init']);
+      expectOk(init, 'knocker exposedb --init on web-1');
+      expect(init.stderr).toContain(`This primary has a standby (${web3.address}:5432)`);
+      await untilServing([web1, web2]);
+      await untilHaproxySays('web-1', 'UP');
+      await untilHaproxySays('web-2', 'UP');
+    },
+  );
+
+  interface PairSnapshot {
+    database: {
+      role: string;
+      standbys: Array<{ name: string; clientAddress: string | null; state: string | null; lagBytes: number | null; slot: string | null }>;
+      slots: Array<{ name: string; active: boolean }>;
+      upstream?: { connected: boolean; lagBytes: number | null };
+      limited: boolean;
+    } | null;
+  }
+
+  /** `knocker status --json` on `host`, which must exit 0: its database part. */
+  async function pairSnapshot(host: Host): Promise<PairSnapshot['database']> {
+    const result = await knocker(host, ['status', '--json']);
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0);
+    return (JSON.parse(result.stdout) as PairSnapshot).database;
+  }
+
+  step("12. knocker status --json on the primary host (web-1): healthy, the database the primary, web-3's slot active and its standby listed", async () => {
+    const database = await pairSnapshot(web1);
+    expect(database?.role).toBe('primary');
+    const slot = `knocker_${web3.address.replace(/\./g, '_')}`;
+    expect(database?.standbys.map((s) => s.slot)).toEqual([slot]);
+    expect(database?.slots).toEqual([expect.objectContaining({ name: slot, active: true })]);
+    // web-1's node reaches its database at 127.0.0.1, which is not the pair's address: status reads
+    // replication with the nodes' login (no pg_monitor), so the standby's address, state and lag are hidden.
+    note(`status on web-1: standbys ${JSON.stringify(database?.standbys)}, limited ${database?.limited}`);
+  });
+
+  /**
+   * The standby host's half of the status check. web-3 holds the standby but no web node, so it has
+   * no knocknoc.conf, and `knocker status` there exits 3 ("cannot tell which database to watch").
+   * Enable once status reads a standby host's pair from its standby state (src/status).
+   */
+  const STATUS_ON_STANDBY_HOST = false;
+  (STATUS_ON_STANDBY_HOST ? step : test.skip)(
+    '12b. knocker status --json on the standby host (web-3): this host the standby, streaming from web-1',
+    async () => {
+      const database = await pairSnapshot(web3);
+      expect(database?.role).toBe('standby');
+      expect(database?.upstream).toMatchObject({ connected: true });
+      expect((await knocker(web3, ['status', '--once'])).stdout).toContain(web1.address);
+    },
+  );
+
+  /**
+   * Enable once the primary host's own web node gets the pair's multi-host DatabaseURL (issue 22
+   * rule 6, branch issue-22r6): then web-1's node follows a switchover instead of answering 503.
+   */
+  const OWN_NODE_FOLLOWS = false;
+  (OWN_NODE_FOLLOWS ? step : test.skip)(
+    "13. web-1's own node follows a switchover to web-3 and back under load: /_status 200 on web-1 while web-3 is the primary, both nodes in rotation",
+    async () => {
+      const conf = web1.read('/opt/knocknoc/etc/knocknoc.conf');
+      expect(conf).toMatch(new RegExp(`^DatabaseURL\\s*=\\s*\\S*@${web1.address.replace(/\./g, '\\.')}:5432,${web3.address.replace(/\./g, '\\.')}:5432/`, 'm'));
+      const load = new Load(client, frontend(), { rate: 20, cacert: CA_IN_CLIENT });
+      let timeline = 6;
+      try {
+        for (const [from, to] of [
+          [web1, web3],
+          [web3, web1],
+        ] as const) {
+          await load.more(10);
+          await switchover(from, to, timeline);
+          timeline += 1;
+          const switched = Date.now();
+          await untilServing([web1, web2], `from ${to.name}`);
+          note(`both nodes serve again ${seconds(switched)} after the switchover to ${to.name}`);
+          await untilHaproxySays('web-1', 'UP');
+          await untilHaproxySays('web-2', 'UP');
+        }
+      } finally {
+        const report = await load.stop();
+        note(`load through HAProxy over two switchovers: ${report.total} GETs (${JSON.stringify(report.byNode)}), ${report.failed.length} failed`);
+      }
+      // The node's DatabaseURL names this host by the pair's address: status reads the standby with the replication role.
+      const database = await pairSnapshot(web1);
+      expect(database?.standbys.map((s) => [s.clientAddress, s.state])).toEqual([[web3.address, 'streaming']]);
+      expect(typeof database?.standbys[0]?.lagBytes).toBe('number');
     },
     600_000,
   );

@@ -295,9 +295,18 @@ async function startAsSystemdWould(root: Root, name: string): Promise<{ preStart
   return { preStart: { exitCode: preStart.exitCode ?? -1, stdout: preStart.stdout, stderr: preStart.stderr }, ms };
 }
 
-test('started by its unit (the drop-in): the primary restarted with its standby up starts writable; the old primary, down while the standby was promoted, comes back read-only even when the new primary does not answer', async () => {
+test('started by its unit (the drop-in): a check that cannot decide keeps it stopped; the primary restarted with its standby up starts writable; the old primary, down while the standby was promoted, comes back read-only even when the new primary does not answer', async () => {
   // B is the primary, A its standby. B restarted: A answers as a standby, so B starts as it was.
   await execa('pg_ctlcluster', [version, 'pb', 'stop'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
+  // A check that cannot decide (the pair's state unreadable) fails: systemd does not start the cluster.
+  const stateFile = rootB.path(STANDBY_PATHS.state);
+  const state = await fs.readFile(stateFile, 'utf8');
+  await fs.writeFile(stateFile, '{"version": 1, "self": {');
+  const undecided = await startAsSystemdWould(rootB, 'pb');
+  await fs.writeFile(stateFile, state);
+  expect(undecided.preStart.exitCode).toBe(3);
+  expect(undecided.preStart.stderr).toContain(`${stateFile} cannot be read`);
+  expect((await cluster('pb')).running).toBe(false);
   const restart = await startAsSystemdWould(rootB, 'pb');
   expect(restart.preStart.exitCode, restart.preStart.stderr).toBe(0);
   expect(restart.preStart.stdout).toBe('primary');
