@@ -695,11 +695,8 @@ function story(image: E2eImage): void {
     },
   );
 
-  /**
-   * Enable once the primary host's own web node gets the pair's multi-host DatabaseURL (issue 22
-   * rule 6, branch issue-22r6): then web-1's node follows a switchover instead of answering 503.
-   */
-  const OWN_NODE_FOLLOWS = false;
+  /** The primary host's own web node has the pair's multi-host DatabaseURL (issue 22 rule 6): it follows a switchover instead of answering 503. */
+  const OWN_NODE_FOLLOWS = true;
   (OWN_NODE_FOLLOWS ? step : test.skip)(
     "13. web-1's own node follows a switchover to web-3 and back under load: /_status 200 on web-1 while web-3 is the primary, both nodes in rotation",
     async () => {
