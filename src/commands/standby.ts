@@ -83,13 +83,19 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
     (work, root, plan, options) => work.standbySwitchover(root, { ...plan, catchUpTimeoutMs: options.catchUpTimeout * 1000 }, ctx.io),
   );
 
-  planCommand<PlanFlags & { force?: boolean }>(
+  planCommand<PlanFlags & { force?: boolean; promoteTimeout: number }>(
     standby
       .command('promote')
       .description('on the standby, the primary lost: make this node the primary; refused while the old primary takes writes')
-      .option('--force', 'promote although the old primary answers as writable (it is fenced first: read-only, its sessions ended)'),
+      .option('--force', 'promote although the old primary answers as writable (it is fenced first: read-only, its sessions ended)')
+      .option(
+        '--promote-timeout <seconds>',
+        'how long pg_promote waits for the promotion to finish; if it does not, the run ends (exit 5) and this node may still finish it later',
+        secondsOption(1, 3600),
+        60,
+      ),
     ctx,
-    (work, root, plan, options) => work.standbyPromote(root, { ...plan, force: Boolean(options.force) }, ctx.io),
+    (work, root, plan, options) => work.standbyPromote(root, { ...plan, force: Boolean(options.force), promoteTimeoutSeconds: options.promoteTimeout }, ctx.io),
   );
 
   planCommand<PlanFlags>(
@@ -101,7 +107,9 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
   planCommand<PlanFlags>(
     standby
       .command('remove')
-      .description("on the primary: drop the standby's slot and replication lines (its WAL no longer held); on the standby: stop it and remove its copy"),
+      .description(
+        "on the primary: drop the standby's slot, replication lines and role (its WAL no longer held); on the standby: stop it and remove its copy; on both, the pair's secrets",
+      ),
     ctx,
     (work, root, plan) => work.standbyRemove(root, plan, ctx.io),
   );

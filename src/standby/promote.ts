@@ -16,7 +16,8 @@ import { existingNode, isRunning, linkTo, lsn, readState, writeState } from './n
 import { connectPeer, fencePeer, peerFacts, peerHasFence, tryPeer, unfencePeer, type PeerLink } from './peer.js';
 import { until, type RunFlags } from './run.js';
 
-export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean }, io: Output): Promise<number> {
+export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean; promoteTimeoutSeconds?: number }, io: Output): Promise<number> {
+  const promoteTimeout = flags.promoteTimeoutSeconds ?? 60;
   return withRun(root, { command: 'knocker standby promote', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
     const { log } = run;
     const node = await existingNode(root);
@@ -90,7 +91,7 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
         details: [
           ...(writable ? ["wait until this node has received the fenced primary's WAL (up to 10 s)"] : []),
           'SELECT pg_last_wal_receive_lsn()',
-          'SELECT pg_promote(true, 60)',
+          `SELECT pg_promote(true, ${promoteTimeout})`,
           'CHECKPOINT',
           `record in the state file: promoted over ${state.peer.host}`,
         ],
@@ -111,8 +112,9 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
           }
           received = (await s.query<{ l: string | null }>('SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS l')).rows[0]!.l ?? '';
           promoteSent = true;
-          const done = (await s.query<{ done: boolean }>('SELECT pg_promote(true, 60) AS done')).rows[0]?.done;
-          if (!done) throw new Error('the promotion did not finish within 60 s (it may still: this node stays as it is, unwritable while in recovery)');
+          const done = (await s.query<{ done: boolean }>('SELECT pg_promote(true, $1) AS done', [promoteTimeout])).rows[0]?.done;
+          if (!done)
+            throw new Error(`the promotion did not finish within ${promoteTimeout} s (it may still: this node stays as it is, unwritable while in recovery)`);
           await s.query('CHECKPOINT');
           timeline = (await s.query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()')).rows[0]!.t;
           await writeState(root, {

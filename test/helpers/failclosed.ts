@@ -169,3 +169,26 @@ export async function finish(on: Root, writer: Writer, sampler: Sampler): Promis
     `fail-closed run: ${writer.acked.length} writes acknowledged (none missing), ${writer.failures} refused or cut, ${sampler.rounds} sampler rounds (never two writable), longest write gap ${writer.longestGapMs} ms`,
   );
 }
+
+/** Waits until `root`'s standby streams from its primary (as standby status --json says it). */
+export async function waitStreaming(root: Root, timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    `${root.dir} streaming`,
+    async () => {
+      const s = JSON.parse((await standby(root, 'status', '--json')).stdout) as { receiver?: { status: string } };
+      return s.receiver?.status === 'streaming' ? true : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** A writer and a sampler started, some writes acknowledged, then a switchover run on `from` (its primary), which ends as the standby. */
+export async function switchoverUnderLoad(pair: Pair, from: Root, firstId: number): Promise<{ writer: Writer; sampler: Sampler }> {
+  const writer = writerFor(pair, firstId);
+  const sampler = startSampler(pair);
+  await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
+  const over = await standby(from, 'switchover');
+  expect(over.exitCode, over.stderr).toBe(0);
+  await waitRole(from, 'standby');
+  return { writer, sampler };
+}

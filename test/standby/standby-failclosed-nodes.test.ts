@@ -11,7 +11,7 @@ import { KnocknocConf } from '../../src/config/knocknoc-conf.js';
 import { parseDatabaseUrl } from '../../src/postgres/url.js';
 import { freePort } from '../../src/system/host.js';
 import { PATHS, type Root } from '../../src/system/root.js';
-import { finish, makePair, run, standby, startSampler, waitRole, writerFor, type Pair } from '../helpers/failclosed.js';
+import { finish, makePair, run, standby, waitRole, type Pair, switchoverUnderLoad } from '../helpers/failclosed.js';
 import { knocker } from '../helpers/knocker.js';
 import { request, waitFor } from '../helpers/server.js';
 
@@ -107,12 +107,7 @@ test("after add-standby and init, both hosts' nodes use the multi-host string an
 }, 120_000);
 
 test("a switchover and back: A's own node answers 200 from the new primary each time; no acknowledged write lost, never two writable hosts", async () => {
-  const writer = writerFor(pair, 1);
-  const sampler = startSampler(pair);
-  await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
-  const over = await standby(pair.rootA, 'switchover');
-  expect(over.exitCode, over.stderr).toBe(0);
-  await waitRole(pair.rootA, 'standby');
+  const { writer, sampler } = await switchoverUnderLoad(pair, pair.rootA, 1);
   await servesFrom(pair.rootA, B);
   await servesFrom(pair.rootB, B);
   // knocker status on the old primary's host names B as the primary and A's node as serving.

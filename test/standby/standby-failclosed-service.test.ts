@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { PATHS } from '../../src/system/root.js';
-import { finish, makePair, role, run, standby, startSampler, waitRole, writerFor, type Pair } from '../helpers/failclosed.js';
+import { finish, makePair, role, run, standby, startSampler, waitRole, writerFor, type Pair, waitStreaming } from '../helpers/failclosed.js';
 import { waitFor } from '../helpers/server.js';
 
 let pair: Pair;
@@ -19,13 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await pair?.destroy();
 });
-
-async function streaming(root: Pair['rootA']): Promise<void> {
-  await waitFor('streaming', async () => {
-    const s = JSON.parse((await standby(root, 'status', '--json')).stdout) as { receiver?: { status: string } };
-    return s.receiver?.status === 'streaming' ? true : undefined;
-  });
-}
 
 test('on the standby host (no install): service status, stop and start postgres; the rest is not set up', async () => {
   await expect(fs.stat(pair.rootB.path(PATHS.conf))).rejects.toThrow();
@@ -44,7 +37,7 @@ test('on the standby host (no install): service status, stop and start postgres;
   const started = await service(pair.rootB, 'start', 'postgres');
   expect(started.exitCode, started.stderr).toBe(0);
   expect(await role(pair.rootB)).toBe('standby');
-  await streaming(pair.rootB);
+  await waitStreaming(pair.rootB);
   await finish(pair.rootA, writer, sampler);
 }, 90_000);
 

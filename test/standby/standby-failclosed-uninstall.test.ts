@@ -9,9 +9,8 @@ import fs from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { PATHS } from '../../src/system/root.js';
 import { STANDBY_PATHS } from '../../src/standby/paths.js';
-import { finish, makePair, role, run, standby, startSampler, waitRole, writerFor, type Pair } from '../helpers/failclosed.js';
+import { finish, makePair, role, run, standby, type Pair, switchoverUnderLoad } from '../helpers/failclosed.js';
 import { sql } from '../helpers/standby.js';
-import { waitFor } from '../helpers/server.js';
 
 let pair: Pair;
 const exists = (file: string) =>
@@ -43,12 +42,7 @@ test('uninstall on the primary of a pair: refused first (exit 3), naming the sta
 }, 60_000);
 
 test('after a switchover, uninstall on the old primary (now the standby): PostgreSQL stopped first, its slot on the primary dropped, its secrets gone, the read-only registry left with a word, no undo claimed', async () => {
-  const writer = writerFor(pair, 1);
-  const sampler = startSampler(pair);
-  await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
-  const over = await standby(pair.rootA, 'switchover');
-  expect(over.exitCode, over.stderr).toBe(0);
-  await waitRole(pair.rootA, 'standby');
+  const { writer, sampler } = await switchoverUnderLoad(pair, pair.rootA, 1);
   const slotOnB = `knocker_${pair.A.replace(/\./g, '_')}`;
   expect((await sql(pair.rootB, 'SELECT slot_name FROM pg_replication_slots', [], 'postgres')).map((r) => r.slot_name)).toContain(slotOnB);
   // The DatabaseURL as knocker wrote it before the node followed the pair (the single-host one,
