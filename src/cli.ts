@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { exposedbCommand } from './commands/exposedb.js';
 import { haproxyCommand } from './commands/haproxy.js';
+import { historyCommand } from './commands/history.js';
 import { installCommand } from './commands/install.js';
 import { serverCommand } from './commands/server.js';
 import { serviceCommand } from './commands/service.js';
@@ -65,6 +66,7 @@ export function buildProgram(ctx: CommandContext): Command {
     upgradeCommand,
     haproxyCommand,
     standbyCommand,
+    historyCommand,
     uninstallCommand,
   ])
     add(program, ctx);
@@ -88,6 +90,21 @@ export async function main(argv: string[]): Promise<number> {
         return await rl.question(question);
       } finally {
         rl.close();
+      }
+    },
+    // One key, unechoed: the terminal in raw mode for that key only (Ctrl-C arrives as a key, \x03).
+    async readKey(prompt) {
+      const stdin = process.stdin;
+      write(process.stderr, prompt);
+      stdin.setRawMode(true);
+      stdin.resume();
+      try {
+        const chunk = await new Promise<Buffer>((resolve) => stdin.once('data', resolve));
+        return chunk.toString('utf8');
+      } finally {
+        stdin.setRawMode(false);
+        stdin.pause();
+        write(process.stderr, '\n');
       }
     },
     // Only a command that asks for it takes Ctrl-C over: the others keep their own handling. It

@@ -8,7 +8,10 @@ import { runApp, type OnExit } from './screens/app-exit.js';
 import { bindings, dashboardCommand, eachKey } from './screens/keys.js';
 import { StatusScreen } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
-import { ACTION_TITLE, type AdminAction } from './status/actions.js';
+import { ACTION_TITLE, STANDBY_TITLE, type AdminAction, type StandbyAction } from './status/actions.js';
+import { confirmAnswer } from './shared/confirm.js';
+import { foldEvents } from './status/fold.js';
+import type { StatusEvent } from './status/model.js';
 import { matchesFilter } from './status/model.js';
 import { printableData } from './shared/printable.js';
 import { nextInterval, type StatusMonitor } from './status/monitor.js';
@@ -18,15 +21,27 @@ export interface DashboardServices {
   monitor: StatusMonitor;
   /** Set with --admin: drain, maint or ready one server through HAProxy. */
   rotate?: (name: string, action: AdminAction, onStatus: (stat: ServerStat) => void) => Promise<string>;
+  /** Set with --admin on a host of a standby pair: the plan `--dry-run` shows, and the move itself. */
+  standby?: {
+    plan: (action: StandbyAction) => Promise<string[]>;
+    apply: (action: StandbyAction, onLine: (line: string) => void) => Promise<number>;
+  };
   staleAfterMs: () => number;
+  /** The recent part of the cluster's history, loaded at start: the events pane begins with it. */
+  earlier?: StatusEvent[];
 }
+
+/** What the operator is asked to confirm: a server's rotation, or a standby's move with its plan. */
+type Confirm =
+  | { kind: 'rotate'; action: AdminAction; name: string; question: string }
+  | { kind: 'standby'; action: StandbyAction; question: string; plan: string[] };
 
 interface UiState {
   filter: string;
   filterDraft: string | undefined;
   selected: string | undefined;
   help: boolean;
-  confirm: { action: AdminAction; name: string; question: string } | undefined;
+  confirm: Confirm | undefined;
 }
 
 type UiAction =
@@ -39,6 +54,7 @@ type UiAction =
   | { type: 'select'; name: string | undefined }
   | { type: 'help'; open: boolean }
   | { type: 'confirm'; action: AdminAction; name: string }
+  | { type: 'confirm-standby'; action: StandbyAction; plan: string[] }
   | { type: 'confirm-close' };
 
 function uiReducer(state: UiState, action: UiAction): UiState {
@@ -60,7 +76,9 @@ function uiReducer(state: UiState, action: UiAction): UiState {
     case 'help':
       return { ...state, help: action.open };
     case 'confirm':
-      return { ...state, confirm: { action: action.action, name: action.name, question: ACTION_TITLE[action.action](action.name) } };
+      return { ...state, confirm: { kind: 'rotate', action: action.action, name: action.name, question: ACTION_TITLE[action.action](action.name) } };
+    case 'confirm-standby':
+      return { ...state, confirm: { kind: 'standby', action: action.action, question: STANDBY_TITLE[action.action], plan: action.plan } };
     case 'confirm-close':
       return { ...state, confirm: undefined };
   }
@@ -92,7 +110,8 @@ function useMonitor(monitor: StatusMonitor): number {
 }
 
 export function Dashboard({ services, onExit }: { services: DashboardServices; onExit: OnExit }) {
-  const { monitor, rotate } = services;
+  const { monitor, rotate, standby } = services;
+  const admin = Boolean(rotate || standby);
   const { stdout } = useStdout();
   // The table takes up to two thirds of what the fixed lines leave; the events pane the rest, at least three lines.
   const room = () => Math.max(8, (stdout.rows ?? 40) - 15);
@@ -141,13 +160,40 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     );
   };
 
+  const planStandby = (action: StandbyAction) => {
+    if (!standby) return;
+    monitor.note({ at: Date.now(), level: 'warn', text: `${action}: planning (as knocker standby ${action} --dry-run)` });
+    standby.plan(action).then(
+      (plan) => dispatch({ type: 'confirm-standby', action, plan }),
+      (error: unknown) => monitor.note({ at: Date.now(), level: 'fail', text: `${action}: cannot plan: ${errorMessage(error)}` }),
+    );
+  };
+
+  const applyStandby = (action: StandbyAction) => {
+    if (!standby) return;
+    monitor.note({ at: Date.now(), level: 'warn', text: `${action}: started` });
+    standby
+      .apply(action, (line) => monitor.note({ at: Date.now(), level: 'warn', text: `${action}: ${line.trim()}` }))
+      .then(
+        (code) => monitor.note({ at: Date.now(), level: code === 0 ? 'ok' : 'fail', text: `${action}: ${code === 0 ? 'done' : `ended with exit ${code}`}` }),
+        (error: unknown) => monitor.note({ at: Date.now(), level: 'fail', text: `${action} failed: ${errorMessage(error)}` }),
+      )
+      .finally(() => monitor.refreshNow());
+  };
+
   const page = () => Math.max(1, tableLinesFor(visible().length) - 3);
   const handleKey = (input: string, key: Key) => {
     const ui = uiRef.current;
     if (bindings.interrupt(input, key)) return onExit(0);
     if (ui.confirm) {
-      if (input === 'y' || input === 'Y') act(ui.confirm.action, ui.confirm.name);
-      else monitor.note({ at: Date.now(), level: 'ok', text: `${ui.confirm.action} ${ui.confirm.name}: cancelled` });
+      // The one confirm style (src/shared/confirm.ts): y yes, n or Esc no; another key is no answer.
+      const answer = confirmAnswer(input, key.escape);
+      if (!answer) return;
+      const { confirm } = ui;
+      const what = confirm.kind === 'rotate' ? `${confirm.action} ${confirm.name}` : confirm.action;
+      if (answer === 'no') monitor.note({ at: Date.now(), level: 'ok', text: `${what}: cancelled` });
+      else if (confirm.kind === 'rotate') act(confirm.action, confirm.name);
+      else applyStandby(confirm.action);
       dispatch({ type: 'confirm-close' });
       return;
     }
@@ -168,8 +214,8 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     }
     if (!found) return;
     // An admin key without --admin is not passed over without a word.
-    if (found.admin && !rotate) {
-      monitor.note({ at: Date.now(), level: 'warn', text: 'read-only: start with --admin to drain, maint or ready a server' });
+    if (found.admin && !admin) {
+      monitor.note({ at: Date.now(), level: 'warn', text: 'read-only: start with --admin to drain, maint or ready a server, or switch over' });
       return;
     }
     switch (found.command) {
@@ -204,6 +250,9 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
         if (target) dispatch({ type: 'confirm', action: found.command, name: target });
         return;
       }
+      case 'switchover':
+      case 'promote':
+        return planStandby(found.command);
     }
   };
 
@@ -216,7 +265,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     <StatusScreen
       snapshot={snapshot}
       rows={rows}
-      events={printableData(monitor.history(), true)}
+      events={printableData(foldEvents([...(services.earlier ?? []), ...monitor.history()]), true)}
       now={Math.max(now, snapshot.at)}
       intervalMs={monitor.intervalMs}
       staleAfterMs={services.staleAfterMs()}
@@ -224,7 +273,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       filter={ui.filter}
       filterDraft={ui.filterDraft}
       selected={selected}
-      admin={Boolean(rotate)}
+      admin={admin}
       confirm={ui.confirm}
       help={ui.help}
       width={width}

@@ -19,6 +19,8 @@ export interface CommandContext {
   interrupted: AbortSignal;
   /** Asks a question on the terminal and returns the line typed (only where there is a terminal). */
   ask?: (question: string) => Promise<string>;
+  /** Shows a prompt (on stderr) and returns the next key typed on the terminal (only where there is one). */
+  readKey?: (prompt: string) => Promise<string>;
 }
 
 /** The root a command works on: --root (a global option), else KNOCKNOC_ROOT, else the real system. */

@@ -28,7 +28,10 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
     .addOption(
       new Option('--interval <seconds>', 'refresh every SECONDS, 0.5 to 60 (keys + and - change it live)').default(2).argParser(secondsOption(0.5, 60)),
     )
-    .option('--admin', 'let the screen drain, maint or ready the selected server through HAProxy (each asks first); read-only without it')
+    .option(
+      '--admin',
+      "let the screen drain, maint or ready the selected server through HAProxy, and switch over or promote this host's standby pair (each asks first, a move showing its plan); read-only without it",
+    )
     .addHelpText(
       'after',
       [
@@ -70,12 +73,19 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
           return;
         }
         const monitor = await status.openMonitor(root, { intervalMs });
+        const earlier = await status.recentHistory(root);
         const [{ runDashboard }, actions] = await Promise.all([import('../status-app.js'), options.admin ? import('../status/actions.js') : undefined]);
         ctx.exit(
           await runDashboard({
             monitor,
             staleAfterMs: () => status.staleAfterMs(monitor),
-            ...(actions ? { rotate: (name, action, onStatus) => actions.rotateServer(root, name, action, onStatus) } : {}),
+            earlier,
+            ...(actions
+              ? {
+                  rotate: (name, action, onStatus) => actions.rotateServer(root, name, action, onStatus),
+                  standby: { plan: (action) => actions.standbyPlan(root, action), apply: (action, onLine) => actions.standbyApply(root, action, onLine) },
+                }
+              : {}),
           }),
         );
       },

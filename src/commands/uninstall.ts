@@ -2,6 +2,7 @@
 // confirmed: on a terminal it asks (twice with --purge-data); without one it needs --yes.
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { askConfirm } from '../shared/confirm.js';
 import { rootOf, type CommandContext } from './context.js';
 import { jsonNeedsDryRun } from './options.js';
 
@@ -41,8 +42,8 @@ export function uninstallCommand(program: Command, ctx: CommandContext): void {
     .action(async (options: { dryRun?: boolean; json?: boolean; purgeData?: boolean; yes?: boolean }, command: Command) => {
       jsonNeedsDryRun(options);
       const root = rootOf(command, ctx);
-      const ask = ctx.ask;
-      if (!options.dryRun && !options.yes && (!ctx.terminal || !ask))
+      const { ask, readKey } = ctx;
+      if (!options.dryRun && !options.yes && (!ctx.terminal || !ask || !readKey))
         throw new UsageError('without a terminal, knocker uninstall needs --yes (or --dry-run to see the plan); nothing was changed');
       const { runUninstall } = await import('../uninstall/index.js');
       ctx.exit(
@@ -53,9 +54,8 @@ export function uninstallCommand(program: Command, ctx: CommandContext): void {
             dryRun: Boolean(options.dryRun),
             json: Boolean(options.json),
             async confirm() {
-              if (options.yes || !ask) return Boolean(options.yes);
-              const first = await ask('Apply this uninstall? [y/N] ');
-              if (!/^y(es)?$/i.test(first.trim())) return false;
+              if (options.yes || !ask || !readKey) return Boolean(options.yes);
+              if (!(await askConfirm(readKey, 'Apply this uninstall?'))) return false;
               if (!options.purgeData) return true;
               const second = await ask('This deletes the database and its data for good. Type "purge" to go on: ');
               return second.trim() === 'purge';

@@ -7,7 +7,8 @@ import { loadRelease, type Release } from '../schema/index.js';
 import { readIfExists } from '../system/files.js';
 import { acquireLock, type Lock } from '../system/lock.js';
 import { fileLogger, nullLogger, type Logger } from '../system/log.js';
-import { applyPlan, fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
+import { fileStep, type ApplyEvent, type ApplyOutcome } from '../system/plan.js';
+import { applyRecorded } from '../system/runner.js';
 import { knockerCommand } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { plural } from '../system/units.js';
@@ -131,7 +132,9 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     },
     async apply(prepared, onEvent) {
       if (!log) throw new Error('prepare() must run before apply()');
-      return applyPlan(prepared.plan, { log, onEvent });
+      // Recorded in the cluster's history; what history has to say goes to the install log (a screen may be drawing).
+      const notes = { out: (line: string) => log?.info(line), err: (line: string) => log?.warn(line) };
+      return applyRecorded(root, 'knocker install', prepared.plan, { log, onEvent }, notes);
     },
     async close() {
       await lock?.release();

@@ -1,11 +1,13 @@
 // The key bindings of the screens, in one place.
 import type { Key } from 'ink';
+import { confirmAnswer } from '../shared/confirm.js';
 
 export const bindings = {
   back: (_input: string, key: Key) => key.escape,
   submit: (_input: string, key: Key) => key.return,
-  confirm: (input: string, key: Key) => key.return || input === 'y' || input === 'Y',
-  decline: (input: string, key: Key) => input === 'n' || input === 'N' || key.escape,
+  /** The one confirm style (src/shared/confirm.ts): y yes; n or Esc no; Enter is no answer. */
+  confirm: (input: string, key: Key) => confirmAnswer(input, key.escape) === 'yes',
+  decline: (input: string, key: Key) => !key.ctrl && confirmAnswer(input, key.escape) === 'no',
   quit: (input: string) => input === 'q' || input === 'Q',
   interrupt: (input: string, key: Key) => key.ctrl && input === 'c',
   erase: (_input: string, key: Key) => key.backspace || key.delete,
@@ -46,7 +48,9 @@ export type DashboardCommand =
   | 'quit'
   | 'drain'
   | 'maint'
-  | 'ready';
+  | 'ready'
+  | 'switchover'
+  | 'promote';
 
 export interface DashboardKey {
   /** The keys as the help shows them. */
@@ -121,6 +125,20 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
   { keys: 'd', label: 'drain', does: 'drain the selected server in HAProxy: no new sessions, cookie holders stay', admin: true, bind: [['drain', typed('d')]] },
   { keys: 'm', label: 'maint', does: 'maintenance: no traffic at all, checks paused', admin: true, bind: [['maint', typed('m')]] },
   { keys: 'R', label: 'ready', does: 'ready: back into rotation once a health check passes', admin: true, bind: [['ready', typed('R')]] },
+  {
+    keys: 'S',
+    label: 'switchover',
+    does: "on the primary's host: switch over to its standby (knocker standby switchover; its plan is shown first)",
+    admin: true,
+    bind: [['switchover', typed('S')]],
+  },
+  {
+    keys: 'P',
+    label: 'promote',
+    does: "on the standby's host, the primary lost: promote it (knocker standby promote; its plan is shown first)",
+    admin: true,
+    bind: [['promote', typed('P')]],
+  },
 ];
 
 /** The command a key runs on the dashboard, and whether it needs --admin; undefined: none. */

@@ -3,6 +3,7 @@
 import { Box, Text, useInput } from 'ink';
 import type { Check } from '../shared/checks.js';
 import { bindings } from './keys.js';
+import { confirmQuestion } from '../shared/confirm.js';
 import { plural } from '../system/units.js';
 import { symbols, theme } from './theme.js';
 
@@ -91,7 +92,7 @@ export function PlanScreen({ checks, steps, warnings, onApply, onBack, onQuit, i
           </Text>
         ) : (
           <Text>
-            Apply these {plural(changes, 'change')}? <Text color={theme.muted}>Enter/y: apply · n/Esc: change answers · q: quit</Text>
+            {confirmQuestion(`Apply these ${plural(changes, 'change')}?`)} <Text color={theme.muted}>(no: back to the answers · q: quit)</Text>
           </Text>
         )}
       </Box>

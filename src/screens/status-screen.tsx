@@ -3,7 +3,6 @@
 // events pane and the keys. A source that fails is drawn dimmed with its age and its error.
 // Health is always a word and a symbol as well as a colour. It only displays.
 import { Box, Text } from 'ink';
-import type { AdminAction } from '../status/actions.js';
 import {
   checkCell,
   databaseHostCell,
@@ -22,6 +21,7 @@ import {
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
 import { dashboardFooter, dashboardHelp } from './keys.js';
+import { confirmQuestion } from '../shared/confirm.js';
 import { symbols, theme } from './theme.js';
 
 export interface StatusScreenProps {
@@ -38,7 +38,8 @@ export interface StatusScreenProps {
   filterDraft: string | undefined;
   selected: string | undefined;
   admin: boolean;
-  confirm: { action: AdminAction; name: string; question: string } | undefined;
+  /** The question of an admin action, and the plan it applies when it has one (a standby's move). */
+  confirm: { question: string; plan?: string[] } | undefined;
   help: boolean;
   width: number;
   /** Room for the servers table's rows and for the events pane, in lines. */
@@ -167,9 +168,14 @@ function ServersTable({
 function Footer({ admin, filterDraft, filter, confirm }: Pick<StatusScreenProps, 'admin' | 'filterDraft' | 'filter' | 'confirm'>) {
   if (confirm) {
     return (
-      <Text color={theme.warn}>
-        {confirm.question} <Text bold>[y/N]</Text>
-      </Text>
+      <Box flexDirection="column">
+        {(confirm.plan ?? []).map((line, i) => (
+          <Text key={i} wrap="truncate">
+            {line}
+          </Text>
+        ))}
+        <Text color={theme.warn}>{confirmQuestion(confirm.question)}</Text>
+      </Box>
     );
   }
   if (filterDraft !== undefined) {

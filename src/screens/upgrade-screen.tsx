@@ -5,6 +5,7 @@
 import { Box, Text } from 'ink';
 import type { Check } from '../shared/checks.js';
 import type { JournalServer } from '../upgrade/journal.js';
+import { confirmQuestion } from '../shared/confirm.js';
 import { ChecksView } from './plan-screen.js';
 import { seconds } from '../system/units.js';
 import { LOOK, type ProgressItem } from './progress-screen.js';
@@ -135,7 +136,7 @@ export function UpgradeScreen(props: UpgradeScreenProps) {
       {stage === 'confirm' && (
         <Box marginTop={1}>
           <Text>
-            Start the upgrade? <Text color={theme.accent}>Enter/y</Text> start · <Text color={theme.accent}>q/n</Text> quit, nothing changed
+            {confirmQuestion('Start the upgrade?')} <Text color={theme.muted}>(no or q: quit, nothing changed)</Text>
           </Text>
         </Box>
       )}

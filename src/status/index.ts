@@ -3,7 +3,7 @@
 // HAProxy from knocker's configuration) and prints one snapshot for `--once` and `--json`; the
 // live screen is src/status-app.tsx, over the same monitor.
 import os from 'node:os';
-import { PreflightError } from '../errors.js';
+import { errorMessage, PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import { haproxyPaths } from '../haproxy/service.js';
 import { sourceAddressFor } from '../postgres/connect.js';
@@ -13,6 +13,7 @@ import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
 import { printableData } from '../shared/printable.js';
 import { StatusMonitor } from './monitor.js';
+import type { StatusEvent } from './model.js';
 import { PairSessions } from './pair-session.js';
 import { prometheusText } from './prometheus.js';
 import { writeFileAtomic } from '../system/files.js';
@@ -51,6 +52,22 @@ export async function openMonitor(root: Root, options: StatusOptions): Promise<S
     retireHint: (name) => knockerCommand(root, `server forget ${shellWord(name)}`),
     intervalMs: options.intervalMs,
   });
+}
+
+/** How many of the cluster's latest events the dashboard starts with. */
+export const EARLIER_EVENTS = 50;
+
+/**
+ * The recent part of the cluster's history as events for the dashboard's pane; when it cannot be
+ * read, one event saying why (the dashboard starts all the same).
+ */
+export async function recentHistory(root: Root, limit = EARLIER_EVENTS): Promise<StatusEvent[]> {
+  try {
+    const [{ listHistory }, { historyAsEvents }] = await Promise.all([import('../history/index.js'), import('./fold.js')]);
+    return historyAsEvents((await listHistory(root, { limit }, 'knocker status')).events);
+  } catch (error) {
+    return [{ at: Date.now(), level: 'warn', text: `history: not loaded: ${errorMessage(error)}` }];
+  }
 }
 
 /** Data older than this is shown as stale: two polls missed, plus a timeout. */

@@ -134,6 +134,8 @@ export interface StatusEvent {
   at: number;
   level: Health;
   text: string;
+  /** A server's change of state, for folding the same change of several servers into one line (fold.ts). */
+  transition?: { subject: string; from: string; to: string; detail?: string; fromLevel: Health };
 }
 
 const HEALTH_ORDER: Record<Health, number> = { fail: 0, warn: 1, ok: 2 };
@@ -282,7 +284,12 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
     }
     // Out of "checking" is a server's first answer (its /_status asked once it was known), not a change.
     if (prev.word !== 'checking' && (prev.word !== row.word || prev.health !== row.health)) {
-      events.push({ at, level: row.health, text: `${row.name}: ${prev.word} → ${describeServerState(row)}` });
+      events.push({
+        at,
+        level: row.health,
+        text: `${row.name}: ${prev.word} → ${describeServerState(row)}`,
+        transition: { subject: row.name, from: prev.word, to: row.word, detail: row.health === 'ok' ? undefined : row.problems[0], fromLevel: prev.health },
+      });
     }
     const h0 = prev.probe?.body?.databaseHost;
     const h1 = row.probe?.body?.databaseHost;
@@ -296,7 +303,13 @@ export function eventsBetween(before: Snapshot | undefined, after: Snapshot): St
     }
     const s0 = prev.haproxy?.status.text;
     const s1 = row.haproxy?.status.text;
-    if (s0 && s1 && s0 !== s1 && prev.word === row.word) events.push({ at, level: row.health, text: `${row.name}: HAProxy ${s0} → ${s1}` });
+    if (s0 && s1 && s0 !== s1 && prev.word === row.word)
+      events.push({
+        at,
+        level: row.health,
+        text: `${row.name}: HAProxy ${s0} → ${s1}`,
+        transition: { subject: row.name, from: `HAProxy ${s0}`, to: s1, fromLevel: prev.health },
+      });
   }
   for (const gone of old.values()) events.push({ at, level: 'warn', text: `${gone.name} is no longer listed` });
   return events;

@@ -4,13 +4,14 @@
 // every command shares (DRY_RUN_KEYS); it says "nothing to change" or applies the plan with
 // progress, and logs the outcome. Output rule (CONTRACTS.md): stdout carries only what a script
 // captures (the dry-run's plan, a connection string, a path, JSON); progress, notes, warnings and
-// hints go to stderr.
-import { errorMessage, KnockerError, UsageError } from '../errors.js';
+// hints go to stderr. Each plan it applies is recorded in the cluster's history (src/history/), here
+// and nowhere else, with its outcome.
+import { ApplyFailedError, errorMessage, KnockerError, UsageError } from '../errors.js';
 import { checkLine, PreflightFailed, type Check } from '../shared/checks.js';
 import type { Output } from '../shared/output.js';
 import { acquireLock } from './lock.js';
 import { fileLogger, nullLogger, type Logger } from './log.js';
-import { applyPlan, formatPlan, hasChanges, planToJson, type Plan } from './plan.js';
+import { applyPlan, formatPlan, hasChanges, planToJson, type ApplyEvent, type ApplyOutcome, type Plan } from './plan.js';
 import { progressPrinter } from './progress.js';
 import { PATHS, type Root } from './root.js';
 
@@ -92,8 +93,42 @@ export class Run {
       return false;
     }
     io.err(`${plan.title}:`);
-    await applyPlan(plan, { log: this.log, onEvent: progressPrinter(plan, io.err) });
+    await this.apply(plan, progressPrinter(plan, io.err));
     return true;
+  }
+
+  /**
+   * Applies a plan (the one way a run changes the host) and records it in the cluster's history
+   * with its outcome. History never fails the run: a database that cannot take the event leaves it
+   * spooled on this host, said on stderr.
+   */
+  apply(plan: Plan, onEvent?: (event: ApplyEvent) => void): Promise<ApplyOutcome> {
+    return applyRecorded(this.root, this.spec.command, plan, { log: this.log, ...(onEvent ? { onEvent } : {}) }, this.io);
+  }
+}
+
+/**
+ * Applies a plan and records it in the cluster's history with its outcome: for a Run, and for the
+ * interactive installer, which keeps its own lock and log.
+ */
+export async function applyRecorded(
+  root: Root,
+  command: string,
+  plan: Plan,
+  options: { log: Logger; onEvent?: (event: ApplyEvent) => void },
+  io: Output,
+): Promise<ApplyOutcome> {
+  const { openRunHistory } = await import('../history/record.js');
+  const history = await openRunHistory(root, command, io, options.log).catch(() => undefined);
+  const startedAt = new Date();
+  try {
+    const outcome = await applyPlan(plan, options);
+    await history?.record(plan.title, startedAt, 'ok', undefined);
+    return outcome;
+  } catch (error) {
+    const outcome = error instanceof ApplyFailedError ? (error.remaining.length === 0 ? 'rolled-back' : 'incomplete') : 'failed';
+    await history?.record(plan.title, startedAt, outcome, errorMessage(error));
+    throw error;
   }
 }
 

@@ -27,6 +27,7 @@ import { knockerWrittenFiles } from './known-files.js';
 import { nullLogger, type Logger } from '../system/log.js';
 import { STANDBY_PATHS } from '../standby/paths.js';
 import { removeBootFenceStep, writtenDropIns } from '../standby/boot-unit.js';
+import { HISTORY_SPOOL } from '../history/spool.js';
 import { systemctl } from '../system/service.js';
 
 export interface UninstallOptions {
@@ -34,7 +35,17 @@ export interface UninstallOptions {
 }
 
 /** Files knocker writes (each with its .bak), removed by an uninstall. */
-const WRITTEN_FILES = [PATHS.conf, PATHS.answers, PATHS.exposedbUrl, PATHS.databaseCa, PATHS.upgradeJournal, PATHS.haproxyReloadPending, PATHS.serverPid];
+const WRITTEN_FILES = [
+  PATHS.conf,
+  PATHS.answers,
+  PATHS.exposedbUrl,
+  PATHS.databaseCa,
+  PATHS.upgradeJournal,
+  PATHS.haproxyReloadPending,
+  PATHS.serverPid,
+  // Events of this host the database has not taken yet: the plan names the file, so it is seen before it goes.
+  HISTORY_SPOOL,
+];
 /** The database's data: removed only with --purge-data. */
 const DATA_DIRS = [PATHS.pgData, PATHS.pgCreating, PATHS.pgTlsDir, PATHS.clusterCaDir];
 /** Folders knocker keeps its files in: removed once empty, deepest first. */

@@ -5,7 +5,7 @@
 import { ApplyFailedError, PreflightError } from '../errors.js';
 import { QUIET } from '../shared/output.js';
 import type { Logger } from '../system/log.js';
-import { applyPlan, type ApplyEvent, type Plan } from '../system/plan.js';
+import type { ApplyEvent, Plan } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { withRun, type RunSpec } from '../system/runner.js';
 import { journalOwnerAlive, JournalWriter, readJournal, type Journal } from './journal.js';
@@ -40,7 +40,7 @@ export const UPGRADE_RUN: RunSpec = { command: 'knocker upgrade', logFile: PATHS
 /** The screen's apply: one run of the house's runner, the plan's events handed to the screen. */
 export function applyUpgrade(session: UpgradeSession, hooks: UpgradeHooks = {}): Promise<UpgradeOutcome> {
   return withRun(session.root, UPGRADE_RUN, { dryRun: false, json: false }, QUIET, (run) =>
-    runUpgrade(session, run.log, hooks, (plan) => applyPlan(plan, { log: run.log, onEvent: (event) => hooks.onEvent?.({ type: 'apply', event }) })),
+    runUpgrade(session, run.log, hooks, (plan) => run.apply(plan, (event) => hooks.onEvent?.({ type: 'apply', event }))),
   );
 }
 

@@ -46,7 +46,7 @@ describe('option 1 on a sandbox root', () => {
       owner: (await client.query<{ owner: string }>(`SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'knocknoc'`)).rows[0]?.owner,
       listen: (await client.query<{ listen: string }>(`SELECT current_setting('listen_addresses') AS listen`)).rows[0]?.listen,
     }));
-    expect(seen).toMatchObject({ version: 1, owner: 'knocknoc', listen: '127.0.0.7' });
+    expect(seen).toMatchObject({ version: 2, owner: 'knocknoc', listen: '127.0.0.7' });
     // Another "host" cannot log in, even with the password.
     await expect(withClient(db, { sourceAddress: '127.0.0.8' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
 

@@ -161,7 +161,7 @@ describe.skipIf(reason !== undefined)('the arm64 package, on an arm64 Debian 13 
     expect(await fs.readlink(`/proc/${pid}/root`)).toBe(host);
     const status = await fetchStatus({ host: ADDRESS, port, family: 4 }, 30_000);
     expect(status.http).toBe(200);
-    expect(status.body).toMatchObject({ status: 'ok', server: 'web-arm64', version: VERSION, schemaVersion: 1, versionMatch: true });
+    expect(status.body).toMatchObject({ status: 'ok', server: 'web-arm64', version: VERSION, schemaVersion: 2, versionMatch: true });
     // Its PostgreSQL is the arm64 host's.
     const postgres = await inHost(['sh', '-c', 'ls /usr/lib/postgresql']);
     expect(postgres.stdout).toMatch(/^\d+$/);

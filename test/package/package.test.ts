@@ -121,7 +121,7 @@ describe('the executable', () => {
     expect(argv[0]).toBe(path.join(host, 'opt/knocknoc/knocker/knocknoc-server'));
     const status = await fetchStatus({ host: ADDRESS, port, family: 4 }, 5_000);
     expect(status.http).toBe(200);
-    expect(status.body).toMatchObject({ status: 'ok', server: 'web-sea', version: VERSION, schemaVersion: 1, versionMatch: true });
+    expect(status.body).toMatchObject({ status: 'ok', server: 'web-sea', version: VERSION, schemaVersion: 2, versionMatch: true });
 
     // As root, exposedb opens its administrator session through `knocker __admin-helper`.
     const init = await packaged(['exposedb', '--root', root.dir, '--init']);

@@ -46,11 +46,15 @@ test('three nodes started at once: one migrates, all are in step and listed onli
   }
   await Promise.all(nodes.map((n) => untilListening(n)));
 
-  const migrated = nodes.filter((n) => /migrated the database schema from version 0 to 1 \(001_initial\.sql\)/.test(n.stdout()));
+  const migrated = nodes.filter((n) => /migrated the database schema from version 0 to 2 \(001_initial\.sql, 002_history\.sql\)/.test(n.stdout()));
   expect(migrated).toHaveLength(1);
-  expect(nodes.filter((n) => /database schema at version 1: nothing to migrate/.test(n.stdout()))).toHaveLength(2);
-  const applied = await knocknocDb<{ version: number; applied_by: string }>('SELECT version, applied_by FROM knocknoc_schema_migrations');
-  expect(applied).toEqual([{ version: 1, applied_by: `knocknoc-server ${migrated[0]!.name} (${migrated[0]!.host}:${migrated[0]!.port})` }]);
+  expect(nodes.filter((n) => /database schema at version 2: nothing to migrate/.test(n.stdout()))).toHaveLength(2);
+  const applied = await knocknocDb<{ version: number; applied_by: string }>('SELECT version, applied_by FROM knocknoc_schema_migrations ORDER BY version');
+  const by = `knocknoc-server ${migrated[0]!.name} (${migrated[0]!.host}:${migrated[0]!.port})`;
+  expect(applied).toEqual([
+    { version: 1, applied_by: by },
+    { version: 2, applied_by: by },
+  ]);
 
   for (const node of nodes) {
     const { http, body } = await node.status();
@@ -59,8 +63,8 @@ test('three nodes started at once: one migrates, all are in step and listed onli
       status: 'ok',
       server: node.name,
       version: '1.0.0',
-      schemaVersion: 1,
-      databaseSchemaVersion: 1,
+      schemaVersion: 2,
+      databaseSchemaVersion: 2,
       versionMatch: true,
       database: 'ok',
     });
@@ -69,7 +73,7 @@ test('three nodes started at once: one migrates, all are in step and listed onli
   const servers = await knocknocDb<{ name: string; listen: string; version: string; schema_version: number; state: string }>(
     'SELECT name, listen, version, schema_version, state FROM servers ORDER BY name',
   );
-  expect(servers).toEqual(nodes.map((n) => ({ name: n.name, listen: `${n.host}:${n.port}`, version: '1.0.0', schema_version: 1, state: 'running' })));
+  expect(servers).toEqual(nodes.map((n) => ({ name: n.name, listen: `${n.host}:${n.port}`, version: '1.0.0', schema_version: 2, state: 'running' })));
 
   // Any node's page lists every server sharing the database, online.
   const page = await request(nodes[1]!.url('/'));

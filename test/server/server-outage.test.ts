@@ -21,7 +21,7 @@ test('database stopped: 503 unreachable; started again: 200 without restarting t
 
   await db.cluster.start();
   const up = await node.waitForStatus(200, 30_000);
-  expect(up).toMatchObject({ status: 'ok', database: 'ok', databaseSchemaVersion: 1, versionMatch: true });
+  expect(up).toMatchObject({ status: 'ok', database: 'ok', databaseSchemaVersion: 2, versionMatch: true });
   expect(node.child.exitCode).toBeNull();
   await expect.poll(() => node.stdout()).toMatch(/INFO {2}database reachable again after/);
   // One outage, reported once, however many health checks came in meanwhile.

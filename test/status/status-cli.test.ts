@@ -47,7 +47,7 @@ test('healthy, then degraded: exit 0 and 1, the same story in plain text, JSON a
   // The nodes' first heartbeat and HAProxy's first checks are in: every source has its answer.
   const healthy = await json(root.dir);
   expect(healthy.exitCode).toBe(0);
-  expect(healthy.status).toMatchObject({ healthy: true, exitCode: 0, summary: { servers: 3, healthy: 3 }, database: { role: 'primary', schemaVersion: 1 } });
+  expect(healthy.status).toMatchObject({ healthy: true, exitCode: 0, summary: { servers: 3, healthy: 3 }, database: { role: 'primary', schemaVersion: 2 } });
   expect(healthy.status.servers.map((s) => [s.name, s.health, s.state, s.status?.http, s.status?.versionMatch, s.haproxy?.status])).toEqual([
     ['web-1', 'ok', 'ok', 200, true, 'UP'],
     ['web-2', 'ok', 'ok', 200, true, 'UP'],

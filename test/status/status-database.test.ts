@@ -97,7 +97,7 @@ test('a primary lists its standby: lag hidden without pg_monitor, then in bytes 
 
   const hidden = await statusJson(onPrimary);
   expect(hidden.exitCode).toBe(0);
-  expect(hidden.status.database).toMatchObject({ role: 'primary', limited: true, schemaVersion: 1, connections: { max: 100 } });
+  expect(hidden.status.database).toMatchObject({ role: 'primary', limited: true, schemaVersion: 2, connections: { max: 100 } });
   expect(hidden.status.database.standbys).toEqual([
     { name: 'standby-1', clientAddress: null, state: null, syncState: null, lagBytes: null, lagSeconds: null, slot: null },
   ]);

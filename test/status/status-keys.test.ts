@@ -41,13 +41,15 @@ const pressed: Array<[string, Partial<Key>, DashboardCommand]> = [
   ['d', {}, 'drain'],
   ['m', {}, 'maint'],
   ['R', {}, 'ready'],
+  ['S', {}, 'switchover'],
+  ['P', {}, 'promote'],
 ];
 
 test('each key runs the command of its row; the admin ones are marked as needing --admin', () => {
   for (const [input, key, command] of pressed) {
     expect(dashboardCommand(input, { ...none, ...key }), `${JSON.stringify(input)} ${JSON.stringify(key)}`).toEqual({
       command,
-      admin: ['drain', 'maint', 'ready'].includes(command),
+      admin: ['drain', 'maint', 'ready', 'switchover', 'promote'].includes(command),
     });
   }
   expect(dashboardCommand('x', none)).toBeUndefined();
@@ -57,7 +59,9 @@ test('each key runs the command of its row; the admin ones are marked as needing
 
 test('the footer and the help list every row, the admin keys only with --admin', () => {
   expect(dashboardFooter(false)).toBe('↑/↓ select · / filter · p pause · +/- interval · r refresh · ? help · q quit');
-  expect(dashboardFooter(true)).toBe('↑/↓ select · / filter · p pause · +/- interval · r refresh · ? help · q quit · d drain · m maint · R ready');
+  expect(dashboardFooter(true)).toBe(
+    '↑/↓ select · / filter · p pause · +/- interval · r refresh · ? help · q quit · d drain · m maint · R ready · S switchover · P promote',
+  );
   expect([...dashboardHelp(false), ...dashboardHelp(true)].map(([keys]) => keys)).toEqual(DASHBOARD_KEYS.map((row) => row.keys));
-  expect(dashboardHelp(true).map(([keys]) => keys)).toEqual(['d', 'm', 'R']);
+  expect(dashboardHelp(true).map(([keys]) => keys)).toEqual(['d', 'm', 'R', 'S', 'P']);
 });

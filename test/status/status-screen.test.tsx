@@ -4,6 +4,7 @@
 import { render } from 'ink-testing-library';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { Dashboard, type DashboardServices } from '../../src/status-app.js';
+import { CONFIRM_KEYS } from '../../src/shared/confirm.js';
 import { rotateServer } from '../../src/status/actions.js';
 import { openMonitor, staleAfterMs } from '../../src/status/index.js';
 import type { Root } from '../../src/system/root.js';
@@ -121,7 +122,7 @@ test('a node out of step with the migrated database is shown out of step; the mi
   const upgraded = launchServer({ confFile: nodes[2]!.confFile, bin: next.serverBin, name: 'web-3', host: nodes[2]!.host, port: nodes[2]!.port });
   await untilListening(upgraded);
   await waitForRow(ui, 'web-1', /✗ web-1\s+out-of-step\s+1\.0\.0 ≠db\s+503/);
-  await waitForFrame(ui, 'database schema 1 → 2 (migrated)');
+  await waitForFrame(ui, 'database schema 2 → 3 (migrated)');
   // Each node re-reads the schema version on its own second: web-2 may notice a moment later.
   await waitForRow(ui, 'web-2', /✗ web-2\s+out-of-step/);
   await waitForRow(ui, 'web-3', /✔ web-3\s+ok\s+1\.1\.0\s+200/);
@@ -171,8 +172,8 @@ test('keys: filter (! inverts), Esc clears it, pause, interval, help, selection;
   expect(rowOf(frame(ui), 'web-2')).toMatch(/^❯/);
   // Without --admin an admin key is refused with a word, not passed over.
   await press(ui, 'd');
-  await waitForFrame(ui, 'read-only: start with --admin to drain, maint or ready a server');
-  expect(frame(ui)).not.toContain('[y/N]');
+  await waitForFrame(ui, 'read-only: start with --admin to drain, maint or ready a server, or switch over');
+  expect(frame(ui)).not.toContain(CONFIRM_KEYS);
   expect((await haproxy.statusOf('web-2')).statusText).toBe('UP');
 });
 
@@ -182,7 +183,11 @@ test('--admin: drain, maint and ready the selected node through HAProxy, each co
   await waitForFrame(ui, '3 of 3 servers healthy');
   await press(ui, KEYS.down);
   await press(ui, 'd');
-  expect(frame(ui)).toContain('Drain web-2? No new sessions; clients holding its cookie still reach it. [y/N]');
+  expect(frame(ui)).toContain(`Drain web-2? No new sessions; clients holding its cookie still reach it. [${CONFIRM_KEYS}]`);
+  // A key that is no answer (Enter among them) leaves the question standing.
+  await press(ui, KEYS.enter);
+  expect(frame(ui)).toContain(`[${CONFIRM_KEYS}]`);
+  expect((await haproxy.statusOf('web-2')).statusText).toBe('UP');
   await press(ui, 'n');
   expect(frame(ui)).toContain('drain web-2: cancelled');
   expect((await haproxy.statusOf('web-2')).statusText).toBe('UP');

@@ -55,11 +55,11 @@ test('the screen asks first; q leaves with nothing changed', async () => {
   for (const row of await c.haproxy.status()) expect(row.statusText).toBe('UP');
 });
 
-test('Enter starts it: each server through its phases to the new version', async () => {
+test('y starts it (the one confirm style: Enter is no answer): each server through its phases to the new version', async () => {
   const c = await freshCluster();
   const t = await open(c);
-  await t.waitFor('Start the upgrade?');
-  await t.keys('Enter');
+  await t.waitFor('Start the upgrade? [y: yes · n/Esc: no]');
+  await t.keys('y');
   const done = await t.waitFor(/Done: every server on 1\.1\.0 and in rotation/, 60_000);
   expect(done).toMatch(/web-3\s+127\.0\.0\.213:\d+\s+1\.0\.0 → 1\.1\.0\s+done, in rotation/);
   expect(done).toMatch(/✔ done\s+Upgrade web-1:/);

@@ -252,7 +252,7 @@ test("a later server's command fails after the migration: the upgraded server se
   expect(failed.stderr).toContain('web-1 is upgraded to 1.1.0 and in rotation');
   // Out of step with the migrated database, the old ones are not put back: not even a cookie reaches them.
   expect(failed.stderr).toContain('web-2, web-3 are kept in maintenance: out of step with the migrated database until upgraded');
-  expect(failed.stderr).toContain('web-3: stays in maintenance: out of step (it runs 1.0.0, schema 1; the database is at 2)');
+  expect(failed.stderr).toContain('web-3: stays in maintenance: out of step (it runs 1.0.0, schema 2; the database is at 3)');
   expect(await adminStates(c)).toEqual({ 'web-1': 'UP', 'web-2': 'MAINT', 'web-3': 'MAINT' });
   const resumed = await upgrade(c, '--resume', '--non-interactive', '--upgrade-command', c.commandFor(next.dir));
   expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0);
