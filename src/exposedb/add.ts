@@ -7,7 +7,7 @@ import { buildDatabaseUrl } from '../postgres/url.js';
 import { allowListChange, changeAllowList, SSL_OFF, type ChangeContext, type Context } from './context.js';
 
 /** What --add tells when this primary has a standby: the nodes' string, and (`added`) that its pg_hba.conf is its own. */
-async function standbyNotes(ctx: Context, added?: string): Promise<void> {
+export async function standbyNotes(ctx: Context, added?: string): Promise<void> {
   const { readState } = await import('../standby/node.js');
   const pair = await readState(ctx.root);
   if (!pair) return;

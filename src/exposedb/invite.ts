@@ -15,6 +15,7 @@ import type { Plan } from '../system/plan.js';
 import { PATHS } from '../system/root.js';
 import { allowListChange, requireExposed, storedNodesUrl, type ChangeContext } from './context.js';
 import { nodesMultiHost } from './init.js';
+import { standbyNotes } from './add.js';
 import { afterRetiring, retireSteps } from './invitations.js';
 import { createInvitationStep } from '../join/invitations.js';
 
@@ -92,7 +93,11 @@ export async function invite(ctx: ChangeContext, request: InviteRequest): Promis
   io.err('On the new host, run (the token is the line on stdout; keep it out of shell history with');
   io.err('KNOCKER_JOIN_TOKEN=... or `knocker install --join -` reading it from stdin):');
   io.err('  knocker install --join TOKEN');
-  if (pair) io.err(`This primary has a standby (${pair.standby}): the node gets the connection string that lists both.`);
+  if (pair) {
+    io.err(`This primary has a standby (${pair.standby}): the node gets the connection string that lists both.`);
+    // Its pg_hba.conf is a file on its own host: the same allow-list entry is added there by hand.
+    if (allowedByInvite) await standbyNotes(ctx, cidr);
+  }
   io.err(`List: ${knockerCommand(root, 'exposedb --invites')}   Revoke: ${knockerCommand(root, `exposedb --revoke ${id}`)}`);
   io.out(token);
   return EXIT.ok;

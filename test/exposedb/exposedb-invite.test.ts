@@ -20,7 +20,7 @@ import { withClient } from '../../src/postgres/connect.js';
 import { probeTls } from '../../src/postgres/tls-probe.js';
 import { freePort } from '../../src/system/host.js';
 import { PATHS, type Root } from '../../src/system/root.js';
-import { appUrl, clusterCa, hbaFile, installPrimary, rootAdmin } from '../helpers/exposedb.js';
+import { appUrl, clusterCa, hbaFile, installPrimary, rootAdmin, url } from '../helpers/exposedb.js';
 import { knocker, KNOCKER, type RunResult } from '../helpers/knocker.js';
 import { startTestCluster } from '../helpers/pg.js';
 import { destroyRoot, makeRoot, snapshotTree } from '../helpers/roots.js';
@@ -160,6 +160,18 @@ test('two commands: --invite prints the token alone, --join installs a serving, 
   // Not one file of either root holds the secret (logs, configuration, PostgreSQL's data and log).
   expect(await filesHolding(primary, token.secret)).toEqual([]);
   expect(await filesHolding(node, token.secret)).toEqual([]);
+
+  // Retired for good: stopped, then forgotten on the primary, which takes its address out of the
+  // allow-list; its lasting credential then no longer gets in from there.
+  expect((await knocker(['service', 'stop', 'server', '--root', node.dir])).exitCode).toBe(0);
+  const dryForget = await knocker(['server', 'forget', 'web-2', '--root', primary.dir, '--dry-run']);
+  expect(dryForget.stdout).toContain('pg_hba.conf: stop allowing knocknoc_remote from 127.0.0.91/32');
+  const forgot = await knocker(['server', 'forget', 'web-2', '--root', primary.dir]);
+  expect(forgot.exitCode, forgot.stderr).toBe(0);
+  expect(forgot.stderr).toContain('127.0.0.91/32 no longer allowed');
+  expect(await fs.readFile(hbaFile(primary), 'utf8')).not.toContain('127.0.0.91/32');
+  const nodeUrl = url(conf.get('DatabaseURL'));
+  await expect(withClient(nodeUrl, { sourceAddress: '127.0.0.91' }, async () => 'in')).rejects.toMatchObject({ code: '28000' });
 }, 120_000);
 
 test('two joins at once with one token: exactly one gets the connection string', async () => {
