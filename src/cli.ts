@@ -83,6 +83,16 @@ export async function main(argv: string[]): Promise<number> {
     exit: (code) => {
       exitCode = code;
     },
+    async readStdin(maxBytes) {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of process.stdin) {
+        chunks.push(chunk as Buffer);
+        size += (chunk as Buffer).length;
+        if (size > maxBytes) break;
+      }
+      return Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8');
+    },
     async ask(question) {
       const readline = await import('node:readline/promises');
       const rl = readline.createInterface({ input: process.stdin, output: process.stdout });

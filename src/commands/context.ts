@@ -17,6 +17,8 @@ export interface CommandContext {
   exit: (code: number) => void;
   /** Aborted on the first Ctrl-C (SIGINT) or SIGTERM, for a command that runs until then (`service logs -f`). */
   interrupted: AbortSignal;
+  /** Reads stdin to its end (at most `maxBytes`), for a secret piped in (`install --join -`). */
+  readStdin?: (maxBytes: number) => Promise<string>;
   /** Asks a question on the terminal and returns the line typed (only where there is a terminal). */
   ask?: (question: string) => Promise<string>;
   /** Shows a prompt (on stderr) and returns the next key typed on the terminal (only where there is one). */

@@ -13,6 +13,11 @@ interface ExposeOptions {
   list?: boolean;
   renewCert?: boolean;
   addStandby?: string;
+  invite?: string;
+  invites?: boolean;
+  revoke?: string;
+  ttl?: string;
+  name?: string;
   conn?: string;
   host?: string;
   dryRun?: boolean;
@@ -29,6 +34,13 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--list').conflicts(['renewCert']))
     .addOption(new Option('--renew-cert').conflicts(['addStandby']))
     .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(['init', 'add', 'remove', 'list']))
+    .addOption(
+      new Option('--invite <ADDR/32>').argParser(once('--invite')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'invites', 'revoke']),
+    )
+    .addOption(new Option('--invites').conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'revoke', 'dryRun']))
+    .addOption(new Option('--revoke <ID>').argParser(once('--revoke')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby']))
+    .addOption(new Option('--ttl <DURATION>').argParser(once('--ttl')))
+    .addOption(new Option('--name <NAME>').argParser(once('--name')))
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
     .addOption(new Option('--dry-run').conflicts(['list']))
@@ -49,21 +61,35 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
                 ? 'renew-cert'
                 : options.addStandby !== undefined
                   ? 'add-standby'
-                  : undefined;
+                  : options.invite !== undefined
+                    ? 'invite'
+                    : options.invites
+                      ? 'invites'
+                      : options.revoke !== undefined
+                        ? 'revoke'
+                        : undefined;
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
-        if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list or --renew-cert');
+        if (Object.keys(options).length > 0)
+          command.error(
+            'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --invite <ADDR/32>, --invites or --revoke <ID>',
+          );
         command.outputHelp({ error: true });
         ctx.exit(EXIT.usage);
         return;
       }
       if (options.host !== undefined && action !== 'init') command.error('error: --host goes with --init (it sets the host of the printed connection string)');
+      if ((options.ttl !== undefined || options.name !== undefined) && action !== 'invite') command.error('error: --ttl and --name go with --invite');
       jsonNeedsDryRun(options);
       const { runExposeDb } = await import('../exposedb/index.js');
       const request = {
         action,
         cidr: options.add ?? options.remove,
         standby: options.addStandby,
+        invite: options.invite,
+        ttl: options.ttl,
+        name: options.name,
+        revoke: options.revoke,
         conn: options.conn,
         host: options.host,
         dryRun: Boolean(options.dryRun),

@@ -20,6 +20,7 @@ interface InstallOptions {
   printAnswers?: boolean;
   explain?: boolean;
   yes?: boolean;
+  join?: string;
 }
 
 export function installCommand(program: Command, ctx: CommandContext): void {
@@ -39,6 +40,10 @@ export function installCommand(program: Command, ctx: CommandContext): void {
       'options 2 and 3: the CA certificate that verifies the database server (from knocker exposedb --init on the primary); copied to /opt/knocknoc/etc/',
     )
     .option('--server-name <name>', "this server's name in the cluster (default: the host name)")
+    .option(
+      '--join <token>',
+      'join the cluster with a token from knocker exposedb --invite on the primary (database option 3, its CA and allow-list entry); "-" reads it from stdin (or KNOCKER_JOIN_TOKEN)',
+    )
     .option('--dry-run', 'check and print the plan (file diffs, SQL, commands, services); change nothing')
     .option('--json', 'with --dry-run, --print-answers or --explain: machine-readable output')
     .option('--print-answers', 'print the resolved answers as an answers file, password redacted; change nothing')
@@ -50,7 +55,8 @@ export function installCommand(program: Command, ctx: CommandContext): void {
         '',
         'Precedence of a value: flag > environment (KNOCKNOC_LISTEN, KNOCKNOC_TRUSTED_FORWARDERS,',
         'KNOCKNOC_DATABASE_OPTION, KNOCKNOC_DATABASE_URL, KNOCKNOC_DATABASE_CA, KNOCKNOC_SERVER_NAME) >',
-        'answers file > existing knocknoc.conf > default.',
+        'answers file > existing knocknoc.conf > default. With --join (or KNOCKER_JOIN_TOKEN, or `join:` in',
+        'the answers file) the invitation gives the database answers: option 3, the connection string, the CA.',
         '',
         'Output: stdout carries only the result a script would capture (--print-answers, --explain, the',
         '--dry-run plan, their JSON); an unattended run prints its checks, progress and next steps on stderr.',
@@ -62,6 +68,14 @@ export function installCommand(program: Command, ctx: CommandContext): void {
     .action(async (options: InstallOptions, command: Command) => {
       ctx.exit(await install(options, command, ctx));
     });
+}
+
+async function readJoinFromStdin(ctx: CommandContext): Promise<string> {
+  if (!ctx.readStdin) throw new UsageError('--join -: there is no stdin to read the token from');
+  const text = await ctx.readStdin(4096);
+  const line = text.split('\n').find((l) => l.trim() !== '');
+  if (line === undefined) throw new UsageError('--join -: stdin held no token; nothing was changed');
+  return line.trim();
 }
 
 async function install(options: InstallOptions, command: Command, ctx: CommandContext): Promise<number> {
@@ -80,12 +94,21 @@ async function install(options: InstallOptions, command: Command, ctx: CommandCo
     throw new UsageError('--json goes with --dry-run, --print-answers or --explain');
   }
   const readOnly = Boolean(options.dryRun || options.printAnswers || options.explain);
+  // The token: the flag ("-": stdin, out of shell history and argv), else the environment.
+  const joinToken = options.join === '-' ? await readJoinFromStdin(ctx) : (options.join ?? (ctx.env.KNOCKER_JOIN_TOKEN || undefined));
   const interactive = ctx.terminal && !options.nonInteractive && !readOnly;
   // The TUI's modules load while the answers are resolved: the first screen comes sooner.
   const app = interactive ? import('../app.js') : undefined;
   const { openInstaller } = await import('../installer/index.js');
   const root = rootOf(command, ctx);
-  const session = await openInstaller({ root, flags, env, answersFile: options.answers, hostname: os.hostname() }, { dryRun: readOnly });
+  const session = await openInstaller(
+    { root, flags, env, answersFile: options.answers, hostname: os.hostname(), ...(joinToken !== undefined ? { joinToken } : {}) },
+    { dryRun: readOnly },
+  );
+  if (session.joinPreview) {
+    for (const line of session.joinPreview) io.err(line);
+    return EXIT.ok;
+  }
   if (app) {
     const { runInteractiveInstall } = await app;
     return runInteractiveInstall(session, { yes: Boolean(options.yes) });

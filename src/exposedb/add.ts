@@ -7,7 +7,7 @@ import { buildDatabaseUrl } from '../postgres/url.js';
 import { allowListChange, changeAllowList, pairRoles, SSL_OFF, type ChangeContext, type Context } from './context.js';
 
 /** What --add tells when this host is one of a standby pair: the roles as they are now, the nodes' string, and (`added`) that each host's pg_hba.conf is its own. */
-async function standbyNotes(ctx: Context, added?: string): Promise<void> {
+export async function standbyNotes(ctx: Context, added?: string): Promise<void> {
   const pair = await pairRoles(ctx);
   if (!pair) return;
   const { host, port } = pair.peer;

@@ -190,7 +190,7 @@ async function normaliseCidr(link: AdminLink, option: string, typed: string, par
 }
 
 /** What --add and --remove start from: the range as PostgreSQL writes it, and the allow-list now. */
-export async function allowListChange(ctx: Context, option: '--add' | '--remove', typed: string, parsed: string) {
+export async function allowListChange(ctx: Context, option: '--add' | '--remove' | '--invite', typed: string, parsed: string) {
   requireExposed(ctx);
   const cidr = await normaliseCidr(ctx.link, option, typed, parsed);
   const allow = allowListOf(ctx.facts, ctx.target);

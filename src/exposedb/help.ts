@@ -9,6 +9,8 @@ Usage:
   sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby <ADDR[:PORT]> [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb --invite <ADDR/32> [--ttl DURATION] [--name NAME]
+  sudo /opt/knocknoc/knocker/knocker exposedb --invites | --revoke <ID>
   sudo /opt/knocknoc/knocker/knocker exposedb ... --dry-run [--json]    (all but --list: the plan; nothing changed)
   knocker exposedb ... --root DIR    (a sandbox root instead of this host: no sudo)
 
@@ -21,6 +23,13 @@ Options:
   --add-standby <ADDR[:PORT]>
                     Let a standby at ADDR replicate this database (knocker standby init there, with the bundle file printed);
                     this host's own web node then uses the multi-host string, as the other nodes do
+  --invite <ADDR/32>
+                    Invite one new web node: prints a join token (stdout, alone) for knocker install --join on
+                    that host; single use, from that address only, over verified TLS
+  --ttl <DURATION>  With --invite: how long the token lives (30m, 1h, 24h, at most 7d; default 1h)
+  --name <NAME>     With --invite: the new node's server name
+  --invites         List the invitations: id, address, name, state, expiry, used by / at (never a secret)
+  --revoke <ID>     End an open invitation (its login, its pg_hba.conf line, and the address it added)
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
   --host <ADDR>     With --init: the host written into the printed connection string (default: this host's address)
   --dry-run         Show what would change (preflight and plan) and change nothing; not with --list
@@ -44,6 +53,10 @@ Examples:
 
   # Prepare a replicated standby on 203.0.113.8 (then copy the printed file there: knocker standby init --bundle FILE)
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby 203.0.113.8
+
+  # Join a web node in two commands: here, then on the new host (203.0.113.7)
+  sudo /opt/knocknoc/knocker/knocker exposedb --invite 203.0.113.7/32 --name web-2 > token
+  sudo /opt/knocknoc/knocker/knocker install --join - < token    (or --join TOKEN; or KNOCKER_JOIN_TOKEN)
 
   # See what --init would change, and change nothing
   sudo /opt/knocknoc/knocker/knocker exposedb --init --dry-run

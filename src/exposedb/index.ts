@@ -4,7 +4,8 @@
 // `--add-standby` look after TLS and replication. One action per file (init.ts, add.ts, …); every
 // change goes through the one runner (src/system/runner.ts): the host's lock, the exposedb log
 // with secrets scrubbed, --dry-run as text or the one JSON shape, progress on stderr.
-import { parseIp, parseNarrowCidr } from '../config/values.js';
+import { parseIp, parseNarrowCidr, parseServerName } from '../config/values.js';
+import { DEFAULT_TTL_MS, parseTtl } from '../join/token.js';
 import { PreflightError, UsageError } from '../errors.js';
 import { adminLink, type AdminLink } from '../postgres/admin.js';
 import type { AllowListTarget } from '../postgres/allow-list.js';
@@ -19,7 +20,7 @@ import { isRoot } from '../system/users.js';
 import { checkTarget, connectionString, HOST_NAME, inspect, type ConnectionSource, type Context } from './context.js';
 import type { Names } from './plan.js';
 
-export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby';
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby' | 'invite' | 'invites' | 'revoke';
 
 export interface ExposeRequest {
   action: ExposeAction;
@@ -31,6 +32,12 @@ export interface ExposeRequest {
   host?: string;
   /** --add-standby ADDR[:PORT], as typed. */
   standby?: string;
+  /** --invite: the new node's address (ADDR/32), as typed; --ttl and --name with it. */
+  invite?: string;
+  ttl?: string;
+  name?: string;
+  /** --revoke ID. */
+  revoke?: string;
   /** --dry-run: show the plan, change nothing (every action but --list). */
   dryRun?: boolean;
   /** With --dry-run: the plan as the one JSON shape of every command. */
@@ -65,20 +72,27 @@ function checkHost(text: string): string {
 
 interface Checked {
   parsedCidr: string | undefined;
+  ttlMs: number;
+  name: string | undefined;
   host: string | undefined;
   connection: ConnectionSource;
 }
 
 /** Input first: a mistake is reported before anything is read, locked or changed. */
 async function checkInput(request: ExposeRequest, root: Root): Promise<Checked> {
-  const parsedCidr = request.cidr === undefined ? undefined : checkCidr(`--${request.action}`, request.cidr);
+  const typedCidr = request.action === 'invite' ? request.invite : request.cidr;
+  const parsedCidr = typedCidr === undefined ? undefined : checkCidr(`--${request.action}`, typedCidr);
   const host = request.host === undefined ? undefined : checkHost(request.host);
-  if (request.action !== 'list' && !root.isSandbox && !isRoot()) {
+  const ttl = request.ttl === undefined ? { ok: true as const, ms: DEFAULT_TTL_MS } : parseTtl(request.ttl);
+  if (!ttl.ok) throw new UsageError(`--ttl: ${ttl.error}; nothing was changed`);
+  const name = request.name === undefined ? undefined : parseServerName(request.name);
+  if (name && !name.ok) throw new UsageError(`--name: ${name.error}; nothing was changed`);
+  if (request.action !== 'list' && request.action !== 'invites' && !root.isSandbox && !isRoot()) {
     throw new PreflightError("knocker exposedb changes this host's PostgreSQL (its configuration, roles and pg_hba.conf): run it as root", [
       `sudo knocker exposedb --${request.action}${request.cidr ? ` ${request.cidr}` : ''}`,
     ]);
   }
-  return { parsedCidr, host, connection: await connectionString(root, request.conn) };
+  return { parsedCidr, host, ttlMs: ttl.ms, name: name?.value, connection: await connectionString(root, request.conn) };
 }
 
 /** Finds the cluster, reads what its server holds, checks it, and runs `work` with an admin link open. */
@@ -113,6 +127,10 @@ async function change(request: ExposeRequest, checked: Checked, ctx: Context, ru
       return (await import('./remove.js')).remove(changeCtx, request.cidr!, checked.parsedCidr!);
     case 'renew-cert':
       return (await import('./renew-cert.js')).renewCert(changeCtx);
+    case 'invite':
+      return (await import('./invite.js')).invite(changeCtx, { typed: request.invite!, parsed: checked.parsedCidr!, ttlMs: checked.ttlMs, name: checked.name });
+    case 'revoke':
+      return (await import('./revoke.js')).revoke(changeCtx, request.revoke!);
     default:
       return (await import('./add-standby.js')).addStandby(changeCtx, request.standby!);
   }
@@ -134,6 +152,10 @@ export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment
   if (request.action === 'list') {
     const { list } = await import('./list.js');
     return withCluster(env, checked, nullLogger(), list);
+  }
+  if (request.action === 'invites') {
+    const { listInvitations } = await import('./invitations.js');
+    return withCluster(env, checked, nullLogger(), listInvitations);
   }
   return withRun(root, { command, logFile: PATHS.exposedbLog }, flags, io, (run) =>
     withCluster(env, checked, run.log, (ctx) => change(request, checked, ctx, run)),

@@ -206,7 +206,7 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
  * libpq's multi-host form, this host first, target_session_attrs=read-write, verify-full with the
  * nodes' copy of the CA. Undefined without a standby.
  */
-async function nodesMultiHost(
+export async function nodesMultiHost(
   root: Root,
   self: { host: string; port: number; user: string; password: string; database: string },
 ): Promise<{ url: string; standby: string } | undefined> {

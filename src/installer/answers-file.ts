@@ -17,6 +17,7 @@ const fileSchema = z.strictObject({
   listen: z.string().optional(),
   trustedForwarders: z.union([z.string(), z.array(z.string())]).optional(),
   serverName: z.string().optional(),
+  join: z.string().optional(),
   database: z
     .strictObject({
       option: z.union([z.number(), z.string()]),
@@ -34,7 +35,7 @@ const fileSchema = z.strictObject({
 });
 
 const KNOWN_KEYS: Record<string, string[]> = {
-  '': ['version', 'listen', 'trustedForwarders', 'serverName', 'database', 'haproxy'],
+  '': ['version', 'listen', 'trustedForwarders', 'serverName', 'join', 'database', 'haproxy'],
   database: ['option', 'url', 'urlFile', 'ca'],
   haproxy: ['bind', 'nodes'],
 };
@@ -260,8 +261,10 @@ export function loadAnswersFile(file: string): { loaded?: LoadedAnswersFile; pro
     }
     haproxy = { bind: answers.haproxy.bind, nodes: answers.haproxy.nodes };
   }
+  // A join token (knocker exposedb --invite): checked when it is used; never echoed (it holds a secret).
+  const join = typeof (data as Record<string, unknown>).join === 'string' ? ((data as Record<string, unknown>).join as string) : undefined;
   if (problems.length > 0) return { problems: byPosition(problems) };
-  return { loaded: { file: shown, values, haproxy }, problems };
+  return { loaded: { file: shown, values, haproxy, ...(join !== undefined ? { join } : {}) }, problems };
 }
 
 export interface AnswersYamlOptions {

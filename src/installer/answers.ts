@@ -73,7 +73,8 @@ export type Source =
   | { kind: 'file'; file: string; line: number; col: number }
   | { kind: 'conf'; file: string; line: number }
   | { kind: 'default'; note?: string }
-  | { kind: 'answered' };
+  | { kind: 'answered' }
+  | { kind: 'join'; id: string };
 
 export function describeSource(source: Source): string {
   switch (source.kind) {
@@ -89,6 +90,8 @@ export function describeSource(source: Source): string {
       return source.note ? `default (${source.note})` : 'default';
     case 'answered':
       return 'answered interactively';
+    case 'join':
+      return `join invitation ${source.id} (knocker install --join)`;
   }
 }
 
@@ -102,6 +105,8 @@ export interface LoadedAnswersFile {
   file: string;
   values: Partial<{ [F in Field]: FileValue<string | string[]> }>;
   haproxy?: HaproxyAnswers;
+  /** `join:` a join token (it holds a secret). */
+  join?: string;
 }
 
 /** The longest value any answer can need (a connection string with a long password, many CIDRs). */
@@ -162,7 +167,18 @@ export interface ResolveInputs {
   answersFile?: LoadedAnswersFile;
   conf?: { conf: KnocknocConf; file: string };
   hostname: string;
+  /** What a redeemed join invitation gave: the database answers (nothing else may give them), and a default name. */
+  joined?: JoinedAnswers;
 }
+
+export interface JoinedAnswers {
+  id: string;
+  databaseUrl: string;
+  databaseCa: string;
+  serverName?: string;
+}
+
+const JOIN_FIELDS: Field[] = ['databaseOption', 'databaseUrl', 'databaseCa'];
 
 export interface Resolved<T> {
   value: T;
@@ -197,14 +213,27 @@ function describeOrigin(field: Field, source: Source): string {
 /** Resolves every answer by precedence: flag > environment > answers file > knocknoc.conf > default. */
 export function resolveAnswers(inputs: ResolveInputs): Resolution {
   const resolution: Resolution = { values: {}, problems: [], missing: [] };
+  if (inputs.joined) {
+    // The invitation gives the database; an answer for it from elsewhere is a mistake, not a preference.
+    for (const field of JOIN_FIELDS) {
+      const given = [inputs.flags[field], inputs.env[field], inputs.answersFile?.values[field]].some((v) => v !== undefined && v !== '');
+      if (given) resolution.problems.push(`${FILE_KEY[field]}: --join gives the database; leave out ${FLAG[field]}, ${ENV[field]} and ${FILE_KEY[field]}`);
+    }
+  }
   const candidates = (field: Field): Array<{ raw: string | string[]; source: Source }> => {
     const list: Array<{ raw: string | string[]; source: Source }> = [];
+    const joined = inputs.joined;
+    if (joined && JOIN_FIELDS.includes(field)) {
+      const raw = field === 'databaseOption' ? '3' : field === 'databaseUrl' ? joined.databaseUrl : joined.databaseCa;
+      return [{ raw, source: { kind: 'join', id: joined.id } }];
+    }
     const flag = inputs.flags[field];
     if (flag !== undefined) list.push({ raw: flag, source: { kind: 'flag', name: FLAG[field] } });
     const env = inputs.env[field];
     if (env !== undefined && env !== '') list.push({ raw: env, source: { kind: 'env', name: ENV[field] } });
     const fromFile = inputs.answersFile?.values[field];
     if (fromFile) list.push({ raw: fromFile.value, source: { kind: 'file', file: inputs.answersFile!.file, line: fromFile.line, col: fromFile.col } });
+    if (field === 'serverName' && joined?.serverName) list.push({ raw: joined.serverName, source: { kind: 'join', id: joined.id } });
     const conf = inputs.conf;
     const confKey = CONF_KEY[field];
     const confValue = confKey === undefined ? undefined : conf?.conf.get(confKey);

@@ -13,7 +13,7 @@ import { knockerCommand } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { plural } from '../system/units.js';
 import { answersFromSettings, readSettings, type HaproxyAnswers } from '../haproxy/config.js';
-import { answersFrom, resolveAnswers, type Answers, type Field, type LoadedAnswersFile, type Resolution } from './answers.js';
+import { answersFrom, resolveAnswers, type Answers, type Field, type JoinedAnswers, type LoadedAnswersFile, type Resolution } from './answers.js';
 import type { InstallPlan } from './plan.js';
 import type { PreflightContext, PreflightReport } from './preflight.js';
 
@@ -23,6 +23,8 @@ export interface InstallInputs {
   env: Partial<Record<Field, string>>;
   answersFile?: string;
   hostname: string;
+  /** A join token (knocker install --join, KNOCKER_JOIN_TOKEN); the answers file's `join:` otherwise. */
+  joinToken?: string;
 }
 
 export interface Prepared {
@@ -43,6 +45,8 @@ export interface InstallSession {
   readonly answersFileOut: string;
   /** The run log, once preparing has started (undefined for dry runs). */
   readonly logFile: string | undefined;
+  /** A dry run with a join token: what the check of the server found (the plan needs the invitation redeemed). */
+  readonly joinPreview?: string[];
   /** Preflight and plan. With `saveAnswers`, the plan also saves the answers for reuse. */
   prepare(answers: Answers, options?: { saveAnswers?: boolean }): Promise<Prepared>;
   apply(prepared: Prepared, onEvent?: (event: ApplyEvent) => void): Promise<ApplyOutcome>;
@@ -77,13 +81,28 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     }
     loaded = result.loaded;
   }
-  const resolution = resolveAnswers({
+  const resolveInputs = {
     flags: inputs.flags,
     env: inputs.env,
     answersFile: loaded,
     conf: conf ? { conf, file: confFile } : undefined,
     hostname: inputs.hostname,
-  });
+  };
+  const joinToken = inputs.joinToken ?? loaded?.join;
+  let joined: JoinedAnswers | undefined;
+  let joinPreview: string[] | undefined;
+  if (joinToken !== undefined) {
+    const { previewJoin, redeemForInstall, checkToken } = await import('./join.js');
+    checkToken(joinToken);
+    // The listen address first: on loopback sandboxes the join leaves from it, as the node will.
+    const first = resolveAnswers({ ...resolveInputs, joined: { id: 'x', databaseUrl: '', databaseCa: '' } });
+    const conflicts = first.problems.filter((p) => p.includes('--join gives the database'));
+    if (conflicts.length > 0) throw new UsageError(`${plural(conflicts.length, 'invalid answer')}; nothing was changed`, conflicts);
+    const listen = first.values.listen?.value;
+    if (options.dryRun) joinPreview = await previewJoin(joinToken, listen);
+    else joined = await redeemForInstall(joinToken, listen);
+  }
+  const resolution = resolveAnswers({ ...resolveInputs, ...(joined ? { joined } : {}) });
   if (resolution.problems.length > 0) {
     throw new UsageError(`${plural(resolution.problems.length, 'invalid answer')}; nothing was changed`, resolution.problems);
   }
@@ -102,6 +121,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     get logFile() {
       return log?.file;
     },
+    ...(joinPreview ? { joinPreview } : {}),
     async prepare(answers, prepareOptions = {}) {
       if (!log) log = options.dryRun ? nullLogger() : fileLogger(root.path(PATHS.installLog));
       if (!options.dryRun && !lock) lock = await acquireLock(root.path(PATHS.installLock), 'knocker install');

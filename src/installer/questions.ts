@@ -34,7 +34,8 @@ export interface Question {
   note?: (values: Values) => string | undefined;
 }
 
-export type Values = Record<QuestionId, string>;
+/** `joined`: the database answers came from a join invitation (knocker install --join): not asked. */
+export type Values = Record<QuestionId, string> & { joined?: 'yes' };
 
 export const DATABASE_CHOICES = [
   { value: '1', label: '1) Use a local PostgreSQL installation' },
@@ -68,7 +69,7 @@ export const QUESTIONS: Question[] = [
     prompt: (d) => `Option 1, 2, or 3? (default is ${d}):`,
     kind: 'choice',
     label: 'Database option',
-    applies: () => true,
+    applies: (values) => !values.joined,
   },
   {
     id: 'databaseUrl',
@@ -79,7 +80,7 @@ export const QUESTIONS: Question[] = [
         : 'Enter the new external PostgreSQL database connection string:',
     kind: 'url',
     label: 'Connection string',
-    applies: (values) => values.databaseOption === '2' || values.databaseOption === '3',
+    applies: (values) => !values.joined && (values.databaseOption === '2' || values.databaseOption === '3'),
     note: (values) =>
       values.databaseOption === '3' ? 'If a node cannot reach the database, confirm its IP has been added with exposedb --add on the primary.' : undefined,
   },
@@ -89,7 +90,8 @@ export const QUESTIONS: Question[] = [
     prompt: (d) => `Enter the CA certificate file (knocker exposedb --init on the primary names it)${d ? ` (default: ${shownCa(d)})` : ''}:`,
     kind: 'text',
     label: 'Database CA',
-    applies: (values) => (values.databaseOption === '2' || values.databaseOption === '3') && (values.databaseCa !== '' || urlWantsCa(values.databaseUrl)),
+    applies: (values) =>
+      !values.joined && (values.databaseOption === '2' || values.databaseOption === '3') && (values.databaseCa !== '' || urlWantsCa(values.databaseUrl)),
   },
   {
     id: 'serverName',
@@ -236,6 +238,7 @@ export function defaultsFrom(resolution: Resolution, inPlace?: HaproxyAnswers): 
     haproxy: haproxy ? 'yes' : 'no',
     haproxyBind: haproxy?.bind ?? DEFAULT_HAPROXY_BIND,
     haproxyNodes: haproxy?.nodes.join(', ') ?? (v.serverName ? thisNode(v.serverName.value, listen) : ''),
+    ...(v.databaseUrl?.source.kind === 'join' ? { joined: 'yes' as const } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../system/files.js';
 import { fileStep, type Step } from '../system/plan.js';
 import type { AdminLink } from './admin.js';
 import { hbaFields, hbaName, readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from './hba.js';
+import { INVITE_ROLE_PREFIX, JOINERS_ROLE } from '../join/token.js';
 
 export const EXPOSEDB_BLOCK = 'exposedb';
 
@@ -42,16 +43,35 @@ function typeFor(ssl: boolean): HbaType {
   return ssl ? 'hostssl' : 'host';
 }
 
+/** One open invitation (knocker exposedb --invite): its role may log in from its one address, over TLS. */
+export interface InviteRule {
+  role: string;
+  cidr: string;
+}
+
+function sortInvites(invites: InviteRule[]): InviteRule[] {
+  return [...new Map(invites.map((i) => [i.role, i])).values()].sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
+}
+
 /** The block's lines (without its BEGIN/END markers). */
-export function allowListRules(target: AllowListTarget, cidrs: Iterable<string>, type: HbaType = typeFor(target.ssl)): string[] {
+export function allowListRules(target: AllowListTarget, cidrs: Iterable<string>, type: HbaType = typeFor(target.ssl), invites: InviteRule[] = []): string[] {
   const database = hbaName(target.database);
   const role = hbaName(target.role);
+  const joiners = hbaName(JOINERS_ROLE);
   return [
     `# Other Knocknoc web nodes: ${role} may use ${database} from these addresses (knocker exposedb --add/--remove).`,
     ...sortCidrs(cidrs).map((cidr) => `${type.padEnd(7)}  ${database}  ${role}  ${cidr}  scram-sha-256`),
     `# ${role} is refused from anywhere else, whatever the rules below say.`,
     `host     all  ${role}  0.0.0.0/0  reject`,
     `host     all  ${role}  ::/0  reject`,
+    ...(invites.length === 0
+      ? []
+      : [
+          `# Open invitations (knocker exposedb --invite): each from its one address, over TLS; every other join is refused.`,
+          ...sortInvites(invites).map((i) => `hostssl  ${database}  ${hbaName(i.role)}  ${i.cidr}  scram-sha-256`),
+          `host     all  +${joiners}  0.0.0.0/0  reject`,
+          `host     all  +${joiners}  ::/0  reject`,
+        ]),
   ];
 }
 
@@ -66,23 +86,38 @@ export interface AllowList {
   edited: boolean;
   /** The connection type its allow lines use, if it has any. */
   type: HbaType | undefined;
+  /** The lines of open invitations. */
+  invites: InviteRule[];
 }
 
 /** Reads the allow-list from pg_hba.conf's text. Throws when the block's markers are damaged. */
 export function readAllowList(fileText: string, target: AllowListTarget): AllowList {
   const block = readManagedBlock(fileText, EXPOSEDB_BLOCK);
-  if (!block) return { present: false, cidrs: [], foreign: [], edited: false, type: undefined };
+  if (!block) return { present: false, cidrs: [], foreign: [], edited: false, type: undefined, invites: [] };
   const database = hbaName(target.database);
   const role = hbaName(target.role);
   const cidrs: string[] = [];
   const foreign: string[] = [];
+  const invites: InviteRule[] = [];
+  const joiners = `+${hbaName(JOINERS_ROLE)}`;
   let type: HbaType | undefined;
   for (const line of block.rules) {
     const fields = hbaFields(line);
     const [kind, db, user, address, method, ...rest] = fields;
     const cidr = address === undefined ? undefined : parseCidr(address);
-    if (fields.length === 5 && kind === 'host' && db === 'all' && user === role && method === 'reject' && (address === '0.0.0.0/0' || address === '::/0'))
+    if (
+      fields.length === 5 &&
+      kind === 'host' &&
+      db === 'all' &&
+      (user === role || user === joiners) &&
+      method === 'reject' &&
+      (address === '0.0.0.0/0' || address === '::/0')
+    )
       continue;
+    if (rest.length === 0 && kind === 'hostssl' && db === database && user?.startsWith(INVITE_ROLE_PREFIX) && method === 'scram-sha-256' && cidr?.ok) {
+      invites.push({ role: user, cidr: cidr.value });
+      continue;
+    }
     if (rest.length === 0 && (kind === 'host' || kind === 'hostssl') && db === database && user === role && method === 'scram-sha-256' && cidr?.ok) {
       cidrs.push(cidr.value);
       type ??= kind;
@@ -91,9 +126,9 @@ export function readAllowList(fileText: string, target: AllowListTarget): AllowL
     foreign.push(line.trim());
   }
   const sorted = sortCidrs(cidrs);
-  const canonical = allowListRules(target, sorted, type).join('\n');
+  const canonical = allowListRules(target, sorted, type, invites).join('\n');
   const inner = block.text.split('\n').slice(1, -1).join('\n');
-  return { present: true, cidrs: sorted, foreign, edited: foreign.length > 0 || inner !== canonical, type };
+  return { present: true, cidrs: sorted, foreign, edited: foreign.length > 0 || inner !== canonical, type, invites: sortInvites(invites) };
 }
 
 /** `<database>_remote`, cut to PostgreSQL's 63-byte identifier limit. */
@@ -113,13 +148,22 @@ export interface HbaFacts {
 }
 
 /**
- * Rewrites the allow-list block of pg_hba.conf for `cidrs`; PostgreSQL checks the new file before
- * it is reloaded (no restart), and the previous file is put back on any error.
+ * Rewrites the allow-list block of pg_hba.conf for `cidrs` (and `invites`: by default the open
+ * invitations' lines stay as they are); PostgreSQL checks the new file before it is reloaded (no
+ * restart), and the previous file is put back on any error.
  */
-export async function allowListStep(link: AdminLink, facts: HbaFacts, target: AllowListTarget, cidrs: string[], title: string): Promise<Step> {
+export async function allowListStep(
+  link: AdminLink,
+  facts: HbaFacts,
+  target: AllowListTarget,
+  cidrs: string[],
+  title: string,
+  invites?: InviteRule[],
+): Promise<Step> {
   const file = facts.hbaFile;
   const previous = facts.hbaText;
-  const next = withManagedBlock(previous, EXPOSEDB_BLOCK, allowListRules(target, cidrs));
+  const keptInvites = invites ?? readAllowList(previous, target).invites;
+  const next = withManagedBlock(previous, EXPOSEDB_BLOCK, allowListRules(target, cidrs, undefined, keptInvites));
   const shown = await fileStep({ file, shownAs: file, content: next, mode: facts.hbaMode });
   let written = false;
   return {

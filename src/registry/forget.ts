@@ -100,20 +100,44 @@ export async function serverForget(root: Root, given: string, options: ForgetOpt
       const steps = server ? [forgetRowStep(async () => kept, server, target, 'restored by knocker server forget')] : [];
       if (inHaproxy) steps.push(await haproxyRemovalStep(raw, haproxy, run.log, preflight));
       const warnings = server?.online ? [`"${name}" is online: while it runs it registers again at its next heartbeat`] : [];
+      // Its allow-list entries: on this host when it is the primary's; otherwise the forget says where.
+      const { nodeAllowListSteps } = await import('../exposedb/forget-node.js');
+      const others = servers.filter((s) => s.name !== raw).map((s) => s.listen);
+      const allowList = await nodeAllowListSteps(root, run.log, { name: raw, listen: server?.listen }, others);
+      if (allowList.kind === 'local') steps.push(...allowList.steps);
+      const disallowed = allowList.kind === 'local' ? allowList.removed : [];
+      const elsewhere = allowList.kind === 'elsewhere' ? allowList.candidates : [];
+      if (elsewhere.length > 0)
+        warnings.push(
+          `the allow-list is on the primary's host, not here (${allowList.kind === 'elsewhere' ? allowList.why : ''}): there, run knocker exposedb --remove ${elsewhere.join(' / ')}`,
+        );
+      const standby = allowList.kind === 'local' ? allowList.standby : undefined;
+      if (standby && disallowed.length > 0)
+        warnings.push(
+          `the standby ${standby} keeps its own pg_hba.conf: on its host run knocker exposedb --conn <its connection string> --remove ${disallowed.join(' / ')} (knocker cannot edit a file on another host)`,
+        );
       const plan: Plan = { title: `Retire "${name}"`, steps, warnings };
       const details = {
         server: raw,
         registry: server ? `delete the row of "${name}" (${what})` : null,
         haproxy: inHaproxy ? `remove node ${name} from ${haproxy.service.paths.conf}` : null,
+        allowList: disallowed,
       };
-      if (!(await run.showOrApply(plan, { preflight, details }))) return 0;
+      let shown: boolean;
+      try {
+        shown = await run.showOrApply(plan, { preflight, details });
+      } finally {
+        if (allowList.kind === 'local') await allowList.close();
+      }
+      if (!shown) return 0;
+      if (disallowed.length > 0) run.log.info(`server forget ${name}: ${disallowed.join(', ')} taken out of the allow-list`);
       if (inHaproxy) run.log.info(`server forget ${name}: removed from HAProxy (${haproxy.service.paths.conf})`);
       if (server)
         run.log.info(`server forget ${name}: deleted from the registry of ${target} (was ${what})${server.online ? ' with --force while online' : ''}`);
       // No result a script would capture: what was retired goes to stderr with the progress.
       io.err(
         server
-          ? `Removed "${name}" from the registry of ${target} (it was ${stateWord(server)}, last seen ${age(secondsSince(server.lastSeen))} ago)${inHaproxy ? " and from this host's HAProxy" : ''}.`
+          ? `Removed "${name}" from the registry of ${target} (it was ${stateWord(server)}, last seen ${age(secondsSince(server.lastSeen))} ago)${inHaproxy ? " and from this host's HAProxy" : ''}${disallowed.length > 0 ? `; ${disallowed.join(', ')} no longer allowed` : ''}.`
           : `Removed "${name}" from this host's HAProxy (it was not in the registry of ${target}).`,
       );
       io.err(`Logged in ${root.path(PATHS.opsLog)}.`);

@@ -23,8 +23,14 @@ describe('the allow-list block', () => {
       foreign: [],
       edited: false,
       type: 'hostssl',
+      invites: [],
     });
-    expect(readAllowList(DEBIAN, target)).toEqual({ present: false, cidrs: [], foreign: [], edited: false, type: undefined });
+    expect(readAllowList(DEBIAN, target)).toEqual({ present: false, cidrs: [], foreign: [], edited: false, type: undefined, invites: [] });
+    // Open invitations (exposedb --invite): their lines and the joiners' reject lines read back, not foreign.
+    const invites = [{ role: 'knocker_join_abcdefghij', cidr: '192.0.2.9/32' }];
+    const withInvites = withManagedBlock(DEBIAN, 'exposedb', allowListRules(target, ['192.0.2.9/32'], undefined, invites));
+    expect(withInvites).toContain('hostssl  knocknoc  knocker_join_abcdefghij  192.0.2.9/32  scram-sha-256\nhost     all  +knocker_joiners  0.0.0.0/0  reject');
+    expect(readAllowList(withInvites, target)).toMatchObject({ cidrs: ['192.0.2.9/32'], foreign: [], edited: false, invites });
   });
 
   test('spacing or order changed by hand is "edited"; a rule exposedb does not write is "foreign"', () => {
