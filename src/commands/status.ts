@@ -70,11 +70,16 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
           return;
         }
         const monitor = await status.openMonitor(root, { intervalMs });
-        const [{ runDashboard }, actions] = await Promise.all([import('../status-app.js'), options.admin ? import('../status/actions.js') : undefined]);
+        const [{ runDashboard }, { followNodeLog }, actions] = await Promise.all([
+          import('../status-app.js'),
+          import('../status/log.js'),
+          options.admin ? import('../status/actions.js') : undefined,
+        ]);
         ctx.exit(
           await runDashboard({
             monitor,
             staleAfterMs: () => status.staleAfterMs(monitor),
+            followLog: (onLines, stop) => followNodeLog(root, 200, onLines, stop),
             ...(actions ? { rotate: (name, action, onStatus) => actions.rotateServer(root, name, action, onStatus) } : {}),
           }),
         );

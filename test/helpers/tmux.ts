@@ -11,6 +11,10 @@ export interface Terminal {
   /** Sends named keys (Enter, Escape, Down, C-c, …). */
   keys(...keys: string[]): Promise<void>;
   screen(): Promise<string>;
+  /** What the terminal shows now (no scrollback); with `escapes`, its colours and styles as escape sequences. */
+  visible(options?: { escapes?: boolean }): Promise<string>;
+  /** Resizes the terminal, as a person dragging its window. */
+  resize(width: number, height: number): Promise<void>;
   waitFor(match: RegExp | string, timeoutMs?: number): Promise<string>;
   /** The pid of the program running in the terminal (to send it a signal as a service manager would). */
   programPid(): Promise<number>;
@@ -37,6 +41,12 @@ export async function openTerminal(command: string[], options: { width?: number;
     },
     async screen() {
       return String((await tmux('capture-pane', '-p', '-S', '-200')).stdout);
+    },
+    async visible(options = {}) {
+      return String((await tmux('capture-pane', '-p', ...(options.escapes ? ['-e'] : []))).stdout);
+    },
+    async resize(width, height) {
+      await tmux('resize-window', '-x', String(width), '-y', String(height));
     },
     waitFor(match, timeoutMs = 20_000) {
       return waitFor(
