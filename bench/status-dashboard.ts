@@ -614,6 +614,10 @@ async function writeConsoleResults(refresh: OneRefresh, runs: LiveRun[]): Promis
         `| CPU, ${run.label}: 60 s windows, median (min–max) | 8.6 % (the servers list) | ${pct(median(run.windows))} (${range(run.windows, pct)}, ${run.windows.length} windows); ${terminalText(run.terminal)}; load ${run.load} |`,
     ),
     '',
+    '',
+    `The two columns are not from the same machine or load: \`node -e 0\` took ${ms(median(refresh.baseline))} here against 60 ms then (Node 20, Intel Xeon), and`,
+    'other sessions ran meanwhile (the load averages). A fair comparison runs `-- --console` on main and on the branch back to back.',
+    '',
   ];
   await writeSection(lines.join('\n'));
 }

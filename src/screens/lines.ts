@@ -23,8 +23,10 @@ export function wrapLines(text: string, width: number, options: { indent?: numbe
     let take: number;
     if (rest.length <= room) take = rest.length;
     else {
+      // A space inside the line's leading indent is no place to break.
+      const lead = rest.findIndex((c) => c !== ' ');
       const space = rest.lastIndexOf(' ', room);
-      take = space > 0 ? space : room;
+      take = space > lead ? space : room;
     }
     const line = rest.slice(0, take).join('');
     rest = rest.slice(take);

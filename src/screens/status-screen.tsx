@@ -102,31 +102,32 @@ function columns(rows: ServerRow[], width: number, databaseHosts: boolean): { na
   return { name, list };
 }
 
-function SourcesLine({
-  snapshot,
-  now,
-  staleAfterMs,
-  intervalMs,
-  paused,
-}: Pick<StatusScreenProps, 'snapshot' | 'now' | 'staleAfterMs' | 'intervalMs' | 'paused'>) {
-  const sources = Object.values(snapshot.sources);
+type SourcesProps = Pick<StatusScreenProps, 'snapshot' | 'now' | 'staleAfterMs' | 'intervalMs' | 'paused'>;
+
+/** Each source's words (its age, STALE, FAILING) and whether they are a warning, then the refresh's. */
+function sourceLabels({ snapshot, now, staleAfterMs, intervalMs, paused }: SourcesProps): Array<{ key: string; text: string; color: string }> {
+  return [
+    ...Object.values(snapshot.sources).map((s, i) => {
+      const a = sourceAge(s, now, staleAfterMs);
+      const label = s.absent
+        ? `${s.name} n/a`
+        : s.error
+          ? `${s.name} ${symbols.fail} FAILING ${a.text}${s.updatedAt ? ' old' : ''}`
+          : `${s.name} ${a.text}${a.stale ? ' STALE' : ''}`;
+      return { key: s.name, text: `${i > 0 ? ' · ' : ''}${label}`, color: s.error || a.stale ? theme.error : theme.muted };
+    }),
+    { key: 'refresh', text: paused ? ' · PAUSED' : ` · every ${intervalMs / 1000}s`, color: paused ? theme.warn : theme.muted },
+  ];
+}
+
+function SourcesLine(props: SourcesProps) {
   return (
     <Text wrap="wrap">
-      {sources.map((s, i) => {
-        const a = sourceAge(s, now, staleAfterMs);
-        const label = s.absent
-          ? `${s.name} n/a`
-          : s.error
-            ? `${s.name} ${symbols.fail} FAILING ${a.text}${s.updatedAt ? ' old' : ''}`
-            : `${s.name} ${a.text}${a.stale ? ' STALE' : ''}`;
-        return (
-          <Text key={s.name} color={s.error || a.stale ? theme.error : theme.muted}>
-            {i > 0 ? ' · ' : ''}
-            {label}
-          </Text>
-        );
-      })}
-      <Text color={paused ? theme.warn : theme.muted}>{paused ? ' · PAUSED' : ` · every ${intervalMs / 1000}s`}</Text>
+      {sourceLabels(props).map((label) => (
+        <Text key={label.key} color={label.color}>
+          {label.text}
+        </Text>
+      ))}
     </Text>
   );
 }
@@ -180,6 +181,14 @@ function ServersTable({
       {scrolled && <Text color={theme.muted}>{window.end < all.length ? `  ↓ ${all.length - window.end} more below` : ' '}</Text>}
     </Box>
   );
+}
+
+/** The footer's words, as Footer draws them. */
+function footerText(props: Pick<StatusScreenProps, 'admin' | 'filterDraft' | 'filter' | 'confirm'>, place: DashboardPlace): string {
+  const { admin, filterDraft, filter, confirm } = props;
+  if (confirm) return `${confirm.question} [y/N]`;
+  if (filterDraft !== undefined) return `/${filterDraft}  Enter apply · Esc cancel · ! in front: rows NOT matching`;
+  return `${filter && place === 'servers' ? `filter /${filter} (Esc clears) · ` : ''}${dashboardFooter(admin, place)}`;
 }
 
 function Footer({
@@ -355,7 +364,7 @@ function detailLines(props: StatusScreenProps, budget: number): Line[] {
   const lines = sectionLines(serverDetail(row, snapshot, now, localName), width);
   if (!local) return cut(lines, budget, (n) => `${n} more lines: a taller terminal shows them`);
   // Its last log lines take what the detail leaves (at least a few, the detail cut for them).
-  const logRoom = Math.max(Math.min(4, budget - 2), budget - lines.length - 1);
+  const logRoom = Math.max(Math.min(2, budget - 2), budget - lines.length - 1);
   const head = cut(lines, budget - logRoom - 1, (n) => `${n} more lines: a taller terminal shows them`);
   return [...head, { text: fitLine(`Log (last lines; l: the whole log)${log.source ? `: ${log.source}` : ''}`, width), bold: true }, ...logLines(logRoom)];
 }
@@ -390,8 +399,24 @@ export function StatusScreen(props: StatusScreenProps) {
   const hidden = snapshot.servers.length - rows.length;
   const place: DashboardPlace = view.kind === 'servers' ? 'servers' : 'detail';
   const measured = useMeasured({ head: 2, foot: 1 });
+  const summary = `${HEALTH_SYMBOL[verdict]} knocker status ${settled(snapshot) ? summaryLine(snapshot) : 'checking every source…'}`;
+  // Ink's measure is of the frame before: where this frame's head or footer wraps to more lines
+  // (a source failing, a confirmation), the estimate counts them before Ink has drawn them.
+  const estimate = {
+    head:
+      wrapLines(summary, width).length +
+      wrapLines(
+        sourceLabels(props)
+          .map((l) => l.text)
+          .join(''),
+        width,
+      ).length,
+    foot: wrapLines(footerText(props, place), width).length,
+  };
+  const head = Math.max(measured.size.head, estimate.head);
+  const foot = Math.max(measured.size.foot, estimate.foot);
   // What is left under the head and above the footer (each with a blank line between), the last line of the terminal kept free.
-  const room = Math.max(0, height - 1 - measured.size.head - 1 - 1 - measured.size.foot);
+  const room = Math.max(0, height - 1 - head - 1 - 1 - foot);
 
   let body: React.ReactNode;
   if (help) body = <Help admin={props.admin} room={room} width={width} />;
@@ -428,7 +453,7 @@ export function StatusScreen(props: StatusScreenProps) {
     const rest = room - pinned - tableLines - 2;
     const dbAll = databasePanelLines(props);
     const eventsWanted = 1 + Math.max(1, Math.min(events.length * 2, rest));
-    const dbBudget = rest <= 0 ? 0 : Math.max(Math.min(1 + dbAll.length, 2), Math.min(1 + dbAll.length, rest - Math.min(eventsWanted, 3)));
+    const dbBudget = Math.min(Math.max(0, rest), Math.max(Math.min(1 + dbAll.length, 2), Math.min(1 + dbAll.length, rest - Math.min(eventsWanted, 3))));
     const eventsBudget = rest - dbBudget;
     const shown = eventLines(events, width, eventsBudget - 1);
     body = (

@@ -105,14 +105,16 @@ export function databaseDetail(snapshot: Snapshot, now: number): DetailSection[]
           ...roleLines(roles),
           {
             text: roles.primary
-              ? `the primary, as both views agree: ${roles.primary.names.join(', ')}`
+              ? `the primary, as both views agree: ${[...new Set(roles.primary.names)].join(', ')}`
               : `the primary is not settled in this refresh${roles.unsettled ? `: ${roles.unsettled}` : ''}`,
           },
         ]
       : [{ text: data ? `one host: ${data.host}` : 'not known yet' }],
   });
   if (data) {
-    sections.push({ title: `Connected to ${data.host}`, lines: databaseLines(data).map((text) => ({ text })) });
+    // Its standbys and slots have sections of their own below.
+    const general = databaseLines(data).filter((text) => !/^(standby|slot) /.test(text));
+    sections.push({ title: `Connected to ${data.host}`, lines: general.map((text) => ({ text })) });
     if (data.role === 'primary') {
       sections.push({
         title: `Standbys (${data.standbys.length})`,

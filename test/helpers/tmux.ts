@@ -23,7 +23,8 @@ export interface Terminal {
 
 export async function openTerminal(command: string[], options: { width?: number; height?: number; env?: Record<string, string> } = {}): Promise<Terminal> {
   const socket = `knocker-test-${crypto.randomBytes(4).toString('hex')}`;
-  const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { env: options.env });
+  // The environment given is the whole of it (a variable left out of it is not set in the terminal).
+  const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { env: options.env, extendEnv: options.env === undefined });
   // The shell command only reports the exit code and keeps the pane open for reading.
   const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
   await tmux('new-session', '-d', '-x', String(options.width ?? 100), '-y', String(options.height ?? 50), `${quoted}; echo "EXIT=$?"; sleep 600`);

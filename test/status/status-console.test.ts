@@ -196,7 +196,7 @@ test('Enter opens the selected server, l its log (followed), Esc goes back, D th
 
   // The help overlay fits in 24 lines under the head too.
   await t.keys('?');
-  expectHead(await t.waitFor(/^Keys/m), 80, 24, { rows: false });
+  expectHead(await t.waitFor(/\bKeys\b/), 80, 24, { rows: false });
   await t.keys('Escape');
 
   // The sort cycles name → version → seen → health, each marked in the header.
@@ -249,7 +249,7 @@ test('knocknoc.conf re-pointed at the two-host DatabaseURL is followed without a
     await fs.rename(`${root.path(PATHS.conf)}.new`, root.path(PATHS.conf));
     const after = await t.waitFor(`host ${hosts.S}: standby`);
     expect(after).toContain(`host ${hosts.P}: primary (accepts writes)`);
-    expect(after.replace(/\s+/g, ' ')).toMatch(/knocknoc\.conf changed: watching \S+ now/);
+    expect(after.replace(/\s+/g, ' ')).toMatch(/knocknoc\.conf changed: watching \S+ as knocknoc now/);
     expect(after).toContain('3 of 3 servers healthy');
   } finally {
     await destroyRoot(root);
