@@ -12,6 +12,9 @@
 // Results go to the "knocker status: the dashboard" section of bench/RESULTS.md.
 //
 //   npm run bench:dashboard [-- --memory-minutes 10 --once-runs 9 --rounds 15 --kills 5]
+//   npm run bench:dashboard -- --console [--console-minutes 3]: the refresh, then the live screen's
+//   CPU on the servers list and with a server's detail open (Enter), each over --console-minutes of
+//   60 s windows; to the "knocker status: the console" section.
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -39,6 +42,8 @@ const { values: args } = parseArgs({
     kills: { type: 'string', default: '5' },
     servers: { type: 'string', default: '200' },
     'cpu-seconds': { type: 'string', default: '60' },
+    console: { type: 'boolean', default: false },
+    'console-minutes': { type: 'string', default: '3' },
   },
 });
 const MEMORY_MINUTES = Number(args['memory-minutes']);
@@ -47,6 +52,7 @@ const ROUNDS = Number(args.rounds);
 const KILLS = Number(args.kills);
 const SERVERS = Number(args.servers);
 const CPU_SECONDS = Number(args['cpu-seconds']);
+const CONSOLE_MINUTES = Number(args['console-minutes']);
 const REAL_NODES = 3;
 const DB_HOST = '127.0.0.160';
 const NODE_HOSTS = ['127.0.0.161', '127.0.0.162', '127.0.0.163'];
@@ -372,7 +378,7 @@ async function heapSnapshot(pid: number, dir: string): Promise<HeapFigures> {
 
 async function liveRun(
   root: Root,
-  options: { label: string; intervalSeconds: number; seconds: number; sampleSeconds: number; heap?: boolean },
+  options: { label: string; intervalSeconds: number; seconds: number; sampleSeconds: number; heap?: boolean; detail?: boolean },
 ): Promise<LiveRun> {
   // The run's own folder: the terminal's output and heap snapshots.
   const work = await makeTempDir('knocker-bench-live-');
@@ -380,6 +386,11 @@ async function liveRun(
   const dashboard = await openDashboard(root, options.intervalSeconds, options.heap ? { nodeArgs: ['--heapsnapshot-signal=SIGUSR2'], cwd: work } : {});
   try {
     await untilShowingAll(dashboard);
+    if (options.detail) {
+      // The selected server's detail, as Enter opens it; it stays open for the whole run.
+      await execa('tmux', ['-L', dashboard.socket, 'send-keys', 'Enter']);
+      await waitFor('the detail view', async () => ((await dashboard.screen()).includes('Registry (servers table') ? true : undefined), 30_000);
+    }
     // Past the start-up (modules loaded, pool open, first frames).
     await sleep(5_000);
     const heapStart = options.heap ? await heapSnapshot(dashboard.pid, work) : undefined;
@@ -552,6 +563,19 @@ async function main(): Promise<void> {
     const cluster = await startCluster();
     console.log(`${SERVERS} servers registered, UP in HAProxy on ${cluster.bind}; root ${cluster.root.dir}`);
     const refresh = await measureRefresh(cluster.root);
+    if (args.console) {
+      const seconds = CONSOLE_MINUTES * 60;
+      const list = await liveRun(cluster.root, { label: '--interval 1, the servers list', intervalSeconds: 1, seconds, sampleSeconds: 10 });
+      const detail = await liveRun(cluster.root, {
+        label: "--interval 1, a server's detail open",
+        intervalSeconds: 1,
+        seconds,
+        sampleSeconds: 10,
+        detail: true,
+      });
+      await writeConsoleResults(refresh, [list, detail]);
+      return;
+    }
     const memory = await liveRun(cluster.root, {
       label: `--interval 1, ${MEMORY_MINUTES} min`,
       intervalSeconds: 1,
@@ -570,6 +594,33 @@ async function main(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // bench/RESULTS.md
+
+/** The console's figures (issue 25: pinned layout, detail views), beside the dashboard's of before (305 ms, 8.6 %). */
+async function writeConsoleResults(refresh: OneRefresh, runs: LiveRun[]): Promise<void> {
+  const [cpuModel] = os.cpus().map((c) => c.model);
+  const lines = [
+    '## knocker status: the console',
+    '',
+    `\`npm run bench:dashboard -- --console --console-minutes ${CONSOLE_MINUTES}\` (bench/status-dashboard.ts), ${new Date().toISOString().slice(0, 10)}: the same cluster of ${SERVERS}`,
+    'servers as "knocker status: the dashboard" below, the same terminal (tmux 120x50) and the same measures, after the console',
+    "work of issue 25 (head pinned and the lower part measured from what is drawn, every line cut to the width; a server's",
+    `detail view with Enter). Node ${process.version}, ${os.cpus().length} × ${cpuModel}; the machine is shared with other sessions' tests.`,
+    '',
+    '| measure | before (the dashboard section, 2026-11-28) | now |',
+    '|---|---|---|',
+    `| \`knocker status --once\`, whole process, median of ${refresh.once.length} runs | 305 ms | ${ms(median(refresh.once))} (${range(refresh.once, ms)}); \`node -e 0\` ${ms(median(refresh.baseline))} |`,
+    ...runs.map(
+      (run) =>
+        `| CPU, ${run.label}: 60 s windows, median (min–max) | 8.6 % (the servers list) | ${pct(median(run.windows))} (${range(run.windows, pct)}, ${run.windows.length} windows); ${terminalText(run.terminal)}; load ${run.load} |`,
+    ),
+    '',
+    '',
+    `The two columns are not from the same machine or load: \`node -e 0\` took ${ms(median(refresh.baseline))} here against 60 ms then (Node 20, Intel Xeon), and`,
+    'other sessions ran meanwhile (the load averages). A fair comparison runs `-- --console` on main and on the branch back to back.',
+    '',
+  ];
+  await writeSection(lines.join('\n'));
+}
 
 interface Results {
   refresh: OneRefresh;

@@ -52,11 +52,16 @@ export function buildProgram(ctx: CommandContext): Command {
     .description('Install and operate self-hosted Knocknoc servers')
     .version(packageVersion(), '-V, --version')
     .option('--root <dir>', 'work on a sandbox root folder instead of the real system (env KNOCKNOC_ROOT)')
+    .option('--no-color', 'draw no colour (as NO_COLOR=1 does); health is always a word and a symbol too')
     .showHelpAfterError('(run with --help for usage)')
     // Every command's help shows --root too: it works under every one of them.
     .configureHelp({ showGlobalOptions: true })
     .exitOverride()
-    .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) });
+    .configureOutput({ writeOut: (s) => write(process.stdout, s), writeErr: (s) => write(process.stderr, s) })
+    // no-color.org: NO_COLOR set and not empty turns colour off, as --no-color does.
+    .hook('preAction', async () => {
+      if (program.opts<{ color: boolean }>().color === false || (ctx.env.NO_COLOR ?? '') !== '') (await import('./screens/theme.js')).turnColourOff();
+    });
   for (const add of [
     installCommand,
     serviceCommand,

@@ -2,16 +2,18 @@
 // action and the exit. The cluster's data comes from a StatusMonitor (src/status/), the changes
 // (with --admin) from the services it is given; the screen only draws.
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { useInput, useStdout, type Key } from 'ink';
+import { useInput, type Key } from 'ink';
 import { errorMessage } from './errors.js';
 import { runApp, type OnExit } from './screens/app-exit.js';
 import { bindings, dashboardCommand, eachKey } from './screens/keys.js';
-import { StatusScreen } from './screens/status-screen.js';
+import { StatusScreen, type DashboardView } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
 import { ACTION_TITLE, STANDBY_TITLE, type AdminAction, type StandbyAction } from './status/actions.js';
 import { confirmAnswer } from './shared/confirm.js';
 import { foldEvents } from './status/fold.js';
 import type { StatusEvent } from './status/model.js';
+import { useTerminalSize } from './screens/use-terminal-size.js';
+import { nextSort, sortServers, type SortKey } from './status/sort.js';
 import { matchesFilter } from './status/model.js';
 import { printableData } from './shared/printable.js';
 import { nextInterval, type StatusMonitor } from './status/monitor.js';
@@ -29,6 +31,8 @@ export interface DashboardServices {
   staleAfterMs: () => number;
   /** The recent part of the cluster's history, loaded at start: the events pane begins with it. */
   earlier?: StatusEvent[];
+  /** Follows this host's node's log (its last lines, then each new one) until `stop` aborts. */
+  followLog?: (onLines: (lines: string[]) => void, stop: AbortSignal) => Promise<void>;
 }
 
 /** What the operator is asked to confirm: a server's rotation, or a standby's move with its plan. */
@@ -36,12 +40,17 @@ type Confirm =
   | { kind: 'rotate'; action: AdminAction; name: string; question: string }
   | { kind: 'standby'; action: StandbyAction; question: string; plan: string[] };
 
+/** The log lines the dashboard keeps for its log view. */
+const LOG_LINES = 500;
+
 interface UiState {
   filter: string;
   filterDraft: string | undefined;
   selected: string | undefined;
   help: boolean;
   confirm: Confirm | undefined;
+  sort: SortKey;
+  view: DashboardView;
 }
 
 type UiAction =
@@ -55,7 +64,9 @@ type UiAction =
   | { type: 'help'; open: boolean }
   | { type: 'confirm'; action: AdminAction; name: string }
   | { type: 'confirm-standby'; action: StandbyAction; plan: string[] }
-  | { type: 'confirm-close' };
+  | { type: 'confirm-close' }
+  | { type: 'sort' }
+  | { type: 'view'; view: DashboardView };
 
 function uiReducer(state: UiState, action: UiAction): UiState {
   switch (action.type) {
@@ -81,6 +92,10 @@ function uiReducer(state: UiState, action: UiAction): UiState {
       return { ...state, confirm: { kind: 'standby', action: action.action, question: STANDBY_TITLE[action.action], plan: action.plan } };
     case 'confirm-close':
       return { ...state, confirm: undefined };
+    case 'sort':
+      return { ...state, sort: nextSort(state.sort) };
+    case 'view':
+      return { ...state, view: action.view };
   }
 }
 
@@ -109,13 +124,27 @@ function useMonitor(monitor: StatusMonitor): number {
   return version;
 }
 
+/** The node's log while a view shows it: followed from when the view opens until it closes. */
+function useNodeLog(follow: DashboardServices['followLog'], active: boolean): { lines: string[]; error: string | undefined } {
+  const [log, setLog] = useState<{ lines: string[]; error: string | undefined }>({ lines: [], error: undefined });
+  useEffect(() => {
+    if (!active || !follow) return undefined;
+    const stop = new AbortController();
+    setLog({ lines: [], error: undefined });
+    follow((lines) => setLog((was) => ({ lines: [...was.lines, ...lines].slice(-LOG_LINES), error: undefined })), stop.signal).catch((error: unknown) =>
+      setLog((was) => ({ ...was, error: errorMessage(error) })),
+    );
+    return () => stop.abort();
+  }, [follow, active]);
+  return log;
+}
+
 export function Dashboard({ services, onExit }: { services: DashboardServices; onExit: OnExit }) {
   const { monitor, rotate, standby } = services;
   const admin = Boolean(rotate || standby);
-  const { stdout } = useStdout();
-  // The table takes up to two thirds of what the fixed lines leave; the events pane the rest, at least three lines.
-  const room = () => Math.max(8, (stdout.rows ?? 40) - 15);
-  const tableLinesFor = (count: number) => Math.max(5, Math.min(count, Math.floor((room() * 2) / 3)));
+  const size = useTerminalSize({ columns: 100, rows: 40 });
+  // The rows the table showed last (PgUp/PgDn move by about that much).
+  const tableRoom = useRef(10);
   useMonitor(monitor);
   // Ages move with each refresh; a clock of its own is needed only when refreshes are rarer than a second.
   const now = useNow(monitor.paused || monitor.intervalMs > 1_000, 1_000);
@@ -125,16 +154,25 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     selected: undefined,
     help: false,
     confirm: undefined,
+    sort: 'health',
+    view: { kind: 'servers' },
   } as UiState);
   const ui = uiRef.current;
   // Names, versions and errors come from the database, HTTP answers and HAProxy: drawn, never obeyed.
   const snapshot = printableData(monitor.current(), true);
   const filter = ui.filterDraft ?? ui.filter;
-  const rows = snapshot.servers.filter((row) => matchesFilter(row, filter));
+  const rows = sortServers(
+    snapshot.servers.filter((row) => matchesFilter(row, filter)),
+    ui.sort,
+  );
   const selected = rows.some((r) => r.name === ui.selected) ? ui.selected : rows[0]?.name;
 
   // The key handler reads the latest state and data, never the render's.
-  const visible = () => monitor.current().servers.filter((row) => matchesFilter(row, uiRef.current.filterDraft ?? uiRef.current.filter));
+  const visible = () =>
+    sortServers(
+      monitor.current().servers.filter((row) => matchesFilter(row, uiRef.current.filterDraft ?? uiRef.current.filter)),
+      uiRef.current.sort,
+    );
   const selectedOf = (list: typeof rows) => (list.some((r) => r.name === uiRef.current.selected) ? uiRef.current.selected : list[0]?.name);
   const move = (by: number) => {
     const list = visible();
@@ -181,7 +219,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       .finally(() => monitor.refreshNow());
   };
 
-  const page = () => Math.max(1, tableLinesFor(visible().length) - 3);
+  const page = () => Math.max(1, tableRoom.current - 1);
   const handleKey = (input: string, key: Key) => {
     const ui = uiRef.current;
     if (bindings.interrupt(input, key)) return onExit(0);
@@ -214,6 +252,9 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     }
     if (!found) return;
     // An admin key without --admin is not passed over without a word.
+    // In a detail view the keys of the servers list wait for Esc.
+    const inDetail = ui.view.kind !== 'servers';
+    if (inDetail && !['back', 'log', 'database', 'pause', 'slower', 'faster', 'refresh', 'help', 'quit'].includes(found.command)) return;
     if (found.admin && !admin) {
       monitor.note({ at: Date.now(), level: 'warn', text: 'read-only: start with --admin to drain, maint or ready a server, or switch over' });
       return;
@@ -225,8 +266,21 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
         return dispatch({ type: 'help', open: true });
       case 'filter':
         return dispatch({ type: 'filter-start' });
-      case 'clear-filter':
+      case 'back':
+        if (inDetail) return dispatch({ type: 'view', view: { kind: 'servers' } });
         return ui.filter ? dispatch({ type: 'filter-clear' }) : undefined;
+      case 'open': {
+        const target = selectedOf(visible());
+        return target ? dispatch({ type: 'view', view: { kind: 'server', name: target } }) : undefined;
+      }
+      case 'log': {
+        const target = ui.view.kind === 'server' || ui.view.kind === 'log' ? ui.view.name : selectedOf(visible());
+        return target ? dispatch({ type: 'view', view: { kind: 'log', name: target } }) : undefined;
+      }
+      case 'database':
+        return dispatch({ type: 'view', view: { kind: 'database' } });
+      case 'sort':
+        return dispatch({ type: 'sort' });
       case 'pause':
         return monitor.setPaused(!monitor.paused);
       case 'slower':
@@ -258,9 +312,10 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
 
   useInput((input: string, key: Key) => eachKey(input, key, handleKey));
 
-  const width = Math.max(60, stdout.columns ?? 80);
-  const tableLines = tableLinesFor(rows.length);
-  const eventLines = Math.max(3, room() - Math.min(rows.length, tableLines));
+  const width = Math.max(60, size.columns);
+  const view = ui.view;
+  const localName = monitor.localName;
+  const log = useNodeLog(services.followLog, (view.kind === 'log' || view.kind === 'server') && view.name === localName);
   return (
     <StatusScreen
       snapshot={snapshot}
@@ -277,8 +332,14 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       confirm={ui.confirm}
       help={ui.help}
       width={width}
-      tableLines={tableLines}
-      eventLines={eventLines}
+      height={size.rows}
+      sort={ui.sort}
+      view={view}
+      localName={localName}
+      log={{ ...log, source: undefined }}
+      onTableRoom={(shown) => {
+        tableRoom.current = shown;
+      }}
     />
   );
 }

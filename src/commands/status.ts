@@ -74,12 +74,17 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
         }
         const monitor = await status.openMonitor(root, { intervalMs });
         const earlier = await status.recentHistory(root);
-        const [{ runDashboard }, actions] = await Promise.all([import('../status-app.js'), options.admin ? import('../status/actions.js') : undefined]);
+        const [{ runDashboard }, { followNodeLog }, actions] = await Promise.all([
+          import('../status-app.js'),
+          import('../status/log.js'),
+          options.admin ? import('../status/actions.js') : undefined,
+        ]);
         ctx.exit(
           await runDashboard({
             monitor,
             staleAfterMs: () => status.staleAfterMs(monitor),
             earlier,
+            followLog: (onLines, stop) => followNodeLog(root, 200, onLines, stop),
             ...(actions
               ? {
                   rotate: (name, action, onStatus) => actions.rotateServer(root, name, action, onStatus),

@@ -38,8 +38,12 @@ export type DashboardCommand =
   | 'down'
   | 'page-up'
   | 'page-down'
+  | 'open'
+  | 'log'
+  | 'database'
+  | 'back'
+  | 'sort'
   | 'filter'
-  | 'clear-filter'
   | 'pause'
   | 'slower'
   | 'faster'
@@ -52,6 +56,9 @@ export type DashboardCommand =
   | 'switchover'
   | 'promote';
 
+/** The two kinds of place on the dashboard: the servers list, and a detail (a server's, the database's, a log). */
+export type DashboardPlace = 'servers' | 'detail';
+
 export interface DashboardKey {
   /** The keys as the help shows them. */
   keys: string;
@@ -63,6 +70,8 @@ export interface DashboardKey {
   does: string;
   /** Needs --admin (a change through HAProxy). */
   admin: boolean;
+  /** Where the footer offers it (default: everywhere). */
+  places?: DashboardPlace[];
   /** Each key of the row and the command it runs. */
   bind: Array<[DashboardCommand, (input: string, key: Key) => boolean]>;
 }
@@ -83,6 +92,7 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
     label: 'select',
     does: 'select a server (PgUp/PgDn: a page)',
     admin: false,
+    places: ['servers'],
     bind: [
       ['up', (input, key) => key.upArrow || input === 'k'],
       ['down', (input, key) => key.downArrow || input === 'j'],
@@ -91,14 +101,43 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
     ],
   },
   {
+    keys: 'Enter',
+    label: 'detail',
+    does: "the selected server's detail: address, registry row, /_status answer, HAProxy check and counters",
+    admin: false,
+    places: ['servers'],
+    bind: [['open', (_input, key) => key.return]],
+  },
+  { keys: 'l', label: 'log', does: "the selected server's log, followed (this host's own node)", admin: false, bind: [['log', typed('l')]] },
+  {
+    keys: 'D',
+    label: 'database',
+    does: "the database's detail: each host of DatabaseURL and its role, standbys, slots, lag",
+    admin: false,
+    bind: [['database', typed('D')]],
+  },
+  {
+    keys: 'Esc',
+    label: 'back',
+    does: 'back to the servers from a detail or log; on the servers, clears the filter',
+    admin: false,
+    bind: [['back', (_input, key) => key.escape]],
+  },
+  {
+    keys: 's',
+    label: 'sort',
+    does: 'sort the servers by health (problems first), name, version or last seen; the header marks it',
+    admin: false,
+    places: ['servers'],
+    bind: [['sort', typed('s')]],
+  },
+  {
     keys: '/',
     label: 'filter',
-    does: 'filter the servers (text anywhere in the row; start with ! to show the rows NOT matching); Esc clears',
+    does: 'filter the servers (text anywhere in the row; start with ! to show the rows NOT matching)',
     admin: false,
-    bind: [
-      ['filter', typed('/')],
-      ['clear-filter', (_input, key) => key.escape],
-    ],
+    places: ['servers'],
+    bind: [['filter', typed('/')]],
   },
   { keys: 'p', label: 'pause', does: 'pause or resume refreshing', admin: false, bind: [['pause', typed('p', ' ')]] },
   {
@@ -122,14 +161,22 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
     admin: false,
     bind: [['quit', (input, key) => input === 'q' || bindings.interrupt(input, key)]],
   },
-  { keys: 'd', label: 'drain', does: 'drain the selected server in HAProxy: no new sessions, cookie holders stay', admin: true, bind: [['drain', typed('d')]] },
-  { keys: 'm', label: 'maint', does: 'maintenance: no traffic at all, checks paused', admin: true, bind: [['maint', typed('m')]] },
-  { keys: 'R', label: 'ready', does: 'ready: back into rotation once a health check passes', admin: true, bind: [['ready', typed('R')]] },
+  {
+    keys: 'd',
+    label: 'drain',
+    does: 'drain the selected server in HAProxy: no new sessions, cookie holders stay',
+    admin: true,
+    places: ['servers'],
+    bind: [['drain', typed('d')]],
+  },
+  { keys: 'm', label: 'maint', does: 'maintenance: no traffic at all, checks paused', admin: true, places: ['servers'], bind: [['maint', typed('m')]] },
+  { keys: 'R', label: 'ready', does: 'ready: back into rotation once a health check passes', admin: true, places: ['servers'], bind: [['ready', typed('R')]] },
   {
     keys: 'S',
     label: 'switchover',
     does: "on the primary's host: switch over to its standby (knocker standby switchover; its plan is shown first)",
     admin: true,
+    places: ['servers'],
     bind: [['switchover', typed('S')]],
   },
   {
@@ -137,6 +184,7 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
     label: 'promote',
     does: "on the standby's host, the primary lost: promote it (knocker standby promote; its plan is shown first)",
     admin: true,
+    places: ['servers'],
     bind: [['promote', typed('P')]],
   },
 ];
@@ -150,9 +198,9 @@ export function dashboardCommand(input: string, key: Key): { command: DashboardC
   return undefined;
 }
 
-/** The footer's line: "↑/↓ select · / filter · … · q quit", the admin keys after them with --admin. */
-export function dashboardFooter(admin: boolean): string {
-  return DASHBOARD_KEYS.filter((row) => admin || !row.admin)
+/** The footer's line: "↑/↓ select · / filter · … · q quit", the admin keys after them with --admin; only the keys that work in `place`. */
+export function dashboardFooter(admin: boolean, place: DashboardPlace = 'servers'): string {
+  return DASHBOARD_KEYS.filter((row) => (admin || !row.admin) && (row.places ?? ['servers', 'detail']).includes(place))
     .map((row) => `${row.short ?? row.keys} ${row.label}`)
     .join(' · ');
 }
@@ -160,4 +208,14 @@ export function dashboardFooter(admin: boolean): string {
 /** The help's rows, the keys and what they do: of the read-only keys, or (admin) of those that need --admin. */
 export function dashboardHelp(admin: boolean): Array<[string, string]> {
   return DASHBOARD_KEYS.filter((row) => row.admin === admin).map((row) => [row.keys, row.does]);
+}
+
+/** The key table as README's "Console" section shows it (a test keeps the two the same). */
+export function dashboardKeysMarkdown(): string {
+  const cell = (text: string) => text.replace(/\|/g, '\\|');
+  return [
+    '| keys | what they do | needs |',
+    '|---|---|---|',
+    ...DASHBOARD_KEYS.map((row) => `| \`${cell(row.keys)}\` | ${cell(row.does)} | ${row.admin ? '`--admin`' : ''} |`),
+  ].join('\n');
 }

@@ -1,8 +1,13 @@
 // The live cluster dashboard, drawn from a snapshot: a summary line and the age of each source,
-// the servers (problems first; the selected one's problems spelled out), the database panel, the
-// events pane and the keys. A source that fails is drawn dimmed with its age and its error.
-// Health is always a word and a symbol as well as a colour. It only displays.
-import { Box, Text } from 'ink';
+// the servers (problems first, or the order chosen; the selected one's problems spelled out), the
+// database panel, the events pane and the keys; or, instead of the lower part, a server's or the
+// database's detail, or a node's log. The summary, the sources line and the servers table are
+// pinned: the database panel and the events get what is left of the terminal, measured from what
+// is drawn (the wrapped head and footer measured by Ink, every other line cut to the width), so
+// nothing pushes the head off the screen. A source that fails is drawn dimmed with its age and its
+// error. Health is always a word and a symbol as well as a colour. It only displays.
+import { useLayoutEffect, useRef, useState } from 'react';
+import { Box, type DOMElement, measureElement, Text } from 'ink';
 import {
   checkCell,
   databaseHostCell,
@@ -20,13 +25,19 @@ import {
 } from '../status/format.js';
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
-import { dashboardFooter, dashboardHelp } from './keys.js';
+import { dashboardFooter, dashboardHelp, type DashboardPlace } from './keys.js';
+import { fitLine, wrapLines } from './lines.js';
+import { serverDetail, databaseDetail, type DetailSection } from '../status/detail.js';
+import type { SortKey } from '../status/sort.js';
 import { confirmQuestion } from '../shared/confirm.js';
 import { symbols, theme } from './theme.js';
 
+/** What the lower part of the screen shows: the servers, or one of the views Enter, l and D open. */
+export type DashboardView = { kind: 'servers' } | { kind: 'server'; name: string } | { kind: 'log'; name: string } | { kind: 'database' };
+
 export interface StatusScreenProps {
   snapshot: Snapshot;
-  /** The rows after the filter. */
+  /** The rows after the filter, in the order chosen. */
   rows: ServerRow[];
   events: StatusEvent[];
   now: number;
@@ -37,14 +48,21 @@ export interface StatusScreenProps {
   /** Set while the filter is being typed. */
   filterDraft: string | undefined;
   selected: string | undefined;
+  sort: SortKey;
+  view: DashboardView;
+  /** This host's own node (ServerName of its knocknoc.conf). */
+  localName: string | undefined;
+  /** The followed log of this host's node, newest last, when a view shows it. */
+  log: { lines: string[]; error: string | undefined; source: string | undefined };
   admin: boolean;
   /** The question of an admin action, and the plan it applies when it has one (a standby's move). */
   confirm: { question: string; plan?: string[] } | undefined;
   help: boolean;
   width: number;
-  /** Room for the servers table's rows and for the events pane, in lines. */
-  tableLines: number;
-  eventLines: number;
+  /** The terminal's height: the screen never draws more than this less one line. */
+  height: number;
+  /** Told how many server rows the table shows (for PgUp/PgDn). */
+  onTableRoom?: (rows: number) => void;
 }
 
 const COLOR: Record<Health, string> = { ok: theme.ok, warn: theme.warn, fail: theme.error };
@@ -62,6 +80,9 @@ function fitCell(text: string, width: number): string {
   return text.length > width ? `${text.slice(0, Math.max(0, width - 1))}…` : text.padEnd(width);
 }
 
+/** The column each sort order is marked on. */
+const SORTED_COLUMN: Record<SortKey, string> = { health: 'HEALTH', name: 'SERVER', version: 'VERSION', seen: 'SEEN' };
+
 function columns(rows: ServerRow[], width: number, databaseHosts: boolean): { name: number; list: Column[] } {
   const all: Column[] = [
     { title: 'HEALTH', width: 12, source: 'registry', cell: (r) => r.word, drop: 0 },
@@ -74,38 +95,40 @@ function columns(rows: ServerRow[], width: number, databaseHosts: boolean): { na
     { title: 'SESS', width: 5, source: 'haproxy', cell: (r) => (r.haproxy ? String(r.haproxy.sessions) : '-'), drop: 4 },
     { title: 'SEEN', width: 6, source: 'registry', cell: (r, now) => seenCell(r, now), drop: 1 },
   ];
-  const name = Math.min(20, Math.max(6, ...rows.map((r) => r.name.length)));
+  // Room for the title and its sort mark (SERVER↓).
+  const name = Math.min(20, Math.max(7, ...rows.map((r) => r.name.length)));
   const used = (list: Column[]) => 4 + name + list.reduce((sum, c) => sum + c.width + 1, 0);
   let list = all;
   for (let level = 4; level > 0 && used(list) > width; level -= 1) list = list.filter((c) => c.drop < level);
   return { name, list };
 }
 
-function SourcesLine({
-  snapshot,
-  now,
-  staleAfterMs,
-  intervalMs,
-  paused,
-}: Pick<StatusScreenProps, 'snapshot' | 'now' | 'staleAfterMs' | 'intervalMs' | 'paused'>) {
-  const sources = Object.values(snapshot.sources);
+type SourcesProps = Pick<StatusScreenProps, 'snapshot' | 'now' | 'staleAfterMs' | 'intervalMs' | 'paused'>;
+
+/** Each source's words (its age, STALE, FAILING) and whether they are a warning, then the refresh's. */
+function sourceLabels({ snapshot, now, staleAfterMs, intervalMs, paused }: SourcesProps): Array<{ key: string; text: string; color: string }> {
+  return [
+    ...Object.values(snapshot.sources).map((s, i) => {
+      const a = sourceAge(s, now, staleAfterMs);
+      const label = s.absent
+        ? `${s.name} n/a`
+        : s.error
+          ? `${s.name} ${symbols.fail} FAILING ${a.text}${s.updatedAt ? ' old' : ''}`
+          : `${s.name} ${a.text}${a.stale ? ' STALE' : ''}`;
+      return { key: s.name, text: `${i > 0 ? ' · ' : ''}${label}`, color: s.error || a.stale ? theme.error : theme.muted };
+    }),
+    { key: 'refresh', text: paused ? ' · PAUSED' : ` · every ${intervalMs / 1000}s`, color: paused ? theme.warn : theme.muted },
+  ];
+}
+
+function SourcesLine(props: SourcesProps) {
   return (
     <Text wrap="wrap">
-      {sources.map((s, i) => {
-        const a = sourceAge(s, now, staleAfterMs);
-        const label = s.absent
-          ? `${s.name} n/a`
-          : s.error
-            ? `${s.name} ${symbols.fail} FAILING ${a.text}${s.updatedAt ? ' old' : ''}`
-            : `${s.name} ${a.text}${a.stale ? ' STALE' : ''}`;
-        return (
-          <Text key={s.name} color={s.error || a.stale ? theme.error : theme.muted}>
-            {i > 0 ? ' · ' : ''}
-            {label}
-          </Text>
-        );
-      })}
-      <Text color={paused ? theme.warn : theme.muted}>{paused ? ' · PAUSED' : ` · every ${intervalMs / 1000}s`}</Text>
+      {sourceLabels(props).map((label) => (
+        <Text key={label.key} color={label.color}>
+          {label.text}
+        </Text>
+      ))}
     </Text>
   );
 }
@@ -118,6 +141,8 @@ export function visibleWindow(count: number, selectedIndex: number, room: number
   return { start, end: start + lines };
 }
 
+const title = (column: string, sort: SortKey) => (SORTED_COLUMN[sort] === column ? `${column}↓` : column);
+
 function ServersTable({
   snapshot,
   rows: all,
@@ -125,31 +150,25 @@ function ServersTable({
   staleAfterMs,
   selected,
   width,
-  tableLines,
-}: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'tableLines'>) {
+  sort,
+  window,
+}: Pick<StatusScreenProps, 'snapshot' | 'rows' | 'now' | 'staleAfterMs' | 'selected' | 'width' | 'sort'> & { window: { start: number; end: number } }) {
   const { name, list } = columns(all, width, showsDatabaseHosts(snapshot));
   const stale = (source: SourceName) => sourceAge(snapshot.sources[source], now, staleAfterMs).stale;
-  const window = visibleWindow(
-    all.length,
-    Math.max(
-      0,
-      all.findIndex((r) => r.name === selected),
-    ),
-    tableLines,
-  );
   const rows = all.slice(window.start, window.end);
   const scrolled = window.end - window.start < all.length;
+  const shown = SORTED_COLUMN[sort] === 'SERVER' || list.some((c) => c.title === SORTED_COLUMN[sort]);
+  const header = `    ${fitCell(title('SERVER', sort), name)} ${list.map((c) => fitCell(title(c.title, sort), c.width)).join(' ')}${shown ? '' : ` (sorted by ${sort})`}`;
   return (
     <Box flexDirection="column">
-      <Text bold>
-        {'    '}
-        {fitCell('SERVER', name)} {list.map((c) => fitCell(c.title, c.width)).join(' ')}
+      <Text bold wrap="truncate-end">
+        {fitLine(header.trimEnd(), width)}
       </Text>
       {scrolled && <Text color={theme.muted}>{window.start > 0 ? `  ↑ ${window.start} more above` : ' '}</Text>}
       {rows.map((row) => {
         const isSelected = row.name === selected;
         return (
-          <Text key={row.name} inverse={isSelected}>
+          <Text key={row.name} inverse={isSelected} wrap="truncate-end">
             {isSelected ? symbols.pointer : ' '} <Text color={COLOR[row.health]}>{HEALTH_SYMBOL[row.health]}</Text> {fitCell(row.name, name)}{' '}
             {list.map((c, i) => (
               <Text key={c.title} dimColor={stale(c.source)} color={c.title === 'HEALTH' ? COLOR[row.health] : undefined}>
@@ -165,7 +184,21 @@ function ServersTable({
   );
 }
 
-function Footer({ admin, filterDraft, filter, confirm }: Pick<StatusScreenProps, 'admin' | 'filterDraft' | 'filter' | 'confirm'>) {
+/** The footer's words, as Footer draws them. */
+function footerText(props: Pick<StatusScreenProps, 'admin' | 'filterDraft' | 'filter' | 'confirm'>, place: DashboardPlace): string {
+  const { admin, filterDraft, filter, confirm } = props;
+  if (confirm) return [...(confirm.plan ?? []), confirmQuestion(confirm.question)].join('\n');
+  if (filterDraft !== undefined) return `/${filterDraft}  Enter apply · Esc cancel · ! in front: rows NOT matching`;
+  return `${filter && place === 'servers' ? `filter /${filter} (Esc clears) · ` : ''}${dashboardFooter(admin, place)}`;
+}
+
+function Footer({
+  admin,
+  filterDraft,
+  filter,
+  confirm,
+  place,
+}: Pick<StatusScreenProps, 'admin' | 'filterDraft' | 'filter' | 'confirm'> & { place: DashboardPlace }) {
   if (confirm) {
     return (
       <Box flexDirection="column">
@@ -190,27 +223,36 @@ function Footer({ admin, filterDraft, filter, confirm }: Pick<StatusScreenProps,
   }
   return (
     <Text color={theme.muted} wrap="wrap">
-      {filter ? <Text color={theme.accent}>filter /{filter} (Esc clears) · </Text> : null}
-      {dashboardFooter(admin)}
+      {filter && place === 'servers' ? <Text color={theme.accent}>filter /{filter} (Esc clears) · </Text> : null}
+      {dashboardFooter(admin, place)}
     </Text>
   );
 }
 
-function Help({ admin }: { admin: boolean }) {
-  const lines = [...dashboardHelp(false), ...(admin ? dashboardHelp(true) : [])];
+/** The keys and what they do, in `room` lines: the notes under them only where they fit. */
+function Help({ admin, room, width }: { admin: boolean; room: number; width: number }) {
+  const keys = [...dashboardHelp(false), ...(admin ? dashboardHelp(true) : [])];
+  const notes = [
+    ...(admin ? [] : ['Read-only: start with --admin to drain, maint or ready a server through HAProxy.']),
+    `Health: ${HEALTH_SYMBOL.ok} ok · ${HEALTH_SYMBOL.warn} attention (draining, maint, checks failing) · ${HEALTH_SYMBOL.fail} failing (offline, down, out of step)`,
+  ].flatMap((note) => wrapLines(note, width - 4, { indent: 2 }));
+  const bordered = room >= 1 + keys.length + 2;
+  const inner = bordered ? room - 2 : room;
+  const shownKeys = keys.slice(0, Math.max(0, inner - 1));
+  const shownNotes = notes.length <= inner - 1 - shownKeys.length ? notes : [];
   return (
-    <Box flexDirection="column" borderStyle="round" paddingX={1}>
+    <Box flexDirection="column" borderStyle={bordered ? 'round' : undefined} paddingX={bordered ? 1 : 0}>
       <Text bold>Keys</Text>
-      {lines.map(([key, what]) => (
-        <Text key={key}>
+      {shownKeys.map(([key, what]) => (
+        <Text key={key} wrap="truncate-end">
           <Text color={theme.accent}>{key.padEnd(10)}</Text> {what}
         </Text>
       ))}
-      {!admin && <Text color={theme.muted}>Read-only: start with --admin to drain, maint or ready a server through HAProxy.</Text>}
-      <Text color={theme.muted}>
-        Health: {HEALTH_SYMBOL.ok} ok · {HEALTH_SYMBOL.warn} attention (draining, maint, checks failing) · {HEALTH_SYMBOL.fail} failing (offline, down, out of
-        step)
-      </Text>
+      {shownNotes.map((note) => (
+        <Text key={note} color={theme.muted} wrap="truncate-end">
+          {note}
+        </Text>
+      ))}
     </Box>
   );
 }
@@ -219,8 +261,137 @@ function clock(at: number): string {
   return new Date(at).toTimeString().slice(0, 8);
 }
 
+/** A line as drawn: its text (already cut to the width) and how. */
+interface Line {
+  text: string;
+  color?: string;
+  bold?: boolean;
+  dim?: boolean;
+  /** An event's first line: its clock muted and its symbol in its health's colour. */
+  event?: { clock: string; health: Health };
+}
+
+const lineColor = (health: Health | undefined) => (health === undefined || health === 'ok' ? undefined : COLOR[health]);
+
+/** Lines in a box of `budget` lines; cut, the last one says how many more there are and where they are. */
+function cut(lines: Line[], budget: number, more: (count: number) => string): Line[] {
+  if (lines.length <= budget) return lines;
+  if (budget <= 0) return [];
+  const kept = lines.slice(0, budget - 1);
+  return [...kept, { text: `  … ${more(lines.length - kept.length)}`, color: theme.muted }];
+}
+
+function databasePanelLines(props: StatusScreenProps): Line[] {
+  const { snapshot, now, staleAfterMs, width } = props;
+  const db = snapshot.sources.database;
+  const dbStale = sourceAge(db, now, staleAfterMs).stale;
+  const wrap = (text: string) => wrapLines(`  ${text}`, width, { indent: 4 });
+  const lines: Line[] = [];
+  for (const role of roleLines(snapshot.roles))
+    for (const text of wrap(role.text)) lines.push({ text, color: lineColor(role.health), bold: role.health === 'fail' });
+  if (db.data) for (const line of databaseLines(db.data)) for (const text of wrap(line)) lines.push({ text, dim: dbStale });
+  if (db.error) {
+    const text = `${symbols.fail} not answering${db.updatedAt ? ` (data above is ${age((now - db.updatedAt) / 1000)} old)` : ''}: ${db.error}`;
+    for (const line of wrap(text)) lines.push({ text: line, color: theme.error });
+  }
+  if (!db.data && !db.error) lines.push({ text: '  Loading…', color: theme.muted });
+  return lines;
+}
+
+/**
+ * The events pane's lines: the newest events that fit in `budget` lines, newest last, each wrapped
+ * to at most two lines. Receives the events as the monitor lists them; draws, decides nothing else.
+ */
+export function eventLines(events: StatusEvent[], width: number, budget: number): { lines: Line[]; older: number } {
+  const picked: Line[][] = [];
+  let used = 0;
+  let i = events.length - 1;
+  for (; i >= 0 && used < budget; i -= 1) {
+    const event = events[i]!;
+    const prefix = `  ${clock(event.at)} ${HEALTH_SYMBOL[event.level]} `;
+    const wrapped = wrapLines(`${prefix}${event.text}`, width, { indent: prefix.length, maxLines: Math.min(2, budget - used) });
+    picked.push(wrapped.map((text, n) => (n === 0 ? { text, event: { clock: clock(event.at), health: event.level } } : { text })));
+    used += wrapped.length;
+  }
+  return { lines: picked.reverse().flat(), older: i + 1 };
+}
+
+function Lines({ lines }: { lines: Line[] }) {
+  return (
+    <>
+      {lines.map((line, i) =>
+        line.event ? (
+          <Text key={i} wrap="truncate-end">
+            {'  '}
+            <Text color={theme.muted}>{line.event.clock}</Text> <Text color={COLOR[line.event.health]}>{HEALTH_SYMBOL[line.event.health]}</Text>
+            {line.text.slice(2 + line.event.clock.length + 2)}
+          </Text>
+        ) : (
+          <Text key={i} wrap="truncate-end" color={line.color} bold={line.bold} dimColor={line.dim}>
+            {line.text || ' '}
+          </Text>
+        ),
+      )}
+    </>
+  );
+}
+
+function sectionLines(sections: DetailSection[], width: number): Line[] {
+  const lines: Line[] = [];
+  for (const section of sections) {
+    for (const text of wrapLines(section.title, width, { indent: 2 })) lines.push({ text, bold: true });
+    for (const line of section.lines)
+      for (const text of wrapLines(`  ${line.text}`, width, { indent: 4 })) lines.push({ text, color: lineColor(line.health), bold: line.health === 'fail' });
+  }
+  return lines;
+}
+
+/** The lower part in a detail view: a server's or the database's detail, or a log, in `budget` lines. */
+function detailLines(props: StatusScreenProps, budget: number): Line[] {
+  const { view, snapshot, now, width, localName, log } = props;
+  if (view.kind === 'database') return cut(sectionLines(databaseDetail(snapshot, now), width), budget, (n) => `${n} more lines: a taller terminal shows them`);
+  if (view.kind === 'servers') return [];
+  const row = snapshot.servers.find((r) => r.name === view.name);
+  const local = view.name === localName;
+  const logLines = (room: number): Line[] => {
+    if (!local) return [{ text: `  ${view.name} is not this host's node: its log is on its host (knocker service logs server -f there)`, color: theme.muted }];
+    if (log.error) return [{ text: `  ${symbols.fail} ${log.error}`, color: theme.error }];
+    if (log.lines.length === 0) return [{ text: '  (nothing logged yet)', color: theme.muted }];
+    return log.lines.slice(-Math.max(0, room)).map((text) => ({ text: fitLine(`  ${text}`, width) }));
+  };
+  if (view.kind === 'log') {
+    const title = {
+      text: fitLine(`Log of ${view.name}${local ? ` (this host's node)${log.source ? `: ${log.source}` : ''}, followed` : ''}`, width),
+      bold: true,
+    };
+    return [title, ...logLines(budget - 1)].slice(0, budget);
+  }
+  if (!row) return [{ text: `  ${view.name} is no longer listed`, color: theme.muted }];
+  const lines = sectionLines(serverDetail(row, snapshot, now, localName), width);
+  if (!local) return cut(lines, budget, (n) => `${n} more lines: a taller terminal shows them`);
+  // Its last log lines take what the detail leaves (at least a few, the detail cut for them).
+  const logRoom = Math.max(Math.min(2, budget - 2), budget - lines.length - 1);
+  const head = cut(lines, budget - logRoom - 1, (n) => `${n} more lines: a taller terminal shows them`);
+  return [...head, { text: fitLine(`Log (last lines; l: the whole log)${log.source ? `: ${log.source}` : ''}`, width), bold: true }, ...logLines(logRoom)];
+}
+
+/** Lines measured as drawn (Ink's layout of the wrapped parts), kept between frames. */
+function useMeasured(initial: { head: number; foot: number }) {
+  const head = useRef<DOMElement>(null);
+  const foot = useRef<DOMElement>(null);
+  const [size, setSize] = useState(initial);
+  useLayoutEffect(() => {
+    const next = {
+      head: head.current ? measureElement(head.current).height : size.head,
+      foot: foot.current ? measureElement(foot.current).height : size.foot,
+    };
+    if (next.head !== size.head || next.foot !== size.foot) setSize(next);
+  });
+  return { head, foot, size };
+}
+
 export function StatusScreen(props: StatusScreenProps) {
-  const { snapshot, rows, events, now, staleAfterMs, selected, width, help, eventLines } = props;
+  const { snapshot, rows, events, selected, width, height, help, view, onTableRoom } = props;
   const { total, healthy } = snapshot.summary;
   const verdict: Health =
     snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail'
@@ -230,79 +401,110 @@ export function StatusScreen(props: StatusScreenProps) {
         : healthy === 0
           ? 'fail'
           : 'warn';
-  const db = snapshot.sources.database;
-  const dbStale = sourceAge(db, now, staleAfterMs).stale;
   const selectedRow = rows.find((r) => r.name === selected);
   const hidden = snapshot.servers.length - rows.length;
-  return (
-    <Box flexDirection="column" width={width}>
-      <Text wrap="wrap">
-        <Text bold color={COLOR[verdict]}>
-          {HEALTH_SYMBOL[verdict]} knocker status
-        </Text>{' '}
-        {settled(snapshot) ? summaryLine(snapshot) : 'checking every source…'}
+  const place: DashboardPlace = view.kind === 'servers' ? 'servers' : 'detail';
+  const measured = useMeasured({ head: 2, foot: 1 });
+  const summary = `${HEALTH_SYMBOL[verdict]} knocker status ${settled(snapshot) ? summaryLine(snapshot) : 'checking every source…'}`;
+  // Ink's measure is of the frame before: where this frame's head or footer wraps to more lines
+  // (a source failing, a confirmation), the estimate counts them before Ink has drawn them.
+  const estimate = {
+    head:
+      wrapLines(summary, width).length +
+      wrapLines(
+        sourceLabels(props)
+          .map((l) => l.text)
+          .join(''),
+        width,
+      ).length,
+    foot: wrapLines(footerText(props, place), width).length,
+  };
+  const head = Math.max(measured.size.head, estimate.head);
+  const foot = Math.max(measured.size.foot, estimate.foot);
+  // What is left under the head and above the footer (each with a blank line between), the last line of the terminal kept free.
+  const room = Math.max(0, height - 1 - head - 1 - 1 - foot);
+
+  let body: React.ReactNode;
+  if (help) body = <Help admin={props.admin} room={room} width={width} />;
+  else if (view.kind !== 'servers') body = <Lines lines={detailLines(props, room)} />;
+  else if (snapshot.servers.length === 0) {
+    body = snapshot.summary.databaseUnreachable ? (
+      <Text color={theme.error} wrap="truncate-end">
+        {symbols.fail} cannot read the servers registry: {snapshot.sources.registry.error}
       </Text>
-      <SourcesLine {...props} />
-      {help ? (
-        <Help admin={props.admin} />
-      ) : (
-        <Box flexDirection="column" marginTop={1}>
-          {snapshot.summary.databaseUnreachable && snapshot.servers.length === 0 ? (
-            <Text color={theme.error}>
-              {symbols.fail} cannot read the servers registry: {snapshot.sources.registry.error}
-            </Text>
-          ) : snapshot.servers.length === 0 ? (
-            <Text color={theme.muted}>
-              {snapshot.sources.registry.busy || snapshot.sources.registry.updatedAt === undefined ? 'Loading…' : 'No server is registered in this database.'}
-            </Text>
-          ) : (
-            <ServersTable {...props} />
-          )}
-          {hidden > 0 && <Text color={theme.muted}> {hidden} more hidden by the filter</Text>}
-          {selectedRow && selectedRow.problems.length > 0 && (
-            <Text color={COLOR[selectedRow.health]} wrap="wrap">
-              {'  '}
-              {selectedRow.name}: {selectedRow.problems.join('; ')}
-            </Text>
-          )}
+    ) : (
+      <Text color={theme.muted}>
+        {snapshot.sources.registry.busy || snapshot.sources.registry.updatedAt === undefined ? 'Loading…' : 'No server is registered in this database.'}
+      </Text>
+    );
+  } else {
+    const problemLines =
+      selectedRow && selectedRow.problems.length > 0
+        ? wrapLines(`  ${selectedRow.name}: ${selectedRow.problems.join('; ')}`, width, { indent: 4, maxLines: 2 })
+        : [];
+    // The pinned part: the table's header, its rows, the filter's note and the selected row's problems.
+    const pinned = 1 + (hidden > 0 ? 1 : 0) + problemLines.length;
+    // The database panel and the events keep at least a title and a line each, with a blank line before each.
+    const tableRoom = Math.max(3, room - pinned - 6);
+    const window = visibleWindow(
+      rows.length,
+      Math.max(
+        0,
+        rows.findIndex((r) => r.name === selected),
+      ),
+      tableRoom,
+    );
+    const tableLines = window.end - window.start + (window.end - window.start < rows.length ? 2 : 0);
+    onTableRoom?.(window.end - window.start);
+    const rest = room - pinned - tableLines - 2;
+    const dbAll = databasePanelLines(props);
+    const eventsWanted = 1 + Math.max(1, Math.min(events.length * 2, rest));
+    const dbBudget = Math.min(Math.max(0, rest), Math.max(Math.min(1 + dbAll.length, 2), Math.min(1 + dbAll.length, rest - Math.min(eventsWanted, 3))));
+    const eventsBudget = rest - dbBudget;
+    const shown = eventLines(events, width, eventsBudget - 1);
+    body = (
+      <>
+        <ServersTable {...props} window={window} />
+        {hidden > 0 && <Text color={theme.muted}> {hidden} more hidden by the filter</Text>}
+        {problemLines.map((line) => (
+          <Text key={line} color={COLOR[selectedRow!.health]} wrap="truncate-end">
+            {line}
+          </Text>
+        ))}
+        {dbBudget > 0 && (
           <Box flexDirection="column" marginTop={1}>
             <Text bold>Database</Text>
-            {roleLines(snapshot.roles).map((line) => (
-              <Text key={line.text} color={line.health === 'ok' ? undefined : COLOR[line.health]} bold={line.health === 'fail'} wrap="wrap">
-                {'  '}
-                {line.text}
-              </Text>
-            ))}
-            {db.data
-              ? databaseLines(db.data).map((line) => (
-                  <Text key={line} dimColor={dbStale} wrap="wrap">
-                    {'  '}
-                    {line}
-                  </Text>
-                ))
-              : null}
-            {db.error && (
-              <Text color={theme.error} wrap="wrap">
-                {'  '}
-                {symbols.fail} not answering{db.updatedAt ? ` (data above is ${age((now - db.updatedAt) / 1000)} old)` : ''}: {db.error}
-              </Text>
-            )}
-            {!db.data && !db.error && <Text color={theme.muted}> Loading…</Text>}
+            <Lines lines={cut(dbAll, dbBudget - 1, (n) => `${n} more lines: D shows the database`)} />
           </Box>
+        )}
+        {eventsBudget > 0 && (
           <Box flexDirection="column" marginTop={1}>
-            <Text bold>Events</Text>
-            {events.length === 0 ? <Text color={theme.muted}> none yet: state changes appear here</Text> : null}
-            {events.slice(-eventLines).map((event, i) => (
-              <Text key={`${event.at}-${i}`} wrap="wrap">
-                {'  '}
-                <Text color={theme.muted}>{clock(event.at)}</Text> <Text color={COLOR[event.level]}>{HEALTH_SYMBOL[event.level]}</Text> {event.text}
-              </Text>
-            ))}
+            <Text bold wrap="truncate-end">
+              Events{shown.older > 0 ? <Text color={theme.muted}> ({shown.older} older not shown)</Text> : null}
+            </Text>
+            {events.length === 0 && eventsBudget > 1 ? <Text color={theme.muted}> none yet: state changes appear here</Text> : null}
+            <Lines lines={shown.lines} />
           </Box>
-        </Box>
-      )}
-      <Box marginTop={1}>
-        <Footer {...props} />
+        )}
+      </>
+    );
+  }
+  return (
+    <Box flexDirection="column" width={width}>
+      <Box ref={measured.head} flexDirection="column" flexShrink={0}>
+        <Text wrap="wrap">
+          <Text bold color={COLOR[verdict]}>
+            {HEALTH_SYMBOL[verdict]} knocker status
+          </Text>{' '}
+          {settled(snapshot) ? summaryLine(snapshot) : 'checking every source…'}
+        </Text>
+        <SourcesLine {...props} />
+      </Box>
+      <Box flexDirection="column" marginTop={1} flexShrink={0}>
+        {body}
+      </Box>
+      <Box ref={measured.foot} marginTop={1} flexShrink={0}>
+        <Footer {...props} place={place} />
       </Box>
     </Box>
   );

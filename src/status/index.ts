@@ -2,17 +2,19 @@
 // PostgreSQL tell it. This file opens the monitor for a root (the database from knocknoc.conf,
 // HAProxy from knocker's configuration) and prints one snapshot for `--once` and `--json`; the
 // live screen is src/status-app.tsx, over the same monitor.
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import { errorMessage, PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import { haproxyPaths } from '../haproxy/service.js';
 import { sourceAddressFor } from '../postgres/connect.js';
-import { loadServerConfig } from '../server/config.js';
+import { loadServerConfig, type ServerConfig } from '../server/config.js';
+import { describeTarget } from '../postgres/url.js';
 import { knockerCommand, shellWord } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { jsonSnapshot, outcomeOf, plainSnapshot } from './format.js';
 import { printableData } from '../shared/printable.js';
-import { StatusMonitor } from './monitor.js';
+import { StatusMonitor, type MonitorOptions } from './monitor.js';
 import type { StatusEvent } from './model.js';
 import { PairSessions } from './pair-session.js';
 import { prometheusText } from './prometheus.js';
@@ -22,18 +24,9 @@ export interface StatusOptions {
   intervalMs: number;
 }
 
-/** The monitor of the cluster this root's knocknoc.conf belongs to. */
-export async function openMonitor(root: Root, options: StatusOptions): Promise<StatusMonitor> {
-  const file = root.path(PATHS.conf);
-  const loaded = await loadServerConfig(file, os.hostname(), `run \`${knockerCommand(root, 'install')}\` to write it`);
-  if (!loaded.ok) {
-    throw new PreflightError(`cannot tell which database to watch: ${loaded.problems[0] ?? `${file} does not load`}`, [
-      `the shared database is the one of DatabaseURL in ${file}: run this on a web node (or point --root at one)`,
-    ]);
-  }
-  const config = loaded.config;
-  const paths = haproxyPaths(root);
-  return new StatusMonitor({
+/** What the monitor takes from knocknoc.conf: the database to watch, from this node's address, and this node's name. */
+function fromConfig(root: Root, config: ServerConfig): Pick<MonitorOptions, 'database' | 'localName'> {
+  return {
     database: {
       url: config.databaseUrl,
       root,
@@ -47,10 +40,60 @@ export async function openMonitor(root: Root, options: StatusOptions): Promise<S
         applicationName: 'knocker status',
       },
     },
-    haproxy: { statusSocket: paths.statusSocket, confFile: paths.conf },
     localName: config.serverName,
+  };
+}
+
+/** The file's identity and version: a rewrite (atomic or in place) changes it; a stat costs next to nothing. */
+async function stampOf(file: string): Promise<string | undefined> {
+  const stat = await fs.stat(file).catch(() => undefined);
+  return stat ? `${stat.ino}:${stat.size}:${stat.mtimeMs}` : undefined;
+}
+
+/**
+ * Follows knocknoc.conf: at each refresh, the file is read again only when its stamp changed; a new
+ * DatabaseURL or ServerName is handed to the monitor (a node re-pointed at the multi-host string
+ * is watched there from the next refresh). A file that no longer loads keeps the last good one.
+ */
+function followConfig(root: Root, file: string, first: ServerConfig, stamp: string | undefined): MonitorOptions['reloadConfig'] {
+  let current = { stamp, config: first };
+  const same = (a: ServerConfig, b: ServerConfig) =>
+    a.serverName === b.serverName && a.listenText === b.listenText && JSON.stringify(a.databaseUrl) === JSON.stringify(b.databaseUrl);
+  return async () => {
+    const now = await stampOf(file);
+    if (now === current.stamp) return undefined;
+    const loaded = await loadServerConfig(file, os.hostname(), 'the dashboard goes on with the configuration it read before');
+    if (!loaded.ok) {
+      current = { ...current, stamp: now };
+      return {
+        problem: `${file} changed and does not load (${loaded.problems[0] ?? 'unreadable'}): still watching ${describeTarget(current.config.databaseUrl)}`,
+      };
+    }
+    const changed = !same(current.config, loaded.config);
+    current = { stamp: now, config: loaded.config };
+    if (!changed) return undefined;
+    return { options: fromConfig(root, loaded.config), note: `${file} changed: watching ${describeTarget(loaded.config.databaseUrl)} now` };
+  };
+}
+
+/** The monitor of the cluster this root's knocknoc.conf belongs to (followed while it runs). */
+export async function openMonitor(root: Root, options: StatusOptions): Promise<StatusMonitor> {
+  const file = root.path(PATHS.conf);
+  const stamp = await stampOf(file);
+  const loaded = await loadServerConfig(file, os.hostname(), `run \`${knockerCommand(root, 'install')}\` to write it`);
+  if (!loaded.ok) {
+    throw new PreflightError(`cannot tell which database to watch: ${loaded.problems[0] ?? `${file} does not load`}`, [
+      `the shared database is the one of DatabaseURL in ${file}: run this on a web node (or point --root at one)`,
+    ]);
+  }
+  const config = loaded.config;
+  const paths = haproxyPaths(root);
+  return new StatusMonitor({
+    ...fromConfig(root, config),
+    haproxy: { statusSocket: paths.statusSocket, confFile: paths.conf },
     retireHint: (name) => knockerCommand(root, `server forget ${shellWord(name)}`),
     intervalMs: options.intervalMs,
+    reloadConfig: followConfig(root, file, config, stamp),
   });
 }
 

@@ -42,6 +42,11 @@ export interface MonitorOptions {
   /** This host's own node (its ServerName), reached on loopback when it listens on a wildcard address. */
   localName: string | undefined;
   intervalMs: number;
+  /**
+   * Asked at the start of each refresh: knocknoc.conf read again when it changed. Undefined: no
+   * change; `options`: watch this database (and node) from now on; `problem`: a change that does not load.
+   */
+  reloadConfig?: () => Promise<{ options: Pick<MonitorOptions, 'database' | 'localName'>; note: string } | { problem: string } | undefined>;
 }
 
 export class StatusMonitor {
@@ -51,7 +56,7 @@ export class StatusMonitor {
   readonly database: Source<DatabaseData>;
   /** Every host of a multi-host DatabaseURL, each on a new session (absent with one host). */
   readonly hosts: Source<HostAnswer[]>;
-  private readonly link: DatabaseLink;
+  private link: DatabaseLink;
   private readonly prober: Prober;
   private snapshot: Snapshot;
   private events: StatusEvent[] = [];
@@ -68,7 +73,7 @@ export class StatusMonitor {
   private round = 0;
   private readonly readIn = new WeakMap<object, number>();
 
-  constructor(private readonly options: MonitorOptions) {
+  constructor(private options: MonitorOptions) {
     this.intervalMs = clampInterval(options.intervalMs);
     this.link = new DatabaseLink(options.database);
     const changed = () => this.rebuild();
@@ -88,6 +93,30 @@ export class StatusMonitor {
       this.readIn.set(data, round);
       return data;
     };
+  }
+
+  /** The configuration changed: the database sources read the new database from their next poll, their last data kept meanwhile. */
+  private reconfigure(next: Pick<MonitorOptions, 'database' | 'localName'>): void {
+    const old = { link: this.link, pair: this.options.database.pair };
+    this.options = { ...this.options, ...next };
+    this.link = new DatabaseLink(next.database);
+    this.registry.replaceRead(readRegistry(this.link));
+    this.database.replaceRead(this.stamped(readDatabase(this.link, next.database)));
+    this.hosts.replaceRead(this.stamped(readHosts(next.database)));
+    // A poll under way on the old link ends with an error, shown until the next poll answers.
+    void old.link.close();
+    if (old.pair !== next.database.pair) void old.pair?.close();
+  }
+
+  private async followConfig(): Promise<void> {
+    const change = await this.options.reloadConfig?.().catch((error: Error) => ({ problem: `knocknoc.conf: ${error.message}` }));
+    if (!change || this.stopped) return;
+    if ('problem' in change) {
+      this.note({ at: Date.now(), level: 'warn', text: change.problem });
+      return;
+    }
+    this.reconfigure(change.options);
+    this.note({ at: Date.now(), level: 'warn', text: change.note });
   }
 
   /** How long one probe or socket answer may take: short, and never longer than the interval. */
@@ -131,6 +160,7 @@ export class StatusMonitor {
     this.rounds += 1;
     this.round += 1;
     try {
+      await this.followConfig();
       const registry = this.registry.poll();
       const haproxy = this.haproxy.poll();
       const database = this.database.poll();

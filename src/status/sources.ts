@@ -32,10 +32,15 @@ export class Source<T> {
 
   constructor(
     name: SourceState<T>['name'],
-    private readonly read: () => Promise<T>,
+    private read: () => Promise<T>,
     private readonly onChange: () => void,
   ) {
     this.state = { name, data: undefined, updatedAt: undefined, error: undefined, busy: false };
+  }
+
+  /** Reads from somewhere else from the next poll on (knocknoc.conf changed); the last data stays until then. */
+  replaceRead(read: () => Promise<T>): void {
+    this.read = read;
   }
 
   /** Starts a poll unless one is under way; resolves when the poll under way ends. */

@@ -11,6 +11,10 @@ export interface Terminal {
   /** Sends named keys (Enter, Escape, Down, C-c, …). */
   keys(...keys: string[]): Promise<void>;
   screen(): Promise<string>;
+  /** What the terminal shows now (no scrollback); with `escapes`, its colours and styles as escape sequences. */
+  visible(options?: { escapes?: boolean }): Promise<string>;
+  /** Resizes the terminal, as a person dragging its window. */
+  resize(width: number, height: number): Promise<void>;
   waitFor(match: RegExp | string, timeoutMs?: number): Promise<string>;
   /** The pid of the program running in the terminal (to send it a signal as a service manager would). */
   programPid(): Promise<number>;
@@ -19,7 +23,8 @@ export interface Terminal {
 
 export async function openTerminal(command: string[], options: { width?: number; height?: number; env?: Record<string, string> } = {}): Promise<Terminal> {
   const socket = `knocker-test-${crypto.randomBytes(4).toString('hex')}`;
-  const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { env: options.env });
+  // The environment given is the whole of it (a variable left out of it is not set in the terminal).
+  const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { env: options.env, extendEnv: options.env === undefined });
   // The shell command only reports the exit code and keeps the pane open for reading.
   const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
   await tmux('new-session', '-d', '-x', String(options.width ?? 100), '-y', String(options.height ?? 50), `${quoted}; echo "EXIT=$?"; sleep 600`);
@@ -37,6 +42,12 @@ export async function openTerminal(command: string[], options: { width?: number;
     },
     async screen() {
       return String((await tmux('capture-pane', '-p', '-S', '-200')).stdout);
+    },
+    async visible(options = {}) {
+      return String((await tmux('capture-pane', '-p', ...(options.escapes ? ['-e'] : []))).stdout);
+    },
+    async resize(width, height) {
+      await tmux('resize-window', '-x', String(width), '-y', String(height));
     },
     waitFor(match, timeoutMs = 20_000) {
       return waitFor(

@@ -1,8 +1,11 @@
 // The dashboard's one key table (src/screens/keys.ts): the keys it lists are the keys the handler
 // obeys, and the footer and the help say the same.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { Key } from 'ink';
 import { expect, test } from 'vitest';
-import { DASHBOARD_KEYS, dashboardCommand, dashboardFooter, dashboardHelp, type DashboardCommand } from '../../src/screens/keys.js';
+import { DASHBOARD_KEYS, dashboardCommand, dashboardFooter, dashboardHelp, dashboardKeysMarkdown, type DashboardCommand } from '../../src/screens/keys.js';
+import { packageRoot } from '../../src/system/package.js';
 
 const none: Key = {
   upArrow: false,
@@ -29,7 +32,11 @@ const pressed: Array<[string, Partial<Key>, DashboardCommand]> = [
   ['', { pageUp: true }, 'page-up'],
   ['', { pageDown: true }, 'page-down'],
   ['/', {}, 'filter'],
-  ['', { escape: true }, 'clear-filter'],
+  ['', { escape: true }, 'back'],
+  ['', { return: true }, 'open'],
+  ['l', {}, 'log'],
+  ['D', {}, 'database'],
+  ['s', {}, 'sort'],
   ['p', {}, 'pause'],
   [' ', {}, 'pause'],
   ['+', {}, 'slower'],
@@ -58,10 +65,21 @@ test('each key runs the command of its row; the admin ones are marked as needing
 });
 
 test('the footer and the help list every row, the admin keys only with --admin', () => {
-  expect(dashboardFooter(false)).toBe('↑/↓ select · / filter · p pause · +/- interval · r refresh · ? help · q quit');
-  expect(dashboardFooter(true)).toBe(
-    '↑/↓ select · / filter · p pause · +/- interval · r refresh · ? help · q quit · d drain · m maint · R ready · S switchover · P promote',
+  expect(dashboardFooter(false)).toBe(
+    '↑/↓ select · Enter detail · l log · D database · Esc back · s sort · / filter · p pause · +/- interval · r refresh · ? help · q quit',
   );
+  expect(dashboardFooter(true)).toBe(
+    '↑/↓ select · Enter detail · l log · D database · Esc back · s sort · / filter · p pause · +/- interval · r refresh · ? help · q quit · d drain · m maint · R ready · S switchover · P promote',
+  );
+  // In a detail view, only the keys that work there.
+  expect(dashboardFooter(true, 'detail')).toBe('l log · D database · Esc back · p pause · +/- interval · r refresh · ? help · q quit');
   expect([...dashboardHelp(false), ...dashboardHelp(true)].map(([keys]) => keys)).toEqual(DASHBOARD_KEYS.map((row) => row.keys));
   expect(dashboardHelp(true).map(([keys]) => keys)).toEqual(['d', 'm', 'R', 'S', 'P']);
+});
+
+test("README's key table is the one the screen and `--help` read", async () => {
+  const readme = await fs.readFile(path.join(packageRoot(), 'README.md'), 'utf8');
+  const shown = /<!-- dashboard-keys -->\n([\s\S]*?)\n<!-- \/dashboard-keys -->/.exec(readme);
+  expect(shown, 'README has the dashboard-keys markers').not.toBeNull();
+  expect(shown![1]).toBe(dashboardKeysMarkdown());
 });

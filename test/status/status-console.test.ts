@@ -1,0 +1,257 @@
+// The console as an operator keeps it open through an incident: bin/knocker status in real
+// terminals (tmux, 80×24 and 200×50) over a real cluster of three nodes on a primary with a
+// streaming standby behind a two-host DatabaseURL, knocker's HAProxy in front. Fifty events do not
+// push the head off the screen; a resize redraws without stale lines; Enter, Esc, l, D and s; and
+// NO_COLOR or --no-color leave no colour on the screen.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { BACKEND } from '../../src/haproxy/config.js';
+import { haproxyPaths } from '../../src/haproxy/service.js';
+import { setServerState } from '../../src/haproxy/runtime.js';
+import { buildDatabaseUrl, parseDatabaseUrl } from '../../src/postgres/url.js';
+import { PATHS } from '../../src/system/root.js';
+import { cleanEnv, KNOCKER } from '../helpers/knocker.js';
+import { startTestCluster, type TestCluster } from '../helpers/pg.js';
+import { allowLogins, startTestStandby, type TestStandby } from '../helpers/replica.js';
+import { destroyRoot, makeRoot } from '../helpers/roots.js';
+import { stopServers, waitFor } from '../helpers/server.js';
+import { rowOrder, startStatusCluster, type StatusCluster } from '../helpers/status.js';
+import { openTerminal, type Terminal } from '../helpers/tmux.js';
+
+const PRIMARY = '127.0.0.220';
+const STANDBY = '127.0.0.221';
+const NODES = ['127.0.0.222', '127.0.0.223', '127.0.0.224'];
+const HAPROXY_HOST = '127.0.0.225';
+let primary: TestCluster | undefined;
+let standby: TestStandby | undefined;
+let cluster: StatusCluster;
+let hosts: { P: string; S: string };
+const terminals: Terminal[] = [];
+
+beforeAll(async () => {
+  primary = await startTestCluster({ host: PRIMARY });
+  await allowLogins(primary, NODES);
+  const single = parseDatabaseUrl(await primary.createDatabase({ role: 'knocknoc', database: 'knocknoc' }));
+  if (!single.ok) throw new Error(single.error);
+  await primary.admin('GRANT pg_monitor TO knocknoc');
+  standby = await startTestStandby(primary, { host: STANDBY, name: 'standby_c', allow: NODES });
+  hosts = { P: `${PRIMARY}:${primary.port}`, S: `${STANDBY}:${standby.cluster.port}` };
+  const databaseUrl = buildDatabaseUrl({
+    host: '',
+    port: 0,
+    hosts: [hosts.P, hosts.S].map((h) => ({ host: h.split(':')[0]!, port: Number(h.split(':')[1]) })),
+    user: 'knocknoc',
+    password: single.value.password,
+    database: 'knocknoc',
+    params: { target_session_attrs: 'read-write' },
+  });
+  cluster = await startStatusCluster({ root: await makeRoot(), hosts: NODES, haproxyHost: HAPROXY_HOST, databaseUrl });
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(terminals.splice(0).map((t) => t.close()));
+  await stopServers();
+  if (cluster) await destroyRoot(cluster.root);
+  await standby?.destroy();
+  await primary?.destroy();
+});
+
+async function dashboard(width: number, height: number, env: Record<string, string> = {}, args: string[] = [], root = cluster.root): Promise<Terminal> {
+  // As a person's terminal: the tests' FORCE_COLOR=0 (test/setup-env.ts) left out.
+  const terminalEnv = cleanEnv({ TERM: 'xterm-256color', ...env });
+  delete terminalEnv.FORCE_COLOR;
+  const t = await openTerminal([process.execPath, KNOCKER, 'status', '--root', root.dir, '--interval', '0.5', ...args], {
+    width,
+    height,
+    env: terminalEnv,
+  });
+  terminals.push(t);
+  await t.waitFor('3 of 3 servers healthy');
+  return t;
+}
+
+/** The head an operator must never lose: the summary line and every server's row, on the visible screen. */
+function expectHead(screen: string, width: number, height: number, options: { rows?: boolean } = {}): void {
+  const lines = screen.replace(/\n$/, '').split('\n');
+  expect(lines.length, screen).toBeLessThanOrEqual(height);
+  expect(lines[0], screen).toMatch(/^[✔!✗] knocker status \d of 3 servers healthy/);
+  const servers = rowOrder(screen).filter((name) => name.startsWith('web-'));
+  if (options.rows !== false) expect(servers.sort(), screen).toEqual(['web-1', 'web-2', 'web-3']);
+  expect(screen.match(/knocker status/g), screen).toHaveLength(1);
+  for (const line of lines) expect([...line].length, line).toBeLessThanOrEqual(width);
+}
+
+test('80×24 and 200×50: after 50 events the summary and every server stay on screen; a resize redraws cleanly', async () => {
+  const small = await dashboard(80, 24);
+  const large = await dashboard(200, 50);
+  const small0 = await small.visible();
+  expectHead(small0, 80, 24);
+  // The database panel shows both hosts of the two-host DatabaseURL and the standby.
+  expect(await large.waitFor(`host ${hosts.S}: standby`)).toContain('standby standby_c');
+
+  // Fifty events and more: all three nodes flipped between drain and maint through HAProxy's
+  // runtime API (three events or more a flip), each flip waited for on the screen.
+  const socket = haproxyPaths(cluster.root).adminSocket;
+  const eventsOn = (screen: string) =>
+    Number(/Events \((\d+) older not shown\)/.exec(screen)?.[1] ?? 0) + (screen.match(/^ {2}\d\d:\d\d:\d\d [✔!✗] /gm) ?? []).length;
+  for (let flip = 0; eventsOn(await large.visible()) < 50; flip += 1) {
+    expect(flip, 'flips before 50 events').toBeLessThan(40);
+    const state = flip % 2 === 0 ? 'drain' : 'maint';
+    await Promise.all(['web-1', 'web-2', 'web-3'].map((name) => setServerState(socket, BACKEND, name, state)));
+    const word = state === 'drain' ? 'draining' : 'maint';
+    await large.waitFor(new RegExp(`(^. ! web-\\d\\s+${word}\\b[^\\n]*\\n){3}`, 'm'));
+  }
+  expectHead(await large.visible(), 200, 50);
+  const smallAfter = await small.visible();
+  expectHead(smallAfter, 80, 24);
+  expect(smallAfter).toMatch(/Events \(\d+ older not shown\)/);
+  // The database panel and the footer are still there, within the 24 lines.
+  expect(smallAfter).toContain('Database');
+  expect(smallAfter).toMatch(/q quit/);
+
+  // A resize: taller then back to 80×24, narrower; no line of the earlier frames is left behind.
+  await small.resize(120, 40);
+  // Redrawn: at 120 columns the summary fits on its first line; once it does, the head holds.
+  const redrawn = (width: number, height: number, done: (screen: string) => boolean) =>
+    waitFor(
+      `the dashboard redrawn at ${width}×${height}`,
+      async () => {
+        const screen = await small.visible();
+        return done(screen) ? screen : undefined;
+      },
+      20_000,
+    );
+  expectHead(await redrawn(120, 40, (screen) => /^. knocker status .*HAProxy up/.test(screen)), 120, 40);
+  await small.resize(80, 24);
+  // Back at 80×24 (a frame for the old size may show for a moment): one whole frame, the head on top.
+  const back = await redrawn(80, 24, (screen) => {
+    try {
+      expectHead(screen, 80, 24);
+      return /q quit/.test(screen);
+    } catch {
+      return false;
+    }
+  });
+  expect(back.match(/^Database$/gm)).toHaveLength(1);
+
+  for (const name of ['web-1', 'web-2', 'web-3']) await setServerState(socket, BACKEND, name, 'ready');
+  await small.waitFor('3 of 3 servers healthy', 30_000);
+}, 240_000);
+
+/** With CONSOLE_CAPTURES=DIR, the screens README's "Console" section shows are written there. */
+async function capture(name: string, screen: string): Promise<void> {
+  const dir = process.env.CONSOLE_CAPTURES;
+  if (dir) await fs.writeFile(path.join(dir, `${name}.txt`), screen);
+}
+
+test('Enter opens the selected server, l its log (followed), Esc goes back, D the database, s cycles the sort', async () => {
+  const t = await dashboard(80, 24);
+  await capture('main', await t.visible());
+  // Sorted by name, web-1 (this host's node) is the first row.
+  await t.keys('s');
+  await t.waitFor(/SERVER↓/);
+  await t.keys('Enter');
+  const detail = await t.waitFor(/Registry \(servers table/);
+  expect(detail).toMatch(/✔ web-1: ok \(this host's node\)/);
+  expect(detail).toContain(`address ${NODES[0]}:`);
+  expect(detail).toMatch(/state running, online, listen 127\.0\.0\.222:\d+/);
+  expect(detail).toMatch(/\/_status \(GET http:\/\/127\.0\.0\.222:\d+\/_status/);
+  expect(detail).toMatch(/HTTP 200 in [\d.]+ ms/);
+  const detailScreen = await t.visible();
+  // The detail takes the table's place under the summary and the sources.
+  expectHead(detailScreen, 80, 24, { rows: false });
+  await capture('detail', detailScreen);
+  // Esc: back to the servers, the sort kept.
+  await t.keys('Escape');
+  await t.waitFor(/SERVER↓/);
+  expect(await t.visible()).not.toContain('Registry (servers table');
+
+  // l: the node's log, followed: a line written to it now appears.
+  const log = cluster.root.path(PATHS.serverLog);
+  await fs.mkdir(path.dirname(log), { recursive: true });
+  await fs.appendFile(log, 'an earlier line of the node\n');
+  await t.keys('l');
+  await t.waitFor("Log of web-1 (this host's node), followed");
+  await t.waitFor('an earlier line of the node');
+  await fs.appendFile(log, 'a line written while the view is open\n');
+  await t.waitFor('a line written while the view is open');
+  await t.keys('Escape');
+  await t.waitFor(/SERVER↓/);
+
+  // Another server: Enter shows its detail; l says its log is on its own host.
+  await t.keys('Down');
+  await t.keys('Enter');
+  await t.waitFor(/✔ web-2: ok\n/);
+  await t.keys('l');
+  await t.waitFor("web-2 is not this host's node");
+  await t.keys('Escape');
+
+  await t.keys('D');
+  const db = await t.waitFor('Hosts of DatabaseURL');
+  expect(db).toContain(`host ${hosts.P}: primary (accepts writes)`);
+  expect(db).toContain(`host ${hosts.S}: standby`);
+  await capture('database', await t.waitFor(/Standbys \(1\)/));
+  await t.keys('Escape');
+
+  // The help overlay fits in 24 lines under the head too.
+  await t.keys('?');
+  expectHead(await t.waitFor(/\bKeys\b/), 80, 24, { rows: false });
+  await t.keys('Escape');
+
+  // The sort cycles name → version → seen → health, each marked in the header.
+  for (const column of ['VERSION↓', 'SEEN↓', 'HEALTH↓', 'SERVER↓']) {
+    await t.keys('s');
+    await t.waitFor(column);
+  }
+  await t.keys('q');
+  await t.waitFor('EXIT=0');
+}, 120_000);
+
+/** An SGR sequence that sets a colour (foreground or background, 8, 16, 256 or true colour). */
+const COLOUR = /\u001B\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])(?:;[0-9;]*)?m/;
+
+test('NO_COLOR=1 and --no-color: the screen holds no colour sequence; without them it does', async () => {
+  const coloured = await dashboard(100, 30);
+  expect(await coloured.visible({ escapes: true })).toMatch(COLOUR);
+  for (const [env, args] of [
+    [{ NO_COLOR: '1' }, []],
+    [{}, ['--no-color']],
+  ] as const) {
+    const t = await dashboard(100, 30, env, [...args]);
+    await t.keys('Enter');
+    await t.waitFor('Registry (servers table');
+    const screen = await t.visible({ escapes: true });
+    expect(screen).not.toMatch(COLOUR);
+    // Health is still told: a word and a symbol.
+    await t.keys('Escape');
+    expect(await t.waitFor(/✔ web-1\s+ok/)).toContain('3 of 3 servers healthy');
+  }
+}, 120_000);
+
+test('knocknoc.conf re-pointed at the two-host DatabaseURL is followed without a restart', async () => {
+  // This host's node first on the primary alone, as before `knocker standby init`.
+  const conf = await fs.readFile(cluster.root.path(PATHS.conf), 'utf8');
+  const twoHosts = /^DatabaseURL\s*=\s*(.+)$/m.exec(conf)![1]!.trim();
+  const parsed = parseDatabaseUrl(twoHosts);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const { user, password, database } = parsed.value;
+  const primaryOnly = buildDatabaseUrl({ host: PRIMARY, port: primary!.port, user, password, database });
+  const root = await makeRoot();
+  try {
+    await fs.mkdir(path.dirname(root.path(PATHS.conf)), { recursive: true });
+    await fs.writeFile(root.path(PATHS.conf), conf.replace(twoHosts, primaryOnly), { mode: 0o600 });
+    const t = await dashboard(100, 40, {}, [], root);
+    const before = await t.visible();
+    expect(before).not.toContain(`host ${hosts.S}: standby`);
+    // Re-pointed as `knocker standby init` leaves a node: the file replaced atomically.
+    await fs.writeFile(`${root.path(PATHS.conf)}.new`, conf, { mode: 0o600 });
+    await fs.rename(`${root.path(PATHS.conf)}.new`, root.path(PATHS.conf));
+    const after = await t.waitFor(`host ${hosts.S}: standby`);
+    expect(after).toContain(`host ${hosts.P}: primary (accepts writes)`);
+    expect(after.replace(/\s+/g, ' ')).toMatch(/knocknoc\.conf changed: watching \S+ as knocknoc now/);
+    expect(after).toContain('3 of 3 servers healthy');
+  } finally {
+    await destroyRoot(root);
+  }
+}, 60_000);
