@@ -40,6 +40,7 @@ import { installPackages } from '../system/host.js';
 import { fileStep, type Plan, type Step } from '../system/plan.js';
 import { PATHS } from '../system/root.js';
 import type { Answers } from './answers.js';
+import { keptPairUrl } from '../standby/local-node.js';
 import { APP_DATABASE, APP_ROLE, inspectRole, roleAndDatabaseStep, schemaStep, schemaVersionAt } from './database.js';
 import { connectOptionsFor, type HostClusterFacts, type PreflightContext, type PreflightReport, type PrivateClusterFacts } from './preflight.js';
 
@@ -294,7 +295,8 @@ export async function planInstall(answers: Answers, report: PreflightReport, ctx
     const built =
       facts.kind === 'private' ? await privateClusterSteps(facts, password, report.listen, ctx) : await hostClusterSteps(facts, password, report.listen, ctx);
     steps.push(...built.steps);
-    databaseUrl = built.url;
+    // A node that follows a replicated pair keeps the pair's string (src/standby/local-node.ts).
+    databaseUrl = keptPairUrl(ctx.existingConf?.get('DatabaseURL'), built.url);
   }
   const parsed = parseDatabaseUrl(databaseUrl);
   if (parsed.ok) ctx.log.addSecret(parsed.value.password);

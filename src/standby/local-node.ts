@@ -46,6 +46,21 @@ export function decideNode(url: DatabaseUrl, pair: Pick<PairEnds, 'hosts' | 'sel
   return { kind: 'other', why: `its DatabaseURL names ${listed}, not this pair (${pair.hosts.map((h) => `${h.host}:${h.port}`).join(', ')})` };
 }
 
+/**
+ * What `knocker install` run again on a host whose node follows a pair writes: the pair's string it
+ * has (this cluster among its hosts, the same role, password and database), not the single-host one
+ * it would build, which would take the node off the pair again.
+ */
+export function keptPairUrl(existing: string | undefined, built: string): string {
+  const was = parseDatabaseUrl(existing ?? '');
+  const now = parseDatabaseUrl(built);
+  if (!was.ok || !now.ok || was.value.hosts.length < 2 || was.value.targetSessionAttrs !== 'read-write') return built;
+  const a = was.value;
+  const b = now.value;
+  const ours = a.user === b.user && a.password === b.password && a.database === b.database && a.hosts.some((h) => same(h, b.hosts[0]!));
+  return ours ? existing! : built;
+}
+
 /** The node's new DatabaseURL: the pair's hosts in order, its own user, password and database; its CA file, or `caCopy`. */
 export function pairUrlFor(url: DatabaseUrl, hosts: Endpoint[], caCopy: string): string {
   return multiHostUrl({ hosts, user: url.user, password: url.password, database: url.database, caFile: url.sslrootcert ?? caCopy });

@@ -131,3 +131,12 @@ test('a second add-standby and init change nothing on the nodes (the strings are
   expect(init.exitCode, init.stderr).toBe(0);
   expect(await Promise.all([pair.rootA, pair.rootB].map((r) => fs.readFile(r.path(PATHS.conf), 'utf8')))).toEqual(before);
 }, 120_000);
+
+test("knocker install run again on the primary keeps its node on the pair's string (it would write the single-host one)", async () => {
+  const before = await fs.readFile(pair.rootA.path(PATHS.conf), 'utf8');
+  const again = await knocker(['install', '--root', pair.rootA.dir, '--listen', await listenOf(pair.rootA)], { timeoutMs: 120_000 });
+  expect(again.exitCode, again.stderr).toBe(0);
+  expect(await fs.readFile(pair.rootA.path(PATHS.conf), 'utf8')).toBe(before);
+  expect((await databaseUrlOf(pair.rootA)).hosts).toEqual(pair.hosts);
+  await servesFrom(pair.rootA, A);
+}, 120_000);
