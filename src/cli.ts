@@ -3,6 +3,7 @@
 // ends here and becomes an exit code (CONTRACTS.md).
 import { Command, CommanderError } from 'commander';
 import { exposedbCommand } from './commands/exposedb.js';
+import { haCommand } from './commands/ha.js';
 import { haproxyCommand } from './commands/haproxy.js';
 import { installCommand } from './commands/install.js';
 import { serverCommand } from './commands/server.js';
@@ -65,6 +66,7 @@ export function buildProgram(ctx: CommandContext): Command {
     upgradeCommand,
     haproxyCommand,
     standbyCommand,
+    haCommand,
     uninstallCommand,
   ])
     add(program, ctx);

@@ -13,6 +13,7 @@ interface ExposeOptions {
   list?: boolean;
   renewCert?: boolean;
   addStandby?: string;
+  addMonitor?: string;
   conn?: string;
   host?: string;
   dryRun?: boolean;
@@ -29,6 +30,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--list').conflicts(['renewCert']))
     .addOption(new Option('--renew-cert').conflicts(['addStandby']))
     .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(['init', 'add', 'remove', 'list']))
+    .addOption(new Option('--add-monitor <ADDR>').argParser(once('--add-monitor')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby']))
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
     .addOption(new Option('--dry-run').conflicts(['list']))
@@ -49,7 +51,9 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
                 ? 'renew-cert'
                 : options.addStandby !== undefined
                   ? 'add-standby'
-                  : undefined;
+                  : options.addMonitor !== undefined
+                    ? 'add-monitor'
+                    : undefined;
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
         if (Object.keys(options).length > 0) command.error('error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list or --renew-cert');
@@ -64,6 +68,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
         action,
         cidr: options.add ?? options.remove,
         standby: options.addStandby,
+        monitor: options.addMonitor,
         conn: options.conn,
         host: options.host,
         dryRun: Boolean(options.dryRun),

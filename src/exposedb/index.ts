@@ -19,7 +19,7 @@ import { isRoot } from '../system/users.js';
 import { checkTarget, connectionString, HOST_NAME, inspect, type ConnectionSource, type Context } from './context.js';
 import type { Names } from './plan.js';
 
-export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby';
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby' | 'add-monitor';
 
 export interface ExposeRequest {
   action: ExposeAction;
@@ -31,6 +31,8 @@ export interface ExposeRequest {
   host?: string;
   /** --add-standby ADDR[:PORT], as typed. */
   standby?: string;
+  /** --add-monitor ADDR[:PORT], as typed. */
+  monitor?: string;
   /** --dry-run: show the plan, change nothing (every action but --list). */
   dryRun?: boolean;
   /** With --dry-run: the plan as the one JSON shape of every command. */
@@ -113,6 +115,8 @@ async function change(request: ExposeRequest, checked: Checked, ctx: Context, ru
       return (await import('./remove.js')).remove(changeCtx, request.cidr!, checked.parsedCidr!);
     case 'renew-cert':
       return (await import('./renew-cert.js')).renewCert(changeCtx);
+    case 'add-monitor':
+      return (await import('./add-monitor.js')).addMonitor(changeCtx, request.monitor!);
     default:
       return (await import('./add-standby.js')).addStandby(changeCtx, request.standby!);
   }
