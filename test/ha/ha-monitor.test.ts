@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { withAdminSession } from '../../src/postgres/admin.js';
 import { connect } from '../../src/postgres/connect.js';
-import type { DatabaseUrl } from '../../src/postgres/url.js';
+import { parseDatabaseUrl } from '../../src/postgres/url.js';
 import { autoctl, monitorFiles, runningMonitor, stopMonitor, MONITOR_PATHS } from '../../src/ha/monitor.js';
 import { freePort } from '../../src/system/host.js';
 import { isAlive } from '../../src/system/lock.js';
@@ -145,18 +145,12 @@ test('ha monitor: verify-full TLS with the passfile answers as autoctl_node; no 
   expect(plain.stderr).toContain('no pg_hba.conf entry');
 
   // From the data host's address (node-postgres binds it): TLS verified, password from the bundle.
-  const url: DatabaseUrl = {
-    host: MON,
-    port,
-    user: 'autoctl_node',
-    password: bundle.password,
-    database: 'pg_auto_failover',
-    sslmode: 'verify-full',
-  } as DatabaseUrl;
-  const client = await connect(url, { sourceAddress: A, ca: bundle.ca });
+  const url = parseDatabaseUrl(`postgres://autoctl_node:${encodeURIComponent(bundle.password)}@${MON}:${port}/pg_auto_failover?sslmode=verify-full`);
+  if (!url.ok) throw new Error(url.error);
+  const client = await connect(url.value, { sourceAddress: A, ca: bundle.ca });
   expect((await client.query("SELECT extversion FROM pg_extension WHERE extname = 'pgautofailover'")).rows[0].extversion).toMatch(/^2\./);
   await client.end();
-  await expect(connect({ ...url, password: undefined } as DatabaseUrl, { sourceAddress: A, ca: bundle.ca })).rejects.toThrow();
+  await expect(connect({ ...url.value, password: undefined }, { sourceAddress: A, ca: bundle.ca })).rejects.toThrow();
 
   const hba = await fs.readFile(path.join(files.data, 'pg_hba.conf'), 'utf8');
   expect(hba).not.toMatch(/\btrust\b/);
