@@ -3,6 +3,7 @@
 // ends here and becomes an exit code (CONTRACTS.md).
 import { Command, CommanderError } from 'commander';
 import { exposedbCommand } from './commands/exposedb.js';
+import { haCommand } from './commands/ha.js';
 import { haproxyCommand } from './commands/haproxy.js';
 import { historyCommand } from './commands/history.js';
 import { installCommand } from './commands/install.js';
@@ -72,6 +73,7 @@ export function buildProgram(ctx: CommandContext): Command {
     haproxyCommand,
     standbyCommand,
     historyCommand,
+    haCommand,
     uninstallCommand,
   ])
     add(program, ctx);

@@ -18,6 +18,7 @@ interface ExposeOptions {
   revoke?: string;
   ttl?: string;
   name?: string;
+  addMonitor?: string;
   conn?: string;
   host?: string;
   dryRun?: boolean;
@@ -35,12 +36,15 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--renew-cert').conflicts(['addStandby']))
     .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(['init', 'add', 'remove', 'list']))
     .addOption(
-      new Option('--invite <ADDR/32>').argParser(once('--invite')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'invites', 'revoke']),
+      new Option('--invite <ADDR/32>')
+        .argParser(once('--invite'))
+        .conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'invites', 'revoke', 'addMonitor']),
     )
     .addOption(new Option('--invites').conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'revoke', 'dryRun']))
     .addOption(new Option('--revoke <ID>').argParser(once('--revoke')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby']))
     .addOption(new Option('--ttl <DURATION>').argParser(once('--ttl')))
     .addOption(new Option('--name <NAME>').argParser(once('--name')))
+    .addOption(new Option('--add-monitor <ADDR>').argParser(once('--add-monitor')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby']))
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
     .addOption(new Option('--dry-run').conflicts(['list']))
@@ -67,12 +71,14 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
                       ? 'invites'
                       : options.revoke !== undefined
                         ? 'revoke'
-                        : undefined;
+                        : options.addMonitor !== undefined
+                          ? 'add-monitor'
+                          : undefined;
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
         if (Object.keys(options).length > 0)
           command.error(
-            'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --invite <ADDR/32>, --invites or --revoke <ID>',
+            'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
           );
         command.outputHelp({ error: true });
         ctx.exit(EXIT.usage);
@@ -90,6 +96,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
         ttl: options.ttl,
         name: options.name,
         revoke: options.revoke,
+        monitor: options.addMonitor,
         conn: options.conn,
         host: options.host,
         dryRun: Boolean(options.dryRun),

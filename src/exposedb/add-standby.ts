@@ -7,13 +7,13 @@ import { quoted } from '../shared/printable.js';
 import type { Plan } from '../system/plan.js';
 import { requireExposed, storedNodesUrl, type ChangeContext } from './context.js';
 
-/** ADDR or ADDR:PORT ([v6]:PORT); the port defaults to the primary's. */
-function checkStandby(text: string, defaultPort: number): { host: string; port: number } {
+/** ADDR or ADDR:PORT ([v6]:PORT) of another host; the port defaults to `defaultPort`. */
+export function checkPeerAddress(option: string, what: string, text: string, defaultPort: number): { host: string; port: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text.trim()) ?? /^([^:]+)(?::(\d+))?$/.exec(text.trim()) ?? [text, text.trim(), undefined];
   const ip = parseIp(m[1] ?? '');
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (!ip.ok || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError(`--add-standby: ${quoted(text)} is not ADDRESS or ADDRESS:PORT of the standby's host; nothing was changed`);
+    throw new UsageError(`${option}: ${quoted(text)} is not ADDRESS or ADDRESS:PORT of ${what}; nothing was changed`);
   }
   return { host: ip.value.toString(), port };
 }
@@ -21,7 +21,7 @@ function checkStandby(text: string, defaultPort: number): { host: string; port: 
 export async function addStandby(ctx: ChangeContext, typed: string): Promise<number> {
   const { root, io, log, cluster, link, names, facts, run } = ctx;
   requireExposed(ctx);
-  const standby = checkStandby(typed, ctx.url.port);
+  const standby = checkPeerAddress('--add-standby', "the standby's host", typed, ctx.url.port);
   const nodesUrl = await storedNodesUrl(root);
   const { planAddStandby } = await import('../standby/primary.js');
   const prepared = await planAddStandby({ root, log, cluster, link, hbaFile: facts.hbaFile, database: names.database, tls: facts.ssl, standby, nodesUrl });

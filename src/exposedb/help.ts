@@ -11,6 +11,7 @@ Usage:
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby <ADDR[:PORT]> [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --invite <ADDR/32> [--ttl DURATION] [--name NAME]
   sudo /opt/knocknoc/knocker/knocker exposedb --invites | --revoke <ID>
+  sudo /opt/knocknoc/knocker/knocker exposedb --add-monitor <ADDR[:PORT]> [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb ... --dry-run [--json]    (all but --list: the plan; nothing changed)
   knocker exposedb ... --root DIR    (a sandbox root instead of this host: no sudo)
 
@@ -30,6 +31,9 @@ Options:
   --name <NAME>     With --invite: the new node's server name
   --invites         List the invitations: id, address, name, state, expiry, used by / at (never a secret)
   --revoke <ID>     End an open invitation (its login, its pg_hba.conf line, and the address it added)
+  --add-monitor <ADDR[:PORT]>
+                    Make the bundle for the monitor host of automatic failover (pg_auto_failover; port default 5432):
+                    its certificate from the cluster's CA and autoctl_node's password (knocker ha monitor --bundle FILE there)
   --conn <URI>      Optional: PostgreSQL connection string (default value is taken from your '/opt/knocknoc/etc/knocknoc.conf')
   --host <ADDR>     With --init: the host written into the printed connection string (default: this host's address)
   --dry-run         Show what would change (preflight and plan) and change nothing; not with --list
@@ -66,7 +70,7 @@ Examples:
   sudo /opt/knocknoc/knocker/knocker exposedb --add "1.2.3.4/32" --conn "postgres://user:pass@host:5432/dbname"
 
 Output: stdout carries only the result a script would capture (the connection string of --init, the
-bundle path of --add-standby, the one result line of --add/--remove/--renew-cert, the CIDRs of --list,
+bundle path of --add-standby/--add-monitor, the one result line of --add/--remove/--renew-cert, the CIDRs of --list,
 the --dry-run plan); progress, notes, warnings and hints go to stderr.
 
 Exit codes: 0 done, 1 internal error, 2 invalid usage (nothing changed), 3 a check failed: not root,

@@ -20,7 +20,7 @@ import { isRoot } from '../system/users.js';
 import { checkTarget, connectionString, HOST_NAME, inspect, type ConnectionSource, type Context } from './context.js';
 import type { Names } from './plan.js';
 
-export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby' | 'invite' | 'invites' | 'revoke';
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby' | 'invite' | 'invites' | 'revoke' | 'add-monitor';
 
 export interface ExposeRequest {
   action: ExposeAction;
@@ -38,6 +38,8 @@ export interface ExposeRequest {
   name?: string;
   /** --revoke ID. */
   revoke?: string;
+  /** --add-monitor ADDR[:PORT], as typed. */
+  monitor?: string;
   /** --dry-run: show the plan, change nothing (every action but --list). */
   dryRun?: boolean;
   /** With --dry-run: the plan as the one JSON shape of every command. */
@@ -131,6 +133,8 @@ async function change(request: ExposeRequest, checked: Checked, ctx: Context, ru
       return (await import('./invite.js')).invite(changeCtx, { typed: request.invite!, parsed: checked.parsedCidr!, ttlMs: checked.ttlMs, name: checked.name });
     case 'revoke':
       return (await import('./revoke.js')).revoke(changeCtx, request.revoke!);
+    case 'add-monitor':
+      return (await import('./add-monitor.js')).addMonitor(changeCtx, request.monitor!);
     default:
       return (await import('./add-standby.js')).addStandby(changeCtx, request.standby!);
   }

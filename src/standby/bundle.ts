@@ -10,7 +10,6 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { PreflightError, UsageError } from '../errors.js';
-import type { Endpoint } from './node.js';
 import type { StandbyBundle } from './primary.js';
 
 const KEYS = ['version', 'primary', 'standby', 'database', 'password', 'ca', 'certificate', 'key', 'nodesUrl'];
@@ -18,7 +17,7 @@ const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?
 const DATABASE = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-function endpointProblems(name: string, value: unknown): string[] {
+export function endpointProblems(name: string, value: unknown): string[] {
   if (typeof value !== 'object' || value === null) return [`${name}: not an object with host and port`];
   const { host, port, ...rest } = value as Record<string, unknown>;
   const problems: string[] = [];
@@ -30,7 +29,8 @@ function endpointProblems(name: string, value: unknown): string[] {
   return problems;
 }
 
-function pemProblems(bundle: Record<string, unknown>): string[] {
+/** The PEM fields of a bundle: parseable, the key the certificate's, issued by the CA, made for `host`. */
+export function pemProblems(bundle: Record<string, unknown>, host: unknown): string[] {
   const problems: string[] = [];
   let ca: crypto.X509Certificate | undefined;
   let certificate: crypto.X509Certificate | undefined;
@@ -52,7 +52,6 @@ function pemProblems(bundle: Record<string, unknown>): string[] {
   }
   if (certificate && key && !certificate.checkPrivateKey(key)) problems.push('key: does not match the certificate');
   if (certificate && ca && !certificate.verify(ca.publicKey)) problems.push("certificate: not issued by the bundle's CA");
-  const host = (bundle.standby as Endpoint | undefined)?.host;
   if (certificate && typeof host === 'string' && !(net.isIP(host) ? certificate.checkIP(host) : certificate.checkHost(host))) {
     problems.push(`certificate: not made for ${host}`);
   }
@@ -92,17 +91,23 @@ export async function isOwnAddress(host: string): Promise<boolean> {
   return addresses.some((a) => own.has(a) || a.startsWith('127.') || a === '::1');
 }
 
-export async function readBundle(file: string): Promise<StandbyBundle> {
+/** Refuses a bundle file that is missing or that its group or others can read (exit 3). */
+export async function refuseReadable(file: string, holds: string, hints: { make: string; remake: string }): Promise<void> {
   const stat = await fs.stat(file).catch(() => undefined);
-  if (!stat) throw new PreflightError(`${file} does not exist`, ['make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host']);
+  if (!stat) throw new PreflightError(`${file} does not exist`, [hints.make]);
   if ((stat.mode & 0o077) !== 0) {
     throw new PreflightError(
-      `${file} can be read by ${stat.mode & 0o070 ? 'its group' : ''}${(stat.mode & 0o070) && (stat.mode & 0o007) ? ' and ' : ''}${stat.mode & 0o007 ? 'others' : ''} (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): it holds the replication password and a private key`,
-      [
-        'copy it with its mode kept (scp -p, install -m 0600); if others could read it, make a new one on the primary (knocker standby remove there, then exposedb --add-standby)',
-      ],
+      `${file} can be read by ${stat.mode & 0o070 ? 'its group' : ''}${(stat.mode & 0o070) && (stat.mode & 0o007) ? ' and ' : ''}${stat.mode & 0o007 ? 'others' : ''} (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): it holds ${holds}`,
+      [`copy it with its mode kept (scp -p, install -m 0600); if others could read it, ${hints.remake}`],
     );
   }
+}
+
+export async function readBundle(file: string): Promise<StandbyBundle> {
+  await refuseReadable(file, 'the replication password and a private key', {
+    make: 'make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host',
+    remake: 'make a new one on the primary (knocker standby remove there, then exposedb --add-standby)',
+  });
   let parsed: unknown;
   try {
     parsed = JSON.parse(await fs.readFile(file, 'utf8'));
@@ -117,7 +122,7 @@ export async function readBundle(file: string): Promise<StandbyBundle> {
       `run knocker standby init on ${bundle.standby.host}, or on the primary make a bundle for this host: knocker exposedb --add-standby ADDR`,
     ]);
   }
-  const pem = pemProblems(parsed as Record<string, unknown>);
+  const pem = pemProblems(parsed as Record<string, unknown>, bundle.standby.host);
   if (pem.length > 0) throw new UsageError(`${file} is not a valid bundle of knocker exposedb --add-standby; nothing was written`, pem);
   return bundle;
 }

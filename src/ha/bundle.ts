@@ -1,0 +1,126 @@
+// The bundle for the monitor host of an automatic pair (pg_auto_failover): `exposedb --add-monitor`
+// makes it on the primary, `ha monitor --bundle` reads it on the monitor's host. It holds the
+// monitor's server certificate from the cluster's CA (leaf + CA, SAN = the monitor's address), its
+// private key, the CA, the data hosts allowed to reach the monitor, and autoctl_node's password.
+// It is input from outside when read: checked field by field (as the standby's bundle is) before
+// anything is written from it.
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { PreflightError, UsageError } from '../errors.js';
+import { issueServerCertificate } from '../postgres/certificates.js';
+import { generatePassword } from '../postgres/scram.js';
+import { endpointProblems, isOwnAddress, pemProblems, refuseReadable } from '../standby/bundle.js';
+import type { Endpoint } from '../standby/node.js';
+import { writeFileAtomic } from '../system/files.js';
+import type { Logger } from '../system/log.js';
+import type { Step } from '../system/plan.js';
+import { PATHS, type Root } from '../system/root.js';
+
+export interface MonitorBundle {
+  version: 1;
+  kind: 'pg_auto_failover monitor';
+  monitor: Endpoint;
+  /** The database hosts' addresses: the only ones let in to the monitor (hostssl, scram-sha-256). */
+  dataHosts: string[];
+  /** autoctl_node's password (the keepers' passfiles hold it too). */
+  password: string;
+  ca: string;
+  certificate: string;
+  key: string;
+}
+
+const KIND = 'pg_auto_failover monitor';
+const KEYS = ['version', 'kind', 'monitor', 'dataHosts', 'password', 'ca', 'certificate', 'key'];
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export function monitorBundleFile(root: Root, address: string): string {
+  return root.path(`/opt/knocknoc/etc/monitor-${address.replace(/[^A-Za-z0-9.]/g, '_')}.json`);
+}
+
+/** What is wrong with a parsed monitor bundle, field by field (empty: nothing). */
+export function monitorBundleProblems(bundle: unknown): string[] {
+  if (typeof bundle !== 'object' || bundle === null || Array.isArray(bundle)) return ['not a JSON object'];
+  const b = bundle as Record<string, unknown>;
+  if (b.version !== 1) return [`version ${JSON.stringify(b.version)}: this knocker reads monitor bundles of version 1 only`];
+  const problems: string[] = [];
+  for (const key of Object.keys(b)) if (!KEYS.includes(key)) problems.push(`${key}: unknown field`);
+  if (b.kind !== KIND) problems.push(`kind: not ${JSON.stringify(KIND)}: ${JSON.stringify(b.kind)}`);
+  problems.push(...endpointProblems('monitor', b.monitor));
+  if (!Array.isArray(b.dataHosts) || b.dataHosts.length === 0 || b.dataHosts.length > 8) problems.push('dataHosts: not a list of 1 to 8 IP addresses');
+  else
+    for (const [i, h] of b.dataHosts.entries())
+      if (typeof h !== 'string' || !net.isIP(h)) problems.push(`dataHosts[${i}]: not an IP address: ${JSON.stringify(h)}`);
+  if (typeof b.password !== 'string' || b.password.length < 22 || b.password.length > 1024 || CONTROL.test(b.password) || /[:\\]/.test(b.password))
+    problems.push('password: not a password knocker made (22 to 1024 characters, no control characters, no : or \\)');
+  for (const field of ['ca', 'certificate', 'key']) if (typeof b[field] !== 'string') problems.push(`${field}: missing`);
+  return problems;
+}
+
+const WHAT = 'a monitor bundle of knocker exposedb --add-monitor';
+
+/** Reads and checks the bundle: refused when others can read it, invalid (exit 2), or for another host (exit 3). */
+export async function readMonitorBundle(file: string): Promise<MonitorBundle> {
+  await refuseReadable(file, "autoctl_node's password and the monitor's private key", {
+    make: 'make it on the primary with knocker exposedb --add-monitor ADDR, and copy it to this host',
+    remake: 'make a new one on the primary (knocker exposedb --add-monitor ADDR again)',
+  });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await fs.readFile(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`${file} is not ${WHAT}: ${(error as Error).message}`);
+  }
+  const problems = monitorBundleProblems(parsed);
+  if (problems.length > 0) throw new UsageError(`${file} is not a valid ${WHAT}; nothing was written`, problems);
+  const bundle = parsed as MonitorBundle;
+  if (!(await isOwnAddress(bundle.monitor.host))) {
+    throw new PreflightError(`this host has no address ${bundle.monitor.host}: the bundle is for another host`, [
+      `run knocker ha monitor on ${bundle.monitor.host}, or on the primary make a bundle for this host: knocker exposedb --add-monitor ADDR`,
+    ]);
+  }
+  const pem = pemProblems(parsed as Record<string, unknown>, bundle.monitor.host);
+  if (pem.length > 0) throw new UsageError(`${file} is not a valid ${WHAT}; nothing was written`, pem);
+  return bundle;
+}
+
+/** On the primary: the step that issues the monitor's certificate and writes its bundle (0600). */
+export function monitorBundleStep(root: Root, file: string, parts: { monitor: Endpoint; dataHosts: string[] }, log: Logger): Step {
+  return {
+    kind: 'file',
+    title: `Create ${file} (mode 0600): for the monitor's host, with autoctl_node's password and a certificate for ${parts.monitor.host} from the cluster's CA`,
+    details: [
+      `openssl: a server certificate for ${parts.monitor.host}, signed by ${root.path(PATHS.clusterCaCert)}`,
+      `data hosts let in: ${parts.dataHosts.join(', ')}`,
+    ],
+    changes: true,
+    async apply() {
+      const password = generatePassword();
+      log.addSecret(password);
+      const work = await fs.mkdtemp(path.join(path.dirname(file), '.knocker-monitor-'));
+      try {
+        const keyFile = path.join(work, 'server.key');
+        const certFile = path.join(work, 'server.crt');
+        await issueServerCertificate(
+          { ca: { keyFile: root.path(PATHS.clusterCaKey), certFile: root.path(PATHS.clusterCaCert) }, hosts: [parts.monitor.host], keyFile, certFile },
+          log,
+        );
+        const bundle: MonitorBundle = {
+          version: 1,
+          kind: KIND,
+          ...parts,
+          password,
+          ca: await fs.readFile(root.path(PATHS.clusterCaCert), 'utf8'),
+          certificate: await fs.readFile(certFile, 'utf8'),
+          key: await fs.readFile(keyFile, 'utf8'),
+        };
+        await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600, backup: false });
+      } finally {
+        await fs.rm(work, { recursive: true, force: true });
+      }
+    },
+    async undo() {
+      await fs.rm(file, { force: true });
+    },
+  };
+}
