@@ -63,7 +63,7 @@ test("a second node installed with option 3 and the printed string joins the pri
   expect(joined.stdout).toBe('');
   expect(joined.exitCode).toBe(0);
   expect(joined.stderr).toMatch(
-    /✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 1/,
+    /✔ ok +database 127\.0\.0\.60:\d+\/knocknoc: PostgreSQL [\d.]+.*, connected as knocknoc_remote; TLS, certificate verified for 127\.0\.0\.60\n.*✔ ok +Knocknoc database: schema version 2/,
   );
   const conf = KnocknocConf.parse(await fs.readFile(node.path(PATHS.conf), 'utf8'));
   expect(conf.get('DatabaseOption')).toBe('3');

@@ -37,7 +37,7 @@ describe('option 2: a new external database', () => {
     });
     expect(result.stdout).toBe('');
     expect(result.exitCode).toBe(0);
-    expect(await tables('ext2')).toEqual(['knocknoc_schema_migrations', 'knocknoc_settings', 'servers']);
+    expect(await tables('ext2')).toEqual(['history', 'knocknoc_schema_migrations', 'knocknoc_settings', 'servers']);
     const owners = await external.admin<{ owner: string }>(`SELECT DISTINCT tableowner AS owner FROM pg_tables WHERE schemaname = 'public'`, [], 'ext2');
     expect(owners).toEqual([{ owner: 'ext2' }]);
     const conf = KnocknocConf.parse(await fs.readFile(root.path(PATHS.conf), 'utf8'));
@@ -96,7 +96,7 @@ describe('option 3: a web node on an existing Knocknoc database', () => {
       env: { KNOCKNOC_DATABASE_URL: url },
     });
     expect(result.exitCode).toBe(0);
-    expect(result.stderr).toMatch(/✔ ok {3}Knocknoc database: schema version 1/);
+    expect(result.stderr).toMatch(/✔ ok {3}Knocknoc database: schema version 2/);
     expect(result.stderr).toMatch(/\[1\/2\] Create .*knocknoc\.conf/);
     // The node is served from the shared database.
     const status = await fetch('http://127.0.0.1:18761/_status');

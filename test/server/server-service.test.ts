@@ -28,7 +28,7 @@ async function installedRoot(host: string): Promise<{ root: Root; url: string }>
   expect(install.exitCode).toBe(0);
   expect(install.stderr).toContain(`Knocknoc server: start it (daemon) and wait until http://${listen}/_status answers 200 …`);
   expect(install.stderr).toMatch(
-    new RegExp(`✔ done in [\\d.]+ s \\(pid \\d+; http://${listen.replace(/\./g, '\\.')}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\)\\)`),
+    new RegExp(`✔ done in [\\d.]+ s \\(pid \\d+; http://${listen.replace(/\./g, '\\.')}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 2\\)\\)`),
   );
   return { root, url: `http://${listen}` };
 }
@@ -70,7 +70,7 @@ test('knocker service: status, stop, start and restart of what the install set u
   expect(running.exitCode).toBe(0);
   expect(running.stdout).toMatch(/^postgres {2}running {5}private cluster .*\/var\/lib\/knocknoc\/postgresql on 127\.0\.0\.3:\d+$/m);
   expect(running.stdout).toMatch(
-    new RegExp(`^server    running     pid \\d+, ${url}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 1\\); log .*knocknoc\\.log$`, 'm'),
+    new RegExp(`^server    running     pid \\d+, ${url}/_status: 200 ok \\(Knocknoc 1\\.0\\.0, schema 2\\); log .*knocknoc\\.log$`, 'm'),
   );
   expect(running.stdout).toContain(
     `haproxy   not set up  no HAProxy configuration written by knocker in ${root.path('/etc/haproxy/haproxy.cfg')} (run \`knocker haproxy setup NAME=HOST:PORT … --root ${root.dir}\`)`,
@@ -129,9 +129,9 @@ test('a web node joining a database newer than its release: the start step fails
       env: { KNOCKNOC_DATABASE_URL: databaseUrl },
     });
     expect(result.exitCode).toBe(4);
-    expect(result.stderr).toMatch(/warning: the database's schema \(version 2\) is newer than this release expects \(1\)/);
+    expect(result.stderr).toMatch(/warning: the database's schema \(version 3\) is newer than this release expects \(2\)/);
     expect(result.stderr).toMatch(
-      /error: Knocknoc server: start it \(daemon\) .* failed: knocknoc-server runs but cannot serve: 503 out of step: this release expects schema 1, the database has 2 \(Knocknoc 1\.0\.0, schema 1\); upgrade Knocknoc on this node/,
+      /error: Knocknoc server: start it \(daemon\) .* failed: knocknoc-server runs but cannot serve: 503 out of step: this release expects schema 2, the database has 3 \(Knocknoc 1\.0\.0, schema 2\); upgrade Knocknoc on this node/,
     );
     expect(result.stderr).toMatch(/↺ rolled back: Create .*knocknoc\.conf/);
     await expect(fs.access(root.path(PATHS.conf))).rejects.toThrow();

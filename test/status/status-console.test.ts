@@ -91,12 +91,13 @@ test('80×24 and 200×50: after 50 events the summary and every server stay on s
   expect(await large.waitFor(`host ${hosts.S}: standby`)).toContain('standby standby_c');
 
   // Fifty events and more: all three nodes flipped between drain and maint through HAProxy's
-  // runtime API (three events or more a flip), each flip waited for on the screen.
+  // runtime API, each flip waited for on the screen (the events pane folds the three nodes' same
+  // change into one line, so a flip makes one or two lines).
   const socket = haproxyPaths(cluster.root).adminSocket;
   const eventsOn = (screen: string) =>
     Number(/Events \((\d+) older not shown\)/.exec(screen)?.[1] ?? 0) + (screen.match(/^ {2}\d\d:\d\d:\d\d [✔!✗] /gm) ?? []).length;
   for (let flip = 0; eventsOn(await large.visible()) < 50; flip += 1) {
-    expect(flip, 'flips before 50 events').toBeLessThan(40);
+    expect(flip, 'flips before 50 events').toBeLessThan(100);
     const state = flip % 2 === 0 ? 'drain' : 'maint';
     await Promise.all(['web-1', 'web-2', 'web-3'].map((name) => setServerState(socket, BACKEND, name, state)));
     const word = state === 'drain' ? 'draining' : 'maint';

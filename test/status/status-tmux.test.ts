@@ -24,7 +24,7 @@ test('the dashboard in an 80-column terminal: the cluster, a node dying, help, f
   });
   terminals.push(t);
   const screen = await t.waitFor('3 of 3 servers healthy');
-  expect(screen).toMatch(/SERVER\s+HEALTH\s+VERSION\s+\/_STATUS\s+HAPROXY/);
+  expect(screen).toMatch(/SERVER\s+HEALTH↓?\s+VERSION\s+\/_STATUS\s+HAPROXY/);
   expect(screen).toMatch(/^❯ ✔ web-1\s+ok\s+1\.0\.0\s+200 [\d.]+ms\s+UP/m);
   // Nothing runs past the 80 columns.
   for (const line of screen.split('\n')) expect([...line].length).toBeLessThanOrEqual(80);
