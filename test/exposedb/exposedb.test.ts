@@ -255,7 +255,10 @@ describe('knocker exposedb on a primary', () => {
       [['--add', '127.0.0.54/32', '--remove', '127.0.0.54/32'], "error: option '--add <CIDR>' cannot be used with option '--remove <CIDR>'"],
       [['--add', '127.0.0.54/32', '--add', '127.0.0.55/32'], '--add may be given only once'],
       [['--list', '--host', '127.0.0.50'], 'error: --host goes with --init'],
-      [['--conn', 'postgres://u:p@127.0.0.50/db'], 'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>'],
+      [
+        ['--conn', 'postgres://u:p@127.0.0.50/db'],
+        'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
+      ],
       [['--renew-cert', '--add', '127.0.0.54/32'], "error: option '--add <CIDR>' cannot be used with option '--renew-cert'"],
     ];
     for (const [args, message] of misuse) {
