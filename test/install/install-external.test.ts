@@ -53,7 +53,7 @@ describe('option 2: a new external database', () => {
       env: { KNOCKNOC_DATABASE_URL: url },
     });
     expect(refused.exitCode).toBe(3);
-    expect(refused.stderr).toMatch(/✗ FAIL empty database: ext2 already holds a Knocknoc schema \(version 1\)/);
+    expect(refused.stderr).toMatch(/✗ FAIL empty database: ext2 already holds a Knocknoc schema \(version 2\)/);
     expect(refused.stderr).toContain('hint: to add this node to an existing Knocknoc deployment, choose option 3 (web node only)');
     await expect(fs.access(other.path(PATHS.conf))).rejects.toThrow();
   });
