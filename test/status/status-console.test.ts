@@ -208,7 +208,7 @@ test('Enter opens the selected server, l its log (followed), Esc goes back, D th
   await t.keys('q');
   // Quitting stops the monitor and the log follower: on a machine busy with other suites that took over 20 s once.
   await t.waitFor('EXIT=0', 90_000);
-}, 120_000);
+}, 180_000);
 
 /** An SGR sequence that sets a colour (foreground or background, 8, 16, 256 or true colour). */
 const COLOUR = /\u001B\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])(?:;[0-9;]*)?m/;
