@@ -12,12 +12,11 @@ import tls from 'node:tls';
 import pg from 'pg';
 import { type KnockerError, PreflightError } from '../errors.js';
 import { clientConfig } from '../postgres/connect.js';
+import { probeTls } from '../postgres/tls-probe.js';
 import { buildDatabaseUrl, parseDatabaseUrl } from '../postgres/url.js';
 import { APP_DATABASE } from '../installer/database.js';
 import type { Logger } from '../system/log.js';
 import { inviteRole, openPayload, spkiPin, type JoinPayload, type JoinToken } from './token.js';
-
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 export class JoinRefusedError extends PreflightError {}
 
@@ -25,56 +24,14 @@ function at(token: JoinToken): string {
   return `${net.isIPv6(token.host) ? `[${token.host}]` : token.host}:${token.port}`;
 }
 
-/** The certificates the server sends (leaf first), as PostgreSQL presents its ssl_cert_file. */
-export function presentedChain(
-  token: Pick<JoinToken, 'host' | 'port'>,
-  options: { sourceAddress?: string; timeoutMs?: number } = {},
-): Promise<X509Certificate[]> {
-  const timeoutMs = options.timeoutMs ?? 8_000;
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: token.host, port: token.port, ...(options.sourceAddress ? { localAddress: options.sourceAddress } : {}) });
-    let secure: tls.TLSSocket | undefined;
-    const timer = setTimeout(() => finish(new Error(`no TLS answer within ${timeoutMs} ms`)), timeoutMs);
-    const finish = (result: X509Certificate[] | Error) => {
-      clearTimeout(timer);
-      secure?.destroy();
-      socket.destroy();
-      if (result instanceof Error) reject(result);
-      else resolve(result);
-    };
-    socket.once('error', finish);
-    socket.once('connect', () => socket.write(SSL_REQUEST));
-    socket.once('data', (reply) => {
-      if (reply[0] === 0x4e) return finish(new Error('the server does not offer TLS'));
-      if (reply[0] !== 0x53) return finish(new Error('the server did not answer as PostgreSQL does'));
-      // Nothing is trusted here: the chain is only read, and the connection closed before any login.
-      secure = tls.connect({
-        socket,
-        rejectUnauthorized: false,
-        checkServerIdentity: () => undefined,
-        ...(net.isIP(token.host) ? {} : { servername: token.host }),
-      });
-      secure.once('error', finish);
-      secure.once('secureConnect', () => {
-        const chain: X509Certificate[] = [];
-        const seen = new Set<string>();
-        let cert: tls.DetailedPeerCertificate | undefined = secure!.getPeerCertificate(true);
-        while (cert?.raw && !seen.has(cert.fingerprint256)) {
-          seen.add(cert.fingerprint256);
-          chain.push(new X509Certificate(cert.raw));
-          cert = cert.issuerCertificate;
-        }
-        finish(chain);
-      });
-    });
-  });
-}
-
 /** Step 1: the cluster's CA out of the presented chain, by its pin; refused when no certificate matches. */
 export async function pinnedCa(token: JoinToken, options: { sourceAddress?: string } = {}): Promise<X509Certificate> {
   let chain: X509Certificate[];
   try {
-    chain = await presentedChain(token, options);
+    // Nothing is trusted here: the chain is only read, and the connection closed before any login.
+    const probe = await probeTls(token.host, token.port, { ...options, timeoutMs: 8_000 });
+    if (!probe.offered) throw new Error('the server does not offer TLS');
+    chain = probe.chain;
   } catch (error) {
     throw new JoinRefusedError(`cannot reach the database at ${at(token)}: ${(error as Error).message}; nothing was sent and nothing changed`, [
       'check the address in the token and that this host can reach it (a firewall, the primary listening externally)',

@@ -12,6 +12,8 @@ export type TlsProbe =
   | {
       offered: true;
       certificate: CertificateInfo;
+      /** The certificates the server sent, leaf first (PostgreSQL sends what its ssl_cert_file holds). */
+      chain: X509Certificate[];
       /** Signed by the CA given (or a system CA when none was given). */
       chainVerified: boolean;
       /** Why the chain did not verify (OpenSSL's words). */
@@ -59,13 +61,23 @@ export function probeTls(host: string, port: number, options: ProbeOptions = {})
       });
       secure.once('error', (error) => finish(error));
       secure.once('secureConnect', () => {
-        const peer = secure!.getPeerCertificate();
-        if (!peer?.raw) return finish(new Error(`${host}:${port} presented no certificate`));
-        const certificate = describeCertificate(new X509Certificate(peer.raw));
+        const chain: X509Certificate[] = [];
+        const seen = new Set<string>();
+        for (
+          let cert: tls.DetailedPeerCertificate | undefined = secure!.getPeerCertificate(true);
+          cert?.raw && !seen.has(cert.fingerprint256);
+          cert = cert.issuerCertificate
+        ) {
+          seen.add(cert.fingerprint256);
+          chain.push(new X509Certificate(cert.raw));
+        }
+        if (!chain[0]) return finish(new Error(`${host}:${port} presented no certificate`));
+        const certificate = describeCertificate(chain[0]);
         const error = secure!.authorizationError;
         finish({
           offered: true,
           certificate,
+          chain,
           chainVerified: secure!.authorized,
           ...(error ? { chainError: String(error) } : {}),
           hostMatches: certificateCovers(certificate.pem, host),
