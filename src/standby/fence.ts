@@ -6,11 +6,11 @@
 // `knocker standby rejoin` (or `standby promote`, if the other host is lost) then brings it back.
 // Two callers make the same decision: `knocker service start postgres`, and on a Debian host
 // systemd itself, whose drop-in (boot-unit.ts) runs `knocker standby pre-start` before every start.
-import { setTimeout as delay } from 'node:timers/promises';
 import type { PrivateCluster } from '../postgres/cluster.js';
 import { knockerCommand } from '../shared/hint.js';
 import type { Logger } from '../system/log.js';
 import type { Root } from '../system/root.js';
+import { sleep } from '../system/wait.js';
 import { applyNodeConfig, hasStandbySignal, nodeAt, readState, type PairState } from './node.js';
 import { peerFacts, tryPeer, type PeerFacts } from './peer.js';
 
@@ -40,7 +40,7 @@ async function askPeer(root: Root, state: PairState, timeoutMs: number, log?: Lo
       log?.info(`peer ${state.peer.host}:${state.peer.port} did not answer the query: ${error.message}`);
       return undefined;
     });
-    const late = delay(Math.max(1, timeoutMs - (Date.now() - started)), undefined, { signal: deadline.signal }).then(
+    const late = sleep(Math.max(1, timeoutMs - (Date.now() - started)), deadline.signal).then(
       () => {
         log?.info(`peer ${state.peer.host}:${state.peer.port} connected but did not answer within ${timeoutMs} ms`);
         return undefined;
