@@ -3,6 +3,7 @@
 import { Option, type Command } from 'commander';
 import { EXIT } from '../errors.js';
 import { EXPOSEDB_HELP } from '../exposedb/help.js';
+import type { ExposeAction } from '../exposedb/index.js';
 import { rootOf, type CommandContext } from './context.js';
 import { jsonNeedsDryRun, once } from './options.js';
 
@@ -25,26 +26,38 @@ interface ExposeOptions {
   json?: boolean;
 }
 
+/** The options that name what to do (commander's key, the action): exactly one is given, so each conflicts with every other. */
+const ACTIONS = [
+  ['init', 'init'],
+  ['add', 'add'],
+  ['remove', 'remove'],
+  ['list', 'list'],
+  ['renewCert', 'renew-cert'],
+  ['addStandby', 'add-standby'],
+  ['invite', 'invite'],
+  ['invites', 'invites'],
+  ['revoke', 'revoke'],
+  ['addMonitor', 'add-monitor'],
+] as const satisfies ReadonlyArray<readonly [keyof ExposeOptions, ExposeAction]>;
+
+const otherActions = (key: (typeof ACTIONS)[number][0]): string[] => ACTIONS.map(([k]) => k).filter((k) => k !== key);
+
 export function exposedbCommand(program: Command, ctx: CommandContext): void {
   program
     .command('exposedb')
     .description("share this primary's database with other web nodes, behind an allow-list of their addresses")
-    .addOption(new Option('--init').conflicts(['add', 'remove', 'list', 'renewCert']))
-    .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(['remove', 'list', 'renewCert']))
-    .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(['list', 'renewCert']))
-    .addOption(new Option('--list').conflicts(['renewCert']))
-    .addOption(new Option('--renew-cert').conflicts(['addStandby']))
-    .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(['init', 'add', 'remove', 'list']))
-    .addOption(
-      new Option('--invite <ADDR/32>')
-        .argParser(once('--invite'))
-        .conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'invites', 'revoke', 'addMonitor']),
-    )
-    .addOption(new Option('--invites').conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby', 'revoke', 'dryRun']))
-    .addOption(new Option('--revoke <ID>').argParser(once('--revoke')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby']))
+    .addOption(new Option('--init').conflicts(otherActions('init')))
+    .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(otherActions('add')))
+    .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(otherActions('remove')))
+    .addOption(new Option('--list').conflicts(otherActions('list')))
+    .addOption(new Option('--renew-cert').conflicts(otherActions('renewCert')))
+    .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(otherActions('addStandby')))
+    .addOption(new Option('--invite <ADDR/32>').argParser(once('--invite')).conflicts(otherActions('invite')))
+    .addOption(new Option('--invites').conflicts([...otherActions('invites'), 'dryRun']))
+    .addOption(new Option('--revoke <ID>').argParser(once('--revoke')).conflicts(otherActions('revoke')))
     .addOption(new Option('--ttl <DURATION>').argParser(once('--ttl')))
     .addOption(new Option('--name <NAME>').argParser(once('--name')))
-    .addOption(new Option('--add-monitor <ADDR>').argParser(once('--add-monitor')).conflicts(['init', 'add', 'remove', 'list', 'renewCert', 'addStandby']))
+    .addOption(new Option('--add-monitor <ADDR>').argParser(once('--add-monitor')).conflicts(otherActions('addMonitor')))
     .addOption(new Option('--conn <URI>').argParser(once('--conn')))
     .addOption(new Option('--host <ADDR>').argParser(once('--host')))
     .addOption(new Option('--dry-run').conflicts(['list']))
@@ -53,27 +66,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .configureHelp({ formatHelp: () => EXPOSEDB_HELP })
     .showHelpAfterError(true)
     .action(async (options: ExposeOptions, command: Command) => {
-      const action = options.init
-        ? 'init'
-        : options.add !== undefined
-          ? 'add'
-          : options.remove !== undefined
-            ? 'remove'
-            : options.list
-              ? 'list'
-              : options.renewCert
-                ? 'renew-cert'
-                : options.addStandby !== undefined
-                  ? 'add-standby'
-                  : options.invite !== undefined
-                    ? 'invite'
-                    : options.invites
-                      ? 'invites'
-                      : options.revoke !== undefined
-                        ? 'revoke'
-                        : options.addMonitor !== undefined
-                          ? 'add-monitor'
-                          : undefined;
+      const action = ACTIONS.find(([key]) => options[key] !== undefined)?.[1];
       if (!action) {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
         if (Object.keys(options).length > 0)
