@@ -6,13 +6,9 @@
 // anything is written from it.
 import fs from 'node:fs/promises';
 import net from 'node:net';
-import path from 'node:path';
-import { PreflightError, UsageError } from '../errors.js';
-import { issueServerCertificate } from '../postgres/certificates.js';
 import { generatePassword } from '../postgres/scram.js';
-import { endpointProblems, isOwnAddress, pemProblems, refuseReadable } from '../standby/bundle.js';
+import { endpointProblems, readHostBundle, writeBundleWithCertificate } from '../standby/bundle.js';
 import type { Endpoint } from '../standby/node.js';
-import { writeFileAtomic } from '../system/files.js';
 import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
@@ -57,31 +53,19 @@ export function monitorBundleProblems(bundle: unknown): string[] {
   return problems;
 }
 
-const WHAT = 'a monitor bundle of knocker exposedb --add-monitor';
-
 /** Reads and checks the bundle: refused when others can read it, invalid (exit 2), or for another host (exit 3). */
-export async function readMonitorBundle(file: string): Promise<MonitorBundle> {
-  await refuseReadable(file, "autoctl_node's password and the monitor's private key", {
-    make: 'make it on the primary with knocker exposedb --add-monitor ADDR, and copy it to this host',
-    remake: 'make a new one on the primary (knocker exposedb --add-monitor ADDR again)',
+export function readMonitorBundle(file: string): Promise<MonitorBundle> {
+  return readHostBundle<MonitorBundle>(file, {
+    noun: 'monitor bundle of knocker exposedb --add-monitor',
+    holds: "autoctl_node's password and the monitor's private key",
+    hints: {
+      make: 'make it on the primary with knocker exposedb --add-monitor ADDR, and copy it to this host',
+      remake: 'make a new one on the primary (knocker exposedb --add-monitor ADDR again)',
+    },
+    problems: monitorBundleProblems,
+    hostOf: (bundle) => bundle.monitor.host,
+    elsewhere: (host) => `run knocker ha monitor on ${host}, or on the primary make a bundle for this host: knocker exposedb --add-monitor ADDR`,
   });
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await fs.readFile(file, 'utf8'));
-  } catch (error) {
-    throw new UsageError(`${file} is not ${WHAT}: ${(error as Error).message}`);
-  }
-  const problems = monitorBundleProblems(parsed);
-  if (problems.length > 0) throw new UsageError(`${file} is not a valid ${WHAT}; nothing was written`, problems);
-  const bundle = parsed as MonitorBundle;
-  if (!(await isOwnAddress(bundle.monitor.host))) {
-    throw new PreflightError(`this host has no address ${bundle.monitor.host}: the bundle is for another host`, [
-      `run knocker ha monitor on ${bundle.monitor.host}, or on the primary make a bundle for this host: knocker exposedb --add-monitor ADDR`,
-    ]);
-  }
-  const pem = pemProblems(parsed as Record<string, unknown>, bundle.monitor.host);
-  if (pem.length > 0) throw new UsageError(`${file} is not a valid ${WHAT}; nothing was written`, pem);
-  return bundle;
 }
 
 /** On the primary: the step that issues the monitor's certificate and writes its bundle (0600). */
@@ -97,27 +81,8 @@ export function monitorBundleStep(root: Root, file: string, parts: { monitor: En
     async apply() {
       const password = generatePassword();
       log.addSecret(password);
-      const work = await fs.mkdtemp(path.join(path.dirname(file), '.knocker-monitor-'));
-      try {
-        const keyFile = path.join(work, 'server.key');
-        const certFile = path.join(work, 'server.crt');
-        await issueServerCertificate(
-          { ca: { keyFile: root.path(PATHS.clusterCaKey), certFile: root.path(PATHS.clusterCaCert) }, hosts: [parts.monitor.host], keyFile, certFile },
-          log,
-        );
-        const bundle: MonitorBundle = {
-          version: 1,
-          kind: KIND,
-          ...parts,
-          password,
-          ca: await fs.readFile(root.path(PATHS.clusterCaCert), 'utf8'),
-          certificate: await fs.readFile(certFile, 'utf8'),
-          key: await fs.readFile(keyFile, 'utf8'),
-        };
-        await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600, backup: false });
-      } finally {
-        await fs.rm(work, { recursive: true, force: true });
-      }
+      const ca = await fs.readFile(root.path(PATHS.clusterCaCert), 'utf8');
+      await writeBundleWithCertificate(root, file, parts.monitor.host, { version: 1, kind: KIND, ...parts, password, ca }, log);
     },
     async undo() {
       await fs.rm(file, { force: true });

@@ -9,7 +9,12 @@ import dns from 'node:dns/promises';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { PreflightError, UsageError } from '../errors.js';
+import { issueServerCertificate } from '../postgres/certificates.js';
+import { writeFileAtomic } from '../system/files.js';
+import type { Logger } from '../system/log.js';
+import { PATHS, type Root } from '../system/root.js';
 import type { StandbyBundle } from './primary.js';
 
 const KEYS = ['version', 'primary', 'standby', 'database', 'password', 'ca', 'certificate', 'key', 'nodesUrl'];
@@ -103,28 +108,74 @@ export async function refuseReadable(file: string, holds: string, hints: { make:
   }
 }
 
-export async function readBundle(file: string): Promise<StandbyBundle> {
-  await refuseReadable(file, 'the replication password and a private key', {
-    make: 'make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host',
-    remake: 'make a new one on the primary (knocker standby remove there, then exposedb --add-standby)',
-  });
+/** How one kind of bundle is read: its name in messages, what it holds, its own field checks, and the host it is for. */
+export interface BundleKind<T> {
+  /** e.g. "bundle of knocker exposedb --add-standby" (said as "not a …", "not a valid …"). */
+  noun: string;
+  holds: string;
+  hints: { make: string; remake: string };
+  problems: (parsed: unknown) => string[];
+  hostOf: (bundle: T) => string;
+  /** The hint when the bundle is for another host. */
+  elsewhere: (host: string) => string;
+}
+
+/**
+ * Reads a bundle another host's knocker made, in the order that writes nothing from it unchecked:
+ * refused when missing or readable by others (exit 3), not JSON or with a field that does not hold
+ * (exit 2), for another host (exit 3), or with a key or certificate that does not fit (exit 2).
+ */
+export async function readHostBundle<T>(file: string, kind: BundleKind<T>): Promise<T> {
+  await refuseReadable(file, kind.holds, kind.hints);
   let parsed: unknown;
   try {
     parsed = JSON.parse(await fs.readFile(file, 'utf8'));
   } catch (error) {
-    throw new UsageError(`${file} is not a bundle of knocker exposedb --add-standby: ${(error as Error).message}`);
+    throw new UsageError(`${file} is not a ${kind.noun}: ${(error as Error).message}`);
   }
-  const problems = bundleProblems(parsed);
-  if (problems.length > 0) throw new UsageError(`${file} is not a valid bundle of knocker exposedb --add-standby; nothing was written`, problems);
-  const bundle = parsed as StandbyBundle;
-  if (!(await isOwnAddress(bundle.standby.host))) {
-    throw new PreflightError(`this host has no address ${bundle.standby.host}: the bundle is for another host`, [
-      `run knocker standby init on ${bundle.standby.host}, or on the primary make a bundle for this host: knocker exposedb --add-standby ADDR`,
-    ]);
-  }
-  const pem = pemProblems(parsed as Record<string, unknown>, bundle.standby.host);
-  if (pem.length > 0) throw new UsageError(`${file} is not a valid bundle of knocker exposedb --add-standby; nothing was written`, pem);
+  const invalid = `${file} is not a valid ${kind.noun}; nothing was written`;
+  const problems = kind.problems(parsed);
+  if (problems.length > 0) throw new UsageError(invalid, problems);
+  const bundle = parsed as T;
+  const host = kind.hostOf(bundle);
+  if (!(await isOwnAddress(host))) throw new PreflightError(`this host has no address ${host}: the bundle is for another host`, [kind.elsewhere(host)]);
+  const pem = pemProblems(parsed as Record<string, unknown>, host);
+  if (pem.length > 0) throw new UsageError(invalid, pem);
   return bundle;
+}
+
+export function readBundle(file: string): Promise<StandbyBundle> {
+  return readHostBundle<StandbyBundle>(file, {
+    noun: 'bundle of knocker exposedb --add-standby',
+    holds: 'the replication password and a private key',
+    hints: {
+      make: 'make it on the primary with knocker exposedb --add-standby ADDR, and copy it to this host',
+      remake: 'make a new one on the primary (knocker standby remove there, then exposedb --add-standby)',
+    },
+    problems: bundleProblems,
+    hostOf: (bundle) => bundle.standby.host,
+    elsewhere: (host) => `run knocker standby init on ${host}, or on the primary make a bundle for this host: knocker exposedb --add-standby ADDR`,
+  });
+}
+
+/**
+ * On the primary: writes `file` (0600) with `fields`, then a server certificate for `host` from the
+ * cluster's CA and its key, both made in a private folder beside the file and removed after.
+ */
+export async function writeBundleWithCertificate(root: Root, file: string, host: string, fields: object, log: Logger): Promise<void> {
+  const work = await fs.mkdtemp(path.join(path.dirname(file), '.knocker-bundle-'));
+  try {
+    const keyFile = path.join(work, 'server.key');
+    const certFile = path.join(work, 'server.crt');
+    await issueServerCertificate(
+      { ca: { keyFile: root.path(PATHS.clusterCaKey), certFile: root.path(PATHS.clusterCaCert) }, hosts: [host], keyFile, certFile },
+      log,
+    );
+    const bundle = { ...fields, certificate: await fs.readFile(certFile, 'utf8'), key: await fs.readFile(keyFile, 'utf8') };
+    await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600, backup: false });
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
 }
 
 /** pg_basebackup's --max-rate: a number of kB/s, or with k or M, from 32 kB/s to 1024 MB/s. */

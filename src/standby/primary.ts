@@ -7,7 +7,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import { adminLink, executeQuoted, type AdminLink, type AdminSession } from '../postgres/admin.js';
-import { issueServerCertificate } from '../postgres/certificates.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
 import { generatePassword, scramMatches, scramVerifier } from '../postgres/scram.js';
 import type { LocalCluster } from '../postgres/locate.js';
@@ -17,6 +16,7 @@ import type { Logger } from '../system/log.js';
 import { fileStep, type Step } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
 import { lookupUser } from '../system/users.js';
+import { writeBundleWithCertificate } from './bundle.js';
 import { passfileText, passwordFrom } from './conninfo.js';
 import { bootFenceStep } from './boot-unit.js';
 import { hbaLinesFor, pairNodes, type PairNodes } from './hba-lines.js';
@@ -402,19 +402,7 @@ function bundleStep(root: Root, file: string, parts: Omit<StandbyBundle, 'versio
     details: [`openssl: a server certificate for ${parts.standby.host}, signed by ${root.path(PATHS.clusterCaCert)}`],
     changes: true,
     async apply() {
-      const work = await fs.mkdtemp(path.join(path.dirname(file), '.knocker-standby-'));
-      try {
-        const keyFile = path.join(work, 'server.key');
-        const certFile = path.join(work, 'server.crt');
-        await issueServerCertificate(
-          { ca: { keyFile: root.path(PATHS.clusterCaKey), certFile: root.path(PATHS.clusterCaCert) }, hosts: [parts.standby.host], keyFile, certFile },
-          log,
-        );
-        const bundle: StandbyBundle = { version: 1, ...parts, certificate: await fs.readFile(certFile, 'utf8'), key: await fs.readFile(keyFile, 'utf8') };
-        await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600, backup: false });
-      } finally {
-        await fs.rm(work, { recursive: true, force: true });
-      }
+      await writeBundleWithCertificate(root, file, parts.standby.host, { version: 1, ...parts }, log);
     },
     async undo() {
       await fs.rm(file, { force: true });
