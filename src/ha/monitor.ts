@@ -5,7 +5,6 @@
 // the cluster's CA, then pg_hba.conf rewritten (initdb left trust), a tuning override after
 // pg_autoctl's include, `pg_autoctl run` started (a daemon under a sandbox root, its systemd unit on
 // a host), and autoctl_node's password set as a SCRAM verifier (the monitor logs DDL).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -14,11 +13,11 @@ import { executeQuoted, withAdminSession } from '../postgres/admin.js';
 import { findPgBinaries } from '../postgres/cluster.js';
 import { scramVerifier } from '../postgres/scram.js';
 import type { Output } from '../shared/output.js';
-import { isAlive } from '../system/lock.js';
 import type { Logger } from '../system/log.js';
 import type { Plan, Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
 import { run, which } from '../system/run.js';
+import { runningDaemon, startDaemon, stopDaemon, systemctl } from '../system/service.js';
 import { withRun, type RunFlags } from '../system/runner.js';
 import { isRoot, lookupUser, type OsUser } from '../system/users.js';
 import { waitFor } from '../system/wait.js';
@@ -224,50 +223,31 @@ function configStep(root: Root, files: Files, bundle: MonitorBundle): Step {
   };
 }
 
-/** The pid of the monitor's `pg_autoctl run` under a sandbox root, while it runs. */
-export async function runningMonitor(files: Files): Promise<number | undefined> {
-  const pid = Number((await fs.readFile(files.pidFile, 'utf8').catch(() => '')).trim());
-  if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return undefined;
-  const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.split('\0').includes(files.data) ? pid : undefined;
+/** The pid of the monitor's `pg_autoctl run` under a sandbox root, while it runs (known by its data directory). */
+export function runningMonitor(files: Files): Promise<number | undefined> {
+  return runningDaemon(files.pidFile, files.data);
 }
 
 /** Stops the sandbox daemon: SIGTERM (pg_autoctl stops its PostgreSQL), SIGKILL of its group after `graceMs`. */
-export async function stopMonitor(files: Files, graceMs = 30_000): Promise<void> {
-  const pid = await runningMonitor(files);
-  if (pid !== undefined) {
-    process.kill(pid, 'SIGTERM');
-    const ended = await waitFor('pg_autoctl run to end', () => (isAlive(pid) ? undefined : true), { timeoutMs: graceMs }).catch(() => false);
-    if (!ended) {
-      process.kill(-pid, 'SIGKILL');
-      await waitFor('pg_autoctl run to end', () => (isAlive(pid) ? undefined : true), { timeoutMs: 5_000 });
-    }
-  }
-  await fs.rm(files.pidFile, { force: true });
+export async function stopMonitor(files: Files, graceMs = 30_000, log?: Logger): Promise<void> {
+  await stopDaemon(files.pidFile, graceMs, log, 'SIGTERM', { mark: files.data, group: true });
 }
 
 async function startSandboxDaemon(root: Root, files: Files, log: Logger): Promise<void> {
   const user = await lookupUser(DB_USER);
-  await fs.mkdir(path.dirname(files.daemonLog), { recursive: true, mode: 0o755 });
-  const output = await fs.open(files.daemonLog, 'a', 0o640);
-  try {
-    log.info(`start daemon: pg_autoctl run --pgdata ${files.data} (log ${files.daemonLog})`);
-    const child = spawn('pg_autoctl', ['run', '--pgdata', files.data], {
+  await startDaemon(
+    {
+      program: 'pg_autoctl',
+      args: ['run', '--pgdata', files.data],
+      pidFile: files.pidFile,
+      logFile: files.daemonLog,
       cwd: files.dir,
       env: autoctlEnv(root, files),
-      detached: true,
-      stdio: ['ignore', output.fd, output.fd],
-      ...(user && isRoot() ? { uid: user.uid, gid: user.gid } : {}),
-    });
-    const pid = await new Promise<number>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('spawn', () => resolve(child.pid!));
-    });
-    child.unref();
-    await fs.writeFile(files.pidFile, `${pid}\n`, { mode: 0o644 });
-  } finally {
-    await output.close();
-  }
+      ...(user && isRoot() ? { user } : {}),
+      mark: files.data,
+    },
+    log,
+  );
 }
 
 /** The unit pg_autoctl generates, told the environment it needs (its passfile, XDG folders). */
@@ -295,8 +275,8 @@ function startStep(root: Root, files: Files, port: number, log: Logger): Step {
         await startSandboxDaemon(root, files, log);
       } else {
         await fs.writeFile(unitFile, await systemdUnit(root, files, log), { mode: 0o644 });
-        await run('systemctl', ['daemon-reload'], { log });
-        await run('systemctl', ['enable', '--now', 'pgautofailover.service'], { log });
+        await systemctl(['daemon-reload'], log);
+        await systemctl(['enable', '--now', 'pgautofailover.service'], log);
       }
       // Ready when its PostgreSQL answers the local superuser over the socket.
       await waitFor(
@@ -314,7 +294,7 @@ function startStep(root: Root, files: Files, port: number, log: Logger): Step {
       );
     },
     async undo() {
-      if (root.isSandbox) await stopMonitor(files);
+      if (root.isSandbox) await stopMonitor(files, undefined, log);
       else {
         await run('systemctl', ['disable', '--now', 'pgautofailover.service'], { log, allowFailure: true });
         await fs.rm(unitFile, { force: true });

@@ -19,12 +19,21 @@ export interface DaemonSpec {
   pidFile: string;
   logFile: string;
   cwd: string;
+  /** Its environment, in place of DAEMON_ENV: as small and fixed, never the caller's. */
+  env?: Record<string, string>;
+  /** The user it runs as (knocker runs as root). */
+  user?: { uid: number; gid: number };
+  /**
+   * For a program that keeps no pid file of its own (pg_autoctl): knocker writes it once the
+   * program has started, and the program is known by this argument of its command line instead.
+   */
+  mark?: string;
 }
 
 /** A fixed, small environment: a daemon inherits nothing from the shell that started it (no secrets). */
 const DAEMON_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
 
-async function isOurs(pid: number, pidFile: string): Promise<boolean> {
+async function isOurs(pid: number, mark: string): Promise<boolean> {
   const [stat, cmdline] = await Promise.all([
     fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined),
     fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined),
@@ -32,15 +41,15 @@ async function isOurs(pid: number, pidFile: string): Promise<boolean> {
   if (stat === undefined || cmdline === undefined) return false;
   // The state follows the command name in parentheses; Z is a zombie (it has exited).
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== 'Z' && cmdline.split('\0').includes(pidFile);
+  return state !== 'Z' && cmdline.split('\0').includes(mark);
 }
 
-/** The daemon's pid while it runs, from its pid file. */
-export async function runningDaemon(pidFile: string): Promise<number | undefined> {
+/** The daemon's pid while it runs, from its pid file (`mark`: see DaemonSpec). */
+export async function runningDaemon(pidFile: string, mark = pidFile): Promise<number | undefined> {
   const text = await fs.readFile(pidFile, 'utf8').catch(() => undefined);
   const pid = Number((text ?? '').trim());
   if (!Number.isInteger(pid) || pid <= 1) return undefined;
-  return (await isOurs(pid, pidFile)) ? pid : undefined;
+  return (await isOurs(pid, mark)) ? pid : undefined;
 }
 
 /**
@@ -89,22 +98,29 @@ export async function startDaemon(spec: DaemonSpec, log?: Logger): Promise<Start
   const logOffset = (await output.stat()).size;
   log?.info(`start daemon: ${[spec.program, ...spec.args].join(' ')} (log ${spec.logFile})`);
   try {
-    const child = spawn(spec.program, spec.args, { cwd: spec.cwd, env: DAEMON_ENV, detached: true, stdio: ['ignore', output.fd, output.fd] });
+    const child = spawn(spec.program, spec.args, {
+      cwd: spec.cwd,
+      env: spec.env ?? DAEMON_ENV,
+      detached: true,
+      stdio: ['ignore', output.fd, output.fd],
+      ...(spec.user ? { uid: spec.user.uid, gid: spec.user.gid } : {}),
+    });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('error', reject);
       child.once('spawn', () => resolve(child.pid!));
     });
     child.unref();
+    if (spec.mark !== undefined) await fs.writeFile(spec.pidFile, `${pid}\n`, { mode: 0o644 });
     return { pid, exited, logOffset };
   } finally {
     await output.close();
   }
 }
 
-async function gone(pid: number, pidFile: string, withinMs: number): Promise<boolean> {
+async function gone(pid: number, mark: string, withinMs: number): Promise<boolean> {
   return (
-    (await waitForOrUndefined(`pid ${pid} to end`, async () => (!isAlive(pid) || !(await isOurs(pid, pidFile)) ? true : undefined), {
+    (await waitForOrUndefined(`pid ${pid} to end`, async () => (!isAlive(pid) || !(await isOurs(pid, mark)) ? true : undefined), {
       timeoutMs: withinMs,
       everyMs: 50,
     })) ?? false
@@ -120,18 +136,24 @@ export async function stopDaemon(
   graceMs: number,
   log?: Logger,
   signal: NodeJS.Signals = 'SIGTERM',
+  /** `mark`: see DaemonSpec; `group`: SIGKILL its whole process group (a supervisor's children too). */
+  options: { mark?: string; group?: boolean } = {},
 ): Promise<'not running' | 'stopped' | 'killed'> {
-  const pid = await runningDaemon(pidFile);
+  const mark = options.mark ?? pidFile;
+  const pid = await runningDaemon(pidFile, mark);
   if (pid === undefined) {
     await fs.rm(pidFile, { force: true });
     return 'not running';
   }
   log?.info(`stop daemon: ${signal} to ${pid}`);
   process.kill(pid, signal);
-  if (await gone(pid, pidFile, graceMs)) return 'stopped';
+  if (await gone(pid, mark, graceMs)) {
+    if (options.mark !== undefined) await fs.rm(pidFile, { force: true });
+    return 'stopped';
+  }
   log?.warn(`daemon ${pid} still running after ${graceMs} ms: SIGKILL`);
-  process.kill(pid, 'SIGKILL');
-  await gone(pid, pidFile, 5_000);
+  process.kill(options.group ? -pid : pid, 'SIGKILL');
+  await gone(pid, mark, 5_000);
   await fs.rm(pidFile, { force: true });
   return 'killed';
 }
