@@ -72,9 +72,10 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
           );
           return;
         }
-        const monitor = await status.openMonitor(root, { intervalMs });
-        const earlier = await status.recentHistory(root);
-        const [{ runDashboard }, { followNodeLog }, actions] = await Promise.all([
+        // The history (a round trip to the database, up to its bound) loads beside the rest of the start.
+        const [monitor, earlier, { runDashboard }, { followNodeLog }, actions] = await Promise.all([
+          status.openMonitor(root, { intervalMs }),
+          status.recentHistory(root),
           import('../status-app.js'),
           import('../status/log.js'),
           options.admin ? import('../status/actions.js') : undefined,

@@ -263,11 +263,10 @@ export async function uninstallPlan(root: Root, options: UninstallOptions, log: 
       `${root.path(PATHS.conf)} is not usable (${loaded.problems[0]}): this node's row stays in its database's registry; retire it from another node with \`knocker server forget NAME\``,
     );
   }
-  // A private cluster is this install's own; the host's PostgreSQL may serve other databases too.
-  if (pair) {
-    // stopped above, before anything was removed
-  } else if (postgres && root.isSandbox) steps.push(postgres.step);
-  else if (postgres) warnings.push("the host's PostgreSQL is left running: it may hold other databases than Knocknoc's");
+  // A private cluster is this install's own; the host's PostgreSQL may serve other databases too
+  // (a pair's cluster was stopped above, before anything was removed).
+  if (!pair && postgres && root.isSandbox) steps.push(postgres.step);
+  else if (!pair && postgres) warnings.push("the host's PostgreSQL is left running: it may hold other databases than Knocknoc's");
   if (!root.isSandbox && (await isSystemdHost()) && (await statIfExists(root.path(PATHS.serverUnit)))) steps.push(unitStep(root));
   // The standby pair's check before the host's PostgreSQL starts: it would run a knocker that is gone.
   for (const cluster of await writtenDropIns(root)) {
