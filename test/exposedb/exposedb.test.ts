@@ -260,6 +260,7 @@ describe('knocker exposedb on a primary', () => {
         'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
       ],
       [['--renew-cert', '--add', '127.0.0.54/32'], "error: option '--add <CIDR>' cannot be used with option '--renew-cert'"],
+      [['--revoke', 'abc', '--add-monitor', '127.0.0.9'], "error: option '--revoke <ID>' cannot be used with option '--add-monitor <ADDR>'"],
     ];
     for (const [args, message] of misuse) {
       const result = await exposedb(...args);
