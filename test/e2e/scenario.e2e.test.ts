@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { inject, afterAll, beforeAll, describe, expect, test, type TestContext } from 'vitest';
+import { selfSignedArgs } from '../helpers/certs.js';
 import { openTerminal, type Terminal } from '../helpers/tmux.js';
 import { waitFor } from '../helpers/server.js';
 import type { Host } from './harness/host.js';
@@ -309,24 +310,7 @@ function story(image: E2eImage): void {
     async () => {
       expect(await installed(web1, 'haproxy')).toBeUndefined();
       // A certificate for web-1's address, which the client trusts.
-      await web1.exec([
-        'openssl',
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '7',
-        '-subj',
-        `/CN=${web1.address}`,
-        '-addext',
-        `subjectAltName=IP:${web1.address}`,
-        '-keyout',
-        '/root/web-1.key',
-        '-out',
-        '/root/web-1.crt',
-      ]);
+      await web1.exec(selfSignedArgs({ cn: web1.address, san: `IP:${web1.address}`, days: 7, keyOut: '/root/web-1.key', certOut: '/root/web-1.crt' }));
       web1.write('/root/web-1.pem', web1.read('/root/web-1.crt') + web1.read('/root/web-1.key'), 0o600);
       client.write(CA_IN_CLIENT, web1.read('/root/web-1.crt'));
       const setup = await knocker(web1, ['haproxy', 'setup', `web-1=${web1.address}:${PORT}`, `web-2=${web2.address}:${PORT}`, '--cert', '/root/web-1.pem']);

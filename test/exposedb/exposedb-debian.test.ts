@@ -21,6 +21,7 @@ import { probeTls } from '../../src/postgres/tls-probe.js';
 import { PATHS, type Root } from '../../src/system/root.js';
 import { url } from '../helpers/exposedb.js';
 import { destroyRoot, makeRoot } from '../helpers/roots.js';
+import { createDebianCluster } from '../helpers/pg.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 let base: string;
@@ -36,36 +37,7 @@ beforeAll(async () => {
   process.env.PG_CLUSTER_CONF_ROOT = etc;
   const bin = (await findPgBinaries())!;
   const port = await freePort('127.0.0.1');
-  await execa(
-    'pg_createcluster',
-    [
-      '-u',
-      'postgres',
-      '-d',
-      path.join(base, 'data'),
-      '-s',
-      path.join(base, 'sock'),
-      '-l',
-      path.join(base, 'pg.log'),
-      '-p',
-      String(port),
-      bin.version,
-      'exposetest',
-      '--',
-      '--no-sync',
-    ],
-    {
-      env: { PG_CLUSTER_CONF_ROOT: etc },
-    },
-  );
-  await fs.chmod(etc, 0o755);
-  // A self-signed certificate for the host's name, as Debian's ssl-cert package makes ("snakeoil").
-  const key = path.join(base, 'ssl-cert-snakeoil.key');
-  const crt = path.join(base, 'ssl-cert-snakeoil.pem');
-  await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', key, '-out', crt]);
-  await execa('chown', ['postgres:postgres', key, crt]);
-  await fs.chmod(key, 0o600);
-  await fs.writeFile(path.join(etc, bin.version, 'exposetest', 'conf.d', 'tls.conf'), `ssl = on\nssl_cert_file = '${crt}'\nssl_key_file = '${key}'\n`);
+  await createDebianCluster({ base, etc, version: bin.version, name: 'exposetest', port, snakeoil: true });
   await execa('pg_ctlcluster', [bin.version, 'exposetest', 'start'], { env: { PG_CLUSTER_CONF_ROOT: etc } });
   cluster = (await findSystemClusters())[0]!;
   // The application's role and database, as option 1 on this host would have made them.

@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { selfSignedArgs } from '../helpers/certs.js';
 import { signedBy, readCertificate } from '../../src/postgres/certificates.js';
 import { connect, withClient } from '../../src/postgres/connect.js';
 import { probeTls } from '../../src/postgres/tls-probe.js';
@@ -49,23 +50,8 @@ async function installNode(root: Root, address: string, caFile: string) {
 async function otherCa(): Promise<string> {
   const dir = path.join(scratch, 'other-ca');
   await fs.mkdir(dir, { recursive: true });
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=someone else',
-    '-keyout',
-    `${dir}/ca.key`,
-    '-out',
-    `${dir}/ca.crt`,
-  ]);
+  const [openssl, ...args] = selfSignedArgs({ cn: 'someone else', days: 2, keyOut: `${dir}/ca.key`, certOut: `${dir}/ca.crt`, ec: true });
+  await execa(openssl!, args);
   return `${dir}/ca.crt`;
 }
 
@@ -325,25 +311,15 @@ test('a certificate the operator put in place is kept and used as it is; one Pos
     await installPrimary(own, '127.0.0.75');
     const dataDir = own.path(PATHS.pgData);
     // The operator's own: self-signed for the host, in the data directory; ssl still off.
-    await execa('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '30',
-      '-subj',
-      '/CN=db.example',
-      '-addext',
-      'subjectAltName=IP:127.0.0.75',
-      '-keyout',
-      `${dataDir}/server.key`,
-      '-out',
-      `${dataDir}/server.crt`,
-    ]);
+    const [openssl, ...args] = selfSignedArgs({
+      cn: 'db.example',
+      san: 'IP:127.0.0.75',
+      days: 30,
+      keyOut: `${dataDir}/server.key`,
+      certOut: `${dataDir}/server.crt`,
+      ec: true,
+    });
+    await execa(openssl!, args);
     // First with a key that is not the certificate's: ssl on would stop the next start.
     await execa('openssl', ['genpkey', '-algorithm', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', `${dataDir}/other.key`]);
     await fs.rename(`${dataDir}/server.key`, `${dataDir}/right.key`);

@@ -3,6 +3,7 @@
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { selfSignedArgs } from '../helpers/certs.js';
 import { connect, describeConnectError, withClient } from '../../src/postgres/connect.js';
 import { parseDatabaseUrl, type DatabaseUrl } from '../../src/postgres/url.js';
 import { startTestCluster, type TestCluster } from '../helpers/pg.js';
@@ -43,21 +44,8 @@ test('verify-full checks the certificate against the CA and the host name; verif
   // With a root certificate, require verifies the CA as libpq does: another CA fails.
   const dir = await makeTempDir('knocker-ca-');
   try {
-    await execa('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=other',
-      '-keyout',
-      `${dir}/k`,
-      '-out',
-      `${dir}/ca.crt`,
-    ]);
+    const [openssl, ...args] = selfSignedArgs({ cn: 'other', days: 1, keyOut: `${dir}/k`, certOut: `${dir}/ca.crt` });
+    await execa(openssl!, args);
     const u = url(tlsUrl, `sslmode=require&sslrootcert=${dir}/ca.crt`);
     const other = await connect(u).catch((e: unknown) => e);
     expect(describeConnectError(other, u)).toMatchObject({ reason: 'tls' });

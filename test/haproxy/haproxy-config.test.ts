@@ -5,6 +5,7 @@
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { selfSignedArgs } from '../helpers/certs.js';
 import { expect, test } from 'vitest';
 import { runtimeCommand } from '../../src/haproxy/runtime.js';
 import { freePort } from '../../src/system/host.js';
@@ -136,21 +137,8 @@ test('TLS: HTTPS with the certificate, plain HTTP redirected to it, the cookie S
   const nodes = await startNodes(1);
   const root = await newRoot();
   const cert = path.join(root.dir, 'knocknoc.pem');
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=localhost',
-    '-keyout',
-    `${cert}.key`,
-    '-out',
-    `${cert}.crt`,
-  ]);
+  const [openssl, ...args] = selfSignedArgs({ cn: 'localhost', days: 2, keyOut: `${cert}.key`, certOut: `${cert}.crt` });
+  await execa(openssl!, args);
   await fs.writeFile(cert, (await fs.readFile(`${cert}.crt`, 'utf8')) + (await fs.readFile(`${cert}.key`, 'utf8')), { mode: 0o600 });
   const httpsPort = await freePort(HAPROXY_HOST);
   const httpPort = await freePort(HAPROXY_HOST);

@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { selfSignedArgs } from './certs.js';
 import { withAdminSession } from '../../src/postgres/admin.js';
 import {
   clusterOwner,
@@ -96,23 +97,14 @@ export async function startTestCluster(
   if (options.ssl) {
     // A self-signed certificate for localhost and 127.0.0.1; it is also its own CA file.
     caFile = path.join(base, 'ca.crt');
-    await execa('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      `subjectAltName=DNS:localhost,IP:${host}`,
-      '-keyout',
-      path.join(dataDir, 'server.key'),
-      '-out',
-      path.join(dataDir, 'server.crt'),
-    ]);
+    const [openssl, ...args] = selfSignedArgs({
+      cn: 'localhost',
+      san: `DNS:localhost,IP:${host}`,
+      days: 2,
+      keyOut: path.join(dataDir, 'server.key'),
+      certOut: path.join(dataDir, 'server.crt'),
+    });
+    await execa(openssl!, args);
     await fs.copyFile(path.join(dataDir, 'server.crt'), caFile);
     await fs.chmod(path.join(dataDir, 'server.key'), 0o600);
     if (isRoot()) {
@@ -163,4 +155,32 @@ export async function startTestCluster(
     },
   };
   return test;
+}
+
+/**
+ * A cluster in Debian's layout (pg_createcluster, owned by postgres) under `base`, its settings
+ * under `etc` (PG_CLUSTER_CONF_ROOT), not started: folders `data-NAME`, `sock-NAME`, log `NAME.log`.
+ * `snakeoil`: TLS on with a self-signed certificate in conf.d, as Debian's ssl-cert package makes it.
+ */
+export async function createDebianCluster(options: {
+  base: string;
+  etc: string;
+  version: string;
+  name: string;
+  port: number;
+  snakeoil?: boolean;
+}): Promise<void> {
+  const { base, etc, version, name, port } = options;
+  const env = { PG_CLUSTER_CONF_ROOT: etc };
+  const where = ['-d', path.join(base, `data-${name}`), '-s', path.join(base, `sock-${name}`), '-l', path.join(base, `${name}.log`)];
+  await execa('pg_createcluster', ['-u', 'postgres', ...where, '-p', String(port), version, name, '--', '--no-sync'], { env });
+  await fs.chmod(etc, 0o755);
+  if (!options.snakeoil) return;
+  const key = path.join(base, `snakeoil-${name}.key`);
+  const crt = path.join(base, `snakeoil-${name}.pem`);
+  const [openssl, ...args] = selfSignedArgs({ cn: 'localhost', days: 2, keyOut: key, certOut: crt });
+  await execa(openssl!, args);
+  await execa('chown', ['postgres:postgres', key, crt]);
+  await fs.chmod(key, 0o600);
+  await fs.writeFile(path.join(etc, version, name, 'conf.d', 'tls.conf'), `ssl = on\nssl_cert_file = '${crt}'\nssl_key_file = '${key}'\n`);
 }

@@ -1,8 +1,3 @@
-// Option 1 on a real host uses the distribution's PostgreSQL. Debian's postgresql-common honours
-// PG_CLUSTER_CONF_ROOT, which gives a real Debian-layout cluster (pg_createcluster, pg_lsclusters,
-// pg_ctlcluster) in a temporary folder, so the host path runs for real without touching
-// /etc/postgresql. Only knocknoc.conf, which would be written to /opt/knocknoc, is left out.
-import { execa } from 'execa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -17,6 +12,7 @@ import { freePort } from '../../src/system/host.js';
 import { nullLogger } from '../../src/system/log.js';
 import { applyPlan } from '../../src/system/plan.js';
 import { PATHS, SYSTEM_ROOT } from '../../src/system/root.js';
+import { createDebianCluster } from '../helpers/pg.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 let base: string;
@@ -29,29 +25,7 @@ beforeAll(async () => {
   process.env.PG_CLUSTER_CONF_ROOT = path.join(base, 'etc');
   const bin = (await findPgBinaries())!;
   const port = await freePort('127.0.0.1');
-  await execa(
-    'pg_createcluster',
-    [
-      '-u',
-      'postgres',
-      '-d',
-      path.join(base, 'data'),
-      '-s',
-      path.join(base, 'sock'),
-      '-l',
-      path.join(base, 'pg.log'),
-      '-p',
-      String(port),
-      bin.version,
-      'knockertest',
-      '--',
-      '--no-sync',
-    ],
-    {
-      env: { PG_CLUSTER_CONF_ROOT: path.join(base, 'etc') },
-    },
-  );
-  await fs.chmod(path.join(base, 'etc'), 0o755);
+  await createDebianCluster({ base, etc: path.join(base, 'etc'), version: bin.version, name: 'knockertest', port });
 });
 
 afterAll(async () => {
@@ -70,7 +44,7 @@ test('the host path finds the stopped cluster, starts it, creates role, database
   const clusters = await findSystemClusters();
   expect(clusters).toHaveLength(1);
   cluster = clusters[0]!;
-  expect(cluster).toMatchObject({ layout: 'debian', name: 'knockertest', running: false, socketDir: path.join(base, 'sock'), osUser: 'postgres' });
+  expect(cluster).toMatchObject({ layout: 'debian', name: 'knockertest', running: false, socketDir: path.join(base, 'sock-knockertest'), osUser: 'postgres' });
   expect(cluster.hbaFile).toBe(path.join(base, 'etc', cluster.version, 'knockertest', 'pg_hba.conf'));
 
   const log = nullLogger();
