@@ -129,5 +129,11 @@ async function install(options: InstallOptions, command: Command, ctx: CommandCo
     unattended.explainAnswers(session, Boolean(options.json), io);
     return EXIT.ok;
   }
-  return unattended.runUnattended(session, io);
+  try {
+    return await unattended.runUnattended(session, io);
+  } catch (error) {
+    const { spentInvitationHint } = await import('../installer/index.js');
+    spentInvitationHint(error, session);
+    throw error;
+  }
 }

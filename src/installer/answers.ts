@@ -179,6 +179,8 @@ export interface JoinedAnswers {
 }
 
 const JOIN_FIELDS: Field[] = ['databaseOption', 'databaseUrl', 'databaseCa'];
+/** The answers-file keys of the answers a join gives (a problem with one of them names it first). */
+export const JOIN_FILE_KEYS = JOIN_FIELDS.map((f) => FILE_KEY[f]);
 
 export interface Resolved<T> {
   value: T;

@@ -2,7 +2,7 @@
 // and applies it. The interactive TUI (src/app.tsx) and the unattended run (src/installer/unattended.ts)
 // both drive the same session, so they cannot drift apart.
 import { KnocknocConf } from '../config/knocknoc-conf.js';
-import { errorMessage, KnockerError, PreflightError, UsageError } from '../errors.js';
+import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
 import { loadRelease, type Release } from '../schema/index.js';
 import { readIfExists } from '../system/files.js';
 import { acquireLock, type Lock } from '../system/lock.js';
@@ -12,8 +12,18 @@ import { applyRecorded } from '../system/runner.js';
 import { knockerCommand } from '../shared/hint.js';
 import { PATHS, type Root } from '../system/root.js';
 import { plural } from '../system/units.js';
+import { PreflightFailed } from '../shared/checks.js';
 import { answersFromSettings, readSettings, type HaproxyAnswers } from '../haproxy/config.js';
-import { answersFrom, resolveAnswers, type Answers, type Field, type JoinedAnswers, type LoadedAnswersFile, type Resolution } from './answers.js';
+import {
+  answersFrom,
+  JOIN_FILE_KEYS,
+  resolveAnswers,
+  type Answers,
+  type Field,
+  type JoinedAnswers,
+  type LoadedAnswersFile,
+  type Resolution,
+} from './answers.js';
 import type { InstallPlan } from './plan.js';
 import type { PreflightContext, PreflightReport } from './preflight.js';
 
@@ -47,6 +57,8 @@ export interface InstallSession {
   readonly logFile: string | undefined;
   /** A dry run with a join token: what the check of the server found (the plan needs the invitation redeemed). */
   readonly joinPreview?: string[];
+  /** The invitation this install redeemed (install --join): it is spent, whatever happens next. */
+  readonly joinedInvitation?: string;
   /** Preflight and plan. With `saveAnswers`, the plan also saves the answers for reuse. */
   prepare(answers: Answers, options?: { saveAnswers?: boolean }): Promise<Prepared>;
   apply(prepared: Prepared, onEvent?: (event: ApplyEvent) => void): Promise<ApplyOutcome>;
@@ -89,6 +101,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     hostname: inputs.hostname,
   };
   const joinToken = inputs.joinToken ?? loaded?.join;
+  let lock: Lock | undefined;
   let joined: JoinedAnswers | undefined;
   let joinPreview: string[] | undefined;
   if (joinToken !== undefined) {
@@ -100,16 +113,37 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     if (conflicts.length > 0) throw new UsageError(`${plural(conflicts.length, 'invalid answer')}; nothing was changed`, conflicts);
     const listen = first.values.listen?.value;
     if (options.dryRun) joinPreview = await previewJoin(joinToken, listen);
-    else joined = await redeemForInstall(joinToken, listen);
+    else {
+      // The invitation is single use: everything of this host's that can fail is checked first.
+      const unspent = 'the invitation was not used: once this is fixed, run the same join again';
+      const others = first.problems.filter((p) => !JOIN_FILE_KEYS.some((key) => p.startsWith(`${key}:`)));
+      if (others.length > 0) throw new UsageError(`${plural(others.length, 'invalid answer')}; nothing was changed`, others, [unspent]);
+      if (listen !== undefined) {
+        const { localPreflight } = await import('./preflight.js');
+        const checks = await localPreflight(
+          { listen, ...(first.haproxy ? { haproxy: first.haproxy.value } : {}) },
+          { root, log: nullLogger(), release: loadRelease(), existingConf: conf },
+        );
+        if (checks.some((c) => !c.ok)) throw withHint(new PreflightFailed(checks), unspent);
+      }
+      lock = await acquireLock(root.path(PATHS.installLock), 'knocker install');
+      try {
+        joined = await redeemForInstall(joinToken, listen);
+      } catch (error) {
+        await lock.release();
+        lock = undefined;
+        throw error;
+      }
+    }
   }
   const resolution = resolveAnswers({ ...resolveInputs, ...(joined ? { joined } : {}) });
   if (resolution.problems.length > 0) {
+    await lock?.release();
     throw new UsageError(`${plural(resolution.problems.length, 'invalid answer')}; nothing was changed`, resolution.problems);
   }
   const release = loadRelease();
   const existingHaproxy = answersFromSettings(readSettings(await readIfExists(root.path(PATHS.haproxyConf))));
   let log: Logger | undefined;
-  let lock: Lock | undefined;
   const session: InstallSession = {
     root,
     release,
@@ -122,6 +156,7 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
       return log?.file;
     },
     ...(joinPreview ? { joinPreview } : {}),
+    ...(joined ? { joinedInvitation: joined.id } : {}),
     async prepare(answers, prepareOptions = {}) {
       if (!log) log = options.dryRun ? nullLogger() : fileLogger(root.path(PATHS.installLog));
       if (!options.dryRun && !lock) lock = await acquireLock(root.path(PATHS.installLock), 'knocker install');
@@ -154,7 +189,12 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
       if (!log) throw new Error('prepare() must run before apply()');
       // Recorded in the cluster's history; what history has to say goes to the install log (a screen may be drawing).
       const notes = { out: (line: string) => log?.info(line), err: (line: string) => log?.warn(line) };
-      return applyRecorded(root, 'knocker install', prepared.plan, { log, onEvent }, notes);
+      try {
+        return await applyRecorded(root, 'knocker install', prepared.plan, { log, onEvent }, notes);
+      } catch (error) {
+        spentInvitationHint(error, session);
+        throw error;
+      }
     },
     async close() {
       await lock?.release();
@@ -162,6 +202,26 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     },
   };
   return session;
+}
+
+function withHint<E extends KnockerError>(error: E, hint: string): E {
+  error.hints.push(hint);
+  return error;
+}
+
+/**
+ * What an install that redeemed an invitation says when it then fails: the invitation is spent,
+ * nothing of this run remains on this host (the plan was rolled back, or never applied), and
+ * the next step is a new invitation.
+ */
+export function spentInvitationHint(error: unknown, session: Pick<InstallSession, 'joinedInvitation' | 'root'>): void {
+  if (!session.joinedInvitation || !(error instanceof KnockerError)) return;
+  if (error.hints.some((h) => h.startsWith(`invitation ${session.joinedInvitation} is spent`))) return;
+  const left = error.exitCode === EXIT.rollbackIncomplete ? 'see above what remains on this host' : 'nothing of this run remains on this host';
+  withHint(
+    error,
+    `invitation ${session.joinedInvitation} is spent (single use) and ${left}: once this is fixed, ask the primary for a new one (knocker exposedb --invite ADDR/32 there; --invites lists them) and join again with it`,
+  );
 }
 
 /** The answers when nothing is missing; otherwise UsageError listing every missing answer. */

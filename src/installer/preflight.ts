@@ -1,6 +1,7 @@
 // Preflight: everything the install needs is checked before anything changes: the listen port is
 // free, PostgreSQL binaries are present (or installable on a real host), the database answers and
 // has the privileges the option needs. All failures are reported together (exit 3).
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { KnocknocConf } from '../config/knocknoc-conf.js';
@@ -88,7 +89,7 @@ export function sandboxHostAddress(listen: ListenAddress): string {
   return listen.family === 4 && listen.host.startsWith('127.') ? listen.host : '127.0.0.1';
 }
 
-async function checkListen(answers: Answers, listen: ListenAddress, ctx: PreflightContext): Promise<Check> {
+async function checkListen(answers: Pick<Answers, 'listen'>, listen: ListenAddress, ctx: PreflightContext): Promise<Check> {
   const name = `listen address ${answers.listen}`;
   // The port of an existing installation with the same Listen belongs to it.
   if (ctx.existingConf?.get('Listen') === answers.listen) return { name, ok: true, detail: 'kept from the existing installation' };
@@ -251,6 +252,45 @@ async function hostClusterFacts(checks: Check[], log: Logger): Promise<HostClust
       : `PostgreSQL ${bin.version} installed, no cluster yet (one will be created)`,
   });
   return { kind: 'host', install: undefined, layout, cluster };
+}
+
+/** The folder knocknoc.conf goes into, or the nearest one that exists on the way: can this run write there? */
+async function checkWritable(ctx: PreflightContext): Promise<Check> {
+  const target = path.dirname(ctx.root.path(PATHS.conf));
+  let dir = target;
+  while (
+    !(await fs.stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    )) &&
+    dir !== path.dirname(dir)
+  )
+    dir = path.dirname(dir);
+  const writable = await fs.access(dir, fsConstants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  return writable
+    ? { name: 'configuration folder', ok: true, detail: `${target} ${dir === target ? 'is writable' : `can be made (in ${dir})`}` }
+    : {
+        name: 'configuration folder',
+        ok: false,
+        detail: `${dir} is not writable by this user`,
+        hints: ['run it as root (sudo), or use --root DIR for a sandbox'],
+      };
+}
+
+/**
+ * The checks of this host alone, that need no database: the listen address, the configuration
+ * folder, HAProxy. `install --join` runs them before it redeems the invitation (single use), so
+ * one that fails leaves the invitation unused.
+ */
+export async function localPreflight(answers: Pick<Answers, 'listen' | 'haproxy'>, ctx: PreflightContext): Promise<Check[]> {
+  const listen = parseListen(answers.listen);
+  if (!listen.ok) return [{ name: `listen address ${answers.listen}`, ok: false, detail: listen.error }];
+  const checks = [await checkListen(answers, listen.value, ctx), await checkWritable(ctx)];
+  if (answers.haproxy) await haproxyFacts(answers.haproxy, listen.value, ctx, checks);
+  return checks;
 }
 
 /** Runs every check; returns the facts the plan needs, or throws PreflightError listing every failure. */

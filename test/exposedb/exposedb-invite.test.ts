@@ -228,6 +228,32 @@ test('another address, a revoked and an expired invitation: refused by PostgreSQ
   await exposedb('--revoke', expired.token.id);
 }, 120_000);
 
+test('a join whose own checks fail (its listen port taken) leaves the invitation unused: the same token then joins', async () => {
+  const { text, token } = await invite('127.0.0.98', '--name', 'web-98');
+  const port = await freePort('127.0.0.98');
+  const squatter = net.createServer();
+  await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.98', resolve));
+  const node = await newRoot();
+  let taken: RunResult;
+  try {
+    taken = await knocker(['install', '--root', node.dir, '--listen', `127.0.0.98:${port}`], { env: { KNOCKER_JOIN_TOKEN: text } });
+  } finally {
+    await new Promise((resolve) => squatter.close(resolve));
+  }
+  expect(taken.exitCode).toBe(3);
+  expect(taken.stderr).toContain(`error: preflight failed: listen address 127.0.0.98:${port}: port ${port} is already in use on 127.0.0.98`);
+  expect(taken.stderr).toContain('hint: the invitation was not used: once this is fixed, run the same join again');
+  // Not redeemed: its role may still log in, nothing was written on the node.
+  expect(await inviteRow(token.id)).toEqual({ redeemed_from: null, revoked: false, canlogin: true });
+  expect(await snapshotTree(node.dir)).toEqual(new Map());
+
+  const joined = await join(node, '127.0.0.98', text);
+  expect(joined.exitCode, joined.stderr).toBe(0);
+  expect((await fetch(`http://${joined.listen}/_status`)).status).toBe(200);
+  expect((await inviteRow(token.id))!.redeemed_from).toBe('127.0.0.98');
+  expect((await knocker(['service', 'stop', 'server', '--root', node.dir])).exitCode).toBe(0);
+}, 120_000);
+
 /**
  * A forged leaf for `host` with the cluster's real CA appended: signed by an attacker's CA that
  * copies the real one's name and key identifier, so the leaf looks issued by the real CA and a walk
