@@ -12,6 +12,7 @@ interface ExposeOptions {
   add?: string;
   remove?: string;
   list?: boolean;
+  sync?: boolean;
   renewCert?: boolean;
   addStandby?: string;
   invite?: string;
@@ -32,6 +33,7 @@ const ACTIONS = [
   ['add', 'add'],
   ['remove', 'remove'],
   ['list', 'list'],
+  ['sync', 'sync'],
   ['renewCert', 'renew-cert'],
   ['addStandby', 'add-standby'],
   ['invite', 'invite'],
@@ -50,6 +52,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--add <CIDR>').argParser(once('--add')).conflicts(otherActions('add')))
     .addOption(new Option('--remove <CIDR>').argParser(once('--remove')).conflicts(otherActions('remove')))
     .addOption(new Option('--list').conflicts(otherActions('list')))
+    .addOption(new Option('--sync').conflicts(otherActions('sync')))
     .addOption(new Option('--renew-cert').conflicts(otherActions('renewCert')))
     .addOption(new Option('--add-standby <ADDR>').argParser(once('--add-standby')).conflicts(otherActions('addStandby')))
     .addOption(new Option('--invite <ADDR/32>').argParser(once('--invite')).conflicts(otherActions('invite')))
@@ -71,7 +74,7 @@ export function exposedbCommand(program: Command, ctx: CommandContext): void {
         // Bare `knocker exposedb` shows the help, as Knocknoc's does; it is still not a run.
         if (Object.keys(options).length > 0)
           command.error(
-            'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
+            'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --sync, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
           );
         command.outputHelp({ error: true });
         ctx.exit(EXIT.usage);

@@ -3,23 +3,16 @@
 // carries the one-line result; warnings and notes go to stderr.
 import { EXIT } from '../errors.js';
 import { sortCidrs } from '../postgres/allow-list.js';
-import { buildDatabaseUrl } from '../postgres/url.js';
 import { allowListChange, changeAllowList, pairRoles, SSL_OFF, type ChangeContext, type Context } from './context.js';
 
-/** What --add tells when this host is one of a standby pair: the roles as they are now, the nodes' string, and (`added`) that each host's pg_hba.conf is its own. */
-export async function standbyNotes(ctx: Context, added?: string): Promise<void> {
+/**
+ * What --add tells when this host is one of a standby pair: the roles as they are now and the
+ * nodes' string. (The standby's pg_hba.conf was brought up to date by the change itself: its
+ * step's result says so, or why not.)
+ */
+export async function standbyNotes(ctx: Context): Promise<void> {
   const pair = await pairRoles(ctx);
   if (!pair) return;
-  const { host, port } = pair.peer;
-  const other = `the ${pair.standbyHere ? 'primary' : 'standby'} ${host}:${port}`;
-  if (added) {
-    ctx.io.err(
-      `warning: ${other} keeps its own allow-list: ${added} is not allowed there, and cannot log in to it ${pair.standbyHere ? 'now' : 'after a failover'} until it is`,
-    );
-    // The other host's pg_hba.conf is a file on its host: the same --add there, at its own cluster.
-    const conn = buildDatabaseUrl({ host, port, user: ctx.url.user, database: ctx.url.database });
-    ctx.io.err(`hint: on the other host (${host}) run: knocker exposedb --conn ${conn} --add ${added}`);
-  }
   ctx.io.err(
     `note: ${pair.line}: a web node lists both hosts; knocker exposedb${ctx.root.isSandbox ? ` --root ${ctx.root.dir}` : ''} --init prints that connection string (and changes nothing)`,
   );
@@ -40,6 +33,6 @@ export async function add(ctx: ChangeContext, typed: string, parsed: string): Pr
   if (!(await changeAllowList(ctx, { title: `Allow ${cidr}`, stepTitle, cidr, before: allow.cidrs, next, unchanged }))) return EXIT.ok;
   if (!facts.ssl) io.err(`warning: ${SSL_OFF}`);
   io.out(`Allowed ${cidr}${normalised}: ${names.remoteRole} may log in to ${names.database} from it (pg_hba.conf checked and reloaded, no restart).`);
-  await standbyNotes(ctx, cidr);
+  await standbyNotes(ctx);
   return EXIT.ok;
 }

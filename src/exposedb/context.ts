@@ -10,6 +10,7 @@ import type { Output } from '../shared/output.js';
 import { quoted } from '../shared/printable.js';
 import { type AdminLink, SqlError } from '../postgres/admin.js';
 import { allowListStep, readAllowList, type AllowList, type AllowListTarget } from '../postgres/allow-list.js';
+import type { AllowListSync } from '../postgres/allow-list-sync.js';
 import { hbaName } from '../postgres/hba.js';
 import type { LocalCluster } from '../postgres/locate.js';
 import { parseDatabaseUrl, type DatabaseUrl } from '../postgres/url.js';
@@ -128,6 +129,16 @@ export function allowListOf(facts: ServerFacts, target: AllowListTarget): AllowL
   }
 }
 
+/** On the standby of a knocker pair the allow-list is the primary's (replicated, applied by --sync): changed there only. */
+export async function refuseOnStandby(ctx: Pick<Context, 'root' | 'facts'>, option: string): Promise<void> {
+  const pair = ctx.facts.inRecovery ? await pairRoles(ctx) : undefined;
+  if (!pair) return;
+  throw new PreflightError(`${option}: this host is the standby of ${pair.peer.host}: its allow-list is the primary's; nothing was changed`, [
+    `run it on the primary (${pair.peer.host}): the standby's pg_hba.conf follows at once`,
+    `to bring this host's pg_hba.conf up to date with the primary's list: ${knockerCommand(ctx.root as Root, 'exposedb --sync')}`,
+  ]);
+}
+
 /** Lines in the block that exposedb did not write are never dropped silently. */
 export function refuseHandEdits(allow: AllowList, facts: ServerFacts): void {
   if (allow.foreign.length === 0) return;
@@ -167,6 +178,16 @@ export async function tlsContext(ctx: Context): Promise<TlsContext> {
   };
 }
 
+/**
+ * How a rewrite of the block reaches knocker.allow_list and the standby (src/standby/allow-list.ts):
+ * on a primary only (a standby's list is the primary's, replicated).
+ */
+export async function allowListSyncOf(ctx: Pick<Context, 'root' | 'cluster' | 'log' | 'facts'>): Promise<AllowListSync | undefined> {
+  if (ctx.facts.inRecovery) return undefined;
+  const { allowListSync } = await import('../standby/allow-list.js');
+  return allowListSync(ctx.root, ctx.cluster.access, ctx.log);
+}
+
 /** The web nodes' connection string kept by --init (its first postgres:// line), if any. */
 export async function storedNodesUrl(root: Root): Promise<string | undefined> {
   const text = await readIfExists(root.path(PATHS.exposedbUrl));
@@ -192,6 +213,7 @@ async function normaliseCidr(link: AdminLink, option: string, typed: string, par
 /** What --add and --remove start from: the range as PostgreSQL writes it, and the allow-list now. */
 export async function allowListChange(ctx: Context, option: '--add' | '--remove' | '--invite', typed: string, parsed: string) {
   requireExposed(ctx);
+  await refuseOnStandby(ctx, option);
   const cidr = await normaliseCidr(ctx.link, option, typed, parsed);
   const allow = allowListOf(ctx.facts, ctx.target);
   refuseHandEdits(allow, ctx.facts);
@@ -211,7 +233,9 @@ export async function changeAllowList(
   const { run, link, facts, target, log } = ctx;
   const steps = change.unchanged
     ? []
-    : [await allowListStep(link, facts, target, change.next, change.stepTitle), ...(change.more ?? [])].filter((step) => step.changes);
+    : [await allowListStep(link, facts, target, change.next, change.stepTitle, undefined, await allowListSyncOf(ctx)), ...(change.more ?? [])].filter(
+        (step) => step.changes,
+      );
   const plan: Plan = { title: change.title, steps, warnings: [] };
   if (!change.unchanged && !run.flags.dryRun)
     log.info(`${run.spec.command} ${change.cidr}: allow-list ${change.before.join(', ') || '(empty)'} -> ${change.next.join(', ') || '(empty)'}`);

@@ -14,7 +14,7 @@ import { findLocalCluster } from '../postgres/locate.js';
 import type { Logger } from '../system/log.js';
 import type { Step } from '../system/plan.js';
 import type { Root } from '../system/root.js';
-import { allowListOf, connectionString, inspect } from './context.js';
+import { allowListOf, allowListSyncOf, connectionString, inspect } from './context.js';
 import { endSessionsStep, type Names } from './plan.js';
 
 export type NodeAllowList =
@@ -64,7 +64,15 @@ export async function nodeAllowListSteps(
     if (removed.length === 0) return { kind: 'local', removed, steps: [], close: () => link.close(), standby };
     const next = allow.cidrs.filter((c) => !removed.includes(c));
     const steps = [
-      await allowListStep(link, facts, target, next, `pg_hba.conf: stop allowing ${names.remoteRole} from ${removed.join(', ')} (${node.name}'s addresses)`),
+      await allowListStep(
+        link,
+        facts,
+        target,
+        next,
+        `pg_hba.conf: stop allowing ${names.remoteRole} from ${removed.join(', ')} (${node.name}'s addresses)`,
+        undefined,
+        await allowListSyncOf({ root, cluster, log, facts }),
+      ),
       ...removed.map((cidr) => endSessionsStep(link, names.remoteRole, cidr, next, () => {})),
     ];
     return { kind: 'local', removed, steps, close: () => link.close(), standby };

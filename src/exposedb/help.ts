@@ -6,7 +6,7 @@ Running --init re-configures your local Postgres database service to listen exte
 adds (or removes) IP addresses to the trusted Postgres list - allowing external webapps to connect to the Knocknoc database.
 
 Usage:
-  sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list | --sync] [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby <ADDR[:PORT]> [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --invite <ADDR/32> [--ttl DURATION] [--name NAME]
@@ -20,6 +20,8 @@ Options:
   --add <CIDR>      Add access rule to pg_hba.conf for the specified CIDR (e.g., 192.168.1.0/24)
   --remove <CIDR>   Remove access rule from pg_hba.conf for the specified CIDR
   --list            List all IP addresses currently allowed to access the database
+  --sync            On either host of a standby pair: this host's allow-list in pg_hba.conf as the primary's list says
+                    (replicated; the primary applies every change on its standby itself, switchover and promote too)
   --renew-cert      Renew the database's TLS certificate from the cluster's CA (before it expires; no restart)
   --add-standby <ADDR[:PORT]>
                     Let a standby at ADDR replicate this database (knocker standby init there, with the bundle file printed);
@@ -70,7 +72,7 @@ Examples:
   sudo /opt/knocknoc/knocker/knocker exposedb --add "1.2.3.4/32" --conn "postgres://user:pass@host:5432/dbname"
 
 Output: stdout carries only the result a script would capture (the connection string of --init, the
-bundle path of --add-standby/--add-monitor, the one result line of --add/--remove/--renew-cert, the CIDRs of --list,
+bundle path of --add-standby/--add-monitor, the one result line of --add/--remove/--renew-cert/--sync, the CIDRs of --list,
 the --dry-run plan); progress, notes, warnings and hints go to stderr.
 
 Exit codes: 0 done, 1 internal error, 2 invalid usage (nothing changed), 3 a check failed: not root,

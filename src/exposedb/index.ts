@@ -20,7 +20,7 @@ import { isRoot } from '../system/users.js';
 import { checkTarget, connectionString, HOST_NAME, inspect, type ConnectionSource, type Context } from './context.js';
 import type { Names } from './plan.js';
 
-export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'renew-cert' | 'add-standby' | 'invite' | 'invites' | 'revoke' | 'add-monitor';
+export type ExposeAction = 'init' | 'add' | 'remove' | 'list' | 'sync' | 'renew-cert' | 'add-standby' | 'invite' | 'invites' | 'revoke' | 'add-monitor';
 
 export interface ExposeRequest {
   action: ExposeAction;
@@ -129,6 +129,8 @@ async function change(request: ExposeRequest, checked: Checked, ctx: Context, ru
       return (await import('./remove.js')).remove(changeCtx, request.cidr!, checked.parsedCidr!);
     case 'renew-cert':
       return (await import('./renew-cert.js')).renewCert(changeCtx);
+    case 'sync':
+      return (await import('./sync.js')).sync(changeCtx);
     case 'invite':
       return (await import('./invite.js')).invite(changeCtx, { typed: request.invite!, parsed: checked.parsedCidr!, ttlMs: checked.ttlMs, name: checked.name });
     case 'revoke':

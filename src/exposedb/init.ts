@@ -13,7 +13,18 @@ import { buildDatabaseUrl, parseDatabaseUrl, redactUrl } from '../postgres/url.j
 import { readIfExists } from '../system/files.js';
 import { fileStep, hasChanges, type Plan } from '../system/plan.js';
 import { PATHS, type Root } from '../system/root.js';
-import { allowListOf, HOST_NAME, pairRoles, refuseHandEdits, requireOpenssl, storedNodesUrl, tlsContext, type ChangeContext, type Context } from './context.js';
+import {
+  allowListOf,
+  allowListSyncOf,
+  HOST_NAME,
+  pairRoles,
+  refuseHandEdits,
+  requireOpenssl,
+  storedNodesUrl,
+  tlsContext,
+  type ChangeContext,
+  type Context,
+} from './context.js';
 import { grantsStep, remoteRoleStep, type Names } from './plan.js';
 import { checkKeyPair, chooseTls, commandLineSettings, tlsChanges, tlsStep, type TlsChoice } from './tls.js';
 
@@ -136,6 +147,8 @@ export async function init(ctx: ChangeContext, request: { host?: string }): Prom
         { ...target, ssl: true },
         allow.cidrs,
         `pg_hba.conf: allow-list block for ${names.remoteRole} (TLS and SCRAM only, refused from unlisted addresses)`,
+        undefined,
+        await allowListSyncOf(ctx),
       ),
       listenStep(link, cluster, facts, log),
     ],

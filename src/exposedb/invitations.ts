@@ -6,7 +6,7 @@ import { EXIT } from '../errors.js';
 import { retireInvitationsStep, invitationState, needsPruning, readInvitations, type Invitation } from '../join/invitations.js';
 import { allowListStep, sortCidrs, type InviteRule } from '../postgres/allow-list.js';
 import type { Step } from '../system/plan.js';
-import { allowListOf, type Context } from './context.js';
+import { allowListOf, allowListSyncOf, type Context } from './context.js';
 
 function when(date: Date | null): string {
   return date ? date.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
@@ -63,7 +63,7 @@ export async function retireSteps(
   after: { cidrs: string[]; invites: InviteRule[] },
   title: string,
 ): Promise<Step[]> {
-  const hba = await allowListStep(ctx.link, ctx.facts, ctx.target, after.cidrs, title, after.invites);
+  const hba = await allowListStep(ctx.link, ctx.facts, ctx.target, after.cidrs, title, after.invites, await allowListSyncOf(ctx));
   // The line first, so no login gets in between the role's end and the file's reload.
   return [hba, retireInvitationsStep(ctx.link, retired, revoke)].filter((s) => s.changes);
 }

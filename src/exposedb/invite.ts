@@ -15,7 +15,6 @@ import type { Plan } from '../system/plan.js';
 import { PATHS } from '../system/root.js';
 import { allowListChange, requireExposed, storedNodesUrl, type ChangeContext } from './context.js';
 import { nodesMultiHost } from './init.js';
-import { standbyNotes } from './add.js';
 import { afterRetiring, retireSteps } from './invitations.js';
 import { createInvitationStep } from '../join/invitations.js';
 
@@ -94,9 +93,9 @@ export async function invite(ctx: ChangeContext, request: InviteRequest): Promis
   io.err('KNOCKER_JOIN_TOKEN=... or `knocker install --join -` reading it from stdin):');
   io.err('  knocker install --join TOKEN');
   if (pair) {
-    io.err(`This primary has a standby (${pair.standby}): the node gets the connection string that lists both.`);
-    // Its pg_hba.conf is a file on its own host: the same allow-list entry is added there by hand.
-    if (allowedByInvite) await standbyNotes(ctx, cidr);
+    io.err(
+      `This primary has a standby (${pair.standby}): the node gets the connection string that lists both, and its address is allowed there too (the standby's pg_hba.conf follows the primary's list).`,
+    );
   }
   io.err(`List: ${knockerCommand(root, 'exposedb --invites')}   Revoke: ${knockerCommand(root, `exposedb --revoke ${id}`)}`);
   io.out(token);

@@ -14,7 +14,16 @@ export async function list(ctx: Context): Promise<number> {
   else if (allow.cidrs.length === 0) io.err(`note: no address is allowed yet (${knockerCommand(root, 'exposedb --add <CIDR>')})`);
   // Each host of a standby pair has its own pg_hba.conf: which one this is, as its server says now.
   const pair = await pairRoles(ctx);
-  if (pair) io.err(`note: ${pair.line}; this list is this host's (the other host keeps its own)`);
+  if (pair) {
+    io.err(`note: ${pair.line}; this list is this host's pg_hba.conf (both follow the primary's, knocker.allow_list)`);
+    const { applyAllowList } = await import('../postgres/allow-list-sync.js');
+    const { withAdminSession } = await import('../postgres/admin.js');
+    const { peerLagNote } = await import('../standby/allow-list.js');
+    const here = await withAdminSession({ ...ctx.cluster.access, database: 'postgres' }, ctx.log, (s) => applyAllowList(s, false));
+    if (here === 'lags') io.err(`warning: this host's pg_hba.conf lags the primary's allow-list: ${knockerCommand(root, 'exposedb --sync')}`);
+    const there = await peerLagNote(root, ctx.log);
+    if (there) io.err(there);
+  }
   if (allow.foreign.length > 0) {
     io.err(`warning: the exposedb block in ${facts.hbaFile} was edited by hand; it holds rules exposedb did not write (not listed above):`);
     for (const line of allow.foreign) io.err(`  ${line}`);

@@ -10,6 +10,7 @@ import { fileStep, type Step } from '../system/plan.js';
 import type { AdminLink } from './admin.js';
 import { hbaFields, hbaName, readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from './hba.js';
 import { INVITE_ROLE_PREFIX, JOINERS_ROLE } from '../join/token.js';
+import type { AllowListSync } from './allow-list-sync.js';
 
 export const EXPOSEDB_BLOCK = 'exposedb';
 
@@ -159,11 +160,15 @@ export async function allowListStep(
   cidrs: string[],
   title: string,
   invites?: InviteRule[],
+  sync?: AllowListSync,
 ): Promise<Step> {
   const file = facts.hbaFile;
   const previous = facts.hbaText;
   const keptInvites = invites ?? readAllowList(previous, target).invites;
-  const next = withManagedBlock(previous, EXPOSEDB_BLOCK, allowListRules(target, cidrs, undefined, keptInvites));
+  const rules = allowListRules(target, cidrs, undefined, keptInvites);
+  const next = withManagedBlock(previous, EXPOSEDB_BLOCK, rules);
+  const before = readManagedBlock(previous, EXPOSEDB_BLOCK);
+  let recorded = false;
   const shown = await fileStep({ file, shownAs: file, content: next, mode: facts.hbaMode });
   let written = false;
   return {
@@ -174,12 +179,16 @@ export async function allowListStep(
     async apply() {
       written = true;
       await replaceHbaFile(await link.session(), file, previous, next);
-      return 'checked by PostgreSQL and reloaded, no restart';
+      recorded = true;
+      const note = await sync?.record(rules);
+      return `checked by PostgreSQL and reloaded, no restart${note ? `; ${note}` : ''}`;
     },
     async undo() {
       if (!written) return;
       await writeFileAtomic(file, previous, { backup: false });
       await reloadConfig(await link.session());
+      // The table (and through it the standby) back to the block as it was.
+      if (recorded && before) await sync?.record(before.text.split('\n').slice(1, -1));
     },
   };
 }

@@ -111,11 +111,6 @@ export async function serverForget(root: Root, given: string, options: ForgetOpt
         warnings.push(
           `the allow-list is on the primary's host, not here (${allowList.kind === 'elsewhere' ? allowList.why : ''}): there, run knocker exposedb --remove ${elsewhere.join(' / ')}`,
         );
-      const standby = allowList.kind === 'local' ? allowList.standby : undefined;
-      if (standby && disallowed.length > 0)
-        warnings.push(
-          `the standby ${standby} keeps its own pg_hba.conf: on its host run knocker exposedb --conn <its connection string> --remove ${disallowed.join(' / ')} (knocker cannot edit a file on another host)`,
-        );
       const plan: Plan = { title: `Retire "${name}"`, steps, warnings };
       const details = {
         server: raw,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { PreflightError } from '../errors.js';
 import { adminLink, executeQuoted, type AdminLink, type AdminSession } from '../postgres/admin.js';
 import { readManagedBlock, reloadConfig, replaceHbaFile, withManagedBlock } from '../postgres/hba.js';
+import { ensureAllowListSync } from '../postgres/allow-list-sync.js';
 import { generatePassword, scramMatches, scramVerifier } from '../postgres/scram.js';
 import type { LocalCluster } from '../postgres/locate.js';
 import { findSystemClusters } from '../postgres/system-cluster.js';
@@ -155,6 +156,8 @@ END`;
   await executeQuoted(session, 'REVOKE ALL ON FUNCTION %I.set_fence(boolean) FROM PUBLIC', [FENCE_SCHEMA]);
   await executeQuoted(session, 'GRANT USAGE ON SCHEMA %I TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
   await executeQuoted(session, 'GRANT EXECUTE ON FUNCTION %I.set_fence(boolean) TO %I', [FENCE_SCHEMA, REPLICATION_ROLE]);
+  // The allow-list's table and knocker.apply_allow_list(), which the primary calls on the standby.
+  await ensureAllowListSync(session, REPLICATION_ROLE);
 }
 
 /** The replication role with the password's SCRAM verifier, its grants (in database postgres, where pg_rewind connects) and the fence. */

@@ -15,6 +15,8 @@ import type { Root } from '../system/root.js';
 import { existingNode, isRunning, linkTo, lsn, readState, writeState } from './node.js';
 import { connectPeer, fencePeer, peerFacts, peerHasFence, tryPeer, unfencePeer, type PeerLink } from './peer.js';
 import { until, type RunFlags } from './run.js';
+import { applyAllowList } from '../postgres/allow-list-sync.js';
+import { describeOutcome } from './allow-list.js';
 
 export async function standbyPromote(root: Root, flags: RunFlags & { force: boolean; promoteTimeoutSeconds?: number }, io: Output): Promise<number> {
   const promoteTimeout = flags.promoteTimeoutSeconds ?? 60;
@@ -52,6 +54,7 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
       // A primary that answers but takes no writes (fenced) may still hold WAL this node has not received.
       let fencedAt: string | undefined = facts && !facts.inRecovery ? facts.lsn : undefined;
       let received = '';
+      let allowList = '';
       let timeline = 0;
       const steps: Step[] = [];
       if (writable && target) {
@@ -91,6 +94,7 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
         details: [
           ...(writable ? ["wait until this node has received the fenced primary's WAL (up to 10 s)"] : []),
           'SELECT pg_last_wal_receive_lsn()',
+          "SELECT knocker.apply_allow_list(true)  -- the nodes' allow-list (replicated) into this host's pg_hba.conf, checked, reloaded",
           `SELECT pg_promote(true, ${promoteTimeout})`,
           'CHECKPOINT',
           `record in the state file: promoted over ${state.peer.host}`,
@@ -111,6 +115,12 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
             ).catch((error: Error) => log.warn(`promote: ${error.message}; promoting with what was received`));
           }
           received = (await s.query<{ l: string | null }>('SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS l')).rows[0]!.l ?? '';
+          // The nodes' allow-list as this node has replayed it, in its own pg_hba.conf before it takes
+          // writes. Not a reason to stay without a primary: a failure is said, and the promotion goes on.
+          allowList = await applyAllowList(s, true).then(describeOutcome, (error: Error) => {
+            log.warn(`promote: allow-list: ${error.message}`);
+            return `allow-list NOT applied (${error.message}): run knocker exposedb --sync here`;
+          });
           promoteSent = true;
           const done = (await s.query<{ done: boolean }>('SELECT pg_promote(true, $1) AS done', [promoteTimeout])).rows[0]?.done;
           if (!done)
@@ -121,7 +131,7 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
             ...state,
             promoted: { at: new Date().toISOString(), oldPrimary: state.peer, timeline, lastReceivedLsn: received, oldPrimaryFenced: fenced },
           });
-          return `primary on timeline ${timeline}`;
+          return `primary on timeline ${timeline}; ${allowList}`;
         },
         // A promotion asked for cannot be taken back: it may still finish (a stalled startup process resuming).
         async undo() {

@@ -35,6 +35,7 @@ import {
 import { connectPeer, dropPeerSlot, ensurePeerSlot, peerFacts, tryPeer, type PeerLink } from './peer.js';
 import { slotName, STANDBY_PATHS } from './paths.js';
 import { until, type RunFlags } from './run.js';
+import { applyOnPeer, describeOutcome } from './allow-list.js';
 import type { Logger } from '../system/log.js';
 
 /** The most a standby may be behind for a switchover to start (it must catch up while writes are stopped). */
@@ -216,6 +217,17 @@ export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpT
             );
             return `replayed up to ${replayed}`;
           },
+          async undo() {},
+        },
+        {
+          kind: 'database',
+          title: `${state.peer.host}: the nodes' allow-list (replicated) into its own pg_hba.conf, before it takes writes`,
+          details: ['SELECT knocker.apply_allow_list(true)  -- checked by PostgreSQL there, reloaded'],
+          changes: true,
+          async apply() {
+            return describeOutcome(await applyOnPeer(target, undefined, state.peer.host));
+          },
+          // Kept: it is the primary's list, which that host follows whatever its role.
           async undo() {},
         },
         {
