@@ -7,7 +7,9 @@
 //      latest part of the history when it starts: its RSS from /proc/PID/status every
 //      --sample-seconds over --minutes, while one node is stopped and continued (SIGSTOP/SIGCONT)
 //      every 20 s so that state changes keep arriving and are folded into the events pane, and
-//      another event is written to the history every second.
+//      another event is written to the history every second. At the start and at the end of every
+//      minute it also collects garbage and reads process.memoryUsage() inside the dashboard
+//      (bench/memory-probe.mjs, on SIGUSR2): the heap it keeps, apart from RSS.
 // Results go to the "knocker status: memory with a long history" section of bench/RESULTS.md.
 //
 //   npm run bench:history [-- --minutes 10 --events 10000]
@@ -41,6 +43,7 @@ const REPO = packageRoot();
 const KNOCKER = path.join(REPO, 'bin', 'knocker');
 const SERVER = path.join(REPO, 'bin', 'knocknoc-server');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 const cleanups: Array<() => Promise<unknown>> = [];
 async function cleanUp(): Promise<void> {
@@ -50,6 +53,31 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     void cleanUp().finally(() => process.exit(130));
   });
+}
+
+interface Usage {
+  at: number;
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  spaces?: Record<string, { size: number; used: number }>;
+}
+
+/** Has the dashboard (loaded with bench/memory-probe.mjs) collect garbage and append its memory usage to `file`. */
+async function probeUsage(pid: number, file: string): Promise<Usage> {
+  const lines = async () => (await fs.readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const before = (await lines()).length;
+  process.kill(pid, 'SIGUSR2');
+  return waitFor(
+    'the memory probe',
+    async () => {
+      const now = await lines();
+      return now.length > before ? (JSON.parse(now[now.length - 1]!) as Usage) : undefined;
+    },
+    30_000,
+  );
 }
 
 async function rssKb(pid: number): Promise<number> {
@@ -105,6 +133,8 @@ async function main(): Promise<void> {
   const tmux = (...words: string[]) => execa('tmux', ['-L', socket, ...words]);
   const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm-256color' };
   delete env.CI;
+  const probeFile = path.join(root.dir, 'memory-probe.jsonl');
+  const probe = path.join(REPO, 'bench', 'memory-probe.mjs');
   await execa(
     'tmux',
     [
@@ -118,7 +148,7 @@ async function main(): Promise<void> {
       '120',
       '-y',
       '50',
-      `exec '${process.execPath}' '${KNOCKER}' status --root '${root.dir}' --interval ${INTERVAL_SECONDS}`,
+      `exec env KNOCKER_MEMORY_PROBE='${probeFile}' '${process.execPath}' --expose-gc --import '${probe}' '${KNOCKER}' status --root '${root.dir}' --interval ${INTERVAL_SECONDS}`,
     ],
     { env },
   );
@@ -158,28 +188,56 @@ async function main(): Promise<void> {
 
   const started = Date.now();
   const samples: Array<[number, number]> = [];
+  const usages: Array<[number, Usage]> = [];
+  const readUsage = async () => {
+    const usage = await probeUsage(pid, probeFile);
+    const minute = (usage.at - started) / 60_000;
+    usages.push([minute, usage]);
+    console.log(
+      `${minute.toFixed(2)} min: after a collection, heap used ${mib(usage.heapUsed)}, heap ${mib(usage.heapTotal)}, external ${mib(usage.external)}, RSS ${mib(usage.rss)}`,
+    );
+  };
+  await readUsage();
+  let probedMinutes = 0;
   while (Date.now() - started < MINUTES * 60_000) {
     const minute = (Date.now() - started) / 60_000;
     const kb = await rssKb(pid);
     samples.push([minute, kb]);
     console.log(`${minute.toFixed(2)} min: RSS ${(kb / 1024).toFixed(1)} MB`);
     await sleep(SAMPLE_SECONDS * 1000);
+    if (Math.floor((Date.now() - started) / 60_000) > probedMinutes) {
+      probedMinutes = Math.floor((Date.now() - started) / 60_000);
+      await readUsage();
+    }
   }
+  if (Date.now() - usages[usages.length - 1]![1].at > 30_000) await readUsage();
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const screen = String((await tmux('capture-pane', '-p')).stdout);
   const folded = screen.split('\n').filter((line) => /web-3: \S+ → /.test(line)).length;
   await cleanUp();
 
-  // The first minute is warm-up (JIT, caches): the slope is taken after it.
-  const settled = samples.filter(([minute]) => minute >= 1);
+  // Warm-up: JIT, caches, and V8 sizing its heap to the allocation rate (new space grows to its
+  // maximum in the first minutes: the per-space figures show when). Slopes after 1 and after 2 minutes.
   const mb = (kb: number) => `${(kb / 1024).toFixed(1)} MB`;
-  const first1 = samples[0]![1];
-  const afterWarmup = settled[0]?.[1] ?? first1;
+  const after = (from: number) => samples.filter(([minute]) => minute >= from);
+  const rssSlope = (from: number) => (after(from).length > 1 ? slope(after(from)) / 1024 : 0);
+  const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)} MB a minute`;
   const last = samples[samples.length - 1]![1];
   const max = Math.max(...samples.map(([, kb]) => kb));
-  const perMinute = settled.length > 1 ? slope(settled) : 0;
-  const table = samples
-    .filter((_, i) => i % Math.max(1, Math.round(60 / SAMPLE_SECONDS)) === 0 || i === samples.length - 1)
-    .map(([minute, kb]) => `| ${minute.toFixed(1)} | ${mb(kb)} |`);
+  const atMinute = (from: number) => after(from)[0]?.[1] ?? last;
+  const heapAfter = (from: number) =>
+    usages.filter(([minute]) => minute >= from - 0.05).map(([minute, u]): [number, number] => [minute, u.heapUsed / 1024 / 1024]);
+  const heapSlope = (from: number) => (heapAfter(from).length > 1 ? slope(heapAfter(from)) : 0);
+  const space = (u: Usage, name: string) => mib(u.spaces?.[name]?.size ?? 0);
+  const rssAt = (minute: number) => samples.reduce((best, s) => (Math.abs(s[0] - minute) < Math.abs(best[0] - minute) ? s : best))[1];
+  const table = usages.map(
+    ([minute, u]) =>
+      `| ${minute.toFixed(1)} | ${mb(rssAt(minute))} | ${mib(u.heapUsed)} | ${mib(u.heapTotal)} | ${space(u, 'new_space')} | ${space(u, 'old_space')} | ${mib(u.external)} |`,
+  );
+  const [firstUsage, lastUsage] = [usages[0]![1], usages[usages.length - 1]![1]];
   await writeSection(
     [
       '## knocker status: memory with a long history',
@@ -188,14 +246,18 @@ async function main(): Promise<void> {
       `a private PostgreSQL whose \`history\` table holds ${EVENTS.toLocaleString('en')} events (plus one written every second during the run, ${written} in all),`,
       `three real knocknoc-server nodes, the dashboard (\`knocker status --interval ${INTERVAL_SECONDS}\`, tmux 120x50) on web-1's host. It loads the latest 50`,
       'events of the history when it starts; web-3 is stopped and continued (SIGSTOP/SIGCONT) every 20 s, so its state changes keep arriving',
-      `and are folded into the events pane (${folded} of its lines on the last screen). RSS of the dashboard's process every ${SAMPLE_SECONDS} s:`,
+      `and are folded into the events pane (${folded} of its lines on the last screen). RSS of the dashboard's process every ${SAMPLE_SECONDS} s`,
+      '(/proc/PID/status VmRSS); at the start and at the end of every minute, inside the dashboard (`--expose-gc --import',
+      'bench/memory-probe.mjs`, on SIGUSR2): a full collection, then `process.memoryUsage()` and V8\'s heap spaces, so "heap used" is',
+      `memory the dashboard keeps, "heap" what V8 has reserved for it. Load average at the end: ${load}.`,
       '',
-      '| minute | RSS |',
-      '| ------ | --- |',
+      '| minute | RSS | heap used (after a full collection) | heap (reserved) | of it new space | old space | external |',
+      '| ------ | --- | ----------------------------------- | --------------- | --------------- | --------- | -------- |',
       ...table,
       '',
-      `RSS after the first minute ${mb(afterWarmup)}, at the end ${mb(last)}, highest ${mb(max)}; trend after the first minute`,
-      `**${perMinute >= 0 ? '+' : ''}${(perMinute / 1024).toFixed(2)} MB a minute** (least squares over ${settled.length} samples).`,
+      `RSS at the start ${mb(samples[0]![1])}, after 1 minute ${mb(atMinute(1))}, after 2 minutes ${mb(atMinute(2))}, at the end ${mb(last)}, highest ${mb(max)}.`,
+      `RSS trend (least squares over the ${SAMPLE_SECONDS} s samples): after the first minute ${signed(rssSlope(1))}; after the first two **${signed(rssSlope(2))}** (${after(2).length} samples).`,
+      `Heap used after a full collection: ${mib(firstUsage.heapUsed)} at the start, ${mib(lastUsage.heapUsed)} at the end; trend after the first minute ${signed(heapSlope(1))}, after the first two ${signed(heapSlope(2))}.`,
       `\`knocker history --limit ${Math.min(EVENTS, 10_000)} --json\` as a whole process: ${Math.round(listMs)} ms for ${listedCount} events.`,
       '',
     ].join('\n'),

@@ -6,7 +6,7 @@ import { useInput, type Key } from 'ink';
 import { errorMessage } from './errors.js';
 import { runApp, type OnExit } from './screens/app-exit.js';
 import { bindings, dashboardCommand, eachKey } from './screens/keys.js';
-import { StatusScreen, type DashboardView } from './screens/status-screen.js';
+import { StatusScreen, type DashboardView, type Scroll, type ScrollWindow } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
 import { ACTION_TITLE, STANDBY_TITLE, type AdminAction, type StandbyAction } from './status/actions.js';
 import { confirmAnswer } from './shared/confirm.js';
@@ -51,6 +51,8 @@ interface UiState {
   confirm: Confirm | undefined;
   sort: SortKey;
   view: DashboardView;
+  /** Where a detail view is scrolled to: its first line shown, or 'end' (the bottom, kept there as the content grows). */
+  scroll: Scroll;
 }
 
 type UiAction =
@@ -66,7 +68,8 @@ type UiAction =
   | { type: 'confirm-standby'; action: StandbyAction; plan: string[] }
   | { type: 'confirm-close' }
   | { type: 'sort' }
-  | { type: 'view'; view: DashboardView };
+  | { type: 'view'; view: DashboardView }
+  | { type: 'scroll'; to: Scroll };
 
 function uiReducer(state: UiState, action: UiAction): UiState {
   switch (action.type) {
@@ -95,7 +98,10 @@ function uiReducer(state: UiState, action: UiAction): UiState {
     case 'sort':
       return { ...state, sort: nextSort(state.sort) };
     case 'view':
-      return { ...state, view: action.view };
+      // A log opens at its end (followed), a detail at its top.
+      return { ...state, view: action.view, scroll: action.view.kind === 'log' ? 'end' : 0 };
+    case 'scroll':
+      return { ...state, scroll: action.to };
   }
 }
 
@@ -145,6 +151,8 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   const size = useTerminalSize({ columns: 100, rows: 40 });
   // The rows the table showed last (PgUp/PgDn move by about that much).
   const tableRoom = useRef(10);
+  // Where the detail view drawn last was: a scroll starts from there.
+  const detailWindow = useRef<ScrollWindow>({ start: 0, page: 1, last: 0 });
   useMonitor(monitor);
   // Ages move with each refresh; a clock of its own is needed only when refreshes are rarer than a second.
   const now = useNow(monitor.paused || monitor.intervalMs > 1_000, 1_000);
@@ -156,6 +164,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     confirm: undefined,
     sort: 'health',
     view: { kind: 'servers' },
+    scroll: 0,
   } as UiState);
   const ui = uiRef.current;
   // Names, versions and errors come from the database, HTTP answers and HAProxy: drawn, never obeyed.
@@ -220,6 +229,10 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   };
 
   const page = () => Math.max(1, tableRoom.current - 1);
+  /** Scrolls the detail view to show from line `to` on (clamped); at the last page it sticks to the end. */
+  const scrollTo = (to: number) => dispatch({ type: 'scroll', to: to >= detailWindow.current.last ? 'end' : Math.max(0, to) });
+  const scrollBy = (by: number) => scrollTo(detailWindow.current.start + by);
+  const detailPage = () => Math.max(1, detailWindow.current.page - 1);
   const handleKey = (input: string, key: Key) => {
     const ui = uiRef.current;
     if (bindings.interrupt(input, key)) return onExit(0);
@@ -244,7 +257,9 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       }
       return;
     }
-    const found = dashboardCommand(input, key);
+    // In a detail view only the keys offered there work (the moves scroll it); the rest wait for Esc.
+    const inDetail = ui.view.kind !== 'servers';
+    const found = dashboardCommand(input, key, inDetail ? 'detail' : 'servers');
     if (ui.help) {
       // Any key closes the help; q also quits.
       dispatch({ type: 'help', open: false });
@@ -252,9 +267,6 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     }
     if (!found) return;
     // An admin key without --admin is not passed over without a word.
-    // In a detail view the keys of the servers list wait for Esc.
-    const inDetail = ui.view.kind !== 'servers';
-    if (inDetail && !['back', 'log', 'database', 'pause', 'slower', 'faster', 'refresh', 'help', 'quit'].includes(found.command)) return;
     if (found.admin && !admin) {
       monitor.note({ at: Date.now(), level: 'warn', text: 'read-only: start with --admin to drain, maint or ready a server, or switch over' });
       return;
@@ -290,13 +302,17 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       case 'refresh':
         return monitor.refreshNow();
       case 'up':
-        return move(-1);
+        return inDetail ? scrollBy(-1) : move(-1);
       case 'down':
-        return move(1);
+        return inDetail ? scrollBy(1) : move(1);
       case 'page-up':
-        return move(-page());
+        return inDetail ? scrollBy(-detailPage()) : move(-page());
       case 'page-down':
-        return move(page());
+        return inDetail ? scrollBy(detailPage()) : move(page());
+      case 'top':
+        return inDetail ? scrollTo(0) : move(-Number.MAX_SAFE_INTEGER);
+      case 'bottom':
+        return inDetail ? scrollTo(Number.MAX_SAFE_INTEGER) : move(Number.MAX_SAFE_INTEGER);
       case 'drain':
       case 'maint':
       case 'ready': {
@@ -335,6 +351,10 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       height={size.rows}
       sort={ui.sort}
       view={view}
+      scroll={ui.scroll}
+      onDetailWindow={(shown) => {
+        detailWindow.current = shown;
+      }}
       localName={localName}
       log={{ ...log, source: undefined }}
       onTableRoom={(shown) => {

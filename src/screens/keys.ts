@@ -38,6 +38,8 @@ export type DashboardCommand =
   | 'down'
   | 'page-up'
   | 'page-down'
+  | 'top'
+  | 'bottom'
   | 'open'
   | 'log'
   | 'database'
@@ -81,6 +83,16 @@ const typed =
   (input: string) =>
     chars.includes(input);
 
+/** The same keys move the selection on the servers list and scroll a detail (its row says which, by place). */
+const MOVES: DashboardKey['bind'] = [
+  ['up', (input, key) => key.upArrow || input === 'k'],
+  ['down', (input, key) => key.downArrow || input === 'j'],
+  ['page-up', (_input, key) => key.pageUp],
+  ['page-down', (_input, key) => key.pageDown],
+  ['top', typed('g')],
+  ['bottom', typed('G')],
+];
+
 /**
  * The dashboard's one key table: the key handler (status-app.tsx), the footer and the help overlay
  * (status-screen.tsx) and `knocker status --help` all read it, so they cannot disagree.
@@ -90,15 +102,19 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
     keys: '↑/↓ j/k',
     short: '↑/↓',
     label: 'select',
-    does: 'select a server (PgUp/PgDn: a page)',
+    does: 'select a server (PgUp/PgDn: a page, g/G: the first or last)',
     admin: false,
     places: ['servers'],
-    bind: [
-      ['up', (input, key) => key.upArrow || input === 'k'],
-      ['down', (input, key) => key.downArrow || input === 'j'],
-      ['page-up', (_input, key) => key.pageUp],
-      ['page-down', (_input, key) => key.pageDown],
-    ],
+    bind: MOVES,
+  },
+  {
+    keys: '↑/↓ j/k PgUp/PgDn g/G',
+    short: '↑/↓ PgUp/PgDn g/G',
+    label: 'scroll',
+    does: 'in a detail or log taller than the terminal: scroll a line, a page, to the top or the bottom (where a log follows)',
+    admin: false,
+    places: ['detail'],
+    bind: MOVES,
   },
   {
     keys: 'Enter',
@@ -189,9 +205,12 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
   },
 ];
 
-/** The command a key runs on the dashboard, and whether it needs --admin; undefined: none. */
-export function dashboardCommand(input: string, key: Key): { command: DashboardCommand; admin: boolean } | undefined {
+const offeredIn = (row: DashboardKey, place: DashboardPlace) => (row.places ?? ['servers', 'detail']).includes(place);
+
+/** The command a key runs on the dashboard in `place`, and whether it needs --admin; undefined: none there. */
+export function dashboardCommand(input: string, key: Key, place: DashboardPlace = 'servers'): { command: DashboardCommand; admin: boolean } | undefined {
   for (const row of DASHBOARD_KEYS) {
+    if (!offeredIn(row, place)) continue;
     const bound = row.bind.find(([, matches]) => matches(input, key));
     if (bound) return { command: bound[0], admin: row.admin };
   }
@@ -200,7 +219,7 @@ export function dashboardCommand(input: string, key: Key): { command: DashboardC
 
 /** The footer's line: "↑/↓ select · / filter · … · q quit", the admin keys after them with --admin; only the keys that work in `place`. */
 export function dashboardFooter(admin: boolean, place: DashboardPlace = 'servers'): string {
-  return DASHBOARD_KEYS.filter((row) => (admin || !row.admin) && (row.places ?? ['servers', 'detail']).includes(place))
+  return DASHBOARD_KEYS.filter((row) => (admin || !row.admin) && offeredIn(row, place))
     .map((row) => `${row.short ?? row.keys} ${row.label}`)
     .join(' · ');
 }

@@ -35,6 +35,16 @@ import { symbols, theme } from './theme.js';
 /** What the lower part of the screen shows: the servers, or one of the views Enter, l and D open. */
 export type DashboardView = { kind: 'servers' } | { kind: 'server'; name: string } | { kind: 'log'; name: string } | { kind: 'database' };
 
+/** Where a detail view is scrolled to: the index of its first line shown, or 'end' (its last lines, kept there as it grows). */
+export type Scroll = number | 'end';
+
+/** What a detail view showed: from line `start`, about `page` lines; `last`: the start that shows its end. */
+export interface ScrollWindow {
+  start: number;
+  page: number;
+  last: number;
+}
+
 export interface StatusScreenProps {
   snapshot: Snapshot;
   /** The rows after the filter, in the order chosen. */
@@ -50,6 +60,10 @@ export interface StatusScreenProps {
   selected: string | undefined;
   sort: SortKey;
   view: DashboardView;
+  /** Where the detail view is scrolled to (the servers list ignores it). */
+  scroll: Scroll;
+  /** Told what the detail view shows, so that a key scrolls from there. */
+  onDetailWindow?: (shown: ScrollWindow) => void;
   /** This host's own node (ServerName of its knocknoc.conf). */
   localName: string | undefined;
   /** The followed log of this host's node, newest last, when a view shows it. */
@@ -346,33 +360,73 @@ function sectionLines(sections: DetailSection[], width: number): Line[] {
   return lines;
 }
 
-/** The lower part in a detail view: a server's or the database's detail, or a log, in `budget` lines. */
-function detailLines(props: StatusScreenProps, budget: number): Line[] {
+/**
+ * `lines` in `budget` lines from line `scroll` on: when they do not all fit, a line above and one
+ * below (where there is more) say how many are beyond and which keys reach them (the keys of
+ * DASHBOARD_KEYS' scroll row).
+ */
+function scrollLines(lines: Line[], budget: number, scroll: Scroll): { lines: Line[]; window: ScrollWindow } {
+  if (lines.length <= budget || budget < 3) {
+    // All of it, or a screen too short to scroll in (then what fits, and nothing to scroll).
+    return { lines: lines.slice(0, Math.max(0, budget)), window: { start: 0, page: Math.max(1, budget), last: 0 } };
+  }
+  // At the top or the bottom one line says what is beyond; in between, two.
+  const last = lines.length - (budget - 1);
+  const start = scroll === 'end' ? last : Math.min(Math.max(0, scroll), last);
+  const room = start === 0 || start === last ? budget - 1 : budget - 2;
+  const below = lines.length - start - room;
+  const more = (count: number, where: string, keys: string): Line => ({
+    text: `  ${where === 'above' ? '↑' : '↓'} ${count} more line${count === 1 ? '' : 's'} ${where} (${keys})`,
+    color: theme.muted,
+  });
+  return {
+    lines: [
+      ...(start > 0 ? [more(start, 'above', 'k, PgUp, g')] : []),
+      ...lines.slice(start, start + room),
+      ...(below > 0 ? [more(below, 'below', 'j, PgDn, G')] : []),
+    ],
+    window: { start, page: budget - 2, last },
+  };
+}
+
+/** The lines of a detail view, all of them (scrollLines picks what fits); the log view's title is pinned above them. */
+function detailContent(props: StatusScreenProps, budget: number): { title?: Line; lines: Line[] } {
   const { view, snapshot, now, width, localName, log } = props;
-  if (view.kind === 'database') return cut(sectionLines(databaseDetail(snapshot, now), width), budget, (n) => `${n} more lines: a taller terminal shows them`);
-  if (view.kind === 'servers') return [];
-  const row = snapshot.servers.find((r) => r.name === view.name);
+  if (view.kind === 'database') return { lines: sectionLines(databaseDetail(snapshot, now), width) };
+  if (view.kind === 'servers') return { lines: [] };
   const local = view.name === localName;
-  const logLines = (room: number): Line[] => {
+  const logLines = (count: number): Line[] => {
     if (!local) return [{ text: `  ${view.name} is not this host's node: its log is on its host (knocker service logs server -f there)`, color: theme.muted }];
     if (log.error) return [{ text: `  ${symbols.fail} ${log.error}`, color: theme.error }];
     if (log.lines.length === 0) return [{ text: '  (nothing logged yet)', color: theme.muted }];
-    return log.lines.slice(-Math.max(0, room)).map((text) => ({ text: fitLine(`  ${text}`, width) }));
+    return log.lines.slice(-Math.max(1, count)).map((text) => ({ text: fitLine(`  ${text}`, width) }));
   };
   if (view.kind === 'log') {
     const title = {
       text: fitLine(`Log of ${view.name}${local ? ` (this host's node)${log.source ? `: ${log.source}` : ''}, followed` : ''}`, width),
       bold: true,
     };
-    return [title, ...logLines(budget - 1)].slice(0, budget);
+    return { title, lines: logLines(log.lines.length) };
   }
-  if (!row) return [{ text: `  ${view.name} is no longer listed`, color: theme.muted }];
+  const row = snapshot.servers.find((r) => r.name === view.name);
+  if (!row) return { lines: [{ text: `  ${view.name} is no longer listed`, color: theme.muted }] };
   const lines = sectionLines(serverDetail(row, snapshot, now, localName), width);
-  if (!local) return cut(lines, budget, (n) => `${n} more lines: a taller terminal shows them`);
-  // Its last log lines take what the detail leaves (at least a few, the detail cut for them).
-  const logRoom = Math.max(Math.min(2, budget - 2), budget - lines.length - 1);
-  const head = cut(lines, budget - logRoom - 1, (n) => `${n} more lines: a taller terminal shows them`);
-  return [...head, { text: fitLine(`Log (last lines; l: the whole log)${log.source ? `: ${log.source}` : ''}`, width), bold: true }, ...logLines(logRoom)];
+  if (!local) return { lines };
+  // Its last log lines under the detail: what the screen has room for, and at least a few (scrolled to).
+  const logCount = Math.max(LOG_TAIL, budget - lines.length - 1);
+  return {
+    lines: [...lines, { text: fitLine(`Log (last lines; l: the whole log)${log.source ? `: ${log.source}` : ''}`, width), bold: true }, ...logLines(logCount)],
+  };
+}
+
+/** The fewest log lines a server's detail shows under it. */
+const LOG_TAIL = 5;
+
+/** The lower part in a detail view in `budget` lines: a server's or the database's detail, or a log, scrolled to `props.scroll`. */
+function detailLines(props: StatusScreenProps, budget: number): { lines: Line[]; window: ScrollWindow } {
+  const { title, lines } = detailContent(props, budget);
+  const shown = scrollLines(lines, budget - (title ? 1 : 0), props.scroll);
+  return { lines: title ? [title, ...shown.lines] : shown.lines, window: shown.window };
 }
 
 /** Lines measured as drawn (Ink's layout of the wrapped parts), kept between frames. */
@@ -391,7 +445,7 @@ function useMeasured(initial: { head: number; foot: number }) {
 }
 
 export function StatusScreen(props: StatusScreenProps) {
-  const { snapshot, rows, events, selected, width, height, help, view, onTableRoom } = props;
+  const { snapshot, rows, events, selected, width, height, help, view, onTableRoom, onDetailWindow } = props;
   const { total, healthy } = snapshot.summary;
   const verdict: Health =
     snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail'
@@ -426,8 +480,11 @@ export function StatusScreen(props: StatusScreenProps) {
 
   let body: React.ReactNode;
   if (help) body = <Help admin={props.admin} room={room} width={width} />;
-  else if (view.kind !== 'servers') body = <Lines lines={detailLines(props, room)} />;
-  else if (snapshot.servers.length === 0) {
+  else if (view.kind !== 'servers') {
+    const detail = detailLines(props, room);
+    onDetailWindow?.(detail.window);
+    body = <Lines lines={detail.lines} />;
+  } else if (snapshot.servers.length === 0) {
     body = snapshot.summary.databaseUnreachable ? (
       <Text color={theme.error} wrap="truncate-end">
         {symbols.fail} cannot read the servers registry: {snapshot.sources.registry.error}

@@ -210,6 +210,81 @@ test('Enter opens the selected server, l its log (followed), Esc goes back, D th
   await t.waitFor('EXIT=0', 90_000);
 }, 180_000);
 
+/** Until the visible screen (not the scrollback) satisfies `done`; returns it. */
+function visibleWhen(t: Terminal, what: string, done: (screen: string) => boolean): Promise<string> {
+  return waitFor(
+    what,
+    async () => {
+      const screen = await t.visible();
+      return done(screen) ? screen : undefined;
+    },
+    20_000,
+  );
+}
+
+test('80×24: a detail and a log taller than the screen scroll (j/k, PgUp/PgDn, g/G) to their last line, the head staying on top', async () => {
+  // Forty numbered lines in web-1's log: its detail (the detail, then its last log lines) is taller than 24 lines.
+  const log = cluster.root.path(PATHS.serverLog);
+  await fs.mkdir(path.dirname(log), { recursive: true });
+  await fs.appendFile(log, Array.from({ length: 40 }, (_, i) => `scroll line ${String(i + 1).padStart(2, '0')}\n`).join(''));
+  const t = await dashboard(80, 24);
+  await t.keys('s');
+  await t.waitFor(/SERVER↓/);
+  await t.keys('Enter');
+  // At its top: the detail's first lines, a line saying how much is below, the scroll keys in the footer.
+  const top = await visibleWhen(
+    t,
+    'the top of the detail',
+    (s) => /✔ web-1: ok \(this host's node\)/.test(s) && /↓ \d+ more lines below \(j, PgDn, G\)/.test(s),
+  );
+  expectHead(top, 80, 24, { rows: false });
+  expect(top).not.toContain('scroll line 40');
+  expect(top).not.toMatch(/more lines? above/);
+  expect(top.replace(/\s+/g, ' ')).toContain('↑/↓ PgUp/PgDn g/G scroll');
+  const below = Number(/↓ (\d+) more lines below/.exec(top)![1]);
+
+  // G: its last line (the log's newest), nothing more below; the head still on top.
+  await t.keys('G');
+  const bottom = await visibleWhen(t, 'the bottom of the detail', (s) => s.includes('scroll line 40') && /↑ \d+ more lines? above/.test(s));
+  expectHead(bottom, 80, 24, { rows: false });
+  expect(bottom).not.toMatch(/more lines? below/);
+  expect(bottom).not.toContain("web-1: ok (this host's node)");
+  expect(Number(/↑ (\d+) more lines? above/.exec(bottom)![1])).toBe(below);
+  await capture('detail-bottom', bottom);
+
+  // g: back to the top; j: one line down; PgDn: a page further; k: one back.
+  await t.keys('g');
+  await visibleWhen(t, 'the top again', (s) => /✔ web-1: ok/.test(s) && !/more lines? above/.test(s));
+  await t.keys('j');
+  await visibleWhen(t, 'one line down', (s) => /↑ 1 more line above/.test(s));
+  await t.keys('PageDown');
+  const paged = await visibleWhen(t, 'a page down', (s) => /↑ (\d+) more lines above/.test(s) && !/↑ 1 more line above/.test(s));
+  const afterPage = Number(/↑ (\d+) more lines above/.exec(paged)![1]);
+  expect(afterPage).toBeGreaterThan(1);
+  await t.keys('k');
+  await visibleWhen(t, 'a line back up', (s) => new RegExp(`↑ ${afterPage - 1} more lines? above`).test(s));
+  expectHead(await t.visible(), 80, 24, { rows: false });
+
+  // The log view opens at its end (followed), its title pinned; g goes to its first lines, G back, and a new line shows at the end.
+  await t.keys('l');
+  const logEnd = await visibleWhen(t, 'the log at its end', (s) => s.includes("Log of web-1 (this host's node), followed") && s.includes('scroll line 40'));
+  expectHead(logEnd, 80, 24, { rows: false });
+  expect(logEnd).toMatch(/↑ \d+ more lines above/);
+  await t.keys('g');
+  const logTop = await visibleWhen(t, 'the log at its top', (s) => /↓ \d+ more lines below/.test(s) && !/more lines? above/.test(s));
+  expect(logTop).toContain("Log of web-1 (this host's node), followed");
+  expect(logTop).not.toContain('scroll line 40');
+  await t.keys('G');
+  await visibleWhen(t, 'the log at its end again', (s) => s.includes('scroll line 40'));
+  await fs.appendFile(log, 'scroll line 41\n');
+  const followed = await visibleWhen(t, 'the new line at the end', (s) => s.includes('scroll line 41'));
+  expectHead(followed, 80, 24, { rows: false });
+  await t.keys('Escape');
+  await t.waitFor(/SERVER↓/);
+  await t.keys('q');
+  await t.waitFor('EXIT=0', 90_000);
+}, 180_000);
+
 /** An SGR sequence that sets a colour (foreground or background, 8, 16, 256 or true colour). */
 const COLOUR = /\u001B\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])(?:;[0-9;]*)?m/;
 

@@ -31,6 +31,8 @@ const pressed: Array<[string, Partial<Key>, DashboardCommand]> = [
   ['j', {}, 'down'],
   ['', { pageUp: true }, 'page-up'],
   ['', { pageDown: true }, 'page-down'],
+  ['g', {}, 'top'],
+  ['G', {}, 'bottom'],
   ['/', {}, 'filter'],
   ['', { escape: true }, 'back'],
   ['', { return: true }, 'open'],
@@ -60,6 +62,20 @@ test('each key runs the command of its row; the admin ones are marked as needing
     });
   }
   expect(dashboardCommand('x', none)).toBeUndefined();
+  // In a detail view the moves scroll it (the same commands, by the scroll row); the servers list's own keys do nothing there.
+  for (const [input, key, command] of pressed.filter(([, , c]) => ['up', 'down', 'page-up', 'page-down', 'top', 'bottom'].includes(c))) {
+    expect(dashboardCommand(input, { ...none, ...key }, 'detail')).toEqual({ command, admin: false });
+  }
+  for (const [input, key] of [
+    ['', { return: true }],
+    ['s', {}],
+    ['/', {}],
+    ['d', {}],
+    ['S', {}],
+  ] as Array<[string, Partial<Key>]>) {
+    expect(dashboardCommand(input, { ...none, ...key }, 'detail'), input).toBeUndefined();
+  }
+  expect(dashboardCommand('l', none, 'detail')).toEqual({ command: 'log', admin: false });
   // Every command of the table is reached by some key above.
   expect(new Set(pressed.map(([, , c]) => c))).toEqual(new Set(DASHBOARD_KEYS.flatMap((row) => row.bind.map(([c]) => c))));
 });
@@ -72,7 +88,9 @@ test('the footer and the help list every row, the admin keys only with --admin',
     '↑/↓ select · Enter detail · l log · D database · Esc back · s sort · / filter · p pause · +/- interval · r refresh · ? help · q quit · d drain · m maint · R ready · S switchover · P promote',
   );
   // In a detail view, only the keys that work there.
-  expect(dashboardFooter(true, 'detail')).toBe('l log · D database · Esc back · p pause · +/- interval · r refresh · ? help · q quit');
+  expect(dashboardFooter(true, 'detail')).toBe(
+    '↑/↓ PgUp/PgDn g/G scroll · l log · D database · Esc back · p pause · +/- interval · r refresh · ? help · q quit',
+  );
   expect([...dashboardHelp(false), ...dashboardHelp(true)].map(([keys]) => keys)).toEqual(DASHBOARD_KEYS.map((row) => row.keys));
   expect(dashboardHelp(true).map(([keys]) => keys)).toEqual(['d', 'm', 'R', 'S', 'P']);
 });
