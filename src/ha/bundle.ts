@@ -4,6 +4,7 @@
 // private key, the CA, the data hosts allowed to reach the monitor, and autoctl_node's password.
 // It is input from outside when read: checked field by field (as the standby's bundle is) before
 // anything is written from it.
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import { generatePassword } from '../postgres/scram.js';
@@ -88,4 +89,68 @@ export function monitorBundleStep(root: Root, file: string, parts: { monitor: En
       await fs.rm(file, { force: true });
     },
   };
+}
+
+/**
+ * The standby's part of an automatic pair, made by `ha adopt` on the primary once it is adopted
+ * and read by `ha adopt --bundle` on the standby: the monitor's address, autoctl_node's and
+ * pgautofailover_replicator's passwords, the cluster's CA. Not the monitor's key: the standby has
+ * its own certificate already (knocker standby init).
+ */
+export interface DataHostBundle {
+  version: 1;
+  kind: 'pg_auto_failover data host';
+  monitor: Endpoint;
+  /** The host this bundle is for (the standby) and the primary that made it. */
+  node: Endpoint;
+  primary: Endpoint;
+  monitorPassword: string;
+  replicationPassword: string;
+  ca: string;
+}
+
+const DATA_KIND = 'pg_auto_failover data host';
+const DATA_KEYS = ['version', 'kind', 'monitor', 'node', 'primary', 'monitorPassword', 'replicationPassword', 'ca'];
+
+export function dataHostBundleFile(root: Root, address: string): string {
+  return root.path(`/opt/knocknoc/etc/ha-node-${address.replace(/[^A-Za-z0-9.]/g, '_')}.json`);
+}
+
+const passwordProblem = (field: string, value: unknown): string[] =>
+  typeof value !== 'string' || value.length < 22 || value.length > 1024 || CONTROL.test(value) || /[:\\]/.test(value)
+    ? [`${field}: not a password knocker made (22 to 1024 characters, no control characters, no : or \\)`]
+    : [];
+
+/** What is wrong with a parsed data-host bundle, field by field (empty: nothing). */
+export function dataHostBundleProblems(bundle: unknown): string[] {
+  if (typeof bundle !== 'object' || bundle === null || Array.isArray(bundle)) return ['not a JSON object'];
+  const b = bundle as Record<string, unknown>;
+  if (b.version !== 1) return [`version ${JSON.stringify(b.version)}: this knocker reads data-host bundles of version 1 only`];
+  const problems: string[] = [];
+  for (const key of Object.keys(b)) if (!DATA_KEYS.includes(key)) problems.push(`${key}: unknown field`);
+  if (b.kind !== DATA_KIND) problems.push(`kind: not ${JSON.stringify(DATA_KIND)}: ${JSON.stringify(b.kind)}`);
+  problems.push(...endpointProblems('monitor', b.monitor), ...endpointProblems('node', b.node), ...endpointProblems('primary', b.primary));
+  problems.push(...passwordProblem('monitorPassword', b.monitorPassword), ...passwordProblem('replicationPassword', b.replicationPassword));
+  try {
+    const ca = new X509Certificate(String(b.ca));
+    if (!ca.ca) problems.push('ca: not a CA certificate');
+  } catch {
+    problems.push('ca: not a PEM certificate');
+  }
+  return problems;
+}
+
+export function readDataHostBundle(file: string): Promise<DataHostBundle> {
+  return readHostBundle<DataHostBundle>(file, {
+    noun: 'data-host bundle of knocker ha adopt',
+    holds: "autoctl_node's and pgautofailover_replicator's passwords",
+    hints: {
+      make: 'run knocker ha adopt on the primary: it prints this file; copy it to this host',
+      remake: "change the two roles' passwords (knocker ha adopt on the primary writes them once)",
+    },
+    problems: dataHostBundleProblems,
+    hostOf: (bundle) => bundle.node.host,
+    elsewhere: (host) => `run knocker ha adopt --bundle FILE on ${host}`,
+    pem: false,
+  });
 }

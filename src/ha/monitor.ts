@@ -22,6 +22,7 @@ import { withRun, type RunFlags } from '../system/runner.js';
 import { isRoot, lookupUser, type OsUser } from '../system/users.js';
 import { waitFor } from '../system/wait.js';
 import { readMonitorBundle, type MonitorBundle } from './bundle.js';
+import { monitorTimeoutLines } from './timeouts.js';
 
 export const MONITOR_PATHS = {
   /** The monitor's folder, the database user's (0700): PGDATA's parent must be (pg_autoctl renames in it). */
@@ -35,7 +36,7 @@ export const MONITOR_PATHS = {
 export const MONITOR_DATABASE = 'pg_auto_failover';
 export const MONITOR_ROLE = 'autoctl_node';
 const IDENT_MAP = 'knocker_pgaf';
-const DB_USER = 'postgres';
+export const DB_USER = 'postgres';
 
 /** Everything the monitor's files are, from the folder. */
 export function monitorFiles(root: Root) {
@@ -56,12 +57,22 @@ export function monitorFiles(root: Root) {
 }
 type Files = ReturnType<typeof monitorFiles>;
 
+/** What pg_autoctl's environment is made of, on the monitor and on a data host alike. */
+export interface AutoctlFiles {
+  /** Its working folder (HOME, cwd), the database user's. */
+  dir: string;
+  xdg: string;
+  passfile: string;
+  /** Under a sandbox root: the PostgreSQL's socket folder (PG_REGRESS_SOCK_DIR). */
+  socket: string;
+}
+
 /**
  * The environment pg_autoctl runs with: nothing inherited (no PG* variable of knocker's own), its
  * own XDG folders (two nodes on one machine never share state), the passfile; under a sandbox root
  * the socket folder (pg_autoctl's PG_REGRESS_SOCK_DIR hook: a root's socket is not the host's).
  */
-export function autoctlEnv(root: Root, files: Files): Record<string, string> {
+export function autoctlEnv(root: Root, files: AutoctlFiles): Record<string, string> {
   return {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     LANG: 'C.UTF-8',
@@ -75,7 +86,7 @@ export function autoctlEnv(root: Root, files: Files): Record<string, string> {
 }
 
 /** pg_autoctl as the database user, with exactly `env` (env -i: nothing of ours leaks in). */
-export async function autoctl(root: Root, files: Files, args: string[], log?: Logger, allowFailure = false) {
+export async function autoctl(root: Root, files: AutoctlFiles, args: string[], log?: Logger, allowFailure = false) {
   const env = Object.entries(autoctlEnv(root, files)).map(([k, v]) => `${k}=${v}`);
   return run('env', ['-i', ...env, 'pg_autoctl', ...args], { asUser: DB_USER, log, timeoutMs: 120_000, allowFailure, cwd: files.dir });
 }
@@ -113,13 +124,15 @@ export const TUNING = [
   '',
 ].join('\n');
 
-async function ownedWrite(file: string, content: string, mode: number, user: OsUser | undefined): Promise<void> {
+/** Writes a new file with `mode`, owned by `user` (the database user) when given. */
+export async function ownedWrite(file: string, content: string, mode: number, user: OsUser | undefined): Promise<void> {
   await fs.writeFile(file, content, { mode, flag: 'wx' });
   await fs.chmod(file, mode);
   if (user) await fs.chown(file, user.uid, user.gid);
 }
 
-async function ownedDir(dir: string, user: OsUser | undefined): Promise<void> {
+/** Makes a new folder (0700), owned by `user` when given. */
+export async function ownedDir(dir: string, user: OsUser | undefined): Promise<void> {
   await fs.mkdir(dir, { mode: 0o700 });
   if (user) await fs.chown(dir, user.uid, user.gid);
 }
@@ -157,9 +170,10 @@ async function pgCtl(): Promise<string> {
   return path.join(bins.dir, 'pg_ctl');
 }
 
-async function stopPostgres(ctl: string, files: Files, log: Logger, mode: 'fast' | 'immediate'): Promise<void> {
-  if (!(await fs.stat(path.join(files.data, 'postmaster.pid')).catch(() => undefined))) return;
-  await run(ctl, ['stop', '-D', files.data, '-m', mode, '-w'], { asUser: DB_USER, log, allowFailure: true, withoutPgEnv: true, timeoutMs: 60_000 });
+/** pg_ctl stop of the PostgreSQL in `dataDir`, when it runs (pg_autoctl may have left it running). */
+export async function stopPostgres(ctl: string, dataDir: string, log: Logger, mode: 'fast' | 'immediate'): Promise<void> {
+  if (!(await fs.stat(path.join(dataDir, 'postmaster.pid')).catch(() => undefined))) return;
+  await run(ctl, ['stop', '-D', dataDir, '-m', mode, '-w'], { asUser: DB_USER, log, allowFailure: true, withoutPgEnv: true, timeoutMs: 90_000 });
 }
 
 function createStep(root: Root, files: Files, bundle: MonitorBundle, ctl: string, log: Logger): Step {
@@ -195,10 +209,10 @@ function createStep(root: Root, files: Files, bundle: MonitorBundle, ctl: string
     async apply() {
       await autoctl(root, files, args, log);
       // It may leave its PostgreSQL running: stopped here, so pg_hba.conf is rewritten before anyone connects.
-      await stopPostgres(ctl, files, log, 'fast');
+      await stopPostgres(ctl, files.data, log, 'fast');
     },
     async undo() {
-      await stopPostgres(ctl, files, log, 'immediate');
+      await stopPostgres(ctl, files.data, log, 'immediate');
     },
   };
 }
@@ -208,13 +222,13 @@ function configStep(root: Root, files: Files, bundle: MonitorBundle): Step {
   return {
     kind: 'file',
     title: `Rewrite ${hba} (no trust: peer locally, hostssl scram-sha-256 for ${bundle.dataHosts.join(', ')}), map postgres to ${MONITOR_ROLE}, a small tuning after pg_autoctl's include`,
-    details: monitorHba(bundle.dataHosts, root.isSandbox).trimEnd().split('\n').concat(TUNING.trim().split('\n')),
+    details: monitorHba(bundle.dataHosts, root.isSandbox).trimEnd().split('\n').concat(TUNING.trim().split('\n'), monitorTimeoutLines()),
     changes: true,
     async apply() {
       const user = await lookupUser(DB_USER);
       await fs.writeFile(hba, monitorHba(bundle.dataHosts, root.isSandbox), { mode: 0o600 });
       await fs.appendFile(path.join(files.data, 'pg_ident.conf'), `${IDENT_MAP}  ${DB_USER}  ${MONITOR_ROLE}\n`);
-      await fs.appendFile(path.join(files.data, 'postgresql.conf'), TUNING);
+      await fs.appendFile(path.join(files.data, 'postgresql.conf'), `${TUNING}${monitorTimeoutLines().join('\n')}\n`);
       if (user) for (const f of ['pg_hba.conf', 'pg_ident.conf', 'postgresql.conf']) await fs.chown(path.join(files.data, f), user.uid, user.gid);
     },
     async undo() {
@@ -233,7 +247,8 @@ export async function stopMonitor(files: Files, graceMs = 30_000, log?: Logger):
   await stopDaemon(files.pidFile, graceMs, log, 'SIGTERM', { mark: files.data, group: true });
 }
 
-async function startSandboxDaemon(root: Root, files: Files, log: Logger): Promise<void> {
+/** `pg_autoctl run` as a daemon of a sandbox root (as the database user), known by its PGDATA. */
+export async function startAutoctlDaemon(root: Root, files: AutoctlFiles & { data: string; pidFile: string; daemonLog: string }, log?: Logger): Promise<void> {
   const user = await lookupUser(DB_USER);
   await startDaemon(
     {
@@ -272,7 +287,7 @@ function startStep(root: Root, files: Files, port: number, log: Logger): Step {
     changes: true,
     async apply() {
       if (root.isSandbox) {
-        await startSandboxDaemon(root, files, log);
+        await startAutoctlDaemon(root, files, log);
       } else {
         await fs.writeFile(unitFile, await systemdUnit(root, files, log), { mode: 0o644 });
         await systemctl(['daemon-reload'], log);

@@ -118,6 +118,8 @@ export interface BundleKind<T> {
   hostOf: (bundle: T) => string;
   /** The hint when the bundle is for another host. */
   elsewhere: (host: string) => string;
+  /** False for a bundle without a certificate and key of its own (its `problems` check its CA). */
+  pem?: boolean;
 }
 
 /**
@@ -139,7 +141,7 @@ export async function readHostBundle<T>(file: string, kind: BundleKind<T>): Prom
   const bundle = parsed as T;
   const host = kind.hostOf(bundle);
   if (!(await isOwnAddress(host))) throw new PreflightError(`this host has no address ${host}: the bundle is for another host`, [kind.elsewhere(host)]);
-  const pem = pemProblems(parsed as Record<string, unknown>, host);
+  const pem = kind.pem === false ? [] : pemProblems(parsed as Record<string, unknown>, host);
   if (pem.length > 0) throw new UsageError(invalid, pem);
   return bundle;
 }

@@ -1,0 +1,243 @@
+// Issue 24, milestone 2: knocker's replicated pair handed to pg_auto_failover in place, and an
+// unattended failover. Real PostgreSQL and pg_autoctl on loopback: a knocker pair (primary root A,
+// standby root B, test/helpers/failclosed.ts), a monitor root M (exposedb --add-monitor, ha monitor);
+// `ha adopt` on A, then `ha adopt --bundle` on B, with a writer through the pair recording every
+// acknowledged id and a sampler checking that never two hosts take writes. Then kill -9 of A's
+// keeper and postmaster: writes come back on B with no human, none acknowledged is lost; A's keeper
+// started again rejoins as a standby by itself and is never writable.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { monitorView, nodeFiles, nodeName, runningKeeper, startKeeper, stopKeeper } from '../../src/ha/adopt.js';
+import { autoctl, monitorFiles, runningMonitor, stopMonitor } from '../../src/ha/monitor.js';
+import { readHaNodeState } from '../../src/ha/node-state.js';
+import { expectedFailoverMs, readMonitorTimeouts, splitBrainGuard } from '../../src/ha/timeouts.js';
+import { withAdminSession } from '../../src/postgres/admin.js';
+import { freePort } from '../../src/system/host.js';
+import { isAlive } from '../../src/system/lock.js';
+import { PATHS, type Root } from '../../src/system/root.js';
+import { finish, makePair, postmasterPid, role, run, startSampler, writerFor, type Pair } from '../helpers/failclosed.js';
+import { destroyRoot, makeRoot } from '../helpers/roots.js';
+import { waitFor } from '../helpers/server.js';
+import { sql } from '../helpers/standby.js';
+
+const MON = '127.0.24.40';
+const A = '127.0.24.41';
+const B = '127.0.24.42';
+const CLIENT = '127.0.24.43';
+let pair: Pair;
+let rootM: Root;
+let monPort: number;
+let nextId = 1;
+/** Set once both hosts are adopted: the later tests need the automatic pair. */
+let adopted = false;
+
+const ha = (root: Root, ...args: string[]) => run(['ha', '--root', root.dir, ...args]);
+const ids = (n: number) => {
+  const first = nextId;
+  nextId += n;
+  return first;
+};
+
+beforeAll(async () => {
+  pair = await makePair(A, B, CLIENT);
+  rootM = await makeRoot();
+  monPort = await freePort(MON);
+  const made = await run(['exposedb', '--root', pair.rootA.dir, '--add-monitor', `${MON}:${monPort}`]);
+  expect(made.exitCode, made.stderr).toBe(0);
+  const monitor = await ha(rootM, 'monitor', '--bundle', made.stdout.trim());
+  expect(monitor.exitCode, monitor.stderr).toBe(0);
+}, 240_000);
+
+afterAll(async () => {
+  for (const root of [pair?.rootA, pair?.rootB]) if (root) await stopKeeper(root, 20_000).catch(() => {});
+  if (rootM) await stopMonitor(monitorFiles(rootM), 20_000).catch(() => {});
+  await Promise.all([pair?.destroy(), rootM && destroyRoot(rootM)]);
+}, 120_000);
+
+/** Every process whose parent is `pid` (a postmaster's children). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(entry));
+  }
+  return found;
+}
+
+const gone = (pid: number) => !isAlive(pid);
+
+async function settled(root: Root, host: string, wanted: string, timeoutMs = 120_000): Promise<void> {
+  await waitFor(
+    `${host} ${wanted} on the monitor`,
+    async () => {
+      const view = await monitorView(root, nodeFiles(root), nodeName(host)).catch(() => undefined);
+      return view && view.current === wanted && view.assigned === wanted ? true : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+test('ha adopt --dry-run --json on the primary: pg_autoctl told its address, --skip-pg-hba, verify-full, a monitor URI without password; nothing changed', async () => {
+  const dry = await ha(pair.rootA, 'adopt', '--dry-run', '--json');
+  expect(dry.exitCode, dry.stderr).toBe(0);
+  const plan = JSON.parse(dry.stdout);
+  expect(plan.details).toMatchObject({ role: 'primary', dataHosts: [A, B] });
+  const create = plan.plan.steps.find((s: { title: string }) => s.title.includes('pg_autoctl create postgres'));
+  const line = create.details.join('\n');
+  for (const flag of [`--hostname ${A}`, `--listen ${A}`, '--skip-pg-hba', '--ssl-mode verify-full', `--monitor postgres://autoctl_node@${MON}:${monPort}/`])
+    expect(line).toContain(flag);
+  expect(line).not.toMatch(/--auth|--ssl-self-signed|\btrust\b/);
+  const bundle = JSON.parse(await fs.readFile(path.join(pair.rootA.path('/opt/knocknoc/etc'), `monitor-${MON}.json`), 'utf8'));
+  expect(dry.stdout).not.toContain(bundle.password);
+  await expect(fs.stat(pair.rootA.path('/var/lib/knocknoc/ha'))).rejects.toThrow();
+  expect(await role(pair.rootA)).toBe('primary');
+  // The standby refuses to go first.
+  const early = await ha(pair.rootB, 'adopt', '--dry-run');
+  expect(early.exitCode).toBe(3);
+}, 60_000);
+
+test('ha adopt on the primary then on the standby, under writes: a pair of pg_auto_failover, 0 acknowledged writes lost, never two writable', async () => {
+  const writer = writerFor(pair, ids(1_000_000));
+  const sampler = startSampler(pair);
+  await waitFor('writes before the adoption', () => (writer.acked.length > 30 ? true : undefined));
+
+  const sizes = new Map<Root, string>();
+  for (const root of [pair.rootA, pair.rootB]) sizes.set(root, (await sql<{ sb: string }>(root, "SELECT current_setting('shared_buffers') AS sb"))[0]!.sb);
+  let started = Date.now();
+  const onA = await ha(pair.rootA, 'adopt');
+  const primaryMs = Date.now() - started;
+  expect(onA.exitCode, onA.stderr).toBe(0);
+  const standbyBundle = onA.stdout.trim();
+  expect(((await fs.stat(standbyBundle)).mode & 0o777).toString(8)).toBe('600');
+  const gapPrimary = writer.longestGapMs;
+
+  started = Date.now();
+  const onB = await ha(pair.rootB, 'adopt', '--bundle', standbyBundle);
+  const standbyMs = Date.now() - started;
+  expect(onB.exitCode, onB.stderr).toBe(0);
+
+  await settled(pair.rootA, A, 'primary');
+  await settled(pair.rootB, B, 'secondary');
+  // Synchronous replication to pg_autoctl's standby (knocker's own settings no longer override it).
+  const [sync] = await sql<{ s: string }>(pair.rootA, "SELECT current_setting('synchronous_standby_names') AS s");
+  expect(sync!.s).toMatch(/^ANY 1 \(pgautofailover_standby_\d+\)$/);
+  const slots = await sql<{ slot_name: string }>(pair.rootA, 'SELECT slot_name FROM pg_replication_slots');
+  expect(slots.map((s) => s.slot_name).filter((n) => n.startsWith('knocker_'))).toEqual([]);
+  await finish(pair.rootA, writer, sampler);
+
+  for (const [root, host] of [
+    [pair.rootA, A],
+    [pair.rootB, B],
+  ] as const) {
+    const state = await readHaNodeState(root);
+    expect(state).toMatchObject({ mode: 'automatic', name: nodeName(host), address: host });
+    expect(state!.monitorUri).toContain('sslmode=verify-full');
+    await expect(fs.stat(root.path('/var/lib/knocknoc/standby/state.json'))).rejects.toThrow();
+    const files = nodeFiles(root);
+    expect(((await fs.stat(files.passfile)).mode & 0o777).toString(8)).toBe('600');
+    const hba = await fs.readFile(root.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8');
+    expect(hba).toContain(`hostssl  replication  pgautofailover_replicator  ${A}/32  scram-sha-256`);
+    expect(hba).toContain(`hostssl  replication  pgautofailover_replicator  ${B}/32  scram-sha-256`);
+    expect(hba.split('\n').filter((l) => !l.startsWith('#'))).not.toContainEqual(expect.stringMatching(/\btrust\b/));
+    // No password in pg_autoctl's config, pg_autoctl's logs, knocker's log, or the standby include.
+    const secrets = (await fs.readFile(files.passfile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => l.slice(l.lastIndexOf(':') + 1));
+    let text = await fs.readFile(files.daemonLog, 'utf8');
+    text += await fs.readFile(root.path('/var/log/knocknoc/ha.log'), 'utf8');
+    for (const f of await fs.readdir(files.xdg, { recursive: true })) {
+      const full = path.join(files.xdg, f);
+      if ((await fs.stat(full)).isFile()) text += await fs.readFile(full, 'utf8');
+    }
+    text += await fs.readFile(root.path(`${PATHS.pgData}/postgresql-auto-failover-standby.conf`), 'utf8').catch(() => '');
+    for (const secret of secrets) expect(text).not.toContain(secret);
+    expect(text).not.toContain('Connecting to');
+    const [tuned] = await sql<{ sb: string }>(root, "SELECT current_setting('shared_buffers') AS sb");
+    expect(tuned!.sb).toBe(sizes.get(root));
+  }
+  adopted = true;
+  console.info(
+    `adoption: primary ${primaryMs} ms (longest write gap ${gapPrimary} ms), standby ${standbyMs} ms; ${writer.acked.length} writes acknowledged, none lost`,
+  );
+}, 600_000);
+
+test('the timeouts in effect (read back from the monitor and both keepers) keep the split-brain guard, and give a failover under 20 s', async () => {
+  expect(adopted).toBe(true);
+  const files = monitorFiles(rootM);
+  const monitor = await withAdminSession({ socketDir: files.socket, port: monPort, osUser: 'postgres', database: 'pg_auto_failover' }, undefined, (s) =>
+    readMonitorTimeouts(async (text, values) => (await s.query<{ v: string }>(text, values)).rows),
+  );
+  expect(monitor.unhealthyMs).toBe(6000);
+  expect(monitor.demoteMs).toBe(10_000);
+  for (const root of [pair.rootA, pair.rootB]) {
+    const node = nodeFiles(root);
+    const got = await autoctl(root, node, ['config', 'get', '--pgdata', node.data, 'timeout.network_partition_timeout']);
+    const npt = Number(got.stdout.trim());
+    expect(npt).toBe(5);
+    const guard = splitBrainGuard(monitor, npt);
+    expect(guard.sound, JSON.stringify(guard)).toBe(true);
+    expect(guard.fencedByMs).toBeLessThan(guard.promoteNotBeforeMs);
+  }
+  expect(expectedFailoverMs(monitor)).toBeLessThanOrEqual(20_000);
+}, 60_000);
+
+test("kill -9 of the primary's keeper and postmaster: writes back on the standby with no human, 0 acknowledged lost, never two writable; the old primary rejoins as a standby by itself", async () => {
+  expect(adopted).toBe(true);
+  const writer = writerFor(pair, ids(1_000_000));
+  const sampler = startSampler(pair);
+  await waitFor('writes before the fault', () => (writer.acked.length > 30 ? true : undefined));
+
+  const keeper = (await runningKeeper(pair.rootA))!;
+  const postmaster = await postmasterPid(pair.rootA);
+  const victims = [keeper, postmaster, ...(await childrenOf(postmaster))];
+  const t0 = Date.now();
+  try {
+    process.kill(-keeper, 'SIGKILL');
+  } catch {
+    // its group may be the keeper alone
+  }
+  for (const pid of victims) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone with its group
+    }
+  }
+  await waitFor('the primary host gone', () => (victims.every(gone) ? true : undefined));
+
+  await waitFor('writes acknowledged on the new primary', () => (writer.ackedAt.some((t) => t > t0 + 100) ? true : undefined), 90_000);
+  expect(await role(pair.rootB)).toBe('primary');
+  const firstAfter = writer.ackedAt.find((t) => t > t0 + 100)!;
+  let longestGap = 0;
+  for (let i = 1; i < writer.ackedAt.length; i++) if (writer.ackedAt[i]! > t0) longestGap = Math.max(longestGap, writer.ackedAt[i]! - writer.ackedAt[i - 1]!);
+
+  // The old primary's keeper started again (as a boot would): it asks the monitor first and comes back as a standby.
+  const restarted = Date.now();
+  await startKeeper(pair.rootA);
+  await settled(pair.rootA, A, 'secondary');
+  await waitFor('the old primary in recovery', async () => ((await role(pair.rootA)) === 'standby' ? true : undefined), 60_000);
+  const rejoinMs = Date.now() - restarted;
+  await settled(pair.rootB, B, 'primary');
+  await finish(pair.rootB, writer, sampler);
+  console.info(
+    `failover: first acknowledged write on the new primary ${firstAfter - t0} ms after kill -9; writes unavailable ${longestGap} ms; old primary back as secondary ${rejoinMs} ms after its keeper's start`,
+  );
+  expect(firstAfter - t0).toBeLessThan(60_000);
+}, 600_000);
+
+test('the keepers and the monitor stop cleanly', async () => {
+  expect(adopted).toBe(true);
+  for (const root of [pair.rootA, pair.rootB]) {
+    const pid = await runningKeeper(root);
+    expect(pid).toBeDefined();
+    await stopKeeper(root, 30_000);
+    expect(isAlive(pid!)).toBe(false);
+  }
+  const files = monitorFiles(rootM);
+  const pid = await runningMonitor(files);
+  await stopMonitor(files, 30_000);
+  if (pid !== undefined) expect(isAlive(pid)).toBe(false);
+}, 120_000);
