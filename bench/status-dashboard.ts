@@ -665,7 +665,7 @@ interface ConsoleFigures {
 }
 
 async function commitOf(dir: string): Promise<string> {
-  return String((await execa('git', ['-C', dir, 'log', '-1', '--format=%h %s'])).stdout).slice(0, 100);
+  return String((await execa('git', ['-C', dir, 'log', '-1', '--format=%h'])).stdout).trim();
 }
 
 /** The console before and after issue 25, measured back to back on this machine. */
@@ -686,7 +686,7 @@ async function writeConsoleComparison(before: ConsoleFigures, now: ConsoleFigure
     'servers as "knocker status: the dashboard" below, the same terminal (tmux 120x50) and the same measures, run back to back on one machine',
     `(Node ${process.version}, ${os.cpus().length} × ${cpuModel}), each run holding the test lock so no other test ran beside it:`,
     `before = \`${before.commit}\` (the commit before issue 25's console and history work, built in a worktree of its own, its`,
-    `bin/knocker, bin/knocknoc-server and stand-ins), now = \`${now.commit}\` and this change. Medians of ${now.refresh.once.length} whole-process runs,`,
+    `bin/knocker, bin/knocknoc-server and stand-ins), now = \`${now.commit}\`. Medians of ${now.refresh.once.length} whole-process runs,`,
     'CPU in 60 s windows of the dashboard process (utime+stime from /proc/PID/stat).',
     '',
     '| measure | before | now |',
