@@ -15,6 +15,14 @@
 //   npm run bench:dashboard -- --console [--console-minutes 3]: the refresh, then the live screen's
 //   CPU on the servers list and with a server's detail open (Enter), each over --console-minutes of
 //   60 s windows; to the "knocker status: the console" section.
+//   Before and after, back to back on one machine: first
+//     npm run bench:dashboard -- --console --product /tmp/OLD --list-only --record /tmp/old.json
+//   (OLD: a built checkout of the earlier commit, its bench compiled: its bin/knocker,
+//   bin/knocknoc-server and stand-ins are measured; the in-process rounds, this checkout's code,
+//   are left out), then `-- --console --before /tmp/old.json`, which writes both to RESULTS.md.
+//   `-- --ab-once /tmp/OLD [--prof-dir DIR]`: on this checkout's cluster, `knocker status --once` of
+//   OLD and of this checkout in turn (--once-runs pairs, after one of each uncounted), so that both
+//   meet the same machine load; with --prof-dir, one more run of each under --cpu-prof.
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -44,6 +52,12 @@ const { values: args } = parseArgs({
     'cpu-seconds': { type: 'string', default: '60' },
     console: { type: 'boolean', default: false },
     'console-minutes': { type: 'string', default: '3' },
+    product: { type: 'string' },
+    'list-only': { type: 'boolean', default: false },
+    record: { type: 'string' },
+    before: { type: 'string' },
+    'ab-once': { type: 'string' },
+    'prof-dir': { type: 'string' },
   },
 });
 const MEMORY_MINUTES = Number(args['memory-minutes']);
@@ -61,10 +75,12 @@ const ENDPOINT_HOSTS = ['127.0.0.170', '127.0.0.171', '127.0.0.172', '127.0.0.17
 const HAPROXY_HOST = '127.0.0.160';
 const TERMINAL = { width: 120, height: 50 };
 const REPO = packageRoot();
-const KNOCKER = path.join(REPO, 'bin', 'knocker');
-// This checkout's node (the test helpers would look for it beside bench/out/).
-const SERVER = path.join(REPO, 'bin', 'knocknoc-server');
-const ENDPOINTS = path.join(REPO, 'bench', 'out', 'bench', 'status-endpoints.js');
+/** The checkout measured: this one, or --product's (an earlier commit, built, its bench compiled). */
+const PRODUCT = args.product ? path.resolve(args.product) : REPO;
+const KNOCKER = path.join(PRODUCT, 'bin', 'knocker');
+// The product's node (the test helpers would look for it beside bench/out/).
+const SERVER = path.join(PRODUCT, 'bin', 'knocknoc-server');
+const ENDPOINTS = path.join(PRODUCT, 'bench', 'out', 'bench', 'status-endpoints.js');
 const CLOCK_TICKS = Number((await execa('getconf', ['CLK_TCK'])).stdout.trim());
 
 const median = (values: number[]) => {
@@ -281,6 +297,8 @@ async function measureRefresh(root: Root): Promise<OneRefresh> {
     console.log(`knocker status --once: ${ms(result.ms)} (exit ${result.exitCode})`);
   }
 
+  // The in-process rounds run this checkout's code: of another product they would say nothing.
+  if (PRODUCT !== REPO) return { once, onceExit, baseline, cold: { wallMs: NaN, cpuMs: NaN }, rounds: {}, latencies: [] };
   const monitor = await openMonitor(root, { intervalMs: 1_000 });
   try {
     const timed = async (work: () => Promise<unknown>): Promise<Timing> => {
@@ -318,6 +336,40 @@ async function measureRefresh(root: Root): Promise<OneRefresh> {
     return { once, onceExit, baseline, cold, rounds, latencies };
   } finally {
     await monitor.stop();
+  }
+}
+
+/** `knocker status --once` of another checkout and of this one in turn, on the same cluster: their medians. */
+async function abOnce(root: Root, other: string): Promise<void> {
+  const knockers = { before: path.join(other, 'bin', 'knocker'), now: KNOCKER };
+  const run = async (knocker: string, nodeArgs: string[] = []) => {
+    const started = performance.now();
+    const result = await execa(process.execPath, [...nodeArgs, knocker, 'status', '--once', '--root', root.dir], { reject: false });
+    if (!String(result.stdout).includes(`web-${SERVERS}`)) throw new Error(`${knocker} status --once did not list web-${SERVERS}`);
+    return { ms: performance.now() - started, exitCode: result.exitCode };
+  };
+  await run(knockers.before);
+  await run(knockers.now);
+  const times: Record<'before' | 'now', number[]> = { before: [], now: [] };
+  const exits = new Set<number | undefined>();
+  for (let i = 0; i < ONCE_RUNS; i += 1) {
+    for (const side of i % 2 === 0 ? (['before', 'now'] as const) : (['now', 'before'] as const)) {
+      const result = await run(knockers[side]);
+      times[side].push(result.ms);
+      exits.add(result.exitCode);
+    }
+  }
+  for (const side of ['before', 'now'] as const)
+    console.log(`${side} (${await commitOf(side === 'now' ? REPO : other)}): median ${ms(median(times[side]))} (${range(times[side], ms)})`);
+  console.log(
+    `exit codes ${[...exits].join(', ')}; load ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  if (args['prof-dir']) {
+    for (const side of ['before', 'now'] as const) await run(knockers[side], ['--cpu-prof', `--cpu-prof-dir=${path.join(args['prof-dir'], side)}`]);
+    console.log(`profiles in ${args['prof-dir']}/before and /now`);
   }
 }
 
@@ -562,18 +614,27 @@ async function main(): Promise<void> {
   try {
     const cluster = await startCluster();
     console.log(`${SERVERS} servers registered, UP in HAProxy on ${cluster.bind}; root ${cluster.root.dir}`);
+    if (args['ab-once']) return await abOnce(cluster.root, path.resolve(args['ab-once']));
     const refresh = await measureRefresh(cluster.root);
     if (args.console) {
       const seconds = CONSOLE_MINUTES * 60;
       const list = await liveRun(cluster.root, { label: '--interval 1, the servers list', intervalSeconds: 1, seconds, sampleSeconds: 10 });
-      const detail = await liveRun(cluster.root, {
-        label: "--interval 1, a server's detail open",
-        intervalSeconds: 1,
-        seconds,
-        sampleSeconds: 10,
-        detail: true,
-      });
-      await writeConsoleResults(refresh, [list, detail]);
+      const runs = [list];
+      if (!args['list-only']) {
+        runs.push(
+          await liveRun(cluster.root, {
+            label: "--interval 1, a server's detail open",
+            intervalSeconds: 1,
+            seconds,
+            sampleSeconds: 10,
+            detail: true,
+          }),
+        );
+      }
+      const measured: ConsoleFigures = { product: PRODUCT, commit: await commitOf(PRODUCT), refresh, runs };
+      if (args.record) await fs.writeFile(args.record, JSON.stringify(measured));
+      if (args.before) await writeConsoleComparison(JSON.parse(await fs.readFile(args.before, 'utf8')) as ConsoleFigures, measured);
+      else if (!args.record) await writeConsoleResults(refresh, runs);
       return;
     }
     const memory = await liveRun(cluster.root, {
@@ -594,6 +655,51 @@ async function main(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // bench/RESULTS.md
+
+/** What a --console run measured, of which checkout. */
+interface ConsoleFigures {
+  product: string;
+  commit: string;
+  refresh: OneRefresh;
+  runs: LiveRun[];
+}
+
+async function commitOf(dir: string): Promise<string> {
+  return String((await execa('git', ['-C', dir, 'log', '-1', '--format=%h'])).stdout).trim();
+}
+
+/** The console before and after issue 25, measured back to back on this machine. */
+async function writeConsoleComparison(before: ConsoleFigures, now: ConsoleFigures): Promise<void> {
+  const [cpuModel] = os.cpus().map((c) => c.model);
+  const once = (f: ConsoleFigures) =>
+    `${ms(median(f.refresh.once))} (${range(f.refresh.once, ms)}; \`node -e 0\` ${ms(median(f.refresh.baseline))}; exit ${[...new Set(f.refresh.onceExit)].join(', ')})`;
+  const live = (run: LiveRun | undefined) =>
+    run
+      ? `${pct(median(run.windows))} (${range(run.windows, pct)}, ${run.windows.length} windows); ${terminalText(run.terminal)}; load at the end ${run.load}`
+      : 'no such view then';
+  const label = (f: ConsoleFigures, name: string) => f.runs.find((r) => r.label === name);
+  const labels = [...new Set([...before.runs, ...now.runs].map((r) => r.label))];
+  const lines = [
+    '## knocker status: the console',
+    '',
+    `\`npm run bench:dashboard -- --console --console-minutes ${CONSOLE_MINUTES}\` (bench/status-dashboard.ts), ${new Date().toISOString().slice(0, 10)}: the same cluster of ${SERVERS}`,
+    'servers as "knocker status: the dashboard" below, the same terminal (tmux 120x50) and the same measures, run back to back on one machine',
+    `(Node ${process.version}, ${os.cpus().length} × ${cpuModel}), each run holding the test lock so no other test ran beside it:`,
+    `before = \`${before.commit}\` (the commit before issue 25's console and history work, built in a worktree of its own, its`,
+    `bin/knocker, bin/knocknoc-server and stand-ins), now = \`${now.commit}\`. Medians of ${now.refresh.once.length} whole-process runs,`,
+    'CPU in 60 s windows of the dashboard process (utime+stime from /proc/PID/stat).',
+    '',
+    '| measure | before | now |',
+    '|---|---|---|',
+    `| \`knocker status --once\`, whole process | ${once(before)} | ${once(now)} |`,
+    ...labels.map((name) => `| CPU, ${name}: median (min–max) | ${live(label(before, name))} | ${live(label(now, name))} |`),
+    '',
+    "The dashboard section's 305 ms and 8.6 % were measured on another machine (Node 20, Intel Xeon, `node -e 0` 60 ms): the",
+    'comparison that counts is the one above, both sides on this machine.',
+    '',
+  ];
+  await writeSection(lines.join('\n'));
+}
 
 /** The console's figures (issue 25: pinned layout, detail views), beside the dashboard's of before (305 ms, 8.6 %). */
 async function writeConsoleResults(refresh: OneRefresh, runs: LiveRun[]): Promise<void> {
