@@ -318,8 +318,16 @@ function createStep(files: NodeFiles, a: Adoption, log: Logger): Step {
       if (!hadSignal) await fs.rm(path.join(data, 'standby.signal'), { force: true });
       else await fs.writeFile(path.join(data, 'standby.signal'), '', { mode: 0o600 });
       if (!hadBackupDir) await fs.rm(path.join(parent, 'backup'), { recursive: true, force: true });
-      if (dropped.exitCode !== 0)
-        throw new Error(`pg_autoctl drop node failed; remove node ${nodeName(a.self.host)} on the monitor by hand: ${dropped.stderr.trim()}`);
+      // Asked of the monitor: a create that failed may have left no node there (drop node then fails), or one.
+      const client = await monitorClient(a);
+      try {
+        if (await registered(client, nodeName(a.self.host)))
+          throw new Error(
+            `the monitor still has node ${nodeName(a.self.host)} (pg_autoctl drop node: ${dropped.stderr.trim()}); drop it on the monitor by hand`,
+          );
+      } finally {
+        await client.end().catch(() => {});
+      }
     },
   };
 }
@@ -535,22 +543,37 @@ async function ownMonitorBundle(root: Root): Promise<MonitorBundle> {
   return parsed as MonitorBundle;
 }
 
-/** Asks the monitor, as this host's keeper will (verify-full, autoctl_node): reachable, password right, timeouts that keep the guard. */
-async function checkMonitor(a: Pick<Adoption, 'monitor' | 'monitorPassword' | 'ca' | 'self'>): Promise<void> {
+/** A session on the monitor as this host's keeper opens one (verify-full, autoctl_node, from this host's address). */
+async function monitorClient(a: Pick<Adoption, 'monitor' | 'monitorPassword' | 'ca' | 'self'>): Promise<pg.Client> {
   const parsed = parseDatabaseUrl(
     `postgres://${MONITOR_ROLE}:${encodeURIComponent(a.monitorPassword)}@${hostInUri(a.monitor.host)}:${a.monitor.port}/${MONITOR_DATABASE}?sslmode=verify-full`,
   );
   if (!parsed.ok) throw new Error(parsed.error);
-  let client: pg.Client;
   try {
-    client = await connect(parsed.value, { sourceAddress: a.self.host, ca: a.ca, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 });
+    const client = await connect(parsed.value, { sourceAddress: a.self.host, ca: a.ca, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 });
+    client.on('error', () => {});
+    return client;
   } catch (error) {
     throw new PreflightError(`the monitor ${a.monitor.host}:${a.monitor.port} does not take ${MONITOR_ROLE} from this host: ${(error as Error).message}`, [
       'is knocker ha monitor running on the third host, with this host among its data hosts?',
     ]);
   }
+}
+
+/** Whether the monitor's formation has this host's node (pgautofailover.get_nodes, which autoctl_node may call). */
+async function registered(client: pg.Client, name: string): Promise<boolean> {
+  const rows = (await client.query<{ n: string }>("SELECT node_name AS n FROM pgautofailover.get_nodes('default')")).rows;
+  return rows.some((r) => r.n === name);
+}
+
+/** Asks the monitor: reachable, password right, this node not registered yet, timeouts that keep the guard. */
+async function checkMonitor(a: Pick<Adoption, 'monitor' | 'monitorPassword' | 'ca' | 'self'>): Promise<void> {
+  const client = await monitorClient(a);
   try {
-    client.on('error', () => {});
+    if (await registered(client, nodeName(a.self.host)))
+      throw new PreflightError(`the monitor has a node ${nodeName(a.self.host)} already`, [
+        'a cut-off run left it: pg_autoctl drop node on the monitor, then run knocker ha adopt again',
+      ]);
     const timeouts = await readMonitorTimeouts(async (sql, values) => (await client.query<{ v: string }>(sql, values)).rows);
     const guard = splitBrainGuard(timeouts, NETWORK_PARTITION_TIMEOUT_S);
     if (!guard.sound)

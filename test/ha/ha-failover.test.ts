@@ -98,6 +98,34 @@ test('ha adopt --dry-run --json on the primary: pg_autoctl told its address, --s
   expect(early.exitCode).toBe(3);
 }, 60_000);
 
+test('a failure in the middle (pg_autoctl cannot make its backup folder) is undone: exit 4, PostgreSQL as it was, running and writable, the monitor without the node', async () => {
+  const data = pair.rootA.path(PATHS.pgData);
+  const files = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf'];
+  const before = await Promise.all(files.map((f) => fs.readFile(path.join(data, f), 'utf8')));
+  const blocker = pair.rootA.path('/var/lib/knocknoc/backup');
+  await fs.writeFile(blocker, 'not a folder\n');
+  const writer = writerFor(pair, ids(1_000_000));
+  const sampler = startSampler(pair);
+  try {
+    await waitFor('writes before the failed adoption', () => (writer.acked.length > 30 ? true : undefined));
+    const failed = await ha(pair.rootA, 'adopt');
+    expect(failed.exitCode, failed.stderr).toBe(4);
+  } finally {
+    await fs.rm(blocker, { force: true });
+  }
+  expect(await Promise.all(files.map((f) => fs.readFile(path.join(data, f), 'utf8')))).toEqual(before);
+  for (const f of ['postgresql-auto-failover.conf', 'standby.signal']) await expect(fs.stat(path.join(data, f))).rejects.toThrow();
+  await expect(fs.stat(pair.rootA.path('/var/lib/knocknoc/ha'))).rejects.toThrow();
+  expect(await readHaNodeState(pair.rootA)).toBeUndefined();
+  await fs.access(pair.rootA.path('/var/lib/knocknoc/standby/state.json'));
+  expect(await role(pair.rootA)).toBe('primary');
+  expect(await runningKeeper(pair.rootA)).toBeUndefined();
+  const m = monitorFiles(rootM);
+  const shown = await autoctl(rootM, m, ['show', 'state', '--pgdata', m.data, '--json']);
+  expect(shown.stdout).not.toContain(nodeName(A));
+  await finish(pair.rootA, writer, sampler);
+}, 300_000);
+
 test('ha adopt on the primary then on the standby, under writes: a pair of pg_auto_failover, 0 acknowledged writes lost, never two writable', async () => {
   const writer = writerFor(pair, ids(1_000_000));
   const sampler = startSampler(pair);
