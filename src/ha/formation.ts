@@ -139,25 +139,31 @@ export function replicationMode(nodes: FormationNode[]): { primary: string | nul
 /** How long a question to the monitor may take (pg_autoctl retries a monitor that does not answer). */
 const MONITOR_TIMEOUT_MS = 15_000;
 
-/** The monitor's view (state and last events), or why it could not be had. */
+/**
+ * The monitor's view (state and last events), or why it could not be had: `unreachable` (pg_autoctl
+ * failed or did not return in time) or `unreadable` (it printed what does not validate).
+ */
 export async function monitorView(
   root: Root,
   state: HaNodeState,
   eventCount: number,
   log?: Logger,
-): Promise<{ nodes: FormationNode[]; events: FormationEvent[] } | { error: string }> {
+): Promise<{ nodes: FormationNode[]; events: FormationEvent[] } | { error: string; unreadable?: boolean }> {
+  const ask = (args: string[]) => keeperCtl(root, state, args, { log, allowFailure: true, timeoutMs: MONITOR_TIMEOUT_MS });
+  let shown: Awaited<ReturnType<typeof ask>>;
   try {
-    const shown = await keeperCtl(root, state, ['show', 'state', '--json'], { log, allowFailure: true, timeoutMs: MONITOR_TIMEOUT_MS });
-    if (shown.exitCode !== 0) return { error: lastLine(shown.stderr) };
-    const nodes = parseState(shown.stdout);
-    const events = await keeperCtl(root, state, ['show', 'events', '--json', '--count', String(eventCount)], {
-      log,
-      allowFailure: true,
-      timeoutMs: MONITOR_TIMEOUT_MS,
-    });
-    return { nodes, events: events.exitCode === 0 ? parseEvents(events.stdout) : [] };
+    shown = await ask(['show', 'state', '--json']);
   } catch (error) {
     return { error: (error as Error).message };
+  }
+  if (shown.exitCode !== 0) return { error: lastLine(shown.stderr) };
+  try {
+    const nodes = parseState(shown.stdout);
+    if (eventCount === 0) return { nodes, events: [] };
+    const events = await ask(['show', 'events', '--json', '--count', String(eventCount)]).catch(() => undefined);
+    return { nodes, events: events?.exitCode === 0 ? parseEvents(events.stdout) : [] };
+  } catch (error) {
+    return { error: `pg_autoctl printed what knocker cannot read: ${(error as Error).message}`, unreadable: true };
   }
 }
 
@@ -183,7 +189,7 @@ export async function readFormation(root: Root, state: HaNodeState, options: { e
   const report: FormationReport = {
     mode: 'automatic',
     self: { name: state.name, address: state.address },
-    monitor: { uri: state.monitorUri, reachable: !('error' in view) },
+    monitor: { uri: state.monitorUri, reachable: !('error' in view) || view.unreadable === true },
     nodes: [],
     primary: null,
     replication: 'unknown',
@@ -191,7 +197,10 @@ export async function readFormation(root: Root, state: HaNodeState, options: { e
     local: { reportedState: local?.reportedState ?? null, goalState: local?.goalState ?? null, ...keeper },
     problems: [],
   };
-  if ('error' in view) {
+  if ('error' in view && view.unreadable) {
+    report.monitor.error = view.error;
+    report.problems.push(view.error);
+  } else if ('error' in view) {
     report.monitor.error = view.error;
     report.problems.push(
       `the monitor does not answer (${view.error}): no failover can be decided until it is back; this host's keeper says ${local ? `${local.reportedState} (goal ${local.goalState})` : 'nothing'}`,

@@ -25,5 +25,6 @@ export async function keeperServiceHint(root: Root, verb: string): Promise<strin
 export async function refuseServiceOnAutomaticPair(root: Root, action: string, which: string): Promise<void> {
   if (action === 'status' || (which !== 'postgres' && which !== 'all')) return;
   if (!(await readHaNodeState(root))) return;
-  await refuseOnAutomaticPair(root, `knocker service ${action} ${which}`, await keeperServiceHint(root, action));
+  const rest = which === 'all' ? `; the others one by one: knocker service ${action} server, knocker service ${action} haproxy` : '';
+  await refuseOnAutomaticPair(root, `knocker service ${action} ${which}`, `${await keeperServiceHint(root, action)}${rest}`);
 }

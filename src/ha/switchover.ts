@@ -35,7 +35,7 @@ export async function haSwitchover(root: Root, state: HaNodeState, flags: RunFla
     const { log } = run;
     const view = await monitorView(root, state, 0, log);
     if ('error' in view)
-      throw new PreflightError(`the monitor does not answer (${view.error}): a switchover is the monitor's to run`, [
+      throw new PreflightError(`${view.unreadable ? view.error : `the monitor does not answer (${view.error})`}: a switchover is the monitor's to run`, [
         'knocker standby status shows what this host knows; run this again once the monitor answers',
       ]);
     const pair = settledPair(view.nodes);

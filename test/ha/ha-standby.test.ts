@@ -16,7 +16,8 @@ import { Dashboard } from '../../src/status-app.js';
 import { openMonitor, staleAfterMs } from '../../src/status/index.js';
 import { PATHS } from '../../src/system/root.js';
 import { press, waitForFrame } from '../helpers/ink.js';
-import { parseEvents, parseState, type FormationReport } from '../../src/ha/formation.js';
+import { parseEvents, parseState, replicationMode, type FormationReport } from '../../src/ha/formation.js';
+import { settledPair } from '../../src/ha/switchover.js';
 import { monitorFiles, stopMonitor } from '../../src/ha/monitor.js';
 import { HA_NODE_STATE } from '../../src/ha/node-state.js';
 import { run, standby } from '../helpers/failclosed.js';
@@ -57,6 +58,16 @@ test("pg_autoctl's JSON is validated before use: a field that does not fit is an
   expect(() =>
     parseEvents(JSON.stringify([{ eventid: 1, eventtime: 'never', nodename: 'n', reportedstate: 'single', goalstate: 'single', description: '' }])),
   ).toThrow(/eventtime/);
+  // The replication mode and whether a switchover may start, from the states alone.
+  const node = (name: string, reported: string, goal = reported, health = 1) =>
+    parseState(JSON.stringify([{ ...good, nodename: name, current_group_state: reported, assigned_group_state: goal, health }]))[0]!;
+  expect(replicationMode([node('a', 'primary'), node('b', 'secondary')])).toEqual({ primary: 'a', mode: 'sync' });
+  expect(replicationMode([node('a', 'wait_primary'), node('b', 'catchingup')])).toEqual({ primary: 'a', mode: 'wait_primary' });
+  expect(replicationMode([node('a', 'draining', 'demoted'), node('b', 'prepare_promotion', 'stop_replication')])).toEqual({ primary: null, mode: 'none' });
+  expect(settledPair([node('a', 'primary'), node('b', 'secondary', 'secondary', 0)])).toBe('no healthy secondary');
+  expect(settledPair([node('a', 'primary'), node('b', 'catchingup', 'secondary')])).toBe('b is moving (catchingup -> secondary)');
+  expect(settledPair([node('a', 'wait_primary'), node('b', 'catchingup')])).toMatch(/a is wait_primary/);
+  expect(settledPair([node('a', 'primary'), node('b', 'secondary')])).toMatchObject({ primary: { name: 'a' }, secondary: { name: 'b' } });
 });
 
 test('standby status on both data nodes: the formation (reported and goal state, health, LSN), sync replication, the monitor reachable, the last events; exit 0', async () => {
@@ -155,7 +166,7 @@ test('knocker promote, rejoin, remove, init, exposedb --add-standby, pre-start a
     { on: secondary, args: ['standby', 'pre-start'], instead: /started by its keeper/ },
     { on: primary, args: ['service', 'stop', 'postgres'], instead: /the keeper daemon of this root.*fails over: knocker standby switchover first/ },
     { on: secondary, args: ['service', 'start', 'postgres'], instead: /the keeper daemon of this root/ },
-    { on: primary, args: ['service', 'restart', 'all'], instead: /the keeper daemon of this root/ },
+    { on: primary, args: ['service', 'restart', 'all'], instead: /the keeper daemon of this root.*the others one by one: knocker service restart server/ },
   ];
   const before = await Promise.all(f.nodes.map(untouched));
   for (const c of cases) {
