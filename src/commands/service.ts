@@ -24,6 +24,8 @@ export function serviceCommand(program: Command, ctx: CommandContext): void {
         'with pid files under the root. Starting the server waits until its /_status answers 200.',
         'On a host of a replicated pair (knocker standby init, no install needed) postgres is the',
         "pair's cluster, standby or primary; starting it asks the other host first (it may start read-only).",
+        'On a data host of an automatic pair, start, stop and restart of postgres (or all) are refused (exit 3):',
+        "its keeper runs PostgreSQL there; start or stop the keeper's service (pgautofailover.service) instead.",
         '',
         "logs prints the last lines of a service's log (its journal under systemd, else its file) and",
         'with -f follows it until Ctrl-C. A server that did not stop cleanly (killed, or it died) is',
@@ -33,7 +35,7 @@ export function serviceCommand(program: Command, ctx: CommandContext): void {
         'start, stop and restart print their progress and notes on stderr and log to knocker.log.',
         '',
         'Exit codes: 0 done (status: everything set up is running), 1 status: something set up is',
-        'stopped, crashed or failing, 2 invalid usage, 3 not set up here (status: nothing is), 4 failed',
+        'stopped, crashed or failing, 2 invalid usage, 3 not set up here (status: nothing is) or refused, 4 failed',
         'and undone, 5 failed and not fully undone.',
       ].join('\n'),
     )

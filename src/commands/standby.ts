@@ -43,8 +43,13 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
         'host and run knocker standby init --bundle FILE there. Each command runs on one host; the other host',
         'is reached as the replication role (TLS verified by the cluster\'s CA). See README, "Standby".',
         '',
+        'On a data host of an automatic pair (/var/lib/knocknoc/ha/node.json), status and switchover ask',
+        "pg_auto_failover through the keeper's config; init, promote, rejoin, remove and pre-start refuse (exit 3):",
+        'its keeper owns the roles there. See README, "Automatic failover (three hosts)".',
+        '',
         'Exit codes: 0 done (status: healthy), 1 status: degraded, 2 invalid input (nothing changed), 3',
-        'preflight failed (nothing changed), 4 failed and undone, 5 failed and not fully undone.',
+        "preflight failed (nothing changed; status: this host's PostgreSQL is not running), 4 failed and undone,",
+        '5 failed and not fully undone.',
       ].join('\n'),
     );
 
@@ -62,7 +67,9 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
 
   standby
     .command('status')
-    .description('role, timeline, lag in bytes and time, slots and the WAL they hold, the peer, whether the standby could take over')
+    .description(
+      'role, timeline, lag in bytes and time, slots and the WAL they hold, the peer, whether the standby could take over; on an automatic pair, the formation as pg_auto_failover tells it',
+    )
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, command: Command) => {
       const { standbyStatus } = await standbyModule();
@@ -72,7 +79,9 @@ export function standbyCommand(program: Command, ctx: CommandContext): void {
   planCommand<PlanFlags & { catchUpTimeout: number }>(
     standby
       .command('switchover')
-      .description('on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it')
+      .description(
+        'on the primary, both up: stop writes here, wait until the standby has replayed all of it, promote it, follow it; on an automatic pair (either data host), pg_autoctl perform switchover',
+      )
       .option(
         '--catch-up-timeout <seconds>',
         "how long the standby may take to replay this node's last WAL; if it does not, this node starts again as the primary",

@@ -4,6 +4,8 @@
 // `--add-standby` look after TLS and replication. One action per file (init.ts, add.ts, …); every
 // change goes through the one runner (src/system/runner.ts): the host's lock, the exposedb log
 // with secrets scrubbed, --dry-run as text or the one JSON shape, progress on stderr.
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import { parseIp, parseNarrowCidr, parseServerName } from '../config/values.js';
 import { DEFAULT_TTL_MS, parseTtl } from '../join/token.js';
 import { PreflightError, UsageError } from '../errors.js';
@@ -149,6 +151,7 @@ export async function runExposeDb(request: ExposeRequest, env: ExposeEnvironment
   const command = `knocker exposedb --${request.action}`;
   let checked: Checked;
   try {
+    if (request.action === 'add-standby') await refuseOnAutomaticPair(root, 'knocker exposedb --add-standby', INSTEAD.standby);
     checked = await checkInput(request, root);
   } catch (error) {
     // Every --json run prints its one JSON object, whatever its exit code.

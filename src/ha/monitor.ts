@@ -22,6 +22,7 @@ import { withRun, type RunFlags } from '../system/runner.js';
 import { isRoot, lookupUser, type OsUser } from '../system/users.js';
 import { waitFor } from '../system/wait.js';
 import { readMonitorBundle, type MonitorBundle } from './bundle.js';
+import { autoctlEnvironment } from './keeper.js';
 import { monitorTimeoutLines } from './timeouts.js';
 
 export const MONITOR_PATHS = {
@@ -73,16 +74,7 @@ export interface AutoctlFiles {
  * the socket folder (pg_autoctl's PG_REGRESS_SOCK_DIR hook: a root's socket is not the host's).
  */
 export function autoctlEnv(root: Root, files: AutoctlFiles): Record<string, string> {
-  return {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    LANG: 'C.UTF-8',
-    HOME: files.dir,
-    XDG_CONFIG_HOME: path.join(files.xdg, 'config'),
-    XDG_DATA_HOME: path.join(files.xdg, 'share'),
-    XDG_RUNTIME_DIR: path.join(files.xdg, 'run'),
-    PGPASSFILE: files.passfile,
-    ...(root.isSandbox ? { PG_REGRESS_SOCK_DIR: files.socket } : {}),
-  };
+  return autoctlEnvironment({ home: files.dir, xdg: files.xdg, passfile: files.passfile, ...(root.isSandbox ? { socket: files.socket } : {}) });
 }
 
 /** pg_autoctl as the database user, with exactly `env` (env -i: nothing of ours leaks in). */

@@ -12,6 +12,7 @@ import {
   checkCell,
   databaseHostCell,
   databaseLines,
+  formationLines,
   inStateCell,
   roleLines,
   showsDatabaseHosts,
@@ -303,6 +304,8 @@ function databasePanelLines(props: StatusScreenProps): Line[] {
   const lines: Line[] = [];
   for (const role of roleLines(snapshot.roles))
     for (const text of wrap(role.text)) lines.push({ text, color: lineColor(role.health), bold: role.health === 'fail' });
+  for (const line of formationLines(snapshot))
+    for (const text of wrap(line.text)) lines.push({ text, color: lineColor(line.health), bold: line.health === 'fail' });
   if (db.data) for (const line of databaseLines(db.data)) for (const text of wrap(line)) lines.push({ text, dim: dbStale });
   if (db.error) {
     const text = `${symbols.fail} not answering${db.updatedAt ? ` (data above is ${age((now - db.updatedAt) / 1000)} old)` : ''}: ${db.error}`;

@@ -4,6 +4,7 @@
 // the host's cluster otherwise), and the HAProxy of `knocker haproxy setup`. Starting and stopping
 // are plan steps like every change to a host: shown, applied in order (PostgreSQL before the
 // server, the server before HAProxy; stopping in reverse), and undone if a later one fails.
+import { refuseServiceOnAutomaticPair } from '../ha/refusals.js';
 import type { KnocknocConf } from '../config/knocknoc-conf.js';
 import { formatListen, parseListen } from '../config/values.js';
 import { BACKEND } from '../haproxy/config.js';
@@ -313,6 +314,8 @@ export async function stopSteps(root: Root): Promise<Array<{ name: ServiceName; 
 
 /** Runs the command; returns the exit code (status: 0 everything set up runs, 1 something is stopped or failing). */
 export async function serviceCommand(action: ServiceAction, which: ServiceName | 'all', root: Root, io: Output): Promise<number> {
+  // The keeper (pg_autoctl run) owns this PostgreSQL on a data host of an automatic pair: a pg_ctl here would fight it.
+  await refuseServiceOnAutomaticPair(root, action, which);
   const found = (await findServices(root)).filter((f) => which === 'all' || f.name === which);
   const target = found[0];
   if (which !== 'all' && target && !isManaged(target)) {

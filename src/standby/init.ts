@@ -3,6 +3,8 @@
 // host's certificate, the state), then the slot on the primary, the clone, and the start, waiting
 // until it streams. A run that fails is rolled back (slot dropped, clone removed); a run that was
 // killed is finished by the next one.
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
@@ -195,6 +197,8 @@ async function preflight(root: Root, node: LocalNode, bundle: StandbyBundle, log
 
 export async function standbyInit(root: Root, request: InitRequest, io: Output): Promise<number> {
   // Both up front, --dry-run too: nothing is written from a bundle or rate that does not hold.
+  // Before the bundle is read: on an automatic pair no bundle makes a knocker standby here.
+  await refuseOnAutomaticPair(root, 'knocker standby init', INSTEAD.standby);
   checkMaxRate(request.maxRate);
   const bundle = await readBundle(request.bundle);
   return withRun(root, { command: 'knocker standby init', logFile: STANDBY_PATHS.log }, request, io, async (run) => {

@@ -6,6 +6,8 @@
 // (`primary`, `standby`, `fenced`, `not-paired`); the reason on stderr (the unit's journal) and in
 // the standby log. No lock: it runs inside knocker's own starts (switchover, rejoin) too, which
 // hold it. Any failure exits non-zero, and systemd then does not start the server.
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import type { Output } from '../shared/output.js';
 import type { Plan } from '../system/plan.js';
 import type { Root } from '../system/root.js';
@@ -18,6 +20,8 @@ export async function standbyPreStart(root: Root, io: Output): Promise<number> {
   const spec = { command: 'knocker standby pre-start', logFile: STANDBY_PATHS.log, lock: false };
   return withRun(root, spec, { dryRun: false, json: false }, io, async (run) => {
     const { log } = run;
+    // Exit 3: systemd keeps postgresql@… stopped; the keeper starts this PostgreSQL.
+    await refuseOnAutomaticPair(root, 'knocker standby pre-start', INSTEAD.preStart);
     if (!(await readState(root))) {
       io.err('knocker standby pre-start: this host is not one of a pair (no standby state): PostgreSQL starts as it is.');
       io.out('not-paired');

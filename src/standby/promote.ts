@@ -6,6 +6,8 @@
 // fence stays and the run says so (exit 5).
 // What was done is recorded in the state file; the old primary, when knocker starts it again,
 // asks this node first and comes up as a read-only standby instead (fence.ts).
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import { PreflightError } from '../errors.js';
 import type { Output } from '../shared/output.js';
 import { withRun } from '../system/runner.js';
@@ -22,6 +24,7 @@ export async function standbyPromote(root: Root, flags: RunFlags & { force: bool
   const promoteTimeout = flags.promoteTimeoutSeconds ?? 60;
   return withRun(root, { command: 'knocker standby promote', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
     const { log } = run;
+    await refuseOnAutomaticPair(root, 'knocker standby promote', INSTEAD.promote);
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host is not a knocker standby (no standby state here)');

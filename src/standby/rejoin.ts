@@ -7,6 +7,8 @@
 // The first change makes this node a standby in its settings: whatever starts it from then on
 // (systemd at boot, a failed run's next start) starts it read-only. A standby that already streams
 // from the primary on its timeline is left as it is.
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
@@ -181,6 +183,7 @@ async function streamsFrom(node: LocalNode, state: PairState, timeline: number):
 export async function standbyRejoin(root: Root, flags: RunFlags, io: Output): Promise<number> {
   return withRun(root, { command: 'knocker standby rejoin', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
     const { log } = run;
+    await refuseOnAutomaticPair(root, 'knocker standby rejoin', INSTEAD.rejoin);
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host has no standby state: nothing to rejoin');

@@ -2,6 +2,8 @@
 // WAL it held is freed), its replication lines taken out of pg_hba.conf, the pair's state and the
 // bundle file removed. On the standby: its slot on the primary dropped, the standby stopped and
 // its copy removed (on a Debian host, the empty cluster standby init set aside put back).
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import fs from 'node:fs/promises';
 import { PreflightError } from '../errors.js';
 import { discardHalfMadeCluster } from '../postgres/cluster.js';
@@ -50,6 +52,7 @@ function debianRestoreStep(node: LocalNode, log: Logger): Step {
 export async function standbyRemove(root: Root, flags: RunFlags, io: Output): Promise<number> {
   return withRun(root, { command: 'knocker standby remove', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
     const { log } = run;
+    await refuseOnAutomaticPair(root, 'knocker standby remove', INSTEAD.remove);
     const node = await existingNode(root);
     const state = await readState(root);
     if (!state) throw new PreflightError('this host has no standby state: nothing to remove');

@@ -2,6 +2,7 @@
 // (lag in bytes and time, the slot and the WAL it holds), the peer's role as it answers, and
 // whether the standby could take over now. Exit 0 healthy, 1 degraded (not streaming, slot lost,
 // two primaries), 3 this node's database is not running.
+import { readHaNodeState } from '../ha/node-state.js';
 import { keptCopies, type KeptCopy } from './kept.js';
 import { readSlots, readStandbys, type SlotInfo, type StandbyInfo } from '../postgres/replication.js';
 import type { Output } from '../shared/output.js';
@@ -181,6 +182,14 @@ export function formatStatus(report: StatusReport): string[] {
 }
 
 export async function standbyStatus(root: Root, flags: { json: boolean }, io: Output): Promise<number> {
+  const ha = await readHaNodeState(root);
+  if (ha) {
+    const { readFormation, formatFormation, formationExit } = await import('../ha/formation.js');
+    const report = await readFormation(root, ha, { events: 5 });
+    if (flags.json) io.out(JSON.stringify(report, null, 2));
+    else for (const line of formatFormation(report)) io.out(line);
+    return formationExit(report);
+  }
   const node = await existingNode(root);
   const state = await readState(root);
   const report = await readStatus(node, state);

@@ -10,6 +10,7 @@
 // sent (whatever starts it later, systemd at boot included, starts a standby), and the undo asks
 // the peer first: promoted, this node follows it; still promoting or not answering, this node
 // stays read-only or stopped, and the run says so with the next command (exit 5).
+import { readHaNodeState } from '../ha/node-state.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
@@ -108,6 +109,9 @@ async function afterPromoteSent(root: Root, node: LocalNode, state: PairState, h
 }
 
 export async function standbySwitchover(root: Root, flags: RunFlags & { catchUpTimeoutMs?: number }, io: Output): Promise<number> {
+  // On an automatic pair the switchover is pg_auto_failover's (knocker's own moves would fight its keeper).
+  const ha = await readHaNodeState(root);
+  if (ha) return (await import('../ha/switchover.js')).haSwitchover(root, ha, flags, io);
   return withRun(root, { command: 'knocker standby switchover', logFile: STANDBY_PATHS.log }, flags, io, async (run) => {
     const { log } = run;
     const node = await existingNode(root);

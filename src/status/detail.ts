@@ -3,7 +3,7 @@
 // check and counters, the database host it uses) and the database's (each host of DatabaseURL and
 // its role, standbys, slots, lag). Plain functions of a snapshot, drawn by src/screens/.
 import { age, bytes } from '../system/units.js';
-import { databaseLines, HEALTH_SYMBOL, roleLines } from './format.js';
+import { databaseLines, formationLines, HEALTH_SYMBOL, roleLines } from './format.js';
 import type { Health, ServerRow, Snapshot } from './model.js';
 
 export interface DetailLine {
@@ -111,6 +111,13 @@ export function databaseDetail(snapshot: Snapshot, now: number): DetailSection[]
         ]
       : [{ text: data ? `one host: ${data.host}` : 'not known yet' }],
   });
+  if (snapshot.formation) {
+    // A data host of an automatic pair: the formation as pg_auto_failover tells it.
+    sections.push({
+      title: 'Automatic pair (pg_auto_failover)',
+      lines: formationLines(snapshot).map((l) => ({ text: l.text, health: l.health === 'ok' ? undefined : l.health })),
+    });
+  }
   if (data) {
     // Its standbys and slots have sections of their own below.
     const general = databaseLines(data).filter((text) => !/^(standby|slot) /.test(text));

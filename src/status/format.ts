@@ -1,5 +1,6 @@
 // The words and cells the dashboard shows, shared by the screen, `--once` (plain text) and
 // `--json`: one place decides how a server, a source or the database is described.
+import { formationPanelLines } from '../ha/formation.js';
 import type { ServerStat } from '../haproxy/runtime.js';
 import { age, bytes, plural } from '../system/units.js';
 import type { DatabaseData, Health, Probe, ServerRow, Snapshot, SourceState } from './model.js';
@@ -134,6 +135,14 @@ export function databaseLines(db: DatabaseData): string[] {
   return lines;
 }
 
+/** The automatic pair this host is a data node of, each line with its health symbol (none elsewhere). */
+export function formationLines(snapshot: Snapshot): Array<{ health: Health; text: string }> {
+  const source = snapshot.formation;
+  if (!source) return [];
+  if (!source.data) return [{ health: 'warn', text: `${HEALTH_SYMBOL.warn} automatic pair: ${source.error ? `not read: ${source.error}` : 'not read yet'}` }];
+  return formationPanelLines(source.data).map((l) => ({ health: l.health, text: `${HEALTH_SYMBOL[l.health]} ${l.text}` }));
+}
+
 /** Each host of a multi-host DatabaseURL as a new session finds it, then what is wrong (worst first), each with its health. */
 export function roleLines(roles: RolesVerdict | undefined): Array<{ health: Health; text: string }> {
   if (!roles?.hosts) return [];
@@ -169,6 +178,8 @@ export interface StatusOutcome {
 
 export function outcomeOf(snapshot: Snapshot): StatusOutcome {
   if (snapshot.roles?.health === 'fail') return { exitCode: 1, verdict: `degraded: ${snapshot.roles.problems[0]}` };
+  const formation = snapshot.formation?.data;
+  if (formation && formation.problems.length > 0) return { exitCode: 1, verdict: `degraded: ${formation.problems[0]}` };
   if (snapshot.summary.databaseUnreachable) return { exitCode: 3, verdict: `the database could not be reached: ${snapshot.sources.registry.error}` };
   const { total, healthy } = snapshot.summary;
   if (total === 0) return { exitCode: 1, verdict: 'degraded: no server is registered in this database' };
@@ -220,6 +231,7 @@ export function plainSnapshot(snapshot: Snapshot, staleAfterMs: number): string[
   const db = snapshot.sources.database;
   lines.push('', 'Database:');
   lines.push(...roleLines(snapshot.roles).map((l) => `  ${l.text}`));
+  lines.push(...formationLines(snapshot).map((l) => `  ${l.text}`));
   if (db.data) lines.push(...databaseLines(db.data).map((l) => `  ${l}`));
   if (db.error) lines.push(`  not answering: ${db.error}`);
   lines.push('', `Sources: ${sourceList(snapshot, now, staleAfterMs)}`);
@@ -302,12 +314,15 @@ export function jsonSnapshot(snapshot: Snapshot): unknown {
     databaseHosts: snapshot.roles?.hosts ?? null,
     twoPrimaries: snapshot.roles?.twoPrimaries ?? false,
     databaseProblems: snapshot.roles?.problems ?? [],
+    // On a data host of an automatic pair: the formation (ha/formation.ts FormationReport), else null.
+    formation: snapshot.formation?.data ?? null,
     haproxy: ha ? { version: ha.version, pid: ha.pid, uptimeSeconds: ha.uptimeSeconds, frontend: ha.bind } : null,
     sources: {
       registry: sourceJson(snapshot.sources.registry),
       probes: sourceJson(snapshot.sources.probes),
       haproxy: sourceJson(snapshot.sources.haproxy),
       database: sourceJson(snapshot.sources.database),
+      ...(snapshot.formation ? { formation: sourceJson(snapshot.formation) } : {}),
     },
   };
 }

@@ -2,6 +2,7 @@
 // PostgreSQL tell it. This file opens the monitor for a root (the database from knocknoc.conf,
 // HAProxy from knocker's configuration) and prints one snapshot for `--once` and `--json`; the
 // live screen is src/status-app.tsx, over the same monitor.
+import { readHaNodeState } from '../ha/node-state.js';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import { errorMessage, PreflightError } from '../errors.js';
@@ -88,11 +89,13 @@ export async function openMonitor(root: Root, options: StatusOptions): Promise<S
   }
   const config = loaded.config;
   const paths = haproxyPaths(root);
+  const ha = await readHaNodeState(root);
   return new StatusMonitor({
     ...fromConfig(root, config),
     haproxy: { statusSocket: paths.statusSocket, confFile: paths.conf },
     retireHint: (name) => knockerCommand(root, `server forget ${shellWord(name)}`),
     intervalMs: options.intervalMs,
+    ...(ha ? { formation: async () => (await import('../ha/formation.js')).readFormation(root, ha, { events: 5 }) } : {}),
     reloadConfig: followConfig(root, file, config, stamp),
   });
 }

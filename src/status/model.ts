@@ -1,6 +1,7 @@
 // What the dashboard knows, as plain data: each source's last answer (kept when a poll fails, with
 // its age and the error), the servers joined by name across the registry, their /_status and
 // HAProxy, each server's health in words, and the events (state changes) between two snapshots.
+import type { FormationReport } from '../ha/formation.js';
 import type { RegisteredServer } from '../server/registry.js';
 import type { StatusBody } from '../server/http.js';
 import { isServing } from '../server/status-body.js';
@@ -13,7 +14,7 @@ export type SourceName = 'registry' | 'probes' | 'haproxy' | 'database';
 /** One source's last answer and how it is doing. */
 export interface SourceState<T> {
   /** `hosts` is kept beside the four (snapshot.hosts): it only applies to a multi-host DatabaseURL. */
-  name: SourceName | 'hosts';
+  name: SourceName | 'hosts' | 'formation';
   /** The last data it gave (kept, and shown dimmed, while it fails). */
   data: T | undefined;
   /** When `data` was read (ms since the epoch). */
@@ -122,6 +123,8 @@ export interface Snapshot {
   /** Every host of a multi-host DatabaseURL as a new session finds it, and the primary decided from one refresh. */
   hosts?: SourceState<HostAnswer[]>;
   roles?: RolesVerdict;
+  /** On a data host of an automatic pair: the formation as pg_auto_failover's monitor (or this host's keeper) tells it. */
+  formation?: SourceState<FormationReport>;
   summary: {
     total: number;
     healthy: number;

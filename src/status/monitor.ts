@@ -1,6 +1,7 @@
 // The dashboard's engine: polls every source on an interval (each on its own, none waiting for a
 // stalled one longer than its timeout), joins what they say into a snapshot of the cluster, notes
 // each state change as an event, and tells its listener, at most once per tick of the event loop.
+import type { FormationReport } from '../ha/formation.js';
 import type { RegisteredServer } from '../server/registry.js';
 import { sleep } from '../system/wait.js';
 import {
@@ -46,6 +47,8 @@ export interface MonitorOptions {
    * Asked at the start of each refresh: knocknoc.conf read again when it changed. Undefined: no
    * change; `options`: watch this database (and node) from now on; `problem`: a change that does not load.
    */
+  /** On a data host of an automatic pair: reads the formation (ha/formation.ts readFormation). */
+  formation?: () => Promise<FormationReport>;
   reloadConfig?: () => Promise<{ options: Pick<MonitorOptions, 'database' | 'localName'>; note: string } | { problem: string } | undefined>;
 }
 
@@ -56,6 +59,8 @@ export class StatusMonitor {
   readonly database: Source<DatabaseData>;
   /** Every host of a multi-host DatabaseURL, each on a new session (absent with one host). */
   readonly hosts: Source<HostAnswer[]>;
+  /** The automatic pair this host is a data node of (absent elsewhere). */
+  readonly formation: Source<FormationReport> | undefined;
   private link: DatabaseLink;
   private readonly prober: Prober;
   private snapshot: Snapshot;
@@ -83,6 +88,7 @@ export class StatusMonitor {
     this.hosts = new Source('hosts', this.stamped(readHosts(options.database)), changed);
     this.haproxy = new Source('haproxy', readHaproxy({ ...options.haproxy, timeoutMs: () => this.timeoutMs() }), changed);
     this.probes = new Source('probes', () => this.prober.probeAll(this.probeTargets()), changed);
+    this.formation = options.formation ? new Source('formation', options.formation, changed) : undefined;
     this.snapshot = this.build(Date.now());
   }
 
@@ -165,6 +171,8 @@ export class StatusMonitor {
       const haproxy = this.haproxy.poll();
       const database = this.database.poll();
       const hosts = this.hosts.poll();
+      // pg_autoctl asks the monitor: its answer is shown when it comes (a slow monitor holds up no round).
+      void this.formation?.poll();
       await Promise.all([bound(registry), bound(haproxy)]);
       await Promise.all([this.probes.poll(), bound(database), bound(hosts)]);
     } finally {
@@ -179,7 +187,7 @@ export class StatusMonitor {
   /** Every source once, waiting for each to answer or fail (for --once and --json). */
   async refreshFully(): Promise<Snapshot> {
     this.round += 1;
-    await Promise.all([this.registry.poll(), this.haproxy.poll(), this.database.poll(), this.hosts.poll()]);
+    await Promise.all([this.registry.poll(), this.haproxy.poll(), this.database.poll(), this.hosts.poll(), this.formation?.poll()]);
     await this.probes.poll();
     return this.snapshot;
   }
@@ -273,6 +281,7 @@ export class StatusMonitor {
       servers,
       hosts: { ...hosts },
       roles,
+      ...(this.formation ? { formation: { ...this.formation.state } } : {}),
       summary: {
         total: servers.length,
         healthy: servers.filter((s) => s.health === 'ok').length,

@@ -1,0 +1,48 @@
+// pg_autoctl on a data host of an automatic pair, found through /var/lib/knocknoc/ha/node.json
+// (HaNodeState): run as the database user with exactly the keeper's environment (env -i: its own
+// XDG folders, so two nodes on one machine never share config or state; its passfile, so no
+// password is ever in a URI or argv; under a sandbox root the socket folder through pg_autoctl's
+// PG_REGRESS_SOCK_DIR hook). Every command that asks or moves an automatic pair goes through here.
+import path from 'node:path';
+import type { Logger } from '../system/log.js';
+import { PATHS, type Root } from '../system/root.js';
+import { run } from '../system/run.js';
+import type { HaNodeState } from './node-state.js';
+
+export const DB_USER = 'postgres';
+
+/** The one environment of pg_autoctl (monitor and keepers alike): nothing inherited, its XDG folders, its passfile. */
+export function autoctlEnvironment(parts: { home: string; xdg: string; passfile: string; socket?: string }): Record<string, string> {
+  return {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    LANG: 'C.UTF-8',
+    HOME: parts.home,
+    XDG_CONFIG_HOME: path.join(parts.xdg, 'config'),
+    XDG_DATA_HOME: path.join(parts.xdg, 'share'),
+    XDG_RUNTIME_DIR: path.join(parts.xdg, 'run'),
+    PGPASSFILE: parts.passfile,
+    ...(parts.socket ? { PG_REGRESS_SOCK_DIR: parts.socket } : {}),
+  };
+}
+
+/** The keeper's environment on this data host (a sandbox root's socket folder is its own). */
+export function keeperEnv(root: Root, state: HaNodeState): Record<string, string> {
+  return autoctlEnvironment({
+    home: path.dirname(state.pgdata),
+    xdg: state.xdg,
+    passfile: state.passfile,
+    ...(root.isSandbox ? { socket: root.path(PATHS.pgSocketDir) } : {}),
+  });
+}
+
+/** pg_autoctl ARGS --pgdata PGDATA as the database user, with exactly the keeper's environment. */
+export async function keeperCtl(root: Root, state: HaNodeState, args: string[], options: { log?: Logger; allowFailure?: boolean; timeoutMs?: number } = {}) {
+  const env = Object.entries(keeperEnv(root, state)).map(([k, v]) => `${k}=${v}`);
+  return run('env', ['-i', ...env, 'pg_autoctl', ...args, '--pgdata', state.pgdata], {
+    asUser: DB_USER,
+    log: options.log,
+    timeoutMs: options.timeoutMs ?? 60_000,
+    allowFailure: options.allowFailure ?? false,
+    cwd: path.dirname(state.pgdata),
+  });
+}
