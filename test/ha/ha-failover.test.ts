@@ -212,6 +212,43 @@ test('the timeouts in effect (read back from the monitor and both keepers) keep 
   expect(expectedFailoverMs(monitor)).toBeLessThanOrEqual(20_000);
 }, 60_000);
 
+test("on the adopted pair, knocker's read side finds pg_autoctl from what adopt wrote: standby status (both hosts) shows the formation in sync; knocker's own promote refuses", async () => {
+  expect(adopted).toBe(true);
+  for (const [root, self] of [
+    [pair.rootA, A],
+    [pair.rootB, B],
+  ] as const) {
+    const shown = await run(['standby', 'status', '--root', root.dir, '--json']);
+    expect(shown.exitCode, shown.stderr).toBe(0);
+    const report = JSON.parse(shown.stdout) as {
+      mode: string;
+      self: { name: string; address: string };
+      monitor: { reachable: boolean };
+      nodes: Array<{ name: string; address: string; reportedState: string; goalState: string }>;
+      primary: string | null;
+      replication: string;
+      local: { keeperRunning: boolean; postgresRunning: boolean };
+      problems: string[];
+    };
+    expect(report.mode).toBe('automatic');
+    expect(report.self).toEqual({ name: nodeName(self), address: self });
+    expect(report.monitor.reachable).toBe(true);
+    expect(report.primary).toBe(nodeName(A));
+    expect(report.replication).toBe('sync');
+    expect(report.problems).toEqual([]);
+    expect(report.local).toMatchObject({ keeperRunning: true, postgresRunning: true });
+    expect(report.nodes.map((n) => [n.address, n.reportedState, n.goalState]).sort()).toEqual([
+      [A, 'primary', 'primary'],
+      [B, 'secondary', 'secondary'],
+    ]);
+  }
+  // The manual pair's promote would fight the keeper: refused, nothing changed (B still in recovery).
+  const promote = await run(['standby', 'promote', '--root', pair.rootB.dir, '--force']);
+  expect(promote.exitCode, promote.stderr).toBe(3);
+  expect(promote.stderr).toContain('pg_auto_failover');
+  expect(await role(pair.rootB)).toBe('standby');
+}, 120_000);
+
 test("kill -9 of the primary's keeper and postmaster: writes back on the standby with no human, 0 acknowledged lost, never two writable; the old primary rejoins as a standby by itself", async () => {
   expect(adopted).toBe(true);
   const writer = writerFor(pair, ids(1_000_000));
@@ -255,6 +292,21 @@ test("kill -9 of the primary's keeper and postmaster: writes back on the standby
   );
   expect(firstAfter - t0).toBeLessThan(60_000);
 }, 600_000);
+
+test('knocker standby switchover on the adopted pair, under writes: pg_auto_failover moves the primary back; 0 acknowledged writes lost, never two writable', async () => {
+  expect(adopted).toBe(true);
+  const writer = writerFor(pair, ids(1_000_000));
+  const sampler = startSampler(pair);
+  await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
+  const moved = await run(['standby', 'switchover', '--root', pair.rootA.dir]);
+  expect(moved.exitCode, moved.stderr).toBe(0);
+  expect(moved.stdout.trim()).toMatch(new RegExp(`^primary ${A.replace(/\./g, '\\.')}:\\d+$`));
+  await settled(pair.rootA, A, 'primary');
+  await settled(pair.rootB, B, 'secondary');
+  expect(await role(pair.rootA)).toBe('primary');
+  await finish(pair.rootA, writer, sampler);
+  console.info(`switchover on the adopted pair: writes unavailable ${writer.longestGapMs} ms`);
+}, 300_000);
 
 test('the keepers and the monitor stop cleanly', async () => {
   expect(adopted).toBe(true);
