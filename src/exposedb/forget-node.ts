@@ -55,6 +55,11 @@ export async function nodeAllowListSteps(
     const names: Names = { database: url.database, appRole: url.user, remoteRole: remoteRoleName(url.database) };
     const facts = await inspect(link, names, cluster, log);
     const target: AllowListTarget = { database: names.database, role: names.remoteRole, ssl: facts.ssl };
+    // A standby's list is the primary's: it is changed there, and the standby follows.
+    if (facts.inRecovery) {
+      await link.close();
+      return { kind: 'elsewhere', candidates: own ? [own] : [], why: "this host's database is a standby now; the allow-list is the primary's" };
+    }
     const allow = allowListOf(facts, target);
     const joined = (await readInvitations(await link.session())).filter((i) => i.name === node.name && i.redeemedAt).map((i) => i.address);
     const removed = [...new Set([...joined, ...(own ? [own] : [])])].filter((c) => allow.cidrs.includes(c) && !keep.has(c));

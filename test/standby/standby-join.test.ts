@@ -150,3 +150,18 @@ test('the list changed on the new primary reaches the old one; a lagging file is
   expect(again.stdout).toContain('Unchanged: the allow-list in');
   expect((await run(['exposedb', '--root', pair.rootB.dir, '--conn', conn(B), '--list'])).stderr).not.toContain('lags');
 }, 120_000);
+
+test('server forget on the primary takes the node out of the allow-list of both hosts', async () => {
+  expect((await knocker(['service', 'stop', 'server', '--root', node!.dir])).exitCode).toBe(0);
+  // A, whose web node runs the forget, is the primary again.
+  const back = await standby(pair.rootB, 'switchover');
+  expect(back.exitCode, back.stderr).toBe(0);
+  await waitRole(pair.rootB, 'standby');
+  expect(await hba(pair.rootB)).toMatch(allowLine(NODE));
+  const forgot = await run(['server', 'forget', 'web-26', '--root', pair.rootA.dir]);
+  expect(forgot.exitCode, forgot.stderr).toBe(0);
+  expect(forgot.stderr).toContain(`${NODE}/32 no longer allowed`);
+  expect(forgot.stderr).toContain(`the standby ${B}: pg_hba.conf allow-list brought up to date`);
+  expect(await hba(pair.rootA)).not.toMatch(allowLine(NODE));
+  expect(await hba(pair.rootB)).not.toMatch(allowLine(NODE));
+}, 120_000);
