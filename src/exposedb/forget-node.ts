@@ -18,7 +18,7 @@ import { allowListOf, allowListSyncOf, connectionString, inspect } from './conte
 import { endSessionsStep, type Names } from './plan.js';
 
 export type NodeAllowList =
-  | { kind: 'local'; removed: string[]; steps: Step[]; close(): Promise<void>; standby: string | undefined }
+  | { kind: 'local'; removed: string[]; steps: Step[]; close(): Promise<void> }
   | { kind: 'elsewhere'; candidates: string[]; why: string };
 
 function hostCidr(listen: string): string | undefined {
@@ -55,13 +55,15 @@ export async function nodeAllowListSteps(
     const names: Names = { database: url.database, appRole: url.user, remoteRole: remoteRoleName(url.database) };
     const facts = await inspect(link, names, cluster, log);
     const target: AllowListTarget = { database: names.database, role: names.remoteRole, ssl: facts.ssl };
+    // A standby's list is the primary's: it is changed there, and the standby follows.
+    if (facts.inRecovery) {
+      await link.close();
+      return { kind: 'elsewhere', candidates: own ? [own] : [], why: "this host's database is a standby now; the allow-list is the primary's" };
+    }
     const allow = allowListOf(facts, target);
     const joined = (await readInvitations(await link.session())).filter((i) => i.name === node.name && i.redeemedAt).map((i) => i.address);
     const removed = [...new Set([...joined, ...(own ? [own] : [])])].filter((c) => allow.cidrs.includes(c) && !keep.has(c));
-    const { readState } = await import('../standby/node.js');
-    const pair = await readState(root);
-    const standby = pair ? `${pair.peer.host}:${pair.peer.port}` : undefined;
-    if (removed.length === 0) return { kind: 'local', removed, steps: [], close: () => link.close(), standby };
+    if (removed.length === 0) return { kind: 'local', removed, steps: [], close: () => link.close() };
     const next = allow.cidrs.filter((c) => !removed.includes(c));
     const steps = [
       await allowListStep(
@@ -75,7 +77,7 @@ export async function nodeAllowListSteps(
       ),
       ...removed.map((cidr) => endSessionsStep(link, names.remoteRole, cidr, next, () => {})),
     ];
-    return { kind: 'local', removed, steps, close: () => link.close(), standby };
+    return { kind: 'local', removed, steps, close: () => link.close() };
   } catch (error) {
     await link.close();
     throw error;

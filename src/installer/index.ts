@@ -1,6 +1,8 @@
 // The installer's entry: an install session resolves the answers, runs preflight, builds the plan
 // and applies it. The interactive TUI (src/app.tsx) and the unattended run (src/installer/unattended.ts)
 // both drive the same session, so they cannot drift apart.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { KnocknocConf } from '../config/knocknoc-conf.js';
 import { errorMessage, EXIT, KnockerError, PreflightError, UsageError } from '../errors.js';
 import { loadRelease, type Release } from '../schema/index.js';
@@ -126,12 +128,17 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
         );
         if (checks.some((c) => !c.ok)) throw withHint(new PreflightFailed(checks), unspent);
       }
-      lock = await acquireLock(root.path(PATHS.installLock), 'knocker install');
+      // The lock too (another install running would fail this one after the redeem); a refused
+      // join leaves no trace of it, not even its folder.
+      const lockFile = root.path(PATHS.installLock);
+      const made = await firstMissing(path.dirname(lockFile));
+      lock = await acquireLock(lockFile, 'knocker install');
       try {
         joined = await redeemForInstall(joinToken, listen);
       } catch (error) {
         await lock.release();
         lock = undefined;
+        if (made) for (let dir = path.dirname(lockFile); dir.startsWith(made); dir = path.dirname(dir)) await fs.rmdir(dir).catch(() => {});
         throw error;
       }
     }
@@ -202,6 +209,22 @@ export async function openInstaller(inputs: InstallInputs, options: OpenOptions)
     },
   };
   return session;
+}
+
+/** The highest folder on the way to `dir` that does not exist yet, if any. */
+async function firstMissing(dir: string): Promise<string | undefined> {
+  let missing: string | undefined;
+  for (let d = dir; d !== path.dirname(d); d = path.dirname(d)) {
+    if (
+      await fs.stat(d).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
+    missing = d;
+  }
+  return missing;
 }
 
 function withHint<E extends KnockerError>(error: E, hint: string): E {

@@ -114,9 +114,9 @@ function story(image: E2eImage): void {
 
   const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 
-  async function knocker(host: Host, args: string[], env: Record<string, string> = {}) {
+  async function knocker(host: Host, args: string[], env: Record<string, string> = {}, input?: string) {
     const started = Date.now();
-    const result = await host.exec(['knocker', ...args], { env, allowFailure: true, timeoutMs: 600_000 });
+    const result = await host.exec(['knocker', ...args], { env, allowFailure: true, timeoutMs: 600_000, ...(input === undefined ? {} : { input }) });
     if (transcript) {
       const said = [result.stdout, result.stderr].filter(Boolean).join('\n--- stderr:\n');
       fs.appendFileSync(
@@ -126,6 +126,17 @@ function story(image: E2eImage): void {
     }
     return result;
   }
+
+  /** An unattended install of a web node on 0.0.0.0:PORT behind web-1's HAProxy, with `more`. */
+  const nodeInstall = (...more: string[]) => [
+    'install',
+    '--non-interactive',
+    '--listen',
+    `0.0.0.0:${PORT}`,
+    '--trusted-forwarders',
+    `${web1.address}/32`,
+    ...more,
+  ];
 
   function expectOk(result: { exitCode: number; stdout: string; stderr: string }, what: string): void {
     expect(result.exitCode, `${what}:\n${result.stdout}\n${result.stderr}`).toBe(0);
@@ -240,16 +251,7 @@ function story(image: E2eImage): void {
       expectOk(await web1.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i');
       expect(await installed(web1, 'knocker')).toBe(version);
       expect((await web1.exec(['knocker', '--version'])).stdout).toBe(version);
-      const install = await knocker(web1, [
-        'install',
-        '--non-interactive',
-        '--listen',
-        `0.0.0.0:${PORT}`,
-        '--trusted-forwarders',
-        `${web1.address}/32`,
-        '--database-option',
-        '1',
-      ]);
+      const install = await knocker(web1, nodeInstall('--database-option', '1'));
       expectOk(install, 'knocker install');
       expect(await installed(web1, 'postgresql')).toBeDefined();
       expect(await unit(web1, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
@@ -263,47 +265,50 @@ function story(image: E2eImage): void {
     },
   );
 
-  step('2. web-1: exposedb --init and --add web-2; web-2 joins with option 3; web-3, not on the list, is refused and told which --add to run', async () => {
-    const init = await knocker(web1, ['exposedb', '--init']);
-    expectOk(init, 'knocker exposedb --init');
-    databaseUrl = init.stdout;
-    expect(databaseUrl.split('\n')).toHaveLength(1);
-    expect(new URL(databaseUrl).hostname).toBe(web1.address);
-    // Verified TLS between the hosts: the nodes get the cluster's CA, as an operator copies it.
-    expect(new URL(databaseUrl).searchParams.get('sslmode')).toBe('verify-full');
-    const ca = web1.read('/opt/knocknoc/etc/cluster-ca/ca.crt');
-    for (const node of [web2, web3]) node.write('/root/knocknoc-ca.pem', ca);
-    expectOk(await knocker(web1, ['exposedb', '--add', `${web2.address}/32`]), 'knocker exposedb --add');
-    expect((await knocker(web1, ['exposedb', '--list'])).stdout.split('\n')).toEqual([`${web2.address}/32`]);
+  step(
+    '2. web-1: exposedb --init and --invite web-2; web-2 joins with --join - (the token from a file on stdin); web-3, not allowed, is refused the manual way (option 3) and told which --add to run',
+    async () => {
+      const init = await knocker(web1, ['exposedb', '--init']);
+      expectOk(init, 'knocker exposedb --init');
+      databaseUrl = init.stdout;
+      expect(databaseUrl.split('\n')).toHaveLength(1);
+      expect(new URL(databaseUrl).hostname).toBe(web1.address);
+      // Verified TLS between the hosts: the nodes get the cluster's CA, as an operator copies it.
+      expect(new URL(databaseUrl).searchParams.get('sslmode')).toBe('verify-full');
+      const ca = web1.read('/opt/knocknoc/etc/cluster-ca/ca.crt');
+      for (const node of [web2, web3]) node.write('/root/knocknoc-ca.pem', ca);
+      // The one-line join: an invitation for web-2's address; the token alone on stdout.
+      const invite = await knocker(web1, ['exposedb', '--invite', `${web2.address}/32`, '--name', 'web-2']);
+      expectOk(invite, 'knocker exposedb --invite');
+      const token = invite.stdout.trim();
+      expect(token).toMatch(new RegExp(`^knk1:[a-z0-9]{10}\\.[A-Za-z0-9_-]{32}@${web1.address.replace(/\./g, '\\.')}:5432/sha256:[0-9a-f]{64}$`));
+      expect((await knocker(web1, ['exposedb', '--list'])).stdout.split('\n')).toEqual([`${web2.address}/32`]);
 
-    expectOk(await web2.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-2');
-    const join = [
-      'install',
-      '--non-interactive',
-      '--listen',
-      `0.0.0.0:${PORT}`,
-      '--trusted-forwarders',
-      `${web1.address}/32`,
-      '--database-option',
-      '3',
-      '--database-ca',
-      '/root/knocknoc-ca.pem',
-    ];
-    // The connection string holds the password: in the environment, never on a command line.
-    const joined = await knocker(web2, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
-    expectOk(joined, 'knocker install option 3 on web-2');
-    expect(joined.stderr).toContain(`TLS, certificate verified for ${web1.address}`);
-    expect(await unit(web2, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
-    expect(await installed(web2, 'postgresql')).toBeUndefined();
-    expect((await statusOf(web2)).body).toMatchObject({ status: 'ok', versionMatch: true });
+      expectOk(await web2.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-2');
+      // The token travels as a file (0600) and is read from stdin: out of argv and shell history.
+      web2.write('/root/join-token', `${token}\n`, 0o600);
+      const joined = await knocker(web2, nodeInstall('--join', '-'), {}, web2.read('/root/join-token'));
+      expectOk(joined, 'knocker install --join - on web-2');
+      expect(joined.stderr).toContain(`TLS, certificate verified for ${web1.address}`);
+      expect(joined.stderr).not.toContain(token.slice(token.indexOf('.') + 1, token.indexOf('@')));
+      expect(await unit(web2, 'knocknoc.service')).toEqual({ active: 'active', enabled: 'enabled' });
+      expect(await installed(web2, 'postgresql')).toBeUndefined();
+      expect((await statusOf(web2)).body).toMatchObject({ status: 'ok', versionMatch: true });
+      // Its lasting credential is the nodes' role, not the join secret.
+      expect(web2.read('/opt/knocknoc/etc/knocknoc.conf')).toContain('postgres://knocknoc_remote:');
+      expect((await knocker(web1, ['exposedb', '--invites'])).stdout).toMatch(new RegExp(`  web-2  used  .*${web2.address.replace(/\./g, '\\.')} at `));
 
-    expectOk(await web3.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-3');
-    const refused = await knocker(web3, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
-    expect(refused.exitCode, refused.stdout + refused.stderr).toBe(3);
-    expect(refused.stdout + refused.stderr).toContain(`knocker exposedb --add ${web3.address}/32`);
-    expect((await web3.exec(['test', '-e', '/opt/knocknoc/etc/knocknoc.conf'], { allowFailure: true })).exitCode).not.toBe(0);
-    expect((await unit(web3, 'knocknoc.service')).active).not.toBe('active');
-  });
+      // The manual way stays: option 3 with the printed string and the CA, refused for an address not allowed.
+      const join = nodeInstall('--database-option', '3', '--database-ca', '/root/knocknoc-ca.pem');
+      expectOk(await web3.exec(['dpkg', '-i', DEB_IN_HOST], { allowFailure: true }), 'dpkg -i on web-3');
+      // The connection string holds the password: in the environment, never on a command line.
+      const refused = await knocker(web3, join, { KNOCKNOC_DATABASE_URL: databaseUrl });
+      expect(refused.exitCode, refused.stdout + refused.stderr).toBe(3);
+      expect(refused.stdout + refused.stderr).toContain(`knocker exposedb --add ${web3.address}/32`);
+      expect((await web3.exec(['test', '-e', '/opt/knocknoc/etc/knocknoc.conf'], { allowFailure: true })).exitCode).not.toBe(0);
+      expect((await unit(web3, 'knocknoc.service')).active).not.toBe('active');
+    },
+  );
 
   step(
     '3. web-1: knocker haproxy setup with --cert in front of web-1 and web-2 (haproxy.service from apt); from the client, both nodes answer and a client keeps its node',

@@ -257,7 +257,7 @@ describe('knocker exposedb on a primary', () => {
       [['--list', '--host', '127.0.0.50'], 'error: --host goes with --init'],
       [
         ['--conn', 'postgres://u:p@127.0.0.50/db'],
-        'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
+        'error: choose what to do: --init, --add <CIDR>, --remove <CIDR>, --list, --sync, --renew-cert, --add-standby <ADDR>, --add-monitor <ADDR>, --invite <ADDR/32>, --invites or --revoke <ID>',
       ],
       [['--renew-cert', '--add', '127.0.0.54/32'], "error: option '--add <CIDR>' cannot be used with option '--renew-cert'"],
       [['--revoke', 'abc', '--add-monitor', '127.0.0.9'], "error: option '--revoke <ID>' cannot be used with option '--add-monitor <ADDR>'"],

@@ -6,7 +6,8 @@
 // every acknowledged write, a sampler checking never two writable hosts) makes B the primary, and
 // the node serves from it and writes there: its entry was on both. Then the list changed on the new
 // primary reaches the old one the same way, and a standby's file that lags (edited by hand) is
-// named by --list and brought back by --sync.
+// named by --list and brought back by --sync; server forget takes the node out on both; and a
+// standby promoted after its primary was killed writes the list into its lagging file first.
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { KnocknocConf } from '../../src/config/knocknoc-conf.js';
@@ -17,7 +18,7 @@ import { finish, makePair, run, standby, startSampler, waitRole, writerFor, type
 import { knocker } from '../helpers/knocker.js';
 import { destroyRoot, makeRoot } from '../helpers/roots.js';
 import { request, waitFor } from '../helpers/server.js';
-import { sql } from '../helpers/standby.js';
+import { killPostmaster, sql } from '../helpers/standby.js';
 
 const A = '127.0.26.1';
 const B = '127.0.26.2';
@@ -149,4 +150,32 @@ test('the list changed on the new primary reaches the old one; a lagging file is
   const again = await run(['exposedb', '--root', pair.rootA.dir, '--conn', conn(A), '--sync']);
   expect(again.stdout).toContain('Unchanged: the allow-list in');
   expect((await run(['exposedb', '--root', pair.rootB.dir, '--conn', conn(B), '--list'])).stderr).not.toContain('lags');
+}, 120_000);
+
+test('server forget on the primary takes the node out of the allow-list of both hosts', async () => {
+  expect((await knocker(['service', 'stop', 'server', '--root', node!.dir])).exitCode).toBe(0);
+  // A, whose web node runs the forget, is the primary again.
+  const back = await standby(pair.rootB, 'switchover');
+  expect(back.exitCode, back.stderr).toBe(0);
+  await waitRole(pair.rootB, 'standby');
+  expect(await hba(pair.rootB)).toMatch(allowLine(NODE));
+  const forgot = await run(['server', 'forget', 'web-26', '--root', pair.rootA.dir]);
+  expect(forgot.exitCode, forgot.stderr).toBe(0);
+  expect(forgot.stderr).toContain(`${NODE}/32 no longer allowed`);
+  expect(forgot.stderr).toContain(`the standby ${B}: pg_hba.conf allow-list brought up to date`);
+  expect(await hba(pair.rootA)).not.toMatch(allowLine(NODE));
+  expect(await hba(pair.rootB)).not.toMatch(allowLine(NODE));
+}, 120_000);
+
+test('standby promote after the primary is lost: the standby first writes the replicated list into its own lagging pg_hba.conf', async () => {
+  const bFile = pair.rootB.path(`${PATHS.pgData}/pg_hba.conf`);
+  await fs.writeFile(bFile, (await hba(pair.rootB)).replace(allowLine('127.0.26.9'), ''));
+  await sql(pair.rootB, 'SELECT pg_reload_conf()', [], 'postgres');
+  expect(await hba(pair.rootB)).not.toMatch(allowLine('127.0.26.9'));
+  await killPostmaster(pair.rootA);
+  const promoted = await standby(pair.rootB, 'promote');
+  expect(promoted.exitCode, promoted.stderr).toBe(0);
+  expect(promoted.stderr).toContain('pg_hba.conf allow-list brought up to date (checked by PostgreSQL, reloaded)');
+  expect(await hba(pair.rootB)).toMatch(allowLine('127.0.26.9'));
+  expect(await hba(pair.rootB)).not.toMatch(allowLine(NODE));
 }, 120_000);

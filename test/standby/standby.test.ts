@@ -188,7 +188,7 @@ async function switchoverUnderLoad(from: Root, to: Root, newPrimary: string, fir
   expect(dry.exitCode, dry.stderr).toBe(0);
   expect(Object.keys(JSON.parse(dry.stdout))).toEqual([...DRY_RUN_KEYS]);
   expect(JSON.parse(dry.stdout)).toMatchObject({ command: 'knocker standby switchover', error: null });
-  expect(JSON.parse(dry.stdout).plan.steps).toHaveLength(5);
+  expect(JSON.parse(dry.stdout).plan.steps).toHaveLength(6);
   const result = await standby(from, 'switchover');
   expect(result.exitCode, result.stderr).toBe(0);
   expect(result.stdout.trim()).toBe(`primary ${newPrimary}:${port}`);
