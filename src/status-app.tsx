@@ -5,7 +5,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { useInput, type Key } from 'ink';
 import { errorMessage } from './errors.js';
 import { runApp, type OnExit } from './screens/app-exit.js';
-import { bindings, dashboardCommand, eachKey } from './screens/keys.js';
+import { bindings, dashboardCommand, eachKey, type DashboardCommand } from './screens/keys.js';
 import { StatusScreen, type DashboardView, type Scroll, type ScrollWindow } from './screens/status-screen.js';
 import { useNow } from './screens/use-now.js';
 import { ACTION_TITLE, STANDBY_TITLE, type AdminAction, type StandbyAction } from './status/actions.js';
@@ -40,6 +40,16 @@ type Confirm =
   | { kind: 'rotate'; action: AdminAction; name: string; question: string }
   | { kind: 'standby'; action: StandbyAction; question: string; plan: string[] };
 
+/** How far a move key moves the selection on the servers list, given a page's rows. */
+const MOVE_BY: Record<'up' | 'down' | 'page-up' | 'page-down' | 'top' | 'bottom', (page: number) => number> = {
+  up: () => -1,
+  down: () => 1,
+  'page-up': (page) => -page,
+  'page-down': (page) => page,
+  top: () => -Number.MAX_SAFE_INTEGER,
+  bottom: () => Number.MAX_SAFE_INTEGER,
+};
+
 /** The log lines the dashboard keeps for its log view. */
 const LOG_LINES = 500;
 
@@ -48,6 +58,8 @@ interface UiState {
   filterDraft: string | undefined;
   selected: string | undefined;
   help: boolean;
+  /** Where the help overlay is scrolled to (it opens at its top). */
+  helpScroll: Scroll;
   confirm: Confirm | undefined;
   sort: SortKey;
   view: DashboardView;
@@ -69,7 +81,8 @@ type UiAction =
   | { type: 'confirm-close' }
   | { type: 'sort' }
   | { type: 'view'; view: DashboardView }
-  | { type: 'scroll'; to: Scroll };
+  | { type: 'scroll'; to: Scroll }
+  | { type: 'help-scroll'; to: Scroll };
 
 function uiReducer(state: UiState, action: UiAction): UiState {
   switch (action.type) {
@@ -88,7 +101,7 @@ function uiReducer(state: UiState, action: UiAction): UiState {
     case 'select':
       return { ...state, selected: action.name };
     case 'help':
-      return { ...state, help: action.open };
+      return { ...state, help: action.open, helpScroll: 0 };
     case 'confirm':
       return { ...state, confirm: { kind: 'rotate', action: action.action, name: action.name, question: ACTION_TITLE[action.action](action.name) } };
     case 'confirm-standby':
@@ -102,6 +115,8 @@ function uiReducer(state: UiState, action: UiAction): UiState {
       return { ...state, view: action.view, scroll: action.view.kind === 'log' ? 'end' : 0 };
     case 'scroll':
       return { ...state, scroll: action.to };
+    case 'help-scroll':
+      return { ...state, helpScroll: action.to };
   }
 }
 
@@ -153,6 +168,8 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   const tableRoom = useRef(10);
   // Where the detail view drawn last was: a scroll starts from there.
   const detailWindow = useRef<ScrollWindow>({ start: 0, page: 1, last: 0 });
+  // Where the help overlay drawn last was, the same way.
+  const helpWindow = useRef<ScrollWindow>({ start: 0, page: 1, last: 0 });
   useMonitor(monitor);
   // Ages move with each refresh; a clock of its own is needed only when refreshes are rarer than a second.
   const now = useNow(monitor.paused || monitor.intervalMs > 1_000, 1_000);
@@ -161,6 +178,7 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     filterDraft: undefined,
     selected: undefined,
     help: false,
+    helpScroll: 0,
     confirm: undefined,
     sort: 'health',
     view: { kind: 'servers' },
@@ -229,10 +247,31 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
   };
 
   const page = () => Math.max(1, tableRoom.current - 1);
-  /** Scrolls the detail view to show from line `to` on (clamped); at the last page it sticks to the end. */
-  const scrollTo = (to: number) => dispatch({ type: 'scroll', to: to >= detailWindow.current.last ? 'end' : Math.max(0, to) });
-  const scrollBy = (by: number) => scrollTo(detailWindow.current.start + by);
-  const detailPage = () => Math.max(1, detailWindow.current.page - 1);
+  /**
+   * The scroll keys of a detail view or the help overlay (`help`): from the window drawn last, by a
+   * line, a page, to the top or the bottom (clamped; at the last page a detail sticks to the end).
+   */
+  const scroller = (help: boolean) => {
+    const shown = help ? helpWindow : detailWindow;
+    const to = (line: number) => dispatch({ type: help ? 'help-scroll' : 'scroll', to: line >= shown.current.last ? 'end' : Math.max(0, line) });
+    const by = (lines: number) => to(shown.current.start + lines);
+    const page = Math.max(1, shown.current.page - 1);
+    return { to, by, page };
+  };
+  /** Runs a move key as a scroll; false when `command` is not one. */
+  const scrollWith = (command: DashboardCommand, scroll: ReturnType<typeof scroller>): boolean => {
+    const moves: Partial<Record<DashboardCommand, () => void>> = {
+      up: () => scroll.by(-1),
+      down: () => scroll.by(1),
+      'page-up': () => scroll.by(-scroll.page),
+      'page-down': () => scroll.by(scroll.page),
+      top: () => scroll.to(0),
+      bottom: () => scroll.to(Number.MAX_SAFE_INTEGER),
+    };
+    const run = moves[command];
+    run?.();
+    return run !== undefined;
+  };
   const handleKey = (input: string, key: Key) => {
     const ui = uiRef.current;
     if (bindings.interrupt(input, key)) return onExit(0);
@@ -261,7 +300,8 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
     const inDetail = ui.view.kind !== 'servers';
     const found = dashboardCommand(input, key, inDetail ? 'detail' : 'servers');
     if (ui.help) {
-      // Any key closes the help; q also quits.
+      // The scroll keys scroll the help; any other key closes it, q also quits.
+      if (found && scrollWith(found.command, scroller(true))) return;
       dispatch({ type: 'help', open: false });
       if (found?.command !== 'quit') return;
     }
@@ -302,17 +342,14 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       case 'refresh':
         return monitor.refreshNow();
       case 'up':
-        return inDetail ? scrollBy(-1) : move(-1);
       case 'down':
-        return inDetail ? scrollBy(1) : move(1);
       case 'page-up':
-        return inDetail ? scrollBy(-detailPage()) : move(-page());
       case 'page-down':
-        return inDetail ? scrollBy(detailPage()) : move(page());
       case 'top':
-        return inDetail ? scrollTo(0) : move(-Number.MAX_SAFE_INTEGER);
       case 'bottom':
-        return inDetail ? scrollTo(Number.MAX_SAFE_INTEGER) : move(Number.MAX_SAFE_INTEGER);
+        if (inDetail) scrollWith(found.command, scroller(false));
+        else move(MOVE_BY[found.command](page()));
+        return;
       case 'drain':
       case 'maint':
       case 'ready': {
@@ -347,6 +384,10 @@ export function Dashboard({ services, onExit }: { services: DashboardServices; o
       admin={admin}
       confirm={ui.confirm}
       help={ui.help}
+      helpScroll={ui.helpScroll}
+      onHelpWindow={(shown) => {
+        helpWindow.current = shown;
+      }}
       width={width}
       height={size.rows}
       sort={ui.sort}

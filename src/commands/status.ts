@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { dashboardHelp } from '../screens/keys.js';
+import { dashboardHelp, dashboardKeyWidth } from '../screens/keys.js';
 import { rootOf, type CommandContext } from './context.js';
 import { once, secondsOption } from './options.js';
 
@@ -42,9 +42,9 @@ export function statusCommand(program: Command, ctx: CommandContext): void {
         'as stale with its age and error, and is retried at every refresh.',
         '',
         'Keys (the screen shows them with ?):',
-        ...dashboardHelp(false).map(([keys, does]) => `  ${keys.padEnd(10)} ${does}`),
+        ...dashboardHelp(false).map(([keys, does]) => `  ${keys.padEnd(dashboardKeyWidth())} ${does}`),
         '  with --admin:',
-        ...dashboardHelp(true).map(([keys, does]) => `  ${keys.padEnd(10)} ${does}`),
+        ...dashboardHelp(true).map(([keys, does]) => `  ${keys.padEnd(dashboardKeyWidth())} ${does}`),
         '',
         'Exit codes of --once, --json and --format: 0 every server healthy, 1 degraded (a server offline,',
         'failing /_status, out of step or out of rotation; two hosts of DatabaseURL accepting writes, or',

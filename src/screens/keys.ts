@@ -168,7 +168,13 @@ export const DASHBOARD_KEYS: DashboardKey[] = [
     ],
   },
   { keys: 'r', label: 'refresh', does: 'refresh now', admin: false, bind: [['refresh', typed('r')]] },
-  { keys: '?', label: 'help', does: 'this help (any key closes it)', admin: false, bind: [['help', typed('?')]] },
+  {
+    keys: '?',
+    label: 'help',
+    does: 'this help (the scroll keys scroll it where it is taller than the screen; any other key closes it)',
+    admin: false,
+    bind: [['help', typed('?')]],
+  },
   {
     keys: 'q, Ctrl+C',
     short: 'q',
@@ -227,6 +233,11 @@ export function dashboardFooter(admin: boolean, place: DashboardPlace = 'servers
 /** The help's rows, the keys and what they do: of the read-only keys, or (admin) of those that need --admin. */
 export function dashboardHelp(admin: boolean): Array<[string, string]> {
   return DASHBOARD_KEYS.filter((row) => row.admin === admin).map((row) => [row.keys, row.does]);
+}
+
+/** The width of the help's key column: the widest `keys` of the table. */
+export function dashboardKeyWidth(): number {
+  return Math.max(...DASHBOARD_KEYS.map((row) => row.keys.length));
 }
 
 /** The key table as README's "Console" section shows it (a test keeps the two the same). */

@@ -26,7 +26,7 @@ import {
 } from '../status/format.js';
 import { age } from '../system/units.js';
 import { settled, type Health, type ServerRow, type Snapshot, type SourceName, type StatusEvent } from '../status/model.js';
-import { dashboardFooter, dashboardHelp, type DashboardPlace } from './keys.js';
+import { dashboardFooter, dashboardHelp, dashboardKeyWidth, type DashboardPlace } from './keys.js';
 import { fitLine, wrapLines } from './lines.js';
 import { serverDetail, databaseDetail, type DetailSection } from '../status/detail.js';
 import type { SortKey } from '../status/sort.js';
@@ -73,6 +73,10 @@ export interface StatusScreenProps {
   /** The question of an admin action, and the plan it applies when it has one (a standby's move). */
   confirm: { question: string; plan?: string[] } | undefined;
   help: boolean;
+  /** Where the help overlay is scrolled to, when it is taller than the room under the head. */
+  helpScroll?: Scroll;
+  /** Told what the help overlay shows, so that a key scrolls it from there. */
+  onHelpWindow?: (shown: ScrollWindow) => void;
   width: number;
   /** The terminal's height: the screen never draws more than this less one line. */
   height: number;
@@ -244,32 +248,51 @@ function Footer({
   );
 }
 
-/** The keys and what they do, in `room` lines: the notes under them only where they fit. */
-function Help({ admin, room, width }: { admin: boolean; room: number; width: number }) {
+/** Help lines: each key row, its text wrapped under its own column; then the notes. */
+function helpLines(admin: boolean, width: number): Line[] {
   const keys = [...dashboardHelp(false), ...(admin ? dashboardHelp(true) : [])];
+  const column = dashboardKeyWidth();
+  const lines: Line[] = [];
+  for (const [key, what] of keys) {
+    const [first = '', ...more] = wrapLines(`${key.padEnd(column)} ${what}`, width, { indent: column + 1 });
+    lines.push({ text: first.slice(column), key: key.padEnd(column) });
+    for (const text of more) lines.push({ text });
+  }
   const notes = [
     ...(admin ? [] : ['Read-only: start with --admin to drain, maint or ready a server through HAProxy.']),
     `Health: ${HEALTH_SYMBOL.ok} ok · ${HEALTH_SYMBOL.warn} attention (draining, maint, checks failing) · ${HEALTH_SYMBOL.fail} failing (offline, down, out of step)`,
-  ].flatMap((note) => wrapLines(note, width - 4, { indent: 2 }));
-  const bordered = room >= 1 + keys.length + 2;
-  const inner = bordered ? room - 2 : room;
-  const shownKeys = keys.slice(0, Math.max(0, inner - 1));
-  const shownNotes = notes.length <= inner - 1 - shownKeys.length ? notes : [];
-  return (
-    <Box flexDirection="column" borderStyle={bordered ? 'round' : undefined} paddingX={bordered ? 1 : 0}>
-      <Text bold>Keys</Text>
-      {shownKeys.map(([key, what]) => (
-        <Text key={key} wrap="truncate-end">
-          <Text color={theme.accent}>{key.padEnd(10)}</Text> {what}
-        </Text>
-      ))}
-      {shownNotes.map((note) => (
-        <Text key={note} color={theme.muted} wrap="truncate-end">
-          {note}
-        </Text>
-      ))}
-    </Box>
-  );
+  ];
+  for (const note of notes) for (const text of wrapLines(note, width, { indent: 2 })) lines.push({ text, color: theme.muted });
+  return lines;
+}
+
+/**
+ * The keys and what they do, in `room` lines: in a box when all of it fits; else the title pinned and
+ * the rest scrolled (to `scroll`, with the detail views' scroll keys) saying what is above and below.
+ */
+function helpView(admin: boolean, room: number, width: number, scroll: Scroll): { body: React.ReactNode; window: ScrollWindow } {
+  const boxed = helpLines(admin, width - 4);
+  if (room >= 1 + boxed.length + 2) {
+    return {
+      body: (
+        <Box flexDirection="column" borderStyle="round" paddingX={1}>
+          <Text bold>Keys</Text>
+          <Lines lines={boxed} />
+        </Box>
+      ),
+      window: { start: 0, page: Math.max(1, room), last: 0 },
+    };
+  }
+  const shown = scrollLines(helpLines(admin, width), room - 1, scroll);
+  return {
+    body: (
+      <>
+        <Text bold>Keys</Text>
+        <Lines lines={shown.lines} />
+      </>
+    ),
+    window: shown.window,
+  };
 }
 
 function clock(at: number): string {
@@ -284,6 +307,8 @@ interface Line {
   dim?: boolean;
   /** An event's first line: its clock muted and its symbol in its health's colour. */
   event?: { clock: string; health: Health };
+  /** A help row's first line: its keys (padded to the key column) in the accent colour before `text`. */
+  key?: string;
 }
 
 const lineColor = (health: Health | undefined) => (health === undefined || health === 'ok' ? undefined : COLOR[health]);
@@ -342,6 +367,11 @@ function Lines({ lines }: { lines: Line[] }) {
             {'  '}
             <Text color={theme.muted}>{line.event.clock}</Text> <Text color={COLOR[line.event.health]}>{HEALTH_SYMBOL[line.event.health]}</Text>
             {line.text.slice(2 + line.event.clock.length + 2)}
+          </Text>
+        ) : line.key !== undefined ? (
+          <Text key={i} wrap="truncate-end">
+            <Text color={theme.accent}>{line.key}</Text>
+            {line.text}
           </Text>
         ) : (
           <Text key={i} wrap="truncate-end" color={line.color} bold={line.bold} dimColor={line.dim}>
@@ -448,7 +478,7 @@ function useMeasured(initial: { head: number; foot: number }) {
 }
 
 export function StatusScreen(props: StatusScreenProps) {
-  const { snapshot, rows, events, selected, width, height, help, view, onTableRoom, onDetailWindow } = props;
+  const { snapshot, rows, events, selected, width, height, help, view, onTableRoom, onDetailWindow, onHelpWindow } = props;
   const { total, healthy } = snapshot.summary;
   const verdict: Health =
     snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail'
@@ -482,8 +512,11 @@ export function StatusScreen(props: StatusScreenProps) {
   const room = Math.max(0, height - 1 - head - 1 - 1 - foot);
 
   let body: React.ReactNode;
-  if (help) body = <Help admin={props.admin} room={room} width={width} />;
-  else if (view.kind !== 'servers') {
+  if (help) {
+    const shown = helpView(props.admin, room, width, props.helpScroll ?? 0);
+    onHelpWindow?.(shown.window);
+    body = shown.body;
+  } else if (view.kind !== 'servers') {
     const detail = detailLines(props, room);
     onDetailWindow?.(detail.window);
     body = <Lines lines={detail.lines} />;

@@ -10,6 +10,7 @@ import { BACKEND } from '../../src/haproxy/config.js';
 import { haproxyPaths } from '../../src/haproxy/service.js';
 import { setServerState } from '../../src/haproxy/runtime.js';
 import { buildDatabaseUrl, parseDatabaseUrl } from '../../src/postgres/url.js';
+import { DASHBOARD_KEYS, dashboardKeyWidth } from '../../src/screens/keys.js';
 import { PATHS } from '../../src/system/root.js';
 import { cleanEnv, KNOCKER } from '../helpers/knocker.js';
 import { startTestCluster, type TestCluster } from '../helpers/pg.js';
@@ -207,6 +208,44 @@ test('Enter opens the selected server, l its log (followed), Esc goes back, D th
   }
   await t.keys('q');
   // Quitting stops the monitor and the log follower: on a machine busy with other suites that took over 20 s once.
+  await t.waitFor('EXIT=0', 90_000);
+}, 180_000);
+
+test('80×24 with --admin: every key of the table is on the help overlay, in a key column as wide as the widest, the rest scrolled to', async () => {
+  const t = await dashboard(80, 24, {}, ['--admin']);
+  await t.keys('?');
+  const column = dashboardKeyWidth();
+  const seen = new Set<string>();
+  const note = (screen: string) => {
+    for (const line of screen.split('\n')) {
+      const row = DASHBOARD_KEYS.find((r) => line.startsWith(`${r.keys.padEnd(column)} `) && line.length > column + 1);
+      if (row) seen.add(row.keys);
+    }
+  };
+  // At its top: the keys title pinned under the head, a line saying how much more is below.
+  const top = await visibleWhen(t, 'the help at its top', (s) => /^Keys$/m.test(s) && /↓ \d+ more lines? below/.test(s));
+  expectHead(top, 80, 24, { rows: false });
+  await capture('help-admin', top);
+  note(top);
+  // j a line at a time to the bottom, each screen's key rows noted; the overlay stays open.
+  let screen = top;
+  const above = (shown: string) => Number(/↑ (\d+) more lines? above/.exec(shown)?.[1] ?? 0);
+  for (let step = 1; /more lines? below/.test(screen); step++) {
+    expect(step, screen).toBeLessThan(60);
+    await t.keys('j');
+    screen = await visibleWhen(t, `${step} lines down`, (s) => /^Keys$/m.test(s) && above(s) === step);
+    expectHead(screen, 80, 24, { rows: false });
+    note(screen);
+  }
+  expect([...seen].sort()).toEqual(DASHBOARD_KEYS.map((r) => r.keys).sort());
+  expect(screen).toMatch(/↑ \d+ more lines? above/);
+  await capture('help-admin-bottom', screen);
+  // g: back to its top; any other key closes it.
+  await t.keys('g');
+  await visibleWhen(t, 'the help at its top again', (s) => /^Keys$/m.test(s) && !/more lines? above/.test(s));
+  await t.keys('x');
+  await visibleWhen(t, 'the servers again', (s) => !/^Keys$/m.test(s) && /SERVER/.test(s));
+  await t.keys('q');
   await t.waitFor('EXIT=0', 90_000);
 }, 180_000);
 
