@@ -477,8 +477,37 @@ function useMeasured(initial: { head: number; foot: number }) {
   return { head, foot, size };
 }
 
+/** The database panel and the events pane, in the `rest` lines under the servers' part. */
+function DatabaseAndEvents(props: StatusScreenProps & { rest: number }) {
+  const { events, width, rest } = props;
+  const dbAll = databasePanelLines(props);
+  const eventsWanted = 1 + Math.max(1, Math.min(events.length * 2, rest));
+  const dbBudget = Math.min(Math.max(0, rest), Math.max(Math.min(1 + dbAll.length, 2), Math.min(1 + dbAll.length, rest - Math.min(eventsWanted, 3))));
+  const eventsBudget = rest - dbBudget;
+  const shown = eventLines(events, width, eventsBudget - 1);
+  return (
+    <>
+      {dbBudget > 0 && (
+        <Box flexDirection="column" marginTop={1}>
+          <Text bold>Database</Text>
+          <Lines lines={cut(dbAll, dbBudget - 1, (n) => `${n} more lines: D shows the database`)} />
+        </Box>
+      )}
+      {eventsBudget > 0 && (
+        <Box flexDirection="column" marginTop={1}>
+          <Text bold wrap="truncate-end">
+            Events{shown.older > 0 ? <Text color={theme.muted}> ({shown.older} older not shown)</Text> : null}
+          </Text>
+          {events.length === 0 && eventsBudget > 1 ? <Text color={theme.muted}> none yet: state changes appear here</Text> : null}
+          <Lines lines={shown.lines} />
+        </Box>
+      )}
+    </>
+  );
+}
+
 export function StatusScreen(props: StatusScreenProps) {
-  const { snapshot, rows, events, selected, width, height, help, view, onTableRoom, onDetailWindow, onHelpWindow } = props;
+  const { snapshot, rows, selected, width, height, help, view, onTableRoom, onDetailWindow, onHelpWindow } = props;
   const { total, healthy } = snapshot.summary;
   const verdict: Health =
     snapshot.summary.databaseUnreachable || snapshot.roles?.health === 'fail'
@@ -521,7 +550,9 @@ export function StatusScreen(props: StatusScreenProps) {
     onDetailWindow?.(detail.window);
     body = <Lines lines={detail.lines} />;
   } else if (snapshot.servers.length === 0) {
-    body = snapshot.summary.databaseUnreachable ? (
+    // No server to list (the registry unreadable in an incident, or empty): the database panel and
+    // the events still say what is going on, and what the operator's own moves did.
+    const message = snapshot.summary.databaseUnreachable ? (
       <Text color={theme.error} wrap="truncate-end">
         {symbols.fail} cannot read the servers registry: {snapshot.sources.registry.error}
       </Text>
@@ -529,6 +560,12 @@ export function StatusScreen(props: StatusScreenProps) {
       <Text color={theme.muted}>
         {snapshot.sources.registry.busy || snapshot.sources.registry.updatedAt === undefined ? 'Loading…' : 'No server is registered in this database.'}
       </Text>
+    );
+    body = (
+      <>
+        {message}
+        <DatabaseAndEvents {...props} rest={room - 3} />
+      </>
     );
   } else {
     const problemLines =
@@ -550,11 +587,6 @@ export function StatusScreen(props: StatusScreenProps) {
     const tableLines = window.end - window.start + (window.end - window.start < rows.length ? 2 : 0);
     onTableRoom?.(window.end - window.start);
     const rest = room - pinned - tableLines - 2;
-    const dbAll = databasePanelLines(props);
-    const eventsWanted = 1 + Math.max(1, Math.min(events.length * 2, rest));
-    const dbBudget = Math.min(Math.max(0, rest), Math.max(Math.min(1 + dbAll.length, 2), Math.min(1 + dbAll.length, rest - Math.min(eventsWanted, 3))));
-    const eventsBudget = rest - dbBudget;
-    const shown = eventLines(events, width, eventsBudget - 1);
     body = (
       <>
         <ServersTable {...props} window={window} />
@@ -564,21 +596,7 @@ export function StatusScreen(props: StatusScreenProps) {
             {line}
           </Text>
         ))}
-        {dbBudget > 0 && (
-          <Box flexDirection="column" marginTop={1}>
-            <Text bold>Database</Text>
-            <Lines lines={cut(dbAll, dbBudget - 1, (n) => `${n} more lines: D shows the database`)} />
-          </Box>
-        )}
-        {eventsBudget > 0 && (
-          <Box flexDirection="column" marginTop={1}>
-            <Text bold wrap="truncate-end">
-              Events{shown.older > 0 ? <Text color={theme.muted}> ({shown.older} older not shown)</Text> : null}
-            </Text>
-            {events.length === 0 && eventsBudget > 1 ? <Text color={theme.muted}> none yet: state changes appear here</Text> : null}
-            <Lines lines={shown.lines} />
-          </Box>
-        )}
+        <DatabaseAndEvents {...props} rest={rest} />
       </>
     );
   }
