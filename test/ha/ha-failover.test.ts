@@ -8,7 +8,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { monitorView, nodeFiles, nodeName, runningKeeper, startKeeper, stopKeeper } from '../../src/ha/adopt.js';
+import { nodeFiles, nodeName, runningKeeper, startKeeper, stopKeeper } from '../../src/ha/adopt.js';
 import { autoctl, monitorFiles, runningMonitor, stopMonitor } from '../../src/ha/monitor.js';
 import { readHaNodeState } from '../../src/ha/node-state.js';
 import { expectedFailoverMs, readMonitorTimeouts, splitBrainGuard } from '../../src/ha/timeouts.js';
@@ -16,7 +16,8 @@ import { withAdminSession } from '../../src/postgres/admin.js';
 import { freePort } from '../../src/system/host.js';
 import { isAlive } from '../../src/system/lock.js';
 import { PATHS, type Root } from '../../src/system/root.js';
-import { finish, makePair, postmasterPid, role, run, startSampler, writerFor, type Pair } from '../helpers/failclosed.js';
+import { finish, makePair, role, run, startSampler, writerFor, type Pair } from '../helpers/failclosed.js';
+import { dataHost, killHost, longestGapFrom, settled } from '../helpers/ha.js';
 import { destroyRoot, makeRoot } from '../helpers/roots.js';
 import { waitFor } from '../helpers/server.js';
 import { sql } from '../helpers/standby.js';
@@ -54,30 +55,6 @@ afterAll(async () => {
   if (rootM) await stopMonitor(monitorFiles(rootM), 20_000).catch(() => {});
   await Promise.all([pair?.destroy(), rootM && destroyRoot(rootM)]);
 }, 120_000);
-
-/** Every process whose parent is `pid` (a postmaster's children). */
-async function childrenOf(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(entry));
-  }
-  return found;
-}
-
-const gone = (pid: number) => !isAlive(pid);
-
-async function settled(root: Root, host: string, wanted: string, timeoutMs = 120_000): Promise<void> {
-  await waitFor(
-    `${host} ${wanted} on the monitor`,
-    async () => {
-      const view = await monitorView(root, nodeFiles(root), nodeName(host)).catch(() => undefined);
-      return view && view.current === wanted && view.assigned === wanted ? true : undefined;
-    },
-    timeoutMs,
-  );
-}
 
 test('ha adopt --dry-run --json on the primary: pg_autoctl told its address, --skip-pg-hba, verify-full, a monitor URI without password; nothing changed', async () => {
   const dry = await ha(pair.rootA, 'adopt', '--dry-run', '--json');
@@ -255,29 +232,14 @@ test("kill -9 of the primary's keeper and postmaster: writes back on the standby
   const sampler = startSampler(pair);
   await waitFor('writes before the fault', () => (writer.acked.length > 30 ? true : undefined));
 
-  const keeper = (await runningKeeper(pair.rootA))!;
-  const postmaster = await postmasterPid(pair.rootA);
-  const victims = [keeper, postmaster, ...(await childrenOf(postmaster))];
+  const host = await dataHost(pair.rootA);
   const t0 = Date.now();
-  try {
-    process.kill(-keeper, 'SIGKILL');
-  } catch {
-    // its group may be the keeper alone
-  }
-  for (const pid of victims) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone with its group
-    }
-  }
-  await waitFor('the primary host gone', () => (victims.every(gone) ? true : undefined));
+  await killHost(host);
 
   await waitFor('writes acknowledged on the new primary', () => (writer.ackedAt.some((t) => t > t0 + 100) ? true : undefined), 90_000);
   expect(await role(pair.rootB)).toBe('primary');
   const firstAfter = writer.ackedAt.find((t) => t > t0 + 100)!;
-  let longestGap = 0;
-  for (let i = 1; i < writer.ackedAt.length; i++) if (writer.ackedAt[i]! > t0) longestGap = Math.max(longestGap, writer.ackedAt[i]! - writer.ackedAt[i - 1]!);
+  const longestGap = longestGapFrom(writer.ackedAt, t0);
 
   // The old primary's keeper started again (as a boot would): it asks the monitor first and comes back as a standby.
   const restarted = Date.now();

@@ -192,3 +192,65 @@ export async function switchoverUnderLoad(pair: Pair, from: Root, firstId: numbe
   await waitRole(from, 'standby');
   return { writer, sampler };
 }
+
+export interface OldPrimaryProbe {
+  /** Inserts the old primary acknowledged: a write there after the new primary took over is a split brain. */
+  acked: number[];
+  /** Connection attempts, and what the host answered (or why no answer), by message. */
+  attempts: number;
+  answers: Map<string, number>;
+  /** When the first answer from PostgreSQL itself came (a session opened, an error of the server's, its certificate). */
+  firstAnswerAt?: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Inserts through `host` ONLY (no read-write check, as a web node holding an old connection
+ * string would), one session after another, recording every insert the host acknowledged and every
+ * answer it gave: the check on a resumed hung primary, counting acknowledged writes rather than
+ * sampling its read-only flag.
+ */
+export function probeOldPrimary(pair: Pair, host: string, firstId: number): OldPrimaryProbe {
+  const parsed = parseDatabaseUrl(pair.nodesUrl);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const target = { ...parsed.value, host, port: pair.port };
+  let running = true;
+  let next = firstId;
+  const probe: OldPrimaryProbe = { acked: [], attempts: 0, answers: new Map(), stop: async () => {} };
+  const note = (what: string, fromServer: boolean) => {
+    probe.answers.set(what, (probe.answers.get(what) ?? 0) + 1);
+    if (fromServer) probe.firstAnswerAt ??= Date.now();
+  };
+  const loop = (async () => {
+    while (running) {
+      probe.attempts += 1;
+      let client: pg.Client | undefined;
+      try {
+        client = await connect(target, { sourceAddress: pair.client, ca: pair.ca, connectTimeoutMs: 1000, queryTimeoutMs: 3000 });
+        client.on('error', () => {});
+        note('session opened', true);
+        while (running) {
+          const id = next;
+          next += 1;
+          await client.query('INSERT INTO standby_probe (id) VALUES ($1)', [id]);
+          probe.acked.push(id);
+        }
+      } catch (error) {
+        const e = error as { code?: string; message?: string };
+        // A SQLSTATE is PostgreSQL's own answer, and so is a certificate it presented that does not
+        // match; anything else (EPIPE, ECONNREFUSED, a timeout) is not.
+        const sqlstate = Boolean(e.code && /^[0-9A-Z]{5}$/.test(e.code) && !/^E[A-Z]+$/.test(e.code));
+        const certificate = e.code === 'ERR_TLS_CERT_ALTNAME_INVALID';
+        note(sqlstate ? `${e.code} ${e.message}` : String(e.message ?? error).slice(0, 80), sqlstate || certificate);
+        await new Promise((r) => setTimeout(r, 10));
+      } finally {
+        await client?.end().catch(() => {});
+      }
+    }
+  })();
+  probe.stop = async () => {
+    running = false;
+    await loop;
+  };
+  return probe;
+}
