@@ -112,6 +112,53 @@ export function haHbaLines(dataHosts: string[], database: string, sandbox: boole
   ];
 }
 
+const NEUTRAL_MARK =
+  '# knocker ha adopt: not here (pg_rewind copies this file from the peer); pg_autoctl gives postgres its own (-h; -k under a sandbox root):';
+/** Settings that name files: made relative to PGDATA, the same on both hosts. */
+const FILE_SETTINGS = ['ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'ssl_crl_file'];
+
+/**
+ * Leaves the configuration files pg_rewind copies from the new primary at a rejoin that diverged
+ * host-neutral (research #8): knocker's listen and socket lines go from both postgresql.conf and
+ * postgresql.auto.conf (pg_autoctl passes them on postgres's command line; knocker reads this host's
+ * address from node.json), TLS files are named relative to PGDATA (the same layout on both hosts),
+ * and pg_hba.conf's lines for one data host get their twin for the other. Run while
+ * PostgreSQL is stopped; the create step's undo puts the saved files back.
+ */
+export async function makeHostNeutral(data: string, dataHosts: string[]): Promise<void> {
+  // pg_hba.conf: a line for one data host only (knocker's standby block, the cluster's own address)
+  // gets its twin for the other, so the file means the same on both hosts.
+  const hbaFile = path.join(data, 'pg_hba.conf');
+  const hba = await readIfExists(hbaFile);
+  if (hba !== undefined) {
+    const cidrs = dataHosts.map((h) => `${h}/${net.isIPv6(h) ? 128 : 32}`);
+    const lines = hba.split('\n');
+    const out: string[] = [];
+    for (const line of lines) {
+      out.push(line);
+      if (/^\s*#/.test(line)) continue;
+      const named = cidrs.filter((c) => line.split(/\s+/).includes(c));
+      if (named.length !== 1) continue;
+      for (const other of cidrs.filter((c) => c !== named[0])) {
+        const twin = line.split(named[0]!).join(other);
+        if (!lines.includes(twin) && !out.includes(twin)) out.push(twin);
+      }
+    }
+    if (out.join('\n') !== hba) await fs.writeFile(hbaFile, out.join('\n'));
+  }
+  for (const file of ['postgresql.conf', 'postgresql.auto.conf']) {
+    const full = path.join(data, file);
+    const text = await readIfExists(full);
+    if (text === undefined) continue;
+    const neutral = text
+      .replace(/^(listen_addresses|unix_socket_directories)\s*=.*$/gm, (_line, name: string) => `${NEUTRAL_MARK} ${name}`)
+      .replace(/^(\w+) = '([^']*)'$/gm, (line, name: string, value: string) =>
+        FILE_SETTINGS.includes(name) && path.isAbsolute(value) ? `${name} = '${path.relative(data, value).replace(/'/g, "''")}'` : line,
+      );
+    if (neutral !== text) await fs.writeFile(full, neutral);
+  }
+}
+
 /** Paths handed to pg_autoctl and libpq inside a URI or a config file: nothing that needs quoting. */
 function plainPath(file: string): string {
   if (!/^\/[A-Za-z0-9._/+-]+$/.test(file))
@@ -292,6 +339,7 @@ function createStep(files: NodeFiles, a: Adoption, log: Logger): Step {
       // It may leave its PostgreSQL running: stopped here, so that the settings below apply from the keeper's start.
       await stopPostgres(ctl, data, log, 'fast');
       await autoctl(a.node.root, files, ['config', 'set', '--pgdata', data, 'timeout.network_partition_timeout', String(NETWORK_PARTITION_TIMEOUT_S)], log);
+      await makeHostNeutral(data, a.dataHosts);
       await fs.appendFile(path.join(data, 'postgresql.conf'), `\n${PINNED_MARK}\n${pinned.join('\n')}\n`);
       const hbaFile = path.join(data, 'pg_hba.conf');
       const current = (await readIfExists(hbaFile)) ?? '';

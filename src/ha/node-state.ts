@@ -82,6 +82,11 @@ export async function writeHaNodeState(root: Root, state: HaNodeState): Promise<
   await writeFileAtomic(root.path(HA_NODE_STATE), `${JSON.stringify(validateHaNodeState(state), null, 2)}\n`, { mode: 0o600 });
 }
 
+/** This host's address as an automatic pair's node.json keeps it (never in PGDATA: pg_rewind copies the peer's files); undefined elsewhere. */
+export async function adoptedAddress(root: Root): Promise<string | undefined> {
+  return (await readHaNodeState(root))?.address;
+}
+
 /**
  * Refuses a knocker move that would fight pg_autoctl's keeper (fence, promote, switchover, rejoin of
  * the manual pair) when this host is a data node of an automatic pair; says what to use instead.

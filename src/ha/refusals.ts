@@ -10,6 +10,10 @@ export const INSTEAD = {
   rejoin: 'the old primary comes back as the standby by itself once its keeper runs (pg_autoctl run); knocker standby status shows when it has',
   standby: "this pair's standby is pg_auto_failover's; leave the automatic pair first to make a knocker standby",
   remove: "leave the automatic pair first (the standby is pg_auto_failover's to remove)",
+  uninstall:
+    "the way back to knocker's manual pair comes first, and it is not in this release: until then this host's PostgreSQL stays pg_auto_failover's (to retire the node by hand: pg_autoctl drop node on this host in its keeper's environment, then remove node.json)",
+  upgrade:
+    "knocker upgrade does not yet follow an automatic pair's order (pg_auto_failover's packages on all three hosts before the monitor restarts, then each data node under pg_autoctl enable maintenance, the standby first): upgrade this host by hand in that order",
   preStart: "PostgreSQL here is started by its keeper (pg_autoctl run), never by knocker's fence: start the keeper instead",
 } as const;
 

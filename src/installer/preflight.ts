@@ -1,6 +1,7 @@
 // Preflight: everything the install needs is checked before anything changes: the listen port is
 // free, PostgreSQL binaries are present (or installable on a real host), the database answers and
 // has the privileges the option needs. All failures are reported together (exit 3).
+import { adoptedAddress } from '../ha/node-state.js';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -171,7 +172,7 @@ async function privateClusterFacts(listen: ListenAddress, ctx: PreflightContext,
     () => false,
   );
   const exists = !halfMade && (await clusterExists(dataDir));
-  const settings = exists ? await readClusterSettings(dataDir) : undefined;
+  const settings = exists ? await readClusterSettings(dataDir, await adoptedAddress(ctx.root)) : undefined;
   const foreign =
     !halfMade &&
     !exists &&

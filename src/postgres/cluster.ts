@@ -218,13 +218,17 @@ export async function writeClusterSettings(cluster: PrivateCluster): Promise<voi
   await fs.writeFile(path.join(cluster.dataDir, 'pg_hba.conf'), hba);
 }
 
-/** Reads back the port and listen address knocker wrote into a private cluster's postgresql.conf. */
-export async function readClusterSettings(dataDir: string): Promise<{ port: number; host: string } | undefined> {
+/**
+ * Reads back the port and listen address knocker wrote into a private cluster's postgresql.conf.
+ * `self`: this host's address when knocker keeps it outside PGDATA (an automatic pair's node.json:
+ * `ha adopt` takes the listen line out, since pg_rewind copies the peer's file over this one).
+ */
+export async function readClusterSettings(dataDir: string, self?: string): Promise<{ port: number; host: string } | undefined> {
   const conf = await fs.readFile(path.join(dataDir, 'postgresql.conf'), 'utf8').catch(() => undefined);
   if (!conf?.includes(SETTINGS_MARKER)) return undefined;
   const block = conf.slice(conf.indexOf(SETTINGS_MARKER));
   const port = /^port = (\d+)/m.exec(block)?.[1];
-  const host = /^listen_addresses = '([^']*)'/m.exec(block)?.[1];
+  const host = self ?? /^listen_addresses = '([^']*)'/m.exec(block)?.[1];
   return port && host ? { port: Number(port), host } : undefined;
 }
 

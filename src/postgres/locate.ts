@@ -2,6 +2,7 @@
 // or on a real host the Debian (pg_lsclusters) or RHEL cluster on the string's port. exposedb,
 // standby and status administer it as its OS owner over the Unix socket, so they must run on the
 // database's own host.
+import { adoptedAddress } from '../ha/node-state.js';
 import dns from 'node:dns/promises';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -119,7 +120,7 @@ export const findPrivateCluster: ClusterFinder = async (root, url, _log, options
   await mustBeThisHost(url, options);
   const hints = hintsOf(options);
   const dataDir = root.path(PATHS.pgData);
-  const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
+  const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir, await adoptedAddress(root)) : undefined;
   if (!settings || settings.port !== url.port) throw await noClusterThere(url, options.source, hints);
   const osUser = await clusterOwner();
   const socketDir = root.path(PATHS.pgSocketDir);

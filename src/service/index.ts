@@ -4,6 +4,7 @@
 // the host's cluster otherwise), and the HAProxy of `knocker haproxy setup`. Starting and stopping
 // are plan steps like every change to a host: shown, applied in order (PostgreSQL before the
 // server, the server before HAProxy; stopping in reverse), and undone if a later one fails.
+import { adoptedAddress } from '../ha/node-state.js';
 import { refuseServiceOnAutomaticPair } from '../ha/refusals.js';
 import type { KnocknocConf } from '../config/knocknoc-conf.js';
 import { formatListen, parseListen } from '../config/values.js';
@@ -167,7 +168,7 @@ async function postgresEntry(root: Root, conf: KnocknocConf | undefined, confPro
   if (root.isSandbox && !pair?.system) {
     const dataDir = root.path(PATHS.pgData);
     const bin = await findPgBinaries();
-    const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
+    const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir, await adoptedAddress(root)) : undefined;
     if (!bin || !settings) return { name: 'postgres', notSetUp: `no private cluster knocker made in ${dataDir}` };
     const cluster: PrivateCluster = {
       bin,

@@ -2,6 +2,7 @@
 // what pg_controldata says about it, the state file, and the node-local settings that a clone or a
 // rewind copies from the other host and that must be put back (listen address, pg_hba.conf, the
 // TLS files, postgresql.auto.conf's conninfo): trap 3 of the research note.
+import { adoptedAddress } from '../ha/node-state.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreflightError } from '../errors.js';
@@ -181,7 +182,7 @@ export async function existingNode(root: Root): Promise<LocalNode> {
     return nodeAt(root, state.self);
   }
   const dataDir = root.path(PATHS.pgData);
-  const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir) : undefined;
+  const settings = (await clusterExists(dataDir)) ? await readClusterSettings(dataDir, await adoptedAddress(root)) : undefined;
   if (!settings)
     throw new PreflightError(`there is no PostgreSQL cluster of knocker's in ${dataDir}`, [
       'make one with knocker install (database option 1) or knocker standby init',

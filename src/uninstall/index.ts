@@ -8,6 +8,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import { inspectHaproxy } from '../haproxy/plan.js';
 import { connect, describeConnectError, sourceAddressFor } from '../postgres/connect.js';
 import { describeTarget } from '../postgres/url.js';
@@ -322,6 +324,9 @@ export async function runUninstall(
   options: UninstallOptions & { dryRun: boolean; json: boolean; confirm: (plan: Plan) => Promise<boolean> },
   io: Output,
 ): Promise<number> {
+  // A data host of an automatic pair: its PostgreSQL is pg_autoctl's keeper's, and the way back to
+  // the manual pair comes first (refused before anything is read or opened, --dry-run too).
+  await refuseOnAutomaticPair(root, 'knocker uninstall', INSTEAD.uninstall);
   // Nothing set up here: said without opening a log (it would be the only thing knocker left).
   if (!options.dryRun && !hasChanges(await uninstallPlan(root, options))) {
     io.err(`Nothing to uninstall: knocker has set nothing up here${root.isSandbox ? ` (root ${root.dir})` : ''}.`);

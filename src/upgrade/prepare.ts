@@ -3,6 +3,8 @@
 // and prepares the session — a fresh journal, or the open one to go on with (resume.ts) — with the
 // plan it would apply. Changes nothing.
 import { PreflightError, UsageError } from '../errors.js';
+import { refuseOnAutomaticPair } from '../ha/node-state.js';
+import { INSTEAD } from '../ha/refusals.js';
 import { PreflightFailed, type Check } from '../shared/checks.js';
 import { nullLogger } from '../system/log.js';
 import type { Plan } from '../system/plan.js';
@@ -45,6 +47,8 @@ export interface UpgradeSession {
 
 /** Reads the cluster and the journal, runs the checks, and builds the plan. Changes nothing. */
 export async function prepareUpgrade(root: Root, options: UpgradeOptions): Promise<UpgradeSession> {
+  // On a data host of an automatic pair the packages' order is pg_auto_failover's (not done yet).
+  await refuseOnAutomaticPair(root, 'knocker upgrade', INSTEAD.upgrade);
   const journalFile = root.path(PATHS.upgradeJournal);
   const recorded = await readJournal(journalFile).catch((error: Error) => {
     throw new PreflightError(error.message);

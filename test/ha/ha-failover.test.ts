@@ -4,7 +4,9 @@
 // `ha adopt` on A, then `ha adopt --bundle` on B, with a writer through the pair recording every
 // acknowledged id and a sampler checking that never two hosts take writes. Then kill -9 of A's
 // keeper and postmaster: writes come back on B with no human, none acknowledged is lost; A's keeper
-// started again rejoins as a standby by itself and is never writable.
+// started again rejoins as a standby by itself and is never writable. Then two switchovers: the
+// demoted primary is rewound for real (pg_rewind copies the new primary's configuration files) and
+// comes back as secondary on its own address with TLS verify-full, the files host-neutral.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -13,6 +15,8 @@ import { autoctl, monitorFiles, runningMonitor, stopMonitor } from '../../src/ha
 import { readHaNodeState } from '../../src/ha/node-state.js';
 import { expectedFailoverMs, readMonitorTimeouts, splitBrainGuard } from '../../src/ha/timeouts.js';
 import { withAdminSession } from '../../src/postgres/admin.js';
+import { connect, isEncrypted } from '../../src/postgres/connect.js';
+import { parseDatabaseUrl } from '../../src/postgres/url.js';
 import { freePort } from '../../src/system/host.js';
 import { isAlive } from '../../src/system/lock.js';
 import { PATHS, type Root } from '../../src/system/root.js';
@@ -55,6 +59,49 @@ afterAll(async () => {
   if (rootM) await stopMonitor(monitorFiles(rootM), 20_000).catch(() => {});
   await Promise.all([pair?.destroy(), rootM && destroyRoot(rootM)]);
 }, 120_000);
+
+/**
+ * What pg_rewind copies from the new primary at a rejoin that diverged (postgresql.conf,
+ * postgresql.auto.conf, pg_hba.conf) holds nothing of one host: no line naming either data host's
+ * address or a root's own folder in the first two, and pg_hba.conf's lines naming the data hosts the
+ * same on both.
+ */
+async function expectHostNeutral(): Promise<void> {
+  const hbaLines: string[][] = [];
+  for (const root of [pair.rootA, pair.rootB]) {
+    for (const file of ['postgresql.conf', 'postgresql.auto.conf']) {
+      const lines = (await fs.readFile(root.path(`${PATHS.pgData}/${file}`), 'utf8')).split('\n').filter((l) => !/^\s*(#|$)/.test(l));
+      for (const specific of [A, B, pair.rootA.dir, pair.rootB.dir])
+        expect(
+          lines.filter((l) => l.includes(specific)),
+          `${root.dir} ${file}`,
+        ).toEqual([]);
+    }
+    const hba = (await fs.readFile(root.path(`${PATHS.pgData}/pg_hba.conf`), 'utf8')).split('\n').filter((l) => !/^\s*(#|$)/.test(l));
+    expect(hba.filter((l) => l.includes(pair.rootA.dir) || l.includes(pair.rootB.dir))).toEqual([]);
+    hbaLines.push(hba.filter((l) => l.includes(A) || l.includes(B)).sort());
+  }
+  expect(hbaLines[0]).toEqual(hbaLines[1]);
+}
+
+/** `host` answers on its own address over TLS verify-full with the cluster's CA (as the web nodes connect). */
+async function answersVerifyFull(host: string): Promise<boolean> {
+  expect(pair.nodesUrl).toContain('sslmode=verify-full');
+  const parsed = parseDatabaseUrl(pair.nodesUrl);
+  if (!parsed.ok) throw new Error(parsed.error);
+  const client = await connect(
+    { ...parsed.value, host, port: pair.port },
+    { sourceAddress: pair.client, ca: pair.ca, connectTimeoutMs: 5000, queryTimeoutMs: 5000 },
+  );
+  client.on('error', () => {});
+  try {
+    // Asked of the socket: pg_stat_ssl hides the row of a session that SET ROLE (the nodes' role does).
+    await client.query('SELECT 1');
+    return isEncrypted(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
 
 test('ha adopt --dry-run --json on the primary: pg_autoctl told its address, --skip-pg-hba, verify-full, a monitor URI without password; nothing changed', async () => {
   const dry = await ha(pair.rootA, 'adopt', '--dry-run', '--json');
@@ -163,6 +210,7 @@ test('ha adopt on the primary then on the standby, under writes: a pair of pg_au
     const [tuned] = await sql<{ sb: string }>(root, "SELECT current_setting('shared_buffers') AS sb");
     expect(tuned!.sb).toBe(sizes.get(root));
   }
+  await expectHostNeutral();
   adopted = true;
   console.info(
     `adoption: primary ${primaryMs} ms (longest write gap ${gapPrimary} ms), standby ${standbyMs} ms; ${writer.acked.length} writes acknowledged, none lost`,
@@ -255,20 +303,37 @@ test("kill -9 of the primary's keeper and postmaster: writes back on the standby
   expect(firstAfter - t0).toBeLessThan(60_000);
 }, 600_000);
 
-test('knocker standby switchover on the adopted pair, under writes: pg_auto_failover moves the primary back; 0 acknowledged writes lost, never two writable', async () => {
+test('two switchovers under writes: the demoted primary is rewound from the new one (pg_rewind copies its configuration files), and comes back as secondary on its own address, TLS verify-full, knocker still finding its cluster', async () => {
   expect(adopted).toBe(true);
+  const logs = [pair.rootA, pair.rootB].map((root) => nodeFiles(root).daemonLog);
+  const sizesBefore = await Promise.all(logs.map(async (f) => (await fs.stat(f)).size));
   const writer = writerFor(pair, ids(1_000_000));
   const sampler = startSampler(pair);
-  await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
-  const moved = await run(['standby', 'switchover', '--root', pair.rootA.dir]);
-  expect(moved.exitCode, moved.stderr).toBe(0);
-  expect(moved.stdout.trim()).toMatch(new RegExp(`^primary ${A.replace(/\./g, '\\.')}:\\d+$`));
-  await settled(pair.rootA, A, 'primary');
-  await settled(pair.rootB, B, 'secondary');
-  expect(await role(pair.rootA)).toBe('primary');
-  await finish(pair.rootA, writer, sampler);
-  console.info(`switchover on the adopted pair: writes unavailable ${writer.longestGapMs} ms`);
-}, 300_000);
+  await waitFor('writes before the switchovers', () => (writer.acked.length > 30 ? true : undefined));
+  for (const [from, to, toHost, fromHost] of [
+    [pair.rootB, pair.rootA, A, B],
+    [pair.rootA, pair.rootB, B, A],
+  ] as const) {
+    const moved = await run(['standby', '--root', from.dir, 'switchover']);
+    expect(moved.exitCode, moved.stderr).toBe(0);
+    await settled(to, toHost, 'primary');
+    await settled(from, fromHost, 'secondary');
+    await waitFor('the old primary in recovery', async () => ((await role(from)) === 'standby' ? true : undefined), 60_000);
+    expect(await answersVerifyFull(fromHost)).toBe(true);
+    expect(await answersVerifyFull(toHost)).toBe(true);
+  }
+  await finish(pair.rootB, writer, sampler);
+  // pg_rewind ran for real (a demoted primary's shutdown checkpoint diverges from the promoted standby's timeline).
+  const added = await Promise.all(logs.map(async (f, i) => (await fs.readFile(f, 'utf8')).slice(sizesBefore[i])));
+  expect(added.join('\n')).toMatch(/servers diverged at WAL location/);
+  await expectHostNeutral();
+  for (const root of [pair.rootA, pair.rootB]) {
+    const status = await run(['standby', '--root', root.dir, 'status', '--json']);
+    expect(status.exitCode, status.stderr).toBe(0);
+    const service = await run(['service', '--root', root.dir, 'status', 'postgres']);
+    expect(`${service.stdout}${service.stderr}`).not.toMatch(/not set up/);
+  }
+}, 600_000);
 
 test('the keepers and the monitor stop cleanly', async () => {
   expect(adopted).toBe(true);

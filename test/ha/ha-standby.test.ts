@@ -152,7 +152,7 @@ async function untouched(node: DataNode): Promise<Map<string, unknown>> {
   return tree;
 }
 
-test('knocker promote, rejoin, remove, init, exposedb --add-standby, pre-start and service start/stop of PostgreSQL refuse on an automatic pair: exit 3, what to do instead, nothing changed', async () => {
+test('knocker promote, rejoin, remove, init, exposedb --add-standby, pre-start, service start/stop of PostgreSQL, uninstall and upgrade refuse on an automatic pair: exit 3, what to do instead, nothing changed', async () => {
   const primary = await f.settled();
   const secondary = f.nodes.find((n) => n !== primary)!;
   const bundle = path.join(secondary.dir, 'no-such-bundle.json');
@@ -167,6 +167,10 @@ test('knocker promote, rejoin, remove, init, exposedb --add-standby, pre-start a
     { on: primary, args: ['service', 'stop', 'postgres'], instead: /the keeper daemon of this root.*fails over: knocker standby switchover first/ },
     { on: secondary, args: ['service', 'start', 'postgres'], instead: /the keeper daemon of this root/ },
     { on: primary, args: ['service', 'restart', 'all'], instead: /the keeper daemon of this root.*the others one by one: knocker service restart server/ },
+    { on: secondary, args: ['uninstall', '--yes'], instead: /the way back to knocker's manual pair comes first.*pg_autoctl drop node/ },
+    { on: primary, args: ['uninstall', '--dry-run', '--json'], instead: /the way back to knocker's manual pair comes first/ },
+    { on: primary, args: ['upgrade', '--non-interactive', '--upgrade-command', 'true'], instead: /does not yet follow an automatic pair's order/ },
+    { on: secondary, args: ['upgrade', '--dry-run', '--json'], instead: /does not yet follow an automatic pair's order/ },
   ];
   const before = await Promise.all(f.nodes.map(untouched));
   for (const c of cases) {

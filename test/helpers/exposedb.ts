@@ -1,5 +1,6 @@
 // A primary for exposedb tests: a sandbox root installed with database option 1 (a private
 // cluster listening on the root's own loopback address), and ways to look at it from outside.
+import { adoptedAddress } from '../../src/ha/node-state.js';
 import fs from 'node:fs/promises';
 import { expect } from 'vitest';
 import { KnocknocConf } from '../../src/config/knocknoc-conf.js';
@@ -31,7 +32,7 @@ export async function appUrl(root: Root): Promise<DatabaseUrl> {
 
 /** SQL as the superuser of the root's private cluster. */
 export async function rootAdmin<T = Record<string, unknown>>(root: Root, sql: string, values: unknown[] = []): Promise<T[]> {
-  const settings = (await readClusterSettings(root.path(PATHS.pgData)))!;
+  const settings = (await readClusterSettings(root.path(PATHS.pgData), await adoptedAddress(root)))!;
   const access = { socketDir: root.path(PATHS.pgSocketDir), port: settings.port, osUser: await clusterOwner() };
   return withAdminSession(access, undefined, async (session) => (await session.query<T>(sql, values)).rows);
 }

@@ -2,6 +2,7 @@
 // primary installed with database option 1 and exposed), a table to write to, and a writer that
 // keeps inserting through whichever host takes writes, recording every insert PostgreSQL
 // acknowledged (so a test can count them afterwards).
+import { adoptedAddress } from '../../src/ha/node-state.js';
 import fs from 'node:fs/promises';
 import type pg from 'pg';
 import { withAdminSession } from '../../src/postgres/admin.js';
@@ -13,7 +14,7 @@ import { waitFor } from './server.js';
 
 /** SQL as the superuser of a root's private cluster, in `database`. */
 export async function sql<T = Record<string, unknown>>(root: Root, text: string, values: unknown[] = [], database = 'knocknoc'): Promise<T[]> {
-  const settings = (await readClusterSettings(root.path(PATHS.pgData)))!;
+  const settings = (await readClusterSettings(root.path(PATHS.pgData), await adoptedAddress(root)))!;
   const access = { socketDir: root.path(PATHS.pgSocketDir), port: settings.port, osUser: await clusterOwner(), database };
   return withAdminSession(access, undefined, async (session) => (await session.query<T>(text, values)).rows);
 }
