@@ -6,7 +6,8 @@ Running --init re-configures your local Postgres database service to listen exte
 adds (or removes) IP addresses to the trusted Postgres list - allowing external webapps to connect to the Knocknoc database.
 
 Usage:
-  sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list | --sync] [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
+  sudo /opt/knocknoc/knocker/knocker exposedb --sync [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --renew-cert [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --add-standby <ADDR[:PORT]> [--conn URI]
   sudo /opt/knocknoc/knocker/knocker exposedb --invite <ADDR/32> [--ttl DURATION] [--name NAME]

@@ -144,7 +144,8 @@ export async function hangHost(host: HostProcesses): Promise<void> {
   signalHost(host, 'SIGSTOP');
   const stopped = async (pid: number) => {
     const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    return stat === '' || stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T';
+    // Stopped (T), or a backend that ended after its postmaster was stopped and waits to be reaped (Z, X).
+    return stat === '' || ['T', 'Z', 'X'].includes(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
   };
   await waitFor('the host stopped', async () => ((await Promise.all(host.pids.map(stopped))).every(Boolean) ? true : undefined));
 }

@@ -78,7 +78,7 @@ test('switchover killed (kill -9) after the promotion; the old primary started w
   const writer = writerFor(pair, 1_000_000);
   const sampler = startSampler(pair);
   await waitFor('writes before the switchover', () => (writer.acked.length > 30 ? true : undefined));
-  const killed = await run(['standby', '--root', pair.rootA.dir, 'switchover'], { KNOCKER_TEST_KILL_AT: 'after:4' });
+  const killed = await run(['standby', '--root', pair.rootA.dir, 'switchover'], { KNOCKER_TEST_KILL_AT: 'after:5' });
   expect(killed.exitCode, killed.stderr).not.toBe(0);
   await waitRole(pair.rootB, 'primary');
   expect(await role(pair.rootA)).toBe('down');
@@ -100,7 +100,7 @@ test('switchover killed (kill -9) at each step boundary before the promotion: st
   const writer = writerFor(pair, 2_000_000);
   const sampler = startSampler(pair);
   const clusterB = await clusterOf(pair.rootB, pair.B, pair.port);
-  for (const point of ['after:1', 'after:2', 'after:3']) {
+  for (const point of ['after:1', 'after:2', 'after:3', 'after:4']) {
     await waitFor('A streaming from B', () => streaming(pair.rootA), 60_000);
     const killed = await run(['standby', '--root', pair.rootB.dir, 'switchover'], { KNOCKER_TEST_KILL_AT: point });
     expect(killed.exitCode, `${point}: ${killed.stderr}`).not.toBe(0);
