@@ -28,7 +28,8 @@ import { withRun, type RunFlags } from '../system/runner.js';
 import { isRoot, lookupUser, type OsUser } from '../system/users.js';
 import { waitFor } from '../system/wait.js';
 import { dataHostBundleFile, monitorBundleProblems, readDataHostBundle, type DataHostBundle, type MonitorBundle } from './bundle.js';
-import { autoctl, DB_USER, MONITOR_DATABASE, MONITOR_ROLE, ownedDir, ownedWrite, startAutoctlDaemon, stopPostgres } from './monitor.js';
+import { autoctl, MONITOR_DATABASE, MONITOR_ROLE, ownedDir, ownedWrite, startAutoctlDaemon, stopPostgres } from './monitor.js';
+import { DB_USER } from './keeper.js';
 import { HA_NODE_STATE, readHaNodeState, writeHaNodeState } from './node-state.js';
 import { NETWORK_PARTITION_TIMEOUT_S, readMonitorTimeouts, splitBrainGuard } from './timeouts.js';
 

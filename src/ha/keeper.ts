@@ -35,14 +35,23 @@ export function keeperEnv(root: Root, state: HaNodeState): Record<string, string
   });
 }
 
-/** pg_autoctl ARGS --pgdata PGDATA as the database user, with exactly the keeper's environment. */
-export async function keeperCtl(root: Root, state: HaNodeState, args: string[], options: { log?: Logger; allowFailure?: boolean; timeoutMs?: number } = {}) {
-  const env = Object.entries(keeperEnv(root, state)).map(([k, v]) => `${k}=${v}`);
-  return run('env', ['-i', ...env, 'pg_autoctl', ...args, '--pgdata', state.pgdata], {
+/** The one way pg_autoctl is run: as the database user with exactly `env` (env -i: nothing of ours leaks in). */
+export function runAutoctl(env: Record<string, string>, args: string[], options: { cwd: string; log?: Logger; allowFailure?: boolean; timeoutMs: number }) {
+  const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return run('env', ['-i', ...pairs, 'pg_autoctl', ...args], {
     asUser: DB_USER,
     log: options.log,
-    timeoutMs: options.timeoutMs ?? 60_000,
+    timeoutMs: options.timeoutMs,
     allowFailure: options.allowFailure ?? false,
+    cwd: options.cwd,
+  });
+}
+
+/** pg_autoctl ARGS --pgdata PGDATA as the database user, with exactly the keeper's environment. */
+export function keeperCtl(root: Root, state: HaNodeState, args: string[], options: { log?: Logger; allowFailure?: boolean; timeoutMs?: number } = {}) {
+  return runAutoctl(keeperEnv(root, state), [...args, '--pgdata', state.pgdata], {
+    ...options,
+    timeoutMs: options.timeoutMs ?? 60_000,
     cwd: path.dirname(state.pgdata),
   });
 }

@@ -22,7 +22,7 @@ import { withRun, type RunFlags } from '../system/runner.js';
 import { isRoot, lookupUser, type OsUser } from '../system/users.js';
 import { waitFor } from '../system/wait.js';
 import { readMonitorBundle, type MonitorBundle } from './bundle.js';
-import { autoctlEnvironment } from './keeper.js';
+import { autoctlEnvironment, DB_USER, runAutoctl } from './keeper.js';
 import { monitorTimeoutLines } from './timeouts.js';
 
 export const MONITOR_PATHS = {
@@ -37,7 +37,6 @@ export const MONITOR_PATHS = {
 export const MONITOR_DATABASE = 'pg_auto_failover';
 export const MONITOR_ROLE = 'autoctl_node';
 const IDENT_MAP = 'knocker_pgaf';
-export const DB_USER = 'postgres';
 
 /** Everything the monitor's files are, from the folder. */
 export function monitorFiles(root: Root) {
@@ -77,10 +76,9 @@ export function autoctlEnv(root: Root, files: AutoctlFiles): Record<string, stri
   return autoctlEnvironment({ home: files.dir, xdg: files.xdg, passfile: files.passfile, ...(root.isSandbox ? { socket: files.socket } : {}) });
 }
 
-/** pg_autoctl as the database user, with exactly `env` (env -i: nothing of ours leaks in). */
-export async function autoctl(root: Root, files: AutoctlFiles, args: string[], log?: Logger, allowFailure = false) {
-  const env = Object.entries(autoctlEnv(root, files)).map(([k, v]) => `${k}=${v}`);
-  return run('env', ['-i', ...env, 'pg_autoctl', ...args], { asUser: DB_USER, log, timeoutMs: 120_000, allowFailure, cwd: files.dir });
+/** pg_autoctl in the environment of `files` (runAutoctl: as the database user, env -i). */
+export function autoctl(root: Root, files: AutoctlFiles, args: string[], log?: Logger, allowFailure = false) {
+  return runAutoctl(autoctlEnv(root, files), args, { log, allowFailure, timeoutMs: 120_000, cwd: files.dir });
 }
 
 /** The socket folder of the monitor's PostgreSQL. */
