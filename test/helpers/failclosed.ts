@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { expect } from 'vitest';
 import { connect } from '../../src/postgres/connect.js';
 import { parseDatabaseUrl } from '../../src/postgres/url.js';
+import { freePort } from '../../src/system/host.js';
 import { PATHS, type Root } from '../../src/system/root.js';
 import { installPrimary } from './exposedb.js';
 import { knocker, type RunResult } from './knocker.js';
@@ -32,6 +33,33 @@ export const run = (args: string[], env?: Record<string, string>): Promise<RunRe
 export const standby = (root: Root, ...args: string[]) => run(['standby', '--root', root.dir, ...args]);
 
 /** A primary on `A` with a streaming standby on `B`; `client` is allowed in as the web nodes are. */
+/**
+ * makePair's beforeStandby for a standby host that runs a web node too: `B` allowed in, then an
+ * option-3 node on B's root on the primary's single-host string (add-standby gives it the pair's).
+ */
+export function webNodeOnStandbyHost(B: string, serverName = 'web-b'): NonNullable<Parameters<typeof makePair>[3]>['beforeStandby'] {
+  return async ({ rootA, rootB, nodesUrl }) => {
+    expect((await run(['exposedb', '--root', rootA.dir, '--add', `${B}/32`])).exitCode).toBe(0);
+    const installed = await knocker(
+      [
+        'install',
+        '--root',
+        rootB.dir,
+        '--listen',
+        `${B}:${await freePort(B)}`,
+        '--server-name',
+        serverName,
+        '--database-option',
+        '3',
+        '--database-ca',
+        rootA.path(PATHS.clusterCaCert),
+      ],
+      { env: { KNOCKNOC_DATABASE_URL: nodesUrl }, timeoutMs: 120_000 },
+    );
+    expect(installed.exitCode, installed.stderr).toBe(0);
+  };
+}
+
 export async function makePair(
   A: string,
   B: string,

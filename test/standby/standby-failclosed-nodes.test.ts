@@ -9,9 +9,8 @@ import fs from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { KnocknocConf } from '../../src/config/knocknoc-conf.js';
 import { parseDatabaseUrl } from '../../src/postgres/url.js';
-import { freePort } from '../../src/system/host.js';
 import { PATHS, type Root } from '../../src/system/root.js';
-import { finish, makePair, run, standby, waitRole, type Pair, switchoverUnderLoad } from '../helpers/failclosed.js';
+import { finish, makePair, webNodeOnStandbyHost, run, standby, waitRole, type Pair, switchoverUnderLoad } from '../helpers/failclosed.js';
 import { knocker } from '../helpers/knocker.js';
 import { request, waitFor } from '../helpers/server.js';
 
@@ -49,29 +48,8 @@ async function servesFrom(root: Root, host: string, timeoutMs = 60_000): Promise
 }
 
 beforeAll(async () => {
-  pair = await makePair(A, B, CLIENT, {
-    // B's own web node, on the primary's single-host string (allowed in as any other node).
-    async beforeStandby({ rootA, rootB, nodesUrl }) {
-      expect((await run(['exposedb', '--root', rootA.dir, '--add', `${B}/32`])).exitCode).toBe(0);
-      const installed = await knocker(
-        [
-          'install',
-          '--root',
-          rootB.dir,
-          '--listen',
-          `${B}:${await freePort(B)}`,
-          '--server-name',
-          'web-b',
-          '--database-option',
-          '3',
-          '--database-ca',
-          rootA.path(PATHS.clusterCaCert),
-        ],
-        { env: { KNOCKNOC_DATABASE_URL: nodesUrl }, timeoutMs: 120_000 },
-      );
-      expect(installed.exitCode, installed.stderr).toBe(0);
-    },
-  });
+  // B's own web node (option 3 on the primary's string; add-standby gives it the pair's).
+  pair = await makePair(A, B, CLIENT, { beforeStandby: webNodeOnStandbyHost(B) });
 }, 180_000);
 
 afterAll(async () => {

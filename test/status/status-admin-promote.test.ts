@@ -7,9 +7,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { CONFIRM_KEYS } from '../../src/shared/confirm.js';
 import { STANDBY_TITLE } from '../../src/status/actions.js';
-import { freePort } from '../../src/system/host.js';
-import { PATHS } from '../../src/system/root.js';
-import { finish, makePair, type Pair, postmasterPid, role, run, startSampler, writerFor } from '../helpers/failclosed.js';
+import { finish, makePair, webNodeOnStandbyHost, type Pair, postmasterPid, role, startSampler, writerFor } from '../helpers/failclosed.js';
 import { cleanEnv, KNOCKER, knocker } from '../helpers/knocker.js';
 import { waitFor } from '../helpers/server.js';
 import { openTerminal, type Terminal } from '../helpers/tmux.js';
@@ -21,29 +19,8 @@ let pair: Pair;
 let terminal: Terminal | undefined;
 
 beforeAll(async () => {
-  pair = await makePair(A, B, CLIENT, {
-    // B's own web node (option 3 on the primary's string; add-standby gives it the pair's string).
-    async beforeStandby({ rootA, rootB, nodesUrl }) {
-      expect((await run(['exposedb', '--root', rootA.dir, '--add', `${B}/32`])).exitCode).toBe(0);
-      const installed = await knocker(
-        [
-          'install',
-          '--root',
-          rootB.dir,
-          '--listen',
-          `${B}:${await freePort(B)}`,
-          '--server-name',
-          'web-b',
-          '--database-option',
-          '3',
-          '--database-ca',
-          rootA.path(PATHS.clusterCaCert),
-        ],
-        { env: { KNOCKNOC_DATABASE_URL: nodesUrl }, timeoutMs: 120_000 },
-      );
-      expect(installed.exitCode, installed.stderr).toBe(0);
-    },
-  });
+  // B's own web node (option 3 on the primary's string; add-standby gives it the pair's).
+  pair = await makePair(A, B, CLIENT, { beforeStandby: webNodeOnStandbyHost(B) });
 }, 240_000);
 
 afterAll(async () => {
